@@ -1,0 +1,456 @@
+//! Finding migrations in a directory, in airlock's layout and in the layouts people come from.
+//!
+//! | layout | up | down |
+//! |---|---|---|
+//! | airlock, golang-migrate, sqlx (reversible) | `<v>_<name>.up.sql` | `<v>_<name>.down.sql` |
+//! | Flyway | `V<v>__<name>.sql` (`_` or `.` between version parts) | `U<v>__<name>.sql` |
+//! | diesel | `<v>_<name>/up.sql` (`-` inside `<v>` is dropped) | `<v>_<name>/down.sql` |
+//! | dbmate | `<v>_<name>.sql` with `-- migrate:up` | its `-- migrate:down` section |
+//! | sqlx (simple) | `<v>_<name>.sql` | none |
+//!
+//! Files not ending in `.sql`, hidden files and directories that are not diesel
+//! migrations are ignored. A `.sql` file whose name fits no layout is an error: a
+//! migration that is silently skipped is worse than a refusal.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::migration::{parse_directives, Directives, Kind, Migration, Script};
+use crate::version::Version;
+
+/// A problem with one file: it makes the whole directory unusable (exit 2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileError {
+    /// The file (or directory) concerned.
+    pub path: PathBuf,
+    /// 1-based line, when the problem is inside the file.
+    pub line: Option<usize>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for FileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.path.display(), line, self.message),
+            None => write!(f, "{}: {}", self.path.display(), self.message),
+        }
+    }
+}
+
+/// Something worth saying that does not stop a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// The file concerned.
+    pub path: PathBuf,
+    /// What to know.
+    pub message: String,
+}
+
+/// The migrations of a directory, sorted by version.
+#[derive(Clone, Debug, Default)]
+pub struct Discovered {
+    /// Sorted by version, no duplicates.
+    pub migrations: Vec<Migration>,
+    /// Non-fatal remarks (empty scripts).
+    pub warnings: Vec<Warning>,
+}
+
+/// Errors of a whole directory: all the bad files at once.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct DiscoveryError(pub Vec<FileError>);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Direction {
+    Up,
+    Down,
+    /// dbmate's file with both sections, or sqlx's simple up-only file.
+    Single,
+}
+
+struct Found {
+    version: Version,
+    name: String,
+    direction: Direction,
+    path: PathBuf,
+}
+
+/// Reads the migrations in `dir`.
+pub fn discover(dir: &Path) -> Result<Discovered, DiscoveryError> {
+    let entries = fs::read_dir(dir).map_err(|e| {
+        DiscoveryError(vec![FileError {
+            path: dir.to_owned(),
+            line: None,
+            message: format!("cannot read the migrations directory: {e} (set it with --dir or `dir` in airlock.toml)"),
+        }])
+    })?;
+    let mut errors = Vec::new();
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(file_error(dir, format!("cannot list the directory: {e}")));
+                continue;
+            }
+        };
+        let path = entry.path();
+        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
+            if path.extension().is_some_and(|e| e == "sql") {
+                errors.push(file_error(&path, "the file name is not valid UTF-8".to_owned()));
+            }
+            continue;
+        };
+        if file_name.starts_with('.') {
+            continue;
+        }
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let parsed = if is_dir {
+            classify_dir(&path, &file_name)
+        } else {
+            classify_file(&path, &file_name)
+        };
+        match parsed {
+            Ok(mut items) => found.append(&mut items),
+            Err(e) => errors.push(e),
+        }
+    }
+    let discovered = assemble(found, &mut errors);
+    if errors.is_empty() {
+        Ok(discovered)
+    } else {
+        errors.sort_by(|a, b| a.path.cmp(&b.path));
+        Err(DiscoveryError(errors))
+    }
+}
+
+fn file_error(path: &Path, message: String) -> FileError {
+    FileError { path: path.to_owned(), line: None, message }
+}
+
+/// Splits `<version>_<name>` where the version is digits and dots.
+fn split_version_name(stem: &str) -> Option<(&str, &str)> {
+    let end = stem.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+    let (version, rest) = stem.split_at(end);
+    let name = rest.strip_prefix('_')?;
+    (!version.is_empty() && !name.is_empty()).then_some((version, name))
+}
+
+const LAYOUT_HELP: &str = "expected `<version>_<name>.up.sql` / `.down.sql`, Flyway `V<version>__<name>.sql`, dbmate/sqlx `<version>_<name>.sql`, or a diesel directory `<version>_<name>/up.sql`";
+
+fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, FileError> {
+    let Some(stem) = file_name.strip_suffix(".sql") else {
+        return Ok(Vec::new());
+    };
+    let bad = |why: String| file_error(path, format!("{why}; {LAYOUT_HELP}"));
+    let version = |text: &str, parts: Vec<&str>| {
+        Version::from_segments(text, parts).map_err(|e| bad(e.to_string()))
+    };
+    let flyway = |stem: &str, direction| -> Result<Vec<Found>, FileError> {
+        let (v, name) = stem
+            .split_once("__")
+            .filter(|(v, n)| !v.is_empty() && !n.is_empty())
+            .ok_or_else(|| bad(format!("`{file_name}` looks like a Flyway migration but has no `__<name>`")))?;
+        Ok(vec![Found {
+            version: version(v, v.split(['.', '_']).collect())?,
+            name: name.to_owned(),
+            direction: direction,
+            path: path.to_owned(),
+        }])
+    };
+    if let Some(rest) = stem.strip_prefix('V').filter(|r| r.starts_with(|c: char| c.is_ascii_digit())) {
+        return flyway(rest, Direction::Up);
+    }
+    if let Some(rest) = stem.strip_prefix('U').filter(|r| r.starts_with(|c: char| c.is_ascii_digit())) {
+        return flyway(rest, Direction::Down);
+    }
+    if stem.starts_with("R__") {
+        return Err(file_error(
+            path,
+            "Flyway repeatable migrations (`R__`) are not supported: make it a versioned migration, or move it out of the migrations directory".to_owned(),
+        ));
+    }
+    let (stem, direction) = if let Some(s) = stem.strip_suffix(".up") {
+        (s, Direction::Up)
+    } else if let Some(s) = stem.strip_suffix(".down") {
+        (s, Direction::Down)
+    } else {
+        (stem, Direction::Single)
+    };
+    let (v, name) = split_version_name(stem)
+        .ok_or_else(|| bad(format!("`{file_name}` is not a migration file name")))?;
+    Ok(vec![Found {
+        version: version(v, v.split('.').collect())?,
+        name: name.to_owned(),
+        direction,
+        path: path.to_owned(),
+    }])
+}
+
+fn classify_dir(path: &Path, dir_name: &str) -> Result<Vec<Found>, FileError> {
+    // diesel: 2024-01-31-120000_create_users/{up,down}.sql
+    let end = dir_name
+        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
+        .unwrap_or(dir_name.len());
+    let (v, rest) = dir_name.split_at(end);
+    let Some(name) = rest.strip_prefix('_').filter(|n| !n.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    if v.is_empty() || !v.starts_with(|c: char| c.is_ascii_digit()) {
+        return Ok(Vec::new());
+    }
+    let digits: String = v.chars().filter(char::is_ascii_digit).collect();
+    let version = Version::from_segments(v, [digits.as_str()])
+        .map_err(|e| file_error(path, e.to_string()))?;
+    let up = path.join("up.sql");
+    if !up.is_file() {
+        return Err(file_error(
+            path,
+            "a migration directory needs an `up.sql` (diesel layout: `<version>_<name>/up.sql` and `down.sql`)".to_owned(),
+        ));
+    }
+    let mut items = vec![Found { version: version.clone(), name: name.to_owned(), direction: Direction::Up, path: up }];
+    let down = path.join("down.sql");
+    if down.is_file() {
+        items.push(Found { version, name: name.to_owned(), direction: Direction::Down, path: down });
+    }
+    Ok(items)
+}
+
+fn read_text(path: &Path) -> Result<String, FileError> {
+    let bytes = fs::read(path).map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        FileError {
+            path: path.to_owned(),
+            line: Some(line),
+            message: "the file is not valid UTF-8; save it as UTF-8".to_owned(),
+        }
+    })?;
+    Ok(text.strip_prefix('\u{feff}').map(str::to_owned).unwrap_or(text))
+}
+
+fn script(path: &Path, sql: String, line_offset: usize) -> Script {
+    Script { path: path.to_owned(), sql, line_offset }
+}
+
+/// dbmate's single file: `-- migrate:up [transaction:false]` then `-- migrate:down`.
+/// Returns (up, down, no_transaction), or None when the file has no `-- migrate:up`.
+fn split_dbmate(path: &Path, text: &str) -> Result<Option<(Script, Option<Script>, bool)>, FileError> {
+    let mut up_start = None;
+    let mut down_start = None;
+    let mut no_transaction = false;
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let trimmed = line.trim();
+        if let Some(options) = trimmed.strip_prefix("-- migrate:up") {
+            if up_start.is_some() {
+                return Err(FileError { path: path.to_owned(), line: Some(index + 1), message: "a second `-- migrate:up`".to_owned() });
+            }
+            no_transaction |= options.contains("transaction:false");
+            up_start = Some((offset + line.len(), index + 1));
+        } else if trimmed.starts_with("-- migrate:down") {
+            if up_start.is_none() {
+                return Err(FileError { path: path.to_owned(), line: Some(index + 1), message: "`-- migrate:down` comes before `-- migrate:up`".to_owned() });
+            }
+            if down_start.is_some() {
+                return Err(FileError { path: path.to_owned(), line: Some(index + 1), message: "a second `-- migrate:down`".to_owned() });
+            }
+            down_start = Some((offset, offset + line.len(), index + 1));
+        }
+        offset += line.len();
+    }
+    let Some((up_from, up_line)) = up_start else { return Ok(None) };
+    let up_to = down_start.map_or(text.len(), |(marker, _, _)| marker);
+    let up = script(path, text[up_from..up_to].to_owned(), up_line);
+    let down = down_start.map(|(_, from, line)| script(path, text[from..].to_owned(), line));
+    Ok(Some((up, down, no_transaction)))
+}
+
+fn is_blank(sql: &str) -> bool {
+    airlock_sql::is_blank(sql, airlock_sql::Dialect::Postgres)
+}
+
+fn assemble(found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
+    let mut by_version: BTreeMap<Version, Vec<Found>> = BTreeMap::new();
+    for item in found {
+        by_version.entry(item.version.clone()).or_default().push(item);
+    }
+    let mut discovered = Discovered::default();
+    for (version, mut items) in by_version {
+        items.sort_by(|a, b| a.path.cmp(&b.path));
+        let ups: Vec<&Found> = items.iter().filter(|f| f.direction != Direction::Down).collect();
+        let downs: Vec<&Found> = items.iter().filter(|f| f.direction == Direction::Down).collect();
+        let list = |v: &[&Found]| v.iter().map(|f| format!("`{}`", f.path.display())).collect::<Vec<_>>().join(", ");
+        if ups.len() > 1 {
+            errors.push(file_error(&ups[1].path, format!("version {version} is used by more than one migration: {}; give each migration its own version", list(&ups))));
+            continue;
+        }
+        if downs.len() > 1 {
+            errors.push(file_error(&downs[1].path, format!("version {version} has more than one down script: {}", list(&downs))));
+            continue;
+        }
+        let Some(up_file) = ups.first() else {
+            errors.push(file_error(&downs[0].path, format!("a down script for version {version} without its up script; add the up script or remove this file")));
+            continue;
+        };
+        if let Some(down) = downs.first() {
+            if down.name != up_file.name {
+                errors.push(file_error(&down.path, format!("the down script is named `{}` but its up script `{}` is named `{}`; use one name for both", down.name, up_file.path.display(), up_file.name)));
+                continue;
+            }
+            if up_file.direction == Direction::Single {
+                errors.push(file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display())));
+                continue;
+            }
+        }
+        match load(up_file, downs.first().copied(), &mut discovered.warnings) {
+            Ok(migration) => discovered.migrations.push(migration),
+            Err(e) => errors.push(e),
+        }
+    }
+    discovered
+}
+
+fn load(up_file: &Found, down_file: Option<&Found>, warnings: &mut Vec<Warning>) -> Result<Migration, FileError> {
+    let text = read_text(&up_file.path)?;
+    let (up, mut down, dbmate_no_tx) = match up_file.direction {
+        Direction::Single => match split_dbmate(&up_file.path, &text)? {
+            Some(parts) => parts,
+            None => (script(&up_file.path, text, 0), None, false),
+        },
+        _ => (script(&up_file.path, text, 0), None, false),
+    };
+    if let Some(down_file) = down_file {
+        down = Some(script(&down_file.path, read_text(&down_file.path)?, 0));
+    }
+    let mut directives: Directives = parse_directives(&up.sql).map_err(|e| FileError {
+        path: up.path.clone(),
+        line: Some(e.line + up.line_offset),
+        message: e.message,
+    })?;
+    directives.no_transaction |= dbmate_no_tx;
+    if let Some(down) = &down {
+        parse_directives(&down.sql).map_err(|e| FileError {
+            path: down.path.clone(),
+            line: Some(e.line + down.line_offset),
+            message: e.message,
+        })?;
+    }
+    if is_blank(&up.sql) {
+        warnings.push(Warning {
+            path: up.path.clone(),
+            message: format!("version {} has no statements; it will be recorded as applied and do nothing", up_file.version),
+        });
+    }
+    if let Some(down) = down.as_ref().filter(|d| is_blank(&d.sql)) {
+        warnings.push(Warning {
+            path: down.path.clone(),
+            message: format!("the down script of version {} is empty: rolling back will do nothing", up_file.version),
+        });
+    }
+    let checksum = up.checksum();
+    Ok(Migration {
+        version: up_file.version.clone(),
+        name: up_file.name.clone(),
+        kind: if directives.data { Kind::Data } else { Kind::Schema },
+        up,
+        down,
+        directives,
+        checksum,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, content) in files {
+            let path = dir.path().join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, content).unwrap();
+        }
+        dir
+    }
+
+    fn versions(d: &Discovered) -> Vec<String> {
+        d.migrations.iter().map(|m| format!("{} {}", m.version, m.name)).collect()
+    }
+
+    #[test]
+    fn reads_every_layout_and_sorts_numerically() {
+        let dir = dir_with(&[
+            ("10_ten.up.sql", b"SELECT 10;"),
+            ("10_ten.down.sql", b"SELECT -10;"),
+            ("2_two.up.sql", b"SELECT 2;"),
+            ("V3__flyway.sql", b"SELECT 3;"),
+            ("U3__flyway.sql", b"SELECT -3;"),
+            ("V1_1__flyway_dotted.sql", b"SELECT 1.1;"),
+            ("20240131120000_dbmate.sql", b"-- migrate:up\nSELECT 4;\n-- migrate:down\nSELECT -4;\n"),
+            ("2024-02-01-000000_diesel/up.sql", b"SELECT 5;"),
+            ("2024-02-01-000000_diesel/down.sql", b"SELECT -5;"),
+            ("5_sqlx_simple.sql", b"SELECT 6;"),
+            ("README.md", b"not a migration"),
+            ("migrations.list", b"x"),
+            ("fixtures/data.csv", b"1,2"),
+            (".#10_ten.up.sql", b"editor lock"),
+        ]);
+        let d = discover(dir.path()).unwrap();
+        assert_eq!(
+            versions(&d),
+            ["1.1 flyway_dotted", "2 two", "3 flyway", "5 sqlx_simple", "10 ten", "20240131120000 dbmate", "20240201000000 diesel"]
+        );
+        let dbmate = &d.migrations[5];
+        assert_eq!(dbmate.up.sql, "SELECT 4;\n");
+        assert_eq!(dbmate.up.line_offset, 1);
+        assert_eq!(dbmate.down.as_ref().unwrap().sql, "SELECT -4;\n");
+        assert!(d.migrations[2].down.is_some(), "Flyway undo file");
+        assert!(d.migrations[3].down.is_none());
+    }
+
+    #[test]
+    fn reports_every_bad_file_at_once() {
+        let dir = dir_with(&[
+            ("1_a.up.sql", b"SELECT 1;"),
+            ("001_b.up.sql", b"SELECT 1;"),
+            ("schema.sql", b"SELECT 1;"),
+            ("3_c.down.sql", b"SELECT 1;"),
+            ("4_d.up.sql", b"SELECT \xff;"),
+            ("5_e.up.sql", b"-- airlock:bogus\nSELECT 1;"),
+            ("R__views.sql", b"SELECT 1;"),
+        ]);
+        let err = discover(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("version 1 is used by more than one migration"), "{err}");
+        assert!(err.contains("schema.sql: `schema.sql` is not a migration file name"), "{err}");
+        assert!(err.contains("3_c.down.sql: a down script for version 3 without its up script"), "{err}");
+        assert!(err.contains("4_d.up.sql:1: the file is not valid UTF-8"), "{err}");
+        assert!(err.contains("5_e.up.sql:1: unknown directive"), "{err}");
+        assert!(err.contains("R__views.sql: Flyway repeatable migrations"), "{err}");
+    }
+
+    #[test]
+    fn warns_about_empty_scripts() {
+        let dir = dir_with(&[("1_a.up.sql", b"-- nothing yet\n"), ("1_a.down.sql", b"")]);
+        let d = discover(dir.path()).unwrap();
+        assert_eq!(d.migrations.len(), 1);
+        assert_eq!(d.warnings.len(), 2);
+    }
+
+    #[test]
+    fn dbmate_transaction_false_means_no_transaction() {
+        let dir = dir_with(&[("1_idx.sql", b"-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (x);\n")]);
+        let d = discover(dir.path()).unwrap();
+        assert!(d.migrations[0].directives.no_transaction);
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let err = discover(Path::new("/nonexistent/migrations")).unwrap_err().to_string();
+        assert!(err.contains("/nonexistent/migrations: cannot read the migrations directory"), "{err}");
+    }
+}

@@ -1,0 +1,417 @@
+//! MySQL and MariaDB driver.
+//!
+//! Quirks kept here:
+//! - DDL commits implicitly: no migration with DDL can share a transaction with
+//!   its history row. The runner therefore records `running` before, advances
+//!   the statement counter after each statement, and marks the end; this driver
+//!   says so through `transactional_ddl = false`.
+//! - The session runs in UTC (`time_zone = '+00:00'`) so `NOW(6)` and stored
+//!   `DATETIME(6)` values are UTC.
+//! - Lock waits are bounded by `lock_wait_timeout` (metadata locks, what DDL
+//!   waits on) and `innodb_lock_wait_timeout` (row locks), in whole seconds;
+//!   error 1205 is a lock timeout. Statement time is bounded by MariaDB's
+//!   `max_statement_time` (error 1969) or MySQL's `max_execution_time` (SELECT only, 3024).
+//! - `mariadb://` URLs are read as `mysql://`.
+
+use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
+use airlock_driver::{
+    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, Timeouts,
+};
+use chrono::{DateTime, NaiveDateTime, Utc};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, Row, Value};
+
+/// A connection to one MySQL or MariaDB database.
+pub struct MySqlDriver {
+    conn: Conn,
+    mariadb: bool,
+}
+
+fn error(e: mysql_async::Error) -> DriverError {
+    match e {
+        mysql_async::Error::Server(s) => {
+            let kind = match s.code {
+                1205 => ErrorKind::LockTimeout,
+                1969 | 3024 => ErrorKind::StatementTimeout,
+                1044 | 1045 | 1142 | 1143 | 1227 | 1290 => ErrorKind::Permission,
+                _ => ErrorKind::Statement,
+            };
+            DriverError::new(kind, format!("ERROR {} ({}): {}", s.code, s.state, s.message)).with_code(s.code.to_string())
+        }
+        mysql_async::Error::Io(io) => DriverError::new(ErrorKind::Connection, io.to_string()),
+        mysql_async::Error::Driver(d) => DriverError::new(ErrorKind::Connection, d.to_string()),
+        other => DriverError::new(ErrorKind::Statement, other.to_string()),
+    }
+}
+
+const SCHEMA: [&str; 5] = [
+    "CREATE TABLE IF NOT EXISTS airlock_history (
+        version VARCHAR(191) NOT NULL PRIMARY KEY,
+        name VARCHAR(512) NOT NULL,
+        kind VARCHAR(16) NOT NULL,
+        checksum CHAR(64) NOT NULL,
+        up_sql LONGTEXT NOT NULL,
+        down_sql LONGTEXT,
+        state VARCHAR(16) NOT NULL,
+        mode VARCHAR(16) NOT NULL,
+        statements_done INT NOT NULL,
+        statements_total INT NOT NULL,
+        failed_statement INT,
+        error TEXT,
+        started_at DATETIME(6) NOT NULL,
+        finished_at DATETIME(6),
+        duration_ms BIGINT,
+        os_user VARCHAR(255) NOT NULL,
+        host VARCHAR(255) NOT NULL,
+        airlock_version VARCHAR(64) NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    "CREATE TABLE IF NOT EXISTS airlock_events (
+        id BIGINT AUTO_INCREMENT PRIMARY KEY,
+        at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+        kind VARCHAR(64) NOT NULL,
+        version VARCHAR(191),
+        detail LONGTEXT NOT NULL,
+        os_user VARCHAR(255) NOT NULL,
+        host VARCHAR(255) NOT NULL,
+        pid BIGINT NOT NULL,
+        airlock_version VARCHAR(64) NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    "CREATE TABLE IF NOT EXISTS airlock_meta (
+        `key` VARCHAR(191) NOT NULL PRIMARY KEY,
+        value TEXT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    "CREATE TABLE IF NOT EXISTS airlock_lock (
+        id INT NOT NULL PRIMARY KEY,
+        owner VARCHAR(64),
+        host VARCHAR(255),
+        pid BIGINT,
+        os_user VARCHAR(255),
+        version VARCHAR(191),
+        acquired_at DATETIME(6),
+        heartbeat_at DATETIME(6)
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
+    "INSERT IGNORE INTO airlock_lock (id) VALUES (1)",
+];
+
+fn bad_row(what: &str, value: &str) -> DriverError {
+    DriverError::new(ErrorKind::Statement, format!("airlock_history holds an unreadable {what} `{value}`"))
+}
+
+fn utc(t: NaiveDateTime) -> DateTime<Utc> {
+    t.and_utc()
+}
+
+fn naive(t: &DateTime<Utc>) -> NaiveDateTime {
+    t.naive_utc()
+}
+
+fn get<T: mysql_async::prelude::FromValue>(row: &Row, index: usize) -> Result<T> {
+    row.get_opt::<T, usize>(index)
+        .unwrap_or_else(|| Err(mysql_async::FromValueError(Value::NULL)))
+        .map_err(|e| DriverError::new(ErrorKind::Statement, format!("airlock_history: unreadable column {index}: {e}")))
+}
+
+fn record(row: &Row) -> Result<HistoryRecord> {
+    let version: String = get(row, 0)?;
+    let kind: String = get(row, 2)?;
+    let state: String = get(row, 6)?;
+    let mode: String = get(row, 7)?;
+    Ok(HistoryRecord {
+        version: Version::parse(&version).map_err(|_| bad_row("version", &version))?,
+        name: get(row, 1)?,
+        kind: Kind::parse(&kind).ok_or_else(|| bad_row("kind", &kind))?,
+        checksum: get(row, 3)?,
+        up_sql: get(row, 4)?,
+        down_sql: get(row, 5)?,
+        state: RunState::parse(&state).ok_or_else(|| bad_row("state", &state))?,
+        mode: RunMode::parse(&mode).ok_or_else(|| bad_row("mode", &mode))?,
+        statements_done: get(row, 8)?,
+        statements_total: get(row, 9)?,
+        failed_statement: get(row, 10)?,
+        error: get(row, 11)?,
+        started_at: utc(get(row, 12)?),
+        finished_at: get::<Option<NaiveDateTime>>(row, 13)?.map(utc),
+        duration_ms: get(row, 14)?,
+        os_user: get(row, 15)?,
+        host: get(row, 16)?,
+        airlock_version: get(row, 17)?,
+    })
+}
+
+impl MySqlDriver {
+    /// Connects and sets the session to UTC.
+    pub async fn connect(url: &DatabaseUrl) -> Result<MySqlDriver> {
+        let raw = url.expose();
+        let raw = match raw.get(..10) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("mariadb://") => format!("mysql://{}", &raw[10..]),
+            _ => raw.to_owned(),
+        };
+        let opts = Opts::from_url(&raw)
+            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("{url}: {e}")))?;
+        let mut conn = Conn::new(opts).await.map_err(|e| {
+            DriverError::new(ErrorKind::Connection, format!("cannot connect to {url}: {}", error(e).message))
+        })?;
+        conn.query_drop("SET time_zone = '+00:00'").await.map_err(error)?;
+        let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(error)?;
+        let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
+        Ok(MySqlDriver { conn, mariadb })
+    }
+
+    async fn table_exists(&mut self, table: &str) -> Result<bool> {
+        let found: Option<i64> = self
+            .conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
+                (table,),
+            )
+            .await
+            .map_err(error)?;
+        Ok(found.is_some())
+    }
+}
+
+#[async_trait::async_trait]
+impl Driver for MySqlDriver {
+    fn engine(&self) -> Engine {
+        Engine::MySql
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { transactional_ddl: false, lease_heartbeat: true }
+    }
+
+    async fn server_version(&mut self) -> Result<String> {
+        let version: Option<String> = self.conn.query_first("SELECT VERSION()").await.map_err(error)?;
+        Ok(version.unwrap_or_default())
+    }
+
+    async fn ensure_tables(&mut self) -> Result<()> {
+        for statement in SCHEMA {
+            self.conn.query_drop(statement).await.map_err(error)?;
+        }
+        Ok(())
+    }
+
+    async fn read_project(&mut self) -> Result<Option<String>> {
+        if !self.table_exists("airlock_meta").await? {
+            return Ok(None);
+        }
+        self.conn
+            .query_first("SELECT value FROM airlock_meta WHERE `key` = 'project'")
+            .await
+            .map_err(error)
+    }
+
+    async fn stamp_project(&mut self, project: &str) -> Result<()> {
+        self.conn
+            .exec_drop(
+                "INSERT INTO airlock_meta (`key`, value) VALUES ('project', ?), ('stamped_at', DATE_FORMAT(NOW(6), '%Y-%m-%dT%H:%i:%s.%fZ'))",
+                (project,),
+            )
+            .await
+            .map_err(error)
+    }
+
+    async fn read_history(&mut self) -> Result<Vec<HistoryRecord>> {
+        if !self.table_exists("airlock_history").await? {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Row> = self
+            .conn
+            .query(
+                "SELECT version, name, kind, checksum, up_sql, down_sql, state, mode, statements_done, statements_total, \
+                 failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history",
+            )
+            .await
+            .map_err(error)?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn write_history(&mut self, r: &HistoryRecord) -> Result<()> {
+        let values: Vec<Value> = vec![
+            r.version.to_string().into(),
+            r.name.clone().into(),
+            r.kind.as_str().into(),
+            r.checksum.clone().into(),
+            r.up_sql.clone().into(),
+            r.down_sql.clone().into(),
+            r.state.as_str().into(),
+            r.mode.as_str().into(),
+            r.statements_done.into(),
+            r.statements_total.into(),
+            r.failed_statement.into(),
+            r.error.clone().into(),
+            naive(&r.started_at).into(),
+            r.finished_at.as_ref().map(naive).into(),
+            r.duration_ms.into(),
+            r.os_user.clone().into(),
+            r.host.clone().into(),
+            r.airlock_version.clone().into(),
+        ];
+        self.conn
+            .exec_drop(
+                "REPLACE INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
+                 statements_done, statements_total, failed_statement, error, started_at, finished_at, duration_ms, \
+                 os_user, host, airlock_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            .await
+            .map_err(error)
+    }
+
+    async fn append_event(&mut self, event: &Event, actor: &Actor) -> Result<()> {
+        let values: Vec<Value> = vec![
+            event.kind.clone().into(),
+            event.version.as_ref().map(ToString::to_string).into(),
+            event.detail.clone().into(),
+            actor.os_user.clone().into(),
+            actor.host.clone().into(),
+            actor.pid.into(),
+            actor.airlock_version.clone().into(),
+        ];
+        self.conn
+            .exec_drop(
+                "INSERT INTO airlock_events (kind, version, detail, os_user, host, pid, airlock_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                values,
+            )
+            .await
+            .map_err(error)
+    }
+
+    async fn read_lease(&mut self) -> Result<Option<Lease>> {
+        if !self.table_exists("airlock_lock").await? {
+            return Ok(None);
+        }
+        let row: Option<Row> = self
+            .conn
+            .query_first(
+                "SELECT owner, host, pid, os_user, version, acquired_at, \
+                 TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)) / 1000000.0 \
+                 FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL",
+            )
+            .await
+            .map_err(error)?;
+        let Some(row) = row else { return Ok(None) };
+        let age: f64 = match row.get::<Value, usize>(6) {
+            Some(Value::Bytes(b)) => String::from_utf8_lossy(&b).parse().unwrap_or(0.0),
+            Some(Value::Double(d)) => d,
+            Some(Value::Float(f)) => f64::from(f),
+            Some(Value::Int(i)) => i as f64,
+            _ => 0.0,
+        };
+        Ok(Some(Lease {
+            owner: get(&row, 0)?,
+            host: get(&row, 1)?,
+            pid: get::<i64>(&row, 2)? as u32,
+            os_user: get(&row, 3)?,
+            version: get(&row, 4)?,
+            acquired_at: utc(get(&row, 5)?),
+            heartbeat_age_secs: age,
+        }))
+    }
+
+    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool> {
+        self.conn
+            .exec_drop(
+                "UPDATE airlock_lock SET owner = ?, host = ?, pid = ?, os_user = ?, version = NULL, \
+                 acquired_at = NOW(6), heartbeat_at = NOW(6) WHERE id = 1 AND owner <=> ?",
+                (&claim.owner, &claim.host, claim.pid, &claim.os_user, previous),
+            )
+            .await
+            .map_err(error)?;
+        Ok(self.conn.affected_rows() == 1)
+    }
+
+    async fn renew_lease(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
+        // heartbeat_at always changes (microseconds), so "affected" means "matched".
+        self.conn
+            .exec_drop(
+                "UPDATE airlock_lock SET heartbeat_at = NOW(6), version = ? WHERE id = 1 AND owner = ?",
+                (version, owner),
+            )
+            .await
+            .map_err(error)?;
+        Ok(self.conn.affected_rows() == 1)
+    }
+
+    async fn release_lease(&mut self, owner: &str) -> Result<()> {
+        self.conn
+            .exec_drop(
+                "UPDATE airlock_lock SET owner = NULL, host = NULL, pid = NULL, os_user = NULL, version = NULL, \
+                 acquired_at = NULL, heartbeat_at = NULL WHERE id = 1 AND owner = ?",
+                (owner,),
+            )
+            .await
+            .map_err(error)
+    }
+
+    async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
+        // Whole seconds, at least 1; "no limit" is the server's maximum (one year).
+        let lock = if timeouts.lock.is_zero() { 31_536_000 } else { timeouts.lock.as_secs_f64().ceil().max(1.0) as u64 };
+        let mut sql = format!("SET SESSION lock_wait_timeout = {lock}, SESSION innodb_lock_wait_timeout = {}", lock.min(1_073_741_824));
+        if self.mariadb {
+            sql.push_str(&format!(", SESSION max_statement_time = {}", timeouts.statement.as_secs_f64()));
+        } else {
+            sql.push_str(&format!(", SESSION max_execution_time = {}", timeouts.statement.as_millis()));
+        }
+        self.conn.query_drop(sql).await.map_err(error)
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        self.conn.query_drop("START TRANSACTION").await.map_err(error)
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.conn.query_drop("COMMIT").await.map_err(error)
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        self.conn.query_drop("ROLLBACK").await.map_err(error)
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<()> {
+        self.conn.query_drop(sql).await.map_err(error)
+    }
+
+    async fn describe_blockers(&mut self) -> Result<Vec<String>> {
+        let rows: Vec<Row> = self
+            .conn
+            .query(
+                "SELECT p.ID, p.USER, p.COMMAND, p.TIME, COALESCE(p.STATE, ''), LEFT(COALESCE(p.INFO, ''), 120), \
+                 t.trx_started IS NOT NULL FROM information_schema.PROCESSLIST p \
+                 LEFT JOIN information_schema.INNODB_TRX t ON t.trx_mysql_thread_id = p.ID \
+                 WHERE p.ID <> CONNECTION_ID() AND p.DB = DATABASE() AND (t.trx_id IS NOT NULL OR p.COMMAND <> 'Sleep') \
+                 ORDER BY p.TIME DESC LIMIT 5",
+            )
+            .await
+            .map_err(error)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let field = |i: usize| r.get::<Option<String>, usize>(i).flatten().unwrap_or_default();
+                let open_tx = r.get::<Option<i64>, usize>(6).flatten().unwrap_or(0) == 1;
+                format!(
+                    "connection {} (user {}) {} for {} s{}{}; last query: {}",
+                    r.get::<Option<i64>, usize>(0).flatten().unwrap_or(0),
+                    field(1),
+                    field(2),
+                    r.get::<Option<i64>, usize>(3).flatten().unwrap_or(0),
+                    if open_tx { ", in an open transaction" } else { "" },
+                    match field(4) {
+                        s if s.is_empty() => String::new(),
+                        s => format!(", {s}"),
+                    },
+                    field(5).replace('\n', " ")
+                )
+            })
+            .collect())
+    }
+
+    async fn index_is_invalid(&mut self, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
+
+    async fn drop_invalid_index(&mut self, _name: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,441 @@
+//! PostgreSQL driver.
+//!
+//! Quirks kept here:
+//! - DDL is transactional: a migration and its history row commit together.
+//! - Creating airlock's tables is serialized with a *transaction-scoped* advisory
+//!   lock (`pg_advisory_xact_lock`), because concurrent `CREATE TABLE IF NOT
+//!   EXISTS` can still fail on the catalog's unique index. Transaction-scoped, so
+//!   it also works behind a transaction-pooling PgBouncer.
+//! - The run lease is a row, not a session advisory lock, for the same reason;
+//!   its age is measured with the server's `clock_timestamp()`, never the client's clock.
+//! - Timeouts are `lock_timeout` and `statement_timeout`; a lock timeout is
+//!   SQLSTATE 55P03, a statement timeout 57014.
+
+use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
+use airlock_driver::{
+    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, Timeouts,
+};
+use chrono::{DateTime, Utc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, NoTls, Row};
+
+/// A connection to one PostgreSQL database.
+pub struct PostgresDriver {
+    client: Client,
+}
+
+fn error(e: tokio_postgres::Error) -> DriverError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let kind = if *code == SqlState::LOCK_NOT_AVAILABLE {
+            ErrorKind::LockTimeout
+        } else if *code == SqlState::QUERY_CANCELED {
+            ErrorKind::StatementTimeout
+        } else if *code == SqlState::INSUFFICIENT_PRIVILEGE || *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+            ErrorKind::Permission
+        } else if code.code().starts_with("08") || code.code().starts_with("57P") {
+            ErrorKind::Connection
+        } else {
+            ErrorKind::Statement
+        };
+        let mut message = format!("{}: {}", db.severity(), db.message());
+        if let Some(detail) = db.detail() {
+            message.push_str(&format!("; DETAIL: {detail}"));
+        }
+        if let Some(hint) = db.hint() {
+            message.push_str(&format!("; HINT: {hint}"));
+        }
+        return DriverError::new(kind, message).with_code(code.code());
+    }
+    let kind = if e.is_closed() { ErrorKind::Connection } else { ErrorKind::Statement };
+    DriverError::new(kind, e.to_string())
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS airlock_history (
+    version text PRIMARY KEY,
+    name text NOT NULL,
+    kind text NOT NULL,
+    checksum text NOT NULL,
+    up_sql text NOT NULL,
+    down_sql text,
+    state text NOT NULL,
+    mode text NOT NULL,
+    statements_done integer NOT NULL,
+    statements_total integer NOT NULL,
+    failed_statement integer,
+    error text,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    duration_ms bigint,
+    os_user text NOT NULL,
+    host text NOT NULL,
+    airlock_version text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS airlock_events (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    kind text NOT NULL,
+    version text,
+    detail text NOT NULL,
+    os_user text NOT NULL,
+    host text NOT NULL,
+    pid bigint NOT NULL,
+    airlock_version text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS airlock_meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS airlock_lock (
+    id integer PRIMARY KEY CHECK (id = 1),
+    owner text,
+    host text,
+    pid bigint,
+    os_user text,
+    version text,
+    acquired_at timestamptz,
+    heartbeat_at timestamptz
+);
+INSERT INTO airlock_lock (id) VALUES (1) ON CONFLICT DO NOTHING;
+";
+
+/// Key of the advisory lock that serializes creating airlock's tables ("airlock" in ASCII).
+const SCHEMA_LOCK_KEY: i64 = 0x6169_726c_6f63_6b;
+
+fn bad_row(what: &str, value: &str) -> DriverError {
+    DriverError::new(ErrorKind::Statement, format!("airlock_history holds an unreadable {what} `{value}`"))
+}
+
+fn record(row: &Row) -> Result<HistoryRecord> {
+    let version: String = row.get(0);
+    let kind: String = row.get(2);
+    let state: String = row.get(6);
+    let mode: String = row.get(7);
+    Ok(HistoryRecord {
+        version: Version::parse(&version).map_err(|_| bad_row("version", &version))?,
+        name: row.get(1),
+        kind: Kind::parse(&kind).ok_or_else(|| bad_row("kind", &kind))?,
+        checksum: row.get(3),
+        up_sql: row.get(4),
+        down_sql: row.get(5),
+        state: RunState::parse(&state).ok_or_else(|| bad_row("state", &state))?,
+        mode: RunMode::parse(&mode).ok_or_else(|| bad_row("mode", &mode))?,
+        statements_done: row.get::<_, i32>(8).max(0) as u32,
+        statements_total: row.get::<_, i32>(9).max(0) as u32,
+        failed_statement: row.get::<_, Option<i32>>(10).map(|n| n.max(0) as u32),
+        error: row.get(11),
+        started_at: row.get(12),
+        finished_at: row.get(13),
+        duration_ms: row.get(14),
+        os_user: row.get(15),
+        host: row.get(16),
+        airlock_version: row.get(17),
+    })
+}
+
+impl PostgresDriver {
+    /// Connects; the connection's I/O runs on a task of the current tokio runtime.
+    pub async fn connect(url: &DatabaseUrl) -> Result<PostgresDriver> {
+        let mut config: tokio_postgres::Config = url
+            .expose()
+            .parse()
+            .map_err(|e: tokio_postgres::Error| DriverError::new(ErrorKind::Connection, format!("{url}: {e}")))?;
+        if config.get_application_name().is_none() {
+            config.application_name("airlock");
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+            DriverError::new(ErrorKind::Connection, format!("cannot connect to {url}: {}", error(e).message))
+        })?;
+        tokio::spawn(async move {
+            // Errors surface on the client's next call as a closed connection.
+            let _ = connection.await;
+        });
+        Ok(PostgresDriver { client })
+    }
+
+    async fn table_exists(&self, table: &str) -> Result<bool> {
+        let row = self.client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).await.map_err(error)?;
+        Ok(row.get(0))
+    }
+}
+
+fn millis(d: std::time::Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+#[async_trait::async_trait]
+impl Driver for PostgresDriver {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { transactional_ddl: true, lease_heartbeat: true }
+    }
+
+    async fn server_version(&mut self) -> Result<String> {
+        let row = self.client.query_one("SELECT version()", &[]).await.map_err(error)?;
+        Ok(row.get(0))
+    }
+
+    async fn ensure_tables(&mut self) -> Result<()> {
+        if self.table_exists("airlock_lock").await? {
+            return Ok(());
+        }
+        let sql = format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA} COMMIT;");
+        if let Err(e) = self.client.batch_execute(&sql).await {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+            return Err(error(e));
+        }
+        Ok(())
+    }
+
+    async fn read_project(&mut self) -> Result<Option<String>> {
+        if !self.table_exists("airlock_meta").await? {
+            return Ok(None);
+        }
+        let row = self
+            .client
+            .query_opt("SELECT value FROM airlock_meta WHERE key = 'project'", &[])
+            .await
+            .map_err(error)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn stamp_project(&mut self, project: &str) -> Result<()> {
+        self.client
+            .execute(
+                "INSERT INTO airlock_meta (key, value) VALUES ('project', $1), ('stamped_at', clock_timestamp()::text)",
+                &[&project],
+            )
+            .await
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn read_history(&mut self) -> Result<Vec<HistoryRecord>> {
+        if !self.table_exists("airlock_history").await? {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .client
+            .query(
+                "SELECT version, name, kind, checksum, up_sql, down_sql, state, mode, statements_done, statements_total, \
+                 failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history",
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn write_history(&mut self, r: &HistoryRecord) -> Result<()> {
+        let version = r.version.to_string();
+        let (done, total) = (r.statements_done as i32, r.statements_total as i32);
+        let failed = r.failed_statement.map(|n| n as i32);
+        self.client
+            .execute(
+                "INSERT INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
+                 statements_done, statements_total, failed_statement, error, started_at, finished_at, duration_ms, \
+                 os_user, host, airlock_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+                 ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, checksum = EXCLUDED.checksum, \
+                 up_sql = EXCLUDED.up_sql, down_sql = EXCLUDED.down_sql, state = EXCLUDED.state, mode = EXCLUDED.mode, \
+                 statements_done = EXCLUDED.statements_done, statements_total = EXCLUDED.statements_total, \
+                 failed_statement = EXCLUDED.failed_statement, error = EXCLUDED.error, started_at = EXCLUDED.started_at, \
+                 finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms, os_user = EXCLUDED.os_user, \
+                 host = EXCLUDED.host, airlock_version = EXCLUDED.airlock_version",
+                &[
+                    &version,
+                    &r.name,
+                    &r.kind.as_str(),
+                    &r.checksum,
+                    &r.up_sql,
+                    &r.down_sql,
+                    &r.state.as_str(),
+                    &r.mode.as_str(),
+                    &done,
+                    &total,
+                    &failed,
+                    &r.error,
+                    &r.started_at,
+                    &r.finished_at,
+                    &r.duration_ms,
+                    &r.os_user,
+                    &r.host,
+                    &r.airlock_version,
+                ],
+            )
+            .await
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn append_event(&mut self, event: &Event, actor: &Actor) -> Result<()> {
+        let version = event.version.as_ref().map(ToString::to_string);
+        self.client
+            .execute(
+                "INSERT INTO airlock_events (kind, version, detail, os_user, host, pid, airlock_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[&event.kind, &version, &event.detail, &actor.os_user, &actor.host, &i64::from(actor.pid), &actor.airlock_version],
+            )
+            .await
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn read_lease(&mut self) -> Result<Option<Lease>> {
+        if !self.table_exists("airlock_lock").await? {
+            return Ok(None);
+        }
+        let row = self
+            .client
+            .query_opt(
+                "SELECT owner, host, pid, os_user, version, acquired_at, \
+                 extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 \
+                 FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        Ok(row.map(|r| Lease {
+            owner: r.get(0),
+            host: r.get(1),
+            pid: r.get::<_, i64>(2) as u32,
+            os_user: r.get(3),
+            version: r.get(4),
+            acquired_at: r.get::<_, DateTime<Utc>>(5),
+            heartbeat_age_secs: r.get(6),
+        }))
+    }
+
+    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool> {
+        let changed = self
+            .client
+            .execute(
+                "UPDATE airlock_lock SET owner = $1, host = $2, pid = $3, os_user = $4, version = NULL, \
+                 acquired_at = clock_timestamp(), heartbeat_at = clock_timestamp() \
+                 WHERE id = 1 AND owner IS NOT DISTINCT FROM $5",
+                &[&claim.owner, &claim.host, &i64::from(claim.pid), &claim.os_user, &previous],
+            )
+            .await
+            .map_err(error)?;
+        Ok(changed == 1)
+    }
+
+    async fn renew_lease(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
+        let changed = self
+            .client
+            .execute(
+                "UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2 WHERE id = 1 AND owner = $1",
+                &[&owner, &version],
+            )
+            .await
+            .map_err(error)?;
+        Ok(changed == 1)
+    }
+
+    async fn release_lease(&mut self, owner: &str) -> Result<()> {
+        self.client
+            .execute(
+                "UPDATE airlock_lock SET owner = NULL, host = NULL, pid = NULL, os_user = NULL, version = NULL, \
+                 acquired_at = NULL, heartbeat_at = NULL WHERE id = 1 AND owner = $1",
+                &[&owner],
+            )
+            .await
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
+        let sql = format!(
+            "SET lock_timeout = '{}'; SET statement_timeout = '{}'",
+            millis(timeouts.lock),
+            millis(timeouts.statement)
+        );
+        self.client.batch_execute(&sql).await.map_err(error)
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        self.client.batch_execute("BEGIN").await.map_err(error)
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.client.batch_execute("COMMIT").await.map_err(error)
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        // Outside a transaction PostgreSQL only warns.
+        self.client.batch_execute("ROLLBACK").await.map_err(error)
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<()> {
+        self.client.batch_execute(sql).await.map_err(error)
+    }
+
+    async fn describe_blockers(&mut self) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT a.pid, coalesce(a.usename, '?'), coalesce(a.application_name, ''), coalesce(a.state, '?'), \
+                 coalesce(extract(epoch FROM clock_timestamp() - a.xact_start)::bigint, 0), \
+                 left(coalesce(a.query, ''), 120), \
+                 string_agg(DISTINCT l.relation::regclass::text || ' ' || l.mode, ', ') \
+                 FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid AND l.granted AND l.relation IS NOT NULL \
+                 WHERE a.datname = current_database() AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL \
+                 AND l.relation NOT IN (SELECT oid FROM pg_class WHERE relnamespace = 'pg_catalog'::regnamespace) \
+                 GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 5 DESC LIMIT 5",
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "pid {} (user {}{}) {} for {} s, holding {}; last query: {}",
+                    r.get::<_, i32>(0),
+                    r.get::<_, String>(1),
+                    match r.get::<_, String>(2) {
+                        app if app.is_empty() => String::new(),
+                        app => format!(", application {app}"),
+                    },
+                    r.get::<_, String>(3),
+                    r.get::<_, i64>(4),
+                    r.get::<_, Option<String>>(6).unwrap_or_default(),
+                    r.get::<_, String>(5).replace('\n', " "),
+                )
+            })
+            .collect())
+    }
+
+    async fn index_is_invalid(&mut self, name: &str) -> Result<bool> {
+        let row = self
+            .client
+            .query_opt("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", &[&name])
+            .await
+            .map_err(error)?;
+        Ok(row.is_some_and(|r| r.get(0)))
+    }
+
+    async fn drop_invalid_index(&mut self, name: &str) -> Result<Option<String>> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT indexrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid",
+                &[&name],
+            )
+            .await
+            .map_err(error)?;
+        let Some(row) = row else { return Ok(None) };
+        // The name comes back quoted as PostgreSQL needs it.
+        let quoted: String = row.get(0);
+        self.client
+            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {quoted}"))
+            .await
+            .map_err(error)?;
+        Ok(Some(quoted))
+    }
+}

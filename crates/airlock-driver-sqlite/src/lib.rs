@@ -1,0 +1,386 @@
+//! SQLite driver: the embedded default.
+//!
+//! Quirks kept here: DDL is transactional, so a migration and its history row
+//! commit together under `BEGIN IMMEDIATE`, which also takes SQLite's write lock.
+//! The database is a local file, so the run lease needs no heartbeat: it is stale
+//! only when the process that holds it is gone (checked by the runner from host
+//! and pid). Lock waits are bounded by the busy timeout. There is no statement
+//! timeout on SQLite.
+
+use std::path::Path;
+use std::time::Duration;
+
+use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
+use airlock_driver::{
+    tables, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result,
+    Timeouts,
+};
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+/// A connection to one SQLite file.
+pub struct SqliteDriver {
+    conn: Connection,
+}
+
+fn error(e: rusqlite::Error) -> DriverError {
+    let kind = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked => ErrorKind::LockTimeout,
+            rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied => ErrorKind::Permission,
+            rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::NotADatabase => ErrorKind::Connection,
+            _ => ErrorKind::Statement,
+        },
+        _ => ErrorKind::Statement,
+    };
+    let code = match &e {
+        rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code.to_string()),
+        _ => None,
+    };
+    let mut err = DriverError::new(kind, e.to_string());
+    err.code = code;
+    err
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS airlock_history (
+    version TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    checksum TEXT NOT NULL,
+    up_sql TEXT NOT NULL,
+    down_sql TEXT,
+    state TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    statements_done INTEGER NOT NULL,
+    statements_total INTEGER NOT NULL,
+    failed_statement INTEGER,
+    error TEXT,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    duration_ms INTEGER,
+    os_user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    airlock_version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS airlock_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    kind TEXT NOT NULL,
+    version TEXT,
+    detail TEXT NOT NULL,
+    os_user TEXT NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    airlock_version TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS airlock_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS airlock_lock (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    owner TEXT,
+    host TEXT,
+    pid INTEGER,
+    os_user TEXT,
+    version TEXT,
+    acquired_at TEXT,
+    heartbeat_at TEXT
+);
+INSERT OR IGNORE INTO airlock_lock (id) VALUES (1);
+";
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+impl SqliteDriver {
+    /// Opens the file named by a `sqlite:` URL; creates it only when `create` is set.
+    pub fn connect(url: &DatabaseUrl, create: bool) -> Result<SqliteDriver> {
+        let path = url.sqlite_path().unwrap_or_default();
+        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        if create {
+            flags |= OpenFlags::SQLITE_OPEN_CREATE;
+        } else if !Path::new(path).exists() {
+            return Err(DriverError::new(
+                ErrorKind::Connection,
+                format!("the SQLite database `{path}` does not exist (`airlock migrate` creates it)"),
+            ));
+        }
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+            DriverError::new(ErrorKind::Connection, format!("cannot open the SQLite database `{path}`: {e}"))
+        })?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(error)?;
+        Ok(SqliteDriver { conn })
+    }
+
+    fn table_exists(&self, table: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |_| Ok(()))
+            .optional()
+            .map(|row| row.is_some())
+            .map_err(error)
+    }
+}
+
+fn parse_time(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).unwrap_or_default()
+}
+
+fn time_text(time: &DateTime<Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+fn bad_row(what: &str, value: &str) -> DriverError {
+    DriverError::new(ErrorKind::Statement, format!("airlock_history holds an unreadable {what} `{value}`"))
+}
+
+#[async_trait::async_trait]
+impl Driver for SqliteDriver {
+    fn engine(&self) -> Engine {
+        Engine::Sqlite
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { transactional_ddl: true, lease_heartbeat: false }
+    }
+
+    async fn server_version(&mut self) -> Result<String> {
+        Ok(format!("SQLite {}", rusqlite::version()))
+    }
+
+    async fn ensure_tables(&mut self) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(error)?;
+        tx.execute_batch(SCHEMA).map_err(error)?;
+        tx.commit().map_err(error)
+    }
+
+    async fn read_project(&mut self) -> Result<Option<String>> {
+        if !self.table_exists(tables::META)? {
+            return Ok(None);
+        }
+        self.conn
+            .query_row("SELECT value FROM airlock_meta WHERE key = 'project'", [], |r| r.get(0))
+            .optional()
+            .map_err(error)
+    }
+
+    async fn stamp_project(&mut self, project: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO airlock_meta (key, value) VALUES ('project', ?1), ('stamped_at', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                [project],
+            )
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn read_history(&mut self) -> Result<Vec<HistoryRecord>> {
+        if !self.table_exists(tables::HISTORY)? {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT version, name, kind, checksum, up_sql, down_sql, state, mode, statements_done, statements_total, \
+                 failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history",
+            )
+            .map_err(error)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    (r.get::<_, u32>(8)?, r.get::<_, u32>(9)?, r.get::<_, Option<u32>>(10)?),
+                    r.get::<_, Option<String>>(11)?,
+                    (r.get::<_, String>(12)?, r.get::<_, Option<String>>(13)?, r.get::<_, Option<i64>>(14)?),
+                    (r.get::<_, String>(15)?, r.get::<_, String>(16)?, r.get::<_, String>(17)?),
+                ))
+            })
+            .map_err(error)?;
+        let mut records = Vec::new();
+        for row in rows {
+            let (version, name, kind, checksum, up_sql, down_sql, state, mode, counts, err, times, who) =
+                row.map_err(error)?;
+            records.push(HistoryRecord {
+                version: Version::parse(&version).map_err(|_| bad_row("version", &version))?,
+                name,
+                kind: Kind::parse(&kind).ok_or_else(|| bad_row("kind", &kind))?,
+                checksum,
+                up_sql,
+                down_sql,
+                state: RunState::parse(&state).ok_or_else(|| bad_row("state", &state))?,
+                mode: RunMode::parse(&mode).ok_or_else(|| bad_row("mode", &mode))?,
+                statements_done: counts.0,
+                statements_total: counts.1,
+                failed_statement: counts.2,
+                error: err,
+                started_at: parse_time(&times.0),
+                finished_at: times.1.as_deref().map(parse_time),
+                duration_ms: times.2,
+                os_user: who.0,
+                host: who.1,
+                airlock_version: who.2,
+            });
+        }
+        Ok(records)
+    }
+
+    async fn write_history(&mut self, r: &HistoryRecord) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
+                 statements_done, statements_total, failed_statement, error, started_at, finished_at, duration_ms, \
+                 os_user, host, airlock_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+                params![
+                    r.version.to_string(),
+                    r.name,
+                    r.kind.as_str(),
+                    r.checksum,
+                    r.up_sql,
+                    r.down_sql,
+                    r.state.as_str(),
+                    r.mode.as_str(),
+                    r.statements_done,
+                    r.statements_total,
+                    r.failed_statement,
+                    r.error,
+                    time_text(&r.started_at),
+                    r.finished_at.as_ref().map(time_text),
+                    r.duration_ms,
+                    r.os_user,
+                    r.host,
+                    r.airlock_version,
+                ],
+            )
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn append_event(&mut self, event: &Event, actor: &Actor) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT INTO airlock_events (kind, version, detail, os_user, host, pid, airlock_version) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    event.kind,
+                    event.version.as_ref().map(ToString::to_string),
+                    event.detail,
+                    actor.os_user,
+                    actor.host,
+                    actor.pid,
+                    actor.airlock_version,
+                ],
+            )
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn read_lease(&mut self) -> Result<Option<Lease>> {
+        if !self.table_exists(tables::LOCK)? {
+            return Ok(None);
+        }
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT owner, host, pid, os_user, version, acquired_at, (julianday({NOW}) - julianday(heartbeat_at)) * 86400.0 \
+                     FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL"
+                ),
+                [],
+                |r| {
+                    Ok(Lease {
+                        owner: r.get(0)?,
+                        host: r.get(1)?,
+                        pid: r.get(2)?,
+                        os_user: r.get(3)?,
+                        version: r.get(4)?,
+                        acquired_at: parse_time(&r.get::<_, String>(5)?),
+                        heartbeat_age_secs: r.get(6)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(error)
+    }
+
+    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute(
+                &format!(
+                    "UPDATE airlock_lock SET owner = ?1, host = ?2, pid = ?3, os_user = ?4, version = NULL, \
+                     acquired_at = {NOW}, heartbeat_at = {NOW} WHERE id = 1 AND owner IS ?5"
+                ),
+                params![claim.owner, claim.host, claim.pid, claim.os_user, previous],
+            )
+            .map_err(error)?;
+        Ok(changed == 1)
+    }
+
+    async fn renew_lease(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
+        let changed = self
+            .conn
+            .execute(
+                &format!("UPDATE airlock_lock SET heartbeat_at = {NOW}, version = ?2 WHERE id = 1 AND owner = ?1"),
+                params![owner, version],
+            )
+            .map_err(error)?;
+        Ok(changed == 1)
+    }
+
+    async fn release_lease(&mut self, owner: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE airlock_lock SET owner = NULL, host = NULL, pid = NULL, os_user = NULL, version = NULL, \
+                 acquired_at = NULL, heartbeat_at = NULL WHERE id = 1 AND owner = ?1",
+                [owner],
+            )
+            .map(drop)
+            .map_err(error)
+    }
+
+    async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
+        // SQLite has no statement timeout; the lock timeout is the busy timeout.
+        let busy = if timeouts.lock.is_zero() { Duration::from_secs(24 * 3600) } else { timeouts.lock };
+        self.conn.busy_timeout(busy).map_err(error)
+    }
+
+    async fn begin(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(error)
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT").map_err(error)
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("ROLLBACK").map_err(error)
+    }
+
+    async fn execute(&mut self, sql: &str) -> Result<()> {
+        // `prepare` takes the first statement of `sql`; the runner hands over one at a time.
+        let mut stmt = self.conn.prepare(sql).map_err(error)?;
+        let mut rows = stmt.raw_query();
+        while rows.next().map_err(error)?.is_some() {}
+        Ok(())
+    }
+
+    async fn describe_blockers(&mut self) -> Result<Vec<String>> {
+        Ok(vec!["another connection holds SQLite's write lock on this file (SQLite cannot say which)".to_owned()])
+    }
+
+    async fn index_is_invalid(&mut self, _name: &str) -> Result<bool> {
+        Ok(false)
+    }
+
+    async fn drop_invalid_index(&mut self, _name: &str) -> Result<Option<String>> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,181 @@
+//! The seam between airlock's runner and a database engine.
+//!
+//! The runner (`airlock-exec`) decides; a [`Driver`] obeys. A driver supplies
+//! primitives — read and write airlock's own tables, claim the run lease, run
+//! one statement, open and close a transaction — and keeps its engine's quirks
+//! where they live, documented. Drivers never split or parse migration SQL and
+//! never decide what to run.
+
+mod url;
+
+use std::time::Duration;
+
+use airlock_core::{Actor, Event, HistoryRecord, Lease};
+
+pub use crate::url::{DatabaseUrl, Engine, UrlError};
+
+/// Names of airlock's own tables, the same on every engine.
+pub mod tables {
+    /// One row per migration version: its latest state.
+    pub const HISTORY: &str = "airlock_history";
+    /// Append-only audit log.
+    pub const EVENTS: &str = "airlock_events";
+    /// Key/value facts about the database, e.g. the project stamp.
+    pub const META: &str = "airlock_meta";
+    /// The single run-lease row.
+    pub const LOCK: &str = "airlock_lock";
+}
+
+/// What an engine can do, which decides how the runner uses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// DDL can run inside a transaction and be rolled back (PostgreSQL, SQLite).
+    pub transactional_ddl: bool,
+    /// The lease must be renewed from a second connection while a statement runs,
+    /// because another host may be waiting on it (client/server engines).
+    /// Without it (SQLite, a local file) a lease is stale only when its holder's
+    /// process is gone.
+    pub lease_heartbeat: bool,
+}
+
+/// What kind of failure, so the runner can choose: retry, report or stop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Could not connect or the connection broke.
+    Connection,
+    /// The statement gave up waiting for a lock (`lock_timeout`, `lock_wait_timeout`, SQLITE_BUSY).
+    LockTimeout,
+    /// The statement ran longer than `statement_timeout` / `max_statement_time`.
+    StatementTimeout,
+    /// The server refused the statement (syntax, constraint, missing object...).
+    Statement,
+    /// The server refused for lack of privileges or a read-only database.
+    Permission,
+}
+
+/// A failure reported by a driver: kind, the server's own message, and its code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    /// What kind of failure.
+    pub kind: ErrorKind,
+    /// The server's message (never containing a password).
+    pub message: String,
+    /// SQLSTATE or the engine's error number, when known.
+    pub code: Option<String>,
+}
+
+impl DriverError {
+    /// Builds an error.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> DriverError {
+        DriverError { kind, message: message.into(), code: None }
+    }
+
+    /// Adds the engine's code.
+    pub fn with_code(mut self, code: impl Into<String>) -> DriverError {
+        self.code = Some(code.into());
+        self
+    }
+}
+
+/// Shorthand for driver results.
+pub type Result<T, E = DriverError> = std::result::Result<T, E>;
+
+/// A process asking for the run lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseClaim {
+    /// Random id of this run.
+    pub owner: String,
+    /// Host identity (host name and boot id).
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// OS user.
+    pub os_user: String,
+}
+
+/// Timeouts applied to the session before a migration runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// How long one statement may wait for a lock; zero means no limit.
+    pub lock: Duration,
+    /// How long one statement may run; zero means no limit.
+    pub statement: Duration,
+}
+
+/// One database connection as the runner sees it.
+///
+/// Methods on airlock's tables must work before [`Driver::ensure_tables`] has
+/// ever run: reads then return "nothing" rather than failing.
+#[async_trait::async_trait]
+pub trait Driver: Send {
+    /// Which engine this is.
+    fn engine(&self) -> Engine;
+
+    /// What the engine can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The server's version string, for messages and records.
+    async fn server_version(&mut self) -> Result<String>;
+
+    /// Creates airlock's tables and the free lease row when missing. Safe to call
+    /// from many processes at once.
+    async fn ensure_tables(&mut self) -> Result<()>;
+
+    /// The project stamped on this database, if any.
+    async fn read_project(&mut self) -> Result<Option<String>>;
+
+    /// Stamps the project on this database (first run).
+    async fn stamp_project(&mut self, project: &str) -> Result<()>;
+
+    /// All history records (empty when the table does not exist yet).
+    async fn read_history(&mut self) -> Result<Vec<HistoryRecord>>;
+
+    /// Inserts or replaces the record of `record.version`.
+    async fn write_history(&mut self, record: &HistoryRecord) -> Result<()>;
+
+    /// Appends an event to the audit log.
+    async fn append_event(&mut self, event: &Event, actor: &Actor) -> Result<()>;
+
+    /// The current lease, if any process holds it (None when free or the table is missing).
+    async fn read_lease(&mut self) -> Result<Option<Lease>>;
+
+    /// Takes the lease if its owner is still `previous` (None: free). Returns
+    /// whether this claim won. Atomic: of many claims on the same `previous`,
+    /// exactly one wins.
+    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool>;
+
+    /// Renews the heartbeat and records the version being applied; false when
+    /// the lease is no longer `owner`'s.
+    async fn renew_lease(&mut self, owner: &str, version: Option<&str>) -> Result<bool>;
+
+    /// Frees the lease if `owner` holds it.
+    async fn release_lease(&mut self, owner: &str) -> Result<()>;
+
+    /// Sets the session's lock and statement timeouts.
+    async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()>;
+
+    /// Opens a transaction.
+    async fn begin(&mut self) -> Result<()>;
+
+    /// Commits the open transaction.
+    async fn commit(&mut self) -> Result<()>;
+
+    /// Rolls back the open transaction (a no-op when none is open).
+    async fn rollback(&mut self) -> Result<()>;
+
+    /// Runs one statement, discarding any rows.
+    async fn execute(&mut self, sql: &str) -> Result<()>;
+
+    /// Describes sessions that hold locks others wait for, or that sit in long
+    /// transactions, for a message after a lock timeout. Best effort.
+    async fn describe_blockers(&mut self) -> Result<Vec<String>>;
+
+    /// Whether an index of this name exists and is INVALID (a failed
+    /// `CREATE INDEX CONCURRENTLY` leaves one). Engines without the notion answer false.
+    async fn index_is_invalid(&mut self, name: &str) -> Result<bool>;
+
+    /// Drops the index `name` with `DROP INDEX CONCURRENTLY` if, and only if, it
+    /// exists and is INVALID; returns the name it dropped. Runs outside a transaction.
+    async fn drop_invalid_index(&mut self, name: &str) -> Result<Option<String>>;
+}

@@ -1,0 +1,139 @@
+//! Database URLs: which engine, and how to print them without the password.
+
+use std::fmt;
+
+/// A database engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Engine {
+    /// PostgreSQL (`postgres://`, `postgresql://`).
+    Postgres,
+    /// MySQL or MariaDB (`mysql://`, `mariadb://`).
+    MySql,
+    /// SQLite (`sqlite://PATH`, `sqlite:PATH`).
+    Sqlite,
+}
+
+impl Engine {
+    /// Lower-case name for messages and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::MySql => "mysql",
+            Engine::Sqlite => "sqlite",
+        }
+    }
+}
+
+/// Why a URL is unusable.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("database URL `{shown}`: {why}")]
+pub struct UrlError {
+    /// The URL with its password hidden.
+    pub shown: String,
+    /// What is wrong.
+    pub why: String,
+}
+
+/// A database URL. `Display` hides the password; [`DatabaseUrl::expose`] does not.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    raw: String,
+    engine: Engine,
+}
+
+impl DatabaseUrl {
+    /// Recognizes the engine from the scheme.
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, UrlError> {
+        let raw = raw.trim();
+        let lower = raw.to_ascii_lowercase();
+        let engine = if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            Engine::Postgres
+        } else if lower.starts_with("mysql://") || lower.starts_with("mariadb://") {
+            Engine::MySql
+        } else if lower.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            return Err(UrlError {
+                shown: redact(raw),
+                why: "unknown scheme; use postgres://, mysql://, mariadb:// or sqlite:PATH".into(),
+            });
+        };
+        let url = DatabaseUrl { raw: raw.to_owned(), engine };
+        if engine != Engine::Sqlite {
+            url::Url::parse(raw).map_err(|e| UrlError { shown: redact(raw), why: e.to_string() })?;
+        } else if url.sqlite_path().is_none_or(str::is_empty) {
+            return Err(UrlError { shown: redact(raw), why: "no file path after `sqlite:`".into() });
+        }
+        Ok(url)
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// The full URL, password included: only for handing to a driver.
+    pub fn expose(&self) -> &str {
+        &self.raw
+    }
+
+    /// For `sqlite:` URLs, the file path (query string removed).
+    pub fn sqlite_path(&self) -> Option<&str> {
+        if self.engine != Engine::Sqlite {
+            return None;
+        }
+        let rest = &self.raw["sqlite:".len()..];
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        Some(rest.split('?').next().unwrap_or(rest))
+    }
+}
+
+/// Replaces the password of a URL-like text with `***`.
+pub fn redact(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else { return raw.to_owned() };
+    let after = &raw[scheme_end + 3..];
+    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
+    let authority = &after[..authority_end];
+    let Some(at) = authority.rfind('@') else { return raw.to_owned() };
+    let userinfo = &authority[..at];
+    let Some(colon) = userinfo.find(':') else { return raw.to_owned() };
+    format!("{}{}:***{}", &raw[..scheme_end + 3], &userinfo[..colon], &after[at..])
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.raw))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognizes_engines() {
+        assert_eq!(DatabaseUrl::parse("postgresql://u@h/db").unwrap().engine(), Engine::Postgres);
+        assert_eq!(DatabaseUrl::parse("mariadb://u@h/db").unwrap().engine(), Engine::MySql);
+        let s = DatabaseUrl::parse("sqlite://data/app.db?mode=rwc").unwrap();
+        assert_eq!(s.sqlite_path(), Some("data/app.db"));
+        assert_eq!(DatabaseUrl::parse("sqlite:app.db").unwrap().sqlite_path(), Some("app.db"));
+        assert!(DatabaseUrl::parse("oracle://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite:").is_err());
+    }
+
+    #[test]
+    fn never_shows_the_password() {
+        let url = DatabaseUrl::parse("postgres://app:s3cr%40t@db.internal:5432/shop").unwrap();
+        assert_eq!(url.to_string(), "postgres://app:***@db.internal:5432/shop");
+        assert!(!format!("{url:?}").contains("s3cr"));
+        assert_eq!(redact("mysql://root@h/x"), "mysql://root@h/x");
+        let err = DatabaseUrl::parse("oracle://u:hunter2@h/x").unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -1,0 +1,68 @@
+//! Who is running airlock, from where, and whether another process on this host is still alive.
+
+use airlock_core::Actor;
+
+/// The version of airlock stamped on every record.
+pub const AIRLOCK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// This process: OS user, host name, pid, airlock version.
+pub fn current() -> Actor {
+    let os_user = ["USER", "LOGNAME", "USERNAME"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "unknown".to_owned());
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Actor { os_user, host, pid: std::process::id(), airlock_version: AIRLOCK_VERSION.to_owned() }
+}
+
+/// The host identity written in the lease: the host name, plus the kernel's boot
+/// id where there is one, so that two machines (or containers on different
+/// machines) that share a host name are never mistaken for one.
+pub fn host_identity(host: &str) -> String {
+    match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        Ok(id) if id.trim().len() >= 8 => format!("{host}#{}", &id.trim()[..8]),
+        _ => host.to_owned(),
+    }
+}
+
+/// The host name part of a lease's host identity, for messages.
+pub fn host_name(identity: &str) -> &str {
+    identity.split('#').next().unwrap_or(identity)
+}
+
+/// Whether a process of this host is alive. Where that cannot be told (no
+/// `/proc`), it is assumed alive, so a lease is only ever taken over by its age.
+pub fn process_alive(pid: u32) -> bool {
+    let proc_dir = std::path::Path::new("/proc");
+    if !proc_dir.join("self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(proc_dir.join(pid.to_string()).join("stat")) {
+        // The state follows the parenthesized command name; `Z` is a zombie: dead.
+        Ok(stat) => !stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_one_is_not() {
+        assert!(process_alive(std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_alive(pid));
+    }
+
+    #[test]
+    fn host_identity_keeps_the_name_readable() {
+        let id = host_identity("web-1");
+        assert_eq!(host_name(&id), "web-1");
+    }
+}

@@ -1,0 +1,420 @@
+//! `status`, `down`, `repair` and `resolve`: reading the state, and the explicit
+//! ways out of a problem. None of them un-applies anything it was not told to.
+
+use std::time::Instant;
+
+use airlock_core::{
+    discover, reconcile, Discovered, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState,
+    Settings, Version,
+};
+use airlock_driver::Driver;
+use chrono::Utc;
+use serde_json::json;
+
+use crate::error::ExecError;
+use crate::lease::{self, HeldLease};
+use crate::prepare::{prepare, prepare_script, split_script};
+use crate::report::{AppliedEntry, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, StatusReport};
+use crate::run::apply;
+use crate::{project_problem, snapshot, Context, Options};
+
+/// Reads where the database stands. Changes nothing.
+pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
+    let discovered = discover(&options.dir)?;
+    let ctx = Context::new(options);
+    let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
+    let snap = snapshot(driver.as_mut(), &ctx).await?;
+    let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: snap.lease.is_some() };
+    let mut plan = reconcile(&discovered.migrations, &snap.history, &settings);
+    plan.problems.extend(project_problem(snap.project.as_deref(), options.project.as_deref(), &options.url));
+    if let Some(holder) = &snap.lease {
+        if !plan.problems.iter().any(|p| p.code == ProblemCode::InProgress) {
+            plan.problems.insert(
+                0,
+                Problem {
+                    code: ProblemCode::InProgress,
+                    version: holder.version.as_deref().and_then(|v| Version::parse(v).ok()),
+                    message: format!("a migration run is in progress: {}", holder.describe()),
+                    detail: None,
+                    blocking: true,
+                },
+            );
+        }
+    }
+    let has = |code| plan.problems.iter().any(|p| p.code == code);
+    let state = if has(ProblemCode::InProgress) || has(ProblemCode::Interrupted) {
+        "dirty"
+    } else if has(ProblemCode::Failed) {
+        "failed"
+    } else {
+        "clean"
+    };
+    Ok(StatusReport {
+        state,
+        current_version: plan.current_version().map(ToString::to_string),
+        applied: plan
+            .applied
+            .iter()
+            .map(|r| AppliedEntry {
+                version: r.version.to_string(),
+                name: r.name.clone(),
+                kind: r.kind.as_str(),
+                checksum: r.checksum.clone(),
+                applied_at: r.finished_at.map(|t| t.to_rfc3339()),
+                duration_ms: r.duration_ms,
+            })
+            .collect(),
+        pending: plan.pending.iter().map(|m| PendingEntry::from(*m)).collect(),
+        problems: plan.problems.iter().map(ProblemEntry::from).collect(),
+        lock: snap.lease.as_ref().map(LockEntry::from),
+        project: snap.project,
+        database: options.url.to_string(),
+        warnings: discovered.warnings.iter().map(|w| format!("{}: {}", w.path.display(), w.message)).collect(),
+    })
+}
+
+/// Opens the database for a command that changes history: tables, lease, fresh history.
+async fn locked(
+    options: &Options,
+    reporter: &mut dyn Reporter,
+) -> Result<(Discovered, Context, Box<dyn Driver>, HeldLease), ExecError> {
+    let discovered = discover(&options.dir)?;
+    let ctx = Context::new(options);
+    let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
+    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
+    Ok((discovered, ctx, driver, held))
+}
+
+async fn read_checked(driver: &mut dyn Driver, ctx: &Context) -> Result<Vec<HistoryRecord>, ExecError> {
+    let snap = snapshot(driver, ctx).await?;
+    if let Some(problem) = project_problem(snap.project.as_deref(), ctx.options.project.as_deref(), &ctx.options.url) {
+        return Err(ExecError::Blocked { problems: vec![problem] });
+    }
+    Ok(snap.history)
+}
+
+fn find<'a>(history: &'a [HistoryRecord], version: &Version) -> Option<&'a HistoryRecord> {
+    history.iter().find(|r| &r.version == version)
+}
+
+fn event(kind: &str, version: &Version, detail: serde_json::Value) -> Event {
+    Event { kind: kind.to_owned(), version: Some(version.clone()), detail: detail.to_string() }
+}
+
+/// Applies down scripts, newest first, until `to` is the newest applied version.
+/// Refused in protected environments.
+pub async fn down(options: &Options, to: Version, reporter: &mut dyn Reporter) -> Result<RunReport, ExecError> {
+    if options.protected {
+        return Err(ExecError::Protected(format!(
+            "`down` is refused: environment `{}` is protected (`protected = true` in airlock.toml); roll forward with a new migration instead",
+            options.environment.as_deref().unwrap_or("?")
+        )));
+    }
+    let (discovered, ctx, mut driver, held) = locked(options, reporter).await?;
+    let outcome = down_locked(driver.as_mut(), &ctx, &held, &discovered, &to, reporter).await;
+    held.release(driver.as_mut()).await;
+    outcome
+}
+
+async fn down_locked(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    held: &HeldLease,
+    discovered: &Discovered,
+    to: &Version,
+    reporter: &mut dyn Reporter,
+) -> Result<RunReport, ExecError> {
+    let history = read_checked(driver, ctx).await?;
+    let plan = reconcile(&discovered.migrations, &history, &Settings { out_of_order: true, ..Settings::default() });
+    if plan.is_blocked() {
+        return Err(ExecError::Blocked { problems: plan.problems.into_iter().filter(|p| p.blocking).collect() });
+    }
+    let mut undo: Vec<&HistoryRecord> = plan.applied.iter().copied().filter(|r| &r.version > to).collect();
+    undo.reverse();
+    let files: Vec<&Migration> = undo
+        .iter()
+        .filter_map(|r| discovered.migrations.iter().find(|m| m.version == r.version))
+        .collect();
+    let missing: Vec<String> = files.iter().filter(|m| m.down.is_none()).map(|m| format!("{} ({})", m.version, m.name)).collect();
+    if !missing.is_empty() {
+        return Err(ExecError::Usage(format!(
+            "cannot go down to {to}: no down script for {}; nothing was changed. Write the down scripts, or roll forward with a new migration",
+            missing.join(", ")
+        )));
+    }
+    let traits = ctx.options.engine_traits();
+    let mut prepared = Vec::new();
+    let mut errors = Vec::new();
+    for m in &files {
+        let Some(down) = &m.down else { continue };
+        match prepare_script(down, m.directives.no_transaction, traits) {
+            Ok(p) => prepared.push(p),
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ExecError::Invalid(errors));
+    }
+    let mut ran = Vec::new();
+    for ((migration, prepared), record) in files.iter().zip(&prepared).zip(&undo) {
+        reporter.migration_started(migration, prepared.mode);
+        held.working_on(driver, Some(&migration.version.to_string())).await?;
+        let started = Instant::now();
+        let mut rolled_back = (*record).clone();
+        rolled_back.state = RunState::RolledBack;
+        rolled_back.finished_at = Some(Utc::now());
+        let ev = event("rolled_back", &migration.version, json!({ "name": migration.name, "mode": prepared.mode.as_str() }));
+        let in_tx = prepared.mode == RunMode::Transaction;
+        if in_tx {
+            driver.begin().await.map_err(ExecError::db("opening a transaction"))?;
+        }
+        for (index, statement) in prepared.statements.iter().enumerate() {
+            if let Err(error) = driver.execute(&statement.sql).await {
+                if in_tx {
+                    let _ = driver.rollback().await;
+                }
+                let down_path = migration.down.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+                let aftermath = if in_tx || index == 0 {
+                    format!("nothing of this down script stayed applied; migration {} is still applied", migration.version)
+                } else {
+                    format!(
+                        "statements 1 to {index} of the down script stayed applied and migration {v} is still recorded as applied; finish or undo them by hand, then `airlock resolve {v} --mark-rolled-back` or `--mark-applied`",
+                        v = migration.version
+                    )
+                };
+                let _ = driver
+                    .append_event(
+                        &event("down_failed", &migration.version, json!({ "statement": index + 1, "error": error.message })),
+                        &ctx.actor,
+                    )
+                    .await;
+                return Err(ExecError::MigrationFailed(
+                    Box::new(crate::error::FailedStatement {
+                        version: migration.version.to_string(),
+                        name: migration.name.clone(),
+                        line: statement.line + migration.down.as_ref().map_or(0, |d| d.line_offset),
+                        path: down_path,
+                        index: index + 1,
+                        sql: statement.sql.clone(),
+                        error,
+                        aftermath,
+                    }),
+                    ran.iter().map(|r: &RunEntry| r.version.clone()).collect(),
+                ));
+            }
+        }
+        rolled_back.duration_ms = Some(started.elapsed().as_millis() as i64);
+        let recorded = async {
+            driver.write_history(&rolled_back).await?;
+            driver.append_event(&ev, &ctx.actor).await?;
+            if in_tx { driver.commit().await } else { Ok(()) }
+        }
+        .await;
+        recorded.map_err(ExecError::db(format!("recording the rollback of {}", migration.version)))?;
+        reporter.migration_finished(migration, started.elapsed());
+        ran.push(RunEntry {
+            version: migration.version.to_string(),
+            name: migration.name.clone(),
+            kind: migration.kind.as_str(),
+            mode: prepared.mode.as_str(),
+            statements: prepared.statements.len(),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+    let remaining = plan.applied.iter().map(|r| &r.version).filter(|v| *v <= to).max();
+    Ok(RunReport {
+        migrations: ran,
+        dry_run: false,
+        current_version: remaining.map(ToString::to_string),
+        left_pending: Vec::new(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Accepts the current text of an applied migration whose file changed,
+/// recording the old and new checksum, who and why. Returns the old checksum
+/// (None when the file already matched).
+pub async fn repair(
+    options: &Options,
+    version: Version,
+    reason: &str,
+    reporter: &mut dyn Reporter,
+) -> Result<Option<String>, ExecError> {
+    let (discovered, ctx, mut driver, held) = locked(options, reporter).await?;
+    let outcome = async {
+        let history = read_checked(driver.as_mut(), &ctx).await?;
+        let record = find(&history, &version)
+            .filter(|r| r.state == RunState::Succeeded)
+            .ok_or_else(|| ExecError::Usage(format!("migration {version} is not applied in this database; `repair --accept` only accepts edits to applied migrations")))?;
+        let file = discovered
+            .migrations
+            .iter()
+            .find(|m| m.version == version)
+            .ok_or_else(|| ExecError::Usage(format!("migration {version} has no file in {}", options.dir.display())))?;
+        if file.checksum == record.checksum {
+            return Ok(None);
+        }
+        let mut updated = record.clone();
+        updated.checksum = file.checksum.clone();
+        updated.up_sql = file.up.sql.clone();
+        updated.name = file.name.clone();
+        let ev = event(
+            "repaired",
+            &version,
+            json!({ "old_checksum": record.checksum, "new_checksum": file.checksum, "reason": reason, "path": file.up.path }),
+        );
+        driver.write_history(&updated).await.map_err(ExecError::db("updating the checksum"))?;
+        driver.append_event(&ev, &ctx.actor).await.map_err(ExecError::db("recording the repair"))?;
+        Ok(Some(record.checksum.clone()))
+    }
+    .await;
+    held.release(driver.as_mut()).await;
+    outcome
+}
+
+/// How to close a failed or interrupted statement-by-statement migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Run the statements from the failed one onward.
+    RetryFromFailed,
+    /// The migration was completed by hand.
+    MarkApplied,
+    /// What it applied was undone by hand: it is pending again.
+    MarkRolledBack,
+}
+
+impl Resolution {
+    fn as_str(self) -> &'static str {
+        match self {
+            Resolution::RetryFromFailed => "retry-from-failed",
+            Resolution::MarkApplied => "mark-applied",
+            Resolution::MarkRolledBack => "mark-rolled-back",
+        }
+    }
+}
+
+/// Closes a failed or interrupted migration as told, recorded in history.
+pub async fn resolve(
+    options: &Options,
+    version: Version,
+    how: Resolution,
+    reason: Option<&str>,
+    reporter: &mut dyn Reporter,
+) -> Result<RunReport, ExecError> {
+    let (discovered, ctx, mut driver, held) = locked(options, reporter).await?;
+    let outcome = resolve_locked(driver.as_mut(), &ctx, &held, &discovered, &version, how, reason, reporter).await;
+    held.release(driver.as_mut()).await;
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn resolve_locked(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    held: &HeldLease,
+    discovered: &Discovered,
+    version: &Version,
+    how: Resolution,
+    reason: Option<&str>,
+    reporter: &mut dyn Reporter,
+) -> Result<RunReport, ExecError> {
+    let history = read_checked(driver, ctx).await?;
+    let record = find(&history, version).ok_or_else(|| {
+        ExecError::Usage(format!("migration {version} has no record in this database; nothing to resolve"))
+    })?;
+    let open = matches!(record.state, RunState::Failed | RunState::Running);
+    let allowed = match how {
+        Resolution::MarkRolledBack => open || record.state == RunState::Succeeded,
+        _ => open,
+    };
+    if !allowed {
+        return Err(ExecError::Usage(format!(
+            "migration {version} is {}; `resolve --{}` is for a failed or interrupted migration",
+            record.state.as_str(),
+            how.as_str()
+        )));
+    }
+    let file = discovered.migrations.iter().find(|m| &m.version == version);
+    let detail = json!({ "resolution": how.as_str(), "reason": reason, "previous_state": record.state.as_str(),
+        "statements_done": record.statements_done, "error": record.error });
+    let mut ran = Vec::new();
+    match how {
+        Resolution::RetryFromFailed => {
+            let migration = file.ok_or_else(|| ExecError::Usage(format!("migration {version} has no file in {}", ctx.options.dir.display())))?;
+            let prepared = prepare(migration, ctx.options.engine_traits()).map_err(|e| ExecError::Invalid(vec![e]))?;
+            let done = if record.mode == RunMode::Transaction { 0 } else { record.statements_done as usize };
+            check_prefix_unchanged(record, migration, &prepared, done, ctx)?;
+            driver.append_event(&event("resolved", version, detail), &ctx.actor).await.map_err(ExecError::db("recording the resolution"))?;
+            reporter.migration_started(migration, prepared.mode);
+            let start = if prepared.mode == RunMode::Statements { done } else { 0 };
+            let elapsed = apply(driver, ctx, held, migration, &prepared, start, reporter).await?;
+            reporter.migration_finished(migration, elapsed);
+            ran.push(RunEntry {
+                version: version.to_string(),
+                name: migration.name.clone(),
+                kind: migration.kind.as_str(),
+                mode: prepared.mode.as_str(),
+                statements: prepared.statements.len() - start,
+                duration_ms: elapsed.as_millis() as u64,
+            });
+        }
+        Resolution::MarkApplied | Resolution::MarkRolledBack => {
+            let mut updated = record.clone();
+            updated.state = if how == Resolution::MarkApplied { RunState::Succeeded } else { RunState::RolledBack };
+            updated.finished_at = Some(Utc::now());
+            if how == Resolution::MarkApplied {
+                updated.statements_done = updated.statements_total;
+                if let Some(m) = file {
+                    updated.checksum = m.checksum.clone();
+                    updated.up_sql = m.up.sql.clone();
+                }
+            }
+            driver.write_history(&updated).await.map_err(ExecError::db("recording the resolution"))?;
+            driver.append_event(&event("resolved", version, detail), &ctx.actor).await.map_err(ExecError::db("recording the resolution"))?;
+        }
+    }
+    let history = driver.read_history().await.map_err(ExecError::db("reading airlock_history"))?;
+    let current = history.iter().filter(|r| r.state == RunState::Succeeded).map(|r| &r.version).max();
+    Ok(RunReport {
+        migrations: ran,
+        dry_run: false,
+        current_version: current.map(ToString::to_string),
+        left_pending: Vec::new(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Statements that already ran must not have changed since; the rest may (that is the fix).
+fn check_prefix_unchanged(
+    record: &HistoryRecord,
+    migration: &Migration,
+    prepared: &crate::Prepared,
+    done: usize,
+    ctx: &Context,
+) -> Result<(), ExecError> {
+    if done == 0 {
+        return Ok(());
+    }
+    let old_script = airlock_core::Script { path: migration.up.path.clone(), sql: record.up_sql.clone(), line_offset: migration.up.line_offset };
+    let old = split_script(&old_script, ctx.options.engine_traits().dialect).map_err(|e| ExecError::Invalid(vec![e]))?;
+    let changed = (0..done).find(|&i| old.get(i).map(|s| &s.sql) != prepared.statements.get(i).map(|s| &s.sql));
+    if let Some(i) = changed {
+        return Err(ExecError::Blocked {
+            problems: vec![Problem {
+                code: ProblemCode::ChecksumMismatch,
+                version: Some(migration.version.clone()),
+                message: format!(
+                    "statement {} of migration {} already ran, but `{}` now says something else there; only the statements from {} onward may change before `--retry-from-failed`",
+                    i + 1,
+                    migration.version,
+                    migration.up.path.display(),
+                    done + 1
+                ),
+                detail: None,
+                blocking: true,
+            }],
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The runner's errors: each names the migration, file, statement or holder, says
+//! what to do next, and maps to one documented exit code.
+
+use std::path::PathBuf;
+
+use airlock_core::{DiscoveryError, Lease, Problem};
+use airlock_driver::DriverError;
+
+/// Exit codes: the command-line contract (see PRODUCT.md).
+pub mod exit {
+    /// Success or nothing to do.
+    pub const OK: i32 = 0;
+    /// A migration or the connection failed.
+    pub const FAILED: i32 = 1;
+    /// Bad usage, bad config or malformed migration files.
+    pub const USAGE: i32 = 2;
+    /// Blocked by a safety check.
+    pub const BLOCKED: i32 = 3;
+    /// Gate not satisfied.
+    pub const GATE: i32 = 4;
+}
+
+/// A statement of a migration that could not be run as written (exit 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidMigration {
+    /// The file.
+    pub path: PathBuf,
+    /// 1-based line in the file.
+    pub line: Option<usize>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// Where a migration failed.
+#[derive(Debug, Clone)]
+pub struct FailedStatement {
+    /// The migration's version.
+    pub version: String,
+    /// The migration's name.
+    pub name: String,
+    /// The file holding the statement.
+    pub path: PathBuf,
+    /// 1-based index of the statement in the migration.
+    pub index: usize,
+    /// 1-based line of the statement in the file.
+    pub line: usize,
+    /// The statement text (possibly long).
+    pub sql: String,
+    /// What the server said.
+    pub error: DriverError,
+    /// What stayed applied and what to do next.
+    pub aftermath: String,
+}
+
+/// Everything that stops a command.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The migrations directory has bad files.
+    #[error("{0}")]
+    Discovery(#[from] DiscoveryError),
+    /// A migration cannot be run as written.
+    #[error("{}", .0.iter().map(|e| match e.line {
+        Some(line) => format!("{}:{}: {}", e.path.display(), line, e.message),
+        None => format!("{}: {}", e.path.display(), e.message),
+    }).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<InvalidMigration>),
+    /// Bad usage or configuration.
+    #[error("{0}")]
+    Usage(String),
+    /// Could not connect.
+    #[error("{0}")]
+    Connect(DriverError),
+    /// Reading or writing airlock's own tables failed.
+    #[error("{context}: {source}")]
+    Database {
+        /// What airlock was doing.
+        context: String,
+        /// The driver's error.
+        source: DriverError,
+    },
+    /// Safety checks refuse the run; nothing was changed.
+    #[error("{}", .problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("\n"))]
+    Blocked {
+        /// The blocking problems.
+        problems: Vec<Problem>,
+    },
+    /// The environment is protected against this command.
+    #[error("{0}")]
+    Protected(String),
+    /// A migration failed.
+    #[error("migration {} ({}) failed at statement {} ({}:{}): {}", .0.version, .0.name, .0.index, .0.path.display(), .0.line, .0.error.message)]
+    MigrationFailed(Box<FailedStatement>, Vec<String>),
+    /// Another process holds the run lease and did not let go in time.
+    #[error("another airlock run holds the lock on this database: {}; waited {waited_secs} s (--lock-wait); try again later, or if that process is gone and on another host, wait for its lease to expire ({ttl_secs} s without heartbeat)", holder.describe())]
+    LockBusy {
+        /// The holder.
+        holder: Lease,
+        /// How long this run waited.
+        waited_secs: u64,
+        /// The lease's time to live.
+        ttl_secs: u64,
+    },
+    /// This run lost its lease while working (its heartbeat stopped for too long).
+    #[error("this run lost its lock on the database (no heartbeat for longer than the lease's time to live); it stopped before the next statement: run `airlock status` to see where things stand")]
+    LeaseLost,
+}
+
+impl ExecError {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            ExecError::Discovery(_) | ExecError::Invalid(_) | ExecError::Usage(_) => exit::USAGE,
+            ExecError::Blocked { .. } | ExecError::Protected(_) => exit::BLOCKED,
+            ExecError::Connect(_)
+            | ExecError::Database { .. }
+            | ExecError::MigrationFailed(..)
+            | ExecError::LockBusy { .. }
+            | ExecError::LeaseLost => exit::FAILED,
+        }
+    }
+
+    pub(crate) fn db(context: impl Into<String>) -> impl FnOnce(DriverError) -> ExecError {
+        let context = context.into();
+        move |source| ExecError::Database { context, source }
+    }
+}

@@ -1,0 +1,148 @@
+//! The runner: the one place that decides in what order things happen.
+//!
+//! Every command follows the same shape: read the migration files (exit 2 on bad
+//! ones, before any connection), read the database's history without locking,
+//! reconcile (a pure function in `airlock-core`), refuse or stop early when there
+//! is nothing to do, and only then create airlock's tables, take the run lease,
+//! read again under it and act, recording every step in history and events.
+
+mod actor;
+mod admin;
+mod error;
+mod lease;
+mod prepare;
+mod report;
+mod run;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use airlock_core::{Actor, HistoryRecord, Lease, Problem, ProblemCode};
+use airlock_driver::{DatabaseUrl, Driver, DriverError, Engine, LeaseClaim, Timeouts};
+use airlock_driver_mysql::MySqlDriver;
+use airlock_driver_postgres::PostgresDriver;
+use airlock_driver_sqlite::SqliteDriver;
+
+pub use crate::actor::AIRLOCK_VERSION;
+pub use crate::admin::{down, repair, resolve, status, Resolution};
+pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration};
+pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};
+pub use crate::report::{
+    AppliedEntry, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
+};
+pub use crate::run::migrate;
+
+/// Everything a command needs to know, already validated.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The database.
+    pub url: DatabaseUrl,
+    /// The migrations directory.
+    pub dir: PathBuf,
+    /// The project identity stamped on the database (`project` in airlock.toml).
+    pub project: Option<String>,
+    /// The environment's name, for messages.
+    pub environment: Option<String>,
+    /// `protected = true`: `down` is refused.
+    pub protected: bool,
+    /// Lock and statement timeouts. Defaults to 5 s and none.
+    pub timeouts: Timeouts,
+    /// How often a statement that hit the lock timeout is tried again. Defaults to 3.
+    pub lock_retries: u32,
+    /// First wait before such a retry; doubles each time, with jitter. Defaults to 1 s.
+    pub retry_backoff: Duration,
+    /// How long to wait for another run's lock. Defaults to 5 minutes.
+    pub lock_wait: Duration,
+    /// A lease without heartbeat for this long is taken over. Defaults to 60 s.
+    pub lease_ttl: Duration,
+    /// Allow pending migrations below the newest applied one. Defaults to `false`.
+    pub out_of_order: bool,
+}
+
+impl Options {
+    /// Options with the documented defaults.
+    pub fn new(url: DatabaseUrl, dir: PathBuf) -> Options {
+        Options {
+            url,
+            dir,
+            project: None,
+            environment: None,
+            protected: false,
+            timeouts: Timeouts { lock: Duration::from_secs(5), statement: Duration::ZERO },
+            lock_retries: 3,
+            retry_backoff: Duration::from_secs(1),
+            lock_wait: Duration::from_secs(300),
+            lease_ttl: Duration::from_secs(60),
+            out_of_order: false,
+        }
+    }
+
+    /// How `prepare` should treat this engine.
+    pub fn engine_traits(&self) -> EngineTraits {
+        let dialect = match self.url.engine() {
+            Engine::Postgres => airlock_sql::Dialect::Postgres,
+            Engine::MySql => airlock_sql::Dialect::MySql,
+            Engine::Sqlite => airlock_sql::Dialect::Sqlite,
+        };
+        EngineTraits { dialect, transactional_ddl: self.url.engine() != Engine::MySql }
+    }
+}
+
+/// Connects to the database named by `url`. `create` lets SQLite create a missing file.
+pub async fn connect(url: &DatabaseUrl, create: bool) -> Result<Box<dyn Driver>, DriverError> {
+    Ok(match url.engine() {
+        Engine::Postgres => Box::new(PostgresDriver::connect(url).await?),
+        Engine::MySql => Box::new(MySqlDriver::connect(url).await?),
+        Engine::Sqlite => Box::new(SqliteDriver::connect(url, create)?),
+    })
+}
+
+/// One command's identity and settings.
+pub(crate) struct Context {
+    pub options: Options,
+    pub actor: Actor,
+    pub claim: LeaseClaim,
+}
+
+impl Context {
+    pub(crate) fn new(options: &Options) -> Context {
+        let actor = actor::current();
+        let owner = format!("{:016x}", rand::random::<u64>());
+        let claim = LeaseClaim {
+            owner,
+            host: actor::host_identity(&actor.host),
+            pid: actor.pid,
+            os_user: actor.os_user.clone(),
+        };
+        Context { options: options.clone(), actor, claim }
+    }
+}
+
+/// What the database says, read without locking.
+pub(crate) struct Snapshot {
+    pub project: Option<String>,
+    pub history: Vec<HistoryRecord>,
+    pub lease: Option<Lease>,
+}
+
+pub(crate) async fn snapshot(driver: &mut dyn Driver, ctx: &Context) -> Result<Snapshot, ExecError> {
+    let project = driver.read_project().await.map_err(ExecError::db("reading the project stamp"))?;
+    let history = driver.read_history().await.map_err(ExecError::db("reading airlock_history"))?;
+    let lease = lease::live_holder(driver, ctx).await?;
+    Ok(Snapshot { project, history, lease })
+}
+
+/// The project check: a database stamped by another project is not ours to touch.
+pub(crate) fn project_problem(stamped: Option<&str>, configured: Option<&str>, url: &DatabaseUrl) -> Option<Problem> {
+    let stamped = stamped?;
+    let message = match configured {
+        Some(mine) if mine == stamped => return None,
+        Some(mine) => format!(
+            "the database {url} belongs to project `{stamped}`, and this is project `{mine}`: is --database-url (or the environment) pointing at the right database?"
+        ),
+        None => format!(
+            "the database {url} belongs to project `{stamped}`, and this run names no project: set `project = \"{stamped}\"` in airlock.toml if this is that project"
+        ),
+    };
+    Some(Problem { code: ProblemCode::WrongProject, version: None, message, detail: None, blocking: true })
+}

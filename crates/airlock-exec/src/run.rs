@@ -1,0 +1,416 @@
+//! `migrate`: check, then apply pending migrations in order, recording each one.
+
+use std::time::{Duration, Instant};
+
+use airlock_core::{
+    discover, reconcile, Event, HistoryRecord, Migration, RunMode, RunState, Settings, Version,
+};
+use airlock_driver::{Driver, DriverError, ErrorKind, Timeouts};
+use chrono::Utc;
+use rand::Rng;
+use serde_json::json;
+
+use crate::error::{ExecError, FailedStatement};
+use crate::lease::{self, HeldLease};
+use crate::prepare::{prepare, Prepared};
+use crate::report::{PendingEntry, Reporter, RunEntry, RunReport};
+use crate::{project_problem, snapshot, Context, Options};
+
+/// Applies pending migrations up to `target` (all when None). With `dry_run`,
+/// checks everything and reports what would run without changing anything.
+pub async fn migrate(
+    options: &Options,
+    target: Option<Version>,
+    dry_run: bool,
+    reporter: &mut dyn Reporter,
+) -> Result<RunReport, ExecError> {
+    let discovered = discover(&options.dir)?;
+    for w in &discovered.warnings {
+        reporter.warning(&format!("{}: {}", w.path.display(), w.message));
+    }
+    let ctx = Context::new(options);
+    let settings = Settings { target: target.clone(), out_of_order: options.out_of_order, run_in_progress: false };
+    let migrations = &discovered.migrations;
+
+    // Look first, without locking or creating anything.
+    let mut driver = match crate::connect(&options.url, false).await {
+        Ok(driver) => Some(driver),
+        Err(e) if e.kind == ErrorKind::Connection && options.url.sqlite_path().is_some_and(|p| !std::path::Path::new(p).exists()) => None,
+        Err(e) => return Err(ExecError::Connect(e)),
+    };
+    let snap = match driver.as_deref_mut() {
+        Some(d) => Some(snapshot(d, &ctx).await?),
+        None => None,
+    };
+    let history = snap.as_ref().map(|s| s.history.as_slice()).unwrap_or_default();
+    let stamped = snap.as_ref().and_then(|s| s.project.as_deref());
+    let mut plan = reconcile(migrations, history, &settings);
+    plan.problems.extend(project_problem(stamped, options.project.as_deref(), &options.url));
+    if plan.is_blocked() {
+        return Err(ExecError::Blocked { problems: plan.problems.into_iter().filter(|p| p.blocking).collect() });
+    }
+    let warnings: Vec<String> = plan.problems.iter().map(|p| p.message.clone()).collect();
+    for w in &warnings {
+        reporter.warning(w);
+    }
+    let left_pending: Vec<PendingEntry> = plan.beyond_target.iter().map(|m| PendingEntry::from(*m)).collect();
+    let prepared = prepare_all(&plan.pending, options)?;
+    if plan.pending.is_empty() || dry_run {
+        let migrations = plan
+            .pending
+            .iter()
+            .zip(&prepared)
+            .map(|(m, p)| entry(m, p, Duration::ZERO))
+            .collect();
+        return Ok(RunReport {
+            migrations,
+            dry_run,
+            current_version: plan.current_version().map(ToString::to_string),
+            left_pending,
+            warnings,
+        });
+    }
+
+    // Something to do: create airlock's tables, take the lease, read again under it.
+    let mut driver = match driver {
+        Some(d) => d,
+        None => crate::connect(&options.url, true).await.map_err(ExecError::Connect)?,
+    };
+    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
+    let outcome = migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, reporter).await;
+    held.release(driver.as_mut()).await;
+    let (ran, current_version) = outcome?;
+    Ok(RunReport { migrations: ran, dry_run: false, current_version, left_pending, warnings })
+}
+
+fn prepare_all(pending: &[&Migration], options: &Options) -> Result<Vec<Prepared>, ExecError> {
+    let traits = options.engine_traits();
+    let mut prepared = Vec::with_capacity(pending.len());
+    let mut errors = Vec::new();
+    for m in pending {
+        match prepare(m, traits) {
+            Ok(p) => prepared.push(p),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() { Ok(prepared) } else { Err(ExecError::Invalid(errors)) }
+}
+
+fn entry(m: &Migration, p: &Prepared, elapsed: Duration) -> RunEntry {
+    RunEntry {
+        version: m.version.to_string(),
+        name: m.name.clone(),
+        kind: m.kind.as_str(),
+        mode: p.mode.as_str(),
+        statements: p.statements.len(),
+        duration_ms: elapsed.as_millis() as u64,
+    }
+}
+
+async fn migrate_locked(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    held: &HeldLease,
+    migrations: &[Migration],
+    settings: &Settings,
+    reporter: &mut dyn Reporter,
+) -> Result<(Vec<RunEntry>, Option<String>), ExecError> {
+    let snap = snapshot(driver, ctx).await?;
+    let mut plan = reconcile(migrations, &snap.history, settings);
+    plan.problems.extend(project_problem(snap.project.as_deref(), ctx.options.project.as_deref(), &ctx.options.url));
+    if plan.is_blocked() {
+        return Err(ExecError::Blocked { problems: plan.problems.into_iter().filter(|p| p.blocking).collect() });
+    }
+    if snap.project.is_none() {
+        if let Some(project) = &ctx.options.project {
+            driver.stamp_project(project).await.map_err(ExecError::db("stamping the project"))?;
+            let event = Event { kind: "stamped".into(), version: None, detail: json!({ "project": project }).to_string() };
+            driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the project stamp"))?;
+        }
+    }
+    let prepared = prepare_all(&plan.pending, &ctx.options)?;
+    let mut ran = Vec::new();
+    let mut current = plan.current_version().map(ToString::to_string);
+    for (migration, prepared) in plan.pending.iter().zip(&prepared) {
+        for note in &prepared.notes {
+            reporter.warning(&format!("{} {}: {note}", migration.version, migration.name));
+        }
+        reporter.migration_started(migration, prepared.mode);
+        let elapsed = apply(driver, ctx, held, migration, prepared, 0, reporter)
+            .await
+            .map_err(|e| with_applied(e, &ran))?;
+        reporter.migration_finished(migration, elapsed);
+        current = Some(migration.version.to_string());
+        ran.push(entry(migration, prepared, elapsed));
+    }
+    Ok((ran, current))
+}
+
+fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {
+    match e {
+        ExecError::MigrationFailed(f, _) => ExecError::MigrationFailed(f, ran.iter().map(|r| r.version.clone()).collect()),
+        other => other,
+    }
+}
+
+fn timeouts(ctx: &Context, migration: &Migration) -> Timeouts {
+    Timeouts {
+        lock: migration.directives.lock_timeout.unwrap_or(ctx.options.timeouts.lock),
+        statement: migration.directives.statement_timeout.unwrap_or(ctx.options.timeouts.statement),
+    }
+}
+
+fn backoff(ctx: &Context, attempt: u32) -> Duration {
+    let base = ctx.options.retry_backoff.saturating_mul(1 << attempt.min(5)).min(Duration::from_secs(30));
+    base.mul_f64(rand::rng().random_range(0.5..1.0))
+}
+
+fn new_record(ctx: &Context, migration: &Migration, mode: RunMode, total: usize) -> HistoryRecord {
+    HistoryRecord {
+        version: migration.version.clone(),
+        name: migration.name.clone(),
+        kind: migration.kind,
+        checksum: migration.checksum.clone(),
+        up_sql: migration.up.sql.clone(),
+        down_sql: migration.down.as_ref().map(|d| d.sql.clone()),
+        state: RunState::Running,
+        mode,
+        statements_done: 0,
+        statements_total: total as u32,
+        failed_statement: None,
+        error: None,
+        started_at: Utc::now(),
+        finished_at: None,
+        duration_ms: None,
+        os_user: ctx.actor.os_user.clone(),
+        host: ctx.actor.host.clone(),
+        airlock_version: ctx.actor.airlock_version.clone(),
+    }
+}
+
+fn finish(record: &mut HistoryRecord, state: RunState, started: Instant) {
+    record.state = state;
+    record.finished_at = Some(Utc::now());
+    record.duration_ms = Some(started.elapsed().as_millis() as i64);
+}
+
+/// Applies one migration from statement `start` (0-based; >0 only when resuming a
+/// failed statement-by-statement run). Returns how long it took.
+pub(crate) async fn apply(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    held: &HeldLease,
+    migration: &Migration,
+    prepared: &Prepared,
+    start: usize,
+    reporter: &mut dyn Reporter,
+) -> Result<Duration, ExecError> {
+    held.working_on(driver, Some(&migration.version.to_string())).await?;
+    driver.set_timeouts(timeouts(ctx, migration)).await.map_err(ExecError::db("setting timeouts"))?;
+    match prepared.mode {
+        RunMode::Transaction => apply_in_transaction(driver, ctx, held, migration, prepared, reporter).await,
+        RunMode::Statements => apply_statements(driver, ctx, held, migration, prepared, start, reporter).await,
+    }
+}
+
+async fn apply_in_transaction(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    held: &HeldLease,
+    migration: &Migration,
+    prepared: &Prepared,
+    reporter: &mut dyn Reporter,
+) -> Result<Duration, ExecError> {
+    let total = prepared.statements.len();
+    let mut attempt = 0;
+    loop {
+        let started = Instant::now();
+        let mut record = new_record(ctx, migration, RunMode::Transaction, total);
+        driver.begin().await.map_err(ExecError::db("opening a transaction"))?;
+        let mut failure = None;
+        for (index, statement) in prepared.statements.iter().enumerate() {
+            if let Err(e) = driver.execute(&statement.sql).await {
+                failure = Some((index, e));
+                break;
+            }
+        }
+        let Some((index, error)) = failure else {
+            record.statements_done = total as u32;
+            finish(&mut record, RunState::Succeeded, started);
+            let event = applied_event(migration, &record);
+            let committed = async {
+                driver.write_history(&record).await?;
+                driver.append_event(&event, &ctx.actor).await?;
+                driver.commit().await
+            }
+            .await;
+            if let Err(e) = committed {
+                let _ = driver.rollback().await;
+                return Err(ExecError::Database { context: format!("recording migration {}", migration.version), source: e });
+            }
+            return Ok(started.elapsed());
+        };
+        let _ = driver.rollback().await;
+        if error.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries {
+            attempt += 1;
+            let blockers = driver.describe_blockers().await.unwrap_or_default();
+            let wait = backoff(ctx, attempt - 1);
+            reporter.retrying(migration, index + 1, attempt, wait, &blockers);
+            tokio::time::sleep(wait).await;
+            held.working_on(driver, Some(&migration.version.to_string())).await?;
+            continue;
+        }
+        let aftermath = "it ran in a transaction that was rolled back, so the database is as it was before it; fix the statement and run `airlock migrate` again".to_owned();
+        return Err(record_failure(driver, ctx, migration, prepared, record, index, error, aftermath, started).await);
+    }
+}
+
+async fn apply_statements(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    held: &HeldLease,
+    migration: &Migration,
+    prepared: &Prepared,
+    start: usize,
+    reporter: &mut dyn Reporter,
+) -> Result<Duration, ExecError> {
+    let started = Instant::now();
+    let total = prepared.statements.len();
+    let mut record = new_record(ctx, migration, RunMode::Statements, total);
+    record.statements_done = start as u32;
+    driver.write_history(&record).await.map_err(ExecError::db("recording the start of the migration"))?;
+    for index in start..total {
+        if held.lost() {
+            return Err(ExecError::LeaseLost);
+        }
+        let statement = &prepared.statements[index];
+        if let Some(name) = &prepared.concurrent_index[index] {
+            if let Some(dropped) = driver.drop_invalid_index(name).await.map_err(ExecError::db("dropping an INVALID index"))? {
+                reporter.warning(&format!(
+                    "{} {}: dropped the INVALID index {dropped} left by an earlier failed attempt, to build it again",
+                    migration.version, migration.name
+                ));
+                let event = Event {
+                    kind: "invalid_index_dropped".into(),
+                    version: Some(migration.version.clone()),
+                    detail: json!({ "index": dropped }).to_string(),
+                };
+                driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the dropped index"))?;
+            }
+        }
+        let mut attempt = 0;
+        loop {
+            match driver.execute(&statement.sql).await {
+                Ok(()) => break,
+                Err(e) if e.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries => {
+                    attempt += 1;
+                    let blockers = driver.describe_blockers().await.unwrap_or_default();
+                    let wait = backoff(ctx, attempt - 1);
+                    reporter.retrying(migration, index + 1, attempt, wait, &blockers);
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => {
+                    let mut aftermath = if index == 0 {
+                        "it ran outside a transaction; no statement of it was applied".to_owned()
+                    } else {
+                        format!("it ran outside a transaction, so statements 1 to {index} stayed applied")
+                    };
+                    if let Some(name) = &prepared.concurrent_index[index] {
+                        if driver.index_is_invalid(name).await.unwrap_or(false) {
+                            aftermath.push_str(&format!(
+                                "; the failed CREATE INDEX CONCURRENTLY left the INVALID index {name} behind (it slows writes and is never used): `--retry-from-failed` drops it and builds it again"
+                            ));
+                        }
+                    }
+                    aftermath.push_str(&format!(
+                        "; fix the cause, then `airlock resolve {v} --retry-from-failed` (runs statement {n} onward), `--mark-applied` or `--mark-rolled-back`",
+                        v = migration.version,
+                        n = index + 1
+                    ));
+                    return Err(record_failure(driver, ctx, migration, prepared, record, index, e, aftermath, started).await);
+                }
+            }
+        }
+        record.statements_done = index as u32 + 1;
+        if index + 1 < total {
+            driver.write_history(&record).await.map_err(ExecError::db("recording progress"))?;
+        }
+    }
+    finish(&mut record, RunState::Succeeded, started);
+    driver.write_history(&record).await.map_err(ExecError::db("recording the migration"))?;
+    let event = applied_event(migration, &record);
+    driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the migration"))?;
+    Ok(started.elapsed())
+}
+
+fn applied_event(migration: &Migration, record: &HistoryRecord) -> Event {
+    let allows: Vec<_> = migration
+        .directives
+        .allows
+        .iter()
+        .map(|a| json!({ "rule": a.rule, "reason": a.reason }))
+        .collect();
+    Event {
+        kind: "applied".into(),
+        version: Some(migration.version.clone()),
+        detail: json!({
+            "name": migration.name,
+            "checksum": migration.checksum,
+            "mode": record.mode.as_str(),
+            "statements": record.statements_total,
+            "duration_ms": record.duration_ms,
+            "allows": allows,
+        })
+        .to_string(),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn record_failure(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    migration: &Migration,
+    prepared: &Prepared,
+    mut record: HistoryRecord,
+    index: usize,
+    error: DriverError,
+    aftermath: String,
+    started: Instant,
+) -> ExecError {
+    let statement = &prepared.statements[index];
+    record.failed_statement = Some(index as u32 + 1);
+    record.error = Some(error.message.clone());
+    if record.mode == RunMode::Transaction {
+        record.statements_done = 0;
+    }
+    finish(&mut record, RunState::Failed, started);
+    let event = Event {
+        kind: "failed".into(),
+        version: Some(migration.version.clone()),
+        detail: json!({
+            "statement": index + 1,
+            "line": statement.line + migration.up.line_offset,
+            "error": error.message,
+            "code": error.code,
+            "mode": record.mode.as_str(),
+        })
+        .to_string(),
+    };
+    // Best effort: the connection may be what failed.
+    let _ = driver.write_history(&record).await;
+    let _ = driver.append_event(&event, &ctx.actor).await;
+    ExecError::MigrationFailed(
+        Box::new(FailedStatement {
+            version: migration.version.to_string(),
+            name: migration.name.clone(),
+            path: migration.up.path.clone(),
+            index: index + 1,
+            line: statement.line + migration.up.line_offset,
+            sql: statement.sql.clone(),
+            error,
+            aftermath,
+        }),
+        Vec::new(),
+    )
+}

@@ -1,0 +1,135 @@
+//! Raw command-line flags, as clap reads them; validated in `settings`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// airlock: schema migrations that look before they leap.
+#[derive(Debug, Parser)]
+#[command(name = "airlock", version, about, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Options valid before or after the command name.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people: concise, coloured on a terminal.
+    Human,
+    /// One JSON object on stdout.
+    Json,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Database URL: postgres://, mysql://, mariadb://, sqlite:PATH [env: DATABASE_URL].
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Migrations directory [default: `dir` in airlock.toml, else `migrations`].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub dir: Option<PathBuf>,
+    /// Configuration file [default: airlock.toml when present].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// An environment from the configuration's [environments.NAME].
+    #[arg(long = "env", global = true, value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// How long to wait for another run's lock, e.g. 30s, 5m [default: 5m].
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub lock_wait: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the next migration file(s).
+    New(NewArgs),
+    /// Check, then apply pending migrations in order.
+    Migrate(MigrateArgs),
+    /// Applied, pending, in-progress or failed migrations, and problems.
+    Status,
+    /// Apply down migrations until VERSION is the newest applied (refused in protected environments).
+    Down(DownArgs),
+    /// Accept an edited applied migration's new text, recording who and why.
+    Repair(RepairArgs),
+    /// Close a failed or interrupted migration that ran outside a transaction.
+    Resolve(ResolveArgs),
+}
+
+/// `airlock new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// Name of the migration, e.g. `add_orders_index`.
+    pub name: String,
+    /// Mark it as a data migration (`-- airlock:data`).
+    #[arg(long)]
+    pub data: bool,
+    /// Do not create a down file.
+    #[arg(long)]
+    pub no_down: bool,
+    /// Version as the next integer [default when the directory already uses integers].
+    #[arg(long, conflicts_with = "timestamp")]
+    pub sequential: bool,
+    /// Version as a UTC timestamp YYYYMMDDHHMMSS [default for a new directory].
+    #[arg(long)]
+    pub timestamp: bool,
+}
+
+/// `airlock migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Apply only up to this version.
+    #[arg(long, value_name = "VERSION")]
+    pub to: Option<String>,
+    /// Check everything and show what would run; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `airlock down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The version to go back to (it stays applied); 0 undoes everything.
+    #[arg(long, value_name = "VERSION")]
+    pub to: String,
+}
+
+/// `airlock repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The applied version whose file changed on purpose.
+    #[arg(long, value_name = "VERSION")]
+    pub accept: String,
+    /// Why the change is acceptable; kept in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: String,
+}
+
+/// `airlock resolve`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["retry_from_failed", "mark_applied", "mark_rolled_back"])))]
+pub struct ResolveArgs {
+    /// The failed or interrupted version.
+    pub version: String,
+    /// Run the statements from the failed one onward.
+    #[arg(long)]
+    pub retry_from_failed: bool,
+    /// You completed the migration by hand.
+    #[arg(long)]
+    pub mark_applied: bool,
+    /// You undid what it applied; it becomes pending again.
+    #[arg(long)]
+    pub mark_rolled_back: bool,
+    /// Why; kept in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+}

@@ -1,0 +1,112 @@
+//! The `airlock` binary: raw flags → validated settings → library call → reporter.
+
+mod args;
+mod new;
+mod render;
+mod settings;
+
+use std::process::ExitCode;
+
+use airlock_core::Version;
+use airlock_exec::{exit, ExecError, Resolution};
+use anstream::{eprintln, println};
+use clap::Parser;
+
+use crate::args::{Cli, Command, Format};
+use crate::render::Progress;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE as u8 } else { 0 });
+        }
+    };
+    let format = cli.global.format;
+    let code = match run(cli) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            render::error(&e, format);
+            e.exit_code()
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+fn version_arg(text: &str, flag: &str) -> Result<Version, ExecError> {
+    Version::parse(text.trim()).map_err(|e| ExecError::Usage(format!("{flag}: {e}")))
+}
+
+fn run(cli: Cli) -> Result<(), ExecError> {
+    let format = cli.global.format;
+    if let Command::New(args) = &cli.command {
+        let dir = settings::migrations_dir(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
+        let paths = new::create(&dir, args).map_err(ExecError::Usage)?;
+        if format == Format::Json {
+            println!("{}", serde_json::json!({ "created": paths }));
+        } else {
+            for p in paths {
+                println!("created {}", p.display());
+            }
+        }
+        return Ok(());
+    }
+    let options = settings::options(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ExecError::Usage(format!("cannot start the async runtime: {e}")))?;
+    let mut progress = Progress { format };
+    runtime.block_on(async {
+        match cli.command {
+            Command::New(_) => Ok(()),
+            Command::Migrate(args) => {
+                let target = args.to.as_deref().map(|t| version_arg(t, "--to")).transpose()?;
+                let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
+                render::run_report(&report, format, "Applied");
+                Ok(())
+            }
+            Command::Status => {
+                let report = airlock_exec::status(&options).await?;
+                render::status(&report, format);
+                Ok(())
+            }
+            Command::Down(args) => {
+                let to = version_arg(&args.to, "--to")?;
+                let report = airlock_exec::down(&options, to, &mut progress).await?;
+                render::run_report(&report, format, "Rolled back");
+                Ok(())
+            }
+            Command::Repair(args) => {
+                let version = version_arg(&args.accept, "--accept")?;
+                let old = airlock_exec::repair(&options, version.clone(), &args.reason, &mut progress).await?;
+                match (format, old) {
+                    (Format::Json, old) => println!(
+                        "{}",
+                        serde_json::json!({ "repaired": old.is_some(), "version": version.to_string(), "old_checksum": old })
+                    ),
+                    (Format::Human, Some(old)) => println!(
+                        "Accepted the current text of migration {version} (checksum was {}…); recorded with your reason.",
+                        &old[..12.min(old.len())]
+                    ),
+                    (Format::Human, None) => eprintln!("Nothing to repair: migration {version} already matches its file."),
+                }
+                Ok(())
+            }
+            Command::Resolve(args) => {
+                let version = version_arg(&args.version, "VERSION")?;
+                let how = if args.retry_from_failed {
+                    Resolution::RetryFromFailed
+                } else if args.mark_applied {
+                    Resolution::MarkApplied
+                } else {
+                    Resolution::MarkRolledBack
+                };
+                let report = airlock_exec::resolve(&options, version, how, args.reason.as_deref(), &mut progress).await?;
+                render::run_report(&report, format, "Resolved:");
+                Ok(())
+            }
+        }
+    })
+}

@@ -1,0 +1,256 @@
+//! Reporters: what people and scripts see. Human output is concise and coloured
+//! on a terminal (anstream strips colour elsewhere); JSON is one object on stdout.
+
+use std::time::Duration;
+
+use airlock_core::{Lease, Migration, RunMode};
+use airlock_exec::{ExecError, ProblemEntry, Reporter, RunReport, StatusReport};
+use anstream::{eprintln, println};
+use anstyle::{AnsiColor, Style};
+use serde_json::json;
+
+use crate::args::Format;
+
+const GREEN: Style = AnsiColor::Green.on_default();
+const RED: Style = AnsiColor::Red.on_default().bold();
+const YELLOW: Style = AnsiColor::Yellow.on_default();
+const DIM: Style = Style::new().dimmed();
+const BOLD: Style = Style::new().bold();
+
+/// Prints progress while a command works: to stdout for people, to stderr
+/// (keeping stdout one JSON object) with `--format json`.
+pub struct Progress {
+    pub format: Format,
+}
+
+impl Progress {
+    fn say(&self, line: String) {
+        match self.format {
+            Format::Human => println!("{line}"),
+            Format::Json => eprintln!("{line}"),
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    if d.as_secs() >= 10 { format!("{:.1} s", d.as_secs_f64()) } else { format!("{} ms", d.as_millis()) }
+}
+
+impl Reporter for Progress {
+    fn warning(&mut self, message: &str) {
+        eprintln!("{YELLOW}warning{YELLOW:#}: {message}");
+    }
+
+    fn waiting_for_lock(&mut self, holder: &Lease, wait: Duration) {
+        self.say(format!(
+            "{YELLOW}waiting{YELLOW:#} for the lock held by {} (up to {} s)",
+            holder.describe(),
+            wait.as_secs()
+        ));
+    }
+
+    fn lock_taken_over(&mut self, previous: &Lease, why: &str) {
+        self.say(format!("{YELLOW}took over{YELLOW:#} the lock of {}: {why}", previous.describe()));
+    }
+
+    fn migration_started(&mut self, _migration: &Migration, _mode: RunMode) {}
+
+    fn migration_finished(&mut self, migration: &Migration, elapsed: Duration) {
+        self.say(format!(
+            "  {GREEN}✓{GREEN:#} {:<16} {:<40} {DIM}{}{DIM:#}",
+            migration.version,
+            migration.name,
+            ms(elapsed)
+        ));
+    }
+
+    fn retrying(&mut self, migration: &Migration, statement: usize, attempt: u32, wait: Duration, blockers: &[String]) {
+        self.say(format!(
+            "  {YELLOW}…{YELLOW:#} {} statement {statement} hit the lock timeout; retry {attempt} in {}",
+            migration.version,
+            ms(wait)
+        ));
+        for b in blockers {
+            self.say(format!("      blocked by {b}"));
+        }
+    }
+}
+
+fn print_json(value: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+/// `migrate`, `down` and `resolve` results.
+pub fn run_report(report: &RunReport, format: Format, verb: &str) {
+    if format == Format::Json {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    let at = report.current_version.as_deref().map(|v| format!("version {v}")).unwrap_or_else(|| "no version".to_owned());
+    if report.dry_run {
+        if report.migrations.is_empty() {
+            println!("Nothing to do: the database is at {at}.");
+        } else {
+            println!("{BOLD}Would apply{BOLD:#} (dry run, nothing changed):");
+            for m in &report.migrations {
+                println!("  {:<16} {:<40} {DIM}{} statement(s), {}{DIM:#}", m.version, m.name, m.statements, m.mode);
+            }
+        }
+    } else if report.migrations.is_empty() {
+        println!("Nothing to do: the database is at {at}.");
+    } else {
+        let n = report.migrations.len();
+        let total: u64 = report.migrations.iter().map(|m| m.duration_ms).sum();
+        println!("{GREEN}{verb}{GREEN:#} {n} migration{} in {total} ms; the database is at {at}.", if n == 1 { "" } else { "s" });
+    }
+    if !report.left_pending.is_empty() {
+        let versions: Vec<&str> = report.left_pending.iter().map(|p| p.version.as_str()).collect();
+        println!("{DIM}Left pending beyond --to: {}{DIM:#}", versions.join(", "));
+    }
+}
+
+fn problem_line(p: &ProblemEntry) -> String {
+    let mark = if p.blocking { format!("{RED}✗{RED:#}") } else { format!("{YELLOW}!{YELLOW:#}") };
+    format!("  {mark} {BOLD}{}{BOLD:#} {}", p.code, p.message)
+}
+
+/// `status`.
+pub fn status(report: &StatusReport, format: Format) {
+    if format == Format::Json {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    let state = match report.state {
+        "clean" => format!("{GREEN}clean{GREEN:#}"),
+        "dirty" => format!("{YELLOW}dirty{YELLOW:#}"),
+        other => format!("{RED}{other}{RED:#}"),
+    };
+    println!(
+        "{BOLD}Database{BOLD:#}  {}{}",
+        report.database,
+        report.project.as_deref().map(|p| format!("  (project {p})")).unwrap_or_default()
+    );
+    println!(
+        "{BOLD}State{BOLD:#}     {state}, version {}: {} applied, {} pending",
+        report.current_version.as_deref().unwrap_or("none"),
+        report.applied.len(),
+        report.pending.len()
+    );
+    if let Some(lock) = &report.lock {
+        println!(
+            "{BOLD}Running{BOLD:#}   pid {} ({}@{}) since {}{}",
+            lock.pid,
+            lock.os_user,
+            lock.host,
+            lock.since,
+            lock.version.as_deref().map(|v| format!(", applying {v}")).unwrap_or_default()
+        );
+    }
+    if !report.applied.is_empty() {
+        println!("{BOLD}Applied{BOLD:#}");
+        for a in &report.applied {
+            println!(
+                "  {:<16} {:<40} {DIM}{}  {}{DIM:#}",
+                a.version,
+                a.name,
+                a.applied_at.as_deref().map(|t| t.get(..19).unwrap_or(t).replace('T', " ")).unwrap_or_default(),
+                a.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default()
+            );
+        }
+    }
+    if !report.pending.is_empty() {
+        println!("{BOLD}Pending{BOLD:#}");
+        for p in &report.pending {
+            println!("  {:<16} {:<40} {DIM}{}{DIM:#}", p.version, p.name, p.kind);
+        }
+    }
+    if !report.problems.is_empty() {
+        println!("{BOLD}Problems{BOLD:#}");
+        for p in &report.problems {
+            println!("{}", problem_line(p));
+            if let Some(detail) = &p.detail {
+                for line in detail.lines() {
+                    println!("      {line}");
+                }
+            }
+        }
+    }
+    for w in &report.warnings {
+        eprintln!("{YELLOW}warning{YELLOW:#}: {w}");
+    }
+}
+
+fn error_kind(e: &ExecError) -> &'static str {
+    match e {
+        ExecError::Discovery(_) => "malformed-migrations",
+        ExecError::Invalid(_) => "invalid-migration",
+        ExecError::Usage(_) => "usage",
+        ExecError::Connect(_) => "connection",
+        ExecError::Database { .. } => "database",
+        ExecError::Blocked { .. } => "blocked",
+        ExecError::Protected(_) => "protected-environment",
+        ExecError::MigrationFailed(..) => "migration-failed",
+        ExecError::LockBusy { .. } => "lock-busy",
+        ExecError::LeaseLost => "lock-lost",
+    }
+}
+
+/// Any error of a command: stderr for people, one JSON object on stdout for scripts.
+pub fn error(e: &ExecError, format: Format) {
+    if format == Format::Json {
+        let mut value = json!({ "error": { "kind": error_kind(e), "exit_code": e.exit_code(), "message": e.to_string() } });
+        match e {
+            ExecError::Blocked { problems } => {
+                let entries: Vec<ProblemEntry> = problems.iter().map(ProblemEntry::from).collect();
+                value["error"]["problems"] = serde_json::to_value(entries).unwrap_or_default();
+            }
+            ExecError::MigrationFailed(f, applied) => {
+                value["error"]["migration"] = json!({
+                    "version": f.version, "name": f.name, "file": f.path, "line": f.line,
+                    "statement": f.index, "sql": f.sql, "server_error": f.error.message,
+                    "code": f.error.code, "aftermath": f.aftermath,
+                });
+                value["error"]["applied_before_failure"] = json!(applied);
+            }
+            _ => {}
+        }
+        print_json(&value);
+        return;
+    }
+    match e {
+        ExecError::Blocked { problems } => {
+            eprintln!("{RED}error{RED:#}: refused; nothing was changed:");
+            for p in problems {
+                eprintln!("{}", problem_line(&ProblemEntry::from(p)));
+                if let Some(detail) = &p.detail {
+                    for line in detail.lines() {
+                        eprintln!("      {line}");
+                    }
+                }
+            }
+        }
+        ExecError::MigrationFailed(f, applied) => {
+            eprintln!(
+                "{RED}error{RED:#}: migration {} ({}) failed at statement {} ({}:{})",
+                f.version,
+                f.name,
+                f.index,
+                f.path.display(),
+                f.line
+            );
+            let excerpt: Vec<&str> = f.sql.lines().take(6).collect();
+            for line in &excerpt {
+                eprintln!("  {DIM}|{DIM:#} {line}");
+            }
+            if f.sql.lines().count() > excerpt.len() {
+                eprintln!("  {DIM}| …{DIM:#}");
+            }
+            eprintln!("  = the server said: {}", f.error.message);
+            eprintln!("  = {}", f.aftermath);
+            if !applied.is_empty() {
+                eprintln!("  = applied before the failure: {}", applied.join(", "));
+            }
+        }
+        other => eprintln!("{RED}error{RED:#}: {other}"),
+    }
+}

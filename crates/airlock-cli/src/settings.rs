@@ -1,0 +1,230 @@
+//! From flags, environment variables and airlock.toml to validated [`Options`].
+//!
+//! Database URL precedence: `--database-url`, then the `--env` environment's
+//! `url`, then `DATABASE_URL`, then the top-level `url` of airlock.toml.
+//! Paths in airlock.toml (`dir`, relative `sqlite:` files) are relative to the
+//! file; paths on the command line are relative to the working directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use airlock_core::migration::parse_duration;
+use airlock_driver::DatabaseUrl;
+use airlock_exec::Options;
+use serde::Deserialize;
+
+use crate::args::Global;
+
+/// A configuration or usage problem (exit 2).
+#[derive(Debug)]
+pub struct SettingsError(pub String);
+
+/// airlock.toml.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// The project identity stamped on databases.
+    pub project: Option<String>,
+    /// Migrations directory, relative to the file.
+    pub dir: Option<PathBuf>,
+    /// Default database URL.
+    pub url: Option<String>,
+    /// Shared settings.
+    #[serde(flatten)]
+    pub tuning: Tuning,
+    /// Named environments.
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+}
+
+/// Settings an environment may override.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tuning {
+    /// Lock timeout per statement, e.g. "5s".
+    pub lock_timeout: Option<String>,
+    /// Statement timeout, "0" for none.
+    pub statement_timeout: Option<String>,
+    /// Retries after a lock timeout.
+    pub lock_retries: Option<u32>,
+    /// First backoff before a retry.
+    pub lock_retry_backoff: Option<String>,
+    /// How long to wait for another run's lock.
+    pub lock_wait: Option<String>,
+    /// Lease time to live without heartbeat.
+    pub lease_ttl: Option<String>,
+    /// Allow out-of-order pending migrations.
+    pub out_of_order: Option<bool>,
+}
+
+/// `[environments.NAME]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    /// URL, `${VAR}` expanded.
+    pub url: Option<String>,
+    /// Refuse `down` here.
+    #[serde(default)]
+    pub protected: bool,
+    /// Overrides.
+    #[serde(flatten)]
+    pub tuning: Tuning,
+}
+
+/// Expands `${VAR}` from the environment; a missing variable is an error naming it.
+pub fn expand(text: &str, what: &str) -> Result<String, SettingsError> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| SettingsError(format!("{what}: unclosed `${{` in `{}`", airlock_driver_redact(text))))?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| {
+            SettingsError(format!("{what} uses ${{{name}}}, but the environment variable {name} is not set"))
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn airlock_driver_redact(text: &str) -> String {
+    DatabaseUrl::parse(text).map(|u| u.to_string()).unwrap_or_else(|_| "…".to_owned())
+}
+
+fn duration(value: &Option<String>, key: &str, default: Duration) -> Result<Duration, SettingsError> {
+    match value {
+        None => Ok(default),
+        Some(text) => parse_duration(text).map_err(|e| SettingsError(format!("`{key} = \"{text}\"`: {e}"))),
+    }
+}
+
+/// Reads the config file named by `--config`, or airlock.toml when present.
+fn load_config(global: &Global) -> Result<(ConfigFile, Option<PathBuf>), SettingsError> {
+    let (path, required) = match &global.config {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("airlock.toml"), false),
+    };
+    if !path.exists() {
+        if required {
+            return Err(SettingsError(format!("{}: the configuration file does not exist", path.display())));
+        }
+        return Ok((ConfigFile::default(), None));
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| SettingsError(format!("{}: cannot read it: {e}", path.display())))?;
+    let config: ConfigFile = toml::from_str(&text).map_err(|e| SettingsError(format!("{}: {e}", path.display())))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    Ok((config, Some(base)))
+}
+
+/// Resolves a relative `sqlite:` path against the config file's directory.
+fn anchor_sqlite(url: String, base: &Path) -> String {
+    for prefix in ["sqlite://", "sqlite:"] {
+        if let Some(path) = url.strip_prefix(prefix) {
+            if !path.is_empty() && !Path::new(path).is_absolute() && !path.starts_with(':') && !base.as_os_str().is_empty() {
+                return format!("sqlite:{}", base.join(path).display());
+            }
+            break;
+        }
+    }
+    url
+}
+
+/// Everything resolved for a command that needs no database (`new`).
+pub fn migrations_dir(global: &Global) -> Result<PathBuf, SettingsError> {
+    let (config, base) = load_config(global)?;
+    Ok(resolve_dir(global, &config, base.as_deref()))
+}
+
+fn resolve_dir(global: &Global, config: &ConfigFile, base: Option<&Path>) -> PathBuf {
+    match (&global.dir, &config.dir) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(dir)) => base.unwrap_or(Path::new("")).join(dir),
+        (None, None) => base.unwrap_or(Path::new("")).join("migrations"),
+    }
+}
+
+/// Flags + environment + airlock.toml → validated options.
+pub fn options(global: &Global) -> Result<Options, SettingsError> {
+    let (config, base) = load_config(global)?;
+    let base_dir = base.clone().unwrap_or_default();
+    let environment = match &global.environment {
+        None => None,
+        Some(name) => Some(config.environments.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
+            SettingsError(format!(
+                "--env {name}: no [environments.{name}] in the configuration{}",
+                if known.is_empty() { String::new() } else { format!(" (known: {})", known.join(", ")) }
+            ))
+        })?),
+    };
+    let from_env_var = std::env::var("DATABASE_URL").ok().filter(|v| !v.is_empty());
+    let url_text = if let Some(url) = &global.database_url {
+        url.clone()
+    } else if let Some(url) = environment.as_ref().and_then(|e| e.url.as_ref()) {
+        let name = global.environment.as_deref().unwrap_or_default();
+        anchor_sqlite(expand(url, &format!("[environments.{name}] url"))?, &base_dir)
+    } else if let Some(url) = from_env_var {
+        url
+    } else if let Some(url) = &config.url {
+        anchor_sqlite(expand(url, "url in airlock.toml")?, &base_dir)
+    } else {
+        return Err(SettingsError(
+            "no database: pass --database-url URL, set DATABASE_URL, or set `url` in airlock.toml".to_owned(),
+        ));
+    };
+    let url = DatabaseUrl::parse(&url_text).map_err(|e| SettingsError(e.to_string()))?;
+    let dir = resolve_dir(global, &config, base.as_deref());
+    let mut options = Options::new(url, dir);
+    options.project = config.project.clone();
+    options.environment = global.environment.clone();
+    options.protected = environment.as_ref().is_some_and(|e| e.protected);
+
+    // Environment settings override top-level ones, which override the defaults.
+    let env_tuning = environment.map(|e| e.tuning).unwrap_or_default();
+    let pick = |f: fn(&Tuning) -> &Option<String>| f(&env_tuning).clone().or_else(|| f(&config.tuning).clone());
+    options.timeouts.lock = duration(&pick(|t| &t.lock_timeout), "lock_timeout", options.timeouts.lock)?;
+    options.timeouts.statement = duration(&pick(|t| &t.statement_timeout), "statement_timeout", options.timeouts.statement)?;
+    options.retry_backoff = duration(&pick(|t| &t.lock_retry_backoff), "lock_retry_backoff", options.retry_backoff)?;
+    options.lease_ttl = duration(&pick(|t| &t.lease_ttl), "lease_ttl", options.lease_ttl)?;
+    let lock_wait = global.lock_wait.clone().or_else(|| pick(|t| &t.lock_wait));
+    options.lock_wait = duration(&lock_wait, "lock_wait", options.lock_wait)?;
+    options.lock_retries = env_tuning.lock_retries.or(config.tuning.lock_retries).unwrap_or(options.lock_retries);
+    options.out_of_order = env_tuning.out_of_order.or(config.tuning.out_of_order).unwrap_or(false);
+    if options.lease_ttl < Duration::from_secs(1) {
+        return Err(SettingsError("`lease_ttl` must be at least 1s".to_owned()));
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expands_variables_and_names_missing_ones() {
+        // SAFETY-free: a variable no other test uses.
+        let e = expand("postgres://${AIRLOCK_TEST_SURELY_UNSET}/x", "url").unwrap_err();
+        assert!(e.0.contains("AIRLOCK_TEST_SURELY_UNSET is not set"), "{}", e.0);
+        assert_eq!(expand("sqlite:a.db", "url").unwrap(), "sqlite:a.db");
+    }
+
+    #[test]
+    fn sqlite_paths_in_config_are_relative_to_it() {
+        assert_eq!(anchor_sqlite("sqlite:shop.db".into(), Path::new("examples/shop")), "sqlite:examples/shop/shop.db");
+        assert_eq!(anchor_sqlite("sqlite:///tmp/x.db".into(), Path::new("examples")), "sqlite:///tmp/x.db");
+        assert_eq!(anchor_sqlite("postgres://h/db".into(), Path::new("examples")), "postgres://h/db");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let e = toml::from_str::<ConfigFile>("projet = \"x\"").unwrap_err().to_string();
+        assert!(e.contains("projet"), "{e}");
+        let e = toml::from_str::<ConfigFile>("[environments.prod]\nprotect = true").unwrap_err().to_string();
+        assert!(e.contains("protect"), "{e}");
+    }
+}

@@ -1,0 +1,1 @@
+CREATE TABLE order_statuses (name TEXT PRIMARY KEY);

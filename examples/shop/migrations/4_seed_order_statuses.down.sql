@@ -1,0 +1,2 @@
+-- airlock:data
+DELETE FROM order_statuses;

@@ -1,0 +1,2 @@
+-- airlock:data
+INSERT INTO order_statuses (name) VALUES ('new'), ('paid'), ('shipped'), ('cancelled');

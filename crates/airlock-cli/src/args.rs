@@ -119,6 +119,7 @@ pub struct RepairArgs {
 #[command(group(clap::ArgGroup::new("how").required(true).args(["retry_from_failed", "mark_applied", "mark_rolled_back"])))]
 pub struct ResolveArgs {
     /// The failed or interrupted version.
+    #[arg(id = "migration", value_name = "VERSION")]
     pub version: String,
     /// Run the statements from the failed one onward.
     #[arg(long)]
@@ -132,4 +133,23 @@ pub struct ResolveArgs {
     /// Why; kept in the audit log.
     #[arg(long, value_name = "TEXT")]
     pub reason: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_work_before_and_after_the_command() {
+        let before = Cli::try_parse_from(["airlock", "--format", "json", "status"]).unwrap();
+        let after = Cli::try_parse_from(["airlock", "status", "--format", "json"]).unwrap();
+        assert_eq!(before.global.format, Format::Json);
+        assert_eq!(after.global.format, Format::Json);
+    }
 }

@@ -149,6 +149,10 @@ impl Driver for SqliteDriver {
     }
 
     async fn ensure_tables(&mut self) -> Result<()> {
+        // A read first: it needs no write lock, which another connection may hold.
+        if self.table_exists(tables::LOCK)? && self.table_exists(tables::HISTORY)? {
+            return Ok(());
+        }
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(error)?;
         tx.execute_batch(SCHEMA).map_err(error)?;
         tx.commit().map_err(error)

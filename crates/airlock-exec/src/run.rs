@@ -227,12 +227,18 @@ async fn apply_in_transaction(
     loop {
         let started = Instant::now();
         let mut record = new_record(ctx, migration, RunMode::Transaction, total);
-        driver.begin().await.map_err(ExecError::db("opening a transaction"))?;
         let mut failure = None;
-        for (index, statement) in prepared.statements.iter().enumerate() {
-            if let Err(e) = driver.execute(&statement.sql).await {
-                failure = Some((index, e));
-                break;
+        match driver.begin().await {
+            // SQLite takes its write lock at BEGIN: waiting for it is a lock timeout like any other.
+            Err(e) if e.kind == ErrorKind::LockTimeout && !prepared.statements.is_empty() => failure = Some((0, e)),
+            Err(e) => return Err(ExecError::Database { context: "opening a transaction".into(), source: e }),
+            Ok(()) => {
+                for (index, statement) in prepared.statements.iter().enumerate() {
+                    if let Err(e) = driver.execute(&statement.sql).await {
+                        failure = Some((index, e));
+                        break;
+                    }
+                }
             }
         }
         let Some((index, error)) = failure else {

@@ -181,7 +181,7 @@ pub fn reconcile<'a>(
                     ProblemCode::Interrupted,
                     true,
                     format!(
-                        "migration {} ({}) was cut off while running outside a transaction (by {}@{} at {}): statements 1 to {} of {} were applied; statement {} may or may not have been; check the schema, then {}",
+                        "migration {} ({}) was cut off while running outside a transaction (by {}@{} at {}): {} of {} statements completed, and statement {} may or may not have been applied; check the schema, then {}",
                         record.version,
                         record.name,
                         record.os_user,

@@ -10,12 +10,25 @@ pub fn current() -> Actor {
     let os_user = ["USER", "LOGNAME", "USERNAME"]
         .iter()
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+        .or_else(user_from_uid)
         .unwrap_or_else(|| "unknown".to_owned());
     let host = hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "unknown".to_owned());
     Actor { os_user, host, pid: std::process::id(), airlock_version: AIRLOCK_VERSION.to_owned() }
+}
+
+/// The name of this process's real uid, from /proc and /etc/passwd (where they exist).
+fn user_from_uid() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_owned();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid).then(|| name.to_owned())
+    })
 }
 
 /// The host identity written in the lease: the host name, plus the kernel's boot
@@ -58,6 +71,12 @@ mod tests {
         let pid = child.id();
         child.wait().unwrap();
         assert!(!process_alive(pid));
+    }
+
+    #[test]
+    fn names_the_user_even_without_user_variables() {
+        assert_ne!(user_from_uid().as_deref(), Some(""));
+        assert_ne!(current().os_user, "");
     }
 
     #[test]

@@ -126,9 +126,10 @@ pub(crate) struct Snapshot {
 }
 
 pub(crate) async fn snapshot(driver: &mut dyn Driver, ctx: &Context) -> Result<Snapshot, ExecError> {
+    // The lease first: a run that holds it when history is read shows as in progress.
+    let lease = lease::live_holder(driver, ctx).await?;
     let project = driver.read_project().await.map_err(ExecError::db("reading the project stamp"))?;
     let history = driver.read_history().await.map_err(ExecError::db("reading airlock_history"))?;
-    let lease = lease::live_holder(driver, ctx).await?;
     Ok(Snapshot { project, history, lease })
 }
 

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use airlock_core::{
-    discover, reconcile, Event, HistoryRecord, Migration, RunMode, RunState, Settings, Version,
+    discover, reconcile, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState, Settings,
+    Version,
 };
 use airlock_driver::{Driver, DriverError, ErrorKind, Timeouts};
 use chrono::Utc;
@@ -44,18 +45,24 @@ pub async fn migrate(
     };
     let history = snap.as_ref().map(|s| s.history.as_slice()).unwrap_or_default();
     let stamped = snap.as_ref().and_then(|s| s.project.as_deref());
-    let mut plan = reconcile(migrations, history, &settings);
+    let another_run = snap.as_ref().is_some_and(|s| s.lease.is_some());
+    let look = Settings { run_in_progress: another_run, ..settings.clone() };
+    let mut plan = reconcile(migrations, history, &look);
     plan.problems.extend(project_problem(stamped, options.project.as_deref(), &options.url));
-    if plan.is_blocked() {
+    // A running record may belong to a run that is starting or just finishing:
+    // only under the lease can it be told apart from one that was cut off.
+    let racy = |p: &Problem| matches!(p.code, ProblemCode::Interrupted | ProblemCode::InProgress);
+    let decide_under_lock = another_run || plan.problems.iter().any(racy);
+    if plan.problems.iter().any(|p| p.blocking && !racy(p)) {
         return Err(ExecError::Blocked { problems: plan.problems.into_iter().filter(|p| p.blocking).collect() });
     }
-    let warnings: Vec<String> = plan.problems.iter().map(|p| p.message.clone()).collect();
+    let warnings: Vec<String> = plan.problems.iter().filter(|p| !racy(p)).map(|p| p.message.clone()).collect();
     for w in &warnings {
         reporter.warning(w);
     }
     let left_pending: Vec<PendingEntry> = plan.beyond_target.iter().map(|m| PendingEntry::from(*m)).collect();
     let prepared = prepare_all(&plan.pending, options)?;
-    if plan.pending.is_empty() || dry_run {
+    if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
         let migrations = plan
             .pending
             .iter()

@@ -271,7 +271,14 @@ fn split_dbmate(path: &Path, text: &str) -> Result<Option<(Script, Option<Script
 }
 
 fn is_blank(sql: &str) -> bool {
-    airlock_sql::is_blank(sql, airlock_sql::Dialect::Postgres)
+    // Fast path: the first line that is not empty or a `--` comment decides,
+    // unless it opens a block comment or is a bare `;` (then the splitter does).
+    let first = sql.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("--"));
+    match first {
+        None => true,
+        Some(line) if !line.starts_with("/*") && !line.starts_with(';') => false,
+        Some(_) => airlock_sql::is_blank(sql, airlock_sql::Dialect::Postgres),
+    }
 }
 
 fn assemble(found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {

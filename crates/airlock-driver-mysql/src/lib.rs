@@ -25,6 +25,8 @@ use mysql_async::{Conn, Opts, Row, Value};
 pub struct MySqlDriver {
     conn: Conn,
     mariadb: bool,
+    /// airlock's tables are known to exist (checked once, then trusted).
+    tables_ready: bool,
 }
 
 fn error(e: mysql_async::Error) -> DriverError {
@@ -154,19 +156,23 @@ impl MySqlDriver {
         conn.query_drop("SET time_zone = '+00:00'").await.map_err(error)?;
         let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(error)?;
         let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
-        Ok(MySqlDriver { conn, mariadb })
+        Ok(MySqlDriver { conn, mariadb, tables_ready: false })
     }
 
-    async fn table_exists(&mut self, table: &str) -> Result<bool> {
-        let found: Option<i64> = self
-            .conn
-            .exec_first(
-                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-                (table,),
-            )
-            .await
-            .map_err(error)?;
-        Ok(found.is_some())
+    /// Whether all of airlock's tables exist; remembered once true.
+    async fn tables_ready(&mut self) -> Result<bool> {
+        if !self.tables_ready {
+            let found: Option<i64> = self
+                .conn
+                .query_first(
+                    "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+                     AND TABLE_NAME IN ('airlock_history', 'airlock_events', 'airlock_meta', 'airlock_lock')",
+                )
+                .await
+                .map_err(error)?;
+            self.tables_ready = found == Some(4);
+        }
+        Ok(self.tables_ready)
     }
 }
 
@@ -186,14 +192,18 @@ impl Driver for MySqlDriver {
     }
 
     async fn ensure_tables(&mut self) -> Result<()> {
+        if self.tables_ready().await? {
+            return Ok(());
+        }
         for statement in SCHEMA {
             self.conn.query_drop(statement).await.map_err(error)?;
         }
+        self.tables_ready = true;
         Ok(())
     }
 
     async fn read_project(&mut self) -> Result<Option<String>> {
-        if !self.table_exists("airlock_meta").await? {
+        if !self.tables_ready().await? {
             return Ok(None);
         }
         self.conn
@@ -213,7 +223,7 @@ impl Driver for MySqlDriver {
     }
 
     async fn read_history(&mut self) -> Result<Vec<HistoryRecord>> {
-        if !self.table_exists("airlock_history").await? {
+        if !self.tables_ready().await? {
             return Ok(Vec::new());
         }
         let rows: Vec<Row> = self
@@ -279,7 +289,7 @@ impl Driver for MySqlDriver {
     }
 
     async fn read_lease(&mut self) -> Result<Option<Lease>> {
-        if !self.table_exists("airlock_lock").await? {
+        if !self.tables_ready().await? {
             return Ok(None);
         }
         let row: Option<Row> = self

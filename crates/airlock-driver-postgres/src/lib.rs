@@ -9,19 +9,111 @@
 //! - The run lease is a row, not a session advisory lock, for the same reason;
 //!   its age is measured with the server's `clock_timestamp()`, never the client's clock.
 //! - Timeouts are `lock_timeout` and `statement_timeout`; a lock timeout is
-//!   SQLSTATE 55P03, a statement timeout 57014.
+//!   SQLSTATE 55P03, a statement timeout 57014. They are sent once per
+//!   migration: with `BEGIN` as `SET LOCAL` (no extra round trip, and right
+//!   behind PgBouncer), or before the first statement of a migration that runs
+//!   outside a transaction.
+//! - Every query is one round trip (`query_typed`: no separate prepare), and
+//!   independent ones are pipelined on the connection: what every deploy pays
+//!   for "nothing to do" is a handful of round trips.
 
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
-    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, Timeouts,
+    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, State, Timeouts,
 };
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
 
 /// A connection to one PostgreSQL database.
 pub struct PostgresDriver {
     client: Client,
+    /// airlock's tables are known to exist (checked once, then trusted).
+    tables_ready: bool,
+    /// Timeouts sent as `SET LOCAL` with every `BEGIN`.
+    timeouts: Option<Timeouts>,
+    /// The session-level timeouts must be set before the next statement outside a transaction.
+    session_timeouts_stale: bool,
+    in_transaction: bool,
+}
+
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+const SELECT_HISTORY: &str = "SELECT version, name, kind, checksum, up_sql, down_sql, state, mode, statements_done, statements_total, \
+     failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history";
+
+const SELECT_LEASE: &str = "SELECT owner, host, pid, os_user, version, acquired_at, \
+     extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 \
+     FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL";
+
+const SELECT_PROJECT: &str = "SELECT value FROM airlock_meta WHERE key = 'project'";
+
+const UPSERT_HISTORY: &str = "INSERT INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
+     statements_done, statements_total, failed_statement, error, started_at, finished_at, duration_ms, \
+     os_user, host, airlock_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
+     ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, checksum = EXCLUDED.checksum, \
+     up_sql = EXCLUDED.up_sql, down_sql = EXCLUDED.down_sql, state = EXCLUDED.state, mode = EXCLUDED.mode, \
+     statements_done = EXCLUDED.statements_done, statements_total = EXCLUDED.statements_total, \
+     failed_statement = EXCLUDED.failed_statement, error = EXCLUDED.error, started_at = EXCLUDED.started_at, \
+     finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms, os_user = EXCLUDED.os_user, \
+     host = EXCLUDED.host, airlock_version = EXCLUDED.airlock_version";
+
+const INSERT_EVENT: &str = "INSERT INTO airlock_events (kind, version, detail, os_user, host, pid, airlock_version) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+async fn insert_history(client: &Client, r: &HistoryRecord) -> std::result::Result<(), tokio_postgres::Error> {
+    let version = r.version.to_string();
+    let (done, total) = (r.statements_done as i32, r.statements_total as i32);
+    let failed = r.failed_statement.map(|n| n as i32);
+    let params: [Param<'_>; 18] = [
+        (&version, Type::TEXT),
+        (&r.name, Type::TEXT),
+        (&r.kind.as_str(), Type::TEXT),
+        (&r.checksum, Type::TEXT),
+        (&r.up_sql, Type::TEXT),
+        (&r.down_sql, Type::TEXT),
+        (&r.state.as_str(), Type::TEXT),
+        (&r.mode.as_str(), Type::TEXT),
+        (&done, Type::INT4),
+        (&total, Type::INT4),
+        (&failed, Type::INT4),
+        (&r.error, Type::TEXT),
+        (&r.started_at, Type::TIMESTAMPTZ),
+        (&r.finished_at, Type::TIMESTAMPTZ),
+        (&r.duration_ms, Type::INT8),
+        (&r.os_user, Type::TEXT),
+        (&r.host, Type::TEXT),
+        (&r.airlock_version, Type::TEXT),
+    ];
+    client.query_typed(UPSERT_HISTORY, &params).await.map(drop)
+}
+
+async fn insert_event(client: &Client, event: &Event, actor: &Actor) -> std::result::Result<(), tokio_postgres::Error> {
+    let version = event.version.as_ref().map(ToString::to_string);
+    let pid = i64::from(actor.pid);
+    let params: [Param<'_>; 7] = [
+        (&event.kind, Type::TEXT),
+        (&version, Type::TEXT),
+        (&event.detail, Type::TEXT),
+        (&actor.os_user, Type::TEXT),
+        (&actor.host, Type::TEXT),
+        (&pid, Type::INT8),
+        (&actor.airlock_version, Type::TEXT),
+    ];
+    client.query_typed(INSERT_EVENT, &params).await.map(drop)
+}
+
+fn lease(r: &Row) -> Lease {
+    Lease {
+        owner: r.get(0),
+        host: r.get(1),
+        pid: r.get::<_, i64>(2) as u32,
+        os_user: r.get(3),
+        version: r.get(4),
+        acquired_at: r.get::<_, DateTime<Utc>>(5),
+        heartbeat_age_secs: r.get(6),
+    }
 }
 
 fn error(e: tokio_postgres::Error) -> DriverError {
@@ -154,12 +246,35 @@ impl PostgresDriver {
             // Errors surface on the client's next call as a closed connection.
             let _ = connection.await;
         });
-        Ok(PostgresDriver { client })
+        Ok(PostgresDriver {
+            client,
+            tables_ready: false,
+            timeouts: None,
+            session_timeouts_stale: false,
+            in_transaction: false,
+        })
     }
 
-    async fn table_exists(&self, table: &str) -> Result<bool> {
-        let row = self.client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).await.map_err(error)?;
-        Ok(row.get(0))
+    /// Whether all of airlock's tables exist; remembered once true.
+    async fn tables_ready(&mut self) -> Result<bool> {
+        if !self.tables_ready {
+            let rows = self
+                .client
+                .query_typed(
+                    "SELECT to_regclass('airlock_history') IS NOT NULL AND to_regclass('airlock_events') IS NOT NULL \
+                     AND to_regclass('airlock_meta') IS NOT NULL AND to_regclass('airlock_lock') IS NOT NULL",
+                    &[],
+                )
+                .await
+                .map_err(error)?;
+            self.tables_ready = rows.first().is_some_and(|r| r.get(0));
+        }
+        Ok(self.tables_ready)
+    }
+
+    /// `UPDATE ... RETURNING 1` in one round trip; the number of rows it changed.
+    async fn update(&self, sql: &str, params: &[Param<'_>]) -> Result<usize> {
+        self.client.query_typed(sql, params).await.map(|rows| rows.len()).map_err(error)
     }
 }
 
@@ -183,7 +298,7 @@ impl Driver for PostgresDriver {
     }
 
     async fn ensure_tables(&mut self) -> Result<()> {
-        if self.table_exists("airlock_lock").await? {
+        if self.tables_ready().await? {
             return Ok(());
         }
         let sql = format!("BEGIN; SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY}); {SCHEMA} COMMIT;");
@@ -191,19 +306,16 @@ impl Driver for PostgresDriver {
             let _ = self.client.batch_execute("ROLLBACK").await;
             return Err(error(e));
         }
+        self.tables_ready = true;
         Ok(())
     }
 
     async fn read_project(&mut self) -> Result<Option<String>> {
-        if !self.table_exists("airlock_meta").await? {
+        if !self.tables_ready().await? {
             return Ok(None);
         }
-        let row = self
-            .client
-            .query_opt("SELECT value FROM airlock_meta WHERE key = 'project'", &[])
-            .await
-            .map_err(error)?;
-        Ok(row.map(|r| r.get(0)))
+        let rows = self.client.query_typed(SELECT_PROJECT, &[]).await.map_err(error)?;
+        Ok(rows.first().map(|r| r.get(0)))
     }
 
     async fn stamp_project(&mut self, project: &str) -> Result<()> {
@@ -218,160 +330,130 @@ impl Driver for PostgresDriver {
     }
 
     async fn read_history(&mut self) -> Result<Vec<HistoryRecord>> {
-        if !self.table_exists("airlock_history").await? {
+        if !self.tables_ready().await? {
             return Ok(Vec::new());
         }
-        let rows = self
-            .client
-            .query(
-                "SELECT version, name, kind, checksum, up_sql, down_sql, state, mode, statements_done, statements_total, \
-                 failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history",
-                &[],
-            )
-            .await
-            .map_err(error)?;
+        let rows = self.client.query_typed(SELECT_HISTORY, &[]).await.map_err(error)?;
         rows.iter().map(record).collect()
     }
 
     async fn write_history(&mut self, r: &HistoryRecord) -> Result<()> {
-        let version = r.version.to_string();
-        let (done, total) = (r.statements_done as i32, r.statements_total as i32);
-        let failed = r.failed_statement.map(|n| n as i32);
-        self.client
-            .execute(
-                "INSERT INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
-                 statements_done, statements_total, failed_statement, error, started_at, finished_at, duration_ms, \
-                 os_user, host, airlock_version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) \
-                 ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, checksum = EXCLUDED.checksum, \
-                 up_sql = EXCLUDED.up_sql, down_sql = EXCLUDED.down_sql, state = EXCLUDED.state, mode = EXCLUDED.mode, \
-                 statements_done = EXCLUDED.statements_done, statements_total = EXCLUDED.statements_total, \
-                 failed_statement = EXCLUDED.failed_statement, error = EXCLUDED.error, started_at = EXCLUDED.started_at, \
-                 finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms, os_user = EXCLUDED.os_user, \
-                 host = EXCLUDED.host, airlock_version = EXCLUDED.airlock_version",
-                &[
-                    &version,
-                    &r.name,
-                    &r.kind.as_str(),
-                    &r.checksum,
-                    &r.up_sql,
-                    &r.down_sql,
-                    &r.state.as_str(),
-                    &r.mode.as_str(),
-                    &done,
-                    &total,
-                    &failed,
-                    &r.error,
-                    &r.started_at,
-                    &r.finished_at,
-                    &r.duration_ms,
-                    &r.os_user,
-                    &r.host,
-                    &r.airlock_version,
-                ],
-            )
-            .await
-            .map(drop)
-            .map_err(error)
+        insert_history(&self.client, r).await.map_err(error)
     }
 
     async fn append_event(&mut self, event: &Event, actor: &Actor) -> Result<()> {
-        let version = event.version.as_ref().map(ToString::to_string);
-        self.client
-            .execute(
-                "INSERT INTO airlock_events (kind, version, detail, os_user, host, pid, airlock_version) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[&event.kind, &version, &event.detail, &actor.os_user, &actor.host, &i64::from(actor.pid), &actor.airlock_version],
-            )
-            .await
-            .map(drop)
-            .map_err(error)
+        insert_event(&self.client, event, actor).await.map_err(error)
+    }
+
+    async fn record(&mut self, r: &HistoryRecord, event: &Event, actor: &Actor) -> Result<()> {
+        tokio::try_join!(insert_history(&self.client, r), insert_event(&self.client, event, actor)).map_err(error)?;
+        Ok(())
+    }
+
+    async fn read_state(&mut self) -> Result<State> {
+        if !self.tables_ready().await? {
+            return Ok(State { lease: None, project: None, history: Vec::new() });
+        }
+        // Pipelined, and executed by the server in this order: the lease first.
+        let (leases, projects, history) = tokio::try_join!(
+            self.client.query_typed(SELECT_LEASE, &[]),
+            self.client.query_typed(SELECT_PROJECT, &[]),
+            self.client.query_typed(SELECT_HISTORY, &[]),
+        )
+        .map_err(error)?;
+        Ok(State {
+            lease: leases.first().map(lease),
+            project: projects.first().map(|r| r.get(0)),
+            history: history.iter().map(record).collect::<Result<_>>()?,
+        })
     }
 
     async fn read_lease(&mut self) -> Result<Option<Lease>> {
-        if !self.table_exists("airlock_lock").await? {
+        if !self.tables_ready().await? {
             return Ok(None);
         }
-        let row = self
-            .client
-            .query_opt(
-                "SELECT owner, host, pid, os_user, version, acquired_at, \
-                 extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 \
-                 FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL",
-                &[],
-            )
-            .await
-            .map_err(error)?;
-        Ok(row.map(|r| Lease {
-            owner: r.get(0),
-            host: r.get(1),
-            pid: r.get::<_, i64>(2) as u32,
-            os_user: r.get(3),
-            version: r.get(4),
-            acquired_at: r.get::<_, DateTime<Utc>>(5),
-            heartbeat_age_secs: r.get(6),
-        }))
+        let rows = self.client.query_typed(SELECT_LEASE, &[]).await.map_err(error)?;
+        Ok(rows.first().map(lease))
     }
 
     async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool> {
+        let pid = i64::from(claim.pid);
         let changed = self
-            .client
-            .execute(
+            .update(
                 "UPDATE airlock_lock SET owner = $1, host = $2, pid = $3, os_user = $4, version = NULL, \
                  acquired_at = clock_timestamp(), heartbeat_at = clock_timestamp() \
-                 WHERE id = 1 AND owner IS NOT DISTINCT FROM $5",
-                &[&claim.owner, &claim.host, &i64::from(claim.pid), &claim.os_user, &previous],
+                 WHERE id = 1 AND owner IS NOT DISTINCT FROM $5 RETURNING 1",
+                &[
+                    (&claim.owner, Type::TEXT),
+                    (&claim.host, Type::TEXT),
+                    (&pid, Type::INT8),
+                    (&claim.os_user, Type::TEXT),
+                    (&previous, Type::TEXT),
+                ],
             )
-            .await
-            .map_err(error)?;
+            .await?;
         Ok(changed == 1)
     }
 
     async fn renew_lease(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
         let changed = self
-            .client
-            .execute(
-                "UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2 WHERE id = 1 AND owner = $1",
-                &[&owner, &version],
+            .update(
+                "UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2 WHERE id = 1 AND owner = $1 RETURNING 1",
+                &[(&owner, Type::TEXT), (&version, Type::TEXT)],
             )
-            .await
-            .map_err(error)?;
+            .await?;
         Ok(changed == 1)
     }
 
     async fn release_lease(&mut self, owner: &str) -> Result<()> {
-        self.client
-            .execute(
-                "UPDATE airlock_lock SET owner = NULL, host = NULL, pid = NULL, os_user = NULL, version = NULL, \
-                 acquired_at = NULL, heartbeat_at = NULL WHERE id = 1 AND owner = $1",
-                &[&owner],
-            )
-            .await
-            .map(drop)
-            .map_err(error)
+        self.update(
+            "UPDATE airlock_lock SET owner = NULL, host = NULL, pid = NULL, os_user = NULL, version = NULL, \
+             acquired_at = NULL, heartbeat_at = NULL WHERE id = 1 AND owner = $1 RETURNING 1",
+            &[(&owner, Type::TEXT)],
+        )
+        .await
+        .map(drop)
     }
 
     async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
-        let sql = format!(
-            "SET lock_timeout = '{}'; SET statement_timeout = '{}'",
-            millis(timeouts.lock),
-            millis(timeouts.statement)
-        );
-        self.client.batch_execute(&sql).await.map_err(error)
+        self.timeouts = Some(timeouts);
+        self.session_timeouts_stale = true;
+        Ok(())
     }
 
     async fn begin(&mut self) -> Result<()> {
-        self.client.batch_execute("BEGIN").await.map_err(error)
+        let sql = match self.timeouts {
+            Some(t) => format!(
+                "BEGIN; SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = '{}'",
+                millis(t.lock),
+                millis(t.statement)
+            ),
+            None => "BEGIN".to_owned(),
+        };
+        self.client.batch_execute(&sql).await.map_err(error)?;
+        self.in_transaction = true;
+        Ok(())
     }
 
     async fn commit(&mut self) -> Result<()> {
+        self.in_transaction = false;
         self.client.batch_execute("COMMIT").await.map_err(error)
     }
 
     async fn rollback(&mut self) -> Result<()> {
+        self.in_transaction = false;
         // Outside a transaction PostgreSQL only warns.
         self.client.batch_execute("ROLLBACK").await.map_err(error)
     }
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
+        if !self.in_transaction && self.session_timeouts_stale {
+            self.session_timeouts_stale = false;
+            if let Some(t) = self.timeouts {
+                let set = format!("SET lock_timeout = '{}'; SET statement_timeout = '{}'", millis(t.lock), millis(t.statement));
+                self.client.batch_execute(&set).await.map_err(error)?;
+            }
+        }
         self.client.batch_execute(sql).await.map_err(error)
     }
 

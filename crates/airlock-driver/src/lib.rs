@@ -94,6 +94,17 @@ pub struct LeaseClaim {
     pub os_user: String,
 }
 
+/// What a database says about itself, read in one go by [`Driver::read_state`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    /// The run lease, if held (stale or not).
+    pub lease: Option<Lease>,
+    /// The project stamp.
+    pub project: Option<String>,
+    /// All history records.
+    pub history: Vec<HistoryRecord>,
+}
+
 /// Timeouts applied to the session before a migration runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -136,6 +147,22 @@ pub trait Driver: Send {
 
     /// Appends an event to the audit log.
     async fn append_event(&mut self, event: &Event, actor: &Actor) -> Result<()>;
+
+    /// Writes a history record and its event. Engines that can pipeline the two
+    /// do so; the default writes them one after the other.
+    async fn record(&mut self, record: &HistoryRecord, event: &Event, actor: &Actor) -> Result<()> {
+        self.write_history(record).await?;
+        self.append_event(event, actor).await
+    }
+
+    /// Reads the lease, the project stamp and the history: what every command
+    /// looks at first. Engines that can pipeline the three reads do so.
+    async fn read_state(&mut self) -> Result<State> {
+        let lease = self.read_lease().await?;
+        let project = self.read_project().await?;
+        let history = self.read_history().await?;
+        Ok(State { lease, project, history })
+    }
 
     /// The current lease, if any process holds it (None when free or the table is missing).
     async fn read_lease(&mut self) -> Result<Option<Lease>>;

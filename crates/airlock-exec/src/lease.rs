@@ -34,11 +34,9 @@ pub(crate) fn stale_reason(lease: &Lease, my_host: &str, heartbeat: bool, ttl: D
     None
 }
 
-/// Whether some live process holds the lease now.
-pub(crate) async fn live_holder(driver: &mut dyn Driver, ctx: &Context) -> Result<Option<Lease>, ExecError> {
-    let lease = driver.read_lease().await.map_err(ExecError::db("reading the run lock"))?;
-    let heartbeat = driver.capabilities().lease_heartbeat;
-    Ok(lease.filter(|l| stale_reason(l, &ctx.claim.host, heartbeat, ctx.options.lease_ttl).is_none()))
+/// The lease if a live process holds it.
+pub(crate) fn live(lease: Option<Lease>, heartbeat: bool, ctx: &Context) -> Option<Lease> {
+    lease.filter(|l| stale_reason(l, &ctx.claim.host, heartbeat, ctx.options.lease_ttl).is_none())
 }
 
 /// A lease this process holds; release it with [`HeldLease::release`].

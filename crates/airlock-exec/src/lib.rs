@@ -126,11 +126,10 @@ pub(crate) struct Snapshot {
 }
 
 pub(crate) async fn snapshot(driver: &mut dyn Driver, ctx: &Context) -> Result<Snapshot, ExecError> {
-    // The lease first: a run that holds it when history is read shows as in progress.
-    let lease = lease::live_holder(driver, ctx).await?;
-    let project = driver.read_project().await.map_err(ExecError::db("reading the project stamp"))?;
-    let history = driver.read_history().await.map_err(ExecError::db("reading airlock_history"))?;
-    Ok(Snapshot { project, history, lease })
+    // The lease is read first: a run that holds it when history is read shows as in progress.
+    let state = driver.read_state().await.map_err(ExecError::db("reading airlock's tables"))?;
+    let lease = lease::live(state.lease, driver.capabilities().lease_heartbeat, ctx);
+    Ok(Snapshot { project: state.project, history: state.history, lease })
 }
 
 /// The project check: a database stamped by another project is not ours to touch.

@@ -253,8 +253,7 @@ async fn apply_in_transaction(
             finish(&mut record, RunState::Succeeded, started);
             let event = applied_event(migration, &record);
             let committed = async {
-                driver.write_history(&record).await?;
-                driver.append_event(&event, &ctx.actor).await?;
+                driver.record(&record, &event, &ctx.actor).await?;
                 driver.commit().await
             }
             .await;
@@ -351,9 +350,8 @@ async fn apply_statements(
         }
     }
     finish(&mut record, RunState::Succeeded, started);
-    driver.write_history(&record).await.map_err(ExecError::db("recording the migration"))?;
     let event = applied_event(migration, &record);
-    driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the migration"))?;
+    driver.record(&record, &event, &ctx.actor).await.map_err(ExecError::db("recording the migration"))?;
     Ok(started.elapsed())
 }
 

@@ -57,6 +57,8 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Applied, pending, in-progress or failed migrations, and problems.
     Status,
+    /// Exit 0 when the database is ready for a release: every migration up to V applied, none in progress, failed or edited; exit 4 otherwise.
+    Gate(GateArgs),
     /// Apply down migrations until VERSION is the newest applied (refused in protected environments).
     Down(DownArgs),
     /// Accept an edited applied migration's new text, recording who and why.
@@ -93,6 +95,17 @@ pub struct MigrateArgs {
     /// Check everything and show what would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// `airlock gate`.
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// The version the release needs, or `latest` (the newest migration in --dir).
+    #[arg(long, value_name = "VERSION|latest")]
+    pub require: String,
+    /// Wait up to this long (e.g. 10m) for the requirement, returning as soon as it is met.
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
 }
 
 /// `airlock down`.

@@ -7,8 +7,9 @@ mod settings;
 
 use std::process::ExitCode;
 
+use airlock_core::migration::parse_duration;
 use airlock_core::Version;
-use airlock_exec::{exit, ExecError, Resolution};
+use airlock_exec::{exit, ExecError, Requirement, Resolution};
 use anstream::{eprintln, println};
 use clap::Parser;
 
@@ -27,7 +28,10 @@ fn main() -> ExitCode {
     let code = match run(cli) {
         Ok(()) => exit::OK,
         Err(e) => {
-            render::error(&e, format);
+            // A gate that is not satisfied has already printed its report.
+            if !matches!(e, ExecError::GateNotSatisfied) {
+                render::error(&e, format);
+            }
             e.exit_code()
         }
     };
@@ -71,6 +75,21 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 let report = airlock_exec::status(&options).await?;
                 render::status(&report, format);
                 Ok(())
+            }
+            Command::Gate(args) => {
+                let requirement = match args.require.trim() {
+                    "latest" => Requirement::Latest,
+                    other => Requirement::Version(version_arg(other, "--require")?),
+                };
+                let report = match &args.wait {
+                    None => airlock_exec::gate(&options, &requirement).await?,
+                    Some(wait) => {
+                        let wait = parse_duration(wait).map_err(|e| ExecError::Usage(format!("--wait {wait}: {e}")))?;
+                        airlock_exec::gate_wait(&options, &requirement, wait, &mut progress).await?
+                    }
+                };
+                render::gate(&report, format);
+                if report.satisfied { Ok(()) } else { Err(ExecError::GateNotSatisfied) }
             }
             Command::Down(args) => {
                 let to = version_arg(&args.to, "--to")?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use airlock_core::{Lease, Migration, RunMode};
-use airlock_exec::{ExecError, ProblemEntry, Reporter, RunReport, StatusReport};
+use airlock_exec::{ExecError, GateReport, ProblemEntry, Reporter, RunReport, StatusReport};
 use anstream::{eprintln, println};
 use anstyle::{AnsiColor, Style};
 use serde_json::json;
@@ -62,6 +62,12 @@ impl Reporter for Progress {
             migration.name,
             ms(elapsed)
         ));
+    }
+
+    fn gate_waiting(&mut self, reasons: &[String]) {
+        for reason in reasons {
+            self.say(format!("{YELLOW}waiting{YELLOW:#}: {reason}"));
+        }
     }
 
     fn retrying(&mut self, migration: &Migration, statement: usize, attempt: u32, wait: Duration, blockers: &[String]) {
@@ -180,6 +186,24 @@ pub fn status(report: &StatusReport, format: Format) {
     }
 }
 
+/// `gate`: the verdict, and why.
+pub fn gate(report: &GateReport, format: Format) {
+    if format == Format::Json {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    let required = report.required.as_deref().unwrap_or("nothing");
+    let current = report.current_version.as_deref().unwrap_or("none");
+    if report.satisfied {
+        println!("{GREEN}ready{GREEN:#}: the database is at version {current}, {} (requires {required})", report.state);
+    } else {
+        println!("{RED}not ready{RED:#}: the database is at version {current}, {} (requires {required})", report.state);
+        for reason in &report.reasons {
+            println!("  - {reason}");
+        }
+    }
+}
+
 fn error_kind(e: &ExecError) -> &'static str {
     match e {
         ExecError::Discovery(_) => "malformed-migrations",
@@ -192,6 +216,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::MigrationFailed(..) => "migration-failed",
         ExecError::LockBusy { .. } => "lock-busy",
         ExecError::LeaseLost => "lock-lost",
+        ExecError::GateNotSatisfied => "gate-not-satisfied",
     }
 }
 

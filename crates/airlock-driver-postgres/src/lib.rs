@@ -47,6 +47,9 @@ const SELECT_LEASE: &str = "SELECT owner, host, pid, os_user, version, acquired_
      extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 \
      FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL";
 
+const RENEW_LEASE: &str =
+    "UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2 WHERE id = 1 AND owner = $1 RETURNING 1";
+
 const SELECT_PROJECT: &str = "SELECT value FROM airlock_meta WHERE key = 'project'";
 
 const UPSERT_HISTORY: &str = "INSERT INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
@@ -272,6 +275,18 @@ impl PostgresDriver {
         Ok(self.tables_ready)
     }
 
+    /// `BEGIN`, with the timeouts as `SET LOCAL` in the same round trip.
+    fn begin_sql(&self) -> String {
+        match self.timeouts {
+            Some(t) => format!(
+                "BEGIN; SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = '{}'",
+                millis(t.lock),
+                millis(t.statement)
+            ),
+            None => "BEGIN".to_owned(),
+        }
+    }
+
     /// `UPDATE ... RETURNING 1` in one round trip; the number of rows it changed.
     async fn update(&self, sql: &str, params: &[Param<'_>]) -> Result<usize> {
         self.client.query_typed(sql, params).await.map(|rows| rows.len()).map_err(error)
@@ -350,6 +365,36 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
+    async fn renew_and_begin(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
+        // Pipelined: the lease update runs (and commits) on its own, then BEGIN.
+        let begin = self.begin_sql();
+        let params: [Param<'_>; 2] = [(&owner, Type::TEXT), (&version, Type::TEXT)];
+        let (renewed, began) = tokio::join!(
+            self.client.query_typed(RENEW_LEASE, &params),
+            self.client.batch_execute(&begin),
+        );
+        let ours = renewed.map_err(error)?.len() == 1;
+        began.map_err(error)?;
+        self.in_transaction = true;
+        if !ours {
+            self.rollback().await?;
+        }
+        Ok(ours)
+    }
+
+    async fn record_and_commit(&mut self, r: &HistoryRecord, event: &Event, actor: &Actor) -> Result<()> {
+        // Pipelined. If an insert fails, PostgreSQL answers the COMMIT of the
+        // aborted transaction with a rollback, and the insert's error is returned.
+        self.in_transaction = false;
+        tokio::try_join!(
+            insert_history(&self.client, r),
+            insert_event(&self.client, event, actor),
+            self.client.batch_execute("COMMIT"),
+        )
+        .map_err(error)?;
+        Ok(())
+    }
+
     async fn read_state(&mut self) -> Result<State> {
         if !self.tables_ready().await? {
             return Ok(State { lease: None, project: None, history: Vec::new() });
@@ -396,12 +441,7 @@ impl Driver for PostgresDriver {
     }
 
     async fn renew_lease(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
-        let changed = self
-            .update(
-                "UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2 WHERE id = 1 AND owner = $1 RETURNING 1",
-                &[(&owner, Type::TEXT), (&version, Type::TEXT)],
-            )
-            .await?;
+        let changed = self.update(RENEW_LEASE, &[(&owner, Type::TEXT), (&version, Type::TEXT)]).await?;
         Ok(changed == 1)
     }
 
@@ -422,14 +462,7 @@ impl Driver for PostgresDriver {
     }
 
     async fn begin(&mut self) -> Result<()> {
-        let sql = match self.timeouts {
-            Some(t) => format!(
-                "BEGIN; SET LOCAL lock_timeout = '{}'; SET LOCAL statement_timeout = '{}'",
-                millis(t.lock),
-                millis(t.statement)
-            ),
-            None => "BEGIN".to_owned(),
-        };
+        let sql = self.begin_sql();
         self.client.batch_execute(&sql).await.map_err(error)?;
         self.in_transaction = true;
         Ok(())

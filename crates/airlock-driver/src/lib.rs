@@ -155,6 +155,25 @@ pub trait Driver: Send {
         self.append_event(event, actor).await
     }
 
+    /// Renews the lease (as [`Driver::renew_lease`]) and, if it is still
+    /// `owner`'s, opens a transaction. Returns whether the lease was ours; when
+    /// it was not, no transaction is left open. Engines that can pipeline the
+    /// two do so.
+    async fn renew_and_begin(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
+        if !self.renew_lease(owner, version).await? {
+            return Ok(false);
+        }
+        self.begin().await?;
+        Ok(true)
+    }
+
+    /// Writes a history record and its event inside the open transaction, then
+    /// commits. On any error nothing is committed.
+    async fn record_and_commit(&mut self, record: &HistoryRecord, event: &Event, actor: &Actor) -> Result<()> {
+        self.record(record, event, actor).await?;
+        self.commit().await
+    }
+
     /// Reads the lease, the project stamp and the history: what every command
     /// looks at first. Engines that can pipeline the three reads do so.
     async fn read_state(&mut self) -> Result<State> {

@@ -20,7 +20,13 @@ use crate::{project_problem, snapshot, Context, Options};
 
 /// Reads where the database stands. Changes nothing.
 pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
+    assess(options).await.map(|(status, _)| status)
+}
+
+/// The status, and the newest migration version in the directory.
+pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Version>), ExecError> {
     let discovered = discover(&options.dir)?;
+    let latest = discovered.migrations.last().map(|m| m.version.clone());
     let ctx = Context::new(options);
     let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
     let snap = snapshot(driver.as_mut(), &ctx).await?;
@@ -49,7 +55,7 @@ pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
     } else {
         "clean"
     };
-    Ok(StatusReport {
+    let report = StatusReport {
         state,
         current_version: plan.current_version().map(ToString::to_string),
         applied: plan
@@ -70,7 +76,8 @@ pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
         project: snap.project,
         database: options.url.to_string(),
         warnings: discovered.warnings.iter().map(|w| format!("{}: {}", w.path.display(), w.message)).collect(),
-    })
+    };
+    Ok((report, latest))
 }
 
 /// Opens the database for a command that changes history: tables, lease, fresh history.

@@ -100,6 +100,9 @@ pub enum ExecError {
         /// The lease's time to live.
         ttl_secs: u64,
     },
+    /// `gate` answered "not ready"; the report was already printed.
+    #[error("the database does not satisfy the requirement")]
+    GateNotSatisfied,
     /// This run lost its lease while working (its heartbeat stopped for too long).
     #[error("this run lost its lock on the database (no heartbeat for longer than the lease's time to live); it stopped before the next statement: run `airlock status` to see where things stand")]
     LeaseLost,
@@ -111,6 +114,7 @@ impl ExecError {
         match self {
             ExecError::Discovery(_) | ExecError::Invalid(_) | ExecError::Usage(_) => exit::USAGE,
             ExecError::Blocked { .. } | ExecError::Protected(_) => exit::BLOCKED,
+            ExecError::GateNotSatisfied => exit::GATE,
             ExecError::Connect(_)
             | ExecError::Database { .. }
             | ExecError::MigrationFailed(..)

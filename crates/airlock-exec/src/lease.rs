@@ -39,6 +39,14 @@ pub(crate) fn live(lease: Option<Lease>, heartbeat: bool, ctx: &Context) -> Opti
     lease.filter(|l| stale_reason(l, &ctx.claim.host, heartbeat, ctx.options.lease_ttl).is_none())
 }
 
+/// Why a migration's transaction could not be opened.
+pub(crate) enum BeginError {
+    /// The lease is no longer this run's.
+    LeaseLost,
+    /// The database refused (on SQLite, possibly a busy write lock).
+    Driver(airlock_driver::DriverError),
+}
+
 /// A lease this process holds; release it with [`HeldLease::release`].
 pub(crate) struct HeldLease {
     owner: String,
@@ -61,16 +69,31 @@ impl HeldLease {
     /// Records the version being applied (for `status` and the heartbeat) and
     /// checks the lease is still ours.
     pub(crate) async fn working_on(&self, driver: &mut dyn Driver, version: Option<&str>) -> Result<(), ExecError> {
-        if let Some(h) = &self.heartbeat {
-            if let Ok(mut v) = h.version.lock() {
-                *v = version.map(str::to_owned);
-            }
-        }
+        self.note_version(version);
         let ours = driver.renew_lease(&self.owner, version).await.map_err(ExecError::db("renewing the run lock"))?;
         if !ours || self.lost() {
             return Err(ExecError::LeaseLost);
         }
         Ok(())
+    }
+
+    /// Like [`HeldLease::working_on`], and opens a transaction in the same breath.
+    pub(crate) async fn begin_working_on(&self, driver: &mut dyn Driver, version: &str) -> Result<(), BeginError> {
+        self.note_version(Some(version));
+        let ours = driver.renew_and_begin(&self.owner, Some(version)).await.map_err(BeginError::Driver)?;
+        if !ours || self.lost() {
+            let _ = driver.rollback().await;
+            return Err(BeginError::LeaseLost);
+        }
+        Ok(())
+    }
+
+    fn note_version(&self, version: Option<&str>) {
+        if let Some(h) = &self.heartbeat {
+            if let Ok(mut v) = h.version.lock() {
+                *v = version.map(str::to_owned);
+            }
+        }
     }
 
     /// Stops the heartbeat and frees the lease. Best effort: a lease that cannot

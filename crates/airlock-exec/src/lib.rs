@@ -9,6 +9,7 @@
 mod actor;
 mod admin;
 mod error;
+mod gate;
 mod lease;
 mod prepare;
 mod report;
@@ -26,6 +27,7 @@ use airlock_driver_sqlite::SqliteDriver;
 pub use crate::actor::AIRLOCK_VERSION;
 pub use crate::admin::{down, repair, resolve, status, Resolution};
 pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration};
+pub use crate::gate::{gate, gate_wait, judge, GateReport, Requirement};
 pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};
 pub use crate::report::{
     AppliedEntry, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,

@@ -17,6 +17,8 @@ pub trait Reporter: Send {
     fn migration_started(&mut self, _migration: &Migration, _mode: RunMode) {}
     /// It finished.
     fn migration_finished(&mut self, _migration: &Migration, _elapsed: Duration) {}
+    /// `gate --wait` is still waiting, for these reasons (said when they change).
+    fn gate_waiting(&mut self, _reasons: &[String]) {}
     /// A statement hit the lock timeout and will be retried after `wait`.
     fn retrying(&mut self, _migration: &Migration, _statement: usize, _attempt: u32, _wait: Duration, _blockers: &[String]) {}
 }

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::error::{ExecError, FailedStatement};
-use crate::lease::{self, HeldLease};
+use crate::lease::{self, BeginError, HeldLease};
 use crate::prepare::{prepare, Prepared};
 use crate::report::{PendingEntry, Reporter, RunEntry, RunReport};
 use crate::{project_problem, snapshot, Context, Options};
@@ -213,11 +213,13 @@ pub(crate) async fn apply(
     start: usize,
     reporter: &mut dyn Reporter,
 ) -> Result<Duration, ExecError> {
-    held.working_on(driver, Some(&migration.version.to_string())).await?;
     driver.set_timeouts(timeouts(ctx, migration)).await.map_err(ExecError::db("setting timeouts"))?;
     match prepared.mode {
         RunMode::Transaction => apply_in_transaction(driver, ctx, held, migration, prepared, reporter).await,
-        RunMode::Statements => apply_statements(driver, ctx, held, migration, prepared, start, reporter).await,
+        RunMode::Statements => {
+            held.working_on(driver, Some(&migration.version.to_string())).await?;
+            apply_statements(driver, ctx, held, migration, prepared, start, reporter).await
+        }
     }
 }
 
@@ -235,10 +237,15 @@ async fn apply_in_transaction(
         let started = Instant::now();
         let mut record = new_record(ctx, migration, RunMode::Transaction, total);
         let mut failure = None;
-        match driver.begin().await {
+        match held.begin_working_on(driver, &migration.version.to_string()).await {
+            Err(BeginError::LeaseLost) => return Err(ExecError::LeaseLost),
             // SQLite takes its write lock at BEGIN: waiting for it is a lock timeout like any other.
-            Err(e) if e.kind == ErrorKind::LockTimeout && !prepared.statements.is_empty() => failure = Some((0, e)),
-            Err(e) => return Err(ExecError::Database { context: "opening a transaction".into(), source: e }),
+            Err(BeginError::Driver(e)) if e.kind == ErrorKind::LockTimeout && !prepared.statements.is_empty() => {
+                failure = Some((0, e))
+            }
+            Err(BeginError::Driver(e)) => {
+                return Err(ExecError::Database { context: "opening a transaction".into(), source: e });
+            }
             Ok(()) => {
                 for (index, statement) in prepared.statements.iter().enumerate() {
                     if let Err(e) = driver.execute(&statement.sql).await {
@@ -252,11 +259,7 @@ async fn apply_in_transaction(
             record.statements_done = total as u32;
             finish(&mut record, RunState::Succeeded, started);
             let event = applied_event(migration, &record);
-            let committed = async {
-                driver.record(&record, &event, &ctx.actor).await?;
-                driver.commit().await
-            }
-            .await;
+            let committed = driver.record_and_commit(&record, &event, &ctx.actor).await;
             if let Err(e) = committed {
                 let _ = driver.rollback().await;
                 return Err(ExecError::Database { context: format!("recording migration {}", migration.version), source: e });
@@ -270,7 +273,6 @@ async fn apply_in_transaction(
             let wait = backoff(ctx, attempt - 1);
             reporter.retrying(migration, index + 1, attempt, wait, &blockers);
             tokio::time::sleep(wait).await;
-            held.working_on(driver, Some(&migration.version.to_string())).await?;
             continue;
         }
         let aftermath = "it ran in a transaction that was rolled back, so the database is as it was before it; fix the statement and run `airlock migrate` again".to_owned();

@@ -87,6 +87,14 @@ echo "== airlock on SQLite" >&2
 hyperfine -N --runs 5 --prepare "rm -f $work/bench.db" --export-json "$work/lite-apply.json" "$(airlock_cmd "sqlite:$work/bench.db")" >&2
 hyperfine -N --warmup 3 --runs 30 --export-json "$work/lite-noop.json" "$(airlock_cmd "sqlite:$work/bench.db")" >&2
 
+# A figure the machine's noise does not move: instructions of one nothing-to-do
+# run on SQLite (valgrind counts instructions, not time).
+instructions="(valgrind not installed)"
+if command -v valgrind >/dev/null; then
+  valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" $(airlock_cmd "sqlite:$work/bench.db") >/dev/null 2>"$work/cg.err" || true
+  instructions=$(awk '/refs:/ { gsub(",", "", $NF); printf "%.1f M", $NF/1e6 }' "$work/cg.err")
+fi
+
 cat <<EOT
 Runner benchmark: N = $N migrations, each CREATE TABLE t_<i> (id bigint primary key, v text)
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo), $(psql -Atq "$pg_admin" -c 'SHOW server_version' | cut -d' ' -f1) PostgreSQL, $(mariadb --no-defaults -h127.0.0.1 -P"$my_port" -uroot -N -e 'SELECT VERSION()')
@@ -106,4 +114,6 @@ airlock peak memory (max RSS): apply all ${rss_apply} MB, nothing to do ${rss_no
 |---|---:|---:|
 | MariaDB | $(median_ms "$work/my-apply.json") | $(median_ms "$work/my-noop.json") |
 | SQLite (temp file) | $(median_ms "$work/lite-apply.json") | $(median_ms "$work/lite-noop.json") |
+
+instructions of one nothing-to-do run over N applied on SQLite (callgrind): $instructions
 EOT

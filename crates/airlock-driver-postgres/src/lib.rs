@@ -396,16 +396,23 @@ impl Driver for PostgresDriver {
     }
 
     async fn read_state(&mut self) -> Result<State> {
-        if !self.tables_ready().await? {
-            return Ok(State { lease: None, project: None, history: Vec::new() });
-        }
         // Pipelined, and executed by the server in this order: the lease first.
-        let (leases, projects, history) = tokio::try_join!(
+        // No existence check first: that would cost a round trip on every run,
+        // and a database without airlock's tables answers `undefined_table`.
+        let (leases, projects, history) = tokio::join!(
             self.client.query_typed(SELECT_LEASE, &[]),
             self.client.query_typed(SELECT_PROJECT, &[]),
             self.client.query_typed(SELECT_HISTORY, &[]),
-        )
-        .map_err(error)?;
+        );
+        let missing = |r: &std::result::Result<Vec<Row>, tokio_postgres::Error>| {
+            r.as_ref().err().and_then(|e| e.code()) == Some(&SqlState::UNDEFINED_TABLE)
+        };
+        if missing(&leases) || missing(&projects) || missing(&history) {
+            self.tables_ready = false;
+            return Ok(State { lease: None, project: None, history: Vec::new() });
+        }
+        let (leases, projects, history) = (leases.map_err(error)?, projects.map_err(error)?, history.map_err(error)?);
+        self.tables_ready = true;
         Ok(State {
             lease: leases.first().map(lease),
             project: projects.first().map(|r| r.get(0)),

@@ -56,20 +56,31 @@ tools=(airlock)
 [ -n "$SQLX" ] && tools+=(sqlx) || echo "note: sqlx-cli not installed; skipped" >&2
 
 median_ms() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(round(r["median"]*1000, 1))' "$1"; }
+# Median over every run of every round file given.
+median_of() { python3 -c '
+import json, statistics, sys
+times = [t for f in sys.argv[1:] for t in json.load(open(f))["results"][0]["times"]]
+print(round(statistics.median(times) * 1000, 1))' "$@"; }
 max_rss_mb() { /usr/bin/time -f %M "$@" >/dev/null 2>"$work/rss" || true; awk 'END { printf "%.1f", $1/1024 }' "$work/rss"; }
 
+# Rounds interleave the tools, so that the machine's drift (±30 % here) falls
+# on all of them alike: apply = ROUNDS runs each on a fresh database; nothing to
+# do = ROUNDS x 10 runs each after warm-up.
+ROUNDS=${ROUNDS:-5}
+for round in $(seq 1 "$ROUNDS"); do
+  for tool in "${tools[@]}"; do
+    db="bench_${tool}"
+    cmd=$(${tool}_cmd "$(pg_url "$db")")
+    echo "== round $round, $tool: (a) apply $N migrations, then (b) nothing to do" >&2
+    hyperfine -N --runs 1 --prepare "psql -q $pg_admin -c 'DROP DATABASE IF EXISTS $db WITH (FORCE)' -c 'CREATE DATABASE $db'" \
+      --export-json "$work/$tool-apply-$round.json" "$cmd" >&2
+    hyperfine -N --warmup 2 --runs 10 --export-json "$work/$tool-noop-$round.json" "$cmd" >&2
+  done
+done
 declare -A apply_ms noop_ms
 for tool in "${tools[@]}"; do
-  db="bench_${tool}"
-  url=$(pg_url "$db")
-  cmd=$(${tool}_cmd "$url")
-  echo "== $tool: (a) apply $N migrations" >&2
-  hyperfine -N --runs 5 --prepare "bash -c 'psql -q $pg_admin -c \"DROP DATABASE IF EXISTS $db WITH (FORCE)\" -c \"CREATE DATABASE $db\"'" \
-    --export-json "$work/$tool-apply.json" "$cmd" >&2
-  apply_ms[$tool]=$(median_ms "$work/$tool-apply.json")
-  echo "== $tool: (b) nothing to do over $N applied" >&2
-  hyperfine -N --warmup 3 --runs 30 --export-json "$work/$tool-noop.json" "$cmd" >&2
-  noop_ms[$tool]=$(median_ms "$work/$tool-noop.json")
+  apply_ms[$tool]=$(median_of "$work/$tool"-apply-*.json)
+  noop_ms[$tool]=$(median_of "$work/$tool"-noop-*.json)
 done
 
 # airlock's peak memory, both cases.
@@ -98,7 +109,7 @@ fi
 cat <<EOT
 Runner benchmark: N = $N migrations, each CREATE TABLE t_<i> (id bigint primary key, v text)
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo), $(psql -Atq "$pg_admin" -c 'SHOW server_version' | cut -d' ' -f1) PostgreSQL, $(mariadb --no-defaults -h127.0.0.1 -P"$my_port" -uroot -N -e 'SELECT VERSION()')
-median of hyperfine runs (apply: 5 runs on a fresh database; nothing to do: 30 runs after 3 warm-ups)
+medians over $ROUNDS interleaved rounds (apply: 1 run per round on a fresh database; nothing to do: 10 runs per round after 2 warm-ups)
 
 | PostgreSQL | (a) apply all (ms) | (b) nothing to do (ms) |
 |---|---:|---:|

@@ -25,11 +25,13 @@ pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
 
 /// The status, and the newest migration version in the directory.
 pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Version>), ExecError> {
-    let discovered = discover(&options.dir)?;
-    let latest = discovered.migrations.last().map(|m| m.version.clone());
     let ctx = Context::new(options);
-    let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
-    let snap = snapshot(driver.as_mut(), &ctx).await?;
+    let (discovered, snap) = tokio::join!(crate::discover_in_background(&options.dir), async {
+        let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
+        snapshot(driver.as_mut(), &ctx).await
+    });
+    let (discovered, snap) = (discovered?, snap?);
+    let latest = discovered.migrations.last().map(|m| m.version.clone());
     let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: snap.lease.is_some() };
     let mut plan = reconcile(&discovered.migrations, &snap.history, &settings);
     plan.problems.extend(project_problem(snap.project.as_deref(), options.project.as_deref(), &options.url));

@@ -99,6 +99,21 @@ pub async fn connect(url: &DatabaseUrl, create: bool) -> Result<Box<dyn Driver>,
     })
 }
 
+/// Reads the migrations directory on a blocking thread, so that a caller can
+/// talk to the database meanwhile.
+pub(crate) async fn discover_in_background(dir: &std::path::Path) -> Result<airlock_core::Discovered, ExecError> {
+    let dir = dir.to_owned();
+    match tokio::task::spawn_blocking(move || airlock_core::discover(&dir)).await {
+        Ok(found) => Ok(found?),
+        Err(e) => Err(ExecError::Usage(format!("reading the migrations directory failed: {e}"))),
+    }
+}
+
+/// A `sqlite:` URL whose file does not exist (yet).
+pub(crate) fn sqlite_file_missing(options: &Options) -> bool {
+    options.url.sqlite_path().is_some_and(|p| !std::path::Path::new(p).exists())
+}
+
 /// One command's identity and settings.
 pub(crate) struct Context {
     pub options: Options,

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use airlock_core::{
-    discover, reconcile, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState, Settings,
+    reconcile, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState, Settings,
     Version,
 };
 use airlock_driver::{Driver, DriverError, ErrorKind, Timeouts};
@@ -25,24 +25,25 @@ pub async fn migrate(
     dry_run: bool,
     reporter: &mut dyn Reporter,
 ) -> Result<RunReport, ExecError> {
-    let discovered = discover(&options.dir)?;
+    let ctx = Context::new(options);
+    // Look first, without locking or creating anything: read the files and the
+    // database at the same time; bad files win over a bad connection (exit 2).
+    let (discovered, looked) = tokio::join!(crate::discover_in_background(&options.dir), async {
+        let mut driver = match crate::connect(&options.url, false).await {
+            Ok(driver) => driver,
+            Err(e) if e.kind == ErrorKind::Connection && crate::sqlite_file_missing(options) => return Ok((None, None)),
+            Err(e) => return Err(ExecError::Connect(e)),
+        };
+        let snap = snapshot(driver.as_mut(), &ctx).await?;
+        Ok((Some(driver), Some(snap)))
+    });
+    let discovered = discovered?;
+    let (driver, snap) = looked?;
     for w in &discovered.warnings {
         reporter.warning(&format!("{}: {}", w.path.display(), w.message));
     }
-    let ctx = Context::new(options);
     let settings = Settings { target: target.clone(), out_of_order: options.out_of_order, run_in_progress: false };
     let migrations = &discovered.migrations;
-
-    // Look first, without locking or creating anything.
-    let mut driver = match crate::connect(&options.url, false).await {
-        Ok(driver) => Some(driver),
-        Err(e) if e.kind == ErrorKind::Connection && options.url.sqlite_path().is_some_and(|p| !std::path::Path::new(p).exists()) => None,
-        Err(e) => return Err(ExecError::Connect(e)),
-    };
-    let snap = match driver.as_deref_mut() {
-        Some(d) => Some(snapshot(d, &ctx).await?),
-        None => None,
-    };
     let history = snap.as_ref().map(|s| s.history.as_slice()).unwrap_or_default();
     let stamped = snap.as_ref().and_then(|s| s.project.as_deref());
     let another_run = snap.as_ref().is_some_and(|s| s.lease.is_some());

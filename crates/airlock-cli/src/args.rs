@@ -65,6 +65,19 @@ pub enum Command {
     Repair(RepairArgs),
     /// Close a failed or interrupted migration that ran outside a transaction.
     Resolve(ResolveArgs),
+    /// Free the run lock left by a process that is gone (with --force, one airlock cannot see is gone).
+    Unlock(UnlockArgs),
+}
+
+/// `airlock unlock`.
+#[derive(Debug, Args)]
+pub struct UnlockArgs {
+    /// Free it even though its holder may be alive (only when you know it is not).
+    #[arg(long, requires = "reason")]
+    pub force: bool,
+    /// Why; kept in the audit log.
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
 }
 
 /// `airlock new`.

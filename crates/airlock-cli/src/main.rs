@@ -113,6 +113,15 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 }
                 Ok(())
             }
+            Command::Unlock(args) => {
+                let freed = airlock_exec::unlock(&options, args.force, args.reason.as_deref()).await?;
+                match (format, freed) {
+                    (Format::Json, freed) => println!("{}", serde_json::json!({ "unlocked": freed })),
+                    (Format::Human, Some(l)) => println!("Freed the lock held by pid {} ({}@{}) since {}.", l.pid, l.os_user, l.host, l.since),
+                    (Format::Human, None) => println!("The run lock is free."),
+                }
+                Ok(())
+            }
             Command::Resolve(args) => {
                 let version = version_arg(&args.version, "VERSION")?;
                 let how = if args.retry_from_failed {

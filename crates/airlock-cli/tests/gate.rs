@@ -5,7 +5,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{create_table, Db, Engine, Project, Run};
+use common::{create_table, host_identity, now_sql, Db, Engine, Project, Run};
 
 each_engine!(
     gate_says_behind_then_ready,
@@ -48,16 +48,10 @@ fn gate_says_behind_then_ready(engine: Engine) {
 }
 
 fn hold_lease(db: &Db, pid: u32) {
-    let now = match db.engine {
-        Engine::Postgres => "now()",
-        Engine::MySql => "NOW(6)",
-        Engine::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-    };
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     db.exec(&format!(
-        "UPDATE airlock_lock SET owner = 'other', host = '{host}#{}', pid = {pid}, os_user = 'deployer', version = '2', acquired_at = {now}, heartbeat_at = {now} WHERE id = 1",
-        &boot.trim()[..8]
+        "UPDATE airlock_lock SET owner = 'other', host = '{}', pid = {pid}, os_user = 'deployer', version = '2', acquired_at = {now}, heartbeat_at = {now} WHERE id = 1",
+        host_identity(),
+        now = now_sql(db.engine)
     ));
 }
 

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
-use common::{create_table, Db, Engine, Project, Run};
+use common::{create_table, host_identity, now_sql, Db, Engine, Project, Run};
 
 each_engine!(
     applies_then_rerun_is_a_noop,
@@ -21,6 +21,7 @@ each_engine!(
     own_begin_commit_is_folded_into_the_transaction,
     to_stops_at_target_and_dry_run_changes_nothing,
     lock_timeout_is_retried_and_names_the_blocker,
+    unlock_frees_a_gone_holder_and_needs_force_for_a_live_one,
 );
 
 fn migrations(project: &Project, n: usize) {
@@ -269,8 +270,12 @@ fn killed_runs_never_leave_history_and_schema_disagreeing(engine: Engine) {
         assert_eq!(json["state"], "dirty");
         assert_eq!(json["problems"][0]["code"], "interrupted");
         project.run(&db, &["migrate"]).expect(3);
-        let how = if db.table_exists(&format!("t_{version}")) { "--mark-applied" } else { "--retry-from-failed" };
-        project.run(&db, &["resolve", &version, how]).expect(0);
+        if db.table_exists(&format!("t_{version}")) {
+            project.run(&db, &["resolve", &version, "--mark-applied"]).expect(2); // a reason is required
+            project.run(&db, &["resolve", &version, "--mark-applied", "--reason", "the table is there"]).expect(0);
+        } else {
+            project.run(&db, &["resolve", &version, "--retry-from-failed"]).expect(0);
+        }
     }
     project.run(&db, &["migrate"]).expect(0);
     assert!((1..=n).all(|i| db.table_exists(&format!("t_{i}"))));
@@ -279,29 +284,13 @@ fn killed_runs_never_leave_history_and_schema_disagreeing(engine: Engine) {
     assert!(events.iter().all(|(_, c)| *c == 1), "nothing applied twice: {events:?}");
 }
 
-fn host_identity() -> String {
-    let host = hostname();
-    match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
-        Ok(id) if id.trim().len() >= 8 => format!("{host}#{}", &id.trim()[..8]),
-        _ => host,
-    }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap()
-}
-
 fn live_lock_holder_makes_others_wait_and_dead_one_is_taken_over(engine: Engine) {
     let db = Db::new(engine);
     let project = Project::new();
     migrations(&project, 1);
     project.run(&db, &["migrate"]).expect(0);
     project.write("2_table_2.up.sql", &create_table(2));
-    let now = match engine {
-        Engine::Postgres => "now()",
-        Engine::MySql => "NOW(6)",
-        Engine::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
-    };
+    let now = now_sql(engine);
     let hold = |pid: u32| {
         db.exec(&format!(
             "UPDATE airlock_lock SET owner = 'other', host = '{}', pid = {pid}, os_user = 'deployer', version = '2', acquired_at = {now}, heartbeat_at = {now} WHERE id = 1",
@@ -331,6 +320,52 @@ fn live_lock_holder_makes_others_wait_and_dead_one_is_taken_over(engine: Engine)
     assert!(db.table_exists("t_2"));
     assert_eq!(db.count("SELECT count(*) FROM airlock_events WHERE kind = 'lock_taken_over'"), 1);
     assert_eq!(db.count("SELECT count(*) FROM airlock_lock WHERE owner IS NOT NULL"), 0, "released");
+
+    // A holder on this host name before a reboot (another boot id) is gone too.
+    project.write("3_table_3.up.sql", &create_table(3));
+    let identity = host_identity();
+    let mut parts: Vec<&str> = identity.split('#').collect();
+    parts[1] = "00000000";
+    db.exec(&format!(
+        "UPDATE airlock_lock SET owner = 'before-reboot', host = '{}', pid = {}, os_user = 'deployer', acquired_at = {now}, heartbeat_at = {now} WHERE id = 1",
+        parts.join("#"),
+        std::process::id()
+    ));
+    let run = project.run(&db, &["migrate", "--lock-wait", "1s"]);
+    run.expect(0);
+    assert!(run.stdout.contains("has restarted since"), "{}", run.stdout);
+
+    // Someone deleted the lock row by hand: the next run puts it back.
+    db.exec("DELETE FROM airlock_lock");
+    project.write("4_table_4.up.sql", &create_table(4));
+    project.run(&db, &["migrate", "--lock-wait", "5s"]).expect(0);
+    assert!(db.table_exists("t_4"));
+}
+
+fn unlock_frees_a_gone_holder_and_needs_force_for_a_live_one(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    migrations(&project, 1);
+    project.run(&db, &["migrate"]).expect(0);
+    project.run(&db, &["unlock"]).expect(0);
+    let hold = |host: &str, pid: u32| {
+        db.exec(&format!(
+            "UPDATE airlock_lock SET owner = 'other', host = '{host}', pid = {pid}, os_user = 'deployer', acquired_at = {now}, heartbeat_at = {now} WHERE id = 1",
+            now = now_sql(engine)
+        ))
+    };
+    // A process on another machine: airlock cannot see whether it is alive.
+    hold("elsewhere#12345678#1", 4242);
+    let refused = project.run(&db, &["unlock"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("may still be running") && refused.stderr.contains("--force"), "{}", refused.stderr);
+    project.run(&db, &["unlock", "--force"]).expect(2); // --force needs --reason
+    let forced = project.run(&db, &["unlock", "--force", "--reason", "the CI runner was deleted"]);
+    forced.expect(0);
+    assert!(forced.stdout.contains("Freed the lock held by pid 4242 (deployer@elsewhere)"), "{}", forced.stdout);
+    let detail = db.scalar("SELECT detail FROM airlock_events WHERE kind = 'unlocked'").unwrap();
+    assert!(detail.contains("the CI runner was deleted") && detail.contains("\"forced\":true"), "{detail}");
+    assert_eq!(db.count("SELECT count(*) FROM airlock_lock WHERE owner IS NOT NULL"), 0);
 }
 
 fn down_applies_down_scripts_and_protected_environment_refuses(engine: Engine) {
@@ -352,6 +387,23 @@ fn down_applies_down_scripts_and_protected_environment_refuses(engine: Engine) {
     refused.expect(3);
     assert!(refused.stderr.contains("environment `prod` is protected"), "{}", refused.stderr);
     assert!(db.table_exists("t_3"));
+
+    // A down script that fails part-way outside a transaction leaves the
+    // migration marked as partly rolled back, never as still applied.
+    if engine == Engine::MySql {
+        project.write("3_table_3.down.sql", "DROP TABLE t_3;\nDROP TABLE no_such_table;\n");
+        let failed = project.run(&db, &["down", "--to", "2"]);
+        failed.expect(1);
+        assert!(failed.stderr.contains("partly rolled back"), "{}", failed.stderr);
+        assert_eq!(db.state_of("3").as_deref(), Some("rolling_back"));
+        let status = project.run(&db, &["status", "--format", "json"]).json();
+        assert_eq!(status["state"], "dirty");
+        project.run(&db, &["gate", "--require", "latest"]).expect(4);
+        project.run(&db, &["migrate"]).expect(3);
+        project.run(&db, &["resolve", "3", "--mark-rolled-back", "--reason", "dropped by hand"]).expect(0);
+        project.write("3_table_3.down.sql", "DROP TABLE t_3;\n");
+        project.run(&db, &["migrate"]).expect(0);
+    }
 
     project.run(&db, &["down", "--to", "1"]).expect(0);
     assert!(!db.table_exists("t_3") && !db.table_exists("t_2") && db.table_exists("t_1"));

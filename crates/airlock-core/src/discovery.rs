@@ -340,13 +340,14 @@ fn load(up_file: &Found, down_file: Option<&Found>, warnings: &mut Vec<Warning>)
         message: e.message,
     })?;
     directives.no_transaction |= dbmate_no_tx;
-    if let Some(down) = &down {
-        parse_directives(&down.sql).map_err(|e| FileError {
+    let down_directives = match &down {
+        Some(down) => parse_directives(&down.sql).map_err(|e| FileError {
             path: down.path.clone(),
             line: Some(e.line + down.line_offset),
             message: e.message,
-        })?;
-    }
+        })?,
+        None => Directives::default(),
+    };
     if is_blank(&up.sql) {
         warnings.push(Warning {
             path: up.path.clone(),
@@ -367,6 +368,7 @@ fn load(up_file: &Found, down_file: Option<&Found>, warnings: &mut Vec<Warning>)
         up,
         down,
         directives,
+        down_directives,
         checksum,
     })
 }

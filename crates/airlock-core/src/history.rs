@@ -17,6 +17,9 @@ pub enum RunState {
     Failed,
     /// Undone by `down` or `resolve --mark-rolled-back`: not applied.
     RolledBack,
+    /// Its down script is running outside a transaction, or failed or was cut
+    /// off part-way: partly rolled back, and only a person can say how far.
+    RollingBack,
 }
 
 impl RunState {
@@ -27,6 +30,7 @@ impl RunState {
             RunState::Succeeded => "succeeded",
             RunState::Failed => "failed",
             RunState::RolledBack => "rolled_back",
+            RunState::RollingBack => "rolling_back",
         }
     }
 
@@ -37,6 +41,7 @@ impl RunState {
             "succeeded" => RunState::Succeeded,
             "failed" => RunState::Failed,
             "rolled_back" => RunState::RolledBack,
+            "rolling_back" => RunState::RollingBack,
             _ => return None,
         })
     }
@@ -154,6 +159,9 @@ pub struct Lease {
     pub acquired_at: DateTime<Utc>,
     /// Seconds since the last heartbeat, by the server's clock.
     pub heartbeat_age_secs: f64,
+    /// Generation of the lease row, bumped by every claim and heartbeat: a
+    /// takeover succeeds only if the row is still exactly as it was seen stale.
+    pub beat: i64,
 }
 
 impl Lease {

@@ -94,6 +94,8 @@ pub struct Migration {
     pub down: Option<Script>,
     /// The up script's header directives.
     pub directives: Directives,
+    /// The down script's header directives (empty without a down script).
+    pub down_directives: Directives,
     /// Checksum of the up script.
     pub checksum: String,
 }

@@ -146,6 +146,23 @@ pub fn reconcile<'a>(
                 applied.push(record);
                 settled.insert(&record.version);
             }
+            RunState::RollingBack => {
+                settled.insert(&record.version);
+                problem(
+                    ProblemCode::Interrupted,
+                    true,
+                    format!(
+                        "the down script of migration {} ({}) ran outside a transaction and did not finish{}: the schema is partly rolled back; \
+                         finish or undo it by hand, then `airlock resolve {v} --mark-rolled-back --reason ...` or `airlock resolve {v} --mark-applied --reason ...`",
+                        record.version,
+                        record.name,
+                        record.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default(),
+                        v = record.version
+                    ),
+                    None,
+                );
+                continue;
+            }
             RunState::Running if settings.run_in_progress => {
                 settled.insert(&record.version);
                 problem(
@@ -320,6 +337,7 @@ mod tests {
             up: Script { path: format!("{version}_m{version}.up.sql").into(), sql: sql.to_owned(), line_offset: 0 },
             down: None,
             directives: Directives::default(),
+            down_directives: Directives::default(),
             checksum: crate::checksum::checksum(sql),
         }
     }

@@ -90,7 +90,8 @@ const SCHEMA: [&str; 5] = [
         os_user VARCHAR(255),
         version VARCHAR(191),
         acquired_at DATETIME(6),
-        heartbeat_at DATETIME(6)
+        heartbeat_at DATETIME(6),
+        beat BIGINT NOT NULL DEFAULT 0
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4",
     "INSERT IGNORE INTO airlock_lock (id) VALUES (1)",
 ];
@@ -296,7 +297,7 @@ impl Driver for MySqlDriver {
             .conn
             .query_first(
                 "SELECT owner, host, pid, os_user, version, acquired_at, \
-                 TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)) / 1000000.0 \
+                 TIMESTAMPDIFF(MICROSECOND, heartbeat_at, NOW(6)) / 1000000.0, beat \
                  FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL",
             )
             .await
@@ -317,15 +318,30 @@ impl Driver for MySqlDriver {
             version: get(&row, 4)?,
             acquired_at: utc(get(&row, 5)?),
             heartbeat_age_secs: age,
+            beat: get(&row, 7)?,
         }))
     }
 
-    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool> {
+    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&Lease>) -> Result<bool> {
+        if previous.is_none() {
+            self.conn.query_drop("INSERT IGNORE INTO airlock_lock (id) VALUES (1)").await.map_err(error)?;
+        }
+        let (prev_owner, prev_beat) = (previous.map(|l| l.owner.clone()), previous.map(|l| l.beat));
+        let values: Vec<Value> = vec![
+            claim.owner.clone().into(),
+            claim.host.clone().into(),
+            claim.pid.into(),
+            claim.os_user.clone().into(),
+            prev_owner.clone().into(),
+            prev_owner.into(),
+            prev_beat.into(),
+        ];
         self.conn
             .exec_drop(
                 "UPDATE airlock_lock SET owner = ?, host = ?, pid = ?, os_user = ?, version = NULL, \
-                 acquired_at = NOW(6), heartbeat_at = NOW(6) WHERE id = 1 AND owner <=> ?",
-                (&claim.owner, &claim.host, claim.pid, &claim.os_user, previous),
+                 acquired_at = NOW(6), heartbeat_at = NOW(6), beat = beat + 1 \
+                 WHERE id = 1 AND ((? IS NULL AND owner IS NULL) OR (owner = ? AND beat = ?))",
+                values,
             )
             .await
             .map_err(error)?;
@@ -333,10 +349,10 @@ impl Driver for MySqlDriver {
     }
 
     async fn renew_lease(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
-        // heartbeat_at always changes (microseconds), so "affected" means "matched".
+        // beat always changes, so "affected" means "matched".
         self.conn
             .exec_drop(
-                "UPDATE airlock_lock SET heartbeat_at = NOW(6), version = ? WHERE id = 1 AND owner = ?",
+                "UPDATE airlock_lock SET heartbeat_at = NOW(6), version = ?, beat = beat + 1 WHERE id = 1 AND owner = ?",
                 (version, owner),
             )
             .await

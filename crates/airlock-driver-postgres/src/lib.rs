@@ -44,11 +44,18 @@ const SELECT_HISTORY: &str = "SELECT version, name, kind, checksum, up_sql, down
      failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history";
 
 const SELECT_LEASE: &str = "SELECT owner, host, pid, os_user, version, acquired_at, \
-     extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 \
+     extract(epoch FROM clock_timestamp() - heartbeat_at)::float8, beat \
      FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL";
 
-const RENEW_LEASE: &str =
-    "UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2 WHERE id = 1 AND owner = $1 RETURNING 1";
+const RENEW_LEASE: &str = "UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2, beat = beat + 1 \
+     WHERE id = 1 AND owner = $1 RETURNING 1";
+
+/// Inside a migration's transaction: renews the lease and fails with
+/// division_by_zero (SQLSTATE 22012) when it is no longer `$1`'s, so that the
+/// COMMIT pipelined behind it turns into a rollback. The renewal holds the
+/// lease row until the commit: no takeover can slip in between.
+const CONFIRM_LEASE: &str = "WITH mine AS (UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2, \
+     beat = beat + 1 WHERE id = 1 AND owner = $1 RETURNING 1) SELECT 1 / count(*)::int FROM mine";
 
 const SELECT_PROJECT: &str = "SELECT value FROM airlock_meta WHERE key = 'project'";
 
@@ -116,6 +123,7 @@ fn lease(r: &Row) -> Lease {
         version: r.get(4),
         acquired_at: r.get::<_, DateTime<Utc>>(5),
         heartbeat_age_secs: r.get(6),
+        beat: r.get(7),
     }
 }
 
@@ -190,7 +198,8 @@ CREATE TABLE IF NOT EXISTS airlock_lock (
     os_user text,
     version text,
     acquired_at timestamptz,
-    heartbeat_at timestamptz
+    heartbeat_at timestamptz,
+    beat bigint NOT NULL DEFAULT 0
 );
 INSERT INTO airlock_lock (id) VALUES (1) ON CONFLICT DO NOTHING;
 ";
@@ -373,26 +382,45 @@ impl Driver for PostgresDriver {
             self.client.query_typed(RENEW_LEASE, &params),
             self.client.batch_execute(&begin),
         );
-        let ours = renewed.map_err(error)?.len() == 1;
+        if began.is_ok() {
+            self.in_transaction = true;
+        }
+        let ours = match renewed {
+            Ok(rows) => rows.len() == 1,
+            Err(e) => {
+                let _ = self.rollback().await;
+                return Err(error(e));
+            }
+        };
         began.map_err(error)?;
-        self.in_transaction = true;
         if !ours {
             self.rollback().await?;
         }
         Ok(ours)
     }
 
-    async fn record_and_commit(&mut self, r: &HistoryRecord, event: &Event, actor: &Actor) -> Result<()> {
-        // Pipelined. If an insert fails, PostgreSQL answers the COMMIT of the
-        // aborted transaction with a rollback, and the insert's error is returned.
+    async fn record_and_commit(&mut self, owner: &str, r: &HistoryRecord, event: &Event, actor: &Actor) -> Result<bool> {
+        // Pipelined. If the lease check or an insert fails, PostgreSQL answers
+        // the COMMIT of the aborted transaction with a rollback.
         self.in_transaction = false;
-        tokio::try_join!(
+        let version = r.version.to_string();
+        let params: [Param<'_>; 2] = [(&owner, Type::TEXT), (&version, Type::TEXT)];
+        let (confirmed, history, inserted, committed) = tokio::join!(
+            self.client.query_typed(CONFIRM_LEASE, &params),
             insert_history(&self.client, r),
             insert_event(&self.client, event, actor),
             self.client.batch_execute("COMMIT"),
-        )
-        .map_err(error)?;
-        Ok(())
+        );
+        if let Err(e) = &confirmed {
+            if e.code() == Some(&SqlState::DIVISION_BY_ZERO) {
+                return Ok(false);
+            }
+        }
+        confirmed.map_err(error)?;
+        history.map_err(error)?;
+        inserted.map_err(error)?;
+        committed.map_err(error)?;
+        Ok(true)
     }
 
     async fn read_state(&mut self) -> Result<State> {
@@ -428,19 +456,27 @@ impl Driver for PostgresDriver {
         Ok(rows.first().map(lease))
     }
 
-    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool> {
+    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&Lease>) -> Result<bool> {
+        if previous.is_none() {
+            self.client
+                .batch_execute("INSERT INTO airlock_lock (id) VALUES (1) ON CONFLICT DO NOTHING")
+                .await
+                .map_err(error)?;
+        }
         let pid = i64::from(claim.pid);
+        let (prev_owner, prev_beat) = (previous.map(|l| l.owner.as_str()), previous.map(|l| l.beat));
         let changed = self
             .update(
                 "UPDATE airlock_lock SET owner = $1, host = $2, pid = $3, os_user = $4, version = NULL, \
-                 acquired_at = clock_timestamp(), heartbeat_at = clock_timestamp() \
-                 WHERE id = 1 AND owner IS NOT DISTINCT FROM $5 RETURNING 1",
+                 acquired_at = clock_timestamp(), heartbeat_at = clock_timestamp(), beat = beat + 1 \
+                 WHERE id = 1 AND (($5::text IS NULL AND owner IS NULL) OR (owner = $5 AND beat = $6)) RETURNING 1",
                 &[
                     (&claim.owner, Type::TEXT),
                     (&claim.host, Type::TEXT),
                     (&pid, Type::INT8),
                     (&claim.os_user, Type::TEXT),
-                    (&previous, Type::TEXT),
+                    (&prev_owner, Type::TEXT),
+                    (&prev_beat, Type::INT8),
                 ],
             )
             .await?;

@@ -86,7 +86,8 @@ CREATE TABLE IF NOT EXISTS airlock_lock (
     os_user TEXT,
     version TEXT,
     acquired_at TEXT,
-    heartbeat_at TEXT
+    heartbeat_at TEXT,
+    beat INTEGER NOT NULL DEFAULT 0
 );
 INSERT OR IGNORE INTO airlock_lock (id) VALUES (1);
 ";
@@ -291,7 +292,7 @@ impl Driver for SqliteDriver {
         self.conn
             .query_row(
                 &format!(
-                    "SELECT owner, host, pid, os_user, version, acquired_at, (julianday({NOW}) - julianday(heartbeat_at)) * 86400.0 \
+                    "SELECT owner, host, pid, os_user, version, acquired_at, (julianday({NOW}) - julianday(heartbeat_at)) * 86400.0, beat \
                      FROM airlock_lock WHERE id = 1 AND owner IS NOT NULL"
                 ),
                 [],
@@ -304,6 +305,7 @@ impl Driver for SqliteDriver {
                         version: r.get(4)?,
                         acquired_at: parse_time(&r.get::<_, String>(5)?),
                         heartbeat_age_secs: r.get(6)?,
+                        beat: r.get(7)?,
                     })
                 },
             )
@@ -311,15 +313,19 @@ impl Driver for SqliteDriver {
             .map_err(error)
     }
 
-    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool> {
+    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&Lease>) -> Result<bool> {
+        if previous.is_none() {
+            self.conn.execute("INSERT OR IGNORE INTO airlock_lock (id) VALUES (1)", []).map_err(error)?;
+        }
         let changed = self
             .conn
             .execute(
                 &format!(
                     "UPDATE airlock_lock SET owner = ?1, host = ?2, pid = ?3, os_user = ?4, version = NULL, \
-                     acquired_at = {NOW}, heartbeat_at = {NOW} WHERE id = 1 AND owner IS ?5"
+                     acquired_at = {NOW}, heartbeat_at = {NOW}, beat = beat + 1 \
+                     WHERE id = 1 AND ((?5 IS NULL AND owner IS NULL) OR (owner = ?5 AND beat = ?6))"
                 ),
-                params![claim.owner, claim.host, claim.pid, claim.os_user, previous],
+                params![claim.owner, claim.host, claim.pid, claim.os_user, previous.map(|l| &l.owner), previous.map(|l| l.beat)],
             )
             .map_err(error)?;
         Ok(changed == 1)
@@ -329,7 +335,7 @@ impl Driver for SqliteDriver {
         let changed = self
             .conn
             .execute(
-                &format!("UPDATE airlock_lock SET heartbeat_at = {NOW}, version = ?2 WHERE id = 1 AND owner = ?1"),
+                &format!("UPDATE airlock_lock SET heartbeat_at = {NOW}, version = ?2, beat = beat + 1 WHERE id = 1 AND owner = ?1"),
                 params![owner, version],
             )
             .map_err(error)?;

@@ -167,11 +167,19 @@ pub trait Driver: Send {
         Ok(true)
     }
 
-    /// Writes a history record and its event inside the open transaction, then
-    /// commits. On any error nothing is committed.
-    async fn record_and_commit(&mut self, record: &HistoryRecord, event: &Event, actor: &Actor) -> Result<()> {
+    /// Inside the open transaction: confirms the lease is still `owner`'s
+    /// (renewing it, which holds its row until the commit, so no takeover can
+    /// slip in between), writes the history record and its event, and commits.
+    /// Returns false, with the transaction rolled back, when the lease was lost;
+    /// on any error nothing is committed.
+    async fn record_and_commit(&mut self, owner: &str, record: &HistoryRecord, event: &Event, actor: &Actor) -> Result<bool> {
+        if !self.renew_lease(owner, Some(&record.version.to_string())).await? {
+            self.rollback().await?;
+            return Ok(false);
+        }
         self.record(record, event, actor).await?;
-        self.commit().await
+        self.commit().await?;
+        Ok(true)
     }
 
     /// Reads the lease, the project stamp and the history: what every command
@@ -186,13 +194,15 @@ pub trait Driver: Send {
     /// The current lease, if any process holds it (None when free or the table is missing).
     async fn read_lease(&mut self) -> Result<Option<Lease>>;
 
-    /// Takes the lease if its owner is still `previous` (None: free). Returns
-    /// whether this claim won. Atomic: of many claims on the same `previous`,
-    /// exactly one wins.
-    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&str>) -> Result<bool>;
+    /// Takes the lease. With `previous` None, only if it is free (recreating
+    /// the lease row if someone deleted it); otherwise only if the row is still
+    /// exactly `previous` (same owner and same `beat`), so a holder whose
+    /// heartbeat came back in the meantime keeps it. Bumps `beat`. Returns
+    /// whether this claim won; of many claims on the same row, exactly one wins.
+    async fn claim_lease(&mut self, claim: &LeaseClaim, previous: Option<&Lease>) -> Result<bool>;
 
-    /// Renews the heartbeat and records the version being applied; false when
-    /// the lease is no longer `owner`'s.
+    /// Renews the heartbeat (bumping `beat`) and records the version being
+    /// applied; false when the lease is no longer `owner`'s.
     async fn renew_lease(&mut self, owner: &str, version: Option<&str>) -> Result<bool>;
 
     /// Frees the lease if `owner` holds it.

@@ -31,19 +31,51 @@ fn user_from_uid() -> Option<String> {
     })
 }
 
-/// The host identity written in the lease: the host name, plus the kernel's boot
-/// id where there is one, so that two machines (or containers on different
-/// machines) that share a host name are never mistaken for one.
-pub fn host_identity(host: &str) -> String {
-    match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
-        Ok(id) if id.trim().len() >= 8 => format!("{host}#{}", &id.trim()[..8]),
-        _ => host.to_owned(),
+/// Where a process runs, as written in the lease: `name#boot#pidns`. The boot
+/// id tells machines (or a machine before and after a reboot) apart when they
+/// share a host name; the pid namespace tells containers apart that share a
+/// host name and a kernel but cannot see each other's processes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostIdentity<'a> {
+    /// The host name.
+    pub name: &'a str,
+    /// First characters of the kernel's boot id, when known.
+    pub boot: Option<&'a str>,
+    /// The pid namespace's inode, when known.
+    pub pidns: Option<&'a str>,
+}
+
+impl<'a> HostIdentity<'a> {
+    /// Reads `name#boot#pidns` (older or partial forms have fewer parts).
+    pub fn parse(text: &'a str) -> HostIdentity<'a> {
+        let mut parts = text.split('#');
+        let name = parts.next().unwrap_or_default();
+        let boot = parts.next().filter(|s| !s.is_empty());
+        let pidns = parts.next().filter(|s| !s.is_empty());
+        HostIdentity { name, boot, pidns }
     }
+}
+
+/// This process's host identity, for the lease.
+pub fn host_identity(host: &str) -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|id| id.trim().chars().take(8).collect::<String>())
+        .unwrap_or_default();
+    let pidns = std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .and_then(|link| {
+            let text = link.to_string_lossy().into_owned();
+            let inode = text.trim_start_matches("pid:[").trim_end_matches(']').to_owned();
+            (!inode.is_empty()).then_some(inode)
+        })
+        .unwrap_or_default();
+    format!("{host}#{boot}#{pidns}")
 }
 
 /// The host name part of a lease's host identity, for messages.
 pub fn host_name(identity: &str) -> &str {
-    identity.split('#').next().unwrap_or(identity)
+    HostIdentity::parse(identity).name
 }
 
 /// Whether a process of this host is alive. Where that cannot be told (no
@@ -83,5 +115,8 @@ mod tests {
     fn host_identity_keeps_the_name_readable() {
         let id = host_identity("web-1");
         assert_eq!(host_name(&id), "web-1");
+        let parsed = HostIdentity::parse(&id);
+        assert!(parsed.boot.is_some() && parsed.pidns.is_some(), "{id}");
+        assert_eq!(HostIdentity::parse("old-style").boot, None);
     }
 }

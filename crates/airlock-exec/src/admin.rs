@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::error::ExecError;
 use crate::lease::{self, HeldLease};
-use crate::prepare::{prepare, prepare_script, split_script};
+use crate::prepare::{prepare, prepare_script};
 use crate::report::{AppliedEntry, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, StatusReport};
 use crate::run::apply;
 use crate::{project_problem, snapshot, Context, Options};
@@ -82,14 +82,24 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
     Ok((report, latest))
 }
 
-/// Opens the database for a command that changes history: tables, lease, fresh history.
+/// Opens the database for a command that changes existing history (`down`,
+/// `repair`, `resolve`): refuses a database with no airlock history without
+/// creating anything there, then takes the lease.
 async fn locked(
     options: &Options,
+    command: &str,
     reporter: &mut dyn Reporter,
 ) -> Result<(Discovered, Context, Box<dyn Driver>, HeldLease), ExecError> {
     let discovered = discover(&options.dir)?;
     let ctx = Context::new(options);
     let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
+    let state = driver.read_state().await.map_err(ExecError::db("reading airlock's tables"))?;
+    if state.history.is_empty() {
+        return Err(ExecError::Usage(format!(
+            "nothing to {command}: {} has no airlock history (is this the right database?)",
+            options.url
+        )));
+    }
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
     Ok((discovered, ctx, driver, held))
@@ -120,7 +130,7 @@ pub async fn down(options: &Options, to: Version, reporter: &mut dyn Reporter) -
             options.environment.as_deref().unwrap_or("?")
         )));
     }
-    let (discovered, ctx, mut driver, held) = locked(options, reporter).await?;
+    let (discovered, ctx, mut driver, held) = locked(options, "roll back", reporter).await?;
     let outcome = down_locked(driver.as_mut(), &ctx, &held, &discovered, &to, reporter).await;
     held.release(driver.as_mut()).await;
     outcome
@@ -157,7 +167,7 @@ async fn down_locked(
     let mut errors = Vec::new();
     for m in &files {
         let Some(down) = &m.down else { continue };
-        match prepare_script(down, m.directives.no_transaction, traits) {
+        match prepare_script(down, m.down_directives.no_transaction, traits) {
             Ok(p) => prepared.push(p),
             Err(e) => errors.push(e),
         }
@@ -168,27 +178,43 @@ async fn down_locked(
     let mut ran = Vec::new();
     for ((migration, prepared), record) in files.iter().zip(&prepared).zip(&undo) {
         reporter.migration_started(migration, prepared.mode);
-        held.working_on(driver, Some(&migration.version.to_string())).await?;
+        let version = migration.version.to_string();
+        driver
+            .set_timeouts(crate::run::timeouts(ctx, &migration.down_directives))
+            .await
+            .map_err(ExecError::db("setting timeouts"))?;
         let started = Instant::now();
-        let mut rolled_back = (*record).clone();
-        rolled_back.state = RunState::RolledBack;
-        rolled_back.finished_at = Some(Utc::now());
-        let ev = event("rolled_back", &migration.version, json!({ "name": migration.name, "mode": prepared.mode.as_str() }));
         let in_tx = prepared.mode == RunMode::Transaction;
+        let mut marker = (*record).clone();
         if in_tx {
-            driver.begin().await.map_err(ExecError::db("opening a transaction"))?;
+            match held.begin_working_on(driver, &version).await {
+                Ok(()) => {}
+                Err(crate::lease::BeginError::LeaseLost) => return Err(ExecError::LeaseLost),
+                Err(crate::lease::BeginError::Driver(e)) => return Err(ExecError::db("opening a transaction")(e)),
+            }
+        } else {
+            // Outside a transaction the schema changes statement by statement:
+            // history must never claim the migration is still fully applied.
+            held.working_on(driver, Some(&version)).await?;
+            marker.state = RunState::RollingBack;
+            marker.error = Some("its down script was running".to_owned());
+            driver.write_history(&marker).await.map_err(ExecError::db("recording the start of the rollback"))?;
         }
         for (index, statement) in prepared.statements.iter().enumerate() {
+            if held.lost() {
+                return Err(ExecError::LeaseLost);
+            }
             if let Err(error) = driver.execute(&statement.sql).await {
-                if in_tx {
-                    let _ = driver.rollback().await;
-                }
+                let _ = driver.rollback().await;
                 let down_path = migration.down.as_ref().map(|d| d.path.clone()).unwrap_or_default();
-                let aftermath = if in_tx || index == 0 {
-                    format!("nothing of this down script stayed applied; migration {} is still applied", migration.version)
+                let aftermath = if in_tx {
+                    format!("it ran in a transaction that was rolled back: migration {} is still applied", migration.version)
                 } else {
+                    marker.error = Some(format!("its down script failed at statement {}: {}", index + 1, error.message));
+                    let _ = driver.write_history(&marker).await;
                     format!(
-                        "statements 1 to {index} of the down script stayed applied and migration {v} is still recorded as applied; finish or undo them by hand, then `airlock resolve {v} --mark-rolled-back` or `--mark-applied`",
+                        "it ran outside a transaction: statements 1 to {index} of the down script stayed applied, and history says migration {v} is partly rolled back; \
+                         finish or undo it by hand, then `airlock resolve {v} --mark-rolled-back --reason ...` or `--mark-applied --reason ...`",
                         v = migration.version
                     )
                 };
@@ -200,7 +226,7 @@ async fn down_locked(
                     .await;
                 return Err(ExecError::MigrationFailed(
                     Box::new(crate::error::FailedStatement {
-                        version: migration.version.to_string(),
+                        version: version.clone(),
                         name: migration.name.clone(),
                         line: statement.line + migration.down.as_ref().map_or(0, |d| d.line_offset),
                         path: down_path,
@@ -213,17 +239,29 @@ async fn down_locked(
                 ));
             }
         }
+        let mut rolled_back = (*record).clone();
+        rolled_back.state = RunState::RolledBack;
+        rolled_back.finished_at = Some(Utc::now());
         rolled_back.duration_ms = Some(started.elapsed().as_millis() as i64);
-        let recorded = async {
-            driver.write_history(&rolled_back).await?;
-            driver.append_event(&ev, &ctx.actor).await?;
-            if in_tx { driver.commit().await } else { Ok(()) }
+        let ev = event("rolled_back", &migration.version, json!({ "name": migration.name, "mode": prepared.mode.as_str() }));
+        if in_tx {
+            match driver.record_and_commit(held.owner(), &rolled_back, &ev, &ctx.actor).await {
+                Ok(true) => {}
+                Ok(false) => return Err(ExecError::LeaseLost),
+                Err(e) => {
+                    let _ = driver.rollback().await;
+                    return Err(ExecError::db(format!("recording the rollback of {}", migration.version))(e));
+                }
+            }
+        } else {
+            driver
+                .record(&rolled_back, &ev, &ctx.actor)
+                .await
+                .map_err(ExecError::db(format!("recording the rollback of {}", migration.version)))?;
         }
-        .await;
-        recorded.map_err(ExecError::db(format!("recording the rollback of {}", migration.version)))?;
         reporter.migration_finished(migration, started.elapsed());
         ran.push(RunEntry {
-            version: migration.version.to_string(),
+            version,
             name: migration.name.clone(),
             kind: migration.kind.as_str(),
             mode: prepared.mode.as_str(),
@@ -250,7 +288,7 @@ pub async fn repair(
     reason: &str,
     reporter: &mut dyn Reporter,
 ) -> Result<Option<String>, ExecError> {
-    let (discovered, ctx, mut driver, held) = locked(options, reporter).await?;
+    let (discovered, ctx, mut driver, held) = locked(options, "repair", reporter).await?;
     let outcome = async {
         let history = read_checked(driver.as_mut(), &ctx).await?;
         let record = find(&history, &version)
@@ -282,6 +320,16 @@ pub async fn repair(
     outcome
 }
 
+/// Frees the run lock: at once when its holder is gone; with `force`, also
+/// from a holder that looks alive (for a process on another machine airlock
+/// cannot see). Recorded. Returns the holder that was freed, if any.
+pub async fn unlock(options: &Options, force: bool, reason: Option<&str>) -> Result<Option<LockEntry>, ExecError> {
+    let ctx = Context::new(options);
+    let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
+    let freed = lease::unlock(driver.as_mut(), &ctx, force, reason).await?;
+    Ok(freed.as_ref().map(LockEntry::from))
+}
+
 /// How to close a failed or interrupted statement-by-statement migration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resolution {
@@ -311,7 +359,13 @@ pub async fn resolve(
     reason: Option<&str>,
     reporter: &mut dyn Reporter,
 ) -> Result<RunReport, ExecError> {
-    let (discovered, ctx, mut driver, held) = locked(options, reporter).await?;
+    if how != Resolution::RetryFromFailed && reason.is_none_or(|r| r.trim().is_empty()) {
+        return Err(ExecError::Usage(format!(
+            "`resolve --{}` changes what history says without running anything: say why with --reason TEXT (kept in the audit log)",
+            how.as_str()
+        )));
+    }
+    let (discovered, ctx, mut driver, held) = locked(options, "resolve", reporter).await?;
     let outcome = resolve_locked(driver.as_mut(), &ctx, &held, &discovered, &version, how, reason, reporter).await;
     held.release(driver.as_mut()).await;
     outcome
@@ -334,9 +388,16 @@ async fn resolve_locked(
     })?;
     let open = matches!(record.state, RunState::Failed | RunState::Running);
     let allowed = match how {
-        Resolution::MarkRolledBack => open || record.state == RunState::Succeeded,
-        _ => open,
+        Resolution::MarkRolledBack => open || matches!(record.state, RunState::Succeeded | RunState::RollingBack),
+        Resolution::MarkApplied => open || record.state == RunState::RollingBack,
+        Resolution::RetryFromFailed => open,
     };
+    if how == Resolution::MarkRolledBack && record.state == RunState::Succeeded && ctx.options.protected {
+        return Err(ExecError::Protected(format!(
+            "`resolve --mark-rolled-back` on the applied migration {version} would make `migrate` apply it again: refused in the protected environment `{}`",
+            ctx.options.environment.as_deref().unwrap_or("?")
+        )));
+    }
     if !allowed {
         return Err(ExecError::Usage(format!(
             "migration {version} is {}; `resolve --{}` is for a failed or interrupted migration",
@@ -353,6 +414,12 @@ async fn resolve_locked(
             let migration = file.ok_or_else(|| ExecError::Usage(format!("migration {version} has no file in {}", ctx.options.dir.display())))?;
             let prepared = prepare(migration, ctx.options.engine_traits()).map_err(|e| ExecError::Invalid(vec![e]))?;
             let done = if record.mode == RunMode::Transaction { 0 } else { record.statements_done as usize };
+            if done > 0 && prepared.mode != RunMode::Statements {
+                return Err(ExecError::Usage(format!(
+                    "migration {version} ran statement by statement and {done} statement(s) stayed applied, but `{}` would now run in one transaction (its header changed?); restore the header, or finish by hand and use --mark-applied",
+                    migration.up.path.display()
+                )));
+            }
             check_prefix_unchanged(record, migration, &prepared, done, ctx)?;
             driver.append_event(&event("resolved", version, detail), &ctx.actor).await.map_err(ExecError::db("recording the resolution"))?;
             reporter.migration_started(migration, prepared.mode);
@@ -405,9 +472,10 @@ fn check_prefix_unchanged(
     if done == 0 {
         return Ok(());
     }
+    // The recorded text goes through the same preparation, so a folded BEGIN/COMMIT counts alike.
     let old_script = airlock_core::Script { path: migration.up.path.clone(), sql: record.up_sql.clone(), line_offset: migration.up.line_offset };
-    let old = split_script(&old_script, ctx.options.engine_traits().dialect).map_err(|e| ExecError::Invalid(vec![e]))?;
-    let changed = (0..done).find(|&i| old.get(i).map(|s| &s.sql) != prepared.statements.get(i).map(|s| &s.sql));
+    let old = prepare_script(&old_script, true, ctx.options.engine_traits()).map_err(|e| ExecError::Invalid(vec![e]))?;
+    let changed = (0..done).find(|&i| old.statements.get(i).map(|s| &s.sql) != prepared.statements.get(i).map(|s| &s.sql));
     if let Some(i) = changed {
         return Err(ExecError::Blocked {
             problems: vec![Problem {

@@ -91,20 +91,23 @@ pub enum ExecError {
     #[error("migration {} ({}) failed at statement {} ({}:{}): {}", .0.version, .0.name, .0.index, .0.path.display(), .0.line, .0.error.message)]
     MigrationFailed(Box<FailedStatement>, Vec<String>),
     /// Another process holds the run lease and did not let go in time.
-    #[error("another airlock run holds the lock on this database: {}; waited {waited_secs} s (--lock-wait); try again later, or if that process is gone and on another host, wait for its lease to expire ({ttl_secs} s without heartbeat)", holder.describe())]
+    #[error("another airlock run holds the lock on this database: {}; waited {waited_secs} s (--lock-wait); {}", holder.describe(), match ttl_secs {
+        Some(ttl) => format!("try again later; if that process is gone, its lock is taken over {ttl} s after its last heartbeat"),
+        None => "try again later; if that process is gone on another machine, airlock cannot tell: check, then `airlock unlock --force`".to_owned(),
+    })]
     LockBusy {
         /// The holder.
         holder: Lease,
         /// How long this run waited.
         waited_secs: u64,
-        /// The lease's time to live.
-        ttl_secs: u64,
+        /// The lease's time to live, on engines where it expires.
+        ttl_secs: Option<u64>,
     },
     /// `gate` answered "not ready"; the report was already printed.
     #[error("the database does not satisfy the requirement")]
     GateNotSatisfied,
     /// This run lost its lease while working (its heartbeat stopped for too long).
-    #[error("this run lost its lock on the database (no heartbeat for longer than the lease's time to live); it stopped before the next statement: run `airlock status` to see where things stand")]
+    #[error("this run lost its lock on the database (its heartbeat failed for too long, or another run took the lock over); it stopped, and nothing it had not finished was recorded as applied: run `airlock status` to see where things stand")]
     LeaseLost,
 }
 

@@ -63,6 +63,18 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
         .cloned()
         .collect();
     let mut reasons = Vec::new();
+    let current = status.current_version.as_deref().and_then(|v| Version::parse(v).ok());
+    if let (Requirement::Version(req), true) = (requirement, behind.is_empty()) {
+        // No pending file up to V, yet the database is below V: this release
+        // needs migrations its directory does not have.
+        if current.as_ref().is_none_or(|c| c < req) {
+            reasons.push(format!(
+                "behind: the database is at version {}, below the required {req}, and {} has no migration to get there",
+                current.map_or_else(|| "none".to_owned(), |c| c.to_string()),
+                "the migrations directory"
+            ));
+        }
+    }
     if !behind.is_empty() {
         let list: Vec<String> = behind.iter().map(|p| format!("{} ({})", p.version, p.name)).collect();
         reasons.push(format!("behind by {} migration{}: {}", behind.len(), if behind.len() == 1 { "" } else { "s" }, list.join(", ")));
@@ -191,6 +203,14 @@ mod tests {
         assert!(!r.satisfied && r.needs_a_person());
         let r = judge(&status(&[], &[("unknown-applied", "9")], "clean"), &Requirement::Latest, Some(&v("3")));
         assert!(r.satisfied, "an app older than its database is the normal case during a rollback: {:?}", r.reasons);
+    }
+
+    #[test]
+    fn a_requirement_beyond_every_migration_is_not_met() {
+        // The database is at 3 and the release needs 12, which no file here provides.
+        let r = judge(&status(&[], &[], "clean"), &Requirement::Version(v("12")), Some(&v("3")));
+        assert!(!r.satisfied);
+        assert!(r.reasons[0].contains("below the required 12"), "{:?}", r.reasons);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use airlock_driver_postgres::PostgresDriver;
 use airlock_driver_sqlite::SqliteDriver;
 
 pub use crate::actor::AIRLOCK_VERSION;
-pub use crate::admin::{down, repair, resolve, status, Resolution};
+pub use crate::admin::{down, repair, resolve, status, unlock, Resolution};
 pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration};
 pub use crate::gate::{gate, gate_wait, judge, GateReport, Requirement};
 pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};

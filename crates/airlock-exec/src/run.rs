@@ -139,7 +139,8 @@ async fn migrate_locked(
     }
     let prepared = prepare_all(&plan.pending, &ctx.options)?;
     let mut ran = Vec::new();
-    let mut current = plan.current_version().map(ToString::to_string);
+    // Out-of-order runs may apply versions below the newest: keep the maximum.
+    let mut newest = plan.current_version();
     for (migration, prepared) in plan.pending.iter().zip(&prepared) {
         for note in &prepared.notes {
             reporter.warning(&format!("{} {}: {note}", migration.version, migration.name));
@@ -149,10 +150,10 @@ async fn migrate_locked(
             .await
             .map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
-        current = Some(migration.version.to_string());
+        newest = newest.max(Some(&migration.version));
         ran.push(entry(migration, prepared, elapsed));
     }
-    Ok((ran, current))
+    Ok((ran, newest.map(ToString::to_string)))
 }
 
 fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {
@@ -162,10 +163,11 @@ fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {
     }
 }
 
-fn timeouts(ctx: &Context, migration: &Migration) -> Timeouts {
+/// The configured timeouts, overridden by a script's directives.
+pub(crate) fn timeouts(ctx: &Context, directives: &airlock_core::Directives) -> Timeouts {
     Timeouts {
-        lock: migration.directives.lock_timeout.unwrap_or(ctx.options.timeouts.lock),
-        statement: migration.directives.statement_timeout.unwrap_or(ctx.options.timeouts.statement),
+        lock: directives.lock_timeout.unwrap_or(ctx.options.timeouts.lock),
+        statement: directives.statement_timeout.unwrap_or(ctx.options.timeouts.statement),
     }
 }
 
@@ -214,7 +216,7 @@ pub(crate) async fn apply(
     start: usize,
     reporter: &mut dyn Reporter,
 ) -> Result<Duration, ExecError> {
-    driver.set_timeouts(timeouts(ctx, migration)).await.map_err(ExecError::db("setting timeouts"))?;
+    driver.set_timeouts(timeouts(ctx, &migration.directives)).await.map_err(ExecError::db("setting timeouts"))?;
     match prepared.mode {
         RunMode::Transaction => apply_in_transaction(driver, ctx, held, migration, prepared, reporter).await,
         RunMode::Statements => {
@@ -260,12 +262,14 @@ async fn apply_in_transaction(
             record.statements_done = total as u32;
             finish(&mut record, RunState::Succeeded, started);
             let event = applied_event(migration, &record);
-            let committed = driver.record_and_commit(&record, &event, &ctx.actor).await;
-            if let Err(e) = committed {
-                let _ = driver.rollback().await;
-                return Err(ExecError::Database { context: format!("recording migration {}", migration.version), source: e });
+            match driver.record_and_commit(held.owner(), &record, &event, &ctx.actor).await {
+                Ok(true) => return Ok(started.elapsed()),
+                Ok(false) => return Err(ExecError::LeaseLost),
+                Err(e) => {
+                    let _ = driver.rollback().await;
+                    return Err(ExecError::Database { context: format!("recording migration {}", migration.version), source: e });
+                }
             }
-            return Ok(started.elapsed());
         };
         let _ = driver.rollback().await;
         if error.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries {
@@ -326,6 +330,9 @@ async fn apply_statements(
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => {
+                    // A file with transactions of its own may have left one open
+                    // and aborted: close it, or the failure could not be recorded.
+                    let _ = driver.rollback().await;
                     let mut aftermath = if index == 0 {
                         "it ran outside a transaction; no statement of it was applied".to_owned()
                     } else {

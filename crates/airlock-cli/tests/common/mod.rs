@@ -348,3 +348,21 @@ impl Run {
 pub fn create_table(i: usize) -> String {
     format!("CREATE TABLE t_{i} (id bigint primary key, v text);\n")
 }
+
+/// This machine's identity as airlock writes it in the lease: `name#boot#pidns`.
+pub fn host_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
+    let boot: String = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().chars().take(8).collect();
+    let ns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned();
+    let ns = ns.trim_start_matches("pid:[").trim_end_matches(']').to_owned();
+    format!("{host}#{boot}#{ns}")
+}
+
+/// SQL for "now" in the engine's lease columns.
+pub fn now_sql(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "now()",
+        Engine::MySql => "NOW(6)",
+        Engine::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    }
+}

@@ -66,3 +66,62 @@ fn dollar_quoted_function_and_statement_timeout_directive() {
     assert_eq!(db.scalar("SELECT add_one(1)::text").as_deref(), Some("2"));
     assert!(run.stderr.contains("canceling statement due to statement timeout"), "{}", run.stderr);
 }
+
+/// The test server's role `airlock_tls` is refused without TLS (pg_hba
+/// `hostnossl ... reject`), so getting in as it proves the connection was encrypted.
+fn tls_url(db: &Db, params: &str) -> String {
+    let url = db.url.replacen("postgres@", "airlock_tls@", 1);
+    format!("{url}?{params}")
+}
+
+fn ca() -> String {
+    std::env::var("AIRLOCK_TEST_POSTGRES_CA").expect("scripts/test exports AIRLOCK_TEST_POSTGRES_CA")
+}
+
+fn migrate_with(project: &Project, url: &str) -> common::Run {
+    common::Run::of(
+        std::process::Command::new(common::airlock_bin())
+            .current_dir(project.root.path())
+            .env_remove("DATABASE_URL")
+            .args(["--database-url", url, "--dir"])
+            .arg(project.dir())
+            .arg("migrate")
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn tls_encrypts_by_default_and_verifies_when_asked() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write("1_t.up.sql", &create_table(1));
+
+    // sslmode=disable: the TLS-only role is turned away, and the message says why.
+    let refused = migrate_with(&project, &tls_url(&db, "sslmode=disable"));
+    refused.expect(1);
+    assert!(refused.stderr.contains("no encryption") || refused.stderr.contains("pg_hba.conf"), "{}", refused.stderr);
+
+    // The default (prefer) and require encrypt.
+    migrate_with(&project, &db.url.replacen("postgres@", "airlock_tls@", 1)).expect(0);
+    project.write("2_t.up.sql", &create_table(2));
+    migrate_with(&project, &tls_url(&db, "sslmode=require")).expect(0);
+
+    // verify-full needs a trusted root: the system store does not know the test CA.
+    project.write("3_t.up.sql", &create_table(3));
+    let untrusted = migrate_with(&project, &tls_url(&db, "sslmode=verify-full"));
+    untrusted.expect(1);
+    assert!(untrusted.stderr.to_lowercase().contains("certificate"), "{}", untrusted.stderr);
+    assert!(!db.table_exists("t_3"));
+
+    let verified = migrate_with(&project, &tls_url(&db, &format!("sslmode=verify-full&sslrootcert={}", ca())));
+    verified.expect(0);
+    migrate_with(&project, &tls_url(&db, &format!("sslmode=verify-ca&sslrootcert={}", ca()))).expect(0);
+    assert!(db.table_exists("t_3"));
+
+    let missing = migrate_with(&project, &tls_url(&db, "sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"));
+    missing.expect(1);
+    assert!(missing.stderr.contains("sslrootcert=/nonexistent/ca.pem: cannot read it"), "{}", missing.stderr);
+    let bad_mode = migrate_with(&project, &tls_url(&db, "sslmode=strict"));
+    assert!(bad_mode.stderr.contains("sslmode=strict is not one of"), "{}", bad_mode.stderr);
+}

@@ -156,7 +156,7 @@ fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, FileError> 
         Ok(vec![Found {
             version: version(v, v.split(['.', '_']).collect())?,
             name: name.to_owned(),
-            direction: direction,
+            direction,
             path: path.to_owned(),
         }])
     };

@@ -25,6 +25,9 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+mod tls;
 
 /// A connection to one PostgreSQL database.
 pub struct PostgresDriver {
@@ -151,7 +154,14 @@ fn error(e: tokio_postgres::Error) -> DriverError {
         return DriverError::new(kind, message).with_code(code.code());
     }
     let kind = if e.is_closed() { ErrorKind::Connection } else { ErrorKind::Statement };
-    DriverError::new(kind, e.to_string())
+    // The cause (a refused connection, a TLS certificate problem) is in the source chain.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    DriverError::new(kind, message)
 }
 
 const SCHEMA: &str = "
@@ -205,7 +215,7 @@ INSERT INTO airlock_lock (id) VALUES (1) ON CONFLICT DO NOTHING;
 ";
 
 /// Key of the advisory lock that serializes creating airlock's tables ("airlock" in ASCII).
-const SCHEMA_LOCK_KEY: i64 = 0x6169_726c_6f63_6b;
+const SCHEMA_LOCK_KEY: i64 = 0x0061_6972_6c6f_636b;
 
 fn bad_row(what: &str, value: &str) -> DriverError {
     DriverError::new(ErrorKind::Statement, format!("airlock_history holds an unreadable {what} `{value}`"))
@@ -241,23 +251,36 @@ fn record(row: &Row) -> Result<HistoryRecord> {
 impl PostgresDriver {
     /// Connects; the connection's I/O runs on a task of the current tokio runtime.
     pub async fn connect(url: &DatabaseUrl) -> Result<PostgresDriver> {
-        let mut config: tokio_postgres::Config = url
-            .expose()
+        let tls = tls::split_params(url.expose()).map_err(|e| DriverError::new(e.kind, format!("{url}: {}", e.message)))?;
+        let mut config: tokio_postgres::Config = tls
+            .url
             .parse()
             .map_err(|e: tokio_postgres::Error| DriverError::new(ErrorKind::Connection, format!("{url}: {e}")))?;
+        config.ssl_mode(match tls.mode {
+            tls::SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            tls::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            _ => tokio_postgres::config::SslMode::Require,
+        });
         if config.get_application_name().is_none() {
             config.application_name("airlock");
         }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let failed = |e: tokio_postgres::Error| {
             DriverError::new(ErrorKind::Connection, format!("cannot connect to {url}: {}", error(e).message))
-        })?;
-        tokio::spawn(async move {
+        };
+        let client = if tls.mode == tls::SslMode::Disable {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
             // Errors surface on the client's next call as a closed connection.
-            let _ = connection.await;
-        });
+            tokio::spawn(async move { drop(connection.await) });
+            client
+        } else {
+            let connector = MakeRustlsConnect::new(tls::client_config(tls.mode, tls.root_cert.as_deref())?);
+            let (client, connection) = config.connect(connector).await.map_err(failed)?;
+            tokio::spawn(async move { drop(connection.await) });
+            client
+        };
         Ok(PostgresDriver {
             client,
             tables_ready: false,

@@ -97,7 +97,7 @@ pub enum ExecError {
     })]
     LockBusy {
         /// The holder.
-        holder: Lease,
+        holder: Box<Lease>,
         /// How long this run waited.
         waited_secs: u64,
         /// The lease's time to live, on engines where it expires.

@@ -212,9 +212,9 @@ pub(crate) async fn acquire(
         if started.elapsed() >= options.lock_wait {
             if let Some(holder) = current {
                 return Err(ExecError::LockBusy {
-                    holder,
+                    holder: Box::new(holder),
                     waited_secs: started.elapsed().as_secs(),
-                    ttl_secs: heartbeat.then(|| options.lease_ttl.as_secs()),
+                    ttl_secs: heartbeat.then_some(options.lease_ttl.as_secs()),
                 });
             }
         }

@@ -19,8 +19,9 @@
 
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
-    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, State, Timeouts,
+    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Ran, Result, State, Timeouts,
 };
+use futures_util::future::join_all;
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
@@ -397,17 +398,19 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
-    async fn renew_and_begin(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
-        // Pipelined: the lease update runs (and commits) on its own, then BEGIN.
+    async fn begin_and_run(&mut self, owner: &str, version: Option<&str>, statements: &[&str]) -> Result<Ran> {
+        // One round trip: the lease renewal (on its own, committed), then BEGIN
+        // with the timeouts, then every statement. After a failure the server
+        // answers the rest with "transaction is aborted"; the first error counts.
         let begin = self.begin_sql();
         let params: [Param<'_>; 2] = [(&owner, Type::TEXT), (&version, Type::TEXT)];
-        let (renewed, began) = tokio::join!(
-            self.client.query_typed(RENEW_LEASE, &params),
-            self.client.batch_execute(&begin),
+        let client = &self.client;
+        let (renewed, began, ran) = tokio::join!(
+            client.query_typed(RENEW_LEASE, &params),
+            client.batch_execute(&begin),
+            join_all(statements.iter().map(|sql| client.batch_execute(sql))),
         );
-        if began.is_ok() {
-            self.in_transaction = true;
-        }
+        self.in_transaction = began.is_ok();
         let ours = match renewed {
             Ok(rows) => rows.len() == 1,
             Err(e) => {
@@ -418,8 +421,14 @@ impl Driver for PostgresDriver {
         began.map_err(error)?;
         if !ours {
             self.rollback().await?;
+            return Ok(Ran::LeaseLost);
         }
-        Ok(ours)
+        for (index, result) in ran.into_iter().enumerate() {
+            if let Err(e) = result {
+                return Ok(Ran::Failed { index, error: error(e) });
+            }
+        }
+        Ok(Ran::All)
     }
 
     async fn record_and_commit(&mut self, owner: &str, r: &HistoryRecord, event: &Event, actor: &Actor) -> Result<bool> {

@@ -94,6 +94,22 @@ pub struct LeaseClaim {
     pub os_user: String,
 }
 
+/// What [`Driver::begin_and_run`] did.
+#[derive(Debug)]
+pub enum Ran {
+    /// Every statement ran; the transaction is open.
+    All,
+    /// Statement `index` (0-based) failed; the transaction is open and aborted.
+    Failed {
+        /// Which statement.
+        index: usize,
+        /// What the server said.
+        error: DriverError,
+    },
+    /// The lease is no longer this run's; no transaction is open.
+    LeaseLost,
+}
+
 /// What a database says about itself, read in one go by [`Driver::read_state`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct State {
@@ -155,16 +171,23 @@ pub trait Driver: Send {
         self.append_event(event, actor).await
     }
 
-    /// Renews the lease (as [`Driver::renew_lease`]) and, if it is still
-    /// `owner`'s, opens a transaction. Returns whether the lease was ours; when
-    /// it was not, no transaction is left open. Engines that can pipeline the
-    /// two do so.
-    async fn renew_and_begin(&mut self, owner: &str, version: Option<&str>) -> Result<bool> {
+    /// Renews the lease (as [`Driver::renew_lease`]); if it is still `owner`'s,
+    /// opens a transaction and runs `statements` in it, stopping at the first
+    /// failure. The transaction is left open (aborted after a failure) for the
+    /// caller to finish with [`Driver::record_and_commit`] or roll back.
+    /// Engines that can pipeline all of it in one round trip do so: in a
+    /// transaction, nothing that runs after a failure or a lost lease can stay.
+    async fn begin_and_run(&mut self, owner: &str, version: Option<&str>, statements: &[&str]) -> Result<Ran> {
         if !self.renew_lease(owner, version).await? {
-            return Ok(false);
+            return Ok(Ran::LeaseLost);
         }
         self.begin().await?;
-        Ok(true)
+        for (index, sql) in statements.iter().enumerate() {
+            if let Err(error) = self.execute(sql).await {
+                return Ok(Ran::Failed { index, error });
+            }
+        }
+        Ok(Ran::All)
     }
 
     /// Inside the open transaction: confirms the lease is still `owner`'s

@@ -7,7 +7,7 @@ use airlock_core::{
     discover, reconcile, Discovered, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState,
     Settings, Version,
 };
-use airlock_driver::Driver;
+use airlock_driver::{Driver, Ran};
 use chrono::Utc;
 use serde_json::json;
 
@@ -187,10 +187,11 @@ async fn down_locked(
         let in_tx = prepared.mode == RunMode::Transaction;
         let mut marker = (*record).clone();
         if in_tx {
-            match held.begin_working_on(driver, &version).await {
-                Ok(()) => {}
-                Err(crate::lease::BeginError::LeaseLost) => return Err(ExecError::LeaseLost),
-                Err(crate::lease::BeginError::Driver(e)) => return Err(ExecError::db("opening a transaction")(e)),
+            held.note_version(Some(&version));
+            match driver.begin_and_run(held.owner(), Some(&version), &[]).await {
+                Ok(Ran::All) => {}
+                Ok(_) => return Err(ExecError::LeaseLost),
+                Err(e) => return Err(ExecError::db("opening a transaction")(e)),
             }
         } else {
             // Outside a transaction the schema changes statement by statement:

@@ -52,14 +52,6 @@ pub(crate) fn live(lease: Option<Lease>, heartbeat: bool, ctx: &Context) -> Opti
     lease.filter(|l| stale_reason(l, &ctx.claim.host, heartbeat, ctx.options.lease_ttl).is_none())
 }
 
-/// Why a migration's transaction could not be opened.
-pub(crate) enum BeginError {
-    /// The lease is no longer this run's.
-    LeaseLost,
-    /// The database refused (on SQLite, possibly a busy write lock).
-    Driver(DriverError),
-}
-
 /// A lease this process holds; release it with [`HeldLease::release`].
 pub(crate) struct HeldLease {
     owner: String,
@@ -85,7 +77,8 @@ impl HeldLease {
         self.heartbeat.as_ref().is_some_and(|h| h.lost.load(Ordering::SeqCst))
     }
 
-    fn note_version(&self, version: Option<&str>) {
+    /// Tells the heartbeat which version is being applied.
+    pub(crate) fn note_version(&self, version: Option<&str>) {
         if let Some(h) = &self.heartbeat {
             if let Ok(mut v) = h.version.lock() {
                 *v = version.map(str::to_owned);
@@ -100,19 +93,6 @@ impl HeldLease {
         let ours = driver.renew_lease(&self.owner, version).await.map_err(ExecError::db("renewing the run lock"))?;
         if !ours || self.lost() {
             return Err(ExecError::LeaseLost);
-        }
-        Ok(())
-    }
-
-    /// Like [`HeldLease::working_on`], and opens a transaction in the same breath.
-    pub(crate) async fn begin_working_on(&self, driver: &mut dyn Driver, version: &str) -> Result<(), BeginError> {
-        self.note_version(Some(version));
-        if self.lost() {
-            return Err(BeginError::LeaseLost);
-        }
-        let ours = driver.renew_and_begin(&self.owner, Some(version)).await.map_err(BeginError::Driver)?;
-        if !ours {
-            return Err(BeginError::LeaseLost);
         }
         Ok(())
     }

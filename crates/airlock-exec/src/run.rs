@@ -6,13 +6,13 @@ use airlock_core::{
     reconcile, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState, Settings,
     Version,
 };
-use airlock_driver::{Driver, DriverError, ErrorKind, Timeouts};
+use airlock_driver::{Driver, DriverError, ErrorKind, Ran, Timeouts};
 use chrono::Utc;
 use rand::Rng;
 use serde_json::json;
 
 use crate::error::{ExecError, FailedStatement};
-use crate::lease::{self, BeginError, HeldLease};
+use crate::lease::{self, HeldLease};
 use crate::prepare::{prepare, Prepared};
 use crate::report::{PendingEntry, Reporter, RunEntry, RunReport};
 use crate::{project_problem, snapshot, Context, Options};
@@ -239,25 +239,20 @@ async fn apply_in_transaction(
     loop {
         let started = Instant::now();
         let mut record = new_record(ctx, migration, RunMode::Transaction, total);
-        let mut failure = None;
-        match held.begin_working_on(driver, &migration.version.to_string()).await {
-            Err(BeginError::LeaseLost) => return Err(ExecError::LeaseLost),
-            // SQLite takes its write lock at BEGIN: waiting for it is a lock timeout like any other.
-            Err(BeginError::Driver(e)) if e.kind == ErrorKind::LockTimeout && !prepared.statements.is_empty() => {
-                failure = Some((0, e))
-            }
-            Err(BeginError::Driver(e)) => {
-                return Err(ExecError::Database { context: "opening a transaction".into(), source: e });
-            }
-            Ok(()) => {
-                for (index, statement) in prepared.statements.iter().enumerate() {
-                    if let Err(e) = driver.execute(&statement.sql).await {
-                        failure = Some((index, e));
-                        break;
-                    }
-                }
-            }
+        if held.lost() {
+            return Err(ExecError::LeaseLost);
         }
+        let version = migration.version.to_string();
+        held.note_version(Some(&version));
+        let statements: Vec<&str> = prepared.statements.iter().map(|s| s.sql.as_str()).collect();
+        let failure = match driver.begin_and_run(held.owner(), Some(&version), &statements).await {
+            Ok(Ran::All) => None,
+            Ok(Ran::Failed { index, error }) => Some((index, error)),
+            Ok(Ran::LeaseLost) => return Err(ExecError::LeaseLost),
+            // SQLite takes its write lock at BEGIN: waiting for it is a lock timeout like any other.
+            Err(e) if e.kind == ErrorKind::LockTimeout && !prepared.statements.is_empty() => Some((0, e)),
+            Err(e) => return Err(ExecError::Database { context: "opening a transaction".into(), source: e }),
+        };
         let Some((index, error)) = failure else {
             record.statements_done = total as u32;
             finish(&mut record, RunState::Succeeded, started);

@@ -398,31 +398,19 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
-    async fn begin_and_run(&mut self, owner: &str, version: Option<&str>, statements: &[&str]) -> Result<Ran> {
-        // One round trip: the lease renewal (on its own, committed), then BEGIN
-        // with the timeouts, then every statement. After a failure the server
-        // answers the rest with "transaction is aborted"; the first error counts.
+    async fn begin_and_run(&mut self, _owner: &str, _version: Option<&str>, statements: &[&str]) -> Result<Ran> {
+        // One round trip: BEGIN with the timeouts, then every statement. After a
+        // failure the server answers the rest with "transaction is aborted"; the
+        // first error counts. The lease is not renewed here: record_and_commit
+        // confirms it inside this transaction (CONFIRM_LEASE) before anything
+        // commits, and the heartbeat keeps it fresh meanwhile, so a renewal here
+        // would only add a write to the lease row per migration.
         let begin = self.begin_sql();
-        let params: [Param<'_>; 2] = [(&owner, Type::TEXT), (&version, Type::TEXT)];
         let client = &self.client;
-        let (renewed, began, ran) = tokio::join!(
-            client.query_typed(RENEW_LEASE, &params),
-            client.batch_execute(&begin),
-            join_all(statements.iter().map(|sql| client.batch_execute(sql))),
-        );
-        self.in_transaction = began.is_ok();
-        let ours = match renewed {
-            Ok(rows) => rows.len() == 1,
-            Err(e) => {
-                let _ = self.rollback().await;
-                return Err(error(e));
-            }
-        };
+        let (began, ran) =
+            tokio::join!(client.batch_execute(&begin), join_all(statements.iter().map(|sql| client.batch_execute(sql))));
         began.map_err(error)?;
-        if !ours {
-            self.rollback().await?;
-            return Ok(Ran::LeaseLost);
-        }
+        self.in_transaction = true;
         for (index, result) in ran.into_iter().enumerate() {
             if let Err(e) = result {
                 return Ok(Ran::Failed { index, error: error(e) });

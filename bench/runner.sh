@@ -40,7 +40,8 @@ for i in $(seq 1 "$N"); do
 done
 
 pg_admin=$AIRLOCK_TEST_POSTGRES_URL
-pg_url() { echo "${pg_admin%/*}/$1"; }
+# Plain loopback for every tool, as PEERS.md measured (the test server also offers TLS).
+pg_url() { echo "${pg_admin%/*}/$1?sslmode=disable"; }
 fresh_pg() { psql -q "$pg_admin" -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1" >/dev/null; }
 my_admin=$AIRLOCK_TEST_MYSQL_URL
 my_port=${my_admin##*:}; my_port=${my_port%%/*}
@@ -48,7 +49,7 @@ fresh_my() { mariadb --no-defaults -h127.0.0.1 -P"$my_port" -uroot -e "DROP DATA
 
 # Tool commands: apply all / nothing to do, given a database URL.
 airlock_cmd() { echo "$AIRLOCK --database-url $1 --dir $work/airlock migrate"; }
-dbmate_cmd() { echo "$DBMATE --no-dump-schema --url $1?sslmode=disable --migrations-dir $work/dbmate up"; }
+dbmate_cmd() { echo "$DBMATE --no-dump-schema --url $1 --migrations-dir $work/dbmate up"; }
 sqlx_cmd() { echo "$SQLX migrate run --source $work/sqlx --database-url $1"; }
 
 tools=(airlock)

@@ -3,20 +3,10 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{airlock_bin, Db, Engine, Project, Run};
+use common::{Db, Engine, Project, Run};
 
 fn airlock(project: &Project, args: &[&str]) -> Run {
-    Run::of(
-        Command::new(airlock_bin())
-            .current_dir(project.root.path())
-            .env_remove("DATABASE_URL")
-            .env("NO_COLOR", "1")
-            .args(args)
-            .output()
-            .unwrap(),
-    )
+    Run::of(project.bare().args(args).output().unwrap())
 }
 
 #[test]

@@ -79,16 +79,7 @@ fn ca() -> String {
 }
 
 fn migrate_with(project: &Project, url: &str) -> common::Run {
-    common::Run::of(
-        std::process::Command::new(common::airlock_bin())
-            .current_dir(project.root.path())
-            .env_remove("DATABASE_URL")
-            .args(["--database-url", url, "--dir"])
-            .arg(project.dir())
-            .arg("migrate")
-            .output()
-            .unwrap(),
-    )
+    common::Run::of(project.bare().args(["--database-url", url, "--dir"]).arg(project.dir()).arg("migrate").output().unwrap())
 }
 
 #[test]

@@ -288,13 +288,17 @@ impl Project {
         std::fs::write(self.root.path().join("airlock.toml"), content).unwrap();
     }
 
+    /// `airlock` run from the project root, with no database chosen and no colour.
+    pub fn bare(&self) -> Command {
+        let mut cmd = Command::new(airlock_bin());
+        cmd.current_dir(self.root.path()).env_remove("DATABASE_URL").env("NO_COLOR", "1");
+        cmd
+    }
+
     /// `airlock` with this project's directory and `db`'s URL, run from the project root.
     pub fn airlock(&self, db: &Db) -> Command {
-        let mut cmd = Command::new(airlock_bin());
-        cmd.current_dir(self.root.path())
-            .env_remove("DATABASE_URL")
-            .env("NO_COLOR", "1")
-            .arg("--database-url")
+        let mut cmd = self.bare();
+        cmd.arg("--database-url")
             .arg(&db.url)
             .arg("--dir")
             .arg(self.dir())

@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// airlock: schema migrations that look before they leap.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, about, propagate_version = true, max_term_width = 100)]
+#[command(name = "airlock", version, about = "airlock: schema migrations that look before they leap", propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     /// Options valid before or after the command name.
     #[command(flatten)]

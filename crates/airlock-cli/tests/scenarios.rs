@@ -22,6 +22,7 @@ each_engine!(
     to_stops_at_target_and_dry_run_changes_nothing,
     lock_timeout_is_retried_and_names_the_blocker,
     unlock_frees_a_gone_holder_and_needs_force_for_a_live_one,
+    down_retries_a_lock_timeout_like_migrate,
 );
 
 fn migrations(project: &Project, n: usize) {
@@ -484,4 +485,27 @@ fn lock_timeout_is_retried_and_names_the_blocker(engine: Engine) {
     let expected = if engine == Engine::Sqlite { "database is locked" } else { "migration 3 (alter) failed at statement 1" };
     assert!(run.stderr.contains(expected), "{}", run.stderr);
     assert!(!db.history().iter().any(|h| h.0 == "3" && h.1 == "succeeded"));
+}
+
+fn down_retries_a_lock_timeout_like_migrate(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    migrations(&project, 2);
+    project.write("2_table_2.down.sql", "DROP TABLE t_2;\n");
+    project.run(&db, &["migrate"]).expect(0);
+    project.write_config("lock_timeout = \"300ms\"\nlock_retries = 6\nlock_retry_backoff = \"200ms\"\n");
+    let lock = match engine {
+        Engine::Postgres => "LOCK TABLE t_2 IN ACCESS SHARE MODE",
+        Engine::MySql => "SELECT * FROM t_2",
+        Engine::Sqlite => "SELECT 1",
+    };
+    let holder = db.hold(lock, Duration::from_millis(1500));
+    let run = project.run(&db, &["down", "--to", "1"]);
+    drop(holder);
+    run.expect(0);
+    if engine != Engine::Sqlite {
+        assert!(run.stdout.contains("hit the lock timeout; retry 1"), "{}", run.stdout);
+    }
+    assert!(!db.table_exists("t_2"));
+    assert_eq!(db.state_of("2").as_deref(), Some("rolled_back"));
 }

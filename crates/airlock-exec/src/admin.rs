@@ -186,14 +186,7 @@ async fn down_locked(
         let started = Instant::now();
         let in_tx = prepared.mode == RunMode::Transaction;
         let mut marker = (*record).clone();
-        if in_tx {
-            held.note_version(Some(&version));
-            match driver.begin_and_run(held.owner(), Some(&version), &[]).await {
-                Ok(Ran::All) => {}
-                Ok(_) => return Err(ExecError::LeaseLost),
-                Err(e) => return Err(ExecError::db("opening a transaction")(e)),
-            }
-        } else {
+        if !in_tx {
             // Outside a transaction the schema changes statement by statement:
             // history must never claim the migration is still fully applied.
             held.working_on(driver, Some(&version)).await?;
@@ -201,44 +194,68 @@ async fn down_locked(
             marker.error = Some("its down script was running".to_owned());
             driver.write_history(&marker).await.map_err(ExecError::db("recording the start of the rollback"))?;
         }
-        for (index, statement) in prepared.statements.iter().enumerate() {
-            if held.lost() {
-                return Err(ExecError::LeaseLost);
+        let mut attempt = 0;
+        'attempt: loop {
+            if in_tx {
+                held.note_version(Some(&version));
+                match driver.begin_and_run(held.owner(), Some(&version), &[]).await {
+                    Ok(Ran::All) => {}
+                    Ok(_) => return Err(ExecError::LeaseLost),
+                    Err(e) => return Err(ExecError::db("opening a transaction")(e)),
+                }
             }
-            if let Err(error) = driver.execute(&statement.sql).await {
-                let _ = driver.rollback().await;
-                let down_path = migration.down.as_ref().map(|d| d.path.clone()).unwrap_or_default();
-                let aftermath = if in_tx {
-                    format!("it ran in a transaction that was rolled back: migration {} is still applied", migration.version)
-                } else {
-                    marker.error = Some(format!("its down script failed at statement {}: {}", index + 1, error.message));
-                    let _ = driver.write_history(&marker).await;
-                    format!(
-                        "it ran outside a transaction: statements 1 to {index} of the down script stayed applied, and history says migration {v} is partly rolled back; \
-                         finish or undo it by hand, then `airlock resolve {v} --mark-rolled-back --reason ...` or `--mark-applied --reason ...`",
-                        v = migration.version
-                    )
-                };
-                let _ = driver
-                    .append_event(
-                        &event("down_failed", &migration.version, json!({ "statement": index + 1, "error": error.message })),
-                        &ctx.actor,
-                    )
-                    .await;
-                return Err(ExecError::MigrationFailed(
-                    Box::new(crate::error::FailedStatement {
-                        version: version.clone(),
-                        name: migration.name.clone(),
-                        line: statement.line + migration.down.as_ref().map_or(0, |d| d.line_offset),
-                        path: down_path,
-                        index: index + 1,
-                        sql: statement.sql.clone(),
-                        error,
-                        aftermath,
-                    }),
-                    ran.iter().map(|r: &RunEntry| r.version.clone()).collect(),
-                ));
+            for (index, statement) in prepared.statements.iter().enumerate() {
+                loop {
+                    if held.lost() {
+                        return Err(ExecError::LeaseLost);
+                    }
+                    let Err(error) = driver.execute(&statement.sql).await else { break };
+                    if error.kind == airlock_driver::ErrorKind::LockTimeout && attempt < ctx.options.lock_retries {
+                        attempt += 1;
+                        if in_tx {
+                            // In a transaction the whole down script starts over, holding no lock meanwhile.
+                            let _ = driver.rollback().await;
+                            crate::run::pause_before_retry(driver, ctx, migration, index, attempt, reporter).await;
+                            continue 'attempt;
+                        }
+                        crate::run::pause_before_retry(driver, ctx, migration, index, attempt, reporter).await;
+                        continue;
+                    }
+                    let _ = driver.rollback().await;
+                    let down_path = migration.down.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+                    let aftermath = if in_tx {
+                        format!("it ran in a transaction that was rolled back: migration {} is still applied", migration.version)
+                    } else {
+                        marker.error = Some(format!("its down script failed at statement {}: {}", index + 1, error.message));
+                        let _ = driver.write_history(&marker).await;
+                        format!(
+                            "it ran outside a transaction: statements 1 to {index} of the down script stayed applied, and history says migration {v} is partly rolled back; \
+                             finish or undo it by hand, then `airlock resolve {v} --mark-rolled-back --reason ...` or `--mark-applied --reason ...`",
+                            v = migration.version
+                        )
+                    };
+                    let _ = driver
+                        .append_event(
+                            &event("down_failed", &migration.version, json!({ "statement": index + 1, "error": error.message })),
+                            &ctx.actor,
+                        )
+                        .await;
+                    return Err(ExecError::MigrationFailed(
+                        Box::new(crate::error::FailedStatement {
+                            version: version.clone(),
+                            name: migration.name.clone(),
+                            line: statement.line + migration.down.as_ref().map_or(0, |d| d.line_offset),
+                            path: down_path,
+                            index: index + 1,
+                            sql: statement.sql.clone(),
+                            error,
+                            aftermath,
+                        }),
+                        ran.iter().map(|r: &RunEntry| r.version.clone()).collect(),
+                    ));
+                }
             }
+            break;
         }
         let mut rolled_back = (*record).clone();
         rolled_back.state = RunState::RolledBack;

@@ -176,6 +176,22 @@ fn backoff(ctx: &Context, attempt: u32) -> Duration {
     base.mul_f64(rand::rng().random_range(0.5..1.0))
 }
 
+/// After statement `index` (0-based) hit the lock timeout: says who blocks it,
+/// then waits out retry number `attempt` (1-based) with backoff and jitter.
+pub(crate) async fn pause_before_retry(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    migration: &Migration,
+    index: usize,
+    attempt: u32,
+    reporter: &mut dyn Reporter,
+) {
+    let blockers = driver.describe_blockers().await.unwrap_or_default();
+    let wait = backoff(ctx, attempt - 1);
+    reporter.retrying(migration, index + 1, attempt, wait, &blockers);
+    tokio::time::sleep(wait).await;
+}
+
 fn new_record(ctx: &Context, migration: &Migration, mode: RunMode, total: usize) -> HistoryRecord {
     HistoryRecord {
         version: migration.version.clone(),
@@ -269,10 +285,7 @@ async fn apply_in_transaction(
         let _ = driver.rollback().await;
         if error.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries {
             attempt += 1;
-            let blockers = driver.describe_blockers().await.unwrap_or_default();
-            let wait = backoff(ctx, attempt - 1);
-            reporter.retrying(migration, index + 1, attempt, wait, &blockers);
-            tokio::time::sleep(wait).await;
+            pause_before_retry(driver, ctx, migration, index, attempt, reporter).await;
             continue;
         }
         let aftermath = "it ran in a transaction that was rolled back, so the database is as it was before it; fix the statement and run `airlock migrate` again".to_owned();
@@ -319,10 +332,7 @@ async fn apply_statements(
                 Ok(()) => break,
                 Err(e) if e.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries => {
                     attempt += 1;
-                    let blockers = driver.describe_blockers().await.unwrap_or_default();
-                    let wait = backoff(ctx, attempt - 1);
-                    reporter.retrying(migration, index + 1, attempt, wait, &blockers);
-                    tokio::time::sleep(wait).await;
+                    pause_before_retry(driver, ctx, migration, index, attempt, reporter).await;
                 }
                 Err(e) => {
                     // A file with transactions of its own may have left one open

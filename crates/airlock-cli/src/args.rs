@@ -26,7 +26,7 @@ pub enum Format {
 }
 
 /// Options every command takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Database URL: postgres://, mysql://, mariadb://, sqlite:PATH [env: DATABASE_URL].
     #[arg(long, global = true, value_name = "URL")]
@@ -67,6 +67,22 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Free the run lock left by a process that is gone (with --force, one airlock cannot see is gone).
     Unlock(UnlockArgs),
+    /// Answer /healthz, /status, /gate?require=V and /metrics over HTTP, for every environment; never migrates.
+    Serve(ServeArgs),
+}
+
+/// `airlock serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one (the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// How old a database read may be when it answers a request, e.g. 250ms; 0 reads for every request.
+    #[arg(long, value_name = "DURATION", default_value = "250ms")]
+    pub max_age: String,
+    /// How long one read of a database may take before the answer is 503.
+    #[arg(long, value_name = "DURATION", default_value = "10s")]
+    pub read_timeout: String,
 }
 
 /// `airlock unlock`.

@@ -3,6 +3,7 @@
 mod args;
 mod new;
 mod render;
+mod serve;
 mod settings;
 
 use std::process::ExitCode;
@@ -56,6 +57,9 @@ fn run(cli: Cli) -> Result<(), ExecError> {
         }
         return Ok(());
     }
+    if let Command::Serve(args) = &cli.command {
+        return serve::run(&cli.global, args);
+    }
     let options = settings::options(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -64,7 +68,7 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     let mut progress = Progress { format };
     runtime.block_on(async {
         match cli.command {
-            Command::New(_) => Ok(()),
+            Command::New(_) | Command::Serve(_) => Ok(()),
             Command::Migrate(args) => {
                 let target = args.to.as_deref().map(|t| version_arg(t, "--to")).transpose()?;
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;

@@ -152,6 +152,18 @@ pub fn status(report: &StatusReport, format: Format) {
             lock.version.as_deref().map(|v| format!(", applying {v}")).unwrap_or_default()
         );
     }
+    if let Some(run) = &report.last_run {
+        println!(
+            "{BOLD}Last run{BOLD:#}  {} migration{} by {}@{}, {} ms, finished {} ({})",
+            run.migrations,
+            if run.migrations == 1 { "" } else { "s" },
+            run.os_user,
+            run.host,
+            run.duration_ms,
+            run.finished_at.get(..19).unwrap_or(&run.finished_at).replace('T', " "),
+            run.outcome
+        );
+    }
     if !report.applied.is_empty() {
         println!("{BOLD}Applied{BOLD:#}");
         for a in &report.applied {

@@ -201,6 +201,40 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     Ok(options)
 }
 
+/// Every environment `serve` answers for: the one the flags select (named
+/// `default` unless `--env` names it), then each `[environments.NAME]`. An
+/// environment whose settings are unusable is kept with the reason, so the
+/// server can say it instead of refusing to start. Also returns the name of the
+/// environment answered when a request names none.
+pub fn all_environments(global: &Global) -> Result<(Vec<(String, Result<Options, String>)>, Option<String>), SettingsError> {
+    let (config, _) = load_config(global)?;
+    let mut out = Vec::new();
+    let default = match &global.environment {
+        Some(name) => {
+            options(global)?;
+            Some(name.clone())
+        }
+        None => match options(global) {
+            Ok(options) => {
+                out.push(("default".to_owned(), Ok(options)));
+                Some("default".to_owned())
+            }
+            // No database outside the environments: requests must name one.
+            Err(_) if !config.environments.is_empty() => None,
+            Err(e) => return Err(e),
+        },
+    };
+    for name in config.environments.keys() {
+        let only_this = Global {
+            environment: Some(name.clone()),
+            database_url: if global.environment.as_deref() == Some(name) { global.database_url.clone() } else { None },
+            ..global.clone()
+        };
+        out.push((name.clone(), options(&only_this).map_err(|e| e.0)));
+    }
+    Ok((out, default))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

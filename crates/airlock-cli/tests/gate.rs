@@ -5,7 +5,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{create_table, host_identity, now_sql, Db, Engine, Project, Run};
+use common::{create_table, hold_lease, Db, Engine, Project, Run};
 
 each_engine!(
     gate_says_behind_then_ready,
@@ -45,14 +45,6 @@ fn gate_says_behind_then_ready(engine: Engine) {
     let edited = project.run(&db, &["gate", "--require", "1"]);
     edited.expect(4);
     assert!(edited.stdout.contains("edited: the applied migration 2 differs from its file"), "{}", edited.stdout);
-}
-
-fn hold_lease(db: &Db, pid: u32) {
-    db.exec(&format!(
-        "UPDATE airlock_lock SET owner = 'other', host = '{}', pid = {pid}, os_user = 'deployer', version = '2', acquired_at = {now}, heartbeat_at = {now} WHERE id = 1",
-        host_identity(),
-        now = now_sql(db.engine)
-    ));
 }
 
 fn gate_waits_for_a_run_in_progress_and_returns_when_it_ends(engine: Engine) {

@@ -77,47 +77,146 @@ struct Found {
     path: PathBuf,
 }
 
+/// A migration file compiled into a program (the `airlock` crate's `embed_migrations!`).
+#[derive(Clone, Copy, Debug)]
+pub struct EmbeddedFile {
+    /// Its path inside the migrations directory, `/`-separated: `1_init.up.sql`,
+    /// `2024-01-31-120000_users/up.sql`.
+    pub path: &'static str,
+    /// Its bytes, as they were when the program was built.
+    pub bytes: &'static [u8],
+}
+
+/// A migrations directory compiled into a program.
+#[derive(Clone, Copy, Debug)]
+pub struct Embedded {
+    /// The directory the files came from, for messages (`migrations`).
+    pub dir: &'static str,
+    /// Every file under it, in any order.
+    pub files: &'static [EmbeddedFile],
+}
+
 /// Reads the migrations in `dir`.
 pub fn discover(dir: &Path) -> Result<Discovered, DiscoveryError> {
-    let entries = fs::read_dir(dir).map_err(|e| {
-        DiscoveryError(vec![FileError {
-            path: dir.to_owned(),
-            line: None,
-            message: format!("cannot read the migrations directory: {e} (set it with --dir or `dir` in airlock.toml)"),
-        }])
-    })?;
+    discover_in(&Disk(dir))
+}
+
+/// Reads migrations compiled into the program, exactly as [`discover`] reads a
+/// directory: the same layouts, checks and checksums.
+pub fn discover_embedded(embedded: &Embedded) -> Result<Discovered, DiscoveryError> {
+    discover_in(&InMemory { root: Path::new(embedded.dir), files: embedded.files })
+}
+
+/// A top-level entry of a migrations directory.
+struct Entry {
+    path: PathBuf,
+    /// None when the name is not UTF-8.
+    name: Option<String>,
+    is_dir: bool,
+}
+
+/// Where migration files are read from: a directory on disk, or files compiled in.
+trait Tree {
+    /// The top-level entries; an entry that cannot be read is a [`FileError`].
+    fn entries(&self) -> Result<Vec<Result<Entry, FileError>>, FileError>;
+    fn is_file(&self, path: &Path) -> bool;
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
+}
+
+struct Disk<'a>(&'a Path);
+
+impl Tree for Disk<'_> {
+    fn entries(&self) -> Result<Vec<Result<Entry, FileError>>, FileError> {
+        let dir = self.0;
+        let entries = fs::read_dir(dir).map_err(|e| {
+            file_error(dir, format!("cannot read the migrations directory: {e} (set it with --dir or `dir` in airlock.toml)"))
+        })?;
+        Ok(entries
+            .map(|entry| {
+                let entry = entry.map_err(|e| file_error(dir, format!("cannot list the directory: {e}")))?;
+                Ok(Entry {
+                    path: entry.path(),
+                    name: entry.file_name().to_str().map(str::to_owned),
+                    is_dir: entry.file_type().map(|t| t.is_dir()).unwrap_or(false),
+                })
+            })
+            .collect())
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        path.is_file()
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+}
+
+struct InMemory<'a> {
+    root: &'a Path,
+    files: &'a [EmbeddedFile],
+}
+
+impl Tree for InMemory<'_> {
+    fn entries(&self) -> Result<Vec<Result<Entry, FileError>>, FileError> {
+        let mut seen = BTreeMap::new();
+        for file in self.files {
+            let mut parts = file.path.splitn(2, '/');
+            let first = parts.next().unwrap_or_default();
+            let is_dir = parts.next().is_some();
+            *seen.entry(first).or_insert(false) |= is_dir;
+        }
+        Ok(seen
+            .into_iter()
+            .map(|(name, is_dir)| Ok(Entry { path: self.root.join(name), name: Some(name.to_owned()), is_dir }))
+            .collect())
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        self.files.iter().any(|f| self.root.join(f.path) == path)
+    }
+
+    fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
+        self.files
+            .iter()
+            .find(|f| self.root.join(f.path) == path)
+            .map(|f| f.bytes.to_vec())
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+fn discover_in(tree: &dyn Tree) -> Result<Discovered, DiscoveryError> {
+    let entries = tree.entries().map_err(|e| DiscoveryError(vec![e]))?;
     let mut errors = Vec::new();
     let mut found = Vec::new();
     for entry in entries {
         let entry = match entry {
             Ok(entry) => entry,
             Err(e) => {
-                errors.push(file_error(dir, format!("cannot list the directory: {e}")));
+                errors.push(e);
                 continue;
             }
         };
-        let path = entry.path();
-        let Some(file_name) = entry.file_name().to_str().map(str::to_owned) else {
-            if path.extension().is_some_and(|e| e == "sql") {
-                errors.push(file_error(&path, "the file name is not valid UTF-8".to_owned()));
+        let Some(file_name) = entry.name else {
+            if entry.path.extension().is_some_and(|e| e == "sql") {
+                errors.push(file_error(&entry.path, "the file name is not valid UTF-8".to_owned()));
             }
             continue;
         };
         if file_name.starts_with('.') {
             continue;
         }
-        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-        let parsed = if is_dir {
-            classify_dir(&path, &file_name)
+        let parsed = if entry.is_dir {
+            classify_dir(tree, &entry.path, &file_name)
         } else {
-            classify_file(&path, &file_name)
+            classify_file(&entry.path, &file_name)
         };
         match parsed {
             Ok(mut items) => found.append(&mut items),
             Err(e) => errors.push(e),
         }
     }
-    let discovered = assemble(found, &mut errors);
+    let discovered = assemble(tree, found, &mut errors);
     if errors.is_empty() {
         Ok(discovered)
     } else {
@@ -189,7 +288,7 @@ fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, FileError> 
     }])
 }
 
-fn classify_dir(path: &Path, dir_name: &str) -> Result<Vec<Found>, FileError> {
+fn classify_dir(tree: &dyn Tree, path: &Path, dir_name: &str) -> Result<Vec<Found>, FileError> {
     // diesel: 2024-01-31-120000_create_users/{up,down}.sql
     let end = dir_name
         .find(|c: char| !(c.is_ascii_digit() || c == '-'))
@@ -205,7 +304,7 @@ fn classify_dir(path: &Path, dir_name: &str) -> Result<Vec<Found>, FileError> {
     let version = Version::from_segments(v, [digits.as_str()])
         .map_err(|e| file_error(path, e.to_string()))?;
     let up = path.join("up.sql");
-    if !up.is_file() {
+    if !tree.is_file(&up) {
         return Err(file_error(
             path,
             "a migration directory needs an `up.sql` (diesel layout: `<version>_<name>/up.sql` and `down.sql`)".to_owned(),
@@ -213,14 +312,14 @@ fn classify_dir(path: &Path, dir_name: &str) -> Result<Vec<Found>, FileError> {
     }
     let mut items = vec![Found { version: version.clone(), name: name.to_owned(), direction: Direction::Up, path: up }];
     let down = path.join("down.sql");
-    if down.is_file() {
+    if tree.is_file(&down) {
         items.push(Found { version, name: name.to_owned(), direction: Direction::Down, path: down });
     }
     Ok(items)
 }
 
-fn read_text(path: &Path) -> Result<String, FileError> {
-    let bytes = fs::read(path).map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
+fn read_text(tree: &dyn Tree, path: &Path) -> Result<String, FileError> {
+    let bytes = tree.read(path).map_err(|e| file_error(path, format!("cannot read the file: {e}")))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -281,7 +380,7 @@ fn is_blank(sql: &str) -> bool {
     }
 }
 
-fn assemble(found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
+fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
     let mut by_version: BTreeMap<Version, Vec<Found>> = BTreeMap::new();
     for item in found {
         by_version.entry(item.version.clone()).or_default().push(item);
@@ -314,7 +413,7 @@ fn assemble(found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
                 continue;
             }
         }
-        match load(up_file, downs.first().copied(), &mut discovered.warnings) {
+        match load(tree, up_file, downs.first().copied(), &mut discovered.warnings) {
             Ok(migration) => discovered.migrations.push(migration),
             Err(e) => errors.push(e),
         }
@@ -322,8 +421,8 @@ fn assemble(found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
     discovered
 }
 
-fn load(up_file: &Found, down_file: Option<&Found>, warnings: &mut Vec<Warning>) -> Result<Migration, FileError> {
-    let text = read_text(&up_file.path)?;
+fn load(tree: &dyn Tree, up_file: &Found, down_file: Option<&Found>, warnings: &mut Vec<Warning>) -> Result<Migration, FileError> {
+    let text = read_text(tree, &up_file.path)?;
     let (up, mut down, dbmate_no_tx) = match up_file.direction {
         Direction::Single => match split_dbmate(&up_file.path, &text)? {
             Some(parts) => parts,
@@ -332,7 +431,7 @@ fn load(up_file: &Found, down_file: Option<&Found>, warnings: &mut Vec<Warning>)
         _ => (script(&up_file.path, text, 0), None, false),
     };
     if let Some(down_file) = down_file {
-        down = Some(script(&down_file.path, read_text(&down_file.path)?, 0));
+        down = Some(script(&down_file.path, read_text(tree, &down_file.path)?, 0));
     }
     let mut directives: Directives = parse_directives(&up.sql).map_err(|e| FileError {
         path: up.path.clone(),
@@ -455,6 +554,36 @@ mod tests {
         let dir = dir_with(&[("1_idx.sql", b"-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (x);\n")]);
         let d = discover(dir.path()).unwrap();
         assert!(d.migrations[0].directives.no_transaction);
+    }
+
+    #[test]
+    fn embedded_files_read_like_a_directory() {
+        static FILES: &[EmbeddedFile] = &[
+            EmbeddedFile { path: "2_two.up.sql", bytes: b"SELECT 2;" },
+            EmbeddedFile { path: "2_two.down.sql", bytes: b"SELECT -2;" },
+            EmbeddedFile { path: "2024-02-01-000000_diesel/up.sql", bytes: b"SELECT 5;" },
+            EmbeddedFile { path: "README.md", bytes: b"not a migration" },
+            EmbeddedFile { path: "1_one.up.sql", bytes: b"-- airlock:data\nUPDATE t SET x = 1;" },
+        ];
+        let embedded = Embedded { dir: "migrations", files: FILES };
+        let d = discover_embedded(&embedded).unwrap();
+        assert_eq!(versions(&d), ["1 one", "2 two", "20240201000000 diesel"]);
+        assert_eq!(d.migrations[1].down.as_ref().unwrap().sql, "SELECT -2;");
+        assert_eq!(d.migrations[0].kind, Kind::Data);
+        assert_eq!(d.migrations[2].up.path, Path::new("migrations/2024-02-01-000000_diesel/up.sql"));
+
+        // The same bytes on disk give the same checksums.
+        let dir = dir_with(&FILES.iter().map(|f| (f.path, f.bytes)).collect::<Vec<_>>());
+        let on_disk = discover(dir.path()).unwrap();
+        let sums = |d: &Discovered| d.migrations.iter().map(|m| m.checksum.clone()).collect::<Vec<_>>();
+        assert_eq!(sums(&d), sums(&on_disk));
+
+        static BAD: &[EmbeddedFile] = &[
+            EmbeddedFile { path: "1_a.up.sql", bytes: b"SELECT 1;" },
+            EmbeddedFile { path: "01_b.up.sql", bytes: b"SELECT 1;" },
+        ];
+        let err = discover_embedded(&Embedded { dir: "migrations", files: BAD }).unwrap_err().to_string();
+        assert!(err.contains("migrations/1_a.up.sql: version 1 is used by more than one migration"), "{err}");
     }
 
     #[test]

@@ -524,6 +524,13 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
+    async fn make_read_only(&mut self) -> Result<()> {
+        // Behind a transaction-pooling PgBouncer a session setting may land on
+        // another server connection; the callers only read, so this is a guard,
+        // not the guarantee.
+        self.client.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY").await.map_err(error)
+    }
+
     async fn begin(&mut self) -> Result<()> {
         let sql = self.begin_sql();
         self.client.batch_execute(&sql).await.map_err(error)?;

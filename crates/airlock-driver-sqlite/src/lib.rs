@@ -359,6 +359,10 @@ impl Driver for SqliteDriver {
         self.conn.busy_timeout(busy).map_err(error)
     }
 
+    async fn make_read_only(&mut self) -> Result<()> {
+        self.conn.execute_batch("PRAGMA query_only = ON").map_err(error)
+    }
+
     async fn begin(&mut self) -> Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE").map_err(error)
     }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use airlock_core::{
-    discover, reconcile, Discovered, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState,
+    reconcile, Discovered, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState,
     Settings, Version,
 };
 use airlock_driver::{Driver, Ran};
@@ -14,9 +14,9 @@ use serde_json::json;
 use crate::error::ExecError;
 use crate::lease::{self, HeldLease};
 use crate::prepare::{prepare, prepare_script};
-use crate::report::{AppliedEntry, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, StatusReport};
+use crate::report::{AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, StatusReport};
 use crate::run::apply;
-use crate::{project_problem, snapshot, Context, Options};
+use crate::{project_problem, snapshot, Context, Options, Snapshot};
 
 /// Reads where the database stands. Changes nothing.
 pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
@@ -26,11 +26,16 @@ pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
 /// The status, and the newest migration version in the directory.
 pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Version>), ExecError> {
     let ctx = Context::new(options);
-    let (discovered, snap) = tokio::join!(crate::discover_in_background(&options.dir), async {
+    let (discovered, snap) = tokio::join!(options.source.discover_in_background(), async {
         let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
         snapshot(driver.as_mut(), &ctx).await
     });
-    let (discovered, snap) = (discovered?, snap?);
+    Ok(judge_status(options, &discovered?, snap?))
+}
+
+/// The status of a database whose state was read as `snap`, against the
+/// migrations `discovered`; and the newest migration version there is. Pure.
+pub(crate) fn judge_status(options: &Options, discovered: &Discovered, snap: Snapshot) -> (StatusReport, Option<Version>) {
     let latest = discovered.migrations.last().map(|m| m.version.clone());
     let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: snap.lease.is_some() };
     let mut plan = reconcile(&discovered.migrations, &snap.history, &settings);
@@ -78,8 +83,9 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
         project: snap.project,
         database: options.url.to_string(),
         warnings: discovered.warnings.iter().map(|w| format!("{}: {}", w.path.display(), w.message)).collect(),
+        last_run: LastRun::of(&snap.history),
     };
-    Ok((report, latest))
+    (report, latest)
 }
 
 /// Opens the database for a command that changes existing history (`down`,
@@ -90,7 +96,7 @@ async fn locked(
     command: &str,
     reporter: &mut dyn Reporter,
 ) -> Result<(Discovered, Context, Box<dyn Driver>, HeldLease), ExecError> {
-    let discovered = discover(&options.dir)?;
+    let discovered = options.source.discover()?;
     let ctx = Context::new(options);
     let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
     let state = driver.read_state().await.map_err(ExecError::db("reading airlock's tables"))?;
@@ -316,7 +322,7 @@ pub async fn repair(
             .migrations
             .iter()
             .find(|m| m.version == version)
-            .ok_or_else(|| ExecError::Usage(format!("migration {version} has no file in {}", options.dir.display())))?;
+            .ok_or_else(|| ExecError::Usage(format!("migration {version} has no file in {}", options.source)))?;
         if file.checksum == record.checksum {
             return Ok(None);
         }
@@ -429,7 +435,7 @@ async fn resolve_locked(
     let mut ran = Vec::new();
     match how {
         Resolution::RetryFromFailed => {
-            let migration = file.ok_or_else(|| ExecError::Usage(format!("migration {version} has no file in {}", ctx.options.dir.display())))?;
+            let migration = file.ok_or_else(|| ExecError::Usage(format!("migration {version} has no file in {}", ctx.options.source)))?;
             let prepared = prepare(migration, ctx.options.engine_traits()).map_err(|e| ExecError::Invalid(vec![e]))?;
             let done = if record.mode == RunMode::Transaction { 0 } else { record.statements_done as usize };
             if done > 0 && prepared.mode != RunMode::Statements {

@@ -167,6 +167,7 @@ mod tests {
             project: None,
             database: "sqlite:x".into(),
             warnings: Vec::new(),
+            last_run: None,
         }
     }
 

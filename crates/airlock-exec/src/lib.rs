@@ -14,11 +14,12 @@ mod lease;
 mod prepare;
 mod report;
 mod run;
+mod watch;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use airlock_core::{Actor, HistoryRecord, Lease, Problem, ProblemCode};
+use airlock_core::{Actor, Embedded, HistoryRecord, Lease, Problem, ProblemCode};
 use airlock_driver::{DatabaseUrl, Driver, DriverError, Engine, LeaseClaim, Timeouts};
 use airlock_driver_mysql::MySqlDriver;
 use airlock_driver_postgres::PostgresDriver;
@@ -30,17 +31,18 @@ pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration};
 pub use crate::gate::{gate, gate_wait, judge, GateReport, Requirement};
 pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};
 pub use crate::report::{
-    AppliedEntry, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
+    AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
 };
 pub use crate::run::migrate;
+pub use crate::watch::{Assessment, Watcher};
 
 /// Everything a command needs to know, already validated.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The database.
     pub url: DatabaseUrl,
-    /// The migrations directory.
-    pub dir: PathBuf,
+    /// Where the migrations are: a directory, or files compiled into the program.
+    pub source: Source,
     /// The project identity stamped on the database (`project` in airlock.toml).
     pub project: Option<String>,
     /// The environment's name, for messages.
@@ -63,10 +65,10 @@ pub struct Options {
 
 impl Options {
     /// Options with the documented defaults.
-    pub fn new(url: DatabaseUrl, dir: PathBuf) -> Options {
+    pub fn new(url: DatabaseUrl, source: impl Into<Source>) -> Options {
         Options {
             url,
-            dir,
+            source: source.into(),
             project: None,
             environment: None,
             protected: false,
@@ -99,13 +101,53 @@ pub async fn connect(url: &DatabaseUrl, create: bool) -> Result<Box<dyn Driver>,
     })
 }
 
-/// Reads the migrations directory on a blocking thread, so that a caller can
-/// talk to the database meanwhile.
-pub(crate) async fn discover_in_background(dir: &std::path::Path) -> Result<airlock_core::Discovered, ExecError> {
-    let dir = dir.to_owned();
-    match tokio::task::spawn_blocking(move || airlock_core::discover(&dir)).await {
-        Ok(found) => Ok(found?),
-        Err(e) => Err(ExecError::Usage(format!("reading the migrations directory failed: {e}"))),
+/// Where migrations come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A directory, read at each command.
+    Dir(PathBuf),
+    /// Files compiled into the program (the `airlock` crate's `embed_migrations!`).
+    Embedded(&'static Embedded),
+}
+
+impl From<PathBuf> for Source {
+    fn from(dir: PathBuf) -> Source {
+        Source::Dir(dir)
+    }
+}
+
+impl From<&'static Embedded> for Source {
+    fn from(embedded: &'static Embedded) -> Source {
+        Source::Embedded(embedded)
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Dir(dir) => write!(f, "{}", dir.display()),
+            Source::Embedded(embedded) => write!(f, "the migrations built into this program (from `{}`)", embedded.dir),
+        }
+    }
+}
+
+impl Source {
+    /// Reads the migrations.
+    pub fn discover(&self) -> Result<airlock_core::Discovered, ExecError> {
+        Ok(match self {
+            Source::Dir(dir) => airlock_core::discover(dir)?,
+            Source::Embedded(embedded) => airlock_core::discover_embedded(embedded)?,
+        })
+    }
+
+    /// Reads the migrations on a blocking thread, so that a caller can talk to
+    /// the database meanwhile.
+    pub(crate) async fn discover_in_background(&self) -> Result<airlock_core::Discovered, ExecError> {
+        let source = self.clone();
+        match tokio::task::spawn_blocking(move || source.discover()).await {
+            Ok(found) => found,
+            Err(e) => Err(ExecError::Usage(format!("reading the migrations directory failed: {e}"))),
+        }
     }
 }
 

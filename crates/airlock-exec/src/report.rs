@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use airlock_core::{Lease, Migration, Problem, RunMode};
+use airlock_core::{HistoryRecord, Lease, Migration, Problem, RunMode};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 /// Told while a command works; the CLI prints it, a library user may ignore it.
@@ -137,6 +138,59 @@ pub struct StatusReport {
     pub database: String,
     /// Remarks about the files.
     pub warnings: Vec<String>,
+    /// The most recent run that finished, as far as history tells.
+    pub last_run: Option<LastRun>,
+}
+
+/// The most recent run: the newest migrations that one user on one host applied
+/// back to back (history keeps migrations, not runs, so a run is read off their times).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LastRun {
+    /// When its first migration started (RFC 3339).
+    pub started_at: String,
+    /// When its last migration finished (RFC 3339).
+    pub finished_at: String,
+    /// From the first start to the last finish.
+    pub duration_ms: i64,
+    /// How many migrations it ran.
+    pub migrations: usize,
+    /// The state its last migration ended in: `succeeded`, `failed`, `rolled_back`.
+    pub outcome: &'static str,
+    /// Who ran it.
+    pub os_user: String,
+    /// Where.
+    pub host: String,
+}
+
+/// Migrations that started within this long of the previous one's finish count as one run.
+const RUN_GAP_SECS: i64 = 5;
+
+impl LastRun {
+    /// Reads the last run off history. Pure.
+    pub fn of(history: &[HistoryRecord]) -> Option<LastRun> {
+        let mut done: Vec<(&HistoryRecord, DateTime<Utc>)> =
+            history.iter().filter_map(|r| r.finished_at.map(|f| (r, f))).collect();
+        done.sort_by_key(|(r, finished)| (*finished, r.started_at));
+        let (last, finished) = *done.last()?;
+        let mut first = last;
+        for (record, record_finished) in done.iter().rev().skip(1) {
+            let same_runner = record.host == last.host && record.os_user == last.os_user;
+            if !same_runner || (first.started_at - *record_finished).num_seconds() > RUN_GAP_SECS {
+                break;
+            }
+            first = record;
+        }
+        let migrations = done.iter().filter(|(r, f)| *f <= finished && r.started_at >= first.started_at).count();
+        Some(LastRun {
+            started_at: first.started_at.to_rfc3339(),
+            finished_at: finished.to_rfc3339(),
+            duration_ms: (finished - first.started_at).num_milliseconds().max(0),
+            migrations,
+            outcome: last.state.as_str(),
+            os_user: last.os_user.clone(),
+            host: crate::actor::host_name(&last.host).to_owned(),
+        })
+    }
 }
 
 /// One migration run by `migrate`, `down` or `resolve`.
@@ -169,4 +223,63 @@ pub struct RunReport {
     pub left_pending: Vec<PendingEntry>,
     /// Non-blocking problems and remarks.
     pub warnings: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_core::{Kind, RunState, Version};
+    use chrono::TimeZone;
+
+    fn record(version: &str, host: &str, start: i64, secs: i64, state: RunState) -> HistoryRecord {
+        let started_at = Utc.timestamp_opt(1_700_000_000 + start, 0).unwrap();
+        HistoryRecord {
+            version: Version::parse(version).unwrap(),
+            name: format!("m{version}"),
+            kind: Kind::Schema,
+            checksum: String::new(),
+            up_sql: String::new(),
+            down_sql: None,
+            state,
+            mode: RunMode::Transaction,
+            statements_done: 1,
+            statements_total: 1,
+            failed_statement: None,
+            error: None,
+            started_at,
+            finished_at: Some(started_at + chrono::Duration::seconds(secs)),
+            duration_ms: Some(secs * 1000),
+            os_user: "deploy".into(),
+            host: host.into(),
+            airlock_version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn last_run_is_the_newest_back_to_back_group_of_one_runner() {
+        assert_eq!(LastRun::of(&[]), None);
+        let history = [
+            record("1", "ci", 0, 1, RunState::Succeeded),
+            // An hour later, three migrations back to back; the last one failed.
+            record("2", "ci", 3600, 2, RunState::Succeeded),
+            record("3", "ci", 3602, 1, RunState::Succeeded),
+            record("4", "ci", 3604, 3, RunState::Failed),
+        ];
+        let run = LastRun::of(&history).unwrap();
+        assert_eq!((run.migrations, run.duration_ms, run.outcome), (3, 7000, "failed"));
+        assert_eq!(run.host, "ci");
+
+        // Another host's migration right after is a run of its own.
+        let mut other = history.to_vec();
+        other.push(record("5", "laptop", 3608, 1, RunState::Succeeded));
+        let run = LastRun::of(&other).unwrap();
+        assert_eq!((run.migrations, run.outcome, run.host.as_str()), (1, "succeeded", "laptop"));
+
+        // A migration still running has not finished a run.
+        let mut running = history.to_vec();
+        let mut r = record("5", "ci", 3700, 0, RunState::Running);
+        r.finished_at = None;
+        running.push(r);
+        assert_eq!(LastRun::of(&running).unwrap().migrations, 3);
+    }
 }

@@ -362,6 +362,15 @@ pub fn host_identity() -> String {
     format!("{host}#{boot}#{ns}")
 }
 
+/// Makes the run lease look held by process `pid` of this host, applying version 2.
+pub fn hold_lease(db: &Db, pid: u32) {
+    db.exec(&format!(
+        "UPDATE airlock_lock SET owner = 'other', host = '{}', pid = {pid}, os_user = 'deployer', version = '2', acquired_at = {now}, heartbeat_at = {now} WHERE id = 1",
+        host_identity(),
+        now = now_sql(db.engine)
+    ));
+}
+
 /// SQL for "now" in the engine's lease columns.
 pub fn now_sql(engine: Engine) -> &'static str {
     match engine {

@@ -1,0 +1,361 @@
+//! `airlock serve` on every engine: the gate, status and metrics over HTTP, a run
+//! in progress, a failed migration, many concurrent requests, a database that
+//! goes away and comes back, environments, and that it never writes.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{create_table, hold_lease, Db, Engine, Project};
+use serde_json::Value;
+
+each_engine!(
+    serve_answers_like_the_cli,
+    serve_reports_a_run_in_progress_and_a_failed_migration,
+    serve_answers_200_concurrent_requests,
+);
+
+/// A running `airlock serve`, killed when dropped.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(mut command: std::process::Command) -> Server {
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("airlock serve exited before listening: {:?}", child.wait());
+            }
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                // Keep draining stderr so the server never blocks on a full pipe.
+                thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+                return Server { child, addr };
+            }
+        }
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent.get(format!("http://{}{path}", self.addr)).call().unwrap();
+        let code = response.status().as_u16();
+        (code, response.body_mut().read_to_string().unwrap())
+    }
+
+    fn json(&self, path: &str) -> (u16, Value) {
+        let (code, body) = self.get(path);
+        (code, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}")))
+    }
+
+    /// The value of one metric line, e.g. `airlock_up{environment="default"}`.
+    fn metric(&self, series: &str) -> Option<f64> {
+        let (code, text) = self.get("/metrics");
+        assert_eq!(code, 200, "{text}");
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(project: &Project, db: &Db) -> Server {
+    let mut command = project.airlock(db);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--max-age", "0"]);
+    Server::start(command)
+}
+
+fn serve_answers_like_the_cli(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    for i in 1..=3 {
+        project.write(&format!("{i}_t_{i}.up.sql"), &create_table(i));
+    }
+    let server = serve(&project, &db);
+    assert_eq!(server.get("/healthz"), (200, "ok\n".to_owned()));
+
+    // A database airlock never touched: read, never written.
+    let (code, fresh) = server.json("/status");
+    if engine == Engine::Sqlite {
+        assert_eq!(code, 503, "{fresh}");
+        assert!(fresh["error"].as_str().unwrap().starts_with("cannot read the database"), "{fresh}");
+        assert!(!std::path::Path::new(db.url.trim_start_matches("sqlite:")).exists(), "serve created the SQLite file");
+    } else {
+        assert_eq!(code, 200, "{fresh}");
+        assert_eq!(fresh["current_version"], Value::Null);
+        assert_eq!(fresh["pending"].as_array().unwrap().len(), 3);
+        assert!(!db.table_exists("airlock_history") && !db.table_exists("airlock_lock"), "serve created airlock's tables");
+    }
+
+    project.run(&db, &["migrate", "--to", "1"]).expect(0);
+    let (code, behind) = server.json("/gate?require=latest");
+    assert_eq!(code, 503, "{behind}");
+    assert_eq!(behind["satisfied"], false);
+    assert_eq!(behind["required"], "3");
+    assert_eq!(behind["current_version"], "1");
+    assert_eq!(behind["state"], "clean");
+    assert_eq!(behind["environment"], "default");
+    assert_eq!(behind["reasons"][0], "behind by 2 migrations: 2 (t_2), 3 (t_3)");
+    let (code, ready) = server.json("/gate?require=1");
+    assert_eq!((code, &ready["satisfied"], &ready["required"]), (200, &Value::Bool(true), &Value::from("1")), "{ready}");
+
+    let (code, status) = server.json("/status");
+    assert_eq!(code, 200, "{status}");
+    assert_eq!(status["state"], "clean");
+    assert_eq!(status["current_version"], "1");
+    assert_eq!(status["pending"].as_array().unwrap().len(), 2);
+    assert_eq!(server.metric("airlock_up{environment=\"default\"}"), Some(1.0));
+    assert_eq!(server.metric("airlock_schema_version{environment=\"default\"}"), Some(1.0));
+    assert_eq!(server.metric("airlock_pending_migrations{environment=\"default\"}"), Some(2.0));
+    assert_eq!(server.metric("airlock_migration_in_progress{environment=\"default\"}"), Some(0.0));
+
+    project.run(&db, &["migrate"]).expect(0);
+    let (code, ready) = server.json("/gate?require=latest");
+    assert_eq!((code, &ready["current_version"]), (200, &Value::from("3")), "{ready}");
+    assert_eq!(server.metric("airlock_pending_migrations{environment=\"default\"}"), Some(0.0));
+    assert_eq!(server.metric("airlock_last_run_succeeded{environment=\"default\"}"), Some(1.0));
+    let finished = server.metric("airlock_last_run_timestamp_seconds{environment=\"default\"}").unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!((now - finished).abs() < 120.0, "last run at {finished}, now {now}");
+    assert!(server.metric("airlock_last_run_duration_seconds{environment=\"default\"}").is_some());
+
+    // Bad questions get a clear 4xx.
+    let (code, bad) = server.json("/gate?require=v1.x");
+    assert_eq!(code, 400, "{bad}");
+    assert!(bad["error"].as_str().unwrap().starts_with("require=v1.x:"), "{bad}");
+    let (code, unknown) = server.json("/status?env=nope");
+    assert_eq!(code, 404, "{unknown}");
+    assert_eq!(unknown["error"], "no environment `nope` (known: default)");
+    assert_eq!(server.json("/migrate").0, 404);
+}
+
+fn serve_reports_a_run_in_progress_and_a_failed_migration(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t_1.up.sql", &create_table(1));
+    project.run(&db, &["migrate"]).expect(0);
+    let server = serve(&project, &db);
+
+    let mut runner = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    hold_lease(&db, runner.id());
+    let (code, dirty) = server.json("/gate?require=latest");
+    assert_eq!(code, 503, "{dirty}");
+    assert_eq!(dirty["state"], "dirty");
+    assert!(dirty["reasons"][0].as_str().unwrap().starts_with("in progress: a migration run is in progress: pid"), "{dirty}");
+    assert_eq!(dirty["lock"]["pid"], runner.id());
+    assert_eq!(server.metric("airlock_migration_in_progress{environment=\"default\"}"), Some(1.0));
+    // The run's process ends: the lease is dead, the gate opens.
+    runner.kill().unwrap();
+    runner.wait().unwrap();
+    assert_eq!(server.json("/gate?require=latest").0, 200);
+
+    project.write("2_bad.up.sql", "CREATE TABLE t_2 (id bigint primary key);\nINSERT INTO missing VALUES (1);\n");
+    project.run(&db, &["migrate"]).expect(1);
+    let (code, failed) = server.json("/gate?require=latest");
+    assert_eq!(code, 503, "{failed}");
+    if engine == Engine::MySql {
+        // Half-applied: the table exists, the insert failed.
+        assert_eq!(failed["state"], "failed");
+        assert!(failed["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("failed: migration 2")), "{failed}");
+        assert_eq!(server.metric("airlock_failed_migrations{environment=\"default\"}"), Some(1.0));
+        assert_eq!(server.metric("airlock_last_run_succeeded{environment=\"default\"}"), Some(0.0));
+    } else {
+        assert_eq!(failed["state"], "clean");
+        assert_eq!(failed["reasons"][0], "behind by 1 migration: 2 (bad)");
+        assert_eq!(server.metric("airlock_failed_migrations{environment=\"default\"}"), Some(0.0));
+    }
+}
+
+fn serve_answers_200_concurrent_requests(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    for i in 1..=2 {
+        project.write(&format!("{i}_t_{i}.up.sql"), &create_table(i));
+    }
+    project.run(&db, &["migrate", "--to", "1"]).expect(0);
+    // The default freshness: requests share reads.
+    let mut command = project.airlock(&db);
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = Arc::new(Server::start(command));
+    let threads: Vec<_> = (0..200)
+        .map(|i| {
+            let server = Arc::clone(&server);
+            thread::spawn(move || match i % 4 {
+                0 => server.json("/gate?require=2"),
+                1 => server.json("/gate?require=1"),
+                2 => server.json("/status"),
+                _ => (server.get("/healthz").0, Value::Null),
+            })
+        })
+        .collect();
+    for (i, thread) in threads.into_iter().enumerate() {
+        let (code, body) = thread.join().unwrap();
+        match i % 4 {
+            0 => assert_eq!((code, &body["reasons"][0]), (503, &Value::from("behind by 1 migration: 2 (t_2)")), "{body}"),
+            1 => assert_eq!((code, &body["satisfied"]), (200, &Value::Bool(true)), "{body}"),
+            2 => assert_eq!((code, &body["current_version"]), (200, &Value::from("1")), "{body}"),
+            _ => assert_eq!(code, 200),
+        }
+    }
+}
+
+/// A TCP proxy in front of a real server that can be taken down (listener
+/// closed, every connection cut) and brought back on the same port.
+struct Proxy {
+    port: u16,
+    down: Arc<AtomicBool>,
+    conns: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    fn to(target: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Proxy { port, down: Arc::default(), conns: Arc::default() };
+        let (down, conns) = (Arc::clone(&proxy.down), Arc::clone(&proxy.conns));
+        thread::spawn(move || {
+            let mut listener = Some(listener);
+            loop {
+                match (&listener, down.load(Ordering::SeqCst)) {
+                    (Some(_), true) => listener = None,
+                    (None, false) => listener = Some(TcpListener::bind(("127.0.0.1", port)).unwrap()),
+                    (None, true) => thread::sleep(Duration::from_millis(10)),
+                    (Some(l), false) => {
+                        l.set_nonblocking(true).unwrap();
+                        match l.accept() {
+                            Ok((client, _)) => {
+                                client.set_nonblocking(false).unwrap();
+                                let server = TcpStream::connect(target).unwrap();
+                                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                                let (mut c1, mut s1) = (client, server);
+                                thread::spawn(move || std::io::copy(&mut c1, &mut s1));
+                                thread::spawn(move || std::io::copy(&mut s2, &mut c2));
+                            }
+                            Err(_) => thread::sleep(Duration::from_millis(5)),
+                        }
+                    }
+                }
+            }
+        });
+        proxy
+    }
+
+    fn take_down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            let _ = conn.shutdown(std::net::Shutdown::Both);
+        }
+        // The listener is closed within one turn of the loop.
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    fn bring_back(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The server a URL points at, and the same URL through a proxy on `port`.
+fn through(url: &str, port: u16) -> (SocketAddr, String) {
+    let parsed = url::Url::parse(url).unwrap();
+    let target = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap()).parse().unwrap();
+    let mut proxied = parsed.clone();
+    proxied.set_port(Some(port)).unwrap();
+    (target, proxied.to_string())
+}
+
+#[test]
+fn postgres_serve_recovers_when_the_database_comes_back() {
+    recovers_when_the_database_comes_back(Engine::Postgres);
+}
+
+#[test]
+fn mysql_serve_recovers_when_the_database_comes_back() {
+    recovers_when_the_database_comes_back(Engine::MySql);
+}
+
+fn recovers_when_the_database_comes_back(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t_1.up.sql", &create_table(1));
+    project.run(&db, &["migrate"]).expect(0);
+    let (target, _) = through(&db.url, 0);
+    let proxy = Proxy::to(target);
+    let (_, mut proxied) = through(&db.url, proxy.port);
+    if engine == Engine::MySql {
+        // mysql_async would otherwise switch to the server's Unix socket, around the proxy.
+        proxied.push_str("?prefer_socket=false");
+    }
+    let mut command = project.bare();
+    command.args(["--database-url", &proxied, "--dir"]).arg(project.dir());
+    command.args(["serve", "--listen", "127.0.0.1:0", "--max-age", "0", "--read-timeout", "3s"]);
+    let server = Server::start(command);
+    assert_eq!(server.json("/gate?require=1").0, 200);
+
+    proxy.take_down();
+    let (code, down) = server.json("/gate?require=1");
+    assert_eq!(code, 503, "{down}");
+    assert_eq!(down["state"], "unknown");
+    assert!(down["reasons"][0].as_str().unwrap().starts_with("cannot read the database"), "{down}");
+    assert_eq!(server.json("/status").0, 503);
+    assert_eq!(server.metric("airlock_up{environment=\"default\"}"), Some(0.0));
+    assert_eq!(server.get("/healthz").0, 200, "the server itself stays up");
+
+    proxy.bring_back();
+    let started = Instant::now();
+    loop {
+        let (code, body) = server.json("/gate?require=1");
+        if code == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "still {code} after the database came back: {body}");
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(server.metric("airlock_up{environment=\"default\"}"), Some(1.0));
+}
+
+#[test]
+fn serve_answers_for_each_environment() {
+    let project = Project::new();
+    project.write("1_t_1.up.sql", &create_table(1));
+    let (a, b) = (Db::new(Engine::Sqlite), Db::new(Engine::Sqlite));
+    project.run(&a, &["migrate"]).expect(0);
+    project.write_config(&format!(
+        "project = \"shop\"\n[environments.a]\nurl = \"{}\"\n[environments.b]\nurl = \"{}\"\n[environments.c]\nurl = \"${{AIRLOCK_TEST_SURELY_UNSET}}\"\n",
+        a.url, b.url
+    ));
+    let mut command = project.bare();
+    command.args(["serve", "--listen", "127.0.0.1:0", "--max-age", "0"]);
+    let server = Server::start(command);
+
+    let (code, body) = server.json("/gate?env=a&require=1");
+    assert_eq!((code, &body["environment"]), (200, &Value::from("a")), "{body}");
+    let (code, body) = server.json("/gate?env=b&require=1");
+    assert_eq!((code, &body["environment"]), (503, &Value::from("b")), "{body}");
+    let (code, body) = server.json("/status?env=c");
+    assert_eq!(code, 503, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("AIRLOCK_TEST_SURELY_UNSET is not set"), "{body}");
+    // No database outside the environments: a request must name one.
+    let (code, body) = server.json("/status");
+    assert_eq!((code, &body["error"]), (400, &Value::from("name an environment with ?env=NAME (known: a, b, c)")), "{body}");
+    assert_eq!(server.metric("airlock_up{environment=\"a\"}"), Some(1.0));
+    assert_eq!(server.metric("airlock_up{environment=\"c\"}"), Some(0.0));
+}

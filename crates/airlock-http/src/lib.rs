@@ -1,0 +1,283 @@
+//! `airlock serve`: the deployment gate, status and metrics over HTTP. The only
+//! crate that knows HTTP; it asks `airlock-exec` the same questions the CLI does
+//! and never runs a migration.
+//!
+//! | route | answers |
+//! |---|---|
+//! | `GET /healthz` | 200 while the server runs (it does not touch a database) |
+//! | `GET /status?env=NAME` | 200 with the status JSON; 503 when the database cannot be read |
+//! | `GET /gate?require=V\|latest&env=NAME` | 200 with the gate JSON when satisfied, 503 with it otherwise |
+//! | `GET /metrics` | Prometheus/OpenMetrics text for every environment |
+//!
+//! Each environment has one read-only connection, kept between requests and
+//! opened again after any failure (a database that went away is answered with
+//! 503 and the reason, and is read again once it is back). Requests never queue
+//! a read each: a request is answered from the newest read that started no more
+//! than `max_age` before it arrived, and concurrent requests share one read.
+
+mod metrics;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use airlock_core::Version;
+use airlock_exec::{Assessment, GateReport, Options, Requirement, Watcher};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+/// One environment the server answers for.
+pub struct Environment {
+    /// Its name in `?env=NAME` and in metric labels.
+    pub name: String,
+    /// How to reach it, or why its configuration is unusable (answered as 503).
+    pub options: Result<Options, String>,
+}
+
+/// What the server needs.
+pub struct Config {
+    /// The environments, in the order `/metrics` lists them.
+    pub environments: Vec<Environment>,
+    /// The environment answered when a request names none; None means `?env=` is required.
+    pub default: Option<String>,
+    /// How old a read may be when it answers a request. Defaults to 250 ms in the CLI; zero
+    /// means every request waits for a read that started after it arrived.
+    pub max_age: Duration,
+    /// How long one read of a database (connecting included) may take before it counts as failed.
+    pub read_timeout: Duration,
+}
+
+/// One read of an environment: when it started and what it found.
+#[derive(Clone)]
+struct Read {
+    started: Instant,
+    answer: Arc<Result<Assessment, String>>,
+}
+
+struct Env {
+    name: String,
+    options: Result<Options, String>,
+    /// Held while reading, so that concurrent requests share one read.
+    watcher: tokio::sync::Mutex<Option<Watcher>>,
+    last: Mutex<Option<Read>>,
+}
+
+impl Env {
+    fn fresh(&self, arrived: Instant, max_age: Duration) -> Option<Read> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().filter(|r| r.started + max_age >= arrived).cloned()
+    }
+
+    /// The newest read that is fresh enough for a request that arrived at `arrived`, reading now if there is none.
+    async fn read(&self, arrived: Instant, max_age: Duration, timeout: Duration) -> Read {
+        if let Some(read) = self.fresh(arrived, max_age) {
+            return read;
+        }
+        let mut watcher = self.watcher.lock().await;
+        // Another request may have read while this one waited for the watcher.
+        if let Some(read) = self.fresh(arrived, max_age) {
+            return read;
+        }
+        let started = Instant::now();
+        let answer = match &self.options {
+            Err(why) => Err(why.clone()),
+            Ok(options) => {
+                let watcher = watcher.get_or_insert_with(|| Watcher::new(options).with_timeout(timeout));
+                watcher.assess().await.map_err(|e| e.to_string())
+            }
+        };
+        let read = Read { started, answer: Arc::new(answer) };
+        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(read.clone());
+        read
+    }
+}
+
+struct Shared {
+    envs: BTreeMap<String, Env>,
+    order: Vec<String>,
+    default: Option<String>,
+    max_age: Duration,
+    read_timeout: Duration,
+}
+
+/// The routes, ready to serve.
+pub fn router(config: Config) -> Router {
+    let order = config.environments.iter().map(|e| e.name.clone()).collect();
+    let envs = config
+        .environments
+        .into_iter()
+        .map(|e| {
+            let env = Env { name: e.name.clone(), options: e.options, watcher: Default::default(), last: Mutex::new(None) };
+            (e.name, env)
+        })
+        .collect();
+    let shared = Arc::new(Shared {
+        envs,
+        order,
+        default: config.default,
+        max_age: config.max_age,
+        read_timeout: config.read_timeout,
+    });
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/status", get(status))
+        .route("/gate", get(gate))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(shared)
+}
+
+/// Serves `config` on `listener` until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+}
+
+#[derive(Deserialize)]
+struct EnvQuery {
+    env: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GateQuery {
+    env: Option<String>,
+    require: Option<String>,
+}
+
+type AppState = State<Arc<Shared>>;
+
+fn reply(code: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (code, Json(body)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn problem(code: StatusCode, message: String) -> Response {
+    reply(code, json!({ "error": message }))
+}
+
+impl Shared {
+    /// The environment a request names, or a 400/404 that says which exist.
+    fn env(&self, asked: Option<&str>) -> Result<&Env, Response> {
+        let known = || self.order.join(", ");
+        let name = match (asked, &self.default) {
+            (Some(name), _) if !name.is_empty() => name,
+            (_, Some(default)) => default.as_str(),
+            _ => {
+                return Err(problem(
+                    StatusCode::BAD_REQUEST,
+                    format!("name an environment with ?env=NAME (known: {})", known()),
+                ))
+            }
+        };
+        self.envs
+            .get(name)
+            .ok_or_else(|| problem(StatusCode::NOT_FOUND, format!("no environment `{name}` (known: {})", known())))
+    }
+
+    async fn read(&self, env: &Env, arrived: Instant) -> Read {
+        env.read(arrived, self.max_age, self.read_timeout).await
+    }
+}
+
+async fn healthz() -> Response {
+    let mut response = "ok\n".into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn status(State(shared): AppState, Query(query): Query<EnvQuery>) -> Response {
+    let arrived = Instant::now();
+    let env = match shared.env(query.env.as_deref()) {
+        Ok(env) => env,
+        Err(response) => return response,
+    };
+    let read = shared.read(env, arrived).await;
+    match read.answer.as_ref() {
+        Ok(assessment) => {
+            let mut body = serde_json::to_value(&assessment.status).unwrap_or_default();
+            body["environment"] = json!(env.name);
+            reply(StatusCode::OK, body)
+        }
+        Err(why) => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({ "environment": env.name, "error": format!("cannot read the database: {why}") }),
+        ),
+    }
+}
+
+async fn gate(State(shared): AppState, Query(query): Query<GateQuery>) -> Response {
+    let arrived = Instant::now();
+    let requirement = match query.require.as_deref().map(str::trim) {
+        None | Some("latest") | Some("") => Requirement::Latest,
+        Some(text) => match Version::parse(text) {
+            Ok(version) => Requirement::Version(version),
+            Err(e) => return problem(StatusCode::BAD_REQUEST, format!("require={text}: {e}")),
+        },
+    };
+    let env = match shared.env(query.env.as_deref()) {
+        Ok(env) => env,
+        Err(response) => return response,
+    };
+    let read = shared.read(env, arrived).await;
+    let report = match read.answer.as_ref() {
+        Ok(assessment) => assessment.gate(&requirement),
+        Err(why) => unknown(&requirement, why),
+    };
+    let code = if report.satisfied { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    body["environment"] = json!(env.name);
+    reply(code, body)
+}
+
+/// The gate's answer when the database cannot be read: not satisfied, state unknown.
+fn unknown(requirement: &Requirement, why: &str) -> GateReport {
+    GateReport {
+        satisfied: false,
+        required: match requirement {
+            Requirement::Version(v) => Some(v.to_string()),
+            Requirement::Latest => None,
+        },
+        current_version: None,
+        state: "unknown",
+        reasons: vec![format!("cannot read the database: {why}")],
+        behind: Vec::new(),
+        lock: None,
+    }
+}
+
+async fn metrics(State(shared): AppState) -> Response {
+    let arrived = Instant::now();
+    let shared = shared.as_ref();
+    let reads = futures_util::future::join_all(shared.order.iter().map(|name| {
+        let env = &shared.envs[name];
+        async move { (env.name.as_str(), shared.read(env, arrived).await) }
+    }))
+    .await;
+    let observed: Vec<(&str, Option<&Assessment>)> =
+        reads.iter().map(|(name, read)| (*name, read.answer.as_ref().as_ref().ok())).collect();
+    match metrics::encode(&observed) {
+        Ok(text) => {
+            let mut response = text.into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            response
+        }
+        Err(e) => problem(StatusCode::INTERNAL_SERVER_ERROR, format!("encoding the metrics failed: {e}")),
+    }
+}
+
+async fn not_found() -> Response {
+    problem(StatusCode::NOT_FOUND, "no such route; try /healthz, /status, /gate?require=V or /metrics".to_owned())
+}

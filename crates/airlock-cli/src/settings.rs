@@ -201,12 +201,15 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     Ok(options)
 }
 
+/// Named environments, each with its options or why they are unusable.
+pub type Environments = Vec<(String, Result<Options, String>)>;
+
 /// Every environment `serve` answers for: the one the flags select (named
 /// `default` unless `--env` names it), then each `[environments.NAME]`. An
 /// environment whose settings are unusable is kept with the reason, so the
 /// server can say it instead of refusing to start. Also returns the name of the
 /// environment answered when a request names none.
-pub fn all_environments(global: &Global) -> Result<(Vec<(String, Result<Options, String>)>, Option<String>), SettingsError> {
+pub fn all_environments(global: &Global) -> Result<(Environments, Option<String>), SettingsError> {
     let (config, _) = load_config(global)?;
     let mut out = Vec::new();
     let default = match &global.environment {

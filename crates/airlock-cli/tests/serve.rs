@@ -28,6 +28,8 @@ struct Server {
 }
 
 impl Server {
+    // The child is waited for in Drop, or before the panic.
+    #[allow(clippy::zombie_processes)]
     fn start(mut command: std::process::Command) -> Server {
         let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());

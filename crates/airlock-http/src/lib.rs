@@ -167,21 +167,21 @@ fn problem(code: StatusCode, message: String) -> Response {
 
 impl Shared {
     /// The environment a request names, or a 400/404 that says which exist.
-    fn env(&self, asked: Option<&str>) -> Result<&Env, Response> {
+    fn env(&self, asked: Option<&str>) -> Result<&Env, Box<Response>> {
         let known = || self.order.join(", ");
         let name = match (asked, &self.default) {
             (Some(name), _) if !name.is_empty() => name,
             (_, Some(default)) => default.as_str(),
             _ => {
-                return Err(problem(
+                return Err(Box::new(problem(
                     StatusCode::BAD_REQUEST,
                     format!("name an environment with ?env=NAME (known: {})", known()),
-                ))
+                )))
             }
         };
         self.envs
             .get(name)
-            .ok_or_else(|| problem(StatusCode::NOT_FOUND, format!("no environment `{name}` (known: {})", known())))
+            .ok_or_else(|| Box::new(problem(StatusCode::NOT_FOUND, format!("no environment `{name}` (known: {})", known()))))
     }
 
     async fn read(&self, env: &Env, arrived: Instant) -> Read {
@@ -199,7 +199,7 @@ async fn status(State(shared): AppState, Query(query): Query<EnvQuery>) -> Respo
     let arrived = Instant::now();
     let env = match shared.env(query.env.as_deref()) {
         Ok(env) => env,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let read = shared.read(env, arrived).await;
     match read.answer.as_ref() {
@@ -226,7 +226,7 @@ async fn gate(State(shared): AppState, Query(query): Query<GateQuery>) -> Respon
     };
     let env = match shared.env(query.env.as_deref()) {
         Ok(env) => env,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let read = shared.read(env, arrived).await;
     let report = match read.answer.as_ref() {

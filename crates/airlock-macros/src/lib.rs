@@ -1,0 +1,103 @@
+//! `embed_migrations!`: compiles a migrations directory into a program. The
+//! directory is read and checked at build time with the same discovery the CLI
+//! uses, so a bad file name, a duplicate version or an unknown directive fails
+//! the build, naming the file. Use it through the `airlock` crate.
+
+use std::path::{Path, PathBuf};
+
+use proc_macro::TokenStream;
+use quote::quote;
+use syn::{parse_macro_input, LitStr};
+
+/// Embeds the migrations of a directory, relative to the calling crate's
+/// `Cargo.toml`; see `airlock::embed_migrations!`.
+#[proc_macro]
+pub fn embed_migrations(input: TokenStream) -> TokenStream {
+    let dir = parse_macro_input!(input as LitStr);
+    match expand(&dir) {
+        Ok(tokens) => tokens.into(),
+        Err(message) => syn::Error::new(dir.span(), message).to_compile_error().into(),
+    }
+}
+
+fn expand(dir: &LitStr) -> Result<proc_macro2::TokenStream, String> {
+    let relative = dir.value();
+    let root = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .ok_or("CARGO_MANIFEST_DIR is not set: build with cargo")?
+        .join(&relative);
+    airlock_core::discover(&root).map_err(|e| format!("airlock: the migrations in `{relative}` are not usable:\n{e}"))?;
+    let mut files = Vec::new();
+    collect(&root, &root, &mut files)?;
+    files.sort();
+    let entries = files.iter().map(|(path, absolute)| {
+        quote! { ::airlock::__private::EmbeddedFile { path: #path, bytes: include_bytes!(#absolute) } }
+    });
+    Ok(quote! {
+        ::airlock::Migrations::__from_embedded(&::airlock::__private::Embedded {
+            dir: #relative,
+            files: &[#(#entries),*],
+        })
+    })
+}
+
+/// Every `.sql` file under `dir`, one level of subdirectories deep (diesel's
+/// layout), as (path inside the root with `/`, absolute path). Other files are
+/// left out, as discovery ignores them.
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("airlock: cannot read `{}`: {e}", dir.display()))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("airlock: cannot list `{}`: {e}", dir.display()))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            if dir == root {
+                collect(root, &path, out)?;
+            }
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "sql") {
+            continue;
+        }
+        let inside = path.strip_prefix(root).map_err(|e| e.to_string())?;
+        let inside = inside
+            .to_str()
+            .ok_or_else(|| format!("airlock: `{}`: the file name is not valid UTF-8", path.display()))?
+            .replace(std::path::MAIN_SEPARATOR, "/");
+        let absolute = path
+            .to_str()
+            .ok_or_else(|| format!("airlock: `{}`: the path is not valid UTF-8", path.display()))?
+            .to_owned();
+        out.push((inside, absolute));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_dir(dir: &Path) -> Result<String, String> {
+        expand(&LitStr::new(dir.to_str().unwrap(), proc_macro2::Span::call_site())).map(|t| t.to_string())
+    }
+
+    #[test]
+    fn embeds_sql_files_and_checks_them_at_build_time() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("1_a.up.sql"), "SELECT 1;").unwrap();
+        std::fs::create_dir(dir.path().join("2024-01-01-000000_b")).unwrap();
+        std::fs::write(dir.path().join("2024-01-01-000000_b/up.sql"), "SELECT 2;").unwrap();
+        std::fs::write(dir.path().join("README.md"), "notes").unwrap();
+        let tokens = expand_dir(dir.path()).unwrap();
+        assert!(tokens.contains("\"1_a.up.sql\""), "{tokens}");
+        assert!(tokens.contains("\"2024-01-01-000000_b/up.sql\""), "{tokens}");
+        assert!(!tokens.contains("README"), "{tokens}");
+
+        std::fs::write(dir.path().join("01_dup.up.sql"), "SELECT 1;").unwrap();
+        let err = expand_dir(dir.path()).unwrap_err();
+        assert!(err.contains("version 1 is used by more than one migration"), "{err}");
+    }
+}

@@ -1,0 +1,5 @@
+-- The app's first table.
+CREATE TABLE todos (
+    id integer PRIMARY KEY,
+    title varchar(200) NOT NULL
+);

@@ -335,6 +335,52 @@ fn recovers_when_the_database_comes_back(engine: Engine) {
 }
 
 #[test]
+fn postgres_serve_reports_a_real_migration_in_progress() {
+    real_migration_in_progress(Engine::Postgres, "SELECT pg_sleep(3);\n");
+}
+
+#[test]
+fn mysql_serve_reports_a_real_migration_in_progress() {
+    real_migration_in_progress(Engine::MySql, "DO SLEEP(3);\n");
+}
+
+/// A slow migration really running in another process: dirty while it runs, ready right after.
+fn real_migration_in_progress(engine: Engine, slow: &str) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t_1.up.sql", &create_table(1));
+    project.run(&db, &["migrate"]).expect(0);
+    project.write("2_slow.up.sql", slow);
+    let server = serve(&project, &db);
+    let mut runner = project.airlock(&db).arg("migrate").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+
+    let started = Instant::now();
+    let dirty = loop {
+        let (code, body) = server.json("/gate?require=latest");
+        assert_eq!(code, 503, "{body}");
+        if body["state"] == "dirty" {
+            break body;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "never saw the run in progress: {body}");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(dirty["reasons"][0].as_str().unwrap().starts_with("in progress:"), "{dirty}");
+    assert_eq!(dirty["lock"]["pid"], runner.id());
+    if engine == Engine::MySql {
+        // Statement by statement, the version is recorded as it starts; on
+        // PostgreSQL it is written inside the migration's transaction (or by
+        // the next heartbeat), so it may not be visible yet.
+        assert_eq!(dirty["lock"]["version"], "2", "{dirty}");
+    }
+
+    assert!(runner.wait().unwrap().success());
+    let ended = Instant::now();
+    let (code, ready) = server.json("/gate?require=latest");
+    assert_eq!((code, &ready["current_version"]), (200, &Value::from("2")), "{ready}");
+    assert!(ended.elapsed() < Duration::from_secs(1), "answered at once after the run ended");
+}
+
+#[test]
 fn serve_answers_for_each_environment() {
     let project = Project::new();
     project.write("1_t_1.up.sql", &create_table(1));

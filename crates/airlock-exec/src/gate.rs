@@ -75,10 +75,6 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
             ));
         }
     }
-    if !behind.is_empty() {
-        let list: Vec<String> = behind.iter().map(|p| format!("{} ({})", p.version, p.name)).collect();
-        reasons.push(format!("behind by {} migration{}: {}", behind.len(), if behind.len() == 1 { "" } else { "s" }, list.join(", ")));
-    }
     for problem in &status.problems {
         let version = problem.version.as_deref().unwrap_or("?");
         let reason = match problem.code {
@@ -93,6 +89,11 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
             _ => continue,
         };
         reasons.push(reason);
+    }
+    // Behind comes last: while a run is in progress or failed, that is the news.
+    if !behind.is_empty() {
+        let list: Vec<String> = behind.iter().map(|p| format!("{} ({})", p.version, p.name)).collect();
+        reasons.push(format!("behind by {} migration{}: {}", behind.len(), if behind.len() == 1 { "" } else { "s" }, list.join(", ")));
     }
     GateReport {
         satisfied: reasons.is_empty(),

@@ -23,6 +23,7 @@
 mod block;
 mod classify;
 mod lexer;
+pub mod parse;
 mod split;
 
 pub use classify::{StatementInfo, TxControl, TxNeed, classify};

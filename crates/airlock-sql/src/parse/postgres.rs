@@ -1,0 +1,473 @@
+//! PostgreSQL: `pg_query`'s parse tree → [`Op`]s. Type names are rendered as
+//! PostgreSQL's `format_type` prints them, so they compare with the live catalog.
+
+use pg_query::protobuf::{
+    self, AlterTableType, ConstrType, DropBehavior, ObjectType, TransactionStmtKind,
+};
+use pg_query::NodeEnum;
+
+use super::{AlterAction, ColumnSpec, Constraint, Expr, Op, ParseError, TableName, TxKind};
+
+pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
+    let tree = pg_query::parse(sql).map_err(|e| ParseError { message: e.to_string() })?;
+    Ok(tree
+        .protobuf
+        .stmts
+        .iter()
+        .filter_map(|raw| raw.stmt.as_ref()?.node.as_ref().map(|n| (n, raw.stmt_location.max(0) as usize)))
+        .map(|(node, start)| op(node, start))
+        .collect())
+}
+
+fn offset(location: i32, start: usize) -> usize {
+    if location >= 0 { location as usize } else { start }
+}
+
+fn table(range: Option<&protobuf::RangeVar>) -> TableName {
+    match range {
+        Some(r) => TableName { schema: (!r.schemaname.is_empty()).then(|| r.schemaname.clone()), name: r.relname.clone() },
+        None => TableName::bare("?"),
+    }
+}
+
+fn strings(nodes: &[protobuf::Node]) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|n| match n.node.as_ref()? {
+            NodeEnum::String(s) => Some(s.sval.clone()),
+            NodeEnum::IndexElem(e) if !e.name.is_empty() => Some(e.name.clone()),
+            NodeEnum::IndexElem(e) => e.expr.as_deref().map(|x| expr(x).text),
+            _ => None,
+        })
+        .collect()
+}
+
+fn qualified(nodes: &[protobuf::Node]) -> String {
+    strings(nodes).join(".")
+}
+
+fn range_name(node: &protobuf::Node) -> Option<TableName> {
+    match node.node.as_ref()? {
+        NodeEnum::RangeVar(r) => Some(table(Some(r))),
+        NodeEnum::List(l) => {
+            let parts = strings(&l.items);
+            match parts.as_slice() {
+                [name] => Some(TableName::bare(name)),
+                [.., schema, name] => Some(TableName { schema: Some(schema.clone()), name: name.clone() }),
+                [] => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `format_type`'s names for the internal ones the parser produces.
+fn sql_type_name(internal: &str) -> &str {
+    match internal {
+        "int8" => "bigint",
+        "int4" => "integer",
+        "int2" => "smallint",
+        "float8" => "double precision",
+        "float4" => "real",
+        "bool" => "boolean",
+        "varchar" => "character varying",
+        "bpchar" => "character",
+        "timestamptz" => "timestamp with time zone",
+        "timestamp" => "timestamp without time zone",
+        "timetz" => "time with time zone",
+        "time" => "time without time zone",
+        "varbit" => "bit varying",
+        other => other,
+    }
+}
+
+fn type_name(t: Option<&protobuf::TypeName>) -> String {
+    let Some(t) = t else { return String::new() };
+    let names = strings(&t.names);
+    let base = names.last().map(String::as_str).unwrap_or("?");
+    let mut text = sql_type_name(base).to_owned();
+    let mods: Vec<String> = t.typmods.iter().map(|m| expr(m).text).collect();
+    if !mods.is_empty() {
+        if let Some(rest) = text.strip_prefix("timestamp ").or_else(|| text.strip_prefix("time ")) {
+            // timestamp(3) with time zone
+            let head = if text.starts_with("timestamp") { "timestamp" } else { "time" };
+            text = format!("{head}({}) {rest}", mods.join(","));
+        } else {
+            text = format!("{text}({})", mods.join(","));
+        }
+    }
+    for _ in &t.array_bounds {
+        text.push_str("[]");
+    }
+    text
+}
+
+/// An expression's approximate text and the functions it calls.
+fn expr(node: &protobuf::Node) -> Expr {
+    let mut functions = Vec::new();
+    let text = render(node, &mut functions);
+    Expr { text, functions }
+}
+
+fn render(node: &protobuf::Node, functions: &mut Vec<String>) -> String {
+    let Some(n) = node.node.as_ref() else { return String::new() };
+    match n {
+        NodeEnum::AConst(c) => match &c.val {
+            _ if c.isnull => "NULL".to_owned(),
+            Some(protobuf::a_const::Val::Ival(i)) => i.ival.to_string(),
+            Some(protobuf::a_const::Val::Fval(f)) => f.fval.clone(),
+            Some(protobuf::a_const::Val::Boolval(b)) => b.boolval.to_string(),
+            Some(protobuf::a_const::Val::Sval(s)) => format!("'{}'", s.sval.replace('\'', "''")),
+            Some(protobuf::a_const::Val::Bsval(s)) => s.bsval.clone(),
+            None => "NULL".to_owned(),
+        },
+        NodeEnum::Integer(i) => i.ival.to_string(),
+        NodeEnum::String(s) => s.sval.clone(),
+        NodeEnum::FuncCall(f) => {
+            let name = strings(&f.funcname);
+            if let Some(last) = name.last() {
+                functions.push(last.to_lowercase());
+            }
+            let args: Vec<String> = f.args.iter().map(|a| render(a, functions)).collect();
+            format!("{}({})", name.join("."), if f.agg_star { "*".to_owned() } else { args.join(", ") })
+        }
+        NodeEnum::TypeCast(c) => {
+            let inner = c.arg.as_deref().map(|a| render(a, functions)).unwrap_or_default();
+            format!("{inner}::{}", type_name(c.type_name.as_ref()))
+        }
+        NodeEnum::ColumnRef(c) => qualified(&c.fields),
+        NodeEnum::SqlvalueFunction(f) => {
+            let name = match f.op() {
+                protobuf::SqlValueFunctionOp::SvfopCurrentDate => "CURRENT_DATE",
+                protobuf::SqlValueFunctionOp::SvfopCurrentTime | protobuf::SqlValueFunctionOp::SvfopCurrentTimeN => "CURRENT_TIME",
+                protobuf::SqlValueFunctionOp::SvfopCurrentTimestamp | protobuf::SqlValueFunctionOp::SvfopCurrentTimestampN => "CURRENT_TIMESTAMP",
+                protobuf::SqlValueFunctionOp::SvfopLocaltime | protobuf::SqlValueFunctionOp::SvfopLocaltimeN => "LOCALTIME",
+                protobuf::SqlValueFunctionOp::SvfopLocaltimestamp | protobuf::SqlValueFunctionOp::SvfopLocaltimestampN => "LOCALTIMESTAMP",
+                _ => "CURRENT_USER",
+            };
+            name.to_owned()
+        }
+        NodeEnum::AExpr(e) => {
+            let op = qualified(&e.name);
+            let left = e.lexpr.as_deref().map(|l| render(l, functions)).unwrap_or_default();
+            let right = e.rexpr.as_deref().map(|r| render(r, functions)).unwrap_or_default();
+            format!("{left} {op} {right}").trim().to_owned()
+        }
+        NodeEnum::BoolExpr(b) => {
+            let parts: Vec<String> = b.args.iter().map(|a| render(a, functions)).collect();
+            let joiner = match b.boolop() {
+                protobuf::BoolExprType::AndExpr => " AND ",
+                protobuf::BoolExprType::OrExpr => " OR ",
+                _ => " NOT ",
+            };
+            parts.join(joiner)
+        }
+        NodeEnum::NullTest(t) => {
+            let inner = t.arg.as_deref().map(|a| render(a, functions)).unwrap_or_default();
+            let test = if t.nulltesttype() == protobuf::NullTestType::IsNull { "IS NULL" } else { "IS NOT NULL" };
+            format!("{inner} {test}")
+        }
+        NodeEnum::List(l) => l.items.iter().map(|i| render(i, functions)).collect::<Vec<_>>().join(", "),
+        other => {
+            // Walk unknown nodes for function calls, so volatility is still seen.
+            for (child, _, _, _) in other.nodes() {
+                if let pg_query::NodeRef::FuncCall(f) = child {
+                    if let Some(last) = strings(&f.funcname).last() {
+                        functions.push(last.to_lowercase());
+                    }
+                }
+            }
+            "…".to_owned()
+        }
+    }
+}
+
+fn column(def: &protobuf::ColumnDef, start: usize) -> ColumnSpec {
+    let data_type = type_name(def.type_name.as_ref());
+    let mut spec = ColumnSpec {
+        name: def.colname.clone(),
+        identity: !def.identity.is_empty() || matches!(data_type.as_str(), "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"),
+        data_type,
+        not_null: def.is_not_null,
+        default: def.raw_default.as_deref().map(expr),
+        collation: def.coll_clause.as_ref().map(|c| qualified(&c.collname)),
+        at: offset(def.location, start),
+        ..ColumnSpec::default()
+    };
+    for c in &def.constraints {
+        let Some(NodeEnum::Constraint(c)) = c.node.as_ref() else { continue };
+        match c.contype() {
+            ConstrType::ConstrNotnull => spec.not_null = true,
+            ConstrType::ConstrDefault => spec.default = c.raw_expr.as_deref().map(expr),
+            ConstrType::ConstrIdentity => spec.identity = true,
+            ConstrType::ConstrGenerated => spec.generated_stored = true,
+            ConstrType::ConstrPrimary => {
+                spec.primary_key = true;
+                spec.not_null = true;
+            }
+            ConstrType::ConstrUnique => spec.unique = true,
+            ConstrType::ConstrForeign => spec.references = Some(table(c.pktable.as_ref())),
+            _ => {}
+        }
+    }
+    spec
+}
+
+fn name_of(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn constraint(c: &protobuf::Constraint) -> Constraint {
+    let name = name_of(&c.conname);
+    let using_index = name_of(&c.indexname);
+    match c.contype() {
+        ConstrType::ConstrPrimary => Constraint::PrimaryKey { name, columns: strings(&c.keys), using_index },
+        ConstrType::ConstrUnique => Constraint::Unique { name, columns: strings(&c.keys), using_index },
+        ConstrType::ConstrForeign => Constraint::ForeignKey {
+            name,
+            columns: strings(&c.fk_attrs),
+            references: table(c.pktable.as_ref()),
+            ref_columns: strings(&c.pk_attrs),
+            not_valid: c.skip_validation,
+        },
+        ConstrType::ConstrCheck => Constraint::Check {
+            name,
+            expr: c.raw_expr.as_deref().map(expr).unwrap_or_default(),
+            not_valid: c.skip_validation,
+        },
+        other => Constraint::Other { name, kind: format!("{other:?}") },
+    }
+}
+
+fn alter_action(cmd: &protobuf::AlterTableCmd, start: usize) -> (AlterAction, usize) {
+    let column_name = cmd.name.clone();
+    let def = cmd.def.as_deref().and_then(|d| d.node.as_ref());
+    let action = match (cmd.subtype(), def) {
+        (AlterTableType::AtAddColumn, Some(NodeEnum::ColumnDef(c))) => {
+            let spec = column(c, start);
+            let at = spec.at;
+            return (AlterAction::AddColumn(spec), at);
+        }
+        (AlterTableType::AtDropColumn, _) => AlterAction::DropColumn { column: column_name },
+        (AlterTableType::AtAlterColumnType, Some(NodeEnum::ColumnDef(c))) => {
+            let using = c.raw_default.as_deref().map(expr);
+            return (
+                AlterAction::AlterColumnType { column: column_name, data_type: type_name(c.type_name.as_ref()), using },
+                offset(c.location, start),
+            );
+        }
+        (AlterTableType::AtSetNotNull, _) => AlterAction::SetNotNull { column: column_name },
+        (AlterTableType::AtDropNotNull, _) => AlterAction::DropNotNull { column: column_name },
+        (AlterTableType::AtColumnDefault, Some(d)) => AlterAction::SetDefault {
+            column: column_name,
+            default: expr(&protobuf::Node { node: Some(d.clone()) }),
+        },
+        (AlterTableType::AtColumnDefault, None) => AlterAction::DropDefault { column: column_name },
+        (AlterTableType::AtAddConstraint, Some(NodeEnum::Constraint(c))) => {
+            return (AlterAction::AddConstraint(constraint(c)), offset(c.location, start));
+        }
+        (AlterTableType::AtValidateConstraint, _) => AlterAction::ValidateConstraint { name: column_name },
+        (AlterTableType::AtDropConstraint, _) => AlterAction::DropConstraint { name: column_name },
+        (other, _) => AlterAction::Other { what: format!("{other:?}").trim_start_matches("At").to_owned() },
+    };
+    (action, start)
+}
+
+fn behavior_cascade(behavior: i32) -> bool {
+    behavior == DropBehavior::DropCascade as i32
+}
+
+fn op(node: &NodeEnum, start: usize) -> Op {
+    match node {
+        NodeEnum::CreateStmt(s) => {
+            let mut columns = Vec::new();
+            let mut constraints = Vec::new();
+            for elt in &s.table_elts {
+                match elt.node.as_ref() {
+                    Some(NodeEnum::ColumnDef(c)) => columns.push(column(c, start)),
+                    Some(NodeEnum::Constraint(c)) => constraints.push(constraint(c)),
+                    _ => {}
+                }
+            }
+            Op::CreateTable { table: table(s.relation.as_ref()), columns, constraints, as_select: false }
+        }
+        NodeEnum::CreateTableAsStmt(s) if s.objtype() == ObjectType::ObjectTable => Op::CreateTable {
+            table: table(s.into.as_ref().and_then(|i| i.rel.as_ref())),
+            columns: Vec::new(),
+            constraints: Vec::new(),
+            as_select: true,
+        },
+        NodeEnum::AlterTableStmt(s) if s.objtype() == ObjectType::ObjectTable => Op::AlterTable {
+            table: table(s.relation.as_ref()),
+            actions: s
+                .cmds
+                .iter()
+                .filter_map(|c| match c.node.as_ref()? {
+                    NodeEnum::AlterTableCmd(cmd) => Some(alter_action(cmd, start)),
+                    _ => None,
+                })
+                .collect(),
+        },
+        NodeEnum::IndexStmt(s) => Op::CreateIndex {
+            name: name_of(&s.idxname),
+            table: table(s.relation.as_ref()),
+            columns: strings(&s.index_params),
+            unique: s.unique,
+            concurrently: s.concurrent,
+        },
+        NodeEnum::DropStmt(s) => match s.remove_type() {
+            ObjectType::ObjectIndex => Op::DropIndex {
+                names: s.objects.iter().filter_map(range_name).map(|t| t.to_string()).collect(),
+                concurrently: s.concurrent,
+            },
+            ObjectType::ObjectTable => Op::DropTable {
+                tables: s.objects.iter().filter_map(range_name).collect(),
+                cascade: behavior_cascade(s.behavior),
+            },
+            other => Op::Other { kind: format!("DROP {}", object_kind(other)) },
+        },
+        NodeEnum::RenameStmt(s) => match (s.rename_type(), s.relation_type()) {
+            (ObjectType::ObjectTable, _) => {
+                let from = table(s.relation.as_ref());
+                let to = TableName { schema: from.schema.clone(), name: s.newname.clone() };
+                Op::RenameTable { from, to }
+            }
+            (ObjectType::ObjectColumn, ObjectType::ObjectTable) => Op::AlterTable {
+                table: table(s.relation.as_ref()),
+                actions: vec![(AlterAction::RenameColumn { from: s.subname.clone(), to: s.newname.clone() }, start)],
+            },
+            (other, _) => Op::Other { kind: format!("ALTER {} RENAME", object_kind(other)) },
+        },
+        NodeEnum::TruncateStmt(s) => Op::Truncate {
+            tables: s.relations.iter().filter_map(range_name).collect(),
+            cascade: behavior_cascade(s.behavior),
+        },
+        NodeEnum::InsertStmt(s) => Op::Insert { table: table(s.relation.as_ref()) },
+        NodeEnum::UpdateStmt(s) => Op::Update { table: table(s.relation.as_ref()), has_where: s.where_clause.is_some() },
+        NodeEnum::DeleteStmt(s) => Op::Delete { table: table(s.relation.as_ref()), has_where: s.where_clause.is_some() },
+        NodeEnum::VacuumStmt(s) if s.is_vacuumcmd => Op::Vacuum {
+            full: s.options.iter().any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "full")),
+            tables: s
+                .rels
+                .iter()
+                .filter_map(|r| match r.node.as_ref()? {
+                    NodeEnum::VacuumRelation(v) => Some(table(v.relation.as_ref())),
+                    _ => None,
+                })
+                .collect(),
+        },
+        NodeEnum::ClusterStmt(s) => Op::Cluster { table: s.relation.as_ref().map(|r| table(Some(r))) },
+        NodeEnum::ReindexStmt(s) => Op::Reindex {
+            concurrently: s.params.iter().any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "concurrently")),
+            target: s.relation.as_ref().map(|r| table(Some(r)).to_string()).unwrap_or_else(|| s.name.clone()),
+        },
+        NodeEnum::CreateTrigStmt(s) => Op::CreateTrigger { name: s.trigname.clone(), table: table(s.relation.as_ref()) },
+        NodeEnum::AlterEnumStmt(s) if s.old_val.is_empty() => Op::AddEnumValue { type_name: qualified(&s.type_name) },
+        NodeEnum::TransactionStmt(s) => Op::Transaction(match s.kind() {
+            TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart => TxKind::Begin,
+            TransactionStmtKind::TransStmtCommit => TxKind::Commit,
+            TransactionStmtKind::TransStmtRollback => TxKind::Rollback,
+            _ => TxKind::Other,
+        }),
+        other => Op::Other { kind: statement_kind(other) },
+    }
+}
+
+fn object_kind(kind: ObjectType) -> String {
+    format!("{kind:?}").trim_start_matches("Object").to_uppercase()
+}
+
+/// `CreateFunctionStmt` → `CREATE FUNCTION`, `SelectStmt` → `SELECT`.
+fn statement_kind(node: &NodeEnum) -> String {
+    let debug = format!("{node:?}");
+    let name = debug.split('(').next().unwrap_or("").trim_end_matches("Stmt");
+    let mut words = Vec::new();
+    let mut word = String::new();
+    for ch in name.chars() {
+        if ch.is_uppercase() && !word.is_empty() {
+            words.push(std::mem::take(&mut word));
+        }
+        word.push(ch.to_ascii_uppercase());
+    }
+    words.push(word);
+    words.join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> Op {
+        let mut ops = parse(sql).unwrap();
+        assert_eq!(ops.len(), 1, "{ops:?}");
+        ops.remove(0)
+    }
+
+    #[test]
+    fn alter_table_actions() {
+        let Op::AlterTable { table, actions } = one(
+            "ALTER TABLE app.orders ADD COLUMN total numeric(10,2) NOT NULL DEFAULT 0, ALTER COLUMN note TYPE varchar(20), \
+             ALTER COLUMN status SET NOT NULL, ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID, \
+             VALIDATE CONSTRAINT fk2, DROP COLUMN legacy",
+        ) else {
+            panic!()
+        };
+        assert_eq!(table.to_string(), "app.orders");
+        let kinds: Vec<&AlterAction> = actions.iter().map(|(a, _)| a).collect();
+        let AlterAction::AddColumn(c) = kinds[0] else { panic!("{kinds:?}") };
+        assert_eq!((c.name.as_str(), c.data_type.as_str(), c.not_null), ("total", "numeric(10,2)", true));
+        assert_eq!(c.default.as_ref().unwrap().text, "0");
+        assert_eq!(kinds[1], &AlterAction::AlterColumnType { column: "note".into(), data_type: "character varying(20)".into(), using: None });
+        assert_eq!(kinds[2], &AlterAction::SetNotNull { column: "status".into() });
+        let AlterAction::AddConstraint(Constraint::ForeignKey { references, not_valid, columns, .. }) = kinds[3] else { panic!() };
+        assert_eq!((references.name.as_str(), *not_valid, columns.as_slice()), ("users", true, &["user_id".to_owned()][..]));
+        assert_eq!(kinds[4], &AlterAction::ValidateConstraint { name: "fk2".into() });
+        assert_eq!(kinds[5], &AlterAction::DropColumn { column: "legacy".into() });
+    }
+
+    #[test]
+    fn indexes_drops_and_maintenance() {
+        assert_eq!(
+            one("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS i ON t (a, lower(b))"),
+            Op::CreateIndex {
+                name: Some("i".into()),
+                table: TableName::bare("t"),
+                columns: vec!["a".into(), "lower(b)".into()],
+                unique: true,
+                concurrently: true
+            }
+        );
+        assert_eq!(one("DROP INDEX CONCURRENTLY s.i"), Op::DropIndex { names: vec!["s.i".into()], concurrently: true });
+        assert_eq!(one("DROP TABLE a, b CASCADE"), Op::DropTable { tables: vec![TableName::bare("a"), TableName::bare("b")], cascade: true });
+        assert_eq!(one("TRUNCATE t CASCADE"), Op::Truncate { tables: vec![TableName::bare("t")], cascade: true });
+        assert_eq!(one("VACUUM (FULL) t"), Op::Vacuum { full: true, tables: vec![TableName::bare("t")] });
+        assert_eq!(one("REINDEX (CONCURRENTLY) TABLE t"), Op::Reindex { concurrently: true, target: "t".into() });
+        assert_eq!(one("ALTER TYPE mood ADD VALUE 'meh'"), Op::AddEnumValue { type_name: "mood".into() });
+        assert_eq!(one("ALTER TABLE t RENAME TO u"), Op::RenameTable { from: TableName::bare("t"), to: TableName::bare("u") });
+        assert_eq!(one("COMMIT"), Op::Transaction(TxKind::Commit));
+        assert_eq!(one("CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql"), Op::Other { kind: "CREATE FUNCTION".into() });
+    }
+
+    #[test]
+    fn columns_keep_their_attributes_and_defaults_their_functions() {
+        let Op::CreateTable { columns, constraints, .. } = one(
+            "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz DEFAULT now(), \
+             token uuid DEFAULT gen_random_uuid(), tags text[], UNIQUE (token))",
+        ) else {
+            panic!()
+        };
+        assert!(columns[0].identity && columns[0].primary_key && columns[0].not_null);
+        assert_eq!(columns[1].data_type, "timestamp with time zone");
+        assert_eq!(columns[1].default.as_ref().unwrap().functions, ["now"]);
+        assert_eq!(columns[2].default.as_ref().unwrap().text, "gen_random_uuid()");
+        assert_eq!(columns[3].data_type, "text[]");
+        assert!(matches!(&constraints[0], Constraint::Unique { columns, .. } if columns == &["token".to_owned()]));
+    }
+
+    #[test]
+    fn dml_knows_its_where() {
+        assert_eq!(one("UPDATE t SET a = 1"), Op::Update { table: TableName::bare("t"), has_where: false });
+        assert_eq!(one("DELETE FROM t WHERE a = 1"), Op::Delete { table: TableName::bare("t"), has_where: true });
+        assert!(parse("ALTER TABLE t ADD COLUMN").is_err());
+    }
+}

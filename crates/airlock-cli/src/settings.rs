@@ -217,15 +217,22 @@ pub fn all_environments(global: &Global) -> Result<(Environments, Option<String>
             options(global)?;
             Some(name.clone())
         }
-        None => match options(global) {
-            Ok(options) => {
-                out.push(("default".to_owned(), Ok(options)));
+        None => {
+            let env_var = std::env::var("DATABASE_URL").is_ok_and(|v| !v.is_empty());
+            let has_database = global.database_url.is_some() || env_var || config.url.is_some();
+            if has_database || config.environments.is_empty() {
+                if config.environments.contains_key("default") {
+                    return Err(SettingsError(
+                        "airlock.toml has an [environments.default], and `default` is also the name `serve` gives the database chosen by --database-url, DATABASE_URL or `url`: rename that environment, or pass --env default".to_owned(),
+                    ));
+                }
+                out.push(("default".to_owned(), Ok(options(global)?)));
                 Some("default".to_owned())
+            } else {
+                // No database outside the environments: requests must name one.
+                None
             }
-            // No database outside the environments: requests must name one.
-            Err(_) if !config.environments.is_empty() => None,
-            Err(e) => return Err(e),
-        },
+        }
     };
     for name in config.environments.keys() {
         let only_this = Global {

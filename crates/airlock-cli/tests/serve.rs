@@ -336,12 +336,12 @@ fn recovers_when_the_database_comes_back(engine: Engine) {
 
 #[test]
 fn postgres_serve_reports_a_real_migration_in_progress() {
-    real_migration_in_progress(Engine::Postgres, "SELECT pg_sleep(3);\n");
+    real_migration_in_progress(Engine::Postgres, "SELECT pg_sleep(5);\n");
 }
 
 #[test]
 fn mysql_serve_reports_a_real_migration_in_progress() {
-    real_migration_in_progress(Engine::MySql, "DO SLEEP(3);\n");
+    real_migration_in_progress(Engine::MySql, "DO SLEEP(5);\n");
 }
 
 /// A slow migration really running in another process: dirty while it runs, ready right after.
@@ -361,7 +361,7 @@ fn real_migration_in_progress(engine: Engine, slow: &str) {
         if body["state"] == "dirty" {
             break body;
         }
-        assert!(started.elapsed() < Duration::from_secs(3), "never saw the run in progress: {body}");
+        assert!(started.elapsed() < Duration::from_secs(4), "never saw the run in progress: {body}");
         thread::sleep(Duration::from_millis(50));
     };
     assert!(dirty["reasons"][0].as_str().unwrap().starts_with("in progress:"), "{dirty}");
@@ -406,4 +406,53 @@ fn serve_answers_for_each_environment() {
     assert_eq!((code, &body["error"]), (400, &Value::from("name an environment with ?env=NAME (known: a, b, c)")), "{body}");
     assert_eq!(server.metric("airlock_up{environment=\"a\"}"), Some(1.0));
     assert_eq!(server.metric("airlock_up{environment=\"c\"}"), Some(0.0));
+}
+
+#[test]
+fn serve_never_shows_a_password() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write("1_t_1.up.sql", &create_table(1));
+    project.run(&db, &["migrate"]).expect(0);
+    // The harness trusts loopback, so these passwords are sent and ignored.
+    let with_password = db.url.replacen("postgres@", "postgres:hunter2@", 1);
+    let in_query = format!("{}?password=hunter2", db.url);
+    project.write_config(&format!(
+        "[environments.query]\nurl = \"{in_query}\"\n[environments.broken]\nurl = \"postgres://app:hunter2/x@db:notaport/shop\"\n"
+    ));
+    let mut command = project.bare();
+    command.args(["--database-url", &with_password, "--dir"]).arg(project.dir());
+    command.args(["serve", "--listen", "127.0.0.1:0", "--max-age", "0"]);
+    let server = Server::start(command);
+    for path in ["/status", "/gate?require=1", "/status?env=query", "/gate?env=query", "/status?env=broken", "/gate?env=broken", "/metrics"] {
+        let (_, body) = server.get(path);
+        assert!(!body.contains("hunter2"), "{path} shows the password: {body}");
+    }
+    assert_eq!(server.json("/status?env=query").0, 200);
+    let (code, broken) = server.json("/status?env=broken");
+    assert_eq!(code, 503, "{broken}");
+}
+
+#[test]
+fn serve_refuses_a_misspelt_question_and_a_bad_setup() {
+    let project = Project::new();
+    project.write("1_t_1.up.sql", &create_table(1));
+    let db = Db::new(Engine::Sqlite);
+    project.run(&db, &["migrate"]).expect(0);
+    let server = serve(&project, &db);
+    let (code, body) = server.json("/gate?require=1&enviroment=prod");
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("enviroment"), "{body}");
+    drop(server);
+
+    // A bad --database-url is an error even when airlock.toml has environments.
+    project.write_config(&format!("[environments.a]\nurl = \"{}\"\n", db.url));
+    let bad = common::Run::of(project.bare().args(["--database-url", "oracle://x/y", "serve", "--listen", "127.0.0.1:0"]).output().unwrap());
+    bad.expect(2);
+    assert!(bad.stderr.contains("oracle://x/y"), "{}", bad.stderr);
+    // An environment called `default` would be shadowed by the flag's database.
+    project.write_config(&format!("[environments.default]\nurl = \"{}\"\n", db.url));
+    let clash = common::Run::of(project.bare().args(["--database-url", &db.url, "serve", "--listen", "127.0.0.1:0"]).output().unwrap());
+    clash.expect(2);
+    assert!(clash.stderr.contains("[environments.default]"), "{}", clash.stderr);
 }

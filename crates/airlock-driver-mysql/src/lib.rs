@@ -383,8 +383,8 @@ impl Driver for MySqlDriver {
         self.conn.query_drop(sql).await.map_err(error)
     }
 
-    async fn make_read_only(&mut self) -> Result<()> {
-        self.conn.query_drop("SET SESSION TRANSACTION READ ONLY").await.map_err(error)
+    async fn begin_read_only(&mut self) -> Result<()> {
+        self.conn.query_drop("START TRANSACTION READ ONLY").await.map_err(error)
     }
 
     async fn begin(&mut self) -> Result<()> {

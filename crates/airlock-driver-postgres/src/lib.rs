@@ -524,11 +524,13 @@ impl Driver for PostgresDriver {
         Ok(())
     }
 
-    async fn make_read_only(&mut self) -> Result<()> {
-        // Behind a transaction-pooling PgBouncer a session setting may land on
-        // another server connection; the callers only read, so this is a guard,
-        // not the guarantee.
-        self.client.batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY").await.map_err(error)
+    async fn begin_read_only(&mut self) -> Result<()> {
+        // A transaction, not a session setting: behind a transaction-pooling
+        // PgBouncer a session setting would stay on a server connection that
+        // other clients get next.
+        self.client.batch_execute("BEGIN READ ONLY").await.map_err(error)?;
+        self.in_transaction = true;
+        Ok(())
     }
 
     async fn begin(&mut self) -> Result<()> {

@@ -114,6 +114,25 @@ impl SqliteDriver {
         Ok(SqliteDriver { conn })
     }
 
+    /// Opens an existing file read-only (for `serve` and the gate): SQLite then
+    /// never writes to it, not even to roll back a leftover journal, and a
+    /// locked file is waited for at most a second.
+    pub fn open_read_only(url: &DatabaseUrl) -> Result<SqliteDriver> {
+        let path = url.sqlite_path().unwrap_or_default();
+        if !Path::new(path).exists() {
+            return Err(DriverError::new(
+                ErrorKind::Connection,
+                format!("the SQLite database `{path}` does not exist (`airlock migrate` creates it)"),
+            ));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| {
+            DriverError::new(ErrorKind::Connection, format!("cannot open the SQLite database `{path}`: {e}"))
+        })?;
+        conn.busy_timeout(Duration::from_secs(1)).map_err(error)?;
+        Ok(SqliteDriver { conn })
+    }
+
     fn table_exists(&self, table: &str) -> Result<bool> {
         self.conn
             .query_row("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1", [table], |_| Ok(()))
@@ -359,8 +378,9 @@ impl Driver for SqliteDriver {
         self.conn.busy_timeout(busy).map_err(error)
     }
 
-    async fn make_read_only(&mut self) -> Result<()> {
-        self.conn.execute_batch("PRAGMA query_only = ON").map_err(error)
+    async fn begin_read_only(&mut self) -> Result<()> {
+        // Deferred: a shared lock at the first read, one snapshot for all of them.
+        self.conn.execute_batch("BEGIN DEFERRED").map_err(error)
     }
 
     async fn begin(&mut self) -> Result<()> {

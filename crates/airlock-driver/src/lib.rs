@@ -234,9 +234,10 @@ pub trait Driver: Send {
     /// Sets the session's lock and statement timeouts.
     async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()>;
 
-    /// Makes this session refuse writes for the rest of its life: for `serve`
-    /// and the gate, which only ever read.
-    async fn make_read_only(&mut self) -> Result<()>;
+    /// Opens a read-only transaction (ended by `rollback`): for `serve`, whose
+    /// reads then see one snapshot and cannot write. A transaction rather than a
+    /// session setting, which would outlive the read behind a connection pooler.
+    async fn begin_read_only(&mut self) -> Result<()>;
 
     /// Opens a transaction.
     async fn begin(&mut self) -> Result<()>;

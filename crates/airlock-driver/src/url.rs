@@ -88,16 +88,38 @@ impl DatabaseUrl {
     }
 }
 
-/// Replaces the password of a URL-like text with `***`.
+/// Replaces every password in a URL-like text with `***`: the userinfo's
+/// (up to the last `@`, so an unencoded `/`, `?` or `#` in it is still hidden)
+/// and query parameters whose name says secret (`password`, `sslpassword`,
+/// `*token*`, `*secret*`). When in doubt it hides more, never less.
 pub fn redact(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else { return raw.to_owned() };
-    let after = &raw[scheme_end + 3..];
-    let authority_end = after.find(['/', '?', '#']).unwrap_or(after.len());
-    let authority = &after[..authority_end];
-    let Some(at) = authority.rfind('@') else { return raw.to_owned() };
-    let userinfo = &authority[..at];
-    let Some(colon) = userinfo.find(':') else { return raw.to_owned() };
-    format!("{}{}:***{}", &raw[..scheme_end + 3], &userinfo[..colon], &after[at..])
+    let (head, rest) = raw.split_at(scheme_end + 3);
+    let rest = match rest.rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            match userinfo.find(':') {
+                Some(colon) => format!("{}:***{}", &userinfo[..colon], &rest[at..]),
+                None => rest.to_owned(),
+            }
+        }
+        None => rest.to_owned(),
+    };
+    let Some(q) = rest.find('?') else { return format!("{head}{rest}") };
+    let (before, query) = rest.split_at(q + 1);
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if is_secret(key) => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{head}{before}{}", query.join("&"))
+}
+
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token"].iter().any(|word| key.contains(word))
 }
 
 impl fmt::Display for DatabaseUrl {
@@ -135,5 +157,16 @@ mod tests {
         assert_eq!(redact("mysql://root@h/x"), "mysql://root@h/x");
         let err = DatabaseUrl::parse("oracle://u:hunter2@h/x").unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
+        // A password with unencoded URL delimiters, or in the query string.
+        for (raw, shown) in [
+            ("postgres://app:s3cr/t@db/shop", "postgres://app:***@db/shop"),
+            ("postgres://app:a?b#c@db/shop", "postgres://app:***@db/shop"),
+            ("postgres://db/shop?user=app&password=hunter2&sslmode=require", "postgres://db/shop?user=app&password=***&sslmode=require"),
+            ("mysql://db/x?PWD=hunter2", "mysql://db/x?PWD=***"),
+        ] {
+            assert_eq!(redact(raw), shown);
+        }
+        let err = DatabaseUrl::parse("postgres://app:s3cr/t@db:notaport/shop").unwrap_err().to_string();
+        assert!(!err.contains("s3cr"), "{err}");
     }
 }

@@ -83,7 +83,7 @@ pub(crate) fn judge_status(options: &Options, discovered: &Discovered, snap: Sna
         project: snap.project,
         database: options.url.to_string(),
         warnings: discovered.warnings.iter().map(|w| format!("{}: {}", w.path.display(), w.message)).collect(),
-        last_run: LastRun::of(&snap.history),
+        last_run: LastRun::of(&snap.history, snap.lease.as_ref().map(|l| l.acquired_at)),
     };
     (report, latest)
 }

@@ -92,6 +92,14 @@ impl Options {
     }
 }
 
+/// Connects for reading only: a SQLite file is opened read-only (and must exist).
+pub(crate) async fn connect_read_only(url: &DatabaseUrl) -> Result<Box<dyn Driver>, DriverError> {
+    match url.engine() {
+        Engine::Sqlite => Ok(Box::new(SqliteDriver::open_read_only(url)?)),
+        _ => connect(url, false).await,
+    }
+}
+
 /// Connects to the database named by `url`. `create` lets SQLite create a missing file.
 pub async fn connect(url: &DatabaseUrl, create: bool) -> Result<Box<dyn Driver>, DriverError> {
     Ok(match url.engine() {

@@ -166,10 +166,14 @@ pub struct LastRun {
 const RUN_GAP_SECS: i64 = 5;
 
 impl LastRun {
-    /// Reads the last run off history. Pure.
-    pub fn of(history: &[HistoryRecord]) -> Option<LastRun> {
-        let mut done: Vec<(&HistoryRecord, DateTime<Utc>)> =
-            history.iter().filter_map(|r| r.finished_at.map(|f| (r, f))).collect();
+    /// Reads the last run off history, leaving out what a run in progress
+    /// since `running_since` has done so far. Pure.
+    pub fn of(history: &[HistoryRecord], running_since: Option<DateTime<Utc>>) -> Option<LastRun> {
+        let mut done: Vec<(&HistoryRecord, DateTime<Utc>)> = history
+            .iter()
+            .filter(|r| running_since.is_none_or(|since| r.started_at < since))
+            .filter_map(|r| r.finished_at.map(|f| (r, f)))
+            .collect();
         done.sort_by_key(|(r, finished)| (*finished, r.started_at));
         let (last, finished) = *done.last()?;
         let mut first = last;
@@ -257,7 +261,7 @@ mod tests {
 
     #[test]
     fn last_run_is_the_newest_back_to_back_group_of_one_runner() {
-        assert_eq!(LastRun::of(&[]), None);
+        assert_eq!(LastRun::of(&[], None), None);
         let history = [
             record("1", "ci", 0, 1, RunState::Succeeded),
             // An hour later, three migrations back to back; the last one failed.
@@ -265,14 +269,14 @@ mod tests {
             record("3", "ci", 3602, 1, RunState::Succeeded),
             record("4", "ci", 3604, 3, RunState::Failed),
         ];
-        let run = LastRun::of(&history).unwrap();
+        let run = LastRun::of(&history, None).unwrap();
         assert_eq!((run.migrations, run.duration_ms, run.outcome), (3, 7000, "failed"));
         assert_eq!(run.host, "ci");
 
         // Another host's migration right after is a run of its own.
         let mut other = history.to_vec();
         other.push(record("5", "laptop", 3608, 1, RunState::Succeeded));
-        let run = LastRun::of(&other).unwrap();
+        let run = LastRun::of(&other, None).unwrap();
         assert_eq!((run.migrations, run.outcome, run.host.as_str()), (1, "succeeded", "laptop"));
 
         // A migration still running has not finished a run.
@@ -280,6 +284,13 @@ mod tests {
         let mut r = record("5", "ci", 3700, 0, RunState::Running);
         r.finished_at = None;
         running.push(r);
-        assert_eq!(LastRun::of(&running).unwrap().migrations, 3);
+        assert_eq!(LastRun::of(&running, None).unwrap().migrations, 3);
+
+        // While a run holds the lock, what it has finished so far is not "the last run".
+        let mut in_progress = history.to_vec();
+        in_progress.push(record("5", "ci", 3700, 1, RunState::Succeeded));
+        let since = in_progress[4].started_at;
+        assert_eq!(LastRun::of(&in_progress, Some(since)).unwrap().migrations, 3);
+        assert_eq!(LastRun::of(&in_progress, None).unwrap().migrations, 1);
     }
 }

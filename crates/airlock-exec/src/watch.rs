@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use airlock_core::Version;
-use airlock_driver::Driver;
+use airlock_driver::{Driver, DriverError, Engine, ErrorKind};
 
 use crate::admin::judge_status;
 use crate::error::ExecError;
@@ -62,20 +62,30 @@ impl Watcher {
     }
 
     /// Reads the migrations and the database's state now. Changes nothing.
+    /// When a kept connection fails (it may have died while idle), the read is
+    /// tried once more on a fresh one before the error is returned.
     pub async fn assess(&mut self) -> Result<Assessment, ExecError> {
-        let timeout = self.timeout;
-        let answer = match tokio::time::timeout(timeout, self.assess_once()).await {
-            Ok(answer) => answer,
-            Err(_) => Err(ExecError::Connect(airlock_driver::DriverError::new(
-                airlock_driver::ErrorKind::Connection,
-                format!("{} did not answer within {} s", self.ctx.options.url, timeout.as_secs_f64()),
-            ))),
-        };
-        if matches!(answer, Err(ExecError::Connect(_) | ExecError::Database { .. })) {
-            // Whatever broke, the next question starts from a fresh connection.
-            self.driver = None;
+        let reused = self.driver.is_some();
+        let answer = self.assess_within_timeout().await;
+        if answer.is_err() && reused && self.driver.is_none() {
+            return self.assess_within_timeout().await;
         }
         answer
+    }
+
+    async fn assess_within_timeout(&mut self) -> Result<Assessment, ExecError> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.assess_once()).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                // Cut off mid-read: the connection's state is unknown.
+                self.driver = None;
+                Err(ExecError::Connect(DriverError::new(
+                    ErrorKind::Connection,
+                    format!("{} did not answer within {} s", self.ctx.options.url, timeout.as_secs_f64()),
+                )))
+            }
+        }
     }
 
     async fn assess_once(&mut self) -> Result<Assessment, ExecError> {
@@ -83,17 +93,21 @@ impl Watcher {
         let options = &ctx.options;
         let discovered = options.source.discover_in_background();
         let read = async {
-            let driver = match kept {
-                Some(driver) => driver,
-                None => {
-                    let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
-                    driver.make_read_only().await.map_err(ExecError::Connect)?;
-                    kept.insert(driver)
-                }
+            let driver = match kept.take() {
+                Some(driver) => kept.insert(driver),
+                None => kept.insert(crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?),
             };
-            snapshot(driver.as_mut(), ctx).await
+            driver.begin_read_only().await.map_err(ExecError::Connect)?;
+            let snap = snapshot(driver.as_mut(), ctx).await;
+            let _ = driver.rollback().await;
+            snap
         };
         let (discovered, snap) = tokio::join!(discovered, read);
+        // A SQLite file is opened afresh for every read, so a file replaced by a
+        // restore is seen; a server connection is kept unless it failed.
+        if snap.is_err() || options.url.engine() == Engine::Sqlite {
+            *kept = None;
+        }
         let (status, latest) = judge_status(options, &discovered?, snap?);
         Ok(Assessment { status, latest })
     }

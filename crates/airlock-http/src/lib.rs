@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use airlock_core::Version;
 use airlock_exec::{Assessment, GateReport, Options, Requirement, Watcher};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -53,48 +54,67 @@ pub struct Config {
     pub read_timeout: Duration,
 }
 
-/// One read of an environment: when it started and what it found.
+/// One read of an environment: when it started and ended, and what it found.
 #[derive(Clone)]
 struct Read {
     started: Instant,
+    finished: Instant,
     answer: Arc<Result<Assessment, String>>,
+}
+
+impl Read {
+    /// Whether this read may answer a request that arrived at `arrived`: it
+    /// started at most `max_age` before, or it failed after the request arrived
+    /// (the database was unreachable while the request waited).
+    fn answers(&self, arrived: Instant, max_age: Duration) -> bool {
+        arrived.saturating_duration_since(self.started) <= max_age || (self.answer.is_err() && self.finished >= arrived)
+    }
 }
 
 struct Env {
     name: String,
-    options: Result<Options, String>,
+    options: Arc<Result<Options, String>>,
     /// Held while reading, so that concurrent requests share one read.
-    watcher: tokio::sync::Mutex<Option<Watcher>>,
-    last: Mutex<Option<Read>>,
+    watcher: Arc<tokio::sync::Mutex<Option<Watcher>>>,
+    last: Arc<Mutex<Option<Read>>>,
+}
+
+fn fresh(last: &Mutex<Option<Read>>, arrived: Instant, max_age: Duration) -> Option<Read> {
+    let last = last.lock().unwrap_or_else(|e| e.into_inner());
+    last.as_ref().filter(|r| r.answers(arrived, max_age)).cloned()
 }
 
 impl Env {
-    fn fresh(&self, arrived: Instant, max_age: Duration) -> Option<Read> {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.as_ref().filter(|r| r.started + max_age >= arrived).cloned()
-    }
-
-    /// The newest read that is fresh enough for a request that arrived at `arrived`, reading now if there is none.
+    /// The newest read that may answer a request that arrived at `arrived`,
+    /// reading now if there is none. The read runs in a task of its own: a
+    /// client that hangs up does not cut it off, and it is kept for the next request.
     async fn read(&self, arrived: Instant, max_age: Duration, timeout: Duration) -> Read {
-        if let Some(read) = self.fresh(arrived, max_age) {
+        if let Some(read) = fresh(&self.last, arrived, max_age) {
             return read;
         }
-        let mut watcher = self.watcher.lock().await;
-        // Another request may have read while this one waited for the watcher.
-        if let Some(read) = self.fresh(arrived, max_age) {
-            return read;
-        }
-        let started = Instant::now();
-        let answer = match &self.options {
-            Err(why) => Err(why.clone()),
-            Ok(options) => {
-                let watcher = watcher.get_or_insert_with(|| Watcher::new(options).with_timeout(timeout));
-                watcher.assess().await.map_err(|e| e.to_string())
+        let (watcher, last, options) = (Arc::clone(&self.watcher), Arc::clone(&self.last), Arc::clone(&self.options));
+        let task = tokio::spawn(async move {
+            let mut watcher = watcher.lock_owned().await;
+            // Another request may have read while this one waited for the watcher.
+            if let Some(read) = fresh(&last, arrived, max_age) {
+                return read;
             }
-        };
-        let read = Read { started, answer: Arc::new(answer) };
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some(read.clone());
-        read
+            let started = Instant::now();
+            let answer = match options.as_ref() {
+                Err(why) => Err(why.clone()),
+                Ok(options) => {
+                    let watcher = watcher.get_or_insert_with(|| Watcher::new(options).with_timeout(timeout));
+                    watcher.assess().await.map_err(|e| e.to_string())
+                }
+            };
+            let read = Read { started, finished: Instant::now(), answer: Arc::new(answer) };
+            *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(read.clone());
+            read
+        });
+        task.await.unwrap_or_else(|e| {
+            let now = Instant::now();
+            Read { started: now, finished: now, answer: Arc::new(Err(format!("the read stopped: {e}"))) }
+        })
     }
 }
 
@@ -113,7 +133,12 @@ pub fn router(config: Config) -> Router {
         .environments
         .into_iter()
         .map(|e| {
-            let env = Env { name: e.name.clone(), options: e.options, watcher: Default::default(), last: Mutex::new(None) };
+            let env = Env {
+                name: e.name.clone(),
+                options: Arc::new(e.options),
+                watcher: Default::default(),
+                last: Default::default(),
+            };
             (e.name, env)
         })
         .collect();
@@ -143,17 +168,22 @@ pub async fn serve(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EnvQuery {
     env: Option<String>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct GateQuery {
     env: Option<String>,
     require: Option<String>,
 }
 
 type AppState = State<Arc<Shared>>;
+
+/// How long `/metrics` waits for any one environment: under Prometheus's default 10 s scrape timeout.
+const METRICS_DEADLINE: Duration = Duration::from_secs(5);
 
 fn reply(code: StatusCode, body: serde_json::Value) -> Response {
     let mut response = (code, Json(body)).into_response();
@@ -195,8 +225,18 @@ async fn healthz() -> Response {
     response
 }
 
-async fn status(State(shared): AppState, Query(query): Query<EnvQuery>) -> Response {
+/// A query string that does not parse (an unknown or misspelt parameter) is a 400:
+/// a typo must not quietly gate the default environment.
+fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, Response> {
+    parsed.map(|Query(q)| q).map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+async fn status(State(shared): AppState, parsed: Result<Query<EnvQuery>, QueryRejection>) -> Response {
     let arrived = Instant::now();
+    let query = match query(parsed) {
+        Ok(q) => q,
+        Err(response) => return response,
+    };
     let env = match shared.env(query.env.as_deref()) {
         Ok(env) => env,
         Err(response) => return *response,
@@ -215,8 +255,12 @@ async fn status(State(shared): AppState, Query(query): Query<EnvQuery>) -> Respo
     }
 }
 
-async fn gate(State(shared): AppState, Query(query): Query<GateQuery>) -> Response {
+async fn gate(State(shared): AppState, parsed: Result<Query<GateQuery>, QueryRejection>) -> Response {
     let arrived = Instant::now();
+    let query = match query(parsed) {
+        Ok(q) => q,
+        Err(response) => return response,
+    };
     let requirement = match query.require.as_deref().map(str::trim) {
         None | Some("latest") | Some("") => Requirement::Latest,
         Some(text) => match Version::parse(text) {
@@ -258,13 +302,18 @@ fn unknown(requirement: &Requirement, why: &str) -> GateReport {
 async fn metrics(State(shared): AppState) -> Response {
     let arrived = Instant::now();
     let shared = shared.as_ref();
+    // One slow environment must not fail the whole scrape: past the deadline it
+    // shows as down, and its read goes on for the next scrape.
+    let deadline = shared.read_timeout.min(METRICS_DEADLINE);
     let reads = futures_util::future::join_all(shared.order.iter().map(|name| {
         let env = &shared.envs[name];
-        async move { (env.name.as_str(), shared.read(env, arrived).await) }
+        async move { (env.name.as_str(), tokio::time::timeout(deadline, shared.read(env, arrived)).await.ok()) }
     }))
     .await;
-    let observed: Vec<(&str, Option<&Assessment>)> =
-        reads.iter().map(|(name, read)| (*name, read.answer.as_ref().as_ref().ok())).collect();
+    let observed: Vec<(&str, Option<&Assessment>)> = reads
+        .iter()
+        .map(|(name, read)| (*name, read.as_ref().and_then(|r| r.answer.as_ref().as_ref().ok())))
+        .collect();
     match metrics::encode(&observed) {
         Ok(text) => {
             let mut response = text.into_response();

@@ -40,13 +40,13 @@ pub(crate) fn encode(observed: &[(&str, Option<&Assessment>)]) -> Result<String,
     );
     let version_info = Family::<EnvVersion, Gauge<f64, AtomicU64>>::default();
     registry.register("airlock_schema_version_info", "The newest applied migration version, as a label", version_info.clone());
-    let in_progress = gauge(&mut registry, "airlock_migration_in_progress", "1 while a migration run holds the lock or was cut off part-way");
+    let in_progress = gauge(&mut registry, "airlock_migration_in_progress", "1 while a migration run holds the lock");
     let pending = gauge(&mut registry, "airlock_pending_migrations", "Migrations in the directory not applied yet");
     let failed = gauge(&mut registry, "airlock_failed_migrations", "Migrations that failed or were cut off part-way and need a person");
     let problems = gauge(&mut registry, "airlock_problems", "Problems `airlock status` reports (edited files, unknown versions, wrong project...)");
     let last_duration = gauge(&mut registry, "airlock_last_run_duration_seconds", "How long the last finished run took");
     let last_time = gauge(&mut registry, "airlock_last_run_timestamp_seconds", "When the last finished run ended, in Unix seconds");
-    let last_ok = gauge(&mut registry, "airlock_last_run_succeeded", "Whether the last finished run's last migration succeeded");
+    let last_ok = gauge(&mut registry, "airlock_last_run_succeeded", "Whether the last finished run ended without a failed migration");
 
     for (name, assessment) in observed {
         let env = Env { environment: (*name).to_owned() };
@@ -65,7 +65,8 @@ pub(crate) fn encode(observed: &[(&str, Option<&Assessment>)]) -> Result<String,
         }
         let has = |code: &str| status.problems.iter().any(|p| p.code == code);
         let cut_off = status.problems.iter().filter(|p| p.code == "failed" || p.code == "interrupted").count();
-        in_progress.get_or_create(&env).set(f64::from(u8::from(status.lock.is_some() || has("in-progress") || has("interrupted"))));
+        // A run cut off part-way is not in progress: it counts as failed, below.
+        in_progress.get_or_create(&env).set(f64::from(u8::from(status.lock.is_some() || has("in-progress"))));
         pending.get_or_create(&env).set(status.pending.len() as f64);
         failed.get_or_create(&env).set(cut_off as f64);
         problems.get_or_create(&env).set(status.problems.len() as f64);
@@ -74,7 +75,8 @@ pub(crate) fn encode(observed: &[(&str, Option<&Assessment>)]) -> Result<String,
             if let Ok(finished) = DateTime::parse_from_rfc3339(&run.finished_at) {
                 last_time.get_or_create(&env).set(finished.timestamp_millis() as f64 / 1000.0);
             }
-            last_ok.get_or_create(&env).set(f64::from(u8::from(run.outcome == "succeeded")));
+            // A `down` that ran to the end left `rolled_back`: that run succeeded too.
+            last_ok.get_or_create(&env).set(f64::from(u8::from(run.outcome != "failed")));
         }
     }
     let mut text = String::new();

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+
 use proc_macro::TokenStream;
 use quote::quote;
 use syn::{parse_macro_input, LitStr};
@@ -26,9 +27,20 @@ fn expand(dir: &LitStr) -> Result<proc_macro2::TokenStream, String> {
         .map(PathBuf::from)
         .ok_or("CARGO_MANIFEST_DIR is not set: build with cargo")?
         .join(&relative);
-    airlock_core::discover(&root).map_err(|e| format!("airlock: the migrations in `{relative}` are not usable:\n{e}"))?;
-    let mut files = Vec::new();
-    collect(&root, &root, &mut files)?;
+    let found = airlock_core::discover(&root)
+        .map_err(|e| format!("airlock: the migrations in `{relative}` are not usable:\n{e}"))?;
+    // Exactly the files discovery read, so the program and the CLI agree by
+    // construction (a symlinked directory or a stray `.sql` file elsewhere is
+    // left out by both).
+    let mut files: Vec<(String, String)> = Vec::new();
+    for migration in &found.migrations {
+        for script in std::iter::once(&migration.up).chain(migration.down.as_ref()) {
+            let entry = embedded_path(&root, &script.path)?;
+            if !files.contains(&entry) {
+                files.push(entry);
+            }
+        }
+    }
     files.sort();
     let entries = files.iter().map(|(path, absolute)| {
         quote! { ::airlock::__private::EmbeddedFile { path: #path, bytes: include_bytes!(#absolute) } }
@@ -41,39 +53,18 @@ fn expand(dir: &LitStr) -> Result<proc_macro2::TokenStream, String> {
     })
 }
 
-/// Every `.sql` file under `dir`, one level of subdirectories deep (diesel's
-/// layout), as (path inside the root with `/`, absolute path). Other files are
-/// left out, as discovery ignores them.
-fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<(), String> {
-    let entries = std::fs::read_dir(dir).map_err(|e| format!("airlock: cannot read `{}`: {e}", dir.display()))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| format!("airlock: cannot list `{}`: {e}", dir.display()))?;
-        let path = entry.path();
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        if path.is_dir() {
-            if dir == root {
-                collect(root, &path, out)?;
-            }
-            continue;
-        }
-        if path.extension().is_none_or(|e| e != "sql") {
-            continue;
-        }
-        let inside = path.strip_prefix(root).map_err(|e| e.to_string())?;
-        let inside = inside
-            .to_str()
-            .ok_or_else(|| format!("airlock: `{}`: the file name is not valid UTF-8", path.display()))?
-            .replace(std::path::MAIN_SEPARATOR, "/");
-        let absolute = path
-            .to_str()
-            .ok_or_else(|| format!("airlock: `{}`: the path is not valid UTF-8", path.display()))?
-            .to_owned();
-        out.push((inside, absolute));
-    }
-    Ok(())
+/// A discovered file as (path inside the root with `/`, absolute path).
+fn embedded_path(root: &Path, path: &Path) -> Result<(String, String), String> {
+    let inside = path.strip_prefix(root).map_err(|e| format!("airlock: `{}`: {e}", path.display()))?;
+    let inside = inside
+        .to_str()
+        .ok_or_else(|| format!("airlock: `{}`: the file name is not valid UTF-8", path.display()))?
+        .replace(std::path::MAIN_SEPARATOR, "/");
+    let absolute = path
+        .to_str()
+        .ok_or_else(|| format!("airlock: `{}`: the path is not valid UTF-8", path.display()))?
+        .to_owned();
+    Ok((inside, absolute))
 }
 
 #[cfg(test)]
@@ -91,7 +82,10 @@ mod tests {
         std::fs::create_dir(dir.path().join("2024-01-01-000000_b")).unwrap();
         std::fs::write(dir.path().join("2024-01-01-000000_b/up.sql"), "SELECT 2;").unwrap();
         std::fs::write(dir.path().join("README.md"), "notes").unwrap();
+        std::fs::create_dir(dir.path().join("seeds")).unwrap();
+        std::fs::write(dir.path().join("seeds/data.sql"), "INSERT INTO t VALUES (1);").unwrap();
         let tokens = expand_dir(dir.path()).unwrap();
+        assert!(!tokens.contains("seeds"), "only what discovery reads is embedded: {tokens}");
         assert!(tokens.contains("\"1_a.up.sql\""), "{tokens}");
         assert!(tokens.contains("\"2024-01-01-000000_b/up.sql\""), "{tokens}");
         assert!(!tokens.contains("README"), "{tokens}");

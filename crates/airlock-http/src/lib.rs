@@ -227,15 +227,15 @@ async fn healthz() -> Response {
 
 /// A query string that does not parse (an unknown or misspelt parameter) is a 400:
 /// a typo must not quietly gate the default environment.
-fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, Response> {
-    parsed.map(|Query(q)| q).map_err(|e| problem(StatusCode::BAD_REQUEST, e.body_text()))
+fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, Box<Response>> {
+    parsed.map(|Query(q)| q).map_err(|e| Box::new(problem(StatusCode::BAD_REQUEST, e.body_text())))
 }
 
 async fn status(State(shared): AppState, parsed: Result<Query<EnvQuery>, QueryRejection>) -> Response {
     let arrived = Instant::now();
     let query = match query(parsed) {
         Ok(q) => q,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let env = match shared.env(query.env.as_deref()) {
         Ok(env) => env,
@@ -259,7 +259,7 @@ async fn gate(State(shared): AppState, parsed: Result<Query<GateQuery>, QueryRej
     let arrived = Instant::now();
     let query = match query(parsed) {
         Ok(q) => q,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let requirement = match query.require.as_deref().map(str::trim) {
         None | Some("latest") | Some("") => Requirement::Latest,

@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod history;
 pub mod migration;
 pub mod reconcile;
+pub mod schema;
 pub mod version;
 
 pub use discovery::{discover, discover_embedded, Discovered, Embedded, EmbeddedFile, DiscoveryError, FileError, Warning};

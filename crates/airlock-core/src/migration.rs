@@ -35,7 +35,8 @@ impl Kind {
     }
 }
 
-/// One finding accepted in a file's header: `-- airlock:allow <rule-id> <reason>`.
+/// One finding accepted: `-- airlock:allow <rule-id> <reason>`, in the header
+/// (the whole file) or on the line before a statement (that statement).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Allow {
     /// The rule id, e.g. `drop-column`.
@@ -44,6 +45,8 @@ pub struct Allow {
     pub reason: String,
     /// 1-based line of the directive.
     pub line: usize,
+    /// In the header: applies to every statement of the file.
+    pub header: bool,
 }
 
 /// The `-- airlock:...` directives of a script's header.
@@ -153,13 +156,12 @@ pub fn parse_directives(sql: &str) -> Result<Directives, DirectiveError> {
                         "`-- airlock:allow` needs a rule id and a reason, e.g. `-- airlock:allow drop-column the column is unused since v42`; found `{args}`"
                     )));
                 };
-                if in_header {
-                    directives.allows.push(Allow {
-                        rule: rule.to_owned(),
-                        reason: reason.trim().to_owned(),
-                        line,
-                    });
-                }
+                directives.allows.push(Allow {
+                    rule: rule.to_owned(),
+                    reason: reason.trim().to_owned(),
+                    line,
+                    header: in_header,
+                });
             }
             "lock-timeout" | "statement-timeout" => {
                 let duration = parse_duration(args).map_err(|why| {
@@ -254,9 +256,10 @@ mod tests {
     }
 
     #[test]
-    fn allow_before_a_statement_is_left_to_lint() {
+    fn allow_before_a_statement_is_kept_for_that_statement() {
         let d = parse_directives("SELECT 1;\n-- airlock:allow drop-table old\nDROP TABLE x;").unwrap();
-        assert!(d.allows.is_empty());
+        assert_eq!(d.allows.len(), 1);
+        assert_eq!((d.allows[0].line, d.allows[0].header), (2, false));
     }
 
     #[test]

@@ -1,0 +1,422 @@
+//! The schema model that lint and plan share: the live catalog (or nothing,
+//! without a database), advanced statement by statement through the pending
+//! migrations, so a rule about statement 7 knows what statements 1–6 did.
+//!
+//! Without a database only tables created by the migrations themselves are
+//! known; every other table is [`Lookup::Unknown`], and rules say so rather
+//! than guess. With the live catalog, a table that is not there is
+//! [`Lookup::Missing`].
+
+use std::collections::BTreeMap;
+
+use airlock_sql::parse::{AlterAction, ColumnSpec, Constraint, Op, TableName};
+
+/// A column with every attribute a change can lose.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Column {
+    /// Name.
+    pub name: String,
+    /// Type as the engine prints it (`character varying(20)`, `bigint unsigned`).
+    pub data_type: String,
+    /// Whether NULL is allowed.
+    pub nullable: bool,
+    /// The default expression's text.
+    pub default: Option<String>,
+    /// MySQL `AUTO_INCREMENT` / SQLite `AUTOINCREMENT`.
+    pub auto_increment: bool,
+    /// PostgreSQL identity or serial.
+    pub identity: bool,
+    /// MySQL `UNSIGNED`.
+    pub unsigned: bool,
+    /// Character set (MySQL).
+    pub charset: Option<String>,
+    /// Collation, when not the table's default.
+    pub collation: Option<String>,
+    /// Comment (MySQL).
+    pub comment: Option<String>,
+    /// `ON UPDATE ...` (MySQL).
+    pub on_update: Option<String>,
+}
+
+impl Column {
+    /// A column as a statement defines it.
+    pub fn from_spec(spec: &ColumnSpec) -> Column {
+        Column {
+            name: spec.name.clone(),
+            data_type: spec.data_type.clone(),
+            nullable: !spec.not_null,
+            default: spec.default.as_ref().map(|d| d.text.clone()),
+            auto_increment: spec.auto_increment,
+            identity: spec.identity,
+            unsigned: spec.unsigned,
+            charset: spec.charset.clone(),
+            collation: spec.collation.clone(),
+            comment: spec.comment.clone(),
+            on_update: spec.on_update.clone(),
+        }
+    }
+}
+
+/// An index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Index {
+    /// Name.
+    pub name: String,
+    /// Indexed columns or expressions.
+    pub columns: Vec<String>,
+    /// UNIQUE.
+    pub unique: bool,
+}
+
+/// A constraint's kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConstraintKind {
+    /// PRIMARY KEY.
+    PrimaryKey,
+    /// UNIQUE.
+    Unique,
+    /// FOREIGN KEY.
+    ForeignKey,
+    /// CHECK.
+    Check,
+    /// Anything else.
+    Other,
+}
+
+/// A constraint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConstraintInfo {
+    /// Name (generated names are unknown without the live catalog).
+    pub name: Option<String>,
+    /// Kind.
+    pub kind: ConstraintKind,
+    /// Whether existing rows were checked (`NOT VALID` leaves it false until `VALIDATE`).
+    pub validated: bool,
+}
+
+/// Where the model learned of a table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The live catalog: the table has rows in production.
+    Live,
+    /// Created by a pending migration of this version: empty when it runs.
+    Created {
+        /// The migration that created it.
+        version: String,
+    },
+}
+
+/// A table.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Table {
+    /// Name.
+    pub name: TableName,
+    /// Columns in order.
+    pub columns: Vec<Column>,
+    /// Indexes.
+    pub indexes: Vec<Index>,
+    /// Constraints.
+    pub constraints: Vec<ConstraintInfo>,
+    /// Trigger names.
+    pub triggers: Vec<String>,
+    /// Estimated rows (catalog statistics), when known.
+    pub rows: Option<f64>,
+    /// Total bytes, indexes included, when known.
+    pub bytes: Option<i64>,
+    /// Where the model learned of it.
+    pub origin: Origin,
+}
+
+impl Table {
+    /// An empty table created by a migration.
+    pub fn created(name: TableName, version: &str) -> Table {
+        Table {
+            name,
+            columns: Vec::new(),
+            indexes: Vec::new(),
+            constraints: Vec::new(),
+            triggers: Vec::new(),
+            rows: Some(0.0),
+            bytes: Some(0),
+            origin: Origin::Created { version: version.to_owned() },
+        }
+    }
+
+    /// The column of that name (case-insensitive, as every engine compares column names).
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    fn column_mut(&mut self, name: &str) -> Option<&mut Column> {
+        self.columns.iter_mut().find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+
+    /// Created by a pending migration (so empty and unused by the running app).
+    pub fn is_new(&self) -> bool {
+        matches!(self.origin, Origin::Created { .. })
+    }
+}
+
+/// What the model knows of a table.
+#[derive(Clone, Copy, Debug)]
+pub enum Lookup<'a> {
+    /// Known, live or created by a migration.
+    Known(&'a Table),
+    /// Not in the live catalog (so the statement will fail), or dropped by an earlier statement.
+    Missing,
+    /// No live catalog and not created by a migration: nothing is known.
+    Unknown,
+}
+
+impl<'a> Lookup<'a> {
+    /// The table, when known.
+    pub fn table(self) -> Option<&'a Table> {
+        match self {
+            Lookup::Known(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// The schema model.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    tables: BTreeMap<String, Table>,
+    /// Whether it was loaded from a live database (else only created tables are known).
+    pub live: bool,
+}
+
+/// Lookup key: the table name, lower-cased, with a schema other than the default.
+fn key(name: &TableName) -> String {
+    let table = name.name.to_lowercase();
+    match name.schema.as_deref().map(str::to_lowercase) {
+        Some(schema) if schema != "public" => format!("{schema}.{table}"),
+        _ => table,
+    }
+}
+
+impl Catalog {
+    /// An empty model: no database.
+    pub fn offline() -> Catalog {
+        Catalog::default()
+    }
+
+    /// A model of a live database's tables.
+    pub fn live(tables: Vec<Table>) -> Catalog {
+        Catalog { tables: tables.into_iter().map(|t| (key(&t.name), t)).collect(), live: true }
+    }
+
+    /// What is known of a table.
+    pub fn table(&self, name: &TableName) -> Lookup<'_> {
+        match self.tables.get(&key(name)) {
+            Some(t) => Lookup::Known(t),
+            None if self.live => Lookup::Missing,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Every known table.
+    pub fn tables(&self) -> impl Iterator<Item = &Table> {
+        self.tables.values()
+    }
+
+    /// Advances the model through one statement of migration `version`.
+    pub fn apply(&mut self, op: &Op, version: &str) {
+        match op {
+            Op::CreateTable { table, columns, constraints, .. } => {
+                let mut created = Table::created(table.clone(), version);
+                created.columns = columns.iter().map(Column::from_spec).collect();
+                for c in columns {
+                    if c.primary_key {
+                        created.constraints.push(ConstraintInfo { name: None, kind: ConstraintKind::PrimaryKey, validated: true });
+                    }
+                }
+                created.constraints.extend(constraints.iter().map(info));
+                self.tables.insert(key(table), created);
+            }
+            Op::AlterTable { table, actions } => {
+                let k = key(table);
+                let mut renamed = None;
+                if let Some(t) = self.tables.get_mut(&k) {
+                    for (action, _) in actions {
+                        if let AlterAction::RenameTable { to } = action {
+                            renamed = Some(to.clone());
+                        } else {
+                            alter(t, action);
+                        }
+                    }
+                }
+                if let Some(to) = renamed {
+                    let new_name = TableName { schema: table.schema.clone(), name: to };
+                    self.rename(table, &new_name);
+                }
+            }
+            Op::RenameTable { from, to } => self.rename(from, to),
+            Op::DropTable { tables, .. } => {
+                for t in tables {
+                    self.tables.remove(&key(t));
+                }
+            }
+            Op::CreateIndex { name, table, columns, unique, .. } => {
+                if let Some(t) = self.tables.get_mut(&key(table)) {
+                    let name = name.clone().unwrap_or_else(|| format!("{}_{}_idx", t.name.name, columns.join("_")));
+                    t.indexes.push(Index { name, columns: columns.clone(), unique: *unique });
+                }
+            }
+            Op::DropIndex { names, .. } => {
+                for name in names {
+                    let bare = name.rsplit('.').next().unwrap_or(name);
+                    for t in self.tables.values_mut() {
+                        t.indexes.retain(|i| !i.name.eq_ignore_ascii_case(bare));
+                    }
+                }
+            }
+            Op::CreateTrigger { name, table } => {
+                if let Some(t) = self.tables.get_mut(&key(table)) {
+                    t.triggers.push(name.clone());
+                }
+            }
+            Op::Truncate { tables, .. } => {
+                for t in tables {
+                    if let Some(t) = self.tables.get_mut(&key(t)) {
+                        t.rows = Some(0.0);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn rename(&mut self, from: &TableName, to: &TableName) {
+        if let Some(mut t) = self.tables.remove(&key(from)) {
+            t.name = to.clone();
+            self.tables.insert(key(to), t);
+        }
+    }
+}
+
+fn info(c: &Constraint) -> ConstraintInfo {
+    let (kind, validated) = match c {
+        Constraint::PrimaryKey { .. } => (ConstraintKind::PrimaryKey, true),
+        Constraint::Unique { .. } => (ConstraintKind::Unique, true),
+        Constraint::ForeignKey { not_valid, .. } => (ConstraintKind::ForeignKey, !not_valid),
+        Constraint::Check { not_valid, .. } => (ConstraintKind::Check, !not_valid),
+        Constraint::Other { .. } => (ConstraintKind::Other, true),
+    };
+    ConstraintInfo { name: c.name().map(str::to_owned), kind, validated }
+}
+
+fn alter(t: &mut Table, action: &AlterAction) {
+    match action {
+        AlterAction::AddColumn(spec) => t.columns.push(Column::from_spec(spec)),
+        AlterAction::DropColumn { column } => t.columns.retain(|c| !c.name.eq_ignore_ascii_case(column)),
+        AlterAction::AlterColumnType { column, data_type, .. } => {
+            if let Some(c) = t.column_mut(column) {
+                c.data_type = data_type.clone();
+            }
+        }
+        AlterAction::RedefineColumn { old_name, column } => {
+            let target = old_name.as_deref().unwrap_or(&column.name);
+            if let Some(c) = t.column_mut(target) {
+                // MODIFY/CHANGE replaces the whole definition: what it omits is gone.
+                *c = Column::from_spec(column);
+            }
+        }
+        AlterAction::SetNotNull { column } => {
+            if let Some(c) = t.column_mut(column) {
+                c.nullable = false;
+            }
+        }
+        AlterAction::DropNotNull { column } => {
+            if let Some(c) = t.column_mut(column) {
+                c.nullable = true;
+            }
+        }
+        AlterAction::SetDefault { column, default } => {
+            if let Some(c) = t.column_mut(column) {
+                c.default = Some(default.text.clone());
+            }
+        }
+        AlterAction::DropDefault { column } => {
+            if let Some(c) = t.column_mut(column) {
+                c.default = None;
+            }
+        }
+        AlterAction::AddConstraint(c) => t.constraints.push(info(c)),
+        AlterAction::ValidateConstraint { name } => {
+            for c in t.constraints.iter_mut().filter(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))) {
+                c.validated = true;
+            }
+        }
+        AlterAction::DropConstraint { name } => {
+            t.constraints.retain(|c| !c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+        }
+        AlterAction::AddIndex { name, columns, unique } => t.indexes.push(Index {
+            name: name.clone().unwrap_or_else(|| columns.join("_")),
+            columns: columns.clone(),
+            unique: *unique,
+        }),
+        AlterAction::RenameColumn { from, to } => {
+            if let Some(c) = t.column_mut(from) {
+                c.name = to.clone();
+            }
+        }
+        AlterAction::RenameTable { .. } | AlterAction::Other { .. } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use airlock_sql::parse::parse;
+    use airlock_sql::Dialect;
+
+    fn run(catalog: &mut Catalog, sql: &str, dialect: Dialect) {
+        for op in parse(sql, dialect).unwrap() {
+            catalog.apply(&op, "1");
+        }
+    }
+
+    #[test]
+    fn statements_advance_the_model_in_order() {
+        let mut c = Catalog::offline();
+        assert!(matches!(c.table(&TableName::bare("users")), Lookup::Unknown));
+        run(&mut c, "CREATE TABLE users (id bigint PRIMARY KEY, email text)", Dialect::Postgres);
+        run(&mut c, "ALTER TABLE users ALTER COLUMN email SET NOT NULL, ADD COLUMN age int DEFAULT 0", Dialect::Postgres);
+        run(&mut c, "CREATE UNIQUE INDEX users_email ON users (email)", Dialect::Postgres);
+        run(&mut c, "ALTER TABLE users RENAME TO people", Dialect::Postgres);
+        let people = c.table(&TableName::bare("people")).table().unwrap();
+        assert!(people.is_new());
+        assert!(!people.column("email").unwrap().nullable);
+        assert_eq!(people.column("age").unwrap().default.as_deref(), Some("0"));
+        assert_eq!(people.indexes[0].name, "users_email");
+        assert!(matches!(c.table(&TableName::bare("users")), Lookup::Unknown));
+        run(&mut c, "DROP TABLE people", Dialect::Postgres);
+        assert!(c.table(&TableName::bare("people")).table().is_none());
+    }
+
+    #[test]
+    fn modify_replaces_the_live_definition() {
+        let live = Table {
+            name: TableName::bare("carts"),
+            columns: vec![Column {
+                name: "cart_id".into(),
+                data_type: "int".into(),
+                auto_increment: true,
+                comment: Some("key".into()),
+                ..Column::default()
+            }],
+            indexes: Vec::new(),
+            constraints: Vec::new(),
+            triggers: Vec::new(),
+            rows: Some(1e6),
+            bytes: None,
+            origin: Origin::Live,
+        };
+        let mut c = Catalog::live(vec![live]);
+        assert!(matches!(c.table(&TableName::bare("nope")), Lookup::Missing));
+        run(&mut c, "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL", Dialect::MySql);
+        let col = c.table(&TableName::bare("carts")).table().unwrap().column("cart_id").unwrap().clone();
+        assert_eq!((col.data_type.as_str(), col.auto_increment, col.comment, col.nullable), ("bigint", false, None, false));
+    }
+}

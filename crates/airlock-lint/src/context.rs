@@ -1,0 +1,146 @@
+//! What a rule sees: the statement (text, line, parsed ops), its migration, and
+//! the schema model as it stands just before the statement runs.
+
+use airlock_core::schema::{Catalog, Lookup, Table};
+use airlock_core::{Kind, Migration};
+use airlock_sql::parse::{Op, TableName};
+use airlock_sql::{Dialect, TxNeed};
+
+use crate::rules::Rule;
+use crate::{Finding, Severity};
+
+/// One statement of a migration's up script.
+#[derive(Clone, Debug)]
+pub struct Parsed {
+    /// Its text.
+    pub sql: String,
+    /// 1-based line in the file.
+    pub line: usize,
+    /// Byte range in the script.
+    pub span: std::ops::Range<usize>,
+    /// What it needs from a transaction.
+    pub tx: TxNeed,
+    /// What it does, or the parser's complaint.
+    pub ops: Result<Vec<Op>, String>,
+}
+
+/// What a rule checking one operation of one statement sees.
+pub struct Context<'a> {
+    /// The migration.
+    pub migration: &'a Migration,
+    /// All its statements.
+    pub statements: &'a [Parsed],
+    /// Which one this is (0-based).
+    pub index: usize,
+    /// The operation checked.
+    pub op: &'a Op,
+    /// The schema just before this statement.
+    pub catalog: &'a Catalog,
+    /// The dialect.
+    pub dialect: Dialect,
+    /// Whether the runner runs this migration in one transaction.
+    pub in_transaction: bool,
+}
+
+/// Rows below which a blocking lock is too short to matter.
+pub const SMALL_TABLE_ROWS: f64 = 10_000.0;
+
+impl Context<'_> {
+    /// The statement checked.
+    pub fn statement(&self) -> &Parsed {
+        &self.statements[self.index]
+    }
+
+    /// What the model knows of a table.
+    pub fn table(&self, name: &TableName) -> Lookup<'_> {
+        self.catalog.table(name)
+    }
+
+    /// Whether a table already holds rows the running app uses: live, or
+    /// unknown (no database: assume the worst). False for a table created by a
+    /// pending migration.
+    pub fn is_existing(&self, name: &TableName) -> bool {
+        !matches!(self.table(name), Lookup::Known(t) if t.is_new())
+    }
+
+    /// A live table the catalog statistics say is small.
+    pub fn is_small(&self, name: &TableName) -> bool {
+        matches!(self.table(name), Lookup::Known(t) if t.rows.is_some_and(|r| r < SMALL_TABLE_ROWS))
+    }
+
+    /// The known table, if any.
+    pub fn known(&self, name: &TableName) -> Option<&Table> {
+        self.table(name).table()
+    }
+
+    /// A data migration (`-- airlock:data`).
+    pub fn is_data_migration(&self) -> bool {
+        self.migration.kind == Kind::Data
+    }
+
+    /// A finding about this statement, at the rule's default severity.
+    pub fn finding(&self, rule: &dyn Rule, message: String, help: &str) -> Finding {
+        let statement = self.statement();
+        Finding {
+            rule: rule.id(),
+            severity: rule.default_severity(),
+            file: self.migration.up.path.clone(),
+            line: statement.line,
+            version: self.migration.version.to_string(),
+            statement: Some(self.index + 1),
+            span: Some(statement.span.clone()),
+            message,
+            help: help.to_owned(),
+            fix: None,
+        }
+    }
+
+    /// A size note for messages: ` (about 1.2M rows)` when known.
+    pub fn size_note(&self, name: &TableName) -> String {
+        match self.known(name).and_then(|t| t.rows) {
+            Some(rows) if rows >= 1e6 => format!(" (about {:.1}M rows)", rows / 1e6),
+            Some(rows) if rows >= 1e3 => format!(" (about {:.0}k rows)", rows / 1e3),
+            Some(rows) => format!(" (about {rows:.0} rows)"),
+            None => String::new(),
+        }
+    }
+
+    /// Downgrades a finding about a small live table to `info`: the lock is short.
+    pub fn scaled(&self, mut finding: Finding, table: &TableName) -> Finding {
+        if self.is_small(table) {
+            finding.severity = Severity::Info;
+            finding.message.push_str("; the table is small, so the lock is brief");
+        }
+        finding
+    }
+}
+
+/// What a rule checking a whole migration sees.
+pub struct MigrationContext<'a> {
+    /// The migration.
+    pub migration: &'a Migration,
+    /// Its statements.
+    pub statements: &'a [Parsed],
+    /// The dialect.
+    pub dialect: Dialect,
+    /// The schema before the migration.
+    pub catalog: &'a Catalog,
+}
+
+impl MigrationContext<'_> {
+    /// A finding about the whole file.
+    pub fn finding(&self, rule: &dyn Rule, line: usize, message: String, help: &str) -> Finding {
+        Finding {
+            rule: rule.id(),
+            severity: rule.default_severity(),
+            file: self.migration.up.path.clone(),
+            line,
+            version: self.migration.version.to_string(),
+            statement: None,
+            span: None,
+            message,
+            help: help.to_owned(),
+            fix: None,
+        }
+    }
+}

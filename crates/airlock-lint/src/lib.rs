@@ -1,0 +1,273 @@
+//! Lint: every pending statement, parsed into `airlock-sql`'s model, checked by
+//! the rules in `rules/` against the schema model as it stands just before that
+//! statement (the live catalog advanced through statements 1..n-1). Findings are
+//! values; only the caller decides what an error costs.
+//!
+//! A statement no parser accepts is an `unparsed-statement` warning, never a
+//! failure. `-- airlock:allow <rule> <reason>` in a file's header suppresses the
+//! rule for the file; on the line before a statement, for that statement; an
+//! allow that suppresses nothing is itself an `unused-allow` finding.
+
+mod context;
+pub mod rules;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use airlock_core::schema::Catalog;
+use airlock_core::{Allow, Migration};
+use airlock_sql::parse::parse;
+use airlock_sql::{classify, split, Dialect, TxNeed};
+use serde::Serialize;
+
+pub use context::{Context, MigrationContext, Parsed};
+
+/// How much a finding matters. Errors stop `migrate` (exit 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Worth knowing.
+    Info,
+    /// Likely a problem; does not stop a run.
+    Warning,
+    /// Stops `migrate` unless allowed.
+    Error,
+}
+
+impl Severity {
+    /// `error`, `warning`, `info`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+
+    /// Parses a severity as airlock.toml writes it; `off` is None.
+    pub fn parse(text: &str) -> Result<Option<Severity>, String> {
+        match text {
+            "error" => Ok(Some(Severity::Error)),
+            "warning" => Ok(Some(Severity::Warning)),
+            "info" => Ok(Some(Severity::Info)),
+            "off" => Ok(None),
+            other => Err(format!("`{other}` is not a severity; use error, warning, info or off")),
+        }
+    }
+}
+
+/// One finding: the contract's `{rule, severity, file, line, message, help}` and more.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The rule's id, e.g. `require-concurrent-index`.
+    pub rule: &'static str,
+    /// How much it matters (after airlock.toml's overrides).
+    pub severity: Severity,
+    /// The migration file.
+    pub file: PathBuf,
+    /// 1-based line of the statement (or of the directive).
+    pub line: usize,
+    /// The migration's version.
+    pub version: String,
+    /// 1-based index of the statement in the file, when about one statement.
+    pub statement: Option<usize>,
+    /// Byte range in the file to underline.
+    #[serde(skip)]
+    pub span: Option<Range<usize>>,
+    /// What is wrong: names the lock, what it blocks, the table.
+    pub message: String,
+    /// What to do instead, one imperative line.
+    pub help: String,
+    /// The full corrected statement, when the rule can write it.
+    pub fix: Option<String>,
+}
+
+/// Findings accepted by an `-- airlock:allow`, with the reason given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Suppressed {
+    /// The finding.
+    pub finding: Finding,
+    /// The reason written in the allow.
+    pub reason: String,
+}
+
+/// What lint found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    /// Findings that stand, in file and line order.
+    pub findings: Vec<Finding>,
+    /// Findings an allow accepted.
+    pub suppressed: Vec<Suppressed>,
+}
+
+impl Report {
+    /// How many findings of this severity stand.
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == severity).count()
+    }
+}
+
+/// How to lint.
+#[derive(Clone, Debug)]
+pub struct LintOptions {
+    /// The SQL dialect.
+    pub dialect: Dialect,
+    /// Severity overrides by rule id; None turns a rule off.
+    pub severities: BTreeMap<String, Option<Severity>>,
+}
+
+impl LintOptions {
+    /// Default severities for `dialect`.
+    pub fn new(dialect: Dialect) -> LintOptions {
+        LintOptions { dialect, severities: BTreeMap::new() }
+    }
+}
+
+/// Lints `migrations` (in order) against `catalog`: the live schema, or
+/// [`Catalog::offline`] without a database.
+pub fn lint(migrations: &[Migration], mut catalog: Catalog, options: &LintOptions) -> Report {
+    let mut report = Report::default();
+    for migration in migrations {
+        let mut found = Vec::new();
+        let parsed = parse_script(migration, options.dialect, &mut found);
+        let mcx = MigrationContext { migration, statements: &parsed, dialect: options.dialect, catalog: &catalog };
+        for rule in rules::ALL {
+            if rule.applies_to(options.dialect) {
+                rule.check_migration(&mcx, &mut found);
+            }
+        }
+        let in_transaction = runs_in_transaction(migration, &parsed, options.dialect);
+        for (index, statement) in parsed.iter().enumerate() {
+            let Ok(ops) = &statement.ops else { continue };
+            for op in ops {
+                let cx = Context {
+                    migration,
+                    statements: &parsed,
+                    index,
+                    op,
+                    catalog: &catalog,
+                    dialect: options.dialect,
+                    in_transaction,
+                };
+                for rule in rules::ALL {
+                    if rule.applies_to(options.dialect) {
+                        rule.check(&cx, &mut found);
+                    }
+                }
+                catalog.apply(op, &migration.version.to_string());
+            }
+        }
+        settle(migration, &parsed, found, options, &mut report);
+    }
+    report
+}
+
+/// Splits and parses the up script; a text the splitter refuses is one
+/// `unparsed-statement` finding, a statement the parser refuses another.
+fn parse_script(migration: &Migration, dialect: Dialect, found: &mut Vec<Finding>) -> Vec<Parsed> {
+    let script = &migration.up;
+    let statements = match split(&script.sql, dialect) {
+        Ok(statements) => statements,
+        Err(e) => {
+            found.push(Finding {
+                rule: rules::UNPARSED,
+                severity: Severity::Warning,
+                file: script.path.clone(),
+                line: e.line + script.line_offset,
+                version: migration.version.to_string(),
+                statement: None,
+                span: None,
+                message: format!("the file cannot be split into statements: {}", e.message),
+                help: "fix the SQL; the rest of this file was not checked".to_owned(),
+                fix: None,
+            });
+            return Vec::new();
+        }
+    };
+    statements
+        .into_iter()
+        .map(|s| {
+            let ops = parse(&s.sql, dialect).map_err(|e| e.message);
+            if let Err(why) = &ops {
+                found.push(Finding {
+                    rule: rules::UNPARSED,
+                    severity: Severity::Warning,
+                    file: script.path.clone(),
+                    line: s.line + script.line_offset,
+                    version: migration.version.to_string(),
+                    statement: None,
+                    span: Some(s.span.clone()),
+                    message: format!("this statement could not be parsed ({why}), so no rule checked it"),
+                    help: "check the SQL; if the server accepts it, lint cannot judge it yet".to_owned(),
+                    fix: None,
+                });
+            }
+            Parsed { line: s.line + script.line_offset, span: s.span, tx: classify(&s.sql, dialect).tx, sql: s.sql, ops }
+        })
+        .collect()
+}
+
+/// Whether the runner will run this migration in one transaction.
+fn runs_in_transaction(migration: &Migration, parsed: &[Parsed], dialect: Dialect) -> bool {
+    dialect != Dialect::MySql
+        && !migration.directives.no_transaction
+        && !parsed.iter().any(|p| matches!(p.tx, TxNeed::OutsideTransaction(_)))
+}
+
+/// Applies severities and allows to one migration's findings.
+fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options: &LintOptions, report: &mut Report) {
+    let allows = &migration.directives.allows;
+    let mut used = vec![false; allows.len()];
+    let mut kept = Vec::new();
+    for mut finding in found {
+        match options.severities.get(finding.rule) {
+            Some(None) => continue,
+            Some(Some(severity)) => finding.severity = *severity,
+            None => {}
+        }
+        let offset = migration.up.line_offset;
+        let allow = allows.iter().enumerate().find(|(_, a)| a.rule == finding.rule && covers(a, offset, &finding, parsed));
+        match allow {
+            Some((i, a)) => {
+                used[i] = true;
+                report.suppressed.push(Suppressed { finding, reason: a.reason.clone() });
+            }
+            None => kept.push(finding),
+        }
+    }
+    for (allow, used) in allows.iter().zip(used) {
+        if !used {
+            let known = rules::ALL.iter().any(|r| r.id() == allow.rule);
+            kept.push(Finding {
+                rule: rules::UNUSED_ALLOW,
+                severity: Severity::Warning,
+                file: migration.up.path.clone(),
+                line: allow.line + migration.up.line_offset,
+                version: migration.version.to_string(),
+                statement: None,
+                span: None,
+                message: if known {
+                    format!("`-- airlock:allow {}` suppresses nothing here", allow.rule)
+                } else {
+                    format!("`-- airlock:allow {}`: there is no rule `{}`", allow.rule, allow.rule)
+                },
+                help: "remove the allow, or move it to the line before the statement it is for".to_owned(),
+                fix: None,
+            });
+        }
+    }
+    kept.sort_by(|a, b| (a.line, a.rule).cmp(&(b.line, b.rule)));
+    report.findings.extend(kept);
+}
+
+/// Whether an allow covers a finding: a header allow covers the whole file; an
+/// inline one, the first statement after it.
+fn covers(allow: &Allow, line_offset: usize, finding: &Finding, parsed: &[Parsed]) -> bool {
+    if allow.header {
+        return true;
+    }
+    let Some(index) = finding.statement else { return false };
+    let next = parsed.iter().position(|p| p.line > allow.line + line_offset);
+    next == Some(index - 1)
+}

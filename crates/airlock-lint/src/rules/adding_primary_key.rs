@@ -1,0 +1,65 @@
+//! `adding-primary-key`: `ADD PRIMARY KEY` on an existing table builds its
+//! index (and may set NOT NULL, scanning) under an ACCESS EXCLUSIVE lock.
+
+use airlock_sql::parse::{AlterAction, Constraint, Op};
+use airlock_sql::Dialect;
+
+use super::{postgres, Rule};
+use crate::{Context, Finding, Severity};
+
+/// See the module docs.
+pub struct AddingPrimaryKey;
+
+impl Rule for AddingPrimaryKey {
+    fn id(&self) -> &'static str {
+        "adding-primary-key"
+    }
+
+    fn default_severity(&self) -> Severity {
+        Severity::Error
+    }
+
+    fn applies_to(&self, dialect: Dialect) -> bool {
+        postgres(dialect)
+    }
+
+    fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        let Op::AlterTable { table, actions } = cx.op else { return };
+        if !cx.is_existing(table) {
+            return;
+        }
+        for (action, _) in actions {
+            if let AlterAction::AddConstraint(Constraint::PrimaryKey { columns, using_index: None, .. }) = action {
+                let finding = cx.finding(
+                    self,
+                    format!(
+                        "adding PRIMARY KEY ({}) to `{table}`{} builds its index under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole build",
+                        columns.join(", "),
+                        cx.size_note(table)
+                    ),
+                    "CREATE UNIQUE INDEX CONCURRENTLY first (its own migration), then ADD CONSTRAINT ... PRIMARY KEY USING INDEX",
+                );
+                out.push(cx.scaled(finding, table));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::test::{has, run};
+    use airlock_sql::Dialect::Postgres;
+
+    const ID: &str = "adding-primary-key";
+
+    #[test]
+    fn ok() {
+        assert!(!has(&run(Postgres, "ALTER TABLE t ADD CONSTRAINT pk PRIMARY KEY USING INDEX t_id;"), ID));
+        assert!(!has(&run(Postgres, "CREATE TABLE t (id int);\nALTER TABLE t ADD PRIMARY KEY (id);"), ID));
+    }
+
+    #[test]
+    fn error() {
+        assert!(has(&run(Postgres, "ALTER TABLE t ADD PRIMARY KEY (id);"), ID));
+    }
+}

@@ -1,0 +1,65 @@
+//! `constraint-missing-not-valid`: a CHECK constraint added to an existing
+//! table is checked against every row under an ACCESS EXCLUSIVE lock.
+
+use airlock_sql::parse::{AlterAction, Constraint, Op};
+use airlock_sql::Dialect;
+
+use super::{postgres, Rule};
+use crate::{Context, Finding, Severity};
+
+/// See the module docs.
+pub struct ConstraintMissingNotValid;
+
+impl Rule for ConstraintMissingNotValid {
+    fn id(&self) -> &'static str {
+        "constraint-missing-not-valid"
+    }
+
+    fn default_severity(&self) -> Severity {
+        Severity::Error
+    }
+
+    fn applies_to(&self, dialect: Dialect) -> bool {
+        postgres(dialect)
+    }
+
+    fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        let Op::AlterTable { table, actions } = cx.op else { return };
+        if !cx.is_existing(table) {
+            return;
+        }
+        for (action, _) in actions {
+            if let AlterAction::AddConstraint(Constraint::Check { expr, not_valid: false, .. }) = action {
+                let finding = cx.finding(
+                    self,
+                    format!(
+                        "adding CHECK ({}) to `{table}`{} holds an ACCESS EXCLUSIVE lock (reads and writes wait) while every row is checked",
+                        expr.text,
+                        cx.size_note(table)
+                    ),
+                    "add it with NOT VALID, then VALIDATE CONSTRAINT in a later migration (SHARE UPDATE EXCLUSIVE: writes go on)",
+                );
+                out.push(cx.scaled(finding, table));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::test::{has, run};
+    use airlock_sql::Dialect::Postgres;
+
+    const ID: &str = "constraint-missing-not-valid";
+
+    #[test]
+    fn ok() {
+        assert!(!has(&run(Postgres, "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID;"), ID));
+        assert!(!has(&run(Postgres, "ALTER TABLE t VALIDATE CONSTRAINT c;"), ID));
+    }
+
+    #[test]
+    fn error() {
+        assert!(has(&run(Postgres, "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);"), ID));
+    }
+}

@@ -1,0 +1,184 @@
+//! `modify-drops-attributes`: MySQL's `MODIFY`/`CHANGE` replaces a column's
+//! whole definition, so every attribute the statement leaves out is dropped:
+//! seed 002's `MODIFY cart_id BIGINT NOT NULL` silently removed AUTO_INCREMENT.
+//! With the live column, each lost attribute is named and the full corrected
+//! statement is the fix; without it, the rule warns that it cannot see.
+
+use airlock_core::schema::Column;
+use airlock_sql::parse::{AlterAction, ColumnSpec, Op};
+use airlock_sql::Dialect;
+
+use super::{mysql, Rule};
+use crate::{Context, Finding, Severity};
+
+/// See the module docs.
+pub struct ModifyDropsAttributes;
+
+/// What `new` loses of `live`, as SQL attribute names.
+fn lost(live: &Column, new: &ColumnSpec) -> Vec<&'static str> {
+    let mut lost = Vec::new();
+    if live.auto_increment && !new.auto_increment {
+        lost.push("AUTO_INCREMENT");
+    }
+    if live.default.is_some() && new.default.is_none() && !new.auto_increment {
+        lost.push("DEFAULT");
+    }
+    if !live.nullable && !new.not_null && !new.primary_key {
+        lost.push("NOT NULL");
+    }
+    if live.unsigned && !new.unsigned {
+        lost.push("UNSIGNED");
+    }
+    if live.comment.as_deref().is_some_and(|c| !c.is_empty()) && new.comment.is_none() {
+        lost.push("COMMENT");
+    }
+    if live.charset.is_some() && new.charset.is_none() {
+        lost.push("CHARACTER SET");
+    }
+    if live.collation.is_some() && new.collation.is_none() {
+        lost.push("COLLATE");
+    }
+    if live.on_update.is_some() && new.on_update.is_none() {
+        lost.push("ON UPDATE");
+    }
+    lost
+}
+
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// The statement with every live attribute kept.
+fn corrected(table: &str, old_name: Option<&str>, live: &Column, new: &ColumnSpec) -> String {
+    let mut sql = match old_name {
+        Some(old) => format!("ALTER TABLE {table} CHANGE {old} {} {}", new.name, new.data_type.to_uppercase()),
+        None => format!("ALTER TABLE {table} MODIFY {} {}", new.name, new.data_type.to_uppercase()),
+    };
+    if live.unsigned && !new.unsigned {
+        sql.push_str(" UNSIGNED");
+    }
+    if let Some(charset) = new.charset.as_ref().or(live.charset.as_ref()) {
+        sql.push_str(&format!(" CHARACTER SET {charset}"));
+    }
+    if let Some(collation) = new.collation.as_ref().or(live.collation.as_ref()) {
+        sql.push_str(&format!(" COLLATE {collation}"));
+    }
+    if new.not_null || !live.nullable {
+        sql.push_str(" NOT NULL");
+    }
+    if new.auto_increment || live.auto_increment {
+        sql.push_str(" AUTO_INCREMENT");
+    } else if let Some(default) = new.default.as_ref().map(|d| d.text.clone()).or_else(|| live.default.clone()) {
+        sql.push_str(&format!(" DEFAULT {default}"));
+    }
+    if let Some(on_update) = new.on_update.as_ref().or(live.on_update.as_ref()) {
+        sql.push_str(&format!(" ON UPDATE {on_update}"));
+    }
+    if let Some(comment) = new.comment.as_ref().or(live.comment.as_ref()).filter(|c| !c.is_empty()) {
+        sql.push_str(&format!(" COMMENT {}", quote(comment)));
+    }
+    sql
+}
+
+impl Rule for ModifyDropsAttributes {
+    fn id(&self) -> &'static str {
+        "modify-drops-attributes"
+    }
+
+    fn default_severity(&self) -> Severity {
+        Severity::Error
+    }
+
+    fn applies_to(&self, dialect: Dialect) -> bool {
+        mysql(dialect)
+    }
+
+    fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        let Op::AlterTable { table, actions } = cx.op else { return };
+        for (action, _) in actions {
+            let AlterAction::RedefineColumn { old_name, column } = action else { continue };
+            let target = old_name.as_deref().unwrap_or(&column.name);
+            let verb = if old_name.is_some() { "CHANGE" } else { "MODIFY" };
+            match cx.known(table).and_then(|t| t.column(target)) {
+                Some(live) => {
+                    let lost = lost(live, column);
+                    if lost.is_empty() {
+                        continue;
+                    }
+                    let mut finding = cx.finding(
+                        self,
+                        format!(
+                            "{verb} `{table}.{target}` drops what the live column has and the statement leaves out: {}",
+                            lost.join(", ")
+                        ),
+                        "MODIFY/CHANGE replace the whole column definition: repeat every attribute to keep, as in the fix",
+                    );
+                    finding.fix = Some(corrected(&table.to_string(), old_name.as_deref(), live, column));
+                    out.push(finding);
+                }
+                None if cx.is_existing(table) => {
+                    let mut finding = cx.finding(
+                        self,
+                        format!(
+                            "{verb} `{table}.{target}` replaces the whole column definition: any AUTO_INCREMENT, DEFAULT, NOT NULL, UNSIGNED, COMMENT, character set or ON UPDATE it leaves out is dropped, and lint cannot see the live column"
+                        ),
+                        "run lint with --database-url to compare with the live column, or repeat every attribute the column has",
+                    );
+                    finding.severity = Severity::Warning;
+                    out.push(finding);
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use airlock_core::schema::Column;
+
+    use crate::rules::test::{has, live, report, run, run_live};
+    use crate::Severity;
+    use airlock_core::schema::Catalog;
+    use airlock_sql::Dialect::MySql;
+
+    const ID: &str = "modify-drops-attributes";
+
+    fn carts() -> Vec<airlock_core::schema::Table> {
+        vec![live(
+            "carts",
+            2e6,
+            vec![Column {
+                name: "cart_id".into(),
+                data_type: "int".into(),
+                nullable: false,
+                auto_increment: true,
+                unsigned: true,
+                comment: Some("cart key".into()),
+                ..Column::default()
+            }],
+        )]
+    }
+
+    #[test]
+    fn ok() {
+        let kept = "ALTER TABLE carts MODIFY cart_id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT COMMENT 'cart key';";
+        assert!(!has(&run_live(MySql, kept, carts()), ID));
+        assert!(!has(&run(MySql, "CREATE TABLE c (id INT);\nALTER TABLE c MODIFY id BIGINT;"), ID));
+    }
+
+    #[test]
+    fn error() {
+        // Seed 002.
+        let sql = "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL;";
+        let report = report(MySql, &[("1_m.up.sql", sql), ("1_m.down.sql", "SELECT 1;")], Catalog::live(carts()));
+        let finding = &report.findings[0];
+        assert_eq!((finding.rule, finding.severity), (ID, Severity::Error));
+        assert!(finding.message.ends_with("AUTO_INCREMENT, UNSIGNED, COMMENT"), "{}", finding.message);
+        assert_eq!(
+            finding.fix.as_deref(),
+            Some("ALTER TABLE carts MODIFY cart_id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT COMMENT 'cart key'")
+        );
+        assert_eq!(run(MySql, sql), [(ID, Severity::Warning)]);
+    }
+}

@@ -1,0 +1,65 @@
+//! `require-concurrent-index`: `CREATE INDEX` without `CONCURRENTLY` on a
+//! table that already exists takes a SHARE lock, blocking writes for the build.
+
+use airlock_sql::parse::Op;
+use airlock_sql::Dialect;
+
+use super::{postgres, Rule};
+use crate::{Context, Finding, Severity};
+
+/// See the module docs.
+pub struct RequireConcurrentIndex;
+
+impl Rule for RequireConcurrentIndex {
+    fn id(&self) -> &'static str {
+        "require-concurrent-index"
+    }
+
+    fn default_severity(&self) -> Severity {
+        Severity::Error
+    }
+
+    fn applies_to(&self, dialect: Dialect) -> bool {
+        postgres(dialect)
+    }
+
+    fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        let Op::CreateIndex { table, concurrently: false, .. } = cx.op else { return };
+        if !cx.is_existing(table) {
+            return;
+        }
+        let finding = cx.finding(
+            self,
+            format!(
+                "CREATE INDEX on `{table}`{} takes a SHARE lock: inserts, updates and deletes wait until the index is built",
+                cx.size_note(table)
+            ),
+            "use CREATE INDEX CONCURRENTLY, alone in a migration marked `-- airlock:no-transaction`",
+        );
+        out.push(cx.scaled(finding, table));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::test::{column, has, live, run, run_live};
+    use crate::Severity;
+    use airlock_sql::Dialect::Postgres;
+
+    const ID: &str = "require-concurrent-index";
+
+    #[test]
+    fn ok() {
+        assert!(!has(&run(Postgres, "CREATE INDEX CONCURRENTLY i ON t (a);"), ID));
+        // A table created in the same migration is empty.
+        assert!(!has(&run(Postgres, "CREATE TABLE t (a int);\nCREATE INDEX i ON t (a);"), ID));
+    }
+
+    #[test]
+    fn error() {
+        assert_eq!(run(Postgres, "CREATE INDEX i ON t (a);"), [(ID, Severity::Error)]);
+        // Small live table: worth knowing, not stopping for.
+        let small = run_live(Postgres, "CREATE INDEX i ON t (a);", vec![live("t", 50.0, vec![column("a", "integer")])]);
+        assert_eq!(small, [(ID, Severity::Info)]);
+    }
+}

@@ -1,0 +1,65 @@
+//! `setting-not-null`: `SET NOT NULL` on an existing table scans every row
+//! under an ACCESS EXCLUSIVE lock.
+
+use airlock_sql::parse::{AlterAction, Op};
+use airlock_sql::Dialect;
+
+use super::{postgres, Rule};
+use crate::{Context, Finding, Severity};
+
+/// See the module docs.
+pub struct SettingNotNull;
+
+impl Rule for SettingNotNull {
+    fn id(&self) -> &'static str {
+        "setting-not-null"
+    }
+
+    fn default_severity(&self) -> Severity {
+        Severity::Error
+    }
+
+    fn applies_to(&self, dialect: Dialect) -> bool {
+        postgres(dialect)
+    }
+
+    fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        let Op::AlterTable { table, actions } = cx.op else { return };
+        if !cx.is_existing(table) {
+            return;
+        }
+        for (action, _) in actions {
+            let AlterAction::SetNotNull { column } = action else { continue };
+            if cx.known(table).and_then(|t| t.column(column)).is_some_and(|c| !c.nullable) {
+                continue;
+            }
+            let finding = cx.finding(
+                self,
+                format!(
+                    "SET NOT NULL on `{table}.{column}`{} checks every row under an ACCESS EXCLUSIVE lock: reads and writes wait",
+                    cx.size_note(table)
+                ),
+                "add CHECK (column IS NOT NULL) NOT VALID, VALIDATE it in a later migration, then SET NOT NULL (PostgreSQL 12+ uses the check and skips the scan)",
+            );
+            out.push(cx.scaled(finding, table));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::test::{has, run};
+    use airlock_sql::Dialect::Postgres;
+
+    const ID: &str = "setting-not-null";
+
+    #[test]
+    fn ok() {
+        assert!(!has(&run(Postgres, "CREATE TABLE t (a int);\nALTER TABLE t ALTER COLUMN a SET NOT NULL;"), ID));
+    }
+
+    #[test]
+    fn error() {
+        assert!(has(&run(Postgres, "ALTER TABLE t ALTER COLUMN a SET NOT NULL;"), ID));
+    }
+}

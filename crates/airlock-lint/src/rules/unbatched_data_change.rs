@@ -1,0 +1,60 @@
+//! `unbatched-data-change`: one `UPDATE`/`DELETE` over a large table locks
+//! every row it touches until it commits, bloats, and floods replication.
+
+use airlock_sql::parse::Op;
+
+use super::Rule;
+use crate::{Context, Finding, Severity};
+
+/// See the module docs.
+pub struct UnbatchedDataChange;
+
+/// Rows above which one statement is too much.
+const LARGE: f64 = 100_000.0;
+
+impl Rule for UnbatchedDataChange {
+    fn id(&self) -> &'static str {
+        "unbatched-data-change"
+    }
+
+    fn default_severity(&self) -> Severity {
+        Severity::Warning
+    }
+
+    fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        let (verb, table) = match cx.op {
+            Op::Update { table, .. } => ("UPDATE", table),
+            Op::Delete { table, .. } => ("DELETE", table),
+            _ => return,
+        };
+        let Some(rows) = cx.known(table).filter(|t| !t.is_new()).and_then(|t| t.rows) else { return };
+        if rows < LARGE {
+            return;
+        }
+        out.push(cx.finding(
+            self,
+            format!("{verb} on `{table}`{} in one statement locks every row it touches until commit and floods replication", cx.size_note(table)),
+            "change rows in batches (by key range, a few thousand at a time), each in its own transaction",
+        ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::test::{column, has, live, run_live};
+    use airlock_sql::Dialect::Postgres;
+
+    const ID: &str = "unbatched-data-change";
+
+    #[test]
+    fn ok() {
+        let t = vec![live("t", 500.0, vec![column("a", "integer")])];
+        assert!(!has(&run_live(Postgres, "-- airlock:data\nUPDATE t SET a = 1;", t), ID));
+    }
+
+    #[test]
+    fn error() {
+        let t = vec![live("t", 5e6, vec![column("a", "integer")])];
+        assert!(has(&run_live(Postgres, "-- airlock:data\nUPDATE t SET a = 1;", t), ID));
+    }
+}

@@ -1,0 +1,101 @@
+//! `volatile-default`: `ADD COLUMN ... DEFAULT f()` with a volatile function
+//! rewrites the whole table under an ACCESS EXCLUSIVE lock (a constant or
+//! stable default is stored once and costs nothing since PostgreSQL 11).
+
+use airlock_sql::parse::{AlterAction, Op};
+use airlock_sql::Dialect;
+
+use super::{postgres, Rule};
+use crate::{Context, Finding, Severity};
+
+/// See the module docs.
+pub struct VolatileDefault;
+
+/// Built-in functions PostgreSQL marks volatile that people use as defaults.
+const VOLATILE: &[&str] = &[
+    "random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "clock_timestamp",
+    "timeofday", "nextval", "txid_current", "setseed", "gen_random_bytes", "uuidv7", "uuidv4",
+];
+
+/// Built-in functions that are immutable or stable (no rewrite).
+const NOT_VOLATILE: &[&str] = &[
+    "now", "current_timestamp", "transaction_timestamp", "statement_timestamp", "lower", "upper", "coalesce",
+    "to_jsonb", "jsonb_build_object", "json_build_object", "array", "make_interval", "to_timestamp", "length",
+];
+
+impl Rule for VolatileDefault {
+    fn id(&self) -> &'static str {
+        "volatile-default"
+    }
+
+    fn default_severity(&self) -> Severity {
+        Severity::Error
+    }
+
+    fn applies_to(&self, dialect: Dialect) -> bool {
+        postgres(dialect)
+    }
+
+    fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        let Op::AlterTable { table, actions } = cx.op else { return };
+        if !cx.is_existing(table) {
+            return;
+        }
+        for (action, _) in actions {
+            let AlterAction::AddColumn(c) = action else { continue };
+            let Some(default) = &c.default else { continue };
+            let volatile: Vec<&String> = default.functions.iter().filter(|f| VOLATILE.contains(&f.as_str())).collect();
+            let unknown: Vec<&String> = default
+                .functions
+                .iter()
+                .filter(|f| !VOLATILE.contains(&f.as_str()) && !NOT_VOLATILE.contains(&f.as_str()))
+                .collect();
+            if let Some(f) = volatile.first() {
+                let finding = cx.finding(
+                    self,
+                    format!(
+                        "adding `{}` with DEFAULT {} (volatile: {f}()) rewrites every row of `{table}`{} under an ACCESS EXCLUSIVE lock",
+                        c.name,
+                        default.text,
+                        cx.size_note(table)
+                    ),
+                    "add the column without a default (or with a constant), set the default after, and backfill in batches in a data migration",
+                );
+                out.push(cx.scaled(finding, table));
+            } else if let Some(f) = unknown.first() {
+                let mut finding = cx.finding(
+                    self,
+                    format!(
+                        "adding `{}` with DEFAULT {} rewrites `{table}` if {f}() is volatile, which lint cannot tell without the database",
+                        c.name, default.text
+                    ),
+                    "run lint with --database-url to read the function's volatility, or add the column without a default and backfill",
+                );
+                finding.severity = Severity::Warning;
+                out.push(finding);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::test::{has, run};
+    use crate::Severity;
+    use airlock_sql::Dialect::Postgres;
+
+    const ID: &str = "volatile-default";
+
+    #[test]
+    fn ok() {
+        assert!(!has(&run(Postgres, "ALTER TABLE t ADD COLUMN at timestamptz DEFAULT now();"), ID));
+        assert!(!has(&run(Postgres, "ALTER TABLE t ADD COLUMN n int DEFAULT 0;"), ID));
+        assert!(!has(&run(Postgres, "CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"), ID));
+    }
+
+    #[test]
+    fn error() {
+        assert_eq!(run(Postgres, "ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"), [(ID, Severity::Error)]);
+        assert_eq!(run(Postgres, "ALTER TABLE t ADD COLUMN u int DEFAULT my_func();"), [(ID, Severity::Warning)]);
+    }
+}

@@ -1,0 +1,98 @@
+//! Safe patterns that must produce no error and no warning: the linter's
+//! precision is what makes people keep it on. Also allows and unparsable SQL.
+
+use airlock_core::schema::{Catalog, Column, Origin, Table};
+use airlock_core::{discover_embedded, Embedded, EmbeddedFile};
+use airlock_lint::{lint, LintOptions, Report, Severity};
+use airlock_sql::parse::TableName;
+use airlock_sql::Dialect;
+
+fn report(dialect: Dialect, files: &'static [EmbeddedFile], catalog: Catalog) -> Report {
+    let found = discover_embedded(&Embedded { dir: "migrations", files }).unwrap();
+    lint(&found.migrations, catalog, &LintOptions::new(dialect))
+}
+
+fn serious(report: &Report) -> Vec<String> {
+    report
+        .findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .map(|f| format!("{}:{} {} {}", f.file.display(), f.line, f.rule, f.message))
+        .collect()
+}
+
+macro_rules! files {
+    ($($name:literal => $sql:literal),* $(,)?) => {
+        &[$(EmbeddedFile { path: $name, bytes: $sql.as_bytes() }),*]
+    };
+}
+
+#[test]
+fn safe_postgres_patterns_are_clean() {
+    static FILES: &[EmbeddedFile] = files![
+        // An index on a table created in the same migration.
+        "1_orders.up.sql" => "CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint, note varchar(20));\nCREATE INDEX orders_user ON orders (user_id);\n",
+        "1_orders.down.sql" => "DROP TABLE orders;\n",
+        // CREATE INDEX CONCURRENTLY alone in a no-transaction file.
+        "2_index.up.sql" => "-- airlock:no-transaction\nCREATE INDEX CONCURRENTLY orders_note ON orders (note);\n",
+        "2_index.down.sql" => "-- airlock:no-transaction\nDROP INDEX CONCURRENTLY orders_note;\n",
+        // FK NOT VALID, then VALIDATE in a later migration.
+        "3_fk.up.sql" => "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n",
+        "3_fk.down.sql" => "ALTER TABLE orders DROP CONSTRAINT orders_user_fk;\n",
+        "4_validate.up.sql" => "ALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n",
+        "4_validate.down.sql" => "SELECT 1;\n",
+        // A nullable column, and one with a constant default.
+        "5_columns.up.sql" => "ALTER TABLE users ADD COLUMN nickname text;\nALTER TABLE users ADD COLUMN score int NOT NULL DEFAULT 0;\n",
+        "5_columns.down.sql" => "SELECT 1;\n",
+        // A data migration with a bounded statement.
+        "6_backfill.up.sql" => "-- airlock:data\nUPDATE users SET score = 1 WHERE id BETWEEN 1 AND 1000;\n",
+        "6_backfill.down.sql" => "SELECT 1;\n",
+    ];
+    assert_eq!(serious(&report(Dialect::Postgres, FILES, Catalog::offline())), Vec::<String>::new());
+}
+
+#[test]
+fn varchar_to_text_is_clean_against_the_live_type() {
+    static FILES: &[EmbeddedFile] = files![
+        "1_text.up.sql" => "ALTER TABLE users ALTER COLUMN name TYPE text;\n",
+        "1_text.down.sql" => "SELECT 1;\n",
+    ];
+    let users = Table {
+        name: TableName::bare("users"),
+        columns: vec![Column { name: "name".into(), data_type: "character varying(50)".into(), nullable: true, ..Column::default() }],
+        indexes: Vec::new(),
+        constraints: Vec::new(),
+        triggers: Vec::new(),
+        rows: Some(5e6),
+        bytes: None,
+        origin: Origin::Live,
+    };
+    let report = report(Dialect::Postgres, FILES, Catalog::live(vec![users]));
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
+}
+
+#[test]
+fn allows_suppress_with_a_reason_and_unused_ones_are_reported() {
+    static FILES: &[EmbeddedFile] = files![
+        "1_drop.up.sql" => "DROP TABLE other;\n-- airlock:allow drop-table the legacy table is unused since v42\nDROP TABLE legacy;\n-- airlock:allow drop-column nothing to drop here\nCREATE TABLE t (a int);\n",
+        "1_drop.down.sql" => "SELECT 1;\n",
+    ];
+    let report = report(Dialect::Postgres, FILES, Catalog::offline());
+    let suppressed: Vec<(&str, usize)> = report.suppressed.iter().map(|s| (s.finding.rule, s.finding.line)).collect();
+    assert_eq!(suppressed, [("drop-table", 3)], "only the statement after the allow");
+    assert!(report.suppressed[0].reason.contains("unused since v42"));
+    let found: Vec<(&str, usize)> = report.findings.iter().map(|f| (f.rule, f.line)).collect();
+    assert!(found.contains(&("drop-table", 1)), "{found:?}");
+    assert!(found.contains(&("unused-allow", 4)), "{found:?}");
+}
+
+#[test]
+fn a_statement_no_parser_accepts_is_a_warning_and_the_rest_is_checked() {
+    static FILES: &[EmbeddedFile] = files![
+        "1_bad.up.sql" => "CREATE TABEL t (a int);\nCREATE INDEX i ON users (a);\n",
+        "1_bad.down.sql" => "SELECT 1;\n",
+    ];
+    let report = report(Dialect::Postgres, FILES, Catalog::offline());
+    let found: Vec<(&str, usize)> = report.findings.iter().map(|f| (f.rule, f.line)).collect();
+    assert_eq!(found, [("unparsed-statement", 1), ("require-concurrent-index", 2)]);
+}

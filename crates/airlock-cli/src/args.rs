@@ -23,6 +23,10 @@ pub enum Format {
     Human,
     /// One JSON object on stdout.
     Json,
+    /// SARIF 2.1.0 for code scanning (`lint` only).
+    Sarif,
+    /// GitHub Actions workflow annotations (`lint` only).
+    Github,
 }
 
 /// Options every command takes.
@@ -69,6 +73,29 @@ pub enum Command {
     Unlock(UnlockArgs),
     /// Answer /healthz, /status, /gate?require=V and /metrics over HTTP, for every environment; never migrates.
     Serve(ServeArgs),
+    /// Check migration files for locks, rewrites, lost attributes and unsafe changes; exit 3 on errors.
+    Lint(LintArgs),
+}
+
+/// `airlock lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Migration files or directories to report on [default: every migration in --dir].
+    pub paths: Vec<PathBuf>,
+    /// The SQL dialect [default: from the database URL].
+    #[arg(long, value_enum)]
+    pub dialect: Option<DialectArg>,
+}
+
+/// `--dialect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DialectArg {
+    /// PostgreSQL.
+    Postgres,
+    /// MySQL and MariaDB.
+    Mysql,
+    /// SQLite.
+    Sqlite,
 }
 
 /// `airlock serve`.

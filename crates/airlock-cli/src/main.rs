@@ -1,6 +1,7 @@
 //! The `airlock` binary: raw flags → validated settings → library call → reporter.
 
 mod args;
+mod lint;
 mod new;
 mod render;
 mod serve;
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
         Ok(()) => exit::OK,
         Err(e) => {
             // A gate that is not satisfied has already printed its report.
-            if !matches!(e, ExecError::GateNotSatisfied) {
+            if !matches!(e, ExecError::GateNotSatisfied | ExecError::LintErrors(_)) {
                 render::error(&e, format);
             }
             e.exit_code()
@@ -60,6 +61,12 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     if let Command::Serve(args) = &cli.command {
         return serve::run(&cli.global, args);
     }
+    if let Command::Lint(args) = &cli.command {
+        return lint::run(&cli.global, args);
+    }
+    if matches!(format, Format::Sarif | Format::Github) {
+        return Err(ExecError::Usage("--format sarif and --format github are for `airlock lint`; use human or json".to_owned()));
+    }
     let options = settings::options(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,7 +75,7 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     let mut progress = Progress { format };
     runtime.block_on(async {
         match cli.command {
-            Command::New(_) | Command::Serve(_) => Ok(()),
+            Command::New(_) | Command::Serve(_) | Command::Lint(_) => Ok(()),
             Command::Migrate(args) => {
                 let target = args.to.as_deref().map(|t| version_arg(t, "--to")).transpose()?;
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
@@ -105,24 +112,24 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 let version = version_arg(&args.accept, "--accept")?;
                 let old = airlock_exec::repair(&options, version.clone(), &args.reason, &mut progress).await?;
                 match (format, old) {
-                    (Format::Json, old) => println!(
-                        "{}",
-                        serde_json::json!({ "repaired": old.is_some(), "version": version.to_string(), "old_checksum": old })
-                    ),
                     (Format::Human, Some(old)) => println!(
                         "Accepted the current text of migration {version} (checksum was {}…); recorded with your reason.",
                         &old[..12.min(old.len())]
                     ),
                     (Format::Human, None) => eprintln!("Nothing to repair: migration {version} already matches its file."),
+                    (_, old) => println!(
+                        "{}",
+                        serde_json::json!({ "repaired": old.is_some(), "version": version.to_string(), "old_checksum": old })
+                    ),
                 }
                 Ok(())
             }
             Command::Unlock(args) => {
                 let freed = airlock_exec::unlock(&options, args.force, args.reason.as_deref()).await?;
                 match (format, freed) {
-                    (Format::Json, freed) => println!("{}", serde_json::json!({ "unlocked": freed })),
                     (Format::Human, Some(l)) => println!("Freed the lock held by pid {} ({}@{}) since {}.", l.pid, l.os_user, l.host, l.since),
                     (Format::Human, None) => println!("The run lock is free."),
+                    (_, freed) => println!("{}", serde_json::json!({ "unlocked": freed })),
                 }
                 Ok(())
             }

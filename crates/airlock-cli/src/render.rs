@@ -27,7 +27,7 @@ impl Progress {
     fn say(&self, line: String) {
         match self.format {
             Format::Human => println!("{line}"),
-            Format::Json => eprintln!("{line}"),
+            _ => eprintln!("{line}"),
         }
     }
 }
@@ -229,6 +229,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::LockBusy { .. } => "lock-busy",
         ExecError::LeaseLost => "lock-lost",
         ExecError::GateNotSatisfied => "gate-not-satisfied",
+        ExecError::LintErrors(_) => "lint-errors",
     }
 }
 

@@ -36,6 +36,18 @@ pub struct ConfigFile {
     /// Named environments.
     #[serde(default)]
     pub environments: BTreeMap<String, Environment>,
+    /// `[lint]`.
+    #[serde(default)]
+    pub lint: LintConfig,
+}
+
+/// `[lint]` in airlock.toml.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintConfig {
+    /// Severity per rule id: `error`, `warning`, `info` or `off`.
+    #[serde(default)]
+    pub rules: BTreeMap<String, String>,
 }
 
 /// Settings an environment may override.
@@ -132,6 +144,11 @@ fn anchor_sqlite(url: String, base: &Path) -> String {
         }
     }
     url
+}
+
+/// airlock.toml's `[lint]` table (empty without a file).
+pub fn lint_config(global: &Global) -> Result<LintConfig, SettingsError> {
+    Ok(load_config(global)?.0.lint)
 }
 
 /// Everything resolved for a command that needs no database (`new`).

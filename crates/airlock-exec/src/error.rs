@@ -106,6 +106,9 @@ pub enum ExecError {
     /// `gate` answered "not ready"; the report was already printed.
     #[error("the database does not satisfy the requirement")]
     GateNotSatisfied,
+    /// `lint` found errors; the findings were already printed.
+    #[error("lint found {0} error(s)")]
+    LintErrors(usize),
     /// This run lost its lease while working (its heartbeat stopped for too long).
     #[error("this run lost its lock on the database (its heartbeat failed for too long, or another run took the lock over); it stopped, and nothing it had not finished was recorded as applied: run `airlock status` to see where things stand")]
     LeaseLost,
@@ -116,7 +119,7 @@ impl ExecError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ExecError::Discovery(_) | ExecError::Invalid(_) | ExecError::Usage(_) => exit::USAGE,
-            ExecError::Blocked { .. } | ExecError::Protected(_) => exit::BLOCKED,
+            ExecError::Blocked { .. } | ExecError::Protected(_) | ExecError::LintErrors(_) => exit::BLOCKED,
             ExecError::GateNotSatisfied => exit::GATE,
             ExecError::Connect(_)
             | ExecError::Database { .. }

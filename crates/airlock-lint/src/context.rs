@@ -1,7 +1,7 @@
 //! What a rule sees: the statement (text, line, parsed ops), its migration, and
 //! the schema model as it stands just before the statement runs.
 
-use airlock_core::schema::{Catalog, Lookup, Table};
+use airlock_core::schema::{Catalog, Lookup, Origin, Table};
 use airlock_core::{Kind, Migration};
 use airlock_sql::parse::{Op, TableName};
 use airlock_sql::{Dialect, TxNeed};
@@ -56,16 +56,24 @@ impl Context<'_> {
         self.catalog.table(name)
     }
 
-    /// Whether a table already holds rows the running app uses: live, or
-    /// unknown (no database: assume the worst). False for a table created by a
-    /// pending migration.
-    pub fn is_existing(&self, name: &TableName) -> bool {
-        !matches!(self.table(name), Lookup::Known(t) if t.is_new())
+    /// Whether this migration created the table (so it is empty, and no
+    /// running release uses it). A table created by an earlier migration is
+    /// not new: by the time this one runs it may hold rows.
+    pub fn is_new(&self, name: &TableName) -> bool {
+        matches!(self.table(name), Lookup::Known(Table { origin: Origin::Created { version }, .. })
+            if *version == self.migration.version.to_string())
     }
 
-    /// A live table the catalog statistics say is small.
+    /// Whether a table may hold rows the running app uses: live, created by an
+    /// earlier migration, or unknown (no database: assume the worst).
+    pub fn is_existing(&self, name: &TableName) -> bool {
+        !self.is_new(name)
+    }
+
+    /// A live table the catalog statistics say is small. (A table created by
+    /// an earlier pending migration has unknown rows by the time this one runs.)
     pub fn is_small(&self, name: &TableName) -> bool {
-        matches!(self.table(name), Lookup::Known(t) if t.rows.is_some_and(|r| r < SMALL_TABLE_ROWS))
+        matches!(self.table(name), Lookup::Known(t) if t.origin == Origin::Live && t.rows.is_some_and(|r| r < SMALL_TABLE_ROWS))
     }
 
     /// The known table, if any.
@@ -97,7 +105,7 @@ impl Context<'_> {
 
     /// A size note for messages: ` (about 1.2M rows)` when known.
     pub fn size_note(&self, name: &TableName) -> String {
-        match self.known(name).and_then(|t| t.rows) {
+        match self.known(name).filter(|t| t.origin == Origin::Live).and_then(|t| t.rows) {
             Some(rows) if rows >= 1e6 => format!(" (about {:.1}M rows)", rows / 1e6),
             Some(rows) if rows >= 1e3 => format!(" (about {:.0}k rows)", rows / 1e3),
             Some(rows) => format!(" (about {rows:.0} rows)"),

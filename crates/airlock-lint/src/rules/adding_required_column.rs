@@ -20,7 +20,7 @@ impl Rule for AddingRequiredColumn {
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
         let Op::AlterTable { table, actions } = cx.op else { return };
-        if !cx.is_existing(table) || cx.known(table).is_some_and(|t| t.rows == Some(0.0)) {
+        if !cx.is_existing(table) {
             return;
         }
         for (action, _) in actions {

@@ -28,7 +28,7 @@ impl Rule for TableHasTriggers {
             _ => return,
         };
         let Some(known) = cx.known(table) else { return };
-        if known.triggers.is_empty() || known.is_new() {
+        if known.triggers.is_empty() || cx.is_new(table) {
             return;
         }
         out.push(cx.finding(

@@ -27,7 +27,10 @@ impl Rule for UnbatchedDataChange {
             Op::Delete { table, .. } => ("DELETE", table),
             _ => return,
         };
-        let Some(rows) = cx.known(table).filter(|t| !t.is_new()).and_then(|t| t.rows) else { return };
+        if cx.is_new(table) {
+            return;
+        }
+        let Some(rows) = cx.known(table).and_then(|t| t.rows) else { return };
         if rows < LARGE {
             return;
         }

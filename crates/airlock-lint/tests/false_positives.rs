@@ -96,3 +96,16 @@ fn a_statement_no_parser_accepts_is_a_warning_and_the_rest_is_checked() {
     let found: Vec<(&str, usize)> = report.findings.iter().map(|f| (f.rule, f.line)).collect();
     assert_eq!(found, [("unparsed-statement", 1), ("require-concurrent-index", 2)]);
 }
+
+#[test]
+fn every_rule_has_a_doc_page() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/rules");
+    let index = std::fs::read_to_string(docs.join("README.md")).unwrap();
+    for id in airlock_lint::rules::ids() {
+        let page = std::fs::read_to_string(docs.join(format!("{id}.md"))).unwrap_or_else(|_| panic!("docs/rules/{id}.md is missing"));
+        for heading in ["## Problem", "## Why it matters", "## Safe alternative", "## Example"] {
+            assert!(page.contains(heading), "docs/rules/{id}.md has no `{heading}`");
+        }
+        assert!(index.contains(&format!("[`{id}`]({id}.md)")), "docs/rules/README.md does not list {id}");
+    }
+}

@@ -7,6 +7,7 @@ mod adding_required_column;
 mod adding_unique_constraint;
 mod changing_column_type;
 mod concurrent_in_transaction;
+mod copy_algorithm;
 mod constraint_missing_not_valid;
 mod ddl_in_data_migration;
 mod dml_in_schema_migration;
@@ -72,6 +73,7 @@ pub static ALL: &[&dyn Rule] = &[
     &truncate_cascade::TruncateCascade,
     &transaction_control::TransactionControl,
     &modify_drops_attributes::ModifyDropsAttributes,
+    &copy_algorithm::CopyAlgorithm,
     &inline_references_ignored::InlineReferencesIgnored,
     &dml_in_schema_migration::DmlInSchemaMigration,
     &ddl_in_data_migration::DdlInDataMigration,

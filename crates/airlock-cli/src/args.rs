@@ -85,6 +85,9 @@ pub struct LintArgs {
     /// The SQL dialect [default: from the database URL].
     #[arg(long, value_enum)]
     pub dialect: Option<DialectArg>,
+    /// Do not connect even when a database URL is set: lint every migration against only what they create.
+    #[arg(long)]
+    pub offline: bool,
 }
 
 /// `--dialect`.

@@ -74,13 +74,40 @@ fn keep_paths(report: &mut Report, paths: &[PathBuf]) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// The migrations to lint and the schema they start from: with a database,
+/// the pending ones over the live catalog; without, all of them over nothing.
+fn inputs(global: &Global, args: &LintArgs) -> Result<(Vec<Migration>, Catalog, Vec<Migration>), ExecError> {
+    let database = if args.offline { None } else { settings::options(global).ok() };
+    match database {
+        Some(options) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| usage(format!("cannot start the async runtime: {e}")))?;
+            let live = runtime.block_on(airlock_exec::live_state(&options)).map_err(|e| match e {
+                ExecError::Connect(e) => ExecError::Connect(airlock_driver::DriverError::new(
+                    e.kind,
+                    format!("{} (lint reads the live schema; pass --offline to lint without the database)", e.message),
+                )),
+                other => other,
+            })?;
+            Ok((live.pending, live.catalog, live.discovered.migrations))
+        }
+        None => {
+            let dir = settings::migrations_dir(global).map_err(|e| usage(e.0))?;
+            let discovered = airlock_core::discover(&dir)?;
+            Ok((discovered.migrations.clone(), Catalog::offline(), discovered.migrations))
+        }
+    }
+}
+
 /// Runs `airlock lint`.
 pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
     let dialect = dialect(global, args)?;
-    let dir = settings::migrations_dir(global).map_err(|e| usage(e.0))?;
-    let discovered = airlock_core::discover(&dir)?;
     let options = LintOptions { dialect, severities: severities(global)? };
-    let mut report = airlock_lint::lint(&discovered.migrations, Catalog::offline(), &options);
+    let (to_lint, catalog, all) = inputs(global, args)?;
+    let discovered = airlock_core::Discovered { migrations: all, warnings: Vec::new() };
+    let mut report = airlock_lint::lint(&to_lint, catalog, &options);
     keep_paths(&mut report, &args.paths)?;
     match global.format {
         Format::Human => human(&report, &discovered.migrations),

@@ -82,8 +82,12 @@ fn the_dialect_comes_from_the_url_or_must_be_given() {
     let none = lint(&project, &[]);
     none.expect(2);
     assert!(none.stderr.contains("--dialect postgres|mysql|sqlite"), "{}", none.stderr);
-    // From the URL's scheme; nothing connects.
-    lint(&project, &["--database-url", "postgres://nobody@127.0.0.1:1/none"]).expect(3);
+    // From the URL's scheme, without connecting.
+    lint(&project, &["--database-url", "postgres://nobody@127.0.0.1:1/none", "--offline"]).expect(3);
+    // With a URL lint reads the live schema, and says how to do without.
+    let down = lint(&project, &["--database-url", "postgres://nobody@127.0.0.1:1/none"]);
+    down.expect(1);
+    assert!(down.stderr.contains("--offline"), "{}", down.stderr);
 }
 
 #[test]

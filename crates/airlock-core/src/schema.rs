@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use airlock_sql::parse::{AlterAction, ColumnSpec, Constraint, Op, TableName};
+use airlock_sql::parse::{AlterAction, ColumnSpec, Constraint, Op};
+
+pub use airlock_sql::parse::TableName;
 
 /// A column with every attribute a change can lose.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -178,10 +180,23 @@ impl<'a> Lookup<'a> {
     }
 }
 
+/// How a function's result may change (PostgreSQL's `provolatile`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Volatility {
+    /// Same arguments, same result, forever.
+    Immutable,
+    /// Same result within a statement (`now()`).
+    Stable,
+    /// May change on every call (`random()`): as a column default, every row differs.
+    Volatile,
+}
+
 /// The schema model.
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     tables: BTreeMap<String, Table>,
+    /// User functions' volatility, by lower-case name (live PostgreSQL only).
+    pub functions: BTreeMap<String, Volatility>,
     /// Whether it was loaded from a live database (else only created tables are known).
     pub live: bool,
 }
@@ -203,7 +218,7 @@ impl Catalog {
 
     /// A model of a live database's tables.
     pub fn live(tables: Vec<Table>) -> Catalog {
-        Catalog { tables: tables.into_iter().map(|t| (key(&t.name), t)).collect(), live: true }
+        Catalog { tables: tables.into_iter().map(|t| (key(&t.name), t)).collect(), functions: BTreeMap::new(), live: true }
     }
 
     /// What is known of a table.

@@ -13,6 +13,9 @@
 //!   `max_statement_time` (error 1969) or MySQL's `max_execution_time` (SELECT only, 3024).
 //! - `mariadb://` URLs are read as `mysql://`.
 
+use std::collections::BTreeMap;
+
+use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, Timeouts,
@@ -381,6 +384,107 @@ impl Driver for MySqlDriver {
             sql.push_str(&format!(", SESSION max_execution_time = {}", timeouts.statement.as_millis()));
         }
         self.conn.query_drop(sql).await.map_err(error)
+    }
+
+    async fn load_catalog(&mut self) -> Result<Catalog> {
+        let tables: Vec<(String, Option<i64>, Option<i64>, Option<String>)> = self
+            .conn
+            .query(
+                "SELECT TABLE_NAME, CAST(TABLE_ROWS AS SIGNED), CAST(DATA_LENGTH + INDEX_LENGTH AS SIGNED), TABLE_COLLATION \
+                 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' \
+                 AND TABLE_NAME NOT LIKE 'airlock\\_%'",
+            )
+            .await
+            .map_err(error)?;
+        let columns: Vec<Row> = self
+            .conn
+            .query(
+                "SELECT TABLE_NAME, COLUMN_NAME, COLUMN_TYPE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, CHARACTER_SET_NAME, \
+                 COLLATION_NAME, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() \
+                 ORDER BY TABLE_NAME, ORDINAL_POSITION",
+            )
+            .await
+            .map_err(error)?;
+        let indexes: Vec<(String, String, i64, String)> = self
+            .conn
+            .query(
+                "SELECT TABLE_NAME, INDEX_NAME, CAST(MIN(NON_UNIQUE) AS SIGNED), GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) \
+                 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() GROUP BY TABLE_NAME, INDEX_NAME",
+            )
+            .await
+            .map_err(error)?;
+        let constraints: Vec<(String, String, String)> = self
+            .conn
+            .query(
+                "SELECT TABLE_NAME, CONSTRAINT_NAME, CONSTRAINT_TYPE FROM information_schema.TABLE_CONSTRAINTS \
+                 WHERE CONSTRAINT_SCHEMA = DATABASE()",
+            )
+            .await
+            .map_err(error)?;
+        let triggers: Vec<(String, String)> = self
+            .conn
+            .query("SELECT EVENT_OBJECT_TABLE, TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()")
+            .await
+            .map_err(error)?;
+
+        let mut by_name: BTreeMap<String, (Table, Option<String>)> = BTreeMap::new();
+        for (name, rows, bytes, collation) in tables {
+            let mut table = Table::created(TableName::bare(&name), "");
+            table.origin = Origin::Live;
+            table.rows = rows.map(|r| r as f64);
+            table.bytes = bytes;
+            by_name.insert(name, (table, collation));
+        }
+        for row in &columns {
+            let text = |i: usize| -> Option<String> { row.get::<Option<String>, _>(i).flatten() };
+            let Some((table, table_collation)) = text(0).and_then(|t| by_name.get_mut(&t)) else { continue };
+            let column_type = text(2).unwrap_or_default();
+            let extra = text(5).unwrap_or_default().to_lowercase();
+            let collation = text(7);
+            // Only what differs from the table's default counts as the column's own.
+            let table_charset = table_collation.as_deref().and_then(|c| c.split('_').next());
+            let charset = text(6).filter(|c| Some(c.as_str()) != table_charset);
+            let collation = collation.filter(|c| Some(c) != table_collation.as_ref());
+            // MariaDB writes a NULL default as the text `NULL`.
+            let default = text(4).filter(|d| !d.eq_ignore_ascii_case("null"));
+            let on_update = extra.split("on update ").nth(1).map(|rest| rest.trim().to_uppercase());
+            table.columns.push(Column {
+                name: text(1).unwrap_or_default(),
+                unsigned: column_type.contains("unsigned"),
+                data_type: column_type,
+                nullable: text(3).as_deref() == Some("YES"),
+                default,
+                auto_increment: extra.contains("auto_increment"),
+                identity: false,
+                charset,
+                collation,
+                comment: text(8).filter(|c| !c.is_empty()),
+                on_update,
+            });
+        }
+        for (table, name, non_unique, columns) in indexes {
+            if let Some((t, _)) = by_name.get_mut(&table) {
+                t.indexes.push(Index { name, unique: non_unique == 0, columns: columns.split(',').map(str::to_owned).collect() });
+            }
+        }
+        for (table, name, kind) in constraints {
+            if let Some((t, _)) = by_name.get_mut(&table) {
+                let kind = match kind.as_str() {
+                    "PRIMARY KEY" => ConstraintKind::PrimaryKey,
+                    "UNIQUE" => ConstraintKind::Unique,
+                    "FOREIGN KEY" => ConstraintKind::ForeignKey,
+                    "CHECK" => ConstraintKind::Check,
+                    _ => ConstraintKind::Other,
+                };
+                t.constraints.push(ConstraintInfo { name: Some(name), kind, validated: true });
+            }
+        }
+        for (table, name) in triggers {
+            if let Some((t, _)) = by_name.get_mut(&table) {
+                t.triggers.push(name);
+            }
+        }
+        Ok(Catalog::live(by_name.into_values().map(|(t, _)| t).collect()))
     }
 
     async fn begin_read_only(&mut self) -> Result<()> {

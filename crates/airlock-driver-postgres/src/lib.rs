@@ -17,6 +17,9 @@
 //!   independent ones are pipelined on the connection: what every deploy pays
 //!   for "nothing to do" is a handful of round trips.
 
+use std::collections::BTreeMap;
+
+use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName, Volatility};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Ran, Result, State, Timeouts,
@@ -43,6 +46,32 @@ pub struct PostgresDriver {
 }
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+/// The schemas lint and plan look at: those on the search path, not the system ones.
+const CATALOG_TABLES: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.reltuples::float8, pg_total_relation_size(c.oid)::int8 \
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false)) AND c.relname NOT LIKE 'airlock\\_%'";
+const CATALOG_COLUMNS: &str = "SELECT a.attrelid::int8, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
+     pg_get_expr(d.adbin, d.adrelid), a.attidentity <> '', \
+     CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN co.collname::text END \
+     FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+     JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+     LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+     WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false)) \
+     ORDER BY a.attrelid, a.attnum";
+const CATALOG_INDEXES: &str = "SELECT i.indrelid::int8, ic.relname::text, i.indisunique, \
+     ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k) \
+     FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace \
+     WHERE n.nspname = ANY (current_schemas(false))";
+const CATALOG_CONSTRAINTS: &str = "SELECT co.conrelid::int8, co.conname::text, co.contype::text, co.convalidated \
+     FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace \
+     WHERE co.conrelid <> 0 AND n.nspname = ANY (current_schemas(false))";
+const CATALOG_TRIGGERS: &str = "SELECT tg.tgrelid::int8, tg.tgname::text FROM pg_trigger tg \
+     JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE NOT tg.tgisinternal AND n.nspname = ANY (current_schemas(false))";
+const CATALOG_FUNCTIONS: &str = "SELECT p.proname::text, p.provolatile::text FROM pg_proc p \
+     JOIN pg_namespace n ON n.oid = p.pronamespace \
+     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
 
 const SELECT_HISTORY: &str = "SELECT version, name, kind, checksum, up_sql, down_sql, state, mode, statements_done, statements_total, \
      failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history";
@@ -522,6 +551,73 @@ impl Driver for PostgresDriver {
         self.timeouts = Some(timeouts);
         self.session_timeouts_stale = true;
         Ok(())
+    }
+
+    async fn load_catalog(&mut self) -> Result<Catalog> {
+        let (tables, columns, indexes, constraints, triggers, functions) = tokio::try_join!(
+            self.client.query_typed(CATALOG_TABLES, &[]),
+            self.client.query_typed(CATALOG_COLUMNS, &[]),
+            self.client.query_typed(CATALOG_INDEXES, &[]),
+            self.client.query_typed(CATALOG_CONSTRAINTS, &[]),
+            self.client.query_typed(CATALOG_TRIGGERS, &[]),
+            self.client.query_typed(CATALOG_FUNCTIONS, &[]),
+        )
+        .map_err(error)?;
+        let mut by_oid: BTreeMap<i64, Table> = BTreeMap::new();
+        for row in &tables {
+            let schema: String = row.get(1);
+            let mut table = Table::created(TableName { schema: Some(schema), name: row.get(2) }, "");
+            table.origin = Origin::Live;
+            // reltuples is -1 for a table never analyzed: unknown, not empty.
+            let rows: f64 = row.get(3);
+            table.rows = (rows >= 0.0).then_some(rows);
+            table.bytes = Some(row.get(4));
+            by_oid.insert(row.get(0), table);
+        }
+        for row in &columns {
+            let Some(table) = by_oid.get_mut(&row.get::<_, i64>(0)) else { continue };
+            let default: Option<String> = row.get(4);
+            table.columns.push(Column {
+                name: row.get(1),
+                data_type: row.get(2),
+                nullable: row.get(3),
+                identity: row.get::<_, bool>(5) || default.as_deref().is_some_and(|d| d.starts_with("nextval(")),
+                default,
+                collation: row.get(6),
+                ..Column::default()
+            });
+        }
+        for row in &indexes {
+            if let Some(table) = by_oid.get_mut(&row.get::<_, i64>(0)) {
+                table.indexes.push(Index { name: row.get(1), unique: row.get(2), columns: row.get(3) });
+            }
+        }
+        for row in &constraints {
+            let Some(table) = by_oid.get_mut(&row.get::<_, i64>(0)) else { continue };
+            let kind = match row.get::<_, String>(2).as_str() {
+                "p" => ConstraintKind::PrimaryKey,
+                "u" => ConstraintKind::Unique,
+                "f" => ConstraintKind::ForeignKey,
+                "c" => ConstraintKind::Check,
+                _ => ConstraintKind::Other,
+            };
+            table.constraints.push(ConstraintInfo { name: Some(row.get(1)), kind, validated: row.get(3) });
+        }
+        for row in &triggers {
+            if let Some(table) = by_oid.get_mut(&row.get::<_, i64>(0)) {
+                table.triggers.push(row.get(1));
+            }
+        }
+        let mut catalog = Catalog::live(by_oid.into_values().collect());
+        for row in &functions {
+            let volatility = match row.get::<_, String>(1).as_str() {
+                "i" => Volatility::Immutable,
+                "s" => Volatility::Stable,
+                _ => Volatility::Volatile,
+            };
+            catalog.functions.insert(row.get::<_, String>(0).to_lowercase(), volatility);
+        }
+        Ok(catalog)
     }
 
     async fn begin_read_only(&mut self) -> Result<()> {

@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use airlock_core::schema::{Catalog, Column, Index, Origin, Table, TableName};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     tables, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result,
@@ -376,6 +377,47 @@ impl Driver for SqliteDriver {
         // SQLite has no statement timeout; the lock timeout is the busy timeout.
         let busy = if timeouts.lock.is_zero() { Duration::from_secs(24 * 3600) } else { timeouts.lock };
         self.conn.busy_timeout(busy).map_err(error)
+    }
+
+    async fn load_catalog(&mut self) -> Result<Catalog> {
+        // SQLite keeps no row statistics worth reading: rows stay unknown.
+        let objects: Vec<(String, String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT type, name, tbl_name FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND tbl_name NOT LIKE 'airlock\\_%' ESCAPE '\\'")
+                .map_err(error)?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(error)?;
+            rows.collect::<std::result::Result<_, _>>().map_err(error)?
+        };
+        let mut tables = Vec::new();
+        for (_, name, _) in objects.iter().filter(|(kind, _, _)| kind == "table") {
+            let mut table = Table::created(TableName::bare(name), "");
+            table.origin = Origin::Live;
+            table.rows = None;
+            table.bytes = None;
+            let mut stmt = self.conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)").map_err(error)?;
+            let columns = stmt
+                .query_map([name], |r| {
+                    Ok(Column {
+                        name: r.get(0)?,
+                        data_type: r.get::<_, String>(1)?.to_lowercase(),
+                        nullable: r.get::<_, i64>(2)? == 0 && r.get::<_, i64>(4)? == 0,
+                        default: r.get(3)?,
+                        ..Column::default()
+                    })
+                })
+                .map_err(error)?;
+            table.columns = columns.collect::<std::result::Result<_, _>>().map_err(error)?;
+            for (kind, object, _) in objects.iter().filter(|(_, _, on)| on == name) {
+                match kind.as_str() {
+                    "index" => table.indexes.push(Index { name: object.clone(), columns: Vec::new(), unique: false }),
+                    "trigger" => table.triggers.push(object.clone()),
+                    _ => {}
+                }
+            }
+            tables.push(table);
+        }
+        Ok(Catalog::live(tables))
     }
 
     async fn begin_read_only(&mut self) -> Result<()> {

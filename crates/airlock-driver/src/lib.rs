@@ -234,6 +234,12 @@ pub trait Driver: Send {
     /// Sets the session's lock and statement timeouts.
     async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()>;
 
+    /// Reads the live schema of the connection's default schema/database for
+    /// lint and plan: tables with every column attribute, indexes,
+    /// constraints, triggers, row estimates and sizes (airlock's own tables
+    /// left out), and user functions' volatility where the engine has it.
+    async fn load_catalog(&mut self) -> Result<airlock_core::schema::Catalog>;
+
     /// Opens a read-only transaction (ended by `rollback`): for `serve`, whose
     /// reads then see one snapshot and cannot write. A transaction rather than a
     /// session setting, which would outlive the read behind a connection pooler.

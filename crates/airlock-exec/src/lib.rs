@@ -11,6 +11,7 @@ mod admin;
 mod error;
 mod gate;
 mod lease;
+mod live;
 mod prepare;
 mod report;
 mod run;
@@ -33,6 +34,7 @@ pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
 };
+pub use crate::live::{live_state, LiveState};
 pub use crate::run::migrate;
 pub use crate::watch::{Assessment, Watcher};
 

@@ -2,6 +2,7 @@
 //! rewrites the whole table under an ACCESS EXCLUSIVE lock (a constant or
 //! stable default is stored once and costs nothing since PostgreSQL 11).
 
+use airlock_core::schema::Volatility;
 use airlock_sql::parse::{AlterAction, Op};
 use airlock_sql::Dialect;
 
@@ -44,11 +45,17 @@ impl Rule for VolatileDefault {
         for (action, _) in actions {
             let AlterAction::AddColumn(c) = action else { continue };
             let Some(default) = &c.default else { continue };
-            let volatile: Vec<&String> = default.functions.iter().filter(|f| VOLATILE.contains(&f.as_str())).collect();
+            // The live catalog knows user functions; built-ins are listed here.
+            let live = |f: &str| cx.catalog.functions.get(f).copied();
+            let volatile: Vec<&String> = default
+                .functions
+                .iter()
+                .filter(|f| live(f) == Some(Volatility::Volatile) || (live(f).is_none() && VOLATILE.contains(&f.as_str())))
+                .collect();
             let unknown: Vec<&String> = default
                 .functions
                 .iter()
-                .filter(|f| !VOLATILE.contains(&f.as_str()) && !NOT_VOLATILE.contains(&f.as_str()))
+                .filter(|f| live(f).is_none() && !VOLATILE.contains(&f.as_str()) && !NOT_VOLATILE.contains(&f.as_str()))
                 .collect();
             if let Some(f) = volatile.first() {
                 let finding = cx.finding(
@@ -80,8 +87,9 @@ impl Rule for VolatileDefault {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test::{has, run};
+    use crate::rules::test::{column, has, live, report, run};
     use crate::Severity;
+    use airlock_core::schema::{Catalog, Volatility};
     use airlock_sql::Dialect::Postgres;
 
     const ID: &str = "volatile-default";
@@ -97,5 +105,13 @@ mod tests {
     fn error() {
         assert_eq!(run(Postgres, "ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"), [(ID, Severity::Error)]);
         assert_eq!(run(Postgres, "ALTER TABLE t ADD COLUMN u int DEFAULT my_func();"), [(ID, Severity::Warning)]);
+        // The live catalog says what a user function is.
+        let sql = "ALTER TABLE t ADD COLUMN u int DEFAULT my_func();";
+        for (volatility, expected) in [(Volatility::Volatile, vec![(ID, Severity::Error)]), (Volatility::Stable, vec![])] {
+            let mut catalog = Catalog::live(vec![live("t", 1e6, vec![column("a", "integer")])]);
+            catalog.functions.insert("my_func".into(), volatility);
+            let found: Vec<_> = report(Postgres, &[("1_m.up.sql", sql), ("1_m.down.sql", "SELECT 1;")], catalog).findings.iter().map(|f| (f.rule, f.severity)).collect();
+            assert_eq!(found, expected);
+        }
     }
 }

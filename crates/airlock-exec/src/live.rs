@@ -1,0 +1,41 @@
+//! What lint and plan read from the database: the live schema and which
+//! migrations are still pending. One read-only transaction; changes nothing.
+
+use airlock_core::schema::Catalog;
+use airlock_core::{reconcile, Discovered, Migration, Settings};
+
+use crate::error::ExecError;
+use crate::{snapshot, Context, Options};
+
+/// The live schema and the migrations not applied yet, in order.
+pub struct LiveState {
+    /// The schema as the database has it now.
+    pub catalog: Catalog,
+    /// Pending migrations, in the order `migrate` would apply them.
+    pub pending: Vec<Migration>,
+    /// Every migration of the directory.
+    pub discovered: Discovered,
+}
+
+/// Reads the live schema and history. A SQLite file that does not exist yet
+/// is an empty database with everything pending.
+pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
+    let discovered = options.source.discover()?;
+    if crate::sqlite_file_missing(options) {
+        let pending = discovered.migrations.clone();
+        return Ok(LiveState { catalog: Catalog::live(Vec::new()), pending, discovered });
+    }
+    let ctx = Context::new(options);
+    let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+    driver.begin_read_only().await.map_err(ExecError::db("opening a read-only transaction"))?;
+    // The catalog first: on PostgreSQL, reading airlock's tables where they do
+    // not exist yet aborts the transaction (the snapshot then reads as empty).
+    let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"));
+    let snap = snapshot(driver.as_mut(), &ctx).await;
+    let _ = driver.rollback().await;
+    let (snap, catalog) = (snap?, catalog?);
+    let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
+    let plan = reconcile(&discovered.migrations, &snap.history, &settings);
+    let pending = plan.pending.iter().map(|m| (*m).clone()).collect();
+    Ok(LiveState { catalog, pending, discovered })
+}

@@ -88,6 +88,12 @@ pub struct LintArgs {
     /// Do not connect even when a database URL is set: lint every migration against only what they create.
     #[arg(long)]
     pub offline: bool,
+    /// Hold back findings this baseline recorded for files unchanged since [default: `baseline` in [lint]].
+    #[arg(long, value_name = "FILE", conflicts_with = "write_baseline")]
+    pub baseline: Option<PathBuf>,
+    /// Record today's findings in FILE (by file checksum and rule) and exit 0.
+    #[arg(long, value_name = "FILE")]
+    pub write_baseline: Option<PathBuf>,
 }
 
 /// `--dialect`.

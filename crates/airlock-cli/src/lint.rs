@@ -9,7 +9,7 @@ use airlock_core::schema::Catalog;
 use airlock_core::Migration;
 use airlock_driver::{DatabaseUrl, Engine};
 use airlock_exec::ExecError;
-use airlock_lint::{rules, Finding, LintOptions, Report, Severity};
+use airlock_lint::{rules, Baseline, Finding, LintOptions, Report, Severity};
 use airlock_sql::Dialect;
 use annotate_snippets::{Level, Renderer, Snippet};
 use anstream::{eprintln, println};
@@ -43,8 +43,7 @@ fn dialect(global: &Global, args: &LintArgs) -> Result<Dialect, ExecError> {
 }
 
 /// airlock.toml's `[lint.rules]`, checked: an unknown rule or severity is an error naming it.
-fn severities(global: &Global) -> Result<BTreeMap<String, Option<Severity>>, ExecError> {
-    let config = settings::lint_config(global).map_err(|e| usage(e.0))?;
+fn severities(config: settings::LintConfig) -> Result<BTreeMap<String, Option<Severity>>, ExecError> {
     let known = rules::ids();
     config
         .rules
@@ -104,11 +103,26 @@ fn inputs(global: &Global, args: &LintArgs) -> Result<(Vec<Migration>, Catalog, 
 /// Runs `airlock lint`.
 pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
     let dialect = dialect(global, args)?;
-    let options = LintOptions { dialect, severities: severities(global)? };
+    let config = settings::lint_config(global).map_err(|e| usage(e.0))?;
+    let baseline_path = args.baseline.clone().or_else(|| config.baseline.clone());
+    let options = LintOptions { dialect, severities: severities(config)? };
     let (to_lint, catalog, all) = inputs(global, args)?;
     let discovered = airlock_core::Discovered { migrations: all, warnings: Vec::new() };
     let mut report = airlock_lint::lint(&to_lint, catalog, &options);
     keep_paths(&mut report, &args.paths)?;
+    if let Some(path) = &args.write_baseline {
+        let baseline = Baseline::of(&report);
+        let text = serde_json::to_string_pretty(&baseline).unwrap_or_default();
+        std::fs::write(path, text + "\n").map_err(|e| usage(format!("--write-baseline {}: {e}", path.display())))?;
+        eprintln!("lint: recorded {} finding(s) of {} file(s) in {}", report.findings.len(), baseline.entries.len(), path.display());
+        return Ok(());
+    }
+    if let Some(path) = &baseline_path {
+        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("baseline {}: {e}", path.display())))?;
+        let baseline: Baseline = serde_json::from_str(&text)
+            .map_err(|e| usage(format!("baseline {}: not a baseline written by `airlock lint --write-baseline`: {e}", path.display())))?;
+        baseline.apply(&mut report);
+    }
     match global.format {
         Format::Human => human(&report, &discovered.migrations),
         Format::Json => json_report(&report),
@@ -173,8 +187,11 @@ fn human(report: &Report, migrations: &[Migration]) {
         "lint: {errors} error{}, {warnings} warning{}{}",
         if errors == 1 { "" } else { "s" },
         if warnings == 1 { "" } else { "s" },
-        if suppressed > 0 { format!(", {suppressed} allowed by `-- airlock:allow`") } else { String::new() }
+        if suppressed > 0 { format!(", {suppressed} allowed by `-- airlock:allow`") } else { String::new() },
     );
+    if report.baselined > 0 {
+        eprintln!("lint: {} more held back by the baseline (files unchanged since it was written)", report.baselined);
+    }
 }
 
 fn json_report(report: &Report) {
@@ -196,7 +213,7 @@ fn json_report(report: &Report) {
     let value = json!({
         "findings": findings,
         "suppressed": suppressed,
-        "summary": { "errors": report.count(Severity::Error), "warnings": report.count(Severity::Warning) },
+        "summary": { "errors": report.count(Severity::Error), "warnings": report.count(Severity::Warning), "baselined": report.baselined },
     });
     println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
 }

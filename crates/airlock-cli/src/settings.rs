@@ -48,6 +48,8 @@ pub struct LintConfig {
     /// Severity per rule id: `error`, `warning`, `info` or `off`.
     #[serde(default)]
     pub rules: BTreeMap<String, String>,
+    /// A baseline file (relative to airlock.toml): findings of unchanged files it records are held back.
+    pub baseline: Option<PathBuf>,
 }
 
 /// Settings an environment may override.
@@ -148,7 +150,10 @@ fn anchor_sqlite(url: String, base: &Path) -> String {
 
 /// airlock.toml's `[lint]` table (empty without a file).
 pub fn lint_config(global: &Global) -> Result<LintConfig, SettingsError> {
-    Ok(load_config(global)?.0.lint)
+    let (config, base) = load_config(global)?;
+    let mut lint = config.lint;
+    lint.baseline = lint.baseline.map(|b| base.unwrap_or_default().join(b));
+    Ok(lint)
 }
 
 /// Everything resolved for a command that needs no database (`new`).

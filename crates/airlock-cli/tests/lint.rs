@@ -116,3 +116,39 @@ fn sarif_is_only_for_lint() {
     let run = Run::of(project.bare().args(["--database-url", "sqlite:x.db", "status", "--format", "sarif"]).output().unwrap());
     run.expect(2);
 }
+
+#[test]
+fn a_baseline_holds_old_files_and_not_new_or_edited_ones() {
+    let project = shop();
+    let baseline = project.root.path().join("lint-baseline.json");
+    let write = lint(&project, &["--dialect", "postgres", "--write-baseline"]);
+    write.expect(2); // the flag needs a file
+    let write = Run::of(
+        project.bare().args(["--dir"]).arg(project.dir()).args(["lint", "--dialect", "postgres", "--write-baseline"]).arg(&baseline).output().unwrap(),
+    );
+    write.expect(0);
+    let with = |args: &[&str]| {
+        Run::of(project.bare().args(["--dir"]).arg(project.dir()).args(["lint", "--dialect", "postgres", "--format", "json", "--baseline"]).arg(&baseline).args(args).output().unwrap())
+    };
+    let held = with(&[]);
+    held.expect(0);
+    assert_eq!(held.json()["summary"]["errors"], 0);
+    assert!(held.json()["summary"]["baselined"].as_u64().unwrap() >= 1);
+
+    // A new migration is held to the rules.
+    project.write("3_more.up.sql", "CREATE INDEX orders_user3 ON orders (user_id);\n");
+    with(&[]).expect(3);
+    project.remove("3_more.up.sql");
+    // So is an edited one.
+    project.write("2_index.up.sql", "-- index the lookups, edited\nCREATE INDEX orders_user2 ON orders (user_id);\n");
+    with(&[]).expect(3);
+
+    // From airlock.toml, relative to it.
+    project.write("2_index.up.sql", "-- index the lookups\nCREATE INDEX orders_user2 ON orders (user_id);\n");
+    project.write_config("[lint]\nbaseline = \"lint-baseline.json\"\n");
+    lint(&project, &["--dialect", "postgres"]).expect(0);
+    std::fs::write(&baseline, "not json").unwrap();
+    let bad = lint(&project, &["--dialect", "postgres"]);
+    bad.expect(2);
+    assert!(bad.stderr.contains("lint-baseline.json"), "{}", bad.stderr);
+}

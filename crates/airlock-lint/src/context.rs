@@ -100,6 +100,7 @@ impl Context<'_> {
             message,
             help: help.to_owned(),
             fix: None,
+            checksum: self.migration.checksum.clone(),
         }
     }
 
@@ -149,6 +150,7 @@ impl MigrationContext<'_> {
             message,
             help: help.to_owned(),
             fix: None,
+            checksum: self.migration.checksum.clone(),
         }
     }
 }

@@ -8,6 +8,7 @@
 //! rule for the file; on the line before a statement, for that statement; an
 //! allow that suppresses nothing is itself an `unused-allow` finding.
 
+mod baseline;
 mod context;
 pub mod rules;
 
@@ -21,6 +22,7 @@ use airlock_sql::parse::parse;
 use airlock_sql::{classify, split, Dialect, TxNeed};
 use serde::Serialize;
 
+pub use baseline::Baseline;
 pub use context::{Context, MigrationContext, Parsed};
 
 /// How much a finding matters. Errors stop `migrate` (exit 3).
@@ -81,6 +83,9 @@ pub struct Finding {
     pub help: String,
     /// The full corrected statement, when the rule can write it.
     pub fix: Option<String>,
+    /// The migration's checksum: a baseline holds findings of unchanged files only.
+    #[serde(skip)]
+    pub checksum: String,
 }
 
 /// Findings accepted by an `-- airlock:allow`, with the reason given.
@@ -99,6 +104,8 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// Findings an allow accepted.
     pub suppressed: Vec<Suppressed>,
+    /// Findings held back by a baseline (files unchanged since it was written).
+    pub baselined: usize,
 }
 
 impl Report {
@@ -181,6 +188,7 @@ fn parse_script(migration: &Migration, dialect: Dialect, found: &mut Vec<Finding
                 message: format!("the file cannot be split into statements: {}", e.message),
                 help: "fix the SQL; the rest of this file was not checked".to_owned(),
                 fix: None,
+                checksum: migration.checksum.clone(),
             });
             return Vec::new();
         }
@@ -201,6 +209,7 @@ fn parse_script(migration: &Migration, dialect: Dialect, found: &mut Vec<Finding
                     message: format!("this statement could not be parsed ({why}), so no rule checked it"),
                     help: "check the SQL; if the server accepts it, lint cannot judge it yet".to_owned(),
                     fix: None,
+                    checksum: migration.checksum.clone(),
                 });
             }
             Parsed { line: s.line + script.line_offset, span: s.span, tx: classify(&s.sql, dialect).tx, sql: s.sql, ops }
@@ -254,6 +263,7 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
                 },
                 help: "remove the allow, or move it to the line before the statement it is for".to_owned(),
                 fix: None,
+                checksum: migration.checksum.clone(),
             });
         }
     }

@@ -160,6 +160,9 @@ pub struct MigrateArgs {
     /// Check everything and show what would run; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Lint with this baseline: recorded findings of unchanged files do not refuse the run [default: `baseline` in [lint]].
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
 }
 
 /// `airlock gate`.

@@ -2,14 +2,13 @@
 //! as rustc-style diagnostics (annotate-snippets), JSON, SARIF 2.1.0 or GitHub
 //! workflow annotations. Error findings exit 3.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use airlock_core::schema::Catalog;
 use airlock_core::Migration;
 use airlock_driver::{DatabaseUrl, Engine};
 use airlock_exec::ExecError;
-use airlock_lint::{rules, Baseline, Finding, LintOptions, Report, Severity};
+use airlock_lint::{Baseline, Finding, LintOptions, Report, Severity};
 use airlock_sql::Dialect;
 use annotate_snippets::{Level, Renderer, Snippet};
 use anstream::{eprintln, println};
@@ -40,22 +39,6 @@ fn dialect(global: &Global, args: &LintArgs) -> Result<Dialect, ExecError> {
             "which SQL dialect? pass --dialect postgres|mysql|sqlite, or a database URL (--database-url, DATABASE_URL, `url` in airlock.toml)".to_owned(),
         )),
     }
-}
-
-/// airlock.toml's `[lint.rules]`, checked: an unknown rule or severity is an error naming it.
-fn severities(config: settings::LintConfig) -> Result<BTreeMap<String, Option<Severity>>, ExecError> {
-    let known = rules::ids();
-    config
-        .rules
-        .into_iter()
-        .map(|(rule, level)| {
-            if !known.contains(&rule.as_str()) {
-                return Err(usage(format!("[lint.rules] in airlock.toml: there is no rule `{rule}` (known: {})", known.join(", "))));
-            }
-            let severity = Severity::parse(&level).map_err(|e| usage(format!("[lint.rules] {rule} = \"{level}\": {e}")))?;
-            Ok((rule, severity))
-        })
-        .collect()
 }
 
 /// Keeps findings about the files or directories named on the command line.
@@ -105,7 +88,7 @@ pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
     let dialect = dialect(global, args)?;
     let config = settings::lint_config(global).map_err(|e| usage(e.0))?;
     let baseline_path = args.baseline.clone().or_else(|| config.baseline.clone());
-    let options = LintOptions { dialect, severities: severities(config)? };
+    let options = LintOptions { dialect, severities: settings::lint_severities(&config).map_err(|e| usage(e.0))? };
     let (to_lint, catalog, all) = inputs(global, args)?;
     let discovered = airlock_core::Discovered { migrations: all, warnings: Vec::new() };
     let mut report = airlock_lint::lint(&to_lint, catalog, &options);
@@ -118,10 +101,7 @@ pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
         return Ok(());
     }
     if let Some(path) = &baseline_path {
-        let text = std::fs::read_to_string(path).map_err(|e| usage(format!("baseline {}: {e}", path.display())))?;
-        let baseline: Baseline = serde_json::from_str(&text)
-            .map_err(|e| usage(format!("baseline {}: not a baseline written by `airlock lint --write-baseline`: {e}", path.display())))?;
-        baseline.apply(&mut report);
+        settings::read_baseline(path).map_err(|e| usage(e.0))?.apply(&mut report);
     }
     match global.format {
         Format::Human => human(&report, &discovered.migrations),

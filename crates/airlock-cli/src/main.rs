@@ -78,6 +78,8 @@ fn run(cli: Cli) -> Result<(), ExecError> {
             Command::New(_) | Command::Serve(_) | Command::Lint(_) => Ok(()),
             Command::Migrate(args) => {
                 let target = args.to.as_deref().map(|t| version_arg(t, "--to")).transpose()?;
+                let mut options = options.clone();
+                options.lint = settings::lint_settings(&cli.global, args.baseline.as_deref()).map_err(|e| ExecError::Usage(e.0))?;
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
                 Ok(())

@@ -230,6 +230,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::LeaseLost => "lock-lost",
         ExecError::GateNotSatisfied => "gate-not-satisfied",
         ExecError::LintErrors(_) => "lint-errors",
+        ExecError::LintRefused(_) => "lint",
     }
 }
 
@@ -249,6 +250,12 @@ pub fn error(e: &ExecError, format: Format) {
                     "code": f.error.code, "aftermath": f.aftermath,
                 });
                 value["error"]["applied_before_failure"] = json!(applied);
+            }
+            ExecError::LintRefused(findings) => {
+                value["error"]["findings"] = findings
+                    .iter()
+                    .map(|f| json!({ "rule": f.rule, "severity": f.severity, "file": f.file, "line": f.line, "message": f.message, "help": f.help, "fix": f.fix }))
+                    .collect();
             }
             _ => {}
         }

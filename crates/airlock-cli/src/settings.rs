@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use airlock_core::migration::parse_duration;
 use airlock_driver::DatabaseUrl;
-use airlock_exec::Options;
+use airlock_exec::{LintSettings, Options};
+use airlock_lint::{Baseline, Severity};
 use serde::Deserialize;
 
 use crate::args::Global;
@@ -148,12 +149,47 @@ fn anchor_sqlite(url: String, base: &Path) -> String {
     url
 }
 
-/// airlock.toml's `[lint]` table (empty without a file).
+/// airlock.toml's `[lint]` table (empty without a file), the baseline path
+/// made relative to the file.
 pub fn lint_config(global: &Global) -> Result<LintConfig, SettingsError> {
     let (config, base) = load_config(global)?;
     let mut lint = config.lint;
     lint.baseline = lint.baseline.map(|b| base.unwrap_or_default().join(b));
     Ok(lint)
+}
+
+/// `[lint.rules]` checked: an unknown rule or severity is an error naming it.
+pub fn lint_severities(config: &LintConfig) -> Result<BTreeMap<String, Option<Severity>>, SettingsError> {
+    let known = airlock_lint::rules::ids();
+    config
+        .rules
+        .iter()
+        .map(|(rule, level)| {
+            if !known.contains(&rule.as_str()) {
+                return Err(SettingsError(format!("[lint.rules] in airlock.toml: there is no rule `{rule}` (known: {})", known.join(", "))));
+            }
+            let severity = Severity::parse(level).map_err(|e| SettingsError(format!("[lint.rules] {rule} = \"{level}\": {e}")))?;
+            Ok((rule.clone(), severity))
+        })
+        .collect()
+}
+
+/// Reads a baseline written by `airlock lint --write-baseline`.
+pub fn read_baseline(path: &Path) -> Result<Baseline, SettingsError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SettingsError(format!("baseline {}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| {
+        SettingsError(format!("baseline {}: not a baseline written by `airlock lint --write-baseline`: {e}", path.display()))
+    })
+}
+
+/// What `migrate` lints with: `[lint]` of airlock.toml, and `baseline` (a flag) over its file.
+pub fn lint_settings(global: &Global, baseline: Option<&Path>) -> Result<LintSettings, SettingsError> {
+    let config = lint_config(global)?;
+    let baseline = match baseline.map(Path::to_path_buf).or(config.baseline.clone()) {
+        Some(path) => Some(read_baseline(&path)?),
+        None => None,
+    };
+    Ok(LintSettings { severities: lint_severities(&config)?, baseline })
 }
 
 /// Everything resolved for a command that needs no database (`new`).

@@ -30,6 +30,9 @@ fn mysql_modify_names_what_the_live_column_loses() {
     project.write("1_widen.up.sql", "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL;\n");
     let run = lint(&project, &db, &[]);
     run.expect(3);
+    // migrate refuses it too, and the column keeps its AUTO_INCREMENT.
+    project.run(&db, &["migrate"]).expect(3);
+    assert_eq!(db.scalar("SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'carts' AND COLUMN_NAME = 'cart_id'").as_deref(), Some("auto_increment"));
     let json = run.json();
     let finding = json["findings"].as_array().unwrap().iter().find(|f| f["rule"] == "modify-drops-attributes").unwrap();
     assert_eq!(finding["severity"], "error");
@@ -77,6 +80,18 @@ fn postgres_live_types_functions_and_triggers_decide() {
     for rule in ["changing-column-type", "volatile-default", "require-concurrent-index"] {
         assert!(found.contains(&(rule.to_owned(), "error".to_owned())), "{rule} missing in {found:?}");
     }
+
+    // `migrate` lints first and refuses before anything runs, even the clean migrations.
+    let refused = project.run(&db, &["migrate"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("[changing-column-type]") && refused.stderr.contains("-- airlock:allow"), "{}", refused.stderr);
+    assert_eq!(db.scalar("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note'").as_deref(), Some("character varying(20)"));
+    assert!(!db.table_exists("airlock_history"), "a refused run creates nothing");
+    // An allow with a reason lets one through; the others still refuse.
+    project.write("3_id.up.sql", "-- airlock:allow changing-column-type maintenance window 2026-11-22\nALTER TABLE orders ALTER COLUMN id TYPE bigint;\n");
+    let still = project.run(&db, &["migrate"]);
+    still.expect(3);
+    assert!(!still.stderr.contains("[changing-column-type]"), "{}", still.stderr);
 
     // Applied migrations are history: only pending ones are linted.
     project.remove("3_id.up.sql");

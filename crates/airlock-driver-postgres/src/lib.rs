@@ -48,7 +48,7 @@ pub struct PostgresDriver {
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// The schemas lint and plan look at: those on the search path, not the system ones.
-const CATALOG_TABLES: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.reltuples::float8, pg_total_relation_size(c.oid)::int8 \
+const CATALOG_TABLES: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.reltuples::float8, pg_total_relation_size(c.oid)::int8, c.relpages::int8 \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false)) AND c.relname NOT LIKE 'airlock\\_%'";
 const CATALOG_COLUMNS: &str = "SELECT a.attrelid::int8, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
@@ -568,9 +568,14 @@ impl Driver for PostgresDriver {
             let schema: String = row.get(1);
             let mut table = Table::created(TableName { schema: Some(schema), name: row.get(2) }, "");
             table.origin = Origin::Live;
-            // reltuples is -1 for a table never analyzed: unknown, not empty.
-            let rows: f64 = row.get(3);
-            table.rows = (rows >= 0.0).then_some(rows);
+            // reltuples is -1 for a table never analyzed: then no pages means
+            // empty, and pages mean unknown.
+            let (rows, pages): (f64, i64) = (row.get(3), row.get(5));
+            table.rows = if rows >= 0.0 {
+                Some(rows)
+            } else {
+                (pages == 0).then_some(0.0)
+            };
             table.bytes = Some(row.get(4));
             by_oid.insert(row.get(0), table);
         }

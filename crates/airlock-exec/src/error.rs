@@ -109,6 +109,9 @@ pub enum ExecError {
     /// `lint` found errors; the findings were already printed.
     #[error("lint found {0} error(s)")]
     LintErrors(usize),
+    /// `migrate` linted the pending migrations and refuses: nothing was changed.
+    #[error("{}\nnothing was applied: fix these, or accept one with `-- airlock:allow <rule> <reason>` on the line before its statement", .0.iter().map(describe_finding).collect::<Vec<_>>().join("\n"))]
+    LintRefused(Vec<airlock_lint::Finding>),
     /// This run lost its lease while working (its heartbeat stopped for too long).
     #[error("this run lost its lock on the database (its heartbeat failed for too long, or another run took the lock over); it stopped, and nothing it had not finished was recorded as applied: run `airlock status` to see where things stand")]
     LeaseLost,
@@ -119,7 +122,9 @@ impl ExecError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ExecError::Discovery(_) | ExecError::Invalid(_) | ExecError::Usage(_) => exit::USAGE,
-            ExecError::Blocked { .. } | ExecError::Protected(_) | ExecError::LintErrors(_) => exit::BLOCKED,
+            ExecError::Blocked { .. } | ExecError::Protected(_) | ExecError::LintErrors(_) | ExecError::LintRefused(_) => {
+                exit::BLOCKED
+            }
             ExecError::GateNotSatisfied => exit::GATE,
             ExecError::Connect(_)
             | ExecError::Database { .. }
@@ -133,4 +138,13 @@ impl ExecError {
         let context = context.into();
         move |source| ExecError::Database { context, source }
     }
+}
+
+/// One lint finding on a few lines: where, what, what to do.
+fn describe_finding(f: &airlock_lint::Finding) -> String {
+    let mut text = format!("{}:{}: {} [{}]\n  help: {}", f.file.display(), f.line, f.message, f.rule, f.help);
+    if let Some(fix) = &f.fix {
+        text.push_str(&format!("\n  fix: {fix}"));
+    }
+    text
 }

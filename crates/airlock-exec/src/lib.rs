@@ -63,6 +63,17 @@ pub struct Options {
     pub lease_ttl: Duration,
     /// Allow pending migrations below the newest applied one. Defaults to `false`.
     pub out_of_order: bool,
+    /// How `migrate` lints pending migrations before it applies them.
+    pub lint: LintSettings,
+}
+
+/// Lint settings for `migrate`: severities and a baseline from airlock.toml.
+#[derive(Debug, Clone, Default)]
+pub struct LintSettings {
+    /// Severity overrides by rule id; None turns a rule off.
+    pub severities: std::collections::BTreeMap<String, Option<airlock_lint::Severity>>,
+    /// Findings of unchanged files this baseline recorded are held back.
+    pub baseline: Option<airlock_lint::Baseline>,
 }
 
 impl Options {
@@ -80,6 +91,7 @@ impl Options {
             lock_wait: Duration::from_secs(300),
             lease_ttl: Duration::from_secs(60),
             out_of_order: false,
+            lint: LintSettings::default(),
         }
     }
 

@@ -17,6 +17,30 @@ use crate::prepare::{prepare, Prepared};
 use crate::report::{PendingEntry, Reporter, RunEntry, RunReport};
 use crate::{project_problem, snapshot, Context, Options};
 
+/// Lints the pending migrations against the live schema: error findings (not
+/// allowed, not in the baseline) refuse the run before anything changes;
+/// warnings are told.
+fn lint_pending(
+    options: &Options,
+    pending: &[&Migration],
+    catalog: airlock_core::schema::Catalog,
+    reporter: &mut dyn Reporter,
+) -> Result<(), ExecError> {
+    let lint_options =
+        airlock_lint::LintOptions { dialect: options.engine_traits().dialect, severities: options.lint.severities.clone() };
+    let migrations: Vec<Migration> = pending.iter().map(|m| (*m).clone()).collect();
+    let mut report = airlock_lint::lint(&migrations, catalog, &lint_options);
+    if let Some(baseline) = &options.lint.baseline {
+        baseline.apply(&mut report);
+    }
+    let (errors, others): (Vec<_>, Vec<_>) =
+        report.findings.into_iter().partition(|f| f.severity == airlock_lint::Severity::Error);
+    for f in others.iter().filter(|f| f.severity == airlock_lint::Severity::Warning) {
+        reporter.warning(&format!("{}:{}: {} [{}]", f.file.display(), f.line, f.message, f.rule));
+    }
+    if errors.is_empty() { Ok(()) } else { Err(ExecError::LintRefused(errors)) }
+}
+
 /// Applies pending migrations up to `target` (all when None). With `dry_run`,
 /// checks everything and reports what would run without changing anything.
 pub async fn migrate(
@@ -38,7 +62,7 @@ pub async fn migrate(
         Ok((Some(driver), Some(snap)))
     });
     let discovered = discovered?;
-    let (driver, snap) = looked?;
+    let (mut driver, snap) = looked?;
     for w in &discovered.warnings {
         reporter.warning(&format!("{}: {}", w.path.display(), w.message));
     }
@@ -63,6 +87,14 @@ pub async fn migrate(
     }
     let left_pending: Vec<PendingEntry> = plan.beyond_target.iter().map(|m| PendingEntry::from(*m)).collect();
     let prepared = prepare_all(&plan.pending, options)?;
+    if !plan.pending.is_empty() {
+        let catalog = match driver.as_mut() {
+            Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,
+            // A SQLite file not created yet: an empty database.
+            None => airlock_core::schema::Catalog::live(Vec::new()),
+        };
+        lint_pending(options, &plan.pending, catalog, reporter)?;
+    }
     if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
         let migrations = plan
             .pending

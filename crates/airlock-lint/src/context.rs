@@ -65,9 +65,10 @@ impl Context<'_> {
     }
 
     /// Whether a table may hold rows the running app uses: live, created by an
-    /// earlier migration, or unknown (no database: assume the worst).
+    /// earlier migration, or unknown (no database: assume the worst). Not a
+    /// table the live catalog does not have: the statement will fail on its own.
     pub fn is_existing(&self, name: &TableName) -> bool {
-        !self.is_new(name)
+        !self.is_new(name) && !matches!(self.table(name), Lookup::Missing)
     }
 
     /// A live table the catalog statistics say is small. (A table created by

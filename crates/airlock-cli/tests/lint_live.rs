@@ -104,3 +104,18 @@ fn postgres_live_types_functions_and_triggers_decide() {
     let found = rules(&lint(&project, &db, &[]));
     assert_eq!(found, [("table-has-triggers".to_owned(), "warning".to_owned())]);
 }
+
+#[test]
+fn sqlite_live_schema_is_read() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_users.up.sql", "CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    // A table created outside airlock is live too; one the database lacks is not "existing".
+    db.exec("CREATE TABLE legacy (id INTEGER)");
+    project.write("2_cleanup.up.sql", "DELETE FROM users;\nDROP TABLE legacy;\nINSERT INTO nowhere VALUES (1);\n");
+    let found = rules(&lint(&project, &db, &[]));
+    assert!(found.contains(&("dml-in-schema-migration".to_owned(), "error".to_owned())), "{found:?}");
+    assert!(found.contains(&("drop-table".to_owned(), "warning".to_owned())), "{found:?}");
+    assert_eq!(found.iter().filter(|(r, _)| r == "dml-in-schema-migration").count(), 1, "not for a missing table: {found:?}");
+}

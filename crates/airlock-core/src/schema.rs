@@ -127,6 +127,8 @@ pub struct Table {
     pub bytes: Option<i64>,
     /// Where the model learned of it.
     pub origin: Origin,
+    /// The table's default character set (MySQL), for columns that name none.
+    pub charset: Option<String>,
 }
 
 impl Table {
@@ -141,6 +143,7 @@ impl Table {
             rows: Some(0.0),
             bytes: Some(0),
             origin: Origin::Created { version: version.to_owned() },
+            charset: None,
         }
     }
 
@@ -427,6 +430,7 @@ mod tests {
             rows: Some(1e6),
             bytes: None,
             origin: Origin::Live,
+            charset: None,
         };
         let mut c = Catalog::live(vec![live]);
         assert!(matches!(c.table(&TableName::bare("nope")), Lookup::Missing));

@@ -433,6 +433,7 @@ impl Driver for MySqlDriver {
             table.origin = Origin::Live;
             table.rows = rows.map(|r| r as f64);
             table.bytes = bytes;
+            table.charset = collation.as_deref().and_then(|c| c.split('_').next()).map(str::to_owned);
             by_name.insert(name, (table, collation));
         }
         for row in &columns {

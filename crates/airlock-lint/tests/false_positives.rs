@@ -66,6 +66,7 @@ fn varchar_to_text_is_clean_against_the_live_type() {
         rows: Some(5e6),
         bytes: None,
         origin: Origin::Live,
+        charset: None,
     };
     let report = report(Dialect::Postgres, FILES, Catalog::live(vec![users]));
     assert!(report.findings.is_empty(), "{:?}", report.findings);

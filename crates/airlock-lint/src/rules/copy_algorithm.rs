@@ -82,8 +82,10 @@ impl Rule for CopyAlgorithm {
                 }
                 AlterAction::RedefineColumn { old_name, column } => {
                     let target = old_name.as_deref().unwrap_or(&column.name);
-                    match cx.known(table).and_then(|t| t.column(target)) {
-                        Some(live) => needs_copy(&live.data_type, &column.data_type, live.charset.as_deref()),
+                    let Some(known) = cx.known(table) else { continue };
+                    match known.column(target) {
+                        // A column without its own charset has the table's.
+                        Some(live) => needs_copy(&live.data_type, &column.data_type, live.charset.as_deref().or(known.charset.as_deref())),
                         None => continue,
                     }
                 }
@@ -122,6 +124,10 @@ mod tests {
     fn ok() {
         let t = vec![live("orders", 1e6, vec![column("note", "varchar(20)")])];
         assert!(!has(&run_live(MySql, "ALTER TABLE orders MODIFY note VARCHAR(40);", t), ID));
+        // 100 → 200 characters stays under 255 bytes in a latin1 table.
+        let mut latin1 = live("orders", 1e6, vec![column("note", "varchar(100)")]);
+        latin1.charset = Some("latin1".into());
+        assert!(!has(&run_live(MySql, "ALTER TABLE orders MODIFY note VARCHAR(200);", vec![latin1]), ID));
     }
 
     #[test]

@@ -159,6 +159,7 @@ pub(crate) mod test {
             rows: Some(rows),
             bytes: None,
             origin: Origin::Live,
+            charset: None,
         }
     }
 

@@ -25,7 +25,7 @@ fn split_type(t: &str) -> (&str, Vec<u32>) {
 }
 
 /// Whether PostgreSQL changes `from` to `to` without rewriting or scanning.
-pub(crate) fn binary_coercible(from: &str, to: &str) -> bool {
+pub fn binary_coercible(from: &str, to: &str) -> bool {
     let (from_base, from_mods) = split_type(from);
     let (to_base, to_mods) = split_type(to);
     let varchar = |b: &str| b == "character varying" || b == "varchar";

@@ -38,7 +38,7 @@ fn shape(data_type: &str) -> (String, Option<u32>) {
 }
 
 /// Why changing `from` to `to` needs a table copy, if it does.
-pub(crate) fn needs_copy(from: &str, to: &str, charset: Option<&str>) -> Option<String> {
+pub fn needs_copy(from: &str, to: &str, charset: Option<&str>) -> Option<String> {
     let (from_base, from_len) = shape(from);
     let (to_base, to_len) = shape(to);
     if from_base != to_base {

@@ -34,6 +34,11 @@ use airlock_sql::Dialect;
 
 use crate::{Context, Finding, MigrationContext, Severity};
 
+/// Knowledge the rules hold that plan uses too.
+pub use changing_column_type::binary_coercible;
+pub use copy_algorithm::needs_copy as mysql_needs_copy;
+pub use volatile_default::VOLATILE as VOLATILE_FUNCTIONS;
+
 /// A lint rule. Rules return findings; they never fail.
 pub trait Rule: Sync {
     /// The kebab-case id, e.g. `require-concurrent-index`.

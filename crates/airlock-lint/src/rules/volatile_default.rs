@@ -13,7 +13,7 @@ use crate::{Context, Finding, Severity};
 pub struct VolatileDefault;
 
 /// Built-in functions PostgreSQL marks volatile that people use as defaults.
-const VOLATILE: &[&str] = &[
+pub const VOLATILE: &[&str] = &[
     "random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "clock_timestamp",
     "timeofday", "nextval", "txid_current", "setseed", "gen_random_bytes", "uuidv7", "uuidv4",
 ];

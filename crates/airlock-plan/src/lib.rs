@@ -1,0 +1,8 @@
+//! Plan: for every pending statement, what it will do to the live database
+//! (locks, rewrites, scans, rows), which data checks it needs, and the verdict.
+//! `effects` is pure: the statement and the schema model in, effects out; the
+//! checks themselves run read-only against the database (issue 4, in progress).
+
+pub mod effects;
+
+pub use effects::{effects, CheckSpec, Effects, Lock};

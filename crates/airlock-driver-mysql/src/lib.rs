@@ -488,6 +488,24 @@ impl Driver for MySqlDriver {
         Ok(Catalog::live(by_name.into_values().map(|(t, _)| t).collect()))
     }
 
+    async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        // The text protocol: every value arrives as bytes.
+        let rows: Vec<Row> = self.conn.query(sql).await.map_err(error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                row.unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::NULL => None,
+                        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
     async fn begin_read_only(&mut self) -> Result<()> {
         self.conn.query_drop("START TRANSACTION READ ONLY").await.map_err(error)
     }

@@ -625,6 +625,19 @@ impl Driver for PostgresDriver {
         Ok(catalog)
     }
 
+    async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        let messages = self.client.simple_query(sql).await.map_err(error)?;
+        Ok(messages
+            .iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    Some((0..row.len()).map(|i| row.get(i).map(str::to_owned)).collect())
+                }
+                _ => None,
+            })
+            .collect())
+    }
+
     async fn begin_read_only(&mut self) -> Result<()> {
         // A transaction, not a session setting: behind a transaction-pooling
         // PgBouncer a session setting would stay on a server connection that

@@ -420,6 +420,27 @@ impl Driver for SqliteDriver {
         Ok(Catalog::live(tables))
     }
 
+    async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
+        use rusqlite::types::ValueRef;
+        let mut stmt = self.conn.prepare(sql).map_err(error)?;
+        let width = stmt.column_count();
+        let rows = stmt
+            .query_map([], |r| {
+                (0..width)
+                    .map(|i| {
+                        Ok(match r.get_ref(i)? {
+                            ValueRef::Null => None,
+                            ValueRef::Integer(n) => Some(n.to_string()),
+                            ValueRef::Real(x) => Some(x.to_string()),
+                            ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                        })
+                    })
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(error)?;
+        rows.collect::<std::result::Result<_, _>>().map_err(error)
+    }
+
     async fn begin_read_only(&mut self) -> Result<()> {
         // Deferred: a shared lock at the first read, one snapshot for all of them.
         self.conn.execute_batch("BEGIN DEFERRED").map_err(error)

@@ -240,6 +240,10 @@ pub trait Driver: Send {
     /// left out), and user functions' volatility where the engine has it.
     async fn load_catalog(&mut self) -> Result<airlock_core::schema::Catalog>;
 
+    /// Runs a read query and returns every row with each value as text (NULL
+    /// as None): for plan's data checks, whose SQL `airlock-plan` writes.
+    async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;
+
     /// Opens a read-only transaction (ended by `rollback`): for `serve`, whose
     /// reads then see one snapshot and cannot write. A transaction rather than a
     /// session setting, which would outlive the read behind a connection pooler.

@@ -12,6 +12,7 @@ mod error;
 mod gate;
 mod lease;
 mod live;
+mod plan;
 mod prepare;
 mod report;
 mod run;
@@ -35,6 +36,7 @@ pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
 };
 pub use crate::live::{live_state, LiveState};
+pub use crate::plan::{plan, MigrationPlan, PlanFinding, PlanReport, StatementPlan, Verdict};
 pub use crate::run::migrate;
 pub use crate::watch::{Assessment, Watcher};
 

@@ -170,6 +170,11 @@ pub fn lint(migrations: &[Migration], mut catalog: Catalog, options: &LintOption
     report
 }
 
+/// The up script's statements, split and parsed (what plan walks through).
+pub fn statements(migration: &Migration, dialect: Dialect) -> Vec<Parsed> {
+    parse_script(migration, dialect, &mut Vec::new())
+}
+
 /// Splits and parses the up script; a text the splitter refuses is one
 /// `unparsed-statement` finding, a statement the parser refuses another.
 fn parse_script(migration: &Migration, dialect: Dialect, found: &mut Vec<Finding>) -> Vec<Parsed> {

@@ -3,6 +3,8 @@
 //! `effects` is pure: the statement and the schema model in, effects out; the
 //! checks themselves run read-only against the database (issue 4, in progress).
 
+pub mod checks;
 pub mod effects;
 
+pub use checks::CheckResult;
 pub use effects::{effects, CheckSpec, Effects, Lock};

@@ -1,0 +1,266 @@
+//! `plan`: a read-only preflight. For every pending statement: the locks it
+//! takes, whether it rewrites or scans its table, the table's rows and size,
+//! an estimate, the data checks run against the live data (each in its own
+//! read-only transaction, bounded by a time budget; a check that times out is
+//! `unknown`), the lint findings, and a verdict.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use airlock_core::schema::{Catalog, Origin};
+use airlock_driver::{Driver, Engine};
+use airlock_lint::{Finding, LintOptions, Severity};
+use airlock_plan::checks::{self, CheckResult};
+use airlock_plan::{effects, CheckSpec, Lock};
+use serde::Serialize;
+
+use crate::error::ExecError;
+use crate::{snapshot, Context, Options};
+
+/// The verdict on a statement, a migration or the whole plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Nothing found that blocks writes for long or will fail.
+    Safe,
+    /// Blocks writes on a large table, or a check could not tell.
+    Risky,
+    /// A check shows it will fail, or lose data or attributes.
+    Blocked,
+}
+
+/// A finding as the plan shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanFinding {
+    /// Rule id.
+    pub rule: &'static str,
+    /// Severity.
+    pub severity: Severity,
+    /// What is wrong.
+    pub message: String,
+    /// What to do.
+    pub help: String,
+    /// The corrected statement, when known.
+    pub fix: Option<String>,
+}
+
+/// One statement's plan: the JSON contract's keys and a few more.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatementPlan {
+    /// 1-based index in its file.
+    pub index: usize,
+    /// Its text.
+    pub sql: String,
+    /// 1-based line in the file.
+    pub line: usize,
+    /// Locks taken.
+    pub locks: Vec<Lock>,
+    /// Every row rewritten.
+    pub rewrites_table: bool,
+    /// Every row read.
+    pub scans_table: bool,
+    /// The table's estimated rows (catalog statistics).
+    pub estimated_rows: Option<f64>,
+    /// The table's total bytes.
+    pub estimated_bytes: Option<i64>,
+    /// How long it should take, from the engine's throughput model.
+    pub estimated_seconds: Option<f64>,
+    /// Data checks.
+    pub checks: Vec<CheckResult>,
+    /// Lint findings.
+    pub findings: Vec<PlanFinding>,
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Why the verdict is not `safe`.
+    pub reasons: Vec<String>,
+}
+
+/// One migration's plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct MigrationPlan {
+    /// Version.
+    pub version: String,
+    /// Name.
+    pub name: String,
+    /// Its checksum (what `migrate --plan` will compare).
+    pub checksum: String,
+    /// Statements in order.
+    pub statements: Vec<StatementPlan>,
+    /// The worst statement verdict.
+    pub verdict: Verdict,
+}
+
+/// The whole plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanReport {
+    /// The database (password hidden).
+    pub database: String,
+    /// Pending migrations in order.
+    pub migrations: Vec<MigrationPlan>,
+    /// The worst verdict.
+    pub verdict: Verdict,
+}
+
+/// Rows above which blocking writes for the statement is risky.
+const LARGE_TABLE_ROWS: f64 = 100_000.0;
+
+/// Rows per second for each kind of work: uncalibrated defaults until
+/// `plan` learns from history and a measurement (issue 4, in progress).
+fn rows_per_second(engine: Engine, rewrites: bool, scans: bool) -> f64 {
+    match (engine, rewrites, scans) {
+        (Engine::MySql, true, _) => 200_000.0,
+        (_, true, _) => 500_000.0,
+        (_, false, true) => 2_000_000.0,
+        _ => f64::INFINITY,
+    }
+}
+
+/// Runs one check in a read-only transaction of its own, bounded by `budget`.
+async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &CheckSpec, catalog: &Catalog, budget: Duration) -> CheckResult {
+    let dialect = match engine {
+        Engine::Postgres => airlock_sql::Dialect::Postgres,
+        Engine::MySql => airlock_sql::Dialect::MySql,
+        Engine::Sqlite => airlock_sql::Dialect::Sqlite,
+    };
+    let Some(sql) = checks::query(spec, catalog, dialect) else {
+        return checks::unknown(spec, "not checked: airlock cannot write this check for this statement yet");
+    };
+    let ms = budget.as_millis();
+    let limit = match engine {
+        Engine::Postgres => Some(format!("SET LOCAL statement_timeout = {ms}")),
+        Engine::MySql => None,
+        Engine::Sqlite => None,
+    };
+    let run = async {
+        driver.begin_read_only().await?;
+        if let Some(limit) = &limit {
+            driver.execute(limit).await?;
+        }
+        let rows = driver.query_text(&sql).await;
+        let _ = driver.rollback().await;
+        rows
+    };
+    match tokio::time::timeout(budget + Duration::from_secs(2), run).await {
+        Ok(Ok(rows)) => checks::read(spec, &rows),
+        Ok(Err(e)) => checks::unknown(spec, &format!("unknown: the check did not finish ({})", e.message)),
+        Err(_) => checks::unknown(spec, &format!("unknown: the check ran out of its {} s budget", budget.as_secs())),
+    }
+}
+
+/// Plans every pending migration against the live database. Changes nothing.
+pub async fn plan(options: &Options, check_budget: Duration) -> Result<PlanReport, ExecError> {
+    let engine = options.url.engine();
+    let dialect = options.engine_traits().dialect;
+    let discovered = options.source.discover()?;
+    let ctx = Context::new(options);
+    let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+    driver.begin_read_only().await.map_err(ExecError::db("opening a read-only transaction"))?;
+    let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"));
+    let snap = snapshot(driver.as_mut(), &ctx).await;
+    let _ = driver.rollback().await;
+    let (mut catalog, snap) = (catalog?, snap?);
+    let settings = airlock_core::Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
+    let pending: Vec<airlock_core::Migration> =
+        airlock_core::reconcile(&discovered.migrations, &snap.history, &settings).pending.iter().map(|m| (*m).clone()).collect();
+
+    let lint_options = LintOptions { dialect, severities: options.lint.severities.clone() };
+    let mut report = airlock_lint::lint(&pending, catalog.clone(), &lint_options);
+    if let Some(baseline) = &options.lint.baseline {
+        baseline.apply(&mut report);
+    }
+    let mut findings: BTreeMap<(String, usize), Vec<Finding>> = BTreeMap::new();
+    for f in report.findings {
+        findings.entry((f.version.clone(), f.statement.unwrap_or(0))).or_default().push(f);
+    }
+
+    let mut migrations = Vec::new();
+    for migration in &pending {
+        let version = migration.version.to_string();
+        let mut statements = Vec::new();
+        for (i, parsed) in airlock_lint::statements(migration, dialect).iter().enumerate() {
+            let mut plan = StatementPlan {
+                index: i + 1,
+                sql: parsed.sql.clone(),
+                line: parsed.line,
+                locks: Vec::new(),
+                rewrites_table: false,
+                scans_table: false,
+                estimated_rows: None,
+                estimated_bytes: None,
+                estimated_seconds: None,
+                checks: Vec::new(),
+                findings: Vec::new(),
+                verdict: Verdict::Safe,
+                reasons: Vec::new(),
+            };
+            for op in parsed.ops.iter().flatten() {
+                let e = effects(op, &catalog, dialect);
+                let table = e.table.as_ref().and_then(|t| catalog.table(t).table());
+                let live = table.is_some_and(|t| t.origin == Origin::Live);
+                if let Some(t) = table {
+                    plan.estimated_rows = t.rows;
+                    plan.estimated_bytes = t.bytes;
+                    let rate = rows_per_second(engine, e.rewrites_table, e.scans_table);
+                    plan.estimated_seconds = t.rows.map(|r| if rate.is_finite() { r / rate } else { 0.0 });
+                }
+                for spec in &e.checks {
+                    let result = if live || matches!(spec, CheckSpec::LockBlockers { .. }) {
+                        run_check(driver.as_mut(), engine, spec, &catalog, check_budget).await
+                    } else {
+                        checks::unknown(spec, "skipped: the table is created by a pending migration, so it is empty")
+                    };
+                    let skipped = result.message.starts_with("skipped");
+                    if !skipped {
+                        plan.checks.push(result);
+                    }
+                }
+                let large = !live || plan.estimated_rows.is_none_or(|r| r >= LARGE_TABLE_ROWS);
+                for lock in e.locks.iter().filter(|l| l.blocks_writes) {
+                    if table.is_some() && large && live {
+                        plan.reasons.push(format!("{} on `{}` blocks writes on a large table", lock.mode, lock.table));
+                        plan.verdict = plan.verdict.max(Verdict::Risky);
+                    }
+                }
+                plan.locks.extend(e.locks);
+                plan.rewrites_table |= e.rewrites_table;
+                plan.scans_table |= e.scans_table;
+                catalog.apply(op, &version);
+            }
+            for check in &plan.checks {
+                match (check.ok, check.check) {
+                    (Some(false), "lock-blockers") => {
+                        plan.reasons.push(check.message.clone());
+                        plan.verdict = plan.verdict.max(Verdict::Risky);
+                    }
+                    (Some(false), _) => {
+                        plan.reasons.push(check.message.clone());
+                        plan.verdict = Verdict::Blocked;
+                    }
+                    (None, _) => {
+                        plan.reasons.push(format!("{}: {}", check.check, check.message));
+                        plan.verdict = plan.verdict.max(Verdict::Risky);
+                    }
+                    _ => {}
+                }
+            }
+            for f in findings.remove(&(version.clone(), i + 1)).unwrap_or_default() {
+                if f.rule == "modify-drops-attributes" && f.severity == Severity::Error {
+                    plan.reasons.push(f.message.clone());
+                    plan.verdict = Verdict::Blocked;
+                }
+                plan.findings.push(PlanFinding { rule: f.rule, severity: f.severity, message: f.message, help: f.help, fix: f.fix });
+            }
+            statements.push(plan);
+        }
+        let verdict = statements.iter().map(|s| s.verdict).max().unwrap_or(Verdict::Safe);
+        migrations.push(MigrationPlan {
+            version,
+            name: migration.name.clone(),
+            checksum: migration.checksum.clone(),
+            statements,
+            verdict,
+        });
+    }
+    let verdict = migrations.iter().map(|m| m.verdict).max().unwrap_or(Verdict::Safe);
+    Ok(PlanReport { database: options.url.to_string(), migrations, verdict })
+}

@@ -1,0 +1,271 @@
+//! The data checks as read-only SQL, per dialect, and reading their answers.
+//! Every data query returns `(violations, example key)` rows, at most five,
+//! with the total counted by a window over the whole result; identifiers are
+//! quoted, literals escaped. A check this module cannot write is `None`: the
+//! caller reports it as not checked.
+
+use airlock_core::schema::{Catalog, TableName};
+use airlock_sql::Dialect;
+use serde::Serialize;
+
+use crate::effects::CheckSpec;
+
+/// One check's answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckResult {
+    /// The check's name: `foreign-key-orphans`, `unique-duplicates`...
+    pub check: &'static str,
+    /// True: no violation. False: the statement will fail or lose data. None: unknown (timed out or not checkable).
+    pub ok: Option<bool>,
+    /// How many rows (or sessions) violate it, when known.
+    pub violations: Option<u64>,
+    /// Up to five example keys (or sessions).
+    pub examples: Vec<String>,
+    /// One sentence: what was checked and what was found.
+    pub message: String,
+}
+
+/// A check's name in the JSON contract.
+pub fn name(spec: &CheckSpec) -> &'static str {
+    match spec {
+        CheckSpec::ForeignKeyOrphans { .. } => "foreign-key-orphans",
+        CheckSpec::UniqueDuplicates { .. } => "unique-duplicates",
+        CheckSpec::NotNullViolations { .. } => "not-null-violations",
+        CheckSpec::CheckViolations { .. } => "check-violations",
+        CheckSpec::CastFailures { .. } => "cast-failures",
+        CheckSpec::LockBlockers { .. } => "lock-blockers",
+    }
+}
+
+fn ident(name: &str, dialect: Dialect) -> String {
+    match dialect {
+        Dialect::MySql => format!("`{}`", name.replace('`', "``")),
+        _ => format!("\"{}\"", name.replace('"', "\"\"")),
+    }
+}
+
+fn table(name: &TableName, dialect: Dialect) -> String {
+    match &name.schema {
+        Some(schema) => format!("{}.{}", ident(schema, dialect), ident(&name.name, dialect)),
+        None => ident(&name.name, dialect),
+    }
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `a, b` as one text value.
+fn concat(alias: &str, columns: &[String], dialect: Dialect) -> String {
+    let parts: Vec<String> = columns.iter().map(|c| format!("{alias}.{}", ident(c, dialect))).collect();
+    match dialect {
+        Dialect::Postgres => format!("concat_ws(', ', {})", parts.iter().map(|p| format!("{p}::text")).collect::<Vec<_>>().join(", ")),
+        Dialect::MySql => format!("CONCAT_WS(', ', {})", parts.join(", ")),
+        Dialect::Sqlite => parts.iter().map(|p| format!("CAST({p} AS TEXT)")).collect::<Vec<_>>().join(" || ', ' || "),
+    }
+}
+
+/// The key that names a row in examples: the primary key when the catalog knows it.
+fn key_columns(catalog: &Catalog, t: &TableName, fallback: &[String]) -> Vec<String> {
+    let pk = catalog.table(t).table().and_then(|t| {
+        t.indexes.iter().find(|i| i.unique && (i.name.ends_with("_pkey") || i.name == "PRIMARY")).map(|i| i.columns.clone())
+    });
+    pk.filter(|c| !c.is_empty()).unwrap_or_else(|| fallback.to_vec())
+}
+
+fn not_null(alias: &str, columns: &[String], dialect: Dialect) -> String {
+    columns.iter().map(|c| format!("{alias}.{} IS NOT NULL", ident(c, dialect))).collect::<Vec<_>>().join(" AND ")
+}
+
+/// `(count, example)` rows for rows matching `filter`.
+fn rows_where(t: &TableName, key: &[String], filter: &str, dialect: Dialect) -> String {
+    format!(
+        "SELECT count(*) OVER (), {} FROM {} AS c WHERE {filter} LIMIT 5",
+        concat("c", key, dialect),
+        table(t, dialect)
+    )
+}
+
+/// A regex a value must match to convert to `to`, for the types checked.
+fn cast_filter(column: &str, from: &str, to: &str, dialect: Dialect) -> Option<String> {
+    let to = to.to_ascii_lowercase();
+    let from = from.to_ascii_lowercase();
+    let col = format!("c.{}", ident(column, dialect));
+    let (base, mods) = match to.split_once('(') {
+        Some((b, rest)) => (b.trim().to_owned(), rest.trim_end_matches(')').split(',').filter_map(|m| m.trim().parse::<u32>().ok()).collect::<Vec<_>>()),
+        None => (to.trim().to_owned(), Vec::new()),
+    };
+    let integer = ["integer", "int", "bigint", "smallint", "int4", "int8", "int2", "tinyint", "mediumint"].contains(&base.split_whitespace().next().unwrap_or(""));
+    let numeric = ["numeric", "decimal"].contains(&base.as_str());
+    let text_like = ["character varying", "varchar", "character", "char"].contains(&base.as_str());
+    let (int_re, num_re) = (r"^\s*[-+]?[0-9]+\s*$", r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)\s*$");
+    let matches = |re: &str| match dialect {
+        Dialect::Postgres => format!("{col}::text ~ {}", literal(re)),
+        Dialect::MySql => format!("{col} REGEXP {}", literal(&re.replace(r"\s", "[[:space:]]"))),
+        Dialect::Sqlite => String::new(),
+    };
+    let length = |n: u32| match dialect {
+        Dialect::Postgres => format!("length({col}::text) > {n}"),
+        _ => format!("CHAR_LENGTH({col}) > {n}"),
+    };
+    if dialect == Dialect::Sqlite {
+        return None;
+    }
+    Some(match () {
+        _ if integer => format!("{col} IS NOT NULL AND NOT ({})", matches(int_re)),
+        _ if numeric && from.starts_with("numeric") || numeric && from.starts_with("decimal") => match mods.as_slice() {
+            [_, scale] => format!("{col} IS NOT NULL AND {col} <> round({col}, {scale})"),
+            _ => return None,
+        },
+        _ if numeric => format!("{col} IS NOT NULL AND NOT ({})", matches(num_re)),
+        _ if text_like => match mods.first() {
+            Some(n) => format!("{col} IS NOT NULL AND {}", length(*n)),
+            None => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// The SQL for a check, or None when it cannot be written for this dialect.
+pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<String> {
+    match spec {
+        CheckSpec::ForeignKeyOrphans { table: t, columns, references, ref_columns } => {
+            let ref_columns = if ref_columns.is_empty() { key_columns(catalog, references, &[]) } else { ref_columns.clone() };
+            if ref_columns.len() != columns.len() || columns.is_empty() {
+                return None;
+            }
+            let join: Vec<String> = columns
+                .iter()
+                .zip(&ref_columns)
+                .map(|(c, r)| format!("p.{} = c.{}", ident(r, dialect), ident(c, dialect)))
+                .collect();
+            let filter = format!(
+                "{} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})",
+                not_null("c", columns, dialect),
+                table(references, dialect),
+                join.join(" AND ")
+            );
+            Some(rows_where(t, &key_columns(catalog, t, columns), &filter, dialect))
+        }
+        CheckSpec::UniqueDuplicates { table: t, columns } => {
+            let cols: Vec<String> = columns.iter().map(|c| format!("c.{}", ident(c, dialect))).collect();
+            Some(format!(
+                "SELECT count(*) OVER (), {} FROM {} AS c WHERE {} GROUP BY {} HAVING count(*) > 1 LIMIT 5",
+                concat("c", columns, dialect),
+                table(t, dialect),
+                not_null("c", columns, dialect),
+                cols.join(", ")
+            ))
+        }
+        CheckSpec::NotNullViolations { table: t, column } => {
+            let filter = format!("c.{} IS NULL", ident(column, dialect));
+            Some(rows_where(t, &key_columns(catalog, t, std::slice::from_ref(column)), &filter, dialect))
+        }
+        CheckSpec::CheckViolations { table: t, expression } => {
+            // The expression as the parser rendered it; one it could not render is not run.
+            if expression.contains('…') || expression.is_empty() {
+                return None;
+            }
+            let key = key_columns(catalog, t, &[]);
+            if key.is_empty() {
+                return Some(format!("SELECT count(*) OVER (), '' FROM {} AS c WHERE NOT ({expression}) LIMIT 5", table(t, dialect)));
+            }
+            Some(rows_where(t, &key, &format!("NOT ({expression})"), dialect))
+        }
+        CheckSpec::CastFailures { table: t, column, from, to } => {
+            let filter = cast_filter(column, from, to, dialect)?;
+            Some(rows_where(t, &key_columns(catalog, t, std::slice::from_ref(column)), &filter, dialect))
+        }
+        CheckSpec::LockBlockers { tables } => match dialect {
+            Dialect::Postgres => {
+                let names: Vec<String> = tables.iter().map(|t| literal(&t.name)).collect();
+                Some(format!(
+                    "SELECT DISTINCT a.pid::text, a.pid::text || ' (' || coalesce(a.usename, '?') || ', ' || coalesce(a.state, '?') \
+                     || ', transaction open for ' || date_trunc('second', now() - coalesce(a.xact_start, a.query_start))::text \
+                     || ', holds ' || l.mode || ' on ' || c.relname || '): ' || left(coalesce(a.query, ''), 80) \
+                     FROM pg_locks l JOIN pg_class c ON c.oid = l.relation JOIN pg_stat_activity a ON a.pid = l.pid \
+                     WHERE c.relname IN ({}) AND a.pid <> pg_backend_pid() LIMIT 5",
+                    names.join(", ")
+                ))
+            }
+            Dialect::MySql => Some(
+                "SELECT trx_mysql_thread_id, CONCAT('thread ', trx_mysql_thread_id, ' (', trx_state, ', transaction open since ', \
+                 trx_started, '): ', LEFT(COALESCE(trx_query, ''), 80)) FROM information_schema.INNODB_TRX \
+                 WHERE trx_mysql_thread_id <> CONNECTION_ID() LIMIT 5"
+                    .to_owned(),
+            ),
+            Dialect::Sqlite => None,
+        },
+    }
+}
+
+/// Reads a check's rows into its answer.
+pub fn read(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckResult {
+    let examples: Vec<String> = rows.iter().filter_map(|r| r.get(1).cloned().flatten()).collect();
+    let violations = match spec {
+        CheckSpec::LockBlockers { .. } => rows.len() as u64,
+        _ => rows.first().and_then(|r| r.first().cloned().flatten()).and_then(|n| n.parse().ok()).unwrap_or(0),
+    };
+    let message = match (spec, violations) {
+        (CheckSpec::ForeignKeyOrphans { table, references, .. }, 0) => format!("every row of `{table}` has its match in `{references}`"),
+        (CheckSpec::ForeignKeyOrphans { table, references, .. }, n) => format!("{n} row(s) of `{table}` have no match in `{references}`: adding the key will fail"),
+        (CheckSpec::UniqueDuplicates { table, columns }, 0) => format!("no duplicate ({}) in `{table}`", columns.join(", ")),
+        (CheckSpec::UniqueDuplicates { table, columns }, n) => format!("{n} value(s) of ({}) appear more than once in `{table}`", columns.join(", ")),
+        (CheckSpec::NotNullViolations { table, column }, 0) => format!("no NULL in `{table}.{column}`"),
+        (CheckSpec::NotNullViolations { table, column }, n) => format!("{n} row(s) of `{table}` have NULL in `{column}`"),
+        (CheckSpec::CheckViolations { table, expression }, 0) => format!("every row of `{table}` passes CHECK ({expression})"),
+        (CheckSpec::CheckViolations { table, expression }, n) => format!("{n} row(s) of `{table}` fail CHECK ({expression})"),
+        (CheckSpec::CastFailures { table, column, to, .. }, 0) => format!("every value of `{table}.{column}` converts to {to}"),
+        (CheckSpec::CastFailures { table, column, to, .. }, n) => format!("{n} value(s) of `{table}.{column}` will not convert to {to}, or will be cut"),
+        (CheckSpec::LockBlockers { .. }, 0) => "no session holds a lock on these tables now".to_owned(),
+        (CheckSpec::LockBlockers { .. }, n) => format!("{n} session(s) hold locks or transactions the statement will wait behind"),
+    };
+    CheckResult { check: name(spec), ok: Some(violations == 0), violations: Some(violations), examples, message }
+}
+
+/// The answer for a check that did not run.
+pub fn unknown(spec: &CheckSpec, why: &str) -> CheckResult {
+    CheckResult { check: name(spec), ok: None, violations: None, examples: Vec::new(), message: why.to_owned() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str) -> TableName {
+        TableName::bare(name)
+    }
+
+    #[test]
+    fn queries_quote_and_anti_join() {
+        let spec = CheckSpec::ForeignKeyOrphans { table: t("orders"), columns: vec!["user_id".into()], references: t("users"), ref_columns: vec!["id".into()] };
+        let sql = query(&spec, &Catalog::offline(), Dialect::Postgres).unwrap();
+        assert_eq!(
+            sql,
+            "SELECT count(*) OVER (), concat_ws(', ', c.\"user_id\"::text) FROM \"orders\" AS c WHERE c.\"user_id\" IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM \"users\" AS p WHERE p.\"id\" = c.\"user_id\") LIMIT 5"
+        );
+        let my = query(&spec, &Catalog::offline(), Dialect::MySql).unwrap();
+        assert!(my.contains("FROM `orders` AS c") && my.contains("CONCAT_WS"), "{my}");
+        let evil = CheckSpec::NotNullViolations { table: t("we\"ird"), column: "x".into() };
+        assert!(query(&evil, &Catalog::offline(), Dialect::Postgres).unwrap().contains("\"we\"\"ird\""));
+    }
+
+    #[test]
+    fn casts_that_can_be_checked() {
+        let cast = |from: &str, to: &str| cast_filter("v", from, to, Dialect::Postgres);
+        assert!(cast("text", "integer").unwrap().contains("~"));
+        assert!(cast("character varying(50)", "character varying(10)").unwrap().contains("length"));
+        assert!(cast("numeric(10,4)", "numeric(10,2)").unwrap().contains("round"));
+        assert_eq!(cast("text", "uuid"), None);
+    }
+
+    #[test]
+    fn answers_are_read_from_rows() {
+        let spec = CheckSpec::NotNullViolations { table: t("users"), column: "email".into() };
+        let r = read(&spec, &[vec![Some("3".into()), Some("7".into())], vec![Some("3".into()), Some("9".into())]]);
+        assert_eq!((r.ok, r.violations, r.examples.len()), (Some(false), Some(3), 2));
+        let clean = read(&spec, &[]);
+        assert_eq!((clean.ok, clean.violations), (Some(true), Some(0)));
+    }
+}

@@ -146,7 +146,7 @@ fn human(report: &Report, migrations: &[Migration]) {
         let origin = finding.file.display().to_string();
         let mut message = level(finding.severity).title(&finding.message).id(finding.rule);
         if let Some(script) = script_of(migrations, finding) {
-            let span = finding.span.clone().unwrap_or_else(|| line_span(&script.sql, finding.line - script.line_offset));
+            let span = finding.span.clone().unwrap_or_else(|| line_span(&script.sql, finding.line.saturating_sub(script.line_offset).max(1)));
             message = message.snippet(
                 Snippet::source(&script.sql)
                     .line_start(script.line_offset + 1)
@@ -222,7 +222,7 @@ fn sarif(report: &Report) {
                 "message": { "text": format!("{} (help: {})", f.message, f.help) },
                 "locations": [{
                     "physicalLocation": {
-                        "artifactLocation": { "uri": f.file.to_string_lossy().replace('\\', "/") },
+                        "artifactLocation": { "uri": relative(&f.file) },
                         "region": { "startLine": f.line },
                     }
                 }],
@@ -238,6 +238,16 @@ fn sarif(report: &Report) {
         }],
     });
     println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+}
+
+/// A path relative to the working directory (the repository root in CI), `/`-separated.
+fn relative(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    let shown = match (cwd, path.canonicalize()) {
+        (Some(cwd), Ok(abs)) => abs.strip_prefix(&cwd).map(Path::to_path_buf).unwrap_or(abs),
+        _ => path.to_path_buf(),
+    };
+    shown.to_string_lossy().replace('\\', "/")
 }
 
 /// GitHub Actions annotations: `::error file=...,line=...,title=...::message`.

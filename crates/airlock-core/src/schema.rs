@@ -94,6 +94,19 @@ pub struct ConstraintInfo {
     pub kind: ConstraintKind,
     /// Whether existing rows were checked (`NOT VALID` leaves it false until `VALIDATE`).
     pub validated: bool,
+    /// Its definition's text, for CHECK constraints (`CHECK ((email IS NOT NULL))`, or the parsed expression).
+    pub definition: Option<String>,
+}
+
+impl ConstraintInfo {
+    /// A validated CHECK that proves `column` has no NULL (what lets PostgreSQL 12+
+    /// `SET NOT NULL` without a scan).
+    pub fn proves_not_null(&self, column: &str) -> bool {
+        let Some(definition) = &self.definition else { return false };
+        let text: String = definition.to_lowercase().chars().filter(|c| !matches!(c, '(' | ')' | '"')).collect();
+        let text = text.trim_start_matches("check").trim();
+        self.kind == ConstraintKind::Check && self.validated && text == format!("{} is not null", column.to_lowercase())
+    }
 }
 
 /// Where the model learned of a table.
@@ -198,20 +211,22 @@ pub enum Volatility {
 #[derive(Clone, Debug, Default)]
 pub struct Catalog {
     tables: BTreeMap<String, Table>,
+    /// Schemas an unqualified name resolves to, lower-case: PostgreSQL's
+    /// `current_schemas(false)`, MySQL's `DATABASE()`, SQLite's `main`.
+    pub default_schemas: Vec<String>,
+    /// The server, as it names itself (`10.11.6-MariaDB`, `15.4`), when live.
+    pub server_version: Option<String>,
+    /// Constraints added by pending statements to tables the model does not
+    /// know (no database): kept so a later statement can see them.
+    assumed: BTreeMap<String, Vec<ConstraintInfo>>,
     /// User functions' volatility, by lower-case name (live PostgreSQL only).
     pub functions: BTreeMap<String, Volatility>,
     /// Whether it was loaded from a live database (else only created tables are known).
     pub live: bool,
 }
 
-/// Lookup key: the table name, lower-cased, with a schema other than the default.
-fn key(name: &TableName) -> String {
-    let table = name.name.to_lowercase();
-    match name.schema.as_deref().map(str::to_lowercase) {
-        Some(schema) if schema != "public" => format!("{schema}.{table}"),
-        _ => table,
-    }
-}
+/// Schemas (databases) an unqualified name resolves to when the catalog does not say.
+const DEFAULT_SCHEMAS: [&str; 2] = ["public", "main"];
 
 impl Catalog {
     /// An empty model: no database.
@@ -219,18 +234,60 @@ impl Catalog {
         Catalog::default()
     }
 
-    /// A model of a live database's tables.
+    /// A model of a live database's tables, in the default schemas.
     pub fn live(tables: Vec<Table>) -> Catalog {
-        Catalog { tables: tables.into_iter().map(|t| (key(&t.name), t)).collect(), functions: BTreeMap::new(), live: true }
+        Catalog::live_in(tables, &[])
+    }
+
+    /// A model of a live database's tables; unqualified names resolve to `default_schemas`.
+    pub fn live_in(tables: Vec<Table>, default_schemas: &[String]) -> Catalog {
+        let mut catalog = Catalog {
+            tables: BTreeMap::new(),
+            assumed: BTreeMap::new(),
+            default_schemas: default_schemas.iter().map(|s| s.to_lowercase()).collect(),
+            server_version: None,
+            functions: BTreeMap::new(),
+            live: true,
+        };
+        for t in tables {
+            let k = catalog.key(&t.name);
+            // Earlier schemas on the search path win, as they do on the server.
+            catalog.tables.entry(k).or_insert(t);
+        }
+        catalog
+    }
+
+    /// Lookup key: the lower-cased name, qualified only outside the default schemas.
+    fn key(&self, name: &TableName) -> String {
+        let table = name.name.to_lowercase();
+        match name.schema.as_deref().map(str::to_lowercase) {
+            Some(schema) if !self.is_default_schema(&schema) => format!("{schema}.{table}"),
+            _ => table,
+        }
+    }
+
+    fn is_default_schema(&self, schema: &str) -> bool {
+        if self.default_schemas.is_empty() {
+            DEFAULT_SCHEMAS.contains(&schema)
+        } else {
+            self.default_schemas.iter().any(|s| s == schema)
+        }
     }
 
     /// What is known of a table.
     pub fn table(&self, name: &TableName) -> Lookup<'_> {
-        match self.tables.get(&key(name)) {
+        match self.tables.get(&self.key(name)) {
             Some(t) => Lookup::Known(t),
             None if self.live => Lookup::Missing,
             None => Lookup::Unknown,
         }
+    }
+
+    /// The constraints of a table, known or only seen added by pending statements.
+    pub fn constraints(&self, name: &TableName) -> Vec<&ConstraintInfo> {
+        let k = self.key(name);
+        let known = self.tables.get(&k).map(|t| t.constraints.iter().collect::<Vec<_>>()).unwrap_or_default();
+        known.into_iter().chain(self.assumed.get(&k).into_iter().flatten()).collect()
     }
 
     /// Every known table.
@@ -241,20 +298,39 @@ impl Catalog {
     /// Advances the model through one statement of migration `version`.
     pub fn apply(&mut self, op: &Op, version: &str) {
         match op {
-            Op::CreateTable { table, columns, constraints, .. } => {
+            Op::CreateTable { table, columns, constraints, if_not_exists, .. } => {
                 let mut created = Table::created(table.clone(), version);
                 created.columns = columns.iter().map(Column::from_spec).collect();
                 for c in columns {
                     if c.primary_key {
-                        created.constraints.push(ConstraintInfo { name: None, kind: ConstraintKind::PrimaryKey, validated: true });
+                        created.constraints.push(ConstraintInfo { name: None, kind: ConstraintKind::PrimaryKey, validated: true, definition: None });
                     }
                 }
                 created.constraints.extend(constraints.iter().map(info));
-                self.tables.insert(key(table), created);
+                let k = self.key(table);
+                if *if_not_exists && self.tables.contains_key(&k) {
+                    // IF NOT EXISTS over a table that exists: nothing happens.
+                    return;
+                }
+                self.tables.insert(k, created);
             }
             Op::AlterTable { table, actions } => {
-                let k = key(table);
+                let k = self.key(table);
                 let mut renamed = None;
+                if !self.tables.contains_key(&k) {
+                    let assumed = self.assumed.entry(k.clone()).or_default();
+                    for (action, _) in actions {
+                        match action {
+                            AlterAction::AddConstraint(c) => assumed.push(info(c)),
+                            AlterAction::ValidateConstraint { name } => {
+                                for c in assumed.iter_mut().filter(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))) {
+                                    c.validated = true;
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
                 if let Some(t) = self.tables.get_mut(&k) {
                     for (action, _) in actions {
                         if let AlterAction::RenameTable { to } = action {
@@ -272,11 +348,13 @@ impl Catalog {
             Op::RenameTable { from, to } => self.rename(from, to),
             Op::DropTable { tables, .. } => {
                 for t in tables {
-                    self.tables.remove(&key(t));
+                    let k = self.key(t);
+                    self.tables.remove(&k);
                 }
             }
             Op::CreateIndex { name, table, columns, unique, .. } => {
-                if let Some(t) = self.tables.get_mut(&key(table)) {
+                let k = self.key(table);
+                if let Some(t) = self.tables.get_mut(&k) {
                     let name = name.clone().unwrap_or_else(|| format!("{}_{}_idx", t.name.name, columns.join("_")));
                     t.indexes.push(Index { name, columns: columns.clone(), unique: *unique });
                 }
@@ -290,13 +368,15 @@ impl Catalog {
                 }
             }
             Op::CreateTrigger { name, table } => {
-                if let Some(t) = self.tables.get_mut(&key(table)) {
+                let k = self.key(table);
+                if let Some(t) = self.tables.get_mut(&k) {
                     t.triggers.push(name.clone());
                 }
             }
             Op::Truncate { tables, .. } => {
                 for t in tables {
-                    if let Some(t) = self.tables.get_mut(&key(t)) {
+                    let k = self.key(t);
+                    if let Some(t) = self.tables.get_mut(&k) {
                         t.rows = Some(0.0);
                     }
                 }
@@ -306,9 +386,10 @@ impl Catalog {
     }
 
     fn rename(&mut self, from: &TableName, to: &TableName) {
-        if let Some(mut t) = self.tables.remove(&key(from)) {
+        let (from_key, to_key) = (self.key(from), self.key(to));
+        if let Some(mut t) = self.tables.remove(&from_key) {
             t.name = to.clone();
-            self.tables.insert(key(to), t);
+            self.tables.insert(to_key, t);
         }
     }
 }
@@ -321,7 +402,11 @@ fn info(c: &Constraint) -> ConstraintInfo {
         Constraint::Check { not_valid, .. } => (ConstraintKind::Check, !not_valid),
         Constraint::Other { .. } => (ConstraintKind::Other, true),
     };
-    ConstraintInfo { name: c.name().map(str::to_owned), kind, validated }
+    let definition = match c {
+        Constraint::Check { expr, .. } => Some(expr.text.clone()),
+        _ => None,
+    };
+    ConstraintInfo { name: c.name().map(str::to_owned), kind, validated, definition }
 }
 
 fn alter(t: &mut Table, action: &AlterAction) {
@@ -414,6 +499,39 @@ mod tests {
     }
 
     #[test]
+    fn unqualified_names_resolve_through_the_default_schemas() {
+        let mut orders = Table::created(TableName { schema: Some("app".into()), name: "orders".into() }, "");
+        orders.origin = Origin::Live;
+        let c = Catalog::live_in(vec![orders], &["app".to_owned()]);
+        assert!(c.table(&TableName::bare("orders")).table().is_some());
+        assert!(c.table(&TableName { schema: Some("app".into()), name: "Orders".into() }).table().is_some());
+        assert!(matches!(c.table(&TableName { schema: Some("other".into()), name: "orders".into() }), Lookup::Missing));
+        // MySQL: the current database qualifies nothing.
+        let carts = Table::created(TableName::bare("carts"), "");
+        let c = Catalog::live_in(vec![carts], &["shopdb".to_owned()]);
+        assert!(c.table(&TableName { schema: Some("shopdb".into()), name: "carts".into() }).table().is_some());
+    }
+
+    #[test]
+    fn create_if_not_exists_leaves_a_live_table_alone() {
+        let mut big = Table::created(TableName::bare("t"), "");
+        big.origin = Origin::Live;
+        big.rows = Some(1e7);
+        let mut c = Catalog::live(vec![big]);
+        run(&mut c, "CREATE TABLE IF NOT EXISTS t (a int)", Dialect::Postgres);
+        assert_eq!(c.table(&TableName::bare("t")).table().unwrap().rows, Some(1e7));
+    }
+
+    #[test]
+    fn constraints_on_unknown_tables_are_remembered() {
+        let mut c = Catalog::offline();
+        run(&mut c, "ALTER TABLE users ADD CONSTRAINT nn CHECK (email IS NOT NULL) NOT VALID", Dialect::Postgres);
+        assert!(!c.constraints(&TableName::bare("users"))[0].proves_not_null("email"));
+        run(&mut c, "ALTER TABLE users VALIDATE CONSTRAINT nn", Dialect::Postgres);
+        assert!(c.constraints(&TableName::bare("users"))[0].proves_not_null("email"));
+    }
+
+    #[test]
     fn modify_replaces_the_live_definition() {
         let live = Table {
             name: TableName::bare("carts"),
@@ -436,6 +554,6 @@ mod tests {
         assert!(matches!(c.table(&TableName::bare("nope")), Lookup::Missing));
         run(&mut c, "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL", Dialect::MySql);
         let col = c.table(&TableName::bare("carts")).table().unwrap().column("cart_id").unwrap().clone();
-        assert_eq!((col.data_type.as_str(), col.auto_increment, col.comment, col.nullable), ("bigint", false, None, false));
+        assert_eq!((col.data_type.as_str(), col.auto_increment, col.comment, col.nullable), ("BIGINT", false, None, false));
     }
 }

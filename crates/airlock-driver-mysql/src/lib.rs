@@ -405,10 +405,11 @@ impl Driver for MySqlDriver {
             )
             .await
             .map_err(error)?;
-        let indexes: Vec<(String, String, i64, String)> = self
+        // A functional key part (MySQL 8) has no column name: its expression stands in.
+        let indexes: Vec<(String, String, i64, Option<String>)> = self
             .conn
             .query(
-                "SELECT TABLE_NAME, INDEX_NAME, CAST(MIN(NON_UNIQUE) AS SIGNED), GROUP_CONCAT(COLUMN_NAME ORDER BY SEQ_IN_INDEX) \
+                "SELECT TABLE_NAME, INDEX_NAME, CAST(MIN(NON_UNIQUE) AS SIGNED), GROUP_CONCAT(COALESCE(COLUMN_NAME, '?') ORDER BY SEQ_IN_INDEX) \
                  FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() GROUP BY TABLE_NAME, INDEX_NAME",
             )
             .await
@@ -446,8 +447,20 @@ impl Driver for MySqlDriver {
             let table_charset = table_collation.as_deref().and_then(|c| c.split('_').next());
             let charset = text(6).filter(|c| Some(c.as_str()) != table_charset);
             let collation = collation.filter(|c| Some(c) != table_collation.as_ref());
-            // MariaDB writes a NULL default as the text `NULL`.
-            let default = text(4).filter(|d| !d.eq_ignore_ascii_case("null"));
+            // MariaDB writes a NULL default as the text `NULL` and quotes
+            // strings; MySQL writes strings bare and expressions without their
+            // parentheses (EXTRA says DEFAULT_GENERATED): made SQL again here.
+            let default = text(4).filter(|d| !self.mariadb || !d.eq_ignore_ascii_case("null")).map(|d| {
+                if self.mariadb {
+                    d
+                } else if extra.contains("default_generated") {
+                    if d.to_lowercase().starts_with("current_timestamp") { d } else { format!("({d})") }
+                } else if d.parse::<f64>().is_ok() {
+                    d
+                } else {
+                    format!("'{}'", d.replace('\'', "''"))
+                }
+            });
             let on_update = extra.split("on update ").nth(1).map(|rest| rest.trim().to_uppercase());
             table.columns.push(Column {
                 name: text(1).unwrap_or_default(),
@@ -465,7 +478,8 @@ impl Driver for MySqlDriver {
         }
         for (table, name, non_unique, columns) in indexes {
             if let Some((t, _)) = by_name.get_mut(&table) {
-                t.indexes.push(Index { name, unique: non_unique == 0, columns: columns.split(',').map(str::to_owned).collect() });
+                let columns = columns.unwrap_or_default().split(',').map(str::to_owned).collect();
+                t.indexes.push(Index { name, unique: non_unique == 0, columns });
             }
         }
         for (table, name, kind) in constraints {
@@ -477,7 +491,7 @@ impl Driver for MySqlDriver {
                     "CHECK" => ConstraintKind::Check,
                     _ => ConstraintKind::Other,
                 };
-                t.constraints.push(ConstraintInfo { name: Some(name), kind, validated: true });
+                t.constraints.push(ConstraintInfo { name: Some(name), kind, validated: true, definition: None });
             }
         }
         for (table, name) in triggers {
@@ -485,7 +499,15 @@ impl Driver for MySqlDriver {
                 t.triggers.push(name);
             }
         }
-        Ok(Catalog::live(by_name.into_values().map(|(t, _)| t).collect()))
+        let (database, version): (Option<String>, String) = self
+            .conn
+            .query_first("SELECT DATABASE(), VERSION()")
+            .await
+            .map_err(error)?
+            .unwrap_or_default();
+        let mut catalog = Catalog::live_in(by_name.into_values().map(|(t, _)| t).collect(), &database.into_iter().collect::<Vec<_>>());
+        catalog.server_version = Some(version);
+        Ok(catalog)
     }
 
     async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {

@@ -48,7 +48,9 @@ pub struct PostgresDriver {
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
 
 /// The schemas lint and plan look at: those on the search path, not the system ones.
-const CATALOG_TABLES: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.reltuples::float8, pg_total_relation_size(c.oid)::int8, c.relpages::int8 \
+const CATALOG_TABLES: &str = "SELECT c.oid::int8, n.nspname::text, c.relname::text, c.reltuples::float8, pg_total_relation_size(c.oid)::int8, \
+     pg_relation_size(c.oid)::int8, c.relkind::text, \
+     (SELECT sum(greatest(p.reltuples, 0))::float8 FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhrelid WHERE i.inhparent = c.oid) \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind IN ('r', 'p') AND n.nspname = ANY (current_schemas(false)) AND c.relname NOT LIKE 'airlock\\_%'";
 const CATALOG_COLUMNS: &str = "SELECT a.attrelid::int8, a.attname::text, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull, \
@@ -63,15 +65,16 @@ const CATALOG_INDEXES: &str = "SELECT i.indrelid::int8, ic.relname::text, i.indi
      ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, true) FROM generate_series(1, i.indnkeyatts) k) \
      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace \
      WHERE n.nspname = ANY (current_schemas(false))";
-const CATALOG_CONSTRAINTS: &str = "SELECT co.conrelid::int8, co.conname::text, co.contype::text, co.convalidated \
+const CATALOG_CONSTRAINTS: &str = "SELECT co.conrelid::int8, co.conname::text, co.contype::text, co.convalidated, \
+     CASE WHEN co.contype = 'c' THEN pg_get_constraintdef(co.oid) END \
      FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace \
      WHERE co.conrelid <> 0 AND n.nspname = ANY (current_schemas(false))";
 const CATALOG_TRIGGERS: &str = "SELECT tg.tgrelid::int8, tg.tgname::text FROM pg_trigger tg \
      JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE NOT tg.tgisinternal AND n.nspname = ANY (current_schemas(false))";
-const CATALOG_FUNCTIONS: &str = "SELECT p.proname::text, p.provolatile::text FROM pg_proc p \
-     JOIN pg_namespace n ON n.oid = p.pronamespace \
-     WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'";
+/// Every function's volatility, built-ins included; of overloads, the most volatile.
+const CATALOG_FUNCTIONS: &str = "SELECT p.proname::text, max(p.provolatile::text) FROM pg_proc p GROUP BY p.proname";
+const CATALOG_SEARCH_PATH: &str = "SELECT unnest(current_schemas(false))::text";
 
 const SELECT_HISTORY: &str = "SELECT version, name, kind, checksum, up_sql, down_sql, state, mode, statements_done, statements_total, \
      failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history";
@@ -554,13 +557,15 @@ impl Driver for PostgresDriver {
     }
 
     async fn load_catalog(&mut self) -> Result<Catalog> {
-        let (tables, columns, indexes, constraints, triggers, functions) = tokio::try_join!(
+        let (tables, columns, indexes, constraints, triggers, functions, search_path, version) = tokio::try_join!(
             self.client.query_typed(CATALOG_TABLES, &[]),
             self.client.query_typed(CATALOG_COLUMNS, &[]),
             self.client.query_typed(CATALOG_INDEXES, &[]),
             self.client.query_typed(CATALOG_CONSTRAINTS, &[]),
             self.client.query_typed(CATALOG_TRIGGERS, &[]),
             self.client.query_typed(CATALOG_FUNCTIONS, &[]),
+            self.client.query_typed(CATALOG_SEARCH_PATH, &[]),
+            self.client.query_typed("SELECT current_setting('server_version')", &[]),
         )
         .map_err(error)?;
         let mut by_oid: BTreeMap<i64, Table> = BTreeMap::new();
@@ -568,13 +573,16 @@ impl Driver for PostgresDriver {
             let schema: String = row.get(1);
             let mut table = Table::created(TableName { schema: Some(schema), name: row.get(2) }, "");
             table.origin = Origin::Live;
-            // reltuples is -1 for a table never analyzed: then no pages means
-            // empty, and pages mean unknown.
-            let (rows, pages): (f64, i64) = (row.get(3), row.get(5));
-            table.rows = if rows >= 0.0 {
+            // reltuples is -1 for a table never analyzed: then an empty heap
+            // means empty, and anything else unknown. A partitioned table's
+            // rows are its partitions'.
+            let (rows, heap, kind, partitions): (f64, i64, String, Option<f64>) = (row.get(3), row.get(5), row.get(6), row.get(7));
+            table.rows = if kind == "p" {
+                partitions.filter(|r| *r > 0.0)
+            } else if rows >= 0.0 {
                 Some(rows)
             } else {
-                (pages == 0).then_some(0.0)
+                (heap == 0).then_some(0.0)
             };
             table.bytes = Some(row.get(4));
             by_oid.insert(row.get(0), table);
@@ -606,14 +614,19 @@ impl Driver for PostgresDriver {
                 "c" => ConstraintKind::Check,
                 _ => ConstraintKind::Other,
             };
-            table.constraints.push(ConstraintInfo { name: Some(row.get(1)), kind, validated: row.get(3) });
+            table.constraints.push(ConstraintInfo { name: Some(row.get(1)), kind, validated: row.get(3), definition: row.get(4) });
         }
         for row in &triggers {
             if let Some(table) = by_oid.get_mut(&row.get::<_, i64>(0)) {
                 table.triggers.push(row.get(1));
             }
         }
-        let mut catalog = Catalog::live(by_oid.into_values().collect());
+        let schemas: Vec<String> = search_path.iter().map(|r| r.get(0)).collect();
+        // Tables of earlier schemas on the search path first: they win a bare name.
+        let mut tables: Vec<Table> = by_oid.into_values().collect();
+        tables.sort_by_key(|t| t.name.schema.as_ref().and_then(|s| schemas.iter().position(|x| x == s)).unwrap_or(usize::MAX));
+        let mut catalog = Catalog::live_in(tables, &schemas);
+        catalog.server_version = version.first().map(|r| r.get(0));
         for row in &functions {
             let volatility = match row.get::<_, String>(1).as_str() {
                 "i" => Volatility::Immutable,

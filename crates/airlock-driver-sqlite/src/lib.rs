@@ -417,7 +417,9 @@ impl Driver for SqliteDriver {
             }
             tables.push(table);
         }
-        Ok(Catalog::live(tables))
+        let mut catalog = Catalog::live_in(tables, &["main".to_owned()]);
+        catalog.server_version = Some(format!("SQLite {}", rusqlite::version()));
+        Ok(catalog)
     }
 
     async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {

@@ -138,16 +138,18 @@ pub struct MigrationContext<'a> {
 }
 
 impl MigrationContext<'_> {
-    /// A finding about the whole file.
+    /// A finding about the whole file, pinned to a line; when that line starts
+    /// a statement, the finding is about it (so an allow before it covers it).
     pub fn finding(&self, rule: &dyn Rule, line: usize, message: String, help: &str) -> Finding {
+        let statement = self.statements.iter().position(|p| p.line == line).map(|i| i + 1);
         Finding {
             rule: rule.id(),
             severity: rule.default_severity(),
             file: self.migration.up.path.clone(),
             line,
             version: self.migration.version.to_string(),
-            statement: None,
-            span: None,
+            statement,
+            span: statement.map(|i| self.statements[i - 1].span.clone()),
             message,
             help: help.to_owned(),
             fix: None,

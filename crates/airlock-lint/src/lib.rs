@@ -200,7 +200,8 @@ fn parse_script(migration: &Migration, dialect: Dialect, found: &mut Vec<Finding
     };
     statements
         .into_iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let ops = parse(&s.sql, dialect).map_err(|e| e.message);
             if let Err(why) = &ops {
                 found.push(Finding {
@@ -209,7 +210,7 @@ fn parse_script(migration: &Migration, dialect: Dialect, found: &mut Vec<Finding
                     file: script.path.clone(),
                     line: s.line + script.line_offset,
                     version: migration.version.to_string(),
-                    statement: None,
+                    statement: Some(i + 1),
                     span: Some(s.span.clone()),
                     message: format!("this statement could not be parsed ({why}), so no rule checked it"),
                     help: "check the SQL; if the server accepts it, lint cannot judge it yet".to_owned(),
@@ -237,7 +238,13 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
     for mut finding in found {
         match options.severities.get(finding.rule) {
             Some(None) => continue,
-            Some(Some(severity)) => finding.severity = *severity,
+            Some(Some(configured)) => {
+                // A rule that stepped its finding down (a small table, no
+                // database to tell) keeps the step below the configured level.
+                let default = rules::ALL.iter().find(|r| r.id() == finding.rule).map_or(finding.severity, |r| r.default_severity());
+                let step = rank(default).saturating_sub(rank(finding.severity));
+                finding.severity = from_rank(rank(*configured).saturating_sub(step));
+            }
             None => {}
         }
         let offset = migration.up.line_offset;
@@ -251,7 +258,8 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
         }
     }
     for (allow, used) in allows.iter().zip(used) {
-        if !used {
+        let turned_off = matches!(options.severities.get(allow.rule.as_str()), Some(None));
+        if !used && !turned_off {
             let known = rules::ALL.iter().any(|r| r.id() == allow.rule);
             kept.push(Finding {
                 rule: rules::UNUSED_ALLOW,
@@ -274,6 +282,22 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
     }
     kept.sort_by(|a, b| (a.line, a.rule).cmp(&(b.line, b.rule)));
     report.findings.extend(kept);
+}
+
+fn rank(severity: Severity) -> u8 {
+    match severity {
+        Severity::Info => 0,
+        Severity::Warning => 1,
+        Severity::Error => 2,
+    }
+}
+
+fn from_rank(rank: u8) -> Severity {
+    match rank {
+        0 => Severity::Info,
+        1 => Severity::Warning,
+        _ => Severity::Error,
+    }
 }
 
 /// Whether an allow covers a finding: a header allow covers the whole file; an

@@ -110,3 +110,44 @@ fn every_rule_has_a_doc_page() {
         assert!(index.contains(&format!("[`{id}`]({id}.md)")), "docs/rules/README.md does not list {id}");
     }
 }
+
+#[test]
+fn set_not_null_after_a_validated_check_is_clean_offline() {
+    static FILES: &[EmbeddedFile] = files![
+        "1_check.up.sql" => "ALTER TABLE users ADD CONSTRAINT email_nn CHECK (email IS NOT NULL) NOT VALID;\n",
+        "1_check.down.sql" => "ALTER TABLE users DROP CONSTRAINT email_nn;\n",
+        "2_validate.up.sql" => "ALTER TABLE users VALIDATE CONSTRAINT email_nn;\n",
+        "2_validate.down.sql" => "SELECT 1;\n",
+        "3_not_null.up.sql" => "ALTER TABLE users ALTER COLUMN email SET NOT NULL;\nALTER TABLE users DROP CONSTRAINT email_nn;\n",
+        "3_not_null.down.sql" => "SELECT 1;\n",
+    ];
+    assert_eq!(serious(&report(Dialect::Postgres, FILES, Catalog::offline())), Vec::<String>::new());
+}
+
+#[test]
+fn an_allow_before_the_statement_covers_a_file_level_finding() {
+    static FILES: &[EmbeddedFile] = files![
+        "1_mixed.up.sql" => "ALTER TABLE t ADD COLUMN b int;\n-- airlock:allow concurrent-in-transaction the runner refuses it anyway; kept to test allows\nCREATE INDEX CONCURRENTLY i ON t (b);\n",
+        "1_mixed.down.sql" => "SELECT 1;\n",
+    ];
+    let report = report(Dialect::Postgres, FILES, Catalog::offline());
+    assert!(report.suppressed.iter().any(|s| s.finding.rule == "concurrent-in-transaction"), "{:?}", report.findings);
+    assert!(!report.findings.iter().any(|f| f.rule == "unused-allow"), "{:?}", report.findings);
+}
+
+#[test]
+fn a_configured_severity_keeps_a_rule_s_step_down() {
+    static FILES: &[EmbeddedFile] = files![
+        "1_type.up.sql" => "ALTER TABLE t ALTER COLUMN id TYPE bigint;\n",
+        "1_type.down.sql" => "SELECT 1;\n",
+    ];
+    let found = discover_embedded(&Embedded { dir: "migrations", files: FILES }).unwrap();
+    let mut options = LintOptions::new(Dialect::Postgres);
+    // Offline the rule can only warn (one step below its default, error).
+    options.severities.insert("changing-column-type".into(), Some(Severity::Error));
+    let report = lint(&found.migrations, Catalog::offline(), &options);
+    assert_eq!(report.findings[0].severity, Severity::Warning);
+    options.severities.insert("changing-column-type".into(), Some(Severity::Warning));
+    let report = lint(&found.migrations, Catalog::offline(), &options);
+    assert_eq!(report.findings[0].severity, Severity::Info);
+}

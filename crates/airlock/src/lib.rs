@@ -29,6 +29,7 @@ use airlock_driver::DatabaseUrl;
 use airlock_exec::{Options, Silent, Source};
 
 pub use airlock_core::Version;
+pub use airlock_lint::{Baseline, Severity};
 pub use airlock_exec::{ExecError, GateReport, Requirement, RunReport, StatusReport};
 
 /// Embeds a migrations directory (relative to the crate's `Cargo.toml`) in the
@@ -132,9 +133,25 @@ impl Database {
         self
     }
 
-    /// Applies every pending migration, as `airlock migrate` does: refuses edited
-    /// or unknown applied migrations and another project's database, takes the
-    /// run lock, and records everything in history.
+    /// Sets a lint rule's severity for [`Database::migrate`] (None turns it off),
+    /// as `[lint.rules]` in airlock.toml does for the CLI. Defaults to each rule's own.
+    pub fn lint_severity(mut self, rule: &str, severity: Option<Severity>) -> Database {
+        self.options.lint.severities.insert(rule.to_owned(), severity);
+        self
+    }
+
+    /// Holds back the findings a baseline (written by `airlock lint
+    /// --write-baseline`) recorded for files unchanged since. Defaults to none.
+    pub fn lint_baseline(mut self, baseline: Baseline) -> Database {
+        self.options.lint.baseline = Some(baseline);
+        self
+    }
+
+    /// Applies every pending migration, as `airlock migrate` does: lints them
+    /// against the live schema first (error findings refuse the run, exit code
+    /// 3, before anything changes), refuses edited or unknown applied
+    /// migrations and another project's database, takes the run lock, and
+    /// records everything in history.
     pub async fn migrate(&self) -> Result<RunReport, Error> {
         Ok(airlock_exec::migrate(&self.options, None, false, &mut Silent).await?)
     }

@@ -70,3 +70,22 @@ fn a_bad_url_is_named() {
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("oracle"), "{err}");
 }
+
+/// A schema migration that writes rows into a table an earlier one created.
+static LINTED: Migrations = airlock::embed_migrations!("tests/fixtures/lint");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_lints_first_and_can_be_told_otherwise() {
+    let (_dir, url) = sqlite();
+    let refused = LINTED.database(&url).unwrap().migrate().await.unwrap_err();
+    assert_eq!(refused.exit_code(), 3, "{refused}");
+    assert!(refused.to_string().contains("dml-in-schema-migration"), "{refused}");
+    let applied = LINTED
+        .database(&url)
+        .unwrap()
+        .lint_severity("dml-in-schema-migration", None)
+        .migrate()
+        .await
+        .unwrap();
+    assert_eq!(applied.migrations.len(), 2);
+}

@@ -29,7 +29,13 @@ impl Rule for AddingPrimaryKey {
             return;
         }
         for (action, _) in actions {
-            if let AlterAction::AddConstraint(Constraint::PrimaryKey { columns, using_index: None, .. }) = action {
+            let columns = match action {
+                AlterAction::AddConstraint(Constraint::PrimaryKey { columns, using_index: None, .. }) => columns.clone(),
+                // The same constraint written on a new column.
+                AlterAction::AddColumn(c) if c.primary_key => vec![c.name.clone()],
+                _ => continue,
+            };
+            {
                 let finding = cx.finding(
                     self,
                     format!(

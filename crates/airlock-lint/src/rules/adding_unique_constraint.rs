@@ -29,7 +29,13 @@ impl Rule for AddingUniqueConstraint {
             return;
         }
         for (action, _) in actions {
-            if let AlterAction::AddConstraint(Constraint::Unique { columns, using_index: None, .. }) = action {
+            let columns = match action {
+                AlterAction::AddConstraint(Constraint::Unique { columns, using_index: None, .. }) => columns.clone(),
+                // The same constraint written on a new column.
+                AlterAction::AddColumn(c) if c.unique => vec![c.name.clone()],
+                _ => continue,
+            };
+            {
                 let finding = cx.finding(
                     self,
                     format!(
@@ -60,5 +66,6 @@ mod tests {
     #[test]
     fn error() {
         assert!(has(&run(Postgres, "ALTER TABLE t ADD CONSTRAINT u UNIQUE (a);"), ID));
+        assert!(has(&run(Postgres, "ALTER TABLE t ADD COLUMN code text UNIQUE;"), ID));
     }
 }

@@ -64,10 +64,12 @@ impl Rule for ChangingColumnType {
             return;
         }
         for (action, _) in actions {
-            let AlterAction::AlterColumnType { column, data_type, .. } = action else { continue };
+            let AlterAction::AlterColumnType { column, data_type, using } = action else { continue };
             let old = cx.known(table).and_then(|t| t.column(column)).map(|c| c.data_type.clone());
+            // A USING that computes something rewrites whatever the types.
+            let computes = using.as_ref().is_some_and(|u| !u.functions.is_empty() || !u.text.to_lowercase().starts_with(&column.to_lowercase()));
             match old {
-                Some(old) if binary_coercible(&old, data_type) => {}
+                Some(old) if binary_coercible(&old, data_type) && !computes => {}
                 Some(old) => {
                     let finding = cx.finding(
                         self,
@@ -119,6 +121,7 @@ mod tests {
         let t = || vec![live("t", 1e6, vec![column("name", "character varying(20)")])];
         assert!(!has(&run_live(Postgres, "ALTER TABLE t ALTER COLUMN name TYPE text;", t()), ID));
         assert!(!has(&run_live(Postgres, "ALTER TABLE t ALTER COLUMN name TYPE varchar(50);", t()), ID));
+        assert!(has(&run_live(Postgres, "ALTER TABLE t ALTER COLUMN name TYPE text USING upper(name);", t()), ID));
     }
 
     #[test]

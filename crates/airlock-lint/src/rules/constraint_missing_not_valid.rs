@@ -29,7 +29,16 @@ impl Rule for ConstraintMissingNotValid {
             return;
         }
         for (action, _) in actions {
-            if let AlterAction::AddConstraint(Constraint::Check { expr, not_valid: false, .. }) = action {
+            let expr = match action {
+                AlterAction::AddConstraint(Constraint::Check { expr, not_valid: false, .. }) => expr,
+                // A CHECK written on a new column is checked against every row too.
+                AlterAction::AddColumn(c) => match &c.check {
+                    Some(expr) => expr,
+                    None => continue,
+                },
+                _ => continue,
+            };
+            {
                 let finding = cx.finding(
                     self,
                     format!(
@@ -61,5 +70,6 @@ mod tests {
     #[test]
     fn error() {
         assert!(has(&run(Postgres, "ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0);"), ID));
+        assert!(has(&run(Postgres, "ALTER TABLE t ADD COLUMN b int DEFAULT 1 CHECK (b > 0);"), ID));
     }
 }

@@ -23,17 +23,31 @@ fn bytes_per_char(charset: Option<&str>) -> u32 {
     }
 }
 
+/// MySQL's own spelling of a type's base name.
+fn canonical(base: &str) -> &str {
+    match base {
+        "integer" => "int",
+        "bool" | "boolean" => "tinyint",
+        "real" | "double precision" => "double",
+        "dec" | "fixed" | "numeric" => "decimal",
+        "character varying" => "varchar",
+        "character" => "char",
+        other => other,
+    }
+}
+
 /// `int(11) unsigned` → (`int`, None); `varchar(50)` → (`varchar`, Some(50)).
 fn shape(data_type: &str) -> (String, Option<u32>) {
     let t = data_type.to_ascii_lowercase().replace(" unsigned", "").replace(" zerofill", "");
+    let t = if t == "decimal" || t == "numeric" { "decimal(10,0)".to_owned() } else { t };
     match t.split_once('(') {
         Some((base, rest)) => {
             let n = rest.split([')', ',']).next().and_then(|n| n.trim().parse().ok());
-            let base = base.trim().to_owned();
+            let base = canonical(base.trim()).to_owned();
             let keeps_length = ["varchar", "char", "varbinary", "binary", "decimal", "numeric"].contains(&base.as_str());
             (base, if keeps_length { n } else { None })
         }
-        None => (t.trim().to_owned(), None),
+        None => (canonical(t.trim()).to_owned(), None),
     }
 }
 
@@ -118,6 +132,9 @@ mod tests {
         assert!(needs_copy("varchar(50)", "varchar(100)", Some("utf8mb4")).is_some(), "200 → 400 bytes");
         assert!(needs_copy("varchar(50)", "varchar(100)", Some("latin1")).is_none());
         assert!(needs_copy("int(11) unsigned", "int unsigned", None).is_none());
+        assert!(needs_copy("int(11)", "INTEGER", None).is_none());
+        assert!(needs_copy("tinyint(1)", "BOOLEAN", None).is_none());
+        assert!(needs_copy("decimal(10,0)", "DECIMAL", None).is_none());
     }
 
     #[test]

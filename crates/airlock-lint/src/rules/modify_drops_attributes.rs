@@ -23,7 +23,7 @@ fn lost(live: &Column, new: &ColumnSpec) -> Vec<&'static str> {
     if live.default.is_some() && new.default.is_none() && !new.auto_increment {
         lost.push("DEFAULT");
     }
-    if !live.nullable && !new.not_null && !new.primary_key {
+    if !live.nullable && !new.not_null && !new.primary_key && !new.explicit_null {
         lost.push("NOT NULL");
     }
     if live.unsigned && !new.unsigned {
@@ -51,8 +51,8 @@ fn quote(text: &str) -> String {
 /// The statement with every live attribute kept.
 fn corrected(table: &str, old_name: Option<&str>, live: &Column, new: &ColumnSpec) -> String {
     let mut sql = match old_name {
-        Some(old) => format!("ALTER TABLE {table} CHANGE {old} {} {}", new.name, new.data_type.to_uppercase()),
-        None => format!("ALTER TABLE {table} MODIFY {} {}", new.name, new.data_type.to_uppercase()),
+        Some(old) => format!("ALTER TABLE {table} CHANGE {old} {} {}", new.name, new.data_type),
+        None => format!("ALTER TABLE {table} MODIFY {} {}", new.name, new.data_type),
     };
     if live.unsigned && !new.unsigned {
         sql.push_str(" UNSIGNED");
@@ -63,8 +63,10 @@ fn corrected(table: &str, old_name: Option<&str>, live: &Column, new: &ColumnSpe
     if let Some(collation) = new.collation.as_ref().or(live.collation.as_ref()) {
         sql.push_str(&format!(" COLLATE {collation}"));
     }
-    if new.not_null || !live.nullable {
+    if new.not_null || (!live.nullable && !new.explicit_null) {
         sql.push_str(" NOT NULL");
+    } else if new.explicit_null {
+        sql.push_str(" NULL");
     }
     if new.auto_increment || live.auto_increment {
         sql.push_str(" AUTO_INCREMENT");

@@ -26,9 +26,10 @@ impl Rule for RequireConcurrentIndexDrop {
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
         let Op::DropIndex { names, concurrently: false } = cx.op else { return };
         // An index made by the same pending migrations is on a new, empty table or was never used.
+        let bare = |n: &str| n.rsplit('.').next().unwrap_or(n).to_lowercase();
         let created_here = |name: &str| {
             cx.statements[..cx.index].iter().flat_map(|p| p.ops.iter().flatten()).any(
-                |op| matches!(op, Op::CreateIndex { name: Some(n), .. } if n.eq_ignore_ascii_case(name)),
+                |op| matches!(op, Op::CreateIndex { name: Some(n), .. } if bare(n) == bare(name)),
             )
         };
         for name in names.iter().filter(|n| !created_here(n)) {

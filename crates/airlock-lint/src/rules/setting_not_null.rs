@@ -30,7 +30,12 @@ impl Rule for SettingNotNull {
         }
         for (action, _) in actions {
             let AlterAction::SetNotNull { column } = action else { continue };
-            if cx.known(table).and_then(|t| t.column(column)).is_some_and(|c| !c.nullable) {
+            let known = cx.known(table);
+            if known.and_then(|t| t.column(column)).is_some_and(|c| !c.nullable) {
+                continue;
+            }
+            // The safe pattern's last step: a validated CHECK (column IS NOT NULL) spares the scan.
+            if cx.catalog.constraints(table).iter().any(|c| c.proves_not_null(column)) {
                 continue;
             }
             let finding = cx.finding(
@@ -48,7 +53,8 @@ impl Rule for SettingNotNull {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test::{has, run};
+    use crate::rules::test::{column, has, live, run, run_live};
+    use airlock_core::schema::{ConstraintInfo, ConstraintKind};
     use airlock_sql::Dialect::Postgres;
 
     const ID: &str = "setting-not-null";
@@ -56,6 +62,10 @@ mod tests {
     #[test]
     fn ok() {
         assert!(!has(&run(Postgres, "CREATE TABLE t (a int);\nALTER TABLE t ALTER COLUMN a SET NOT NULL;"), ID));
+        // The pattern the help recommends, against the live catalog.
+        let mut t = live("t", 1e6, vec![column("a", "integer")]);
+        t.constraints.push(ConstraintInfo { name: Some("a_nn".into()), kind: ConstraintKind::Check, validated: true, definition: Some("CHECK ((a IS NOT NULL))".into()) });
+        assert!(!has(&run_live(Postgres, "ALTER TABLE t ALTER COLUMN a SET NOT NULL;", vec![t]), ID));
     }
 
     #[test]

@@ -22,9 +22,10 @@ impl Rule for UnbatchedDataChange {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        // With a WHERE the statement may touch a handful of rows: only the unfiltered form is sure.
         let (verb, table) = match cx.op {
-            Op::Update { table, .. } => ("UPDATE", table),
-            Op::Delete { table, .. } => ("DELETE", table),
+            Op::Update { table, has_where: false } => ("UPDATE", table),
+            Op::Delete { table, has_where: false } => ("DELETE", table),
             _ => return,
         };
         if cx.is_new(table) {

@@ -44,6 +44,16 @@ impl Rule for VolatileDefault {
         }
         for (action, _) in actions {
             let AlterAction::AddColumn(c) = action else { continue };
+            if c.identity || c.generated_stored {
+                let what = if c.generated_stored { "a stored generated column" } else { "an identity (or serial) column" };
+                let finding = cx.finding(
+                    self,
+                    format!("adding `{}` as {what} computes a value for every row of `{table}`{}: a rewrite under an ACCESS EXCLUSIVE lock", c.name, cx.size_note(table)),
+                    "add a plain nullable column, fill it in batches in a data migration, then attach the sequence or expression",
+                );
+                out.push(cx.scaled(finding, table));
+                continue;
+            }
             let Some(default) = &c.default else { continue };
             // The live catalog knows user functions; built-ins are listed here.
             let live = |f: &str| cx.catalog.functions.get(f).copied();
@@ -105,6 +115,8 @@ mod tests {
     fn error() {
         assert_eq!(run(Postgres, "ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"), [(ID, Severity::Error)]);
         assert_eq!(run(Postgres, "ALTER TABLE t ADD COLUMN u int DEFAULT my_func();"), [(ID, Severity::Warning)]);
+        assert!(has(&run(Postgres, "ALTER TABLE t ADD COLUMN id2 bigserial;"), ID));
+        assert!(has(&run(Postgres, "ALTER TABLE t ADD COLUMN total int GENERATED ALWAYS AS (a * 2) STORED;"), ID));
         // The live catalog says what a user function is.
         let sql = "ALTER TABLE t ADD COLUMN u int DEFAULT my_func();";
         for (volatility, expected) in [(Volatility::Volatile, vec![(ID, Severity::Error)]), (Volatility::Stable, vec![])] {

@@ -71,18 +71,23 @@ fn expr(e: &ast::Expr) -> Expr {
 }
 
 fn column_from(name: &ast::Ident, data_type: &ast::DataType, options: &[&ColumnOption]) -> ColumnSpec {
-    let data_type = data_type.to_string().to_lowercase();
+    // As written (ENUM values keep their case); comparisons lower-case it themselves.
+    let data_type = data_type.to_string();
     // sqlparser's spans are line/column, not offsets: `at` stays 0 (the statement).
     let mut spec = ColumnSpec {
         name: name.value.clone(),
-        unsigned: data_type.contains("unsigned"),
+        unsigned: data_type.to_lowercase().contains("unsigned"),
         data_type,
         ..ColumnSpec::default()
     };
     for option in options {
         match option {
             ColumnOption::NotNull => spec.not_null = true,
-            ColumnOption::Null => spec.not_null = false,
+            ColumnOption::Null => {
+                spec.not_null = false;
+                spec.explicit_null = true;
+            }
+            ColumnOption::Check(e) => spec.check = Some(expr(e)),
             ColumnOption::Default(e) => spec.default = Some(expr(e)),
             ColumnOption::Unique { is_primary, .. } => {
                 if *is_primary {
@@ -207,6 +212,7 @@ fn op(statement: &Statement) -> Op {
             columns: t.columns.iter().map(column).collect(),
             constraints: t.constraints.iter().filter_map(|c| constraint(c, false)).collect(),
             as_select: t.query.is_some(),
+            if_not_exists: t.if_not_exists,
         },
         Statement::AlterTable { name, operations, .. } => Op::AlterTable {
             table: table(name),
@@ -294,7 +300,7 @@ mod tests {
         };
         assert_eq!(table.name, "carts");
         let AlterAction::RedefineColumn { old_name: None, column } = &actions[0].0 else { panic!("{actions:?}") };
-        assert_eq!((column.name.as_str(), column.data_type.as_str(), column.not_null), ("cart_id", "bigint", true));
+        assert_eq!((column.name.as_str(), column.data_type.as_str(), column.not_null), ("cart_id", "BIGINT", true));
         assert!(!column.auto_increment && column.default.is_none() && column.comment.is_none());
 
         let Op::AlterTable { actions, .. } = one(

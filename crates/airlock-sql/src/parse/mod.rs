@@ -56,6 +56,10 @@ pub struct ColumnSpec {
     pub data_type: String,
     /// `NOT NULL` (or `PRIMARY KEY`) written.
     pub not_null: bool,
+    /// `NULL` written explicitly.
+    pub explicit_null: bool,
+    /// A column-level `CHECK (...)`.
+    pub check: Option<Expr>,
     /// `DEFAULT ...` written.
     pub default: Option<Expr>,
     /// MySQL `AUTO_INCREMENT`, SQLite `AUTOINCREMENT`.
@@ -167,7 +171,7 @@ pub enum TxKind {
 #[allow(missing_docs)] // variant fields are named as in SQL
 pub enum Op {
     /// `CREATE TABLE`.
-    CreateTable { table: TableName, columns: Vec<ColumnSpec>, constraints: Vec<Constraint>, as_select: bool },
+    CreateTable { table: TableName, columns: Vec<ColumnSpec>, constraints: Vec<Constraint>, as_select: bool, if_not_exists: bool },
     /// `ALTER TABLE` with its actions, each with its byte offset when known.
     AlterTable { table: TableName, actions: Vec<(AlterAction, usize)> },
     /// `CREATE INDEX`.
@@ -206,6 +210,7 @@ impl Op {
     /// Changes rows rather than the schema.
     pub fn is_dml(&self) -> bool {
         matches!(self, Op::Insert { .. } | Op::Update { .. } | Op::Delete { .. })
+            || matches!(self, Op::Other { kind } if kind == "MERGE")
     }
 
     /// Changes the schema.
@@ -219,7 +224,11 @@ impl Op {
             | Op::RenameTable { .. }
             | Op::CreateTrigger { .. }
             | Op::AddEnumValue { .. } => true,
-            Op::Other { kind } => ["CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE"].iter().any(|k| kind.starts_with(k)),
+            Op::Other { kind } => {
+                ["CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "RENAME"].iter().any(|k| kind.starts_with(k))
+                    // pg_query names some CREATE forms by their node: ViewStmt, CompositeTypeStmt, DefineStmt...
+                    || ["VIEW", "COMPOSITE TYPE", "DEFINE", "RULE", "TRUNCATE"].contains(&kind.as_str())
+            }
             _ => false,
         }
     }

@@ -198,6 +198,8 @@ fn column(def: &protobuf::ColumnDef, start: usize) -> ColumnSpec {
         let Some(NodeEnum::Constraint(c)) = c.node.as_ref() else { continue };
         match c.contype() {
             ConstrType::ConstrNotnull => spec.not_null = true,
+            ConstrType::ConstrNull => spec.explicit_null = true,
+            ConstrType::ConstrCheck => spec.check = c.raw_expr.as_deref().map(expr),
             ConstrType::ConstrDefault => spec.default = c.raw_expr.as_deref().map(expr),
             ConstrType::ConstrIdentity => spec.identity = true,
             ConstrType::ConstrGenerated => spec.generated_stored = true,
@@ -289,13 +291,14 @@ fn op(node: &NodeEnum, start: usize) -> Op {
                     _ => {}
                 }
             }
-            Op::CreateTable { table: table(s.relation.as_ref()), columns, constraints, as_select: false }
+            Op::CreateTable { table: table(s.relation.as_ref()), columns, constraints, as_select: false, if_not_exists: s.if_not_exists }
         }
         NodeEnum::CreateTableAsStmt(s) if s.objtype() == ObjectType::ObjectTable => Op::CreateTable {
             table: table(s.into.as_ref().and_then(|i| i.rel.as_ref())),
             columns: Vec::new(),
             constraints: Vec::new(),
             as_select: true,
+            if_not_exists: s.if_not_exists,
         },
         NodeEnum::AlterTableStmt(s) if s.objtype() == ObjectType::ObjectTable => Op::AlterTable {
             table: table(s.relation.as_ref()),

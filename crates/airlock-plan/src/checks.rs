@@ -113,7 +113,7 @@ fn cast_filter(column: &str, from: &str, to: &str, dialect: Dialect) -> Option<S
     }
     Some(match () {
         _ if integer => format!("{col} IS NOT NULL AND NOT ({})", matches(int_re)),
-        _ if numeric && from.starts_with("numeric") || numeric && from.starts_with("decimal") => match mods.as_slice() {
+        _ if numeric && (from.starts_with("numeric") || from.starts_with("decimal")) => match mods.as_slice() {
             [_, scale] => format!("{col} IS NOT NULL AND {col} <> round({col}, {scale})"),
             _ => return None,
         },

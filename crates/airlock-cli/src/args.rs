@@ -75,6 +75,19 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check migration files for locks, rewrites, lost attributes and unsafe changes; exit 3 on errors.
     Lint(LintArgs),
+    /// Read-only preflight: per pending statement the locks, rewrites, rows, estimate, data checks and verdict; exit 3 when blocked.
+    Plan(PlanArgs),
+}
+
+/// `airlock plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Write the plan as JSON to FILE (for `migrate --plan FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Time budget per data check, e.g. 30s; a check that runs out is `unknown`.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub check_timeout: String,
 }
 
 /// `airlock lint`.

@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Ok(()) => exit::OK,
         Err(e) => {
             // A gate that is not satisfied has already printed its report.
-            if !matches!(e, ExecError::GateNotSatisfied | ExecError::LintErrors(_)) {
+            if !matches!(e, ExecError::GateNotSatisfied | ExecError::LintErrors(_) | ExecError::PlanBlocked) {
                 render::error(&e, format);
             }
             e.exit_code()
@@ -76,6 +76,19 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     runtime.block_on(async {
         match cli.command {
             Command::New(_) | Command::Serve(_) | Command::Lint(_) => Ok(()),
+            Command::Plan(args) => {
+                let budget = parse_duration(&args.check_timeout)
+                    .map_err(|e| ExecError::Usage(format!("--check-timeout {}: {e}", args.check_timeout)))?;
+                let mut options = options.clone();
+                options.lint = settings::lint_settings(&cli.global, None).map_err(|e| ExecError::Usage(e.0))?;
+                let plan = airlock_exec::plan(&options, budget).await?;
+                if let Some(out) = &args.out {
+                    let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
+                    std::fs::write(out, text + "\n").map_err(|e| ExecError::Usage(format!("--out {}: {e}", out.display())))?;
+                }
+                render::plan(&plan, format);
+                if plan.verdict == airlock_exec::Verdict::Blocked { Err(ExecError::PlanBlocked) } else { Ok(()) }
+            }
             Command::Migrate(args) => {
                 let target = args.to.as_deref().map(|t| version_arg(t, "--to")).transpose()?;
                 let mut options = options.clone();

@@ -231,6 +231,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::GateNotSatisfied => "gate-not-satisfied",
         ExecError::LintErrors(_) => "lint-errors",
         ExecError::LintRefused(_) => "lint",
+        ExecError::PlanBlocked => "plan-blocked",
     }
 }
 
@@ -297,5 +298,73 @@ pub fn error(e: &ExecError, format: Format) {
             }
         }
         other => eprintln!("{RED}error{RED:#}: {other}"),
+    }
+}
+
+fn verdict_style(verdict: airlock_exec::Verdict) -> String {
+    match verdict {
+        airlock_exec::Verdict::Safe => format!("{GREEN}safe{GREEN:#}"),
+        airlock_exec::Verdict::Risky => format!("{YELLOW}risky{YELLOW:#}"),
+        airlock_exec::Verdict::Blocked => format!("{RED}blocked{RED:#}"),
+    }
+}
+
+fn rows(n: Option<f64>) -> String {
+    match n {
+        Some(r) if r >= 1e6 => format!("{:.1}M", r / 1e6),
+        Some(r) if r >= 1e3 => format!("{:.0}k", r / 1e3),
+        Some(r) => format!("{r:.0}"),
+        None => "?".to_owned(),
+    }
+}
+
+/// `plan`: per migration, per statement, the locks, rows, estimate, checks and verdict, with the fix for each problem.
+pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
+    if format != Format::Human {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    println!("{BOLD}Plan{BOLD:#} for {}: {}", report.database, verdict_style(report.verdict));
+    if report.migrations.is_empty() {
+        println!("Nothing pending.");
+    }
+    for m in &report.migrations {
+        println!("\n{BOLD}{} {}{BOLD:#}  {}", m.version, m.name, verdict_style(m.verdict));
+        for s in &m.statements {
+            let first_line = s.sql.lines().next().unwrap_or_default();
+            let text = if first_line.len() > 70 { format!("{}…", &first_line[..first_line.char_indices().nth(69).map_or(first_line.len(), |(i, _)| i)]) } else { first_line.to_owned() };
+            println!("  {:>2}. {text}", s.index);
+            let locks: Vec<String> = s.locks.iter().map(|l| format!("{} {}", l.mode, l.table)).collect();
+            let work = match (s.rewrites_table, s.scans_table) {
+                (true, _) => "rewrites the table",
+                (false, true) => "scans the table",
+                _ => "no table scan",
+            };
+            println!(
+                "      {DIM}locks:{DIM:#} {}  {DIM}rows:{DIM:#} {}  {DIM}{work}{DIM:#}  {DIM}estimate:{DIM:#} {}  → {}",
+                if locks.is_empty() { "none".to_owned() } else { locks.join(", ") },
+                rows(s.estimated_rows),
+                s.estimated_seconds.map_or("?".to_owned(), |t| if t < 1.0 { "< 1 s".to_owned() } else { format!("{t:.0} s") }),
+                verdict_style(s.verdict)
+            );
+            for c in &s.checks {
+                let mark = match c.ok {
+                    Some(true) => format!("{GREEN}✓{GREEN:#}"),
+                    Some(false) => format!("{RED}✗{RED:#}"),
+                    None => format!("{YELLOW}?{YELLOW:#}"),
+                };
+                println!("      {mark} {}: {}", c.check, c.message);
+                if !c.examples.is_empty() {
+                    println!("        {DIM}e.g. {}{DIM:#}", c.examples.join("; "));
+                }
+            }
+            for f in &s.findings {
+                println!("      {} [{}] {}", f.severity.as_str(), f.rule, f.message);
+                println!("        {DIM}help: {}{DIM:#}", f.help);
+                if let Some(fix) = &f.fix {
+                    println!("        {DIM}fix: {fix}{DIM:#}");
+                }
+            }
+        }
     }
 }

@@ -94,7 +94,9 @@ pub struct ConstraintInfo {
     pub kind: ConstraintKind,
     /// Whether existing rows were checked (`NOT VALID` leaves it false until `VALIDATE`).
     pub validated: bool,
-    /// Its definition's text, for CHECK constraints (`CHECK ((email IS NOT NULL))`, or the parsed expression).
+    /// Its definition's text for CHECK and FOREIGN KEY constraints, as
+    /// `pg_get_constraintdef` prints it (`CHECK ((email IS NOT NULL))`,
+    /// `FOREIGN KEY (user_id) REFERENCES users(id)`), or rebuilt from the statement.
     pub definition: Option<String>,
 }
 
@@ -105,6 +107,7 @@ impl ConstraintInfo {
         let Some(definition) = &self.definition else { return false };
         let text: String = definition.to_lowercase().chars().filter(|c| !matches!(c, '(' | ')' | '"')).collect();
         let text = text.trim_start_matches("check").trim();
+        let text = text.strip_suffix(" not valid").unwrap_or(text);
         self.kind == ConstraintKind::Check && self.validated && text == format!("{} is not null", column.to_lowercase())
     }
 }
@@ -403,7 +406,12 @@ fn info(c: &Constraint) -> ConstraintInfo {
         Constraint::Other { .. } => (ConstraintKind::Other, true),
     };
     let definition = match c {
-        Constraint::Check { expr, .. } => Some(expr.text.clone()),
+        Constraint::Check { expr, .. } => Some(format!("CHECK ({})", expr.text)),
+        Constraint::ForeignKey { columns, references, ref_columns, .. } => Some(format!(
+            "FOREIGN KEY ({}) REFERENCES {references} ({})",
+            columns.join(", "),
+            ref_columns.join(", ")
+        )),
         _ => None,
     };
     ConstraintInfo { name: c.name().map(str::to_owned), kind, validated, definition }

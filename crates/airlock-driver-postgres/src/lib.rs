@@ -66,7 +66,7 @@ const CATALOG_INDEXES: &str = "SELECT i.indrelid::int8, ic.relname::text, i.indi
      FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_namespace n ON n.oid = ic.relnamespace \
      WHERE n.nspname = ANY (current_schemas(false))";
 const CATALOG_CONSTRAINTS: &str = "SELECT co.conrelid::int8, co.conname::text, co.contype::text, co.convalidated, \
-     CASE WHEN co.contype = 'c' THEN pg_get_constraintdef(co.oid) END \
+     CASE WHEN co.contype IN ('c', 'f') THEN pg_get_constraintdef(co.oid) END \
      FROM pg_constraint co JOIN pg_namespace n ON n.oid = co.connamespace \
      WHERE co.conrelid <> 0 AND n.nspname = ANY (current_schemas(false))";
 const CATALOG_TRIGGERS: &str = "SELECT tg.tgrelid::int8, tg.tgname::text FROM pg_trigger tg \

@@ -106,6 +106,9 @@ pub enum ExecError {
     /// `gate` answered "not ready"; the report was already printed.
     #[error("the database does not satisfy the requirement")]
     GateNotSatisfied,
+    /// `plan` found a blocked statement; the plan was already printed.
+    #[error("the plan has a blocked statement")]
+    PlanBlocked,
     /// `lint` found errors; the findings were already printed.
     #[error("lint found {0} error(s)")]
     LintErrors(usize),
@@ -122,7 +125,11 @@ impl ExecError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ExecError::Discovery(_) | ExecError::Invalid(_) | ExecError::Usage(_) => exit::USAGE,
-            ExecError::Blocked { .. } | ExecError::Protected(_) | ExecError::LintErrors(_) | ExecError::LintRefused(_) => {
+            ExecError::Blocked { .. }
+            | ExecError::Protected(_)
+            | ExecError::LintErrors(_)
+            | ExecError::LintRefused(_)
+            | ExecError::PlanBlocked => {
                 exit::BLOCKED
             }
             ExecError::GateNotSatisfied => exit::GATE,

@@ -127,7 +127,8 @@ async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &CheckSpec, ca
     };
     let ms = budget.as_millis();
     let limit = match engine {
-        Engine::Postgres => Some(format!("SET LOCAL statement_timeout = {ms}")),
+        // A check queues behind no DDL: ACCESS SHARE only, and never for long.
+        Engine::Postgres => Some(format!("SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = 1000")),
         Engine::MySql => None,
         Engine::Sqlite => None,
     };
@@ -154,6 +155,11 @@ pub async fn plan(options: &Options, check_budget: Duration) -> Result<PlanRepor
     let discovered = options.source.discover()?;
     let ctx = Context::new(options);
     let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+    if engine == Engine::MySql {
+        // max_statement_time (MariaDB) / max_execution_time (MySQL) bound each check.
+        let timeouts = airlock_driver::Timeouts { lock: Duration::from_secs(1), statement: check_budget };
+        driver.set_timeouts(timeouts).await.map_err(ExecError::db("setting the checks' time budget"))?;
+    }
     driver.begin_read_only().await.map_err(ExecError::db("opening a read-only transaction"))?;
     let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"));
     let snap = snapshot(driver.as_mut(), &ctx).await;

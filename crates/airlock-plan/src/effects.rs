@@ -136,6 +136,17 @@ fn constraint_checks(table: &TableName, c: &Constraint, e: &mut Effects) {
     }
 }
 
+/// The constraint as VALIDATE checks it: every row.
+fn strip_not_valid(c: &Constraint) -> Constraint {
+    match c.clone() {
+        Constraint::ForeignKey { name, columns, references, ref_columns, .. } => {
+            Constraint::ForeignKey { name, columns, references, ref_columns, not_valid: false }
+        }
+        Constraint::Check { name, expr, .. } => Constraint::Check { name, expr, not_valid: false },
+        other => other,
+    }
+}
+
 fn postgres(op: &Op, catalog: &Catalog) -> Effects {
     let mut e = Effects::default();
     match op {
@@ -164,7 +175,26 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                         e.scans_table |= !not_valid;
                         constraint_checks(table, c, &mut e);
                     }
-                    AlterAction::ValidateConstraint { .. } => e.scans_table = true,
+                    AlterAction::ValidateConstraint { name } => {
+                        e.scans_table = true;
+                        // What it checks is in its definition (live, or from the statement that added it).
+                        let found = catalog.constraints(table).into_iter().find(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+                        if let Some(definition) = found.and_then(|c| c.definition.clone()) {
+                            let statement = format!("ALTER TABLE {table} ADD {definition}");
+                            if let Ok(ops) = airlock_sql::parse::parse(&statement, airlock_sql::Dialect::Postgres) {
+                                if let Some(Op::AlterTable { actions, .. }) = ops.first() {
+                                    for (action, _) in actions {
+                                        if let AlterAction::AddConstraint(c) = action {
+                                            constraint_checks(table, &strip_not_valid(c), &mut e);
+                                            if let Constraint::ForeignKey { references, .. } = c {
+                                                e.lock(pg_lock(references, "ROW SHARE"));
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
                     AlterAction::AddColumn(spec) => {
                         strongest = "ACCESS EXCLUSIVE";
                         let volatile = spec.default.as_ref().is_some_and(|d| {

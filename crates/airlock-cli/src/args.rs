@@ -176,6 +176,9 @@ pub struct MigrateArgs {
     /// Lint with this baseline: recorded findings of unchanged files do not refuse the run [default: `baseline` in [lint]].
     #[arg(long, value_name = "FILE")]
     pub baseline: Option<PathBuf>,
+    /// Apply only if the pending migrations and their checksums are exactly those of this plan (`airlock plan --out FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
 }
 
 /// `airlock gate`.

@@ -40,6 +40,21 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
+/// The (version, checksum) list of a plan file written by `airlock plan --out`.
+fn read_plan(path: &std::path::Path) -> Result<Vec<(String, String)>, ExecError> {
+    let bad = |why: String| ExecError::Usage(format!("--plan {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let migrations = value["migrations"].as_array().ok_or_else(|| bad("not a plan written by `airlock plan --out` (no `migrations`)".to_owned()))?;
+    migrations
+        .iter()
+        .map(|m| match (m["version"].as_str(), m["checksum"].as_str()) {
+            (Some(v), Some(c)) => Ok((v.to_owned(), c.to_owned())),
+            _ => Err(bad("a migration without version or checksum".to_owned())),
+        })
+        .collect()
+}
+
 fn version_arg(text: &str, flag: &str) -> Result<Version, ExecError> {
     Version::parse(text.trim()).map_err(|e| ExecError::Usage(format!("{flag}: {e}")))
 }
@@ -93,6 +108,9 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 let target = args.to.as_deref().map(|t| version_arg(t, "--to")).transpose()?;
                 let mut options = options.clone();
                 options.lint = settings::lint_settings(&cli.global, args.baseline.as_deref()).map_err(|e| ExecError::Usage(e.0))?;
+                if let Some(path) = &args.plan {
+                    options.planned = Some(read_plan(path)?);
+                }
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
                 Ok(())

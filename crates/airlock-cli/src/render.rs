@@ -232,6 +232,8 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::LintErrors(_) => "lint-errors",
         ExecError::LintRefused(_) => "lint",
         ExecError::PlanBlocked => "plan-blocked",
+        ExecError::ChecksFailed { .. } => "data-check-failed",
+        ExecError::PlanMismatch(_) => "plan-mismatch",
     }
 }
 

@@ -152,3 +152,54 @@ fn postgres_plan_works_with_a_select_only_role() {
     let validate = json["migrations"][1]["statements"][0]["checks"].as_array().unwrap().clone();
     assert_eq!(check(&validate, "foreign-key-orphans")["violations"], 3, "{validate:?}");
 }
+
+fn migrate_checks_the_data_just_before_each_migration(engine: Engine) {
+    let db = Db::new(engine);
+    orders_with_orphans(&db);
+    let project = Project::new();
+    project.write("1_note.up.sql", "ALTER TABLE orders ADD COLUMN note varchar(20);\n");
+    project.write("2_fk.up.sql", "-- airlock:allow adding-foreign-key small table\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n");
+    let refused = project.run(&db, &["migrate"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("migration 2 (fk) was not run") && refused.stderr.contains("3 row(s) of `orders` have no match in `users`"), "{}", refused.stderr);
+    assert_eq!(db.history().len(), 1, "migration 1 applied, 2 refused: {:?}", db.history());
+
+    // A data migration before it fixes the rows: the check sees the data as it is then.
+    project.write("2_fk.up.sql", "-- airlock:data\nDELETE FROM orders WHERE user_id NOT IN (1, 2);\n");
+    project.write("3_fk.up.sql", "-- airlock:allow adding-foreign-key small table\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    assert_eq!(db.count("SELECT COUNT(*) FROM orders"), 3);
+}
+
+#[test]
+fn postgres_migrate_checks_the_data_just_before_each_migration() {
+    migrate_checks_the_data_just_before_each_migration(Engine::Postgres);
+}
+
+#[test]
+fn mysql_migrate_checks_the_data_just_before_each_migration() {
+    migrate_checks_the_data_just_before_each_migration(Engine::MySql);
+}
+
+#[test]
+fn migrate_applies_only_what_was_planned() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY);\n");
+    let plan_file = project.root.path().join("plan.json");
+    let planned = Run::of(project.airlock(&db).args(["plan", "--out"]).arg(&plan_file).output().unwrap());
+    planned.expect(0);
+    // Edited after review: refused, nothing applied.
+    project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY, extra text);\n");
+    let refused = Run::of(project.airlock(&db).args(["migrate", "--plan"]).arg(&plan_file).output().unwrap());
+    refused.expect(3);
+    assert!(refused.stderr.contains("the plan was made for pending migrations 1"), "{}", refused.stderr);
+    assert!(!db.table_exists("t"));
+    // A new migration since the plan: refused too.
+    project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY);\n");
+    project.write("2_u.up.sql", "CREATE TABLE u (id integer PRIMARY KEY);\n");
+    Run::of(project.airlock(&db).args(["migrate", "--plan"]).arg(&plan_file).output().unwrap()).expect(3);
+    project.remove("2_u.up.sql");
+    Run::of(project.airlock(&db).args(["migrate", "--plan"]).arg(&plan_file).output().unwrap()).expect(0);
+    assert!(db.table_exists("t"));
+}

@@ -106,6 +106,19 @@ pub enum ExecError {
     /// `gate` answered "not ready"; the report was already printed.
     #[error("the database does not satisfy the requirement")]
     GateNotSatisfied,
+    /// A data check just before a migration shows it would fail or lose data; it was not run.
+    #[error("migration {version} ({name}) was not run: {}; earlier migrations of this run stay applied; fix the data (e.g. in a data migration before it), then run again", .results.iter().map(|r| format!("{}{}", r.message, if r.examples.is_empty() { String::new() } else { format!(" (e.g. {})", r.examples.join(", ")) })).collect::<Vec<_>>().join("; "))]
+    ChecksFailed {
+        /// The migration refused.
+        version: String,
+        /// Its name.
+        name: String,
+        /// The failed checks.
+        results: Vec<airlock_plan::CheckResult>,
+    },
+    /// `migrate --plan`: the pending migrations are not the ones planned.
+    #[error("{0}")]
+    PlanMismatch(String),
     /// `plan` found a blocked statement; the plan was already printed.
     #[error("the plan has a blocked statement")]
     PlanBlocked,
@@ -129,7 +142,9 @@ impl ExecError {
             | ExecError::Protected(_)
             | ExecError::LintErrors(_)
             | ExecError::LintRefused(_)
-            | ExecError::PlanBlocked => {
+            | ExecError::PlanBlocked
+            | ExecError::ChecksFailed { .. }
+            | ExecError::PlanMismatch(_) => {
                 exit::BLOCKED
             }
             ExecError::GateNotSatisfied => exit::GATE,

@@ -67,6 +67,10 @@ pub struct Options {
     pub out_of_order: bool,
     /// How `migrate` lints pending migrations before it applies them.
     pub lint: LintSettings,
+    /// `migrate --plan`: the (version, checksum) of every pending migration, in order, as planned.
+    pub planned: Option<Vec<(String, String)>>,
+    /// Time budget of each data check. Defaults to 30 s.
+    pub check_budget: Duration,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -94,6 +98,8 @@ impl Options {
             lease_ttl: Duration::from_secs(60),
             out_of_order: false,
             lint: LintSettings::default(),
+            planned: None,
+            check_budget: Duration::from_secs(30),
         }
     }
 

@@ -116,7 +116,7 @@ fn rows_per_second(engine: Engine, rewrites: bool, scans: bool) -> f64 {
 }
 
 /// Runs one check in a read-only transaction of its own, bounded by `budget`.
-async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &CheckSpec, catalog: &Catalog, budget: Duration) -> CheckResult {
+pub(crate) async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &CheckSpec, catalog: &Catalog, budget: Duration) -> CheckResult {
     let dialect = match engine {
         Engine::Postgres => airlock_sql::Dialect::Postgres,
         Engine::MySql => airlock_sql::Dialect::MySql,

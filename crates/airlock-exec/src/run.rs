@@ -87,11 +87,18 @@ pub async fn migrate(
     }
     let left_pending: Vec<PendingEntry> = plan.beyond_target.iter().map(|m| PendingEntry::from(*m)).collect();
     let prepared = prepare_all(&plan.pending, options)?;
+    check_planned(options, &plan.pending)?;
+    let mut data_checks = DataChecks::default();
     if !plan.pending.is_empty() {
         let catalog = match driver.as_mut() {
             Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,
             // A SQLite file not created yet: an empty database.
             None => airlock_core::schema::Catalog::live(Vec::new()),
+        };
+        let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
+        data_checks = DataChecks {
+            specs: airlock_plan::data_checks(&pending, catalog.clone(), options.engine_traits().dialect).into_iter().collect(),
+            catalog: catalog.clone(),
         };
         lint_pending(options, &plan.pending, catalog, reporter)?;
     }
@@ -118,7 +125,7 @@ pub async fn migrate(
     };
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
-    let outcome = migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, reporter).await;
+    let outcome = migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &data_checks, reporter).await;
     held.release(driver.as_mut()).await;
     let (ran, current_version) = outcome?;
     Ok(RunReport { migrations: ran, dry_run: false, current_version, left_pending, warnings })
@@ -154,10 +161,13 @@ async fn migrate_locked(
     held: &HeldLease,
     migrations: &[Migration],
     settings: &Settings,
+    data_checks: &DataChecks,
     reporter: &mut dyn Reporter,
 ) -> Result<(Vec<RunEntry>, Option<String>), ExecError> {
     let snap = snapshot(driver, ctx).await?;
     let mut plan = reconcile(migrations, &snap.history, settings);
+    // Under the lock the pending set may differ (another run applied some): the plan must still match.
+    check_planned(&ctx.options, &plan.pending)?;
     plan.problems.extend(project_problem(snap.project.as_deref(), ctx.options.project.as_deref(), &ctx.options.url));
     if plan.is_blocked() {
         return Err(ExecError::Blocked { problems: plan.problems.into_iter().filter(|p| p.blocking).collect() });
@@ -177,6 +187,8 @@ async fn migrate_locked(
         for note in &prepared.notes {
             reporter.warning(&format!("{} {}: {note}", migration.version, migration.name));
         }
+        // The data as it is now, after the migrations before this one.
+        data_checks.run(&ctx.options, migration).await.map_err(|e| with_applied(e, &ran))?;
         reporter.migration_started(migration, prepared.mode);
         let elapsed = apply(driver, ctx, held, migration, prepared, 0, reporter)
             .await
@@ -186,6 +198,56 @@ async fn migrate_locked(
         ran.push(entry(migration, prepared, elapsed));
     }
     Ok((ran, newest.map(ToString::to_string)))
+}
+
+/// `migrate --plan`: refuses unless the pending migrations are exactly the planned ones.
+fn check_planned(options: &Options, pending: &[&Migration]) -> Result<(), ExecError> {
+    let Some(planned) = &options.planned else { return Ok(()) };
+    let now: Vec<(String, String)> = pending.iter().map(|m| (m.version.to_string(), m.checksum.clone())).collect();
+    if &now == planned {
+        return Ok(());
+    }
+    let list = |v: &[(String, String)]| {
+        if v.is_empty() { "none".to_owned() } else { v.iter().map(|(version, sum)| format!("{version} ({}…)", &sum[..8.min(sum.len())])).collect::<Vec<_>>().join(", ") }
+    };
+    Err(ExecError::PlanMismatch(format!(
+        "the plan was made for pending migrations {}, but now they are {}: nothing was applied; run `airlock plan` again and review it",
+        list(planned),
+        list(&now)
+    )))
+}
+
+/// The data checks each pending migration needs, run just before it on a
+/// connection of their own (a check cut off by its budget never stalls the
+/// migration's connection).
+#[derive(Default)]
+struct DataChecks {
+    specs: std::collections::BTreeMap<String, Vec<airlock_plan::CheckSpec>>,
+    catalog: airlock_core::schema::Catalog,
+}
+
+impl DataChecks {
+    async fn run(&self, options: &Options, migration: &Migration) -> Result<(), ExecError> {
+        let Some(specs) = self.specs.get(&migration.version.to_string()).filter(|s| !s.is_empty()) else { return Ok(()) };
+        let mut conn = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+        let engine = options.url.engine();
+        if engine == airlock_driver::Engine::MySql {
+            let limits = Timeouts { lock: Duration::from_secs(1), statement: options.check_budget };
+            conn.set_timeouts(limits).await.map_err(ExecError::db("setting the checks' time budget"))?;
+        }
+        let mut failed = Vec::new();
+        for spec in specs {
+            let result = crate::plan::run_check(conn.as_mut(), engine, spec, &self.catalog, options.check_budget).await;
+            if result.ok == Some(false) {
+                failed.push(result);
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(ExecError::ChecksFailed { version: migration.version.to_string(), name: migration.name.clone(), results: failed })
+        }
+    }
 }
 
 fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {

@@ -22,14 +22,14 @@ use crate::{project_problem, snapshot, Context, Options};
 /// warnings are told.
 fn lint_pending(
     options: &Options,
-    pending: &[&Migration],
+    pending: &[Migration],
+    scripts: &[airlock_lint::ParsedScript],
     catalog: airlock_core::schema::Catalog,
     reporter: &mut dyn Reporter,
 ) -> Result<(), ExecError> {
     let lint_options =
         airlock_lint::LintOptions { dialect: options.engine_traits().dialect, severities: options.lint.severities.clone() };
-    let migrations: Vec<Migration> = pending.iter().map(|m| (*m).clone()).collect();
-    let mut report = airlock_lint::lint(&migrations, catalog, &lint_options);
+    let mut report = airlock_lint::lint_parsed(pending, scripts, catalog, &lint_options);
     if let Some(baseline) = &options.lint.baseline {
         baseline.apply(&mut report);
     }
@@ -90,17 +90,24 @@ pub async fn migrate(
     check_planned(options, &plan.pending)?;
     let mut data_checks = DataChecks::default();
     if !plan.pending.is_empty() {
+        // Parsed once (on every core, while the live schema is read) for both lint and the data checks.
+        let dialect = options.engine_traits().dialect;
+        let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
+        let parsing = tokio::task::spawn_blocking({
+            let pending = pending.clone();
+            move || airlock_lint::parse_all(&pending, dialect)
+        });
         let catalog = match driver.as_mut() {
             Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,
             // A SQLite file not created yet: an empty database.
             None => airlock_core::schema::Catalog::live(Vec::new()),
         };
-        let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
+        let scripts = parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
         data_checks = DataChecks {
-            specs: airlock_plan::data_checks(&pending, catalog.clone(), options.engine_traits().dialect).into_iter().collect(),
+            specs: airlock_plan::data_checks(&pending, &scripts, catalog.clone(), dialect).into_iter().collect(),
             catalog: catalog.clone(),
         };
-        lint_pending(options, &plan.pending, catalog, reporter)?;
+        lint_pending(options, &pending, &scripts, catalog, reporter)?;
     }
     if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
         let migrations = plan

@@ -131,94 +131,128 @@ impl LintOptions {
     }
 }
 
+/// A migration's up script, split and parsed once for lint and plan.
+#[derive(Clone, Debug, Default)]
+pub struct ParsedScript {
+    /// Its statements.
+    pub statements: Vec<Parsed>,
+    /// Where and why the splitter refused the text (then `statements` is empty).
+    pub split_error: Option<(usize, String)>,
+}
+
+/// Splits and parses one migration's up script.
+pub fn parse_migration(migration: &Migration, dialect: Dialect) -> ParsedScript {
+    let script = &migration.up;
+    match split(&script.sql, dialect) {
+        Ok(statements) => ParsedScript {
+            statements: statements
+                .into_iter()
+                .map(|s| Parsed {
+                    line: s.line + script.line_offset,
+                    tx: classify(&s.sql, dialect).tx,
+                    ops: parse(&s.sql, dialect).map_err(|e| e.message),
+                    span: s.span,
+                    sql: s.sql,
+                })
+                .collect(),
+            split_error: None,
+        },
+        Err(e) => ParsedScript { statements: Vec::new(), split_error: Some((e.line + script.line_offset, e.message)) },
+    }
+}
+
+/// Parses every migration, on as many threads as the machine has (at most 4):
+/// PostgreSQL's parser is the costly part of linting a long history.
+pub fn parse_all(migrations: &[Migration], dialect: Dialect) -> Vec<ParsedScript> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    if threads < 2 || migrations.len() < 64 {
+        return migrations.iter().map(|m| parse_migration(m, dialect)).collect();
+    }
+    let chunk = migrations.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = migrations
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(|m| parse_migration(m, dialect)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    })
+}
+
+/// The up script's statements, split and parsed (what plan walks through).
+pub fn statements(migration: &Migration, dialect: Dialect) -> Vec<Parsed> {
+    parse_migration(migration, dialect).statements
+}
+
 /// Lints `migrations` (in order) against `catalog`: the live schema, or
 /// [`Catalog::offline`] without a database.
-pub fn lint(migrations: &[Migration], mut catalog: Catalog, options: &LintOptions) -> Report {
+pub fn lint(migrations: &[Migration], catalog: Catalog, options: &LintOptions) -> Report {
+    let parsed = parse_all(migrations, options.dialect);
+    lint_parsed(migrations, &parsed, catalog, options)
+}
+
+/// [`lint`] over scripts already parsed by [`parse_all`] (one per migration, in order).
+pub fn lint_parsed(migrations: &[Migration], scripts: &[ParsedScript], mut catalog: Catalog, options: &LintOptions) -> Report {
     let mut report = Report::default();
-    for migration in migrations {
-        let mut found = Vec::new();
-        let parsed = parse_script(migration, options.dialect, &mut found);
-        let mcx = MigrationContext { migration, statements: &parsed, dialect: options.dialect, catalog: &catalog };
+    for (migration, script) in migrations.iter().zip(scripts) {
+        let mut found = unparsed_findings(migration, script);
+        let parsed = &script.statements;
+        let mcx = MigrationContext { migration, statements: parsed, dialect: options.dialect, catalog: &catalog };
         for rule in rules::ALL {
             if rule.applies_to(options.dialect) {
                 rule.check_migration(&mcx, &mut found);
             }
         }
-        let in_transaction = runs_in_transaction(migration, &parsed, options.dialect);
+        let in_transaction = runs_in_transaction(migration, parsed, options.dialect);
+        let version = migration.version.to_string();
         for (index, statement) in parsed.iter().enumerate() {
             let Ok(ops) = &statement.ops else { continue };
             for op in ops {
-                let cx = Context {
-                    migration,
-                    statements: &parsed,
-                    index,
-                    op,
-                    catalog: &catalog,
-                    dialect: options.dialect,
-                    in_transaction,
-                };
+                let cx = Context { migration, statements: parsed, index, op, catalog: &catalog, dialect: options.dialect, in_transaction };
                 for rule in rules::ALL {
                     if rule.applies_to(options.dialect) {
                         rule.check(&cx, &mut found);
                     }
                 }
-                catalog.apply(op, &migration.version.to_string());
+                catalog.apply(op, &version);
             }
         }
-        settle(migration, &parsed, found, options, &mut report);
+        settle(migration, parsed, found, options, &mut report);
     }
     report
 }
 
-/// The up script's statements, split and parsed (what plan walks through).
-pub fn statements(migration: &Migration, dialect: Dialect) -> Vec<Parsed> {
-    parse_script(migration, dialect, &mut Vec::new())
-}
-
-/// Splits and parses the up script; a text the splitter refuses is one
-/// `unparsed-statement` finding, a statement the parser refuses another.
-fn parse_script(migration: &Migration, dialect: Dialect, found: &mut Vec<Finding>) -> Vec<Parsed> {
-    let script = &migration.up;
-    let statements = match split(&script.sql, dialect) {
-        Ok(statements) => statements,
-        Err(e) => {
-            found.push(Finding {
-                rule: rules::UNPARSED,
-                severity: Severity::Warning,
-                file: script.path.clone(),
-                line: e.line + script.line_offset,
-                version: migration.version.to_string(),
-                statement: None,
-                span: None,
-                message: format!("the file cannot be split into statements: {}", e.message),
-                help: "fix the SQL; the rest of this file was not checked".to_owned(),
-                fix: None,
-                checksum: migration.checksum.clone(),
-            });
-            return Vec::new();
-        }
+/// A text the splitter refuses is one `unparsed-statement` finding, a
+/// statement the parser refuses another.
+fn unparsed_findings(migration: &Migration, script: &ParsedScript) -> Vec<Finding> {
+    let base = |line: usize, statement: Option<usize>, span, message: String, help: &str| Finding {
+        rule: rules::UNPARSED,
+        severity: Severity::Warning,
+        file: migration.up.path.clone(),
+        line,
+        version: migration.version.to_string(),
+        statement,
+        span,
+        message,
+        help: help.to_owned(),
+        fix: None,
+        checksum: migration.checksum.clone(),
     };
-    statements
-        .into_iter()
+    if let Some((line, why)) = &script.split_error {
+        return vec![base(*line, None, None, format!("the file cannot be split into statements: {why}"), "fix the SQL; the rest of this file was not checked")];
+    }
+    script
+        .statements
+        .iter()
         .enumerate()
-        .map(|(i, s)| {
-            let ops = parse(&s.sql, dialect).map_err(|e| e.message);
-            if let Err(why) = &ops {
-                found.push(Finding {
-                    rule: rules::UNPARSED,
-                    severity: Severity::Warning,
-                    file: script.path.clone(),
-                    line: s.line + script.line_offset,
-                    version: migration.version.to_string(),
-                    statement: Some(i + 1),
-                    span: Some(s.span.clone()),
-                    message: format!("this statement could not be parsed ({why}), so no rule checked it"),
-                    help: "check the SQL; if the server accepts it, lint cannot judge it yet".to_owned(),
-                    fix: None,
-                    checksum: migration.checksum.clone(),
-                });
-            }
-            Parsed { line: s.line + script.line_offset, span: s.span, tx: classify(&s.sql, dialect).tx, sql: s.sql, ops }
+        .filter_map(|(i, p)| {
+            let why = p.ops.as_ref().err()?;
+            Some(base(
+                p.line,
+                Some(i + 1),
+                Some(p.span.clone()),
+                format!("this statement could not be parsed ({why}), so no rule checked it"),
+                "check the SQL; if the server accepts it, lint cannot judge it yet",
+            ))
         })
         .collect()
 }

@@ -17,12 +17,17 @@ use airlock_sql::Dialect;
 /// migrations in order over `catalog` (the live schema). Tables created by a
 /// pending migration are empty when it runs, so they need none; lock
 /// blockers are the runner's lock timeout's business, not a data check.
-pub fn data_checks(migrations: &[Migration], mut catalog: Catalog, dialect: Dialect) -> Vec<(String, Vec<CheckSpec>)> {
+pub fn data_checks(
+    migrations: &[Migration],
+    scripts: &[airlock_lint::ParsedScript],
+    mut catalog: Catalog,
+    dialect: Dialect,
+) -> Vec<(String, Vec<CheckSpec>)> {
     let mut out = Vec::new();
-    for migration in migrations {
+    for (migration, script) in migrations.iter().zip(scripts) {
         let version = migration.version.to_string();
         let mut specs = Vec::new();
-        for parsed in airlock_lint::statements(migration, dialect) {
+        for parsed in &script.statements {
             for op in parsed.ops.iter().flatten() {
                 let e = effects(op, &catalog, dialect);
                 let live = e.table.as_ref().and_then(|t| catalog.table(t).table()).is_some_and(|t| t.origin == Origin::Live);

@@ -1,10 +1,10 @@
 //! `adding-foreign-key`: a validating foreign key on an existing table takes
 //! SHARE ROW EXCLUSIVE on both tables and scans every row while holding it.
 
-use airlock_sql::parse::{AlterAction, Constraint, Op};
+use airlock_sql::parse::{AlterAction, Constraint};
 use airlock_sql::Dialect;
 
-use super::{postgres, Rule};
+use super::{per_action, postgres, Rule};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -24,29 +24,17 @@ impl Rule for AddingForeignKey {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
-        let Op::AlterTable { table, actions } = cx.op else { return };
-        if !cx.is_existing(table) {
-            return;
-        }
-        for (action, _) in actions {
+        let help = "add it with NOT VALID (instant), then VALIDATE CONSTRAINT in a later migration, which only takes SHARE UPDATE EXCLUSIVE";
+        per_action(self, cx, out, help, |table, size, action| {
             let references = match action {
                 AlterAction::AddConstraint(Constraint::ForeignKey { references, not_valid: false, .. }) => references,
-                AlterAction::AddColumn(column) => match &column.references {
-                    Some(references) => references,
-                    None => continue,
-                },
-                _ => continue,
+                AlterAction::AddColumn(column) => column.references.as_ref()?,
+                _ => return None,
             };
-            let finding = cx.finding(
-                self,
-                format!(
-                    "adding a foreign key to `{table}`{} locks `{table}` and `{references}` in SHARE ROW EXCLUSIVE mode (writes to both wait) while every row is checked",
-                    cx.size_note(table)
-                ),
-                "add it with NOT VALID (instant), then VALIDATE CONSTRAINT in a later migration, which only takes SHARE UPDATE EXCLUSIVE",
-            );
-            out.push(cx.scaled(finding, table));
-        }
+            Some(format!(
+                "adding a foreign key to `{table}`{size} locks `{table}` and `{references}` in SHARE ROW EXCLUSIVE mode (writes to both wait) while every row is checked"
+            ))
+        });
     }
 }
 

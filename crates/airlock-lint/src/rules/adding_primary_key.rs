@@ -1,10 +1,10 @@
 //! `adding-primary-key`: `ADD PRIMARY KEY` on an existing table builds its
 //! index (and may set NOT NULL, scanning) under an ACCESS EXCLUSIVE lock.
 
-use airlock_sql::parse::{AlterAction, Constraint, Op};
+use airlock_sql::parse::{AlterAction, Constraint};
 use airlock_sql::Dialect;
 
-use super::{postgres, Rule};
+use super::{per_action, postgres, Rule};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -24,30 +24,19 @@ impl Rule for AddingPrimaryKey {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
-        let Op::AlterTable { table, actions } = cx.op else { return };
-        if !cx.is_existing(table) {
-            return;
-        }
-        for (action, _) in actions {
+        let help = "CREATE UNIQUE INDEX CONCURRENTLY first (its own migration), then ADD CONSTRAINT ... PRIMARY KEY USING INDEX";
+        per_action(self, cx, out, help, |table, size, action| {
             let columns = match action {
                 AlterAction::AddConstraint(Constraint::PrimaryKey { columns, using_index: None, .. }) => columns.clone(),
                 // The same constraint written on a new column.
                 AlterAction::AddColumn(c) if c.primary_key => vec![c.name.clone()],
-                _ => continue,
+                _ => return None,
             };
-            {
-                let finding = cx.finding(
-                    self,
-                    format!(
-                        "adding PRIMARY KEY ({}) to `{table}`{} builds its index under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole build",
-                        columns.join(", "),
-                        cx.size_note(table)
-                    ),
-                    "CREATE UNIQUE INDEX CONCURRENTLY first (its own migration), then ADD CONSTRAINT ... PRIMARY KEY USING INDEX",
-                );
-                out.push(cx.scaled(finding, table));
-            }
-        }
+            Some(format!(
+                "adding PRIMARY KEY ({}) to `{table}`{size} builds its index under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole build",
+                columns.join(", ")
+            ))
+        });
     }
 }
 

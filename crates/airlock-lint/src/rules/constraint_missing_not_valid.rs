@@ -1,10 +1,10 @@
 //! `constraint-missing-not-valid`: a CHECK constraint added to an existing
 //! table is checked against every row under an ACCESS EXCLUSIVE lock.
 
-use airlock_sql::parse::{AlterAction, Constraint, Op};
+use airlock_sql::parse::{AlterAction, Constraint};
 use airlock_sql::Dialect;
 
-use super::{postgres, Rule};
+use super::{per_action, postgres, Rule};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -24,33 +24,19 @@ impl Rule for ConstraintMissingNotValid {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
-        let Op::AlterTable { table, actions } = cx.op else { return };
-        if !cx.is_existing(table) {
-            return;
-        }
-        for (action, _) in actions {
+        let help = "add it with NOT VALID, then VALIDATE CONSTRAINT in a later migration (SHARE UPDATE EXCLUSIVE: writes go on)";
+        per_action(self, cx, out, help, |table, size, action| {
             let expr = match action {
                 AlterAction::AddConstraint(Constraint::Check { expr, not_valid: false, .. }) => expr,
                 // A CHECK written on a new column is checked against every row too.
-                AlterAction::AddColumn(c) => match &c.check {
-                    Some(expr) => expr,
-                    None => continue,
-                },
-                _ => continue,
+                AlterAction::AddColumn(c) => c.check.as_ref()?,
+                _ => return None,
             };
-            {
-                let finding = cx.finding(
-                    self,
-                    format!(
-                        "adding CHECK ({}) to `{table}`{} holds an ACCESS EXCLUSIVE lock (reads and writes wait) while every row is checked",
-                        expr.text,
-                        cx.size_note(table)
-                    ),
-                    "add it with NOT VALID, then VALIDATE CONSTRAINT in a later migration (SHARE UPDATE EXCLUSIVE: writes go on)",
-                );
-                out.push(cx.scaled(finding, table));
-            }
-        }
+            Some(format!(
+                "adding CHECK ({}) to `{table}`{size} holds an ACCESS EXCLUSIVE lock (reads and writes wait) while every row is checked",
+                expr.text
+            ))
+        });
     }
 }
 

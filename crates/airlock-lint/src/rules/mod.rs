@@ -99,6 +99,28 @@ pub fn ids() -> Vec<&'static str> {
     ids
 }
 
+/// The skeleton most ALTER TABLE rules share: for each action on a table that
+/// may hold rows, `message` says what is wrong (None: nothing), and the
+/// finding is scaled down for a small live table.
+fn per_action(
+    rule: &dyn Rule,
+    cx: &Context,
+    out: &mut Vec<Finding>,
+    help: &str,
+    message: impl Fn(&airlock_sql::parse::TableName, &str, &airlock_sql::parse::AlterAction) -> Option<String>,
+) {
+    let airlock_sql::parse::Op::AlterTable { table, actions } = cx.op else { return };
+    if !cx.is_existing(table) {
+        return;
+    }
+    let size = cx.size_note(table);
+    for (action, _) in actions {
+        if let Some(message) = message(table, &size, action) {
+            out.push(cx.scaled(cx.finding(rule, message, help), table));
+        }
+    }
+}
+
 /// PostgreSQL only.
 fn postgres(dialect: Dialect) -> bool {
     dialect == Dialect::Postgres

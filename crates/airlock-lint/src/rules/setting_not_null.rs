@@ -1,10 +1,10 @@
 //! `setting-not-null`: `SET NOT NULL` on an existing table scans every row
 //! under an ACCESS EXCLUSIVE lock.
 
-use airlock_sql::parse::{AlterAction, Op};
+use airlock_sql::parse::AlterAction;
 use airlock_sql::Dialect;
 
-use super::{postgres, Rule};
+use super::{per_action, postgres, Rule};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -24,30 +24,18 @@ impl Rule for SettingNotNull {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
-        let Op::AlterTable { table, actions } = cx.op else { return };
-        if !cx.is_existing(table) {
-            return;
-        }
-        for (action, _) in actions {
-            let AlterAction::SetNotNull { column } = action else { continue };
-            let known = cx.known(table);
-            if known.and_then(|t| t.column(column)).is_some_and(|c| !c.nullable) {
-                continue;
+        let help = "add CHECK (column IS NOT NULL) NOT VALID, VALIDATE it in a later migration, then SET NOT NULL (PostgreSQL 12+ uses the check and skips the scan)";
+        per_action(self, cx, out, help, |table, size, action| {
+            let AlterAction::SetNotNull { column } = action else { return None };
+            if cx.known(table).and_then(|t| t.column(column)).is_some_and(|c| !c.nullable) {
+                return None;
             }
             // The safe pattern's last step: a validated CHECK (column IS NOT NULL) spares the scan.
             if cx.catalog.constraints(table).iter().any(|c| c.proves_not_null(column)) {
-                continue;
+                return None;
             }
-            let finding = cx.finding(
-                self,
-                format!(
-                    "SET NOT NULL on `{table}.{column}`{} checks every row under an ACCESS EXCLUSIVE lock: reads and writes wait",
-                    cx.size_note(table)
-                ),
-                "add CHECK (column IS NOT NULL) NOT VALID, VALIDATE it in a later migration, then SET NOT NULL (PostgreSQL 12+ uses the check and skips the scan)",
-            );
-            out.push(cx.scaled(finding, table));
-        }
+            Some(format!("SET NOT NULL on `{table}.{column}`{size} checks every row under an ACCESS EXCLUSIVE lock: reads and writes wait"))
+        });
     }
 }
 

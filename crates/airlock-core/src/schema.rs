@@ -171,11 +171,6 @@ impl Table {
     fn column_mut(&mut self, name: &str) -> Option<&mut Column> {
         self.columns.iter_mut().find(|c| c.name.eq_ignore_ascii_case(name))
     }
-
-    /// Created by a pending migration (so empty and unused by the running app).
-    pub fn is_new(&self) -> bool {
-        matches!(self.origin, Origin::Created { .. })
-    }
 }
 
 /// What the model knows of a table.
@@ -497,7 +492,7 @@ mod tests {
         run(&mut c, "CREATE UNIQUE INDEX users_email ON users (email)", Dialect::Postgres);
         run(&mut c, "ALTER TABLE users RENAME TO people", Dialect::Postgres);
         let people = c.table(&TableName::bare("people")).table().unwrap();
-        assert!(people.is_new());
+        assert_eq!(people.origin, Origin::Created { version: "1".into() });
         assert!(!people.column("email").unwrap().nullable);
         assert_eq!(people.column("age").unwrap().default.as_deref(), Some("0"));
         assert_eq!(people.indexes[0].name, "users_email");

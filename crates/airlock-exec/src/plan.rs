@@ -104,13 +104,16 @@ pub struct PlanReport {
 /// Rows above which blocking writes for the statement is risky.
 const LARGE_TABLE_ROWS: f64 = 100_000.0;
 
-/// Rows per second for each kind of work: uncalibrated defaults until
-/// `plan` learns from history and a measurement (issue 4, in progress).
+/// Rows per second for each kind of work. PostgreSQL's figures come from
+/// bench/plan.sh (5 M rows: an index build at about 2.8 M rows/s, a rewrite
+/// at about 0.9 M rows/s, on the machine in docs/benchmarks.md); MySQL's are
+/// a default. Not yet calibrated per installation, from history or a
+/// measurement the tool runs.
 fn rows_per_second(engine: Engine, rewrites: bool, scans: bool) -> f64 {
     match (engine, rewrites, scans) {
         (Engine::MySql, true, _) => 200_000.0,
-        (_, true, _) => 500_000.0,
-        (_, false, true) => 2_000_000.0,
+        (_, true, _) => 800_000.0,
+        (_, false, true) => 2_500_000.0,
         _ => f64::INFINITY,
     }
 }
@@ -141,8 +144,9 @@ pub(crate) async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &Ch
         let _ = driver.rollback().await;
         rows
     };
+    let started = std::time::Instant::now();
     match tokio::time::timeout(budget + Duration::from_secs(2), run).await {
-        Ok(Ok(rows)) => checks::read(spec, &rows),
+        Ok(Ok(rows)) => CheckResult { duration_ms: Some(started.elapsed().as_millis() as u64), ..checks::read(spec, &rows) },
         Ok(Err(e)) => checks::unknown(spec, &format!("unknown: the check did not finish ({})", e.message)),
         Err(_) => checks::unknown(spec, &format!("unknown: the check ran out of its {} s budget", budget.as_secs())),
     }

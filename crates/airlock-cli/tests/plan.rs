@@ -203,3 +203,36 @@ fn migrate_applies_only_what_was_planned() {
     Run::of(project.airlock(&db).args(["migrate", "--plan"]).arg(&plan_file).output().unwrap()).expect(0);
     assert!(db.table_exists("t"));
 }
+
+#[test]
+fn sqlite_plan_finds_duplicates_before_a_unique_index() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE accounts (id INTEGER PRIMARY KEY, email TEXT);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    db.exec("INSERT INTO accounts (email) VALUES ('a@x'), ('a@x'), ('b@x')");
+    project.write("2_unique.up.sql", "CREATE UNIQUE INDEX accounts_email ON accounts (email);\n");
+    let run = plan(&project, &db);
+    run.expect(3);
+    let json = run.json();
+    let duplicates = check(&checks(&json, 1), "unique-duplicates").clone();
+    assert_eq!((duplicates["violations"].clone(), duplicates["examples"][0].clone()), (Value::from(1), Value::from("a@x")));
+    assert_eq!(json["migrations"][0]["statements"][0]["locks"][0]["mode"], "EXCLUSIVE");
+}
+
+#[test]
+fn mysql_plan_reports_an_open_transaction_as_a_blocker() {
+    let db = Db::new(Engine::MySql);
+    orders_with_orphans(&db);
+    let project = Project::new();
+    project.write("1_note.up.sql", "ALTER TABLE orders ADD COLUMN note VARCHAR(20);\n");
+    let holder = db.hold("SELECT * FROM orders FOR UPDATE", Duration::from_secs(30));
+    let run = plan(&project, &db);
+    drop(holder);
+    run.expect(0);
+    let json = run.json();
+    let blockers = check(&checks(&json, 1), "lock-blockers").clone();
+    assert_eq!(blockers["ok"], false, "{blockers}");
+    assert!(blockers["examples"][0].as_str().unwrap().contains("transaction open since"), "{blockers}");
+    assert_eq!(json["migrations"][0]["statements"][0]["locks"][0]["mode"], "ALGORITHM=INSTANT");
+}

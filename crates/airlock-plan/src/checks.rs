@@ -200,6 +200,8 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
                     names.join(", ")
                 ))
             }
+            // INNODB_TRX is a cache InnoDB refreshes at most every 0.1 s: a
+            // transaction younger than that may not show, a blocking one does.
             Dialect::MySql => Some(
                 "SELECT trx_mysql_thread_id, CONCAT('thread ', trx_mysql_thread_id, ' (', trx_state, ', transaction open since ', \
                  trx_started, '): ', LEFT(COALESCE(trx_query, ''), 80)) FROM information_schema.INNODB_TRX \

@@ -96,7 +96,8 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                     .map_err(|e| ExecError::Usage(format!("--check-timeout {}: {e}", args.check_timeout)))?;
                 let mut options = options.clone();
                 options.lint = settings::lint_settings(&cli.global, None).map_err(|e| ExecError::Usage(e.0))?;
-                let plan = airlock_exec::plan(&options, budget).await?;
+                options.check_budget = budget;
+                let plan = airlock_exec::plan(&options).await?;
                 if let Some(out) = &args.out {
                     let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
                     std::fs::write(out, text + "\n").map_err(|e| ExecError::Usage(format!("--out {}: {e}", out.display())))?;

@@ -239,3 +239,27 @@ fn mysql_plan_reports_an_open_transaction_as_a_blocker() {
     assert!(blockers["examples"][0].as_str().unwrap().contains("transaction open since"), "{blockers}");
     assert_eq!(json["migrations"][0]["statements"][0]["locks"][0]["mode"], "ALGORITHM=INSTANT");
 }
+
+#[test]
+fn bad_plan_files_and_budgets_are_named_and_a_missing_sqlite_file_is_planned_as_empty() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id INTEGER PRIMARY KEY);\n");
+    // Nothing there yet: everything pending, nothing created.
+    let run = plan(&project, &db);
+    run.expect(0);
+    assert_eq!(run.json()["migrations"].as_array().unwrap().len(), 1);
+    assert!(!std::path::Path::new(db.url.trim_start_matches("sqlite:")).exists(), "plan created the SQLite file");
+
+    let file = project.root.path().join("plan.json");
+    for (text, says) in [("not json", "not JSON"), ("{\"verdict\": \"safe\"}", "no `migrations`"), ("{\"migrations\": [{\"version\": \"1\"}]}", "without version or checksum")] {
+        std::fs::write(&file, text).unwrap();
+        let bad = Run::of(project.airlock(&db).args(["migrate", "--plan"]).arg(&file).output().unwrap());
+        bad.expect(2);
+        assert!(bad.stderr.contains("plan.json") && bad.stderr.contains(says), "{}", bad.stderr);
+    }
+    assert!(!std::path::Path::new(db.url.trim_start_matches("sqlite:")).exists(), "a refused migrate created the file");
+    let budget = project.run(&db, &["plan", "--check-timeout", "soon"]);
+    budget.expect(2);
+    assert!(budget.stderr.contains("--check-timeout soon"), "{}", budget.stderr);
+}

@@ -15,7 +15,7 @@ use airlock_plan::{effects, CheckSpec, Lock};
 use serde::Serialize;
 
 use crate::error::ExecError;
-use crate::{snapshot, Context, Options};
+use crate::Options;
 
 /// The verdict on a statement, a migration or the whole plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -152,29 +152,29 @@ pub(crate) async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &Ch
     }
 }
 
+/// A read-only connection for data checks, each bounded by `options.check_budget`
+/// (on MySQL through the session's statement time limit; on PostgreSQL each
+/// check sets its own in its transaction).
+pub(crate) async fn connect_checker(options: &Options) -> Result<Box<dyn Driver>, ExecError> {
+    let mut conn = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+    if options.url.engine() == Engine::MySql {
+        let limits = airlock_driver::Timeouts { lock: Duration::from_secs(1), statement: options.check_budget };
+        conn.set_timeouts(limits).await.map_err(ExecError::db("setting the checks' time budget"))?;
+    }
+    Ok(conn)
+}
+
 /// Plans every pending migration against the live database. Changes nothing.
-pub async fn plan(options: &Options, check_budget: Duration) -> Result<PlanReport, ExecError> {
+pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     let engine = options.url.engine();
     let dialect = options.engine_traits().dialect;
-    let discovered = options.source.discover()?;
-    let ctx = Context::new(options);
-    let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
-    if engine == Engine::MySql {
-        // max_statement_time (MariaDB) / max_execution_time (MySQL) bound each check.
-        let timeouts = airlock_driver::Timeouts { lock: Duration::from_secs(1), statement: check_budget };
-        driver.set_timeouts(timeouts).await.map_err(ExecError::db("setting the checks' time budget"))?;
-    }
-    driver.begin_read_only().await.map_err(ExecError::db("opening a read-only transaction"))?;
-    let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"));
-    let snap = snapshot(driver.as_mut(), &ctx).await;
-    let _ = driver.rollback().await;
-    let (mut catalog, snap) = (catalog?, snap?);
-    let settings = airlock_core::Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
-    let pending: Vec<airlock_core::Migration> =
-        airlock_core::reconcile(&discovered.migrations, &snap.history, &settings).pending.iter().map(|m| (*m).clone()).collect();
-
+    let check_budget = options.check_budget;
+    let live = crate::live_state(options).await?;
+    let (mut catalog, pending) = (live.catalog, live.pending);
+    // Parsed once, for lint and for the walk below.
+    let scripts = airlock_lint::parse_all(&pending, dialect);
     let lint_options = LintOptions { dialect, severities: options.lint.severities.clone() };
-    let mut report = airlock_lint::lint(&pending, catalog.clone(), &lint_options);
+    let mut report = airlock_lint::lint_parsed(&pending, &scripts, catalog.clone(), &lint_options);
     if let Some(baseline) = &options.lint.baseline {
         baseline.apply(&mut report);
     }
@@ -183,11 +183,13 @@ pub async fn plan(options: &Options, check_budget: Duration) -> Result<PlanRepor
         findings.entry((f.version.clone(), f.statement.unwrap_or(0))).or_default().push(f);
     }
 
+    // Connected at the first check that needs the database.
+    let mut checker: Option<Box<dyn Driver>> = None;
     let mut migrations = Vec::new();
-    for migration in &pending {
+    for (migration, script) in pending.iter().zip(&scripts) {
         let version = migration.version.to_string();
         let mut statements = Vec::new();
-        for (i, parsed) in airlock_lint::statements(migration, dialect).iter().enumerate() {
+        for (i, parsed) in script.statements.iter().enumerate() {
             let mut plan = StatementPlan {
                 index: i + 1,
                 sql: parsed.sql.clone(),
@@ -215,7 +217,16 @@ pub async fn plan(options: &Options, check_budget: Duration) -> Result<PlanRepor
                 }
                 for spec in &e.checks {
                     let result = if live || matches!(spec, CheckSpec::LockBlockers { .. }) {
-                        run_check(driver.as_mut(), engine, spec, &catalog, check_budget).await
+                        let conn = match checker.as_mut() {
+                            Some(conn) => conn,
+                            None => checker.insert(connect_checker(options).await?),
+                        };
+                        let result = run_check(conn.as_mut(), engine, spec, &catalog, check_budget).await;
+                        if result.ok.is_none() {
+                            // Cut off by its budget: the connection may be mid-query.
+                            checker = None;
+                        }
+                        result
                     } else {
                         checks::unknown(spec, "skipped: the table is created by a pending migration, so it is empty")
                     };

@@ -106,6 +106,7 @@ pub async fn migrate(
         data_checks = DataChecks {
             specs: airlock_plan::data_checks(&pending, &scripts, catalog.clone(), dialect).into_iter().collect(),
             catalog: catalog.clone(),
+            conn: None,
         };
         lint_pending(options, &pending, &scripts, catalog, reporter)?;
     }
@@ -132,7 +133,7 @@ pub async fn migrate(
     };
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
-    let outcome = migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &data_checks, reporter).await;
+    let outcome = migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &mut data_checks, reporter).await;
     held.release(driver.as_mut()).await;
     let (ran, current_version) = outcome?;
     Ok(RunReport { migrations: ran, dry_run: false, current_version, left_pending, warnings })
@@ -168,7 +169,7 @@ async fn migrate_locked(
     held: &HeldLease,
     migrations: &[Migration],
     settings: &Settings,
-    data_checks: &DataChecks,
+    data_checks: &mut DataChecks,
     reporter: &mut dyn Reporter,
 ) -> Result<(Vec<RunEntry>, Option<String>), ExecError> {
     let snap = snapshot(driver, ctx).await?;
@@ -231,23 +232,30 @@ fn check_planned(options: &Options, pending: &[&Migration]) -> Result<(), ExecEr
 struct DataChecks {
     specs: std::collections::BTreeMap<String, Vec<airlock_plan::CheckSpec>>,
     catalog: airlock_core::schema::Catalog,
+    /// Opened at the first migration with checks, kept for the next ones.
+    conn: Option<Box<dyn Driver>>,
 }
 
 impl DataChecks {
-    async fn run(&self, options: &Options, migration: &Migration) -> Result<(), ExecError> {
+    async fn run(&mut self, options: &Options, migration: &Migration) -> Result<(), ExecError> {
         let Some(specs) = self.specs.get(&migration.version.to_string()).filter(|s| !s.is_empty()) else { return Ok(()) };
-        let mut conn = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+        let conn = match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => self.conn.insert(crate::plan::connect_checker(options).await?),
+        };
         let engine = options.url.engine();
-        if engine == airlock_driver::Engine::MySql {
-            let limits = Timeouts { lock: Duration::from_secs(1), statement: options.check_budget };
-            conn.set_timeouts(limits).await.map_err(ExecError::db("setting the checks' time budget"))?;
-        }
         let mut failed = Vec::new();
+        let mut unknown = false;
         for spec in specs {
             let result = crate::plan::run_check(conn.as_mut(), engine, spec, &self.catalog, options.check_budget).await;
+            unknown |= result.ok.is_none();
             if result.ok == Some(false) {
                 failed.push(result);
             }
+        }
+        if unknown {
+            // A check cut off by its budget may have left the connection mid-query.
+            self.conn = None;
         }
         if failed.is_empty() {
             Ok(())

@@ -105,6 +105,18 @@ impl Context<'_> {
         }
     }
 
+    /// A finding the rule cannot be sure of without the live database: one
+    /// step below the rule's severity (an error rule warns), so it never
+    /// refuses a run on a guess. Its message says what lint could not see.
+    pub fn unsure(&self, rule: &dyn Rule, message: String, help: &str) -> Finding {
+        let mut finding = self.finding(rule, message, help);
+        finding.severity = match rule.default_severity() {
+            Severity::Error => Severity::Warning,
+            _ => Severity::Info,
+        };
+        finding
+    }
+
     /// A size note for messages: ` (about 1.2M rows)` when known.
     pub fn size_note(&self, name: &TableName) -> String {
         match self.known(name).filter(|t| t.origin == Origin::Live).and_then(|t| t.rows) {

@@ -178,11 +178,6 @@ pub fn parse_all(migrations: &[Migration], dialect: Dialect) -> Vec<ParsedScript
     })
 }
 
-/// The up script's statements, split and parsed (what plan walks through).
-pub fn statements(migration: &Migration, dialect: Dialect) -> Vec<Parsed> {
-    parse_migration(migration, dialect).statements
-}
-
 /// Lints `migrations` (in order) against `catalog`: the live schema, or
 /// [`Catalog::offline`] without a database.
 pub fn lint(migrations: &[Migration], catalog: Catalog, options: &LintOptions) -> Report {

@@ -82,15 +82,13 @@ impl Rule for ChangingColumnType {
                     out.push(cx.scaled(finding, table));
                 }
                 None => {
-                    let mut finding = cx.finding(
+                    out.push(cx.unsure(
                         self,
                         format!(
                             "changing `{table}.{column}` to {data_type} rewrites `{table}` under an ACCESS EXCLUSIVE lock unless the change is binary coercible (e.g. widening a varchar), which lint cannot tell without the database"
                         ),
                         "run lint with --database-url to check the live type, or use expand/contract: a new column, a backfill, then a switch",
-                    );
-                    finding.severity = Severity::Warning;
-                    out.push(finding);
+                    ));
                 }
             }
         }

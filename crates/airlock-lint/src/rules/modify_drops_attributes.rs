@@ -119,15 +119,13 @@ impl Rule for ModifyDropsAttributes {
                     out.push(finding);
                 }
                 None if cx.is_existing(table) => {
-                    let mut finding = cx.finding(
+                    out.push(cx.unsure(
                         self,
                         format!(
                             "{verb} `{table}.{target}` replaces the whole column definition: any AUTO_INCREMENT, DEFAULT, NOT NULL, UNSIGNED, COMMENT, character set or ON UPDATE it leaves out is dropped, and lint cannot see the live column"
                         ),
                         "run lint with --database-url to compare with the live column, or repeat every attribute the column has",
-                    );
-                    finding.severity = Severity::Warning;
-                    out.push(finding);
+                    ));
                 }
                 None => {}
             }

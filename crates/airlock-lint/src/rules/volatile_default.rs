@@ -80,16 +80,14 @@ impl Rule for VolatileDefault {
                 );
                 out.push(cx.scaled(finding, table));
             } else if let Some(f) = unknown.first() {
-                let mut finding = cx.finding(
+                out.push(cx.unsure(
                     self,
                     format!(
                         "adding `{}` with DEFAULT {} rewrites `{table}` if {f}() is volatile, which lint cannot tell without the database",
                         c.name, default.text
                     ),
                     "run lint with --database-url to read the function's volatility, or add the column without a default and backfill",
-                );
-                finding.severity = Severity::Warning;
-                out.push(finding);
+                ));
             }
         }
     }

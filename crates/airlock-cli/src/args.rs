@@ -77,6 +77,16 @@ pub enum Command {
     Lint(LintArgs),
     /// Read-only preflight: per pending statement the locks, rewrites, rows, estimate, data checks and verdict; exit 3 when blocked.
     Plan(PlanArgs),
+    /// Time a scan, an index build and a rewrite of a scratch table on this database and store the rates plan's estimates use.
+    Calibrate(CalibrateArgs),
+}
+
+/// `airlock calibrate`.
+#[derive(Debug, Args)]
+pub struct CalibrateArgs {
+    /// Rows in the scratch table (at least 10000); more rows, steadier figures.
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub rows: u64,
 }
 
 /// `airlock plan`.
@@ -85,9 +95,9 @@ pub struct PlanArgs {
     /// Write the plan as JSON to FILE (for `migrate --plan FILE`).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Time budget per data check, e.g. 30s; a check that runs out is `unknown`.
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    pub check_timeout: String,
+    /// Time budget per data check, e.g. 30s; a check that runs out is `unknown` [default: `check_timeout` in airlock.toml, else 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub check_timeout: Option<String>,
 }
 
 /// `airlock lint`.

@@ -92,11 +92,14 @@ fn run(cli: Cli) -> Result<(), ExecError> {
         match cli.command {
             Command::New(_) | Command::Serve(_) | Command::Lint(_) => Ok(()),
             Command::Plan(args) => {
-                let budget = parse_duration(&args.check_timeout)
-                    .map_err(|e| ExecError::Usage(format!("--check-timeout {}: {e}", args.check_timeout)))?;
                 let mut options = options.clone();
                 options.lint = settings::lint_settings(&cli.global, None).map_err(|e| ExecError::Usage(e.0))?;
-                options.check_budget = budget;
+                if let Some(text) = &args.check_timeout {
+                    options.check_budget = parse_duration(text)
+                        .map_err(|e| e.to_string())
+                        .and_then(|d| if d.is_zero() { Err("must be more than 0".to_owned()) } else { Ok(d) })
+                        .map_err(|e| ExecError::Usage(format!("--check-timeout {text}: {e}")))?;
+                }
                 let plan = airlock_exec::plan(&options).await?;
                 if let Some(out) = &args.out {
                     let text = serde_json::to_string_pretty(&plan).unwrap_or_default();
@@ -114,6 +117,11 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 }
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
+                Ok(())
+            }
+            Command::Calibrate(args) => {
+                let calibration = airlock_exec::calibrate(&options, args.rows, &mut progress).await?;
+                render::calibration(&calibration, format);
                 Ok(())
             }
             Command::Status => {

@@ -233,6 +233,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::LintRefused(_) => "lint",
         ExecError::PlanBlocked => "plan-blocked",
         ExecError::ChecksFailed { .. } => "data-check-failed",
+        ExecError::RiskRefused { .. } => "risky-in-protected-environment",
         ExecError::PlanMismatch(_) => "plan-mismatch",
     }
 }
@@ -253,6 +254,10 @@ pub fn error(e: &ExecError, format: Format) {
                     "code": f.error.code, "aftermath": f.aftermath,
                 });
                 value["error"]["applied_before_failure"] = json!(applied);
+            }
+            ExecError::ChecksFailed { version, name, file, refused } | ExecError::RiskRefused { version, name, file, refused, .. } => {
+                value["error"]["migration"] = json!({ "version": version, "name": name, "file": file });
+                value["error"]["statements"] = serde_json::to_value(refused).unwrap_or_default();
             }
             ExecError::LintRefused(findings) => {
                 value["error"]["findings"] = findings
@@ -299,7 +304,32 @@ pub fn error(e: &ExecError, format: Format) {
                 eprintln!("  = applied before the failure: {}", applied.join(", "));
             }
         }
+        ExecError::ChecksFailed { version, name, file, refused } | ExecError::RiskRefused { version, name, file, refused, .. } => {
+            let why = match e {
+                ExecError::RiskRefused { environment, .. } => format!("environment `{environment}` is protected and it is risky"),
+                _ => "it would fail or lose data or attributes".to_owned(),
+            };
+            eprintln!("{RED}error{RED:#}: migration {version} ({name}) was not run: {why}; nothing of it ran, migrations before it in this run stay applied");
+            for r in refused {
+                for risk in &r.risks {
+                    eprintln!("  {}:{} statement {} [{}]: {}", file.display(), r.line, r.index, risk.code, risk.message);
+                    eprintln!("      {DIM}fix: {}{DIM:#}", risk.fix);
+                }
+            }
+        }
         other => eprintln!("{RED}error{RED:#}: {other}"),
+    }
+}
+
+/// `calibrate`: the measured rates.
+pub fn calibration(c: &airlock_exec::Calibration, format: Format) {
+    if format != Format::Human {
+        print_json(&json!({ "calibration": c }));
+        return;
+    }
+    println!("Calibrated on {} rows at {}; `plan` and `migrate` estimate with these until history of real runs replaces them:", c.rows, c.measured_at);
+    for (work, rate) in [("scan", c.scan), ("index build", c.index), ("rewrite", c.rewrite)] {
+        println!("  {work:<12} {} rows/s", rows(Some(rate)));
     }
 }
 
@@ -360,6 +390,14 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                     println!("        {DIM}e.g. {}{DIM:#}", c.examples.join("; "));
                 }
             }
+            for r in &s.reasons {
+                let level = if r.blocks && r.allowed.is_none() { format!("{RED}blocked{RED:#}") } else { format!("{YELLOW}risky{YELLOW:#}") };
+                println!("      {level} [{}] {}", r.code, r.message);
+                match &r.allowed {
+                    Some(reason) => println!("        {DIM}accepted by `-- airlock:allow {}`: {reason}{DIM:#}", r.code),
+                    None => println!("        {DIM}fix: {}{DIM:#}", r.fix),
+                }
+            }
             for f in &s.findings {
                 println!("      {} [{}] {}", f.severity.as_str(), f.rule, f.message);
                 println!("        {DIM}help: {}{DIM:#}", f.help);
@@ -368,5 +406,9 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 }
             }
         }
+    }
+    if report.migrations.iter().any(|m| m.statements.iter().any(|s| s.work.is_some())) {
+        let rates: Vec<String> = report.rates.iter().map(|(work, r)| format!("{} {} rows/s ({})", work.as_str(), rows(Some(r.rows_per_second)), r.source)).collect();
+        println!("\n{DIM}estimates from: {}{DIM:#}", rates.join(", "));
     }
 }

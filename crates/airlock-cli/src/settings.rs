@@ -71,6 +71,10 @@ pub struct Tuning {
     pub lease_ttl: Option<String>,
     /// Allow out-of-order pending migrations.
     pub out_of_order: Option<bool>,
+    /// Time budget of each data check (`plan`, and `migrate` before each migration), e.g. "30s".
+    pub check_timeout: Option<String>,
+    /// A statement estimated to take longer is risky, e.g. "5m"; "0" for no budget.
+    pub estimate_budget: Option<String>,
 }
 
 /// `[environments.NAME]`.
@@ -79,7 +83,7 @@ pub struct Tuning {
 pub struct Environment {
     /// URL, `${VAR}` expanded.
     pub url: Option<String>,
-    /// Refuse `down` here.
+    /// Refuse `down` here, and risky statements without an allow.
     #[serde(default)]
     pub protected: bool,
     /// Overrides.
@@ -249,6 +253,11 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     options.timeouts.statement = duration(&pick(|t| &t.statement_timeout), "statement_timeout", options.timeouts.statement)?;
     options.retry_backoff = duration(&pick(|t| &t.lock_retry_backoff), "lock_retry_backoff", options.retry_backoff)?;
     options.lease_ttl = duration(&pick(|t| &t.lease_ttl), "lease_ttl", options.lease_ttl)?;
+    options.check_budget = duration(&pick(|t| &t.check_timeout), "check_timeout", options.check_budget)?;
+    options.estimate_budget = duration(&pick(|t| &t.estimate_budget), "estimate_budget", options.estimate_budget)?;
+    if options.check_budget.is_zero() {
+        return Err(SettingsError("`check_timeout` must be more than 0: a check without a budget could run for hours on production".to_owned()));
+    }
     let lock_wait = global.lock_wait.clone().or_else(|| pick(|t| &t.lock_wait));
     options.lock_wait = duration(&lock_wait, "lock_wait", options.lock_wait)?;
     options.lock_retries = env_tuning.lock_retries.or(config.tuning.lock_retries).unwrap_or(options.lock_retries);

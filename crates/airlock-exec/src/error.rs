@@ -106,15 +106,32 @@ pub enum ExecError {
     /// `gate` answered "not ready"; the report was already printed.
     #[error("the database does not satisfy the requirement")]
     GateNotSatisfied,
-    /// A data check just before a migration shows it would fail or lose data; it was not run.
-    #[error("migration {version} ({name}) was not run: {}; earlier migrations of this run stay applied; fix the data (e.g. in a data migration before it), then run again", .results.iter().map(|r| format!("{}{}", r.message, if r.examples.is_empty() { String::new() } else { format!(" (e.g. {})", r.examples.join(", ")) })).collect::<Vec<_>>().join("; "))]
+    /// A data check just before a migration shows it would fail or lose data
+    /// or attributes; it was not run.
+    #[error("migration {version} ({name}) was not run: {}; migrations before it in this run stay applied; nothing of this one ran", refusals(file, refused))]
     ChecksFailed {
         /// The migration refused.
         version: String,
         /// Its name.
         name: String,
-        /// The failed checks.
-        results: Vec<airlock_plan::CheckResult>,
+        /// Its file.
+        file: std::path::PathBuf,
+        /// Its statements that would fail, and why.
+        refused: Vec<Refusal>,
+    },
+    /// A risky migration in a protected environment without an allow for each risk.
+    #[error("migration {version} ({name}) was not run: environment `{environment}` is protected, and it is risky: {}; migrations before it in this run stay applied; nothing of this one ran", refusals(file, refused))]
+    RiskRefused {
+        /// The migration refused.
+        version: String,
+        /// Its name.
+        name: String,
+        /// Its file.
+        file: std::path::PathBuf,
+        /// The protected environment.
+        environment: String,
+        /// Its risky statements, and their risks no allow accepts.
+        refused: Vec<Refusal>,
     },
     /// `migrate --plan`: the pending migrations are not the ones planned.
     #[error("{0}")]
@@ -144,6 +161,7 @@ impl ExecError {
             | ExecError::LintRefused(_)
             | ExecError::PlanBlocked
             | ExecError::ChecksFailed { .. }
+            | ExecError::RiskRefused { .. }
             | ExecError::PlanMismatch(_) => {
                 exit::BLOCKED
             }
@@ -169,4 +187,25 @@ fn describe_finding(f: &airlock_lint::Finding) -> String {
         text.push_str(&format!("\n  fix: {fix}"));
     }
     text
+}
+
+/// One statement `migrate` refused to run, and why.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Refusal {
+    /// 1-based statement index.
+    pub index: usize,
+    /// 1-based line in the file.
+    pub line: usize,
+    /// What stands in the way, with the fix for each.
+    pub risks: Vec<crate::plan::Risk>,
+}
+
+fn refusals(file: &std::path::Path, refused: &[Refusal]) -> String {
+    let mut parts = Vec::new();
+    for r in refused {
+        for risk in &r.risks {
+            parts.push(format!("statement {} ({}:{}) [{}]: {}; fix: {}", r.index, file.display(), r.line, risk.code, risk.message, risk.fix));
+        }
+    }
+    parts.join("; ")
 }

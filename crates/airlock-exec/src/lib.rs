@@ -14,6 +14,7 @@ mod lease;
 mod live;
 mod plan;
 mod prepare;
+mod rates;
 mod report;
 mod run;
 mod watch;
@@ -36,7 +37,8 @@ pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
 };
 pub use crate::live::{live_state, LiveState};
-pub use crate::plan::{plan, MigrationPlan, PlanFinding, PlanReport, StatementPlan, Verdict};
+pub use crate::plan::{plan, MigrationPlan, PlanFinding, PlanReport, Risk, StatementPlan, Verdict};
+pub use crate::rates::{calibrate, Calibration, Rate, Rates, Work};
 pub use crate::run::migrate;
 pub use crate::watch::{Assessment, Watcher};
 
@@ -51,7 +53,7 @@ pub struct Options {
     pub project: Option<String>,
     /// The environment's name, for messages.
     pub environment: Option<String>,
-    /// `protected = true`: `down` is refused.
+    /// `protected = true`: `down` is refused, and a risky statement runs only with an allow.
     pub protected: bool,
     /// Lock and statement timeouts. Defaults to 5 s and none.
     pub timeouts: Timeouts,
@@ -71,6 +73,8 @@ pub struct Options {
     pub planned: Option<Vec<(String, String)>>,
     /// Time budget of each data check. Defaults to 30 s.
     pub check_budget: Duration,
+    /// A statement estimated to take longer is risky. Zero: no budget. Defaults to 5 minutes.
+    pub estimate_budget: Duration,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -100,6 +104,7 @@ impl Options {
             lint: LintSettings::default(),
             planned: None,
             check_budget: Duration::from_secs(30),
+            estimate_budget: Duration::from_secs(300),
         }
     }
 

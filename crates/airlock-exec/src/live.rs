@@ -15,6 +15,8 @@ pub struct LiveState {
     pub pending: Vec<Migration>,
     /// Every migration of the directory.
     pub discovered: Discovered,
+    /// The throughput model: history and calibration stored in the database.
+    pub rates: crate::rates::Rates,
 }
 
 /// Reads the live schema and history. A SQLite file that does not exist yet
@@ -23,7 +25,8 @@ pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
     let discovered = options.source.discover()?;
     if crate::sqlite_file_missing(options) {
         let pending = discovered.migrations.clone();
-        return Ok(LiveState { catalog: Catalog::live(Vec::new()), pending, discovered });
+        let rates = crate::rates::Rates::defaults(options.url.engine());
+        return Ok(LiveState { catalog: Catalog::live(Vec::new()), pending, discovered, rates });
     }
     let ctx = Context::new(options);
     let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
@@ -34,8 +37,9 @@ pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
     let snap = snapshot(driver.as_mut(), &ctx).await;
     let _ = driver.rollback().await;
     let (snap, catalog) = (snap?, catalog?);
+    let rates = crate::rates::Rates::read(driver.as_mut()).await;
     let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
     let plan = reconcile(&discovered.migrations, &snap.history, &settings);
     let pending = plan.pending.iter().map(|m| (*m).clone()).collect();
-    Ok(LiveState { catalog, pending, discovered })
+    Ok(LiveState { catalog, pending, discovered, rates })
 }

@@ -8,13 +8,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use airlock_core::schema::{Catalog, Origin};
+use airlock_core::Migration;
 use airlock_driver::{Driver, Engine};
-use airlock_lint::{Finding, LintOptions, Severity};
+use airlock_lint::{Finding, LintOptions, ParsedScript, Severity};
 use airlock_plan::checks::{self, CheckResult};
 use airlock_plan::{effects, CheckSpec, Lock};
 use serde::Serialize;
 
 use crate::error::ExecError;
+use crate::rates::{Rate, Rates, Work};
 use crate::Options;
 
 /// The verdict on a statement, a migration or the whole plan.
@@ -44,6 +46,23 @@ pub struct PlanFinding {
     pub fix: Option<String>,
 }
 
+/// Why a statement is not `safe`: what was found, what to do, and whether a
+/// person accepted it with `-- airlock:allow <code> <reason>`.
+#[derive(Clone, Debug, Serialize)]
+pub struct Risk {
+    /// The check's name (`foreign-key-orphans`...) or the risk's
+    /// (`blocks-writes`, `over-budget`, `unchecked`): what an allow names.
+    pub code: &'static str,
+    /// What was found.
+    pub message: String,
+    /// What to do about it.
+    pub fix: String,
+    /// The statement will fail or lose data or attributes.
+    pub blocks: bool,
+    /// The reason of the `-- airlock:allow` that accepts it, if one does.
+    pub allowed: Option<String>,
+}
+
 /// One statement's plan: the JSON contract's keys and a few more.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatementPlan {
@@ -59,12 +78,16 @@ pub struct StatementPlan {
     pub rewrites_table: bool,
     /// Every row read.
     pub scans_table: bool,
+    /// The heavy part of its work, which the estimate is made from.
+    pub work: Option<Work>,
     /// The table's estimated rows (catalog statistics).
     pub estimated_rows: Option<f64>,
     /// The table's total bytes.
     pub estimated_bytes: Option<i64>,
-    /// How long it should take, from the engine's throughput model.
+    /// How long it should take, from the throughput model.
     pub estimated_seconds: Option<f64>,
+    /// Where the rate behind the estimate comes from.
+    pub estimate_source: Option<String>,
     /// Data checks.
     pub checks: Vec<CheckResult>,
     /// Lint findings.
@@ -72,7 +95,19 @@ pub struct StatementPlan {
     /// The verdict.
     pub verdict: Verdict,
     /// Why the verdict is not `safe`.
-    pub reasons: Vec<String>,
+    pub reasons: Vec<Risk>,
+}
+
+impl StatementPlan {
+    /// Risks no allow accepts that make it blocked.
+    pub fn blocking(&self) -> impl Iterator<Item = &Risk> {
+        self.reasons.iter().filter(|r| r.blocks && r.allowed.is_none())
+    }
+
+    /// Risks no allow accepts.
+    pub fn unaccepted(&self) -> impl Iterator<Item = &Risk> {
+        self.reasons.iter().filter(|r| r.allowed.is_none())
+    }
 }
 
 /// One migration's plan.
@@ -99,23 +134,8 @@ pub struct PlanReport {
     pub migrations: Vec<MigrationPlan>,
     /// The worst verdict.
     pub verdict: Verdict,
-}
-
-/// Rows above which blocking writes for the statement is risky.
-const LARGE_TABLE_ROWS: f64 = 100_000.0;
-
-/// Rows per second for each kind of work. PostgreSQL's figures come from
-/// bench/plan.sh (5 M rows: an index build at about 2.8 M rows/s, a rewrite
-/// at about 0.9 M rows/s, on the machine in docs/benchmarks.md); MySQL's are
-/// a default. Not yet calibrated per installation, from history or a
-/// measurement the tool runs.
-fn rows_per_second(engine: Engine, rewrites: bool, scans: bool) -> f64 {
-    match (engine, rewrites, scans) {
-        (Engine::MySql, true, _) => 200_000.0,
-        (_, true, _) => 800_000.0,
-        (_, false, true) => 2_500_000.0,
-        _ => f64::INFINITY,
-    }
+    /// The throughput behind the estimates, per kind of work.
+    pub rates: BTreeMap<Work, Rate>,
 }
 
 /// Runs one check in a read-only transaction of its own, bounded by `budget`.
@@ -125,6 +145,9 @@ pub(crate) async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &Ch
         Engine::MySql => airlock_sql::Dialect::MySql,
         Engine::Sqlite => airlock_sql::Dialect::Sqlite,
     };
+    if let Some(answer) = checks::without_query(spec) {
+        return answer;
+    }
     let Some(sql) = checks::query(spec, catalog, dialect) else {
         return checks::unknown(spec, "not checked: airlock cannot write this check for this statement yet");
     };
@@ -164,29 +187,87 @@ pub(crate) async fn connect_checker(options: &Options) -> Result<Box<dyn Driver>
     Ok(conn)
 }
 
-/// Plans every pending migration against the live database. Changes nothing.
-pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
-    let engine = options.url.engine();
-    let dialect = options.engine_traits().dialect;
-    let check_budget = options.check_budget;
-    let live = crate::live_state(options).await?;
-    let (mut catalog, pending) = (live.catalog, live.pending);
-    // Parsed once, for lint and for the walk below.
-    let scripts = airlock_lint::parse_all(&pending, dialect);
-    let lint_options = LintOptions { dialect, severities: options.lint.severities.clone() };
-    let mut report = airlock_lint::lint_parsed(&pending, &scripts, catalog.clone(), &lint_options);
-    if let Some(baseline) = &options.lint.baseline {
-        baseline.apply(&mut report);
+
+/// What to do about a risk, in a sentence.
+fn fix_for(code: &str, engine: Engine) -> String {
+    let allow = |code: &str| format!("or, if it is acceptable, say why with `-- airlock:allow {code} <reason>` on the line before the statement");
+    match code {
+        "foreign-key-orphans" => "delete or fix the orphaned rows in a data migration before this one (or point them at a real row); on PostgreSQL, add the key NOT VALID and VALIDATE it once the rows are clean".to_owned(),
+        "unique-duplicates" => "remove or merge the duplicate rows in a data migration before this one".to_owned(),
+        "not-null-violations" => "fill the NULLs in a data migration before this one, or give the column a default first".to_owned(),
+        "check-violations" => "fix the failing rows in a data migration before this one; on PostgreSQL, add the constraint NOT VALID and VALIDATE it once they pass".to_owned(),
+        "cast-failures" => "convert or clear the values that do not fit in a data migration before this one, or choose a type that holds them".to_owned(),
+        "attribute-loss" => format!("repeat every attribute to keep, as in the corrected statement, {}", allow("attribute-loss")),
+        "id-exhaustion" => format!("widen the key (and the columns that reference it) to bigint before it runs out, {}", allow("id-exhaustion")),
+        "lock-blockers" => format!(
+            "wait for those sessions to end, or end them; airlock's lock timeout stops the statement from queueing behind them, {}",
+            allow("lock-blockers")
+        ),
+        "blocks-writes" => format!(
+            "{}, run it in a quiet window, {}",
+            match engine {
+                Engine::Postgres => "use the online form (CREATE INDEX CONCURRENTLY, NOT VALID then VALIDATE, a new column and a backfill) as the lint findings say",
+                Engine::MySql => "use an INPLACE or INSTANT form, or an online schema change tool (gh-ost, pt-online-schema-change)",
+                Engine::Sqlite => "keep writers away while it runs",
+            },
+            allow("blocks-writes")
+        ),
+        "over-budget" => format!("split the work (batches, an online form), raise `estimate_budget` in airlock.toml, {}", allow("over-budget")),
+        _ => format!("give the checks more time with --check-timeout (or `check_timeout` in airlock.toml), {}", allow("unchecked")),
     }
-    let mut findings: BTreeMap<(String, usize), Vec<Finding>> = BTreeMap::new();
-    for f in report.findings {
-        findings.entry((f.version.clone(), f.statement.unwrap_or(0))).or_default().push(f);
+}
+
+/// Rows above which blocking writes for the statement is risky.
+pub const LARGE_TABLE_ROWS: f64 = 100_000.0;
+
+/// Judges pending migrations one at a time against the live database: the
+/// schema model advanced through each, the data checks run read-only on a
+/// connection of their own (opened at the first check), the verdict. `plan`
+/// judges them all at once; `migrate` judges each just before it runs it.
+pub(crate) struct Assessor {
+    options: Options,
+    /// The schema as it will be before the next migration.
+    pub catalog: Catalog,
+    rates: Rates,
+    /// Whether to look for sessions the statements would queue behind
+    /// (`plan`; `migrate` relies on its lock timeout instead).
+    lock_blockers: bool,
+    checker: Option<Box<dyn Driver>>,
+}
+
+impl Assessor {
+    pub(crate) fn new(options: &Options, catalog: Catalog, rates: Rates, lock_blockers: bool) -> Assessor {
+        Assessor { options: options.clone(), catalog, rates, lock_blockers, checker: None }
     }
 
-    // Connected at the first check that needs the database.
-    let mut checker: Option<Box<dyn Driver>> = None;
-    let mut migrations = Vec::new();
-    for (migration, script) in pending.iter().zip(&scripts) {
+    async fn check(&mut self, spec: &CheckSpec) -> Result<CheckResult, ExecError> {
+        if let Some(answer) = checks::without_query(spec) {
+            return Ok(answer);
+        }
+        let conn = match self.checker.as_mut() {
+            Some(conn) => conn,
+            None => self.checker.insert(connect_checker(&self.options).await?),
+        };
+        let engine = self.options.url.engine();
+        let result = run_check(conn.as_mut(), engine, spec, &self.catalog, self.options.check_budget).await;
+        if result.ok.is_none() {
+            // Cut off by its budget: the connection may be mid-query.
+            self.checker = None;
+        }
+        Ok(result)
+    }
+
+    /// Judges `migration` (parsed as `script`) against the data as it is now,
+    /// then advances the schema model past it. `findings` are its lint
+    /// findings by statement (1-based).
+    pub(crate) async fn migration(
+        &mut self,
+        migration: &Migration,
+        script: &ParsedScript,
+        mut findings: BTreeMap<usize, Vec<Finding>>,
+    ) -> Result<MigrationPlan, ExecError> {
+        let engine = self.options.url.engine();
+        let dialect = self.options.engine_traits().dialect;
         let version = migration.version.to_string();
         let mut statements = Vec::new();
         for (i, parsed) in script.statements.iter().enumerate() {
@@ -197,91 +278,133 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
                 locks: Vec::new(),
                 rewrites_table: false,
                 scans_table: false,
+                work: None,
                 estimated_rows: None,
                 estimated_bytes: None,
                 estimated_seconds: None,
+                estimate_source: None,
                 checks: Vec::new(),
                 findings: Vec::new(),
                 verdict: Verdict::Safe,
                 reasons: Vec::new(),
             };
+            let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
             for op in parsed.ops.iter().flatten() {
-                let e = effects(op, &catalog, dialect);
-                let table = e.table.as_ref().and_then(|t| catalog.table(t).table());
-                let live = table.is_some_and(|t| t.origin == Origin::Live);
-                if let Some(t) = table {
+                let e = effects(op, &self.catalog, dialect);
+                let table = e.table.as_ref().and_then(|t| self.catalog.table(t).table()).cloned();
+                let live = table.as_ref().is_some_and(|t| t.origin == Origin::Live);
+                let work = Work::of(e.rewrites_table, e.builds_index, e.scans_table);
+                if let Some(t) = &table {
                     plan.estimated_rows = t.rows;
                     plan.estimated_bytes = t.bytes;
-                    let rate = rows_per_second(engine, e.rewrites_table, e.scans_table);
-                    plan.estimated_seconds = t.rows.map(|r| if rate.is_finite() { r / rate } else { 0.0 });
-                }
-                for spec in &e.checks {
-                    let result = if live || matches!(spec, CheckSpec::LockBlockers { .. }) {
-                        let conn = match checker.as_mut() {
-                            Some(conn) => conn,
-                            None => checker.insert(connect_checker(options).await?),
-                        };
-                        let result = run_check(conn.as_mut(), engine, spec, &catalog, check_budget).await;
-                        if result.ok.is_none() {
-                            // Cut off by its budget: the connection may be mid-query.
-                            checker = None;
+                    plan.estimated_seconds = match (work, t.rows) {
+                        (Some(work), Some(rows)) => {
+                            let rate = self.rates.get(work);
+                            plan.estimate_source = Some(rate.source.clone());
+                            Some(plan.estimated_seconds.unwrap_or(0.0) + rows / rate.rows_per_second)
                         }
-                        result
-                    } else {
-                        checks::unknown(spec, "skipped: the table is created by a pending migration, so it is empty")
+                        (None, Some(_)) => Some(plan.estimated_seconds.unwrap_or(0.0)),
+                        (_, None) => plan.estimated_seconds,
                     };
-                    let skipped = result.message.starts_with("skipped");
-                    if !skipped {
-                        plan.checks.push(result);
-                    }
                 }
-                let large = !live || plan.estimated_rows.is_none_or(|r| r >= LARGE_TABLE_ROWS);
+                plan.work = plan.work.max(work);
+                for spec in &e.checks {
+                    let blockers = matches!(spec, CheckSpec::LockBlockers { .. });
+                    // A table created by a pending migration is empty when it runs.
+                    if (blockers && !self.lock_blockers) || (!blockers && !live) {
+                        continue;
+                    }
+                    found.push((spec.clone(), self.check(spec).await?));
+                }
+                let large = plan.estimated_rows.is_none_or(|r| r >= LARGE_TABLE_ROWS);
                 for lock in e.locks.iter().filter(|l| l.blocks_writes) {
-                    if table.is_some() && large && live {
-                        plan.reasons.push(format!("{} on `{}` blocks writes on a large table", lock.mode, lock.table));
-                        plan.verdict = plan.verdict.max(Verdict::Risky);
+                    if live && large {
+                        let rows = plan.estimated_rows.map_or("unknown".to_owned(), |r| format!("~{r:.0}"));
+                        plan.reasons.push(risk("blocks-writes", format!("{} on `{}` blocks writes to a large table ({rows} rows)", lock.mode, lock.table), false, engine));
                     }
                 }
                 plan.locks.extend(e.locks);
                 plan.rewrites_table |= e.rewrites_table;
                 plan.scans_table |= e.scans_table;
-                catalog.apply(op, &version);
+                self.catalog.apply(op, &version);
             }
-            for check in &plan.checks {
-                match (check.ok, check.check) {
-                    (Some(false), "lock-blockers") => {
-                        plan.reasons.push(check.message.clone());
-                        plan.verdict = plan.verdict.max(Verdict::Risky);
+            let budget = self.options.estimate_budget;
+            if let Some(seconds) = plan.estimated_seconds.filter(|s| !budget.is_zero() && *s > budget.as_secs_f64()) {
+                plan.reasons.push(risk(
+                    "over-budget",
+                    format!("estimated at {seconds:.0} s, over the {} s budget (`estimate_budget`)", budget.as_secs()),
+                    false,
+                    engine,
+                ));
+            }
+            for (spec, result) in found {
+                match result.ok {
+                    Some(true) => {}
+                    Some(false) => {
+                        let mut r = risk(result.check, result.message.clone(), !result.warns_only, engine);
+                        if let CheckSpec::AttributeLoss { fix, .. } = &spec {
+                            r.fix = format!("{fix}; {}", r.fix);
+                        }
+                        if !result.examples.is_empty() && !matches!(spec, CheckSpec::AttributeLoss { .. }) {
+                            r.message.push_str(&format!(" (e.g. {})", result.examples.join("; ")));
+                        }
+                        plan.reasons.push(r);
                     }
-                    (Some(false), _) => {
-                        plan.reasons.push(check.message.clone());
-                        plan.verdict = Verdict::Blocked;
-                    }
-                    (None, _) => {
-                        plan.reasons.push(format!("{}: {}", check.check, check.message));
-                        plan.verdict = plan.verdict.max(Verdict::Risky);
-                    }
-                    _ => {}
+                    None => plan.reasons.push(risk("unchecked", format!("{}: {}", result.check, result.message), false, engine)),
+                }
+                plan.checks.push(result);
+            }
+            for r in &mut plan.reasons {
+                // Only losing attributes on purpose can be accepted among what blocks: the rest fails anyway.
+                let accepts = !r.blocks || r.code == "attribute-loss";
+                let allow = airlock_lint::allow_for(migration, &script.statements, i + 1, r.code)
+                    .or_else(|| if r.code == "attribute-loss" { airlock_lint::allow_for(migration, &script.statements, i + 1, "modify-drops-attributes") } else { None });
+                if let Some(a) = allow.filter(|_| accepts) {
+                    r.allowed = Some(a.reason.clone());
                 }
             }
-            for f in findings.remove(&(version.clone(), i + 1)).unwrap_or_default() {
-                if f.rule == "modify-drops-attributes" && f.severity == Severity::Error {
-                    plan.reasons.push(f.message.clone());
-                    plan.verdict = Verdict::Blocked;
-                }
+            plan.verdict = plan.reasons.iter().map(|r| if r.blocks && r.allowed.is_none() { Verdict::Blocked } else { Verdict::Risky }).max().unwrap_or(Verdict::Safe);
+            for f in findings.remove(&(i + 1)).unwrap_or_default() {
                 plan.findings.push(PlanFinding { rule: f.rule, severity: f.severity, message: f.message, help: f.help, fix: f.fix });
             }
             statements.push(plan);
         }
         let verdict = statements.iter().map(|s| s.verdict).max().unwrap_or(Verdict::Safe);
-        migrations.push(MigrationPlan {
-            version,
-            name: migration.name.clone(),
-            checksum: migration.checksum.clone(),
-            statements,
-            verdict,
-        });
+        Ok(MigrationPlan { version, name: migration.name.clone(), checksum: migration.checksum.clone(), statements, verdict })
+    }
+
+    /// The throughput figures behind the estimates.
+    pub(crate) fn rates(&self) -> BTreeMap<Work, Rate> {
+        Work::ALL.iter().map(|w| (*w, self.rates.get(*w).clone())).collect()
+    }
+}
+
+fn risk(code: &'static str, message: String, blocks: bool, engine: Engine) -> Risk {
+    Risk { code, message, fix: fix_for(code, engine), blocks, allowed: None }
+}
+
+/// Plans every pending migration against the live database. Changes nothing.
+pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
+    let dialect = options.engine_traits().dialect;
+    let live = crate::live_state(options).await?;
+    let pending = live.pending;
+    // Parsed once, for lint and for the walk below.
+    let scripts = airlock_lint::parse_all(&pending, dialect);
+    let lint_options = LintOptions { dialect, severities: options.lint.severities.clone() };
+    let mut report = airlock_lint::lint_parsed(&pending, &scripts, live.catalog.clone(), &lint_options);
+    if let Some(baseline) = &options.lint.baseline {
+        baseline.apply(&mut report);
+    }
+    let mut findings: BTreeMap<String, BTreeMap<usize, Vec<Finding>>> = BTreeMap::new();
+    for f in report.findings {
+        findings.entry(f.version.clone()).or_default().entry(f.statement.unwrap_or(0)).or_default().push(f);
+    }
+    let mut assessor = Assessor::new(options, live.catalog, live.rates, true);
+    let mut migrations = Vec::new();
+    for (migration, script) in pending.iter().zip(&scripts) {
+        let found = findings.remove(&migration.version.to_string()).unwrap_or_default();
+        migrations.push(assessor.migration(migration, script, found).await?);
     }
     let verdict = migrations.iter().map(|m| m.verdict).max().unwrap_or(Verdict::Safe);
-    Ok(PlanReport { database: options.url.to_string(), migrations, verdict })
+    Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates() })
 }

@@ -11,7 +11,8 @@ use chrono::Utc;
 use rand::Rng;
 use serde_json::json;
 
-use crate::error::{ExecError, FailedStatement};
+use crate::error::{ExecError, FailedStatement, Refusal};
+use crate::plan::{Assessor, MigrationPlan, Risk, StatementPlan};
 use crate::lease::{self, HeldLease};
 use crate::prepare::{prepare, Prepared};
 use crate::report::{PendingEntry, Reporter, RunEntry, RunReport};
@@ -88,7 +89,7 @@ pub async fn migrate(
     let left_pending: Vec<PendingEntry> = plan.beyond_target.iter().map(|m| PendingEntry::from(*m)).collect();
     let prepared = prepare_all(&plan.pending, options)?;
     check_planned(options, &plan.pending)?;
-    let mut data_checks = DataChecks::default();
+    let mut judge = None;
     if !plan.pending.is_empty() {
         // Parsed once (on every core, while the live schema is read) for both lint and the data checks.
         let dialect = options.engine_traits().dialect;
@@ -102,13 +103,17 @@ pub async fn migrate(
             // A SQLite file not created yet: an empty database.
             None => airlock_core::schema::Catalog::live(Vec::new()),
         };
-        let scripts = parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
-        data_checks = DataChecks {
-            specs: airlock_plan::data_checks(&pending, &scripts, catalog.clone(), dialect).into_iter().collect(),
-            catalog: catalog.clone(),
-            conn: None,
+        let rates = match driver.as_mut() {
+            Some(driver) => crate::rates::Rates::read(driver.as_mut()).await,
+            None => crate::rates::Rates::defaults(options.url.engine()),
         };
-        lint_pending(options, &pending, &scripts, catalog, reporter)?;
+        let scripts = parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
+        lint_pending(options, &pending, &scripts, catalog.clone(), reporter)?;
+        judge = Some(Judge {
+            expected: pending.iter().map(|m| m.version.to_string()).collect(),
+            scripts: pending.iter().map(|m| m.version.to_string()).zip(scripts).collect(),
+            assessor: Assessor::new(options, catalog, rates, false),
+        });
     }
     if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
         let migrations = plan
@@ -133,7 +138,14 @@ pub async fn migrate(
     };
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
-    let outcome = migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &mut data_checks, reporter).await;
+    let outcome = match judge.as_mut() {
+        Some(judge) => migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, judge, reporter).await,
+        // Nothing was pending before the lock: under it, a run that was cut off may leave some.
+        None => {
+            let mut judge = Judge::empty(options, driver.as_mut()).await?;
+            migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &mut judge, reporter).await
+        }
+    };
     held.release(driver.as_mut()).await;
     let (ran, current_version) = outcome?;
     Ok(RunReport { migrations: ran, dry_run: false, current_version, left_pending, warnings })
@@ -169,7 +181,7 @@ async fn migrate_locked(
     held: &HeldLease,
     migrations: &[Migration],
     settings: &Settings,
-    data_checks: &mut DataChecks,
+    judge: &mut Judge,
     reporter: &mut dyn Reporter,
 ) -> Result<(Vec<RunEntry>, Option<String>), ExecError> {
     let snap = snapshot(driver, ctx).await?;
@@ -188,6 +200,11 @@ async fn migrate_locked(
         }
     }
     let prepared = prepare_all(&plan.pending, &ctx.options)?;
+    let versions: Vec<String> = plan.pending.iter().map(|m| m.version.to_string()).collect();
+    if versions != judge.expected {
+        // Another run applied some of them meanwhile: the schema model must start from now.
+        judge.assessor.catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
+    }
     let mut ran = Vec::new();
     // Out-of-order runs may apply versions below the newest: keep the maximum.
     let mut newest = plan.current_version();
@@ -196,12 +213,18 @@ async fn migrate_locked(
             reporter.warning(&format!("{} {}: {note}", migration.version, migration.name));
         }
         // The data as it is now, after the migrations before this one.
-        data_checks.run(&ctx.options, migration).await.map_err(|e| with_applied(e, &ran))?;
+        let assessed = judge.assess(migration, &ctx.options).await.map_err(|e| with_applied(e, &ran))?;
+        decide(&ctx.options, migration, &assessed, reporter)?;
         reporter.migration_started(migration, prepared.mode);
         let elapsed = apply(driver, ctx, held, migration, prepared, 0, reporter)
             .await
             .map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
+        let work: Vec<_> = assessed.statements.iter().filter_map(|s| Some((s.work?, s.estimated_rows?))).collect();
+        if let Some(event) = crate::rates::timing_event(&migration.version, &work, elapsed) {
+            // A hint for later estimates: losing it loses nothing else.
+            let _ = driver.append_event(&event, &ctx.actor).await;
+        }
         newest = newest.max(Some(&migration.version));
         ran.push(entry(migration, prepared, elapsed));
     }
@@ -225,44 +248,82 @@ fn check_planned(options: &Options, pending: &[&Migration]) -> Result<(), ExecEr
     )))
 }
 
-/// The data checks each pending migration needs, run just before it on a
-/// connection of their own (a check cut off by its budget never stalls the
-/// migration's connection).
-#[derive(Default)]
-struct DataChecks {
-    specs: std::collections::BTreeMap<String, Vec<airlock_plan::CheckSpec>>,
-    catalog: airlock_core::schema::Catalog,
-    /// Opened at the first migration with checks, kept for the next ones.
-    conn: Option<Box<dyn Driver>>,
+/// Judges each migration just before it runs: the data checks against the
+/// data as it is then, the verdict, and whether the environment lets it run.
+struct Judge {
+    assessor: Assessor,
+    /// Parsed scripts by version, parsed once before the lock.
+    scripts: std::collections::BTreeMap<String, airlock_lint::ParsedScript>,
+    /// The pending versions seen before the lock, which `assessor.catalog` assumes.
+    expected: Vec<String>,
 }
 
-impl DataChecks {
-    async fn run(&mut self, options: &Options, migration: &Migration) -> Result<(), ExecError> {
-        let Some(specs) = self.specs.get(&migration.version.to_string()).filter(|s| !s.is_empty()) else { return Ok(()) };
-        let conn = match self.conn.as_mut() {
-            Some(conn) => conn,
-            None => self.conn.insert(crate::plan::connect_checker(options).await?),
+impl Judge {
+    /// For a run that found nothing pending before the lock.
+    async fn empty(options: &Options, driver: &mut dyn Driver) -> Result<Judge, ExecError> {
+        let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
+        let rates = crate::rates::Rates::read(driver).await;
+        Ok(Judge { assessor: Assessor::new(options, catalog, rates, false), scripts: Default::default(), expected: Vec::new() })
+    }
+
+    async fn assess(&mut self, migration: &Migration, options: &Options) -> Result<MigrationPlan, ExecError> {
+        let key = migration.version.to_string();
+        let script = match self.scripts.remove(&key) {
+            Some(script) => script,
+            None => airlock_lint::parse_migration(migration, options.engine_traits().dialect),
         };
-        let engine = options.url.engine();
-        let mut failed = Vec::new();
-        let mut unknown = false;
-        for spec in specs {
-            let result = crate::plan::run_check(conn.as_mut(), engine, spec, &self.catalog, options.check_budget).await;
-            unknown |= result.ok.is_none();
-            if result.ok == Some(false) {
-                failed.push(result);
-            }
-        }
-        if unknown {
-            // A check cut off by its budget may have left the connection mid-query.
-            self.conn = None;
-        }
-        if failed.is_empty() {
-            Ok(())
-        } else {
-            Err(ExecError::ChecksFailed { version: migration.version.to_string(), name: migration.name.clone(), results: failed })
+        self.assessor.migration(migration, &script, Default::default()).await
+    }
+}
+
+/// Refuses a blocked migration (exit 3), and a risky one in a protected
+/// environment unless an allow accepts each risk; elsewhere, tells the risks.
+fn decide(options: &Options, migration: &Migration, assessed: &MigrationPlan, reporter: &mut dyn Reporter) -> Result<(), ExecError> {
+    let refusals = |pick: fn(&StatementPlan) -> Vec<Risk>| -> Vec<Refusal> {
+        assessed
+            .statements
+            .iter()
+            .filter_map(|s| {
+                let risks = pick(s);
+                (!risks.is_empty()).then(|| Refusal { index: s.index, line: s.line, risks })
+            })
+            .collect()
+    };
+    let blocked = refusals(|s| s.blocking().cloned().collect());
+    if !blocked.is_empty() {
+        return Err(ExecError::ChecksFailed {
+            version: migration.version.to_string(),
+            name: migration.name.clone(),
+            file: migration.up.path.clone(),
+            refused: blocked,
+        });
+    }
+    let risky = refusals(|s| s.unaccepted().cloned().collect());
+    if risky.is_empty() {
+        return Ok(());
+    }
+    if options.protected {
+        return Err(ExecError::RiskRefused {
+            version: migration.version.to_string(),
+            name: migration.name.clone(),
+            file: migration.up.path.clone(),
+            environment: options.environment.clone().unwrap_or_default(),
+            refused: risky,
+        });
+    }
+    for refusal in &risky {
+        for r in &refusal.risks {
+            reporter.warning(&format!(
+                "{}:{}: risky [{}]: {}; {}",
+                migration.up.path.display(),
+                refusal.line,
+                r.code,
+                r.message,
+                r.fix
+            ));
         }
     }
+    Ok(())
 }
 
 fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {

@@ -288,7 +288,9 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
     }
     for (allow, used) in allows.iter().zip(used) {
         let turned_off = matches!(options.severities.get(allow.rule.as_str()), Some(None));
-        if !used && !turned_off {
+        // The plan's risks are the plan's to judge: lint cannot tell whether they are used.
+        let plan_risk = PLAN_RISKS.contains(&allow.rule.as_str());
+        if !used && !turned_off && !plan_risk {
             let known = rules::ALL.iter().any(|r| r.id() == allow.rule);
             kept.push(Finding {
                 rule: rules::UNUSED_ALLOW,
@@ -332,10 +334,26 @@ fn from_rank(rank: u8) -> Severity {
 /// Whether an allow covers a finding: a header allow covers the whole file; an
 /// inline one, the first statement after it.
 fn covers(allow: &Allow, line_offset: usize, finding: &Finding, parsed: &[Parsed]) -> bool {
+    allow.header || finding.statement.is_some_and(|index| covers_statement(allow, line_offset, index, parsed))
+}
+
+/// Whether `allow` applies to statement `index` (1-based): a header allow to
+/// every statement, any other to the statement right after it.
+fn covers_statement(allow: &Allow, line_offset: usize, index: usize, parsed: &[Parsed]) -> bool {
     if allow.header {
         return true;
     }
-    let Some(index) = finding.statement else { return false };
     let next = parsed.iter().position(|p| p.line > allow.line + line_offset);
     next == Some(index - 1)
+}
+
+/// The ids `-- airlock:allow` accepts besides lint rules: what makes the plan
+/// call a statement risky (and, for `attribute-loss`, blocked), so that a
+/// protected environment runs it only when a person has said why it is fine.
+pub const PLAN_RISKS: [&str; 6] = ["blocks-writes", "over-budget", "lock-blockers", "id-exhaustion", "unchecked", "attribute-loss"];
+
+/// The allow of `migration` that accepts `id` for its statement `index` (1-based), if any.
+pub fn allow_for<'a>(migration: &'a Migration, parsed: &[Parsed], index: usize, id: &str) -> Option<&'a Allow> {
+    let offset = migration.up.line_offset;
+    migration.directives.allows.iter().find(|a| a.rule == id && covers_statement(a, offset, index, parsed))
 }

@@ -25,6 +25,11 @@ pub struct CheckResult {
     pub message: String,
     /// How long the check took, when it ran.
     pub duration_ms: Option<u64>,
+    /// A failed check that makes the statement risky, not blocked: the
+    /// statement would still succeed (sessions it will wait behind, a key
+    /// near its type's maximum but still within it).
+    #[serde(skip)]
+    pub warns_only: bool,
 }
 
 /// A check's name in the JSON contract.
@@ -36,7 +41,49 @@ pub fn name(spec: &CheckSpec) -> &'static str {
         CheckSpec::CheckViolations { .. } => "check-violations",
         CheckSpec::CastFailures { .. } => "cast-failures",
         CheckSpec::LockBlockers { .. } => "lock-blockers",
+        CheckSpec::AttributeLoss { .. } => "attribute-loss",
+        CheckSpec::IdExhaustion { .. } => "id-exhaustion",
     }
+}
+
+/// A key this close to its type's maximum is reported.
+pub const ID_EXHAUSTION_SHARE: f64 = 0.75;
+
+/// The range of an integer type as the engines print it (`integer`, `int(11)
+/// unsigned`, `bigint`, `smallint unsigned`...), or None for other types.
+pub fn integer_range(data_type: &str) -> Option<(i128, i128)> {
+    let t = data_type.to_ascii_lowercase();
+    let unsigned = t.contains("unsigned");
+    let base = t.split(|c: char| c == '(' || c.is_whitespace()).next().unwrap_or("");
+    let bits = match base {
+        "tinyint" => 8,
+        "smallint" | "int2" | "smallserial" | "serial2" => 16,
+        "mediumint" => 24,
+        "integer" | "int" | "int4" | "serial" | "serial4" => 32,
+        "bigint" | "int8" | "bigserial" | "serial8" => 64,
+        _ => return None,
+    };
+    Some(if unsigned { (0, (1i128 << bits) - 1) } else { (-(1i128 << (bits - 1)), (1i128 << (bits - 1)) - 1) })
+}
+
+/// The answer of a check that needs no query (read off the live catalog), if `spec` is one.
+pub fn without_query(spec: &CheckSpec) -> Option<CheckResult> {
+    let CheckSpec::AttributeLoss { table, column, lost, fix } = spec else { return None };
+    let ok = lost.is_empty();
+    let message = if ok {
+        format!("`{table}.{column}` keeps every attribute of the live column")
+    } else {
+        format!("`{table}.{column}` loses {} of the live column; keep them: {fix}", lost.join(", "))
+    };
+    Some(CheckResult {
+        check: name(spec),
+        ok: Some(ok),
+        violations: Some(lost.len() as u64),
+        examples: lost.clone(),
+        message,
+        duration_ms: Some(0),
+        warns_only: false,
+    })
 }
 
 fn ident(name: &str, dialect: Dialect) -> String {
@@ -120,7 +167,9 @@ fn cast_filter(column: &str, from: &str, to: &str, dialect: Dialect) -> Option<S
     if dialect == Dialect::Sqlite {
         return None;
     }
+    let range = |(min, max): (i128, i128)| format!("{col} IS NOT NULL AND ({col} < {min} OR {col} > {max})");
     Some(match () {
+        _ if integer && integer_range(&from).is_some() => range(integer_range(&to)?),
         _ if integer => format!("{col} IS NOT NULL AND NOT ({})", matches(int_re)),
         _ if numeric && (from.starts_with("numeric") || from.starts_with("decimal")) => match mods.as_slice() {
             [_, scale] => format!("{col} IS NOT NULL AND {col} <> round({col}, {scale})"),
@@ -188,6 +237,10 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
             let filter = cast_filter(column, from, to, dialect)?;
             Some(rows_where(t, &key_columns(catalog, t, std::slice::from_ref(column)), &filter, dialect))
         }
+        CheckSpec::AttributeLoss { .. } => None,
+        CheckSpec::IdExhaustion { table: t, column, .. } => {
+            Some(format!("SELECT max(c.{}) FROM {} AS c", ident(column, dialect), table(t, dialect)))
+        }
         CheckSpec::LockBlockers { tables } => match dialect {
             Dialect::Postgres => {
                 let names: Vec<String> = tables.iter().map(|t| literal(&t.name)).collect();
@@ -213,8 +266,48 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
     }
 }
 
+/// Reads the largest key against its type's maximum.
+fn read_id_exhaustion(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckResult {
+    let CheckSpec::IdExhaustion { table, column, data_type } = spec else { unreachable!("called for id-exhaustion only") };
+    let largest = rows.first().and_then(|r| r.first().cloned().flatten()).and_then(|v| v.trim().parse::<i128>().ok());
+    let (_, max) = integer_range(data_type).unwrap_or((0, i128::MAX));
+    let share = largest.map_or(0.0, |v| v as f64 / max as f64);
+    let (ok, warns_only, message) = match largest {
+        None => (true, false, format!("`{table}.{column}` has no value yet")),
+        Some(v) if v > max => (
+            false,
+            false,
+            format!("`{table}.{column}` already holds {v}, more than {data_type} can hold ({max}): the statement will fail"),
+        ),
+        Some(v) if share >= ID_EXHAUSTION_SHARE => (
+            false,
+            true,
+            format!(
+                "`{table}.{column}` is at {v}, {:.1}% of the {data_type} maximum {max}: inserts fail when it runs out; widen it to bigint",
+                share * 100.0
+            ),
+        ),
+        Some(v) => (true, false, format!("`{table}.{column}` is at {v}, {:.1}% of the {data_type} maximum", share * 100.0)),
+    };
+    CheckResult {
+        check: name(spec),
+        ok: Some(ok),
+        violations: Some(u64::from(!ok)),
+        examples: largest.filter(|_| !ok).map(|v| v.to_string()).into_iter().collect(),
+        message,
+        duration_ms: None,
+        warns_only,
+    }
+}
+
 /// Reads a check's rows into its answer.
 pub fn read(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckResult {
+    if matches!(spec, CheckSpec::IdExhaustion { .. }) {
+        return read_id_exhaustion(spec, rows);
+    }
+    if let Some(result) = without_query(spec) {
+        return result;
+    }
     let examples: Vec<String> = rows.iter().filter_map(|r| r.get(1).cloned().flatten()).collect();
     let violations = match spec {
         CheckSpec::LockBlockers { .. } => rows.len() as u64,
@@ -233,13 +326,15 @@ pub fn read(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckResult {
         (CheckSpec::CastFailures { table, column, to, .. }, n) => format!("{n} value(s) of `{table}.{column}` will not convert to {to}, or will be cut"),
         (CheckSpec::LockBlockers { .. }, 0) => "no session holds a lock on these tables now".to_owned(),
         (CheckSpec::LockBlockers { .. }, n) => format!("{n} session(s) hold locks or transactions the statement will wait behind"),
+        (CheckSpec::AttributeLoss { .. } | CheckSpec::IdExhaustion { .. }, _) => unreachable!("answered above"),
     };
-    CheckResult { check: name(spec), ok: Some(violations == 0), violations: Some(violations), examples, message, duration_ms: None }
+    let warns_only = matches!(spec, CheckSpec::LockBlockers { .. });
+    CheckResult { check: name(spec), ok: Some(violations == 0), violations: Some(violations), examples, message, duration_ms: None, warns_only }
 }
 
 /// The answer for a check that did not run.
 pub fn unknown(spec: &CheckSpec, why: &str) -> CheckResult {
-    CheckResult { check: name(spec), ok: None, violations: None, examples: Vec::new(), message: why.to_owned(), duration_ms: None }
+    CheckResult { check: name(spec), ok: None, violations: None, examples: Vec::new(), message: why.to_owned(), duration_ms: None, warns_only: false }
 }
 
 #[cfg(test)]
@@ -272,6 +367,29 @@ mod tests {
         assert!(cast("character varying(50)", "character varying(10)").unwrap().contains("length"));
         assert!(cast("numeric(10,4)", "numeric(10,2)").unwrap().contains("round"));
         assert_eq!(cast("text", "uuid"), None);
+        assert!(cast("bigint", "integer").unwrap().contains("> 2147483647"));
+    }
+
+    #[test]
+    fn integer_ranges_as_the_engines_print_types() {
+        assert_eq!(integer_range("integer"), Some((-2147483648, 2147483647)));
+        assert_eq!(integer_range("int(11) unsigned"), Some((0, 4294967295)));
+        assert_eq!(integer_range("bigint"), Some((i64::MIN as i128, i64::MAX as i128)));
+        assert_eq!(integer_range("smallint"), Some((-32768, 32767)));
+        assert_eq!(integer_range("numeric(10,2)"), None);
+    }
+
+    #[test]
+    fn id_exhaustion_warns_near_the_maximum_and_blocks_past_it() {
+        let spec = |ty: &str| CheckSpec::IdExhaustion { table: t("carts"), column: "id".into(), data_type: ty.into() };
+        let near = read(&spec("integer"), &[vec![Some("2000000000".into())]]);
+        assert_eq!((near.ok, near.warns_only), (Some(false), true));
+        assert!(near.message.contains("93.1%"), "{}", near.message);
+        let past = read(&spec("smallint"), &[vec![Some("40000".into())]]);
+        assert_eq!((past.ok, past.warns_only), (Some(false), false));
+        let fine = read(&spec("bigint"), &[vec![Some("2000000000".into())]]);
+        assert_eq!(fine.ok, Some(true));
+        assert_eq!(read(&spec("integer"), &[vec![None]]).ok, Some(true));
     }
 
     #[test]

@@ -38,6 +38,12 @@ pub enum CheckSpec {
     CastFailures { table: TableName, column: String, from: String, to: String },
     /// Sessions holding or queued for a lock on these tables right now.
     LockBlockers { tables: Vec<TableName> },
+    /// Attributes of the live column that a MySQL `MODIFY`/`CHANGE` leaves
+    /// out, and so drops. Read off the live catalog: no query.
+    AttributeLoss { table: TableName, column: String, lost: Vec<String>, fix: String },
+    /// An auto-increment, serial or identity key whose largest value is near
+    /// the maximum of its type (the type it has after the statement).
+    IdExhaustion { table: TableName, column: String, data_type: String },
 }
 
 /// What an operation does.
@@ -51,6 +57,8 @@ pub struct Effects {
     pub rewrites_table: bool,
     /// Every row is read (a validation scan or an index build).
     pub scans_table: bool,
+    /// The read builds an index (sorts), slower per row than a scan.
+    pub builds_index: bool,
     /// Data checks to run.
     pub checks: Vec<CheckSpec>,
 }
@@ -133,6 +141,33 @@ fn constraint_checks(table: &TableName, c: &Constraint, e: &mut Effects) {
             e.checks.push(CheckSpec::CheckViolations { table: table.clone(), expression: expr.text.clone() });
         }
         _ => {}
+    }
+}
+
+/// An `id-exhaustion` check for each generated integer key of the live
+/// table, at the type it has after the statement's own changes.
+fn key_checks(table: &TableName, live: Option<&Table>, actions: &[(AlterAction, usize)], e: &mut Effects) {
+    let Some(live) = live else { return };
+    for column in live.columns.iter().filter(|c| c.identity || c.auto_increment) {
+        let mut data_type = column.data_type.clone();
+        if column.unsigned && !data_type.contains("unsigned") {
+            data_type.push_str(" unsigned");
+        }
+        for (action, _) in actions {
+            match action {
+                AlterAction::AlterColumnType { column: c, data_type: to, .. } if c.eq_ignore_ascii_case(&column.name) => data_type = to.clone(),
+                AlterAction::RedefineColumn { old_name, column: spec } => {
+                    let target = old_name.as_deref().unwrap_or(&spec.name);
+                    if target.eq_ignore_ascii_case(&column.name) {
+                        data_type = if spec.unsigned { format!("{} unsigned", spec.data_type) } else { spec.data_type.clone() };
+                    }
+                }
+                _ => {}
+            }
+        }
+        if crate::checks::integer_range(&data_type).is_some() {
+            e.checks.push(CheckSpec::IdExhaustion { table: table.clone(), column: column.name.clone(), data_type });
+        }
     }
 }
 
@@ -227,17 +262,20 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                         strongest = "ACCESS EXCLUSIVE";
                         e.scans_table |= !matches!(c, Constraint::Check { not_valid: true, .. })
                             && !matches!(c, Constraint::Unique { using_index: Some(_), .. } | Constraint::PrimaryKey { using_index: Some(_), .. });
+                        e.builds_index |= matches!(c, Constraint::Unique { using_index: None, .. } | Constraint::PrimaryKey { using_index: None, .. });
                         constraint_checks(table, c, &mut e);
                     }
                     _ => strongest = "ACCESS EXCLUSIVE",
                 }
             }
+            key_checks(table, live, actions, &mut e);
             e.locks.insert(0, pg_lock(table, strongest));
             e.checks.push(CheckSpec::LockBlockers { tables: e.locks.iter().map(|l| TableName::bare(&l.table)).collect() });
         }
         Op::CreateIndex { table, columns, unique, concurrently, .. } => {
             e.table = Some(table.clone());
             e.scans_table = true;
+            e.builds_index = true;
             e.lock(pg_lock(table, if *concurrently { "SHARE UPDATE EXCLUSIVE" } else { "SHARE" }));
             if *unique {
                 e.checks.push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });
@@ -311,6 +349,15 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                         let target = old_name.as_deref().unwrap_or(&column.name);
                         match live.and_then(|t| t.column(target)) {
                             Some(from) => {
+                                let lost = airlock_lint::rules::mysql_lost_attributes(from, column);
+                                if !lost.is_empty() {
+                                    e.checks.push(CheckSpec::AttributeLoss {
+                                        table: table.clone(),
+                                        column: target.to_owned(),
+                                        lost: lost.iter().map(|a| (*a).to_owned()).collect(),
+                                        fix: airlock_lint::rules::mysql_corrected_column(&table.to_string(), old_name.as_deref(), from, column),
+                                    });
+                                }
                                 let charset = from.charset.as_deref().or(live.and_then(|t| t.charset.as_deref()));
                                 if airlock_lint::rules::mysql_needs_copy(&from.data_type, &column.data_type, charset).is_some() {
                                     copy = true;
@@ -339,10 +386,12 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                     }
                     AlterAction::AddConstraint(c) => {
                         inplace = true;
+                        e.builds_index |= matches!(c, Constraint::Unique { .. } | Constraint::PrimaryKey { .. });
                         constraint_checks(table, c, &mut e);
                     }
                     AlterAction::AddIndex { unique, columns, .. } => {
                         inplace = true;
+                        e.builds_index = true;
                         if *unique {
                             e.checks.push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });
                         }
@@ -350,6 +399,7 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                     _ => inplace = true,
                 }
             }
+            key_checks(table, live, actions, &mut e);
             let lock = if copy {
                 algorithm(table, "COPY", true)
             } else if inplace {
@@ -365,6 +415,7 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
         Op::CreateIndex { table, columns, unique, .. } => {
             e.table = Some(table.clone());
             e.scans_table = true;
+            e.builds_index = true;
             e.locks.push(algorithm(table, "INPLACE", false));
             if *unique {
                 e.checks.push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });
@@ -394,6 +445,7 @@ fn sqlite(op: &Op) -> Effects {
     if let Op::CreateIndex { table, columns, unique, .. } = op {
         e.table = Some(table.clone());
         e.scans_table = true;
+        e.builds_index = true;
         e.locks.push(Lock { table: "(database)".to_owned(), mode: "EXCLUSIVE".to_owned(), blocks_writes: true, blocks_reads: false });
         if *unique {
             e.checks.push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });

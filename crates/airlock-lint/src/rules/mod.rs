@@ -37,6 +37,7 @@ use crate::{Context, Finding, MigrationContext, Severity};
 /// Knowledge the rules hold that plan uses too.
 pub use changing_column_type::binary_coercible;
 pub use copy_algorithm::needs_copy as mysql_needs_copy;
+pub use modify_drops_attributes::{corrected as mysql_corrected_column, lost as mysql_lost_attributes};
 pub use volatile_default::VOLATILE as VOLATILE_FUNCTIONS;
 
 /// A lint rule. Rules return findings; they never fail.

@@ -15,7 +15,7 @@ use crate::{Context, Finding, Severity};
 pub struct ModifyDropsAttributes;
 
 /// What `new` loses of `live`, as SQL attribute names.
-fn lost(live: &Column, new: &ColumnSpec) -> Vec<&'static str> {
+pub fn lost(live: &Column, new: &ColumnSpec) -> Vec<&'static str> {
     let mut lost = Vec::new();
     if live.auto_increment && !new.auto_increment {
         lost.push("AUTO_INCREMENT");
@@ -49,7 +49,7 @@ fn quote(text: &str) -> String {
 }
 
 /// The statement with every live attribute kept.
-fn corrected(table: &str, old_name: Option<&str>, live: &Column, new: &ColumnSpec) -> String {
+pub fn corrected(table: &str, old_name: Option<&str>, live: &Column, new: &ColumnSpec) -> String {
     let mut sql = match old_name {
         Some(old) => format!("ALTER TABLE {table} CHANGE {old} {} {}", new.name, new.data_type),
         None => format!("ALTER TABLE {table} MODIFY {} {}", new.name, new.data_type),

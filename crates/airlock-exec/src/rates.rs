@@ -1,0 +1,377 @@
+//! The throughput model behind `estimated_seconds`: rows per second for each
+//! kind of work (a scan, an index build, a table rewrite) on this
+//! installation. Three sources, best first:
+//! 1. history: every migration that did one kind of heavy work on a table of
+//!    at least [`MIN_ROWS`] rows leaves a `timing` event (work, rows, ms); the
+//!    median of the newest [`HISTORY_RUNS`] is this database's own figure;
+//! 2. calibration: `airlock calibrate` times the three kinds of work on a
+//!    scratch table and stores the rates in `airlock_meta` (key `calibration`);
+//! 3. built-in defaults per engine, measured by bench/plan.sh.
+//!
+//! Reading them is read-only; a database without airlock's tables reads as defaults.
+
+use std::time::{Duration, Instant};
+
+use airlock_core::Event;
+use airlock_driver::{Driver, Engine};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::error::ExecError;
+use crate::report::Reporter;
+use crate::{lease, Context, Options};
+
+/// Tables smaller than this time mostly fixed costs: their runs teach nothing.
+pub const MIN_ROWS: f64 = 10_000.0;
+/// How many recent runs of a kind of work the history figure is the median of.
+pub const HISTORY_RUNS: usize = 20;
+/// Runs shorter than this are mostly round trips and planning.
+const MIN_MS: f64 = 50.0;
+
+/// The heavy part of a statement's work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Work {
+    /// Every row read (a validation, a full UPDATE).
+    Scan,
+    /// Every row read and sorted into a new index.
+    Index,
+    /// Every row written to a new copy of the table.
+    Rewrite,
+}
+
+impl Work {
+    /// All kinds, in a fixed order.
+    pub const ALL: [Work; 3] = [Work::Scan, Work::Index, Work::Rewrite];
+
+    /// The kind of work of a statement's effects, if any is heavy.
+    pub fn of(rewrites: bool, builds_index: bool, scans: bool) -> Option<Work> {
+        match (rewrites, builds_index, scans) {
+            (true, _, _) => Some(Work::Rewrite),
+            (false, true, _) => Some(Work::Index),
+            (false, false, true) => Some(Work::Scan),
+            _ => None,
+        }
+    }
+
+    /// Its name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Work::Scan => "scan",
+            Work::Index => "index",
+            Work::Rewrite => "rewrite",
+        }
+    }
+}
+
+/// One kind of work's throughput and where the figure comes from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Rate {
+    /// Rows per second.
+    pub rows_per_second: f64,
+    /// `history (N runs)`, `calibration of <time>` or `built-in default`.
+    pub source: String,
+}
+
+/// The throughput of each kind of work on this installation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rates {
+    scan: Rate,
+    index: Rate,
+    rewrite: Rate,
+}
+
+/// What `airlock calibrate` measured and stored.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// When, UTC, RFC 3339.
+    pub measured_at: String,
+    /// Rows in the scratch table.
+    pub rows: u64,
+    /// Rows per second of a full scan.
+    pub scan: f64,
+    /// Rows per second of an index build.
+    pub index: f64,
+    /// Rows per second of a table rewrite.
+    pub rewrite: f64,
+}
+
+impl Rates {
+    /// The built-in figures: PostgreSQL's from bench/plan.sh on the machine in
+    /// docs/benchmarks.md; MariaDB's and SQLite's are conservative guesses
+    /// until history or a calibration replaces them.
+    pub fn defaults(engine: Engine) -> Rates {
+        let (scan, index, rewrite) = match engine {
+            Engine::Postgres => (2_500_000.0, 2_500_000.0, 800_000.0),
+            Engine::MySql => (1_000_000.0, 500_000.0, 200_000.0),
+            Engine::Sqlite => (3_000_000.0, 1_000_000.0, 500_000.0),
+        };
+        let rate = |rows_per_second| Rate { rows_per_second, source: "built-in default".to_owned() };
+        Rates { scan: rate(scan), index: rate(index), rewrite: rate(rewrite) }
+    }
+
+    /// The rate of one kind of work.
+    pub fn get(&self, work: Work) -> &Rate {
+        match work {
+            Work::Scan => &self.scan,
+            Work::Index => &self.index,
+            Work::Rewrite => &self.rewrite,
+        }
+    }
+
+    fn set(&mut self, work: Work, rate: Rate) {
+        match work {
+            Work::Scan => self.scan = rate,
+            Work::Index => self.index = rate,
+            Work::Rewrite => self.rewrite = rate,
+        }
+    }
+
+    /// Replaces the defaults with a stored calibration, then with history
+    /// where this database has timed runs of that kind of work.
+    pub fn refine(&mut self, calibration: Option<&Calibration>, timings: &[Timing]) {
+        if let Some(c) = calibration {
+            for (work, rows_per_second) in [(Work::Scan, c.scan), (Work::Index, c.index), (Work::Rewrite, c.rewrite)] {
+                if rows_per_second.is_finite() && rows_per_second > 0.0 {
+                    self.set(work, Rate { rows_per_second, source: format!("calibration of {}", c.measured_at) });
+                }
+            }
+        }
+        for work in Work::ALL {
+            let mut seen: Vec<f64> = timings
+                .iter()
+                .filter(|t| t.work == work && t.rows >= MIN_ROWS && t.ms >= MIN_MS)
+                .take(HISTORY_RUNS)
+                .map(|t| t.rows / (t.ms / 1000.0))
+                .collect();
+            if seen.is_empty() {
+                continue;
+            }
+            seen.sort_by(f64::total_cmp);
+            let median = if seen.len() % 2 == 1 {
+                seen[seen.len() / 2]
+            } else {
+                (seen[seen.len() / 2 - 1] + seen[seen.len() / 2]) / 2.0
+            };
+            self.set(work, Rate { rows_per_second: median, source: format!("history ({} run(s))", seen.len()) });
+        }
+    }
+
+    /// Reads the stored calibration and the timings history, newest first.
+    /// Anything missing or unreadable leaves the defaults.
+    pub(crate) async fn read(driver: &mut dyn Driver) -> Rates {
+        let engine = driver.engine();
+        let mut rates = Rates::defaults(engine);
+        let key = if engine == Engine::MySql { "`key`" } else { "key" };
+        let stored = driver.query_text(&format!("SELECT value FROM airlock_meta WHERE {key} = 'calibration'")).await;
+        let calibration = stored
+            .ok()
+            .and_then(|rows| rows.into_iter().next())
+            .and_then(|row| row.into_iter().next().flatten())
+            .and_then(|text| serde_json::from_str::<Calibration>(&text).ok());
+        let events = driver
+            .query_text(&format!("SELECT detail FROM airlock_events WHERE kind = 'timing' ORDER BY id DESC LIMIT {}", HISTORY_RUNS * 3))
+            .await
+            .unwrap_or_default();
+        let timings: Vec<Timing> = events
+            .into_iter()
+            .filter_map(|row| row.into_iter().next().flatten())
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect();
+        rates.refine(calibration.as_ref(), &timings);
+        rates
+    }
+}
+
+/// One migration's heavy work and how long it took, as a `timing` event records it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// The kind of work.
+    pub work: Work,
+    /// Rows of the tables worked on, from the catalog statistics before the run.
+    pub rows: f64,
+    /// How long the migration took.
+    pub ms: f64,
+}
+
+/// The `timing` event for a migration whose heavy work was all of one kind
+/// over `rows` rows, or None when it teaches nothing (mixed or small work).
+pub(crate) fn timing_event(version: &airlock_core::Version, work: &[(Work, f64)], elapsed: Duration) -> Option<Event> {
+    let (first, _) = work.first()?;
+    if work.iter().any(|(w, _)| w != first) {
+        return None;
+    }
+    let rows: f64 = work.iter().map(|(_, r)| r).sum();
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    if rows < MIN_ROWS || ms < MIN_MS {
+        return None;
+    }
+    let detail = serde_json::to_string(&Timing { work: *first, rows, ms }).ok()?;
+    Some(Event { kind: "timing".to_owned(), version: Some(version.clone()), detail })
+}
+
+const SCRATCH: &str = "airlock_calibration_scratch";
+
+/// The statements that fill the scratch table with `rows` rows.
+fn fill(engine: Engine, rows: u64) -> Vec<String> {
+    match engine {
+        Engine::Postgres => vec![
+            format!("CREATE TABLE {SCRATCH} (id bigint PRIMARY KEY, val integer, pad text)"),
+            format!("INSERT INTO {SCRATCH} SELECT g, (g * 7919) % 1000003, md5(g::text) FROM generate_series(1, {rows}) AS g"),
+            format!("ANALYZE {SCRATCH}"),
+        ],
+        Engine::MySql => {
+            let digits = rows.max(1).to_string().len();
+            let tables: Vec<String> = (0..digits)
+                .map(|i| format!("(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) AS d{i}"))
+                .collect();
+            let number: Vec<String> = (0..digits).map(|i| format!("d{i}.d * {}", 10u64.pow(i as u32))).collect();
+            vec![
+                format!("CREATE TABLE {SCRATCH} (id BIGINT NOT NULL PRIMARY KEY, val INT, pad VARCHAR(64)) ENGINE=InnoDB"),
+                format!(
+                    "INSERT INTO {SCRATCH} SELECT n + 1, ((n + 1) * 7919) % 1000003, MD5(n) FROM (SELECT {} AS n FROM {}) AS s WHERE n < {rows}",
+                    number.join(" + "),
+                    tables.join(" CROSS JOIN ")
+                ),
+                format!("ANALYZE TABLE {SCRATCH}"),
+            ]
+        }
+        Engine::Sqlite => vec![
+            format!("CREATE TABLE {SCRATCH} (id INTEGER PRIMARY KEY, val INTEGER, pad TEXT)"),
+            format!(
+                "INSERT INTO {SCRATCH} WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {rows}) \
+                 SELECT n, (n * 7919) % 1000003, hex(randomblob(16)) FROM g"
+            ),
+        ],
+    }
+}
+
+/// The statement timed for each kind of work, in the order they run.
+fn timed(engine: Engine) -> [(Work, String); 3] {
+    let scan = (Work::Scan, format!("SELECT count(*) FROM {SCRATCH} WHERE pad IS NULL"));
+    match engine {
+        Engine::Postgres => [
+            scan,
+            (Work::Rewrite, format!("ALTER TABLE {SCRATCH} ALTER COLUMN val TYPE bigint")),
+            (Work::Index, format!("CREATE INDEX {SCRATCH}_val ON {SCRATCH} (val)")),
+        ],
+        Engine::MySql => [
+            scan,
+            (Work::Rewrite, format!("ALTER TABLE {SCRATCH} MODIFY val BIGINT, ALGORITHM=COPY")),
+            (Work::Index, format!("ALTER TABLE {SCRATCH} ADD INDEX {SCRATCH}_val (val), ALGORITHM=INPLACE")),
+        ],
+        // SQLite rewrites a table by copying it (the documented 12-step ALTER).
+        Engine::Sqlite => [
+            scan,
+            (Work::Rewrite, format!("CREATE TABLE {SCRATCH}_copy AS SELECT * FROM {SCRATCH}")),
+            (Work::Index, format!("CREATE INDEX {SCRATCH}_val ON {SCRATCH} (val)")),
+        ],
+    }
+}
+
+/// `airlock calibrate`: times a scan, a rewrite and an index build of a
+/// scratch table of `rows` rows, under the run lock (never beside a
+/// migration), drops the table and stores the rates for `plan` and
+/// `migrate`. Touches no table but its own scratch table and airlock's.
+pub async fn calibrate(options: &Options, rows: u64, reporter: &mut dyn Reporter) -> Result<Calibration, ExecError> {
+    if rows < MIN_ROWS as u64 {
+        return Err(ExecError::Usage(format!("--rows {rows}: calibrating needs at least {} rows to time more than fixed costs", MIN_ROWS as u64)));
+    }
+    let ctx = Context::new(options);
+    let engine = options.url.engine();
+    let mut driver = crate::connect(&options.url, true).await.map_err(ExecError::Connect)?;
+    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    // No statement limit: the scratch table is airlock's own.
+    driver
+        .set_timeouts(airlock_driver::Timeouts { lock: options.timeouts.lock, statement: Duration::ZERO })
+        .await
+        .map_err(ExecError::db("setting timeouts"))?;
+    let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
+    let measured = measure(driver.as_mut(), engine, rows).await;
+    let cleanup = drop_scratch(driver.as_mut()).await;
+    let outcome = match (measured, cleanup) {
+        (Ok(c), Ok(())) => store(driver.as_mut(), &ctx, engine, &c).await.map(|()| c),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    };
+    held.release(driver.as_mut()).await;
+    outcome
+}
+
+async fn drop_scratch(driver: &mut dyn Driver) -> Result<(), ExecError> {
+    for table in [format!("{SCRATCH}_copy"), SCRATCH.to_owned()] {
+        driver.execute(&format!("DROP TABLE IF EXISTS {table}")).await.map_err(ExecError::db("dropping the calibration's scratch table"))?;
+    }
+    Ok(())
+}
+
+async fn measure(driver: &mut dyn Driver, engine: Engine, rows: u64) -> Result<Calibration, ExecError> {
+    drop_scratch(driver).await?;
+    for sql in fill(engine, rows) {
+        driver.execute(&sql).await.map_err(ExecError::db("filling the calibration's scratch table"))?;
+    }
+    let mut rates = [0.0; 3];
+    for (work, sql) in timed(engine) {
+        let started = Instant::now();
+        driver.execute(&sql).await.map_err(ExecError::db(&format!("timing a {} for calibration", work.as_str())))?;
+        let secs = started.elapsed().as_secs_f64().max(1e-6);
+        rates[Work::ALL.iter().position(|w| *w == work).unwrap_or(0)] = rows as f64 / secs;
+    }
+    Ok(Calibration { measured_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(), rows, scan: rates[0], index: rates[1], rewrite: rates[2] })
+}
+
+async fn store(driver: &mut dyn Driver, ctx: &Context, engine: Engine, c: &Calibration) -> Result<(), ExecError> {
+    let value = serde_json::to_string(c).map_err(|e| ExecError::Usage(e.to_string()))?;
+    let literal = match engine {
+        Engine::MySql => format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''")),
+        _ => format!("'{}'", value.replace('\'', "''")),
+    };
+    let sql = match engine {
+        Engine::Postgres => format!("INSERT INTO airlock_meta (key, value) VALUES ('calibration', {literal}) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
+        Engine::MySql => format!("INSERT INTO airlock_meta (`key`, value) VALUES ('calibration', {literal}) ON DUPLICATE KEY UPDATE value = VALUES(value)"),
+        Engine::Sqlite => format!("INSERT INTO airlock_meta (key, value) VALUES ('calibration', {literal}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+    };
+    driver.execute(&sql).await.map_err(ExecError::db("storing the calibration"))?;
+    let event = Event { kind: "calibrated".to_owned(), version: None, detail: json!(c).to_string() };
+    driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the calibration"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timing(work: Work, rows: f64, ms: f64) -> Timing {
+        Timing { work, rows, ms }
+    }
+
+    #[test]
+    fn history_beats_calibration_beats_defaults() {
+        let mut rates = Rates::defaults(Engine::Postgres);
+        let calibration = Calibration { measured_at: "2026-11-21T10:00:00Z".into(), rows: 200_000, scan: 4e6, index: 1e6, rewrite: 5e5 };
+        let timings = [
+            timing(Work::Rewrite, 1e6, 2000.0),
+            timing(Work::Rewrite, 1e6, 4000.0),
+            timing(Work::Rewrite, 1e6, 1000.0),
+            // Too small or too quick to count.
+            timing(Work::Rewrite, 500.0, 1000.0),
+            timing(Work::Index, 1e6, 10.0),
+        ];
+        rates.refine(Some(&calibration), &timings);
+        assert_eq!(rates.get(Work::Rewrite).rows_per_second, 500_000.0);
+        assert_eq!(rates.get(Work::Rewrite).source, "history (3 run(s))");
+        assert_eq!(rates.get(Work::Index).rows_per_second, 1e6);
+        assert!(rates.get(Work::Index).source.starts_with("calibration of 2026-11-21"));
+        assert_eq!(rates.get(Work::Scan).rows_per_second, 4e6);
+    }
+
+    #[test]
+    fn only_single_kind_heavy_work_is_timed() {
+        let v = airlock_core::Version::parse("1").unwrap();
+        let one = timing_event(&v, &[(Work::Index, 50_000.0)], Duration::from_millis(200)).unwrap();
+        let t: Timing = serde_json::from_str(&one.detail).unwrap();
+        assert_eq!((t.work, t.rows), (Work::Index, 50_000.0));
+        assert!(timing_event(&v, &[(Work::Index, 50_000.0), (Work::Rewrite, 50_000.0)], Duration::from_secs(1)).is_none());
+        assert!(timing_event(&v, &[(Work::Index, 500.0)], Duration::from_secs(1)).is_none());
+        assert!(timing_event(&v, &[], Duration::from_secs(1)).is_none());
+    }
+}

@@ -87,8 +87,22 @@ fn mysql_plan_blocks_seed_002_modify_and_passes_the_corrected_one() {
     assert_eq!(statement["locks"][0]["mode"], "ALGORITHM=COPY");
     assert!(statement["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "modify-drops-attributes"
         && f["message"].as_str().unwrap().contains("AUTO_INCREMENT")));
+    let loss = check(&checks(&json, 1), "attribute-loss").clone();
+    assert_eq!((loss["ok"].clone(), loss["examples"].clone()), (Value::from(false), serde_json::json!(["AUTO_INCREMENT"])), "{loss}");
+    let reason = &statement["reasons"].as_array().unwrap().iter().find(|r| r["code"] == "attribute-loss").unwrap().clone();
+    assert!(reason["blocks"].as_bool().unwrap() && reason["fix"].as_str().unwrap().contains("MODIFY cart_id BIGINT NOT NULL AUTO_INCREMENT"), "{reason}");
+    // migrate refuses it too, and the table keeps its AUTO_INCREMENT.
+    project.run(&db, &["migrate"]).expect(3);
+    assert!(db.scalar("SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'carts' AND COLUMN_NAME = 'cart_id'").unwrap().contains("auto_increment"));
+
     project.write("1_widen.up.sql", "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL AUTO_INCREMENT;\n");
-    plan(&project, &db).expect(0);
+    let fixed = plan(&project, &db);
+    fixed.expect(0);
+    assert_eq!(check(&checks(&fixed.json(), 1), "attribute-loss")["ok"], true);
+    // The corrected statement applies, and inserts still get their ids.
+    project.run(&db, &["migrate"]).expect(0);
+    db.exec("INSERT INTO carts (note) VALUES ('after')");
+    assert_eq!(db.count("SELECT COUNT(*) FROM carts WHERE cart_id IS NOT NULL AND note = 'after'"), 1);
 }
 
 #[test]
@@ -236,7 +250,8 @@ fn mysql_plan_reports_an_open_transaction_as_a_blocker() {
     let json = run.json();
     let blockers = check(&checks(&json, 1), "lock-blockers").clone();
     assert_eq!(blockers["ok"], false, "{blockers}");
-    assert!(blockers["examples"][0].as_str().unwrap().contains("transaction open since"), "{blockers}");
+    let example = blockers["examples"][0].as_str().unwrap();
+    assert!(example.contains("transaction open since") && example.contains("holds MDL_SHARED_WRITE on orders"), "{blockers}");
     assert_eq!(json["migrations"][0]["statements"][0]["locks"][0]["mode"], "ALGORITHM=INSTANT");
 }
 
@@ -262,4 +277,217 @@ fn bad_plan_files_and_budgets_are_named_and_a_missing_sqlite_file_is_planned_as_
     let budget = project.run(&db, &["plan", "--check-timeout", "soon"]);
     budget.expect(2);
     assert!(budget.stderr.contains("--check-timeout soon"), "{}", budget.stderr);
+}
+
+/// A table whose generated key is at 2,000,000,000 of integer's 2,147,483,647.
+fn carts_near_the_integer_limit(db: &Db) {
+    match db.engine {
+        Engine::MySql => db.exec("CREATE TABLE carts (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, note VARCHAR(20))"),
+        _ => db.exec("CREATE TABLE carts (id serial PRIMARY KEY, note text)"),
+    }
+    db.exec("INSERT INTO carts (id, note) VALUES (1, 'a'), (2000000000, 'b')");
+}
+
+fn id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(engine: Engine) {
+    let db = Db::new(engine);
+    carts_near_the_integer_limit(&db);
+    let project = Project::new();
+    project.write("1_qty.up.sql", "ALTER TABLE carts ADD COLUMN qty integer;\n");
+    let run = plan(&project, &db);
+    run.expect(0);
+    let json = run.json();
+    let ids = check(&checks(&json, 1), "id-exhaustion").clone();
+    assert_eq!((ids["ok"].clone(), ids["examples"][0].clone()), (Value::from(false), Value::from("2000000000")), "{ids}");
+    assert!(ids["message"].as_str().unwrap().contains("93.1%"), "{ids}");
+    assert_eq!(json["verdict"], "risky");
+
+    // In a protected environment a risky migration needs a person's reason.
+    project.write_config(&format!("[environments.prod]\nurl = \"{}\"\nprotected = true\n", db.url));
+    let prod = |args: &[&str]| Run::of(project.bare().args(["--env", "prod", "--dir"]).arg(project.dir()).args(args).output().unwrap());
+    let refused = prod(&["migrate"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("environment `prod` is protected") && refused.stderr.contains("[id-exhaustion]"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("-- airlock:allow id-exhaustion"), "the fix names the allow: {}", refused.stderr);
+    let json_refusal = prod(&["--format", "json", "migrate"]);
+    json_refusal.expect(3);
+    assert_eq!(json_refusal.json()["error"]["kind"], "risky-in-protected-environment");
+    assert_eq!(json_refusal.json()["error"]["statements"][0]["risks"][0]["code"], "id-exhaustion");
+    assert!(db.history().is_empty(), "nothing applied: {:?}", db.history());
+    assert_eq!(db.count("SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'carts' AND column_name = 'qty'"), 0);
+
+    project.write("1_qty.up.sql", "-- airlock:allow id-exhaustion widening the key is migration 2, next sprint\nALTER TABLE carts ADD COLUMN qty integer;\n");
+    let accepted = plan(&project, &db);
+    accepted.expect(0);
+    assert_eq!(accepted.json()["migrations"][0]["statements"][0]["reasons"][0]["allowed"], "widening the key is migration 2, next sprint");
+    // lint does not call an allow of the plan's unused.
+    assert!(!project.run(&db, &["lint"]).all().contains("unused-allow"));
+    prod(&["migrate"]).expect(0);
+
+    // Widening the key is what the check asks for: it passes at the new type.
+    let widen = match engine {
+        Engine::MySql => "ALTER TABLE carts MODIFY id BIGINT NOT NULL AUTO_INCREMENT;\n",
+        _ => "-- airlock:allow changing-column-type the table is small\nALTER TABLE carts ALTER COLUMN id TYPE bigint;\n",
+    };
+    project.write("2_widen.up.sql", widen);
+    let widened = plan(&project, &db);
+    assert_eq!(check(&checks(&widened.json(), 1), "id-exhaustion")["ok"], true, "{}", widened.stdout);
+}
+
+#[test]
+fn postgres_id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow() {
+    id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(Engine::Postgres);
+}
+
+#[test]
+fn mysql_id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow() {
+    id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(Engine::MySql);
+}
+
+#[test]
+fn mysql_narrowing_a_key_below_its_values_is_blocked() {
+    let db = Db::new(Engine::MySql);
+    carts_near_the_integer_limit(&db);
+    let project = Project::new();
+    project.write("1_narrow.up.sql", "ALTER TABLE carts MODIFY id SMALLINT NOT NULL AUTO_INCREMENT;\n");
+    let run = plan(&project, &db);
+    run.expect(3);
+    let json = run.json();
+    let ids = check(&checks(&json, 1), "id-exhaustion").clone();
+    assert!(ids["message"].as_str().unwrap().to_lowercase().contains("more than smallint can hold"), "{ids}");
+    let casts = check(&checks(&json, 1), "cast-failures").clone();
+    assert_eq!(casts["violations"], 1, "{casts}");
+}
+
+fn calibrate_then_history_replace_the_default_rates(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY, v integer);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    let before = plan(&project, &db);
+    assert_eq!(before.json()["rates"]["index"]["source"], "built-in default");
+
+    let calibrated = project.run(&db, &["--format", "json", "calibrate", "--rows", "20000"]);
+    calibrated.expect(0);
+    let c = &calibrated.json()["calibration"];
+    for work in ["scan", "index", "rewrite"] {
+        assert!(c[work].as_f64().unwrap() > 1000.0, "{work}: {c}");
+    }
+    assert!(!db.table_exists("airlock_calibration_scratch"), "the scratch table is dropped");
+    let after = plan(&project, &db);
+    let rates = after.json()["rates"].clone();
+    assert!(rates["index"]["source"].as_str().unwrap().starts_with("calibration of "), "{rates}");
+    assert_eq!(rates["index"]["rows_per_second"], c["index"]);
+
+    // A real index build over enough rows teaches the history figure.
+    let fill = match engine {
+        Engine::Postgres => "INSERT INTO t SELECT g, g % 1000 FROM generate_series(1, 300000) AS g; ANALYZE t",
+        _ => "INSERT INTO t WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 300000) SELECT n, n % 1000 FROM g; ANALYZE t",
+    };
+    db.exec(fill);
+    let index = match engine {
+        Engine::Postgres => "-- airlock:no-transaction\nCREATE INDEX CONCURRENTLY t_v ON t (v);\n",
+        _ => "CREATE INDEX t_v ON t (v);\n",
+    };
+    project.write("2_index.up.sql", index);
+    project.run(&db, &["migrate"]).expect(0);
+    project.write("3_index.up.sql", &index.replace("t_v", "t_v2"));
+    let learned = plan(&project, &db);
+    let json = learned.json();
+    assert_eq!(json["rates"]["index"]["source"], "history (1 run(s))", "{}", learned.stdout);
+    let statement = &json["migrations"][0]["statements"][0];
+    assert_eq!(statement["work"], "index");
+    assert_eq!(statement["estimate_source"], "history (1 run(s))");
+    assert!(statement["estimated_seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn postgres_calibrate_then_history_replace_the_default_rates() {
+    calibrate_then_history_replace_the_default_rates(Engine::Postgres);
+}
+
+#[test]
+fn sqlite_calibrate_then_history_replace_the_default_rates() {
+    calibrate_then_history_replace_the_default_rates(Engine::Sqlite);
+}
+
+#[test]
+fn mysql_calibrate_stores_rates_and_drops_its_scratch_table() {
+    let db = Db::new(Engine::MySql);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id INT PRIMARY KEY);\n");
+    let calibrated = project.run(&db, &["calibrate", "--rows", "20000"]);
+    calibrated.expect(0);
+    assert!(calibrated.stdout.contains("rewrite") && calibrated.stdout.contains("rows/s"), "{}", calibrated.stdout);
+    assert!(!db.table_exists("airlock_calibration_scratch"));
+    let rates = plan(&project, &db).json()["rates"].clone();
+    assert!(rates["rewrite"]["source"].as_str().unwrap().starts_with("calibration of "), "{rates}");
+    let small = project.run(&db, &["calibrate", "--rows", "10"]);
+    small.expect(2);
+    assert!(small.stderr.contains("--rows 10"), "{}", small.stderr);
+}
+
+/// While a check runs on MariaDB, its session holds only the shared-read
+/// metadata lock every SELECT takes (writers go on), and nothing once it ends.
+#[test]
+fn mysql_checks_take_only_a_shared_read_metadata_lock_and_release_it() {
+    let db = Db::new(Engine::MySql);
+    orders_with_orphans(&db);
+    let project = Project::new();
+    // Each row's check sleeps 0.4 s: about 2.4 s of checking to watch.
+    project.write("1_slow.up.sql", "ALTER TABLE orders ADD CONSTRAINT slow CHECK (SLEEP(0.4) = 0);\n");
+    let child = project.airlock(&db).args(["plan", "--format", "json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let watch = "SELECT LOCK_MODE FROM information_schema.METADATA_LOCK_INFO WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'orders'";
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    let mut wrote = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        let modes: Vec<String> = db.rows(watch).into_iter().filter_map(|r| r.into_iter().next().flatten()).collect();
+        if !modes.is_empty() {
+            seen.extend(modes);
+            if !wrote {
+                // A writer is not held up by the check.
+                let t = std::time::Instant::now();
+                db.exec("INSERT INTO orders VALUES (99, 1)");
+                assert!(t.elapsed() < Duration::from_secs(1), "an insert waited {:?} behind the check", t.elapsed());
+                wrote = true;
+            }
+        } else if wrote {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
+    assert!(wrote, "never saw the check's metadata lock");
+    assert!(seen.iter().all(|m| m == "MDL_SHARED_READ"), "locks seen: {seen:?}");
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(check(&checks(&json, 1), "check-violations")["ok"], true, "{json}");
+    assert!(db.rows(watch).is_empty(), "a metadata lock outlived the plan");
+}
+
+#[test]
+fn postgres_a_check_out_of_time_is_unknown_and_a_protected_environment_needs_an_allow() {
+    let db = Db::new(Engine::Postgres);
+    orders_with_orphans(&db);
+    let project = Project::new();
+    // Each row's check sleeps 2 s: far past a 1 s budget.
+    project.write("1_slow.up.sql", "ALTER TABLE orders ADD CONSTRAINT slow CHECK (pg_sleep(2)::text = '') NOT VALID;\nALTER TABLE orders VALIDATE CONSTRAINT slow;\n");
+    let run = project.run(&db, &["plan", "--format", "json", "--check-timeout", "1s"]);
+    run.expect(0);
+    let json = run.json();
+    let statement = &json["migrations"][0]["statements"][1];
+    let slow = check(statement["checks"].as_array().unwrap(), "check-violations").clone();
+    assert_eq!(slow["ok"], Value::Null, "{slow}");
+    assert_eq!((statement["verdict"].clone(), statement["reasons"][0]["code"].clone()), (Value::from("risky"), Value::from("unchecked")));
+    assert!(statement["reasons"][0]["fix"].as_str().unwrap().contains("--check-timeout"));
+
+    project.write_config(&format!("[environments.prod]\nurl = \"{}\"\nprotected = true\ncheck_timeout = \"1s\"\n", db.url));
+    let prod = || Run::of(project.bare().args(["--env", "prod", "--dir"]).arg(project.dir()).arg("migrate").output().unwrap());
+    let refused = prod();
+    refused.expect(3);
+    assert!(refused.stderr.contains("[unchecked]"), "{}", refused.stderr);
+    assert!(db.history().is_empty());
+    project.write_config(&format!("[environments.prod]\nurl = \"{}\"\nprotected = true\ncheck_timeout = \"0\"\n", db.url));
+    let zero = prod();
+    zero.expect(2);
+    assert!(zero.stderr.contains("check_timeout"), "{}", zero.stderr);
 }

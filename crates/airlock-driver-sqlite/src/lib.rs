@@ -380,7 +380,18 @@ impl Driver for SqliteDriver {
     }
 
     async fn load_catalog(&mut self) -> Result<Catalog> {
-        // SQLite keeps no row statistics worth reading: rows stay unknown.
+        // Rows come from ANALYZE's sqlite_stat1 (its first figure is the
+        // table's row count) when it was run; otherwise they stay unknown.
+        let analyzed: std::collections::HashMap<String, f64> = {
+            let stat = "SELECT tbl, max(CAST(stat AS INTEGER)) FROM sqlite_stat1 GROUP BY tbl";
+            match self.conn.prepare(stat) {
+                Ok(mut stmt) => stmt
+                    .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as f64)))
+                    .map(|rows| rows.filter_map(std::result::Result::ok).collect())
+                    .unwrap_or_default(),
+                Err(_) => Default::default(),
+            }
+        };
         let objects: Vec<(String, String, String)> = {
             let mut stmt = self
                 .conn
@@ -393,7 +404,7 @@ impl Driver for SqliteDriver {
         for (_, name, _) in objects.iter().filter(|(kind, _, _)| kind == "table") {
             let mut table = Table::created(TableName::bare(name), "");
             table.origin = Origin::Live;
-            table.rows = None;
+            table.rows = analyzed.get(name).copied();
             table.bytes = None;
             let mut stmt = self.conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)").map_err(error)?;
             let columns = stmt

@@ -163,7 +163,11 @@ pub(crate) async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &Ch
         if let Some(limit) = &limit {
             driver.execute(limit).await?;
         }
-        let rows = driver.query_text(&sql).await;
+        let mut rows = driver.query_text(&sql).await;
+        if let (Err(_), Some(second)) = (&rows, checks::fallback_query(spec, dialect)) {
+            // The transaction is still usable on MySQL, the only engine with a fallback.
+            rows = driver.query_text(&second).await;
+        }
         let _ = driver.rollback().await;
         rows
     };
@@ -316,9 +320,12 @@ impl Assessor {
                     }
                     found.push((spec.clone(), self.check(spec).await?));
                 }
+                // A lock held only for a catalog change is brief (the lock
+                // timeout bounds its queueing); one held through a scan or a
+                // rewrite of a large table blocks writes for all of it.
                 let large = plan.estimated_rows.is_none_or(|r| r >= LARGE_TABLE_ROWS);
                 for lock in e.locks.iter().filter(|l| l.blocks_writes) {
-                    if live && large {
+                    if live && large && work.is_some() {
                         let rows = plan.estimated_rows.map_or("unknown".to_owned(), |r| format!("~{r:.0}"));
                         plan.reasons.push(risk("blocks-writes", format!("{} on `{}` blocks writes to a large table ({rows} rows)", lock.mode, lock.table), false, engine));
                     }

@@ -253,16 +253,46 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
                     names.join(", ")
                 ))
             }
-            // INNODB_TRX is a cache InnoDB refreshes at most every 0.1 s: a
-            // transaction younger than that may not show, a blocking one does.
-            Dialect::MySql => Some(
-                "SELECT trx_mysql_thread_id, CONCAT('thread ', trx_mysql_thread_id, ' (', trx_state, ', transaction open since ', \
-                 trx_started, '): ', LEFT(COALESCE(trx_query, ''), 80)) FROM information_schema.INNODB_TRX \
-                 WHERE trx_mysql_thread_id <> CONNECTION_ID() LIMIT 5"
-                    .to_owned(),
-            ),
+            // MariaDB's METADATA_LOCK_INFO (plugin metadata_lock_info): the
+            // sessions holding a metadata lock on these very tables, which
+            // any ALTER waits behind. Without the plugin, `fallback_query`.
+            Dialect::MySql => {
+                let on: Vec<String> = tables
+                    .iter()
+                    .map(|t| {
+                        let schema = t.schema.as_deref().map_or("DATABASE()".to_owned(), literal);
+                        format!("(m.TABLE_SCHEMA = {schema} AND m.TABLE_NAME = {})", literal(&t.name))
+                    })
+                    .collect();
+                Some(format!(
+                    "SELECT m.THREAD_ID, MIN(CONCAT('thread ', m.THREAD_ID, ' (', COALESCE(x.trx_state, p.COMMAND, '?'), ', holds ', m.LOCK_MODE, ' on ', m.TABLE_NAME, \
+                     COALESCE(CONCAT(', transaction open since ', x.trx_started), ''), '): ', LEFT(COALESCE(p.INFO, ''), 80))) \
+                     FROM information_schema.METADATA_LOCK_INFO m \
+                     LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = m.THREAD_ID \
+                     LEFT JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID \
+                     WHERE ({}) AND m.THREAD_ID <> CONNECTION_ID() GROUP BY m.THREAD_ID LIMIT 5",
+                    on.join(" OR ")
+                ))
+            }
             Dialect::Sqlite => None,
         },
+    }
+}
+
+/// A second way to write a check, for servers that refuse the first: MySQL
+/// and MariaDB without the metadata_lock_info plugin list open transactions
+/// (INNODB_TRX) of sessions using the same database. INNODB_TRX is a cache
+/// InnoDB refreshes at most every 0.1 s: a younger transaction may not show.
+pub fn fallback_query(spec: &CheckSpec, dialect: Dialect) -> Option<String> {
+    match (spec, dialect) {
+        (CheckSpec::LockBlockers { .. }, Dialect::MySql) => Some(
+            "SELECT x.trx_mysql_thread_id, CONCAT('thread ', x.trx_mysql_thread_id, ' (', x.trx_state, ', transaction open since ', \
+             x.trx_started, '): ', LEFT(COALESCE(x.trx_query, ''), 80)) FROM information_schema.INNODB_TRX x \
+             JOIN information_schema.PROCESSLIST p ON p.ID = x.trx_mysql_thread_id \
+             WHERE x.trx_mysql_thread_id <> CONNECTION_ID() AND (p.DB = DATABASE() OR p.DB IS NULL) LIMIT 5"
+                .to_owned(),
+        ),
+        _ => None,
     }
 }
 

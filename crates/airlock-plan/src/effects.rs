@@ -350,14 +350,12 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                         match live.and_then(|t| t.column(target)) {
                             Some(from) => {
                                 let lost = airlock_lint::rules::mysql_lost_attributes(from, column);
-                                if !lost.is_empty() {
-                                    e.checks.push(CheckSpec::AttributeLoss {
-                                        table: table.clone(),
-                                        column: target.to_owned(),
-                                        lost: lost.iter().map(|a| (*a).to_owned()).collect(),
-                                        fix: airlock_lint::rules::mysql_corrected_column(&table.to_string(), old_name.as_deref(), from, column),
-                                    });
-                                }
+                                e.checks.push(CheckSpec::AttributeLoss {
+                                    table: table.clone(),
+                                    column: target.to_owned(),
+                                    lost: lost.iter().map(|a| (*a).to_owned()).collect(),
+                                    fix: airlock_lint::rules::mysql_corrected_column(&table.to_string(), old_name.as_deref(), from, column),
+                                });
                                 let charset = from.charset.as_deref().or(live.and_then(|t| t.charset.as_deref()));
                                 if airlock_lint::rules::mysql_needs_copy(&from.data_type, &column.data_type, charset).is_some() {
                                     copy = true;

@@ -4,7 +4,10 @@
 #       orphans, beside a hand-written anti-join run by psql in the same run
 #       (target: within 1.2×);
 #   (2) plan's estimates for CREATE INDEX and for a table-rewriting ALTER
-#       against their real durations (target: within 2× either way).
+#       against their real durations (target: within 2× either way), from
+#       each source of rates: the built-in defaults, `airlock calibrate`
+#       (200,000-row scratch table), and history (the timings airlock
+#       recorded applying the same kinds of work on another column).
 #
 # Usage: scripts/test bench/plan.sh [ROWS]     (default 5,000,000)
 set -euo pipefail
@@ -49,14 +52,37 @@ plan, a, p = json.load(open(sys.argv[1])), float(sys.argv[2]), float(sys.argv[3]
 c = [c for c in plan["migrations"][0]["statements"][0]["checks"] if c["check"] == "foreign-key-orphans"][0]
 print(f"foreign-key-orphans: {c['violations']} orphans found; airlock check median {a:.0f} ms, psql anti-join median {p:.0f} ms, ratio {a / p:.2f}")
 PY
-est_index=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p["migrations"][1]["statements"][0]["estimated_seconds"])' "$work/plan.json")
-est_rewrite=$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p["migrations"][2]["statements"][0]["estimated_seconds"])' "$work/plan.json")
+estimates() { python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); s=[m["statements"][0] for m in p["migrations"] if m["statements"][0].get("work") in ("index","rewrite")]; print(" ".join(str(x["estimated_seconds"]) for x in s[:2]))' "$1"; }
+read -r d_index d_rewrite < <(estimates "$work/plan.json")
+
+# (2b) calibrated: `airlock calibrate` on this installation, then plan again.
+"$AIRLOCK" --database-url "$url" calibrate --rows 200000 >/dev/null
+"$AIRLOCK" --database-url "$url" --dir "$work/m" plan --format json --check-timeout 120s > "$work/plan-cal.json" || true
+read -r c_index c_rewrite < <(estimates "$work/plan-cal.json")
+
 real() { psql -qAt "$url" -c '\timing on' -c "$1" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p'; }
 r_index=$(real 'CREATE INDEX orders_total ON orders (total)')
 r_rewrite=$(real 'ALTER TABLE orders ALTER COLUMN total TYPE bigint')
-python3 - "$est_index" "$r_index" "$est_rewrite" "$r_rewrite" <<'PY'
+
+# (2c) from history: airlock applies an index build and a rewrite (each run
+# leaves a timing event), then plans the same work on another column.
+psql -q "$url" -c 'DROP INDEX orders_total' -c 'ALTER TABLE orders ALTER COLUMN total TYPE integer' -c 'VACUUM ANALYZE orders' >/dev/null
+mkdir -p "$work/h"
+cp "$work/m/2_index.up.sql" "$work/h/1_index.up.sql"
+cp "$work/m/3_rewrite.up.sql" "$work/h/2_rewrite.up.sql"
+"$AIRLOCK" --database-url "$url" --dir "$work/h" migrate >/dev/null
+psql -q "$url" -c 'VACUUM ANALYZE orders' >/dev/null
+printf -- '-- airlock:allow require-concurrent-index benchmark\nCREATE INDEX orders_user ON orders (user_id);\n' > "$work/h/3_index.up.sql"
+printf -- '-- airlock:allow changing-column-type benchmark\nALTER TABLE orders ALTER COLUMN user_id TYPE bigint;\n' > "$work/h/4_rewrite.up.sql"
+"$AIRLOCK" --database-url "$url" --dir "$work/h" plan --format json > "$work/plan-hist.json" || true
+read -r h_index h_rewrite < <(estimates "$work/plan-hist.json")
+h_r_index=$(real 'CREATE INDEX orders_user ON orders (user_id)')
+h_r_rewrite=$(real 'ALTER TABLE orders ALTER COLUMN user_id TYPE bigint')
+
+python3 - "$d_index" "$d_rewrite" "$c_index" "$c_rewrite" "$r_index" "$r_rewrite" "$h_index" "$h_rewrite" "$h_r_index" "$h_r_rewrite" <<'PY'
 import sys
-ei, ri, er, rr = float(sys.argv[1]), float(sys.argv[2]) / 1000, float(sys.argv[3]), float(sys.argv[4]) / 1000
-print(f"CREATE INDEX: estimate {ei:.1f} s, real {ri:.1f} s, ratio {ei / ri:.2f}")
-print(f"rewriting ALTER: estimate {er:.1f} s, real {rr:.1f} s, ratio {er / rr:.2f}")
+d_i, d_r, c_i, c_r, r_i, r_r, h_i, h_r, hr_i, hr_r = (float(x) for x in sys.argv[1:])
+r_i, r_r, hr_i, hr_r = r_i / 1000, r_r / 1000, hr_i / 1000, hr_r / 1000
+for source, (ei, er, ri, rr) in [("built-in default", (d_i, d_r, r_i, r_r)), ("calibrate", (c_i, c_r, r_i, r_r)), ("history", (h_i, h_r, hr_i, hr_r))]:
+    print(f"{source:>16}: CREATE INDEX estimate {ei:.1f} s, real {ri:.1f} s, ratio {ei / ri:.2f}; rewriting ALTER estimate {er:.1f} s, real {rr:.1f} s, ratio {er / rr:.2f}")
 PY

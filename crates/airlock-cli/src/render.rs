@@ -350,6 +350,14 @@ fn rows(n: Option<f64>) -> String {
     }
 }
 
+/// Under a risk: the allow that accepted it, or the fix.
+fn reason_outcome(r: &airlock_exec::Risk) {
+    match &r.allowed {
+        Some(reason) => println!("        {DIM}accepted by `-- airlock:allow {}`: {reason}{DIM:#}", r.code),
+        None => println!("        {DIM}fix: {}{DIM:#}", r.fix),
+    }
+}
+
 /// `plan`: per migration, per statement, the locks, rows, estimate, checks and verdict, with the fix for each problem.
 pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
     if format != Format::Human {
@@ -367,10 +375,11 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
             let text = if first_line.len() > 70 { format!("{}…", &first_line[..first_line.char_indices().nth(69).map_or(first_line.len(), |(i, _)| i)]) } else { first_line.to_owned() };
             println!("  {:>2}. {text}", s.index);
             let locks: Vec<String> = s.locks.iter().map(|l| format!("{} {}", l.mode, l.table)).collect();
-            let work = match (s.rewrites_table, s.scans_table) {
-                (true, _) => "rewrites the table",
-                (false, true) => "scans the table",
-                _ => "no table scan",
+            let work = match s.work {
+                Some(airlock_exec::Work::Rewrite) => "rewrites the table",
+                Some(airlock_exec::Work::Index) => "builds an index",
+                Some(airlock_exec::Work::Scan) => "scans the table",
+                None => "no table scan",
             };
             println!(
                 "      {DIM}locks:{DIM:#} {}  {DIM}rows:{DIM:#} {}  {DIM}{work}{DIM:#}  {DIM}estimate:{DIM:#} {}  → {}",
@@ -379,24 +388,32 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 s.estimated_seconds.map_or("?".to_owned(), |t| if t < 1.0 { "< 1 s".to_owned() } else { format!("{t:.0} s") }),
                 verdict_style(s.verdict)
             );
+            // A failed check's risk is told under the check; the others after.
+            let mut told = vec![false; s.reasons.len()];
             for c in &s.checks {
                 let mark = match c.ok {
                     Some(true) => format!("{GREEN}✓{GREEN:#}"),
+                    Some(false) if c.warns_only => format!("{YELLOW}!{YELLOW:#}"),
                     Some(false) => format!("{RED}✗{RED:#}"),
                     None => format!("{YELLOW}?{YELLOW:#}"),
                 };
                 println!("      {mark} {}: {}", c.check, c.message);
-                if !c.examples.is_empty() {
+                if !c.examples.is_empty() && c.check != "attribute-loss" {
                     println!("        {DIM}e.g. {}{DIM:#}", c.examples.join("; "));
                 }
+                let code = if c.ok.is_none() { "unchecked" } else { c.check };
+                if c.ok == Some(true) {
+                    continue;
+                }
+                if let Some(i) = s.reasons.iter().enumerate().position(|(i, r)| !told[i] && r.code == code) {
+                    told[i] = true;
+                    reason_outcome(&s.reasons[i]);
+                }
             }
-            for r in &s.reasons {
+            for r in s.reasons.iter().zip(&told).filter(|(_, told)| !**told).map(|(r, _)| r) {
                 let level = if r.blocks && r.allowed.is_none() { format!("{RED}blocked{RED:#}") } else { format!("{YELLOW}risky{YELLOW:#}") };
                 println!("      {level} [{}] {}", r.code, r.message);
-                match &r.allowed {
-                    Some(reason) => println!("        {DIM}accepted by `-- airlock:allow {}`: {reason}{DIM:#}", r.code),
-                    None => println!("        {DIM}fix: {}{DIM:#}", r.fix),
-                }
+                reason_outcome(r);
             }
             for f in &s.findings {
                 println!("      {} [{}] {}", f.severity.as_str(), f.rule, f.message);

@@ -325,9 +325,16 @@ impl Assessor {
                 // rewrite of a large table blocks writes for all of it.
                 let large = plan.estimated_rows.is_none_or(|r| r >= LARGE_TABLE_ROWS);
                 for lock in e.locks.iter().filter(|l| l.blocks_writes) {
-                    if live && large && work.is_some() {
-                        let rows = plan.estimated_rows.map_or("unknown".to_owned(), |r| format!("~{r:.0}"));
-                        plan.reasons.push(risk("blocks-writes", format!("{} on `{}` blocks writes to a large table ({rows} rows)", lock.mode, lock.table), false, engine));
+                    if let (true, true, Some(work), Some(t)) = (live, large, work, &table) {
+                        let rows = plan.estimated_rows.map_or("rows unknown".to_owned(), |r| format!("~{r:.0} rows"));
+                        let doing = match work {
+                            Work::Scan => "scans",
+                            Work::Index => "builds an index over",
+                            Work::Rewrite => "rewrites",
+                        };
+                        let on = if lock.table == "(database)" { "the database".to_owned() } else { format!("`{}`", lock.table) };
+                        let message = format!("{} on {on} blocks writes while it {doing} `{}` ({rows})", lock.mode, t.name);
+                        plan.reasons.push(risk("blocks-writes", message, false, engine));
                     }
                 }
                 plan.locks.extend(e.locks);

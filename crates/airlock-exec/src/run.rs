@@ -285,7 +285,7 @@ fn decide(options: &Options, migration: &Migration, assessed: &MigrationPlan, re
             .iter()
             .filter_map(|s| {
                 let risks = pick(s);
-                (!risks.is_empty()).then(|| Refusal { index: s.index, line: s.line, risks })
+                (!risks.is_empty()).then_some(Refusal { index: s.index, line: s.line, risks })
             })
             .collect()
     };

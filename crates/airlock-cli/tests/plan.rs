@@ -92,7 +92,12 @@ fn mysql_plan_blocks_seed_002_modify_and_passes_the_corrected_one() {
     let reason = &statement["reasons"].as_array().unwrap().iter().find(|r| r["code"] == "attribute-loss").unwrap().clone();
     assert!(reason["blocks"].as_bool().unwrap() && reason["fix"].as_str().unwrap().contains("MODIFY cart_id BIGINT NOT NULL AUTO_INCREMENT"), "{reason}");
     // migrate refuses it too, and the table keeps its AUTO_INCREMENT.
-    project.run(&db, &["migrate"]).expect(3);
+    // With lint's rule turned off, the plan's own check still refuses it.
+    project.write_config("[lint.rules]\nmodify-drops-attributes = \"off\"\n");
+    let refused = project.run(&db, &["--format", "json", "migrate"]);
+    refused.expect(3);
+    assert_eq!(refused.json()["error"]["kind"], "data-check-failed", "{}", refused.stdout);
+    assert!(!db.table_exists("airlock_history"), "refused before creating airlock's tables");
     assert!(db.scalar("SELECT EXTRA FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'carts' AND COLUMN_NAME = 'cart_id'").unwrap().contains("auto_increment"));
 
     project.write("1_widen.up.sql", "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL AUTO_INCREMENT;\n");
@@ -313,7 +318,8 @@ fn id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(engine: 
     assert_eq!(json_refusal.json()["error"]["kind"], "risky-in-protected-environment");
     assert_eq!(json_refusal.json()["error"]["statements"][0]["risks"][0]["code"], "id-exhaustion");
     assert!(db.history().is_empty(), "nothing applied: {:?}", db.history());
-    assert_eq!(db.count("SELECT COUNT(*) FROM information_schema.columns WHERE table_name = 'carts' AND column_name = 'qty'"), 0);
+    let here = if engine == Engine::MySql { "DATABASE()" } else { "current_schema()" };
+    assert_eq!(db.count(&format!("SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = {here} AND table_name = 'carts' AND column_name = 'qty'")), 0);
 
     project.write("1_qty.up.sql", "-- airlock:allow id-exhaustion widening the key is migration 2, next sprint\nALTER TABLE carts ADD COLUMN qty integer;\n");
     let accepted = plan(&project, &db);
@@ -330,7 +336,45 @@ fn id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(engine: 
     };
     project.write("2_widen.up.sql", widen);
     let widened = plan(&project, &db);
-    assert_eq!(check(&checks(&widened.json(), 1), "id-exhaustion")["ok"], true, "{}", widened.stdout);
+    let ids = check(&checks(&widened.json(), 1), "id-exhaustion").clone();
+    if engine == Engine::MySql {
+        assert_eq!(ids["ok"], true, "{ids}");
+    } else {
+        // A serial's sequence is `AS integer`: widening the column alone does not widen it.
+        assert_eq!(ids["ok"], false, "{ids}");
+        assert!(ids["message"].as_str().unwrap().contains("sequence"), "{ids}");
+    }
+}
+
+#[test]
+fn postgres_an_allow_right_above_the_first_statement_is_that_statements_only() {
+    let db = Db::new(Engine::Postgres);
+    carts_near_the_integer_limit(&db);
+    let project = Project::new();
+    let two = "ALTER TABLE carts ADD COLUMN a integer;\nALTER TABLE carts ADD COLUMN b integer;\n";
+    project.write("1_two.up.sql", &format!("-- airlock:allow id-exhaustion for the first statement\n{two}"));
+    let json = plan(&project, &db).json();
+    let allowed = |i: usize| json["migrations"][0]["statements"][i]["reasons"][0]["allowed"].clone();
+    assert_eq!((allowed(0), allowed(1)), (Value::from("for the first statement"), Value::Null));
+    // Set apart from the statements, a header allow is the whole file's.
+    project.write("1_two.up.sql", &format!("-- airlock:allow id-exhaustion for the whole file\n\n{two}"));
+    let json = plan(&project, &db).json();
+    let allowed = |i: usize| json["migrations"][0]["statements"][i]["reasons"][0]["allowed"].clone();
+    assert_eq!((allowed(0), allowed(1)), (Value::from("for the whole file"), Value::from("for the whole file")));
+}
+
+#[test]
+fn postgres_a_column_added_earlier_in_the_migration_is_not_unchecked() {
+    let db = Db::new(Engine::Postgres);
+    orders_with_orphans(&db);
+    let project = Project::new();
+    project.write(
+        "1_status.up.sql",
+        "ALTER TABLE orders ADD COLUMN status text;\nUPDATE orders SET status = 'new';\nALTER TABLE orders ALTER COLUMN status SET NOT NULL;\n",
+    );
+    let json = plan(&project, &db).json();
+    let last = &json["migrations"][0]["statements"][2];
+    assert!(last["reasons"].as_array().unwrap().iter().all(|r| r["code"] != "unchecked"), "{last}");
 }
 
 #[test]
@@ -458,7 +502,8 @@ fn mysql_checks_take_only_a_shared_read_metadata_lock_and_release_it() {
     }
     let output = child.wait_with_output().unwrap();
     assert!(wrote, "never saw the check's metadata lock");
-    assert!(seen.iter().all(|m| m == "MDL_SHARED_READ"), "locks seen: {seen:?}");
+    // SHARED_HIGH_PRIO: reading the table's definition for the schema model.
+    assert!(seen.iter().all(|m| m == "MDL_SHARED_READ" || m == "MDL_SHARED_HIGH_PRIO"), "locks seen: {seen:?}");
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(check(&checks(&json, 1), "check-violations")["ok"], true, "{json}");
     assert!(db.rows(watch).is_empty(), "a metadata lock outlived the plan");

@@ -445,9 +445,17 @@ async fn resolve_locked(
                 )));
             }
             check_prefix_unchanged(record, migration, &prepared, done, ctx)?;
+            let start = if prepared.mode == RunMode::Statements { done } else { 0 };
+            // What is still to run is judged like any migration: the data as it is now.
+            let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
+            let rates = crate::rates::Rates::read(driver).await;
+            let script = airlock_lint::parse_migration(migration, ctx.options.engine_traits().dialect);
+            let mut assessor = crate::plan::Assessor::new(&ctx.options, catalog, rates, false);
+            let mut assessed = assessor.migration(migration, &script, Default::default()).await?;
+            assessed.statements.retain(|s| s.index > start);
+            crate::run::decide(&ctx.options, migration, &assessed, reporter)?;
             driver.append_event(&event("resolved", version, detail), &ctx.actor).await.map_err(ExecError::db("recording the resolution"))?;
             reporter.migration_started(migration, prepared.mode);
-            let start = if prepared.mode == RunMode::Statements { done } else { 0 };
             let elapsed = apply(driver, ctx, held, migration, &prepared, start, reporter).await?;
             reporter.migration_finished(migration, elapsed);
             ran.push(RunEntry {

@@ -13,6 +13,7 @@ use airlock_driver::{Driver, Engine};
 use airlock_lint::{Finding, LintOptions, ParsedScript, Severity};
 use airlock_plan::checks::{self, CheckResult};
 use airlock_plan::{effects, CheckSpec, Lock};
+use airlock_sql::parse::{AlterAction, Op};
 use serde::Serialize;
 
 use crate::error::ExecError;
@@ -96,6 +97,9 @@ pub struct StatementPlan {
     pub verdict: Verdict,
     /// Why the verdict is not `safe`.
     pub reasons: Vec<Risk>,
+    /// It changes rows (INSERT, UPDATE, DELETE): its time is not a DDL rate.
+    #[serde(skip)]
+    pub changes_rows: bool,
 }
 
 impl StatementPlan {
@@ -217,7 +221,10 @@ fn fix_for(code: &str, engine: Engine) -> String {
             allow("blocks-writes")
         ),
         "over-budget" => format!("split the work (batches, an online form), raise `estimate_budget` in airlock.toml, {}", allow("over-budget")),
-        _ => format!("give the checks more time with --check-timeout (or `check_timeout` in airlock.toml), {}", allow("unchecked")),
+        _ => format!(
+            "if a check ran out of time, give it more (`plan --check-timeout`, or `check_timeout` in airlock.toml); if airlock cannot check the statement, review it by hand; {}",
+            allow("unchecked")
+        ),
     }
 }
 
@@ -274,6 +281,8 @@ impl Assessor {
         let dialect = self.options.engine_traits().dialect;
         let version = migration.version.to_string();
         let mut statements = Vec::new();
+        // Columns earlier statements of this migration add or rename.
+        let mut added: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
         for (i, parsed) in script.statements.iter().enumerate() {
             let mut plan = StatementPlan {
                 index: i + 1,
@@ -291,9 +300,15 @@ impl Assessor {
                 findings: Vec::new(),
                 verdict: Verdict::Safe,
                 reasons: Vec::new(),
+                changes_rows: false,
             };
+            if let Err(why) = &parsed.ops {
+                let message = format!("airlock could not parse this statement ({why}), so nothing about it was checked");
+                plan.reasons.push(risk("unchecked", message, false, engine));
+            }
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
             for op in parsed.ops.iter().flatten() {
+                plan.changes_rows |= matches!(op, Op::Insert { .. } | Op::Update { .. } | Op::Delete { .. });
                 let e = effects(op, &self.catalog, dialect);
                 let table = e.table.as_ref().and_then(|t| self.catalog.table(t).table()).cloned();
                 let live = table.as_ref().is_some_and(|t| t.origin == Origin::Live);
@@ -318,6 +333,13 @@ impl Assessor {
                     if (blockers && !self.lock_blockers) || (!blockers && !live) {
                         continue;
                     }
+                    // The checks read the data as it is before this migration: a
+                    // column an earlier statement of it adds is not there yet.
+                    if let Some((table, columns)) = spec.reads() {
+                        if columns.iter().any(|c| added.contains(&(table.name.to_lowercase(), c.to_lowercase()))) {
+                            continue;
+                        }
+                    }
                     found.push((spec.clone(), self.check(spec).await?));
                 }
                 // A lock held only for a catalog change is brief (the lock
@@ -340,6 +362,19 @@ impl Assessor {
                 plan.locks.extend(e.locks);
                 plan.rewrites_table |= e.rewrites_table;
                 plan.scans_table |= e.scans_table;
+                if let Op::AlterTable { table, actions } = op {
+                    for (action, _) in actions {
+                        let column = match action {
+                            AlterAction::AddColumn(spec) => Some(spec.name.as_str()),
+                            AlterAction::RenameColumn { to, .. } => Some(to.as_str()),
+                            AlterAction::RedefineColumn { old_name: Some(_), column } => Some(column.name.as_str()),
+                            _ => None,
+                        };
+                        if let Some(c) = column {
+                            added.insert((table.name.to_lowercase(), c.to_lowercase()));
+                        }
+                    }
+                }
                 self.catalog.apply(op, &version);
             }
             let budget = self.options.estimate_budget;
@@ -382,6 +417,26 @@ impl Assessor {
                 plan.findings.push(PlanFinding { rule: f.rule, severity: f.severity, message: f.message, help: f.help, fix: f.fix });
             }
             statements.push(plan);
+        }
+        if let Some((line, why)) = &script.split_error {
+            statements.push(StatementPlan {
+                index: 1,
+                sql: String::new(),
+                line: *line,
+                locks: Vec::new(),
+                rewrites_table: false,
+                scans_table: false,
+                work: None,
+                estimated_rows: None,
+                estimated_bytes: None,
+                estimated_seconds: None,
+                estimate_source: None,
+                checks: Vec::new(),
+                findings: Vec::new(),
+                verdict: Verdict::Risky,
+                reasons: vec![risk("unchecked", format!("airlock could not split this file into statements ({why}), so nothing in it was checked"), false, engine)],
+                changes_rows: false,
+            });
         }
         let verdict = statements.iter().map(|s| s.verdict).max().unwrap_or(Verdict::Safe);
         Ok(MigrationPlan { version, name: migration.name.clone(), checksum: migration.checksum.clone(), statements, verdict })

@@ -3,7 +3,9 @@
 //! installation. Three sources, best first:
 //! 1. history: every migration that did one kind of heavy work on a table of
 //!    at least [`MIN_ROWS`] rows leaves a `timing` event (work, rows, ms); the
-//!    median of the newest [`HISTORY_RUNS`] is this database's own figure;
+//!    median of the newest [`HISTORY_RUNS`] of a kind (among the newest 500
+//!    timing events) is this database's own figure. Only a migration that is
+//!    all heavy DDL of one kind over tables of known size leaves one;
 //! 2. calibration: `airlock calibrate` times the three kinds of work on a
 //!    scratch table and stores the rates in `airlock_meta` (key `calibration`);
 //! 3. built-in defaults per engine, measured by bench/plan.sh.
@@ -26,6 +28,8 @@ use crate::{lease, Context, Options};
 pub const MIN_ROWS: f64 = 10_000.0;
 /// How many recent runs of a kind of work the history figure is the median of.
 pub const HISTORY_RUNS: usize = 20;
+/// How many of the newest timing events (all kinds) are read.
+const TIMINGS_READ: usize = 500;
 /// Runs shorter than this are mostly round trips and planning.
 const MIN_MS: f64 = 50.0;
 
@@ -171,7 +175,7 @@ impl Rates {
             .and_then(|row| row.into_iter().next().flatten())
             .and_then(|text| serde_json::from_str::<Calibration>(&text).ok());
         let events = driver
-            .query_text(&format!("SELECT detail FROM airlock_events WHERE kind = 'timing' ORDER BY id DESC LIMIT {}", HISTORY_RUNS * 3))
+            .query_text(&format!("SELECT detail FROM airlock_events WHERE kind = 'timing' ORDER BY id DESC LIMIT {TIMINGS_READ}"))
             .await
             .unwrap_or_default();
         let timings: Vec<Timing> = events

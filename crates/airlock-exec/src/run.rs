@@ -109,6 +109,14 @@ pub async fn migrate(
         };
         let scripts = parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
         lint_pending(options, &pending, &scripts, catalog.clone(), reporter)?;
+        // The first migration is judged before anything is created or locked,
+        // so that a refusal (or a dry run) leaves the database as it was; each
+        // is judged again under the lock, just before it runs.
+        if let (Some(first), Some(script)) = (pending.first(), scripts.first()) {
+            let mut look = Assessor::new(options, catalog.clone(), rates.clone(), false);
+            let assessed = look.migration(first, script, Default::default()).await?;
+            decide(options, first, &assessed, &mut crate::report::Silent)?;
+        }
         judge = Some(Judge {
             expected: pending.iter().map(|m| m.version.to_string()).collect(),
             scripts: pending.iter().map(|m| m.version.to_string()).zip(scripts).collect(),
@@ -220,8 +228,17 @@ async fn migrate_locked(
             .await
             .map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
-        let work: Vec<_> = assessed.statements.iter().filter_map(|s| Some((s.work?, s.estimated_rows?))).collect();
-        if let Some(event) = crate::rates::timing_event(&migration.version, &work, elapsed) {
+        // Only a migration that is all heavy DDL over tables of known size
+        // teaches a rate: anything else in it would count against the work.
+        let work: Option<Vec<_>> = assessed
+            .statements
+            .iter()
+            .map(|s| match (s.work, s.estimated_rows, s.changes_rows) {
+                (Some(work), Some(rows), false) => Some((work, rows)),
+                _ => None,
+            })
+            .collect();
+        if let Some(event) = work.and_then(|work| crate::rates::timing_event(&migration.version, &work, elapsed)) {
             // A hint for later estimates: losing it loses nothing else.
             let _ = driver.append_event(&event, &ctx.actor).await;
         }
@@ -278,7 +295,7 @@ impl Judge {
 
 /// Refuses a blocked migration (exit 3), and a risky one in a protected
 /// environment unless an allow accepts each risk; elsewhere, tells the risks.
-fn decide(options: &Options, migration: &Migration, assessed: &MigrationPlan, reporter: &mut dyn Reporter) -> Result<(), ExecError> {
+pub(crate) fn decide(options: &Options, migration: &Migration, assessed: &MigrationPlan, reporter: &mut dyn Reporter) -> Result<(), ExecError> {
     let refusals = |pick: fn(&StatementPlan) -> Vec<Risk>| -> Vec<Refusal> {
         assessed
             .statements

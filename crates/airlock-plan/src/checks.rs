@@ -238,8 +238,26 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
             Some(rows_where(t, &key_columns(catalog, t, std::slice::from_ref(column)), &filter, dialect))
         }
         CheckSpec::AttributeLoss { .. } => None,
+        // The largest key, and where the engine keeps its generator: a
+        // PostgreSQL sequence (its last value and its own maximum, which
+        // stays at 2147483647 for a serial column widened to bigint) or
+        // MySQL's AUTO_INCREMENT counter, both ahead of max() after deletes.
         CheckSpec::IdExhaustion { table: t, column, .. } => {
-            Some(format!("SELECT max(c.{}) FROM {} AS c", ident(column, dialect), table(t, dialect)))
+            let largest = format!("SELECT max(c.{}) AS v FROM {} AS c", ident(column, dialect), table(t, dialect));
+            Some(match dialect {
+                Dialect::Postgres => format!(
+                    "SELECT m.v, s.last_value, s.max_value FROM ({largest}) AS m LEFT JOIN pg_sequences s \
+                     ON format('%I.%I', s.schemaname, s.sequencename) = pg_get_serial_sequence({}, {})",
+                    literal(&table(t, dialect)),
+                    literal(column)
+                ),
+                Dialect::MySql => format!(
+                    "SELECT m.v, (SELECT AUTO_INCREMENT - 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = {} AND TABLE_NAME = {}) FROM ({largest}) AS m",
+                    t.schema.as_deref().map_or("DATABASE()".to_owned(), literal),
+                    literal(&t.name)
+                ),
+                Dialect::Sqlite => largest,
+            })
         }
         CheckSpec::LockBlockers { tables } => match dialect {
             Dialect::Postgres => {
@@ -299,8 +317,20 @@ pub fn fallback_query(spec: &CheckSpec, dialect: Dialect) -> Option<String> {
 /// Reads the largest key against its type's maximum.
 fn read_id_exhaustion(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckResult {
     let CheckSpec::IdExhaustion { table, column, data_type } = spec else { unreachable!("called for id-exhaustion only") };
-    let largest = rows.first().and_then(|r| r.first().cloned().flatten()).and_then(|v| v.trim().parse::<i128>().ok());
-    let (_, max) = integer_range(data_type).unwrap_or((0, i128::MAX));
+    let value = |i: usize| rows.first().and_then(|r| r.get(i).cloned().flatten()).and_then(|v| v.trim().parse::<i128>().ok());
+    // The largest of max(column) and the generator's last value.
+    let largest = match (value(0), value(1)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let (_, type_max) = integer_range(data_type).unwrap_or((0, i128::MAX));
+    // A sequence with a smaller maximum than the column's type runs out first.
+    let sequence_max = value(2).filter(|m| *m < type_max);
+    let max = sequence_max.unwrap_or(type_max);
+    let data_type = match sequence_max {
+        Some(_) => format!("{data_type} column's sequence"),
+        None => data_type.clone(),
+    };
     let share = largest.map_or(0.0, |v| v as f64 / max as f64);
     let (ok, warns_only, message) = match largest {
         None => (true, false, format!("`{table}.{column}` has no value yet")),
@@ -420,6 +450,13 @@ mod tests {
         let fine = read(&spec("bigint"), &[vec![Some("2000000000".into())]]);
         assert_eq!(fine.ok, Some(true));
         assert_eq!(read(&spec("integer"), &[vec![None]]).ok, Some(true));
+        // A serial widened to bigint keeps its integer sequence: still near the end.
+        let sequence = read(&spec("bigint"), &[vec![Some("2000000000".into()), Some("2000000000".into()), Some("2147483647".into())]]);
+        assert_eq!((sequence.ok, sequence.warns_only), (Some(false), true), "{}", sequence.message);
+        assert!(sequence.message.contains("sequence"), "{}", sequence.message);
+        // The generator is ahead of max() after deletes.
+        let counter = read(&spec("integer"), &[vec![Some("10".into()), Some("2100000000".into())]]);
+        assert_eq!(counter.ok, Some(false));
     }
 
     #[test]

@@ -46,6 +46,23 @@ pub enum CheckSpec {
     IdExhaustion { table: TableName, column: String, data_type: String },
 }
 
+impl CheckSpec {
+    /// The table a data check reads and the columns it needs to exist there
+    /// (empty for checks that need none, or read no table).
+    pub fn reads(&self) -> Option<(&TableName, Vec<&str>)> {
+        match self {
+            CheckSpec::ForeignKeyOrphans { table, columns, .. } | CheckSpec::UniqueDuplicates { table, columns } => {
+                Some((table, columns.iter().map(String::as_str).collect()))
+            }
+            CheckSpec::NotNullViolations { table, column }
+            | CheckSpec::CastFailures { table, column, .. }
+            | CheckSpec::IdExhaustion { table, column, .. } => Some((table, vec![column.as_str()])),
+            CheckSpec::CheckViolations { table, .. } => Some((table, Vec::new())),
+            CheckSpec::LockBlockers { .. } | CheckSpec::AttributeLoss { .. } => None,
+        }
+    }
+}
+
 /// What an operation does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Effects {
@@ -270,7 +287,16 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
             }
             key_checks(table, live, actions, &mut e);
             e.locks.insert(0, pg_lock(table, strongest));
-            e.checks.push(CheckSpec::LockBlockers { tables: e.locks.iter().map(|l| TableName::bare(&l.table)).collect() });
+            e.checks.push(CheckSpec::LockBlockers {
+                tables: e
+                    .locks
+                    .iter()
+                    .map(|l| match l.table.split_once('.') {
+                        Some((schema, name)) => TableName { schema: Some(schema.to_owned()), name: name.to_owned() },
+                        None => TableName::bare(&l.table),
+                    })
+                    .collect(),
+            });
         }
         Op::CreateIndex { table, columns, unique, concurrently, .. } => {
             e.table = Some(table.clone());

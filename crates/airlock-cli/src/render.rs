@@ -255,9 +255,10 @@ pub fn error(e: &ExecError, format: Format) {
                 });
                 value["error"]["applied_before_failure"] = json!(applied);
             }
-            ExecError::ChecksFailed { version, name, file, refused } | ExecError::RiskRefused { version, name, file, refused, .. } => {
+            ExecError::ChecksFailed { version, name, file, refused, applied } | ExecError::RiskRefused { version, name, file, refused, applied, .. } => {
                 value["error"]["migration"] = json!({ "version": version, "name": name, "file": file });
                 value["error"]["statements"] = serde_json::to_value(refused).unwrap_or_default();
+                value["error"]["applied_before_failure"] = json!(applied);
             }
             ExecError::LintRefused(findings) => {
                 value["error"]["findings"] = findings
@@ -304,7 +305,7 @@ pub fn error(e: &ExecError, format: Format) {
                 eprintln!("  = applied before the failure: {}", applied.join(", "));
             }
         }
-        ExecError::ChecksFailed { version, name, file, refused } | ExecError::RiskRefused { version, name, file, refused, .. } => {
+        ExecError::ChecksFailed { version, name, file, refused, applied } | ExecError::RiskRefused { version, name, file, refused, applied, .. } => {
             let why = match e {
                 ExecError::RiskRefused { environment, .. } => format!("environment `{environment}` is protected and it is risky"),
                 _ => "it would fail or lose data or attributes".to_owned(),
@@ -315,6 +316,9 @@ pub fn error(e: &ExecError, format: Format) {
                     eprintln!("  {}:{} statement {} [{}]: {}", file.display(), r.line, r.index, risk.code, risk.message);
                     eprintln!("      {DIM}fix: {}{DIM:#}", risk.fix);
                 }
+            }
+            if !applied.is_empty() {
+                eprintln!("  = applied before the refusal: {}", applied.join(", "));
             }
         }
         other => eprintln!("{RED}error{RED:#}: {other}"),

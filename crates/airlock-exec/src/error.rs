@@ -118,6 +118,8 @@ pub enum ExecError {
         file: std::path::PathBuf,
         /// Its statements that would fail, and why.
         refused: Vec<Refusal>,
+        /// Migrations this run applied before it.
+        applied: Vec<String>,
     },
     /// A risky migration in a protected environment without an allow for each risk.
     #[error("migration {version} ({name}) was not run: environment `{environment}` is protected, and it is risky: {}; migrations before it in this run stay applied; nothing of this one ran", refusals(file, refused))]
@@ -132,6 +134,8 @@ pub enum ExecError {
         environment: String,
         /// Its risky statements, and their risks no allow accepts.
         refused: Vec<Refusal>,
+        /// Migrations this run applied before it.
+        applied: Vec<String>,
     },
     /// `migrate --plan`: the pending migrations are not the ones planned.
     #[error("{0}")]

@@ -210,8 +210,17 @@ async fn migrate_locked(
     let prepared = prepare_all(&plan.pending, &ctx.options)?;
     let versions: Vec<String> = plan.pending.iter().map(|m| m.version.to_string()).collect();
     if versions != judge.expected {
-        // Another run applied some of them meanwhile: the schema model must start from now.
+        // The pending set changed since the look (another run applied some, or
+        // a cut-off run left some): the schema model starts from now, and
+        // what is pending now is linted like anything else that runs.
         judge.assessor.catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
+        let dialect = ctx.options.engine_traits().dialect;
+        let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
+        let scripts: Vec<airlock_lint::ParsedScript> = pending
+            .iter()
+            .map(|m| judge.scripts.get(&m.version.to_string()).cloned().unwrap_or_else(|| airlock_lint::parse_migration(m, dialect)))
+            .collect();
+        lint_pending(&ctx.options, &pending, &scripts, judge.assessor.catalog.clone(), reporter)?;
     }
     let mut ran = Vec::new();
     // Out-of-order runs may apply versions below the newest: keep the maximum.
@@ -222,7 +231,7 @@ async fn migrate_locked(
         }
         // The data as it is now, after the migrations before this one.
         let assessed = judge.assess(migration, &ctx.options).await.map_err(|e| with_applied(e, &ran))?;
-        decide(&ctx.options, migration, &assessed, reporter)?;
+        decide(&ctx.options, migration, &assessed, reporter).map_err(|e| with_applied(e, &ran))?;
         reporter.migration_started(migration, prepared.mode);
         let elapsed = apply(driver, ctx, held, migration, prepared, 0, reporter)
             .await
@@ -313,6 +322,7 @@ pub(crate) fn decide(options: &Options, migration: &Migration, assessed: &Migrat
             name: migration.name.clone(),
             file: migration.up.path.clone(),
             refused: blocked,
+            applied: Vec::new(),
         });
     }
     let risky = refusals(|s| s.unaccepted().cloned().collect());
@@ -326,6 +336,7 @@ pub(crate) fn decide(options: &Options, migration: &Migration, assessed: &Migrat
             file: migration.up.path.clone(),
             environment: options.environment.clone().unwrap_or_default(),
             refused: risky,
+            applied: Vec::new(),
         });
     }
     for refusal in &risky {
@@ -344,8 +355,13 @@ pub(crate) fn decide(options: &Options, migration: &Migration, assessed: &Migrat
 }
 
 fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {
+    let versions = || ran.iter().map(|r| r.version.clone()).collect();
     match e {
-        ExecError::MigrationFailed(f, _) => ExecError::MigrationFailed(f, ran.iter().map(|r| r.version.clone()).collect()),
+        ExecError::MigrationFailed(f, _) => ExecError::MigrationFailed(f, versions()),
+        ExecError::ChecksFailed { version, name, file, refused, .. } => ExecError::ChecksFailed { version, name, file, refused, applied: versions() },
+        ExecError::RiskRefused { version, name, file, environment, refused, .. } => {
+            ExecError::RiskRefused { version, name, file, environment, refused, applied: versions() }
+        }
         other => other,
     }
 }

@@ -123,6 +123,7 @@ fn postgres_plan_finds_nulls_duplicates_and_values_that_will_not_cast() {
          ALTER TABLE accounts ALTER COLUMN code TYPE integer USING code::integer;\n",
     );
     project.write("2_unique.up.sql", "CREATE UNIQUE INDEX CONCURRENTLY accounts_email ON accounts (email);\n");
+    project.write("3_short.up.sql", "ALTER TABLE accounts ADD CONSTRAINT code_short CHECK (length(code) <= 3);\n");
     let run = plan(&project, &db);
     run.expect(3);
     let json = run.json();
@@ -133,6 +134,10 @@ fn postgres_plan_finds_nulls_duplicates_and_values_that_will_not_cast() {
     let duplicates = json["migrations"][1]["statements"][0]["checks"].as_array().unwrap().clone();
     let duplicates = check(&duplicates, "unique-duplicates");
     assert_eq!((duplicates["violations"].clone(), duplicates["examples"][0].clone()), (Value::from(1), Value::from("a@x")));
+    // The CHECK expression evaluated over the live rows: ' 13 ' is 4 long.
+    let short = json["migrations"][2]["statements"][0]["checks"].as_array().unwrap().clone();
+    let short = check(&short, "check-violations");
+    assert_eq!((short["violations"].clone(), short["examples"][0].clone()), (Value::from(1), Value::from("4")), "{short}");
 }
 
 #[test]

@@ -381,7 +381,7 @@ impl Driver for SqliteDriver {
 
     async fn load_catalog(&mut self) -> Result<Catalog> {
         // Rows come from ANALYZE's sqlite_stat1 (its first figure is the
-        // table's row count) when it was run; otherwise they stay unknown.
+        // table's row count) when it was run.
         let analyzed: std::collections::HashMap<String, f64> = {
             let stat = "SELECT tbl, max(CAST(stat AS INTEGER)) FROM sqlite_stat1 GROUP BY tbl";
             match self.conn.prepare(stat) {
@@ -404,7 +404,12 @@ impl Driver for SqliteDriver {
         for (_, name, _) in objects.iter().filter(|(kind, _, _)| kind == "table") {
             let mut table = Table::created(TableName::bare(name), "");
             table.origin = Origin::Live;
-            table.rows = analyzed.get(name).copied();
+            // Else max(rowid): an upper bound (deleted rows leave gaps),
+            // read off the rowid b-tree's last page; None for WITHOUT ROWID.
+            table.rows = analyzed.get(name).copied().or_else(|| {
+                let sql = format!("SELECT coalesce(max(rowid), 0) FROM \"{}\"", name.replace('"', "\"\""));
+                self.conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).ok().map(|n| n as f64)
+            });
             table.bytes = None;
             let mut stmt = self.conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)").map_err(error)?;
             let columns = stmt

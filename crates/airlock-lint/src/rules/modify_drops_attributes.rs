@@ -48,11 +48,28 @@ fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
+/// A MySQL identifier as SQL: backticked when it is not a plain word or is a
+/// word MySQL reserves (the common ones a column is named after).
+fn ident(name: &str) -> String {
+    const RESERVED: [&str; 24] = [
+        "key", "keys", "order", "group", "index", "table", "select", "from", "where", "desc", "asc", "by", "interval", "range",
+        "rank", "row", "rows", "status", "condition", "check", "default", "match", "references", "usage",
+    ];
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain && !RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
+        name.to_owned()
+    } else {
+        format!("`{}`", name.replace('`', "``"))
+    }
+}
+
 /// The statement with every live attribute kept.
 pub fn corrected(table: &str, old_name: Option<&str>, live: &Column, new: &ColumnSpec) -> String {
+    let table = table.split('.').map(ident).collect::<Vec<_>>().join(".");
     let mut sql = match old_name {
-        Some(old) => format!("ALTER TABLE {table} CHANGE {old} {} {}", new.name, new.data_type),
-        None => format!("ALTER TABLE {table} MODIFY {} {}", new.name, new.data_type),
+        Some(old) => format!("ALTER TABLE {table} CHANGE {} {} {}", ident(old), ident(&new.name), new.data_type),
+        None => format!("ALTER TABLE {table} MODIFY {} {}", ident(&new.name), new.data_type),
     };
     if live.unsigned && !new.unsigned {
         sql.push_str(" UNSIGNED");
@@ -179,6 +196,12 @@ mod tests {
             finding.fix.as_deref(),
             Some("ALTER TABLE carts MODIFY cart_id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT COMMENT 'cart key'")
         );
+        // A column named after a reserved word is quoted in the fix.
+        let mut keyed = carts();
+        keyed[0].columns[0].name = "key".into();
+        let quoted = super::super::test::report(MySql, &[("1_m.up.sql", "ALTER TABLE carts MODIFY `key` BIGINT NOT NULL;"), ("1_m.down.sql", "SELECT 1;")], Catalog::live(keyed));
+        let fix = quoted.findings.iter().find(|f| f.rule == ID).and_then(|f| f.fix.clone()).unwrap();
+        assert!(fix.starts_with("ALTER TABLE carts MODIFY `key` BIGINT"), "{fix}");
         // int → bigint is also a table copy.
         assert!(report.findings.iter().any(|f| f.rule == "copy-algorithm"));
         assert_eq!(run(MySql, sql), [(ID, Severity::Warning)]);

@@ -232,8 +232,8 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::LintErrors(_) => "lint-errors",
         ExecError::LintRefused(_) => "lint",
         ExecError::PlanBlocked => "plan-blocked",
-        ExecError::ChecksFailed { .. } => "data-check-failed",
-        ExecError::RiskRefused { .. } => "risky-in-protected-environment",
+        ExecError::ChecksFailed(_) => "data-check-failed",
+        ExecError::RiskRefused(_) => "risky-in-protected-environment",
         ExecError::PlanMismatch(_) => "plan-mismatch",
     }
 }
@@ -255,10 +255,10 @@ pub fn error(e: &ExecError, format: Format) {
                 });
                 value["error"]["applied_before_failure"] = json!(applied);
             }
-            ExecError::ChecksFailed { version, name, file, refused, applied } | ExecError::RiskRefused { version, name, file, refused, applied, .. } => {
-                value["error"]["migration"] = json!({ "version": version, "name": name, "file": file });
-                value["error"]["statements"] = serde_json::to_value(refused).unwrap_or_default();
-                value["error"]["applied_before_failure"] = json!(applied);
+            ExecError::ChecksFailed(r) | ExecError::RiskRefused(r) => {
+                value["error"]["migration"] = json!({ "version": r.version, "name": r.name, "file": r.file });
+                value["error"]["statements"] = serde_json::to_value(&r.statements).unwrap_or_default();
+                value["error"]["applied_before_failure"] = json!(r.applied);
             }
             ExecError::LintRefused(findings) => {
                 value["error"]["findings"] = findings
@@ -305,20 +305,20 @@ pub fn error(e: &ExecError, format: Format) {
                 eprintln!("  = applied before the failure: {}", applied.join(", "));
             }
         }
-        ExecError::ChecksFailed { version, name, file, refused, applied } | ExecError::RiskRefused { version, name, file, refused, applied, .. } => {
+        ExecError::ChecksFailed(r) | ExecError::RiskRefused(r) => {
             let why = match e {
-                ExecError::RiskRefused { environment, .. } => format!("environment `{environment}` is protected and it is risky"),
+                ExecError::RiskRefused(_) => format!("environment `{}` is protected and it is risky", r.environment),
                 _ => "it would fail or lose data or attributes".to_owned(),
             };
-            eprintln!("{RED}error{RED:#}: migration {version} ({name}) was not run: {why}; nothing of it ran, migrations before it in this run stay applied");
-            for r in refused {
-                for risk in &r.risks {
-                    eprintln!("  {}:{} statement {} [{}]: {}", file.display(), r.line, r.index, risk.code, risk.message);
+            eprintln!("{RED}error{RED:#}: migration {} ({}) was not run: {why}; nothing of it ran, migrations before it in this run stay applied", r.version, r.name);
+            for statement in &r.statements {
+                for risk in &statement.risks {
+                    eprintln!("  {}:{} statement {} [{}]: {}", r.file.display(), statement.line, statement.index, risk.code, risk.message);
                     eprintln!("      {DIM}fix: {}{DIM:#}", risk.fix);
                 }
             }
-            if !applied.is_empty() {
-                eprintln!("  = applied before the refusal: {}", applied.join(", "));
+            if !r.applied.is_empty() {
+                eprintln!("  = applied before the refusal: {}", r.applied.join(", "));
             }
         }
         other => eprintln!("{RED}error{RED:#}: {other}"),

@@ -187,6 +187,7 @@ fn migrate_checks_the_data_just_before_each_migration(engine: Engine) {
     refused.expect(3);
     assert!(refused.stderr.contains("migration 2 (fk) was not run") && refused.stderr.contains("3 row(s) of `orders` have no match in `users`"), "{}", refused.stderr);
     assert_eq!(db.history().len(), 1, "migration 1 applied, 2 refused: {:?}", db.history());
+    assert!(refused.stderr.contains("applied before the refusal: 1"), "{}", refused.stderr);
 
     // A data migration before it fixes the rows: the check sees the data as it is then.
     project.write("2_fk.up.sql", "-- airlock:data\nDELETE FROM orders WHERE user_id NOT IN (1, 2);\n");

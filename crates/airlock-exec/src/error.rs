@@ -108,35 +108,11 @@ pub enum ExecError {
     GateNotSatisfied,
     /// A data check just before a migration shows it would fail or lose data
     /// or attributes; it was not run.
-    #[error("migration {version} ({name}) was not run: {}; migrations before it in this run stay applied; nothing of this one ran", refusals(file, refused))]
-    ChecksFailed {
-        /// The migration refused.
-        version: String,
-        /// Its name.
-        name: String,
-        /// Its file.
-        file: std::path::PathBuf,
-        /// Its statements that would fail, and why.
-        refused: Vec<Refusal>,
-        /// Migrations this run applied before it.
-        applied: Vec<String>,
-    },
+    #[error("migration {} ({}) was not run: {}; migrations before it in this run stay applied; nothing of this one ran", .0.version, .0.name, refusals(&.0.file, &.0.statements))]
+    ChecksFailed(Box<MigrationRefused>),
     /// A risky migration in a protected environment without an allow for each risk.
-    #[error("migration {version} ({name}) was not run: environment `{environment}` is protected, and it is risky: {}; migrations before it in this run stay applied; nothing of this one ran", refusals(file, refused))]
-    RiskRefused {
-        /// The migration refused.
-        version: String,
-        /// Its name.
-        name: String,
-        /// Its file.
-        file: std::path::PathBuf,
-        /// The protected environment.
-        environment: String,
-        /// Its risky statements, and their risks no allow accepts.
-        refused: Vec<Refusal>,
-        /// Migrations this run applied before it.
-        applied: Vec<String>,
-    },
+    #[error("migration {} ({}) was not run: environment `{}` is protected, and it is risky: {}; migrations before it in this run stay applied; nothing of this one ran", .0.version, .0.name, .0.environment, refusals(&.0.file, &.0.statements))]
+    RiskRefused(Box<MigrationRefused>),
     /// `migrate --plan`: the pending migrations are not the ones planned.
     #[error("{0}")]
     PlanMismatch(String),
@@ -164,8 +140,8 @@ impl ExecError {
             | ExecError::LintErrors(_)
             | ExecError::LintRefused(_)
             | ExecError::PlanBlocked
-            | ExecError::ChecksFailed { .. }
-            | ExecError::RiskRefused { .. }
+            | ExecError::ChecksFailed(_)
+            | ExecError::RiskRefused(_)
             | ExecError::PlanMismatch(_) => {
                 exit::BLOCKED
             }
@@ -191,6 +167,23 @@ fn describe_finding(f: &airlock_lint::Finding) -> String {
         text.push_str(&format!("\n  fix: {fix}"));
     }
     text
+}
+
+/// A migration `migrate` refused to run, and why.
+#[derive(Clone, Debug)]
+pub struct MigrationRefused {
+    /// Its version.
+    pub version: String,
+    /// Its name.
+    pub name: String,
+    /// Its file.
+    pub file: std::path::PathBuf,
+    /// The environment (for a risky migration in a protected one).
+    pub environment: String,
+    /// Its statements that stand in the way, and why.
+    pub statements: Vec<Refusal>,
+    /// Migrations this run applied before it.
+    pub applied: Vec<String>,
 }
 
 /// One statement `migrate` refused to run, and why.

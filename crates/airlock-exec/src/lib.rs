@@ -30,7 +30,7 @@ use airlock_driver_sqlite::SqliteDriver;
 
 pub use crate::actor::AIRLOCK_VERSION;
 pub use crate::admin::{down, repair, resolve, status, unlock, Resolution};
-pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration};
+pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal};
 pub use crate::gate::{gate, gate_wait, judge, GateReport, Requirement};
 pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};
 pub use crate::report::{
@@ -196,6 +196,9 @@ pub(crate) struct Context {
     pub options: Options,
     pub actor: Actor,
     pub claim: LeaseClaim,
+    /// Milliseconds spent waiting before lock-timeout retries, so that a
+    /// migration's timing can leave them out.
+    pub paused_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Context {
@@ -208,7 +211,7 @@ impl Context {
             pid: actor.pid,
             os_user: actor.os_user.clone(),
         };
-        Context { options: options.clone(), actor, claim }
+        Context { options: options.clone(), actor, claim, paused_ms: Default::default() }
     }
 }
 

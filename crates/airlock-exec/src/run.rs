@@ -11,7 +11,7 @@ use chrono::Utc;
 use rand::Rng;
 use serde_json::json;
 
-use crate::error::{ExecError, FailedStatement, Refusal};
+use crate::error::{ExecError, FailedStatement, MigrationRefused, Refusal};
 use crate::plan::{Assessor, MigrationPlan, Risk, StatementPlan};
 use crate::lease::{self, HeldLease};
 use crate::prepare::{prepare, Prepared};
@@ -233,10 +233,18 @@ async fn migrate_locked(
         let assessed = judge.assess(migration, &ctx.options).await.map_err(|e| with_applied(e, &ran))?;
         decide(&ctx.options, migration, &assessed, reporter).map_err(|e| with_applied(e, &ran))?;
         reporter.migration_started(migration, prepared.mode);
+        let paused = || Duration::from_millis(ctx.paused_ms.load(std::sync::atomic::Ordering::Relaxed));
+        let paused_before = paused();
         let elapsed = apply(driver, ctx, held, migration, prepared, 0, reporter)
             .await
             .map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
+        // Waits before retries are not work (a transactional migration's
+        // time already starts at its last attempt).
+        let working = match prepared.mode {
+            RunMode::Statements => elapsed.saturating_sub(paused() - paused_before),
+            RunMode::Transaction => elapsed,
+        };
         // Only a migration that is all heavy DDL over tables of known size
         // teaches a rate: anything else in it would count against the work.
         let work: Option<Vec<_>> = assessed
@@ -247,7 +255,7 @@ async fn migrate_locked(
                 _ => None,
             })
             .collect();
-        if let Some(event) = work.and_then(|work| crate::rates::timing_event(&migration.version, &work, elapsed)) {
+        if let Some(event) = work.and_then(|work| crate::rates::timing_event(&migration.version, &work, working)) {
             // A hint for later estimates: losing it loses nothing else.
             let _ = driver.append_event(&event, &ctx.actor).await;
         }
@@ -316,28 +324,25 @@ pub(crate) fn decide(options: &Options, migration: &Migration, assessed: &Migrat
             .collect()
     };
     let blocked = refusals(|s| s.blocking().cloned().collect());
-    if !blocked.is_empty() {
-        return Err(ExecError::ChecksFailed {
+    let refused = |statements: Vec<Refusal>| {
+        Box::new(MigrationRefused {
             version: migration.version.to_string(),
             name: migration.name.clone(),
             file: migration.up.path.clone(),
-            refused: blocked,
+            environment: options.environment.clone().unwrap_or_default(),
+            statements,
             applied: Vec::new(),
-        });
+        })
+    };
+    if !blocked.is_empty() {
+        return Err(ExecError::ChecksFailed(refused(blocked)));
     }
     let risky = refusals(|s| s.unaccepted().cloned().collect());
     if risky.is_empty() {
         return Ok(());
     }
     if options.protected {
-        return Err(ExecError::RiskRefused {
-            version: migration.version.to_string(),
-            name: migration.name.clone(),
-            file: migration.up.path.clone(),
-            environment: options.environment.clone().unwrap_or_default(),
-            refused: risky,
-            applied: Vec::new(),
-        });
+        return Err(ExecError::RiskRefused(refused(risky)));
     }
     for refusal in &risky {
         for r in &refusal.risks {
@@ -358,9 +363,13 @@ fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {
     let versions = || ran.iter().map(|r| r.version.clone()).collect();
     match e {
         ExecError::MigrationFailed(f, _) => ExecError::MigrationFailed(f, versions()),
-        ExecError::ChecksFailed { version, name, file, refused, .. } => ExecError::ChecksFailed { version, name, file, refused, applied: versions() },
-        ExecError::RiskRefused { version, name, file, environment, refused, .. } => {
-            ExecError::RiskRefused { version, name, file, environment, refused, applied: versions() }
+        ExecError::ChecksFailed(mut r) => {
+            r.applied = versions();
+            ExecError::ChecksFailed(r)
+        }
+        ExecError::RiskRefused(mut r) => {
+            r.applied = versions();
+            ExecError::RiskRefused(r)
         }
         other => other,
     }
@@ -392,7 +401,9 @@ pub(crate) async fn pause_before_retry(
     let blockers = driver.describe_blockers().await.unwrap_or_default();
     let wait = backoff(ctx, attempt - 1);
     reporter.retrying(migration, index + 1, attempt, wait, &blockers);
+    let started = Instant::now();
     tokio::time::sleep(wait).await;
+    ctx.paused_ms.fetch_add(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
 fn new_record(ctx: &Context, migration: &Migration, mode: RunMode, total: usize) -> HistoryRecord {

@@ -548,3 +548,27 @@ fn postgres_a_check_out_of_time_is_unknown_and_a_protected_environment_needs_an_
     zero.expect(2);
     assert!(zero.stderr.contains("check_timeout"), "{}", zero.stderr);
 }
+
+#[test]
+fn mysql_plan_finds_values_that_will_not_cast_nulls_and_cut_text() {
+    let db = Db::new(Engine::MySql);
+    db.exec("CREATE TABLE accounts (id INT PRIMARY KEY, code VARCHAR(20), note VARCHAR(50), email VARCHAR(50))");
+    db.exec("INSERT INTO accounts VALUES (1, '10', 'short', 'a@x'), (2, 'x12', 'a note longer than ten', NULL), (3, ' 13 ', NULL, 'b@x')");
+    let project = Project::new();
+    project.write(
+        "1_tighten.up.sql",
+        "ALTER TABLE accounts MODIFY code INT;\nALTER TABLE accounts MODIFY note VARCHAR(10);\nALTER TABLE accounts MODIFY email VARCHAR(50) NOT NULL;\n",
+    );
+    let run = plan(&project, &db);
+    run.expect(3);
+    let json = run.json();
+    let casts = check(&checks(&json, 1), "cast-failures").clone();
+    assert_eq!((casts["violations"].clone(), casts["examples"][0].clone()), (Value::from(1), Value::from("2")), "' 13 ' converts, 'x12' does not: {casts}");
+    let cut = check(&checks(&json, 2), "cast-failures").clone();
+    assert_eq!((cut["violations"].clone(), cut["examples"][0].clone()), (Value::from(1), Value::from("2")), "{cut}");
+    let nulls = check(&checks(&json, 3), "not-null-violations").clone();
+    assert_eq!((nulls["violations"].clone(), nulls["examples"][0].clone()), (Value::from(1), Value::from("2")), "{nulls}");
+    // A type change copies the table; NOT NULL rebuilds it in place, writes going on.
+    let modes: Vec<&str> = (0..3).map(|i| json["migrations"][0]["statements"][i]["locks"][0]["mode"].as_str().unwrap()).collect();
+    assert_eq!(modes, ["ALGORITHM=COPY", "ALGORITHM=COPY", "ALGORITHM=INPLACE"]);
+}

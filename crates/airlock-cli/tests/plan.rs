@@ -572,3 +572,26 @@ fn mysql_plan_finds_values_that_will_not_cast_nulls_and_cut_text() {
     let modes: Vec<&str> = (0..3).map(|i| json["migrations"][0]["statements"][i]["locks"][0]["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, ["ALGORITHM=COPY", "ALGORITHM=COPY", "ALGORITHM=INPLACE"]);
 }
+
+#[test]
+fn postgres_plan_reads_inside_do_blocks() {
+    let db = Db::new(Engine::Postgres);
+    orders_with_orphans(&db);
+    let project = Project::new();
+    // The usual idempotent guard around a foreign key: its orphans are counted.
+    project.write(
+        "1_fk.up.sql",
+        "-- airlock:allow adding-foreign-key small table\nDO $$ BEGIN\n  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'orders_user_fk') THEN\n    \
+         ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n  END IF;\nEND $$;\n",
+    );
+    let run = plan(&project, &db);
+    run.expect(3);
+    assert_eq!(check(&checks(&run.json(), 1), "foreign-key-orphans")["violations"], 3);
+    // Dynamic SQL cannot be seen: unchecked, so risky, and lint says why.
+    project.write("1_fk.up.sql", "DO $$ BEGIN EXECUTE 'ALTER TABLE orders ADD COLUMN ' || 'note text'; END $$;\n");
+    let run = plan(&project, &db);
+    run.expect(0);
+    let statement = run.json()["migrations"][0]["statements"][0].clone();
+    assert_eq!((statement["verdict"].clone(), statement["reasons"][0]["code"].clone()), (Value::from("risky"), Value::from("unchecked")), "{statement}");
+    assert!(statement["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "dynamic-sql"), "{statement}");
+}

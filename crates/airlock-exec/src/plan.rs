@@ -309,6 +309,10 @@ impl Assessor {
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
             for op in parsed.ops.iter().flatten() {
                 plan.changes_rows |= matches!(op, Op::Insert { .. } | Op::Update { .. } | Op::Delete { .. });
+                if matches!(op, Op::Other { kind } if kind == airlock_sql::parse::DO_UNSEEN) {
+                    let message = "this DO block runs SQL airlock cannot see (EXECUTE of a string, another language, or a body that does not parse)";
+                    plan.reasons.push(risk("unchecked", message.to_owned(), false, engine));
+                }
                 let e = effects(op, &self.catalog, dialect);
                 let table = e.table.as_ref().and_then(|t| self.catalog.table(t).table()).cloned();
                 let live = table.as_ref().is_some_and(|t| t.origin == Origin::Live);

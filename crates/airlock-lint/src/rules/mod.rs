@@ -15,6 +15,7 @@ mod drop_column;
 mod drop_table;
 mod inline_references_ignored;
 mod missing_down;
+mod dynamic_sql;
 mod modify_drops_attributes;
 mod reindex_not_concurrent;
 mod rename_column;
@@ -91,6 +92,7 @@ pub static ALL: &[&dyn Rule] = &[
     &missing_down::MissingDown,
     &table_has_triggers::TableHasTriggers,
     &unbatched_data_change::UnbatchedDataChange,
+    &dynamic_sql::DynamicSql,
 ];
 
 /// Every rule id, the engine's own (`unparsed-statement`, `unused-allow`) included.

@@ -234,6 +234,11 @@ impl Op {
     }
 }
 
+/// The kind of `Op::Other` for a PostgreSQL `DO` block airlock cannot see
+/// all of: it runs dynamic SQL (`EXECUTE`), is in another language, or its
+/// body does not parse.
+pub const DO_UNSEEN: &str = "DO (dynamic SQL)";
+
 /// A statement the parser refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseError {

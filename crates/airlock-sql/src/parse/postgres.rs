@@ -6,7 +6,7 @@ use pg_query::protobuf::{
 };
 use pg_query::NodeEnum;
 
-use super::{AlterAction, ColumnSpec, Constraint, Expr, Op, ParseError, TableName, TxKind};
+use super::{AlterAction, ColumnSpec, Constraint, Expr, Op, ParseError, TableName, TxKind, DO_UNSEEN};
 
 pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
     let tree = pg_query::parse(sql).map_err(|e| ParseError { message: e.to_string() })?;
@@ -15,8 +15,76 @@ pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
         .stmts
         .iter()
         .filter_map(|raw| raw.stmt.as_ref()?.node.as_ref().map(|n| (n, raw.stmt_location.max(0) as usize)))
-        .map(|(node, start)| op(node, start))
+        .flat_map(|(node, start)| match node {
+            NodeEnum::DoStmt(s) => do_block(s),
+            other => vec![op(other, start)],
+        })
         .collect())
+}
+
+/// The statements a PL/pgSQL `DO` block runs, in order, parsed like any
+/// other (so `DO $$ BEGIN IF NOT EXISTS (...) THEN ALTER TABLE ... END IF;
+/// END $$` is checked like its ALTER); an `EXECUTE` of dynamic SQL, a body
+/// in another language or one that does not parse is one
+/// `Op::Other { kind: DO_UNSEEN }`. Offsets inside are the inner statements'.
+fn do_block(s: &protobuf::DoStmt) -> Vec<Op> {
+    let option = |name: &str| {
+        s.args.iter().find_map(|a| match a.node.as_ref() {
+            Some(NodeEnum::DefElem(d)) if d.defname == name => match d.arg.as_deref().and_then(|n| n.node.as_ref()) {
+                Some(NodeEnum::String(v)) => Some(v.sval.clone()),
+                _ => None,
+            },
+            _ => None,
+        })
+    };
+    let unseen = || vec![Op::Other { kind: DO_UNSEEN.to_owned() }];
+    let (Some(body), language) = (option("as"), option("language")) else { return unseen() };
+    if language.is_some_and(|l| !l.eq_ignore_ascii_case("plpgsql")) {
+        return unseen();
+    }
+    // parse_plpgsql reads a CREATE FUNCTION; a dollar quote the body cannot contain.
+    let mut tag = String::from("airlock_do");
+    while body.contains(&format!("${tag}$")) {
+        tag.push('_');
+    }
+    let function = format!("CREATE FUNCTION airlock_do() RETURNS void LANGUAGE plpgsql AS ${tag}${body}${tag}$");
+    let Ok(tree) = pg_query::parse_plpgsql(&function) else { return unseen() };
+    let mut queries = Vec::new();
+    let mut dynamic = false;
+    walk_plpgsql(&tree, &mut queries, &mut dynamic);
+    let mut ops = Vec::new();
+    for query in queries {
+        match parse(&query) {
+            Ok(inner) => ops.extend(inner),
+            Err(_) => dynamic = true,
+        }
+    }
+    if dynamic {
+        ops.extend(unseen());
+    }
+    ops
+}
+
+/// Collects, depth first in order, the SQL of every `PLpgSQL_stmt_execsql`;
+/// notes any `EXECUTE` of a string.
+fn walk_plpgsql(value: &serde_json::Value, queries: &mut Vec<String>, dynamic: &mut bool) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, inner) in map {
+                match key.as_str() {
+                    "PLpgSQL_stmt_execsql" => {
+                        if let Some(q) = inner.pointer("/sqlstmt/PLpgSQL_expr/query").and_then(|q| q.as_str()) {
+                            queries.push(q.to_owned());
+                        }
+                    }
+                    "PLpgSQL_stmt_dynexecute" | "PLpgSQL_stmt_dynfors" => *dynamic = true,
+                    _ => walk_plpgsql(inner, queries, dynamic),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|i| walk_plpgsql(i, queries, dynamic)),
+        _ => {}
+    }
 }
 
 fn offset(location: i32, start: usize) -> usize {
@@ -472,5 +540,23 @@ mod tests {
         assert_eq!(one("UPDATE t SET a = 1"), Op::Update { table: TableName::bare("t"), has_where: false });
         assert_eq!(one("DELETE FROM t WHERE a = 1"), Op::Delete { table: TableName::bare("t"), has_where: true });
         assert!(parse("ALTER TABLE t ADD COLUMN").is_err());
+    }
+
+    #[test]
+    fn do_blocks_are_read_for_the_statements_they_run() {
+        let ops = parse(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'fk') THEN \
+             ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id); END IF; END $$",
+        )
+        .unwrap();
+        assert!(
+            matches!(&ops[..], [Op::AlterTable { table, actions }] if table.name == "orders"
+                && matches!(actions[0].0, AlterAction::AddConstraint(Constraint::ForeignKey { .. }))),
+            "{ops:?}"
+        );
+        let dynamic = parse("DO $$ BEGIN UPDATE t SET a = 1; EXECUTE 'DROP TABLE ' || 'x'; END $$").unwrap();
+        assert!(matches!(&dynamic[..], [Op::Update { .. }, Op::Other { kind }] if kind == DO_UNSEEN), "{dynamic:?}");
+        let other = parse("DO LANGUAGE plperl $$ 1; $$").unwrap();
+        assert!(matches!(&other[..], [Op::Other { kind }] if kind == DO_UNSEEN), "{other:?}");
     }
 }

@@ -428,6 +428,21 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
             }
         }
     }
+    let statements: Vec<&airlock_exec::StatementPlan> = report.migrations.iter().flat_map(|m| &m.statements).collect();
+    if !statements.is_empty() {
+        let count = |v: airlock_exec::Verdict| statements.iter().filter(|s| s.verdict == v).count();
+        let accepted = statements.iter().filter(|s| s.verdict == airlock_exec::Verdict::Risky && s.unaccepted().next().is_none()).count();
+        let seconds: f64 = statements.iter().filter_map(|s| s.estimated_seconds).sum();
+        println!(
+            "\n{} statement(s) in {} migration(s): {} blocked, {} risky ({accepted} accepted by an allow), {} safe; table work estimated at {}",
+            statements.len(),
+            report.migrations.len(),
+            count(airlock_exec::Verdict::Blocked),
+            count(airlock_exec::Verdict::Risky),
+            count(airlock_exec::Verdict::Safe),
+            if seconds < 1.0 { "under 1 s".to_owned() } else { format!("{seconds:.0} s") }
+        );
+    }
     if report.migrations.iter().any(|m| m.statements.iter().any(|s| s.work.is_some())) {
         let rates: Vec<String> = report.rates.iter().map(|(work, r)| format!("{} {} rows/s ({})", work.as_str(), rows(Some(r.rows_per_second)), r.source)).collect();
         println!("\n{DIM}estimates from: {}{DIM:#}", rates.join(", "));

@@ -245,6 +245,12 @@ fn sqlite_plan_finds_duplicates_before_a_unique_index() {
     assert_eq!(json["migrations"][0]["statements"][0]["locks"][0]["mode"], "EXCLUSIVE");
     // Not analyzed: rows are read off the rowid b-tree (an upper bound).
     assert_eq!(json["migrations"][0]["statements"][0]["estimated_rows"], 3.0);
+    // For people: the check, its examples and its fix, and a summary.
+    let human = project.run(&db, &["plan"]);
+    human.expect(3);
+    for says in ["✗ unique-duplicates", "e.g. a@x", "fix: remove or merge the duplicate rows", "1 statement(s) in 1 migration(s): 1 blocked"] {
+        assert!(human.stdout.contains(says), "{says:?} missing from:\n{}", human.stdout);
+    }
 }
 
 #[test]

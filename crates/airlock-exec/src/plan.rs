@@ -81,6 +81,9 @@ pub struct StatementPlan {
     pub scans_table: bool,
     /// The heavy part of its work, which the estimate is made from.
     pub work: Option<Work>,
+    /// The table it works on (the one its rows and estimate are of).
+    #[serde(skip)]
+    pub table: Option<String>,
     /// The table's estimated rows (catalog statistics).
     pub estimated_rows: Option<f64>,
     /// The table's total bytes.
@@ -292,6 +295,7 @@ impl Assessor {
                 rewrites_table: false,
                 scans_table: false,
                 work: None,
+                table: None,
                 estimated_rows: None,
                 estimated_bytes: None,
                 estimated_seconds: None,
@@ -318,11 +322,12 @@ impl Assessor {
                 let live = table.as_ref().is_some_and(|t| t.origin == Origin::Live);
                 let work = Work::of(e.rewrites_table, e.builds_index, e.scans_table);
                 if let Some(t) = &table {
+                    plan.table = Some(t.name.name.clone());
                     plan.estimated_rows = t.rows;
                     plan.estimated_bytes = t.bytes;
                     plan.estimated_seconds = match (work, t.rows) {
                         (Some(work), Some(rows)) => {
-                            let rate = self.rates.get(work);
+                            let rate = self.rates.for_table(work, &t.name.name);
                             plan.estimate_source = Some(rate.source.clone());
                             Some(plan.estimated_seconds.unwrap_or(0.0) + rows / rate.rows_per_second)
                         }
@@ -431,6 +436,7 @@ impl Assessor {
                 rewrites_table: false,
                 scans_table: false,
                 work: None,
+                table: None,
                 estimated_rows: None,
                 estimated_bytes: None,
                 estimated_seconds: None,

@@ -4,7 +4,8 @@
 //! 1. history: every migration that did one kind of heavy work on a table of
 //!    at least [`MIN_ROWS`] rows leaves a `timing` event (work, rows, ms); the
 //!    median of the newest [`HISTORY_RUNS`] of a kind (among the newest 500
-//!    timing events) is this database's own figure. Only a migration that is
+//!    timing events; those on the statement's own table first, the most
+//!    similar statements there are) is this database's own figure. Only a migration that is
 //!    all heavy DDL of one kind over tables of known size leaves one;
 //! 2. calibration: `airlock calibrate` times the three kinds of work on a
 //!    scratch table and stores the rates in `airlock_meta` (key `calibration`);
@@ -84,6 +85,8 @@ pub struct Rates {
     scan: Rate,
     index: Rate,
     rewrite: Rate,
+    /// The timings read, newest first, for per-table figures.
+    timings: Vec<Timing>,
 }
 
 /// What `airlock calibrate` measured and stored.
@@ -112,7 +115,7 @@ impl Rates {
             Engine::Sqlite => (3_000_000.0, 1_000_000.0, 500_000.0),
         };
         let rate = |rows_per_second| Rate { rows_per_second, source: "built-in default".to_owned() };
-        Rates { scan: rate(scan), index: rate(index), rewrite: rate(rewrite) }
+        Rates { scan: rate(scan), index: rate(index), rewrite: rate(rewrite), timings: Vec::new() }
     }
 
     /// The rate of one kind of work.
@@ -142,23 +145,21 @@ impl Rates {
                 }
             }
         }
+        self.timings = timings.iter().filter(|t| t.rows >= MIN_ROWS && t.ms >= MIN_MS).cloned().collect();
         for work in Work::ALL {
-            let mut seen: Vec<f64> = timings
-                .iter()
-                .filter(|t| t.work == work && t.rows >= MIN_ROWS && t.ms >= MIN_MS)
-                .take(HISTORY_RUNS)
-                .map(|t| t.rows / (t.ms / 1000.0))
-                .collect();
-            if seen.is_empty() {
-                continue;
+            if let Some((median, runs)) = median_rate(self.timings.iter().filter(|t| t.work == work)) {
+                self.set(work, Rate { rows_per_second: median, source: format!("history ({runs} run(s))") });
             }
-            seen.sort_by(f64::total_cmp);
-            let median = if seen.len() % 2 == 1 {
-                seen[seen.len() / 2]
-            } else {
-                (seen[seen.len() / 2 - 1] + seen[seen.len() / 2]) / 2.0
-            };
-            self.set(work, Rate { rows_per_second: median, source: format!("history ({} run(s))", seen.len()) });
+        }
+    }
+
+    /// The rate for `work` on `table`: this table's own history when it has
+    /// some (the most similar statements there are), else [`Rates::get`].
+    pub fn for_table(&self, work: Work, table: &str) -> Rate {
+        let own = self.timings.iter().filter(|t| t.work == work && t.table.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(table)));
+        match median_rate(own) {
+            Some((median, runs)) => Rate { rows_per_second: median, source: format!("history of `{table}` ({runs} run(s))") },
+            None => self.get(work).clone(),
         }
     }
 
@@ -188,6 +189,18 @@ impl Rates {
     }
 }
 
+/// The median rows per second of the newest [`HISTORY_RUNS`] timings, and how many there were.
+fn median_rate<'a>(timings: impl Iterator<Item = &'a Timing>) -> Option<(f64, usize)> {
+    let mut seen: Vec<f64> = timings.take(HISTORY_RUNS).map(|t| t.rows / (t.ms / 1000.0)).collect();
+    if seen.is_empty() {
+        return None;
+    }
+    seen.sort_by(f64::total_cmp);
+    let n = seen.len();
+    let median = if n % 2 == 1 { seen[n / 2] } else { (seen[n / 2 - 1] + seen[n / 2]) / 2.0 };
+    Some((median, n))
+}
+
 /// One migration's heavy work and how long it took, as a `timing` event records it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
@@ -197,21 +210,25 @@ pub struct Timing {
     pub rows: f64,
     /// How long the migration took.
     pub ms: f64,
+    /// The table, when all the work was on one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 /// The `timing` event for a migration whose heavy work was all of one kind
 /// over `rows` rows, or None when it teaches nothing (mixed or small work).
-pub(crate) fn timing_event(version: &airlock_core::Version, work: &[(Work, f64)], elapsed: Duration) -> Option<Event> {
-    let (first, _) = work.first()?;
-    if work.iter().any(|(w, _)| w != first) {
+pub(crate) fn timing_event(version: &airlock_core::Version, work: &[(Work, f64, String)], elapsed: Duration) -> Option<Event> {
+    let (first, _, table) = work.first()?;
+    if work.iter().any(|(w, _, _)| w != first) {
         return None;
     }
-    let rows: f64 = work.iter().map(|(_, r)| r).sum();
+    let rows: f64 = work.iter().map(|(_, r, _)| r).sum();
     let ms = elapsed.as_secs_f64() * 1000.0;
     if rows < MIN_ROWS || ms < MIN_MS {
         return None;
     }
-    let detail = serde_json::to_string(&Timing { work: *first, rows, ms }).ok()?;
+    let table = work.iter().all(|(_, _, t)| t == table).then(|| table.clone());
+    let detail = serde_json::to_string(&Timing { work: *first, rows, ms, table }).ok()?;
     Some(Event { kind: "timing".to_owned(), version: Some(version.clone()), detail })
 }
 
@@ -345,7 +362,7 @@ mod tests {
     use super::*;
 
     fn timing(work: Work, rows: f64, ms: f64) -> Timing {
-        Timing { work, rows, ms }
+        Timing { work, rows, ms, table: None }
     }
 
     #[test]
@@ -369,13 +386,26 @@ mod tests {
     }
 
     #[test]
+    fn a_tables_own_history_comes_first() {
+        let mut rates = Rates::defaults(Engine::Postgres);
+        let orders = Timing { table: Some("orders".into()), ..timing(Work::Rewrite, 1e6, 10_000.0) };
+        rates.refine(None, &[orders, timing(Work::Rewrite, 1e6, 1000.0), timing(Work::Rewrite, 1e6, 1000.0)]);
+        let own = rates.for_table(Work::Rewrite, "ORDERS");
+        assert_eq!((own.rows_per_second, own.source.as_str()), (100_000.0, "history of `ORDERS` (1 run(s))"));
+        assert_eq!(rates.for_table(Work::Rewrite, "users").source, "history (3 run(s))");
+    }
+
+    #[test]
     fn only_single_kind_heavy_work_is_timed() {
         let v = airlock_core::Version::parse("1").unwrap();
-        let one = timing_event(&v, &[(Work::Index, 50_000.0)], Duration::from_millis(200)).unwrap();
-        let t: Timing = serde_json::from_str(&one.detail).unwrap();
-        assert_eq!((t.work, t.rows), (Work::Index, 50_000.0));
-        assert!(timing_event(&v, &[(Work::Index, 50_000.0), (Work::Rewrite, 50_000.0)], Duration::from_secs(1)).is_none());
-        assert!(timing_event(&v, &[(Work::Index, 500.0)], Duration::from_secs(1)).is_none());
+        let t = |work, rows: f64, table: &str| (work, rows, table.to_owned());
+        let one = timing_event(&v, &[t(Work::Index, 50_000.0, "orders")], Duration::from_millis(200)).unwrap();
+        let timing: Timing = serde_json::from_str(&one.detail).unwrap();
+        assert_eq!((timing.work, timing.rows, timing.table.as_deref()), (Work::Index, 50_000.0, Some("orders")));
+        let two = timing_event(&v, &[t(Work::Index, 50_000.0, "a"), t(Work::Index, 1.0, "b")], Duration::from_millis(200)).unwrap();
+        assert_eq!(serde_json::from_str::<Timing>(&two.detail).unwrap().table, None);
+        assert!(timing_event(&v, &[t(Work::Index, 50_000.0, "a"), t(Work::Rewrite, 50_000.0, "a")], Duration::from_secs(1)).is_none());
+        assert!(timing_event(&v, &[t(Work::Index, 500.0, "a")], Duration::from_secs(1)).is_none());
         assert!(timing_event(&v, &[], Duration::from_secs(1)).is_none());
     }
 }

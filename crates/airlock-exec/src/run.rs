@@ -250,8 +250,8 @@ async fn migrate_locked(
         let work: Option<Vec<_>> = assessed
             .statements
             .iter()
-            .map(|s| match (s.work, s.estimated_rows, s.changes_rows) {
-                (Some(work), Some(rows), false) => Some((work, rows)),
+            .map(|s| match (s.work, s.estimated_rows, s.changes_rows, &s.table) {
+                (Some(work), Some(rows), false, Some(table)) => Some((work, rows, table.clone())),
                 _ => None,
             })
             .collect();

@@ -25,6 +25,7 @@ pub struct Parsed {
 }
 
 /// What a rule checking one operation of one statement sees.
+#[derive(Clone, Copy)]
 pub struct Context<'a> {
     /// The migration.
     pub migration: &'a Migration,
@@ -40,12 +41,20 @@ pub struct Context<'a> {
     pub dialect: Dialect,
     /// Whether the runner runs this migration in one transaction.
     pub in_transaction: bool,
+    /// Byte offset in the statement of the part checked (an ALTER TABLE
+    /// action), so a finding points at its line; 0 for the whole statement.
+    pub at: usize,
 }
 
 /// Rows below which a blocking lock is too short to matter.
 pub const SMALL_TABLE_ROWS: f64 = 10_000.0;
 
-impl Context<'_> {
+impl<'a> Context<'a> {
+    /// The same, pointed at the part of the statement at byte `at`.
+    pub fn at(&self, at: usize) -> Context<'a> {
+        Context { at, ..*self }
+    }
+
     /// The statement checked.
     pub fn statement(&self) -> &Parsed {
         &self.statements[self.index]
@@ -90,14 +99,16 @@ impl Context<'_> {
     /// A finding about this statement, at the rule's default severity.
     pub fn finding(&self, rule: &dyn Rule, message: String, help: &str) -> Finding {
         let statement = self.statement();
+        // The part checked, when the parser placed it inside the statement.
+        let at = if self.at < statement.sql.len() && statement.sql.is_char_boundary(self.at) { self.at } else { 0 };
         Finding {
             rule: rule.id(),
             severity: rule.default_severity(),
             file: self.migration.up.path.clone(),
-            line: statement.line,
+            line: statement.line + statement.sql[..at].matches('\n').count(),
             version: self.migration.version.to_string(),
             statement: Some(self.index + 1),
-            span: Some(statement.span.clone()),
+            span: Some(statement.span.start + at..statement.span.end),
             message,
             help: help.to_owned(),
             fix: None,

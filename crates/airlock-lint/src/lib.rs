@@ -202,7 +202,7 @@ pub fn lint_parsed(migrations: &[Migration], scripts: &[ParsedScript], mut catal
         for (index, statement) in parsed.iter().enumerate() {
             let Ok(ops) = &statement.ops else { continue };
             for op in ops {
-                let cx = Context { migration, statements: parsed, index, op, catalog: &catalog, dialect: options.dialect, in_transaction };
+                let cx = Context { migration, statements: parsed, index, op, catalog: &catalog, dialect: options.dialect, in_transaction, at: 0 };
                 for rule in rules::ALL {
                     if rule.applies_to(options.dialect) {
                         rule.check(&cx, &mut found);

@@ -56,4 +56,13 @@ mod tests {
         assert!(has(&run(Postgres, "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES u (id);"), ID));
         assert!(has(&run(Postgres, "ALTER TABLE o ADD COLUMN u int REFERENCES u (id);"), ID));
     }
+
+    #[test]
+    fn the_finding_points_at_the_line_of_the_action() {
+        let sql = "ALTER TABLE orders\n  ADD COLUMN note text,\n  ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id);";
+        let report = crate::rules::test::report(Postgres, &[("1_fk.up.sql", sql)], airlock_core::schema::Catalog::offline());
+        let finding = report.findings.iter().find(|f| f.rule == ID).unwrap();
+        assert_eq!(finding.line, 3);
+        assert!(sql[finding.span.clone().unwrap()].starts_with("CONSTRAINT fk"), "{:?}", finding.span);
+    }
 }

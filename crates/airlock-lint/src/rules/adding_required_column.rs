@@ -23,7 +23,8 @@ impl Rule for AddingRequiredColumn {
         if !cx.is_existing(table) {
             return;
         }
-        for (action, _) in actions {
+        for (action, at) in actions {
+            let cx = &cx.at(*at);
             let AlterAction::AddColumn(c) = action else { continue };
             if c.not_null && c.default.is_none() && !c.identity && !c.auto_increment && !c.generated_stored {
                 out.push(cx.finding(

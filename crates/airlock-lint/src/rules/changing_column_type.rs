@@ -63,7 +63,8 @@ impl Rule for ChangingColumnType {
         if !cx.is_existing(table) {
             return;
         }
-        for (action, _) in actions {
+        for (action, at) in actions {
+            let cx = &cx.at(*at);
             let AlterAction::AlterColumnType { column, data_type, using } = action else { continue };
             let old = cx.known(table).and_then(|t| t.column(column)).map(|c| c.data_type.clone());
             // A USING that computes something rewrites whatever the types.

@@ -89,7 +89,8 @@ impl Rule for CopyAlgorithm {
         if !cx.is_existing(table) {
             return;
         }
-        for (action, _) in actions {
+        for (action, at) in actions {
+            let cx = &cx.at(*at);
             let why = match action {
                 AlterAction::AddConstraint(Constraint::ForeignKey { .. }) => {
                     Some("adding a foreign key with foreign_key_checks on".to_owned())

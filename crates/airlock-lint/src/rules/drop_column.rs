@@ -23,7 +23,8 @@ impl Rule for DropColumn {
         if !cx.is_existing(table) {
             return;
         }
-        for (action, _) in actions {
+        for (action, at) in actions {
+            let cx = &cx.at(*at);
             if let AlterAction::DropColumn { column } = action {
                 out.push(cx.finding(
                     self,

@@ -117,8 +117,9 @@ fn per_action(
         return;
     }
     let size = cx.size_note(table);
-    for (action, _) in actions {
+    for (action, at) in actions {
         if let Some(message) = message(table, &size, action) {
+            let cx = cx.at(*at);
             out.push(cx.scaled(cx.finding(rule, message, help), table));
         }
     }

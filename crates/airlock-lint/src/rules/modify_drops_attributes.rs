@@ -114,7 +114,8 @@ impl Rule for ModifyDropsAttributes {
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
         let Op::AlterTable { table, actions } = cx.op else { return };
-        for (action, _) in actions {
+        for (action, at) in actions {
+            let cx = &cx.at(*at);
             let AlterAction::RedefineColumn { old_name, column } = action else { continue };
             let target = old_name.as_deref().unwrap_or(&column.name);
             let verb = if old_name.is_some() { "CHANGE" } else { "MODIFY" };

@@ -22,7 +22,8 @@ impl Rule for RenameColumn {
         if !cx.is_existing(table) {
             return;
         }
-        for (action, _) in actions {
+        for (action, at) in actions {
+            let cx = &cx.at(*at);
             let (from, to) = match action {
                 AlterAction::RenameColumn { from, to } => (from, to),
                 AlterAction::RedefineColumn { old_name: Some(from), column } if !from.eq_ignore_ascii_case(&column.name) => {

@@ -42,7 +42,8 @@ impl Rule for VolatileDefault {
         if !cx.is_existing(table) {
             return;
         }
-        for (action, _) in actions {
+        for (action, at) in actions {
+            let cx = &cx.at(*at);
             let AlterAction::AddColumn(c) = action else { continue };
             if c.identity || c.generated_stored {
                 let what = if c.generated_stored { "a stored generated column" } else { "an identity (or serial) column" };

@@ -26,7 +26,7 @@ pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
 /// other (so `DO $$ BEGIN IF NOT EXISTS (...) THEN ALTER TABLE ... END IF;
 /// END $$` is checked like its ALTER); an `EXECUTE` of dynamic SQL, a body
 /// in another language or one that does not parse is one
-/// `Op::Other { kind: DO_UNSEEN }`. Offsets inside are the inner statements'.
+/// `Op::Other { kind: DO_UNSEEN }`. Findings inside point at the DO statement.
 fn do_block(s: &protobuf::DoStmt) -> Vec<Op> {
     let option = |name: &str| {
         s.args.iter().find_map(|a| match a.node.as_ref() {
@@ -55,7 +55,18 @@ fn do_block(s: &protobuf::DoStmt) -> Vec<Op> {
     let mut ops = Vec::new();
     for query in queries {
         match parse(&query) {
-            Ok(inner) => ops.extend(inner),
+            // Offsets inside are the inner statement's: point at the DO itself.
+            Ok(inner) => ops.extend(inner.into_iter().map(|mut op| {
+                if let Op::AlterTable { actions, .. } = &mut op {
+                    for (action, at) in actions.iter_mut() {
+                        *at = 0;
+                        if let AlterAction::AddColumn(spec) = action {
+                            spec.at = 0;
+                        }
+                    }
+                }
+                op
+            })),
             Err(_) => dynamic = true,
         }
     }

@@ -95,10 +95,7 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 let mut options = options.clone();
                 options.lint = settings::lint_settings(&cli.global, None).map_err(|e| ExecError::Usage(e.0))?;
                 if let Some(text) = &args.check_timeout {
-                    options.check_budget = parse_duration(text)
-                        .map_err(|e| e.to_string())
-                        .and_then(|d| if d.is_zero() { Err("must be more than 0".to_owned()) } else { Ok(d) })
-                        .map_err(|e| ExecError::Usage(format!("--check-timeout {text}: {e}")))?;
+                    options.check_budget = settings::check_budget(text).map_err(|e| ExecError::Usage(format!("--check-timeout {text}: {e}")))?;
                 }
                 let plan = airlock_exec::plan(&options).await?;
                 if let Some(out) = &args.out {

@@ -121,6 +121,16 @@ fn duration(value: &Option<String>, key: &str, default: Duration) -> Result<Dura
     }
 }
 
+/// A data check's time budget (`--check-timeout`, `check_timeout`): a
+/// duration above zero, since a check without one could run for hours on production.
+pub fn check_budget(text: &str) -> Result<Duration, String> {
+    match parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be more than 0: a check without a budget could run for hours on production".to_owned()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Reads the config file named by `--config`, or airlock.toml when present.
 fn load_config(global: &Global) -> Result<(ConfigFile, Option<PathBuf>), SettingsError> {
     let (path, required) = match &global.config {
@@ -253,11 +263,10 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     options.timeouts.statement = duration(&pick(|t| &t.statement_timeout), "statement_timeout", options.timeouts.statement)?;
     options.retry_backoff = duration(&pick(|t| &t.lock_retry_backoff), "lock_retry_backoff", options.retry_backoff)?;
     options.lease_ttl = duration(&pick(|t| &t.lease_ttl), "lease_ttl", options.lease_ttl)?;
-    options.check_budget = duration(&pick(|t| &t.check_timeout), "check_timeout", options.check_budget)?;
-    options.estimate_budget = duration(&pick(|t| &t.estimate_budget), "estimate_budget", options.estimate_budget)?;
-    if options.check_budget.is_zero() {
-        return Err(SettingsError("`check_timeout` must be more than 0: a check without a budget could run for hours on production".to_owned()));
+    if let Some(text) = pick(|t| &t.check_timeout) {
+        options.check_budget = check_budget(&text).map_err(|e| SettingsError(format!("`check_timeout = \"{text}\"`: {e}")))?;
     }
+    options.estimate_budget = duration(&pick(|t| &t.estimate_budget), "estimate_budget", options.estimate_budget)?;
     let lock_wait = global.lock_wait.clone().or_else(|| pick(|t| &t.lock_wait));
     options.lock_wait = duration(&lock_wait, "lock_wait", options.lock_wait)?;
     options.lock_retries = env_tuning.lock_retries.or(config.tuning.lock_retries).unwrap_or(options.lock_retries);

@@ -602,3 +602,24 @@ fn postgres_plan_reads_inside_do_blocks() {
     assert_eq!((statement["verdict"].clone(), statement["reasons"][0]["code"].clone()), (Value::from("risky"), Value::from("unchecked")), "{statement}");
     assert!(statement["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "dynamic-sql"), "{statement}");
 }
+
+#[test]
+fn mysql_resolve_retry_checks_the_statements_left_to_run() {
+    let db = Db::new(Engine::MySql);
+    db.exec("CREATE TABLE accounts (id INT PRIMARY KEY, email VARCHAR(50))");
+    db.exec("INSERT INTO accounts VALUES (1, 'a@x'), (2, 'a@x')");
+    let project = Project::new();
+    // MySQL runs DDL statement by statement: the second fails, the first stays applied.
+    project.write("1_note.up.sql", "ALTER TABLE accounts ADD COLUMN note VARCHAR(10);\nALTER TABLE no_such_table ADD COLUMN x INT;\n");
+    project.run(&db, &["migrate"]).expect(1);
+    // The failed statement is rewritten into one the live rows would break.
+    project.write("1_note.up.sql", "ALTER TABLE accounts ADD COLUMN note VARCHAR(10);\nCREATE UNIQUE INDEX accounts_email ON accounts (email);\n");
+    let refused = project.run(&db, &["--format", "json", "resolve", "1", "--retry-from-failed"]);
+    refused.expect(3);
+    assert_eq!(refused.json()["error"]["kind"], "data-check-failed", "{}", refused.stdout);
+    assert_eq!(refused.json()["error"]["statements"][0]["index"], 2);
+    assert_eq!(db.count("SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() AND index_name = 'accounts_email'"), 0);
+    db.exec("DELETE FROM accounts WHERE id = 2");
+    project.run(&db, &["resolve", "1", "--retry-from-failed"]).expect(0);
+    assert_eq!(db.state_of("1").as_deref(), Some("succeeded"));
+}

@@ -447,10 +447,8 @@ async fn resolve_locked(
             check_prefix_unchanged(record, migration, &prepared, done, ctx)?;
             let start = if prepared.mode == RunMode::Statements { done } else { 0 };
             // What is still to run is judged like any migration: the data as it is now.
-            let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
-            let rates = crate::rates::Rates::read(driver).await;
             let script = airlock_lint::parse_migration(migration, ctx.options.engine_traits().dialect);
-            let mut assessor = crate::plan::Assessor::new(&ctx.options, catalog, rates, false);
+            let mut assessor = crate::plan::Assessor::reading(&ctx.options, driver).await?;
             let mut assessed = assessor.migration(migration, &script, Default::default()).await?;
             assessed.statements.retain(|s| s.index > start);
             crate::run::decide(&ctx.options, migration, &assessed, reporter)?;

@@ -106,6 +106,47 @@ pub struct StatementPlan {
 }
 
 impl StatementPlan {
+    /// A statement with nothing found yet.
+    fn new(index: usize, sql: String, line: usize) -> StatementPlan {
+        StatementPlan {
+            index,
+            sql,
+            line,
+            locks: Vec::new(),
+            rewrites_table: false,
+            scans_table: false,
+            work: None,
+            table: None,
+            estimated_rows: None,
+            estimated_bytes: None,
+            estimated_seconds: None,
+            estimate_source: None,
+            checks: Vec::new(),
+            findings: Vec::new(),
+            verdict: Verdict::Safe,
+            reasons: Vec::new(),
+            changes_rows: false,
+        }
+    }
+
+    /// Marks the risks an `-- airlock:allow` accepts, then sets the verdict.
+    /// Among what blocks, only losing attributes on purpose can be accepted:
+    /// the rest fails anyway.
+    fn settle(&mut self, migration: &Migration, script: &ParsedScript) {
+        for r in &mut self.reasons {
+            let acceptable = !r.blocks || r.code == "attribute-loss";
+            if let Some(a) = airlock_lint::allow_for(migration, &script.statements, self.index, r.code).filter(|_| acceptable) {
+                r.allowed = Some(a.reason.clone());
+            }
+        }
+        self.verdict = self
+            .reasons
+            .iter()
+            .map(|r| if r.blocks && r.allowed.is_none() { Verdict::Blocked } else { Verdict::Risky })
+            .max()
+            .unwrap_or(Verdict::Safe);
+    }
+
     /// Risks no allow accepts that make it blocked.
     pub fn blocking(&self) -> impl Iterator<Item = &Risk> {
         self.reasons.iter().filter(|r| r.blocks && r.allowed.is_none())
@@ -254,6 +295,14 @@ impl Assessor {
         Assessor { options: options.clone(), catalog, rates, lock_blockers, checker: None }
     }
 
+    /// One for `migrate`'s kind of judging (no lock-blocker checks), with the
+    /// schema and rates read from `driver` now.
+    pub(crate) async fn reading(options: &Options, driver: &mut dyn Driver) -> Result<Assessor, ExecError> {
+        let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
+        let rates = Rates::read(driver).await;
+        Ok(Assessor::new(options, catalog, rates, false))
+    }
+
     async fn check(&mut self, spec: &CheckSpec) -> Result<CheckResult, ExecError> {
         if let Some(answer) = checks::without_query(spec) {
             return Ok(answer);
@@ -287,47 +336,30 @@ impl Assessor {
         // Columns earlier statements of this migration add or rename.
         let mut added: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
         for (i, parsed) in script.statements.iter().enumerate() {
-            let mut plan = StatementPlan {
-                index: i + 1,
-                sql: parsed.sql.clone(),
-                line: parsed.line,
-                locks: Vec::new(),
-                rewrites_table: false,
-                scans_table: false,
-                work: None,
-                table: None,
-                estimated_rows: None,
-                estimated_bytes: None,
-                estimated_seconds: None,
-                estimate_source: None,
-                checks: Vec::new(),
-                findings: Vec::new(),
-                verdict: Verdict::Safe,
-                reasons: Vec::new(),
-                changes_rows: false,
-            };
+            let mut plan = StatementPlan::new(i + 1, parsed.sql.clone(), parsed.line);
             if let Err(why) = &parsed.ops {
                 let message = format!("airlock could not parse this statement ({why}), so nothing about it was checked");
                 plan.reasons.push(risk("unchecked", message, false, engine));
             }
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
             for op in parsed.ops.iter().flatten() {
-                plan.changes_rows |= matches!(op, Op::Insert { .. } | Op::Update { .. } | Op::Delete { .. });
+                plan.changes_rows |= op.is_dml();
                 if matches!(op, Op::Other { kind } if kind == airlock_sql::parse::DO_UNSEEN) {
                     let message = "this DO block runs SQL airlock cannot see (EXECUTE of a string, another language, or a body that does not parse)";
                     plan.reasons.push(risk("unchecked", message.to_owned(), false, engine));
                 }
                 let e = effects(op, &self.catalog, dialect);
-                let table = e.table.as_ref().and_then(|t| self.catalog.table(t).table()).cloned();
-                let live = table.as_ref().is_some_and(|t| t.origin == Origin::Live);
+                // The worked-on table as the model knows it (name, rows, size), before the op.
+                let table = e.table.as_ref().and_then(|t| self.catalog.table(t).table()).map(|t| (t.name.name.clone(), t.rows, t.bytes, t.origin == Origin::Live));
+                let live = table.as_ref().is_some_and(|t| t.3);
                 let work = Work::of(e.rewrites_table, e.builds_index, e.scans_table);
-                if let Some(t) = &table {
-                    plan.table = Some(t.name.name.clone());
-                    plan.estimated_rows = t.rows;
-                    plan.estimated_bytes = t.bytes;
-                    plan.estimated_seconds = match (work, t.rows) {
+                if let Some((name, rows, bytes, _)) = &table {
+                    plan.table = Some(name.clone());
+                    plan.estimated_rows = *rows;
+                    plan.estimated_bytes = *bytes;
+                    plan.estimated_seconds = match (work, *rows) {
                         (Some(work), Some(rows)) => {
-                            let rate = self.rates.for_table(work, &t.name.name);
+                            let rate = self.rates.for_table(work, name);
                             plan.estimate_source = Some(rate.source.clone());
                             Some(plan.estimated_seconds.unwrap_or(0.0) + rows / rate.rows_per_second)
                         }
@@ -356,7 +388,7 @@ impl Assessor {
                 // rewrite of a large table blocks writes for all of it.
                 let large = plan.estimated_rows.is_none_or(|r| r >= LARGE_TABLE_ROWS);
                 for lock in e.locks.iter().filter(|l| l.blocks_writes) {
-                    if let (true, true, Some(work), Some(t)) = (live, large, work, &table) {
+                    if let (true, true, Some(work), Some((name, ..))) = (live, large, work, &table) {
                         let rows = plan.estimated_rows.map_or("rows unknown".to_owned(), |r| format!("~{r:.0} rows"));
                         let doing = match work {
                             Work::Scan => "scans",
@@ -364,26 +396,14 @@ impl Assessor {
                             Work::Rewrite => "rewrites",
                         };
                         let on = if lock.table == "(database)" { "the database".to_owned() } else { format!("`{}`", lock.table) };
-                        let message = format!("{} on {on} blocks writes while it {doing} `{}` ({rows})", lock.mode, t.name);
+                        let message = format!("{} on {on} blocks writes while it {doing} `{name}` ({rows})", lock.mode);
                         plan.reasons.push(risk("blocks-writes", message, false, engine));
                     }
                 }
                 plan.locks.extend(e.locks);
                 plan.rewrites_table |= e.rewrites_table;
                 plan.scans_table |= e.scans_table;
-                if let Op::AlterTable { table, actions } = op {
-                    for (action, _) in actions {
-                        let column = match action {
-                            AlterAction::AddColumn(spec) => Some(spec.name.as_str()),
-                            AlterAction::RenameColumn { to, .. } => Some(to.as_str()),
-                            AlterAction::RedefineColumn { old_name: Some(_), column } => Some(column.name.as_str()),
-                            _ => None,
-                        };
-                        if let Some(c) = column {
-                            added.insert((table.name.to_lowercase(), c.to_lowercase()));
-                        }
-                    }
-                }
+                added.extend(columns_added(op));
                 self.catalog.apply(op, &version);
             }
             let budget = self.options.estimate_budget;
@@ -412,41 +432,18 @@ impl Assessor {
                 }
                 plan.checks.push(result);
             }
-            for r in &mut plan.reasons {
-                // Only losing attributes on purpose can be accepted among what blocks: the rest fails anyway.
-                let accepts = !r.blocks || r.code == "attribute-loss";
-                let allow = airlock_lint::allow_for(migration, &script.statements, i + 1, r.code)
-                    .or_else(|| if r.code == "attribute-loss" { airlock_lint::allow_for(migration, &script.statements, i + 1, "modify-drops-attributes") } else { None });
-                if let Some(a) = allow.filter(|_| accepts) {
-                    r.allowed = Some(a.reason.clone());
-                }
-            }
-            plan.verdict = plan.reasons.iter().map(|r| if r.blocks && r.allowed.is_none() { Verdict::Blocked } else { Verdict::Risky }).max().unwrap_or(Verdict::Safe);
+            plan.settle(migration, script);
             for f in findings.remove(&(i + 1)).unwrap_or_default() {
                 plan.findings.push(PlanFinding { rule: f.rule, severity: f.severity, message: f.message, help: f.help, fix: f.fix });
             }
             statements.push(plan);
         }
         if let Some((line, why)) = &script.split_error {
-            statements.push(StatementPlan {
-                index: 1,
-                sql: String::new(),
-                line: *line,
-                locks: Vec::new(),
-                rewrites_table: false,
-                scans_table: false,
-                work: None,
-                table: None,
-                estimated_rows: None,
-                estimated_bytes: None,
-                estimated_seconds: None,
-                estimate_source: None,
-                checks: Vec::new(),
-                findings: Vec::new(),
-                verdict: Verdict::Risky,
-                reasons: vec![risk("unchecked", format!("airlock could not split this file into statements ({why}), so nothing in it was checked"), false, engine)],
-                changes_rows: false,
-            });
+            let mut plan = StatementPlan::new(1, String::new(), *line);
+            let message = format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
+            plan.reasons.push(risk("unchecked", message, false, engine));
+            plan.settle(migration, script);
+            statements.push(plan);
         }
         let verdict = statements.iter().map(|s| s.verdict).max().unwrap_or(Verdict::Safe);
         Ok(MigrationPlan { version, name: migration.name.clone(), checksum: migration.checksum.clone(), statements, verdict })
@@ -456,6 +453,21 @@ impl Assessor {
     pub(crate) fn rates(&self) -> BTreeMap<Work, Rate> {
         Work::ALL.iter().map(|w| (*w, self.rates.get(*w).clone())).collect()
     }
+}
+
+/// The (table, column) pairs, lowercased, that `op` adds or renames into being.
+fn columns_added(op: &Op) -> Vec<(String, String)> {
+    let Op::AlterTable { table, actions } = op else { return Vec::new() };
+    actions
+        .iter()
+        .filter_map(|(action, _)| match action {
+            AlterAction::AddColumn(spec) => Some(spec.name.as_str()),
+            AlterAction::RenameColumn { to, .. } => Some(to.as_str()),
+            AlterAction::RedefineColumn { old_name: Some(_), column } => Some(column.name.as_str()),
+            _ => None,
+        })
+        .map(|c| (table.name.to_lowercase(), c.to_lowercase()))
+        .collect()
 }
 
 fn risk(code: &'static str, message: String, blocks: bool, engine: Engine) -> Risk {

@@ -215,9 +215,25 @@ pub struct Timing {
     pub table: Option<String>,
 }
 
-/// The `timing` event for a migration whose heavy work was all of one kind
-/// over `rows` rows, or None when it teaches nothing (mixed or small work).
-pub(crate) fn timing_event(version: &airlock_core::Version, work: &[(Work, f64, String)], elapsed: Duration) -> Option<Event> {
+/// The `timing` event for a migration just applied in `working` time (waits
+/// before retries left out), or None when it teaches nothing: only one that
+/// is all heavy DDL of one kind over tables of known size does; anything
+/// else in it would count against the work.
+pub(crate) fn timing_of(version: &airlock_core::Version, assessed: &crate::plan::MigrationPlan, working: Duration) -> Option<Event> {
+    let work: Option<Vec<_>> = assessed
+        .statements
+        .iter()
+        .map(|s| match (s.work, s.estimated_rows, s.changes_rows, &s.table) {
+            (Some(work), Some(rows), false, Some(table)) => Some((work, rows, table.clone())),
+            _ => None,
+        })
+        .collect();
+    timing_event(version, &work?, working)
+}
+
+/// The `timing` event for heavy work all of one kind (work, rows, table),
+/// or None when it is mixed or too small or quick to teach a rate.
+fn timing_event(version: &airlock_core::Version, work: &[(Work, f64, String)], elapsed: Duration) -> Option<Event> {
     let (first, _, table) = work.first()?;
     if work.iter().any(|(w, _, _)| w != first) {
         return None;

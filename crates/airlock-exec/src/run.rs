@@ -109,19 +109,19 @@ pub async fn migrate(
         };
         let scripts = parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
         lint_pending(options, &pending, &scripts, catalog.clone(), reporter)?;
-        // The first migration is judged before anything is created or locked,
-        // so that a refusal (or a dry run) leaves the database as it was; each
-        // is judged again under the lock, just before it runs.
-        if let (Some(first), Some(script)) = (pending.first(), scripts.first()) {
-            let mut look = Assessor::new(options, catalog.clone(), rates.clone(), false);
-            let assessed = look.migration(first, script, Default::default()).await?;
-            decide(options, first, &assessed, &mut crate::report::Silent)?;
-        }
-        judge = Some(Judge {
+        let mut before_lock = Judge {
             expected: pending.iter().map(|m| m.version.to_string()).collect(),
             scripts: pending.iter().map(|m| m.version.to_string()).zip(scripts).collect(),
             assessor: Assessor::new(options, catalog, rates, false),
-        });
+        };
+        // The first migration is judged before anything is created or locked,
+        // so that a refusal (or a dry run) leaves the database as it was; each
+        // is judged again under the lock, just before it runs.
+        if let Some(first) = pending.first() {
+            let assessed = before_lock.look(first, options).await?;
+            decide(options, first, &assessed, &mut crate::report::Silent)?;
+        }
+        judge = Some(before_lock);
     }
     if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
         let migrations = plan
@@ -214,12 +214,8 @@ async fn migrate_locked(
         // a cut-off run left some): the schema model starts from now, and
         // what is pending now is linted like anything else that runs.
         judge.assessor.catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
-        let dialect = ctx.options.engine_traits().dialect;
         let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
-        let scripts: Vec<airlock_lint::ParsedScript> = pending
-            .iter()
-            .map(|m| judge.scripts.get(&m.version.to_string()).cloned().unwrap_or_else(|| airlock_lint::parse_migration(m, dialect)))
-            .collect();
+        let scripts: Vec<airlock_lint::ParsedScript> = pending.iter().map(|m| judge.script(m, &ctx.options)).collect();
         lint_pending(&ctx.options, &pending, &scripts, judge.assessor.catalog.clone(), reporter)?;
     }
     let mut ran = Vec::new();
@@ -245,17 +241,7 @@ async fn migrate_locked(
             RunMode::Statements => elapsed.saturating_sub(paused() - paused_before),
             RunMode::Transaction => elapsed,
         };
-        // Only a migration that is all heavy DDL over tables of known size
-        // teaches a rate: anything else in it would count against the work.
-        let work: Option<Vec<_>> = assessed
-            .statements
-            .iter()
-            .map(|s| match (s.work, s.estimated_rows, s.changes_rows, &s.table) {
-                (Some(work), Some(rows), false, Some(table)) => Some((work, rows, table.clone())),
-                _ => None,
-            })
-            .collect();
-        if let Some(event) = work.and_then(|work| crate::rates::timing_event(&migration.version, &work, working)) {
+        if let Some(event) = crate::rates::timing_of(&migration.version, &assessed, working) {
             // A hint for later estimates: losing it loses nothing else.
             let _ = driver.append_event(&event, &ctx.actor).await;
         }
@@ -295,18 +281,30 @@ struct Judge {
 impl Judge {
     /// For a run that found nothing pending before the lock.
     async fn empty(options: &Options, driver: &mut dyn Driver) -> Result<Judge, ExecError> {
-        let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
-        let rates = crate::rates::Rates::read(driver).await;
-        Ok(Judge { assessor: Assessor::new(options, catalog, rates, false), scripts: Default::default(), expected: Vec::new() })
+        Ok(Judge { assessor: Assessor::reading(options, driver).await?, scripts: Default::default(), expected: Vec::new() })
     }
 
-    async fn assess(&mut self, migration: &Migration, options: &Options) -> Result<MigrationPlan, ExecError> {
-        let key = migration.version.to_string();
-        let script = match self.scripts.remove(&key) {
-            Some(script) => script,
+    /// The migration's parsed script: parsed before the lock, or now.
+    fn script(&self, migration: &Migration, options: &Options) -> airlock_lint::ParsedScript {
+        match self.scripts.get(&migration.version.to_string()) {
+            Some(script) => script.clone(),
             None => airlock_lint::parse_migration(migration, options.engine_traits().dialect),
-        };
+        }
+    }
+
+    /// Judges the migration about to run, and advances the schema model past it.
+    async fn assess(&mut self, migration: &Migration, options: &Options) -> Result<MigrationPlan, ExecError> {
+        let script = self.scripts.remove(&migration.version.to_string()).unwrap_or_else(|| self.script(migration, options));
         self.assessor.migration(migration, &script, Default::default()).await
+    }
+
+    /// Judges the next migration without advancing the schema model (it is
+    /// judged again when it runs), on the same checker connection.
+    async fn look(&mut self, migration: &Migration, options: &Options) -> Result<MigrationPlan, ExecError> {
+        let before = self.assessor.catalog.clone();
+        let assessed = self.assessor.migration(migration, &self.script(migration, options), Default::default()).await;
+        self.assessor.catalog = before;
+        assessed
     }
 }
 

@@ -277,9 +277,7 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
             None => {}
         }
         let offset = migration.up.line_offset;
-        // `attribute-loss` (the plan's name) also accepts lint's finding of the same loss.
-        let names = |a: &Allow| a.rule == finding.rule || (a.rule == "attribute-loss" && finding.rule == "modify-drops-attributes");
-        let allow = allows.iter().enumerate().find(|(_, a)| names(a) && covers(a, offset, &finding, parsed));
+        let allow = allows.iter().enumerate().find(|(_, a)| accepts(&a.rule, finding.rule) && covers(a, offset, &finding, parsed));
         match allow {
             Some((i, a)) => {
                 used[i] = true;
@@ -354,6 +352,15 @@ fn covers_statement(allow: &Allow, line_offset: usize, index: usize, parsed: &[P
 /// protected environment runs it only when a person has said why it is fine.
 pub const PLAN_RISKS: [&str; 6] = ["blocks-writes", "over-budget", "lock-blockers", "id-exhaustion", "unchecked", "attribute-loss"];
 
+/// Ids that name the same problem: the plan's `attribute-loss` and lint's
+/// `modify-drops-attributes` are one lost MySQL column attribute.
+const SAME_PROBLEM: [(&str, &str); 1] = [("attribute-loss", "modify-drops-attributes")];
+
+/// Whether an allow naming `allowed` accepts a finding or risk named `id`.
+fn accepts(allowed: &str, id: &str) -> bool {
+    allowed == id || SAME_PROBLEM.iter().any(|(a, b)| (allowed == *a && id == *b) || (allowed == *b && id == *a))
+}
+
 /// The allow of `migration` that accepts the plan risk `id` for its
 /// statement `index` (1-based), if any. Stricter than lint's: a header allow
 /// on the line right before the first statement is that statement's only, as
@@ -363,6 +370,6 @@ pub fn allow_for<'a>(migration: &'a Migration, parsed: &[Parsed], index: usize, 
     let first_line = parsed.first().map_or(0, |p| p.line);
     migration.directives.allows.iter().find(|a| {
         let just_above_first = a.header && a.line + offset + 1 == first_line;
-        a.rule == id && if just_above_first { index == 1 } else { covers_statement(a, offset, index, parsed) }
+        accepts(&a.rule, id) && if just_above_first { index == 1 } else { covers_statement(a, offset, index, parsed) }
     })
 }

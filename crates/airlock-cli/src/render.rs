@@ -392,30 +392,52 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 s.estimated_seconds.map_or("?".to_owned(), |t| if t < 1.0 { "< 1 s".to_owned() } else { format!("{t:.0} s") }),
                 verdict_style(s.verdict)
             );
-            // A failed check's risk is told under the check; the others after.
-            let mut told = vec![false; s.reasons.len()];
+            // A failed check's risk is told under the check, a lint error's
+            // with the finding; the others after.
+            let mut told: Vec<bool> = s
+                .reasons
+                .iter()
+                .map(|r| r.blocks && s.findings.iter().any(|f| f.rule == r.code && f.severity == airlock_lint::Severity::Error))
+                .collect();
+            let blocks = |r: &airlock_exec::Risk| {
+                r.allowed.is_none() && (r.blocks || (s.verdict == airlock_exec::Verdict::Blocked && r.rechecked_after.is_none()))
+            };
             for c in &s.checks {
-                let mark = match c.ok {
-                    Some(true) => format!("{GREEN}✓{GREEN:#}"),
-                    Some(false) if c.warns_only => format!("{YELLOW}!{YELLOW:#}"),
-                    Some(false) => format!("{RED}✗{RED:#}"),
-                    None => format!("{YELLOW}?{YELLOW:#}"),
+                let code = if c.ok.is_none() { "unchecked" } else { c.check };
+                let reason = match c.ok {
+                    Some(true) => None,
+                    _ => s.reasons.iter().enumerate().position(|(i, r)| !told[i] && r.code == code),
+                };
+                let mark = match (c.ok, reason.map(|i| &s.reasons[i])) {
+                    (Some(true), _) => format!("{GREEN}✓{GREEN:#}"),
+                    (Some(false), Some(r)) if blocks(r) => format!("{RED}✗{RED:#}"),
+                    (Some(false), _) => format!("{YELLOW}!{YELLOW:#}"),
+                    (None, _) => format!("{YELLOW}?{YELLOW:#}"),
                 };
                 println!("      {mark} {}: {}", c.check, c.message);
                 if !c.examples.is_empty() && c.check != "attribute-loss" {
-                    println!("        {DIM}e.g. {}{DIM:#}", c.examples.join("; "));
+                    let what = match c.check {
+                        "lock-blockers" | "id-exhaustion" => "e.g.",
+                        "unique-duplicates" => "duplicated values, e.g.",
+                        _ => "keys, e.g.",
+                    };
+                    println!("        {DIM}{what} {}{DIM:#}", c.examples.join("; "));
                 }
-                let code = if c.ok.is_none() { "unchecked" } else { c.check };
-                if c.ok == Some(true) {
-                    continue;
-                }
-                if let Some(i) = s.reasons.iter().enumerate().position(|(i, r)| !told[i] && r.code == code) {
+                if let Some(i) = reason {
                     told[i] = true;
-                    reason_outcome(&s.reasons[i]);
+                    let r = &s.reasons[i];
+                    if let Some(version) = &r.rechecked_after {
+                        println!("        {DIM}pending migration {version} runs before it and changes these rows: `migrate` checks again just before{DIM:#}");
+                    }
+                    reason_outcome(r);
                 }
             }
             for r in s.reasons.iter().zip(&told).filter(|(_, told)| !**told).map(|(r, _)| r) {
-                let level = if r.blocks && r.allowed.is_none() { format!("{RED}blocked{RED:#}") } else { format!("{YELLOW}risky{YELLOW:#}") };
+                let level = match () {
+                    _ if r.blocks && r.allowed.is_none() => format!("{RED}blocked{RED:#}"),
+                    _ if blocks(r) => format!("{RED}blocked{RED:#} (protected environment, no allow)"),
+                    _ => format!("{YELLOW}risky{YELLOW:#}"),
+                };
                 println!("      {level} [{}] {}", r.code, r.message);
                 reason_outcome(r);
             }

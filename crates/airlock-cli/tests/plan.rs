@@ -183,15 +183,28 @@ fn migrate_checks_the_data_just_before_each_migration(engine: Engine) {
     let project = Project::new();
     project.write("1_note.up.sql", "ALTER TABLE orders ADD COLUMN note varchar(20);\n");
     project.write("2_fk.up.sql", "-- airlock:allow adding-foreign-key small table\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n");
+    // Every pending migration is judged before anything runs: nothing can
+    // change the orphans before 2, so the run is refused with nothing applied.
     let refused = project.run(&db, &["migrate"]);
     refused.expect(3);
     assert!(refused.stderr.contains("migration 2 (fk) was not run") && refused.stderr.contains("3 row(s) of `orders` have no match in `users`"), "{}", refused.stderr);
-    assert_eq!(db.history().len(), 1, "migration 1 applied, 2 refused: {:?}", db.history());
-    assert!(refused.stderr.contains("applied before the refusal: 1"), "{}", refused.stderr);
+    assert!(db.history().is_empty(), "a refused run applies nothing: {:?}", db.history());
+    assert!(!refused.stderr.contains("applied before"), "{}", refused.stderr);
+
+    // A data migration before it changes rows of `orders` but leaves the
+    // orphans: the plan cannot know, so 1 and 2 run, and the check just
+    // before 3 refuses it.
+    project.write("2_fk.up.sql", "-- airlock:data\nUPDATE orders SET note = 'checked' WHERE id = 10;\n");
+    project.write("3_fk.up.sql", "-- airlock:allow adding-foreign-key small table\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n");
+    let refused = project.run(&db, &["migrate"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("migration 3 (fk) was not run"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("applied before the refusal: 1, 2"), "{}", refused.stderr);
+    assert_eq!(db.history().len(), 2, "{:?}", db.history());
 
     // A data migration before it fixes the rows: the check sees the data as it is then.
-    project.write("2_fk.up.sql", "-- airlock:data\nDELETE FROM orders WHERE user_id NOT IN (1, 2);\n");
-    project.write("3_fk.up.sql", "-- airlock:allow adding-foreign-key small table\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n");
+    project.write("3_fk.up.sql", "-- airlock:data\nDELETE FROM orders WHERE user_id NOT IN (1, 2);\n");
+    project.write("4_fk.up.sql", "-- airlock:allow adding-foreign-key small table\nALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id);\n");
     project.run(&db, &["migrate"]).expect(0);
     assert_eq!(db.count("SELECT COUNT(*) FROM orders"), 3);
 }

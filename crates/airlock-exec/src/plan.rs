@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use airlock_core::schema::{Catalog, Origin};
+use airlock_core::schema::{Catalog, Origin, TableName};
 use airlock_core::Migration;
 use airlock_driver::{Driver, Engine};
 use airlock_lint::{Finding, LintOptions, ParsedScript, Severity};
@@ -62,6 +62,37 @@ pub struct Risk {
     pub blocks: bool,
     /// The reason of the `-- airlock:allow` that accepts it, if one does.
     pub allowed: Option<String>,
+    /// A failed check whose rows a pending data migration before this one
+    /// may change (its version): the plan cannot know what that leaves, so
+    /// the risk does not block; `migrate` checks again just before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rechecked_after: Option<String>,
+}
+
+impl Risk {
+    /// A risk with its fix, accepted by no allow yet.
+    fn new(code: &'static str, message: String, blocks: bool, engine: Engine) -> Risk {
+        Risk { code, message, fix: fix_for(code, engine), blocks, allowed: None, rechecked_after: None }
+    }
+}
+
+/// The one rule by which `plan` and `migrate` judge a statement, so that the
+/// plan says `blocked` exactly when `migrate` would refuse it: a risk that
+/// will fail and no allow can accept blocks; so does, in a `protected`
+/// environment, any risk no allow accepts (unless a pending data migration
+/// before it may change what it found: `migrate` looks again then). Any
+/// other risk makes the statement risky.
+pub(crate) fn verdict_of(reasons: &[Risk], protected: bool) -> Verdict {
+    reasons
+        .iter()
+        .map(|r| match () {
+            _ if r.allowed.is_some() => Verdict::Risky,
+            _ if r.blocks => Verdict::Blocked,
+            _ if protected && r.rechecked_after.is_none() => Verdict::Blocked,
+            _ => Verdict::Risky,
+        })
+        .max()
+        .unwrap_or(Verdict::Safe)
 }
 
 /// One statement's plan: the JSON contract's keys and a few more.
@@ -132,19 +163,14 @@ impl StatementPlan {
     /// Marks the risks an `-- airlock:allow` accepts, then sets the verdict.
     /// Among what blocks, only losing attributes on purpose can be accepted:
     /// the rest fails anyway.
-    fn settle(&mut self, migration: &Migration, script: &ParsedScript) {
+    fn settle(&mut self, migration: &Migration, script: &ParsedScript, protected: bool) {
         for r in &mut self.reasons {
             let acceptable = !r.blocks || r.code == "attribute-loss";
             if let Some(a) = airlock_lint::allow_for(migration, &script.statements, self.index, r.code).filter(|_| acceptable) {
                 r.allowed = Some(a.reason.clone());
             }
         }
-        self.verdict = self
-            .reasons
-            .iter()
-            .map(|r| if r.blocks && r.allowed.is_none() { Verdict::Blocked } else { Verdict::Risky })
-            .max()
-            .unwrap_or(Verdict::Safe);
+        self.verdict = verdict_of(&self.reasons, protected);
     }
 
     /// Risks no allow accepts that make it blocked.
@@ -155,6 +181,11 @@ impl StatementPlan {
     /// Risks no allow accepts.
     pub fn unaccepted(&self) -> impl Iterator<Item = &Risk> {
         self.reasons.iter().filter(|r| r.allowed.is_none())
+    }
+
+    /// Risks no allow accepts that a protected environment refuses.
+    pub fn refused_when_protected(&self) -> impl Iterator<Item = &Risk> {
+        self.unaccepted().filter(|r| r.rechecked_after.is_none())
     }
 }
 
@@ -248,6 +279,7 @@ fn fix_for(code: &str, engine: Engine) -> String {
         "unique-duplicates" => "remove or merge the duplicate rows in a data migration before this one".to_owned(),
         "not-null-violations" => "fill the NULLs in a data migration before this one, or give the column a default first".to_owned(),
         "check-violations" => "fix the failing rows in a data migration before this one; on PostgreSQL, add the constraint NOT VALID and VALIDATE it once they pass".to_owned(),
+        "new-column-nulls" => "add the column with a DEFAULT (a constant one is stored without rewriting the table), or add it nullable, fill it in a data migration, then SET NOT NULL".to_owned(),
         "cast-failures" => "convert or clear the values that do not fit in a data migration before this one, or choose a type that holds them".to_owned(),
         "attribute-loss" => format!("repeat every attribute to keep, as in the corrected statement, {}", allow("attribute-loss")),
         "id-exhaustion" => format!("widen the key (and the columns that reference it) to bigint before it runs out, {}", allow("id-exhaustion")),
@@ -288,11 +320,102 @@ pub(crate) struct Assessor {
     /// (`plan`; `migrate` relies on its lock timeout instead).
     lock_blockers: bool,
     checker: Option<Box<dyn Driver>>,
+    /// What the pending migrations judged so far change rows of, when they
+    /// have not run yet (`plan`); None when each runs before the next is
+    /// judged (`migrate`).
+    earlier_writes: Option<Vec<Writes>>,
+}
+
+/// The rows a pending migration may change, for the checks of later ones.
+#[derive(Clone, Debug)]
+struct Writes {
+    version: String,
+    name: String,
+    /// The tables its statements insert into, update, delete from or
+    /// truncate; None when it cannot be told (an unparsable statement in a
+    /// data migration, a DO block airlock cannot read, MERGE).
+    tables: Option<Vec<TableName>>,
+}
+
+impl Writes {
+    /// What `migration`'s statements change rows of, if anything.
+    fn of(migration: &Migration, script: &ParsedScript) -> Option<Writes> {
+        let mut tables = Some(Vec::new());
+        let mut any = false;
+        for parsed in &script.statements {
+            match &parsed.ops {
+                Err(_) if migration.kind == airlock_core::Kind::Data => tables = None,
+                Err(_) => {}
+                Ok(ops) => {
+                    for op in ops {
+                        let written: Vec<&TableName> = match op {
+                            Op::Insert { table } | Op::Update { table, .. } | Op::Delete { table, .. } => vec![table],
+                            Op::Truncate { tables, .. } => tables.iter().collect(),
+                            Op::Other { kind } if kind == "MERGE" || kind == airlock_sql::parse::DO_UNSEEN => {
+                                tables = None;
+                                any = true;
+                                continue;
+                            }
+                            _ => continue,
+                        };
+                        any = true;
+                        if let Some(tables) = tables.as_mut() {
+                            tables.extend(written.into_iter().cloned());
+                        }
+                    }
+                }
+            }
+        }
+        if script.split_error.is_some() && migration.kind == airlock_core::Kind::Data {
+            tables = None;
+        }
+        (any || tables.is_none()).then(|| Writes { version: migration.version.to_string(), name: migration.name.clone(), tables })
+    }
+
+    /// Which of `tables` it may change rows of (all of them when it cannot be told).
+    fn touches<'a>(&self, tables: &[&'a TableName]) -> Vec<&'a TableName> {
+        let same = |a: &TableName, b: &TableName| {
+            a.name.eq_ignore_ascii_case(&b.name)
+                && match (&a.schema, &b.schema) {
+                    (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+                    _ => true,
+                }
+        };
+        match &self.tables {
+            None => tables.to_vec(),
+            Some(written) => tables.iter().copied().filter(|t| written.iter().any(|w| same(w, t))).collect(),
+        }
+    }
 }
 
 impl Assessor {
     pub(crate) fn new(options: &Options, catalog: Catalog, rates: Rates, lock_blockers: bool) -> Assessor {
-        Assessor { options: options.clone(), catalog, rates, lock_blockers, checker: None }
+        Assessor { options: options.clone(), catalog, rates, lock_blockers, checker: None, earlier_writes: None }
+    }
+
+    /// Judges migrations none of which has run yet (`plan`): a check that
+    /// fails over rows an earlier pending migration changes is not blocked.
+    fn before_any_runs(mut self) -> Assessor {
+        self.start_look();
+        self
+    }
+
+    /// From now on, judges migrations none of which has run yet.
+    pub(crate) fn start_look(&mut self) {
+        self.earlier_writes = Some(Vec::new());
+    }
+
+    /// From now on, judges each migration just before it runs (the ones
+    /// before it have).
+    pub(crate) fn end_look(&mut self) {
+        self.earlier_writes = None;
+    }
+
+    /// The newest pending migration judged before this one that may change
+    /// rows `spec` reads, and which of its tables.
+    fn changed_before<'a>(&'a self, spec: &'a CheckSpec) -> Option<(&'a Writes, Vec<&'a TableName>)> {
+        let tables = spec.tables();
+        self.earlier_writes.as_ref()?.iter().rev().map(|w| (w, w.touches(&tables))).find(|(_, t)| !t.is_empty())
     }
 
     /// One for `migrate`'s kind of judging (no lock-blocker checks), with the
@@ -424,7 +547,24 @@ impl Assessor {
                             r.fix = format!("{fix}; {}", r.fix);
                         }
                         if !result.examples.is_empty() && !matches!(spec, CheckSpec::AttributeLoss { .. }) {
-                            r.message.push_str(&format!(" (e.g. {})", result.examples.join("; ")));
+                            let what = match spec {
+                                CheckSpec::LockBlockers { .. } | CheckSpec::IdExhaustion { .. } => "e.g.",
+                                CheckSpec::UniqueDuplicates { .. } => "duplicated values, e.g.",
+                                _ => "keys, e.g.",
+                            };
+                            r.message.push_str(&format!(" ({what} {})", result.examples.join("; ")));
+                        }
+                        if let Some((writes, tables)) = self.changed_before(&spec).filter(|_| r.blocks) {
+                            let names: Vec<String> = tables.iter().map(|t| format!("`{t}`")).collect();
+                            r.message.push_str(&format!(
+                                "; but pending migration {} ({}) runs before it and changes rows of {}: what it leaves is known only once it has run, and `migrate` checks again just before this statement",
+                                writes.version,
+                                writes.name,
+                                names.join(", ")
+                            ));
+                            r.fix = format!("make sure {} ({}) leaves no such rows; otherwise {}", writes.version, writes.name, r.fix);
+                            r.blocks = false;
+                            r.rechecked_after = Some(writes.version.clone());
                         }
                         plan.reasons.push(r);
                     }
@@ -432,18 +572,31 @@ impl Assessor {
                 }
                 plan.checks.push(result);
             }
-            plan.settle(migration, script);
-            for f in findings.remove(&(i + 1)).unwrap_or_default() {
+            let mut mine = findings.remove(&(i + 1)).unwrap_or_default();
+            if i == 0 {
+                // Findings about the whole file go with its first statement.
+                mine.extend(findings.remove(&0).unwrap_or_default());
+            }
+            for f in mine {
+                // An error lint did not let an allow or the baseline accept
+                // refuses the run in `migrate`: it blocks here too.
+                if f.severity == Severity::Error {
+                    plan.reasons.push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
+                }
                 plan.findings.push(PlanFinding { rule: f.rule, severity: f.severity, message: f.message, help: f.help, fix: f.fix });
             }
+            plan.settle(migration, script, self.options.protected);
             statements.push(plan);
         }
         if let Some((line, why)) = &script.split_error {
             let mut plan = StatementPlan::new(1, String::new(), *line);
             let message = format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
             plan.reasons.push(risk("unchecked", message, false, engine));
-            plan.settle(migration, script);
+            plan.settle(migration, script, self.options.protected);
             statements.push(plan);
+        }
+        if let Some(earlier) = self.earlier_writes.as_mut() {
+            earlier.extend(Writes::of(migration, script));
         }
         let verdict = statements.iter().map(|s| s.verdict).max().unwrap_or(Verdict::Safe);
         Ok(MigrationPlan { version, name: migration.name.clone(), checksum: migration.checksum.clone(), statements, verdict })
@@ -471,7 +624,7 @@ fn columns_added(op: &Op) -> Vec<(String, String)> {
 }
 
 fn risk(code: &'static str, message: String, blocks: bool, engine: Engine) -> Risk {
-    Risk { code, message, fix: fix_for(code, engine), blocks, allowed: None }
+    Risk::new(code, message, blocks, engine)
 }
 
 /// Plans every pending migration against the live database. Changes nothing.
@@ -490,7 +643,7 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     for f in report.findings {
         findings.entry(f.version.clone()).or_default().entry(f.statement.unwrap_or(0)).or_default().push(f);
     }
-    let mut assessor = Assessor::new(options, live.catalog, live.rates, true);
+    let mut assessor = Assessor::new(options, live.catalog, live.rates, true).before_any_runs();
     let mut migrations = Vec::new();
     for (migration, script) in pending.iter().zip(&scripts) {
         let found = findings.remove(&migration.version.to_string()).unwrap_or_default();

@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::error::{ExecError, FailedStatement, MigrationRefused, Refusal};
-use crate::plan::{Assessor, MigrationPlan, Risk, StatementPlan};
+use crate::plan::{Assessor, MigrationPlan, Risk, StatementPlan, Verdict};
 use crate::lease::{self, HeldLease};
 use crate::prepare::{prepare, Prepared};
 use crate::report::{PendingEntry, Reporter, RunEntry, RunReport};
@@ -114,13 +114,11 @@ pub async fn migrate(
             scripts: pending.iter().map(|m| m.version.to_string()).zip(scripts).collect(),
             assessor: Assessor::new(options, catalog, rates, false),
         };
-        // The first migration is judged before anything is created or locked,
-        // so that a refusal (or a dry run) leaves the database as it was; each
-        // is judged again under the lock, just before it runs.
-        if let Some(first) = pending.first() {
-            let assessed = before_lock.look(first, options).await?;
-            decide(options, first, &assessed, &mut crate::report::Silent)?;
-        }
+        // Every pending migration is judged before anything is created or
+        // locked, as `plan` judges them, so that a refusal (or a dry run)
+        // leaves the database as it was; each is judged again under the
+        // lock, just before it runs, against the data as it is then.
+        before_lock.look(&pending, options).await?;
         judge = Some(before_lock);
     }
     if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
@@ -298,13 +296,26 @@ impl Judge {
         self.assessor.migration(migration, &script, Default::default()).await
     }
 
-    /// Judges the next migration without advancing the schema model (it is
-    /// judged again when it runs), on the same checker connection.
-    async fn look(&mut self, migration: &Migration, options: &Options) -> Result<MigrationPlan, ExecError> {
+    /// Judges every pending migration as `plan` does, none of them run yet,
+    /// and refuses the run if any is blocked; leaves the schema model as it
+    /// was (each is judged again when it runs), on the same checker connection.
+    async fn look(&mut self, pending: &[Migration], options: &Options) -> Result<(), ExecError> {
         let before = self.assessor.catalog.clone();
-        let assessed = self.assessor.migration(migration, &self.script(migration, options), Default::default()).await;
+        self.assessor.start_look();
+        let mut outcome = Ok(());
+        for migration in pending {
+            let script = self.script(migration, options);
+            outcome = match self.assessor.migration(migration, &script, Default::default()).await {
+                Ok(assessed) => decide(options, migration, &assessed, &mut crate::report::Silent),
+                Err(e) => Err(e),
+            };
+            if outcome.is_err() {
+                break;
+            }
+        }
+        self.assessor.end_look();
         self.assessor.catalog = before;
-        assessed
+        outcome
     }
 }
 
@@ -321,7 +332,6 @@ pub(crate) fn decide(options: &Options, migration: &Migration, assessed: &Migrat
             })
             .collect()
     };
-    let blocked = refusals(|s| s.blocking().cloned().collect());
     let refused = |statements: Vec<Refusal>| {
         Box::new(MigrationRefused {
             version: migration.version.to_string(),
@@ -332,16 +342,17 @@ pub(crate) fn decide(options: &Options, migration: &Migration, assessed: &Migrat
             applied: Vec::new(),
         })
     };
-    if !blocked.is_empty() {
-        return Err(ExecError::ChecksFailed(refused(blocked)));
+    // The statements' verdicts (`verdict_of`, the plan's rule) decide: a
+    // blocked statement is refused, for what will fail or else for the
+    // risks a protected environment needs an allow for.
+    if assessed.statements.iter().any(|s| s.verdict == Verdict::Blocked) {
+        let blocked = refusals(|s| s.blocking().cloned().collect());
+        if !blocked.is_empty() {
+            return Err(ExecError::ChecksFailed(refused(blocked)));
+        }
+        return Err(ExecError::RiskRefused(refused(refusals(|s| s.refused_when_protected().cloned().collect()))));
     }
     let risky = refusals(|s| s.unaccepted().cloned().collect());
-    if risky.is_empty() {
-        return Ok(());
-    }
-    if options.protected {
-        return Err(ExecError::RiskRefused(refused(risky)));
-    }
     for refusal in &risky {
         for r in &refusal.risks {
             reporter.warning(&format!(

@@ -65,10 +65,21 @@ impl<'a> Context<'a> {
         self.catalog.table(name)
     }
 
-    /// Whether this migration created the table (so it is empty, and no
-    /// running release uses it). A table created by an earlier migration is
-    /// not new: by the time this one runs it may hold rows.
+    /// Whether the table is new when this statement runs (empty, and no
+    /// running release uses it): this migration created it, or, linted
+    /// against a live database that does not have it, an earlier pending
+    /// migration of the same run did. Without a database, a table an earlier
+    /// migration created is not new: that one may have run long ago, and
+    /// the table may hold rows by now.
     pub fn is_new(&self, name: &TableName) -> bool {
+        matches!(self.table(name), Lookup::Known(Table { origin: Origin::Created { version }, .. })
+            if *version == self.migration.version.to_string() || self.catalog.live)
+    }
+
+    /// Whether this very migration created the table. Rules about what a
+    /// file may hold (not what its locks cost) ask this: a later run may
+    /// apply the migrations one at a time.
+    pub fn is_created_here(&self, name: &TableName) -> bool {
         matches!(self.table(name), Lookup::Known(Table { origin: Origin::Created { version }, .. })
             if *version == self.migration.version.to_string())
     }

@@ -38,6 +38,7 @@ pub fn name(spec: &CheckSpec) -> &'static str {
         CheckSpec::ForeignKeyOrphans { .. } => "foreign-key-orphans",
         CheckSpec::UniqueDuplicates { .. } => "unique-duplicates",
         CheckSpec::NotNullViolations { .. } => "not-null-violations",
+        CheckSpec::NewColumnNulls { .. } => "new-column-nulls",
         CheckSpec::CheckViolations { .. } => "check-violations",
         CheckSpec::CastFailures { .. } => "cast-failures",
         CheckSpec::LockBlockers { .. } => "lock-blockers",
@@ -45,6 +46,9 @@ pub fn name(spec: &CheckSpec) -> &'static str {
         CheckSpec::IdExhaustion { .. } => "id-exhaustion",
     }
 }
+
+/// `new-column-nulls` counts rows up to this many ("at least" beyond).
+pub const NEW_COLUMN_COUNT_CAP: u64 = 1_000_000;
 
 /// A key this close to its type's maximum is reported.
 pub const ID_EXHAUSTION_SHARE: f64 = 0.75;
@@ -222,6 +226,16 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
             let filter = format!("c.{} IS NULL", ident(column, dialect));
             Some(rows_where(t, &key_columns(catalog, t, std::slice::from_ref(column)), &filter, dialect))
         }
+        // Every row violates it: count them (up to a cap, so a huge table
+        // answers in time; one row is enough to fail) and name a few.
+        CheckSpec::NewColumnNulls { table: t, .. } => {
+            let key = key_columns(catalog, t, &[]);
+            let k = if key.is_empty() { "''".to_owned() } else { concat("c", &key, dialect) };
+            let from = table(t, dialect);
+            Some(format!(
+                "SELECT (SELECT count(*) FROM (SELECT 1 FROM {from} LIMIT {NEW_COLUMN_COUNT_CAP}) AS n), v.k FROM (SELECT {k} AS k FROM {from} AS c LIMIT 5) AS v"
+            ))
+        }
         CheckSpec::CheckViolations { table: t, expression } => {
             // The expression as the parser rendered it; one it could not render is not run.
             if expression.contains('…') || expression.is_empty() {
@@ -380,6 +394,11 @@ pub fn read(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckResult {
         (CheckSpec::UniqueDuplicates { table, columns }, n) => format!("{n} value(s) of ({}) appear more than once in `{table}`", columns.join(", ")),
         (CheckSpec::NotNullViolations { table, column }, 0) => format!("no NULL in `{table}.{column}`"),
         (CheckSpec::NotNullViolations { table, column }, n) => format!("{n} row(s) of `{table}` have NULL in `{column}`"),
+        (CheckSpec::NewColumnNulls { table, column }, 0) => format!("`{table}` has no rows, so the new NOT NULL column `{column}` needs no value"),
+        (CheckSpec::NewColumnNulls { table, column }, n) => format!(
+            "{}{n} row(s) of `{table}` would hold NULL in the new NOT NULL column `{column}`, which has no default: adding it will fail",
+            if n >= NEW_COLUMN_COUNT_CAP { "at least " } else { "" }
+        ),
         (CheckSpec::CheckViolations { table, expression }, 0) => format!("every row of `{table}` passes CHECK ({expression})"),
         (CheckSpec::CheckViolations { table, expression }, n) => format!("{n} row(s) of `{table}` fail CHECK ({expression})"),
         (CheckSpec::CastFailures { table, column, to, .. }, 0) => format!("every value of `{table}.{column}` converts to {to}"),

@@ -32,6 +32,9 @@ pub enum CheckSpec {
     UniqueDuplicates { table: TableName, columns: Vec<String> },
     /// NULLs in a column about to be NOT NULL.
     NotNullViolations { table: TableName, column: String },
+    /// Rows of a table that gets a NOT NULL column with no default: each
+    /// would hold NULL in it, so any row at all makes the statement fail.
+    NewColumnNulls { table: TableName, column: String },
     /// Rows that fail a CHECK expression (its exact text).
     CheckViolations { table: TableName, expression: String },
     /// Values that will not convert to the new type, or will be cut.
@@ -57,8 +60,19 @@ impl CheckSpec {
             CheckSpec::NotNullViolations { table, column }
             | CheckSpec::CastFailures { table, column, .. }
             | CheckSpec::IdExhaustion { table, column, .. } => Some((table, vec![column.as_str()])),
-            CheckSpec::CheckViolations { table, .. } => Some((table, Vec::new())),
+            CheckSpec::CheckViolations { table, .. } | CheckSpec::NewColumnNulls { table, .. } => Some((table, Vec::new())),
             CheckSpec::LockBlockers { .. } | CheckSpec::AttributeLoss { .. } => None,
+        }
+    }
+
+    /// Every table whose rows decide the check's answer (a foreign key's
+    /// referenced table too).
+    pub fn tables(&self) -> Vec<&TableName> {
+        match self {
+            CheckSpec::ForeignKeyOrphans { table, references, .. } => vec![table, references],
+            CheckSpec::LockBlockers { tables } => tables.iter().collect(),
+            CheckSpec::AttributeLoss { table, .. } => vec![table],
+            other => other.reads().map(|(table, _)| vec![table]).unwrap_or_default(),
         }
     }
 }
@@ -257,6 +271,9 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                         });
                         e.rewrites_table |= volatile || spec.identity || spec.generated_stored;
                         column_checks(table, spec, &mut e);
+                        if spec.not_null && spec.default.is_none() && !spec.identity && !spec.generated_stored {
+                            e.checks.push(CheckSpec::NewColumnNulls { table: table.clone(), column: spec.name.clone() });
+                        }
                     }
                     AlterAction::AlterColumnType { column, data_type, .. } => {
                         strongest = "ACCESS EXCLUSIVE";

@@ -53,6 +53,11 @@ mod tests {
         assert!(!has(&run(Postgres, "CREATE INDEX CONCURRENTLY i ON t (a);"), ID));
         // A table created in the same migration is empty.
         assert!(!has(&run(Postgres, "CREATE TABLE t (a int);\nCREATE INDEX i ON t (a);"), ID));
+        // Against a live database that lacks it, a table an earlier pending
+        // migration creates is empty when the later ones run in the same run.
+        let files = [("1_t.up.sql", "CREATE TABLE t (a int);"), ("1_t.down.sql", "DROP TABLE t;"), ("2_i.up.sql", "CREATE INDEX i ON t (a);"), ("2_i.down.sql", "DROP INDEX i;")];
+        let r = crate::rules::test::report(Postgres, &files, airlock_core::schema::Catalog::live(Vec::new()));
+        assert!(!r.findings.iter().any(|f| f.rule == ID), "{:?}", r.findings);
     }
 
     #[test]

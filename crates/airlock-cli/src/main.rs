@@ -6,6 +6,7 @@ mod new;
 mod render;
 mod serve;
 mod settings;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -83,6 +84,10 @@ fn run(cli: Cli) -> Result<(), ExecError> {
         return Err(ExecError::Usage("--format sarif and --format github are for `airlock lint`; use human or json".to_owned()));
     }
     let options = settings::options(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
+    // Commands that change the database stop cleanly on Ctrl-C and SIGTERM.
+    if matches!(cli.command, Command::Migrate(_) | Command::Resolve(_) | Command::Down(_)) {
+        signals::watch(options.interrupt.clone())?;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use airlock_core::{Lease, Migration, RunMode};
-use airlock_exec::{ExecError, GateReport, ProblemEntry, Reporter, RunReport, StatusReport};
+use airlock_exec::{signal_name, ExecError, GateReport, ProblemEntry, Reporter, RunReport, StatusReport};
 use anstream::{eprintln, println};
 use anstyle::{AnsiColor, Style};
 use serde_json::json;
@@ -228,6 +228,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::MigrationFailed(..) => "migration-failed",
         ExecError::LockBusy { .. } => "lock-busy",
         ExecError::LeaseLost => "lock-lost",
+        ExecError::Interrupted { .. } => "interrupted",
         ExecError::GateNotSatisfied => "gate-not-satisfied",
         ExecError::LintErrors(_) => "lint-errors",
         ExecError::LintRefused(_) => "lint",
@@ -259,6 +260,11 @@ pub fn error(e: &ExecError, format: Format) {
                 value["error"]["migration"] = json!({ "version": r.version, "name": r.name, "file": r.file });
                 value["error"]["statements"] = serde_json::to_value(&r.statements).unwrap_or_default();
                 value["error"]["applied_before_failure"] = json!(r.applied);
+            }
+            ExecError::Interrupted { signal, state, applied } => {
+                value["error"]["signal"] = json!(signal_name(*signal));
+                value["error"]["state"] = json!(state);
+                value["error"]["applied_before_failure"] = json!(applied);
             }
             ExecError::LintRefused(findings) => {
                 value["error"]["findings"] = findings
@@ -302,7 +308,7 @@ pub fn error(e: &ExecError, format: Format) {
             eprintln!("  = the server said: {}", f.error.message);
             eprintln!("  = {}", f.aftermath);
             if !applied.is_empty() {
-                eprintln!("  = applied before the failure: {}", applied.join(", "));
+                eprintln!("  = applied before the failure: {}", versions_summary(applied));
             }
         }
         ExecError::ChecksFailed(r) | ExecError::RiskRefused(r) => {
@@ -310,7 +316,8 @@ pub fn error(e: &ExecError, format: Format) {
                 ExecError::RiskRefused(_) => format!("environment `{}` is protected and it is risky", r.environment),
                 _ => "it would fail or lose data or attributes".to_owned(),
             };
-            eprintln!("{RED}error{RED:#}: migration {} ({}) was not run: {why}; nothing of it ran, migrations before it in this run stay applied", r.version, r.name);
+            let before = if r.applied.is_empty() { "nothing was applied" } else { "nothing of it ran, migrations before it in this run stay applied" };
+            eprintln!("{RED}error{RED:#}: migration {} ({}) was not run: {why}; {before}", r.version, r.name);
             for statement in &r.statements {
                 for risk in &statement.risks {
                     eprintln!("  {}:{} statement {} [{}]: {}", r.file.display(), statement.line, statement.index, risk.code, risk.message);
@@ -318,10 +325,27 @@ pub fn error(e: &ExecError, format: Format) {
                 }
             }
             if !r.applied.is_empty() {
-                eprintln!("  = applied before the refusal: {}", r.applied.join(", "));
+                eprintln!("  = applied before the refusal: {}", versions_summary(&r.applied));
+            }
+        }
+        ExecError::Interrupted { signal, state, applied } => {
+            eprintln!("{RED}interrupted{RED:#} by {}: {state}", signal_name(*signal));
+            eprintln!("  = the lock on the database was released; `airlock status` shows where it stands");
+            if !applied.is_empty() {
+                eprintln!("  = applied by this run before it stopped: {}", versions_summary(applied));
             }
         }
         other => eprintln!("{RED}error{RED:#}: {other}"),
+    }
+}
+
+/// A list of versions for a message: all of them when few, else how many and their range.
+pub fn versions_summary(versions: &[String]) -> String {
+    match versions {
+        [] => "none".to_owned(),
+        [one] => one.clone(),
+        few if few.len() <= 5 => few.join(", "),
+        [first, .., last] => format!("{} migrations, {first} to {last}", versions.len()),
     }
 }
 

@@ -30,6 +30,25 @@ pub struct MySqlDriver {
     mariadb: bool,
     /// airlock's tables are known to exist (checked once, then trusted).
     tables_ready: bool,
+    /// How the connection was made, for the second one `KILL QUERY` needs.
+    opts: Opts,
+}
+
+/// `KILL QUERY <id>` from a connection of its own: MySQL stops the
+/// statement the first connection runs and keeps that connection open.
+struct MySqlCancel {
+    opts: Opts,
+    id: u32,
+}
+
+#[async_trait::async_trait]
+impl airlock_driver::Cancel for MySqlCancel {
+    async fn cancel(&self) -> Result<()> {
+        let mut conn = Conn::new(self.opts.clone()).await.map_err(error)?;
+        let killed = conn.query_drop(format!("KILL QUERY {}", self.id)).await.map_err(error);
+        let _ = conn.disconnect().await;
+        killed
+    }
 }
 
 fn error(e: mysql_async::Error) -> DriverError {
@@ -154,13 +173,13 @@ impl MySqlDriver {
         };
         let opts = Opts::from_url(&raw)
             .map_err(|e| DriverError::new(ErrorKind::Connection, format!("{url}: {e}")))?;
-        let mut conn = Conn::new(opts).await.map_err(|e| {
+        let mut conn = Conn::new(opts.clone()).await.map_err(|e| {
             DriverError::new(ErrorKind::Connection, format!("cannot connect to {url}: {}", error(e).message))
         })?;
         conn.query_drop("SET time_zone = '+00:00'").await.map_err(error)?;
         let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(error)?;
         let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
-        Ok(MySqlDriver { conn, mariadb, tables_ready: false })
+        Ok(MySqlDriver { conn, mariadb, tables_ready: false, opts })
     }
 
     /// Whether all of airlock's tables exist; remembered once true.
@@ -588,5 +607,9 @@ impl Driver for MySqlDriver {
 
     async fn drop_invalid_index(&mut self, _name: &str) -> Result<Option<String>> {
         Ok(None)
+    }
+
+    fn canceller(&self) -> Option<std::sync::Arc<dyn airlock_driver::Cancel>> {
+        Some(std::sync::Arc::new(MySqlCancel { opts: self.opts.clone(), id: self.conn.id() }))
     }
 }

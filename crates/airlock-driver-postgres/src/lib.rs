@@ -43,6 +43,26 @@ pub struct PostgresDriver {
     /// The session-level timeouts must be set before the next statement outside a transaction.
     session_timeouts_stale: bool,
     in_transaction: bool,
+    /// The TLS the connection was made with, for cancel requests (None: plain).
+    cancel_tls: Option<MakeRustlsConnect>,
+}
+
+/// A PostgreSQL cancel request: a new connection to the server (over the same
+/// TLS) naming the backend and its secret key. PgBouncer forwards it.
+struct PostgresCancel {
+    token: tokio_postgres::CancelToken,
+    tls: Option<MakeRustlsConnect>,
+}
+
+#[async_trait::async_trait]
+impl airlock_driver::Cancel for PostgresCancel {
+    async fn cancel(&self) -> Result<()> {
+        let sent = match &self.tls {
+            None => self.token.cancel_query(NoTls).await,
+            Some(tls) => self.token.cancel_query(tls.clone()).await,
+        };
+        sent.map_err(|e| DriverError::new(ErrorKind::Connection, format!("sending the cancel request failed: {e}")))
+    }
 }
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
@@ -303,16 +323,16 @@ impl PostgresDriver {
         let failed = |e: tokio_postgres::Error| {
             DriverError::new(ErrorKind::Connection, format!("cannot connect to {url}: {}", error(e).message))
         };
-        let client = if tls.mode == tls::SslMode::Disable {
+        let (client, cancel_tls) = if tls.mode == tls::SslMode::Disable {
             let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
             // Errors surface on the client's next call as a closed connection.
             tokio::spawn(async move { drop(connection.await) });
-            client
+            (client, None)
         } else {
             let connector = MakeRustlsConnect::new(tls::client_config(tls.mode, tls.root_cert.as_deref())?);
-            let (client, connection) = config.connect(connector).await.map_err(failed)?;
+            let (client, connection) = config.connect(connector.clone()).await.map_err(failed)?;
             tokio::spawn(async move { drop(connection.await) });
-            client
+            (client, Some(connector))
         };
         Ok(PostgresDriver {
             client,
@@ -320,6 +340,7 @@ impl PostgresDriver {
             timeouts: None,
             session_timeouts_stale: false,
             in_transaction: false,
+            cancel_tls,
         })
     }
 
@@ -751,5 +772,9 @@ impl Driver for PostgresDriver {
             .await
             .map_err(error)?;
         Ok(Some(quoted))
+    }
+
+    fn canceller(&self) -> Option<std::sync::Arc<dyn airlock_driver::Cancel>> {
+        Some(std::sync::Arc::new(PostgresCancel { token: self.client.cancel_token(), tls: self.cancel_tls.clone() }))
     }
 }

@@ -498,4 +498,21 @@ impl Driver for SqliteDriver {
     async fn drop_invalid_index(&mut self, _name: &str) -> Result<Option<String>> {
         Ok(None)
     }
+
+    fn canceller(&self) -> Option<std::sync::Arc<dyn airlock_driver::Cancel>> {
+        Some(std::sync::Arc::new(SqliteCancel(self.conn.get_interrupt_handle())))
+    }
+}
+
+/// SQLite's interrupt: the running statement stops with SQLITE_INTERRUPT
+/// at its next step (the statement runs on the runner's thread, so this is
+/// called from another).
+struct SqliteCancel(rusqlite::InterruptHandle);
+
+#[async_trait::async_trait]
+impl airlock_driver::Cancel for SqliteCancel {
+    async fn cancel(&self) -> Result<()> {
+        self.0.interrupt();
+        Ok(())
+    }
 }

@@ -272,4 +272,20 @@ pub trait Driver: Send {
     /// Drops the index `name` with `DROP INDEX CONCURRENTLY` if, and only if, it
     /// exists and is INVALID; returns the name it dropped. Runs outside a transaction.
     async fn drop_invalid_index(&mut self, name: &str) -> Result<Option<String>>;
+
+    /// A handle that stops whatever statement this connection is running,
+    /// on the server, from another thread (Ctrl-C). None when the engine
+    /// has no way to.
+    fn canceller(&self) -> Option<std::sync::Arc<dyn Cancel>> {
+        None
+    }
+}
+
+/// Stops the statement a connection is running, on the server: PostgreSQL's
+/// cancel request, MySQL's `KILL QUERY` from a second connection, SQLite's
+/// interrupt. Doing so when the connection is idle does nothing.
+#[async_trait::async_trait]
+pub trait Cancel: Send + Sync {
+    /// Asks the server to stop the running statement; it then fails with an error.
+    async fn cancel(&self) -> Result<()>;
 }

@@ -108,10 +108,10 @@ pub enum ExecError {
     GateNotSatisfied,
     /// A data check just before a migration shows it would fail or lose data
     /// or attributes; it was not run.
-    #[error("migration {} ({}) was not run: {}; migrations before it in this run stay applied; nothing of this one ran", .0.version, .0.name, refusals(&.0.file, &.0.statements))]
+    #[error("migration {} ({}) was not run: {}; {}", .0.version, .0.name, refusals(&.0.file, &.0.statements), applied_note(&.0.applied))]
     ChecksFailed(Box<MigrationRefused>),
     /// A risky migration in a protected environment without an allow for each risk.
-    #[error("migration {} ({}) was not run: environment `{}` is protected, and it is risky: {}; migrations before it in this run stay applied; nothing of this one ran", .0.version, .0.name, .0.environment, refusals(&.0.file, &.0.statements))]
+    #[error("migration {} ({}) was not run: environment `{}` is protected, and it is risky: {}; {}", .0.version, .0.name, .0.environment, refusals(&.0.file, &.0.statements), applied_note(&.0.applied))]
     RiskRefused(Box<MigrationRefused>),
     /// `migrate --plan`: the pending migrations are not the ones planned.
     #[error("{0}")]
@@ -125,6 +125,18 @@ pub enum ExecError {
     /// `migrate` linted the pending migrations and refuses: nothing was changed.
     #[error("{}\nnothing was applied: fix these, or accept one with `-- airlock:allow <rule> <reason>` on the line before its statement", .0.iter().map(describe_finding).collect::<Vec<_>>().join("\n"))]
     LintRefused(Vec<airlock_lint::Finding>),
+    /// Ctrl-C or SIGTERM: the running statement was cancelled on the server,
+    /// the run stopped at a safe point, released its lock and says where
+    /// the database stands.
+    #[error("interrupted by {}: {}", crate::interrupt::signal_name(*signal), state)]
+    Interrupted {
+        /// The signal's number (the exit code is 128 plus it).
+        signal: i32,
+        /// The state the database is in, in a sentence.
+        state: String,
+        /// Versions this run applied before it stopped.
+        applied: Vec<String>,
+    },
     /// This run lost its lease while working (its heartbeat stopped for too long).
     #[error("this run lost its lock on the database (its heartbeat failed for too long, or another run took the lock over); it stopped, and nothing it had not finished was recorded as applied: run `airlock status` to see where things stand")]
     LeaseLost,
@@ -146,6 +158,7 @@ impl ExecError {
                 exit::BLOCKED
             }
             ExecError::GateNotSatisfied => exit::GATE,
+            ExecError::Interrupted { signal, .. } => 128 + signal,
             ExecError::Connect(_)
             | ExecError::Database { .. }
             | ExecError::MigrationFailed(..)
@@ -205,4 +218,13 @@ fn refusals(file: &std::path::Path, refused: &[Refusal]) -> String {
         }
     }
     parts.join("; ")
+}
+
+/// What a refusal left behind, for its message.
+fn applied_note(applied: &[String]) -> &'static str {
+    if applied.is_empty() {
+        "nothing was applied"
+    } else {
+        "migrations before it in this run stay applied; nothing of this one ran"
+    }
 }

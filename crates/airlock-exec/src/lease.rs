@@ -199,7 +199,13 @@ pub(crate) async fn acquire(
             }
         }
         let jitter = rand::rng().random_range(0.5..1.0);
-        tokio::time::sleep(delay.mul_f64(jitter)).await;
+        tokio::select! {
+            () = tokio::time::sleep(delay.mul_f64(jitter)) => {}
+            () = options.interrupt.wait() => {}
+        }
+        if let Some(signal) = options.interrupt.raised() {
+            return Err(ExecError::Interrupted { signal, state: "it stopped waiting for the lock; nothing was changed".into(), applied: Vec::new() });
+        }
         delay = (delay * 2).min(Duration::from_secs(1));
     }
     let heartbeat = if heartbeat {

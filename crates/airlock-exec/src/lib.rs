@@ -10,6 +10,7 @@ mod actor;
 mod admin;
 mod error;
 mod gate;
+mod interrupt;
 mod lease;
 mod live;
 mod plan;
@@ -32,6 +33,7 @@ pub use crate::actor::AIRLOCK_VERSION;
 pub use crate::admin::{down, repair, resolve, status, unlock, Resolution};
 pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal};
 pub use crate::gate::{gate, gate_wait, judge, GateReport, Requirement};
+pub use crate::interrupt::{signal_name, Interrupt, SIGINT, SIGTERM};
 pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
@@ -75,6 +77,8 @@ pub struct Options {
     pub check_budget: Duration,
     /// A statement estimated to take longer is risky. Zero: no budget. Defaults to 5 minutes.
     pub estimate_budget: Duration,
+    /// Raised by Ctrl-C or SIGTERM (the caller owns the signals). Defaults to never.
+    pub interrupt: Interrupt,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -105,6 +109,7 @@ impl Options {
             planned: None,
             check_budget: Duration::from_secs(30),
             estimate_budget: Duration::from_secs(300),
+            interrupt: Interrupt::default(),
         }
     }
 

@@ -137,6 +137,9 @@ pub async fn migrate(
         });
     }
 
+    if let Some(signal) = options.interrupt.raised() {
+        return Err(ExecError::Interrupted { signal, state: "it stopped before changing anything".into(), applied: Vec::new() });
+    }
     // Something to do: create airlock's tables, take the lease, read again under it.
     let mut driver = match driver {
         Some(d) => d,
@@ -144,6 +147,8 @@ pub async fn migrate(
     };
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
+    // From here a signal cancels the statement this connection runs.
+    options.interrupt.arm(driver.canceller());
     let outcome = match judge.as_mut() {
         Some(judge) => migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, judge, reporter).await,
         // Nothing was pending before the lock: under it, a run that was cut off may leave some.
@@ -152,6 +157,10 @@ pub async fn migrate(
             migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &mut judge, reporter).await
         }
     };
+    if options.interrupt.raised().is_some() {
+        options.interrupt.settled().await;
+    }
+    options.interrupt.arm(None);
     held.release(driver.as_mut()).await;
     let (ran, current_version) = outcome?;
     Ok(RunReport { migrations: ran, dry_run: false, current_version, left_pending, warnings })
@@ -220,6 +229,10 @@ async fn migrate_locked(
     // Out-of-order runs may apply versions below the newest: keep the maximum.
     let mut newest = plan.current_version();
     for (migration, prepared) in plan.pending.iter().zip(&prepared) {
+        if let Some(signal) = ctx.options.interrupt.raised() {
+            let state = format!("it stopped before migration {} ({}), which did not run", migration.version, migration.name);
+            return Err(with_applied(ExecError::Interrupted { signal, state, applied: Vec::new() }, &ran));
+        }
         for note in &prepared.notes {
             reporter.warning(&format!("{} {}: {note}", migration.version, migration.name));
         }
@@ -380,6 +393,7 @@ fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {
             r.applied = versions();
             ExecError::RiskRefused(r)
         }
+        ExecError::Interrupted { signal, state, .. } => ExecError::Interrupted { signal, state, applied: versions() },
         other => other,
     }
 }
@@ -411,7 +425,10 @@ pub(crate) async fn pause_before_retry(
     let wait = backoff(ctx, attempt - 1);
     reporter.retrying(migration, index + 1, attempt, wait, &blockers);
     let started = Instant::now();
-    tokio::time::sleep(wait).await;
+    tokio::select! {
+        () = tokio::time::sleep(wait) => {}
+        () = ctx.options.interrupt.wait() => {}
+    }
     ctx.paused_ms.fetch_add(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
@@ -484,7 +501,20 @@ async fn apply_in_transaction(
         let version = migration.version.to_string();
         held.note_version(Some(&version));
         let statements: Vec<&str> = prepared.statements.iter().map(|s| s.sql.as_str()).collect();
-        let failure = match driver.begin_and_run(held.owner(), Some(&version), &statements).await {
+        let ran = driver.begin_and_run(held.owner(), Some(&version), &statements).await;
+        if let Some(signal) = ctx.options.interrupt.raised() {
+            // Cancelled mid-statement, or done but not committed: roll back either way.
+            ctx.options.interrupt.settled().await;
+            let _ = driver.rollback().await;
+            let event = Event { kind: "interrupted".into(), version: Some(migration.version.clone()), detail: json!({ "signal": signal, "mode": "transaction" }).to_string() };
+            let _ = driver.append_event(&event, &ctx.actor).await;
+            let state = format!(
+                "migration {} ({}) was stopped and rolled back, so the database is as it was before it; `airlock migrate` runs it again",
+                migration.version, migration.name
+            );
+            return Err(ExecError::Interrupted { signal, state, applied: Vec::new() });
+        }
+        let failure = match ran {
             Ok(Ran::All) => None,
             Ok(Ran::Failed { index, error }) => Some((index, error)),
             Ok(Ran::LeaseLost) => return Err(ExecError::LeaseLost),
@@ -534,6 +564,9 @@ async fn apply_statements(
         if held.lost() {
             return Err(ExecError::LeaseLost);
         }
+        if let Some(signal) = ctx.options.interrupt.raised() {
+            return Err(interrupted_statements(driver, ctx, migration, prepared, record, index, signal, false, started).await);
+        }
         let statement = &prepared.statements[index];
         if let Some(name) = &prepared.concurrent_index[index] {
             if let Some(dropped) = driver.drop_invalid_index(name).await.map_err(ExecError::db("dropping an INVALID index"))? {
@@ -553,6 +586,10 @@ async fn apply_statements(
         loop {
             match driver.execute(&statement.sql).await {
                 Ok(()) => break,
+                Err(_) if ctx.options.interrupt.raised().is_some() => {
+                    let signal = ctx.options.interrupt.raised().unwrap_or(crate::interrupt::SIGINT);
+                    return Err(interrupted_statements(driver, ctx, migration, prepared, record, index, signal, true, started).await);
+                }
                 Err(e) if e.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries => {
                     attempt += 1;
                     pause_before_retry(driver, ctx, migration, index, attempt, reporter).await;
@@ -584,13 +621,53 @@ async fn apply_statements(
         }
         record.statements_done = index as u32 + 1;
         if index + 1 < total {
+            if let Some(signal) = ctx.options.interrupt.raised() {
+                // The signal came as the statement finished: stop before the next.
+                return Err(interrupted_statements(driver, ctx, migration, prepared, record, index + 1, signal, false, started).await);
+            }
             driver.write_history(&record).await.map_err(ExecError::db("recording progress"))?;
         }
+    }
+    if ctx.options.interrupt.raised().is_some() {
+        // Its last statement finished: record it as applied, once the cancel request cannot hit the record.
+        ctx.options.interrupt.settled().await;
     }
     finish(&mut record, RunState::Succeeded, started);
     let event = applied_event(migration, &record);
     driver.record(&record, &event, &ctx.actor).await.map_err(ExecError::db("recording the migration"))?;
     Ok(started.elapsed())
+}
+
+/// A statement-by-statement migration stopped by a signal before (or, when
+/// `cancelled`, during) statement `index`: recorded as failed there, like
+/// any other failure outside a transaction, so `resolve` can go on from it.
+#[allow(clippy::too_many_arguments)]
+async fn interrupted_statements(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    migration: &Migration,
+    prepared: &Prepared,
+    record: HistoryRecord,
+    index: usize,
+    signal: i32,
+    cancelled: bool,
+    started: Instant,
+) -> ExecError {
+    ctx.options.interrupt.settled().await;
+    // A file with transactions of its own may have one open.
+    let _ = driver.rollback().await;
+    let how = if cancelled { "was cancelled on the server" } else { "had not started" };
+    let error = DriverError::new(ErrorKind::Statement, format!("interrupted by {}: statement {} {how}", crate::interrupt::signal_name(signal), index + 1));
+    let kept = if index == 0 { "no statement of it was applied".to_owned() } else { format!("statements 1 to {index} stayed applied") };
+    let state = format!(
+        "migration {v} ({name}) runs outside a transaction and stopped at statement {n} of {total} ({how}): {kept}; it is recorded as failed at statement {n}: `airlock resolve {v} --retry-from-failed` runs statement {n} onward",
+        v = migration.version,
+        name = migration.name,
+        n = index + 1,
+        total = prepared.statements.len(),
+    );
+    let _ = record_failure(driver, ctx, migration, prepared, record, index, error, state.clone(), started).await;
+    ExecError::Interrupted { signal, state, applied: Vec::new() }
 }
 
 fn applied_event(migration: &Migration, record: &HistoryRecord) -> Event {

@@ -1,0 +1,135 @@
+//! Ctrl-C and SIGTERM during `migrate`, on every engine: the statement
+//! running on the server is stopped (PostgreSQL cancel request, MySQL `KILL
+//! QUERY`, SQLite interrupt) within 2 s, the migration is rolled back or
+//! recorded where it stopped, the lock is released (the next run needs no
+//! takeover), and the exit code is 130 (143 for SIGTERM).
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Db, Engine, Project, Run};
+
+/// A statement that runs for about 30 s (or far longer, on SQLite).
+fn slow_statement(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => "SELECT pg_sleep(30);",
+        // A long scan fails when killed ("Query execution was interrupted");
+        // SLEEP and BENCHMARK just return early.
+        Engine::MySql => "SELECT count(*) FROM seq_1_to_1000000000 WHERE sha2(seq, 256) = '';",
+        Engine::Sqlite => "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000000) SELECT count(*) FROM c;",
+    }
+}
+
+/// Whether the slow statement is still running on the server.
+fn still_running(db: &Db) -> bool {
+    match db.engine {
+        Engine::Postgres => db.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(30)%' AND pid <> pg_backend_pid()") > 0,
+        Engine::MySql => db.count("SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() AND INFO LIKE 'SELECT count(*) FROM seq_1_to_1000000000 WHERE%'") > 0,
+        Engine::Sqlite => false,
+    }
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what} did not happen within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start(project: &Project, db: &Db) -> Child {
+    project.airlock(db).arg("migrate").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+fn send(child: &Child, signal: &str) {
+    let sent = std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+}
+
+/// Waits for the slow statement to be running inside the run.
+fn wait_for_the_statement(db: &Db) {
+    match db.engine {
+        Engine::Sqlite => {
+            wait_until("the run taking its lock", Duration::from_secs(20), || db.table_exists("airlock_lock") && db.count("SELECT count(*) FROM airlock_lock WHERE owner IS NOT NULL AND owner <> ''") > 0);
+            std::thread::sleep(Duration::from_millis(700));
+        }
+        _ => wait_until("the slow statement starting", Duration::from_secs(20), || still_running(db)),
+    }
+}
+
+fn finish(child: Child) -> Run {
+    let started = Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "the run took {:?} to stop", started.elapsed());
+    Run::of(output)
+}
+
+fn ctrl_c_rolls_a_transaction_back_and_releases_the_lock(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY);\n");
+    project.write("2_slow.up.sql", &format!("-- airlock:data\nINSERT INTO t VALUES (1);\n{}\n", slow_statement(engine)));
+    let child = start(&project, &db);
+    wait_for_the_statement(&db);
+    let sent = Instant::now();
+    send(&child, "INT");
+    wait_until("the server stopping the statement", Duration::from_secs(2), || !still_running(&db));
+    let run = finish(child);
+    assert!(sent.elapsed() < Duration::from_secs(10));
+    run.expect(130);
+    assert!(run.stderr.contains("interrupted by Ctrl-C (SIGINT)"), "{}", run.stderr);
+    let history = db.history();
+    assert_eq!(history.iter().find(|h| h.0 == "1").map(|h| h.1.as_str()), Some("succeeded"), "{history:?}");
+    assert_eq!(db.state_of("2"), None, "rolled back: {history:?}");
+    assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
+    assert_eq!(db.count("SELECT count(*) FROM t"), 0, "the INSERT was rolled back");
+    assert_eq!(db.count("SELECT count(*) FROM airlock_events WHERE kind = 'interrupted'"), 1);
+    // The lock is free: the next run takes it without a takeover.
+    project.write("2_slow.up.sql", "-- airlock:data\nINSERT INTO t VALUES (1);\n");
+    let next = project.run(&db, &["migrate"]);
+    next.expect(0);
+    assert!(!next.all().contains("took over"), "{}", next.all());
+    assert_eq!(db.state_of("2").as_deref(), Some("succeeded"));
+}
+
+each_engine!(ctrl_c_rolls_a_transaction_back_and_releases_the_lock);
+
+/// Outside a transaction, the stop is recorded at the statement it cut, and
+/// `resolve --retry-from-failed` goes on from there.
+fn sigterm_outside_a_transaction_is_recorded_at_the_statement(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    let text = format!("-- airlock:no-transaction\nCREATE TABLE a (id integer PRIMARY KEY);\n{}\nCREATE TABLE b (id integer PRIMARY KEY);\n", slow_statement(engine));
+    project.write("1_slow.up.sql", &text);
+    let child = start(&project, &db);
+    wait_for_the_statement(&db);
+    send(&child, "TERM");
+    wait_until("the server stopping the statement", Duration::from_secs(2), || !still_running(&db));
+    let run = finish(child);
+    run.expect(143);
+    assert!(run.stderr.contains("interrupted by SIGTERM") && run.stderr.contains("stopped at statement 2 of 3"), "{}", run.stderr);
+    assert_eq!(db.history(), [("1".to_owned(), "failed".to_owned(), 1)]);
+    assert!(db.table_exists("a") && !db.table_exists("b"));
+    let error = db.scalar("SELECT error FROM airlock_history WHERE version = '1'").unwrap();
+    assert!(error.contains("interrupted by SIGTERM"), "{error}");
+    // JSON says the same to scripts.
+    let status = project.run(&db, &["--format", "json", "status"]);
+    assert_eq!(status.json()["state"], "failed", "{}", status.stdout);
+
+    // The next run finds the lock free and the failure to resolve.
+    let next = project.run(&db, &["migrate"]);
+    next.expect(3);
+    assert!(!next.all().contains("took over") && next.all().contains("resolve"), "{}", next.all());
+}
+
+#[test]
+fn postgres_sigterm_outside_a_transaction_is_recorded_at_the_statement() {
+    sigterm_outside_a_transaction_is_recorded_at_the_statement(Engine::Postgres);
+}
+
+#[test]
+fn mysql_sigterm_outside_a_transaction_is_recorded_at_the_statement() {
+    sigterm_outside_a_transaction_is_recorded_at_the_statement(Engine::MySql);
+}

@@ -1,0 +1,112 @@
+//! Ctrl-C and SIGTERM: the first signal stops the statement running on the
+//! server (through the driver's `Cancel`) and tells the runner to stop at
+//! the next safe point, where it rolls back or records where it stopped,
+//! releases the lock and says what state the database is in. The caller
+//! (the CLI) owns the signals and calls [`Interrupt::raise`]; a second
+//! signal is the caller's to act on (it exits at once).
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use airlock_driver::Cancel;
+use tokio::sync::Notify;
+
+/// A run's interruption flag, shared between the runner and whoever
+/// receives the signals. Cloning shares it. The default is never raised.
+#[derive(Clone, Default)]
+pub struct Interrupt(Arc<Inner>);
+
+#[derive(Default)]
+struct Inner {
+    /// The first signal's number, 0 until one arrives.
+    signal: AtomicI32,
+    /// The running connection's canceller, while the runner has one armed.
+    cancel: Mutex<Option<Arc<dyn Cancel>>>,
+    /// Wakes the runner's waits (lock, retry back-off) and the cleanup that
+    /// waits for the cancel request to have been sent.
+    notify: Notify,
+    /// The cancel request has been sent (or there was none to send).
+    settled: std::sync::atomic::AtomicBool,
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Interrupt").field("signal", &self.raised()).finish()
+    }
+}
+
+/// SIGINT's number.
+pub const SIGINT: i32 = 2;
+/// SIGTERM's number.
+pub const SIGTERM: i32 = 15;
+
+/// A signal's name for messages.
+pub fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        SIGINT => "Ctrl-C (SIGINT)",
+        SIGTERM => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+impl Interrupt {
+    /// Records `signal` (the first one counts), cancels the statement the
+    /// armed connection is running, and wakes the runner's waits. Returns
+    /// what the cancel request did, for the caller to tell.
+    pub async fn raise(&self, signal: i32) -> Option<Result<(), airlock_driver::DriverError>> {
+        let _ = self.0.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+        let cancel = self.0.cancel.lock().ok().and_then(|c| c.clone());
+        let outcome = match cancel {
+            Some(cancel) => Some(cancel.cancel().await),
+            None => None,
+        };
+        self.0.settled.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+        outcome
+    }
+
+    /// The signal received, if any.
+    pub fn raised(&self) -> Option<i32> {
+        match self.0.signal.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// Sets the connection a signal cancels (None: none).
+    pub(crate) fn arm(&self, cancel: Option<Arc<dyn Cancel>>) {
+        if let Ok(mut slot) = self.0.cancel.lock() {
+            *slot = cancel;
+        }
+    }
+
+    /// Returns once a signal arrives (never, if none does).
+    pub(crate) async fn wait(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            if self.raised().is_some() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// After a signal: returns once the cancel request has been sent, so
+    /// that it cannot land on the cleanup's own statements. At most 5 s.
+    pub(crate) async fn settled(&self) {
+        let wait = async {
+            loop {
+                let notified = self.0.notify.notified();
+                if self.0.settled.load(Ordering::SeqCst) {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
+        // A cancel request reaches PostgreSQL through a connection of its
+        // own, and the backend acts on it a moment later.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -332,7 +332,7 @@ pub fn error(e: &ExecError, format: Format) {
             eprintln!("{RED}interrupted{RED:#} by {}: {state}", signal_name(*signal));
             eprintln!("  = the lock on the database was released; `airlock status` shows where it stands");
             if !applied.is_empty() {
-                eprintln!("  = applied by this run before it stopped: {}", versions_summary(applied));
+                eprintln!("  = done by this run before it stopped: {}", versions_summary(applied));
             }
         }
         other => eprintln!("{RED}error{RED:#}: {other}"),

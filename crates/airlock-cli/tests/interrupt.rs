@@ -133,3 +133,33 @@ fn postgres_sigterm_outside_a_transaction_is_recorded_at_the_statement() {
 fn mysql_sigterm_outside_a_transaction_is_recorded_at_the_statement() {
     sigterm_outside_a_transaction_is_recorded_at_the_statement(Engine::MySql);
 }
+
+/// `down` stops the same way: its transaction rolled back, the migration still applied.
+fn ctrl_c_during_down_keeps_the_migration_applied(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY);\n");
+    project.write("1_t.down.sql", &format!("-- airlock:data\nDELETE FROM t;\n{}\n", slow_statement(engine)));
+    project.run(&db, &["migrate"]).expect(0);
+    db.exec("INSERT INTO t VALUES (1)");
+    let child = project.airlock(&db).args(["down", "--to", "0"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for_the_statement(&db);
+    send(&child, "INT");
+    wait_until("the server stopping the statement", Duration::from_secs(2), || !still_running(&db));
+    let run = finish(child);
+    run.expect(130);
+    assert!(run.stderr.contains("is still applied"), "{}", run.stderr);
+    assert_eq!(db.state_of("1").as_deref(), Some("succeeded"));
+    assert_eq!(db.count("SELECT count(*) FROM t"), 1, "the down script's DELETE was rolled back");
+    assert_eq!(db.count("SELECT count(*) FROM airlock_lock WHERE owner IS NOT NULL"), 0, "the lock was released");
+}
+
+#[test]
+fn postgres_ctrl_c_during_down_keeps_the_migration_applied() {
+    ctrl_c_during_down_keeps_the_migration_applied(Engine::Postgres);
+}
+
+#[test]
+fn sqlite_ctrl_c_during_down_keeps_the_migration_applied() {
+    ctrl_c_during_down_keeps_the_migration_applied(Engine::Sqlite);
+}

@@ -137,7 +137,12 @@ pub async fn down(options: &Options, to: Version, reporter: &mut dyn Reporter) -
         )));
     }
     let (discovered, ctx, mut driver, held) = locked(options, "roll back", reporter).await?;
+    options.interrupt.arm(driver.canceller());
     let outcome = down_locked(driver.as_mut(), &ctx, &held, &discovered, &to, reporter).await;
+    if options.interrupt.raised().is_some() {
+        options.interrupt.settled().await;
+    }
+    options.interrupt.arm(None);
     held.release(driver.as_mut()).await;
     outcome
 }
@@ -182,7 +187,12 @@ async fn down_locked(
         return Err(ExecError::Invalid(errors));
     }
     let mut ran = Vec::new();
+    let done = |ran: &[RunEntry]| ran.iter().map(|r| r.version.clone()).collect::<Vec<_>>();
     for ((migration, prepared), record) in files.iter().zip(&prepared).zip(&undo) {
+        if let Some(signal) = ctx.options.interrupt.raised() {
+            let state = format!("it stopped before rolling back migration {} ({}), which is still applied", migration.version, migration.name);
+            return Err(ExecError::Interrupted { signal, state, applied: done(&ran) });
+        }
         reporter.migration_started(migration, prepared.mode);
         let version = migration.version.to_string();
         driver
@@ -215,7 +225,26 @@ async fn down_locked(
                     if held.lost() {
                         return Err(ExecError::LeaseLost);
                     }
-                    let Err(error) = driver.execute(&statement.sql).await else { break };
+                    let outcome = if ctx.options.interrupt.raised().is_some() { None } else { Some(driver.execute(&statement.sql).await) };
+                    if let (Some(signal), None | Some(Err(_))) = (ctx.options.interrupt.raised(), &outcome) {
+                        ctx.options.interrupt.settled().await;
+                        let _ = driver.rollback().await;
+                        let state = if in_tx {
+                            format!("the down script of migration {v} was stopped and rolled back: migration {v} is still applied", v = migration.version)
+                        } else {
+                            marker.error = Some(format!("its down script was interrupted at statement {}", index + 1));
+                            let _ = driver.write_history(&marker).await;
+                            format!(
+                                "the down script of migration {v} runs outside a transaction and stopped at statement {n}: statements before it stayed applied, and history says migration {v} is partly rolled back; \
+                                 finish or undo it by hand, then `airlock resolve {v} --mark-rolled-back --reason ...` or `--mark-applied --reason ...`",
+                                v = migration.version,
+                                n = index + 1
+                            )
+                        };
+                        let _ = driver.append_event(&event("interrupted", &migration.version, json!({ "signal": signal, "down": true, "statement": index + 1 })), &ctx.actor).await;
+                        return Err(ExecError::Interrupted { signal, state, applied: done(&ran) });
+                    }
+                    let Some(Err(error)) = outcome else { break };
                     if error.kind == airlock_driver::ErrorKind::LockTimeout && attempt < ctx.options.lock_retries {
                         attempt += 1;
                         if in_tx {
@@ -262,6 +291,13 @@ async fn down_locked(
                 }
             }
             break;
+        }
+        if let (Some(signal), true) = (ctx.options.interrupt.raised(), in_tx) {
+            // Every statement ran, but nothing is committed yet: keep it as it was.
+            ctx.options.interrupt.settled().await;
+            let _ = driver.rollback().await;
+            let state = format!("the down script of migration {v} was stopped and rolled back: migration {v} is still applied", v = migration.version);
+            return Err(ExecError::Interrupted { signal, state, applied: done(&ran) });
         }
         let mut rolled_back = (*record).clone();
         rolled_back.state = RunState::RolledBack;

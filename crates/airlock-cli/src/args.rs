@@ -103,8 +103,12 @@ pub struct PlanArgs {
 /// `airlock lint`.
 #[derive(Debug, Args)]
 pub struct LintArgs {
-    /// Migration files or directories to report on [default: every migration in --dir].
+    /// SQL files or directories, anywhere, or `-` for standard input [default: every migration in --dir].
+    /// Files of the migrations directory are linted with the migrations before them; others on their own.
     pub paths: Vec<PathBuf>,
+    /// A statement the MySQL/SQLite parser cannot read is an error, not a warning.
+    #[arg(long)]
+    pub strict: bool,
     /// The SQL dialect [default: from the database URL].
     #[arg(long, value_enum)]
     pub dialect: Option<DialectArg>,

@@ -42,45 +42,166 @@ fn dialect(global: &Global, args: &LintArgs) -> Result<Dialect, ExecError> {
 }
 
 /// Keeps findings about the files or directories named on the command line.
-fn keep_paths(report: &mut Report, paths: &[PathBuf]) -> Result<(), ExecError> {
-    if paths.is_empty() {
-        return Ok(());
-    }
-    let wanted: Vec<PathBuf> = paths
-        .iter()
-        .map(|p| p.canonicalize().map_err(|e| usage(format!("{}: {e}", p.display()))))
-        .collect::<Result<_, _>>()?;
+fn keep_paths(report: &mut Report, wanted: &[PathBuf]) {
     let matches = |file: &Path| file.canonicalize().is_ok_and(|f| wanted.iter().any(|w| f.starts_with(w)));
     report.findings.retain(|f| matches(&f.file));
     report.suppressed.retain(|s| matches(&s.finding.file));
+}
+
+/// What `lint` reads: groups of migrations, each linted in order from the
+/// schema it starts from, and every migration a finding's snippet may show.
+struct Inputs {
+    /// Migrations, their starting schema, and whether they are loose files
+    /// (not migrations of a directory: no down script to expect).
+    groups: Vec<(Vec<Migration>, Catalog, bool)>,
+    shown: Vec<Migration>,
+}
+
+/// The paths named on the command line, sorted by how they are read.
+#[derive(Default)]
+struct Named {
+    /// Inside the migrations directory: reported from a lint of the directory.
+    in_dir: Vec<PathBuf>,
+    /// Directories elsewhere.
+    dirs: Vec<PathBuf>,
+    /// SQL files elsewhere, and `-` (standard input).
+    files: Vec<PathBuf>,
+}
+
+fn named(paths: &[PathBuf], dir: &Path) -> Result<Named, ExecError> {
+    let dir = dir.canonicalize().ok();
+    let mut named = Named::default();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            named.files.push(path.clone());
+            continue;
+        }
+        let abs = path.canonicalize().map_err(|e| usage(format!("{}: {e}", path.display())))?;
+        if dir.as_ref().is_some_and(|d| abs.starts_with(d)) {
+            named.in_dir.push(abs);
+        } else if abs.is_dir() {
+            named.dirs.push(path.clone());
+        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("sql")) {
+            named.files.push(path.clone());
+        } else {
+            return Err(usage(format!(
+                "{}: not an SQL file; lint reads `.sql` files, directories of them, or `-` for standard input",
+                path.display()
+            )));
+        }
+    }
+    Ok(named)
+}
+
+/// Every `.sql` file under `dir`, sorted, hidden entries left out.
+fn sql_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ExecError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| usage(format!("{}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.')) {
+            continue;
+        }
+        if path.is_dir() {
+            sql_files(&path, out)?;
+        } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("sql")) {
+            out.push(path);
+        }
+    }
     Ok(())
 }
 
-/// The migrations to lint and the schema they start from: with a database,
-/// the pending ones over the live catalog; without, all of them over nothing.
-fn inputs(global: &Global, args: &LintArgs) -> Result<(Vec<Migration>, Catalog, Vec<Migration>), ExecError> {
+/// Whether a directory looks like a migrations directory (an entry named
+/// like a version), so that a discovery error there is the user's to see.
+fn looks_like_migrations(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(|c: char| c.is_ascii_digit()) || (name.starts_with('V') && name[1..].starts_with(|c: char| c.is_ascii_digit()))
+        })
+    })
+}
+
+/// One loose SQL file (or standard input) as a migration of its own.
+fn loose(path: &Path) -> Result<Migration, ExecError> {
+    let (shown, bytes) = if path.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|e| usage(format!("reading standard input: {e}")))?;
+        (PathBuf::from("<stdin>"), bytes)
+    } else {
+        (path.to_path_buf(), std::fs::read(path).map_err(|e| usage(format!("{}: {e}", path.display())))?)
+    };
+    airlock_core::read_loose_file(&shown, bytes).map_err(|e| ExecError::Discovery(airlock_core::DiscoveryError(vec![e])))
+}
+
+/// The migrations to lint and the schema they start from. The migrations
+/// directory (no paths, or paths inside it): with a database, the pending
+/// ones over the live catalog; without, all of them over nothing. Files and
+/// directories elsewhere: each file on its own, a directory of migrations in
+/// order, over the live catalog when there is a database.
+fn inputs(global: &Global, args: &LintArgs) -> Result<(Inputs, Vec<PathBuf>), ExecError> {
     let database = if args.offline { None } else { settings::options(global).ok() };
-    match database {
-        Some(options) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|e| usage(format!("cannot start the async runtime: {e}")))?;
-            let live = runtime.block_on(airlock_exec::live_state(&options)).map_err(|e| match e {
-                ExecError::Connect(e) => ExecError::Connect(airlock_driver::DriverError::new(
-                    e.kind,
-                    format!("{} (lint reads the live schema; pass --offline to lint without the database)", e.message),
-                )),
-                other => other,
-            })?;
-            Ok((live.pending, live.catalog, live.discovered.migrations))
-        }
-        None => {
-            let dir = settings::migrations_dir(global).map_err(|e| usage(e.0))?;
-            let discovered = airlock_core::discover(&dir)?;
-            Ok((discovered.migrations.clone(), Catalog::offline(), discovered.migrations))
+    let dir = settings::migrations_dir(global).map_err(|e| usage(e.0))?;
+    let named = named(&args.paths, &dir)?;
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| usage(format!("cannot start the async runtime: {e}")))
+    };
+    let offline_hint = |e: ExecError| match e {
+        ExecError::Connect(e) => ExecError::Connect(airlock_driver::DriverError::new(
+            e.kind,
+            format!("{} (lint reads the live schema; pass --offline to lint without the database)", e.message),
+        )),
+        other => other,
+    };
+    let mut inputs = Inputs { groups: Vec::new(), shown: Vec::new() };
+    let mut live_catalog = None;
+    if args.paths.is_empty() || !named.in_dir.is_empty() {
+        match &database {
+            Some(options) => {
+                let live = runtime()?.block_on(airlock_exec::live_state(options)).map_err(offline_hint)?;
+                live_catalog = Some(live.catalog.clone());
+                inputs.groups.push((live.pending, live.catalog, false));
+                inputs.shown.extend(live.discovered.migrations);
+            }
+            None => {
+                let discovered = airlock_core::discover(&dir)?;
+                inputs.groups.push((discovered.migrations.clone(), Catalog::offline(), false));
+                inputs.shown.extend(discovered.migrations);
+            }
         }
     }
+    let mut others: Vec<(Vec<Migration>, bool)> = Vec::new();
+    for d in &named.dirs {
+        match airlock_core::discover(d) {
+            Ok(found) if !found.migrations.is_empty() => others.push((found.migrations, false)),
+            Err(e) if looks_like_migrations(d) => return Err(e.into()),
+            _ => {
+                let mut files = Vec::new();
+                sql_files(d, &mut files)?;
+                if files.is_empty() {
+                    return Err(usage(format!("{}: no `.sql` file in this directory", d.display())));
+                }
+                for f in files {
+                    others.push((vec![loose(&f)?], true));
+                }
+            }
+        }
+    }
+    for f in &named.files {
+        others.push((vec![loose(f)?], true));
+    }
+    if !others.is_empty() {
+        let catalog = match (&database, live_catalog) {
+            (_, Some(catalog)) => catalog,
+            (Some(options), None) => runtime()?.block_on(airlock_exec::live_catalog(options)).map_err(offline_hint)?,
+            (None, None) => Catalog::offline(),
+        };
+        for (group, loose) in others {
+            inputs.shown.extend(group.iter().cloned());
+            inputs.groups.push((group, catalog.clone(), loose));
+        }
+    }
+    Ok((inputs, named.in_dir))
 }
 
 /// Runs `airlock lint`.
@@ -88,11 +209,23 @@ pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
     let dialect = dialect(global, args)?;
     let config = settings::lint_config(global).map_err(|e| usage(e.0))?;
     let baseline_path = args.baseline.clone().or_else(|| config.baseline.clone());
-    let options = LintOptions { dialect, severities: settings::lint_severities(&config).map_err(|e| usage(e.0))? };
-    let (to_lint, catalog, all) = inputs(global, args)?;
-    let discovered = airlock_core::Discovered { migrations: all, warnings: Vec::new() };
-    let mut report = airlock_lint::lint(&to_lint, catalog, &options);
-    keep_paths(&mut report, &args.paths)?;
+    let mut options = LintOptions::with_severities(dialect, settings::lint_severities(&config).map_err(|e| usage(e.0))?);
+    options.strict = args.strict;
+    let (inputs, in_dir) = inputs(global, args)?;
+    let mut report = Report::default();
+    for (index, (migrations, catalog, loose)) in inputs.groups.into_iter().enumerate() {
+        let mut part = airlock_lint::lint(&migrations, catalog, &options);
+        if loose {
+            // A file of SQL, not a migration: it has no down script to miss.
+            part.findings.retain(|f| f.rule != "missing-down");
+        }
+        // The migrations directory comes first; named paths inside it narrow what is reported.
+        if index == 0 && !in_dir.is_empty() {
+            keep_paths(&mut part, &in_dir);
+        }
+        report.findings.extend(part.findings);
+        report.suppressed.extend(part.suppressed);
+    }
     if let Some(path) = &args.write_baseline {
         let baseline = Baseline::of(&report);
         let text = serde_json::to_string_pretty(&baseline).unwrap_or_default();
@@ -104,10 +237,10 @@ pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
         settings::read_baseline(path).map_err(|e| usage(e.0))?.apply(&mut report);
     }
     match global.format {
-        Format::Human => human(&report, &discovered.migrations),
+        Format::Human => human(&report, &inputs.shown),
         Format::Json => json_report(&report),
-        Format::Sarif => sarif(&report),
-        Format::Github => github(&report),
+        Format::Sarif => sarif(&report, &inputs.shown),
+        Format::Github => github(&report, &inputs.shown),
     }
     match report.count(Severity::Error) {
         0 => Ok(()),
@@ -125,7 +258,7 @@ fn level(severity: Severity) -> Level {
 
 /// The script a finding is about, for its source lines.
 fn script_of<'a>(migrations: &'a [Migration], finding: &Finding) -> Option<&'a airlock_core::Script> {
-    migrations.iter().find(|m| m.version.to_string() == finding.version).map(|m| &m.up).filter(|s| s.path == finding.file)
+    migrations.iter().find(|m| m.up.path == finding.file && m.version.to_string() == finding.version).map(|m| &m.up)
 }
 
 /// The byte range of a 1-based line of `text`.
@@ -199,7 +332,7 @@ fn json_report(report: &Report) {
 }
 
 /// SARIF 2.1.0: one run, the rules that fired, one result per finding.
-fn sarif(report: &Report) {
+fn sarif(report: &Report, migrations: &[Migration]) {
     let mut fired: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
     fired.sort_unstable();
     fired.dedup();
@@ -223,7 +356,12 @@ fn sarif(report: &Report) {
                 "locations": [{
                     "physicalLocation": {
                         "artifactLocation": { "uri": relative(&f.file) },
-                        "region": { "startLine": f.line },
+                        "region": match region(f, migrations) {
+                            Some(((line, column), (end_line, end_column))) => json!({
+                                "startLine": line, "startColumn": column, "endLine": end_line, "endColumn": end_column,
+                            }),
+                            None => json!({ "startLine": f.line }),
+                        },
                     }
                 }],
             })
@@ -240,6 +378,21 @@ fn sarif(report: &Report) {
     println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
 }
 
+/// Where a finding starts and ends in its file, as (line, column), 1-based,
+/// columns counted in characters; None when its span is not known.
+fn region(finding: &Finding, migrations: &[Migration]) -> Option<((usize, usize), (usize, usize))> {
+    let script = script_of(migrations, finding)?;
+    let span = finding.span.clone()?;
+    let at = |offset: usize| {
+        let before = script.sql.get(..offset)?;
+        let line = script.line_offset + 1 + before.matches('\n').count();
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        Some((line, column))
+    };
+    // The end is exclusive: the column just past the last character, as SARIF has it.
+    Some((at(span.start)?, at(span.end.max(span.start))?))
+}
+
 /// A path relative to the working directory (the repository root in CI), `/`-separated.
 fn relative(path: &Path) -> String {
     let cwd = std::env::current_dir().ok();
@@ -251,7 +404,7 @@ fn relative(path: &Path) -> String {
 }
 
 /// GitHub Actions annotations: `::error file=...,line=...,title=...::message`.
-fn github(report: &Report) {
+fn github(report: &Report, migrations: &[Migration]) {
     // Workflow commands escape %, CR and LF in the message, and also : and , in properties.
     let data = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
     let property = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
@@ -261,8 +414,9 @@ fn github(report: &Report) {
             Severity::Warning => "warning",
             Severity::Info => "notice",
         };
+        let column = region(f, migrations).map_or(String::new(), |((_, column), _)| format!(",col={column}"));
         println!(
-            "::{command} file={},line={},title={}::{}",
+            "::{command} file={},line={}{column},title={}::{}",
             property(&f.file.to_string_lossy()),
             f.line,
             property(&format!("airlock {}", f.rule)),

@@ -53,11 +53,13 @@ fn json_sarif_and_github_formats() {
     assert_eq!(value["version"], "2.1.0");
     let result = &value["runs"][0]["results"].as_array().unwrap().iter().find(|r| r["level"] == "error").unwrap();
     assert_eq!(result["ruleId"], "require-concurrent-index");
-    assert_eq!(result["locations"][0]["physicalLocation"]["region"]["startLine"], 2);
+    let region = &result["locations"][0]["physicalLocation"]["region"];
+    assert_eq!((region["startLine"].clone(), region["startColumn"].clone()), (2.into(), 1.into()), "{region}");
+    assert!(region["endColumn"].as_u64().unwrap() > 1, "a region with columns: {region}");
 
     let github = lint(&project, &["--dialect", "postgres", "--format", "github"]);
     github.expect(3);
-    assert!(github.stdout.lines().any(|l| l.starts_with("::error file=") && l.contains(",line=2,title=airlock require-concurrent-index::")), "{}", github.stdout);
+    assert!(github.stdout.lines().any(|l| l.starts_with("::error file=") && l.contains(",line=2,col=1,title=airlock require-concurrent-index::")), "{}", github.stdout);
 }
 
 #[test]
@@ -151,4 +153,103 @@ fn a_baseline_holds_old_files_and_not_new_or_edited_ones() {
     let bad = lint(&project, &["--dialect", "postgres"]);
     bad.expect(2);
     assert!(bad.stderr.contains("lint-baseline.json"), "{}", bad.stderr);
+}
+
+/// `airlock lint FILE` anywhere: no migrations directory needed.
+#[test]
+fn a_file_outside_any_migrations_directory_is_linted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("x.sql");
+    std::fs::write(&file, "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id);\n").unwrap();
+    let run = Run::of(common::Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", "x.sql"]).output().unwrap());
+    run.expect(3);
+    assert!(run.stdout.contains("error[adding-foreign-key]") && run.stdout.contains("x.sql:1:"), "{}", run.all());
+
+    // Beside a migrations directory, a file elsewhere is linted too, not skipped.
+    let project = shop();
+    let other = project.root.path().join("other.sql");
+    std::fs::write(&other, "SELECT 1;\nCREATE INDEX i ON users (email);\n").unwrap();
+    let run = lint(&project, &["--dialect", "postgres", "--format", "json", other.to_str().unwrap()]);
+    run.expect(3);
+    let json = run.json();
+    let files: Vec<&str> = json["findings"].as_array().unwrap().iter().map(|f| f["file"].as_str().unwrap()).collect();
+    assert!(files.iter().all(|f| f.ends_with("other.sql")), "only the named file is reported: {files:?}");
+    assert!(json["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "require-concurrent-index" && f["line"] == 2), "{json}");
+}
+
+#[test]
+fn standard_input_is_linted_as_a_file() {
+    let project = Project::new();
+    let mut child = project
+        .bare()
+        .args(["lint", "--dialect", "postgres", "--format", "json", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"CREATE INDEX i ON users (email);\n").unwrap();
+    drop(child.stdin.take());
+    let run = Run::of(child.wait_with_output().unwrap());
+    run.expect(3);
+    let json = run.json();
+    assert_eq!(json["findings"][0]["file"], "<stdin>", "{json}");
+    assert_eq!(json["findings"][0]["rule"], "require-concurrent-index");
+}
+
+#[test]
+fn a_directory_of_plain_sql_files_is_linted_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("queries")).unwrap();
+    std::fs::write(dir.path().join("queries/a.sql"), "CREATE TABLE t (id int);\n").unwrap();
+    std::fs::write(dir.path().join("queries/b.sql"), "CREATE INDEX i ON t (id);\n").unwrap();
+    std::fs::write(dir.path().join("queries/notes.txt"), "not sql\n").unwrap();
+    let run = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", "--format", "json", "queries"]).output().unwrap());
+    // b.sql on its own: the table is not created by it, so it may hold rows.
+    run.expect(3);
+    let json = run.json();
+    assert_eq!(json["findings"].as_array().unwrap().len(), 1, "{json}");
+    assert!(json["findings"][0]["file"].as_str().unwrap().ends_with("b.sql"));
+
+    // A directory laid out as migrations is read as one, in order.
+    let project = shop();
+    let run = Run::of(Project::new().bare().args(["lint", "--dialect", "postgres", "--format", "json"]).arg(project.dir()).output().unwrap());
+    run.expect(3);
+    let json = run.json();
+    let rules: Vec<&str> = json["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
+    assert_eq!(rules.iter().filter(|r| **r == "require-concurrent-index").count(), 1, "only the index of 2: {rules:?}");
+}
+
+#[test]
+fn a_path_that_names_no_sql_is_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "hello\n").unwrap();
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    for (path, says) in [("missing.sql", "missing.sql"), ("notes.txt", "not an SQL file"), ("empty", "no `.sql` file")] {
+        let run = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", path]).output().unwrap());
+        run.expect(2);
+        assert!(run.stderr.contains(says), "{path}: {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_postgres_syntax_error_is_an_error_with_its_line_and_column_and_sarif_carries_them() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("x.sql"), "-- a header\nSELECT 1;\nCREATE TABLE t (\n  a int,,\n  b int\n);\n").unwrap();
+    let human = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", "x.sql"]).output().unwrap());
+    human.expect(3);
+    assert!(human.stdout.contains("error[syntax-error]") && human.stdout.contains("line 4, column 9"), "{}", human.all());
+    let sarif = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", "--format", "sarif", "x.sql"]).output().unwrap());
+    sarif.expect(3);
+    let json = sarif.json();
+    let result = json["runs"][0]["results"].as_array().unwrap().iter().find(|r| r["ruleId"] == "syntax-error").unwrap().clone();
+    let region = result["locations"][0]["physicalLocation"]["region"].clone();
+    assert_eq!((region["startLine"].clone(), region["startColumn"].clone()), (4.into(), 9.into()), "{region}");
+    // MySQL's parser is general: a statement it cannot read is a warning, an error with --strict.
+    std::fs::write(dir.path().join("m.sql"), "CREATE TABLE t (a int) FROBNICATE;\n").unwrap();
+    let lax = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "mysql", "m.sql"]).output().unwrap());
+    lax.expect(0);
+    assert!(lax.stdout.contains("warning[unparsed-statement]"), "{}", lax.all());
+    let strict = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "mysql", "--strict", "m.sql"]).output().unwrap());
+    strict.expect(3);
 }

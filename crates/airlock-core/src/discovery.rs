@@ -107,6 +107,47 @@ pub fn discover_embedded(embedded: &Embedded) -> Result<Discovered, DiscoveryErr
     discover_in(&InMemory { root: Path::new(embedded.dir), files: embedded.files })
 }
 
+/// One SQL file read as a migration, whatever its name or place (`airlock
+/// lint` of a file outside the migrations directory, or of standard input):
+/// version and name from a migration-style file name when it has one (else
+/// version 0 and the file's stem), dbmate sections and header directives as
+/// in a directory. `bytes` are the file's contents.
+pub fn read_loose_file(path: &Path, bytes: Vec<u8>) -> Result<Migration, FileError> {
+    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("-");
+    let found = match classify_file(path, file_name) {
+        Ok(items) if !items.is_empty() => items.into_iter().next().filter(|f| f.direction != Direction::Down),
+        _ => None,
+    };
+    let found = found.unwrap_or_else(|| Found {
+        version: Version::parse("0").expect("0 is a version"),
+        name: file_name.strip_suffix(".sql").unwrap_or(file_name).to_owned(),
+        direction: Direction::Single,
+        path: path.to_owned(),
+    });
+    let tree = One { path, bytes };
+    load(&tree, &found, None, &mut Vec::new())
+}
+
+/// A single file in memory, as a tree.
+struct One<'a> {
+    path: &'a Path,
+    bytes: Vec<u8>,
+}
+
+impl Tree for One<'_> {
+    fn entries(&self) -> Result<Vec<Result<Entry, FileError>>, FileError> {
+        Ok(Vec::new())
+    }
+
+    fn is_file(&self, path: &Path) -> bool {
+        path == self.path
+    }
+
+    fn read(&self, _path: &Path) -> std::io::Result<Vec<u8>> {
+        Ok(self.bytes.clone())
+    }
+}
+
 /// A top-level entry of a migrations directory.
 struct Entry {
     path: PathBuf,

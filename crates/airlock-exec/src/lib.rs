@@ -38,7 +38,7 @@ pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
 };
-pub use crate::live::{live_state, LiveState};
+pub use crate::live::{live_catalog, live_state, LiveState};
 pub use crate::plan::{plan, MigrationPlan, PlanFinding, PlanReport, Risk, StatementPlan, Verdict};
 pub use crate::rates::{calibrate, Calibration, Rate, Rates, Work};
 pub use crate::run::migrate;

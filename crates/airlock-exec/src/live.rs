@@ -19,6 +19,19 @@ pub struct LiveState {
     pub rates: crate::rates::Rates,
 }
 
+/// Reads only the live schema (`lint` of files outside the migrations
+/// directory). A SQLite file that does not exist yet is an empty database.
+pub async fn live_catalog(options: &Options) -> Result<Catalog, ExecError> {
+    if crate::sqlite_file_missing(options) {
+        return Ok(Catalog::live(Vec::new()));
+    }
+    let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+    driver.begin_read_only().await.map_err(ExecError::db("opening a read-only transaction"))?;
+    let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"));
+    let _ = driver.rollback().await;
+    catalog
+}
+
 /// Reads the live schema and history. A SQLite file that does not exist yet
 /// is an empty database with everything pending.
 pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {

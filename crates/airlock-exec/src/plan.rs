@@ -304,6 +304,9 @@ fn fix_for(code: &str, engine: Engine) -> String {
     }
 }
 
+/// What to do about a statement airlock could not read.
+const UNREAD_FIX: &str = "review it by hand (its locks, the rows it needs); write it so the parser can read it, or, if it is right as it is, say why with `-- airlock:allow unchecked <reason>` on the line before it";
+
 /// Rows above which blocking writes for the statement is risky.
 pub const LARGE_TABLE_ROWS: f64 = 100_000.0;
 
@@ -462,14 +465,14 @@ impl Assessor {
             let mut plan = StatementPlan::new(i + 1, parsed.sql.clone(), parsed.line);
             if let Err(why) = &parsed.ops {
                 let message = format!("airlock could not parse this statement ({why}), so nothing about it was checked");
-                plan.reasons.push(risk("unchecked", message, false, engine));
+                plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
             }
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
             for op in parsed.ops.iter().flatten() {
                 plan.changes_rows |= op.is_dml();
                 if matches!(op, Op::Other { kind } if kind == airlock_sql::parse::DO_UNSEEN) {
                     let message = "this DO block runs SQL airlock cannot see (EXECUTE of a string, another language, or a body that does not parse)";
-                    plan.reasons.push(risk("unchecked", message.to_owned(), false, engine));
+                    plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message.to_owned(), false, engine) });
                 }
                 let e = effects(op, &self.catalog, dialect);
                 // The worked-on table as the model knows it (name, rows, size), before the op.
@@ -591,7 +594,7 @@ impl Assessor {
         if let Some((line, why)) = &script.split_error {
             let mut plan = StatementPlan::new(1, String::new(), *line);
             let message = format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
-            plan.reasons.push(risk("unchecked", message, false, engine));
+            plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
         }
@@ -634,7 +637,7 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     let pending = live.pending;
     // Parsed once, for lint and for the walk below.
     let scripts = airlock_lint::parse_all(&pending, dialect);
-    let lint_options = LintOptions { dialect, severities: options.lint.severities.clone() };
+    let lint_options = LintOptions::with_severities(dialect, options.lint.severities.clone());
     let mut report = airlock_lint::lint_parsed(&pending, &scripts, live.catalog.clone(), &lint_options);
     if let Some(baseline) = &options.lint.baseline {
         baseline.apply(&mut report);

@@ -29,7 +29,7 @@ fn lint_pending(
     reporter: &mut dyn Reporter,
 ) -> Result<(), ExecError> {
     let lint_options =
-        airlock_lint::LintOptions { dialect: options.engine_traits().dialect, severities: options.lint.severities.clone() };
+        airlock_lint::LintOptions::with_severities(options.engine_traits().dialect, options.lint.severities.clone());
     let mut report = airlock_lint::lint_parsed(pending, scripts, catalog, &lint_options);
     if let Some(baseline) = &options.lint.baseline {
         baseline.apply(&mut report);

@@ -21,7 +21,7 @@ pub struct Parsed {
     /// What it needs from a transaction.
     pub tx: TxNeed,
     /// What it does, or the parser's complaint.
-    pub ops: Result<Vec<Op>, String>,
+    pub ops: Result<Vec<Op>, airlock_sql::parse::ParseError>,
 }
 
 /// What a rule checking one operation of one statement sees.

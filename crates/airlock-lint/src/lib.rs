@@ -122,12 +122,20 @@ pub struct LintOptions {
     pub dialect: Dialect,
     /// Severity overrides by rule id; None turns a rule off.
     pub severities: BTreeMap<String, Option<Severity>>,
+    /// A statement the general parser (MySQL, SQLite) cannot read is an
+    /// error, not a warning (`lint --strict`). Defaults to `false`.
+    pub strict: bool,
 }
 
 impl LintOptions {
     /// Default severities for `dialect`.
     pub fn new(dialect: Dialect) -> LintOptions {
-        LintOptions { dialect, severities: BTreeMap::new() }
+        LintOptions { dialect, severities: BTreeMap::new(), strict: false }
+    }
+
+    /// Default severities for `dialect`, with these overrides.
+    pub fn with_severities(dialect: Dialect, severities: BTreeMap<String, Option<Severity>>) -> LintOptions {
+        LintOptions { severities, ..LintOptions::new(dialect) }
     }
 }
 
@@ -150,7 +158,7 @@ pub fn parse_migration(migration: &Migration, dialect: Dialect) -> ParsedScript 
                 .map(|s| Parsed {
                     line: s.line + script.line_offset,
                     tx: classify(&s.sql, dialect).tx,
-                    ops: parse(&s.sql, dialect).map_err(|e| e.message),
+                    ops: parse(&s.sql, dialect),
                     span: s.span,
                     sql: s.sql,
                 })
@@ -189,7 +197,7 @@ pub fn lint(migrations: &[Migration], catalog: Catalog, options: &LintOptions) -
 pub fn lint_parsed(migrations: &[Migration], scripts: &[ParsedScript], mut catalog: Catalog, options: &LintOptions) -> Report {
     let mut report = Report::default();
     for (migration, script) in migrations.iter().zip(scripts) {
-        let mut found = unparsed_findings(migration, script);
+        let mut found = unparsed_findings(migration, script, options, catalog.server_version.as_deref());
         let parsed = &script.statements;
         let mcx = MigrationContext { migration, statements: parsed, dialect: options.dialect, catalog: &catalog };
         for rule in rules::ALL {
@@ -216,12 +224,16 @@ pub fn lint_parsed(migrations: &[Migration], scripts: &[ParsedScript], mut catal
     report
 }
 
-/// A text the splitter refuses is one `unparsed-statement` finding, a
-/// statement the parser refuses another.
-fn unparsed_findings(migration: &Migration, script: &ParsedScript) -> Vec<Finding> {
+/// A text the splitter refuses is one `unparsed-statement` finding; a
+/// statement PostgreSQL's own parser refuses is a `syntax-error` (the server
+/// will refuse it too, unless it is newer than the parser); one the general
+/// parser (MySQL, SQLite) cannot read is `unparsed-statement`, a warning
+/// unless `strict`.
+fn unparsed_findings(migration: &Migration, script: &ParsedScript, options: &LintOptions, server: Option<&str>) -> Vec<Finding> {
+    let unparsed = if options.strict { Severity::Error } else { Severity::Warning };
     let base = |line: usize, statement: Option<usize>, span, message: String, help: &str| Finding {
         rule: rules::UNPARSED,
-        severity: Severity::Warning,
+        severity: unparsed,
         file: migration.up.path.clone(),
         line,
         version: migration.version.to_string(),
@@ -235,19 +247,46 @@ fn unparsed_findings(migration: &Migration, script: &ParsedScript) -> Vec<Findin
     if let Some((line, why)) = &script.split_error {
         return vec![base(*line, None, None, format!("the file cannot be split into statements: {why}"), "fix the SQL; the rest of this file was not checked")];
     }
+    // A live PostgreSQL newer than the parser may accept what it refuses.
+    let newer_server = server
+        .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok())
+        .filter(|major| *major > airlock_sql::parse::PARSER_POSTGRES_MAJOR);
     script
         .statements
         .iter()
         .enumerate()
         .filter_map(|(i, p)| {
             let why = p.ops.as_ref().err()?;
-            Some(base(
-                p.line,
-                Some(i + 1),
-                Some(p.span.clone()),
-                format!("this statement could not be parsed ({why}), so no rule checked it"),
-                "check the SQL; if the server accepts it, lint cannot judge it yet",
-            ))
+            if !why.certain {
+                return Some(base(
+                    p.line,
+                    Some(i + 1),
+                    Some(p.span.clone()),
+                    format!("this statement could not be parsed ({why}), so no rule checked it"),
+                    "check the SQL; if the server accepts it, lint cannot judge it yet (`lint --strict` makes this an error)",
+                ));
+            }
+            let at = why.position.filter(|at| *at < p.sql.len() && p.sql.is_char_boundary(*at)).unwrap_or(0);
+            let line = p.line + p.sql[..at].matches('\n').count();
+            let column = p.sql[..at].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let mut finding = base(line, Some(i + 1), Some(p.span.start + at..p.span.end), String::new(), "");
+            finding.rule = rules::SYNTAX;
+            match newer_server {
+                Some(major) => {
+                    finding.severity = Severity::Warning;
+                    finding.message = format!(
+                        "PostgreSQL {}'s parser refuses this statement at line {line}, column {column}: {why}; the server is PostgreSQL {major}, which may accept it, so no rule checked it",
+                        airlock_sql::parse::PARSER_POSTGRES_MAJOR
+                    );
+                    finding.help = "check it on the server; lint cannot judge it".to_owned();
+                }
+                None => {
+                    finding.severity = Severity::Error;
+                    finding.message = format!("PostgreSQL's parser refuses this statement at line {line}, column {column}: {why}");
+                    finding.help = "fix the SQL: the server will refuse it too".to_owned();
+                }
+            }
+            Some(finding)
         })
         .collect()
 }

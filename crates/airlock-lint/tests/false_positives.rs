@@ -88,14 +88,34 @@ fn allows_suppress_with_a_reason_and_unused_ones_are_reported() {
 }
 
 #[test]
-fn a_statement_no_parser_accepts_is_a_warning_and_the_rest_is_checked() {
+fn a_statement_postgres_refuses_is_an_error_at_its_position_and_the_rest_is_checked() {
     static FILES: &[EmbeddedFile] = files![
         "1_bad.up.sql" => "CREATE TABEL t (a int);\nCREATE INDEX i ON users (a);\n",
         "1_bad.down.sql" => "SELECT 1;\n",
     ];
     let report = report(Dialect::Postgres, FILES, Catalog::offline());
     let found: Vec<(&str, usize)> = report.findings.iter().map(|f| (f.rule, f.line)).collect();
-    assert_eq!(found, [("unparsed-statement", 1), ("require-concurrent-index", 2)]);
+    assert_eq!(found, [("syntax-error", 1), ("require-concurrent-index", 2)]);
+    let syntax = &report.findings[0];
+    assert_eq!(syntax.severity, airlock_lint::Severity::Error);
+    assert!(syntax.message.contains("line 1, column 8") && syntax.message.contains("TABEL"), "{}", syntax.message);
+    assert_eq!(syntax.span.clone().map(|s| s.start), Some(7), "the span starts where the parser stopped");
+}
+
+#[test]
+fn a_statement_the_general_parser_cannot_read_is_a_warning_or_with_strict_an_error() {
+    static FILES: &[EmbeddedFile] = files![
+        "1_bad.up.sql" => "CREATE TABLE t (a int) FROBNICATE;\nALTER TABLE t ADD COLUMN b int;\n",
+        "1_bad.down.sql" => "SELECT 1;\n",
+    ];
+    let lax = report(Dialect::MySql, FILES, Catalog::offline());
+    let found: Vec<(&str, airlock_lint::Severity)> = lax.findings.iter().map(|f| (f.rule, f.severity)).collect();
+    assert!(found.contains(&("unparsed-statement", airlock_lint::Severity::Warning)), "{found:?}");
+    let discovered = airlock_core::discover_embedded(&Embedded { dir: "migrations", files: FILES }).unwrap();
+    let mut strict = LintOptions::new(Dialect::MySql);
+    strict.strict = true;
+    let strict = airlock_lint::lint(&discovered.migrations, Catalog::offline(), &strict);
+    assert!(strict.findings.iter().any(|f| f.rule == "unparsed-statement" && f.severity == airlock_lint::Severity::Error), "{:?}", strict.findings);
 }
 
 #[test]

@@ -59,6 +59,8 @@ pub trait Rule: Sync {
 
 /// A statement no parser accepted.
 pub const UNPARSED: &str = "unparsed-statement";
+/// A statement PostgreSQL's own parser refused.
+pub const SYNTAX: &str = "syntax-error";
 /// An `-- airlock:allow` that suppresses nothing.
 pub const UNUSED_ALLOW: &str = "unused-allow";
 
@@ -98,7 +100,7 @@ pub static ALL: &[&dyn Rule] = &[
 /// Every rule id, the engine's own (`unparsed-statement`, `unused-allow`) included.
 pub fn ids() -> Vec<&'static str> {
     let mut ids: Vec<&'static str> = ALL.iter().map(|r| r.id()).collect();
-    ids.extend([UNPARSED, UNUSED_ALLOW]);
+    ids.extend([UNPARSED, SYNTAX, UNUSED_ALLOW]);
     ids
 }
 

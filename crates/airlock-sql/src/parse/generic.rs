@@ -17,7 +17,7 @@ pub(super) fn parse(sql: &str, dialect: Dialect) -> Result<Vec<Op>, ParseError> 
         Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
         _ => Parser::parse_sql(&MySqlDialect {}, sql),
     };
-    let statements = parsed.map_err(|e| ParseError { message: e.to_string() })?;
+    let statements = parsed.map_err(|e| ParseError { message: e.to_string(), position: None, certain: false })?;
     Ok(statements.iter().map(op).collect())
 }
 

@@ -244,7 +244,22 @@ pub const DO_UNSEEN: &str = "DO (dynamic SQL)";
 pub struct ParseError {
     /// The parser's message.
     pub message: String,
+    /// Byte offset in the statement where the parser stopped, when it says.
+    pub position: Option<usize>,
+    /// The engine's own parser refused it (PostgreSQL's), so the server
+    /// will too; false for a general parser (sqlparser) that may lag the engine.
+    pub certain: bool,
 }
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The PostgreSQL major version whose grammar `pg_query` carries: a newer
+/// server may accept statements this parser refuses.
+pub const PARSER_POSTGRES_MAJOR: u32 = 17;
 
 /// Parses one statement (as `split` returns it) into what it does. A statement
 /// may hold several ops (`ALTER TABLE` with several actions stays one op).

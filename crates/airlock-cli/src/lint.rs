@@ -139,9 +139,15 @@ fn loose(path: &Path) -> Result<Migration, ExecError> {
 /// ones over the live catalog; without, all of them over nothing. Files and
 /// directories elsewhere: each file on its own, a directory of migrations in
 /// order, over the live catalog when there is a database.
-fn inputs(global: &Global, args: &LintArgs) -> Result<(Inputs, Vec<PathBuf>), ExecError> {
+fn inputs(global: &Global, args: &LintArgs, dialect: Dialect) -> Result<(Inputs, Vec<PathBuf>), ExecError> {
     let database = if args.offline { None } else { settings::options(global).ok() };
     let dir = settings::migrations_dir(global).map_err(|e| usage(e.0))?;
+    let flavor = match dialect {
+        Dialect::Postgres => airlock_core::Flavor::Postgres,
+        Dialect::MySql => airlock_core::Flavor::MySql,
+        Dialect::Sqlite => airlock_core::Flavor::Sqlite,
+    };
+    let layout = airlock_core::DiscoverOptions { flavor: Some(flavor), exclude: settings::exclude(global).map_err(|e| usage(e.0))? };
     let named = named(&args.paths, &dir)?;
     let runtime = || {
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| usage(format!("cannot start the async runtime: {e}")))
@@ -164,7 +170,7 @@ fn inputs(global: &Global, args: &LintArgs) -> Result<(Inputs, Vec<PathBuf>), Ex
                 inputs.shown.extend(live.discovered.migrations);
             }
             None => {
-                let discovered = airlock_core::discover(&dir)?;
+                let discovered = airlock_core::discover_with(&dir, &layout)?;
                 inputs.groups.push((discovered.migrations.clone(), Catalog::offline(), false));
                 inputs.shown.extend(discovered.migrations);
             }
@@ -172,7 +178,7 @@ fn inputs(global: &Global, args: &LintArgs) -> Result<(Inputs, Vec<PathBuf>), Ex
     }
     let mut others: Vec<(Vec<Migration>, bool)> = Vec::new();
     for d in &named.dirs {
-        match airlock_core::discover(d) {
+        match airlock_core::discover_with(d, &airlock_core::DiscoverOptions { flavor: layout.flavor, exclude: Vec::new() }) {
             Ok(found) if !found.migrations.is_empty() => others.push((found.migrations, false)),
             Err(e) if looks_like_migrations(d) => return Err(e.into()),
             _ => {
@@ -211,7 +217,7 @@ pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
     let baseline_path = args.baseline.clone().or_else(|| config.baseline.clone());
     let mut options = LintOptions::with_severities(dialect, settings::lint_severities(&config).map_err(|e| usage(e.0))?);
     options.strict = args.strict;
-    let (inputs, in_dir) = inputs(global, args)?;
+    let (inputs, in_dir) = inputs(global, args, dialect)?;
     let mut report = Report::default();
     for (index, (migrations, catalog, loose)) in inputs.groups.into_iter().enumerate() {
         let mut part = airlock_lint::lint(&migrations, catalog, &options);

@@ -64,7 +64,8 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     let format = cli.global.format;
     if let Command::New(args) = &cli.command {
         let dir = settings::migrations_dir(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
-        let paths = new::create(&dir, args).map_err(ExecError::Usage)?;
+        let exclude = settings::exclude(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
+        let paths = new::create(&dir, args, &exclude).map_err(ExecError::Usage)?;
         if format == Format::Json {
             println!("{}", serde_json::json!({ "created": paths }));
         } else {

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use airlock_core::{discover, Version};
+use airlock_core::{discover_with, Version};
 
 use crate::args::NewArgs;
 
@@ -46,37 +46,108 @@ pub fn slug(name: &str) -> String {
     out.trim_end_matches('_').to_owned()
 }
 
+/// The layout a directory already uses, which new migrations follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `<v>_<name>.up.sql` and `.down.sql` (airlock, golang-migrate, sqlx reversible): also for a new directory.
+    UpDown,
+    /// Flyway `V<v>__<name>.sql`, with `U<v>__<name>.sql` undo files when the directory has some.
+    Flyway { undo: bool },
+    /// diesel `<v>_<name>/up.sql` and `down.sql`; `dashed`: versions written `2024-01-31-120000`.
+    Diesel { dashed: bool },
+    /// dbmate `<v>_<name>.sql` with `-- migrate:up` and `-- migrate:down` sections.
+    Dbmate,
+    /// sqlx's simple `<v>_<name>.sql`, up only.
+    Single,
+}
+
+/// The layout of the newest migration (a directory that switched layouts
+/// goes on with the one it uses now).
+pub fn layout_of(migrations: &[airlock_core::Migration]) -> Layout {
+    let Some(newest) = migrations.iter().max_by(|a, b| a.version.cmp(&b.version)) else { return Layout::UpDown };
+    let file = newest.up.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    if file == "up.sql" {
+        let folder = newest.up.path.parent().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        return Layout::Diesel { dashed: folder.split('_').next().is_some_and(|v| v.contains('-')) };
+    }
+    if file.starts_with('V') && file[1..].starts_with(|c: char| c.is_ascii_digit()) {
+        return Layout::Flyway { undo: migrations.iter().any(|m| m.down.is_some()) };
+    }
+    if file.ends_with(".up.sql") {
+        return Layout::UpDown;
+    }
+    // A dbmate file's up section starts after its `-- migrate:up` line.
+    if newest.up.line_offset > 0 { Layout::Dbmate } else { Layout::Single }
+}
+
 /// Creates the files; returns their paths.
-pub fn create(dir: &Path, args: &NewArgs) -> Result<Vec<PathBuf>, String> {
+pub fn create(dir: &Path, args: &NewArgs, exclude: &[String]) -> Result<Vec<PathBuf>, String> {
     let name = slug(&args.name);
     if name.is_empty() {
         return Err(format!("`{}` has no letters or digits to name a migration with", args.name));
     }
     fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
-    let discovered = discover(dir).map_err(|e| e.to_string())?;
+    let options = airlock_core::DiscoverOptions { flavor: None, exclude: exclude.to_vec() };
+    let discovered = discover_with(dir, &options).map_err(|e| e.to_string())?;
+    let layout = layout_of(&discovered.migrations);
     let existing: Vec<(Version, String)> = discovered
         .migrations
         .iter()
         .map(|m| {
             let file = m.up.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-            let text = file.trim_start_matches(['V', 'U']).to_owned();
+            let text = match layout {
+                Layout::Diesel { .. } => m.up.path.parent().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().replace('-', "")).unwrap_or_default(),
+                _ => file.trim_start_matches(['V', 'U']).to_owned(),
+            };
             (m.version.clone(), text)
         })
         .collect();
     let now = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-    let version = next_version(&existing, &now, args);
-    let up = dir.join(format!("{version}_{name}.up.sql"));
+    let mut version = next_version(&existing, &now, args);
+    if layout == (Layout::Diesel { dashed: true }) && version.len() == 14 {
+        version = format!("{}-{}-{}-{}", &version[..4], &version[4..6], &version[6..8], &version[8..]);
+    }
     let header = if args.data {
-        "-- airlock:data\n-- A data migration: INSERT/UPDATE/DELETE only; batch large updates.\n\n"
+        "-- airlock:data\n-- A data migration: INSERT/UPDATE/DELETE only; batch large updates.\n"
     } else {
-        "-- Schema changes only; put data changes in a migration made with `airlock new --data`.\n\n"
+        "-- Schema changes only; put data changes in a migration made with `airlock new --data`.\n"
     };
-    let mut paths = vec![up.clone()];
-    write_new(&up, header)?;
-    if !args.no_down {
-        let down = dir.join(format!("{version}_{name}.down.sql"));
-        write_new(&down, "-- Undo the up migration. Leave it out (`--no-down`) if it cannot be undone.\n\n")?;
-        paths.push(down);
+    // Without a down script on purpose: say so, so lint does not ask for one.
+    let roll_forward = if args.no_down { "-- airlock:roll-forward no down script: a later migration undoes this one\n" } else { "" };
+    let up_text = format!("{roll_forward}{header}\n");
+    let down_text = "-- Undo the up migration. Leave it out (`--no-down`) if it cannot be undone.\n\n";
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    match layout {
+        Layout::UpDown => {
+            files.push((dir.join(format!("{version}_{name}.up.sql")), up_text));
+            if !args.no_down {
+                files.push((dir.join(format!("{version}_{name}.down.sql")), down_text.to_owned()));
+            }
+        }
+        Layout::Flyway { undo } => {
+            files.push((dir.join(format!("V{version}__{name}.sql")), up_text));
+            if undo && !args.no_down {
+                files.push((dir.join(format!("U{version}__{name}.sql")), down_text.to_owned()));
+            }
+        }
+        Layout::Diesel { .. } => {
+            let folder = dir.join(format!("{version}_{name}"));
+            fs::create_dir(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
+            files.push((folder.join("up.sql"), up_text));
+            if !args.no_down {
+                files.push((folder.join("down.sql"), down_text.to_owned()));
+            }
+        }
+        Layout::Dbmate => {
+            let down = if args.no_down { "" } else { down_text };
+            files.push((dir.join(format!("{version}_{name}.sql")), format!("-- migrate:up\n{up_text}\n-- migrate:down\n{down}")));
+        }
+        Layout::Single => files.push((dir.join(format!("{version}_{name}.sql")), up_text)),
+    }
+    let mut paths = Vec::new();
+    for (path, text) in files {
+        write_new(&path, &text)?;
+        paths.push(path);
     }
     Ok(paths)
 }
@@ -112,6 +183,45 @@ mod tests {
         assert_eq!(next_version(&[v("20250101000000")], now, &args(false, false)), now);
         assert_eq!(next_version(&[v("3")], now, &args(false, true)), now);
         assert_eq!(next_version(&[v("20991231000000")], now, &args(false, false)), "20991231000001");
+    }
+
+    fn names_after(files: &[(&str, &str)], args: &NewArgs) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let path = dir.path().join(name);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(path, text).unwrap();
+        }
+        let created = create(dir.path(), args, &[]).unwrap();
+        let names: Vec<String> = created.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned()).collect();
+        // What it wrote is read back as a migration of the same layout.
+        let found = airlock_core::discover(dir.path()).unwrap();
+        assert_eq!(found.migrations.len(), files.iter().filter(|(n, _)| !n.contains(".down") && !n.starts_with('U') && !n.ends_with("down.sql")).count() + 1, "{names:?}");
+        names
+    }
+
+    #[test]
+    fn follows_the_layout_the_directory_uses() {
+        let a = args(true, false);
+        assert_eq!(names_after(&[], &a), ["1_x.up.sql", "1_x.down.sql"]);
+        assert_eq!(names_after(&[("0001_a.up.sql", "SELECT 1;")], &a), ["0002_x.up.sql", "0002_x.down.sql"]);
+        assert_eq!(names_after(&[("V1__a.sql", "SELECT 1;")], &a), ["V2__x.sql"]);
+        assert_eq!(names_after(&[("V1__a.sql", "SELECT 1;"), ("U1__a.sql", "SELECT 1;")], &a), ["V2__x.sql", "U2__x.sql"]);
+        assert_eq!(names_after(&[("3_a.sql", "-- migrate:up\nSELECT 1;\n-- migrate:down\n")], &a), ["4_x.sql"]);
+        assert_eq!(names_after(&[("3_a.sql", "SELECT 1;")], &a), ["4_x.sql"]);
+        let diesel = names_after(&[("2019-02-26-002946_a/up.sql", "SELECT 1;")], &args(false, false));
+        assert_eq!(diesel.len(), 2);
+        assert!(diesel[0].ends_with("_x/up.sql") && diesel[0].as_bytes()[4] == b'-', "dashed like the others: {diesel:?}");
+    }
+
+    #[test]
+    fn no_down_marks_the_migration_roll_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = NewArgs { no_down: true, ..args(true, false) };
+        let created = create(dir.path(), &a, &[]).unwrap();
+        assert_eq!(created.len(), 1);
+        let found = airlock_core::discover(dir.path()).unwrap();
+        assert!(found.migrations[0].directives.roll_forward.is_some());
     }
 
     #[test]

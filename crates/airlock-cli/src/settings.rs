@@ -29,6 +29,9 @@ pub struct ConfigFile {
     pub project: Option<String>,
     /// Migrations directory, relative to the file.
     pub dir: Option<PathBuf>,
+    /// Globs of files and folders in the migrations directory to leave out (`["*.rb", "schema.sql"]`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
     /// Default database URL.
     pub url: Option<String>,
     /// Shared settings.
@@ -212,6 +215,11 @@ pub fn migrations_dir(global: &Global) -> Result<PathBuf, SettingsError> {
     Ok(resolve_dir(global, &config, base.as_deref()))
 }
 
+/// `exclude` of airlock.toml (empty without a file).
+pub fn exclude(global: &Global) -> Result<Vec<String>, SettingsError> {
+    Ok(load_config(global)?.0.exclude)
+}
+
 fn resolve_dir(global: &Global, config: &ConfigFile, base: Option<&Path>) -> PathBuf {
     match (&global.dir, &config.dir) {
         (Some(dir), _) => dir.clone(),
@@ -253,6 +261,7 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     let dir = resolve_dir(global, &config, base.as_deref());
     let mut options = Options::new(url, dir);
     options.project = config.project.clone();
+    options.exclude = config.exclude.clone();
     options.environment = global.environment.clone();
     options.protected = environment.as_ref().is_some_and(|e| e.protected);
 

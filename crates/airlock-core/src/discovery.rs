@@ -7,10 +7,20 @@
 //! | diesel | `<v>_<name>/up.sql` (`-` inside `<v>` is dropped) | `<v>_<name>/down.sql` |
 //! | dbmate | `<v>_<name>.sql` with `-- migrate:up` | its `-- migrate:down` section |
 //! | sqlx (simple) | `<v>_<name>.sql` | none |
+//! | ory/popx | `<v>_<name>[.<dialect>][.autocommit].up.sql` | `... .down.sql` |
 //!
-//! Files not ending in `.sql`, hidden files and directories that are not diesel
-//! migrations are ignored. A `.sql` file whose name fits no layout is an error: a
-//! migration that is silently skipped is worse than a refusal.
+//! Outside a transaction, as their own tools run them: a diesel migration
+//! whose `metadata.toml` says `run_in_transaction = false`, a popx
+//! `.autocommit` file, a file that starts with golang-migrate/morph's
+//! `-- morph:nontransactional` or sqlx's `-- no-transaction`. A popx file for
+//! the engine in use wins over the generic one of the same version; files
+//! for other engines are left out.
+//!
+//! Files not ending in `.sql`, hidden files, directories that are not diesel
+//! migrations and whatever `exclude` names are ignored. A `.sql` file whose
+//! name fits no layout is an error (a migration that is silently skipped is
+//! worse than a refusal), except in a directory of diesel migration folders,
+//! where diesel itself ignores such files: there it is a warning naming it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -75,6 +85,47 @@ struct Found {
     name: String,
     direction: Direction,
     path: PathBuf,
+    /// The popx dialect part of the name, lower-case (None: every engine).
+    dialect: Option<String>,
+    /// The layout itself says: outside a transaction (diesel's
+    /// `run_in_transaction = false`, popx's `.autocommit`).
+    no_transaction: bool,
+}
+
+/// The engine whose files to read, where a layout keeps one per engine
+/// (popx's `<v>_<name>.<dialect>.up.sql`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// PostgreSQL (`postgres`, `postgresql`, `pg`, `pgx`).
+    Postgres,
+    /// MySQL and MariaDB (`mysql`, `mariadb`).
+    MySql,
+    /// SQLite (`sqlite3`, `sqlite`).
+    Sqlite,
+}
+
+/// The dialect names popx accepts, per engine, and `cockroach`, which no
+/// engine of airlock's runs.
+const DIALECTS: [(&str, Option<Flavor>); 9] = [
+    ("postgres", Some(Flavor::Postgres)),
+    ("postgresql", Some(Flavor::Postgres)),
+    ("pg", Some(Flavor::Postgres)),
+    ("pgx", Some(Flavor::Postgres)),
+    ("mysql", Some(Flavor::MySql)),
+    ("mariadb", Some(Flavor::MySql)),
+    ("sqlite3", Some(Flavor::Sqlite)),
+    ("sqlite", Some(Flavor::Sqlite)),
+    ("cockroach", None),
+];
+
+/// How to read a migrations directory.
+#[derive(Clone, Debug, Default)]
+pub struct DiscoverOptions {
+    /// The engine, for layouts with files per engine. None: only the files for every engine.
+    pub flavor: Option<Flavor>,
+    /// Globs of files and folders to leave out, relative to the directory
+    /// (`exclude` in airlock.toml): `*.sql` matches at the top only, `**/x` anywhere.
+    pub exclude: Vec<String>,
 }
 
 /// A migration file compiled into a program (the `airlock` crate's `embed_migrations!`).
@@ -98,13 +149,23 @@ pub struct Embedded {
 
 /// Reads the migrations in `dir`.
 pub fn discover(dir: &Path) -> Result<Discovered, DiscoveryError> {
-    discover_in(&Disk(dir))
+    discover_with(dir, &DiscoverOptions::default())
+}
+
+/// Reads the migrations in `dir` for an engine, leaving out what `options` excludes.
+pub fn discover_with(dir: &Path, options: &DiscoverOptions) -> Result<Discovered, DiscoveryError> {
+    discover_in(&Disk(dir), options)
 }
 
 /// Reads migrations compiled into the program, exactly as [`discover`] reads a
 /// directory: the same layouts, checks and checksums.
 pub fn discover_embedded(embedded: &Embedded) -> Result<Discovered, DiscoveryError> {
-    discover_in(&InMemory { root: Path::new(embedded.dir), files: embedded.files })
+    discover_embedded_with(embedded, &DiscoverOptions::default())
+}
+
+/// [`discover_embedded`] for an engine, leaving out what `options` excludes.
+pub fn discover_embedded_with(embedded: &Embedded, options: &DiscoverOptions) -> Result<Discovered, DiscoveryError> {
+    discover_in(&InMemory { root: Path::new(embedded.dir), files: embedded.files }, options)
 }
 
 /// One SQL file read as a migration, whatever its name or place (`airlock
@@ -123,6 +184,8 @@ pub fn read_loose_file(path: &Path, bytes: Vec<u8>) -> Result<Migration, FileErr
         name: file_name.strip_suffix(".sql").unwrap_or(file_name).to_owned(),
         direction: Direction::Single,
         path: path.to_owned(),
+        dialect: None,
+        no_transaction: false,
     });
     let tree = One { path, bytes };
     load(&tree, &found, None, &mut Vec::new())
@@ -226,10 +289,27 @@ impl Tree for InMemory<'_> {
     }
 }
 
-fn discover_in(tree: &dyn Tree) -> Result<Discovered, DiscoveryError> {
+/// The `exclude` globs as one matcher; a bad glob is an error naming it.
+fn excluded(options: &DiscoverOptions) -> Result<globset::GlobSet, FileError> {
+    let mut set = globset::GlobSetBuilder::new();
+    for glob in &options.exclude {
+        let compiled = globset::GlobBuilder::new(glob).literal_separator(true).build().map_err(|e| FileError {
+            path: PathBuf::from("airlock.toml"),
+            line: None,
+            message: format!("exclude: `{glob}` is not a glob: {e}"),
+        })?;
+        set.add(compiled);
+    }
+    set.build().map_err(|e| FileError { path: PathBuf::from("airlock.toml"), line: None, message: format!("exclude: {e}") })
+}
+
+fn discover_in(tree: &dyn Tree, options: &DiscoverOptions) -> Result<Discovered, DiscoveryError> {
+    let exclude = excluded(options).map_err(|e| DiscoveryError(vec![e]))?;
     let entries = tree.entries().map_err(|e| DiscoveryError(vec![e]))?;
     let mut errors = Vec::new();
+    let mut misnamed = Vec::new();
     let mut found = Vec::new();
+    let mut folders = 0;
     for entry in entries {
         let entry = match entry {
             Ok(entry) => entry,
@@ -244,26 +324,82 @@ fn discover_in(tree: &dyn Tree) -> Result<Discovered, DiscoveryError> {
             }
             continue;
         };
-        if file_name.starts_with('.') {
+        if file_name.starts_with('.') || exclude.is_match(&file_name) {
             continue;
         }
         let parsed = if entry.is_dir {
-            classify_dir(tree, &entry.path, &file_name)
+            let up = format!("{file_name}/up.sql");
+            if exclude.is_match(&up) {
+                continue;
+            }
+            classify_dir(tree, &entry.path, &file_name).map_err(Unusable::Bad)
         } else {
             classify_file(&entry.path, &file_name)
         };
         match parsed {
-            Ok(mut items) => found.append(&mut items),
-            Err(e) => errors.push(e),
+            Ok(mut items) => {
+                folders += items.iter().filter(|f| f.path.file_name().is_some_and(|n| n == "up.sql")).count();
+                found.append(&mut items)
+            }
+            Err(Unusable::Misnamed(e)) => misnamed.push(e),
+            Err(Unusable::Bad(e)) => errors.push(e),
         }
     }
-    let discovered = assemble(tree, found, &mut errors);
+    let mut warnings = Vec::new();
+    if folders > 0 {
+        // diesel ignores files beside its migration folders; so does airlock, saying so.
+        for e in misnamed {
+            let message = "not a migration: this directory keeps one folder per migration (diesel), so this file is ignored, as diesel ignores it".to_owned();
+            warnings.push(Warning { path: e.path, message });
+        }
+    } else {
+        errors.extend(misnamed);
+    }
+    let found = for_flavor(found, options.flavor, &mut warnings);
+    let mut discovered = assemble(tree, found, &mut errors);
+    discovered.warnings.splice(0..0, warnings);
     if errors.is_empty() {
         Ok(discovered)
     } else {
         errors.sort_by(|a, b| a.path.cmp(&b.path));
         Err(DiscoveryError(errors))
     }
+}
+
+/// Why a directory entry is not a migration.
+enum Unusable {
+    /// Its name fits no layout.
+    Misnamed(FileError),
+    /// It looks like a migration but is broken.
+    Bad(FileError),
+}
+
+/// Keeps, per version and direction, the popx file for `flavor` if there is
+/// one, else the one for every engine; files for other engines are left out.
+fn for_flavor(found: Vec<Found>, flavor: Option<Flavor>, warnings: &mut Vec<Warning>) -> Vec<Found> {
+    let fits = |f: &Found| match (&f.dialect, flavor) {
+        (None, _) => true,
+        (Some(d), Some(flavor)) => DIALECTS.iter().any(|(name, of)| name == d && *of == Some(flavor)),
+        (Some(_), None) => false,
+    };
+    let key = |f: &Found| (f.version.clone(), f.direction == Direction::Down);
+    let specific: std::collections::BTreeSet<(Version, bool)> = found.iter().filter(|f| f.dialect.is_some() && fits(f)).map(key).collect();
+    let generic: std::collections::BTreeSet<(Version, bool)> = found.iter().filter(|f| f.dialect.is_none()).map(key).collect();
+    let mut kept = Vec::new();
+    for f in found {
+        let k = key(&f);
+        match &f.dialect {
+            None if specific.contains(&k) => {}
+            None => kept.push(f),
+            Some(_) if fits(&f) => kept.push(f),
+            Some(d) if flavor.is_none() && !generic.contains(&k) && !k.1 => warnings.push(Warning {
+                path: f.path.clone(),
+                message: format!("a file only for `{d}`: left out, since the engine is not known here (give a database URL or --dialect)"),
+            }),
+            Some(_) => {}
+        }
+    }
+    kept
 }
 
 fn file_error(path: &Path, message: String) -> FileError {
@@ -280,25 +416,21 @@ fn split_version_name(stem: &str) -> Option<(&str, &str)> {
 
 const LAYOUT_HELP: &str = "expected `<version>_<name>.up.sql` / `.down.sql`, Flyway `V<version>__<name>.sql`, dbmate/sqlx `<version>_<name>.sql`, or a diesel directory `<version>_<name>/up.sql`";
 
-fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, FileError> {
+fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, Unusable> {
     let Some(stem) = file_name.strip_suffix(".sql") else {
         return Ok(Vec::new());
     };
-    let bad = |why: String| file_error(path, format!("{why}; {LAYOUT_HELP}"));
+    let bad = |why: String| Unusable::Bad(file_error(path, format!("{why}; {LAYOUT_HELP}")));
     let version = |text: &str, parts: Vec<&str>| {
         Version::from_segments(text, parts).map_err(|e| bad(e.to_string()))
     };
-    let flyway = |stem: &str, direction| -> Result<Vec<Found>, FileError> {
+    let found = |version, name: &str, direction| Found { version, name: name.to_owned(), direction, path: path.to_owned(), dialect: None, no_transaction: false };
+    let flyway = |stem: &str, direction| -> Result<Vec<Found>, Unusable> {
         let (v, name) = stem
             .split_once("__")
             .filter(|(v, n)| !v.is_empty() && !n.is_empty())
             .ok_or_else(|| bad(format!("`{file_name}` looks like a Flyway migration but has no `__<name>`")))?;
-        Ok(vec![Found {
-            version: version(v, v.split(['.', '_']).collect())?,
-            name: name.to_owned(),
-            direction,
-            path: path.to_owned(),
-        }])
+        Ok(vec![found(version(v, v.split(['.', '_']).collect())?, name, direction)])
     };
     if let Some(rest) = stem.strip_prefix('V').filter(|r| r.starts_with(|c: char| c.is_ascii_digit())) {
         return flyway(rest, Direction::Up);
@@ -307,10 +439,10 @@ fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, FileError> 
         return flyway(rest, Direction::Down);
     }
     if stem.starts_with("R__") {
-        return Err(file_error(
+        return Err(Unusable::Bad(file_error(
             path,
-            "Flyway repeatable migrations (`R__`) are not supported: make it a versioned migration, or move it out of the migrations directory".to_owned(),
-        ));
+            "Flyway repeatable migrations (`R__`) are not supported: make it a versioned migration, move it out of the migrations directory, or leave it out with `exclude` in airlock.toml".to_owned(),
+        )));
     }
     let (stem, direction) = if let Some(s) = stem.strip_suffix(".up") {
         (s, Direction::Up)
@@ -319,14 +451,24 @@ fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, FileError> 
     } else {
         (stem, Direction::Single)
     };
-    let (v, name) = split_version_name(stem)
-        .ok_or_else(|| bad(format!("`{file_name}` is not a migration file name")))?;
-    Ok(vec![Found {
-        version: version(v, v.split('.').collect())?,
-        name: name.to_owned(),
-        direction,
-        path: path.to_owned(),
-    }])
+    // popx: `<name>[.<dialect>][.autocommit]` before the direction.
+    let (stem, autocommit) = match stem.strip_suffix(".autocommit") {
+        Some(s) if direction != Direction::Single => (s, true),
+        _ => (stem, false),
+    };
+    let (stem, dialect) = match stem.rsplit_once('.') {
+        Some((s, d)) if direction != Direction::Single && DIALECTS.iter().any(|(name, _)| d.eq_ignore_ascii_case(name)) => {
+            (s, Some(d.to_ascii_lowercase()))
+        }
+        _ => (stem, None),
+    };
+    let (v, name) = split_version_name(stem).ok_or_else(|| {
+        Unusable::Misnamed(file_error(path, format!("`{file_name}` is not a migration file name; {LAYOUT_HELP} (or leave it out with `exclude` in airlock.toml)")))
+    })?;
+    let mut item = found(version(v, v.split('.').collect())?, name, direction);
+    item.dialect = dialect;
+    item.no_transaction = autocommit;
+    Ok(vec![item])
 }
 
 fn classify_dir(tree: &dyn Tree, path: &Path, dir_name: &str) -> Result<Vec<Found>, FileError> {
@@ -351,12 +493,29 @@ fn classify_dir(tree: &dyn Tree, path: &Path, dir_name: &str) -> Result<Vec<Foun
             "a migration directory needs an `up.sql` (diesel layout: `<version>_<name>/up.sql` and `down.sql`)".to_owned(),
         ));
     }
-    let mut items = vec![Found { version: version.clone(), name: name.to_owned(), direction: Direction::Up, path: up }];
+    let no_transaction = diesel_outside_transaction(tree, &path.join("metadata.toml"))?;
+    let item = |direction, path| Found { version: version.clone(), name: name.to_owned(), direction, path, dialect: None, no_transaction };
+    let mut items = vec![item(Direction::Up, up)];
     let down = path.join("down.sql");
     if tree.is_file(&down) {
-        items.push(Found { version, name: name.to_owned(), direction: Direction::Down, path: down });
+        items.push(item(Direction::Down, down));
     }
     Ok(items)
+}
+
+/// diesel's `metadata.toml` beside `up.sql`: `run_in_transaction = false`
+/// runs the migration outside a transaction. Absent, or without the key: in one.
+fn diesel_outside_transaction(tree: &dyn Tree, path: &Path) -> Result<bool, FileError> {
+    if !tree.is_file(path) {
+        return Ok(false);
+    }
+    let text = read_text(tree, path)?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(path, format!("not valid TOML: {}", e.message())))?;
+    match table.get("run_in_transaction") {
+        None => Ok(false),
+        Some(toml::Value::Boolean(in_transaction)) => Ok(!in_transaction),
+        Some(other) => Err(file_error(path, format!("`run_in_transaction` must be true or false, not {other}"))),
+    }
 }
 
 fn read_text(tree: &dyn Tree, path: &Path) -> Result<String, FileError> {
@@ -408,6 +567,13 @@ fn split_dbmate(path: &Path, text: &str) -> Result<Option<(Script, Option<Script
     let up = script(path, text[up_from..up_to].to_owned(), up_line);
     let down = down_start.map(|(_, from, line)| script(path, text[from..].to_owned(), line));
     Ok(Some((up, down, no_transaction)))
+}
+
+/// Another tool's mark, as that tool reads it (the file's very first bytes),
+/// that a file runs outside a transaction: golang-migrate/morph's
+/// `-- morph:nontransactional`, sqlx's `-- no-transaction`.
+fn foreign_no_transaction(sql: &str) -> bool {
+    sql.starts_with("-- morph:nontransactional") || sql.starts_with("-- no-transaction")
 }
 
 fn is_blank(sql: &str) -> bool {
@@ -479,8 +645,8 @@ fn load(tree: &dyn Tree, up_file: &Found, down_file: Option<&Found>, warnings: &
         line: Some(e.line + up.line_offset),
         message: e.message,
     })?;
-    directives.no_transaction |= dbmate_no_tx;
-    let down_directives = match &down {
+    directives.no_transaction |= dbmate_no_tx || up_file.no_transaction || foreign_no_transaction(&up.sql);
+    let mut down_directives = match &down {
         Some(down) => parse_directives(&down.sql).map_err(|e| FileError {
             path: down.path.clone(),
             line: Some(e.line + down.line_offset),
@@ -488,6 +654,9 @@ fn load(tree: &dyn Tree, up_file: &Found, down_file: Option<&Found>, warnings: &
         })?,
         None => Directives::default(),
     };
+    if let (Some(file), Some(down)) = (down_file, &down) {
+        down_directives.no_transaction |= file.no_transaction || foreign_no_transaction(&down.sql);
+    }
     if is_blank(&up.sql) {
         warnings.push(Warning {
             path: up.path.clone(),
@@ -529,6 +698,96 @@ mod tests {
 
     fn versions(d: &Discovered) -> Vec<String> {
         d.migrations.iter().map(|m| format!("{} {}", m.version, m.name)).collect()
+    }
+
+    fn with(flavor: Option<Flavor>, exclude: &[&str]) -> DiscoverOptions {
+        DiscoverOptions { flavor, exclude: exclude.iter().map(|g| (*g).to_owned()).collect() }
+    }
+
+    #[test]
+    fn diesel_metadata_decides_the_transaction_and_stray_files_are_warned_about() {
+        let dir = dir_with(&[
+            ("00000000000000_diesel_initial_setup/up.sql", b"SELECT 0;"),
+            ("2019-02-26-002946_create_users/up.sql", b"CREATE TABLE users (id int);"),
+            ("2019-02-26-002946_create_users/down.sql", b"DROP TABLE users;"),
+            ("2019-03-01-000000_index/up.sql", b"CREATE INDEX CONCURRENTLY i ON users (id);"),
+            ("2019-03-01-000000_index/metadata.toml", b"run_in_transaction = false\n"),
+            ("2019-03-02-000000_kept/up.sql", b"SELECT 1;"),
+            ("2019-03-02-000000_kept/metadata.toml", b"# nothing said\n"),
+            ("schema.sql", b"CREATE TABLE users (id int);"),
+            (".keep", b""),
+        ]);
+        let d = discover(dir.path()).unwrap();
+        assert_eq!(versions(&d), ["0 diesel_initial_setup", "20190226002946 create_users", "20190301000000 index", "20190302000000 kept"]);
+        let no_tx: Vec<bool> = d.migrations.iter().map(|m| m.directives.no_transaction).collect();
+        assert_eq!(no_tx, [false, false, true, false]);
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+        assert!(d.warnings[0].path.ends_with("schema.sql") && d.warnings[0].message.contains("ignored"), "{:?}", d.warnings);
+
+        // Outside a diesel layout the same stray file is an error, naming it.
+        let flat = dir_with(&[("1_a.up.sql", b"SELECT 1;"), ("schema.sql", b"SELECT 2;")]);
+        let err = discover(flat.path()).unwrap_err();
+        assert!(err.to_string().contains("schema.sql") && err.to_string().contains("exclude"), "{err}");
+        // ... unless airlock.toml leaves it out.
+        assert_eq!(discover_with(flat.path(), &with(None, &["schema.sql"])).unwrap().migrations.len(), 1);
+
+        let bad = dir_with(&[("2019-03-01-000000_index/up.sql", b"SELECT 1;"), ("2019-03-01-000000_index/metadata.toml", b"run_in_transaction = \"no\"\n")]);
+        let err = discover(bad.path()).unwrap_err();
+        assert!(err.to_string().contains("metadata.toml") && err.to_string().contains("true or false"), "{err}");
+    }
+
+    #[test]
+    fn other_tools_marks_for_no_transaction_are_read_from_the_first_bytes() {
+        let dir = dir_with(&[
+            ("1_morph.up.sql", b"-- morph:nontransactional\nCREATE INDEX CONCURRENTLY i ON t (a);"),
+            ("2_sqlx.up.sql", b"-- no-transaction\nCREATE INDEX CONCURRENTLY j ON t (a);"),
+            ("3_later.up.sql", b"SELECT 1;\n-- morph:nontransactional\n"),
+        ]);
+        let d = discover(dir.path()).unwrap();
+        let no_tx: Vec<bool> = d.migrations.iter().map(|m| m.directives.no_transaction).collect();
+        assert_eq!(no_tx, [true, true, false], "only at the very start, as those tools read it");
+    }
+
+    #[test]
+    fn popx_files_for_the_engine_win_over_the_generic_ones() {
+        let dir = dir_with(&[
+            ("20200101000000_identities.up.sql", b"CREATE TABLE generic (id int);"),
+            ("20200101000000_identities.down.sql", b"DROP TABLE generic;"),
+            ("20200101000000_identities.postgres.up.sql", b"CREATE TABLE pg (id int);"),
+            ("20200101000000_identities.cockroach.up.sql", b"CREATE TABLE crdb (id int);"),
+            ("20200101000000_identities.sqlite3.up.sql", b"CREATE TABLE lite (id int);"),
+            ("20200101000000_identities.sqlite3.down.sql", b"DROP TABLE lite;"),
+            ("20200102000000_index.postgres.autocommit.up.sql", b"CREATE INDEX CONCURRENTLY i ON pg (id);"),
+            ("20200102000000_index.postgres.down.sql", b"DROP INDEX i;"),
+            ("20200102000000_index.up.sql", b"SELECT 1;"),
+        ]);
+        let text = |d: &Discovered, i: usize| d.migrations[i].up.sql.clone();
+        let pg = discover_with(dir.path(), &with(Some(Flavor::Postgres), &[])).unwrap();
+        assert_eq!((text(&pg, 0), text(&pg, 1)), ("CREATE TABLE pg (id int);".to_owned(), "CREATE INDEX CONCURRENTLY i ON pg (id);".to_owned()));
+        assert_eq!(pg.migrations[0].down.as_ref().unwrap().sql, "DROP TABLE generic;", "the generic down, there being no postgres one");
+        assert!(pg.migrations[1].directives.no_transaction, ".autocommit runs outside a transaction");
+        assert!(!pg.migrations[0].directives.no_transaction);
+        let lite = discover_with(dir.path(), &with(Some(Flavor::Sqlite), &[])).unwrap();
+        assert_eq!((text(&lite, 0), text(&lite, 1)), ("CREATE TABLE lite (id int);".to_owned(), "SELECT 1;".to_owned()));
+        assert_eq!(lite.migrations[0].down.as_ref().unwrap().sql, "DROP TABLE lite;");
+        let mysql = discover_with(dir.path(), &with(Some(Flavor::MySql), &[])).unwrap();
+        assert_eq!(text(&mysql, 0), "CREATE TABLE generic (id int);");
+        // The engine not known: the generic files.
+        assert_eq!(text(&discover(dir.path()).unwrap(), 0), "CREATE TABLE generic (id int);");
+    }
+
+    #[test]
+    fn exclude_globs_leave_files_and_folders_out() {
+        let dir = dir_with(&[
+            ("1_a.up.sql", b"SELECT 1;"),
+            ("R__views.sql", b"CREATE VIEW v AS SELECT 1;"),
+            ("2024-01-01-000000_old/up.sql", b"SELECT 2;"),
+        ]);
+        assert!(discover(dir.path()).is_err(), "a repeatable Flyway file is refused");
+        let d = discover_with(dir.path(), &with(None, &["R__*.sql", "2024-*"])).unwrap();
+        assert_eq!(versions(&d), ["1 a"]);
+        let err = discover_with(dir.path(), &with(None, &["[oops"])).unwrap_err();
+        assert!(err.to_string().contains("exclude: `[oops`"), "{err}");
     }
 
     #[test]

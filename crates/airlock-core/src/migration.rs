@@ -56,6 +56,9 @@ pub struct Directives {
     pub data: bool,
     /// `-- airlock:no-transaction` (or dbmate's `transaction:false`).
     pub no_transaction: bool,
+    /// `-- airlock:roll-forward [reason]`: has no down script on purpose
+    /// (`airlock new --no-down`); it is undone by a later migration.
+    pub roll_forward: Option<String>,
     /// `-- airlock:allow <rule-id> <reason>` lines.
     pub allows: Vec<Allow>,
     /// `-- airlock:lock-timeout <duration>`: overrides the configured lock timeout.
@@ -150,6 +153,7 @@ pub fn parse_directives(sql: &str) -> Result<Directives, DirectiveError> {
             }
             "data" => directives.data = true,
             "no-transaction" => directives.no_transaction = true,
+            "roll-forward" => directives.roll_forward = Some(args.to_owned()),
             "allow" => {
                 let Some((rule, reason)) = args.split_once(char::is_whitespace) else {
                     return Err(err(format!(
@@ -175,7 +179,7 @@ pub fn parse_directives(sql: &str) -> Result<Directives, DirectiveError> {
             }
             other => {
                 return Err(err(format!(
-                    "unknown directive `-- airlock:{other}`; known: data, no-transaction, allow, lock-timeout, statement-timeout"
+                    "unknown directive `-- airlock:{other}`; known: data, no-transaction, roll-forward, allow, lock-timeout, statement-timeout"
                 )));
             }
         }

@@ -26,7 +26,7 @@ pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
 /// The status, and the newest migration version in the directory.
 pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Version>), ExecError> {
     let ctx = Context::new(options);
-    let (discovered, snap) = tokio::join!(options.source.discover_in_background(), async {
+    let (discovered, snap) = tokio::join!(options.discover_in_background(), async {
         let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
         snapshot(driver.as_mut(), &ctx).await
     });
@@ -96,7 +96,7 @@ async fn locked(
     command: &str,
     reporter: &mut dyn Reporter,
 ) -> Result<(Discovered, Context, Box<dyn Driver>, HeldLease), ExecError> {
-    let discovered = options.source.discover()?;
+    let discovered = options.discover()?;
     let ctx = Context::new(options);
     let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
     let state = driver.read_state().await.map_err(ExecError::db("reading airlock's tables"))?;

@@ -79,6 +79,8 @@ pub struct Options {
     pub estimate_budget: Duration,
     /// Raised by Ctrl-C or SIGTERM (the caller owns the signals). Defaults to never.
     pub interrupt: Interrupt,
+    /// Globs of files in the migrations directory to leave out (`exclude` in airlock.toml).
+    pub exclude: Vec<String>,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -110,6 +112,7 @@ impl Options {
             check_budget: Duration::from_secs(30),
             estimate_budget: Duration::from_secs(300),
             interrupt: Interrupt::default(),
+            exclude: Vec::new(),
         }
     }
 
@@ -172,19 +175,36 @@ impl std::fmt::Display for Source {
 }
 
 impl Source {
+    /// Reads the migrations as `options` says (the engine's files, what to leave out).
+    pub fn discover(&self, options: &airlock_core::DiscoverOptions) -> Result<airlock_core::Discovered, ExecError> {
+        Ok(match self {
+            Source::Dir(dir) => airlock_core::discover_with(dir, options)?,
+            Source::Embedded(embedded) => airlock_core::discover_embedded_with(embedded, options)?,
+        })
+    }
+}
+
+impl Options {
+    /// How to read the migrations for this database.
+    pub fn discover_options(&self) -> airlock_core::DiscoverOptions {
+        let flavor = match self.url.engine() {
+            Engine::Postgres => airlock_core::Flavor::Postgres,
+            Engine::MySql => airlock_core::Flavor::MySql,
+            Engine::Sqlite => airlock_core::Flavor::Sqlite,
+        };
+        airlock_core::DiscoverOptions { flavor: Some(flavor), exclude: self.exclude.clone() }
+    }
+
     /// Reads the migrations.
     pub fn discover(&self) -> Result<airlock_core::Discovered, ExecError> {
-        Ok(match self {
-            Source::Dir(dir) => airlock_core::discover(dir)?,
-            Source::Embedded(embedded) => airlock_core::discover_embedded(embedded)?,
-        })
+        self.source.discover(&self.discover_options())
     }
 
     /// Reads the migrations on a blocking thread, so that a caller can talk to
     /// the database meanwhile.
     pub(crate) async fn discover_in_background(&self) -> Result<airlock_core::Discovered, ExecError> {
-        let source = self.clone();
-        match tokio::task::spawn_blocking(move || source.discover()).await {
+        let (source, layout) = (self.source.clone(), self.discover_options());
+        match tokio::task::spawn_blocking(move || source.discover(&layout)).await {
             Ok(found) => found,
             Err(e) => Err(ExecError::Usage(format!("reading the migrations directory failed: {e}"))),
         }

@@ -35,7 +35,7 @@ pub async fn live_catalog(options: &Options) -> Result<Catalog, ExecError> {
 /// Reads the live schema and history. A SQLite file that does not exist yet
 /// is an empty database with everything pending.
 pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
-    let discovered = options.source.discover()?;
+    let discovered = options.discover()?;
     if crate::sqlite_file_missing(options) {
         let pending = discovered.migrations.clone();
         let rates = crate::rates::Rates::defaults(options.url.engine());

@@ -53,7 +53,7 @@ pub async fn migrate(
     let ctx = Context::new(options);
     // Look first, without locking or creating anything: read the files and the
     // database at the same time; bad files win over a bad connection (exit 2).
-    let (discovered, looked) = tokio::join!(options.source.discover_in_background(), async {
+    let (discovered, looked) = tokio::join!(options.discover_in_background(), async {
         let mut driver = match crate::connect(&options.url, false).await {
             Ok(driver) => driver,
             Err(e) if e.kind == ErrorKind::Connection && crate::sqlite_file_missing(options) => return Ok((None, None)),

@@ -91,7 +91,7 @@ impl Watcher {
     async fn assess_once(&mut self) -> Result<Assessment, ExecError> {
         let Watcher { ctx, driver: kept, .. } = self;
         let options = &ctx.options;
-        let discovered = options.source.discover_in_background();
+        let discovered = options.discover_in_background();
         let read = async {
             let driver = match kept.take() {
                 Some(driver) => kept.insert(driver),

@@ -27,17 +27,25 @@ fn expand(dir: &LitStr) -> Result<proc_macro2::TokenStream, String> {
         .map(PathBuf::from)
         .ok_or("CARGO_MANIFEST_DIR is not set: build with cargo")?
         .join(&relative);
-    let found = airlock_core::discover(&root)
-        .map_err(|e| format!("airlock: the migrations in `{relative}` are not usable:\n{e}"))?;
     // Exactly the files discovery read, so the program and the CLI agree by
     // construction (a symlinked directory or a stray `.sql` file elsewhere is
-    // left out by both).
+    // left out by both): for every engine, since a layout may keep files per
+    // engine and the program picks its engine's at run time, and a diesel
+    // folder's `metadata.toml`, which says how it runs.
     let mut files: Vec<(String, String)> = Vec::new();
-    for migration in &found.migrations {
-        for script in std::iter::once(&migration.up).chain(migration.down.as_ref()) {
-            let entry = embedded_path(&root, &script.path)?;
-            if !files.contains(&entry) {
-                files.push(entry);
+    let flavors = [None, Some(airlock_core::Flavor::Postgres), Some(airlock_core::Flavor::MySql), Some(airlock_core::Flavor::Sqlite)];
+    for flavor in flavors {
+        let options = airlock_core::DiscoverOptions { flavor, exclude: Vec::new() };
+        let found = airlock_core::discover_with(&root, &options)
+            .map_err(|e| format!("airlock: the migrations in `{relative}` are not usable:\n{e}"))?;
+        for migration in &found.migrations {
+            let metadata = migration.up.path.parent().map(|p| p.join("metadata.toml")).filter(|m| migration.up.path.ends_with("up.sql") && m.is_file());
+            let paths = std::iter::once(migration.up.path.clone()).chain(migration.down.as_ref().map(|d| d.path.clone())).chain(metadata);
+            for path in paths {
+                let entry = embedded_path(&root, &path)?;
+                if !files.contains(&entry) {
+                    files.push(entry);
+                }
             }
         }
     }

@@ -19,6 +19,10 @@ impl Rule for MissingDown {
     }
 
     fn check_migration(&self, cx: &MigrationContext, out: &mut Vec<Finding>) {
+        // `-- airlock:roll-forward`: no down script on purpose.
+        if cx.migration.directives.roll_forward.is_some() {
+            return;
+        }
         let message = match &cx.migration.down {
             None => format!("migration {} has no down script: `airlock down` cannot roll it back", cx.migration.version),
             Some(down) if is_blank(&down.sql, cx.dialect) => {
@@ -26,7 +30,7 @@ impl Rule for MissingDown {
             }
             Some(_) => return,
         };
-        out.push(cx.finding(self, 1, message, "write a down script that undoes the up, or accept roll-forward only"));
+        out.push(cx.finding(self, 1, message, "write a down script that undoes the up, or mark the up file `-- airlock:roll-forward <why>` if a later migration undoes it"));
     }
 }
 
@@ -43,6 +47,9 @@ mod tests {
     fn ok() {
         let r = report(Postgres, &[("1_a.up.sql", "CREATE TABLE t (a int);"), ("1_a.down.sql", "DROP TABLE t;")], Catalog::offline());
         assert!(!r.findings.iter().any(|f| f.rule == ID));
+        // Roll-forward on purpose (`airlock new --no-down`).
+        let r = report(Postgres, &[("1_a.up.sql", "-- airlock:roll-forward undone by a later migration\nCREATE TABLE t (a int);")], Catalog::offline());
+        assert!(!r.findings.iter().any(|f| f.rule == ID), "{:?}", r.findings);
     }
 
     #[test]

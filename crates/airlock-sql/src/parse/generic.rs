@@ -87,17 +87,14 @@ fn column_from(name: &ast::Ident, data_type: &ast::DataType, options: &[&ColumnO
                 spec.not_null = false;
                 spec.explicit_null = true;
             }
-            ColumnOption::Check(e) => spec.check = Some(expr(e)),
+            ColumnOption::Check(c) => spec.check = Some(expr(&c.expr)),
             ColumnOption::Default(e) => spec.default = Some(expr(e)),
-            ColumnOption::Unique { is_primary, .. } => {
-                if *is_primary {
-                    spec.primary_key = true;
-                    spec.not_null = true;
-                } else {
-                    spec.unique = true;
-                }
+            ColumnOption::PrimaryKey(_) => {
+                spec.primary_key = true;
+                spec.not_null = true;
             }
-            ColumnOption::ForeignKey { foreign_table, .. } => spec.references = Some(table(foreign_table)),
+            ColumnOption::Unique(_) => spec.unique = true,
+            ColumnOption::ForeignKey(fk) => spec.references = Some(table(&fk.foreign_table)),
             ColumnOption::DialectSpecific(tokens) => {
                 for token in tokens {
                     if let Token::Word(w) = token {
@@ -135,21 +132,25 @@ fn index_columns(list: &[ast::IndexColumn]) -> Vec<String> {
 fn constraint(c: &TableConstraint, not_valid: bool) -> Option<Constraint> {
     let name = |n: &Option<ast::Ident>| n.as_ref().map(|i| i.value.clone());
     Some(match c {
-        TableConstraint::PrimaryKey { name: n, columns, .. } => {
-            Constraint::PrimaryKey { name: name(n), columns: index_columns(columns), using_index: None }
+        TableConstraint::PrimaryKey(c) => {
+            Constraint::PrimaryKey { name: name(&c.name), columns: index_columns(&c.columns), using_index: None }
         }
-        TableConstraint::Unique { name: n, columns, .. } => {
-            Constraint::Unique { name: name(n), columns: index_columns(columns), using_index: None }
+        TableConstraint::Unique(c) => Constraint::Unique { name: name(&c.name), columns: index_columns(&c.columns), using_index: None },
+        TableConstraint::PrimaryKeyUsingIndex(c) => {
+            Constraint::PrimaryKey { name: name(&c.name), columns: Vec::new(), using_index: Some(c.index_name.value.clone()) }
         }
-        TableConstraint::ForeignKey { name: n, columns, foreign_table, referred_columns, .. } => Constraint::ForeignKey {
-            name: name(n),
-            columns: idents(columns),
-            references: table(foreign_table),
-            ref_columns: idents(referred_columns),
+        TableConstraint::UniqueUsingIndex(c) => {
+            Constraint::Unique { name: name(&c.name), columns: Vec::new(), using_index: Some(c.index_name.value.clone()) }
+        }
+        TableConstraint::ForeignKey(c) => Constraint::ForeignKey {
+            name: name(&c.name),
+            columns: idents(&c.columns),
+            references: table(&c.foreign_table),
+            ref_columns: idents(&c.referred_columns),
             not_valid,
         },
-        TableConstraint::Check { name: n, expr: e, .. } => Constraint::Check { name: name(n), expr: expr(e), not_valid },
-        TableConstraint::Index { .. } | TableConstraint::FulltextOrSpatial { .. } => return None,
+        TableConstraint::Check(c) => Constraint::Check { name: name(&c.name), expr: expr(&c.expr), not_valid },
+        TableConstraint::Index(_) | TableConstraint::FulltextOrSpatial(_) | TableConstraint::Exclude(_) => return None,
     })
 }
 
@@ -175,8 +176,8 @@ fn alter_action(operation: &AlterTableOperation) -> AlterAction {
                 RenameTableNameKind::As(name) | RenameTableNameKind::To(name) => table(name).name,
             },
         },
-        AlterTableOperation::AddConstraint { constraint: TableConstraint::Index { name, columns, .. }, .. } => {
-            AlterAction::AddIndex { name: name.as_ref().map(|n| n.value.clone()), columns: index_columns(columns), unique: false }
+        AlterTableOperation::AddConstraint { constraint: TableConstraint::Index(i), .. } => {
+            AlterAction::AddIndex { name: i.name.as_ref().map(|n| n.value.clone()), columns: index_columns(&i.columns), unique: false }
         }
         AlterTableOperation::AddConstraint { constraint: c, not_valid } => match constraint(c, *not_valid) {
             Some(c) => AlterAction::AddConstraint(c),
@@ -214,9 +215,9 @@ fn op(statement: &Statement) -> Op {
             as_select: t.query.is_some(),
             if_not_exists: t.if_not_exists,
         },
-        Statement::AlterTable { name, operations, .. } => Op::AlterTable {
-            table: table(name),
-            actions: operations.iter().map(|o| (alter_action(o), 0)).collect(),
+        Statement::AlterTable(a) => Op::AlterTable {
+            table: table(&a.name),
+            actions: a.operations.iter().map(|o| (alter_action(o), 0)).collect(),
         },
         Statement::CreateIndex(i) => Op::CreateIndex {
             name: i.name.as_ref().map(|n| table(n).name),
@@ -234,9 +235,9 @@ fn op(statement: &Statement) -> Op {
         Statement::RenameTable(renames) if renames.len() == 1 => {
             Op::RenameTable { from: table(&renames[0].old_name), to: table(&renames[0].new_name) }
         }
-        Statement::Truncate { table_names, cascade, .. } => Op::Truncate {
-            tables: table_names.iter().map(|t| table(&t.name)).collect(),
-            cascade: matches!(cascade, Some(ast::CascadeOption::Cascade)),
+        Statement::Truncate(t) => Op::Truncate {
+            tables: t.table_names.iter().map(|t| table(&t.name)).collect(),
+            cascade: matches!(t.cascade, Some(ast::CascadeOption::Cascade)),
         },
         Statement::Insert(i) => Op::Insert {
             table: match &i.table {
@@ -244,12 +245,12 @@ fn op(statement: &Statement) -> Op {
                 other => TableName::bare(&other.to_string()),
             },
         },
-        Statement::Update { table: t, selection, .. } => Op::Update {
-            table: match &t.relation {
+        Statement::Update(u) => Op::Update {
+            table: match &u.table.relation {
                 ast::TableFactor::Table { name, .. } => table(name),
                 other => TableName::bare(&other.to_string()),
             },
-            has_where: selection.is_some(),
+            has_where: u.selection.is_some(),
         },
         Statement::Delete(d) => {
             let from = match &d.from {

@@ -79,6 +79,25 @@ pub enum Command {
     Plan(PlanArgs),
     /// Time a scan, an index build and a rewrite of a scratch table on this database and store the rates plan's estimates use.
     Calibrate(CalibrateArgs),
+    /// Take over a database another tool migrated: record its applied migrations in airlock's history without running SQL.
+    Adopt(AdoptArgs),
+}
+
+/// `airlock adopt`.
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    /// The tool whose history to read: flyway, golang-migrate, dbmate, sqlx, diesel, refinery, rails [default: the one whose table the database holds].
+    #[arg(long, value_name = "TOOL", value_parser = parse_tool)]
+    pub from: Option<airlock_exec::Tool>,
+    /// Say what would be recorded; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_tool(text: &str) -> Result<airlock_exec::Tool, String> {
+    airlock_exec::Tool::parse(text).ok_or_else(|| {
+        format!("no tool `{text}`; known: {}", airlock_exec::Tool::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
+    })
 }
 
 /// `airlock calibrate`.

@@ -122,6 +122,11 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 render::run_report(&report, format, "Applied");
                 Ok(())
             }
+            Command::Adopt(args) => {
+                let report = airlock_exec::adopt(&options, args.from, args.dry_run, &mut progress).await?;
+                render::adopt(&report, format);
+                Ok(())
+            }
             Command::Calibrate(args) => {
                 let calibration = airlock_exec::calibrate(&options, args.rows, &mut progress).await?;
                 render::calibration(&calibration, format);

@@ -229,6 +229,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::LockBusy { .. } => "lock-busy",
         ExecError::LeaseLost => "lock-lost",
         ExecError::Interrupted { .. } => "interrupted",
+        ExecError::AdoptRefused { .. } => "adopt-refused",
         ExecError::GateNotSatisfied => "gate-not-satisfied",
         ExecError::LintErrors(_) => "lint-errors",
         ExecError::LintRefused(_) => "lint",
@@ -260,6 +261,10 @@ pub fn error(e: &ExecError, format: Format) {
                 value["error"]["migration"] = json!({ "version": r.version, "name": r.name, "file": r.file });
                 value["error"]["statements"] = serde_json::to_value(&r.statements).unwrap_or_default();
                 value["error"]["applied_before_failure"] = json!(r.applied);
+            }
+            ExecError::AdoptRefused { tool, reasons } => {
+                value["error"]["tool"] = json!(tool);
+                value["error"]["reasons"] = json!(reasons);
             }
             ExecError::Interrupted { signal, state, applied } => {
                 value["error"]["signal"] = json!(signal_name(*signal));
@@ -346,6 +351,37 @@ pub fn versions_summary(versions: &[String]) -> String {
         [one] => one.clone(),
         few if few.len() <= 5 => few.join(", "),
         [first, .., last] => format!("{} migrations, {first} to {last}", versions.len()),
+    }
+}
+
+/// `adopt`: what was taken over (or would be, with `--dry-run`).
+pub fn adopt(report: &airlock_exec::AdoptReport, format: Format) {
+    if format != Format::Human {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    let verb = if report.dry_run { "Would adopt" } else { "Adopted" };
+    println!(
+        "{verb} {} migration(s) from {}'s history (`{}`), without running any SQL; {} checksum(s) compared with {}'s, all equal:",
+        report.adopted.len(),
+        report.tool,
+        report.table,
+        report.checksums_compared,
+        report.tool
+    );
+    for entry in &report.adopted {
+        println!("  {GREEN}✓{GREEN:#} {:<16} {:<40} {DIM}{}{DIM:#}", entry.version, entry.name, entry.how);
+    }
+    for note in &report.notes {
+        eprintln!("{YELLOW}note{YELLOW:#}: {note}");
+    }
+    if !report.pending.is_empty() {
+        println!("Pending, for `airlock migrate`: {}", report.pending.iter().map(|p| p.version.clone()).collect::<Vec<_>>().join(", "));
+    }
+    if report.dry_run {
+        println!("Nothing was written (--dry-run).");
+    } else {
+        println!("{}'s table was left as it was.", report.tool);
     }
 }
 

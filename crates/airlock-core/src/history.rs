@@ -13,6 +13,9 @@ pub enum RunState {
     Running,
     /// Applied.
     Succeeded,
+    /// Applied by another tool and taken over by `airlock adopt`, which
+    /// recorded it from that tool's history without running any SQL.
+    Adopted,
     /// Failed; see `mode` for whether anything stayed applied.
     Failed,
     /// Undone by `down` or `resolve --mark-rolled-back`: not applied.
@@ -23,11 +26,17 @@ pub enum RunState {
 }
 
 impl RunState {
+    /// Whether the migration is applied: run by airlock, or adopted from another tool.
+    pub fn is_applied(self) -> bool {
+        matches!(self, RunState::Succeeded | RunState::Adopted)
+    }
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
             RunState::Running => "running",
             RunState::Succeeded => "succeeded",
+            RunState::Adopted => "adopted",
             RunState::Failed => "failed",
             RunState::RolledBack => "rolled_back",
             RunState::RollingBack => "rolling_back",
@@ -39,6 +48,7 @@ impl RunState {
         Some(match s {
             "running" => RunState::Running,
             "succeeded" => RunState::Succeeded,
+            "adopted" => RunState::Adopted,
             "failed" => RunState::Failed,
             "rolled_back" => RunState::RolledBack,
             "rolling_back" => RunState::RollingBack,

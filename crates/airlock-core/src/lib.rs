@@ -3,6 +3,7 @@
 
 pub mod checksum;
 pub mod discovery;
+pub mod foreign;
 pub mod history;
 pub mod migration;
 pub mod reconcile;

@@ -42,6 +42,8 @@ pub enum ProblemCode {
     Renamed,
     /// The database is stamped with another project (or this run names none).
     WrongProject,
+    /// Another tool migrated this database and airlock has not adopted it.
+    ForeignHistory,
 }
 
 impl ProblemCode {
@@ -57,6 +59,7 @@ impl ProblemCode {
             ProblemCode::OutOfOrder => "out-of-order",
             ProblemCode::Renamed => "renamed",
             ProblemCode::WrongProject => "wrong-project",
+            ProblemCode::ForeignHistory => "foreign-history",
         }
     }
 }
@@ -142,7 +145,7 @@ pub fn reconcile<'a>(
         };
         match record.state {
             RunState::RolledBack => continue,
-            RunState::Succeeded => {
+            RunState::Succeeded | RunState::Adopted => {
                 applied.push(record);
                 settled.insert(&record.version);
             }

@@ -28,9 +28,17 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
     let ctx = Context::new(options);
     let (discovered, snap) = tokio::join!(options.discover_in_background(), async {
         let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
-        snapshot(driver.as_mut(), &ctx).await
+        let snap = snapshot(driver.as_mut(), &ctx).await?;
+        // No airlock history yet: did another tool migrate it?
+        let foreign = if snap.history.is_empty() { crate::adopt::foreign_tools(driver.as_mut()).await } else { Vec::new() };
+        Ok::<_, ExecError>((snap, foreign))
     });
-    Ok(judge_status(options, &discovered?, snap?))
+    let (snap, foreign) = snap?;
+    let (mut status, latest) = judge_status(options, &discovered?, snap);
+    if let Some(problem) = crate::adopt::foreign_problem(&foreign) {
+        status.problems.insert(0, ProblemEntry::from(&problem));
+    }
+    Ok((status, latest))
 }
 
 /// The status of a database whose state was read as `snap`, against the
@@ -352,7 +360,7 @@ pub async fn repair(
     let outcome = async {
         let history = read_checked(driver.as_mut(), &ctx).await?;
         let record = find(&history, &version)
-            .filter(|r| r.state == RunState::Succeeded)
+            .filter(|r| r.state.is_applied())
             .ok_or_else(|| ExecError::Usage(format!("migration {version} is not applied in this database; `repair --accept` only accepts edits to applied migrations")))?;
         let file = discovered
             .migrations
@@ -448,11 +456,11 @@ async fn resolve_locked(
     })?;
     let open = matches!(record.state, RunState::Failed | RunState::Running);
     let allowed = match how {
-        Resolution::MarkRolledBack => open || matches!(record.state, RunState::Succeeded | RunState::RollingBack),
+        Resolution::MarkRolledBack => open || record.state.is_applied() || record.state == RunState::RollingBack,
         Resolution::MarkApplied => open || record.state == RunState::RollingBack,
         Resolution::RetryFromFailed => open,
     };
-    if how == Resolution::MarkRolledBack && record.state == RunState::Succeeded && ctx.options.protected {
+    if how == Resolution::MarkRolledBack && record.state.is_applied() && ctx.options.protected {
         return Err(ExecError::Protected(format!(
             "`resolve --mark-rolled-back` on the applied migration {version} would make `migrate` apply it again: refused in the protected environment `{}`",
             ctx.options.environment.as_deref().unwrap_or("?")
@@ -517,7 +525,7 @@ async fn resolve_locked(
         }
     }
     let history = driver.read_history().await.map_err(ExecError::db("reading airlock_history"))?;
-    let current = history.iter().filter(|r| r.state == RunState::Succeeded).map(|r| &r.version).max();
+    let current = history.iter().filter(|r| r.state.is_applied()).map(|r| &r.version).max();
     Ok(RunReport {
         migrations: ran,
         dry_run: false,

@@ -137,6 +137,14 @@ pub enum ExecError {
         /// Versions this run applied before it stopped.
         applied: Vec<String>,
     },
+    /// `adopt` found reasons not to take the database over; nothing was changed.
+    #[error("not adopted from {tool}; nothing was changed:\n{}", reasons.iter().map(|r| format!("  - {r}")).collect::<Vec<_>>().join("\n"))]
+    AdoptRefused {
+        /// The tool whose history was read.
+        tool: &'static str,
+        /// Each reason, naming the version and file.
+        reasons: Vec<String>,
+    },
     /// This run lost its lease while working (its heartbeat stopped for too long).
     #[error("this run lost its lock on the database (its heartbeat failed for too long, or another run took the lock over); it stopped, and nothing it had not finished was recorded as applied: run `airlock status` to see where things stand")]
     LeaseLost,
@@ -154,6 +162,7 @@ impl ExecError {
             | ExecError::PlanBlocked
             | ExecError::ChecksFailed(_)
             | ExecError::RiskRefused(_)
+            | ExecError::AdoptRefused { .. }
             | ExecError::PlanMismatch(_) => {
                 exit::BLOCKED
             }

@@ -7,6 +7,7 @@
 //! read again under it and act, recording every step in history and events.
 
 mod actor;
+mod adopt;
 mod admin;
 mod error;
 mod gate;
@@ -30,6 +31,8 @@ use airlock_driver_postgres::PostgresDriver;
 use airlock_driver_sqlite::SqliteDriver;
 
 pub use crate::actor::AIRLOCK_VERSION;
+pub use crate::adopt::{adopt, AdoptReport, AdoptedEntry};
+pub use airlock_core::foreign::Tool;
 pub use crate::admin::{down, repair, resolve, status, unlock, Resolution};
 pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal};
 pub use crate::gate::{gate, gate_wait, judge, GateReport, Requirement};

@@ -17,6 +17,8 @@ pub struct LiveState {
     pub discovered: Discovered,
     /// The throughput model: history and calibration stored in the database.
     pub rates: crate::rates::Rates,
+    /// Other tools whose history the database holds, when airlock has none there.
+    pub foreign: Vec<airlock_core::foreign::Tool>,
 }
 
 /// Reads only the live schema (`lint` of files outside the migrations
@@ -39,7 +41,7 @@ pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
     if crate::sqlite_file_missing(options) {
         let pending = discovered.migrations.clone();
         let rates = crate::rates::Rates::defaults(options.url.engine());
-        return Ok(LiveState { catalog: Catalog::live(Vec::new()), pending, discovered, rates });
+        return Ok(LiveState { catalog: Catalog::live(Vec::new()), pending, discovered, rates, foreign: Vec::new() });
     }
     let ctx = Context::new(options);
     let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
@@ -50,9 +52,10 @@ pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
     let snap = snapshot(driver.as_mut(), &ctx).await;
     let _ = driver.rollback().await;
     let (snap, catalog) = (snap?, catalog?);
+    let foreign = if snap.history.is_empty() { airlock_core::foreign::detect(&catalog) } else { Vec::new() };
     let rates = crate::rates::Rates::read(driver.as_mut()).await;
     let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
     let plan = reconcile(&discovered.migrations, &snap.history, &settings);
     let pending = plan.pending.iter().map(|m| (*m).clone()).collect();
-    Ok(LiveState { catalog, pending, discovered, rates })
+    Ok(LiveState { catalog, pending, discovered, rates, foreign })
 }

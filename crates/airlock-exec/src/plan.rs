@@ -634,6 +634,10 @@ fn risk(code: &'static str, message: String, blocks: bool, engine: Engine) -> Ri
 pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     let dialect = options.engine_traits().dialect;
     let live = crate::live_state(options).await?;
+    // Another tool migrated it: every migration would look pending, and new.
+    if let Some(problem) = crate::adopt::foreign_problem(&live.foreign) {
+        return Err(ExecError::Blocked { problems: vec![problem] });
+    }
     let pending = live.pending;
     // Parsed once, for lint and for the walk below.
     let scripts = airlock_lint::parse_all(&pending, dialect);

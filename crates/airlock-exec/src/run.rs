@@ -103,6 +103,12 @@ pub async fn migrate(
             // A SQLite file not created yet: an empty database.
             None => airlock_core::schema::Catalog::live(Vec::new()),
         };
+        // Another tool migrated this database: running its migrations again would fail or half-succeed.
+        if history.is_empty() {
+            if let Some(problem) = crate::adopt::foreign_problem(&airlock_core::foreign::detect(&catalog)) {
+                return Err(ExecError::Blocked { problems: vec![problem] });
+            }
+        }
         let rates = match driver.as_mut() {
             Some(driver) => crate::rates::Rates::read(driver.as_mut()).await,
             None => crate::rates::Rates::defaults(options.url.engine()),

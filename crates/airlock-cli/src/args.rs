@@ -81,6 +81,16 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Take over a database another tool migrated: record its applied migrations in airlock's history without running SQL.
     Adopt(AdoptArgs),
+    /// The audit trail, newest first: runs, repairs, resolves, allows used, adoptions, with who, where, when and why.
+    History(HistoryArgs),
+}
+
+/// `airlock history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// How many entries, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub limit: usize,
 }
 
 /// `airlock adopt`.

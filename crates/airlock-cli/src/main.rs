@@ -122,6 +122,11 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 render::run_report(&report, format, "Applied");
                 Ok(())
             }
+            Command::History(args) => {
+                let report = airlock_exec::history(&options, args.limit).await?;
+                render::history(&report, format);
+                Ok(())
+            }
             Command::Adopt(args) => {
                 let report = airlock_exec::adopt(&options, args.from, args.dry_run, &mut progress).await?;
                 render::adopt(&report, format);

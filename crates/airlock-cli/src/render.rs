@@ -354,6 +354,31 @@ pub fn versions_summary(versions: &[String]) -> String {
     }
 }
 
+/// `history`: the audit trail, newest first.
+pub fn history(report: &airlock_exec::HistoryReport, format: Format) {
+    if format != Format::Human {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    if report.entries.is_empty() {
+        println!("No history yet in {}.", report.database);
+        return;
+    }
+    println!("{BOLD}History{BOLD:#} of {}, newest first:", report.database);
+    for e in &report.entries {
+        let at = e.at.get(..19).unwrap_or(&e.at).replace('T', " ");
+        let outcome = match e.outcome.as_deref() {
+            Some("succeeded") | None => String::new(),
+            Some(other) => format!(" {RED}{other}{RED:#}"),
+        };
+        let versions = if e.versions.is_empty() { String::new() } else { format!(" {}", versions_summary(&e.versions)) };
+        println!("  {at}  {:<14}{versions}{outcome}  {DIM}{}@{}{DIM:#}", e.action, e.os_user, e.host);
+        if let Some(reason) = &e.reason {
+            println!("      {DIM}{reason}{DIM:#}");
+        }
+    }
+}
+
 /// `adopt`: what was taken over (or would be, with `--dry-run`).
 pub fn adopt(report: &airlock_exec::AdoptReport, format: Format) {
     if format != Format::Human {

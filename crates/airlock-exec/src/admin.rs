@@ -31,10 +31,15 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
         let snap = snapshot(driver.as_mut(), &ctx).await?;
         // No airlock history yet: did another tool migrate it?
         let foreign = if snap.history.is_empty() { crate::adopt::foreign_tools(driver.as_mut()).await } else { Vec::new() };
-        Ok::<_, ExecError>((snap, foreign))
+        // The newest run is one invocation, as its event says.
+        let last = if snap.history.is_empty() { None } else { crate::audit::last_run(driver.as_mut()).await };
+        Ok::<_, ExecError>((snap, foreign, last))
     });
-    let (snap, foreign) = snap?;
+    let (snap, foreign, last) = snap?;
     let (mut status, latest) = judge_status(options, &discovered?, snap);
+    if last.is_some() && status.lock.is_none() {
+        status.last_run = last;
+    }
     if let Some(problem) = crate::adopt::foreign_problem(&foreign) {
         status.problems.insert(0, ProblemEntry::from(&problem));
     }
@@ -144,6 +149,7 @@ pub async fn down(options: &Options, to: Version, reporter: &mut dyn Reporter) -
             options.environment.as_deref().unwrap_or("?")
         )));
     }
+    let (started, started_at) = (std::time::Instant::now(), Utc::now());
     let (discovered, ctx, mut driver, held) = locked(options, "roll back", reporter).await?;
     options.interrupt.arm(driver.canceller());
     let outcome = down_locked(driver.as_mut(), &ctx, &held, &discovered, &to, reporter).await;
@@ -151,8 +157,30 @@ pub async fn down(options: &Options, to: Version, reporter: &mut dyn Reporter) -
         options.interrupt.settled().await;
     }
     options.interrupt.arm(None);
+    record_run(driver.as_mut(), &ctx, "down", started, started_at, &outcome).await;
     held.release(driver.as_mut()).await;
     outcome
+}
+
+/// The `run` event of a `down` or `resolve` that did something.
+async fn record_run(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    command: &'static str,
+    started: std::time::Instant,
+    started_at: chrono::DateTime<Utc>,
+    outcome: &Result<RunReport, ExecError>,
+) {
+    let versions = match outcome {
+        Ok(report) => report.migrations.iter().map(|r| r.version.clone()).collect(),
+        Err(e) => e.applied_versions(),
+    };
+    if matches!(outcome, Ok(report) if report.migrations.is_empty()) || matches!(outcome, Err(ExecError::LeaseLost)) {
+        return;
+    }
+    let run = crate::audit::RunRecord { command, started, started_at, versions: &versions };
+    let error = outcome.as_ref().err().map(ToString::to_string);
+    crate::audit::record_run(driver, ctx, run, crate::audit::outcome_of(outcome), error).await;
 }
 
 async fn down_locked(
@@ -433,8 +461,12 @@ pub async fn resolve(
             how.as_str()
         )));
     }
+    let (started, started_at) = (std::time::Instant::now(), Utc::now());
     let (discovered, ctx, mut driver, held) = locked(options, "resolve", reporter).await?;
     let outcome = resolve_locked(driver.as_mut(), &ctx, &held, &discovered, &version, how, reason, reporter).await;
+    if how == Resolution::RetryFromFailed {
+        record_run(driver.as_mut(), &ctx, "resolve", started, started_at, &outcome).await;
+    }
     held.release(driver.as_mut()).await;
     outcome
 }

@@ -151,6 +151,15 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// The versions the run applied (or rolled back) before this error stopped it.
+    pub fn applied_versions(&self) -> Vec<String> {
+        match self {
+            ExecError::MigrationFailed(_, applied) | ExecError::Interrupted { applied, .. } => applied.clone(),
+            ExecError::ChecksFailed(r) | ExecError::RiskRefused(r) => r.applied.clone(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {

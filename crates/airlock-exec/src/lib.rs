@@ -9,6 +9,7 @@
 mod actor;
 mod adopt;
 mod admin;
+mod audit;
 mod error;
 mod gate;
 mod interrupt;
@@ -32,6 +33,7 @@ use airlock_driver_sqlite::SqliteDriver;
 
 pub use crate::actor::AIRLOCK_VERSION;
 pub use crate::adopt::{adopt, AdoptReport, AdoptedEntry};
+pub use crate::audit::{history, HistoryEntry, HistoryReport};
 pub use airlock_core::foreign::Tool;
 pub use crate::admin::{down, repair, resolve, status, unlock, Resolution};
 pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal};

@@ -51,6 +51,7 @@ pub async fn migrate(
     reporter: &mut dyn Reporter,
 ) -> Result<RunReport, ExecError> {
     let ctx = Context::new(options);
+    let (started, started_at) = (Instant::now(), Utc::now());
     // Look first, without locking or creating anything: read the files and the
     // database at the same time; bad files win over a bad connection (exit 2).
     let (discovered, looked) = tokio::join!(options.discover_in_background(), async {
@@ -167,6 +168,16 @@ pub async fn migrate(
         options.interrupt.settled().await;
     }
     options.interrupt.arm(None);
+    let versions = match &outcome {
+        Ok((ran, _)) => ran.iter().map(|r| r.version.clone()).collect(),
+        Err(e) => e.applied_versions(),
+    };
+    // One event per invocation that did (or refused) something under the lock.
+    if !matches!(&outcome, Ok((ran, _)) if ran.is_empty()) && !matches!(outcome, Err(ExecError::LeaseLost)) {
+        let run = crate::audit::RunRecord { command: "migrate", started, started_at, versions: &versions };
+        let error = outcome.as_ref().err().map(ToString::to_string);
+        crate::audit::record_run(driver.as_mut(), &ctx, run, crate::audit::outcome_of(&outcome), error).await;
+    }
     held.release(driver.as_mut()).await;
     let (ran, current_version) = outcome?;
     Ok(RunReport { migrations: ran, dry_run: false, current_version, left_pending, warnings })

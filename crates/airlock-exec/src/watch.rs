@@ -99,8 +99,14 @@ impl Watcher {
             };
             driver.begin_read_only().await.map_err(ExecError::Connect)?;
             let snap = snapshot(driver.as_mut(), ctx).await;
+            // The newest run, from its event (only where airlock's tables exist:
+            // on PostgreSQL a failed read would end the transaction).
+            let last = match &snap {
+                Ok(s) if !s.history.is_empty() => crate::audit::last_run(driver.as_mut()).await,
+                _ => None,
+            };
             let _ = driver.rollback().await;
-            snap
+            snap.map(|s| (s, last))
         };
         let (discovered, snap) = tokio::join!(discovered, read);
         // A SQLite file is opened afresh for every read, so a file replaced by a
@@ -108,7 +114,11 @@ impl Watcher {
         if snap.is_err() || options.url.engine() == Engine::Sqlite {
             *kept = None;
         }
-        let (status, latest) = judge_status(options, &discovered?, snap?);
+        let (snap, last) = snap?;
+        let (mut status, latest) = judge_status(options, &discovered?, snap);
+        if last.is_some() && status.lock.is_none() {
+            status.last_run = last;
+        }
         Ok(Assessment { status, latest })
     }
 }

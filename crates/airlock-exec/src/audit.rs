@@ -1,0 +1,236 @@
+//! The audit trail. Every invocation that changed the database under the
+//! lock (`migrate`, `down`, `resolve`) ends with one `run` event: the
+//! command, what it applied, how long, how it ended. `LastRun` is the newest
+//! of them, so a run is one invocation, never several glued together by
+//! their times. `history` reads the events back as entries: runs, repairs,
+//! resolutions, allows used, adoptions, lock takeovers, with who, where,
+//! when and why. Read with plain SELECTs on every engine (the same SQL).
+
+use std::time::Instant;
+
+use airlock_core::Event;
+use airlock_driver::Driver;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::error::ExecError;
+use crate::report::LastRun;
+use crate::{snapshot, Context, Options};
+
+/// What one invocation did, for its `run` event.
+pub(crate) struct RunRecord<'a> {
+    pub command: &'static str,
+    pub started: Instant,
+    pub started_at: DateTime<Utc>,
+    pub versions: &'a [String],
+}
+
+/// How a run ended, as its event says.
+pub(crate) fn outcome_of<T>(result: &Result<T, ExecError>) -> &'static str {
+    match result {
+        Ok(_) => "succeeded",
+        Err(ExecError::MigrationFailed(..)) => "failed",
+        Err(ExecError::ChecksFailed(_) | ExecError::RiskRefused(_) | ExecError::LintRefused(_) | ExecError::Blocked { .. } | ExecError::PlanMismatch(_)) => {
+            "refused"
+        }
+        Err(ExecError::Interrupted { .. }) => "interrupted",
+        Err(_) => "failed",
+    }
+}
+
+/// Appends the run's event (best effort: losing it loses no migration).
+pub(crate) async fn record_run(driver: &mut dyn Driver, ctx: &Context, run: RunRecord<'_>, outcome: &'static str, error: Option<String>) {
+    let detail = json!({
+        "command": run.command,
+        "started_at": run.started_at.to_rfc3339(),
+        "duration_ms": run.started.elapsed().as_millis() as u64,
+        "versions": run.versions,
+        "outcome": outcome,
+        "error": error,
+        "environment": ctx.options.environment,
+    });
+    let event = Event { kind: "run".into(), version: None, detail: detail.to_string() };
+    let _ = driver.append_event(&event, &ctx.actor).await;
+}
+
+/// One row of `airlock_events`.
+struct EventRow {
+    at: DateTime<Utc>,
+    kind: String,
+    version: Option<String>,
+    detail: Value,
+    os_user: String,
+    host: String,
+}
+
+/// A time as an engine prints it: PostgreSQL's `2026-11-30 15:07:47.123+00`,
+/// MySQL's and SQLite's `2026-11-30 15:07:47.123` (UTC), or RFC 3339.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for format in ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M:%S%#z"] {
+        if let Ok(t) = DateTime::parse_from_str(text, format) {
+            return Some(t.with_timezone(&Utc));
+        }
+    }
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc())
+}
+
+async fn read_events(driver: &mut dyn Driver, filter: &str, limit: usize) -> Result<Vec<EventRow>, airlock_driver::DriverError> {
+    let rows = driver
+        .query_text(&format!("SELECT at, kind, version, detail, os_user, host FROM airlock_events {filter} ORDER BY id DESC LIMIT {limit}"))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let cell = |i: usize| r.get(i).cloned().flatten();
+            Some(EventRow {
+                at: parse_time(&cell(0)?)?,
+                kind: cell(1)?,
+                version: cell(2),
+                detail: cell(3).and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null),
+                os_user: cell(4).unwrap_or_default(),
+                host: cell(5).unwrap_or_default(),
+            })
+        })
+        .collect())
+}
+
+fn static_outcome(text: &str) -> &'static str {
+    match text {
+        "succeeded" => "succeeded",
+        "refused" => "refused",
+        "interrupted" => "interrupted",
+        _ => "failed",
+    }
+}
+
+/// The newest run, from its event; None when no run event was written yet
+/// (the tables are missing, or history from before run events).
+pub(crate) async fn last_run(driver: &mut dyn Driver) -> Option<LastRun> {
+    let row = read_events(driver, "WHERE kind = 'run'", 1).await.ok()?.into_iter().next()?;
+    let started = row.detail["started_at"].as_str().and_then(parse_time).unwrap_or(row.at);
+    Some(LastRun {
+        started_at: started.to_rfc3339(),
+        finished_at: row.at.to_rfc3339(),
+        duration_ms: row.detail["duration_ms"].as_i64().unwrap_or_else(|| (row.at - started).num_milliseconds().max(0)),
+        migrations: row.detail["versions"].as_array().map_or(0, Vec::len),
+        outcome: static_outcome(row.detail["outcome"].as_str().unwrap_or("failed")),
+        os_user: row.os_user,
+        host: crate::actor::host_name(&row.host).to_owned(),
+    })
+}
+
+/// One entry of the audit trail (the JSON contract's keys).
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// When (RFC 3339).
+    pub at: String,
+    /// `migrate`, `down`, `resolve`, `repair`, `adopt`, `allow`, `lock-takeover`, `unlock`, `stamp`...
+    pub action: String,
+    /// The versions concerned.
+    pub versions: Vec<String>,
+    /// OS user.
+    pub os_user: String,
+    /// Host.
+    pub host: String,
+    /// Why, when someone said (a repair's or resolution's reason, an allow's, the tool adopted from).
+    pub reason: Option<String>,
+    /// How it ended (`succeeded`, `failed`, `refused`, `interrupted`), where that applies.
+    pub outcome: Option<String>,
+}
+
+/// The audit trail, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryReport {
+    /// The database (password hidden).
+    pub database: String,
+    /// Entries, newest first.
+    pub entries: Vec<HistoryEntry>,
+}
+
+fn versions_of(detail: &Value, version: &Option<String>) -> Vec<String> {
+    match detail["versions"].as_array() {
+        Some(list) => list.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+        None => version.iter().cloned().collect(),
+    }
+}
+
+/// An event as an audit entry; None for the per-migration events a run's
+/// own entry already covers (`applied` without allows, `failed`, `rolled_back`...).
+fn entry(row: EventRow) -> Option<HistoryEntry> {
+    let text = |key: &str| row.detail[key].as_str().map(str::to_owned);
+    let (action, reason, outcome) = match row.kind.as_str() {
+        "run" => (text("command").unwrap_or_else(|| "migrate".to_owned()), text("error"), text("outcome")),
+        "repaired" => ("repair".to_owned(), text("reason"), None),
+        "resolved" => (format!("resolve {}", text("how").or_else(|| text("resolution")).unwrap_or_default()).trim().to_owned(), text("reason"), None),
+        "adopted" => ("adopt".to_owned(), text("tool").map(|t| format!("from {t} (`{}`)", text("table").unwrap_or_default())), Some("succeeded".to_owned())),
+        "applied" => {
+            let allows: Vec<String> = row.detail["allows"]
+                .as_array()?
+                .iter()
+                .map(|a| format!("{}: {}", a["rule"].as_str().unwrap_or("?"), a["reason"].as_str().unwrap_or("")))
+                .collect();
+            if allows.is_empty() {
+                return None;
+            }
+            ("allow".to_owned(), Some(allows.join("; ")), None)
+        }
+        "lock_taken_over" => ("lock-takeover".to_owned(), text("why"), None),
+        "unlocked" => ("unlock".to_owned(), text("reason"), None),
+        "stamped" => ("stamp".to_owned(), text("project").map(|p| format!("project {p}")), None),
+        "invalid_index_dropped" => ("drop-invalid-index".to_owned(), text("index"), None),
+        "timing" | "applied_timing" | "failed" | "rolled_back" | "down_failed" | "interrupted" => return None,
+        other => (other.replace('_', "-"), None, None),
+    };
+    Some(HistoryEntry {
+        at: row.at.to_rfc3339(),
+        action,
+        versions: versions_of(&row.detail, &row.version),
+        os_user: row.os_user,
+        host: crate::actor::host_name(&row.host).to_owned(),
+        reason,
+        outcome,
+    })
+}
+
+/// `airlock history`: the newest `limit` entries of the audit trail. Read-only.
+pub async fn history(options: &Options, limit: usize) -> Result<HistoryReport, ExecError> {
+    let database = options.url.to_string();
+    if crate::sqlite_file_missing(options) {
+        return Ok(HistoryReport { database, entries: Vec::new() });
+    }
+    let ctx = Context::new(options);
+    let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+    let snap = snapshot(driver.as_mut(), &ctx).await?;
+    if snap.history.is_empty() && snap.project.is_none() {
+        return Ok(HistoryReport { database, entries: Vec::new() });
+    }
+    // Read generously: some events (a plain `applied`) are not entries.
+    let mut batch = limit.max(1) * 4;
+    loop {
+        let rows = read_events(driver.as_mut(), "", batch).await.map_err(ExecError::db("reading airlock_events"))?;
+        let exhausted = rows.len() < batch;
+        let entries: Vec<HistoryEntry> = rows.into_iter().filter_map(entry).take(limit).collect();
+        if entries.len() >= limit || exhausted {
+            return Ok(HistoryReport { database, entries });
+        }
+        batch *= 4;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_as_every_engine_prints_them() {
+        let want = "2026-11-30T15:07:47.123+00:00";
+        for text in ["2026-11-30 15:07:47.123+00", "2026-11-30 15:07:47.123", "2026-11-30T15:07:47.123Z"] {
+            assert_eq!(parse_time(text).map(|t| t.to_rfc3339()), Some(want.to_owned()), "{text}");
+        }
+    }
+}

@@ -23,9 +23,11 @@ pub enum Format {
     Human,
     /// One JSON object on stdout.
     Json,
-    /// SARIF 2.1.0 for code scanning (`lint` only).
+    /// SARIF 2.1.0 for code scanning (`lint` only: hidden from the other commands' help).
+    #[value(hide = true)]
     Sarif,
-    /// GitHub Actions workflow annotations (`lint` only).
+    /// GitHub Actions workflow annotations (`lint` only: hidden from the other commands' help).
+    #[value(hide = true)]
     Github,
 }
 
@@ -74,6 +76,8 @@ pub enum Command {
     /// Answer /healthz, /status, /gate?require=V and /metrics over HTTP, for every environment; never migrates.
     Serve(ServeArgs),
     /// Check migration files for locks, rewrites, lost attributes and unsafe changes; exit 3 on errors.
+    ///
+    /// `--format` takes `human`, `json`, `sarif` (SARIF 2.1.0 for code scanning) or `github` (workflow annotations).
     Lint(LintArgs),
     /// Read-only preflight: per pending statement the locks, rewrites, rows, estimate, data checks and verdict; exit 3 when blocked.
     Plan(PlanArgs),

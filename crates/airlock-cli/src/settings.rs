@@ -135,20 +135,84 @@ pub fn check_budget(text: &str) -> Result<Duration, String> {
 }
 
 /// Reads the config file named by `--config`, or airlock.toml when present.
-fn load_config(global: &Global) -> Result<(ConfigFile, Option<PathBuf>), SettingsError> {
-    let (path, required) = match &global.config {
-        Some(p) => (p.clone(), true),
-        None => (PathBuf::from("airlock.toml"), false),
-    };
-    if !path.exists() {
-        if required {
-            return Err(SettingsError(format!("{}: the configuration file does not exist", path.display())));
-        }
-        return Ok((ConfigFile::default(), None));
+/// `airlock.toml` in the working directory, else in the nearest directory
+/// above it, as cargo finds `Cargo.toml`; the search stops at the
+/// repository's root (a directory with `.git`), so a stray file above the
+/// project is never picked up.
+fn find_config() -> Option<PathBuf> {
+    let here = PathBuf::from("airlock.toml");
+    if here.is_file() {
+        return Some(here);
     }
+    let cwd = std::env::current_dir().ok()?;
+    for dir in cwd.ancestors().skip(1) {
+        if cwd.join(".git").exists() && dir != cwd.as_path() {
+            break;
+        }
+        let candidate = dir.join("airlock.toml");
+        if candidate.is_file() {
+            return Some(candidate);
+        }
+        if dir.join(".git").exists() {
+            break;
+        }
+    }
+    None
+}
+
+/// Keys each table of airlock.toml takes, for naming an unknown one.
+const TUNING_KEYS: [&str; 9] = [
+    "lock_timeout",
+    "statement_timeout",
+    "lock_retries",
+    "lock_retry_backoff",
+    "lock_wait",
+    "lease_ttl",
+    "out_of_order",
+    "check_timeout",
+    "estimate_budget",
+];
+
+/// A parse error of airlock.toml, pointed at the offending key's own line:
+/// the parser puts an unknown key at its table's first line.
+fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> SettingsError {
+    let message = e.message().trim();
+    let unknown = message.strip_prefix("unknown field `").and_then(|rest| rest.split('`').next());
+    let (Some(key), Some(span)) = (unknown, e.span()) else {
+        return SettingsError(format!("{}: {e}", path.display()));
+    };
+    let start_line = text[..span.start.min(text.len())].matches('\n').count();
+    let at = text.lines().enumerate().skip(start_line).find(|(_, line)| {
+        let line = line.trim_start();
+        line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
+    });
+    let table = text.lines().nth(start_line).filter(|l| l.trim_start().starts_with('[')).map(str::trim);
+    let known: Vec<&str> = match table {
+        Some(t) if t.starts_with("[environments.") => ["url", "protected"].into_iter().chain(TUNING_KEYS).collect(),
+        Some(t) if t.starts_with("[lint") => vec!["rules", "baseline"],
+        _ => ["project", "dir", "exclude", "url"].into_iter().chain(TUNING_KEYS).chain(["[environments.NAME]", "[lint]"]).collect(),
+    };
+    let line = at.map_or(start_line + 1, |(i, _)| i + 1);
+    SettingsError(format!(
+        "{}:{line}: unknown key `{key}`{}; known: {}",
+        path.display(),
+        table.map(|t| format!(" in {t}")).unwrap_or_default(),
+        known.join(", ")
+    ))
+}
+
+fn load_config(global: &Global) -> Result<(ConfigFile, Option<PathBuf>), SettingsError> {
+    let path = match &global.config {
+        Some(p) if !p.exists() => return Err(SettingsError(format!("{}: the configuration file does not exist", p.display()))),
+        Some(p) => p.clone(),
+        None => match find_config() {
+            Some(p) => p,
+            None => return Ok((ConfigFile::default(), None)),
+        },
+    };
     let text = std::fs::read_to_string(&path)
         .map_err(|e| SettingsError(format!("{}: cannot read it: {e}", path.display())))?;
-    let config: ConfigFile = toml::from_str(&text).map_err(|e| SettingsError(format!("{}: {e}", path.display())))?;
+    let config: ConfigFile = toml::from_str(&text).map_err(|e| config_error(&path, &text, &e))?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     Ok((config, Some(base)))
 }

@@ -123,3 +123,52 @@ fn empty_migration_is_applied_as_a_noop_with_a_warning() {
     assert!(run.stderr.contains("has no statements; it will be recorded as applied"), "{}", run.stderr);
     assert_eq!(db.state_of("1").as_deref(), Some("succeeded"));
 }
+
+#[test]
+fn airlock_toml_is_found_from_a_subdirectory_and_an_unknown_key_is_named_at_its_line() {
+    let project = Project::new();
+    project.write("1_a.up.sql", "CREATE TABLE a (id int);\n");
+    project.write_config("url = \"sqlite:app.db\"\n");
+    let sub = project.root.path().join("src/deep");
+    std::fs::create_dir_all(&sub).unwrap();
+    let run = Run::of(project.bare().current_dir(&sub).arg("migrate").output().unwrap());
+    run.expect(0);
+    assert!(project.root.path().join("app.db").exists(), "the URL is relative to the file that was found");
+
+    project.write_config("url = \"sqlite:app.db\"\n\nlock_timeout = \"5s\"\nlok_wait = \"1m\"\n[environments.prod]\nurl = \"sqlite:b.db\"\n");
+    let run = airlock(&project, &["status"]);
+    run.expect(2);
+    assert!(run.stderr.contains("airlock.toml:4: unknown key `lok_wait`"), "{}", run.stderr);
+    project.write_config("url = \"sqlite:app.db\"\n[environments.prod]\nurl = \"sqlite:b.db\"\n\nprotectd = true\n");
+    let run = airlock(&project, &["status"]);
+    assert!(run.stderr.contains("airlock.toml:5: unknown key `protectd` in [environments.prod]; known: url, protected"), "{}", run.stderr);
+}
+
+#[test]
+fn a_file_that_cannot_be_read_still_shows_the_database() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_a.up.sql", "CREATE TABLE a (id int);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    std::fs::write(project.dir().join("2_b.up.sql"), b"SELECT '\xff';\n").unwrap();
+    let status = project.run(&db, &["--format", "json", "status"]);
+    status.expect(0);
+    let json = status.json();
+    assert_eq!(json["current_version"], "1");
+    assert_eq!(json["problems"][0]["code"], "unreadable-file", "{json}");
+    assert!(json["problems"][0]["message"].as_str().unwrap().contains("2_b.up.sql:1: the file is not valid UTF-8"), "{json}");
+    project.run(&db, &["gate", "--require", "1"]).expect(0);
+    let far = project.run(&db, &["gate", "--require", "7"]);
+    far.expect(4);
+    assert!(far.stdout.contains("no migration has version 7"), "{}", far.stdout);
+    project.run(&db, &["migrate"]).expect(2);
+}
+
+#[test]
+fn each_command_s_help_lists_only_the_formats_it_takes() {
+    let project = Project::new();
+    let status = airlock(&project, &["status", "--help"]);
+    assert!(status.stdout.contains("json") && !status.stdout.contains("sarif"), "{}", status.stdout);
+    let lint = airlock(&project, &["lint", "--help"]);
+    assert!(lint.stdout.contains("sarif") && lint.stdout.contains("github"), "{}", lint.stdout);
+}

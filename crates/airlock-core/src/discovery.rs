@@ -303,9 +303,27 @@ fn excluded(options: &DiscoverOptions) -> Result<globset::GlobSet, FileError> {
     set.build().map_err(|e| FileError { path: PathBuf::from("airlock.toml"), line: None, message: format!("exclude: {e}") })
 }
 
+/// Reads what can be read in `dir` and says what cannot: the migrations
+/// whose files are fine, and every bad file. For `status` and `gate`, which
+/// show the database whatever the checkout holds.
+pub fn discover_lenient(dir: &Path, options: &DiscoverOptions) -> (Discovered, Vec<FileError>) {
+    discover_parts(&Disk(dir), options)
+}
+
 fn discover_in(tree: &dyn Tree, options: &DiscoverOptions) -> Result<Discovered, DiscoveryError> {
-    let exclude = excluded(options).map_err(|e| DiscoveryError(vec![e]))?;
-    let entries = tree.entries().map_err(|e| DiscoveryError(vec![e]))?;
+    let (discovered, errors) = discover_parts(tree, options);
+    if errors.is_empty() { Ok(discovered) } else { Err(DiscoveryError(errors)) }
+}
+
+fn discover_parts(tree: &dyn Tree, options: &DiscoverOptions) -> (Discovered, Vec<FileError>) {
+    let exclude = match excluded(options) {
+        Ok(exclude) => exclude,
+        Err(e) => return (Discovered::default(), vec![e]),
+    };
+    let entries = match tree.entries() {
+        Ok(entries) => entries,
+        Err(e) => return (Discovered::default(), vec![e]),
+    };
     let mut errors = Vec::new();
     let mut misnamed = Vec::new();
     let mut found = Vec::new();
@@ -358,12 +376,8 @@ fn discover_in(tree: &dyn Tree, options: &DiscoverOptions) -> Result<Discovered,
     let found = for_flavor(found, options.flavor, &mut warnings);
     let mut discovered = assemble(tree, found, &mut errors);
     discovered.warnings.splice(0..0, warnings);
-    if errors.is_empty() {
-        Ok(discovered)
-    } else {
-        errors.sort_by(|a, b| a.path.cmp(&b.path));
-        Err(DiscoveryError(errors))
-    }
+    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    (discovered, errors)
 }
 
 /// Why a directory entry is not a migration.

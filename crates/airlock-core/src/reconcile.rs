@@ -44,6 +44,8 @@ pub enum ProblemCode {
     WrongProject,
     /// Another tool migrated this database and airlock has not adopted it.
     ForeignHistory,
+    /// A file of the migrations directory cannot be read as a migration.
+    UnreadableFile,
 }
 
 impl ProblemCode {
@@ -60,7 +62,19 @@ impl ProblemCode {
             ProblemCode::Renamed => "renamed",
             ProblemCode::WrongProject => "wrong-project",
             ProblemCode::ForeignHistory => "foreign-history",
+            ProblemCode::UnreadableFile => "unreadable-file",
         }
+    }
+}
+
+/// What stayed applied of a migration that stopped after `done` statements
+/// outside a transaction: "no statement of it was applied", "statement 1
+/// stayed applied", "statements 1 to 3 stayed applied".
+pub fn statements_kept(done: usize) -> String {
+    match done {
+        0 => "no statement of it was applied".to_owned(),
+        1 => "statement 1 stayed applied".to_owned(),
+        n => format!("statements 1 to {n} stayed applied"),
     }
 }
 
@@ -106,7 +120,17 @@ impl Reconciliation<'_> {
 
 /// A unified diff of the applied text against the file, for the checksum message.
 pub fn checksum_diff(applied: &str, current: &str, path: &str) -> String {
-    let (old, new) = (normalize(applied), normalize(current));
+    // Normalized texts end without a newline; the diff compares lines, so
+    // each gets its newline back (else it says "No newline at end of file"
+    // about a difference that is not there).
+    let lines = |text: &str| {
+        let mut text = normalize(text);
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text
+    };
+    let (old, new) = (lines(applied), lines(current));
     TextDiff::from_lines(&old, &new)
         .unified_diff()
         .context_radius(2)
@@ -223,13 +247,13 @@ pub fn reconcile<'a>(
                     ProblemCode::Failed,
                     true,
                     format!(
-                        "migration {} ({}) failed at statement {} of {}: {}; it ran outside a transaction, so statements 1 to {} stayed applied; {}",
+                        "migration {} ({}) failed at statement {} of {}: {}; it ran outside a transaction, so {}; {}",
                         record.version,
                         record.name,
                         failed_at,
                         record.statements_total,
                         record.error.as_deref().unwrap_or("unknown error"),
-                        record.statements_done,
+                        statements_kept(record.statements_done as usize),
                         resolve_help(&record.version, failed_at)
                     ),
                     None,
@@ -323,6 +347,16 @@ pub fn reconcile<'a>(
     }
     problems.sort_by_key(|p| !p.blocking);
     Reconciliation { applied, pending, beyond_target, problems }
+}
+
+#[cfg(test)]
+mod diff_tests {
+    #[test]
+    fn the_checksum_diff_shows_only_real_differences() {
+        let diff = super::checksum_diff("CREATE TABLE t (a int);\n", "CREATE TABLE t (a bigint);", "1_t.up.sql");
+        assert!(diff.contains("-CREATE TABLE t (a int);") && diff.contains("+CREATE TABLE t (a bigint);"), "{diff}");
+        assert!(!diff.contains("No newline"), "{diff}");
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
 /// The status, and the newest migration version in the directory.
 pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Version>), ExecError> {
     let ctx = Context::new(options);
-    let (discovered, snap) = tokio::join!(options.discover_in_background(), async {
+    let (discovered, snap) = tokio::join!(options.discover_lenient(), async {
         let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
         let snap = snapshot(driver.as_mut(), &ctx).await?;
         // No airlock history yet: did another tool migrate it?
@@ -36,7 +36,13 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
         Ok::<_, ExecError>((snap, foreign, last))
     });
     let (snap, foreign, last) = snap?;
-    let (mut status, latest) = judge_status(options, &discovered?, snap);
+    let (discovered, unreadable) = discovered?;
+    let (mut status, latest) = judge_status(options, &discovered, snap);
+    // A file that cannot be read: the database is still shown, with the file as a problem.
+    for e in unreadable.iter().rev() {
+        let problem = Problem { code: ProblemCode::UnreadableFile, version: None, message: format!("{e}; until it is fixed, `migrate` refuses to run"), detail: None, blocking: true };
+        status.problems.insert(0, ProblemEntry::from(&problem));
+    }
     if last.is_some() && status.lock.is_none() {
         status.last_run = last;
     }
@@ -300,9 +306,10 @@ async fn down_locked(
                         marker.error = Some(format!("its down script failed at statement {}: {}", index + 1, error.message));
                         let _ = driver.write_history(&marker).await;
                         format!(
-                            "it ran outside a transaction: statements 1 to {index} of the down script stayed applied, and history says migration {v} is partly rolled back; \
+                            "it ran outside a transaction: of the down script, {kept}, and history says migration {v} is partly rolled back; \
                              finish or undo it by hand, then `airlock resolve {v} --mark-rolled-back --reason ...` or `--mark-applied --reason ...`",
-                            v = migration.version
+                            v = migration.version,
+                            kept = airlock_core::statements_kept(index)
                         )
                     };
                     let _ = driver

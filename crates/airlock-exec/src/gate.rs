@@ -68,10 +68,11 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
         // No pending file up to V, yet the database is below V: this release
         // needs migrations its directory does not have.
         if current.as_ref().is_none_or(|c| c < req) {
+            // Nothing pending up to V and V not applied: no migration has version V.
+            let newest = latest.map_or_else(|| "there are none".to_owned(), |l| format!("the newest is {l}"));
             reasons.push(format!(
-                "behind: the database is at version {}, below the required {req}, and {} has no migration to get there",
+                "behind: the database is at version {}, below the required {req}, and no migration has version {req} ({newest}): is `--require {req}` right?",
                 current.map_or_else(|| "none".to_owned(), |c| c.to_string()),
-                "the migrations directory"
             ));
         }
     }

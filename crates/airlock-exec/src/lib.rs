@@ -205,6 +205,21 @@ impl Options {
         self.source.discover(&self.discover_options())
     }
 
+    /// Reads what can be read and says what cannot (`status`, `gate`: the
+    /// database is shown whatever the checkout holds). Built-in migrations
+    /// were checked when the program was built.
+    pub(crate) async fn discover_lenient(&self) -> Result<(airlock_core::Discovered, Vec<airlock_core::FileError>), ExecError> {
+        let (source, layout) = (self.source.clone(), self.discover_options());
+        let read = move || match &source {
+            Source::Dir(dir) => Ok(airlock_core::discover_lenient(dir, &layout)),
+            Source::Embedded(_) => source.discover(&layout).map(|d| (d, Vec::new())),
+        };
+        match tokio::task::spawn_blocking(read).await {
+            Ok(found) => found,
+            Err(e) => Err(ExecError::Usage(format!("reading the migrations directory failed: {e}"))),
+        }
+    }
+
     /// Reads the migrations on a blocking thread, so that a caller can talk to
     /// the database meanwhile.
     pub(crate) async fn discover_in_background(&self) -> Result<airlock_core::Discovered, ExecError> {

@@ -615,11 +615,7 @@ async fn apply_statements(
                     // A file with transactions of its own may have left one open
                     // and aborted: close it, or the failure could not be recorded.
                     let _ = driver.rollback().await;
-                    let mut aftermath = if index == 0 {
-                        "it ran outside a transaction; no statement of it was applied".to_owned()
-                    } else {
-                        format!("it ran outside a transaction, so statements 1 to {index} stayed applied")
-                    };
+                    let mut aftermath = format!("it ran outside a transaction, so {}", airlock_core::statements_kept(index));
                     if let Some(name) = &prepared.concurrent_index[index] {
                         if driver.index_is_invalid(name).await.unwrap_or(false) {
                             aftermath.push_str(&format!(
@@ -675,7 +671,7 @@ async fn interrupted_statements(
     let _ = driver.rollback().await;
     let how = if cancelled { "was cancelled on the server" } else { "had not started" };
     let error = DriverError::new(ErrorKind::Statement, format!("interrupted by {}: statement {} {how}", crate::interrupt::signal_name(signal), index + 1));
-    let kept = if index == 0 { "no statement of it was applied".to_owned() } else { format!("statements 1 to {index} stayed applied") };
+    let kept = airlock_core::statements_kept(index);
     let state = format!(
         "migration {v} ({name}) runs outside a transaction and stopped at statement {n} of {total} ({how}): {kept}; it is recorded as failed at statement {n}: `airlock resolve {v} --retry-from-failed` runs statement {n} onward",
         v = migration.version,

@@ -7,7 +7,7 @@
 //! lacks, a checksum differs, or the tool marks a run failed or dirty.
 
 use airlock_core::foreign::{self, ForeignRow, Tool};
-use airlock_core::{Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState};
+use airlock_core::{Event, Migration, Problem, ProblemCode, RunMode, RunState};
 use airlock_driver::Driver;
 use airlock_sql::Dialect;
 use chrono::Utc;
@@ -233,26 +233,11 @@ async fn write_all(
     now: chrono::DateTime<Utc>,
 ) -> Result<(), ExecError> {
     for (migration, _) in adopt {
-        let record = HistoryRecord {
-            version: migration.version.clone(),
-            name: migration.name.clone(),
-            kind: migration.kind,
-            checksum: migration.checksum.clone(),
-            up_sql: migration.up.sql.clone(),
-            down_sql: migration.down.as_ref().map(|d| d.sql.clone()),
-            state: RunState::Adopted,
-            mode: RunMode::Transaction,
-            statements_done: 0,
-            statements_total: 0,
-            failed_statement: None,
-            error: None,
-            started_at: now,
-            finished_at: Some(now),
-            duration_ms: Some(0),
-            os_user: ctx.actor.os_user.clone(),
-            host: ctx.actor.host.clone(),
-            airlock_version: ctx.actor.airlock_version.clone(),
-        };
+        let mut record = crate::run::new_record(ctx, migration, RunMode::Transaction, 0);
+        record.state = RunState::Adopted;
+        record.started_at = now;
+        record.finished_at = Some(now);
+        record.duration_ms = Some(0);
         driver.write_history(&record).await.map_err(ExecError::db(format!("recording migration {} as adopted", migration.version)))?;
     }
     let versions: Vec<String> = adopt.iter().map(|(m, _)| m.version.to_string()).collect();

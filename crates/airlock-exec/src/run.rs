@@ -449,7 +449,7 @@ pub(crate) async fn pause_before_retry(
     ctx.paused_ms.fetch_add(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
-fn new_record(ctx: &Context, migration: &Migration, mode: RunMode, total: usize) -> HistoryRecord {
+pub(crate) fn new_record(ctx: &Context, migration: &Migration, mode: RunMode, total: usize) -> HistoryRecord {
     HistoryRecord {
         version: migration.version.clone(),
         name: migration.name.clone(),

@@ -479,6 +479,51 @@ fn statement_kind(node: &NodeEnum) -> String {
     words.join(" ")
 }
 
+/// Where PostgreSQL's parser stopped in `sql` (a byte offset), which the
+/// `pg_query` crate does not pass on: libpg_query's own error carries it
+/// (`cursorpos`, 1-based, in characters). Called only after a failed parse.
+/// The workspace's one use of `unsafe`: two calls into the C library the
+/// `pg_query` crate already links, with the structs of its header.
+#[allow(unsafe_code)]
+fn error_position(sql: &str) -> Option<usize> {
+    use std::ffi::{c_char, c_int, CString};
+
+    /// libpg_query's `PgQueryError` (pg_query.h).
+    #[repr(C)]
+    struct PgQueryError {
+        message: *mut c_char,
+        funcname: *mut c_char,
+        filename: *mut c_char,
+        lineno: c_int,
+        cursorpos: c_int,
+        context: *mut c_char,
+    }
+    /// libpg_query's `PgQueryParseResult` (pg_query.h).
+    #[repr(C)]
+    struct PgQueryParseResult {
+        parse_tree: *mut c_char,
+        stderr_buffer: *mut c_char,
+        error: *mut PgQueryError,
+    }
+    // Linked in by the pg_query crate, which builds libpg_query.
+    unsafe extern "C" {
+        fn pg_query_parse(input: *const c_char) -> PgQueryParseResult;
+        fn pg_query_free_parse_result(result: PgQueryParseResult);
+    }
+
+    let input = CString::new(sql).ok()?;
+    // SAFETY: `input` is a valid C string that outlives the call; the result
+    // is read before it is freed, once, by the library's own function.
+    let chars = unsafe {
+        let result = pg_query_parse(input.as_ptr());
+        let position = if result.error.is_null() { 0 } else { (*result.error).cursorpos };
+        pg_query_free_parse_result(result);
+        position
+    };
+    let chars = usize::try_from(chars).ok().filter(|c| *c > 0)?;
+    Some(sql.char_indices().nth(chars - 1).map_or(sql.len(), |(i, _)| i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -574,49 +619,4 @@ mod tests {
         let other = parse("DO LANGUAGE plperl $$ 1; $$").unwrap();
         assert!(matches!(&other[..], [Op::Other { kind }] if kind == DO_UNSEEN), "{other:?}");
     }
-}
-
-/// Where PostgreSQL's parser stopped in `sql` (a byte offset), which the
-/// `pg_query` crate does not pass on: libpg_query's own error carries it
-/// (`cursorpos`, 1-based, in characters). Called only after a failed parse.
-/// The workspace's one use of `unsafe`: two calls into the C library the
-/// `pg_query` crate already links, with the structs of its header.
-#[allow(unsafe_code)]
-fn error_position(sql: &str) -> Option<usize> {
-    use std::ffi::{c_char, c_int, CString};
-
-    /// libpg_query's `PgQueryError` (pg_query.h).
-    #[repr(C)]
-    struct PgQueryError {
-        message: *mut c_char,
-        funcname: *mut c_char,
-        filename: *mut c_char,
-        lineno: c_int,
-        cursorpos: c_int,
-        context: *mut c_char,
-    }
-    /// libpg_query's `PgQueryParseResult` (pg_query.h).
-    #[repr(C)]
-    struct PgQueryParseResult {
-        parse_tree: *mut c_char,
-        stderr_buffer: *mut c_char,
-        error: *mut PgQueryError,
-    }
-    // Linked in by the pg_query crate, which builds libpg_query.
-    unsafe extern "C" {
-        fn pg_query_parse(input: *const c_char) -> PgQueryParseResult;
-        fn pg_query_free_parse_result(result: PgQueryParseResult);
-    }
-
-    let input = CString::new(sql).ok()?;
-    // SAFETY: `input` is a valid C string that outlives the call; the result
-    // is read before it is freed, once, by the library's own function.
-    let chars = unsafe {
-        let result = pg_query_parse(input.as_ptr());
-        let position = if result.error.is_null() { 0 } else { (*result.error).cursorpos };
-        pg_query_free_parse_result(result);
-        position
-    };
-    let chars = usize::try_from(chars).ok().filter(|c| *c > 0)?;
-    Some(sql.char_indices().nth(chars - 1).map_or(sql.len(), |(i, _)| i))
 }

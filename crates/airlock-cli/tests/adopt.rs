@@ -259,6 +259,23 @@ fn postgres_diesel_refinery_and_rails_tables_are_read() {
     project.run(&db, &["adopt", "--from", "rails"]).expect(0);
 }
 
+/// A Flyway baseline below every file adopts nothing, and still takes the
+/// database over: `migrate` runs everything after it.
+#[test]
+fn postgres_an_adoption_that_records_nothing_still_takes_the_database_over() {
+    let db = Db::new(Engine::Postgres);
+    flyway_table(&db);
+    flyway_row(&db, 1, "0", "BASELINE", None, true);
+    let project = Project::new();
+    project.write("V1__users.sql", USERS);
+    project.run(&db, &["migrate"]).expect(3);
+    let adopted = project.run(&db, &["--format", "json", "adopt"]);
+    adopted.expect(0);
+    assert_eq!(adopted.json()["adopted"].as_array().unwrap().len(), 0);
+    project.run(&db, &["migrate"]).expect(0);
+    assert_eq!(db.state_of("1").as_deref(), Some("succeeded"));
+}
+
 #[test]
 fn nothing_to_adopt_is_said() {
     let db = Db::new(Engine::Postgres);

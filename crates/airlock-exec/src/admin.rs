@@ -157,12 +157,8 @@ pub async fn down(options: &Options, to: Version, reporter: &mut dyn Reporter) -
     }
     let (started, started_at) = (std::time::Instant::now(), Utc::now());
     let (discovered, ctx, mut driver, held) = locked(options, "roll back", reporter).await?;
-    options.interrupt.arm(driver.canceller());
     let outcome = down_locked(driver.as_mut(), &ctx, &held, &discovered, &to, reporter).await;
-    if options.interrupt.raised().is_some() {
-        options.interrupt.settled().await;
-    }
-    options.interrupt.arm(None);
+    options.interrupt.disarm().await;
     record_run(driver.as_mut(), &ctx, "down", started, started_at, &outcome).await;
     held.release(driver.as_mut()).await;
     outcome
@@ -267,7 +263,14 @@ async fn down_locked(
                     if held.lost() {
                         return Err(ExecError::LeaseLost);
                     }
-                    let outcome = if ctx.options.interrupt.raised().is_some() { None } else { Some(driver.execute(&statement.sql).await) };
+                    let outcome = if ctx.options.interrupt.raised().is_some() {
+                        None
+                    } else {
+                        ctx.options.interrupt.arm(driver.canceller());
+                        let executed = driver.execute(&statement.sql).await;
+                        ctx.options.interrupt.disarm().await;
+                        Some(executed)
+                    };
                     if let (Some(signal), None | Some(Err(_))) = (ctx.options.interrupt.raised(), &outcome) {
                         ctx.options.interrupt.settled().await;
                         let _ = driver.rollback().await;
@@ -471,6 +474,7 @@ pub async fn resolve(
     let (started, started_at) = (std::time::Instant::now(), Utc::now());
     let (discovered, ctx, mut driver, held) = locked(options, "resolve", reporter).await?;
     let outcome = resolve_locked(driver.as_mut(), &ctx, &held, &discovered, &version, how, reason, reporter).await;
+    options.interrupt.disarm().await;
     if how == Resolution::RetryFromFailed {
         record_run(driver.as_mut(), &ctx, "resolve", started, started_at, &outcome).await;
     }

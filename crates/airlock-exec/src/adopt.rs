@@ -86,10 +86,12 @@ async fn read_rows(driver: &mut dyn Driver, tool: Tool, dialect: Dialect) -> Res
 }
 
 /// The tool to adopt from: the one `--from` names (its table must be
-/// there), else the only one whose table the database holds.
-fn choose(found: &[Tool], from: Option<Tool>, options: &Options) -> Result<Tool, ExecError> {
+/// there: `schema_migrations` serves three tools, and `--from` says which),
+/// else the only one whose table the database holds.
+fn choose(found: &[Tool], from: Option<Tool>, catalog: &airlock_core::schema::Catalog, options: &Options) -> Result<Tool, ExecError> {
+    let has_table = |tool: Tool| catalog.tables().any(|t| t.name.name.eq_ignore_ascii_case(tool.table()));
     match (from, found) {
-        (Some(tool), _) if found.contains(&tool) => Ok(tool),
+        (Some(tool), _) if found.contains(&tool) || has_table(tool) => Ok(tool),
         (Some(tool), _) => Err(ExecError::Usage(format!(
             "--from {tool}: {} has no `{}` table{}",
             options.url,
@@ -129,13 +131,27 @@ pub(crate) fn foreign_problem(tools: &[Tool]) -> Option<Problem> {
     })
 }
 
-/// The tools whose history tables the database holds (best effort: a
-/// catalog that cannot be read says none).
+/// The tools whose history tables the database holds, when airlock has not
+/// adopted it yet (best effort: a catalog that cannot be read says none).
 pub(crate) async fn foreign_tools(driver: &mut dyn Driver) -> Vec<Tool> {
     match driver.load_catalog().await {
-        Ok(catalog) => foreign::detect(&catalog),
+        Ok(catalog) => not_adopted(driver, foreign::detect(&catalog)).await,
         Err(_) => Vec::new(),
     }
+}
+
+/// `tools`, unless airlock already adopted this database (an adoption that
+/// found nothing to record leaves only its event).
+pub(crate) async fn not_adopted(driver: &mut dyn Driver, tools: Vec<Tool>) -> Vec<Tool> {
+    if tools.is_empty() || adopted_before(driver).await {
+        return Vec::new();
+    }
+    tools
+}
+
+async fn adopted_before(driver: &mut dyn Driver) -> bool {
+    let rows = driver.query_text("SELECT count(*) FROM airlock_events WHERE kind = 'adopted'").await;
+    rows.ok().and_then(|r| r.first()?.first()?.clone()).and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n > 0)
 }
 
 /// The file's bytes as on disk (checksums of other tools are over them), or
@@ -154,15 +170,16 @@ pub async fn adopt(options: &Options, from: Option<Tool>, dry_run: bool, reporte
     let ctx = Context::new(options);
     let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
     let snap = snapshot(driver.as_mut(), &ctx).await?;
-    if !snap.history.is_empty() {
+    if !snap.history.is_empty() || adopted_before(driver.as_mut()).await {
         return Err(ExecError::Blocked {
             problems: vec![Problem {
                 code: ProblemCode::ForeignHistory,
                 version: None,
                 message: format!(
-                    "{} already has airlock history ({} migration(s)): adopt only takes over a database airlock has not run on; nothing was changed",
+                    "{} already has airlock history ({} migration(s){}): adopt only takes over a database airlock has not run on; nothing was changed",
                     options.url,
-                    snap.history.len()
+                    snap.history.len(),
+                    if snap.history.is_empty() { ", and an earlier adoption" } else { "" }
                 ),
                 detail: None,
                 blocking: true,
@@ -170,7 +187,7 @@ pub async fn adopt(options: &Options, from: Option<Tool>, dry_run: bool, reporte
         });
     }
     let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
-    let tool = choose(&foreign::detect(&catalog), from, options)?;
+    let tool = choose(&foreign::detect(&catalog), from, &catalog, options)?;
     let dialect = options.engine_traits().dialect;
     let rows = read_rows(driver.as_mut(), tool, dialect).await?;
     let decided = foreign::plan_adoption(tool, &rows, &discovered.migrations, &raw);

@@ -44,6 +44,7 @@ pub(crate) async fn record_run(driver: &mut dyn Driver, ctx: &Context, run: RunR
     let detail = json!({
         "command": run.command,
         "started_at": run.started_at.to_rfc3339(),
+        "finished_at": Utc::now().to_rfc3339(),
         "duration_ms": run.started.elapsed().as_millis() as u64,
         "versions": run.versions,
         "outcome": outcome,
@@ -56,7 +57,10 @@ pub(crate) async fn record_run(driver: &mut dyn Driver, ctx: &Context, run: RunR
 
 /// One row of `airlock_events`.
 struct EventRow {
-    at: DateTime<Utc>,
+    /// As the engine printed it.
+    at_text: String,
+    /// Parsed, when the engine printed it in a form known here.
+    at: Option<DateTime<Utc>>,
     kind: String,
     version: Option<String>,
     detail: Value,
@@ -87,8 +91,10 @@ async fn read_events(driver: &mut dyn Driver, filter: &str, limit: usize) -> Res
         .into_iter()
         .filter_map(|r| {
             let cell = |i: usize| r.get(i).cloned().flatten();
+            let at_text = cell(0)?;
             Some(EventRow {
-                at: parse_time(&cell(0)?)?,
+                at: parse_time(&at_text),
+                at_text,
                 kind: cell(1)?,
                 version: cell(2),
                 detail: cell(3).and_then(|d| serde_json::from_str(&d).ok()).unwrap_or(Value::Null),
@@ -112,11 +118,15 @@ fn static_outcome(text: &str) -> &'static str {
 /// (the tables are missing, or history from before run events).
 pub(crate) async fn last_run(driver: &mut dyn Driver) -> Option<LastRun> {
     let row = read_events(driver, "WHERE kind = 'run'", 1).await.ok()?.into_iter().next()?;
-    let started = row.detail["started_at"].as_str().and_then(parse_time).unwrap_or(row.at);
+    // The event's own times (RFC 3339, written by airlock) first; the row's
+    // `at` as the engine prints it only when they are missing.
+    let finished = row.detail["finished_at"].as_str().and_then(parse_time).or(row.at)?;
+    let duration_ms = row.detail["duration_ms"].as_i64().unwrap_or(0);
+    let started = row.detail["started_at"].as_str().and_then(parse_time).unwrap_or(finished - chrono::Duration::milliseconds(duration_ms));
     Some(LastRun {
         started_at: started.to_rfc3339(),
-        finished_at: row.at.to_rfc3339(),
-        duration_ms: row.detail["duration_ms"].as_i64().unwrap_or_else(|| (row.at - started).num_milliseconds().max(0)),
+        finished_at: finished.to_rfc3339(),
+        duration_ms,
         migrations: row.detail["versions"].as_array().map_or(0, Vec::len),
         outcome: static_outcome(row.detail["outcome"].as_str().unwrap_or("failed")),
         os_user: row.os_user,
@@ -186,8 +196,9 @@ fn entry(row: EventRow) -> Option<HistoryEntry> {
         "timing" | "applied_timing" | "failed" | "rolled_back" | "down_failed" | "interrupted" => return None,
         other => (other.replace('_', "-"), None, None),
     };
+    let at = row.detail["finished_at"].as_str().and_then(parse_time).or(row.at).map_or(row.at_text.clone(), |t| t.to_rfc3339());
     Some(HistoryEntry {
-        at: row.at.to_rfc3339(),
+        at,
         action,
         versions: versions_of(&row.detail, &row.version),
         os_user: row.os_user,
@@ -206,13 +217,15 @@ pub async fn history(options: &Options, limit: usize) -> Result<HistoryReport, E
     let ctx = Context::new(options);
     let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
     let snap = snapshot(driver.as_mut(), &ctx).await?;
-    if snap.history.is_empty() && snap.project.is_none() {
-        return Ok(HistoryReport { database, entries: Vec::new() });
-    }
     // Read generously: some events (a plain `applied`) are not entries.
     let mut batch = limit.max(1) * 4;
     loop {
-        let rows = read_events(driver.as_mut(), "", batch).await.map_err(ExecError::db("reading airlock_events"))?;
+        let rows = match read_events(driver.as_mut(), "", batch).await {
+            Ok(rows) => rows,
+            // No airlock tables yet (nothing was ever recorded here).
+            Err(_) if snap.history.is_empty() => return Ok(HistoryReport { database, entries: Vec::new() }),
+            Err(e) => return Err(ExecError::db("reading airlock_events")(e)),
+        };
         let exhausted = rows.len() < batch;
         let entries: Vec<HistoryEntry> = rows.into_iter().filter_map(entry).take(limit).collect();
         if entries.len() >= limit || exhausted {

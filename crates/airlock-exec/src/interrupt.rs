@@ -5,7 +5,7 @@
 //! (the CLI) owns the signals and calls [`Interrupt::raise`]; a second
 //! signal is the caller's to act on (it exits at once).
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use airlock_driver::Cancel;
@@ -20,13 +20,15 @@ pub struct Interrupt(Arc<Inner>);
 struct Inner {
     /// The first signal's number, 0 until one arrives.
     signal: AtomicI32,
-    /// The running connection's canceller, while the runner has one armed.
+    /// The canceller of the statement running now, while one runs.
     cancel: Mutex<Option<Arc<dyn Cancel>>>,
-    /// Wakes the runner's waits (lock, retry back-off) and the cleanup that
-    /// waits for the cancel request to have been sent.
+    /// Wakes the runner's waits (lock, retry back-off) and whoever waits
+    /// for a cancel request to have gone out.
     notify: Notify,
-    /// The cancel request has been sent (or there was none to send).
-    settled: std::sync::atomic::AtomicBool,
+    /// A cancel request is being sent (set under the `cancel` lock).
+    sending: AtomicBool,
+    /// A cancel request was sent.
+    sent: AtomicBool,
 }
 
 impl std::fmt::Debug for Interrupt {
@@ -56,12 +58,22 @@ impl Interrupt {
     pub async fn raise(&self, signal: i32) -> Option<Result<(), airlock_driver::DriverError>> {
         let _ = self.0.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
         self.0.notify.notify_waiters();
-        let cancel = self.0.cancel.lock().ok().and_then(|c| c.clone());
+        // Taken under the lock, with `sending` set: `disarm` then knows to
+        // wait for this request before the connection runs anything else.
+        let cancel = self.0.cancel.lock().ok().and_then(|mut slot| {
+            let cancel = slot.take();
+            self.0.sending.store(cancel.is_some(), Ordering::SeqCst);
+            cancel
+        });
         let outcome = match cancel {
-            Some(cancel) => Some(cancel.cancel().await),
+            Some(cancel) => {
+                let outcome = cancel.cancel().await;
+                self.0.sent.store(true, Ordering::SeqCst);
+                Some(outcome)
+            }
             None => None,
         };
-        self.0.settled.store(true, Ordering::SeqCst);
+        self.0.sending.store(false, Ordering::SeqCst);
         self.0.notify.notify_waiters();
         outcome
     }
@@ -74,10 +86,27 @@ impl Interrupt {
         }
     }
 
-    /// Sets the connection a signal cancels (None: none).
+    /// From now until [`Interrupt::disarm`], a signal cancels the statement
+    /// this canceller's connection runs.
     pub(crate) fn arm(&self, cancel: Option<Arc<dyn Cancel>>) {
         if let Ok(mut slot) = self.0.cancel.lock() {
             *slot = cancel;
+        }
+    }
+
+    /// No statement of the runner's runs now: a signal only raises the
+    /// flag. If a cancel request is on its way, waits until it has landed,
+    /// so that it cannot stop the runner's own bookkeeping that comes next.
+    pub(crate) async fn disarm(&self) {
+        let sending = match self.0.cancel.lock() {
+            Ok(mut slot) => {
+                *slot = None;
+                self.0.sending.load(Ordering::SeqCst)
+            }
+            Err(_) => false,
+        };
+        if sending || self.raised().is_some() {
+            self.settled().await;
         }
     }
 
@@ -92,21 +121,23 @@ impl Interrupt {
         }
     }
 
-    /// After a signal: returns once the cancel request has been sent, so
-    /// that it cannot land on the cleanup's own statements. At most 5 s.
+    /// After a signal: returns once the cancel request (if any) has been
+    /// sent and had a moment to land. At most 5 s.
     pub(crate) async fn settled(&self) {
         let wait = async {
             loop {
                 let notified = self.0.notify.notified();
-                if self.0.settled.load(Ordering::SeqCst) {
+                if !self.0.sending.load(Ordering::SeqCst) {
                     return;
                 }
                 notified.await;
             }
         };
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), wait).await;
-        // A cancel request reaches PostgreSQL through a connection of its
-        // own, and the backend acts on it a moment later.
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if self.0.sent.load(Ordering::SeqCst) {
+            // A cancel request reaches PostgreSQL through a connection of
+            // its own, and the backend acts on it a moment later.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }

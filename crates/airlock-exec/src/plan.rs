@@ -438,7 +438,14 @@ impl Assessor {
             None => self.checker.insert(connect_checker(&self.options).await?),
         };
         let engine = self.options.url.engine();
+        // Ctrl-C stops a check on the server too.
+        self.options.interrupt.arm(conn.canceller());
         let result = run_check(conn.as_mut(), engine, spec, &self.catalog, self.options.check_budget).await;
+        self.options.interrupt.disarm().await;
+        if let Some(signal) = self.options.interrupt.raised() {
+            self.checker = None;
+            return Err(ExecError::Interrupted { signal, state: "it stopped during the data checks, which only read".into(), applied: Vec::new() });
+        }
         if result.ok.is_none() {
             // Cut off by its budget: the connection may be mid-query.
             self.checker = None;
@@ -591,10 +598,22 @@ impl Assessor {
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
         }
-        if let Some((line, why)) = &script.split_error {
-            let mut plan = StatementPlan::new(1, String::new(), *line);
-            let message = format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
-            plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
+        // Findings about a file with no statement to carry them (one that
+        // cannot be split): a statement of their own, so they still count.
+        let leftover: Vec<Finding> = findings.into_values().flatten().collect();
+        if script.split_error.is_some() || !leftover.is_empty() {
+            let line = script.split_error.as_ref().map_or(1, |(line, _)| *line);
+            let mut plan = StatementPlan::new(1, String::new(), line);
+            if let Some((_, why)) = &script.split_error {
+                let message = format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
+                plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
+            }
+            for f in leftover {
+                if f.severity == Severity::Error {
+                    plan.reasons.push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
+                }
+                plan.findings.push(PlanFinding { rule: f.rule, severity: f.severity, message: f.message, help: f.help, fix: f.fix });
+            }
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
         }

@@ -105,8 +105,9 @@ pub async fn migrate(
             None => airlock_core::schema::Catalog::live(Vec::new()),
         };
         // Another tool migrated this database: running its migrations again would fail or half-succeed.
-        if history.is_empty() {
-            if let Some(problem) = crate::adopt::foreign_problem(&airlock_core::foreign::detect(&catalog)) {
+        if let (true, Some(driver)) = (history.is_empty(), driver.as_mut()) {
+            let tools = crate::adopt::not_adopted(driver.as_mut(), airlock_core::foreign::detect(&catalog)).await;
+            if let Some(problem) = crate::adopt::foreign_problem(&tools) {
                 return Err(ExecError::Blocked { problems: vec![problem] });
             }
         }
@@ -127,6 +128,9 @@ pub async fn migrate(
         // lock, just before it runs, against the data as it is then.
         before_lock.look(&pending, options).await?;
         judge = Some(before_lock);
+    }
+    if let Some(signal) = options.interrupt.raised() {
+        return Err(ExecError::Interrupted { signal, state: "it stopped before changing anything".into(), applied: Vec::new() });
     }
     if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
         let migrations = plan
@@ -154,8 +158,6 @@ pub async fn migrate(
     };
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
-    // From here a signal cancels the statement this connection runs.
-    options.interrupt.arm(driver.canceller());
     let outcome = match judge.as_mut() {
         Some(judge) => migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, judge, reporter).await,
         // Nothing was pending before the lock: under it, a run that was cut off may leave some.
@@ -164,10 +166,7 @@ pub async fn migrate(
             migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &mut judge, reporter).await
         }
     };
-    if options.interrupt.raised().is_some() {
-        options.interrupt.settled().await;
-    }
-    options.interrupt.arm(None);
+    options.interrupt.disarm().await;
     let versions = match &outcome {
         Ok((ran, _)) => ran.iter().map(|r| r.version.clone()).collect(),
         Err(e) => e.applied_versions(),
@@ -241,6 +240,8 @@ async fn migrate_locked(
         let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
         let scripts: Vec<airlock_lint::ParsedScript> = pending.iter().map(|m| judge.script(m, &ctx.options)).collect();
         lint_pending(&ctx.options, &pending, &scripts, judge.assessor.catalog.clone(), reporter)?;
+        // And judged as a whole before any of it runs, as before the lock.
+        judge.look(&pending, &ctx.options).await?;
     }
     let mut ran = Vec::new();
     // Out-of-order runs may apply versions below the newest: keep the maximum.
@@ -256,6 +257,10 @@ async fn migrate_locked(
         // The data as it is now, after the migrations before this one.
         let assessed = judge.assess(migration, &ctx.options).await.map_err(|e| with_applied(e, &ran))?;
         decide(&ctx.options, migration, &assessed, reporter).map_err(|e| with_applied(e, &ran))?;
+        if let Some(signal) = ctx.options.interrupt.raised() {
+            let state = format!("it stopped before migration {} ({}), which did not run", migration.version, migration.name);
+            return Err(with_applied(ExecError::Interrupted { signal, state, applied: Vec::new() }, &ran));
+        }
         reporter.migration_started(migration, prepared.mode);
         let paused = || Duration::from_millis(ctx.paused_ms.load(std::sync::atomic::Ordering::Relaxed));
         let paused_before = paused();
@@ -518,7 +523,15 @@ async fn apply_in_transaction(
         let version = migration.version.to_string();
         held.note_version(Some(&version));
         let statements: Vec<&str> = prepared.statements.iter().map(|s| s.sql.as_str()).collect();
+        if let Some(signal) = ctx.options.interrupt.raised() {
+            // Before this attempt began (a signal during a back-off wait).
+            let state = format!("it stopped before migration {} ({}) ran; `airlock migrate` runs it", migration.version, migration.name);
+            return Err(ExecError::Interrupted { signal, state, applied: Vec::new() });
+        }
+        // A signal now cancels these statements on the server; none after them.
+        ctx.options.interrupt.arm(driver.canceller());
         let ran = driver.begin_and_run(held.owner(), Some(&version), &statements).await;
+        ctx.options.interrupt.disarm().await;
         if let Some(signal) = ctx.options.interrupt.raised() {
             // Cancelled mid-statement, or done but not committed: roll back either way.
             ctx.options.interrupt.settled().await;
@@ -601,7 +614,14 @@ async fn apply_statements(
         }
         let mut attempt = 0;
         loop {
-            match driver.execute(&statement.sql).await {
+            if let Some(signal) = ctx.options.interrupt.raised() {
+                // A signal during a back-off wait: the statement has not run again.
+                return Err(interrupted_statements(driver, ctx, migration, prepared, record, index, signal, false, started).await);
+            }
+            ctx.options.interrupt.arm(driver.canceller());
+            let executed = driver.execute(&statement.sql).await;
+            ctx.options.interrupt.disarm().await;
+            match executed {
                 Ok(()) => break,
                 Err(_) if ctx.options.interrupt.raised().is_some() => {
                     let signal = ctx.options.interrupt.raised().unwrap_or(crate::interrupt::SIGINT);

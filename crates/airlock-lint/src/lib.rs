@@ -266,7 +266,8 @@ fn unparsed_findings(migration: &Migration, script: &ParsedScript, options: &Lin
                     "check the SQL; if the server accepts it, lint cannot judge it yet (`lint --strict` makes this an error)",
                 ));
             }
-            let at = why.position.filter(|at| *at < p.sql.len() && p.sql.is_char_boundary(*at)).unwrap_or(0);
+            // At the very end ("syntax error at end of input"), the position is the text's length.
+            let at = why.position.map(|at| at.min(p.sql.trim_end().len())).filter(|at| p.sql.is_char_boundary(*at)).unwrap_or(0);
             let line = p.line + p.sql[..at].matches('\n').count();
             let column = p.sql[..at].rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             let mut finding = base(line, Some(i + 1), Some(p.span.start + at..p.span.end), String::new(), "");

@@ -100,6 +100,14 @@ fn a_statement_postgres_refuses_is_an_error_at_its_position_and_the_rest_is_chec
     assert_eq!(syntax.severity, airlock_lint::Severity::Error);
     assert!(syntax.message.contains("line 1, column 8") && syntax.message.contains("TABEL"), "{}", syntax.message);
     assert_eq!(syntax.span.clone().map(|s| s.start), Some(7), "the span starts where the parser stopped");
+    assert!(!syntax.message.contains("Invalid statement"), "the parser's own words only: {}", syntax.message);
+
+    // Cut off: the parser stops at the end of the text, which is where the finding points.
+    static CUT: &[EmbeddedFile] = files!["1_cut.up.sql" => "SELECT 1;\nCREATE TABLE t (\n  a int\n", "1_cut.down.sql" => "SELECT 1;\n"];
+    let cut_report = self::report(Dialect::Postgres, CUT, Catalog::offline());
+    let cut = cut_report.findings.iter().find(|f| f.rule == "syntax-error").expect("a syntax error");
+    assert!(cut.message.contains("at end of input") && cut.message.contains("line 3, column 8"), "{}", cut.message);
+    assert_eq!(cut.line, 3);
 }
 
 #[test]

@@ -10,7 +10,11 @@ use super::{AlterAction, ColumnSpec, Constraint, Expr, Op, ParseError, TableName
 
 pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
     let tree = pg_query::parse(sql).map_err(|e| ParseError {
-        message: e.to_string().trim_start_matches("Error parsing query: ").to_owned(),
+        // The crate's wrapper words ("Invalid statement: ...") say nothing the rule does not.
+        message: match &e {
+            pg_query::Error::Parse(message) => message.clone(),
+            other => other.to_string(),
+        },
         position: error_position(sql),
         certain: true,
     })?;

@@ -555,3 +555,16 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
         println!("\n{DIM}estimates from: {}{DIM:#}", rates.join(", "));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::versions_summary;
+
+    #[test]
+    fn long_lists_of_versions_say_how_many_and_the_range() {
+        let v = |n: usize| (1..=n).map(|i| i.to_string()).collect::<Vec<_>>();
+        assert_eq!(versions_summary(&v(1)), "1");
+        assert_eq!(versions_summary(&v(3)), "1, 2, 3");
+        assert_eq!(versions_summary(&v(92)), "92 migrations, 1 to 92");
+    }
+}

@@ -55,6 +55,11 @@ fn foreign_key_over_orphans(engine: Engine) {
     }
     // Nothing was written, not even airlock's tables.
     assert!(!db.table_exists("airlock_history"));
+    // People are told the examples are the orphans' keys.
+    let human = project.run(&db, &["plan"]);
+    assert!(human.stdout.contains("keys, e.g."), "{}", human.stdout);
+    let refused = project.run(&db, &["migrate"]);
+    assert!(refused.stderr.contains("(keys, e.g."), "{}", refused.stderr);
 
     // A data migration deletes the orphans first: now the plan is not blocked.
     db.exec("DELETE FROM orders WHERE user_id NOT IN (1, 2)");

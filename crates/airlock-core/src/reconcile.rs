@@ -350,6 +350,16 @@ pub fn reconcile<'a>(
 }
 
 #[cfg(test)]
+mod kept_tests {
+    #[test]
+    fn what_stayed_applied_is_said_in_words() {
+        assert_eq!(super::statements_kept(0), "no statement of it was applied");
+        assert_eq!(super::statements_kept(1), "statement 1 stayed applied");
+        assert_eq!(super::statements_kept(3), "statements 1 to 3 stayed applied");
+    }
+}
+
+#[cfg(test)]
 mod diff_tests {
     #[test]
     fn the_checksum_diff_shows_only_real_differences() {

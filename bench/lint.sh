@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The lint benchmark (issue 3): `airlock lint` beside squawk on the same
+# The lint benchmark: `airlock lint` beside squawk on the same
 # generated corpus of 10,000 mixed PostgreSQL DDL statements in 100 files,
 # in the same run: wall time (hyperfine, interleaved) and peak memory (max RSS).
 # airlock runs offline (--offline --dialect postgres), as squawk does.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The plan benchmark (issue 4), on the harness's PostgreSQL:
+# The plan benchmark, on the harness's PostgreSQL:
 #   (1) the foreign-key-orphans check on a ROWS-row `orders` table with 1 %
 #       orphans, beside a hand-written anti-join run by psql in the same run
 #       (target: within 1.2×);

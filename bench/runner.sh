@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runner benchmark (issue 2): airlock beside dbmate and sqlx-cli on local PostgreSQL.
+# The runner benchmark: airlock beside dbmate and sqlx-cli on local PostgreSQL.
 #   (a) apply N trivial migrations to an empty database
 #   (b) `migrate` with nothing pending over N applied migrations — what every deploy pays
 # plus peak memory (max RSS) of airlock for both, and airlock's own figures on

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The gate-server benchmark (issue 5): `airlock serve` answering /gate under a
+# The gate-server benchmark: `airlock serve` answering /gate under a
 # fixed load of R requests/s from oha, a second process on loopback. Reports
 # throughput, p50/p99/max latency (corrected for coordinated omission), errors
 # and the server's peak memory (VmHWM), for:

@@ -1,5 +1,5 @@
 //! `airlock lint` through the binary: exit codes, the four output formats,
-//! configuration of severities, and the seed-002 MODIFY without a database.
+//! configuration of severities, and the MODIFY that dropped AUTO_INCREMENT, without a database.
 
 mod common;
 
@@ -102,7 +102,7 @@ fn paths_limit_the_report() {
 }
 
 #[test]
-fn seed_002_modify_is_flagged_without_a_database() {
+fn a_modify_that_drops_auto_increment_is_flagged_without_a_database() {
     let project = Project::new();
     project.write("1_carts.up.sql", "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL;\n");
     project.write("1_carts.down.sql", "SELECT 1;\n");

@@ -1,5 +1,5 @@
 //! `airlock lint --database-url` against real PostgreSQL and MariaDB: the live
-//! catalog decides (seed 002's lost AUTO_INCREMENT, binary-coercible type
+//! catalog decides (the MODIFY that lost AUTO_INCREMENT, binary-coercible type
 //! changes, user functions' volatility, triggers), and only pending
 //! migrations are linted.
 

@@ -1,5 +1,5 @@
-//! `airlock plan` replays the seeds against real PostgreSQL and MariaDB: a
-//! foreign key over orphaned rows, seed 002's MODIFY, SET NOT NULL over
+//! `airlock plan` replays the incidents against real PostgreSQL and MariaDB: a
+//! foreign key over orphaned rows, the MODIFY that dropped AUTO_INCREMENT, SET NOT NULL over
 //! NULLs, a unique index over duplicates, a text→int change over a
 //! non-numeric value, a lock held by another session. The checks write
 //! nothing and take no lock stronger than ACCESS SHARE.
@@ -79,7 +79,7 @@ fn mysql_plan_counts_orphans_before_a_foreign_key() {
 }
 
 #[test]
-fn mysql_plan_blocks_seed_002_modify_and_passes_the_corrected_one() {
+fn mysql_plan_blocks_a_modify_that_drops_auto_increment_and_passes_the_corrected_one() {
     let db = Db::new(Engine::MySql);
     db.exec("CREATE TABLE carts (cart_id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, note VARCHAR(20))");
     let project = Project::new();

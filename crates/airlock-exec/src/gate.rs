@@ -1,5 +1,5 @@
 //! `gate`: is the database ready for a release that needs version V (or the
-//! newest migration in the directory)? Seed 001's check: at version ≥ V and not
+//! newest migration in the directory)? The check that an app deployed before its migration ran would have needed: at version ≥ V and not
 //! mid-migration — and more than a number: nothing failed, half-applied or edited.
 
 use std::time::{Duration, Instant};

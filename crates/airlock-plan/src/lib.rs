@@ -1,7 +1,7 @@
 //! Plan: for every pending statement, what it will do to the live database
 //! (locks, rewrites, scans, rows), which data checks it needs, and the verdict.
 //! `effects` is pure: the statement and the schema model in, effects out; the
-//! checks themselves run read-only against the database (issue 4, in progress).
+//! checks themselves run read-only against the database.
 
 pub mod checks;
 pub mod effects;

@@ -1,6 +1,6 @@
 //! airlock for applications: compile the migrations into the program, run them,
 //! and refuse to start (or wait) until the database's schema is ready for this
-//! build — seed 001's "deployed before its migration" made impossible.
+//! build — an app "deployed before its migration" made impossible.
 //!
 //! (A runnable version of this is `examples/app` in the repository.)
 //!

@@ -1,4 +1,4 @@
-//! `dml-in-schema-migration`: seed 000's lesson. Data changes hidden in a
+//! `dml-in-schema-migration`: the lesson of a foreign key added over inconsistent rows inside a schema migration, five days down. Data changes hidden in a
 //! schema migration run under its locks and transaction, unbatched, unreviewed
 //! as data work; they go in a migration marked `-- airlock:data`. Rows inserted
 //! into a table created by the same migration (reference data) are fine.

@@ -1,6 +1,6 @@
 //! `modify-drops-attributes`: MySQL's `MODIFY`/`CHANGE` replaces a column's
 //! whole definition, so every attribute the statement leaves out is dropped:
-//! seed 002's `MODIFY cart_id BIGINT NOT NULL` silently removed AUTO_INCREMENT.
+//! a `MODIFY cart_id BIGINT NOT NULL` that silently removed AUTO_INCREMENT (two hours of failed purchases).
 //! With the live column, each lost attribute is named and the full corrected
 //! statement is the fix; without it, the rule warns that it cannot see.
 
@@ -187,7 +187,7 @@ mod tests {
 
     #[test]
     fn error() {
-        // Seed 002.
+        // The MODIFY that dropped AUTO_INCREMENT from carts.
         let sql = "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL;";
         let report = report(MySql, &[("1_m.up.sql", sql), ("1_m.down.sql", "SELECT 1;")], Catalog::live(carts()));
         let finding = report.findings.iter().find(|f| f.rule == ID).unwrap();

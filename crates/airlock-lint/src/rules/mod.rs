@@ -172,7 +172,12 @@ pub(crate) mod test {
         pairs(&report(dialect, &[("1_m.up.sql", sql), ("1_m.down.sql", "SELECT 1;")], Catalog::live(tables)))
     }
 
+    /// The findings as (rule, severity). A test's SQL that stops parsing
+    /// fails the test, so an ok-test cannot pass by checking nothing.
     fn pairs(report: &Report) -> Vec<(&'static str, Severity)> {
+        if let Some(f) = report.findings.iter().find(|f| f.rule == super::UNPARSED || f.rule == super::SYNTAX) {
+            panic!("the test's SQL does not parse, so no rule checked it: {}", f.message);
+        }
         report.findings.iter().map(|f| (f.rule, f.severity)).collect()
     }
 

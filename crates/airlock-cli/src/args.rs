@@ -6,7 +6,13 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// airlock: schema migrations that look before they leap.
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, about = "airlock: schema migrations that look before they leap", propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "airlock",
+    version,
+    about = "airlock: schema migrations that look before they leap",
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Options valid before or after the command name.
     #[command(flatten)]
@@ -110,7 +116,10 @@ pub struct AdoptArgs {
 
 fn parse_tool(text: &str) -> Result<airlock_exec::Tool, String> {
     airlock_exec::Tool::parse(text).ok_or_else(|| {
-        format!("no tool `{text}`; known: {}", airlock_exec::Tool::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", "))
+        format!(
+            "no tool `{text}`; known: {}",
+            airlock_exec::Tool::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+        )
     })
 }
 

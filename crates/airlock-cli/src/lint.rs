@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use airlock_core::schema::Catalog;
 use airlock_core::Migration;
+use airlock_core::schema::Catalog;
 use airlock_driver::{DatabaseUrl, Engine};
 use airlock_exec::ExecError;
 use airlock_lint::{Baseline, Finding, LintOptions, Report, Severity};
@@ -117,7 +117,8 @@ fn looks_like_migrations(dir: &Path) -> bool {
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries.filter_map(Result::ok).any(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(|c: char| c.is_ascii_digit()) || (name.starts_with('V') && name[1..].starts_with(|c: char| c.is_ascii_digit()))
+            name.starts_with(|c: char| c.is_ascii_digit())
+                || (name.starts_with('V') && name[1..].starts_with(|c: char| c.is_ascii_digit()))
         })
     })
 }
@@ -126,12 +127,14 @@ fn looks_like_migrations(dir: &Path) -> bool {
 fn loose(path: &Path) -> Result<Migration, ExecError> {
     let (shown, bytes) = if path.as_os_str() == "-" {
         let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|e| usage(format!("reading standard input: {e}")))?;
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .map_err(|e| usage(format!("reading standard input: {e}")))?;
         (PathBuf::from("<stdin>"), bytes)
     } else {
         (path.to_path_buf(), std::fs::read(path).map_err(|e| usage(format!("{}: {e}", path.display())))?)
     };
-    airlock_core::read_loose_file(&shown, bytes).map_err(|e| ExecError::Discovery(airlock_core::DiscoveryError(vec![e])))
+    airlock_core::read_loose_file(&shown, bytes)
+        .map_err(|e| ExecError::Discovery(airlock_core::DiscoveryError(vec![e])))
 }
 
 /// The migrations to lint and the schema they start from. The migrations
@@ -147,10 +150,16 @@ fn inputs(global: &Global, args: &LintArgs, dialect: Dialect) -> Result<(Inputs,
         Dialect::MySql => airlock_core::Flavor::MySql,
         Dialect::Sqlite => airlock_core::Flavor::Sqlite,
     };
-    let layout = airlock_core::DiscoverOptions { flavor: Some(flavor), exclude: settings::exclude(global).map_err(|e| usage(e.0))? };
+    let layout = airlock_core::DiscoverOptions {
+        flavor: Some(flavor),
+        exclude: settings::exclude(global).map_err(|e| usage(e.0))?,
+    };
     let named = named(&args.paths, &dir)?;
     let runtime = || {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| usage(format!("cannot start the async runtime: {e}")))
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| usage(format!("cannot start the async runtime: {e}")))
     };
     let offline_hint = |e: ExecError| match e {
         ExecError::Connect(e) => ExecError::Connect(airlock_driver::DriverError::new(
@@ -178,7 +187,10 @@ fn inputs(global: &Global, args: &LintArgs, dialect: Dialect) -> Result<(Inputs,
     }
     let mut others: Vec<(Vec<Migration>, bool)> = Vec::new();
     for d in &named.dirs {
-        match airlock_core::discover_with(d, &airlock_core::DiscoverOptions { flavor: layout.flavor, exclude: Vec::new() }) {
+        match airlock_core::discover_with(
+            d,
+            &airlock_core::DiscoverOptions { flavor: layout.flavor, exclude: Vec::new() },
+        ) {
             Ok(found) if !found.migrations.is_empty() => others.push((found.migrations, false)),
             Err(e) if looks_like_migrations(d) => return Err(e.into()),
             _ => {
@@ -215,7 +227,8 @@ pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
     let dialect = dialect(global, args)?;
     let config = settings::lint_config(global).map_err(|e| usage(e.0))?;
     let baseline_path = args.baseline.clone().or_else(|| config.baseline.clone());
-    let mut options = LintOptions::with_severities(dialect, settings::lint_severities(&config).map_err(|e| usage(e.0))?);
+    let mut options =
+        LintOptions::with_severities(dialect, settings::lint_severities(&config).map_err(|e| usage(e.0))?);
     options.strict = args.strict;
     let (inputs, in_dir) = inputs(global, args, dialect)?;
     let mut report = Report::default();
@@ -236,7 +249,12 @@ pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
         let baseline = Baseline::of(&report);
         let text = serde_json::to_string_pretty(&baseline).unwrap_or_default();
         std::fs::write(path, text + "\n").map_err(|e| usage(format!("--write-baseline {}: {e}", path.display())))?;
-        eprintln!("lint: recorded {} finding(s) of {} file(s) in {}", report.findings.len(), baseline.entries.len(), path.display());
+        eprintln!(
+            "lint: recorded {} finding(s) of {} file(s) in {}",
+            report.findings.len(),
+            baseline.entries.len(),
+            path.display()
+        );
         return Ok(());
     }
     if let Some(path) = &baseline_path {
@@ -285,7 +303,10 @@ fn human(report: &Report, migrations: &[Migration]) {
         let origin = finding.file.display().to_string();
         let mut message = level(finding.severity).title(&finding.message).id(finding.rule);
         if let Some(script) = script_of(migrations, finding) {
-            let span = finding.span.clone().unwrap_or_else(|| line_span(&script.sql, finding.line.saturating_sub(script.line_offset).max(1)));
+            let span = finding
+                .span
+                .clone()
+                .unwrap_or_else(|| line_span(&script.sql, finding.line.saturating_sub(script.line_offset).max(1)));
             message = message.snippet(
                 Snippet::source(&script.sql)
                     .line_start(script.line_offset + 1)

@@ -10,9 +10,9 @@ mod signals;
 
 use std::process::ExitCode;
 
-use airlock_core::migration::parse_duration;
 use airlock_core::Version;
-use airlock_exec::{exit, ExecError, Requirement, Resolution};
+use airlock_core::migration::parse_duration;
+use airlock_exec::{ExecError, Requirement, Resolution, exit};
 use anstream::{eprintln, println};
 use clap::Parser;
 
@@ -46,7 +46,9 @@ fn read_plan(path: &std::path::Path) -> Result<Vec<(String, String)>, ExecError>
     let bad = |why: String| ExecError::Usage(format!("--plan {}: {why}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let migrations = value["migrations"].as_array().ok_or_else(|| bad("not a plan written by `airlock plan --out` (no `migrations`)".to_owned()))?;
+    let migrations = value["migrations"]
+        .as_array()
+        .ok_or_else(|| bad("not a plan written by `airlock plan --out` (no `migrations`)".to_owned()))?;
     migrations
         .iter()
         .map(|m| match (m["version"].as_str(), m["checksum"].as_str()) {
@@ -82,7 +84,9 @@ fn run(cli: Cli) -> Result<(), ExecError> {
         return lint::run(&cli.global, args);
     }
     if matches!(format, Format::Sarif | Format::Github) {
-        return Err(ExecError::Usage("--format sarif and --format github are for `airlock lint`; use human or json".to_owned()));
+        return Err(ExecError::Usage(
+            "--format sarif and --format github are for `airlock lint`; use human or json".to_owned(),
+        ));
     }
     let options = settings::options(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
     // Commands that change the database stop cleanly on Ctrl-C and SIGTERM.

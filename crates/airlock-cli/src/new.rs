@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use airlock_core::{discover_with, Version};
+use airlock_core::{Version, discover_with};
 
 use crate::args::NewArgs;
 
@@ -67,7 +67,13 @@ pub fn layout_of(migrations: &[airlock_core::Migration]) -> Layout {
     let Some(newest) = migrations.iter().max_by(|a, b| a.version.cmp(&b.version)) else { return Layout::UpDown };
     let file = newest.up.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     if file == "up.sql" {
-        let folder = newest.up.path.parent().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+        let folder = newest
+            .up
+            .path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default();
         return Layout::Diesel { dashed: folder.split('_').next().is_some_and(|v| v.contains('-')) };
     }
     if file.starts_with('V') && file[1..].starts_with(|c: char| c.is_ascii_digit()) {
@@ -96,7 +102,13 @@ pub fn create(dir: &Path, args: &NewArgs, exclude: &[String]) -> Result<Vec<Path
         .map(|m| {
             let file = m.up.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
             let text = match layout {
-                Layout::Diesel { .. } => m.up.path.parent().and_then(|p| p.file_name()).map(|f| f.to_string_lossy().replace('-', "")).unwrap_or_default(),
+                Layout::Diesel { .. } => {
+                    m.up.path
+                        .parent()
+                        .and_then(|p| p.file_name())
+                        .map(|f| f.to_string_lossy().replace('-', ""))
+                        .unwrap_or_default()
+                }
                 _ => file.trim_start_matches(['V', 'U']).to_owned(),
             };
             (m.version.clone(), text)
@@ -113,7 +125,8 @@ pub fn create(dir: &Path, args: &NewArgs, exclude: &[String]) -> Result<Vec<Path
         "-- Schema changes only; put data changes in a migration made with `airlock new --data`.\n"
     };
     // Without a down script on purpose: say so, so lint does not ask for one.
-    let roll_forward = if args.no_down { "-- airlock:roll-forward no down script: a later migration undoes this one\n" } else { "" };
+    let roll_forward =
+        if args.no_down { "-- airlock:roll-forward no down script: a later migration undoes this one\n" } else { "" };
     let up_text = format!("{roll_forward}{header}\n");
     let down_text = "-- Undo the up migration. Leave it out (`--no-down`) if it cannot be undone.\n\n";
     let mut files: Vec<(PathBuf, String)> = Vec::new();
@@ -140,7 +153,10 @@ pub fn create(dir: &Path, args: &NewArgs, exclude: &[String]) -> Result<Vec<Path
         }
         Layout::Dbmate => {
             let down = if args.no_down { "" } else { down_text };
-            files.push((dir.join(format!("{version}_{name}.sql")), format!("-- migrate:up\n{up_text}\n-- migrate:down\n{down}")));
+            files.push((
+                dir.join(format!("{version}_{name}.sql")),
+                format!("-- migrate:up\n{up_text}\n-- migrate:down\n{down}"),
+            ));
         }
         Layout::Single => files.push((dir.join(format!("{version}_{name}.sql")), up_text)),
     }
@@ -193,10 +209,19 @@ mod tests {
             fs::write(path, text).unwrap();
         }
         let created = create(dir.path(), args, &[]).unwrap();
-        let names: Vec<String> = created.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> =
+            created.iter().map(|p| p.strip_prefix(dir.path()).unwrap().to_string_lossy().into_owned()).collect();
         // What it wrote is read back as a migration of the same layout.
         let found = airlock_core::discover(dir.path()).unwrap();
-        assert_eq!(found.migrations.len(), files.iter().filter(|(n, _)| !n.contains(".down") && !n.starts_with('U') && !n.ends_with("down.sql")).count() + 1, "{names:?}");
+        assert_eq!(
+            found.migrations.len(),
+            files
+                .iter()
+                .filter(|(n, _)| !n.contains(".down") && !n.starts_with('U') && !n.ends_with("down.sql"))
+                .count()
+                + 1,
+            "{names:?}"
+        );
         names
     }
 
@@ -206,12 +231,18 @@ mod tests {
         assert_eq!(names_after(&[], &a), ["1_x.up.sql", "1_x.down.sql"]);
         assert_eq!(names_after(&[("0001_a.up.sql", "SELECT 1;")], &a), ["0002_x.up.sql", "0002_x.down.sql"]);
         assert_eq!(names_after(&[("V1__a.sql", "SELECT 1;")], &a), ["V2__x.sql"]);
-        assert_eq!(names_after(&[("V1__a.sql", "SELECT 1;"), ("U1__a.sql", "SELECT 1;")], &a), ["V2__x.sql", "U2__x.sql"]);
+        assert_eq!(
+            names_after(&[("V1__a.sql", "SELECT 1;"), ("U1__a.sql", "SELECT 1;")], &a),
+            ["V2__x.sql", "U2__x.sql"]
+        );
         assert_eq!(names_after(&[("3_a.sql", "-- migrate:up\nSELECT 1;\n-- migrate:down\n")], &a), ["4_x.sql"]);
         assert_eq!(names_after(&[("3_a.sql", "SELECT 1;")], &a), ["4_x.sql"]);
         let diesel = names_after(&[("2019-02-26-002946_a/up.sql", "SELECT 1;")], &args(false, false));
         assert_eq!(diesel.len(), 2);
-        assert!(diesel[0].ends_with("_x/up.sql") && diesel[0].as_bytes()[4] == b'-', "dashed like the others: {diesel:?}");
+        assert!(
+            diesel[0].ends_with("_x/up.sql") && diesel[0].as_bytes()[4] == b'-',
+            "dashed like the others: {diesel:?}"
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use airlock_core::{Lease, Migration, RunMode};
-use airlock_exec::{signal_name, ExecError, GateReport, ProblemEntry, Reporter, RunReport, StatusReport};
+use airlock_exec::{ExecError, GateReport, ProblemEntry, Reporter, RunReport, StatusReport, signal_name};
 use anstream::{eprintln, println};
 use anstyle::{AnsiColor, Style};
 use serde_json::json;
@@ -92,7 +92,8 @@ pub fn run_report(report: &RunReport, format: Format, verb: &str) {
         print_json(&serde_json::to_value(report).unwrap_or_default());
         return;
     }
-    let at = report.current_version.as_deref().map(|v| format!("version {v}")).unwrap_or_else(|| "no version".to_owned());
+    let at =
+        report.current_version.as_deref().map(|v| format!("version {v}")).unwrap_or_else(|| "no version".to_owned());
     if report.dry_run {
         if report.migrations.is_empty() {
             println!("Nothing to do: the database is at {at}.");
@@ -107,7 +108,10 @@ pub fn run_report(report: &RunReport, format: Format, verb: &str) {
     } else {
         let n = report.migrations.len();
         let total: u64 = report.migrations.iter().map(|m| m.duration_ms).sum();
-        println!("{GREEN}{verb}{GREEN:#} {n} migration{} in {total} ms; the database is at {at}.", if n == 1 { "" } else { "s" });
+        println!(
+            "{GREEN}{verb}{GREEN:#} {n} migration{} in {total} ms; the database is at {at}.",
+            if n == 1 { "" } else { "s" }
+        );
     }
     if !report.left_pending.is_empty() {
         let versions: Vec<&str> = report.left_pending.iter().map(|p| p.version.as_str()).collect();
@@ -243,7 +247,8 @@ fn error_kind(e: &ExecError) -> &'static str {
 /// Any error of a command: stderr for people, one JSON object on stdout for scripts.
 pub fn error(e: &ExecError, format: Format) {
     if format == Format::Json {
-        let mut value = json!({ "error": { "kind": error_kind(e), "exit_code": e.exit_code(), "message": e.to_string() } });
+        let mut value =
+            json!({ "error": { "kind": error_kind(e), "exit_code": e.exit_code(), "message": e.to_string() } });
         match e {
             ExecError::Blocked { problems } => {
                 let entries: Vec<ProblemEntry> = problems.iter().map(ProblemEntry::from).collect();
@@ -321,11 +326,22 @@ pub fn error(e: &ExecError, format: Format) {
                 ExecError::RiskRefused(_) => format!("environment `{}` is protected and it is risky", r.environment),
                 _ => "it would fail or lose data or attributes".to_owned(),
             };
-            let before = if r.applied.is_empty() { "nothing was applied" } else { "nothing of it ran, migrations before it in this run stay applied" };
+            let before = if r.applied.is_empty() {
+                "nothing was applied"
+            } else {
+                "nothing of it ran, migrations before it in this run stay applied"
+            };
             eprintln!("{RED}error{RED:#}: migration {} ({}) was not run: {why}; {before}", r.version, r.name);
             for statement in &r.statements {
                 for risk in &statement.risks {
-                    eprintln!("  {}:{} statement {} [{}]: {}", r.file.display(), statement.line, statement.index, risk.code, risk.message);
+                    eprintln!(
+                        "  {}:{} statement {} [{}]: {}",
+                        r.file.display(),
+                        statement.line,
+                        statement.index,
+                        risk.code,
+                        risk.message
+                    );
                     eprintln!("      {DIM}fix: {}{DIM:#}", risk.fix);
                 }
             }
@@ -371,7 +387,8 @@ pub fn history(report: &airlock_exec::HistoryReport, format: Format) {
             Some("succeeded") | None => String::new(),
             Some(other) => format!(" {RED}{other}{RED:#}"),
         };
-        let versions = if e.versions.is_empty() { String::new() } else { format!(" {}", versions_summary(&e.versions)) };
+        let versions =
+            if e.versions.is_empty() { String::new() } else { format!(" {}", versions_summary(&e.versions)) };
         println!("  {at}  {:<14}{versions}{outcome}  {DIM}{}@{}{DIM:#}", e.action, e.os_user, e.host);
         if let Some(reason) = &e.reason {
             println!("      {DIM}{reason}{DIM:#}");
@@ -401,7 +418,10 @@ pub fn adopt(report: &airlock_exec::AdoptReport, format: Format) {
         eprintln!("{YELLOW}note{YELLOW:#}: {note}");
     }
     if !report.pending.is_empty() {
-        println!("Pending, for `airlock migrate`: {}", report.pending.iter().map(|p| p.version.clone()).collect::<Vec<_>>().join(", "));
+        println!(
+            "Pending, for `airlock migrate`: {}",
+            report.pending.iter().map(|p| p.version.clone()).collect::<Vec<_>>().join(", ")
+        );
     }
     if report.dry_run {
         println!("Nothing was written (--dry-run).");
@@ -416,7 +436,10 @@ pub fn calibration(c: &airlock_exec::Calibration, format: Format) {
         print_json(&json!({ "calibration": c }));
         return;
     }
-    println!("Calibrated on {} rows at {}; `plan` and `migrate` estimate with these until history of real runs replaces them:", c.rows, c.measured_at);
+    println!(
+        "Calibrated on {} rows at {}; `plan` and `migrate` estimate with these until history of real runs replaces them:",
+        c.rows, c.measured_at
+    );
     for (work, rate) in [("scan", c.scan), ("index build", c.index), ("rewrite", c.rewrite)] {
         println!("  {work:<12} {} rows/s", rows(Some(rate)));
     }
@@ -461,7 +484,11 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
         println!("\n{BOLD}{} {}{BOLD:#}  {}", m.version, m.name, verdict_style(m.verdict));
         for s in &m.statements {
             let first_line = s.sql.lines().next().unwrap_or_default();
-            let text = if first_line.len() > 70 { format!("{}…", &first_line[..first_line.char_indices().nth(69).map_or(first_line.len(), |(i, _)| i)]) } else { first_line.to_owned() };
+            let text = if first_line.len() > 70 {
+                format!("{}…", &first_line[..first_line.char_indices().nth(69).map_or(first_line.len(), |(i, _)| i)])
+            } else {
+                first_line.to_owned()
+            };
             println!("  {:>2}. {text}", s.index);
             let locks: Vec<String> = s.locks.iter().map(|l| format!("{} {}", l.mode, l.table)).collect();
             let work = match s.work {
@@ -474,7 +501,11 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 "      {DIM}locks:{DIM:#} {}  {DIM}rows:{DIM:#} {}  {DIM}{work}{DIM:#}  {DIM}estimate:{DIM:#} {}  → {}",
                 if locks.is_empty() { "none".to_owned() } else { locks.join(", ") },
                 rows(s.estimated_rows),
-                s.estimated_seconds.map_or("?".to_owned(), |t| if t < 1.0 { "< 1 s".to_owned() } else { format!("{t:.0} s") }),
+                s.estimated_seconds.map_or("?".to_owned(), |t| if t < 1.0 {
+                    "< 1 s".to_owned()
+                } else {
+                    format!("{t:.0} s")
+                }),
                 verdict_style(s.verdict)
             );
             // A failed check's risk is told under the check, a lint error's
@@ -482,10 +513,14 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
             let mut told: Vec<bool> = s
                 .reasons
                 .iter()
-                .map(|r| r.blocks && s.findings.iter().any(|f| f.rule == r.code && f.severity == airlock_lint::Severity::Error))
+                .map(|r| {
+                    r.blocks
+                        && s.findings.iter().any(|f| f.rule == r.code && f.severity == airlock_lint::Severity::Error)
+                })
                 .collect();
             let blocks = |r: &airlock_exec::Risk| {
-                r.allowed.is_none() && (r.blocks || (s.verdict == airlock_exec::Verdict::Blocked && r.rechecked_after.is_none()))
+                r.allowed.is_none()
+                    && (r.blocks || (s.verdict == airlock_exec::Verdict::Blocked && r.rechecked_after.is_none()))
             };
             for c in &s.checks {
                 let code = if c.ok.is_none() { "unchecked" } else { c.check };
@@ -512,7 +547,9 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                     told[i] = true;
                     let r = &s.reasons[i];
                     if let Some(version) = &r.rechecked_after {
-                        println!("        {DIM}pending migration {version} runs before it and changes these rows: `migrate` checks again just before{DIM:#}");
+                        println!(
+                            "        {DIM}pending migration {version} runs before it and changes these rows: `migrate` checks again just before{DIM:#}"
+                        );
                     }
                     reason_outcome(r);
                 }
@@ -538,7 +575,10 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
     let statements: Vec<&airlock_exec::StatementPlan> = report.migrations.iter().flat_map(|m| &m.statements).collect();
     if !statements.is_empty() {
         let count = |v: airlock_exec::Verdict| statements.iter().filter(|s| s.verdict == v).count();
-        let accepted = statements.iter().filter(|s| s.verdict == airlock_exec::Verdict::Risky && s.unaccepted().next().is_none()).count();
+        let accepted = statements
+            .iter()
+            .filter(|s| s.verdict == airlock_exec::Verdict::Risky && s.unaccepted().next().is_none())
+            .count();
         let seconds: f64 = statements.iter().filter_map(|s| s.estimated_seconds).sum();
         println!(
             "\n{} statement(s) in {} migration(s): {} blocked, {} risky ({accepted} accepted by an allow), {} safe; table work estimated at {}",
@@ -551,7 +591,11 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
         );
     }
     if report.migrations.iter().any(|m| m.statements.iter().any(|s| s.work.is_some())) {
-        let rates: Vec<String> = report.rates.iter().map(|(work, r)| format!("{} {} rows/s ({})", work.as_str(), rows(Some(r.rows_per_second)), r.source)).collect();
+        let rates: Vec<String> = report
+            .rates
+            .iter()
+            .map(|(work, r)| format!("{} {} rows/s ({})", work.as_str(), rows(Some(r.rows_per_second)), r.source))
+            .collect();
         println!("\n{DIM}estimates from: {}{DIM:#}", rates.join(", "));
     }
 }

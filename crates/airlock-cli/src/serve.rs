@@ -16,10 +16,9 @@ fn duration(text: &str, flag: &str) -> Result<std::time::Duration, ExecError> {
 
 /// Runs the server; returns when it was told to stop.
 pub fn run(global: &Global, args: &ServeArgs) -> Result<(), ExecError> {
-    let listen: SocketAddr = args
-        .listen
-        .parse()
-        .map_err(|e| ExecError::Usage(format!("--listen {}: {e} (expected an address like 127.0.0.1:8080)", args.listen)))?;
+    let listen: SocketAddr = args.listen.parse().map_err(|e| {
+        ExecError::Usage(format!("--listen {}: {e} (expected an address like 127.0.0.1:8080)", args.listen))
+    })?;
     let max_age = duration(&args.max_age, "--max-age")?;
     let read_timeout = duration(&args.read_timeout, "--read-timeout")?;
     if read_timeout.is_zero() {

@@ -101,7 +101,9 @@ pub fn expand(text: &str, what: &str) -> Result<String, SettingsError> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| SettingsError(format!("{what}: unclosed `${{` in `{}`", airlock_driver_redact(text))))?;
+        let end = after
+            .find('}')
+            .ok_or_else(|| SettingsError(format!("{what}: unclosed `${{` in `{}`", airlock_driver_redact(text))))?;
         let name = &after[..end];
         let value = std::env::var(name).map_err(|_| {
             SettingsError(format!("{what} uses ${{{name}}}, but the environment variable {name} is not set"))
@@ -128,9 +130,11 @@ fn duration(value: &Option<String>, key: &str, default: Duration) -> Result<Dura
 /// duration above zero, since a check without one could run for hours on production.
 pub fn check_budget(text: &str) -> Result<Duration, String> {
     match parse_duration(text) {
-        Ok(d) if d.is_zero() => Err("must be more than 0: a check without a budget could run for hours on production".to_owned()),
+        Ok(d) if d.is_zero() => {
+            Err("must be more than 0: a check without a budget could run for hours on production".to_owned())
+        }
         Ok(d) => Ok(d),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }
 
@@ -190,7 +194,11 @@ fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> SettingsError {
     let known: Vec<&str> = match table {
         Some(t) if t.starts_with("[environments.") => ["url", "protected"].into_iter().chain(TUNING_KEYS).collect(),
         Some(t) if t.starts_with("[lint") => vec!["rules", "baseline"],
-        _ => ["project", "dir", "exclude", "url"].into_iter().chain(TUNING_KEYS).chain(["[environments.NAME]", "[lint]"]).collect(),
+        _ => ["project", "dir", "exclude", "url"]
+            .into_iter()
+            .chain(TUNING_KEYS)
+            .chain(["[environments.NAME]", "[lint]"])
+            .collect(),
     };
     let line = at.map_or(start_line + 1, |(i, _)| i + 1);
     SettingsError(format!(
@@ -203,7 +211,9 @@ fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> SettingsError {
 
 fn load_config(global: &Global) -> Result<(ConfigFile, Option<PathBuf>), SettingsError> {
     let path = match &global.config {
-        Some(p) if !p.exists() => return Err(SettingsError(format!("{}: the configuration file does not exist", p.display()))),
+        Some(p) if !p.exists() => {
+            return Err(SettingsError(format!("{}: the configuration file does not exist", p.display())));
+        }
         Some(p) => p.clone(),
         None => match find_config() {
             Some(p) => p,
@@ -221,7 +231,11 @@ fn load_config(global: &Global) -> Result<(ConfigFile, Option<PathBuf>), Setting
 fn anchor_sqlite(url: String, base: &Path) -> String {
     for prefix in ["sqlite://", "sqlite:"] {
         if let Some(path) = url.strip_prefix(prefix) {
-            if !path.is_empty() && !Path::new(path).is_absolute() && !path.starts_with(':') && !base.as_os_str().is_empty() {
+            if !path.is_empty()
+                && !Path::new(path).is_absolute()
+                && !path.starts_with(':')
+                && !base.as_os_str().is_empty()
+            {
                 return format!("sqlite:{}", base.join(path).display());
             }
             break;
@@ -247,9 +261,13 @@ pub fn lint_severities(config: &LintConfig) -> Result<BTreeMap<String, Option<Se
         .iter()
         .map(|(rule, level)| {
             if !known.contains(&rule.as_str()) {
-                return Err(SettingsError(format!("[lint.rules] in airlock.toml: there is no rule `{rule}` (known: {})", known.join(", "))));
+                return Err(SettingsError(format!(
+                    "[lint.rules] in airlock.toml: there is no rule `{rule}` (known: {})",
+                    known.join(", ")
+                )));
             }
-            let severity = Severity::parse(level).map_err(|e| SettingsError(format!("[lint.rules] {rule} = \"{level}\": {e}")))?;
+            let severity =
+                Severity::parse(level).map_err(|e| SettingsError(format!("[lint.rules] {rule} = \"{level}\": {e}")))?;
             Ok((rule.clone(), severity))
         })
         .collect()
@@ -259,7 +277,10 @@ pub fn lint_severities(config: &LintConfig) -> Result<BTreeMap<String, Option<Se
 pub fn read_baseline(path: &Path) -> Result<Baseline, SettingsError> {
     let text = std::fs::read_to_string(path).map_err(|e| SettingsError(format!("baseline {}: {e}", path.display())))?;
     serde_json::from_str(&text).map_err(|e| {
-        SettingsError(format!("baseline {}: not a baseline written by `airlock lint --write-baseline`: {e}", path.display()))
+        SettingsError(format!(
+            "baseline {}: not a baseline written by `airlock lint --write-baseline`: {e}",
+            path.display()
+        ))
     })
 }
 
@@ -333,11 +354,13 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     let env_tuning = environment.map(|e| e.tuning).unwrap_or_default();
     let pick = |f: fn(&Tuning) -> &Option<String>| f(&env_tuning).clone().or_else(|| f(&config.tuning).clone());
     options.timeouts.lock = duration(&pick(|t| &t.lock_timeout), "lock_timeout", options.timeouts.lock)?;
-    options.timeouts.statement = duration(&pick(|t| &t.statement_timeout), "statement_timeout", options.timeouts.statement)?;
+    options.timeouts.statement =
+        duration(&pick(|t| &t.statement_timeout), "statement_timeout", options.timeouts.statement)?;
     options.retry_backoff = duration(&pick(|t| &t.lock_retry_backoff), "lock_retry_backoff", options.retry_backoff)?;
     options.lease_ttl = duration(&pick(|t| &t.lease_ttl), "lease_ttl", options.lease_ttl)?;
     if let Some(text) = pick(|t| &t.check_timeout) {
-        options.check_budget = check_budget(&text).map_err(|e| SettingsError(format!("`check_timeout = \"{text}\"`: {e}")))?;
+        options.check_budget =
+            check_budget(&text).map_err(|e| SettingsError(format!("`check_timeout = \"{text}\"`: {e}")))?;
     }
     options.estimate_budget = duration(&pick(|t| &t.estimate_budget), "estimate_budget", options.estimate_budget)?;
     let lock_wait = global.lock_wait.clone().or_else(|| pick(|t| &t.lock_wait));

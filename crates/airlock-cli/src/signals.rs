@@ -7,9 +7,9 @@
 //! a SQLite statement runs on the runner's thread and holds it, and the
 //! cancel request must still go out.
 
-use airlock_exec::{signal_name, ExecError, Interrupt, SIGINT, SIGTERM};
+use airlock_exec::{ExecError, Interrupt, SIGINT, SIGTERM, signal_name};
 use anstream::eprintln;
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 
 /// Starts watching SIGINT and SIGTERM for `interrupt`. The handlers are in
 /// place when this returns.

@@ -16,7 +16,8 @@ const USERS: &str = "CREATE TABLE users (id integer PRIMARY KEY);\n";
 /// Flyway's checksum of `USERS`: CRC-32 of the text without line breaks, signed.
 const USERS_FLYWAY_CRC: i32 = -1203868596;
 /// sqlx's checksum of `USERS`: SHA-384 of the bytes.
-const USERS_SQLX_SHA384: &str = "437017eb62d69346a20a7a782db446bb5c44f5478410382b12e875c325bad18a68ac734232d9821b5ca130f51c090ff3";
+const USERS_SQLX_SHA384: &str =
+    "437017eb62d69346a20a7a782db446bb5c44f5478410382b12e875c325bad18a68ac734232d9821b5ca130f51c090ff3";
 
 fn dbmate_url(db: &Db) -> String {
     match db.engine {
@@ -27,7 +28,9 @@ fn dbmate_url(db: &Db) -> String {
 }
 
 fn dbmate() -> String {
-    std::env::var("AIRLOCK_TEST_DBMATE").unwrap_or_else(|_| panic!("AIRLOCK_TEST_DBMATE is not set: run the tests through `scripts/test`, which installs dbmate from npm"))
+    std::env::var("AIRLOCK_TEST_DBMATE").unwrap_or_else(|_| {
+        panic!("AIRLOCK_TEST_DBMATE is not set: run the tests through `scripts/test`, which installs dbmate from npm")
+    })
 }
 
 fn dbmate_file(name: &str, up: &str, down: &str) -> (String, String) {
@@ -39,7 +42,11 @@ fn a_database_dbmate_migrated_is_adopted(engine: Engine) {
     let project = Project::new();
     for (name, text) in [
         dbmate_file("20240101000000_users.sql", "CREATE TABLE users (id integer PRIMARY KEY);", "DROP TABLE users;"),
-        dbmate_file("20240102000000_orders.sql", "CREATE TABLE orders (id integer PRIMARY KEY, user_id integer);", "DROP TABLE orders;"),
+        dbmate_file(
+            "20240102000000_orders.sql",
+            "CREATE TABLE orders (id integer PRIMARY KEY, user_id integer);",
+            "DROP TABLE orders;",
+        ),
     ] {
         project.write(&name, &text);
     }
@@ -51,7 +58,8 @@ fn a_database_dbmate_migrated_is_adopted(engine: Engine) {
         .unwrap();
     assert!(ran.status.success(), "dbmate: {}", String::from_utf8_lossy(&ran.stderr));
     assert_eq!(db.count("SELECT count(*) FROM schema_migrations"), 2);
-    let (name, text) = dbmate_file("20240103000000_later.sql", "CREATE TABLE later (id integer PRIMARY KEY);", "DROP TABLE later;");
+    let (name, text) =
+        dbmate_file("20240103000000_later.sql", "CREATE TABLE later (id integer PRIMARY KEY);", "DROP TABLE later;");
     project.write(&name, &text);
 
     // Until adopted, status, plan and migrate say what to do, and change nothing.
@@ -77,7 +85,10 @@ fn a_database_dbmate_migrated_is_adopted(engine: Engine) {
     assert!(adopted.stdout.contains("Adopted 2 migration(s) from dbmate"), "{}", adopted.all());
     assert_eq!(
         db.history(),
-        [("20240101000000".to_owned(), "adopted".to_owned(), 0), ("20240102000000".to_owned(), "adopted".to_owned(), 0)]
+        [
+            ("20240101000000".to_owned(), "adopted".to_owned(), 0),
+            ("20240102000000".to_owned(), "adopted".to_owned(), 0)
+        ]
     );
     assert_eq!(db.count("SELECT count(*) FROM schema_migrations"), 2, "dbmate's table is left as it was");
     assert_eq!(db.count("SELECT count(*) FROM airlock_events WHERE kind = 'adopted'"), 1);
@@ -129,7 +140,8 @@ fn flyway_checksums_are_compared_and_refusals_name_the_file(engine: Engine) {
     let adopted = project.run(&db, &["--format", "json", "adopt", "--from", "flyway", "--dry-run"]);
     adopted.expect(0);
     let json = adopted.json();
-    let versions: Vec<&str> = json["adopted"].as_array().unwrap().iter().map(|a| a["version"].as_str().unwrap()).collect();
+    let versions: Vec<&str> =
+        json["adopted"].as_array().unwrap().iter().map(|a| a["version"].as_str().unwrap()).collect();
     assert_eq!(versions, ["0.5", "1"], "{json}");
     assert_eq!(json["checksums_compared"], 1);
 
@@ -137,7 +149,13 @@ fn flyway_checksums_are_compared_and_refusals_name_the_file(engine: Engine) {
     project.write("V1__users.sql", "CREATE TABLE users (id bigint PRIMARY KEY);\n");
     let refused = project.run(&db, &["adopt"]);
     refused.expect(3);
-    assert!(refused.all().contains("migration 1 (") && refused.all().contains("V1__users.sql") && refused.all().contains(&USERS_FLYWAY_CRC.to_string()), "{}", refused.all());
+    assert!(
+        refused.all().contains("migration 1 (")
+            && refused.all().contains("V1__users.sql")
+            && refused.all().contains(&USERS_FLYWAY_CRC.to_string()),
+        "{}",
+        refused.all()
+    );
     assert!(!db.table_exists("airlock_history"), "a refusal changes nothing");
     project.write("V1__users.sql", USERS);
     // A version the checkout lacks, and a failed run.
@@ -166,7 +184,10 @@ fn golang_migrate_is_adopted_up_to_its_version_and_dirty_is_refused(engine: Engi
     let (t, f) = if engine == Engine::Postgres { ("TRUE", "FALSE") } else { ("1", "0") };
     db.exec(&format!("INSERT INTO schema_migrations VALUES (2, {t})"));
     let project = Project::new();
-    project.write("1_users.up.sql", USERS).write("2_orders.up.sql", "SELECT 2;\n").write("3_later.up.sql", "SELECT 3;\n");
+    project
+        .write("1_users.up.sql", USERS)
+        .write("2_orders.up.sql", "SELECT 2;\n")
+        .write("3_later.up.sql", "SELECT 3;\n");
     let dirty = project.run(&db, &["adopt"]);
     dirty.expect(3);
     assert!(dirty.all().contains("dirty") && dirty.all().contains("migrate force"), "{}", dirty.all());

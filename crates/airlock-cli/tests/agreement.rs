@@ -107,7 +107,10 @@ const CASES: &[Case] = &[
         engines: PG,
         setup: users_and_orders,
         files: &[
-            ("1_fk.up.sql", "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n"),
+            (
+                "1_fk.up.sql",
+                "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n",
+            ),
             ("2_clean.up.sql", "-- airlock:data\nDELETE FROM orders WHERE user_id NOT IN (SELECT id FROM users);\n"),
             ("3_validate.up.sql", "ALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n"),
         ],
@@ -122,7 +125,10 @@ const CASES: &[Case] = &[
         engines: PG,
         setup: users_and_orders,
         files: &[
-            ("1_fk.up.sql", "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n"),
+            (
+                "1_fk.up.sql",
+                "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n",
+            ),
             ("2_touch.up.sql", "-- airlock:data\nUPDATE orders SET user_id = user_id WHERE id = 10;\n"),
             ("3_validate.up.sql", "ALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n"),
         ],
@@ -137,7 +143,10 @@ const CASES: &[Case] = &[
         engines: PG,
         setup: users_and_orders,
         files: &[
-            ("1_fk.up.sql", "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n"),
+            (
+                "1_fk.up.sql",
+                "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n",
+            ),
             ("2_notes.up.sql", "-- airlock:data\nUPDATE notes SET body = 'y' WHERE id = 1;\n"),
             ("3_validate.up.sql", "ALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n"),
         ],
@@ -162,7 +171,10 @@ const CASES: &[Case] = &[
         name: "an index build that holds writes on 200,000 rows is risky",
         engines: PG,
         setup: orders_200k,
-        files: &[("1_idx.up.sql", "-- airlock:allow require-concurrent-index measured: 2 s\nCREATE INDEX orders_note ON orders (note);\n")],
+        files: &[(
+            "1_idx.up.sql",
+            "-- airlock:allow require-concurrent-index measured: 2 s\nCREATE INDEX orders_note ON orders (note);\n",
+        )],
         protected: false,
         verdict: "risky",
         migrate: 0,
@@ -173,7 +185,10 @@ const CASES: &[Case] = &[
         name: "the same in a protected environment is blocked and refused",
         engines: PG,
         setup: orders_200k,
-        files: &[("1_idx.up.sql", "-- airlock:allow require-concurrent-index measured: 2 s\nCREATE INDEX orders_note ON orders (note);\n")],
+        files: &[(
+            "1_idx.up.sql",
+            "-- airlock:allow require-concurrent-index measured: 2 s\nCREATE INDEX orders_note ON orders (note);\n",
+        )],
         protected: true,
         verdict: "blocked",
         migrate: 3,
@@ -217,7 +232,12 @@ fn plan_and_migrate_agree(engine: Engine) {
         assert_eq!(json["verdict"], case.verdict, "{engine:?}: {}: plan\n{}", case.name, plan.stdout);
         assert_eq!(plan.code, if case.verdict == "blocked" { 3 } else { 0 }, "{engine:?}: {}", case.name);
         for text in case.plan_says {
-            assert!(plan.stdout.contains(text), "{engine:?}: {}: the plan should say {text}:\n{}", case.name, plan.stdout);
+            assert!(
+                plan.stdout.contains(text),
+                "{engine:?}: {}: the plan should say {text}:\n{}",
+                case.name,
+                plan.stdout
+            );
         }
         let migrate = run(&project, &db, case.protected, &["migrate"]);
         assert_eq!(migrate.code, case.migrate, "{engine:?}: {}: migrate\n{}", case.name, migrate.all());
@@ -225,7 +245,8 @@ fn plan_and_migrate_agree(engine: Engine) {
         if !rechecked {
             assert_eq!(case.verdict == "blocked", migrate.code == 3, "{engine:?}: {}: blocked ⇔ refused", case.name);
         }
-        let applied: Vec<String> = db.history().into_iter().filter(|(_, state, _)| state == "succeeded").map(|(v, _, _)| v).collect();
+        let applied: Vec<String> =
+            db.history().into_iter().filter(|(_, state, _)| state == "succeeded").map(|(v, _, _)| v).collect();
         assert_eq!(applied, case.applied, "{engine:?}: {}: applied", case.name);
     }
 }

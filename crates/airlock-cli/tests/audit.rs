@@ -19,7 +19,11 @@ fn a_run_is_one_invocation_and_history_tells_who_did_what_and_why(engine: Engine
 
     let status = project.run(&db, &["--format", "json", "status"]);
     let last = status.json()["last_run"].clone();
-    assert_eq!((last["migrations"].as_u64(), last["outcome"].as_str()), (Some(1), Some("succeeded")), "the down alone: {last}");
+    assert_eq!(
+        (last["migrations"].as_u64(), last["outcome"].as_str()),
+        (Some(1), Some("succeeded")),
+        "the down alone: {last}"
+    );
     let human = project.run(&db, &["status"]);
     assert!(human.stdout.contains("1 migration by"), "{}", human.stdout);
 
@@ -38,9 +42,16 @@ fn a_run_is_one_invocation_and_history_tells_who_did_what_and_why(engine: Engine
     assert_eq!(entries[0]["outcome"], "failed");
     assert!(entries[0]["reason"].as_str().unwrap().contains("migration 4"), "{}", entries[0]);
     assert_eq!(entries[1]["reason"], "comment only");
-    assert_eq!((entries[2]["versions"].clone(), entries[2]["outcome"].clone()), (serde_json::json!(["3"]), "succeeded".into()));
+    assert_eq!(
+        (entries[2]["versions"].clone(), entries[2]["outcome"].clone()),
+        (serde_json::json!(["3"]), "succeeded".into())
+    );
     assert_eq!(entries[3]["versions"], serde_json::json!(["1", "2", "3"]));
-    assert!(entries[4]["reason"].as_str().unwrap().contains("drop-table: nothing reads it since v12"), "{}", entries[4]);
+    assert!(
+        entries[4]["reason"].as_str().unwrap().contains("drop-table: nothing reads it since v12"),
+        "{}",
+        entries[4]
+    );
     for e in entries {
         for key in ["at", "os_user", "host"] {
             assert!(e[key].as_str().is_some_and(|v| !v.is_empty()), "{key} in {e}");
@@ -49,7 +60,11 @@ fn a_run_is_one_invocation_and_history_tells_who_did_what_and_why(engine: Engine
     let limited = project.run(&db, &["--format", "json", "history", "--limit", "2"]);
     assert_eq!(limited.json()["entries"].as_array().unwrap().len(), 2);
     let human = project.run(&db, &["history"]);
-    assert!(human.stdout.contains("repair") && human.stdout.contains("comment only") && human.stdout.contains("failed"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("repair") && human.stdout.contains("comment only") && human.stdout.contains("failed"),
+        "{}",
+        human.stdout
+    );
 }
 
 each_engine!(a_run_is_one_invocation_and_history_tells_who_did_what_and_why);

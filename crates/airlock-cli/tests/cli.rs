@@ -21,13 +21,20 @@ fn malformed_files_exit_2_naming_each_file_and_change_nothing() {
     run.expect(2);
     assert!(run.stderr.contains("2_bad.up.sql:1: unknown directive `-- airlock:no-such-thing`"), "{}", run.stderr);
     assert!(run.stderr.contains("notes.sql: `notes.sql` is not a migration file name"), "{}", run.stderr);
-    assert!(!std::path::Path::new(db.url.strip_prefix("sqlite:").unwrap()).exists(), "the database was not even created");
+    assert!(
+        !std::path::Path::new(db.url.strip_prefix("sqlite:").unwrap()).exists(),
+        "the database was not even created"
+    );
 
     project.remove("2_bad.up.sql");
     project.remove("notes.sql");
     let run = project.run(&db, &["migrate"]);
     run.expect(2);
-    assert!(run.stderr.contains("3_quote.up.sql:2:"), "a statement that cannot be split names its line: {}", run.stderr);
+    assert!(
+        run.stderr.contains("3_quote.up.sql:2:"),
+        "a statement that cannot be split names its line: {}",
+        run.stderr
+    );
     assert!(!std::path::Path::new(db.url.strip_prefix("sqlite:").unwrap()).exists());
 }
 
@@ -38,7 +45,10 @@ fn passwords_never_appear_in_output() {
     run.expect(1);
     assert!(run.stderr.contains("postgres://app:***@127.0.0.1:1/shop"), "{}", run.stderr);
     assert!(!run.all().contains("hunter2"));
-    let run = airlock(&project, &["--database-url", "mysql://root:hunter2@127.0.0.1:1/x", "--dir", ".", "status", "--format", "json"]);
+    let run = airlock(
+        &project,
+        &["--database-url", "mysql://root:hunter2@127.0.0.1:1/x", "--dir", ".", "status", "--format", "json"],
+    );
     run.expect(1);
     assert!(!run.all().contains("hunter2"), "{}", run.all());
     assert_eq!(run.json()["error"]["kind"], "connection");
@@ -104,7 +114,10 @@ fn peer_layouts_apply_end_to_end() {
     let db = Db::new(Engine::Sqlite);
     let project = Project::new();
     project.write("V1__flyway.sql", "CREATE TABLE a (id int);");
-    project.write("20240101000000_dbmate.sql", "-- migrate:up\nCREATE TABLE b (id int);\n-- migrate:down\nDROP TABLE b;\n");
+    project.write(
+        "20240101000000_dbmate.sql",
+        "-- migrate:up\nCREATE TABLE b (id int);\n-- migrate:down\nDROP TABLE b;\n",
+    );
     project.write("2024-02-01-000000_diesel/up.sql", "CREATE TABLE c (id int);");
     project.write("2024-02-01-000000_diesel/down.sql", "DROP TABLE c;");
     project.run(&db, &["migrate"]).expect(0);
@@ -141,7 +154,11 @@ fn airlock_toml_is_found_from_a_subdirectory_and_an_unknown_key_is_named_at_its_
     assert!(run.stderr.contains("airlock.toml:4: unknown key `lok_wait`"), "{}", run.stderr);
     project.write_config("url = \"sqlite:app.db\"\n[environments.prod]\nurl = \"sqlite:b.db\"\n\nprotectd = true\n");
     let run = airlock(&project, &["status"]);
-    assert!(run.stderr.contains("airlock.toml:5: unknown key `protectd` in [environments.prod]; known: url, protected"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("airlock.toml:5: unknown key `protectd` in [environments.prod]; known: url, protected"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -156,7 +173,10 @@ fn a_file_that_cannot_be_read_still_shows_the_database() {
     let json = status.json();
     assert_eq!(json["current_version"], "1");
     assert_eq!(json["problems"][0]["code"], "unreadable-file", "{json}");
-    assert!(json["problems"][0]["message"].as_str().unwrap().contains("2_b.up.sql:1: the file is not valid UTF-8"), "{json}");
+    assert!(
+        json["problems"][0]["message"].as_str().unwrap().contains("2_b.up.sql:1: the file is not valid UTF-8"),
+        "{json}"
+    );
     project.run(&db, &["gate", "--require", "1"]).expect(0);
     let far = project.run(&db, &["gate", "--require", "7"]);
     far.expect(4);

@@ -5,7 +5,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{create_table, hold_lease, Db, Engine, Project, Run};
+use common::{Db, Engine, Project, Run, create_table, hold_lease};
 
 each_engine!(
     gate_says_behind_then_ready,
@@ -33,7 +33,11 @@ fn gate_says_behind_then_ready(engine: Engine) {
     project.run(&db, &["gate", "--require", "1"]).expect(0);
     let human = project.run(&db, &["gate", "--require", "2"]);
     human.expect(4);
-    assert!(human.stdout.contains("not ready") && human.stdout.contains("behind by 1 migration: 2 (t_2)"), "{}", human.stdout);
+    assert!(
+        human.stdout.contains("not ready") && human.stdout.contains("behind by 1 migration: 2 (t_2)"),
+        "{}",
+        human.stdout
+    );
 
     project.run(&db, &["migrate"]).expect(0);
     let ready = project.run(&db, &["--format", "json", "gate", "--require", "latest"]);
@@ -60,7 +64,10 @@ fn gate_waits_for_a_run_in_progress_and_returns_when_it_ends(engine: Engine) {
     dirty.expect(4);
     let json = dirty.json();
     assert_eq!(json["state"], "dirty");
-    assert!(json["reasons"][0].as_str().unwrap().starts_with("in progress: a migration run is in progress: pid"), "{json}");
+    assert!(
+        json["reasons"][0].as_str().unwrap().starts_with("in progress: a migration run is in progress: pid"),
+        "{json}"
+    );
 
     let started = Instant::now();
     let waiter = project
@@ -76,7 +83,11 @@ fn gate_waits_for_a_run_in_progress_and_returns_when_it_ends(engine: Engine) {
     waited.expect(0);
     assert!(waited.stdout.contains("waiting: in progress"), "{}", waited.stdout);
     assert!(waited.stdout.contains("ready"), "{}", waited.stdout);
-    assert!(started.elapsed() < ended + Duration::from_secs(4), "returned soon after the run ended: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < ended + Duration::from_secs(4),
+        "returned soon after the run ended: {:?}",
+        started.elapsed()
+    );
 
     // Time running out while still in progress is exit 4.
     let live = std::process::id();
@@ -100,7 +111,10 @@ fn gate_stops_waiting_when_a_migration_needs_a_person(engine: Engine) {
         // Half-applied: waiting cannot help, so it does not wait.
         assert_eq!(json["state"], "failed");
         assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
-        assert!(json["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("failed: migration 2")), "{json}");
+        assert!(
+            json["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("failed: migration 2")),
+            "{json}"
+        );
     } else {
         // Rolled back: it is simply pending, and a later run may apply it.
         assert_eq!(json["state"], "clean");

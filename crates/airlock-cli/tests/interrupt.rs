@@ -18,7 +18,9 @@ fn slow_statement(engine: Engine) -> &'static str {
         // A long scan fails when killed ("Query execution was interrupted");
         // SLEEP and BENCHMARK just return early.
         Engine::MySql => "SELECT count(*) FROM seq_1_to_1000000000 WHERE sha2(seq, 256) = '';",
-        Engine::Sqlite => "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000000) SELECT count(*) FROM c;",
+        Engine::Sqlite => {
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 4000000000) SELECT count(*) FROM c;"
+        }
     }
 }
 
@@ -44,7 +46,8 @@ fn start(project: &Project, db: &Db) -> Child {
 }
 
 fn send(child: &Child, signal: &str) {
-    let sent = std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
+    let sent =
+        std::process::Command::new("kill").args([&format!("-{signal}"), &child.id().to_string()]).status().unwrap();
     assert!(sent.success());
 }
 
@@ -83,7 +86,8 @@ fn ctrl_c_rolls_a_transaction_back_and_releases_the_lock(engine: Engine) {
     let db = Db::new(engine);
     let project = Project::new();
     project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY);\n");
-    project.write("2_slow.up.sql", &format!("-- airlock:data\nINSERT INTO t VALUES (1);\n{}\n", slow_statement(engine)));
+    project
+        .write("2_slow.up.sql", &format!("-- airlock:data\nINSERT INTO t VALUES (1);\n{}\n", slow_statement(engine)));
     let child = start(&project, &db);
     wait_for_the_statement(&db);
     let sent = Instant::now();
@@ -118,7 +122,10 @@ each_engine!(ctrl_c_rolls_a_transaction_back_and_releases_the_lock);
 fn sigterm_outside_a_transaction_is_recorded_at_the_statement(engine: Engine) {
     let db = Db::new(engine);
     let project = Project::new();
-    let text = format!("-- airlock:no-transaction\nCREATE TABLE a (id integer PRIMARY KEY);\n{}\nCREATE TABLE b (id integer PRIMARY KEY);\n", slow_statement(engine));
+    let text = format!(
+        "-- airlock:no-transaction\nCREATE TABLE a (id integer PRIMARY KEY);\n{}\nCREATE TABLE b (id integer PRIMARY KEY);\n",
+        slow_statement(engine)
+    );
     project.write("1_slow.up.sql", &text);
     let child = start(&project, &db);
     wait_for_the_statement(&db);
@@ -126,7 +133,11 @@ fn sigterm_outside_a_transaction_is_recorded_at_the_statement(engine: Engine) {
     wait_until("the server stopping the statement", Duration::from_secs(2), || !still_running(&db));
     let run = finish(child);
     run.expect(143);
-    assert!(run.stderr.contains("interrupted by SIGTERM") && run.stderr.contains("stopped at statement 2 of 3"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("interrupted by SIGTERM") && run.stderr.contains("stopped at statement 2 of 3"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(db.history(), [("1".to_owned(), "failed".to_owned(), 1)]);
     assert!(db.table_exists("a") && !db.table_exists("b"));
     let error = db.scalar("SELECT error FROM airlock_history WHERE version = '1'").unwrap();
@@ -159,7 +170,8 @@ fn ctrl_c_during_down_keeps_the_migration_applied(engine: Engine) {
     project.write("1_t.down.sql", &format!("-- airlock:data\nDELETE FROM t;\n{}\n", slow_statement(engine)));
     project.run(&db, &["migrate"]).expect(0);
     db.exec("INSERT INTO t VALUES (1)");
-    let child = project.airlock(&db).args(["down", "--to", "0"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child =
+        project.airlock(&db).args(["down", "--to", "0"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     wait_for_the_statement(&db);
     send(&child, "INT");
     wait_until("the server stopping the statement", Duration::from_secs(2), || !still_running(&db));

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
-use common::{create_table, Db, Engine, Project, Run};
+use common::{Db, Engine, Project, Run, create_table};
 
 fn steal(db: &Db) {
     db.exec("UPDATE airlock_lock SET owner = 'thief', beat = beat + 1 WHERE id = 1");

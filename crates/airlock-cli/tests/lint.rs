@@ -11,7 +11,10 @@ fn lint(project: &Project, args: &[&str]) -> Run {
 
 fn shop() -> Project {
     let project = Project::new();
-    project.write("1_orders.up.sql", "CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint);\nCREATE INDEX orders_user ON orders (user_id);\n");
+    project.write(
+        "1_orders.up.sql",
+        "CREATE TABLE orders (id bigint PRIMARY KEY, user_id bigint);\nCREATE INDEX orders_user ON orders (user_id);\n",
+    );
     project.write("1_orders.down.sql", "DROP TABLE orders;\n");
     project.write("2_index.up.sql", "-- index the lookups\nCREATE INDEX orders_user2 ON orders (user_id);\n");
     project.write("2_index.down.sql", "DROP INDEX orders_user2;\n");
@@ -23,7 +26,11 @@ fn errors_exit_3_with_rustc_style_diagnostics() {
     let project = shop();
     let run = lint(&project, &["--dialect", "postgres"]);
     run.expect(3);
-    assert!(run.stdout.contains("error[require-concurrent-index]: CREATE INDEX on `orders` takes a SHARE lock"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("error[require-concurrent-index]: CREATE INDEX on `orders` takes a SHARE lock"),
+        "{}",
+        run.stdout
+    );
     assert!(run.stdout.contains("2_index.up.sql:2:1"), "{}", run.stdout);
     assert!(run.stdout.contains("2 | CREATE INDEX orders_user2 ON orders (user_id);"), "{}", run.stdout);
     assert!(run.stdout.contains("= help: use CREATE INDEX CONCURRENTLY"), "{}", run.stdout);
@@ -59,7 +66,15 @@ fn json_sarif_and_github_formats() {
 
     let github = lint(&project, &["--dialect", "postgres", "--format", "github"]);
     github.expect(3);
-    assert!(github.stdout.lines().any(|l| l.starts_with("::error file=") && l.contains(",line=2,col=1,title=airlock require-concurrent-index::")), "{}", github.stdout);
+    assert!(
+        github
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("::error file=")
+                && l.contains(",line=2,col=1,title=airlock require-concurrent-index::")),
+        "{}",
+        github.stdout
+    );
 }
 
 #[test]
@@ -96,7 +111,14 @@ fn the_dialect_comes_from_the_url_or_must_be_given() {
 fn paths_limit_the_report() {
     let project = shop();
     let only_first = Run::of(
-        project.bare().args(["--dir"]).arg(project.dir()).args(["lint", "--dialect", "postgres"]).arg(project.dir().join("1_orders.up.sql")).output().unwrap(),
+        project
+            .bare()
+            .args(["--dir"])
+            .arg(project.dir())
+            .args(["lint", "--dialect", "postgres"])
+            .arg(project.dir().join("1_orders.up.sql"))
+            .output()
+            .unwrap(),
     );
     only_first.expect(0);
 }
@@ -115,7 +137,9 @@ fn a_modify_that_drops_auto_increment_is_flagged_without_a_database() {
 #[test]
 fn sarif_is_only_for_lint() {
     let project = shop();
-    let run = Run::of(project.bare().args(["--database-url", "sqlite:x.db", "status", "--format", "sarif"]).output().unwrap());
+    let run = Run::of(
+        project.bare().args(["--database-url", "sqlite:x.db", "status", "--format", "sarif"]).output().unwrap(),
+    );
     run.expect(2);
 }
 
@@ -126,11 +150,28 @@ fn a_baseline_holds_old_files_and_not_new_or_edited_ones() {
     let write = lint(&project, &["--dialect", "postgres", "--write-baseline"]);
     write.expect(2); // the flag needs a file
     let write = Run::of(
-        project.bare().args(["--dir"]).arg(project.dir()).args(["lint", "--dialect", "postgres", "--write-baseline"]).arg(&baseline).output().unwrap(),
+        project
+            .bare()
+            .args(["--dir"])
+            .arg(project.dir())
+            .args(["lint", "--dialect", "postgres", "--write-baseline"])
+            .arg(&baseline)
+            .output()
+            .unwrap(),
     );
     write.expect(0);
     let with = |args: &[&str]| {
-        Run::of(project.bare().args(["--dir"]).arg(project.dir()).args(["lint", "--dialect", "postgres", "--format", "json", "--baseline"]).arg(&baseline).args(args).output().unwrap())
+        Run::of(
+            project
+                .bare()
+                .args(["--dir"])
+                .arg(project.dir())
+                .args(["lint", "--dialect", "postgres", "--format", "json", "--baseline"])
+                .arg(&baseline)
+                .args(args)
+                .output()
+                .unwrap(),
+        )
     };
     let held = with(&[]);
     held.expect(0);
@@ -160,8 +201,16 @@ fn a_baseline_holds_old_files_and_not_new_or_edited_ones() {
 fn a_file_outside_any_migrations_directory_is_linted() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("x.sql");
-    std::fs::write(&file, "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id);\n").unwrap();
-    let run = Run::of(common::Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", "x.sql"]).output().unwrap());
+    std::fs::write(&file, "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id);\n")
+        .unwrap();
+    let run = Run::of(
+        common::Project::new()
+            .bare()
+            .current_dir(dir.path())
+            .args(["lint", "--dialect", "postgres", "x.sql"])
+            .output()
+            .unwrap(),
+    );
     run.expect(3);
     assert!(run.stdout.contains("error[adding-foreign-key]") && run.stdout.contains("x.sql:1:"), "{}", run.all());
 
@@ -174,7 +223,10 @@ fn a_file_outside_any_migrations_directory_is_linted() {
     let json = run.json();
     let files: Vec<&str> = json["findings"].as_array().unwrap().iter().map(|f| f["file"].as_str().unwrap()).collect();
     assert!(files.iter().all(|f| f.ends_with("other.sql")), "only the named file is reported: {files:?}");
-    assert!(json["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "require-concurrent-index" && f["line"] == 2), "{json}");
+    assert!(
+        json["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "require-concurrent-index" && f["line"] == 2),
+        "{json}"
+    );
 }
 
 #[test]
@@ -204,7 +256,14 @@ fn a_directory_of_plain_sql_files_is_linted_file_by_file() {
     std::fs::write(dir.path().join("queries/a.sql"), "CREATE TABLE t (id int);\n").unwrap();
     std::fs::write(dir.path().join("queries/b.sql"), "CREATE INDEX i ON t (id);\n").unwrap();
     std::fs::write(dir.path().join("queries/notes.txt"), "not sql\n").unwrap();
-    let run = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", "--format", "json", "queries"]).output().unwrap());
+    let run = Run::of(
+        Project::new()
+            .bare()
+            .current_dir(dir.path())
+            .args(["lint", "--dialect", "postgres", "--format", "json", "queries"])
+            .output()
+            .unwrap(),
+    );
     // b.sql on its own: the table is not created by it, so it may hold rows.
     run.expect(3);
     let json = run.json();
@@ -213,7 +272,14 @@ fn a_directory_of_plain_sql_files_is_linted_file_by_file() {
 
     // A directory laid out as migrations is read as one, in order.
     let project = shop();
-    let run = Run::of(Project::new().bare().args(["lint", "--dialect", "postgres", "--format", "json"]).arg(project.dir()).output().unwrap());
+    let run = Run::of(
+        Project::new()
+            .bare()
+            .args(["lint", "--dialect", "postgres", "--format", "json"])
+            .arg(project.dir())
+            .output()
+            .unwrap(),
+    );
     run.expect(3);
     let json = run.json();
     let rules: Vec<&str> = json["findings"].as_array().unwrap().iter().map(|f| f["rule"].as_str().unwrap()).collect();
@@ -225,8 +291,16 @@ fn a_path_that_names_no_sql_is_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "hello\n").unwrap();
     std::fs::create_dir(dir.path().join("empty")).unwrap();
-    for (path, says) in [("missing.sql", "missing.sql"), ("notes.txt", "not an SQL file"), ("empty", "no `.sql` file")] {
-        let run = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", path]).output().unwrap());
+    for (path, says) in [("missing.sql", "missing.sql"), ("notes.txt", "not an SQL file"), ("empty", "no `.sql` file")]
+    {
+        let run = Run::of(
+            Project::new()
+                .bare()
+                .current_dir(dir.path())
+                .args(["lint", "--dialect", "postgres", path])
+                .output()
+                .unwrap(),
+        );
         run.expect(2);
         assert!(run.stderr.contains(says), "{path}: {}", run.stderr);
     }
@@ -235,21 +309,50 @@ fn a_path_that_names_no_sql_is_exit_2() {
 #[test]
 fn a_postgres_syntax_error_is_an_error_with_its_line_and_column_and_sarif_carries_them() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("x.sql"), "-- a header\nSELECT 1;\nCREATE TABLE t (\n  a int,,\n  b int\n);\n").unwrap();
-    let human = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", "x.sql"]).output().unwrap());
+    std::fs::write(dir.path().join("x.sql"), "-- a header\nSELECT 1;\nCREATE TABLE t (\n  a int,,\n  b int\n);\n")
+        .unwrap();
+    let human = Run::of(
+        Project::new()
+            .bare()
+            .current_dir(dir.path())
+            .args(["lint", "--dialect", "postgres", "x.sql"])
+            .output()
+            .unwrap(),
+    );
     human.expect(3);
-    assert!(human.stdout.contains("error[syntax-error]") && human.stdout.contains("line 4, column 9"), "{}", human.all());
-    let sarif = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "postgres", "--format", "sarif", "x.sql"]).output().unwrap());
+    assert!(
+        human.stdout.contains("error[syntax-error]") && human.stdout.contains("line 4, column 9"),
+        "{}",
+        human.all()
+    );
+    let sarif = Run::of(
+        Project::new()
+            .bare()
+            .current_dir(dir.path())
+            .args(["lint", "--dialect", "postgres", "--format", "sarif", "x.sql"])
+            .output()
+            .unwrap(),
+    );
     sarif.expect(3);
     let json = sarif.json();
-    let result = json["runs"][0]["results"].as_array().unwrap().iter().find(|r| r["ruleId"] == "syntax-error").unwrap().clone();
+    let result =
+        json["runs"][0]["results"].as_array().unwrap().iter().find(|r| r["ruleId"] == "syntax-error").unwrap().clone();
     let region = result["locations"][0]["physicalLocation"]["region"].clone();
     assert_eq!((region["startLine"].clone(), region["startColumn"].clone()), (4.into(), 9.into()), "{region}");
     // MySQL's parser is general: a statement it cannot read is a warning, an error with --strict.
     std::fs::write(dir.path().join("m.sql"), "CREATE TABLE t (a int) FROBNICATE;\n").unwrap();
-    let lax = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "mysql", "m.sql"]).output().unwrap());
+    let lax = Run::of(
+        Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "mysql", "m.sql"]).output().unwrap(),
+    );
     lax.expect(0);
     assert!(lax.stdout.contains("warning[unparsed-statement]"), "{}", lax.all());
-    let strict = Run::of(Project::new().bare().current_dir(dir.path()).args(["lint", "--dialect", "mysql", "--strict", "m.sql"]).output().unwrap());
+    let strict = Run::of(
+        Project::new()
+            .bare()
+            .current_dir(dir.path())
+            .args(["lint", "--dialect", "mysql", "--strict", "m.sql"])
+            .output()
+            .unwrap(),
+    );
     strict.expect(3);
 }

@@ -24,8 +24,10 @@ fn rules(run: &Run) -> Vec<(String, String)> {
 #[test]
 fn mysql_modify_names_what_the_live_column_loses() {
     let db = Db::new(Engine::MySql);
-    db.exec("CREATE TABLE carts (cart_id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY COMMENT 'cart key', \
-             updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP)");
+    db.exec(
+        "CREATE TABLE carts (cart_id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY COMMENT 'cart key', \
+             updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP)",
+    );
     let project = Project::new();
     project.write("1_widen.up.sql", "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL;\n");
     let run = lint(&project, &db, &[]);
@@ -67,7 +69,10 @@ fn postgres_live_types_functions_and_triggers_decide() {
     db.exec("CREATE FUNCTION pick() RETURNS int VOLATILE LANGUAGE sql AS 'SELECT 1'");
     db.exec("CREATE FUNCTION fixed() RETURNS int STABLE LANGUAGE sql AS 'SELECT 1'");
     let project = Project::new();
-    project.write("1_note.up.sql", "ALTER TABLE orders ALTER COLUMN note TYPE text;\nALTER TABLE orders ALTER COLUMN total TYPE numeric(12,2);\n");
+    project.write(
+        "1_note.up.sql",
+        "ALTER TABLE orders ALTER COLUMN note TYPE text;\nALTER TABLE orders ALTER COLUMN total TYPE numeric(12,2);\n",
+    );
     project.write("2_fixed.up.sql", "ALTER TABLE orders ADD COLUMN a int DEFAULT fixed();\n");
     let clean = lint(&project, &db, &[]);
     clean.expect(0);
@@ -84,7 +89,11 @@ fn postgres_live_types_functions_and_triggers_decide() {
     // `migrate` lints first and refuses before anything runs, even the clean migrations.
     let refused = project.run(&db, &["migrate"]);
     refused.expect(3);
-    assert!(refused.stderr.contains("[changing-column-type]") && refused.stderr.contains("-- airlock:allow"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("[changing-column-type]") && refused.stderr.contains("-- airlock:allow"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(db.scalar("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 'orders'::regclass AND attname = 'note'").as_deref(), Some("character varying(20)"));
     assert!(!db.table_exists("airlock_history"), "a refused run creates nothing");
     // An allow with a reason lets one through; the others still refuse.
@@ -117,5 +126,9 @@ fn sqlite_live_schema_is_read() {
     let found = rules(&lint(&project, &db, &[]));
     assert!(found.contains(&("dml-in-schema-migration".to_owned(), "error".to_owned())), "{found:?}");
     assert!(found.contains(&("drop-table".to_owned(), "warning".to_owned())), "{found:?}");
-    assert_eq!(found.iter().filter(|(r, _)| r == "dml-in-schema-migration").count(), 1, "not for a missing table: {found:?}");
+    assert_eq!(
+        found.iter().filter(|(r, _)| r == "dml-in-schema-migration").count(),
+        1,
+        "not for a missing table: {found:?}"
+    );
 }

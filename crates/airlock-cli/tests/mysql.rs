@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{create_table, Db, Engine, Project, Run};
+use common::{Db, Engine, Project, Run, create_table};
 
 fn migrate_with(project: &Project, url: &str) -> Run {
     Run::of(project.bare().args(["--database-url", url, "--dir"]).arg(project.dir()).arg("migrate").output().unwrap())
@@ -23,7 +23,8 @@ fn tls_is_used_when_required_and_verified_by_default() {
     assert!(!plain.all().contains("airlock_tls:"), "no password shown");
 
     // Encrypted; the test CA is not a public one, so verification is turned off here.
-    let encrypted = migrate_with(&project, &format!("{tls_user}?require_ssl=true&verify_ca=false&verify_identity=false"));
+    let encrypted =
+        migrate_with(&project, &format!("{tls_user}?require_ssl=true&verify_ca=false&verify_identity=false"));
     encrypted.expect(0);
     assert!(db.table_exists("t_1"));
 

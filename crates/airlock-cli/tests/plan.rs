@@ -51,7 +51,10 @@ fn foreign_key_over_orphans(engine: Engine) {
     let locks = &json["migrations"][0]["statements"][0]["locks"];
     if engine == Engine::Postgres {
         let tables: Vec<&str> = locks.as_array().unwrap().iter().map(|l| l["table"].as_str().unwrap()).collect();
-        assert!(tables.contains(&"orders") && tables.contains(&"users"), "a foreign key locks the referenced table too: {locks}");
+        assert!(
+            tables.contains(&"orders") && tables.contains(&"users"),
+            "a foreign key locks the referenced table too: {locks}"
+        );
     }
     // Nothing was written, not even airlock's tables.
     assert!(!db.table_exists("airlock_history"));
@@ -90,12 +93,24 @@ fn mysql_plan_blocks_a_modify_that_drops_auto_increment_and_passes_the_corrected
     let statement = &json["migrations"][0]["statements"][0];
     assert_eq!(statement["verdict"], "blocked");
     assert_eq!(statement["locks"][0]["mode"], "ALGORITHM=COPY");
-    assert!(statement["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "modify-drops-attributes"
-        && f["message"].as_str().unwrap().contains("AUTO_INCREMENT")));
+    assert!(
+        statement["findings"].as_array().unwrap().iter().any(
+            |f| f["rule"] == "modify-drops-attributes" && f["message"].as_str().unwrap().contains("AUTO_INCREMENT")
+        )
+    );
     let loss = check(&checks(&json, 1), "attribute-loss").clone();
-    assert_eq!((loss["ok"].clone(), loss["examples"].clone()), (Value::from(false), serde_json::json!(["AUTO_INCREMENT"])), "{loss}");
-    let reason = &statement["reasons"].as_array().unwrap().iter().find(|r| r["code"] == "attribute-loss").unwrap().clone();
-    assert!(reason["blocks"].as_bool().unwrap() && reason["fix"].as_str().unwrap().contains("MODIFY cart_id BIGINT NOT NULL AUTO_INCREMENT"), "{reason}");
+    assert_eq!(
+        (loss["ok"].clone(), loss["examples"].clone()),
+        (Value::from(false), serde_json::json!(["AUTO_INCREMENT"])),
+        "{loss}"
+    );
+    let reason =
+        &statement["reasons"].as_array().unwrap().iter().find(|r| r["code"] == "attribute-loss").unwrap().clone();
+    assert!(
+        reason["blocks"].as_bool().unwrap()
+            && reason["fix"].as_str().unwrap().contains("MODIFY cart_id BIGINT NOT NULL AUTO_INCREMENT"),
+        "{reason}"
+    );
     // migrate refuses it too, and the table keeps its AUTO_INCREMENT.
     // With lint's rule turned off, the plan's own check still refuses it.
     project.write_config("[lint.rules]\nmodify-drops-attributes = \"off\"\n");
@@ -135,14 +150,25 @@ fn postgres_plan_finds_nulls_duplicates_and_values_that_will_not_cast() {
     let nulls = check(&checks(&json, 1), "not-null-violations").clone();
     assert_eq!((nulls["violations"].clone(), nulls["examples"][0].clone()), (Value::from(1), Value::from("3")));
     let casts = check(&checks(&json, 2), "cast-failures").clone();
-    assert_eq!((casts["violations"].clone(), casts["examples"][0].clone()), (Value::from(1), Value::from("3")), "' 13 ' converts, 'x12' does not");
+    assert_eq!(
+        (casts["violations"].clone(), casts["examples"][0].clone()),
+        (Value::from(1), Value::from("3")),
+        "' 13 ' converts, 'x12' does not"
+    );
     let duplicates = json["migrations"][1]["statements"][0]["checks"].as_array().unwrap().clone();
     let duplicates = check(&duplicates, "unique-duplicates");
-    assert_eq!((duplicates["violations"].clone(), duplicates["examples"][0].clone()), (Value::from(1), Value::from("a@x")));
+    assert_eq!(
+        (duplicates["violations"].clone(), duplicates["examples"][0].clone()),
+        (Value::from(1), Value::from("a@x"))
+    );
     // The CHECK expression evaluated over the live rows: ' 13 ' is 4 long.
     let short = json["migrations"][2]["statements"][0]["checks"].as_array().unwrap().clone();
     let short = check(&short, "check-violations");
-    assert_eq!((short["violations"].clone(), short["examples"][0].clone()), (Value::from(1), Value::from("4")), "{short}");
+    assert_eq!(
+        (short["violations"].clone(), short["examples"][0].clone()),
+        (Value::from(1), Value::from("4")),
+        "{short}"
+    );
 }
 
 #[test]
@@ -171,10 +197,21 @@ fn postgres_plan_works_with_a_select_only_role() {
     let role = format!("reader_{:x}", rand::random::<u32>());
     db.exec(&format!("CREATE ROLE {role} LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}"));
     let project = Project::new();
-    project.write("1_fk.up.sql", "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n");
+    project.write(
+        "1_fk.up.sql",
+        "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n",
+    );
     project.write("2_validate.up.sql", "ALTER TABLE orders VALIDATE CONSTRAINT fk;\n");
     let url = db.url.replacen("postgres@", &format!("{role}@"), 1);
-    let run = Run::of(project.bare().args(["--database-url", &url, "--dir"]).arg(project.dir()).args(["plan", "--format", "json"]).output().unwrap());
+    let run = Run::of(
+        project
+            .bare()
+            .args(["--database-url", &url, "--dir"])
+            .arg(project.dir())
+            .args(["plan", "--format", "json"])
+            .output()
+            .unwrap(),
+    );
     // VALIDATE checks every row: the orphans are counted from the definition the earlier statement gave.
     run.expect(3);
     let json = run.json();
@@ -192,7 +229,12 @@ fn migrate_checks_the_data_just_before_each_migration(engine: Engine) {
     // change the orphans before 2, so the run is refused with nothing applied.
     let refused = project.run(&db, &["migrate"]);
     refused.expect(3);
-    assert!(refused.stderr.contains("migration 2 (fk) was not run") && refused.stderr.contains("3 row(s) of `orders` have no match in `users`"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("migration 2 (fk) was not run")
+            && refused.stderr.contains("3 row(s) of `orders` have no match in `users`"),
+        "{}",
+        refused.stderr
+    );
     assert!(db.history().is_empty(), "a refused run applies nothing: {:?}", db.history());
     assert!(!refused.stderr.contains("applied before"), "{}", refused.stderr);
 
@@ -259,14 +301,22 @@ fn sqlite_plan_finds_duplicates_before_a_unique_index() {
     run.expect(3);
     let json = run.json();
     let duplicates = check(&checks(&json, 1), "unique-duplicates").clone();
-    assert_eq!((duplicates["violations"].clone(), duplicates["examples"][0].clone()), (Value::from(1), Value::from("a@x")));
+    assert_eq!(
+        (duplicates["violations"].clone(), duplicates["examples"][0].clone()),
+        (Value::from(1), Value::from("a@x"))
+    );
     assert_eq!(json["migrations"][0]["statements"][0]["locks"][0]["mode"], "EXCLUSIVE");
     // Not analyzed: rows are read off the rowid b-tree (an upper bound).
     assert_eq!(json["migrations"][0]["statements"][0]["estimated_rows"], 3.0);
     // For people: the check, its examples and its fix, and a summary.
     let human = project.run(&db, &["plan"]);
     human.expect(3);
-    for says in ["✗ unique-duplicates", "e.g. a@x", "fix: remove or merge the duplicate rows", "1 statement(s) in 1 migration(s): 1 blocked"] {
+    for says in [
+        "✗ unique-duplicates",
+        "e.g. a@x",
+        "fix: remove or merge the duplicate rows",
+        "1 statement(s) in 1 migration(s): 1 blocked",
+    ] {
         assert!(human.stdout.contains(says), "{says:?} missing from:\n{}", human.stdout);
     }
 }
@@ -288,7 +338,10 @@ fn mysql_plan_reports_an_open_transaction_as_a_blocker() {
     let blockers = check(&checks(&json, 1), "lock-blockers").clone();
     assert_eq!(blockers["ok"], false, "{blockers}");
     let example = blockers["examples"][0].as_str().unwrap();
-    assert!(example.contains("transaction open since") && example.contains("holds MDL_SHARED_WRITE on orders"), "{blockers}");
+    assert!(
+        example.contains("transaction open since") && example.contains("holds MDL_SHARED_WRITE on orders"),
+        "{blockers}"
+    );
     assert_eq!(json["migrations"][0]["statements"][0]["locks"][0]["mode"], "ALGORITHM=INSTANT");
 }
 
@@ -304,7 +357,11 @@ fn bad_plan_files_and_budgets_are_named_and_a_missing_sqlite_file_is_planned_as_
     assert!(!std::path::Path::new(db.url.trim_start_matches("sqlite:")).exists(), "plan created the SQLite file");
 
     let file = project.root.path().join("plan.json");
-    for (text, says) in [("not json", "not JSON"), ("{\"verdict\": \"safe\"}", "no `migrations`"), ("{\"migrations\": [{\"version\": \"1\"}]}", "without version or checksum")] {
+    for (text, says) in [
+        ("not json", "not JSON"),
+        ("{\"verdict\": \"safe\"}", "no `migrations`"),
+        ("{\"migrations\": [{\"version\": \"1\"}]}", "without version or checksum"),
+    ] {
         std::fs::write(&file, text).unwrap();
         let bad = Run::of(project.airlock(&db).args(["migrate", "--plan"]).arg(&file).output().unwrap());
         bad.expect(2);
@@ -334,16 +391,26 @@ fn id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(engine: 
     run.expect(0);
     let json = run.json();
     let ids = check(&checks(&json, 1), "id-exhaustion").clone();
-    assert_eq!((ids["ok"].clone(), ids["examples"][0].clone()), (Value::from(false), Value::from("2000000000")), "{ids}");
+    assert_eq!(
+        (ids["ok"].clone(), ids["examples"][0].clone()),
+        (Value::from(false), Value::from("2000000000")),
+        "{ids}"
+    );
     assert!(ids["message"].as_str().unwrap().contains("93.1%"), "{ids}");
     assert_eq!(json["verdict"], "risky");
 
     // In a protected environment a risky migration needs a person's reason.
     project.write_config(&format!("[environments.prod]\nurl = \"{}\"\nprotected = true\n", db.url));
-    let prod = |args: &[&str]| Run::of(project.bare().args(["--env", "prod", "--dir"]).arg(project.dir()).args(args).output().unwrap());
+    let prod = |args: &[&str]| {
+        Run::of(project.bare().args(["--env", "prod", "--dir"]).arg(project.dir()).args(args).output().unwrap())
+    };
     let refused = prod(&["migrate"]);
     refused.expect(3);
-    assert!(refused.stderr.contains("environment `prod` is protected") && refused.stderr.contains("[id-exhaustion]"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("environment `prod` is protected") && refused.stderr.contains("[id-exhaustion]"),
+        "{}",
+        refused.stderr
+    );
     assert!(refused.stderr.contains("-- airlock:allow id-exhaustion"), "the fix names the allow: {}", refused.stderr);
     let json_refusal = prod(&["--format", "json", "migrate"]);
     json_refusal.expect(3);
@@ -356,7 +423,10 @@ fn id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(engine: 
     project.write("1_qty.up.sql", "-- airlock:allow id-exhaustion widening the key is migration 2, next sprint\nALTER TABLE carts ADD COLUMN qty integer;\n");
     let accepted = plan(&project, &db);
     accepted.expect(0);
-    assert_eq!(accepted.json()["migrations"][0]["statements"][0]["reasons"][0]["allowed"], "widening the key is migration 2, next sprint");
+    assert_eq!(
+        accepted.json()["migrations"][0]["statements"][0]["reasons"][0]["allowed"],
+        "widening the key is migration 2, next sprint"
+    );
     // lint does not call an allow of the plan's unused.
     assert!(!project.run(&db, &["lint"]).all().contains("unused-allow"));
     prod(&["migrate"]).expect(0);
@@ -364,7 +434,9 @@ fn id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(engine: 
     // Widening the key is what the check asks for: it passes at the new type.
     let widen = match engine {
         Engine::MySql => "ALTER TABLE carts MODIFY id BIGINT NOT NULL AUTO_INCREMENT;\n",
-        _ => "-- airlock:allow changing-column-type the table is small\nALTER TABLE carts ALTER COLUMN id TYPE bigint;\n",
+        _ => {
+            "-- airlock:allow changing-column-type the table is small\nALTER TABLE carts ALTER COLUMN id TYPE bigint;\n"
+        }
     };
     project.write("2_widen.up.sql", widen);
     let widened = plan(&project, &db);
@@ -457,7 +529,9 @@ fn calibrate_then_history_replace_the_default_rates(engine: Engine) {
     // A real index build over enough rows teaches the history figure.
     let fill = match engine {
         Engine::Postgres => "INSERT INTO t SELECT g, g % 1000 FROM generate_series(1, 300000) AS g; ANALYZE t",
-        _ => "INSERT INTO t WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 300000) SELECT n, n % 1000 FROM g; ANALYZE t",
+        _ => {
+            "INSERT INTO t WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 300000) SELECT n, n % 1000 FROM g; ANALYZE t"
+        }
     };
     db.exec(fill);
     let index = match engine {
@@ -512,7 +586,8 @@ fn mysql_checks_take_only_a_shared_read_metadata_lock_and_release_it() {
     let project = Project::new();
     // Each row's check sleeps 0.4 s: about 2.4 s of checking to watch.
     project.write("1_slow.up.sql", "ALTER TABLE orders ADD CONSTRAINT slow CHECK (SLEEP(0.4) = 0);\n");
-    let child = project.airlock(&db).args(["plan", "--format", "json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child =
+        project.airlock(&db).args(["plan", "--format", "json"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let watch = "SELECT LOCK_MODE FROM information_schema.METADATA_LOCK_INFO WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'orders'";
     let started = std::time::Instant::now();
     let mut seen = Vec::new();
@@ -559,16 +634,24 @@ fn postgres_a_check_out_of_time_is_unknown_and_a_protected_environment_needs_an_
     let statement = &json["migrations"][0]["statements"][1];
     let slow = check(statement["checks"].as_array().unwrap(), "check-violations").clone();
     assert_eq!(slow["ok"], Value::Null, "{slow}");
-    assert_eq!((statement["verdict"].clone(), statement["reasons"][0]["code"].clone()), (Value::from("risky"), Value::from("unchecked")));
+    assert_eq!(
+        (statement["verdict"].clone(), statement["reasons"][0]["code"].clone()),
+        (Value::from("risky"), Value::from("unchecked"))
+    );
     assert!(statement["reasons"][0]["fix"].as_str().unwrap().contains("--check-timeout"));
 
-    project.write_config(&format!("[environments.prod]\nurl = \"{}\"\nprotected = true\ncheck_timeout = \"1s\"\n", db.url));
-    let prod = || Run::of(project.bare().args(["--env", "prod", "--dir"]).arg(project.dir()).arg("migrate").output().unwrap());
+    project.write_config(&format!(
+        "[environments.prod]\nurl = \"{}\"\nprotected = true\ncheck_timeout = \"1s\"\n",
+        db.url
+    ));
+    let prod =
+        || Run::of(project.bare().args(["--env", "prod", "--dir"]).arg(project.dir()).arg("migrate").output().unwrap());
     let refused = prod();
     refused.expect(3);
     assert!(refused.stderr.contains("[unchecked]"), "{}", refused.stderr);
     assert!(db.history().is_empty());
-    project.write_config(&format!("[environments.prod]\nurl = \"{}\"\nprotected = true\ncheck_timeout = \"0\"\n", db.url));
+    project
+        .write_config(&format!("[environments.prod]\nurl = \"{}\"\nprotected = true\ncheck_timeout = \"0\"\n", db.url));
     let zero = prod();
     zero.expect(2);
     assert!(zero.stderr.contains("check_timeout"), "{}", zero.stderr);
@@ -588,13 +671,22 @@ fn mysql_plan_finds_values_that_will_not_cast_nulls_and_cut_text() {
     run.expect(3);
     let json = run.json();
     let casts = check(&checks(&json, 1), "cast-failures").clone();
-    assert_eq!((casts["violations"].clone(), casts["examples"][0].clone()), (Value::from(1), Value::from("2")), "' 13 ' converts, 'x12' does not: {casts}");
+    assert_eq!(
+        (casts["violations"].clone(), casts["examples"][0].clone()),
+        (Value::from(1), Value::from("2")),
+        "' 13 ' converts, 'x12' does not: {casts}"
+    );
     let cut = check(&checks(&json, 2), "cast-failures").clone();
     assert_eq!((cut["violations"].clone(), cut["examples"][0].clone()), (Value::from(1), Value::from("2")), "{cut}");
     let nulls = check(&checks(&json, 3), "not-null-violations").clone();
-    assert_eq!((nulls["violations"].clone(), nulls["examples"][0].clone()), (Value::from(1), Value::from("2")), "{nulls}");
+    assert_eq!(
+        (nulls["violations"].clone(), nulls["examples"][0].clone()),
+        (Value::from(1), Value::from("2")),
+        "{nulls}"
+    );
     // A type change copies the table; NOT NULL rebuilds it in place, writes going on.
-    let modes: Vec<&str> = (0..3).map(|i| json["migrations"][0]["statements"][i]["locks"][0]["mode"].as_str().unwrap()).collect();
+    let modes: Vec<&str> =
+        (0..3).map(|i| json["migrations"][0]["statements"][i]["locks"][0]["mode"].as_str().unwrap()).collect();
     assert_eq!(modes, ["ALGORITHM=COPY", "ALGORITHM=COPY", "ALGORITHM=INPLACE"]);
 }
 
@@ -617,7 +709,11 @@ fn postgres_plan_reads_inside_do_blocks() {
     let run = plan(&project, &db);
     run.expect(0);
     let statement = run.json()["migrations"][0]["statements"][0].clone();
-    assert_eq!((statement["verdict"].clone(), statement["reasons"][0]["code"].clone()), (Value::from("risky"), Value::from("unchecked")), "{statement}");
+    assert_eq!(
+        (statement["verdict"].clone(), statement["reasons"][0]["code"].clone()),
+        (Value::from("risky"), Value::from("unchecked")),
+        "{statement}"
+    );
     assert!(statement["findings"].as_array().unwrap().iter().any(|f| f["rule"] == "dynamic-sql"), "{statement}");
 }
 
@@ -628,10 +724,16 @@ fn mysql_resolve_retry_checks_the_statements_left_to_run() {
     db.exec("INSERT INTO accounts VALUES (1, 'a@x'), (2, 'a@x')");
     let project = Project::new();
     // MySQL runs DDL statement by statement: the second fails, the first stays applied.
-    project.write("1_note.up.sql", "ALTER TABLE accounts ADD COLUMN note VARCHAR(10);\nALTER TABLE no_such_table ADD COLUMN x INT;\n");
+    project.write(
+        "1_note.up.sql",
+        "ALTER TABLE accounts ADD COLUMN note VARCHAR(10);\nALTER TABLE no_such_table ADD COLUMN x INT;\n",
+    );
     project.run(&db, &["migrate"]).expect(1);
     // The failed statement is rewritten into one the live rows would break.
-    project.write("1_note.up.sql", "ALTER TABLE accounts ADD COLUMN note VARCHAR(10);\nCREATE UNIQUE INDEX accounts_email ON accounts (email);\n");
+    project.write(
+        "1_note.up.sql",
+        "ALTER TABLE accounts ADD COLUMN note VARCHAR(10);\nCREATE UNIQUE INDEX accounts_email ON accounts (email);\n",
+    );
     let refused = project.run(&db, &["--format", "json", "resolve", "1", "--retry-from-failed"]);
     refused.expect(3);
     assert_eq!(refused.json()["error"]["kind"], "data-check-failed", "{}", refused.stdout);

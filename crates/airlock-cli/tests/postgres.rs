@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{create_table, Db, Engine, Project};
+use common::{Db, Engine, Project, create_table};
 
 #[test]
 fn concurrent_index_runs_outside_a_transaction_and_mixing_is_refused() {
@@ -12,18 +12,35 @@ fn concurrent_index_runs_outside_a_transaction_and_mixing_is_refused() {
     project.write("1_t.up.sql", &create_table(1));
     project.write("2_index.up.sql", "CREATE INDEX CONCURRENTLY t_1_v ON t_1 (v);\n");
     project.run(&db, &["migrate"]).expect(0);
-    assert_eq!(db.scalar("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 't_1_v'::regclass").as_deref(), Some("true"));
+    assert_eq!(
+        db.scalar("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 't_1_v'::regclass").as_deref(),
+        Some("true")
+    );
     assert_eq!(db.scalar("SELECT mode FROM airlock_history WHERE version = '2'").as_deref(), Some("statements"));
 
-    project.write("3_mixed.up.sql", "ALTER TABLE t_1 ADD COLUMN w text;\nCREATE INDEX CONCURRENTLY t_1_w ON t_1 (w);\n");
+    project
+        .write("3_mixed.up.sql", "ALTER TABLE t_1 ADD COLUMN w text;\nCREATE INDEX CONCURRENTLY t_1_w ON t_1 (w);\n");
     let refused = project.run(&db, &["migrate"]);
     refused.expect(2);
-    assert!(refused.stderr.contains("3_mixed.up.sql:2: CREATE INDEX CONCURRENTLY (statement 2) cannot run inside a transaction"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("3_mixed.up.sql:2: CREATE INDEX CONCURRENTLY (statement 2) cannot run inside a transaction"),
+        "{}",
+        refused.stderr
+    );
     assert!(refused.stderr.contains("airlock:no-transaction"), "{}", refused.stderr);
     assert!(!db.table_exists("airlock_x"));
-    assert_eq!(db.count("SELECT count(*) FROM information_schema.columns WHERE table_name = 't_1' AND column_name = 'w'"), 0, "nothing ran");
+    assert_eq!(
+        db.count("SELECT count(*) FROM information_schema.columns WHERE table_name = 't_1' AND column_name = 'w'"),
+        0,
+        "nothing ran"
+    );
 
-    project.write("3_mixed.up.sql", "-- airlock:no-transaction\nALTER TABLE t_1 ADD COLUMN w text;\nCREATE INDEX CONCURRENTLY t_1_w ON t_1 (w);\n");
+    project.write(
+        "3_mixed.up.sql",
+        "-- airlock:no-transaction\nALTER TABLE t_1 ADD COLUMN w text;\nCREATE INDEX CONCURRENTLY t_1_w ON t_1 (w);\n",
+    );
     project.run(&db, &["migrate"]).expect(0);
 }
 
@@ -37,7 +54,10 @@ fn failed_concurrent_index_is_reported_invalid_and_retry_rebuilds_it() {
     failed.expect(1);
     assert!(failed.stderr.contains("left the INVALID index accounts_email behind"), "{}", failed.stderr);
     assert!(failed.stderr.contains("airlock resolve 2 --retry-from-failed"), "{}", failed.stderr);
-    assert_eq!(db.scalar("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'accounts_email'::regclass").as_deref(), Some("false"));
+    assert_eq!(
+        db.scalar("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'accounts_email'::regclass").as_deref(),
+        Some("false")
+    );
     let status = project.run(&db, &["status", "--format", "json"]).json();
     assert_eq!(status["state"], "failed");
     assert_eq!(status["problems"][0]["code"], "failed");
@@ -46,7 +66,10 @@ fn failed_concurrent_index_is_reported_invalid_and_retry_rebuilds_it() {
     let retried = project.run(&db, &["resolve", "2", "--retry-from-failed", "--reason", "removed the duplicate"]);
     retried.expect(0);
     assert!(retried.stderr.contains("dropped the INVALID index"), "{}", retried.stderr);
-    assert_eq!(db.scalar("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'accounts_email'::regclass").as_deref(), Some("true"));
+    assert_eq!(
+        db.scalar("SELECT indisvalid::text FROM pg_index WHERE indexrelid = 'accounts_email'::regclass").as_deref(),
+        Some("true")
+    );
     assert_eq!(db.state_of("2").as_deref(), Some("succeeded"));
     assert_eq!(db.count("SELECT count(*) FROM airlock_events WHERE kind = 'invalid_index_dropped'"), 1);
     assert_eq!(db.count("SELECT count(*) FROM airlock_events WHERE kind = 'resolved'"), 1);
@@ -79,7 +102,9 @@ fn ca() -> String {
 }
 
 fn migrate_with(project: &Project, url: &str) -> common::Run {
-    common::Run::of(project.bare().args(["--database-url", url, "--dir"]).arg(project.dir()).arg("migrate").output().unwrap())
+    common::Run::of(
+        project.bare().args(["--database-url", url, "--dir"]).arg(project.dir()).arg("migrate").output().unwrap(),
+    )
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
-use common::{create_table, host_identity, now_sql, Db, Engine, Project, Run};
+use common::{Db, Engine, Project, Run, create_table, host_identity, now_sql};
 
 each_engine!(
     applies_then_rerun_is_a_noop,
@@ -80,8 +80,16 @@ fn edited_applied_file_is_refused_and_repair_accepts_it(engine: Engine) {
     let refused = project.run(&db, &["migrate"]);
     refused.expect(3);
     assert!(refused.stderr.contains("checksum-mismatch"), "{}", refused.stderr);
-    assert!(refused.stderr.contains("2_table_2.up.sql` was changed after migration 2 was applied"), "{}", refused.stderr);
-    assert!(refused.stderr.contains("+CREATE TABLE t_2 (id bigint primary key, v text, w text);"), "shows a diff: {}", refused.stderr);
+    assert!(
+        refused.stderr.contains("2_table_2.up.sql` was changed after migration 2 was applied"),
+        "{}",
+        refused.stderr
+    );
+    assert!(
+        refused.stderr.contains("+CREATE TABLE t_2 (id bigint primary key, v text, w text);"),
+        "shows a diff: {}",
+        refused.stderr
+    );
     assert!(!db.table_exists("t_3"), "nothing else runs");
 
     // Whitespace and line endings are not changes.
@@ -242,7 +250,8 @@ fn killed_runs_never_leave_history_and_schema_disagreeing(engine: Engine) {
         if applied_before == n {
             break;
         }
-        let mut child = project.airlock(&db).arg("migrate").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child =
+            project.airlock(&db).arg("migrate").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
         thread::sleep(Duration::from_millis(rand::random::<u64>() % from + from));
         child.kill().unwrap();
         child.wait().unwrap();
@@ -367,13 +376,17 @@ fn unlock_frees_a_gone_holder_and_needs_force_for_a_live_one(engine: Engine) {
         db.exec(&format!(
             "UPDATE airlock_lock SET owner = 'other', host = '{host}', pid = {pid}, os_user = 'deployer', acquired_at = {now}, heartbeat_at = {now} WHERE id = 1",
             now = now_sql(engine)
-        ))
+        ));
     };
     // A process on another machine: airlock cannot see whether it is alive.
     hold("elsewhere#12345678#1", 4242);
     let refused = project.run(&db, &["unlock"]);
     refused.expect(3);
-    assert!(refused.stderr.contains("may still be running") && refused.stderr.contains("--force"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("may still be running") && refused.stderr.contains("--force"),
+        "{}",
+        refused.stderr
+    );
     project.run(&db, &["unlock", "--force"]).expect(2); // --force needs --reason
     let forced = project.run(&db, &["unlock", "--force", "--reason", "the CI runner was deleted"]);
     forced.expect(0);
@@ -434,7 +447,10 @@ fn own_begin_commit_is_folded_into_the_transaction(engine: Engine) {
     let db = Db::new(engine);
     let project = Project::new();
     let begin = if engine == Engine::MySql { "START TRANSACTION" } else { "BEGIN" };
-    project.write("1_wrapped.up.sql", &format!("{begin};\nCREATE TABLE t_1 (id bigint primary key);\nINSERT INTO t_1 VALUES (1);\nCOMMIT;\n"));
+    project.write(
+        "1_wrapped.up.sql",
+        &format!("{begin};\nCREATE TABLE t_1 (id bigint primary key);\nINSERT INTO t_1 VALUES (1);\nCOMMIT;\n"),
+    );
     project.write("2_data.up.sql", "-- airlock:data\nINSERT INTO t_1 VALUES (2);\nINSERT INTO t_1 VALUES (3);\n");
     project.run(&db, &["migrate"]).expect(0);
     assert_eq!(db.count("SELECT count(*) FROM t_1"), 3);
@@ -461,7 +477,12 @@ fn to_stops_at_target_and_dry_run_changes_nothing(engine: Engine) {
     assert!(db.table_exists("t_2") && !db.table_exists("t_3"));
     let rest = project.run(&db, &["migrate", "--format", "json"]);
     rest.expect(0);
-    let versions: Vec<_> = rest.json()["migrations"].as_array().unwrap().iter().map(|m| m["version"].as_str().unwrap().to_owned()).collect();
+    let versions: Vec<_> = rest.json()["migrations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["version"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(versions, ["3", "10"], "numeric order");
 }
 
@@ -496,7 +517,8 @@ fn lock_timeout_is_retried_and_names_the_blocker(engine: Engine) {
     let run = project.run(&db, &["migrate"]);
     drop(holder);
     run.expect(1);
-    let expected = if engine == Engine::Sqlite { "database is locked" } else { "migration 3 (alter) failed at statement 1" };
+    let expected =
+        if engine == Engine::Sqlite { "database is locked" } else { "migration 3 (alter) failed at statement 1" };
     assert!(run.stderr.contains(expected), "{}", run.stderr);
     assert!(!db.history().iter().any(|h| h.0 == "3" && h.1 == "succeeded"));
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{create_table, hold_lease, Db, Engine, Project};
+use common::{Db, Engine, Project, create_table, hold_lease};
 use serde_json::Value;
 
 each_engine!(
@@ -104,7 +104,10 @@ fn serve_answers_like_the_cli(engine: Engine) {
         assert_eq!(code, 200, "{fresh}");
         assert_eq!(fresh["current_version"], Value::Null);
         assert_eq!(fresh["pending"].as_array().unwrap().len(), 3);
-        assert!(!db.table_exists("airlock_history") && !db.table_exists("airlock_lock"), "serve created airlock's tables");
+        assert!(
+            !db.table_exists("airlock_history") && !db.table_exists("airlock_lock"),
+            "serve created airlock's tables"
+        );
     }
 
     project.run(&db, &["migrate", "--to", "1"]).expect(0);
@@ -117,7 +120,11 @@ fn serve_answers_like_the_cli(engine: Engine) {
     assert_eq!(behind["environment"], "default");
     assert_eq!(behind["reasons"][0], "behind by 2 migrations: 2 (t_2), 3 (t_3)");
     let (code, ready) = server.json("/gate?require=1");
-    assert_eq!((code, &ready["satisfied"], &ready["required"]), (200, &Value::Bool(true), &Value::from("1")), "{ready}");
+    assert_eq!(
+        (code, &ready["satisfied"], &ready["required"]),
+        (200, &Value::Bool(true), &Value::from("1")),
+        "{ready}"
+    );
 
     let (code, status) = server.json("/status");
     assert_eq!(code, 200, "{status}");
@@ -161,7 +168,10 @@ fn serve_reports_a_run_in_progress_and_a_failed_migration(engine: Engine) {
     let (code, dirty) = server.json("/gate?require=latest");
     assert_eq!(code, 503, "{dirty}");
     assert_eq!(dirty["state"], "dirty");
-    assert!(dirty["reasons"][0].as_str().unwrap().starts_with("in progress: a migration run is in progress: pid"), "{dirty}");
+    assert!(
+        dirty["reasons"][0].as_str().unwrap().starts_with("in progress: a migration run is in progress: pid"),
+        "{dirty}"
+    );
     assert_eq!(dirty["lock"]["pid"], runner.id());
     assert_eq!(server.metric("airlock_migration_in_progress{environment=\"default\"}"), Some(1.0));
     // The run's process ends: the lease is dead, the gate opens.
@@ -176,7 +186,14 @@ fn serve_reports_a_run_in_progress_and_a_failed_migration(engine: Engine) {
     if engine == Engine::MySql {
         // Half-applied: the table exists, the insert failed.
         assert_eq!(failed["state"], "failed");
-        assert!(failed["reasons"].as_array().unwrap().iter().any(|r| r.as_str().unwrap().starts_with("failed: migration 2")), "{failed}");
+        assert!(
+            failed["reasons"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r.as_str().unwrap().starts_with("failed: migration 2")),
+            "{failed}"
+        );
         assert_eq!(server.metric("airlock_failed_migrations{environment=\"default\"}"), Some(1.0));
         assert_eq!(server.metric("airlock_last_run_succeeded{environment=\"default\"}"), Some(0.0));
     } else {
@@ -211,7 +228,13 @@ fn serve_answers_200_concurrent_requests(engine: Engine) {
     for (i, thread) in threads.into_iter().enumerate() {
         let (code, body) = thread.join().unwrap();
         match i % 4 {
-            0 => assert_eq!((code, &body["reasons"][0]), (503, &Value::from("behind by 1 migration: 2 (t_2)")), "{body}"),
+            0 => {
+                assert_eq!(
+                    (code, &body["reasons"][0]),
+                    (503, &Value::from("behind by 1 migration: 2 (t_2)")),
+                    "{body}"
+                );
+            }
             1 => assert_eq!((code, &body["satisfied"]), (200, &Value::Bool(true)), "{body}"),
             2 => assert_eq!((code, &body["current_version"]), (200, &Value::from("1")), "{body}"),
             _ => assert_eq!(code, 200),
@@ -246,7 +269,10 @@ impl Proxy {
                             Ok((client, _)) => {
                                 client.set_nonblocking(false).unwrap();
                                 let server = TcpStream::connect(target).unwrap();
-                                conns.lock().unwrap().extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
+                                conns
+                                    .lock()
+                                    .unwrap()
+                                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
                                 let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                                 let (mut c1, mut s1) = (client, server);
                                 thread::spawn(move || std::io::copy(&mut c1, &mut s1));
@@ -279,7 +305,7 @@ impl Proxy {
 fn through(url: &str, port: u16) -> (SocketAddr, String) {
     let parsed = url::Url::parse(url).unwrap();
     let target = format!("{}:{}", parsed.host_str().unwrap(), parsed.port().unwrap()).parse().unwrap();
-    let mut proxied = parsed.clone();
+    let mut proxied = parsed;
     proxied.set_port(Some(port)).unwrap();
     (target, proxied.to_string())
 }
@@ -405,7 +431,11 @@ fn serve_answers_for_each_environment() {
     assert!(body["error"].as_str().unwrap().contains("AIRLOCK_TEST_SURELY_UNSET is not set"), "{body}");
     // No database outside the environments: a request must name one.
     let (code, body) = server.json("/status");
-    assert_eq!((code, &body["error"]), (400, &Value::from("name an environment with ?env=NAME (known: a, b, c)")), "{body}");
+    assert_eq!(
+        (code, &body["error"]),
+        (400, &Value::from("name an environment with ?env=NAME (known: a, b, c)")),
+        "{body}"
+    );
     assert_eq!(server.metric("airlock_up{environment=\"a\"}"), Some(1.0));
     assert_eq!(server.metric("airlock_up{environment=\"c\"}"), Some(0.0));
 }
@@ -426,7 +456,15 @@ fn serve_never_shows_a_password() {
     command.args(["--database-url", &with_password, "--dir"]).arg(project.dir());
     command.args(["serve", "--listen", "127.0.0.1:0", "--max-age", "0"]);
     let server = Server::start(command);
-    for path in ["/status", "/gate?require=1", "/status?env=query", "/gate?env=query", "/status?env=broken", "/gate?env=broken", "/metrics"] {
+    for path in [
+        "/status",
+        "/gate?require=1",
+        "/status?env=query",
+        "/gate?env=query",
+        "/status?env=broken",
+        "/gate?env=broken",
+        "/metrics",
+    ] {
         let (_, body) = server.get(path);
         assert!(!body.contains("hunter2"), "{path} shows the password: {body}");
     }
@@ -449,12 +487,16 @@ fn serve_refuses_a_misspelt_question_and_a_bad_setup() {
 
     // A bad --database-url is an error even when airlock.toml has environments.
     project.write_config(&format!("[environments.a]\nurl = \"{}\"\n", db.url));
-    let bad = common::Run::of(project.bare().args(["--database-url", "oracle://x/y", "serve", "--listen", "127.0.0.1:0"]).output().unwrap());
+    let bad = common::Run::of(
+        project.bare().args(["--database-url", "oracle://x/y", "serve", "--listen", "127.0.0.1:0"]).output().unwrap(),
+    );
     bad.expect(2);
     assert!(bad.stderr.contains("oracle://x/y"), "{}", bad.stderr);
     // An environment called `default` would be shadowed by the flag's database.
     project.write_config(&format!("[environments.default]\nurl = \"{}\"\n", db.url));
-    let clash = common::Run::of(project.bare().args(["--database-url", &db.url, "serve", "--listen", "127.0.0.1:0"]).output().unwrap());
+    let clash = common::Run::of(
+        project.bare().args(["--database-url", &db.url, "serve", "--listen", "127.0.0.1:0"]).output().unwrap(),
+    );
     clash.expect(2);
     assert!(clash.stderr.contains("[environments.default]"), "{}", clash.stderr);
 }

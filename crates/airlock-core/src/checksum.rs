@@ -114,9 +114,6 @@ mod tests {
 
     #[test]
     fn is_hex_sha256() {
-        assert_eq!(
-            checksum(""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(checksum(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 }

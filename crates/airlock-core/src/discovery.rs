@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::migration::{parse_directives, Directives, Kind, Migration, Script};
+use crate::migration::{Directives, Kind, Migration, Script, parse_directives};
 use crate::version::Version;
 
 /// A problem with one file: it makes the whole directory unusable (exit 2).
@@ -233,7 +233,10 @@ impl Tree for Disk<'_> {
     fn entries(&self) -> Result<Vec<Result<Entry, FileError>>, FileError> {
         let dir = self.0;
         let entries = fs::read_dir(dir).map_err(|e| {
-            file_error(dir, format!("cannot read the migrations directory: {e} (set it with --dir or `dir` in airlock.toml)"))
+            file_error(
+                dir,
+                format!("cannot read the migrations directory: {e} (set it with --dir or `dir` in airlock.toml)"),
+            )
         })?;
         Ok(entries
             .map(|entry| {
@@ -300,7 +303,11 @@ fn excluded(options: &DiscoverOptions) -> Result<globset::GlobSet, FileError> {
         })?;
         set.add(compiled);
     }
-    set.build().map_err(|e| FileError { path: PathBuf::from("airlock.toml"), line: None, message: format!("exclude: {e}") })
+    set.build().map_err(|e| FileError {
+        path: PathBuf::from("airlock.toml"),
+        line: None,
+        message: format!("exclude: {e}"),
+    })
 }
 
 /// Reads what can be read in `dir` and says what cannot: the migrations
@@ -357,7 +364,7 @@ fn discover_parts(tree: &dyn Tree, options: &DiscoverOptions) -> (Discovered, Ve
         match parsed {
             Ok(mut items) => {
                 folders += items.iter().filter(|f| f.path.file_name().is_some_and(|n| n == "up.sql")).count();
-                found.append(&mut items)
+                found.append(&mut items);
             }
             Err(Unusable::Misnamed(e)) => misnamed.push(e),
             Err(Unusable::Bad(e)) => errors.push(e),
@@ -397,8 +404,10 @@ fn for_flavor(found: Vec<Found>, flavor: Option<Flavor>, warnings: &mut Vec<Warn
         (Some(_), None) => false,
     };
     let key = |f: &Found| (f.version.clone(), f.direction == Direction::Down);
-    let specific: std::collections::BTreeSet<(Version, bool)> = found.iter().filter(|f| f.dialect.is_some() && fits(f)).map(key).collect();
-    let generic: std::collections::BTreeSet<(Version, bool)> = found.iter().filter(|f| f.dialect.is_none()).map(key).collect();
+    let specific: std::collections::BTreeSet<(Version, bool)> =
+        found.iter().filter(|f| f.dialect.is_some() && fits(f)).map(key).collect();
+    let generic: std::collections::BTreeSet<(Version, bool)> =
+        found.iter().filter(|f| f.dialect.is_none()).map(key).collect();
     let mut kept = Vec::new();
     for f in found {
         let k = key(&f);
@@ -435,10 +444,15 @@ fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, Unusable> {
         return Ok(Vec::new());
     };
     let bad = |why: String| Unusable::Bad(file_error(path, format!("{why}; {LAYOUT_HELP}")));
-    let version = |text: &str, parts: Vec<&str>| {
-        Version::from_segments(text, parts).map_err(|e| bad(e.to_string()))
+    let version = |text: &str, parts: Vec<&str>| Version::from_segments(text, parts).map_err(|e| bad(e.to_string()));
+    let found = |version, name: &str, direction| Found {
+        version,
+        name: name.to_owned(),
+        direction,
+        path: path.to_owned(),
+        dialect: None,
+        no_transaction: false,
     };
-    let found = |version, name: &str, direction| Found { version, name: name.to_owned(), direction, path: path.to_owned(), dialect: None, no_transaction: false };
     let flyway = |stem: &str, direction| -> Result<Vec<Found>, Unusable> {
         let (v, name) = stem
             .split_once("__")
@@ -471,7 +485,9 @@ fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, Unusable> {
         _ => (stem, false),
     };
     let (stem, dialect) = match stem.rsplit_once('.') {
-        Some((s, d)) if direction != Direction::Single && DIALECTS.iter().any(|(name, _)| d.eq_ignore_ascii_case(name)) => {
+        Some((s, d))
+            if direction != Direction::Single && DIALECTS.iter().any(|(name, _)| d.eq_ignore_ascii_case(name)) =>
+        {
             (s, Some(d.to_ascii_lowercase()))
         }
         _ => (stem, None),
@@ -487,9 +503,7 @@ fn classify_file(path: &Path, file_name: &str) -> Result<Vec<Found>, Unusable> {
 
 fn classify_dir(tree: &dyn Tree, path: &Path, dir_name: &str) -> Result<Vec<Found>, FileError> {
     // diesel: 2024-01-31-120000_create_users/{up,down}.sql
-    let end = dir_name
-        .find(|c: char| !(c.is_ascii_digit() || c == '-'))
-        .unwrap_or(dir_name.len());
+    let end = dir_name.find(|c: char| !(c.is_ascii_digit() || c == '-')).unwrap_or(dir_name.len());
     let (v, rest) = dir_name.split_at(end);
     let Some(name) = rest.strip_prefix('_').filter(|n| !n.is_empty()) else {
         return Ok(Vec::new());
@@ -498,17 +512,24 @@ fn classify_dir(tree: &dyn Tree, path: &Path, dir_name: &str) -> Result<Vec<Foun
         return Ok(Vec::new());
     }
     let digits: String = v.chars().filter(char::is_ascii_digit).collect();
-    let version = Version::from_segments(v, [digits.as_str()])
-        .map_err(|e| file_error(path, e.to_string()))?;
+    let version = Version::from_segments(v, [digits.as_str()]).map_err(|e| file_error(path, e.to_string()))?;
     let up = path.join("up.sql");
     if !tree.is_file(&up) {
         return Err(file_error(
             path,
-            "a migration directory needs an `up.sql` (diesel layout: `<version>_<name>/up.sql` and `down.sql`)".to_owned(),
+            "a migration directory needs an `up.sql` (diesel layout: `<version>_<name>/up.sql` and `down.sql`)"
+                .to_owned(),
         ));
     }
     let no_transaction = diesel_outside_transaction(tree, &path.join("metadata.toml"))?;
-    let item = |direction, path| Found { version: version.clone(), name: name.to_owned(), direction, path, dialect: None, no_transaction };
+    let item = |direction, path| Found {
+        version: version.clone(),
+        name: name.to_owned(),
+        direction,
+        path,
+        dialect: None,
+        no_transaction,
+    };
     let mut items = vec![item(Direction::Up, up)];
     let down = path.join("down.sql");
     if tree.is_file(&down) {
@@ -524,7 +545,8 @@ fn diesel_outside_transaction(tree: &dyn Tree, path: &Path) -> Result<bool, File
         return Ok(false);
     }
     let text = read_text(tree, path)?;
-    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| file_error(path, format!("not valid TOML: {}", e.message())))?;
+    let table: toml::Table =
+        text.parse().map_err(|e: toml::de::Error| file_error(path, format!("not valid TOML: {}", e.message())))?;
     match table.get("run_in_transaction") {
         None => Ok(false),
         Some(toml::Value::Boolean(in_transaction)) => Ok(!in_transaction),
@@ -561,16 +583,28 @@ fn split_dbmate(path: &Path, text: &str) -> Result<Option<(Script, Option<Script
         let trimmed = line.trim();
         if let Some(options) = trimmed.strip_prefix("-- migrate:up") {
             if up_start.is_some() {
-                return Err(FileError { path: path.to_owned(), line: Some(index + 1), message: "a second `-- migrate:up`".to_owned() });
+                return Err(FileError {
+                    path: path.to_owned(),
+                    line: Some(index + 1),
+                    message: "a second `-- migrate:up`".to_owned(),
+                });
             }
             no_transaction |= options.contains("transaction:false");
             up_start = Some((offset + line.len(), index + 1));
         } else if trimmed.starts_with("-- migrate:down") {
             if up_start.is_none() {
-                return Err(FileError { path: path.to_owned(), line: Some(index + 1), message: "`-- migrate:down` comes before `-- migrate:up`".to_owned() });
+                return Err(FileError {
+                    path: path.to_owned(),
+                    line: Some(index + 1),
+                    message: "`-- migrate:down` comes before `-- migrate:up`".to_owned(),
+                });
             }
             if down_start.is_some() {
-                return Err(FileError { path: path.to_owned(), line: Some(index + 1), message: "a second `-- migrate:down`".to_owned() });
+                return Err(FileError {
+                    path: path.to_owned(),
+                    line: Some(index + 1),
+                    message: "a second `-- migrate:down`".to_owned(),
+                });
             }
             down_start = Some((offset, offset + line.len(), index + 1));
         }
@@ -613,20 +647,42 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
         let downs: Vec<&Found> = items.iter().filter(|f| f.direction == Direction::Down).collect();
         let list = |v: &[&Found]| v.iter().map(|f| format!("`{}`", f.path.display())).collect::<Vec<_>>().join(", ");
         if ups.len() > 1 {
-            errors.push(file_error(&ups[1].path, format!("version {version} is used by more than one migration: {}; give each migration its own version", list(&ups))));
+            errors.push(file_error(
+                &ups[1].path,
+                format!(
+                    "version {version} is used by more than one migration: {}; give each migration its own version",
+                    list(&ups)
+                ),
+            ));
             continue;
         }
         if downs.len() > 1 {
-            errors.push(file_error(&downs[1].path, format!("version {version} has more than one down script: {}", list(&downs))));
+            errors.push(file_error(
+                &downs[1].path,
+                format!("version {version} has more than one down script: {}", list(&downs)),
+            ));
             continue;
         }
         let Some(up_file) = ups.first() else {
-            errors.push(file_error(&downs[0].path, format!("a down script for version {version} without its up script; add the up script or remove this file")));
+            errors.push(file_error(
+                &downs[0].path,
+                format!(
+                    "a down script for version {version} without its up script; add the up script or remove this file"
+                ),
+            ));
             continue;
         };
         if let Some(down) = downs.first() {
             if down.name != up_file.name {
-                errors.push(file_error(&down.path, format!("the down script is named `{}` but its up script `{}` is named `{}`; use one name for both", down.name, up_file.path.display(), up_file.name)));
+                errors.push(file_error(
+                    &down.path,
+                    format!(
+                        "the down script is named `{}` but its up script `{}` is named `{}`; use one name for both",
+                        down.name,
+                        up_file.path.display(),
+                        up_file.name
+                    ),
+                ));
                 continue;
             }
             if up_file.direction == Direction::Single {
@@ -642,7 +698,12 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
     discovered
 }
 
-fn load(tree: &dyn Tree, up_file: &Found, down_file: Option<&Found>, warnings: &mut Vec<Warning>) -> Result<Migration, FileError> {
+fn load(
+    tree: &dyn Tree,
+    up_file: &Found,
+    down_file: Option<&Found>,
+    warnings: &mut Vec<Warning>,
+) -> Result<Migration, FileError> {
     let text = read_text(tree, &up_file.path)?;
     let (up, mut down, dbmate_no_tx) = match up_file.direction {
         Direction::Single => match split_dbmate(&up_file.path, &text)? {
@@ -674,7 +735,10 @@ fn load(tree: &dyn Tree, up_file: &Found, down_file: Option<&Found>, warnings: &
     if is_blank(&up.sql) {
         warnings.push(Warning {
             path: up.path.clone(),
-            message: format!("version {} has no statements; it will be recorded as applied and do nothing", up_file.version),
+            message: format!(
+                "version {} has no statements; it will be recorded as applied and do nothing",
+                up_file.version
+            ),
         });
     }
     if let Some(down) = down.as_ref().filter(|d| is_blank(&d.sql)) {
@@ -732,11 +796,18 @@ mod tests {
             (".keep", b""),
         ]);
         let d = discover(dir.path()).unwrap();
-        assert_eq!(versions(&d), ["0 diesel_initial_setup", "20190226002946 create_users", "20190301000000 index", "20190302000000 kept"]);
+        assert_eq!(
+            versions(&d),
+            ["0 diesel_initial_setup", "20190226002946 create_users", "20190301000000 index", "20190302000000 kept"]
+        );
         let no_tx: Vec<bool> = d.migrations.iter().map(|m| m.directives.no_transaction).collect();
         assert_eq!(no_tx, [false, false, true, false]);
         assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
-        assert!(d.warnings[0].path.ends_with("schema.sql") && d.warnings[0].message.contains("ignored"), "{:?}", d.warnings);
+        assert!(
+            d.warnings[0].path.ends_with("schema.sql") && d.warnings[0].message.contains("ignored"),
+            "{:?}",
+            d.warnings
+        );
 
         // Outside a diesel layout the same stray file is an error, naming it.
         let flat = dir_with(&[("1_a.up.sql", b"SELECT 1;"), ("schema.sql", b"SELECT 2;")]);
@@ -745,7 +816,10 @@ mod tests {
         // ... unless airlock.toml leaves it out.
         assert_eq!(discover_with(flat.path(), &with(None, &["schema.sql"])).unwrap().migrations.len(), 1);
 
-        let bad = dir_with(&[("2019-03-01-000000_index/up.sql", b"SELECT 1;"), ("2019-03-01-000000_index/metadata.toml", b"run_in_transaction = \"no\"\n")]);
+        let bad = dir_with(&[
+            ("2019-03-01-000000_index/up.sql", b"SELECT 1;"),
+            ("2019-03-01-000000_index/metadata.toml", b"run_in_transaction = \"no\"\n"),
+        ]);
         let err = discover(bad.path()).unwrap_err();
         assert!(err.to_string().contains("metadata.toml") && err.to_string().contains("true or false"), "{err}");
     }
@@ -777,12 +851,22 @@ mod tests {
         ]);
         let text = |d: &Discovered, i: usize| d.migrations[i].up.sql.clone();
         let pg = discover_with(dir.path(), &with(Some(Flavor::Postgres), &[])).unwrap();
-        assert_eq!((text(&pg, 0), text(&pg, 1)), ("CREATE TABLE pg (id int);".to_owned(), "CREATE INDEX CONCURRENTLY i ON pg (id);".to_owned()));
-        assert_eq!(pg.migrations[0].down.as_ref().unwrap().sql, "DROP TABLE generic;", "the generic down, there being no postgres one");
+        assert_eq!(
+            (text(&pg, 0), text(&pg, 1)),
+            ("CREATE TABLE pg (id int);".to_owned(), "CREATE INDEX CONCURRENTLY i ON pg (id);".to_owned())
+        );
+        assert_eq!(
+            pg.migrations[0].down.as_ref().unwrap().sql,
+            "DROP TABLE generic;",
+            "the generic down, there being no postgres one"
+        );
         assert!(pg.migrations[1].directives.no_transaction, ".autocommit runs outside a transaction");
         assert!(!pg.migrations[0].directives.no_transaction);
         let lite = discover_with(dir.path(), &with(Some(Flavor::Sqlite), &[])).unwrap();
-        assert_eq!((text(&lite, 0), text(&lite, 1)), ("CREATE TABLE lite (id int);".to_owned(), "SELECT 1;".to_owned()));
+        assert_eq!(
+            (text(&lite, 0), text(&lite, 1)),
+            ("CREATE TABLE lite (id int);".to_owned(), "SELECT 1;".to_owned())
+        );
         assert_eq!(lite.migrations[0].down.as_ref().unwrap().sql, "DROP TABLE lite;");
         let mysql = discover_with(dir.path(), &with(Some(Flavor::MySql), &[])).unwrap();
         assert_eq!(text(&mysql, 0), "CREATE TABLE generic (id int);");
@@ -825,7 +909,15 @@ mod tests {
         let d = discover(dir.path()).unwrap();
         assert_eq!(
             versions(&d),
-            ["1.1 flyway_dotted", "2 two", "3 flyway", "5 sqlx_simple", "10 ten", "20240131120000 dbmate", "20240201000000 diesel"]
+            [
+                "1.1 flyway_dotted",
+                "2 two",
+                "3 flyway",
+                "5 sqlx_simple",
+                "10 ten",
+                "20240131120000 dbmate",
+                "20240201000000 diesel"
+            ]
         );
         let dbmate = &d.migrations[5];
         assert_eq!(dbmate.up.sql, "SELECT 4;\n");
@@ -865,7 +957,8 @@ mod tests {
 
     #[test]
     fn dbmate_transaction_false_means_no_transaction() {
-        let dir = dir_with(&[("1_idx.sql", b"-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (x);\n")]);
+        let dir =
+            dir_with(&[("1_idx.sql", b"-- migrate:up transaction:false\nCREATE INDEX CONCURRENTLY i ON t (x);\n")]);
         let d = discover(dir.path()).unwrap();
         assert!(d.migrations[0].directives.no_transaction);
     }

@@ -44,7 +44,8 @@ pub enum Tool {
 
 impl Tool {
     /// Every tool, in the order `--from` lists them.
-    pub const ALL: [Tool; 7] = [Tool::Flyway, Tool::GolangMigrate, Tool::Dbmate, Tool::Sqlx, Tool::Diesel, Tool::Refinery, Tool::Rails];
+    pub const ALL: [Tool; 7] =
+        [Tool::Flyway, Tool::GolangMigrate, Tool::Dbmate, Tool::Sqlx, Tool::Diesel, Tool::Refinery, Tool::Rails];
 
     /// The name `--from` takes.
     pub fn name(self) -> &'static str {
@@ -198,9 +199,15 @@ fn key(version: &str, tool: Tool) -> Option<Version> {
 /// Decides an adoption: `rows` of `tool`'s history over this checkout's
 /// `migrations`; `raw` gives a migration file's bytes as on disk (for the
 /// checksums taken over raw bytes). Pure: no database, no file system.
-pub fn plan_adoption<'a>(tool: Tool, rows: &[ForeignRow], migrations: &'a [Migration], raw: &dyn Fn(&Migration) -> Option<Vec<u8>>) -> Adoption<'a> {
+pub fn plan_adoption<'a>(
+    tool: Tool,
+    rows: &[ForeignRow],
+    migrations: &'a [Migration],
+    raw: &dyn Fn(&Migration) -> Option<Vec<u8>>,
+) -> Adoption<'a> {
     let mut out = Adoption::default();
-    let files: BTreeMap<Version, &Migration> = migrations.iter().filter_map(|m| Some((key(&m.version.to_string(), tool)?, m))).collect();
+    let files: BTreeMap<Version, &Migration> =
+        migrations.iter().filter_map(|m| Some((key(&m.version.to_string(), tool)?, m))).collect();
     // The versions the tool has applied, with how it knew, and the row.
     let mut applied: BTreeMap<Version, (&'static str, Option<&ForeignRow>)> = BTreeMap::new();
     match tool {
@@ -218,7 +225,9 @@ pub fn plan_adoption<'a>(tool: Tool, rows: &[ForeignRow], migrations: &'a [Migra
                     None => out.refusals.push(format!("golang-migrate's version `{current}` is not a version")),
                     Some(current) => {
                         if !files.contains_key(&current) {
-                            out.refusals.push(format!("golang-migrate is at version {current}, which no migration file here has"));
+                            out.refusals.push(format!(
+                                "golang-migrate is at version {current}, which no migration file here has"
+                            ));
                         }
                         for version in files.keys().filter(|v| **v <= current) {
                             applied.insert(version.clone(), ("up to golang-migrate's current version", Some(row)));
@@ -288,7 +297,11 @@ pub fn plan_adoption<'a>(tool: Tool, rows: &[ForeignRow], migrations: &'a [Migra
             }
         }
     }
-    let unknown: Vec<String> = applied.iter().filter(|(v, (how, _))| !files.contains_key(v) && *how == "recorded").map(|(v, _)| v.to_string()).collect();
+    let unknown: Vec<String> = applied
+        .iter()
+        .filter(|(v, (how, _))| !files.contains_key(v) && *how == "recorded")
+        .map(|(v, _)| v.to_string())
+        .collect();
     if !unknown.is_empty() {
         out.refusals.push(format!(
             "{tool}'s history lists {} version(s) this checkout has no migration for: {} (is this the right project and branch?)",
@@ -303,7 +316,11 @@ pub fn plan_adoption<'a>(tool: Tool, rows: &[ForeignRow], migrations: &'a [Migra
             match checksum_differs(tool, row, migration, raw) {
                 Some(Ok(())) => out.checksums_compared += 1,
                 Some(Err(why)) => {
-                    out.refusals.push(format!("migration {} ({}): {why}", migration.version, migration.up.path.display()));
+                    out.refusals.push(format!(
+                        "migration {} ({}): {why}",
+                        migration.version,
+                        migration.up.path.display()
+                    ));
                     continue;
                 }
                 None => {}
@@ -312,22 +329,34 @@ pub fn plan_adoption<'a>(tool: Tool, rows: &[ForeignRow], migrations: &'a [Migra
         adopted.insert(version.clone());
         out.adopt.push((migration, how));
     }
-    out.pending = files.iter().filter(|(v, _)| !adopted.contains(*v) && !applied.contains_key(*v)).map(|(_, m)| *m).collect();
+    out.pending =
+        files.iter().filter(|(v, _)| !adopted.contains(*v) && !applied.contains_key(*v)).map(|(_, m)| *m).collect();
     out
 }
 
 /// Compares the tool's stored checksum with the file's, computed the tool's
 /// way. None: the tool keeps none (or this row has none) to compare.
-fn checksum_differs(tool: Tool, row: &ForeignRow, migration: &Migration, raw: &dyn Fn(&Migration) -> Option<Vec<u8>>) -> Option<Result<(), String>> {
+fn checksum_differs(
+    tool: Tool,
+    row: &ForeignRow,
+    migration: &Migration,
+    raw: &dyn Fn(&Migration) -> Option<Vec<u8>>,
+) -> Option<Result<(), String>> {
     let stored = row.checksum.as_deref().map(str::trim).filter(|c| !c.is_empty())?;
     let differs = |computed: String| {
-        Err(format!("the file's {tool} checksum is {computed}, but {tool} recorded {stored} when it ran it: the file was edited since; restore it, or adopt from a checkout that has it as it ran"))
+        Err(format!(
+            "the file's {tool} checksum is {computed}, but {tool} recorded {stored} when it ran it: the file was edited since; restore it, or adopt from a checkout that has it as it ran"
+        ))
     };
     match tool {
         Tool::Flyway => {
             let text = String::from_utf8_lossy(&raw(migration)?).into_owned();
             let computed = flyway_checksum(&text);
-            if stored.parse::<i64>().ok() == Some(i64::from(computed)) { Some(Ok(())) } else { Some(differs(computed.to_string())) }
+            if stored.parse::<i64>().ok() == Some(i64::from(computed)) {
+                Some(Ok(()))
+            } else {
+                Some(differs(computed.to_string()))
+            }
         }
         Tool::Sqlx => {
             let computed = sqlx_checksum(&raw(migration)?);
@@ -338,7 +367,11 @@ fn checksum_differs(tool: Tool, row: &ForeignRow, migration: &Migration, raw: &d
             let version: i64 = migration.version.to_string().parse().ok()?;
             let name = row.name.as_deref().unwrap_or(&migration.name);
             let narrow = refinery_checksum(name, version, &text, false);
-            if stored == narrow || stored == refinery_checksum(name, version, &text, true) { Some(Ok(())) } else { Some(differs(narrow)) }
+            if stored == narrow || stored == refinery_checksum(name, version, &text, true) {
+                Some(Ok(()))
+            } else {
+                Some(differs(narrow))
+            }
         }
         _ => None,
     }
@@ -347,7 +380,7 @@ fn checksum_differs(tool: Tool, row: &ForeignRow, migration: &Migration, raw: &d
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::discovery::{discover_embedded, Embedded, EmbeddedFile};
+    use crate::discovery::{Embedded, EmbeddedFile, discover_embedded};
 
     fn migrations(files: &'static [EmbeddedFile]) -> Vec<Migration> {
         discover_embedded(&Embedded { dir: "migrations", files }).unwrap().migrations
@@ -390,8 +423,14 @@ mod tests {
         let detect_in = |tables: Vec<Table>| detect(&Catalog::live(tables));
         assert_eq!(detect_in(vec![table("schema_migrations", &["version", "dirty"])]), [Tool::GolangMigrate]);
         assert_eq!(detect_in(vec![table("schema_migrations", &["version"])]), [Tool::Dbmate]);
-        assert_eq!(detect_in(vec![table("schema_migrations", &["version"]), table("ar_internal_metadata", &["key"])]), [Tool::Rails]);
-        assert_eq!(detect_in(vec![table("flyway_schema_history", &["version"]), table("users", &["id"])]), [Tool::Flyway]);
+        assert_eq!(
+            detect_in(vec![table("schema_migrations", &["version"]), table("ar_internal_metadata", &["key"])]),
+            [Tool::Rails]
+        );
+        assert_eq!(
+            detect_in(vec![table("flyway_schema_history", &["version"]), table("users", &["id"])]),
+            [Tool::Flyway]
+        );
         assert!(detect_in(vec![table("users", &["id"])]).is_empty());
     }
 
@@ -433,7 +472,10 @@ mod tests {
         assert!(all.contains("no migration for: 7"), "{all}");
         assert!(all.contains("migration 2 as failed"), "{all}");
         // A version removed by a DELETE row is pending again.
-        let rows = vec![ForeignRow { kind: Some("SQL".into()), ..row("2") }, ForeignRow { kind: Some("DELETE".into()), ..row("2") }];
+        let rows = vec![
+            ForeignRow { kind: Some("SQL".into()), ..row("2") },
+            ForeignRow { kind: Some("DELETE".into()), ..row("2") },
+        ];
         assert!(plan_adoption(Tool::Flyway, &rows, &ms, &raw_of(FLYWAY)).adopt.is_empty());
     }
 
@@ -459,22 +501,38 @@ mod tests {
     fn sqlx_and_refinery_checksums_are_compared() {
         let ms = migrations(NUMBERED);
         let sum = sqlx_checksum(NUMBERED[0].bytes);
-        let ok = plan_adoption(Tool::Sqlx, &[ForeignRow { checksum: Some(sum.to_uppercase()), ..row("1") }], &ms, &raw_of(NUMBERED));
+        let ok = plan_adoption(
+            Tool::Sqlx,
+            &[ForeignRow { checksum: Some(sum.to_uppercase()), ..row("1") }],
+            &ms,
+            &raw_of(NUMBERED),
+        );
         assert_eq!((ok.adopt.len(), ok.checksums_compared, ok.refusals.len()), (1, 1, 0));
-        let edited = plan_adoption(Tool::Sqlx, &[ForeignRow { checksum: Some("00".into()), ..row("1") }], &ms, &raw_of(NUMBERED));
+        let edited = plan_adoption(
+            Tool::Sqlx,
+            &[ForeignRow { checksum: Some("00".into()), ..row("1") }],
+            &ms,
+            &raw_of(NUMBERED),
+        );
         assert!(edited.adopt.is_empty() && edited.refusals[0].contains("edited"), "{:?}", edited.refusals);
         let failed = plan_adoption(Tool::Sqlx, &[ForeignRow { ok: false, ..row("1") }], &ms, &raw_of(NUMBERED));
         assert!(failed.refusals[0].contains("not successful"));
 
         let text = std::str::from_utf8(NUMBERED[1].bytes).unwrap();
         let sum = refinery_checksum("orders", 2, text, false);
-        let ok = plan_adoption(Tool::Refinery, &[ForeignRow { name: Some("orders".into()), checksum: Some(sum), ..row("2") }], &ms, &raw_of(NUMBERED));
+        let ok = plan_adoption(
+            Tool::Refinery,
+            &[ForeignRow { name: Some("orders".into()), checksum: Some(sum), ..row("2") }],
+            &ms,
+            &raw_of(NUMBERED),
+        );
         assert_eq!((ok.adopt.len(), ok.checksums_compared), (1, 1), "{:?}", ok.refusals);
     }
 
     #[test]
     fn diesel_versions_lose_their_dashes() {
-        static DIESEL: &[EmbeddedFile] = &[EmbeddedFile { path: "2019-02-26-002946_users/up.sql", bytes: b"SELECT 1;" }];
+        static DIESEL: &[EmbeddedFile] =
+            &[EmbeddedFile { path: "2019-02-26-002946_users/up.sql", bytes: b"SELECT 1;" }];
         let ms = migrations(DIESEL);
         let a = plan_adoption(Tool::Diesel, &[row("20190226002946")], &ms, &raw_of(DIESEL));
         assert_eq!(a.adopt.len(), 1, "{:?}", a.refusals);

@@ -10,8 +10,11 @@ pub mod reconcile;
 pub mod schema;
 pub mod version;
 
-pub use discovery::{discover, discover_embedded, discover_lenient, discover_embedded_with, discover_with, read_loose_file, DiscoverOptions, Discovered, Flavor, Embedded, EmbeddedFile, DiscoveryError, FileError, Warning};
+pub use discovery::{
+    DiscoverOptions, Discovered, DiscoveryError, Embedded, EmbeddedFile, FileError, Flavor, Warning, discover,
+    discover_embedded, discover_embedded_with, discover_lenient, discover_with, read_loose_file,
+};
 pub use history::{Actor, Event, HistoryRecord, Lease, RunMode, RunState};
 pub use migration::{Allow, Directives, Kind, Migration, Script};
-pub use reconcile::{reconcile, statements_kept, Problem, ProblemCode, Reconciliation, Settings};
+pub use reconcile::{Problem, ProblemCode, Reconciliation, Settings, reconcile, statements_kept};
 pub use version::{Version, VersionError};

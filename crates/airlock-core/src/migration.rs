@@ -168,9 +168,7 @@ pub fn parse_directives(sql: &str) -> Result<Directives, DirectiveError> {
                 });
             }
             "lock-timeout" | "statement-timeout" => {
-                let duration = parse_duration(args).map_err(|why| {
-                    err(format!("`-- airlock:{name} {args}`: {why}"))
-                })?;
+                let duration = parse_duration(args).map_err(|why| err(format!("`-- airlock:{name} {args}`: {why}")))?;
                 if name == "lock-timeout" {
                     directives.lock_timeout = Some(duration);
                 } else {
@@ -203,9 +201,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         if digits == 0 {
             return Err(format!("`{text}` is not a duration; expected e.g. 500ms, 5s, 2m or 1h"));
         }
-        let number: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}` is too large"))?;
+        let number: u64 = rest[..digits].parse().map_err(|_| format!("`{text}` is too large"))?;
         rest = &rest[digits..];
         let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
         let unit = &rest[..unit_len];

@@ -131,11 +131,7 @@ pub fn checksum_diff(applied: &str, current: &str, path: &str) -> String {
         text
     };
     let (old, new) = (lines(applied), lines(current));
-    TextDiff::from_lines(&old, &new)
-        .unified_diff()
-        .context_radius(2)
-        .header("applied (from history)", path)
-        .to_string()
+    TextDiff::from_lines(&old, &new).unified_diff().context_radius(2).header("applied (from history)", path).to_string()
 }
 
 fn resolve_help(version: &Version, first_left: u32) -> String {
@@ -165,7 +161,7 @@ pub fn reconcile<'a>(
         let file = files.get(&record.version).copied();
         let version = record.version.clone();
         let mut problem = |code, blocking, message: String, detail: Option<String>| {
-            problems.push(Problem { code, version: Some(version.clone()), message, detail, blocking })
+            problems.push(Problem { code, version: Some(version.clone()), message, detail, blocking });
         };
         match record.state {
             RunState::RolledBack => continue,

@@ -301,7 +301,12 @@ impl Catalog {
                 created.columns = columns.iter().map(Column::from_spec).collect();
                 for c in columns {
                     if c.primary_key {
-                        created.constraints.push(ConstraintInfo { name: None, kind: ConstraintKind::PrimaryKey, validated: true, definition: None });
+                        created.constraints.push(ConstraintInfo {
+                            name: None,
+                            kind: ConstraintKind::PrimaryKey,
+                            validated: true,
+                            definition: None,
+                        });
                     }
                 }
                 created.constraints.extend(constraints.iter().map(info));
@@ -321,7 +326,10 @@ impl Catalog {
                         match action {
                             AlterAction::AddConstraint(c) => assumed.push(info(c)),
                             AlterAction::ValidateConstraint { name } => {
-                                for c in assumed.iter_mut().filter(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))) {
+                                for c in assumed
+                                    .iter_mut()
+                                    .filter(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+                                {
                                     c.validated = true;
                                 }
                             }
@@ -402,11 +410,9 @@ fn info(c: &Constraint) -> ConstraintInfo {
     };
     let definition = match c {
         Constraint::Check { expr, .. } => Some(format!("CHECK ({})", expr.text)),
-        Constraint::ForeignKey { columns, references, ref_columns, .. } => Some(format!(
-            "FOREIGN KEY ({}) REFERENCES {references} ({})",
-            columns.join(", "),
-            ref_columns.join(", ")
-        )),
+        Constraint::ForeignKey { columns, references, ref_columns, .. } => {
+            Some(format!("FOREIGN KEY ({}) REFERENCES {references} ({})", columns.join(", "), ref_columns.join(", ")))
+        }
         _ => None,
     };
     ConstraintInfo { name: c.name().map(str::to_owned), kind, validated, definition }
@@ -450,7 +456,9 @@ fn alter(t: &mut Table, action: &AlterAction) {
         }
         AlterAction::AddConstraint(c) => t.constraints.push(info(c)),
         AlterAction::ValidateConstraint { name } => {
-            for c in t.constraints.iter_mut().filter(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name))) {
+            for c in
+                t.constraints.iter_mut().filter(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            {
                 c.validated = true;
             }
         }
@@ -474,8 +482,8 @@ fn alter(t: &mut Table, action: &AlterAction) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use airlock_sql::parse::parse;
     use airlock_sql::Dialect;
+    use airlock_sql::parse::parse;
 
     fn run(catalog: &mut Catalog, sql: &str, dialect: Dialect) {
         for op in parse(sql, dialect).unwrap() {
@@ -488,7 +496,11 @@ mod tests {
         let mut c = Catalog::offline();
         assert!(matches!(c.table(&TableName::bare("users")), Lookup::Unknown));
         run(&mut c, "CREATE TABLE users (id bigint PRIMARY KEY, email text)", Dialect::Postgres);
-        run(&mut c, "ALTER TABLE users ALTER COLUMN email SET NOT NULL, ADD COLUMN age int DEFAULT 0", Dialect::Postgres);
+        run(
+            &mut c,
+            "ALTER TABLE users ALTER COLUMN email SET NOT NULL, ADD COLUMN age int DEFAULT 0",
+            Dialect::Postgres,
+        );
         run(&mut c, "CREATE UNIQUE INDEX users_email ON users (email)", Dialect::Postgres);
         run(&mut c, "ALTER TABLE users RENAME TO people", Dialect::Postgres);
         let people = c.table(&TableName::bare("people")).table().unwrap();
@@ -557,6 +569,9 @@ mod tests {
         assert!(matches!(c.table(&TableName::bare("nope")), Lookup::Missing));
         run(&mut c, "ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL", Dialect::MySql);
         let col = c.table(&TableName::bare("carts")).table().unwrap().column("cart_id").unwrap().clone();
-        assert_eq!((col.data_type.as_str(), col.auto_increment, col.comment, col.nullable), ("BIGINT", false, None, false));
+        assert_eq!(
+            (col.data_type.as_str(), col.auto_increment, col.comment, col.nullable),
+            ("BIGINT", false, None, false)
+        );
     }
 }

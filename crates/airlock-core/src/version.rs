@@ -33,10 +33,7 @@ impl Version {
     }
 
     /// Builds a version from already separated digit runs; `text` is only for the error.
-    pub fn from_segments<'a>(
-        text: &str,
-        parts: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Version, VersionError> {
+    pub fn from_segments<'a>(text: &str, parts: impl IntoIterator<Item = &'a str>) -> Result<Version, VersionError> {
         let err = |why| VersionError { text: text.to_owned(), why };
         let mut segments = Vec::new();
         for part in parts {

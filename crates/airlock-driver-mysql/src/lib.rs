@@ -17,9 +17,7 @@ use std::collections::BTreeMap;
 
 use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
-use airlock_driver::{
-    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, Timeouts,
-};
+use airlock_driver::{Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, Timeouts};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
@@ -60,7 +58,8 @@ fn error(e: mysql_async::Error) -> DriverError {
                 1044 | 1045 | 1142 | 1143 | 1227 | 1290 => ErrorKind::Permission,
                 _ => ErrorKind::Statement,
             };
-            DriverError::new(kind, format!("ERROR {} ({}): {}", s.code, s.state, s.message)).with_code(s.code.to_string())
+            DriverError::new(kind, format!("ERROR {} ({}): {}", s.code, s.state, s.message))
+                .with_code(s.code.to_string())
         }
         mysql_async::Error::Io(io) => DriverError::new(ErrorKind::Connection, io.to_string()),
         mysql_async::Error::Driver(d) => DriverError::new(ErrorKind::Connection, d.to_string()),
@@ -171,8 +170,7 @@ impl MySqlDriver {
             Some(prefix) if prefix.eq_ignore_ascii_case("mariadb://") => format!("mysql://{}", &raw[10..]),
             _ => raw.to_owned(),
         };
-        let opts = Opts::from_url(&raw)
-            .map_err(|e| DriverError::new(ErrorKind::Connection, format!("{url}: {e}")))?;
+        let opts = Opts::from_url(&raw).map_err(|e| DriverError::new(ErrorKind::Connection, format!("{url}: {e}")))?;
         let mut conn = Conn::new(opts.clone()).await.map_err(|e| {
             DriverError::new(ErrorKind::Connection, format!("cannot connect to {url}: {}", error(e).message))
         })?;
@@ -229,10 +227,7 @@ impl Driver for MySqlDriver {
         if !self.tables_ready().await? {
             return Ok(None);
         }
-        self.conn
-            .query_first("SELECT value FROM airlock_meta WHERE `key` = 'project'")
-            .await
-            .map_err(error)
+        self.conn.query_first("SELECT value FROM airlock_meta WHERE `key` = 'project'").await.map_err(error)
     }
 
     async fn stamp_project(&mut self, project: &str) -> Result<()> {
@@ -395,8 +390,12 @@ impl Driver for MySqlDriver {
 
     async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
         // Whole seconds, at least 1; "no limit" is the server's maximum (one year).
-        let lock = if timeouts.lock.is_zero() { 31_536_000 } else { timeouts.lock.as_secs_f64().ceil().max(1.0) as u64 };
-        let mut sql = format!("SET SESSION lock_wait_timeout = {lock}, SESSION innodb_lock_wait_timeout = {}", lock.min(1_073_741_824));
+        let lock =
+            if timeouts.lock.is_zero() { 31_536_000 } else { timeouts.lock.as_secs_f64().ceil().max(1.0) as u64 };
+        let mut sql = format!(
+            "SET SESSION lock_wait_timeout = {lock}, SESSION innodb_lock_wait_timeout = {}",
+            lock.min(1_073_741_824)
+        );
         if self.mariadb {
             sql.push_str(&format!(", SESSION max_statement_time = {}", timeouts.statement.as_secs_f64()));
         } else {
@@ -518,13 +517,12 @@ impl Driver for MySqlDriver {
                 t.triggers.push(name);
             }
         }
-        let (database, version): (Option<String>, String) = self
-            .conn
-            .query_first("SELECT DATABASE(), VERSION()")
-            .await
-            .map_err(error)?
-            .unwrap_or_default();
-        let mut catalog = Catalog::live_in(by_name.into_values().map(|(t, _)| t).collect(), &database.into_iter().collect::<Vec<_>>());
+        let (database, version): (Option<String>, String) =
+            self.conn.query_first("SELECT DATABASE(), VERSION()").await.map_err(error)?.unwrap_or_default();
+        let mut catalog = Catalog::live_in(
+            by_name.into_values().map(|(t, _)| t).collect(),
+            &database.into_iter().collect::<Vec<_>>(),
+        );
         catalog.server_version = Some(version);
         Ok(catalog)
     }

@@ -19,13 +19,15 @@
 
 use std::collections::BTreeMap;
 
-use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName, Volatility};
+use airlock_core::schema::{
+    Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName, Volatility,
+};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Ran, Result, State, Timeouts,
 };
-use futures_util::future::join_all;
 use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
@@ -304,7 +306,8 @@ fn record(row: &Row) -> Result<HistoryRecord> {
 impl PostgresDriver {
     /// Connects; the connection's I/O runs on a task of the current tokio runtime.
     pub async fn connect(url: &DatabaseUrl) -> Result<PostgresDriver> {
-        let tls = tls::split_params(url.expose()).map_err(|e| DriverError::new(e.kind, format!("{url}: {}", e.message)))?;
+        let tls =
+            tls::split_params(url.expose()).map_err(|e| DriverError::new(e.kind, format!("{url}: {}", e.message)))?;
         let mut config: tokio_postgres::Config = tls
             .url
             .parse()
@@ -460,8 +463,10 @@ impl Driver for PostgresDriver {
         // would only add a write to the lease row per migration.
         let begin = self.begin_sql();
         let client = &self.client;
-        let (began, ran) =
-            tokio::join!(client.batch_execute(&begin), join_all(statements.iter().map(|sql| client.batch_execute(sql))));
+        let (began, ran) = tokio::join!(
+            client.batch_execute(&begin),
+            join_all(statements.iter().map(|sql| client.batch_execute(sql)))
+        );
         began.map_err(error)?;
         self.in_transaction = true;
         for (index, result) in ran.into_iter().enumerate() {
@@ -472,7 +477,13 @@ impl Driver for PostgresDriver {
         Ok(Ran::All)
     }
 
-    async fn record_and_commit(&mut self, owner: &str, r: &HistoryRecord, event: &Event, actor: &Actor) -> Result<bool> {
+    async fn record_and_commit(
+        &mut self,
+        owner: &str,
+        r: &HistoryRecord,
+        event: &Event,
+        actor: &Actor,
+    ) -> Result<bool> {
         // Pipelined. If the lease check or an insert fails, PostgreSQL answers
         // the COMMIT of the aborted transaction with a rollback.
         self.in_transaction = false;
@@ -597,7 +608,8 @@ impl Driver for PostgresDriver {
             // reltuples is -1 for a table never analyzed: then an empty heap
             // means empty, and anything else unknown. A partitioned table's
             // rows are its partitions'.
-            let (rows, heap, kind, partitions): (f64, i64, String, Option<f64>) = (row.get(3), row.get(5), row.get(6), row.get(7));
+            let (rows, heap, kind, partitions): (f64, i64, String, Option<f64>) =
+                (row.get(3), row.get(5), row.get(6), row.get(7));
             table.rows = if kind == "p" {
                 partitions.filter(|r| *r > 0.0)
             } else if rows >= 0.0 {
@@ -635,7 +647,12 @@ impl Driver for PostgresDriver {
                 "c" => ConstraintKind::Check,
                 _ => ConstraintKind::Other,
             };
-            table.constraints.push(ConstraintInfo { name: Some(row.get(1)), kind, validated: row.get(3), definition: row.get(4) });
+            table.constraints.push(ConstraintInfo {
+                name: Some(row.get(1)),
+                kind,
+                validated: row.get(3),
+                definition: row.get(4),
+            });
         }
         for row in &triggers {
             if let Some(table) = by_oid.get_mut(&row.get::<_, i64>(0)) {
@@ -645,7 +662,9 @@ impl Driver for PostgresDriver {
         let schemas: Vec<String> = search_path.iter().map(|r| r.get(0)).collect();
         // Tables of earlier schemas on the search path first: they win a bare name.
         let mut tables: Vec<Table> = by_oid.into_values().collect();
-        tables.sort_by_key(|t| t.name.schema.as_ref().and_then(|s| schemas.iter().position(|x| x == s)).unwrap_or(usize::MAX));
+        tables.sort_by_key(|t| {
+            t.name.schema.as_ref().and_then(|s| schemas.iter().position(|x| x == s)).unwrap_or(usize::MAX)
+        });
         let mut catalog = Catalog::live_in(tables, &schemas);
         catalog.server_version = version.first().map(|r| r.get(0));
         for row in &functions {
@@ -703,7 +722,11 @@ impl Driver for PostgresDriver {
         if !self.in_transaction && self.session_timeouts_stale {
             self.session_timeouts_stale = false;
             if let Some(t) = self.timeouts {
-                let set = format!("SET lock_timeout = '{}'; SET statement_timeout = '{}'", millis(t.lock), millis(t.statement));
+                let set = format!(
+                    "SET lock_timeout = '{}'; SET statement_timeout = '{}'",
+                    millis(t.lock),
+                    millis(t.statement)
+                );
                 self.client.batch_execute(&set).await.map_err(error)?;
             }
         }
@@ -767,10 +790,7 @@ impl Driver for PostgresDriver {
         let Some(row) = row else { return Ok(None) };
         // The name comes back quoted as PostgreSQL needs it.
         let quoted: String = row.get(0);
-        self.client
-            .batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {quoted}"))
-            .await
-            .map_err(error)?;
+        self.client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {quoted}")).await.map_err(error)?;
         Ok(Some(quoted))
     }
 

@@ -16,9 +16,9 @@
 use std::sync::Arc;
 
 use airlock_driver::{DriverError, ErrorKind};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
@@ -42,7 +42,10 @@ pub(crate) struct TlsParams {
 /// Leaves the URL out: it may hold a password.
 impl std::fmt::Debug for TlsParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsParams").field("mode", &self.mode).field("root_cert", &self.root_cert).finish_non_exhaustive()
+        f.debug_struct("TlsParams")
+            .field("mode", &self.mode)
+            .field("root_cert", &self.root_cert)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,8 +117,8 @@ fn roots(root_cert: Option<&str>) -> Result<RootCertStore, DriverError> {
     let mut store = RootCertStore::empty();
     match root_cert {
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| config_error(format!("sslrootcert={path}: cannot read it: {e}")))?;
+            let pem =
+                std::fs::read(path).map_err(|e| config_error(format!("sslrootcert={path}: cannot read it: {e}")))?;
             let mut found = 0;
             for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
                 let cert = cert.map_err(|e| config_error(format!("sslrootcert={path}: not a PEM certificate: {e}")))?;
@@ -133,7 +136,8 @@ fn roots(root_cert: Option<&str>) -> Result<RootCertStore, DriverError> {
             }
             if store.is_empty() {
                 return Err(config_error(
-                    "no trusted root certificates: the system has none installed; name one with sslrootcert=PATH".to_owned(),
+                    "no trusted root certificates: the system has none installed; name one with sslrootcert=PATH"
+                        .to_owned(),
                 ));
             }
         }
@@ -182,11 +186,21 @@ impl ServerCertVerifier for EncryptOnly {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
@@ -219,11 +233,21 @@ impl ServerCertVerifier for ChainOnly {
         }
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls12_signature(message, cert, dss)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.inner.verify_tls13_signature(message, cert, dss)
     }
 
@@ -238,7 +262,8 @@ mod tests {
 
     #[test]
     fn takes_ssl_parameters_out_of_the_url() {
-        let p = split_params("postgres://u@h/db?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem").unwrap();
+        let p = split_params("postgres://u@h/db?sslmode=verify-full&application_name=x&sslrootcert=%2Fetc%2Fca.pem")
+            .unwrap();
         assert_eq!(p.mode, SslMode::VerifyFull);
         assert_eq!(p.root_cert.as_deref(), Some("/etc/ca.pem"));
         assert_eq!(p.url, "postgres://u@h/db?application_name=x");

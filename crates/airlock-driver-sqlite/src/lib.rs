@@ -13,11 +13,10 @@ use std::time::Duration;
 use airlock_core::schema::{Catalog, Column, Index, Origin, Table, TableName};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
-    tables, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result,
-    Timeouts,
+    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, Timeouts, tables,
 };
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 /// A connection to one SQLite file.
 pub struct SqliteDriver {
@@ -99,7 +98,8 @@ impl SqliteDriver {
     /// Opens the file named by a `sqlite:` URL; creates it only when `create` is set.
     pub fn connect(url: &DatabaseUrl, create: bool) -> Result<SqliteDriver> {
         let path = url.sqlite_path().unwrap_or_default();
-        let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let mut flags =
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         if create {
             flags |= OpenFlags::SQLITE_OPEN_CREATE;
         } else if !Path::new(path).exists() {
@@ -345,7 +345,14 @@ impl Driver for SqliteDriver {
                      acquired_at = {NOW}, heartbeat_at = {NOW}, beat = beat + 1 \
                      WHERE id = 1 AND ((?5 IS NULL AND owner IS NULL) OR (owner = ?5 AND beat = ?6))"
                 ),
-                params![claim.owner, claim.host, claim.pid, claim.os_user, previous.map(|l| &l.owner), previous.map(|l| l.beat)],
+                params![
+                    claim.owner,
+                    claim.host,
+                    claim.pid,
+                    claim.os_user,
+                    previous.map(|l| &l.owner),
+                    previous.map(|l| l.beat)
+                ],
             )
             .map_err(error)?;
         Ok(changed == 1)
@@ -411,7 +418,10 @@ impl Driver for SqliteDriver {
                 self.conn.query_row(&sql, [], |r| r.get::<_, i64>(0)).ok().map(|n| n as f64)
             });
             table.bytes = None;
-            let mut stmt = self.conn.prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)").map_err(error)?;
+            let mut stmt = self
+                .conn
+                .prepare("SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?1)")
+                .map_err(error)?;
             let columns = stmt
                 .query_map([name], |r| {
                     Ok(Column {

@@ -195,7 +195,13 @@ pub trait Driver: Send {
     /// slip in between), writes the history record and its event, and commits.
     /// Returns false, with the transaction rolled back, when the lease was lost;
     /// on any error nothing is committed.
-    async fn record_and_commit(&mut self, owner: &str, record: &HistoryRecord, event: &Event, actor: &Actor) -> Result<bool> {
+    async fn record_and_commit(
+        &mut self,
+        owner: &str,
+        record: &HistoryRecord,
+        event: &Event,
+        actor: &Actor,
+    ) -> Result<bool> {
         if !self.renew_lease(owner, Some(&record.version.to_string())).await? {
             self.rollback().await?;
             return Ok(false);

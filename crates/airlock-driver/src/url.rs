@@ -161,7 +161,10 @@ mod tests {
         for (raw, shown) in [
             ("postgres://app:s3cr/t@db/shop", "postgres://app:***@db/shop"),
             ("postgres://app:a?b#c@db/shop", "postgres://app:***@db/shop"),
-            ("postgres://db/shop?user=app&password=hunter2&sslmode=require", "postgres://db/shop?user=app&password=***&sslmode=require"),
+            (
+                "postgres://db/shop?user=app&password=hunter2&sslmode=require",
+                "postgres://db/shop?user=app&password=***&sslmode=require",
+            ),
             ("mysql://db/x?PWD=hunter2", "mysql://db/x?PWD=***"),
         ] {
             assert_eq!(redact(raw), shown);

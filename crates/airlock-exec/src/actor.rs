@@ -12,10 +12,7 @@ pub fn current() -> Actor {
         .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
         .or_else(user_from_uid)
         .unwrap_or_else(|| "unknown".to_owned());
-    let host = hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "unknown".to_owned());
+    let host = hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "unknown".to_owned());
     Actor { os_user, host, pid: std::process::id(), airlock_version: AIRLOCK_VERSION.to_owned() }
 }
 

@@ -4,8 +4,7 @@
 use std::time::Instant;
 
 use airlock_core::{
-    reconcile, Discovered, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState,
-    Settings, Version,
+    Discovered, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState, Settings, Version, reconcile,
 };
 use airlock_driver::{Driver, Ran};
 use chrono::Utc;
@@ -14,9 +13,11 @@ use serde_json::json;
 use crate::error::ExecError;
 use crate::lease::{self, HeldLease};
 use crate::prepare::{prepare, prepare_script};
-use crate::report::{AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, StatusReport};
+use crate::report::{
+    AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, StatusReport,
+};
 use crate::run::apply;
-use crate::{project_problem, snapshot, Context, Options, Snapshot};
+use crate::{Context, Options, Snapshot, project_problem, snapshot};
 
 /// Reads where the database stands. Changes nothing.
 pub async fn status(options: &Options) -> Result<StatusReport, ExecError> {
@@ -30,7 +31,8 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
         let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
         let snap = snapshot(driver.as_mut(), &ctx).await?;
         // No airlock history yet: did another tool migrate it?
-        let foreign = if snap.history.is_empty() { crate::adopt::foreign_tools(driver.as_mut()).await } else { Vec::new() };
+        let foreign =
+            if snap.history.is_empty() { crate::adopt::foreign_tools(driver.as_mut()).await } else { Vec::new() };
         // The newest run is one invocation, as its event says.
         let last = if snap.history.is_empty() { None } else { crate::audit::last_run(driver.as_mut()).await };
         Ok::<_, ExecError>((snap, foreign, last))
@@ -40,7 +42,13 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
     let (mut status, latest) = judge_status(options, &discovered, snap);
     // A file that cannot be read: the database is still shown, with the file as a problem.
     for e in unreadable.iter().rev() {
-        let problem = Problem { code: ProblemCode::UnreadableFile, version: None, message: format!("{e}; until it is fixed, `migrate` refuses to run"), detail: None, blocking: true };
+        let problem = Problem {
+            code: ProblemCode::UnreadableFile,
+            version: None,
+            message: format!("{e}; until it is fixed, `migrate` refuses to run"),
+            detail: None,
+            blocking: true,
+        };
         status.problems.insert(0, ProblemEntry::from(&problem));
     }
     if last.is_some() && status.lock.is_none() {
@@ -54,7 +62,11 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
 
 /// The status of a database whose state was read as `snap`, against the
 /// migrations `discovered`; and the newest migration version there is. Pure.
-pub(crate) fn judge_status(options: &Options, discovered: &Discovered, snap: Snapshot) -> (StatusReport, Option<Version>) {
+pub(crate) fn judge_status(
+    options: &Options,
+    discovered: &Discovered,
+    snap: Snapshot,
+) -> (StatusReport, Option<Version>) {
     let latest = discovered.migrations.last().map(|m| m.version.clone());
     let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: snap.lease.is_some() };
     let mut plan = reconcile(&discovered.migrations, &snap.history, &settings);
@@ -200,11 +212,10 @@ async fn down_locked(
     }
     let mut undo: Vec<&HistoryRecord> = plan.applied.iter().copied().filter(|r| &r.version > to).collect();
     undo.reverse();
-    let files: Vec<&Migration> = undo
-        .iter()
-        .filter_map(|r| discovered.migrations.iter().find(|m| m.version == r.version))
-        .collect();
-    let missing: Vec<String> = files.iter().filter(|m| m.down.is_none()).map(|m| format!("{} ({})", m.version, m.name)).collect();
+    let files: Vec<&Migration> =
+        undo.iter().filter_map(|r| discovered.migrations.iter().find(|m| m.version == r.version)).collect();
+    let missing: Vec<String> =
+        files.iter().filter(|m| m.down.is_none()).map(|m| format!("{} ({})", m.version, m.name)).collect();
     if !missing.is_empty() {
         return Err(ExecError::Usage(format!(
             "cannot go down to {to}: no down script for {}; nothing was changed. Write the down scripts, or roll forward with a new migration",
@@ -228,7 +239,10 @@ async fn down_locked(
     let done = |ran: &[RunEntry]| ran.iter().map(|r| r.version.clone()).collect::<Vec<_>>();
     for ((migration, prepared), record) in files.iter().zip(&prepared).zip(&undo) {
         if let Some(signal) = ctx.options.interrupt.raised() {
-            let state = format!("it stopped before rolling back migration {} ({}), which is still applied", migration.version, migration.name);
+            let state = format!(
+                "it stopped before rolling back migration {} ({}), which is still applied",
+                migration.version, migration.name
+            );
             return Err(ExecError::Interrupted { signal, state, applied: done(&ran) });
         }
         reporter.migration_started(migration, prepared.mode);
@@ -275,7 +289,10 @@ async fn down_locked(
                         ctx.options.interrupt.settled().await;
                         let _ = driver.rollback().await;
                         let state = if in_tx {
-                            format!("the down script of migration {v} was stopped and rolled back: migration {v} is still applied", v = migration.version)
+                            format!(
+                                "the down script of migration {v} was stopped and rolled back: migration {v} is still applied",
+                                v = migration.version
+                            )
                         } else {
                             marker.error = Some(format!("its down script was interrupted at statement {}", index + 1));
                             let _ = driver.write_history(&marker).await;
@@ -286,7 +303,16 @@ async fn down_locked(
                                 n = index + 1
                             )
                         };
-                        let _ = driver.append_event(&event("interrupted", &migration.version, json!({ "signal": signal, "down": true, "statement": index + 1 })), &ctx.actor).await;
+                        let _ = driver
+                            .append_event(
+                                &event(
+                                    "interrupted",
+                                    &migration.version,
+                                    json!({ "signal": signal, "down": true, "statement": index + 1 }),
+                                ),
+                                &ctx.actor,
+                            )
+                            .await;
                         return Err(ExecError::Interrupted { signal, state, applied: done(&ran) });
                     }
                     let Some(Err(error)) = outcome else { break };
@@ -304,9 +330,13 @@ async fn down_locked(
                     let _ = driver.rollback().await;
                     let down_path = migration.down.as_ref().map(|d| d.path.clone()).unwrap_or_default();
                     let aftermath = if in_tx {
-                        format!("it ran in a transaction that was rolled back: migration {} is still applied", migration.version)
+                        format!(
+                            "it ran in a transaction that was rolled back: migration {} is still applied",
+                            migration.version
+                        )
                     } else {
-                        marker.error = Some(format!("its down script failed at statement {}: {}", index + 1, error.message));
+                        marker.error =
+                            Some(format!("its down script failed at statement {}: {}", index + 1, error.message));
                         let _ = driver.write_history(&marker).await;
                         format!(
                             "it ran outside a transaction: of the down script, {kept}, and history says migration {v} is partly rolled back; \
@@ -317,7 +347,11 @@ async fn down_locked(
                     };
                     let _ = driver
                         .append_event(
-                            &event("down_failed", &migration.version, json!({ "statement": index + 1, "error": error.message })),
+                            &event(
+                                "down_failed",
+                                &migration.version,
+                                json!({ "statement": index + 1, "error": error.message }),
+                            ),
                             &ctx.actor,
                         )
                         .await;
@@ -342,14 +376,18 @@ async fn down_locked(
             // Every statement ran, but nothing is committed yet: keep it as it was.
             ctx.options.interrupt.settled().await;
             let _ = driver.rollback().await;
-            let state = format!("the down script of migration {v} was stopped and rolled back: migration {v} is still applied", v = migration.version);
+            let state = format!(
+                "the down script of migration {v} was stopped and rolled back: migration {v} is still applied",
+                v = migration.version
+            );
             return Err(ExecError::Interrupted { signal, state, applied: done(&ran) });
         }
         let mut rolled_back = (*record).clone();
         rolled_back.state = RunState::RolledBack;
         rolled_back.finished_at = Some(Utc::now());
         rolled_back.duration_ms = Some(started.elapsed().as_millis() as i64);
-        let ev = event("rolled_back", &migration.version, json!({ "name": migration.name, "mode": prepared.mode.as_str() }));
+        let ev =
+            event("rolled_back", &migration.version, json!({ "name": migration.name, "mode": prepared.mode.as_str() }));
         if in_tx {
             match driver.record_and_commit(held.owner(), &rolled_back, &ev, &ctx.actor).await {
                 Ok(true) => {}
@@ -522,7 +560,9 @@ async fn resolve_locked(
     let mut ran = Vec::new();
     match how {
         Resolution::RetryFromFailed => {
-            let migration = file.ok_or_else(|| ExecError::Usage(format!("migration {version} has no file in {}", ctx.options.source)))?;
+            let migration = file.ok_or_else(|| {
+                ExecError::Usage(format!("migration {version} has no file in {}", ctx.options.source))
+            })?;
             let prepared = prepare(migration, ctx.options.engine_traits()).map_err(|e| ExecError::Invalid(vec![e]))?;
             let done = if record.mode == RunMode::Transaction { 0 } else { record.statements_done as usize };
             if done > 0 && prepared.mode != RunMode::Statements {
@@ -539,7 +579,10 @@ async fn resolve_locked(
             let mut assessed = assessor.migration(migration, &script, Default::default()).await?;
             assessed.statements.retain(|s| s.index > start);
             crate::run::decide(&ctx.options, migration, &assessed, reporter)?;
-            driver.append_event(&event("resolved", version, detail), &ctx.actor).await.map_err(ExecError::db("recording the resolution"))?;
+            driver
+                .append_event(&event("resolved", version, detail), &ctx.actor)
+                .await
+                .map_err(ExecError::db("recording the resolution"))?;
             reporter.migration_started(migration, prepared.mode);
             let elapsed = apply(driver, ctx, held, migration, &prepared, start, reporter).await?;
             reporter.migration_finished(migration, elapsed);
@@ -564,7 +607,10 @@ async fn resolve_locked(
                 }
             }
             driver.write_history(&updated).await.map_err(ExecError::db("recording the resolution"))?;
-            driver.append_event(&event("resolved", version, detail), &ctx.actor).await.map_err(ExecError::db("recording the resolution"))?;
+            driver
+                .append_event(&event("resolved", version, detail), &ctx.actor)
+                .await
+                .map_err(ExecError::db("recording the resolution"))?;
         }
     }
     let history = driver.read_history().await.map_err(ExecError::db("reading airlock_history"))?;
@@ -590,9 +636,15 @@ fn check_prefix_unchanged(
         return Ok(());
     }
     // The recorded text goes through the same preparation, so a folded BEGIN/COMMIT counts alike.
-    let old_script = airlock_core::Script { path: migration.up.path.clone(), sql: record.up_sql.clone(), line_offset: migration.up.line_offset };
-    let old = prepare_script(&old_script, true, ctx.options.engine_traits()).map_err(|e| ExecError::Invalid(vec![e]))?;
-    let changed = (0..done).find(|&i| old.statements.get(i).map(|s| &s.sql) != prepared.statements.get(i).map(|s| &s.sql));
+    let old_script = airlock_core::Script {
+        path: migration.up.path.clone(),
+        sql: record.up_sql.clone(),
+        line_offset: migration.up.line_offset,
+    };
+    let old =
+        prepare_script(&old_script, true, ctx.options.engine_traits()).map_err(|e| ExecError::Invalid(vec![e]))?;
+    let changed =
+        (0..done).find(|&i| old.statements.get(i).map(|s| &s.sql) != prepared.statements.get(i).map(|s| &s.sql));
     if let Some(i) = changed {
         return Err(ExecError::Blocked {
             problems: vec![Problem {

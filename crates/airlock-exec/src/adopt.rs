@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::error::ExecError;
 use crate::report::{PendingEntry, Reporter};
-use crate::{lease, snapshot, Context, Options};
+use crate::{Context, Options, lease, snapshot};
 
 /// What `adopt` did, or would do with `--dry-run`.
 #[derive(Debug, Serialize)]
@@ -53,7 +53,9 @@ pub struct AdoptedEntry {
 fn history_query(tool: Tool, dialect: Dialect) -> String {
     let table = tool.table();
     match tool {
-        Tool::Flyway => format!("SELECT version, description, type, checksum, success FROM {table} ORDER BY installed_rank"),
+        Tool::Flyway => {
+            format!("SELECT version, description, type, checksum, success FROM {table} ORDER BY installed_rank")
+        }
         Tool::GolangMigrate => format!("SELECT version, NULL, NULL, NULL, NOT dirty FROM {table}"),
         Tool::Dbmate | Tool::Rails | Tool::Diesel => format!("SELECT version, NULL, NULL, NULL, 1 FROM {table}"),
         Tool::Sqlx => {
@@ -80,7 +82,13 @@ async fn read_rows(driver: &mut dyn Driver, tool: Tool, dialect: Dialect) -> Res
         .into_iter()
         .map(|r| {
             let cell = |i: usize| r.get(i).cloned().flatten();
-            ForeignRow { version: cell(0), name: cell(1), kind: cell(2), checksum: cell(3), ok: truthy(cell(4).as_deref()) }
+            ForeignRow {
+                version: cell(0),
+                name: cell(1),
+                kind: cell(2),
+                checksum: cell(3),
+                ok: truthy(cell(4).as_deref()),
+            }
         })
         .collect())
 }
@@ -88,7 +96,12 @@ async fn read_rows(driver: &mut dyn Driver, tool: Tool, dialect: Dialect) -> Res
 /// The tool to adopt from: the one `--from` names (its table must be
 /// there: `schema_migrations` serves three tools, and `--from` says which),
 /// else the only one whose table the database holds.
-fn choose(found: &[Tool], from: Option<Tool>, catalog: &airlock_core::schema::Catalog, options: &Options) -> Result<Tool, ExecError> {
+fn choose(
+    found: &[Tool],
+    from: Option<Tool>,
+    catalog: &airlock_core::schema::Catalog,
+    options: &Options,
+) -> Result<Tool, ExecError> {
     let has_table = |tool: Tool| catalog.tables().any(|t| t.name.name.eq_ignore_ascii_case(tool.table()));
     match (from, found) {
         (Some(tool), _) if found.contains(&tool) || has_table(tool) => Ok(tool),
@@ -104,7 +117,11 @@ fn choose(found: &[Tool], from: Option<Tool>, catalog: &airlock_core::schema::Ca
             options.url,
             Tool::ALL.iter().map(|t| format!("{t} `{}`", t.table())).collect::<Vec<_>>().join(", ")
         ))),
-        (None, many) => Err(ExecError::Usage(format!("{} holds the history of several tools ({}): say which with --from", options.url, names(many)))),
+        (None, many) => Err(ExecError::Usage(format!(
+            "{} holds the history of several tools ({}): say which with --from",
+            options.url,
+            names(many)
+        ))),
     }
 }
 
@@ -162,7 +179,12 @@ fn raw(migration: &Migration) -> Option<Vec<u8>> {
 
 /// Takes over a database another tool migrated. Changes nothing with
 /// `dry_run`, or when it refuses.
-pub async fn adopt(options: &Options, from: Option<Tool>, dry_run: bool, reporter: &mut dyn Reporter) -> Result<AdoptReport, ExecError> {
+pub async fn adopt(
+    options: &Options,
+    from: Option<Tool>,
+    dry_run: bool,
+    reporter: &mut dyn Reporter,
+) -> Result<AdoptReport, ExecError> {
     let discovered = options.discover()?;
     if crate::sqlite_file_missing(options) {
         return Err(ExecError::Usage(format!("nothing to adopt: {} does not exist", options.url)));
@@ -220,10 +242,19 @@ pub async fn adopt(options: &Options, from: Option<Tool>, dry_run: bool, reporte
 
 /// Writes the adopted records and one `adopted` event, under the lease,
 /// after checking that no airlock run got there first.
-async fn record(driver: &mut dyn Driver, ctx: &Context, tool: Tool, adopt: &[(&Migration, &'static str)], compared: usize) -> Result<(), ExecError> {
+async fn record(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    tool: Tool,
+    adopt: &[(&Migration, &'static str)],
+    compared: usize,
+) -> Result<(), ExecError> {
     let snap = snapshot(driver, ctx).await?;
     if !snap.history.is_empty() {
-        return Err(ExecError::Usage("another airlock run wrote history while adopt was reading; nothing was adopted: run `airlock status`".to_owned()));
+        return Err(ExecError::Usage(
+            "another airlock run wrote history while adopt was reading; nothing was adopted: run `airlock status`"
+                .to_owned(),
+        ));
     }
     if let (None, Some(project)) = (&snap.project, &ctx.options.project) {
         driver.stamp_project(project).await.map_err(ExecError::db("stamping the project"))?;
@@ -255,10 +286,14 @@ async fn write_all(
         record.started_at = now;
         record.finished_at = Some(now);
         record.duration_ms = Some(0);
-        driver.write_history(&record).await.map_err(ExecError::db(format!("recording migration {} as adopted", migration.version)))?;
+        driver
+            .write_history(&record)
+            .await
+            .map_err(ExecError::db(format!("recording migration {} as adopted", migration.version)))?;
     }
     let versions: Vec<String> = adopt.iter().map(|(m, _)| m.version.to_string()).collect();
-    let detail = json!({ "tool": tool.name(), "table": tool.table(), "versions": versions, "checksums_compared": compared });
+    let detail =
+        json!({ "tool": tool.name(), "table": tool.table(), "versions": versions, "checksums_compared": compared });
     let event = Event { kind: "adopted".into(), version: None, detail: detail.to_string() };
     driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the adoption"))?;
     Ok(())

@@ -12,11 +12,11 @@ use airlock_core::Event;
 use airlock_driver::Driver;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::error::ExecError;
 use crate::report::LastRun;
-use crate::{snapshot, Context, Options};
+use crate::{Context, Options, snapshot};
 
 /// What one invocation did, for its `run` event.
 pub(crate) struct RunRecord<'a> {
@@ -31,16 +31,26 @@ pub(crate) fn outcome_of<T>(result: &Result<T, ExecError>) -> &'static str {
     match result {
         Ok(_) => "succeeded",
         Err(ExecError::MigrationFailed(..)) => "failed",
-        Err(ExecError::ChecksFailed(_) | ExecError::RiskRefused(_) | ExecError::LintRefused(_) | ExecError::Blocked { .. } | ExecError::PlanMismatch(_)) => {
-            "refused"
-        }
+        Err(
+            ExecError::ChecksFailed(_)
+            | ExecError::RiskRefused(_)
+            | ExecError::LintRefused(_)
+            | ExecError::Blocked { .. }
+            | ExecError::PlanMismatch(_),
+        ) => "refused",
         Err(ExecError::Interrupted { .. }) => "interrupted",
         Err(_) => "failed",
     }
 }
 
 /// Appends the run's event (best effort: losing it loses no migration).
-pub(crate) async fn record_run(driver: &mut dyn Driver, ctx: &Context, run: RunRecord<'_>, outcome: &'static str, error: Option<String>) {
+pub(crate) async fn record_run(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    run: RunRecord<'_>,
+    outcome: &'static str,
+    error: Option<String>,
+) {
     let detail = json!({
         "command": run.command,
         "started_at": run.started_at.to_rfc3339(),
@@ -83,7 +93,11 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc())
 }
 
-async fn read_events(driver: &mut dyn Driver, filter: &str, limit: usize) -> Result<Vec<EventRow>, airlock_driver::DriverError> {
+async fn read_events(
+    driver: &mut dyn Driver,
+    filter: &str,
+    limit: usize,
+) -> Result<Vec<EventRow>, airlock_driver::DriverError> {
     let rows = driver
         .query_text(&format!("SELECT at, kind, version, detail, os_user, host FROM airlock_events {filter} ORDER BY id DESC LIMIT {limit}"))
         .await?;
@@ -122,7 +136,10 @@ pub(crate) async fn last_run(driver: &mut dyn Driver) -> Option<LastRun> {
     // `at` as the engine prints it only when they are missing.
     let finished = row.detail["finished_at"].as_str().and_then(parse_time).or(row.at)?;
     let duration_ms = row.detail["duration_ms"].as_i64().unwrap_or(0);
-    let started = row.detail["started_at"].as_str().and_then(parse_time).unwrap_or(finished - chrono::Duration::milliseconds(duration_ms));
+    let started = row.detail["started_at"]
+        .as_str()
+        .and_then(parse_time)
+        .unwrap_or(finished - chrono::Duration::milliseconds(duration_ms));
     Some(LastRun {
         started_at: started.to_rfc3339(),
         finished_at: finished.to_rfc3339(),
@@ -176,8 +193,16 @@ fn entry(row: EventRow) -> Option<HistoryEntry> {
     let (action, reason, outcome) = match row.kind.as_str() {
         "run" => (text("command").unwrap_or_else(|| "migrate".to_owned()), text("error"), text("outcome")),
         "repaired" => ("repair".to_owned(), text("reason"), None),
-        "resolved" => (format!("resolve {}", text("how").or_else(|| text("resolution")).unwrap_or_default()).trim().to_owned(), text("reason"), None),
-        "adopted" => ("adopt".to_owned(), text("tool").map(|t| format!("from {t} (`{}`)", text("table").unwrap_or_default())), Some("succeeded".to_owned())),
+        "resolved" => (
+            format!("resolve {}", text("how").or_else(|| text("resolution")).unwrap_or_default()).trim().to_owned(),
+            text("reason"),
+            None,
+        ),
+        "adopted" => (
+            "adopt".to_owned(),
+            text("tool").map(|t| format!("from {t} (`{}`)", text("table").unwrap_or_default())),
+            Some("succeeded".to_owned()),
+        ),
         "applied" => {
             let allows: Vec<String> = row.detail["allows"]
                 .as_array()?
@@ -196,7 +221,11 @@ fn entry(row: EventRow) -> Option<HistoryEntry> {
         "timing" | "applied_timing" | "failed" | "rolled_back" | "down_failed" | "interrupted" => return None,
         other => (other.replace('_', "-"), None, None),
     };
-    let at = row.detail["finished_at"].as_str().and_then(parse_time).or(row.at).map_or(row.at_text.clone(), |t| t.to_rfc3339());
+    let at = row.detail["finished_at"]
+        .as_str()
+        .and_then(parse_time)
+        .or(row.at)
+        .map_or(row.at_text.clone(), |t| t.to_rfc3339());
     Some(HistoryEntry {
         at,
         action,

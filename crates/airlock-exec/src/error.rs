@@ -146,7 +146,9 @@ pub enum ExecError {
         reasons: Vec<String>,
     },
     /// This run lost its lease while working (its heartbeat stopped for too long).
-    #[error("this run lost its lock on the database (its heartbeat failed for too long, or another run took the lock over); it stopped, and nothing it had not finished was recorded as applied: run `airlock status` to see where things stand")]
+    #[error(
+        "this run lost its lock on the database (its heartbeat failed for too long, or another run took the lock over); it stopped, and nothing it had not finished was recorded as applied: run `airlock status` to see where things stand"
+    )]
     LeaseLost,
 }
 
@@ -172,9 +174,7 @@ impl ExecError {
             | ExecError::ChecksFailed(_)
             | ExecError::RiskRefused(_)
             | ExecError::AdoptRefused { .. }
-            | ExecError::PlanMismatch(_) => {
-                exit::BLOCKED
-            }
+            | ExecError::PlanMismatch(_) => exit::BLOCKED,
             ExecError::GateNotSatisfied => exit::GATE,
             ExecError::Interrupted { signal, .. } => 128 + signal,
             ExecError::Connect(_)
@@ -232,7 +232,15 @@ fn refusals(file: &std::path::Path, refused: &[Refusal]) -> String {
     let mut parts = Vec::new();
     for r in refused {
         for risk in &r.risks {
-            parts.push(format!("statement {} ({}:{}) [{}]: {}; fix: {}", r.index, file.display(), r.line, risk.code, risk.message, risk.fix));
+            parts.push(format!(
+                "statement {} ({}:{}) [{}]: {}; fix: {}",
+                r.index,
+                file.display(),
+                r.line,
+                risk.code,
+                risk.message,
+                risk.fix
+            ));
         }
     }
     parts.join("; ")

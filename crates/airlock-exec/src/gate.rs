@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use airlock_core::Version;
 use serde::Serialize;
 
+use crate::Options;
 use crate::error::ExecError;
 use crate::report::{LockEntry, PendingEntry, Reporter, StatusReport};
-use crate::Options;
 
 /// What a release needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +42,11 @@ pub struct GateReport {
 impl GateReport {
     /// True when waiting cannot help: something failed or was cut off and needs a person.
     pub fn needs_a_person(&self) -> bool {
-        self.state == "failed" || self.reasons.iter().any(|r| r.starts_with("interrupted") || r.starts_with("wrong project") || r.starts_with("edited"))
+        self.state == "failed"
+            || self
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("interrupted") || r.starts_with("wrong project") || r.starts_with("edited"))
     }
 }
 
@@ -94,7 +98,12 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
     // Behind comes last: while a run is in progress or failed, that is the news.
     if !behind.is_empty() {
         let list: Vec<String> = behind.iter().map(|p| format!("{} ({})", p.version, p.name)).collect();
-        reasons.push(format!("behind by {} migration{}: {}", behind.len(), if behind.len() == 1 { "" } else { "s" }, list.join(", ")));
+        reasons.push(format!(
+            "behind by {} migration{}: {}",
+            behind.len(),
+            if behind.len() == 1 { "" } else { "s" },
+            list.join(", ")
+        ));
     }
     GateReport {
         satisfied: reasons.is_empty(),
@@ -160,10 +169,19 @@ mod tests {
             state,
             current_version: Some("3".into()),
             applied: Vec::new(),
-            pending: pending.iter().map(|v| PendingEntry { version: v.to_string(), name: format!("m{v}"), kind: "schema" }).collect(),
+            pending: pending
+                .iter()
+                .map(|v| PendingEntry { version: v.to_string(), name: format!("m{v}"), kind: "schema" })
+                .collect(),
             problems: problems
                 .iter()
-                .map(|(code, v)| ProblemEntry { code, version: Some(v.to_string()), message: format!("{code} {v}"), detail: None, blocking: true })
+                .map(|(code, v)| ProblemEntry {
+                    code,
+                    version: Some(v.to_string()),
+                    message: format!("{code} {v}"),
+                    detail: None,
+                    blocking: true,
+                })
                 .collect(),
             lock: None,
             project: None,

@@ -27,10 +27,10 @@ use airlock_driver::{Driver, DriverError};
 use rand::Rng;
 use serde_json::json;
 
-use crate::actor::{process_alive, HostIdentity};
+use crate::Context;
+use crate::actor::{HostIdentity, process_alive};
 use crate::error::ExecError;
 use crate::report::Reporter;
-use crate::Context;
 
 /// Why a lease may be taken over, or None while its holder may be alive.
 pub(crate) fn stale_reason(lease: &Lease, my_host: &str, heartbeat: bool, ttl: Duration) -> Option<String> {
@@ -115,7 +115,12 @@ impl HeldLease {
 /// Frees the lease whoever holds it: at once when its holder is gone, and
 /// with `force` also from a holder that looks alive. Recorded as an event.
 /// Returns the lease that was freed.
-pub(crate) async fn unlock(driver: &mut dyn Driver, ctx: &Context, force: bool, reason: Option<&str>) -> Result<Option<Lease>, ExecError> {
+pub(crate) async fn unlock(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    force: bool,
+    reason: Option<&str>,
+) -> Result<Option<Lease>, ExecError> {
     let Some(lease) = driver.read_lease().await.map_err(ExecError::db("reading the run lock"))? else {
         return Ok(None);
     };
@@ -137,9 +142,12 @@ pub(crate) async fn unlock(driver: &mut dyn Driver, ctx: &Context, force: bool, 
     }
     // Take it (compare-and-set on the row as seen), then free it.
     if !driver.claim_lease(&ctx.claim, Some(&lease)).await.map_err(ExecError::db("taking the run lock"))? {
-        return Err(ExecError::Usage("the lock changed hands while unlocking; run `airlock status` and try again".to_owned()));
+        return Err(ExecError::Usage(
+            "the lock changed hands while unlocking; run `airlock status` and try again".to_owned(),
+        ));
     }
-    let detail = json!({ "previous_holder": lease.describe(), "forced": why.is_none(), "why": why, "reason": reason }).to_string();
+    let detail = json!({ "previous_holder": lease.describe(), "forced": why.is_none(), "why": why, "reason": reason })
+        .to_string();
     driver
         .append_event(&Event { kind: "unlocked".into(), version: None, detail }, &ctx.actor)
         .await
@@ -204,7 +212,11 @@ pub(crate) async fn acquire(
             () = options.interrupt.wait() => {}
         }
         if let Some(signal) = options.interrupt.raised() {
-            return Err(ExecError::Interrupted { signal, state: "it stopped waiting for the lock; nothing was changed".into(), applied: Vec::new() });
+            return Err(ExecError::Interrupted {
+                signal,
+                state: "it stopped waiting for the lock; nothing was changed".into(),
+                applied: Vec::new(),
+            });
         }
         delay = (delay * 2).min(Duration::from_secs(1));
     }

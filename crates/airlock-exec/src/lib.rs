@@ -7,8 +7,8 @@
 //! read again under it and act, recording every step in history and events.
 
 mod actor;
-mod adopt;
 mod admin;
+mod adopt;
 mod audit;
 mod error;
 mod gate;
@@ -32,22 +32,22 @@ use airlock_driver_postgres::PostgresDriver;
 use airlock_driver_sqlite::SqliteDriver;
 
 pub use crate::actor::AIRLOCK_VERSION;
-pub use crate::adopt::{adopt, AdoptReport, AdoptedEntry};
-pub use crate::audit::{history, HistoryEntry, HistoryReport};
-pub use airlock_core::foreign::Tool;
-pub use crate::admin::{down, repair, resolve, status, unlock, Resolution};
-pub use crate::error::{exit, ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal};
-pub use crate::gate::{gate, gate_wait, judge, GateReport, Requirement};
-pub use crate::interrupt::{signal_name, Interrupt, SIGINT, SIGTERM};
-pub use crate::prepare::{prepare, prepare_script, EngineTraits, Prepared};
+pub use crate::admin::{Resolution, down, repair, resolve, status, unlock};
+pub use crate::adopt::{AdoptReport, AdoptedEntry, adopt};
+pub use crate::audit::{HistoryEntry, HistoryReport, history};
+pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
+pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
+pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
+pub use crate::live::{LiveState, live_catalog, live_state};
+pub use crate::plan::{MigrationPlan, PlanFinding, PlanReport, Risk, StatementPlan, Verdict, plan};
+pub use crate::prepare::{EngineTraits, Prepared, prepare, prepare_script};
+pub use crate::rates::{Calibration, Rate, Rates, Work, calibrate};
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
 };
-pub use crate::live::{live_catalog, live_state, LiveState};
-pub use crate::plan::{plan, MigrationPlan, PlanFinding, PlanReport, Risk, StatementPlan, Verdict};
-pub use crate::rates::{calibrate, Calibration, Rate, Rates, Work};
 pub use crate::run::migrate;
 pub use crate::watch::{Assessment, Watcher};
+pub use airlock_core::foreign::Tool;
 
 /// Everything a command needs to know, already validated.
 #[derive(Debug, Clone)]
@@ -208,7 +208,9 @@ impl Options {
     /// Reads what can be read and says what cannot (`status`, `gate`: the
     /// database is shown whatever the checkout holds). Built-in migrations
     /// were checked when the program was built.
-    pub(crate) async fn discover_lenient(&self) -> Result<(airlock_core::Discovered, Vec<airlock_core::FileError>), ExecError> {
+    pub(crate) async fn discover_lenient(
+        &self,
+    ) -> Result<(airlock_core::Discovered, Vec<airlock_core::FileError>), ExecError> {
         let (source, layout) = (self.source.clone(), self.discover_options());
         let read = move || match &source {
             Source::Dir(dir) => Ok(airlock_core::discover_lenient(dir, &layout)),

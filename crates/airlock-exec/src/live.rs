@@ -2,10 +2,10 @@
 //! migrations are still pending. One read-only transaction; changes nothing.
 
 use airlock_core::schema::Catalog;
-use airlock_core::{reconcile, Discovered, Migration, Settings};
+use airlock_core::{Discovered, Migration, Settings, reconcile};
 
 use crate::error::ExecError;
-use crate::{snapshot, Context, Options};
+use crate::{Context, Options, snapshot};
 
 /// The live schema and the migrations not applied yet, in order.
 pub struct LiveState {
@@ -52,7 +52,11 @@ pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
     let snap = snapshot(driver.as_mut(), &ctx).await;
     let _ = driver.rollback().await;
     let (snap, catalog) = (snap?, catalog?);
-    let foreign = if snap.history.is_empty() { crate::adopt::not_adopted(driver.as_mut(), airlock_core::foreign::detect(&catalog)).await } else { Vec::new() };
+    let foreign = if snap.history.is_empty() {
+        crate::adopt::not_adopted(driver.as_mut(), airlock_core::foreign::detect(&catalog)).await
+    } else {
+        Vec::new()
+    };
     let rates = crate::rates::Rates::read(driver.as_mut()).await;
     let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
     let plan = reconcile(&discovered.migrations, &snap.history, &settings);

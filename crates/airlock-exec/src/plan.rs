@@ -7,18 +7,18 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use airlock_core::schema::{Catalog, Origin, TableName};
 use airlock_core::Migration;
+use airlock_core::schema::{Catalog, Origin, TableName};
 use airlock_driver::{Driver, Engine};
 use airlock_lint::{Finding, LintOptions, ParsedScript, Severity};
 use airlock_plan::checks::{self, CheckResult};
-use airlock_plan::{effects, CheckSpec, Lock};
+use airlock_plan::{CheckSpec, Lock, effects};
 use airlock_sql::parse::{AlterAction, Op};
 use serde::Serialize;
 
+use crate::Options;
 use crate::error::ExecError;
 use crate::rates::{Rate, Rates, Work};
-use crate::Options;
 
 /// The verdict on a statement, a migration or the whole plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -166,7 +166,9 @@ impl StatementPlan {
     fn settle(&mut self, migration: &Migration, script: &ParsedScript, protected: bool) {
         for r in &mut self.reasons {
             let acceptable = !r.blocks || r.code == "attribute-loss";
-            if let Some(a) = airlock_lint::allow_for(migration, &script.statements, self.index, r.code).filter(|_| acceptable) {
+            if let Some(a) =
+                airlock_lint::allow_for(migration, &script.statements, self.index, r.code).filter(|_| acceptable)
+            {
                 r.allowed = Some(a.reason.clone());
             }
         }
@@ -218,7 +220,13 @@ pub struct PlanReport {
 }
 
 /// Runs one check in a read-only transaction of its own, bounded by `budget`.
-pub(crate) async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &CheckSpec, catalog: &Catalog, budget: Duration) -> CheckResult {
+pub(crate) async fn run_check(
+    driver: &mut dyn Driver,
+    engine: Engine,
+    spec: &CheckSpec,
+    catalog: &Catalog,
+    budget: Duration,
+) -> CheckResult {
     let dialect = match engine {
         Engine::Postgres => airlock_sql::Dialect::Postgres,
         Engine::MySql => airlock_sql::Dialect::MySql,
@@ -252,7 +260,9 @@ pub(crate) async fn run_check(driver: &mut dyn Driver, engine: Engine, spec: &Ch
     };
     let started = std::time::Instant::now();
     match tokio::time::timeout(budget + Duration::from_secs(2), run).await {
-        Ok(Ok(rows)) => CheckResult { duration_ms: Some(started.elapsed().as_millis() as u64), ..checks::read(spec, &rows) },
+        Ok(Ok(rows)) => {
+            CheckResult { duration_ms: Some(started.elapsed().as_millis() as u64), ..checks::read(spec, &rows) }
+        }
         Ok(Err(e)) => checks::unknown(spec, &format!("unknown: the check did not finish ({})", e.message)),
         Err(_) => checks::unknown(spec, &format!("unknown: the check ran out of its {} s budget", budget.as_secs())),
     }
@@ -270,10 +280,13 @@ pub(crate) async fn connect_checker(options: &Options) -> Result<Box<dyn Driver>
     Ok(conn)
 }
 
-
 /// What to do about a risk, in a sentence.
 fn fix_for(code: &str, engine: Engine) -> String {
-    let allow = |code: &str| format!("or, if it is acceptable, say why with `-- airlock:allow {code} <reason>` on the line before the statement");
+    let allow = |code: &str| {
+        format!(
+            "or, if it is acceptable, say why with `-- airlock:allow {code} <reason>` on the line before the statement"
+        )
+    };
     match code {
         "foreign-key-orphans" => "delete or fix the orphaned rows in a data migration before this one (or point them at a real row); on PostgreSQL, add the key NOT VALID and VALIDATE it once the rows are clean".to_owned(),
         "unique-duplicates" => "remove or merge the duplicate rows in a data migration before this one".to_owned(),
@@ -372,7 +385,11 @@ impl Writes {
         if script.split_error.is_some() && migration.kind == airlock_core::Kind::Data {
             tables = None;
         }
-        (any || tables.is_none()).then(|| Writes { version: migration.version.to_string(), name: migration.name.clone(), tables })
+        (any || tables.is_none()).then(|| Writes {
+            version: migration.version.to_string(),
+            name: migration.name.clone(),
+            tables,
+        })
     }
 
     /// Which of `tables` it may change rows of (all of them when it cannot be told).
@@ -444,7 +461,11 @@ impl Assessor {
         self.options.interrupt.disarm().await;
         if let Some(signal) = self.options.interrupt.raised() {
             self.checker = None;
-            return Err(ExecError::Interrupted { signal, state: "it stopped during the data checks, which only read".into(), applied: Vec::new() });
+            return Err(ExecError::Interrupted {
+                signal,
+                state: "it stopped during the data checks, which only read".into(),
+                applied: Vec::new(),
+            });
         }
         if result.ok.is_none() {
             // Cut off by its budget: the connection may be mid-query.
@@ -471,7 +492,8 @@ impl Assessor {
         for (i, parsed) in script.statements.iter().enumerate() {
             let mut plan = StatementPlan::new(i + 1, parsed.sql.clone(), parsed.line);
             if let Err(why) = &parsed.ops {
-                let message = format!("airlock could not parse this statement ({why}), so nothing about it was checked");
+                let message =
+                    format!("airlock could not parse this statement ({why}), so nothing about it was checked");
                 plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
             }
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
@@ -479,11 +501,18 @@ impl Assessor {
                 plan.changes_rows |= op.is_dml();
                 if matches!(op, Op::Other { kind } if kind == airlock_sql::parse::DO_UNSEEN) {
                     let message = "this DO block runs SQL airlock cannot see (EXECUTE of a string, another language, or a body that does not parse)";
-                    plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message.to_owned(), false, engine) });
+                    plan.reasons.push(Risk {
+                        fix: UNREAD_FIX.to_owned(),
+                        ..risk("unchecked", message.to_owned(), false, engine)
+                    });
                 }
                 let e = effects(op, &self.catalog, dialect);
                 // The worked-on table as the model knows it (name, rows, size), before the op.
-                let table = e.table.as_ref().and_then(|t| self.catalog.table(t).table()).map(|t| (t.name.name.clone(), t.rows, t.bytes, t.origin == Origin::Live));
+                let table = e
+                    .table
+                    .as_ref()
+                    .and_then(|t| self.catalog.table(t).table())
+                    .map(|t| (t.name.name.clone(), t.rows, t.bytes, t.origin == Origin::Live));
                 let live = table.as_ref().is_some_and(|t| t.3);
                 let work = Work::of(e.rewrites_table, e.builds_index, e.scans_table);
                 if let Some((name, rows, bytes, _)) = &table {
@@ -528,7 +557,11 @@ impl Assessor {
                             Work::Index => "builds an index over",
                             Work::Rewrite => "rewrites",
                         };
-                        let on = if lock.table == "(database)" { "the database".to_owned() } else { format!("`{}`", lock.table) };
+                        let on = if lock.table == "(database)" {
+                            "the database".to_owned()
+                        } else {
+                            format!("`{}`", lock.table)
+                        };
                         let message = format!("{} on {on} blocks writes while it {doing} `{name}` ({rows})", lock.mode);
                         plan.reasons.push(risk("blocks-writes", message, false, engine));
                     }
@@ -572,13 +605,21 @@ impl Assessor {
                                 writes.name,
                                 names.join(", ")
                             ));
-                            r.fix = format!("make sure {} ({}) leaves no such rows; otherwise {}", writes.version, writes.name, r.fix);
+                            r.fix = format!(
+                                "make sure {} ({}) leaves no such rows; otherwise {}",
+                                writes.version, writes.name, r.fix
+                            );
                             r.blocks = false;
                             r.rechecked_after = Some(writes.version.clone());
                         }
                         plan.reasons.push(r);
                     }
-                    None => plan.reasons.push(risk("unchecked", format!("{}: {}", result.check, result.message), false, engine)),
+                    None => plan.reasons.push(risk(
+                        "unchecked",
+                        format!("{}: {}", result.check, result.message),
+                        false,
+                        engine,
+                    )),
                 }
                 plan.checks.push(result);
             }
@@ -591,9 +632,16 @@ impl Assessor {
                 // An error lint did not let an allow or the baseline accept
                 // refuses the run in `migrate`: it blocks here too.
                 if f.severity == Severity::Error {
-                    plan.reasons.push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
+                    plan.reasons
+                        .push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
                 }
-                plan.findings.push(PlanFinding { rule: f.rule, severity: f.severity, message: f.message, help: f.help, fix: f.fix });
+                plan.findings.push(PlanFinding {
+                    rule: f.rule,
+                    severity: f.severity,
+                    message: f.message,
+                    help: f.help,
+                    fix: f.fix,
+                });
             }
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
@@ -605,14 +653,22 @@ impl Assessor {
             let line = script.split_error.as_ref().map_or(1, |(line, _)| *line);
             let mut plan = StatementPlan::new(1, String::new(), line);
             if let Some((_, why)) = &script.split_error {
-                let message = format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
+                let message =
+                    format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
                 plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
             }
             for f in leftover {
                 if f.severity == Severity::Error {
-                    plan.reasons.push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
+                    plan.reasons
+                        .push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
                 }
-                plan.findings.push(PlanFinding { rule: f.rule, severity: f.severity, message: f.message, help: f.help, fix: f.fix });
+                plan.findings.push(PlanFinding {
+                    rule: f.rule,
+                    severity: f.severity,
+                    message: f.message,
+                    help: f.help,
+                    fix: f.fix,
+                });
             }
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
@@ -621,7 +677,13 @@ impl Assessor {
             earlier.extend(Writes::of(migration, script));
         }
         let verdict = statements.iter().map(|s| s.verdict).max().unwrap_or(Verdict::Safe);
-        Ok(MigrationPlan { version, name: migration.name.clone(), checksum: migration.checksum.clone(), statements, verdict })
+        Ok(MigrationPlan {
+            version,
+            name: migration.name.clone(),
+            checksum: migration.checksum.clone(),
+            statements,
+            verdict,
+        })
     }
 
     /// The throughput figures behind the estimates.

@@ -12,7 +12,7 @@
 //!   still runs in one transaction with its history row; any other runs statement by statement.
 
 use airlock_core::{Migration, RunMode, Script};
-use airlock_sql::{classify, split, Dialect, Statement, TxControl, TxNeed};
+use airlock_sql::{Dialect, Statement, TxControl, TxNeed, classify, split};
 
 use crate::error::InvalidMigration;
 
@@ -55,7 +55,11 @@ pub fn prepare(migration: &Migration, engine: EngineTraits) -> Result<Prepared, 
 }
 
 /// Prepares any script (up or down) with the file's `no-transaction` setting.
-pub fn prepare_script(script: &Script, no_transaction: bool, engine: EngineTraits) -> Result<Prepared, InvalidMigration> {
+pub fn prepare_script(
+    script: &Script,
+    no_transaction: bool,
+    engine: EngineTraits,
+) -> Result<Prepared, InvalidMigration> {
     let mut statements = split_script(script, engine.dialect)?;
     let mut infos: Vec<_> = statements.iter().map(|s| classify(&s.sql, engine.dialect)).collect();
     let mut notes = Vec::new();
@@ -163,12 +167,18 @@ mod tests {
         assert_eq!(p.mode, RunMode::Statements);
         assert_eq!(p.concurrent_index, [Some("i".to_owned())]);
 
-        let e = prepare_script(&script("CREATE TABLE t (x int);\nCREATE INDEX CONCURRENTLY i ON t (x);"), false, PG).unwrap_err();
+        let e = prepare_script(&script("CREATE TABLE t (x int);\nCREATE INDEX CONCURRENTLY i ON t (x);"), false, PG)
+            .unwrap_err();
         assert_eq!(e.line, Some(2));
-        assert!(e.message.contains("CREATE INDEX CONCURRENTLY (statement 2) cannot run inside a transaction"), "{}", e.message);
+        assert!(
+            e.message.contains("CREATE INDEX CONCURRENTLY (statement 2) cannot run inside a transaction"),
+            "{}",
+            e.message
+        );
         assert!(e.message.contains("CREATE TABLE at line 1"), "{}", e.message);
 
-        let p = prepare_script(&script("CREATE TABLE t (x int);\nCREATE INDEX CONCURRENTLY i ON t (x);"), true, PG).unwrap();
+        let p = prepare_script(&script("CREATE TABLE t (x int);\nCREATE INDEX CONCURRENTLY i ON t (x);"), true, PG)
+            .unwrap();
         assert_eq!(p.mode, RunMode::Statements);
     }
 
@@ -182,7 +192,8 @@ mod tests {
 
     #[test]
     fn split_errors_name_the_line_in_the_file() {
-        let s = Script { path: PathBuf::from("m/1_x.sql"), sql: "SELECT 1;\nSELECT 'oops;\n".to_owned(), line_offset: 3 };
+        let s =
+            Script { path: PathBuf::from("m/1_x.sql"), sql: "SELECT 1;\nSELECT 'oops;\n".to_owned(), line_offset: 3 };
         let e = prepare_script(&s, false, PG).unwrap_err();
         assert_eq!(e.line, Some(5));
     }

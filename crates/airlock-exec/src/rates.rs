@@ -23,7 +23,7 @@ use serde_json::json;
 
 use crate::error::ExecError;
 use crate::report::Reporter;
-use crate::{lease, Context, Options};
+use crate::{Context, Options, lease};
 
 /// Tables smaller than this time mostly fixed costs: their runs teach nothing.
 pub const MIN_ROWS: f64 = 10_000.0;
@@ -156,9 +156,14 @@ impl Rates {
     /// The rate for `work` on `table`: this table's own history when it has
     /// some (the most similar statements there are), else [`Rates::get`].
     pub fn for_table(&self, work: Work, table: &str) -> Rate {
-        let own = self.timings.iter().filter(|t| t.work == work && t.table.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(table)));
+        let own = self
+            .timings
+            .iter()
+            .filter(|t| t.work == work && t.table.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(table)));
         match median_rate(own) {
-            Some((median, runs)) => Rate { rows_per_second: median, source: format!("history of `{table}` ({runs} run(s))") },
+            Some((median, runs)) => {
+                Rate { rows_per_second: median, source: format!("history of `{table}` ({runs} run(s))") }
+            }
             None => self.get(work).clone(),
         }
     }
@@ -176,7 +181,9 @@ impl Rates {
             .and_then(|row| row.into_iter().next().flatten())
             .and_then(|text| serde_json::from_str::<Calibration>(&text).ok());
         let events = driver
-            .query_text(&format!("SELECT detail FROM airlock_events WHERE kind = 'timing' ORDER BY id DESC LIMIT {TIMINGS_READ}"))
+            .query_text(&format!(
+                "SELECT detail FROM airlock_events WHERE kind = 'timing' ORDER BY id DESC LIMIT {TIMINGS_READ}"
+            ))
             .await
             .unwrap_or_default();
         let timings: Vec<Timing> = events
@@ -219,7 +226,11 @@ pub struct Timing {
 /// before retries left out), or None when it teaches nothing: only one that
 /// is all heavy DDL of one kind over tables of known size does; anything
 /// else in it would count against the work.
-pub(crate) fn timing_of(version: &airlock_core::Version, assessed: &crate::plan::MigrationPlan, working: Duration) -> Option<Event> {
+pub(crate) fn timing_of(
+    version: &airlock_core::Version,
+    assessed: &crate::plan::MigrationPlan,
+    working: Duration,
+) -> Option<Event> {
     let work: Option<Vec<_>> = assessed
         .statements
         .iter()
@@ -255,7 +266,9 @@ fn fill(engine: Engine, rows: u64) -> Vec<String> {
     match engine {
         Engine::Postgres => vec![
             format!("CREATE TABLE {SCRATCH} (id bigint PRIMARY KEY, val integer, pad text)"),
-            format!("INSERT INTO {SCRATCH} SELECT g, (g * 7919) % 1000003, md5(g::text) FROM generate_series(1, {rows}) AS g"),
+            format!(
+                "INSERT INTO {SCRATCH} SELECT g, (g * 7919) % 1000003, md5(g::text) FROM generate_series(1, {rows}) AS g"
+            ),
             format!("ANALYZE {SCRATCH}"),
         ],
         Engine::MySql => {
@@ -265,7 +278,9 @@ fn fill(engine: Engine, rows: u64) -> Vec<String> {
                 .collect();
             let number: Vec<String> = (0..digits).map(|i| format!("d{i}.d * {}", 10u64.pow(i as u32))).collect();
             vec![
-                format!("CREATE TABLE {SCRATCH} (id BIGINT NOT NULL PRIMARY KEY, val INT, pad VARCHAR(64)) ENGINE=InnoDB"),
+                format!(
+                    "CREATE TABLE {SCRATCH} (id BIGINT NOT NULL PRIMARY KEY, val INT, pad VARCHAR(64)) ENGINE=InnoDB"
+                ),
                 format!(
                     "INSERT INTO {SCRATCH} SELECT n + 1, ((n + 1) * 7919) % 1000003, MD5(n) FROM (SELECT {} AS n FROM {}) AS s WHERE n < {rows}",
                     number.join(" + "),
@@ -313,7 +328,10 @@ fn timed(engine: Engine) -> [(Work, String); 3] {
 /// `migrate`. Touches no table but its own scratch table and airlock's.
 pub async fn calibrate(options: &Options, rows: u64, reporter: &mut dyn Reporter) -> Result<Calibration, ExecError> {
     if rows < MIN_ROWS as u64 {
-        return Err(ExecError::Usage(format!("--rows {rows}: calibrating needs at least {} rows to time more than fixed costs", MIN_ROWS as u64)));
+        return Err(ExecError::Usage(format!(
+            "--rows {rows}: calibrating needs at least {} rows to time more than fixed costs",
+            MIN_ROWS as u64
+        )));
     }
     let ctx = Context::new(options);
     let engine = options.url.engine();
@@ -337,7 +355,10 @@ pub async fn calibrate(options: &Options, rows: u64, reporter: &mut dyn Reporter
 
 async fn drop_scratch(driver: &mut dyn Driver) -> Result<(), ExecError> {
     for table in [format!("{SCRATCH}_copy"), SCRATCH.to_owned()] {
-        driver.execute(&format!("DROP TABLE IF EXISTS {table}")).await.map_err(ExecError::db("dropping the calibration's scratch table"))?;
+        driver
+            .execute(&format!("DROP TABLE IF EXISTS {table}"))
+            .await
+            .map_err(ExecError::db("dropping the calibration's scratch table"))?;
     }
     Ok(())
 }
@@ -354,7 +375,13 @@ async fn measure(driver: &mut dyn Driver, engine: Engine, rows: u64) -> Result<C
         let secs = started.elapsed().as_secs_f64().max(1e-6);
         rates[Work::ALL.iter().position(|w| *w == work).unwrap_or(0)] = rows as f64 / secs;
     }
-    Ok(Calibration { measured_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(), rows, scan: rates[0], index: rates[1], rewrite: rates[2] })
+    Ok(Calibration {
+        measured_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        rows,
+        scan: rates[0],
+        index: rates[1],
+        rewrite: rates[2],
+    })
 }
 
 async fn store(driver: &mut dyn Driver, ctx: &Context, engine: Engine, c: &Calibration) -> Result<(), ExecError> {
@@ -364,9 +391,15 @@ async fn store(driver: &mut dyn Driver, ctx: &Context, engine: Engine, c: &Calib
         _ => format!("'{}'", value.replace('\'', "''")),
     };
     let sql = match engine {
-        Engine::Postgres => format!("INSERT INTO airlock_meta (key, value) VALUES ('calibration', {literal}) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"),
-        Engine::MySql => format!("INSERT INTO airlock_meta (`key`, value) VALUES ('calibration', {literal}) ON DUPLICATE KEY UPDATE value = VALUES(value)"),
-        Engine::Sqlite => format!("INSERT INTO airlock_meta (key, value) VALUES ('calibration', {literal}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+        Engine::Postgres => format!(
+            "INSERT INTO airlock_meta (key, value) VALUES ('calibration', {literal}) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ),
+        Engine::MySql => format!(
+            "INSERT INTO airlock_meta (`key`, value) VALUES ('calibration', {literal}) ON DUPLICATE KEY UPDATE value = VALUES(value)"
+        ),
+        Engine::Sqlite => format!(
+            "INSERT INTO airlock_meta (key, value) VALUES ('calibration', {literal}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        ),
     };
     driver.execute(&sql).await.map_err(ExecError::db("storing the calibration"))?;
     let event = Event { kind: "calibrated".to_owned(), version: None, detail: json!(c).to_string() };
@@ -384,7 +417,13 @@ mod tests {
     #[test]
     fn history_beats_calibration_beats_defaults() {
         let mut rates = Rates::defaults(Engine::Postgres);
-        let calibration = Calibration { measured_at: "2026-11-21T10:00:00Z".into(), rows: 200_000, scan: 4e6, index: 1e6, rewrite: 5e5 };
+        let calibration = Calibration {
+            measured_at: "2026-11-21T10:00:00Z".into(),
+            rows: 200_000,
+            scan: 4e6,
+            index: 1e6,
+            rewrite: 5e5,
+        };
         let timings = [
             timing(Work::Rewrite, 1e6, 2000.0),
             timing(Work::Rewrite, 1e6, 4000.0),
@@ -418,9 +457,14 @@ mod tests {
         let one = timing_event(&v, &[t(Work::Index, 50_000.0, "orders")], Duration::from_millis(200)).unwrap();
         let timing: Timing = serde_json::from_str(&one.detail).unwrap();
         assert_eq!((timing.work, timing.rows, timing.table.as_deref()), (Work::Index, 50_000.0, Some("orders")));
-        let two = timing_event(&v, &[t(Work::Index, 50_000.0, "a"), t(Work::Index, 1.0, "b")], Duration::from_millis(200)).unwrap();
+        let two =
+            timing_event(&v, &[t(Work::Index, 50_000.0, "a"), t(Work::Index, 1.0, "b")], Duration::from_millis(200))
+                .unwrap();
         assert_eq!(serde_json::from_str::<Timing>(&two.detail).unwrap().table, None);
-        assert!(timing_event(&v, &[t(Work::Index, 50_000.0, "a"), t(Work::Rewrite, 50_000.0, "a")], Duration::from_secs(1)).is_none());
+        assert!(
+            timing_event(&v, &[t(Work::Index, 50_000.0, "a"), t(Work::Rewrite, 50_000.0, "a")], Duration::from_secs(1))
+                .is_none()
+        );
         assert!(timing_event(&v, &[t(Work::Index, 500.0, "a")], Duration::from_secs(1)).is_none());
         assert!(timing_event(&v, &[], Duration::from_secs(1)).is_none());
     }

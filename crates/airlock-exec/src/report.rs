@@ -21,7 +21,15 @@ pub trait Reporter: Send {
     /// `gate --wait` is still waiting, for these reasons (said when they change).
     fn gate_waiting(&mut self, _reasons: &[String]) {}
     /// A statement hit the lock timeout and will be retried after `wait`.
-    fn retrying(&mut self, _migration: &Migration, _statement: usize, _attempt: u32, _wait: Duration, _blockers: &[String]) {}
+    fn retrying(
+        &mut self,
+        _migration: &Migration,
+        _statement: usize,
+        _attempt: u32,
+        _wait: Duration,
+        _blockers: &[String],
+    ) {
+    }
 }
 
 /// A reporter that says nothing.

@@ -3,8 +3,7 @@
 use std::time::{Duration, Instant};
 
 use airlock_core::{
-    reconcile, Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState, Settings,
-    Version,
+    Event, HistoryRecord, Migration, Problem, ProblemCode, RunMode, RunState, Settings, Version, reconcile,
 };
 use airlock_driver::{Driver, DriverError, ErrorKind, Ran, Timeouts};
 use chrono::Utc;
@@ -12,11 +11,11 @@ use rand::Rng;
 use serde_json::json;
 
 use crate::error::{ExecError, FailedStatement, MigrationRefused, Refusal};
-use crate::plan::{Assessor, MigrationPlan, Risk, StatementPlan, Verdict};
 use crate::lease::{self, HeldLease};
-use crate::prepare::{prepare, Prepared};
+use crate::plan::{Assessor, MigrationPlan, Risk, StatementPlan, Verdict};
+use crate::prepare::{Prepared, prepare};
 use crate::report::{PendingEntry, Reporter, RunEntry, RunReport};
-use crate::{project_problem, snapshot, Context, Options};
+use crate::{Context, Options, project_problem, snapshot};
 
 /// Lints the pending migrations against the live schema: error findings (not
 /// allowed, not in the baseline) refuse the run before anything changes;
@@ -57,7 +56,9 @@ pub async fn migrate(
     let (discovered, looked) = tokio::join!(options.discover_in_background(), async {
         let mut driver = match crate::connect(&options.url, false).await {
             Ok(driver) => driver,
-            Err(e) if e.kind == ErrorKind::Connection && crate::sqlite_file_missing(options) => return Ok((None, None)),
+            Err(e) if e.kind == ErrorKind::Connection && crate::sqlite_file_missing(options) => {
+                return Ok((None, None));
+            }
             Err(e) => return Err(ExecError::Connect(e)),
         };
         let snap = snapshot(driver.as_mut(), &ctx).await?;
@@ -115,7 +116,8 @@ pub async fn migrate(
             Some(driver) => crate::rates::Rates::read(driver.as_mut()).await,
             None => crate::rates::Rates::defaults(options.url.engine()),
         };
-        let scripts = parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
+        let scripts =
+            parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
         lint_pending(options, &pending, &scripts, catalog.clone(), reporter)?;
         let mut before_lock = Judge {
             expected: pending.iter().map(|m| m.version.to_string()).collect(),
@@ -130,15 +132,14 @@ pub async fn migrate(
         judge = Some(before_lock);
     }
     if let Some(signal) = options.interrupt.raised() {
-        return Err(ExecError::Interrupted { signal, state: "it stopped before changing anything".into(), applied: Vec::new() });
+        return Err(ExecError::Interrupted {
+            signal,
+            state: "it stopped before changing anything".into(),
+            applied: Vec::new(),
+        });
     }
     if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
-        let migrations = plan
-            .pending
-            .iter()
-            .zip(&prepared)
-            .map(|(m, p)| entry(m, p, Duration::ZERO))
-            .collect();
+        let migrations = plan.pending.iter().zip(&prepared).map(|(m, p)| entry(m, p, Duration::ZERO)).collect();
         return Ok(RunReport {
             migrations,
             dry_run,
@@ -149,7 +150,11 @@ pub async fn migrate(
     }
 
     if let Some(signal) = options.interrupt.raised() {
-        return Err(ExecError::Interrupted { signal, state: "it stopped before changing anything".into(), applied: Vec::new() });
+        return Err(ExecError::Interrupted {
+            signal,
+            state: "it stopped before changing anything".into(),
+            applied: Vec::new(),
+        });
     }
     // Something to do: create airlock's tables, take the lease, read again under it.
     let mut driver = match driver {
@@ -226,7 +231,8 @@ async fn migrate_locked(
     if snap.project.is_none() {
         if let Some(project) = &ctx.options.project {
             driver.stamp_project(project).await.map_err(ExecError::db("stamping the project"))?;
-            let event = Event { kind: "stamped".into(), version: None, detail: json!({ "project": project }).to_string() };
+            let event =
+                Event { kind: "stamped".into(), version: None, detail: json!({ "project": project }).to_string() };
             driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the project stamp"))?;
         }
     }
@@ -248,7 +254,8 @@ async fn migrate_locked(
     let mut newest = plan.current_version();
     for (migration, prepared) in plan.pending.iter().zip(&prepared) {
         if let Some(signal) = ctx.options.interrupt.raised() {
-            let state = format!("it stopped before migration {} ({}), which did not run", migration.version, migration.name);
+            let state =
+                format!("it stopped before migration {} ({}), which did not run", migration.version, migration.name);
             return Err(with_applied(ExecError::Interrupted { signal, state, applied: Vec::new() }, &ran));
         }
         for note in &prepared.notes {
@@ -258,15 +265,15 @@ async fn migrate_locked(
         let assessed = judge.assess(migration, &ctx.options).await.map_err(|e| with_applied(e, &ran))?;
         decide(&ctx.options, migration, &assessed, reporter).map_err(|e| with_applied(e, &ran))?;
         if let Some(signal) = ctx.options.interrupt.raised() {
-            let state = format!("it stopped before migration {} ({}), which did not run", migration.version, migration.name);
+            let state =
+                format!("it stopped before migration {} ({}), which did not run", migration.version, migration.name);
             return Err(with_applied(ExecError::Interrupted { signal, state, applied: Vec::new() }, &ran));
         }
         reporter.migration_started(migration, prepared.mode);
         let paused = || Duration::from_millis(ctx.paused_ms.load(std::sync::atomic::Ordering::Relaxed));
         let paused_before = paused();
-        let elapsed = apply(driver, ctx, held, migration, prepared, 0, reporter)
-            .await
-            .map_err(|e| with_applied(e, &ran))?;
+        let elapsed =
+            apply(driver, ctx, held, migration, prepared, 0, reporter).await.map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
         // Waits before retries are not work (a transactional migration's
         // time already starts at its last attempt).
@@ -292,7 +299,14 @@ fn check_planned(options: &Options, pending: &[&Migration]) -> Result<(), ExecEr
         return Ok(());
     }
     let list = |v: &[(String, String)]| {
-        if v.is_empty() { "none".to_owned() } else { v.iter().map(|(version, sum)| format!("{version} ({}…)", &sum[..8.min(sum.len())])).collect::<Vec<_>>().join(", ") }
+        if v.is_empty() {
+            "none".to_owned()
+        } else {
+            v.iter()
+                .map(|(version, sum)| format!("{version} ({}…)", &sum[..8.min(sum.len())]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
     };
     Err(ExecError::PlanMismatch(format!(
         "the plan was made for pending migrations {}, but now they are {}: nothing was applied; run `airlock plan` again and review it",
@@ -314,7 +328,11 @@ struct Judge {
 impl Judge {
     /// For a run that found nothing pending before the lock.
     async fn empty(options: &Options, driver: &mut dyn Driver) -> Result<Judge, ExecError> {
-        Ok(Judge { assessor: Assessor::reading(options, driver).await?, scripts: Default::default(), expected: Vec::new() })
+        Ok(Judge {
+            assessor: Assessor::reading(options, driver).await?,
+            scripts: Default::default(),
+            expected: Vec::new(),
+        })
     }
 
     /// The migration's parsed script: parsed before the lock, or now.
@@ -327,7 +345,8 @@ impl Judge {
 
     /// Judges the migration about to run, and advances the schema model past it.
     async fn assess(&mut self, migration: &Migration, options: &Options) -> Result<MigrationPlan, ExecError> {
-        let script = self.scripts.remove(&migration.version.to_string()).unwrap_or_else(|| self.script(migration, options));
+        let script =
+            self.scripts.remove(&migration.version.to_string()).unwrap_or_else(|| self.script(migration, options));
         self.assessor.migration(migration, &script, Default::default()).await
     }
 
@@ -356,7 +375,12 @@ impl Judge {
 
 /// Refuses a blocked migration (exit 3), and a risky one in a protected
 /// environment unless an allow accepts each risk; elsewhere, tells the risks.
-pub(crate) fn decide(options: &Options, migration: &Migration, assessed: &MigrationPlan, reporter: &mut dyn Reporter) -> Result<(), ExecError> {
+pub(crate) fn decide(
+    options: &Options,
+    migration: &Migration,
+    assessed: &MigrationPlan,
+    reporter: &mut dyn Reporter,
+) -> Result<(), ExecError> {
     let refusals = |pick: fn(&StatementPlan) -> Vec<Risk>| -> Vec<Refusal> {
         assessed
             .statements
@@ -525,7 +549,10 @@ async fn apply_in_transaction(
         let statements: Vec<&str> = prepared.statements.iter().map(|s| s.sql.as_str()).collect();
         if let Some(signal) = ctx.options.interrupt.raised() {
             // Before this attempt began (a signal during a back-off wait).
-            let state = format!("it stopped before migration {} ({}) ran; `airlock migrate` runs it", migration.version, migration.name);
+            let state = format!(
+                "it stopped before migration {} ({}) ran; `airlock migrate` runs it",
+                migration.version, migration.name
+            );
             return Err(ExecError::Interrupted { signal, state, applied: Vec::new() });
         }
         // A signal now cancels these statements on the server; none after them.
@@ -536,7 +563,11 @@ async fn apply_in_transaction(
             // Cancelled mid-statement, or done but not committed: roll back either way.
             ctx.options.interrupt.settled().await;
             let _ = driver.rollback().await;
-            let event = Event { kind: "interrupted".into(), version: Some(migration.version.clone()), detail: json!({ "signal": signal, "mode": "transaction" }).to_string() };
+            let event = Event {
+                kind: "interrupted".into(),
+                version: Some(migration.version.clone()),
+                detail: json!({ "signal": signal, "mode": "transaction" }).to_string(),
+            };
             let _ = driver.append_event(&event, &ctx.actor).await;
             let state = format!(
                 "migration {} ({}) was stopped and rolled back, so the database is as it was before it; `airlock migrate` runs it again",
@@ -561,7 +592,10 @@ async fn apply_in_transaction(
                 Ok(false) => return Err(ExecError::LeaseLost),
                 Err(e) => {
                     let _ = driver.rollback().await;
-                    return Err(ExecError::Database { context: format!("recording migration {}", migration.version), source: e });
+                    return Err(ExecError::Database {
+                        context: format!("recording migration {}", migration.version),
+                        source: e,
+                    });
                 }
             }
         };
@@ -595,11 +629,16 @@ async fn apply_statements(
             return Err(ExecError::LeaseLost);
         }
         if let Some(signal) = ctx.options.interrupt.raised() {
-            return Err(interrupted_statements(driver, ctx, migration, prepared, record, index, signal, false, started).await);
+            return Err(interrupted_statements(
+                driver, ctx, migration, prepared, record, index, signal, false, started,
+            )
+            .await);
         }
         let statement = &prepared.statements[index];
         if let Some(name) = &prepared.concurrent_index[index] {
-            if let Some(dropped) = driver.drop_invalid_index(name).await.map_err(ExecError::db("dropping an INVALID index"))? {
+            if let Some(dropped) =
+                driver.drop_invalid_index(name).await.map_err(ExecError::db("dropping an INVALID index"))?
+            {
                 reporter.warning(&format!(
                     "{} {}: dropped the INVALID index {dropped} left by an earlier failed attempt, to build it again",
                     migration.version, migration.name
@@ -616,7 +655,10 @@ async fn apply_statements(
         loop {
             if let Some(signal) = ctx.options.interrupt.raised() {
                 // A signal during a back-off wait: the statement has not run again.
-                return Err(interrupted_statements(driver, ctx, migration, prepared, record, index, signal, false, started).await);
+                return Err(interrupted_statements(
+                    driver, ctx, migration, prepared, record, index, signal, false, started,
+                )
+                .await);
             }
             ctx.options.interrupt.arm(driver.canceller());
             let executed = driver.execute(&statement.sql).await;
@@ -625,7 +667,10 @@ async fn apply_statements(
                 Ok(()) => break,
                 Err(_) if ctx.options.interrupt.raised().is_some() => {
                     let signal = ctx.options.interrupt.raised().unwrap_or(crate::interrupt::SIGINT);
-                    return Err(interrupted_statements(driver, ctx, migration, prepared, record, index, signal, true, started).await);
+                    return Err(interrupted_statements(
+                        driver, ctx, migration, prepared, record, index, signal, true, started,
+                    )
+                    .await);
                 }
                 Err(e) if e.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries => {
                     attempt += 1;
@@ -635,7 +680,8 @@ async fn apply_statements(
                     // A file with transactions of its own may have left one open
                     // and aborted: close it, or the failure could not be recorded.
                     let _ = driver.rollback().await;
-                    let mut aftermath = format!("it ran outside a transaction, so {}", airlock_core::statements_kept(index));
+                    let mut aftermath =
+                        format!("it ran outside a transaction, so {}", airlock_core::statements_kept(index));
                     if let Some(name) = &prepared.concurrent_index[index] {
                         if driver.index_is_invalid(name).await.unwrap_or(false) {
                             aftermath.push_str(&format!(
@@ -648,7 +694,9 @@ async fn apply_statements(
                         v = migration.version,
                         n = index + 1
                     ));
-                    return Err(record_failure(driver, ctx, migration, prepared, record, index, e, aftermath, started).await);
+                    return Err(
+                        record_failure(driver, ctx, migration, prepared, record, index, e, aftermath, started).await
+                    );
                 }
             }
         }
@@ -656,7 +704,18 @@ async fn apply_statements(
         if index + 1 < total {
             if let Some(signal) = ctx.options.interrupt.raised() {
                 // The signal came as the statement finished: stop before the next.
-                return Err(interrupted_statements(driver, ctx, migration, prepared, record, index + 1, signal, false, started).await);
+                return Err(interrupted_statements(
+                    driver,
+                    ctx,
+                    migration,
+                    prepared,
+                    record,
+                    index + 1,
+                    signal,
+                    false,
+                    started,
+                )
+                .await);
             }
             driver.write_history(&record).await.map_err(ExecError::db("recording progress"))?;
         }
@@ -690,7 +749,10 @@ async fn interrupted_statements(
     // A file with transactions of its own may have one open.
     let _ = driver.rollback().await;
     let how = if cancelled { "was cancelled on the server" } else { "had not started" };
-    let error = DriverError::new(ErrorKind::Statement, format!("interrupted by {}: statement {} {how}", crate::interrupt::signal_name(signal), index + 1));
+    let error = DriverError::new(
+        ErrorKind::Statement,
+        format!("interrupted by {}: statement {} {how}", crate::interrupt::signal_name(signal), index + 1),
+    );
     let kept = airlock_core::statements_kept(index);
     let state = format!(
         "migration {v} ({name}) runs outside a transaction and stopped at statement {n} of {total} ({how}): {kept}; it is recorded as failed at statement {n}: `airlock resolve {v} --retry-from-failed` runs statement {n} onward",
@@ -704,12 +766,8 @@ async fn interrupted_statements(
 }
 
 fn applied_event(migration: &Migration, record: &HistoryRecord) -> Event {
-    let allows: Vec<_> = migration
-        .directives
-        .allows
-        .iter()
-        .map(|a| json!({ "rule": a.rule, "reason": a.reason }))
-        .collect();
+    let allows: Vec<_> =
+        migration.directives.allows.iter().map(|a| json!({ "rule": a.rule, "reason": a.reason })).collect();
     Event {
         kind: "applied".into(),
         version: Some(migration.version.clone()),

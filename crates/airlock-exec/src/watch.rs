@@ -10,9 +10,9 @@ use airlock_driver::{Driver, DriverError, Engine, ErrorKind};
 
 use crate::admin::judge_status;
 use crate::error::ExecError;
-use crate::gate::{judge, GateReport, Requirement};
+use crate::gate::{GateReport, Requirement, judge};
 use crate::report::StatusReport;
-use crate::{snapshot, Context, Options};
+use crate::{Context, Options, snapshot};
 
 /// One database's status at one moment, with what the gate needs to judge it.
 #[derive(Debug, Clone)]

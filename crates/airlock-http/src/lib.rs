@@ -26,7 +26,7 @@ use airlock_core::Version;
 use airlock_exec::{Assessment, GateReport, Options, Requirement, Watcher};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -206,12 +206,12 @@ impl Shared {
                 return Err(Box::new(problem(
                     StatusCode::BAD_REQUEST,
                     format!("name an environment with ?env=NAME (known: {})", known()),
-                )))
+                )));
             }
         };
-        self.envs
-            .get(name)
-            .ok_or_else(|| Box::new(problem(StatusCode::NOT_FOUND, format!("no environment `{name}` (known: {})", known()))))
+        self.envs.get(name).ok_or_else(|| {
+            Box::new(problem(StatusCode::NOT_FOUND, format!("no environment `{name}` (known: {})", known())))
+        })
     }
 
     async fn read(&self, env: &Env, arrived: Instant) -> Read {
@@ -310,10 +310,8 @@ async fn metrics(State(shared): AppState) -> Response {
         async move { (env.name.as_str(), tokio::time::timeout(deadline, shared.read(env, arrived)).await.ok()) }
     }))
     .await;
-    let observed: Vec<(&str, Option<&Assessment>)> = reads
-        .iter()
-        .map(|(name, read)| (*name, read.as_ref().and_then(|r| r.answer.as_ref().as_ref().ok())))
-        .collect();
+    let observed: Vec<(&str, Option<&Assessment>)> =
+        reads.iter().map(|(name, read)| (*name, read.as_ref().and_then(|r| r.answer.as_ref().as_ref().ok()))).collect();
     match metrics::encode(&observed) {
         Ok(text) => {
             let mut response = text.into_response();

@@ -5,8 +5,8 @@ use std::sync::atomic::AtomicU64;
 
 use airlock_exec::Assessment;
 use chrono::DateTime;
-use prometheus_client::encoding::text::encode as encode_text;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode as encode_text;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -39,14 +39,32 @@ pub(crate) fn encode(observed: &[(&str, Option<&Assessment>)]) -> Result<String,
         "The newest applied migration version, when it is a plain number (dotted versions: see airlock_schema_version_info)",
     );
     let version_info = Family::<EnvVersion, Gauge<f64, AtomicU64>>::default();
-    registry.register("airlock_schema_version_info", "The newest applied migration version, as a label", version_info.clone());
+    registry.register(
+        "airlock_schema_version_info",
+        "The newest applied migration version, as a label",
+        version_info.clone(),
+    );
     let in_progress = gauge(&mut registry, "airlock_migration_in_progress", "1 while a migration run holds the lock");
     let pending = gauge(&mut registry, "airlock_pending_migrations", "Migrations in the directory not applied yet");
-    let failed = gauge(&mut registry, "airlock_failed_migrations", "Migrations that failed or were cut off part-way and need a person");
-    let problems = gauge(&mut registry, "airlock_problems", "Problems `airlock status` reports (edited files, unknown versions, wrong project...)");
-    let last_duration = gauge(&mut registry, "airlock_last_run_duration_seconds", "How long the last finished run took");
-    let last_time = gauge(&mut registry, "airlock_last_run_timestamp_seconds", "When the last finished run ended, in Unix seconds");
-    let last_ok = gauge(&mut registry, "airlock_last_run_succeeded", "Whether the last finished run ended without a failed migration");
+    let failed = gauge(
+        &mut registry,
+        "airlock_failed_migrations",
+        "Migrations that failed or were cut off part-way and need a person",
+    );
+    let problems = gauge(
+        &mut registry,
+        "airlock_problems",
+        "Problems `airlock status` reports (edited files, unknown versions, wrong project...)",
+    );
+    let last_duration =
+        gauge(&mut registry, "airlock_last_run_duration_seconds", "How long the last finished run took");
+    let last_time =
+        gauge(&mut registry, "airlock_last_run_timestamp_seconds", "When the last finished run ended, in Unix seconds");
+    let last_ok = gauge(
+        &mut registry,
+        "airlock_last_run_succeeded",
+        "Whether the last finished run ended without a failed migration",
+    );
 
     for (name, assessment) in observed {
         let env = Env { environment: (*name).to_owned() };
@@ -61,7 +79,9 @@ pub(crate) fn encode(observed: &[(&str, Option<&Assessment>)]) -> Result<String,
                 // Exact up to 2^53: timestamps like 20240131120000 fit.
                 version.get_or_create(&env).set(number as f64);
             }
-            version_info.get_or_create(&EnvVersion { environment: env.environment.clone(), version: current.clone() }).set(1.0);
+            version_info
+                .get_or_create(&EnvVersion { environment: env.environment.clone(), version: current.clone() })
+                .set(1.0);
         }
         let has = |code: &str| status.problems.iter().any(|p| p.code == code);
         let cut_off = status.problems.iter().filter(|p| p.code == "failed" || p.code == "interrupted").count();

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use airlock_core::schema::Catalog;
 use airlock_core::{Allow, Migration};
 use airlock_sql::parse::parse;
-use airlock_sql::{classify, split, Dialect, TxNeed};
+use airlock_sql::{Dialect, TxNeed, classify, split};
 use serde::Serialize;
 
 pub use baseline::Baseline;
@@ -194,7 +194,12 @@ pub fn lint(migrations: &[Migration], catalog: Catalog, options: &LintOptions) -
 }
 
 /// [`lint`] over scripts already parsed by [`parse_all`] (one per migration, in order).
-pub fn lint_parsed(migrations: &[Migration], scripts: &[ParsedScript], mut catalog: Catalog, options: &LintOptions) -> Report {
+pub fn lint_parsed(
+    migrations: &[Migration],
+    scripts: &[ParsedScript],
+    mut catalog: Catalog,
+    options: &LintOptions,
+) -> Report {
     let mut report = Report::default();
     for (migration, script) in migrations.iter().zip(scripts) {
         let mut found = unparsed_findings(migration, script, options, catalog.server_version.as_deref());
@@ -210,7 +215,16 @@ pub fn lint_parsed(migrations: &[Migration], scripts: &[ParsedScript], mut catal
         for (index, statement) in parsed.iter().enumerate() {
             let Ok(ops) = &statement.ops else { continue };
             for op in ops {
-                let cx = Context { migration, statements: parsed, index, op, catalog: &catalog, dialect: options.dialect, in_transaction, at: 0 };
+                let cx = Context {
+                    migration,
+                    statements: parsed,
+                    index,
+                    op,
+                    catalog: &catalog,
+                    dialect: options.dialect,
+                    in_transaction,
+                    at: 0,
+                };
                 for rule in rules::ALL {
                     if rule.applies_to(options.dialect) {
                         rule.check(&cx, &mut found);
@@ -229,7 +243,12 @@ pub fn lint_parsed(migrations: &[Migration], scripts: &[ParsedScript], mut catal
 /// will refuse it too, unless it is newer than the parser); one the general
 /// parser (MySQL, SQLite) cannot read is `unparsed-statement`, a warning
 /// unless `strict`.
-fn unparsed_findings(migration: &Migration, script: &ParsedScript, options: &LintOptions, server: Option<&str>) -> Vec<Finding> {
+fn unparsed_findings(
+    migration: &Migration,
+    script: &ParsedScript,
+    options: &LintOptions,
+    server: Option<&str>,
+) -> Vec<Finding> {
     let unparsed = if options.strict { Severity::Error } else { Severity::Warning };
     let base = |line: usize, statement: Option<usize>, span, message: String, help: &str| Finding {
         rule: rules::UNPARSED,
@@ -245,7 +264,13 @@ fn unparsed_findings(migration: &Migration, script: &ParsedScript, options: &Lin
         checksum: migration.checksum.clone(),
     };
     if let Some((line, why)) = &script.split_error {
-        return vec![base(*line, None, None, format!("the file cannot be split into statements: {why}"), "fix the SQL; the rest of this file was not checked")];
+        return vec![base(
+            *line,
+            None,
+            None,
+            format!("the file cannot be split into statements: {why}"),
+            "fix the SQL; the rest of this file was not checked",
+        )];
     }
     // A live PostgreSQL newer than the parser may accept what it refuses.
     let newer_server = server
@@ -310,14 +335,20 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
             Some(Some(configured)) => {
                 // A rule that stepped its finding down (a small table, no
                 // database to tell) keeps the step below the configured level.
-                let default = rules::ALL.iter().find(|r| r.id() == finding.rule).map_or(finding.severity, |r| r.default_severity());
+                let default = rules::ALL
+                    .iter()
+                    .find(|r| r.id() == finding.rule)
+                    .map_or(finding.severity, |r| r.default_severity());
                 let step = rank(default).saturating_sub(rank(finding.severity));
                 finding.severity = from_rank(rank(*configured).saturating_sub(step));
             }
             None => {}
         }
         let offset = migration.up.line_offset;
-        let allow = allows.iter().enumerate().find(|(_, a)| accepts(&a.rule, finding.rule) && covers(a, offset, &finding, parsed));
+        let allow = allows
+            .iter()
+            .enumerate()
+            .find(|(_, a)| accepts(&a.rule, finding.rule) && covers(a, offset, &finding, parsed));
         match allow {
             Some((i, a)) => {
                 used[i] = true;
@@ -390,7 +421,8 @@ fn covers_statement(allow: &Allow, line_offset: usize, index: usize, parsed: &[P
 /// The ids `-- airlock:allow` accepts besides lint rules: what makes the plan
 /// call a statement risky (and, for `attribute-loss`, blocked), so that a
 /// protected environment runs it only when a person has said why it is fine.
-pub const PLAN_RISKS: [&str; 6] = ["blocks-writes", "over-budget", "lock-blockers", "id-exhaustion", "unchecked", "attribute-loss"];
+pub const PLAN_RISKS: [&str; 6] =
+    ["blocks-writes", "over-budget", "lock-blockers", "id-exhaustion", "unchecked", "attribute-loss"];
 
 /// Ids that name the same problem: the plan's `attribute-loss` and lint's
 /// `modify-drops-attributes` are one lost MySQL column attribute.

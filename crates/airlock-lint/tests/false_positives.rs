@@ -2,10 +2,10 @@
 //! precision is what makes people keep it on. Also allows and unparsable SQL.
 
 use airlock_core::schema::{Catalog, Column, Origin, Table};
-use airlock_core::{discover_embedded, Embedded, EmbeddedFile};
-use airlock_lint::{lint, LintOptions, Report, Severity};
-use airlock_sql::parse::TableName;
+use airlock_core::{Embedded, EmbeddedFile, discover_embedded};
+use airlock_lint::{LintOptions, Report, Severity, lint};
 use airlock_sql::Dialect;
+use airlock_sql::parse::TableName;
 
 fn report(dialect: Dialect, files: &'static [EmbeddedFile], catalog: Catalog) -> Report {
     let found = discover_embedded(&Embedded { dir: "migrations", files }).unwrap();
@@ -59,7 +59,12 @@ fn varchar_to_text_is_clean_against_the_live_type() {
     ];
     let users = Table {
         name: TableName::bare("users"),
-        columns: vec![Column { name: "name".into(), data_type: "character varying(50)".into(), nullable: true, ..Column::default() }],
+        columns: vec![Column {
+            name: "name".into(),
+            data_type: "character varying(50)".into(),
+            nullable: true,
+            ..Column::default()
+        }],
         indexes: Vec::new(),
         constraints: Vec::new(),
         triggers: Vec::new(),
@@ -103,7 +108,8 @@ fn a_statement_postgres_refuses_is_an_error_at_its_position_and_the_rest_is_chec
     assert!(!syntax.message.contains("Invalid statement"), "the parser's own words only: {}", syntax.message);
 
     // Cut off: the parser stops at the end of the text, which is where the finding points.
-    static CUT: &[EmbeddedFile] = files!["1_cut.up.sql" => "SELECT 1;\nCREATE TABLE t (\n  a int\n", "1_cut.down.sql" => "SELECT 1;\n"];
+    static CUT: &[EmbeddedFile] =
+        files!["1_cut.up.sql" => "SELECT 1;\nCREATE TABLE t (\n  a int\n", "1_cut.down.sql" => "SELECT 1;\n"];
     let cut_report = self::report(Dialect::Postgres, CUT, Catalog::offline());
     let cut = cut_report.findings.iter().find(|f| f.rule == "syntax-error").expect("a syntax error");
     assert!(cut.message.contains("at end of input") && cut.message.contains("line 3, column 8"), "{}", cut.message);
@@ -123,7 +129,11 @@ fn a_statement_the_general_parser_cannot_read_is_a_warning_or_with_strict_an_err
     let mut strict = LintOptions::new(Dialect::MySql);
     strict.strict = true;
     let strict = airlock_lint::lint(&discovered.migrations, Catalog::offline(), &strict);
-    assert!(strict.findings.iter().any(|f| f.rule == "unparsed-statement" && f.severity == airlock_lint::Severity::Error), "{:?}", strict.findings);
+    assert!(
+        strict.findings.iter().any(|f| f.rule == "unparsed-statement" && f.severity == airlock_lint::Severity::Error),
+        "{:?}",
+        strict.findings
+    );
 }
 
 #[test]
@@ -131,7 +141,8 @@ fn every_rule_has_a_doc_page() {
     let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/rules");
     let index = std::fs::read_to_string(docs.join("README.md")).unwrap();
     for id in airlock_lint::rules::ids() {
-        let page = std::fs::read_to_string(docs.join(format!("{id}.md"))).unwrap_or_else(|_| panic!("docs/rules/{id}.md is missing"));
+        let page = std::fs::read_to_string(docs.join(format!("{id}.md")))
+            .unwrap_or_else(|_| panic!("docs/rules/{id}.md is missing"));
         for heading in ["## Problem", "## Why it matters", "## Safe alternative", "## Example"] {
             assert!(page.contains(heading), "docs/rules/{id}.md has no `{heading}`");
         }

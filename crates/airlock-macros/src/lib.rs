@@ -5,10 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-
 use proc_macro::TokenStream;
 use quote::quote;
-use syn::{parse_macro_input, LitStr};
+use syn::{LitStr, parse_macro_input};
 
 /// Embeds the migrations of a directory, relative to the calling crate's
 /// `Cargo.toml`; see `airlock::embed_migrations!`.
@@ -33,14 +32,26 @@ fn expand(dir: &LitStr) -> Result<proc_macro2::TokenStream, String> {
     // engine and the program picks its engine's at run time, and a diesel
     // folder's `metadata.toml`, which says how it runs.
     let mut files: Vec<(String, String)> = Vec::new();
-    let flavors = [None, Some(airlock_core::Flavor::Postgres), Some(airlock_core::Flavor::MySql), Some(airlock_core::Flavor::Sqlite)];
+    let flavors = [
+        None,
+        Some(airlock_core::Flavor::Postgres),
+        Some(airlock_core::Flavor::MySql),
+        Some(airlock_core::Flavor::Sqlite),
+    ];
     for flavor in flavors {
         let options = airlock_core::DiscoverOptions { flavor, exclude: Vec::new() };
         let found = airlock_core::discover_with(&root, &options)
             .map_err(|e| format!("airlock: the migrations in `{relative}` are not usable:\n{e}"))?;
         for migration in &found.migrations {
-            let metadata = migration.up.path.parent().map(|p| p.join("metadata.toml")).filter(|m| migration.up.path.ends_with("up.sql") && m.is_file());
-            let paths = std::iter::once(migration.up.path.clone()).chain(migration.down.as_ref().map(|d| d.path.clone())).chain(metadata);
+            let metadata = migration
+                .up
+                .path
+                .parent()
+                .map(|p| p.join("metadata.toml"))
+                .filter(|m| migration.up.path.ends_with("up.sql") && m.is_file());
+            let paths = std::iter::once(migration.up.path.clone())
+                .chain(migration.down.as_ref().map(|d| d.path.clone()))
+                .chain(metadata);
             for path in paths {
                 let entry = embedded_path(&root, &path)?;
                 if !files.contains(&entry) {
@@ -68,10 +79,8 @@ fn embedded_path(root: &Path, path: &Path) -> Result<(String, String), String> {
         .to_str()
         .ok_or_else(|| format!("airlock: `{}`: the file name is not valid UTF-8", path.display()))?
         .replace(std::path::MAIN_SEPARATOR, "/");
-    let absolute = path
-        .to_str()
-        .ok_or_else(|| format!("airlock: `{}`: the path is not valid UTF-8", path.display()))?
-        .to_owned();
+    let absolute =
+        path.to_str().ok_or_else(|| format!("airlock: `{}`: the path is not valid UTF-8", path.display()))?.to_owned();
     Ok((inside, absolute))
 }
 

@@ -112,7 +112,9 @@ fn literal(text: &str) -> String {
 fn concat(alias: &str, columns: &[String], dialect: Dialect) -> String {
     let parts: Vec<String> = columns.iter().map(|c| format!("{alias}.{}", ident(c, dialect))).collect();
     match dialect {
-        Dialect::Postgres => format!("concat_ws(', ', {})", parts.iter().map(|p| format!("{p}::text")).collect::<Vec<_>>().join(", ")),
+        Dialect::Postgres => {
+            format!("concat_ws(', ', {})", parts.iter().map(|p| format!("{p}::text")).collect::<Vec<_>>().join(", "))
+        }
         Dialect::MySql => format!("CONCAT_WS(', ', {})", parts.join(", ")),
         Dialect::Sqlite => parts.iter().map(|p| format!("CAST({p} AS TEXT)")).collect::<Vec<_>>().join(" || ', ' || "),
     }
@@ -121,7 +123,10 @@ fn concat(alias: &str, columns: &[String], dialect: Dialect) -> String {
 /// The key that names a row in examples: the primary key when the catalog knows it.
 fn key_columns(catalog: &Catalog, t: &TableName, fallback: &[String]) -> Vec<String> {
     let pk = catalog.table(t).table().and_then(|t| {
-        t.indexes.iter().find(|i| i.unique && (i.name.ends_with("_pkey") || i.name == "PRIMARY")).map(|i| i.columns.clone())
+        t.indexes
+            .iter()
+            .find(|i| i.unique && (i.name.ends_with("_pkey") || i.name == "PRIMARY"))
+            .map(|i| i.columns.clone())
     });
     pk.filter(|c| !c.is_empty()).unwrap_or_else(|| fallback.to_vec())
 }
@@ -132,7 +137,10 @@ fn not_null(alias: &str, columns: &[String], dialect: Dialect) -> String {
 
 /// `(count, example)` rows for rows matching `filter`.
 fn rows_where(t: &TableName, key: &[String], filter: &str, dialect: Dialect) -> String {
-    counted(&format!("SELECT {} AS k FROM {} AS c WHERE {filter}", concat("c", key, dialect), table(t, dialect)), dialect)
+    counted(
+        &format!("SELECT {} AS k FROM {} AS c WHERE {filter}", concat("c", key, dialect), table(t, dialect)),
+        dialect,
+    )
 }
 
 /// `(count, example)` rows of a query selecting one column `k`: the count over
@@ -152,10 +160,14 @@ fn cast_filter(column: &str, from: &str, to: &str, dialect: Dialect) -> Option<S
     let from = from.to_ascii_lowercase();
     let col = format!("c.{}", ident(column, dialect));
     let (base, mods) = match to.split_once('(') {
-        Some((b, rest)) => (b.trim().to_owned(), rest.trim_end_matches(')').split(',').filter_map(|m| m.trim().parse::<u32>().ok()).collect::<Vec<_>>()),
+        Some((b, rest)) => (
+            b.trim().to_owned(),
+            rest.trim_end_matches(')').split(',').filter_map(|m| m.trim().parse::<u32>().ok()).collect::<Vec<_>>(),
+        ),
         None => (to.trim().to_owned(), Vec::new()),
     };
-    let integer = ["integer", "int", "bigint", "smallint", "int4", "int8", "int2", "tinyint", "mediumint"].contains(&base.split_whitespace().next().unwrap_or(""));
+    let integer = ["integer", "int", "bigint", "smallint", "int4", "int8", "int2", "tinyint", "mediumint"]
+        .contains(&base.split_whitespace().next().unwrap_or(""));
     let numeric = ["numeric", "decimal"].contains(&base.as_str());
     let text_like = ["character varying", "varchar", "character", "char"].contains(&base.as_str());
     let (int_re, num_re) = (r"^\s*[-+]?[0-9]+\s*$", r"^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)\s*$");
@@ -192,7 +204,8 @@ fn cast_filter(column: &str, from: &str, to: &str, dialect: Dialect) -> Option<S
 pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<String> {
     match spec {
         CheckSpec::ForeignKeyOrphans { table: t, columns, references, ref_columns } => {
-            let ref_columns = if ref_columns.is_empty() { key_columns(catalog, references, &[]) } else { ref_columns.clone() };
+            let ref_columns =
+                if ref_columns.is_empty() { key_columns(catalog, references, &[]) } else { ref_columns.clone() };
             if ref_columns.len() != columns.len() || columns.is_empty() {
                 return None;
             }
@@ -243,7 +256,10 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
             }
             let key = key_columns(catalog, t, &[]);
             if key.is_empty() {
-                return Some(counted(&format!("SELECT '' AS k FROM {} AS c WHERE NOT ({expression})", table(t, dialect)), dialect));
+                return Some(counted(
+                    &format!("SELECT '' AS k FROM {} AS c WHERE NOT ({expression})", table(t, dialect)),
+                    dialect,
+                ));
             }
             Some(rows_where(t, &key, &format!("NOT ({expression})"), dialect))
         }
@@ -330,8 +346,11 @@ pub fn fallback_query(spec: &CheckSpec, dialect: Dialect) -> Option<String> {
 
 /// Reads the largest key against its type's maximum.
 fn read_id_exhaustion(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckResult {
-    let CheckSpec::IdExhaustion { table, column, data_type } = spec else { unreachable!("called for id-exhaustion only") };
-    let value = |i: usize| rows.first().and_then(|r| r.get(i).cloned().flatten()).and_then(|v| v.trim().parse::<i128>().ok());
+    let CheckSpec::IdExhaustion { table, column, data_type } = spec else {
+        unreachable!("called for id-exhaustion only")
+    };
+    let value =
+        |i: usize| rows.first().and_then(|r| r.get(i).cloned().flatten()).and_then(|v| v.trim().parse::<i128>().ok());
     // The largest of max(column) and the generator's last value.
     let largest = match (value(0), value(1)) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -351,7 +370,9 @@ fn read_id_exhaustion(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckRe
         Some(v) if v > max => (
             false,
             false,
-            format!("`{table}.{column}` already holds {v}, more than {data_type} can hold ({max}): the statement will fail"),
+            format!(
+                "`{table}.{column}` already holds {v}, more than {data_type} can hold ({max}): the statement will fail"
+            ),
         ),
         Some(v) if share >= ID_EXHAUSTION_SHARE => (
             false,
@@ -361,7 +382,9 @@ fn read_id_exhaustion(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckRe
                 share * 100.0
             ),
         ),
-        Some(v) => (true, false, format!("`{table}.{column}` is at {v}, {:.1}% of the {data_type} maximum", share * 100.0)),
+        Some(v) => {
+            (true, false, format!("`{table}.{column}` is at {v}, {:.1}% of the {data_type} maximum", share * 100.0))
+        }
     };
     CheckResult {
         check: name(spec),
@@ -388,32 +411,70 @@ pub fn read(spec: &CheckSpec, rows: &[Vec<Option<String>>]) -> CheckResult {
         _ => rows.first().and_then(|r| r.first().cloned().flatten()).and_then(|n| n.parse().ok()).unwrap_or(0),
     };
     let message = match (spec, violations) {
-        (CheckSpec::ForeignKeyOrphans { table, references, .. }, 0) => format!("every row of `{table}` has its match in `{references}`"),
-        (CheckSpec::ForeignKeyOrphans { table, references, .. }, n) => format!("{n} row(s) of `{table}` have no match in `{references}`: adding the key will fail"),
-        (CheckSpec::UniqueDuplicates { table, columns }, 0) => format!("no duplicate ({}) in `{table}`", columns.join(", ")),
-        (CheckSpec::UniqueDuplicates { table, columns }, n) => format!("{n} value(s) of ({}) appear more than once in `{table}`", columns.join(", ")),
+        (CheckSpec::ForeignKeyOrphans { table, references, .. }, 0) => {
+            format!("every row of `{table}` has its match in `{references}`")
+        }
+        (CheckSpec::ForeignKeyOrphans { table, references, .. }, n) => {
+            format!("{n} row(s) of `{table}` have no match in `{references}`: adding the key will fail")
+        }
+        (CheckSpec::UniqueDuplicates { table, columns }, 0) => {
+            format!("no duplicate ({}) in `{table}`", columns.join(", "))
+        }
+        (CheckSpec::UniqueDuplicates { table, columns }, n) => {
+            format!("{n} value(s) of ({}) appear more than once in `{table}`", columns.join(", "))
+        }
         (CheckSpec::NotNullViolations { table, column }, 0) => format!("no NULL in `{table}.{column}`"),
-        (CheckSpec::NotNullViolations { table, column }, n) => format!("{n} row(s) of `{table}` have NULL in `{column}`"),
-        (CheckSpec::NewColumnNulls { table, column }, 0) => format!("`{table}` has no rows, so the new NOT NULL column `{column}` needs no value"),
+        (CheckSpec::NotNullViolations { table, column }, n) => {
+            format!("{n} row(s) of `{table}` have NULL in `{column}`")
+        }
+        (CheckSpec::NewColumnNulls { table, column }, 0) => {
+            format!("`{table}` has no rows, so the new NOT NULL column `{column}` needs no value")
+        }
         (CheckSpec::NewColumnNulls { table, column }, n) => format!(
             "{}{n} row(s) of `{table}` would hold NULL in the new NOT NULL column `{column}`, which has no default: adding it will fail",
             if n >= NEW_COLUMN_COUNT_CAP { "at least " } else { "" }
         ),
-        (CheckSpec::CheckViolations { table, expression }, 0) => format!("every row of `{table}` passes CHECK ({expression})"),
-        (CheckSpec::CheckViolations { table, expression }, n) => format!("{n} row(s) of `{table}` fail CHECK ({expression})"),
-        (CheckSpec::CastFailures { table, column, to, .. }, 0) => format!("every value of `{table}.{column}` converts to {to}"),
-        (CheckSpec::CastFailures { table, column, to, .. }, n) => format!("{n} value(s) of `{table}.{column}` will not convert to {to}, or will be cut"),
+        (CheckSpec::CheckViolations { table, expression }, 0) => {
+            format!("every row of `{table}` passes CHECK ({expression})")
+        }
+        (CheckSpec::CheckViolations { table, expression }, n) => {
+            format!("{n} row(s) of `{table}` fail CHECK ({expression})")
+        }
+        (CheckSpec::CastFailures { table, column, to, .. }, 0) => {
+            format!("every value of `{table}.{column}` converts to {to}")
+        }
+        (CheckSpec::CastFailures { table, column, to, .. }, n) => {
+            format!("{n} value(s) of `{table}.{column}` will not convert to {to}, or will be cut")
+        }
         (CheckSpec::LockBlockers { .. }, 0) => "no session holds a lock on these tables now".to_owned(),
-        (CheckSpec::LockBlockers { .. }, n) => format!("{n} session(s) hold locks or transactions the statement will wait behind"),
+        (CheckSpec::LockBlockers { .. }, n) => {
+            format!("{n} session(s) hold locks or transactions the statement will wait behind")
+        }
         (CheckSpec::AttributeLoss { .. } | CheckSpec::IdExhaustion { .. }, _) => unreachable!("answered above"),
     };
     let warns_only = matches!(spec, CheckSpec::LockBlockers { .. });
-    CheckResult { check: name(spec), ok: Some(violations == 0), violations: Some(violations), examples, message, duration_ms: None, warns_only }
+    CheckResult {
+        check: name(spec),
+        ok: Some(violations == 0),
+        violations: Some(violations),
+        examples,
+        message,
+        duration_ms: None,
+        warns_only,
+    }
 }
 
 /// The answer for a check that did not run.
 pub fn unknown(spec: &CheckSpec, why: &str) -> CheckResult {
-    CheckResult { check: name(spec), ok: None, violations: None, examples: Vec::new(), message: why.to_owned(), duration_ms: None, warns_only: false }
+    CheckResult {
+        check: name(spec),
+        ok: None,
+        violations: None,
+        examples: Vec::new(),
+        message: why.to_owned(),
+        duration_ms: None,
+        warns_only: false,
+    }
 }
 
 #[cfg(test)]
@@ -426,7 +487,12 @@ mod tests {
 
     #[test]
     fn queries_quote_and_anti_join() {
-        let spec = CheckSpec::ForeignKeyOrphans { table: t("orders"), columns: vec!["user_id".into()], references: t("users"), ref_columns: vec!["id".into()] };
+        let spec = CheckSpec::ForeignKeyOrphans {
+            table: t("orders"),
+            columns: vec!["user_id".into()],
+            references: t("users"),
+            ref_columns: vec!["id".into()],
+        };
         let sql = query(&spec, &Catalog::offline(), Dialect::Postgres).unwrap();
         assert_eq!(
             sql,
@@ -470,7 +536,10 @@ mod tests {
         assert_eq!(fine.ok, Some(true));
         assert_eq!(read(&spec("integer"), &[vec![None]]).ok, Some(true));
         // A serial widened to bigint keeps its integer sequence: still near the end.
-        let sequence = read(&spec("bigint"), &[vec![Some("2000000000".into()), Some("2000000000".into()), Some("2147483647".into())]]);
+        let sequence = read(
+            &spec("bigint"),
+            &[vec![Some("2000000000".into()), Some("2000000000".into()), Some("2147483647".into())]],
+        );
         assert_eq!((sequence.ok, sequence.warns_only), (Some(false), true), "{}", sequence.message);
         assert!(sequence.message.contains("sequence"), "{}", sequence.message);
         // The generator is ahead of max() after deletes.

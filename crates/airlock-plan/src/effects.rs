@@ -5,8 +5,8 @@
 //! data checks it needs. Pure.
 
 use airlock_core::schema::{Catalog, Table, TableName};
-use airlock_sql::parse::{AlterAction, ColumnSpec, Constraint, Op};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, ColumnSpec, Constraint, Op};
 use serde::Serialize;
 
 /// A lock on one table.
@@ -60,7 +60,9 @@ impl CheckSpec {
             CheckSpec::NotNullViolations { table, column }
             | CheckSpec::CastFailures { table, column, .. }
             | CheckSpec::IdExhaustion { table, column, .. } => Some((table, vec![column.as_str()])),
-            CheckSpec::CheckViolations { table, .. } | CheckSpec::NewColumnNulls { table, .. } => Some((table, Vec::new())),
+            CheckSpec::CheckViolations { table, .. } | CheckSpec::NewColumnNulls { table, .. } => {
+                Some((table, Vec::new()))
+            }
             CheckSpec::LockBlockers { .. } | CheckSpec::AttributeLoss { .. } => None,
         }
     }
@@ -160,7 +162,8 @@ fn constraint_checks(table: &TableName, c: &Constraint, e: &mut Effects) {
                 ref_columns: ref_columns.clone(),
             });
         }
-        Constraint::Unique { columns, using_index: None, .. } | Constraint::PrimaryKey { columns, using_index: None, .. } => {
+        Constraint::Unique { columns, using_index: None, .. }
+        | Constraint::PrimaryKey { columns, using_index: None, .. } => {
             e.checks.push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });
             if matches!(c, Constraint::PrimaryKey { .. }) {
                 for column in columns {
@@ -186,11 +189,16 @@ fn key_checks(table: &TableName, live: Option<&Table>, actions: &[(AlterAction, 
         }
         for (action, _) in actions {
             match action {
-                AlterAction::AlterColumnType { column: c, data_type: to, .. } if c.eq_ignore_ascii_case(&column.name) => data_type = to.clone(),
+                AlterAction::AlterColumnType { column: c, data_type: to, .. }
+                    if c.eq_ignore_ascii_case(&column.name) =>
+                {
+                    data_type = to.clone();
+                }
                 AlterAction::RedefineColumn { old_name, column: spec } => {
                     let target = old_name.as_deref().unwrap_or(&spec.name);
                     if target.eq_ignore_ascii_case(&column.name) {
-                        data_type = if spec.unsigned { format!("{} unsigned", spec.data_type) } else { spec.data_type.clone() };
+                        data_type =
+                            if spec.unsigned { format!("{} unsigned", spec.data_type) } else { spec.data_type.clone() };
                     }
                 }
                 _ => {}
@@ -244,7 +252,10 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                     AlterAction::ValidateConstraint { name } => {
                         e.scans_table = true;
                         // What it checks is in its definition (live, or from the statement that added it).
-                        let found = catalog.constraints(table).into_iter().find(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)));
+                        let found = catalog
+                            .constraints(table)
+                            .into_iter()
+                            .find(|c| c.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(name)));
                         if let Some(definition) = found.and_then(|c| c.definition.clone()) {
                             let statement = format!("ALTER TABLE {table} ADD {definition}");
                             if let Ok(ops) = airlock_sql::parse::parse(&statement, airlock_sql::Dialect::Postgres) {
@@ -272,7 +283,8 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                         e.rewrites_table |= volatile || spec.identity || spec.generated_stored;
                         column_checks(table, spec, &mut e);
                         if spec.not_null && spec.default.is_none() && !spec.identity && !spec.generated_stored {
-                            e.checks.push(CheckSpec::NewColumnNulls { table: table.clone(), column: spec.name.clone() });
+                            e.checks
+                                .push(CheckSpec::NewColumnNulls { table: table.clone(), column: spec.name.clone() });
                         }
                     }
                     AlterAction::AlterColumnType { column, data_type, .. } => {
@@ -282,7 +294,12 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                             Some(from) if pg_coercible(&from, data_type) => {}
                             Some(from) => {
                                 e.rewrites_table = true;
-                                e.checks.push(CheckSpec::CastFailures { table: table.clone(), column: column.clone(), from, to: data_type.clone() });
+                                e.checks.push(CheckSpec::CastFailures {
+                                    table: table.clone(),
+                                    column: column.clone(),
+                                    from,
+                                    to: data_type.clone(),
+                                });
                             }
                             None => e.rewrites_table = true,
                         }
@@ -295,8 +312,16 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                     AlterAction::AddConstraint(c) => {
                         strongest = "ACCESS EXCLUSIVE";
                         e.scans_table |= !matches!(c, Constraint::Check { not_valid: true, .. })
-                            && !matches!(c, Constraint::Unique { using_index: Some(_), .. } | Constraint::PrimaryKey { using_index: Some(_), .. });
-                        e.builds_index |= matches!(c, Constraint::Unique { using_index: None, .. } | Constraint::PrimaryKey { using_index: None, .. });
+                            && !matches!(
+                                c,
+                                Constraint::Unique { using_index: Some(_), .. }
+                                    | Constraint::PrimaryKey { using_index: Some(_), .. }
+                            );
+                        e.builds_index |= matches!(
+                            c,
+                            Constraint::Unique { using_index: None, .. }
+                                | Constraint::PrimaryKey { using_index: None, .. }
+                        );
                         constraint_checks(table, c, &mut e);
                     }
                     _ => strongest = "ACCESS EXCLUSIVE",
@@ -327,7 +352,8 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
         }
         Op::DropIndex { concurrently, names } => {
             for name in names {
-                if let Some(t) = catalog.tables().find(|t| t.indexes.iter().any(|i| i.name.eq_ignore_ascii_case(name))) {
+                if let Some(t) = catalog.tables().find(|t| t.indexes.iter().any(|i| i.name.eq_ignore_ascii_case(name)))
+                {
                     e.lock(pg_lock(&t.name, if *concurrently { "SHARE UPDATE EXCLUSIVE" } else { "ACCESS EXCLUSIVE" }));
                 }
             }
@@ -387,7 +413,9 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                     AlterAction::AddColumn(spec) => {
                         column_checks(table, spec, &mut e);
                     }
-                    AlterAction::RenameColumn { .. } | AlterAction::DropDefault { .. } | AlterAction::SetDefault { .. } => {}
+                    AlterAction::RenameColumn { .. }
+                    | AlterAction::DropDefault { .. }
+                    | AlterAction::SetDefault { .. } => {}
                     AlterAction::RedefineColumn { old_name, column } => {
                         let target = old_name.as_deref().unwrap_or(&column.name);
                         match live.and_then(|t| t.column(target)) {
@@ -397,10 +425,17 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                                     table: table.clone(),
                                     column: target.to_owned(),
                                     lost: lost.iter().map(|a| (*a).to_owned()).collect(),
-                                    fix: airlock_lint::rules::mysql_corrected_column(&table.to_string(), old_name.as_deref(), from, column),
+                                    fix: airlock_lint::rules::mysql_corrected_column(
+                                        &table.to_string(),
+                                        old_name.as_deref(),
+                                        from,
+                                        column,
+                                    ),
                                 });
                                 let charset = from.charset.as_deref().or(live.and_then(|t| t.charset.as_deref()));
-                                if airlock_lint::rules::mysql_needs_copy(&from.data_type, &column.data_type, charset).is_some() {
+                                if airlock_lint::rules::mysql_needs_copy(&from.data_type, &column.data_type, charset)
+                                    .is_some()
+                                {
                                     copy = true;
                                     e.checks.push(CheckSpec::CastFailures {
                                         table: table.clone(),
@@ -413,7 +448,10 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                                 }
                                 if !from.nullable || column.not_null {
                                     if column.not_null && from.nullable {
-                                        e.checks.push(CheckSpec::NotNullViolations { table: table.clone(), column: target.to_owned() });
+                                        e.checks.push(CheckSpec::NotNullViolations {
+                                            table: table.clone(),
+                                            column: target.to_owned(),
+                                        });
                                     }
                                     inplace = true;
                                 }
@@ -434,7 +472,8 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                         inplace = true;
                         e.builds_index = true;
                         if *unique {
-                            e.checks.push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });
+                            e.checks
+                                .push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });
                         }
                     }
                     _ => inplace = true,
@@ -476,7 +515,12 @@ fn sqlite(op: &Op) -> Effects {
     let mut e = Effects::default();
     if let Op::AlterTable { table, actions } = op {
         e.table = Some(table.clone());
-        e.locks.push(Lock { table: "(database)".to_owned(), mode: "EXCLUSIVE".to_owned(), blocks_writes: true, blocks_reads: false });
+        e.locks.push(Lock {
+            table: "(database)".to_owned(),
+            mode: "EXCLUSIVE".to_owned(),
+            blocks_writes: true,
+            blocks_reads: false,
+        });
         for (action, _) in actions {
             if let AlterAction::AddColumn(spec) = action {
                 column_checks(table, spec, &mut e);
@@ -487,7 +531,12 @@ fn sqlite(op: &Op) -> Effects {
         e.table = Some(table.clone());
         e.scans_table = true;
         e.builds_index = true;
-        e.locks.push(Lock { table: "(database)".to_owned(), mode: "EXCLUSIVE".to_owned(), blocks_writes: true, blocks_reads: false });
+        e.locks.push(Lock {
+            table: "(database)".to_owned(),
+            mode: "EXCLUSIVE".to_owned(),
+            blocks_writes: true,
+            blocks_reads: false,
+        });
         if *unique {
             e.checks.push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });
         }
@@ -509,18 +558,26 @@ mod tests {
     fn table(name: &str, columns: &[(&str, &str)]) -> Table {
         let mut t = Table::created(TableName::bare(name), "");
         t.origin = Origin::Live;
-        t.columns = columns.iter().map(|(n, ty)| Column { name: (*n).into(), data_type: (*ty).into(), nullable: true, ..Column::default() }).collect();
+        t.columns = columns
+            .iter()
+            .map(|(n, ty)| Column { name: (*n).into(), data_type: (*ty).into(), nullable: true, ..Column::default() })
+            .collect();
         t
     }
 
     #[test]
     fn postgres_lock_levels() {
         let c = Catalog::offline();
-        let modes = |sql: &str| one(sql, Dialect::Postgres, &c).locks.iter().map(|l| format!("{} {}", l.table, l.mode)).collect::<Vec<_>>();
+        let modes = |sql: &str| {
+            one(sql, Dialect::Postgres, &c).locks.iter().map(|l| format!("{} {}", l.table, l.mode)).collect::<Vec<_>>()
+        };
         assert_eq!(modes("CREATE INDEX i ON t (a)"), ["t SHARE"]);
         assert_eq!(modes("CREATE INDEX CONCURRENTLY i ON t (a)"), ["t SHARE UPDATE EXCLUSIVE"]);
         // A foreign key locks the referenced table too.
-        assert_eq!(modes("ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id)"), ["orders SHARE ROW EXCLUSIVE", "users SHARE ROW EXCLUSIVE"]);
+        assert_eq!(
+            modes("ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id)"),
+            ["orders SHARE ROW EXCLUSIVE", "users SHARE ROW EXCLUSIVE"]
+        );
         assert_eq!(modes("ALTER TABLE orders VALIDATE CONSTRAINT fk"), ["orders SHARE UPDATE EXCLUSIVE"]);
         assert_eq!(modes("ALTER TABLE t ALTER COLUMN a SET NOT NULL"), ["t ACCESS EXCLUSIVE"]);
         assert_eq!(modes("UPDATE t SET a = 1"), ["t ROW EXCLUSIVE"]);
@@ -530,14 +587,25 @@ mod tests {
     fn rewrites_scans_and_checks_come_from_the_live_types() {
         let c = Catalog::live(vec![table("t", &[("note", "character varying(20)"), ("code", "text")])]);
         let coercible = one("ALTER TABLE t ALTER COLUMN note TYPE text", Dialect::Postgres, &c);
-        assert!(!coercible.rewrites_table && !coercible.checks.iter().any(|k| matches!(k, CheckSpec::CastFailures { .. })));
+        assert!(
+            !coercible.rewrites_table && !coercible.checks.iter().any(|k| matches!(k, CheckSpec::CastFailures { .. }))
+        );
         let cast = one("ALTER TABLE t ALTER COLUMN code TYPE integer USING code::integer", Dialect::Postgres, &c);
         assert!(cast.rewrites_table);
-        assert!(cast.checks.contains(&CheckSpec::CastFailures { table: TableName::bare("t"), column: "code".into(), from: "text".into(), to: "integer".into() }));
+        assert!(cast.checks.contains(&CheckSpec::CastFailures {
+            table: TableName::bare("t"),
+            column: "code".into(),
+            from: "text".into(),
+            to: "integer".into()
+        }));
         let fk = one("ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id)", Dialect::Postgres, &c);
         assert!(fk.scans_table && matches!(&fk.checks[0], CheckSpec::ForeignKeyOrphans { .. }));
-        let not_valid = one("ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) NOT VALID", Dialect::Postgres, &c);
-        assert!(!not_valid.scans_table && !not_valid.checks.iter().any(|k| matches!(k, CheckSpec::ForeignKeyOrphans { .. })));
+        let not_valid =
+            one("ALTER TABLE t ADD CONSTRAINT fk FOREIGN KEY (a) REFERENCES u (id) NOT VALID", Dialect::Postgres, &c);
+        assert!(
+            !not_valid.scans_table
+                && !not_valid.checks.iter().any(|k| matches!(k, CheckSpec::ForeignKeyOrphans { .. }))
+        );
     }
 
     #[test]

@@ -7,5 +7,4 @@ pub mod checks;
 pub mod effects;
 
 pub use checks::CheckResult;
-pub use effects::{effects, CheckSpec, Effects, Lock};
-
+pub use effects::{CheckSpec, Effects, Lock, effects};

@@ -129,9 +129,7 @@ impl BlockTracker {
                 },
                 Detect::Start => Detect::Off,
                 Detect::AfterCreate => self.after_create(word),
-                Detect::DefinerEq if kind == TokenKind::Punct && text == "=" => {
-                    Detect::DefinerUser { started: false }
-                }
+                Detect::DefinerEq if kind == TokenKind::Punct && text == "=" => Detect::DefinerUser { started: false },
                 Detect::DefinerEq => Detect::Off,
                 Detect::DefinerUser { started: false } => Detect::DefinerUser { started: true },
                 Detect::DefinerUser { started: true } if adjacent => return false,
@@ -148,13 +146,9 @@ impl BlockTracker {
     fn after_create(&self, word: Option<&str>) -> Detect {
         match self.dialect {
             Dialect::Postgres => Detect::On,
-            Dialect::MySql if is_any_kw(word, &["OR", "REPLACE", "AGGREGATE"]) => {
-                Detect::AfterCreate
-            }
+            Dialect::MySql if is_any_kw(word, &["OR", "REPLACE", "AGGREGATE"]) => Detect::AfterCreate,
             Dialect::MySql if is_kw(word, "DEFINER") => Detect::DefinerEq,
-            Dialect::MySql if is_any_kw(word, &["PROCEDURE", "FUNCTION", "TRIGGER", "EVENT"]) => {
-                Detect::On
-            }
+            Dialect::MySql if is_any_kw(word, &["PROCEDURE", "FUNCTION", "TRIGGER", "EVENT"]) => Detect::On,
             Dialect::Sqlite if is_any_kw(word, &["TEMP", "TEMPORARY"]) => Detect::AfterCreate,
             Dialect::Sqlite if is_kw(word, "TRIGGER") => Detect::On,
             Dialect::MySql | Dialect::Sqlite => Detect::Off,

@@ -64,11 +64,7 @@ pub fn classify(sql: &str, dialect: Dialect) -> StatementInfo {
         Dialect::MySql => (mysql(&t), None),
         Dialect::Sqlite => (sqlite(&t), None),
     };
-    StatementInfo {
-        tx,
-        concurrent_index,
-        head: head(&toks),
-    }
+    StatementInfo { tx, concurrent_index, head: head(&toks) }
 }
 
 /// How many non-trivia tokens classification looks at.
@@ -115,24 +111,14 @@ fn unquote(text: &str) -> String {
         return String::new();
     };
     let close = if open == '[' { ']' } else { open };
-    let inner = text
-        .strip_prefix(open)
-        .and_then(|rest| rest.strip_suffix(close))
-        .unwrap_or(text);
-    if open == '[' {
-        inner.to_owned()
-    } else {
-        inner.replace(&format!("{open}{open}"), &open.to_string())
-    }
+    let inner = text.strip_prefix(open).and_then(|rest| rest.strip_suffix(close)).unwrap_or(text);
+    if open == '[' { inner.to_owned() } else { inner.replace(&format!("{open}{open}"), &open.to_string()) }
 }
 
 /// `/*!40101 SET x */` -> ` SET x `.
 fn executable_content(text: &str) -> Option<&str> {
-    let rest = text
-        .strip_prefix("/*!")
-        .or_else(|| text.strip_prefix("/*M!"))?;
-    rest.trim_start_matches(|c: char| c.is_ascii_digit())
-        .strip_suffix("*/")
+    let rest = text.strip_prefix("/*!").or_else(|| text.strip_prefix("/*M!"))?;
+    rest.trim_start_matches(|c: char| c.is_ascii_digit()).strip_suffix("*/")
 }
 
 /// Keyword tests on the leading tokens.
@@ -177,11 +163,7 @@ impl Toks<'_, '_> {
 
     /// `ROLLBACK [WORK|TRANSACTION] TO ...` (a savepoint rollback).
     fn rollback_to(&self) -> bool {
-        let i = if self.one_of(1, &["WORK", "TRANSACTION"]).is_some() {
-            2
-        } else {
-            1
-        };
+        let i = if self.one_of(1, &["WORK", "TRANSACTION"]).is_some() { 2 } else { 1 };
         self.is(i, "TO")
     }
 
@@ -225,10 +207,7 @@ fn postgres(t: &Toks) -> (TxNeed, Option<String>) {
     if t.is(0, "CREATE") {
         let i = if t.is(1, "UNIQUE") { 2 } else { 1 };
         if t.is(i, "INDEX") && t.is(i + 1, "CONCURRENTLY") {
-            return (
-                TxNeed::OutsideTransaction("CREATE INDEX CONCURRENTLY"),
-                t.index_name(i + 2),
-            );
+            return (TxNeed::OutsideTransaction("CREATE INDEX CONCURRENTLY"), t.index_name(i + 2));
         }
         match t.one_of(1, &["DATABASE", "TABLESPACE", "SUBSCRIPTION"]) {
             Some("DATABASE") => return outside("CREATE DATABASE"),
@@ -266,11 +245,7 @@ fn postgres(t: &Toks) -> (TxNeed, Option<String>) {
         return outside("VACUUM");
     }
     let tx = if t.is(0, "BEGIN") {
-        if t.is(1, "ATOMIC") {
-            TxNeed::Any
-        } else {
-            control(Begin)
-        }
+        if t.is(1, "ATOMIC") { TxNeed::Any } else { control(Begin) }
     } else if t.is(0, "START") && t.is(1, "TRANSACTION") {
         control(Begin)
     } else if t.is(0, "COMMIT") {
@@ -283,17 +258,9 @@ fn postgres(t: &Toks) -> (TxNeed, Option<String>) {
         if t.is(1, "PREPARED") {
             return outside("ROLLBACK PREPARED");
         }
-        if t.rollback_to() {
-            TxNeed::Any
-        } else {
-            control(Rollback)
-        }
+        if t.rollback_to() { TxNeed::Any } else { control(Rollback) }
     } else if t.is(0, "END") {
-        if t.ends(1) || t.one_of(1, &["TRANSACTION", "WORK", "AND"]).is_some() {
-            control(Commit)
-        } else {
-            TxNeed::Any
-        }
+        if t.ends(1) || t.one_of(1, &["TRANSACTION", "WORK", "AND"]).is_some() { control(Commit) } else { TxNeed::Any }
     } else if t.is(0, "ABORT") {
         control(Rollback)
     } else {
@@ -305,11 +272,7 @@ fn postgres(t: &Toks) -> (TxNeed, Option<String>) {
 /// MySQL: transaction control only (DDL commits implicitly; not decided here).
 fn mysql(t: &Toks) -> TxNeed {
     if t.is(0, "BEGIN") {
-        if t.ends(1) || (t.is(1, "WORK") && t.ends(2)) {
-            control(TxControl::Begin)
-        } else {
-            TxNeed::Any
-        }
+        if t.ends(1) || (t.is(1, "WORK") && t.ends(2)) { control(TxControl::Begin) } else { TxNeed::Any }
     } else if t.is(0, "START") && t.is(1, "TRANSACTION") {
         control(TxControl::Begin)
     } else if t.is(0, "COMMIT") {
@@ -325,19 +288,11 @@ fn mysql(t: &Toks) -> TxNeed {
 fn sqlite(t: &Toks) -> TxNeed {
     if t.is(0, "BEGIN") {
         let modes = ["DEFERRED", "IMMEDIATE", "EXCLUSIVE", "TRANSACTION"];
-        if t.ends(1) || t.one_of(1, &modes).is_some() {
-            control(TxControl::Begin)
-        } else {
-            TxNeed::Any
-        }
+        if t.ends(1) || t.one_of(1, &modes).is_some() { control(TxControl::Begin) } else { TxNeed::Any }
     } else if t.is(0, "COMMIT") {
         control(TxControl::Commit)
     } else if t.is(0, "END") {
-        if t.ends(1) || t.is(1, "TRANSACTION") {
-            control(TxControl::Commit)
-        } else {
-            TxNeed::Any
-        }
+        if t.ends(1) || t.is(1, "TRANSACTION") { control(TxControl::Commit) } else { TxNeed::Any }
     } else if t.is(0, "ROLLBACK") && !t.rollback_to() {
         control(TxControl::Rollback)
     } else if t.is(0, "VACUUM") {

@@ -86,14 +86,7 @@ pub(crate) struct Lexer<'a> {
 impl<'a> Lexer<'a> {
     /// A lexer at the start of `src`, with `;` as delimiter.
     pub(crate) fn new(src: &'a str, dialect: Dialect) -> Self {
-        Lexer {
-            src,
-            bytes: src.as_bytes(),
-            pos: 0,
-            dialect,
-            delimiter: ";".to_owned(),
-            delimiter_in_words: false,
-        }
+        Lexer { src, bytes: src.as_bytes(), pos: 0, dialect, delimiter: ";".to_owned(), delimiter_in_words: false }
     }
 
     /// Whether the active delimiter is the plain `;`.
@@ -117,14 +110,8 @@ impl<'a> Lexer<'a> {
                 b'-' if self.line_comment_starts() => self.line_comment(),
                 b'#' if dialect == Dialect::MySql => self.line_comment(),
                 b'/' if self.byte(start + 1) == Some(b'*') => self.block_comment()?,
-                b'\'' => self.quoted(
-                    dialect == Dialect::MySql,
-                    TokenKind::String,
-                    "string literal",
-                )?,
-                b'"' if dialect == Dialect::MySql => {
-                    self.quoted(true, TokenKind::String, "double-quoted string")?
-                }
+                b'\'' => self.quoted(dialect == Dialect::MySql, TokenKind::String, "string literal")?,
+                b'"' if dialect == Dialect::MySql => self.quoted(true, TokenKind::String, "double-quoted string")?,
                 b'"' => self.quoted(false, TokenKind::QuotedIdent, "quoted identifier")?,
                 b'`' if dialect != Dialect::Postgres => {
                     self.quoted(false, TokenKind::QuotedIdent, "backtick-quoted identifier")?
@@ -138,11 +125,7 @@ impl<'a> Lexer<'a> {
                 }
             }
         };
-        Ok(Some(Token {
-            kind,
-            start,
-            end: self.pos,
-        }))
+        Ok(Some(Token { kind, start, end: self.pos }))
     }
 
     /// MySQL client command `DELIMITER xx`: when the current position starts
@@ -164,24 +147,16 @@ impl<'a> Lexer<'a> {
             return Ok(false);
         }
         let line_end = self.find_byte(after, b'\n').unwrap_or(self.bytes.len());
-        let value =
-            self.src[after..line_end].trim_matches(|c: char| c.is_ascii() && is_space(c as u8));
-        let bad = |message: &str| LexError {
-            at: start,
-            message: message.to_owned(),
-        };
+        let value = self.src[after..line_end].trim_matches(|c: char| c.is_ascii() && is_space(c as u8));
+        let bad = |message: &str| LexError { at: start, message: message.to_owned() };
         if value.is_empty() {
             return Err(bad("bad DELIMITER line: no delimiter after DELIMITER"));
         }
         if value.bytes().any(is_space) {
-            return Err(bad(
-                "bad DELIMITER line: the delimiter must be one word without spaces",
-            ));
+            return Err(bad("bad DELIMITER line: the delimiter must be one word without spaces"));
         }
         if value.contains('\\') {
-            return Err(bad(
-                "bad DELIMITER line: the delimiter cannot contain a backslash",
-            ));
+            return Err(bad("bad DELIMITER line: the delimiter cannot contain a backslash"));
         }
         self.delimiter_in_words = value.bytes().next().is_some_and(is_word_byte);
         self.delimiter = value.to_owned();
@@ -199,9 +174,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn delimiter_at(&self, i: usize) -> bool {
-        self.bytes
-            .get(i..)
-            .is_some_and(|rest| rest.starts_with(self.delimiter.as_bytes()))
+        self.bytes.get(i..).is_some_and(|rest| rest.starts_with(self.delimiter.as_bytes()))
     }
 
     /// Only spaces or tabs between the previous line break (or the start) and `i`.
@@ -214,10 +187,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn unterminated(at: usize, what: &str) -> LexError {
-        LexError {
-            at,
-            message: format!("unterminated {what} starting here"),
-        }
+        LexError { at, message: format!("unterminated {what} starting here") }
     }
 
     fn whitespace(&mut self) -> TokenKind {
@@ -250,8 +220,7 @@ impl<'a> Lexer<'a> {
     fn block_comment(&mut self) -> Result<TokenKind, LexError> {
         let open = self.pos;
         let rest = &self.bytes[open..];
-        let executable = self.dialect == Dialect::MySql
-            && (rest.starts_with(b"/*!") || rest.starts_with(b"/*M!"));
+        let executable = self.dialect == Dialect::MySql && (rest.starts_with(b"/*!") || rest.starts_with(b"/*M!"));
         let nested = self.dialect == Dialect::Postgres;
         let mut depth = 1usize;
         let mut i = open + 2;
@@ -262,11 +231,7 @@ impl<'a> Lexer<'a> {
                 i += 2;
                 if depth == 0 {
                     self.pos = i;
-                    return Ok(if executable {
-                        TokenKind::ExecComment
-                    } else {
-                        TokenKind::Comment
-                    });
+                    return Ok(if executable { TokenKind::ExecComment } else { TokenKind::Comment });
                 }
             } else if nested && b == b'/' && next == Some(b'*') {
                 depth += 1;
@@ -281,12 +246,7 @@ impl<'a> Lexer<'a> {
     /// A quoted token starting at the current position, ended by the same
     /// quote character; a doubled quote stands for itself, and with
     /// `backslash` a backslash escapes the next character.
-    fn quoted(
-        &mut self,
-        backslash: bool,
-        kind: TokenKind,
-        what: &str,
-    ) -> Result<TokenKind, LexError> {
+    fn quoted(&mut self, backslash: bool, kind: TokenKind, what: &str) -> Result<TokenKind, LexError> {
         let open = self.pos;
         let quote = self.bytes[open];
         let mut i = open + 1;
@@ -343,10 +303,9 @@ impl<'a> Lexer<'a> {
                 self.pos = i + 1 + k + tag.len();
                 Ok(TokenKind::String)
             }
-            None => Err(LexError {
-                at: open,
-                message: format!("unterminated dollar-quoted string {tag} starting here"),
-            }),
+            None => {
+                Err(LexError { at: open, message: format!("unterminated dollar-quoted string {tag} starting here") })
+            }
         }
     }
 
@@ -411,14 +370,7 @@ mod tests {
         use TokenKind::*;
         assert_eq!(
             kinds("1--2 -- c", Dialect::MySql),
-            vec![
-                (Word, "1"),
-                (Punct, "-"),
-                (Punct, "-"),
-                (Word, "2"),
-                (Whitespace, " "),
-                (Comment, "-- c"),
-            ]
+            vec![(Word, "1"), (Punct, "-"), (Punct, "-"), (Word, "2"), (Whitespace, " "), (Comment, "-- c"),]
         );
         assert_eq!(kinds("--", Dialect::MySql), vec![(Comment, "--")]);
     }
@@ -438,21 +390,8 @@ mod tests {
         assert_eq!(lexer.delimiter_command(), Ok(true));
         assert_eq!(lexer.delimiter, "$$");
         let end = lexer.next_token();
-        assert!(matches!(
-            end,
-            Ok(Some(Token {
-                kind: TokenKind::Word,
-                start: 16,
-                end: 19
-            }))
-        ));
+        assert!(matches!(end, Ok(Some(Token { kind: TokenKind::Word, start: 16, end: 19 }))));
         let delim = lexer.next_token();
-        assert!(matches!(
-            delim,
-            Ok(Some(Token {
-                kind: TokenKind::Delimiter,
-                ..
-            }))
-        ));
+        assert!(matches!(delim, Ok(Some(Token { kind: TokenKind::Delimiter, .. }))));
     }
 }

@@ -46,12 +46,7 @@ struct Splitter<'a> {
 
 impl<'a> Splitter<'a> {
     fn new(src: &'a str, dialect: Dialect) -> Self {
-        Splitter {
-            src,
-            dialect,
-            lexer: Lexer::new(src, dialect),
-            lines: LineCounter::new(src),
-        }
+        Splitter { src, dialect, lexer: Lexer::new(src, dialect), lines: LineCounter::new(src) }
     }
 
     fn tracker(&self) -> BlockTracker {
@@ -64,10 +59,7 @@ impl<'a> Splitter<'a> {
         let mut tracker = self.tracker();
         loop {
             if range.is_none() && self.dialect == Dialect::MySql {
-                let switched = self
-                    .lexer
-                    .delimiter_command()
-                    .map_err(|e| self.lex_error(e))?;
+                let switched = self.lexer.delimiter_command().map_err(|e| self.lex_error(e))?;
                 if switched {
                     tracker = self.tracker();
                     continue;
@@ -116,10 +108,7 @@ impl<'a> Splitter<'a> {
     }
 
     fn error(&mut self, at: usize, message: String) -> SplitError {
-        SplitError {
-            line: self.lines.line_of(at),
-            message,
-        }
+        SplitError { line: self.lines.line_of(at), message }
     }
 }
 
@@ -133,11 +122,7 @@ struct LineCounter<'a> {
 
 impl<'a> LineCounter<'a> {
     fn new(src: &'a str) -> Self {
-        LineCounter {
-            bytes: src.as_bytes(),
-            at: 0,
-            line: 1,
-        }
+        LineCounter { bytes: src.as_bytes(), at: 0, line: 1 }
     }
 
     fn line_of(&mut self, offset: usize) -> usize {
@@ -146,10 +131,7 @@ impl<'a> LineCounter<'a> {
             self.at = 0;
             self.line = 1;
         }
-        self.line += self.bytes[self.at..offset]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count();
+        self.line += self.bytes[self.at..offset].iter().filter(|&&b| b == b'\n').count();
         self.at = offset;
         self.line
     }
@@ -176,10 +158,7 @@ mod tests {
             assert!(!is_blank("/* open", dialect));
             assert!(!is_blank("-- x\nSELECT 1", dialect));
         }
-        assert!(is_blank(
-            "# note\nDELIMITER //\n//\nDELIMITER ;\n",
-            Dialect::MySql
-        ));
+        assert!(is_blank("# note\nDELIMITER //\n//\nDELIMITER ;\n", Dialect::MySql));
         assert!(!is_blank("# note", Dialect::Postgres));
         assert!(!is_blank("/*!40101 SET NAMES utf8 */", Dialect::MySql));
     }

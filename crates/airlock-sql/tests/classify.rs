@@ -16,86 +16,30 @@ fn run(cases: &[(Dialect, &str, TxNeed)]) {
 #[test]
 fn postgres_outside_transaction() {
     run(&[
-        (
-            Postgres,
-            "CREATE INDEX CONCURRENTLY i ON t (a)",
-            Outside("CREATE INDEX CONCURRENTLY"),
-        ),
-        (
-            Postgres,
-            "create unique index concurrently i on t (a)",
-            Outside("CREATE INDEX CONCURRENTLY"),
-        ),
-        (
-            Postgres,
-            "-- why\n/* c */ CREATE INDEX\n  CONCURRENTLY ON t (a)",
-            Outside("CREATE INDEX CONCURRENTLY"),
-        ),
+        (Postgres, "CREATE INDEX CONCURRENTLY i ON t (a)", Outside("CREATE INDEX CONCURRENTLY")),
+        (Postgres, "create unique index concurrently i on t (a)", Outside("CREATE INDEX CONCURRENTLY")),
+        (Postgres, "-- why\n/* c */ CREATE INDEX\n  CONCURRENTLY ON t (a)", Outside("CREATE INDEX CONCURRENTLY")),
         (Postgres, "CREATE INDEX i ON t (a)", Any),
-        (
-            Postgres,
-            "DROP INDEX CONCURRENTLY IF EXISTS i",
-            Outside("DROP INDEX CONCURRENTLY"),
-        ),
+        (Postgres, "DROP INDEX CONCURRENTLY IF EXISTS i", Outside("DROP INDEX CONCURRENTLY")),
         (Postgres, "DROP INDEX i", Any),
-        (
-            Postgres,
-            "REINDEX INDEX CONCURRENTLY x",
-            Outside("REINDEX CONCURRENTLY"),
-        ),
-        (
-            Postgres,
-            "REINDEX (VERBOSE) TABLE CONCURRENTLY t",
-            Outside("REINDEX CONCURRENTLY"),
-        ),
-        (
-            Postgres,
-            "REINDEX (CONCURRENTLY, VERBOSE) TABLE t",
-            Outside("REINDEX CONCURRENTLY"),
-        ),
+        (Postgres, "REINDEX INDEX CONCURRENTLY x", Outside("REINDEX CONCURRENTLY")),
+        (Postgres, "REINDEX (VERBOSE) TABLE CONCURRENTLY t", Outside("REINDEX CONCURRENTLY")),
+        (Postgres, "REINDEX (CONCURRENTLY, VERBOSE) TABLE t", Outside("REINDEX CONCURRENTLY")),
         (Postgres, "REINDEX TABLE t", Any),
-        (
-            Postgres,
-            "REINDEX (VERBOSE) SCHEMA s",
-            Outside("REINDEX SCHEMA"),
-        ),
+        (Postgres, "REINDEX (VERBOSE) SCHEMA s", Outside("REINDEX SCHEMA")),
         (Postgres, "REINDEX DATABASE d", Outside("REINDEX DATABASE")),
         (Postgres, "REINDEX SYSTEM", Outside("REINDEX SYSTEM")),
         (Postgres, "VACUUM", Outside("VACUUM")),
         (Postgres, "vacuum (analyze) t", Outside("VACUUM")),
         (Postgres, "CREATE DATABASE d", Outside("CREATE DATABASE")),
-        (
-            Postgres,
-            "DROP DATABASE d WITH (FORCE)",
-            Outside("DROP DATABASE"),
-        ),
-        (
-            Postgres,
-            "CREATE TABLESPACE s LOCATION '/x'",
-            Outside("CREATE TABLESPACE"),
-        ),
+        (Postgres, "DROP DATABASE d WITH (FORCE)", Outside("DROP DATABASE")),
+        (Postgres, "CREATE TABLESPACE s LOCATION '/x'", Outside("CREATE TABLESPACE")),
         (Postgres, "DROP TABLESPACE s", Outside("DROP TABLESPACE")),
-        (
-            Postgres,
-            "ALTER SYSTEM SET work_mem = '64MB'",
-            Outside("ALTER SYSTEM"),
-        ),
-        (
-            Postgres,
-            "CREATE SUBSCRIPTION s CONNECTION 'x' PUBLICATION p",
-            Outside("CREATE SUBSCRIPTION"),
-        ),
-        (
-            Postgres,
-            "DROP SUBSCRIPTION s",
-            Outside("DROP SUBSCRIPTION"),
-        ),
+        (Postgres, "ALTER SYSTEM SET work_mem = '64MB'", Outside("ALTER SYSTEM")),
+        (Postgres, "CREATE SUBSCRIPTION s CONNECTION 'x' PUBLICATION p", Outside("CREATE SUBSCRIPTION")),
+        (Postgres, "DROP SUBSCRIPTION s", Outside("DROP SUBSCRIPTION")),
         (Postgres, "COMMIT PREPARED 'x'", Outside("COMMIT PREPARED")),
-        (
-            Postgres,
-            "ROLLBACK PREPARED 'x'",
-            Outside("ROLLBACK PREPARED"),
-        ),
+        (Postgres, "ROLLBACK PREPARED 'x'", Outside("ROLLBACK PREPARED")),
         (Postgres, "ALTER TABLE t ADD COLUMN a int", Any),
         (Postgres, "ALTER DATABASE d SET x = 1", Any),
         (Postgres, "CREATE TABLE \"VACUUM\" (a int)", Any),
@@ -106,11 +50,7 @@ fn postgres_outside_transaction() {
 fn postgres_control() {
     run(&[
         (Postgres, "BEGIN", Control(Begin)),
-        (
-            Postgres,
-            "begin transaction isolation level serializable",
-            Control(Begin),
-        ),
+        (Postgres, "begin transaction isolation level serializable", Control(Begin)),
         (Postgres, "BEGIN WORK", Control(Begin)),
         (Postgres, "BEGIN ATOMIC SELECT 1; END", Any),
         (Postgres, "START TRANSACTION", Control(Begin)),
@@ -138,11 +78,7 @@ fn mysql_rules() {
         (MySql, "begin work", Control(Begin)),
         (MySql, "BEGIN NOT ATOMIC SELECT 1; END", Any),
         (MySql, "START TRANSACTION", Control(Begin)),
-        (
-            MySql,
-            "START TRANSACTION WITH CONSISTENT SNAPSHOT",
-            Control(Begin),
-        ),
+        (MySql, "START TRANSACTION WITH CONSISTENT SNAPSHOT", Control(Begin)),
         (MySql, "COMMIT", Control(Commit)),
         (MySql, "COMMIT WORK AND NO CHAIN", Control(Commit)),
         (MySql, "ROLLBACK", Control(Rollback)),
@@ -187,22 +123,10 @@ fn sqlite_rules() {
 fn concurrent_index_names() {
     let cases: &[(&str, Option<&str>)] = &[
         ("CREATE INDEX CONCURRENTLY idx_a ON t (a)", Some("idx_a")),
-        (
-            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS Idx_A ON t (a)",
-            Some("Idx_A"),
-        ),
-        (
-            "create index concurrently \"My \"\"Idx\"\"\" on t (a)",
-            Some("My \"Idx\""),
-        ),
-        (
-            "CREATE INDEX CONCURRENTLY app.idx ON t (a)",
-            Some("app.idx"),
-        ),
-        (
-            "CREATE INDEX CONCURRENTLY \"App\" . \"idx\" ON t (a)",
-            Some("App.idx"),
-        ),
+        ("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS Idx_A ON t (a)", Some("Idx_A")),
+        ("create index concurrently \"My \"\"Idx\"\"\" on t (a)", Some("My \"Idx\"")),
+        ("CREATE INDEX CONCURRENTLY app.idx ON t (a)", Some("app.idx")),
+        ("CREATE INDEX CONCURRENTLY \"App\" . \"idx\" ON t (a)", Some("App.idx")),
         ("CREATE INDEX CONCURRENTLY \"on\" ON t (a)", Some("on")),
         ("CREATE INDEX CONCURRENTLY ON t (a)", None),
         ("CREATE INDEX CONCURRENTLY ON ONLY t (a)", None),
@@ -211,39 +135,20 @@ fn concurrent_index_names() {
         ("DROP INDEX CONCURRENTLY idx", None),
     ];
     for (sql, name) in cases {
-        assert_eq!(
-            classify(sql, Postgres).concurrent_index.as_deref(),
-            *name,
-            "{sql:?}"
-        );
+        assert_eq!(classify(sql, Postgres).concurrent_index.as_deref(), *name, "{sql:?}");
     }
-    assert_eq!(
-        classify("CREATE INDEX CONCURRENTLY idx ON t (a)", Sqlite).concurrent_index,
-        None
-    );
+    assert_eq!(classify("CREATE INDEX CONCURRENTLY idx ON t (a)", Sqlite).concurrent_index, None);
 }
 
 #[test]
 fn heads() {
     let cases: &[(Dialect, &str, &str)] = &[
         (Postgres, "CREATE TABLE users (id int)", "CREATE TABLE"),
-        (
-            Postgres,
-            "alter table users add column a int",
-            "ALTER TABLE",
-        ),
+        (Postgres, "alter table users add column a int", "ALTER TABLE"),
         (Postgres, "INSERT INTO users VALUES (1)", "INSERT INTO"),
         (Postgres, "-- lead\nDROP TABLE users", "DROP TABLE"),
-        (
-            Postgres,
-            "CREATE UNIQUE INDEX CONCURRENTLY i ON t (a)",
-            "CREATE UNIQUE INDEX",
-        ),
-        (
-            Postgres,
-            "CREATE OR REPLACE FUNCTION f()",
-            "CREATE OR REPLACE",
-        ),
+        (Postgres, "CREATE UNIQUE INDEX CONCURRENTLY i ON t (a)", "CREATE UNIQUE INDEX"),
+        (Postgres, "CREATE OR REPLACE FUNCTION f()", "CREATE OR REPLACE"),
         (Postgres, "UPDATE t SET a = 1", "UPDATE"),
         (Postgres, "SELECT 1", "SELECT"),
         (Postgres, "COMMIT", "COMMIT"),

@@ -91,10 +91,7 @@ fn check_split(source: &str, dialect: Dialect) -> Result<(), TestCaseError> {
     prop_assert_eq!(is_blank(source, dialect), statements.is_empty());
     let mut previous_end = 0;
     for s in &statements {
-        prop_assert!(
-            s.span.start >= previous_end,
-            "spans overlap or are out of order"
-        );
+        prop_assert!(s.span.start >= previous_end, "spans overlap or are out of order");
         prop_assert!(s.span.start < s.span.end, "empty statement");
         prop_assert!(source.is_char_boundary(s.span.start) && source.is_char_boundary(s.span.end));
         prop_assert_eq!(source.get(s.span.clone()), Some(s.sql.as_str()));
@@ -106,12 +103,7 @@ fn check_split(source: &str, dialect: Dialect) -> Result<(), TestCaseError> {
         let texts: Vec<&str> = statements.iter().map(|s| s.sql.as_str()).collect();
         let joined = texts.join(";");
         let again = split(&joined, dialect);
-        prop_assert!(
-            again.is_ok(),
-            "re-split of {:?} failed: {:?}",
-            joined,
-            again
-        );
+        prop_assert!(again.is_ok(), "re-split of {:?} failed: {:?}", joined, again);
         let again = again.unwrap_or_default();
         let again: Vec<&str> = again.iter().map(|s| s.sql.as_str()).collect();
         prop_assert_eq!(again, texts);

@@ -13,10 +13,7 @@ fn run(cases: &[Case]) {
             Ok(statements) => statements,
             Err(e) => panic!("case {i} ({dialect:?}) {source:?}: unexpected error {e}"),
         };
-        let got: Vec<(&str, usize)> = statements
-            .iter()
-            .map(|s| (s.sql.as_str(), s.line))
-            .collect();
+        let got: Vec<(&str, usize)> = statements.iter().map(|s| (s.sql.as_str(), s.line)).collect();
         assert_eq!(&got, expected, "case {i} ({dialect:?}) {source:?}");
         for s in &statements {
             assert_eq!(&source[s.span.clone()], s.sql, "case {i}: span");
@@ -33,18 +30,9 @@ fn run_errors(cases: &[ErrCase]) {
             Ok(statements) => {
                 panic!("case {i} ({dialect:?}) {source:?}: expected an error, got {statements:?}")
             }
-            Err(SplitError {
-                line: got_line,
-                message: got,
-            }) => {
-                assert_eq!(
-                    got_line, *line,
-                    "case {i} ({dialect:?}) {source:?}: line of {got:?}"
-                );
-                assert!(
-                    got.contains(message),
-                    "case {i} ({dialect:?}) {source:?}: message {got:?}"
-                );
+            Err(SplitError { line: got_line, message: got }) => {
+                assert_eq!(got_line, *line, "case {i} ({dialect:?}) {source:?}: line of {got:?}");
+                assert!(got.contains(message), "case {i} ({dialect:?}) {source:?}: message {got:?}");
             }
         }
     }
@@ -58,50 +46,25 @@ fn common_rules_in_every_dialect() {
         ("SELECT 1; SELECT 2;", &[("SELECT 1", 1), ("SELECT 2", 1)]),
         (
             "CREATE TABLE t (\n  id int\n);\n\nINSERT INTO t\nVALUES (1);\nSELECT 3",
-            &[
-                ("CREATE TABLE t (\n  id int\n)", 1),
-                ("INSERT INTO t\nVALUES (1)", 5),
-                ("SELECT 3", 7),
-            ],
+            &[("CREATE TABLE t (\n  id int\n)", 1), ("INSERT INTO t\nVALUES (1)", 5), ("SELECT 3", 7)],
         ),
-        (
-            "-- head; comment\nSELECT 1;\n/* mid; */\nSELECT 2; -- tail;\n",
-            &[("SELECT 1", 2), ("SELECT 2", 4)],
-        ),
-        (
-            "SELECT 1 /* kept; */ + 2 -- dropped;\n;",
-            &[("SELECT 1 /* kept; */ + 2", 1)],
-        ),
+        ("-- head; comment\nSELECT 1;\n/* mid; */\nSELECT 2; -- tail;\n", &[("SELECT 1", 2), ("SELECT 2", 4)]),
+        ("SELECT 1 /* kept; */ + 2 -- dropped;\n;", &[("SELECT 1 /* kept; */ + 2", 1)]),
         (
             "SELECT 1;\r\n\r\nSELECT 2;\r\n-- c\r\nSELECT\r\n3;\r\n",
             &[("SELECT 1", 1), ("SELECT 2", 3), ("SELECT\r\n3", 5)],
         ),
         (";;\n ; SELECT 1;;; \n;", &[("SELECT 1", 2)]),
-        (
-            "SELECT 1;\n-- only a comment after the last statement\n",
-            &[("SELECT 1", 1)],
-        ),
+        ("SELECT 1;\n-- only a comment after the last statement\n", &[("SELECT 1", 1)]),
         ("  \n\tSELECT 1\n  ", &[("SELECT 1", 2)]),
-        (
-            "SELECT 'a;b', 'it''s;';SELECT 2",
-            &[("SELECT 'a;b', 'it''s;'", 1), ("SELECT 2", 1)],
-        ),
-        (
-            "SELECT \"a;\"\"b\" FROM t;SELECT 2",
-            &[("SELECT \"a;\"\"b\" FROM t", 1), ("SELECT 2", 1)],
-        ),
-        (
-            "SELECT 'multi\nline;\nstring';\nSELECT 2",
-            &[("SELECT 'multi\nline;\nstring'", 1), ("SELECT 2", 4)],
-        ),
+        ("SELECT 'a;b', 'it''s;';SELECT 2", &[("SELECT 'a;b', 'it''s;'", 1), ("SELECT 2", 1)]),
+        ("SELECT \"a;\"\"b\" FROM t;SELECT 2", &[("SELECT \"a;\"\"b\" FROM t", 1), ("SELECT 2", 1)]),
+        ("SELECT 'multi\nline;\nstring';\nSELECT 2", &[("SELECT 'multi\nline;\nstring'", 1), ("SELECT 2", 4)]),
         (
             "SELECT 'héllo; wörld', \"naïve;\" -- ünïcode;\n;SELECT '€'",
             &[("SELECT 'héllo; wörld', \"naïve;\"", 1), ("SELECT '€'", 2)],
         ),
-        (
-            "BEGIN;\nINSERT INTO t VALUES (1);\nCOMMIT;",
-            &[("BEGIN", 1), ("INSERT INTO t VALUES (1)", 2), ("COMMIT", 3)],
-        ),
+        ("BEGIN;\nINSERT INTO t VALUES (1);\nCOMMIT;", &[("BEGIN", 1), ("INSERT INTO t VALUES (1)", 2), ("COMMIT", 3)]),
         ("", &[]),
         ("-- nothing\n/* at all */", &[]),
     ];
@@ -115,34 +78,14 @@ fn common_rules_in_every_dialect() {
 fn postgres_rules() {
     run(&[
         // Standard strings: backslash is an ordinary character.
-        (
-            Postgres,
-            "SELECT 'C:\\'; SELECT 2",
-            &[("SELECT 'C:\\'", 1), ("SELECT 2", 1)],
-        ),
+        (Postgres, "SELECT 'C:\\'; SELECT 2", &[("SELECT 'C:\\'", 1), ("SELECT 2", 1)]),
         // Escape strings: backslash escapes.
-        (
-            Postgres,
-            "SELECT E'it\\'s; ok'; SELECT 2",
-            &[("SELECT E'it\\'s; ok'", 1), ("SELECT 2", 1)],
-        ),
-        (
-            Postgres,
-            "SELECT e'\\\\'; SELECT 2",
-            &[("SELECT e'\\\\'", 1), ("SELECT 2", 1)],
-        ),
+        (Postgres, "SELECT E'it\\'s; ok'; SELECT 2", &[("SELECT E'it\\'s; ok'", 1), ("SELECT 2", 1)]),
+        (Postgres, "SELECT e'\\\\'; SELECT 2", &[("SELECT e'\\\\'", 1), ("SELECT 2", 1)]),
         // A word ending in e before a quote is not an escape-string prefix.
-        (
-            Postgres,
-            "SELECT 1 AS some'x\\'; SELECT 2",
-            &[("SELECT 1 AS some'x\\'", 1), ("SELECT 2", 1)],
-        ),
+        (Postgres, "SELECT 1 AS some'x\\'; SELECT 2", &[("SELECT 1 AS some'x\\'", 1), ("SELECT 2", 1)]),
         // Nested block comments.
-        (
-            Postgres,
-            "/* a /* b; */ c; */ SELECT 1; SELECT 2",
-            &[("SELECT 1", 1), ("SELECT 2", 1)],
-        ),
+        (Postgres, "/* a /* b; */ c; */ SELECT 1; SELECT 2", &[("SELECT 1", 1), ("SELECT 2", 1)]),
         // plpgsql body in $$ with semicolons.
         (
             Postgres,
@@ -161,27 +104,16 @@ fn postgres_rules() {
             "DO $$ BEGIN EXECUTE $q$ SELECT ';' $q$; END $$;\nCREATE FUNCTION g() RETURNS text AS $fn$ SELECT '$$;' $fn$ LANGUAGE sql;",
             &[
                 ("DO $$ BEGIN EXECUTE $q$ SELECT ';' $q$; END $$", 1),
-                (
-                    "CREATE FUNCTION g() RETURNS text AS $fn$ SELECT '$$;' $fn$ LANGUAGE sql",
-                    2,
-                ),
+                ("CREATE FUNCTION g() RETURNS text AS $fn$ SELECT '$$;' $fn$ LANGUAGE sql", 2),
             ],
         ),
         // Dollar-quote tags with non-ASCII characters.
-        (
-            Postgres,
-            "SELECT $é$;$é$; SELECT 2",
-            &[("SELECT $é$;$é$", 1), ("SELECT 2", 1)],
-        ),
+        (Postgres, "SELECT $é$;$é$; SELECT 2", &[("SELECT $é$;$é$", 1), ("SELECT 2", 1)]),
         // $1 is a parameter; a$b and c$$ are identifiers.
         (
             Postgres,
             "SELECT $1; SELECT a$b, c$$ FROM t; SELECT 3",
-            &[
-                ("SELECT $1", 1),
-                ("SELECT a$b, c$$ FROM t", 1),
-                ("SELECT 3", 1),
-            ],
+            &[("SELECT $1", 1), ("SELECT a$b, c$$ FROM t", 1), ("SELECT 3", 1)],
         ),
         // BEGIN ATOMIC body with CASE ... END inside is one statement.
         (
@@ -198,58 +130,29 @@ fn postgres_rules() {
         (
             Postgres,
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END;",
-            &[(
-                "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END",
-                1,
-            )],
+            &[("CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END", 1)],
         ),
         (
             Postgres,
             "create or replace procedure p() begin atomic insert into t values (1); end; call p()",
-            &[
-                (
-                    "create or replace procedure p() begin atomic insert into t values (1); end",
-                    1,
-                ),
-                ("call p()", 1),
-            ],
+            &[("create or replace procedure p() begin atomic insert into t values (1); end", 1), ("call p()", 1)],
         ),
         // A CASE outside any BEGIN ATOMIC does not open a block.
         (
             Postgres,
             "CREATE VIEW v AS SELECT CASE WHEN x THEN 1 END AS c FROM t; SELECT 2",
-            &[
-                (
-                    "CREATE VIEW v AS SELECT CASE WHEN x THEN 1 END AS c FROM t",
-                    1,
-                ),
-                ("SELECT 2", 1),
-            ],
+            &[("CREATE VIEW v AS SELECT CASE WHEN x THEN 1 END AS c FROM t", 1), ("SELECT 2", 1)],
         ),
         // Top-level BEGIN is an ordinary statement; so is BEGIN TRANSACTION.
         (
             Postgres,
             "BEGIN; SELECT 1; END; BEGIN TRANSACTION; COMMIT",
-            &[
-                ("BEGIN", 1),
-                ("SELECT 1", 1),
-                ("END", 1),
-                ("BEGIN TRANSACTION", 1),
-                ("COMMIT", 1),
-            ],
+            &[("BEGIN", 1), ("SELECT 1", 1), ("END", 1), ("BEGIN TRANSACTION", 1), ("COMMIT", 1)],
         ),
         // Backticks and brackets mean nothing in Postgres.
-        (
-            Postgres,
-            "SELECT arr[1]; SELECT 2",
-            &[("SELECT arr[1]", 1), ("SELECT 2", 1)],
-        ),
+        (Postgres, "SELECT arr[1]; SELECT 2", &[("SELECT arr[1]", 1), ("SELECT 2", 1)]),
         // # is an operator, not a comment.
-        (
-            Postgres,
-            "SELECT 1 # 2; SELECT 3",
-            &[("SELECT 1 # 2", 1), ("SELECT 3", 1)],
-        ),
+        (Postgres, "SELECT 1 # 2; SELECT 3", &[("SELECT 1 # 2", 1), ("SELECT 3", 1)]),
     ]);
 }
 
@@ -260,56 +163,29 @@ fn mysql_rules() {
         (
             MySql,
             "SELECT 'it\\'s; ok'; SELECT \"a\\\"b;\"; SELECT 3",
-            &[
-                ("SELECT 'it\\'s; ok'", 1),
-                ("SELECT \"a\\\"b;\"", 1),
-                ("SELECT 3", 1),
-            ],
+            &[("SELECT 'it\\'s; ok'", 1), ("SELECT \"a\\\"b;\"", 1), ("SELECT 3", 1)],
         ),
-        (
-            MySql,
-            "SELECT 'a\\\\'; SELECT 2",
-            &[("SELECT 'a\\\\'", 1), ("SELECT 2", 1)],
-        ),
+        (MySql, "SELECT 'a\\\\'; SELECT 2", &[("SELECT 'a\\\\'", 1), ("SELECT 2", 1)]),
         // Backtick identifiers with doubling.
-        (
-            MySql,
-            "SELECT `a``;b` FROM t; SELECT 2",
-            &[("SELECT `a``;b` FROM t", 1), ("SELECT 2", 1)],
-        ),
+        (MySql, "SELECT `a``;b` FROM t; SELECT 2", &[("SELECT `a``;b` FROM t", 1), ("SELECT 2", 1)]),
         // # comments; -- needs whitespace after it.
         (
             MySql,
             "# note; here\nSELECT 1; -- c;\nSELECT 5--2; SELECT 3",
             &[("SELECT 1", 2), ("SELECT 5--2", 3), ("SELECT 3", 3)],
         ),
-        (
-            MySql,
-            "SELECT 1 --\tc;\n; SELECT 2 --",
-            &[("SELECT 1", 1), ("SELECT 2", 2)],
-        ),
+        (MySql, "SELECT 1 --\tc;\n; SELECT 2 --", &[("SELECT 1", 1), ("SELECT 2", 2)]),
         // Block comments do not nest.
-        (
-            MySql,
-            "/* a /* b */ SELECT 1; SELECT 2 */",
-            &[("SELECT 1", 1), ("SELECT 2 */", 1)],
-        ),
+        (MySql, "/* a /* b */ SELECT 1; SELECT 2 */", &[("SELECT 1", 1), ("SELECT 2 */", 1)]),
         // Executable comments are statement text.
-        (
-            MySql,
-            "/*!40101 SET NAMES utf8 */;\nSELECT 1",
-            &[("/*!40101 SET NAMES utf8 */", 1), ("SELECT 1", 2)],
-        ),
+        (MySql, "/*!40101 SET NAMES utf8 */;\nSELECT 1", &[("/*!40101 SET NAMES utf8 */", 1), ("SELECT 1", 2)]),
         // DELIMITER // with a procedure, then DELIMITER ; back.
         (
             MySql,
             "DROP PROCEDURE IF EXISTS p;\nDELIMITER //\nCREATE PROCEDURE p()\nBEGIN\n  SELECT 1;\n  SELECT 2;\nEND //\nDELIMITER ;\nCALL p();\nSELECT 3;",
             &[
                 ("DROP PROCEDURE IF EXISTS p", 1),
-                (
-                    "CREATE PROCEDURE p()\nBEGIN\n  SELECT 1;\n  SELECT 2;\nEND",
-                    3,
-                ),
+                ("CREATE PROCEDURE p()\nBEGIN\n  SELECT 1;\n  SELECT 2;\nEND", 3),
                 ("CALL p()", 9),
                 ("SELECT 3", 10),
             ],
@@ -318,13 +194,7 @@ fn mysql_rules() {
         (
             MySql,
             "delimiter $$\r\nCREATE FUNCTION f() RETURNS INT\r\nBEGIN\r\n  RETURN 1;\r\nEND$$\r\n  Delimiter ;\r\nSELECT f();",
-            &[
-                (
-                    "CREATE FUNCTION f() RETURNS INT\r\nBEGIN\r\n  RETURN 1;\r\nEND",
-                    2,
-                ),
-                ("SELECT f()", 7),
-            ],
+            &[("CREATE FUNCTION f() RETURNS INT\r\nBEGIN\r\n  RETURN 1;\r\nEND", 2), ("SELECT f()", 7)],
         ),
         // mysqldump style ;; delimiter: a single ; does not split.
         (
@@ -333,11 +203,7 @@ fn mysql_rules() {
             &[("SELECT 1; SELECT 2", 2), ("SELECT 3", 4)],
         ),
         // Delimiters inside strings and comments do not count.
-        (
-            MySql,
-            "DELIMITER //\nSELECT '//' -- //\n, 2 //",
-            &[("SELECT '//' -- //\n, 2", 2)],
-        ),
+        (MySql, "DELIMITER //\nSELECT '//' -- //\n, 2 //", &[("SELECT '//' -- //\n, 2", 2)]),
         // Trigger with BEGIN / IF / END IF / END and no DELIMITER.
         (
             MySql,
@@ -376,20 +242,10 @@ fn mysql_rules() {
         (
             MySql,
             "CREATE DEFINER = CURRENT_USER() FUNCTION f() RETURNS INT BEGIN RETURN 1; END; SELECT 1",
-            &[
-                (
-                    "CREATE DEFINER = CURRENT_USER() FUNCTION f() RETURNS INT BEGIN RETURN 1; END",
-                    1,
-                ),
-                ("SELECT 1", 1),
-            ],
+            &[("CREATE DEFINER = CURRENT_USER() FUNCTION f() RETURNS INT BEGIN RETURN 1; END", 1), ("SELECT 1", 1)],
         ),
         // A routine body without BEGIN ends at the first ;.
-        (
-            MySql,
-            "CREATE PROCEDURE p() SELECT 1; SELECT 2",
-            &[("CREATE PROCEDURE p() SELECT 1", 1), ("SELECT 2", 1)],
-        ),
+        (MySql, "CREATE PROCEDURE p() SELECT 1; SELECT 2", &[("CREATE PROCEDURE p() SELECT 1", 1), ("SELECT 2", 1)]),
         // Outside routines BEGIN/END/CASE mean nothing; `begin` column names are fine.
         (
             MySql,
@@ -402,11 +258,7 @@ fn mysql_rules() {
             ],
         ),
         // A line starting with `delimiter` inside a statement is not a command.
-        (
-            MySql,
-            "CREATE TABLE t (\ndelimiter VARCHAR(5)\n);",
-            &[("CREATE TABLE t (\ndelimiter VARCHAR(5)\n)", 1)],
-        ),
+        (MySql, "CREATE TABLE t (\ndelimiter VARCHAR(5)\n);", &[("CREATE TABLE t (\ndelimiter VARCHAR(5)\n)", 1)]),
         // `delimiter` not alone as a word is not a command either.
         (MySql, "delimiters;", &[("delimiters", 1)]),
     ]);
@@ -416,26 +268,15 @@ fn mysql_rules() {
 fn sqlite_rules() {
     run(&[
         // Strings: no backslash escapes.
-        (
-            Sqlite,
-            "SELECT 'a\\'; SELECT 2",
-            &[("SELECT 'a\\'", 1), ("SELECT 2", 1)],
-        ),
+        (Sqlite, "SELECT 'a\\'; SELECT 2", &[("SELECT 'a\\'", 1), ("SELECT 2", 1)]),
         // Identifier quoting: "..", `..`, [..].
         (
             Sqlite,
             "SELECT [a;b], `c;``d`, \"e;\"\"f\" FROM t; SELECT 2",
-            &[
-                ("SELECT [a;b], `c;``d`, \"e;\"\"f\" FROM t", 1),
-                ("SELECT 2", 1),
-            ],
+            &[("SELECT [a;b], `c;``d`, \"e;\"\"f\" FROM t", 1), ("SELECT 2", 1)],
         ),
         // Block comments do not nest.
-        (
-            Sqlite,
-            "/* a /* b */ SELECT 1; SELECT 2",
-            &[("SELECT 1", 1), ("SELECT 2", 1)],
-        ),
+        (Sqlite, "/* a /* b */ SELECT 1; SELECT 2", &[("SELECT 1", 1), ("SELECT 2", 1)]),
         // Trigger with CASE inside.
         (
             Sqlite,
@@ -452,10 +293,7 @@ fn sqlite_rules() {
             Sqlite,
             "create temp trigger if not exists t2 before delete on a when old.k = 1 begin delete from b; end; select 1",
             &[
-                (
-                    "create temp trigger if not exists t2 before delete on a when old.k = 1 begin delete from b; end",
-                    1,
-                ),
+                ("create temp trigger if not exists t2 before delete on a when old.k = 1 begin delete from b; end", 1),
                 ("select 1", 1),
             ],
         ),
@@ -463,18 +301,10 @@ fn sqlite_rules() {
         (
             Sqlite,
             "BEGIN IMMEDIATE; SELECT 1; END TRANSACTION;",
-            &[
-                ("BEGIN IMMEDIATE", 1),
-                ("SELECT 1", 1),
-                ("END TRANSACTION", 1),
-            ],
+            &[("BEGIN IMMEDIATE", 1), ("SELECT 1", 1), ("END TRANSACTION", 1)],
         ),
         // $name, :name, ?1 parameters.
-        (
-            Sqlite,
-            "SELECT $a, :b, ?1; SELECT 2",
-            &[("SELECT $a, :b, ?1", 1), ("SELECT 2", 1)],
-        ),
+        (Sqlite, "SELECT $a, :b, ?1; SELECT 2", &[("SELECT $a, :b, ?1", 1), ("SELECT 2", 1)]),
     ]);
 }
 
@@ -485,110 +315,42 @@ fn spans_and_lines_are_exact() {
     assert_eq!(statements.len(), 2);
     assert_eq!(statements[0].span, 7..15);
     assert_eq!(statements[0].line, 2);
-    assert_eq!(
-        &source[statements[1].span.clone()],
-        "INSERT INTO é VALUES ('ü')"
-    );
+    assert_eq!(&source[statements[1].span.clone()], "INSERT INTO é VALUES ('ü')");
     assert_eq!(statements[1].line, 4);
 }
 
 #[test]
 fn unterminated_constructs() {
     run_errors(&[
-        (
-            Postgres,
-            "SELECT 1;\nSELECT 'abc;\n\n",
-            2,
-            "unterminated string literal",
-        ),
-        (
-            Postgres,
-            "SELECT 1;\nSELECT E'abc\\';",
-            2,
-            "unterminated escape string literal",
-        ),
-        (
-            Postgres,
-            "SELECT \"abc;",
-            1,
-            "unterminated quoted identifier",
-        ),
-        (
-            Postgres,
-            "SELECT 1;\n/* a /* b */\nSELECT 2;",
-            2,
-            "unterminated block comment",
-        ),
+        (Postgres, "SELECT 1;\nSELECT 'abc;\n\n", 2, "unterminated string literal"),
+        (Postgres, "SELECT 1;\nSELECT E'abc\\';", 2, "unterminated escape string literal"),
+        (Postgres, "SELECT \"abc;", 1, "unterminated quoted identifier"),
+        (Postgres, "SELECT 1;\n/* a /* b */\nSELECT 2;", 2, "unterminated block comment"),
         (
             Postgres,
             "SELECT 1;\n\nCREATE FUNCTION f() RETURNS int AS $fn$\nSELECT 1;\n$$ LANGUAGE sql;",
             3,
             "unterminated dollar-quoted string $fn$ starting here",
         ),
-        (
-            Postgres,
-            "DO $$ BEGIN END;",
-            1,
-            "unterminated dollar-quoted string $$",
-        ),
+        (Postgres, "DO $$ BEGIN END;", 1, "unterminated dollar-quoted string $$"),
         (
             Postgres,
             "SELECT 1;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;",
             3,
             "unterminated BEGIN ATOMIC ... END block",
         ),
-        (
-            MySql,
-            "SELECT 1;\nSELECT 'it\\';",
-            2,
-            "unterminated string literal",
-        ),
-        (
-            MySql,
-            "SELECT \"abc",
-            1,
-            "unterminated double-quoted string",
-        ),
-        (
-            MySql,
-            "SELECT `abc;\nSELECT 2;",
-            1,
-            "unterminated backtick-quoted identifier",
-        ),
+        (MySql, "SELECT 1;\nSELECT 'it\\';", 2, "unterminated string literal"),
+        (MySql, "SELECT \"abc", 1, "unterminated double-quoted string"),
+        (MySql, "SELECT `abc;\nSELECT 2;", 1, "unterminated backtick-quoted identifier"),
         (MySql, "\n/* a */ /* b", 2, "unterminated block comment"),
-        (
-            MySql,
-            "SELECT 1;\nCREATE PROCEDURE p()\nBEGIN\n  SELECT 1;\n",
-            3,
-            "unterminated BEGIN ... END block",
-        ),
-        (
-            MySql,
-            "SELECT 1;\nDELIMITER\nSELECT 2;",
-            2,
-            "bad DELIMITER line",
-        ),
+        (MySql, "SELECT 1;\nCREATE PROCEDURE p()\nBEGIN\n  SELECT 1;\n", 3, "unterminated BEGIN ... END block"),
+        (MySql, "SELECT 1;\nDELIMITER\nSELECT 2;", 2, "bad DELIMITER line"),
         (MySql, "DELIMITER // -- switch\n", 1, "bad DELIMITER line"),
         (MySql, "DELIMITER \\\\\n", 1, "bad DELIMITER line"),
-        (
-            Sqlite,
-            "SELECT [abc;",
-            1,
-            "unterminated bracket-quoted identifier",
-        ),
+        (Sqlite, "SELECT [abc;", 1, "unterminated bracket-quoted identifier"),
         (Sqlite, "SELECT 'a''", 1, "unterminated string literal"),
-        (
-            Sqlite,
-            "SELECT `a",
-            1,
-            "unterminated backtick-quoted identifier",
-        ),
-        (
-            Sqlite,
-            "SELECT 1;\n\n/* open",
-            3,
-            "unterminated block comment",
-        ),
+        (Sqlite, "SELECT `a", 1, "unterminated backtick-quoted identifier"),
+        (Sqlite, "SELECT 1;\n\n/* open", 3, "unterminated block comment"),
         (
             Sqlite,
             "CREATE TRIGGER t AFTER INSERT ON a\nBEGIN\n  SELECT CASE WHEN 1 THEN 2 END;",
@@ -603,10 +365,7 @@ fn error_display() {
     let Err(e) = split("SELECT 1;\n/* open", Postgres) else {
         panic!("expected an error");
     };
-    assert_eq!(
-        e.to_string(),
-        "line 2: unterminated block comment starting here"
-    );
+    assert_eq!(e.to_string(), "line 2: unterminated block comment starting here");
     let boxed: Box<dyn std::error::Error> = Box::new(e);
     assert!(boxed.to_string().starts_with("line 2"));
 }

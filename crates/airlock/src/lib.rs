@@ -29,8 +29,8 @@ use airlock_driver::DatabaseUrl;
 use airlock_exec::{Options, Silent, Source};
 
 pub use airlock_core::Version;
-pub use airlock_lint::{Baseline, Severity};
 pub use airlock_exec::{ExecError, GateReport, Requirement, RunReport, StatusReport};
+pub use airlock_lint::{Baseline, Severity};
 
 /// Embeds a migrations directory (relative to the crate's `Cargo.toml`) in the
 /// program, as a [`Migrations`] usable in a `static`. The directory is checked

@@ -80,12 +80,7 @@ async fn migrate_lints_first_and_can_be_told_otherwise() {
     let refused = LINTED.database(&url).unwrap().migrate().await.unwrap_err();
     assert_eq!(refused.exit_code(), 3, "{refused}");
     assert!(refused.to_string().contains("dml-in-schema-migration"), "{refused}");
-    let applied = LINTED
-        .database(&url)
-        .unwrap()
-        .lint_severity("dml-in-schema-migration", None)
-        .migrate()
-        .await
-        .unwrap();
+    let applied =
+        LINTED.database(&url).unwrap().lint_severity("dml-in-schema-migration", None).migrate().await.unwrap();
     assert_eq!(applied.migrations.len(), 2);
 }

@@ -18,7 +18,8 @@ use airlock::{Error, Requirement};
 /// Compiled in at build time; a bad file fails the build.
 static MIGRATIONS: airlock::Migrations = airlock::embed_migrations!("migrations");
 
-const USAGE: &str = "usage: airlock-example-app migrate | start [--wait SECONDS]  (database from DATABASE_URL, default sqlite:todo.db)";
+const USAGE: &str =
+    "usage: airlock-example-app migrate | start [--wait SECONDS]  (database from DATABASE_URL, default sqlite:todo.db)";
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

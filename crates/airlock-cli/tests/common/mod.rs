@@ -125,8 +125,12 @@ impl Db {
 
     pub fn table_exists(&self, table: &str) -> bool {
         let sql = match self.engine {
-            Engine::Postgres => format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{table}'"),
-            Engine::MySql => format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{table}'"),
+            Engine::Postgres => format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = '{table}'"
+            ),
+            Engine::MySql => format!(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = '{table}'"
+            ),
             Engine::Sqlite => format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"),
         };
         self.count(&sql) == 1
@@ -168,7 +172,8 @@ impl Db {
                         client.batch_execute("COMMIT").await.unwrap();
                     }
                     Engine::MySql => {
-                        let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
+                        let mut conn =
+                            mysql_async::Conn::new(mysql_async::Opts::from_url(&url).unwrap()).await.unwrap();
                         conn.query_drop("START TRANSACTION").await.unwrap();
                         conn.query_drop(sql).await.unwrap();
                         ready_tx.send(()).unwrap();
@@ -183,7 +188,7 @@ impl Db {
                         conn.execute_batch("COMMIT").unwrap();
                     }
                 }
-            })
+            });
         });
         ready_rx.recv().expect("the holding session started");
         Holder { stop: Some(stop_tx), thread: Some(thread) }
@@ -209,7 +214,7 @@ fn pg_exec(url: &str, sql: &str) {
         let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
         tokio::spawn(conn);
         client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    })
+    });
 }
 
 fn pg_rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
@@ -298,12 +303,7 @@ impl Project {
     /// `airlock` with this project's directory and `db`'s URL, run from the project root.
     pub fn airlock(&self, db: &Db) -> Command {
         let mut cmd = self.bare();
-        cmd.arg("--database-url")
-            .arg(&db.url)
-            .arg("--dir")
-            .arg(self.dir())
-            .arg("--lock-wait")
-            .arg("60s");
+        cmd.arg("--database-url").arg(&db.url).arg("--dir").arg(self.dir()).arg("--lock-wait").arg("60s");
         cmd
     }
 
@@ -340,7 +340,8 @@ impl Run {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", self.stdout, self.stderr))
     }
 
     pub fn all(&self) -> String {
@@ -356,7 +357,8 @@ pub fn create_table(i: usize) -> String {
 /// This machine's identity as airlock writes it in the lease: `name#boot#pidns`.
 pub fn host_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_owned();
-    let boot: String = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().chars().take(8).collect();
+    let boot: String =
+        std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().chars().take(8).collect();
     let ns = std::fs::read_link("/proc/self/ns/pid").unwrap().to_string_lossy().into_owned();
     let ns = ns.trim_start_matches("pid:[").trim_end_matches(']').to_owned();
     format!("{host}#{boot}#{ns}")

@@ -1,10 +1,10 @@
 //! `adding-foreign-key`: a validating foreign key on an existing table takes
 //! SHARE ROW EXCLUSIVE on both tables and scans every row while holding it.
 
-use airlock_sql::parse::{AlterAction, Constraint};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, Constraint};
 
-use super::{per_action, postgres, Rule};
+use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -47,8 +47,17 @@ mod tests {
 
     #[test]
     fn ok() {
-        assert!(!has(&run(Postgres, "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES u (id) NOT VALID;"), ID));
-        assert!(!has(&run(Postgres, "CREATE TABLE o (id int, u int REFERENCES u (id));\nALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES u (id);"), ID));
+        assert!(!has(
+            &run(Postgres, "ALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES u (id) NOT VALID;"),
+            ID
+        ));
+        assert!(!has(
+            &run(
+                Postgres,
+                "CREATE TABLE o (id int, u int REFERENCES u (id));\nALTER TABLE o ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES u (id);"
+            ),
+            ID
+        ));
     }
 
     #[test]
@@ -59,8 +68,10 @@ mod tests {
 
     #[test]
     fn the_finding_points_at_the_line_of_the_action() {
-        let sql = "ALTER TABLE orders\n  ADD COLUMN note text,\n  ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id);";
-        let report = crate::rules::test::report(Postgres, &[("1_fk.up.sql", sql)], airlock_core::schema::Catalog::offline());
+        let sql =
+            "ALTER TABLE orders\n  ADD COLUMN note text,\n  ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id);";
+        let report =
+            crate::rules::test::report(Postgres, &[("1_fk.up.sql", sql)], airlock_core::schema::Catalog::offline());
         let finding = report.findings.iter().find(|f| f.rule == ID).unwrap();
         assert_eq!(finding.line, 3);
         assert!(sql[finding.span.clone().unwrap()].starts_with("CONSTRAINT fk"), "{:?}", finding.span);

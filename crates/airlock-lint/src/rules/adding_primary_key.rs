@@ -1,10 +1,10 @@
 //! `adding-primary-key`: `ADD PRIMARY KEY` on an existing table builds its
 //! index (and may set NOT NULL, scanning) under an ACCESS EXCLUSIVE lock.
 
-use airlock_sql::parse::{AlterAction, Constraint};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, Constraint};
 
-use super::{per_action, postgres, Rule};
+use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -27,7 +27,9 @@ impl Rule for AddingPrimaryKey {
         let help = "CREATE UNIQUE INDEX CONCURRENTLY first (its own migration), then ADD CONSTRAINT ... PRIMARY KEY USING INDEX";
         per_action(self, cx, out, help, |table, size, action| {
             let columns = match action {
-                AlterAction::AddConstraint(Constraint::PrimaryKey { columns, using_index: None, .. }) => columns.clone(),
+                AlterAction::AddConstraint(Constraint::PrimaryKey { columns, using_index: None, .. }) => {
+                    columns.clone()
+                }
                 // The same constraint written on a new column.
                 AlterAction::AddColumn(c) if c.primary_key => vec![c.name.clone()],
                 _ => return None,

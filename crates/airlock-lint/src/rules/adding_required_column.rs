@@ -29,7 +29,10 @@ impl Rule for AddingRequiredColumn {
             if c.not_null && c.default.is_none() && !c.identity && !c.auto_increment && !c.generated_stored {
                 out.push(cx.finding(
                     self,
-                    format!("adding `{}` NOT NULL without a DEFAULT to `{table}` fails as soon as the table has a row", c.name),
+                    format!(
+                        "adding `{}` NOT NULL without a DEFAULT to `{table}` fails as soon as the table has a row",
+                        c.name
+                    ),
                     "add the column with a DEFAULT, or nullable, backfill it in a data migration, then set NOT NULL",
                 ));
             }

@@ -1,10 +1,10 @@
 //! `adding-unique-constraint`: `ADD UNIQUE` on an existing table builds its
 //! index under an ACCESS EXCLUSIVE lock.
 
-use airlock_sql::parse::{AlterAction, Constraint};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, Constraint};
 
-use super::{per_action, postgres, Rule};
+use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -24,7 +24,8 @@ impl Rule for AddingUniqueConstraint {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
-        let help = "CREATE UNIQUE INDEX CONCURRENTLY first (its own migration), then ADD CONSTRAINT ... UNIQUE USING INDEX";
+        let help =
+            "CREATE UNIQUE INDEX CONCURRENTLY first (its own migration), then ADD CONSTRAINT ... UNIQUE USING INDEX";
         per_action(self, cx, out, help, |table, size, action| {
             let columns = match action {
                 AlterAction::AddConstraint(Constraint::Unique { columns, using_index: None, .. }) => columns.clone(),

@@ -4,10 +4,10 @@
 //! `numeric(q ≥ p,s)`): then it is instant, and this rule stays silent. With
 //! the live catalog the old type is known; without it the rule can only warn.
 
-use airlock_sql::parse::{AlterAction, Op};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, Op};
 
-use super::{postgres, Rule};
+use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -33,7 +33,9 @@ pub fn binary_coercible(from: &str, to: &str) -> bool {
         _ if from == to => true,
         (f, "text") if varchar(f) => true,
         ("text", t) if varchar(t) => to_mods.is_empty(),
-        (f, t) if varchar(f) && varchar(t) => to_mods.is_empty() || (from_mods.len() == 1 && to_mods[0] >= from_mods[0]),
+        (f, t) if varchar(f) && varchar(t) => {
+            to_mods.is_empty() || (from_mods.len() == 1 && to_mods[0] >= from_mods[0])
+        }
         ("numeric", "numeric") => match (from_mods.as_slice(), to_mods.as_slice()) {
             (_, []) => true,
             ([p, s], [q, t]) => q >= p && s == t,
@@ -68,7 +70,9 @@ impl Rule for ChangingColumnType {
             let AlterAction::AlterColumnType { column, data_type, using } = action else { continue };
             let old = cx.known(table).and_then(|t| t.column(column)).map(|c| c.data_type.clone());
             // A USING that computes something rewrites whatever the types.
-            let computes = using.as_ref().is_some_and(|u| !u.functions.is_empty() || !u.text.to_lowercase().starts_with(&column.to_lowercase()));
+            let computes = using
+                .as_ref()
+                .is_some_and(|u| !u.functions.is_empty() || !u.text.to_lowercase().starts_with(&column.to_lowercase()));
             match old {
                 Some(old) if binary_coercible(&old, data_type) && !computes => {}
                 Some(old) => {
@@ -99,8 +103,8 @@ impl Rule for ChangingColumnType {
 #[cfg(test)]
 mod tests {
     use super::binary_coercible;
-    use crate::rules::test::{column, has, live, run, run_live};
     use crate::Severity;
+    use crate::rules::test::{column, has, live, run, run_live};
     use airlock_sql::Dialect::Postgres;
 
     const ID: &str = "changing-column-type";

@@ -5,7 +5,7 @@
 use airlock_sql::parse::{Op, TxKind};
 use airlock_sql::{Dialect, TxNeed};
 
-use super::{postgres, Rule};
+use super::{Rule, postgres};
 use crate::{Finding, MigrationContext, Severity};
 
 /// See the module docs.
@@ -27,10 +27,8 @@ impl Rule for ConcurrentInTransaction {
     fn check_migration(&self, cx: &MigrationContext, out: &mut Vec<Finding>) {
         let outside: Vec<_> = cx.statements.iter().filter(|p| matches!(p.tx, TxNeed::OutsideTransaction(_))).collect();
         let Some(first) = outside.first() else { return };
-        let explicit_begin = cx
-            .statements
-            .iter()
-            .any(|p| p.ops.as_ref().is_ok_and(|ops| ops.contains(&Op::Transaction(TxKind::Begin))));
+        let explicit_begin =
+            cx.statements.iter().any(|p| p.ops.as_ref().is_ok_and(|ops| ops.contains(&Op::Transaction(TxKind::Begin))));
         let others = cx.statements.len() - outside.len();
         if explicit_begin || (others > 0 && !cx.migration.directives.no_transaction) {
             let TxNeed::OutsideTransaction(what) = first.tx else { return };
@@ -54,7 +52,13 @@ mod tests {
     #[test]
     fn ok() {
         assert!(!has(&run(Postgres, "CREATE INDEX CONCURRENTLY i ON t (a);"), ID));
-        assert!(!has(&run(Postgres, "-- airlock:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\nCREATE INDEX CONCURRENTLY j ON t (b);"), ID));
+        assert!(!has(
+            &run(
+                Postgres,
+                "-- airlock:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (a);\nCREATE INDEX CONCURRENTLY j ON t (b);"
+            ),
+            ID
+        ));
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! `constraint-missing-not-valid`: a CHECK constraint added to an existing
 //! table is checked against every row under an ACCESS EXCLUSIVE lock.
 
-use airlock_sql::parse::{AlterAction, Constraint};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, Constraint};
 
-use super::{per_action, postgres, Rule};
+use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.

@@ -4,10 +4,10 @@
 //! `foreign_key_checks` on, VARCHAR growth across the 255-byte boundary of
 //! the live character set (its length prefix grows from 1 to 2 bytes).
 
-use airlock_sql::parse::{AlterAction, Constraint, Op};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, Constraint, Op};
 
-use super::{mysql, Rule};
+use super::{Rule, mysql};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -44,7 +44,8 @@ fn shape(data_type: &str) -> (String, Option<u32>) {
         Some((base, rest)) => {
             let n = rest.split([')', ',']).next().and_then(|n| n.trim().parse().ok());
             let base = canonical(base.trim()).to_owned();
-            let keeps_length = ["varchar", "char", "varbinary", "binary", "decimal", "numeric"].contains(&base.as_str());
+            let keeps_length =
+                ["varchar", "char", "varbinary", "binary", "decimal", "numeric"].contains(&base.as_str());
             (base, if keeps_length { n } else { None })
         }
         None => (canonical(t.trim()).to_owned(), None),
@@ -63,7 +64,10 @@ pub fn needs_copy(from: &str, to: &str, charset: Option<&str>) -> Option<String>
         ("varchar" | "varbinary", Some(a), Some(b)) => {
             let bpc = if from_base == "varbinary" { 1 } else { bytes_per_char(charset) };
             (a * bpc <= 255 && b * bpc > 255).then(|| {
-                format!("{from_base}({a}) grows to ({b}): past 255 bytes in {}, so the length prefix grows", charset.unwrap_or("utf8mb4"))
+                format!(
+                    "{from_base}({a}) grows to ({b}): past 255 bytes in {}, so the length prefix grows",
+                    charset.unwrap_or("utf8mb4")
+                )
             })
         }
         (_, a, b) if a != b => Some(format!("the type changes from {from} to {to}")),
@@ -100,7 +104,11 @@ impl Rule for CopyAlgorithm {
                     let Some(known) = cx.known(table) else { continue };
                     match known.column(target) {
                         // A column without its own charset has the table's.
-                        Some(live) => needs_copy(&live.data_type, &column.data_type, live.charset.as_deref().or(known.charset.as_deref())),
+                        Some(live) => needs_copy(
+                            &live.data_type,
+                            &column.data_type,
+                            live.charset.as_deref().or(known.charset.as_deref()),
+                        ),
                         None => continue,
                     }
                 }
@@ -152,6 +160,9 @@ mod tests {
     fn error() {
         let t = || vec![live("orders", 1e6, vec![column("id", "int(11)"), column("user_id", "int(11)")])];
         assert!(has(&run_live(MySql, "ALTER TABLE orders MODIFY id BIGINT;", t()), ID));
-        assert!(has(&run_live(MySql, "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id);", t()), ID));
+        assert!(has(
+            &run_live(MySql, "ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (user_id) REFERENCES users (id);", t()),
+            ID
+        ));
     }
 }

@@ -53,7 +53,10 @@ mod tests {
     #[test]
     fn ok() {
         assert!(!has(&run(Postgres, "-- airlock:data\nUPDATE t SET a = 1 WHERE a IS NULL;"), ID));
-        assert!(!has(&run(Postgres, "CREATE TABLE kinds (id int, name text);\nINSERT INTO kinds VALUES (1, 'a');"), ID));
+        assert!(!has(
+            &run(Postgres, "CREATE TABLE kinds (id int, name text);\nINSERT INTO kinds VALUES (1, 'a');"),
+            ID
+        ));
     }
 
     #[test]

@@ -22,7 +22,10 @@ impl Rule for DropTable {
         for table in tables.iter().filter(|t| cx.is_existing(t)) {
             out.push(cx.finding(
                 self,
-                format!("dropping `{table}`{} breaks any running release that still uses it, and its rows are gone", cx.size_note(table)),
+                format!(
+                    "dropping `{table}`{} breaks any running release that still uses it, and its rows are gone",
+                    cx.size_note(table)
+                ),
                 "stop using the table in a release first; keep a backup or rename it aside before dropping it for good",
             ));
         }

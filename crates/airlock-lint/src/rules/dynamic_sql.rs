@@ -4,8 +4,8 @@
 //! `EXECUTE` of a string, a body in another language or one that does not
 //! parse is not, and this rule says so instead of staying silent.
 
-use airlock_sql::parse::{Op, DO_UNSEEN};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{DO_UNSEEN, Op};
 
 use super::Rule;
 use crate::{Context, Finding, Severity};
@@ -46,7 +46,13 @@ mod tests {
 
     #[test]
     fn ok() {
-        assert!(!has(&run(Postgres, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 't') THEN CREATE TABLE t (id int); END IF; END $$;"), ID));
+        assert!(!has(
+            &run(
+                Postgres,
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 't') THEN CREATE TABLE t (id int); END IF; END $$;"
+            ),
+            ID
+        ));
     }
 
     #[test]
@@ -56,7 +62,10 @@ mod tests {
 
     #[test]
     fn static_statements_inside_are_checked_like_any_other() {
-        let found = run(Postgres, "DO $$ BEGIN ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id); END $$;");
+        let found = run(
+            Postgres,
+            "DO $$ BEGIN ALTER TABLE orders ADD CONSTRAINT fk FOREIGN KEY (u) REFERENCES users (id); END $$;",
+        );
         assert!(has(&found, "adding-foreign-key"), "{found:?}");
     }
 }

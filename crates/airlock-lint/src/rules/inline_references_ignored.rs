@@ -1,10 +1,10 @@
 //! `inline-references-ignored`: MySQL parses a column-level `REFERENCES t (id)`
 //! and ignores it: no foreign key is created.
 
-use airlock_sql::parse::{AlterAction, Op};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, Op};
 
-use super::{mysql, Rule};
+use super::{Rule, mysql};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.

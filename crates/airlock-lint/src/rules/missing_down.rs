@@ -24,7 +24,9 @@ impl Rule for MissingDown {
             return;
         }
         let message = match &cx.migration.down {
-            None => format!("migration {} has no down script: `airlock down` cannot roll it back", cx.migration.version),
+            None => {
+                format!("migration {} has no down script: `airlock down` cannot roll it back", cx.migration.version)
+            }
             Some(down) if is_blank(&down.sql, cx.dialect) => {
                 format!("the down script of migration {} is empty: rolling back does nothing", cx.migration.version)
             }
@@ -45,10 +47,18 @@ mod tests {
 
     #[test]
     fn ok() {
-        let r = report(Postgres, &[("1_a.up.sql", "CREATE TABLE t (a int);"), ("1_a.down.sql", "DROP TABLE t;")], Catalog::offline());
+        let r = report(
+            Postgres,
+            &[("1_a.up.sql", "CREATE TABLE t (a int);"), ("1_a.down.sql", "DROP TABLE t;")],
+            Catalog::offline(),
+        );
         assert!(!r.findings.iter().any(|f| f.rule == ID));
         // Roll-forward on purpose (`airlock new --no-down`).
-        let r = report(Postgres, &[("1_a.up.sql", "-- airlock:roll-forward undone by a later migration\nCREATE TABLE t (a int);")], Catalog::offline());
+        let r = report(
+            Postgres,
+            &[("1_a.up.sql", "-- airlock:roll-forward undone by a later migration\nCREATE TABLE t (a int);")],
+            Catalog::offline(),
+        );
         assert!(!r.findings.iter().any(|f| f.rule == ID), "{:?}", r.findings);
     }
 
@@ -56,7 +66,11 @@ mod tests {
     fn error() {
         let r = report(Postgres, &[("1_a.up.sql", "CREATE TABLE t (a int);")], Catalog::offline());
         assert!(r.findings.iter().any(|f| f.rule == ID));
-        let r = report(Postgres, &[("1_a.up.sql", "CREATE TABLE t (a int);"), ("1_a.down.sql", "-- nothing\n")], Catalog::offline());
+        let r = report(
+            Postgres,
+            &[("1_a.up.sql", "CREATE TABLE t (a int);"), ("1_a.down.sql", "-- nothing\n")],
+            Catalog::offline(),
+        );
         assert!(r.findings.iter().any(|f| f.rule == ID && f.message.contains("empty")));
     }
 }

@@ -7,15 +7,15 @@ mod adding_required_column;
 mod adding_unique_constraint;
 mod changing_column_type;
 mod concurrent_in_transaction;
-mod copy_algorithm;
 mod constraint_missing_not_valid;
+mod copy_algorithm;
 mod ddl_in_data_migration;
 mod dml_in_schema_migration;
 mod drop_column;
 mod drop_table;
+mod dynamic_sql;
 mod inline_references_ignored;
 mod missing_down;
-mod dynamic_sql;
 mod modify_drops_attributes;
 mod reindex_not_concurrent;
 mod rename_column;
@@ -142,11 +142,11 @@ pub(crate) mod test {
     //! One helper: SQL in, `(rule, severity)` out.
 
     use airlock_core::schema::{Catalog, Column, Origin, Table};
-    use airlock_core::{discover_embedded, Embedded, EmbeddedFile};
-    use airlock_sql::parse::TableName;
+    use airlock_core::{Embedded, EmbeddedFile, discover_embedded};
     use airlock_sql::Dialect;
+    use airlock_sql::parse::TableName;
 
-    use crate::{lint, LintOptions, Report, Severity};
+    use crate::{LintOptions, Report, Severity, lint};
 
     /// Lints files (name, text) offline or against `catalog`.
     pub fn report(dialect: Dialect, files: &[(&str, &str)], catalog: Catalog) -> Report {

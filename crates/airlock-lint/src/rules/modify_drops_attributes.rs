@@ -5,10 +5,10 @@
 //! statement is the fix; without it, the rule warns that it cannot see.
 
 use airlock_core::schema::Column;
-use airlock_sql::parse::{AlterAction, ColumnSpec, Op};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, ColumnSpec, Op};
 
-use super::{mysql, Rule};
+use super::{Rule, mysql};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -52,8 +52,30 @@ fn quote(text: &str) -> String {
 /// word MySQL reserves (the common ones a column is named after).
 fn ident(name: &str) -> String {
     const RESERVED: [&str; 24] = [
-        "key", "keys", "order", "group", "index", "table", "select", "from", "where", "desc", "asc", "by", "interval", "range",
-        "rank", "row", "rows", "status", "condition", "check", "default", "match", "references", "usage",
+        "key",
+        "keys",
+        "order",
+        "group",
+        "index",
+        "table",
+        "select",
+        "from",
+        "where",
+        "desc",
+        "asc",
+        "by",
+        "interval",
+        "range",
+        "rank",
+        "row",
+        "rows",
+        "status",
+        "condition",
+        "check",
+        "default",
+        "match",
+        "references",
+        "usage",
     ];
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
@@ -155,8 +177,8 @@ impl Rule for ModifyDropsAttributes {
 mod tests {
     use airlock_core::schema::Column;
 
-    use crate::rules::test::{has, live, report, run, run_live};
     use crate::Severity;
+    use crate::rules::test::{has, live, report, run, run_live};
     use airlock_core::schema::Catalog;
     use airlock_sql::Dialect::MySql;
 
@@ -200,7 +222,11 @@ mod tests {
         // A column named after a reserved word is quoted in the fix.
         let mut keyed = carts();
         keyed[0].columns[0].name = "key".into();
-        let quoted = super::super::test::report(MySql, &[("1_m.up.sql", "ALTER TABLE carts MODIFY `key` BIGINT NOT NULL;"), ("1_m.down.sql", "SELECT 1;")], Catalog::live(keyed));
+        let quoted = super::super::test::report(
+            MySql,
+            &[("1_m.up.sql", "ALTER TABLE carts MODIFY `key` BIGINT NOT NULL;"), ("1_m.down.sql", "SELECT 1;")],
+            Catalog::live(keyed),
+        );
         let fix = quoted.findings.iter().find(|f| f.rule == ID).and_then(|f| f.fix.clone()).unwrap();
         assert!(fix.starts_with("ALTER TABLE carts MODIFY `key` BIGINT"), "{fix}");
         // int → bigint is also a table copy.

@@ -1,10 +1,10 @@
 //! `reindex-not-concurrent`: `REINDEX` without `CONCURRENTLY` blocks writes to
 //! the table (and reads that would use the index) for the whole rebuild.
 
-use airlock_sql::parse::Op;
 use airlock_sql::Dialect;
+use airlock_sql::parse::Op;
 
-use super::{postgres, Rule};
+use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.

@@ -26,7 +26,9 @@ impl Rule for RenameColumn {
             let cx = &cx.at(*at);
             let (from, to) = match action {
                 AlterAction::RenameColumn { from, to } => (from, to),
-                AlterAction::RedefineColumn { old_name: Some(from), column } if !from.eq_ignore_ascii_case(&column.name) => {
+                AlterAction::RedefineColumn { old_name: Some(from), column }
+                    if !from.eq_ignore_ascii_case(&column.name) =>
+                {
                     (from, &column.name)
                 }
                 _ => continue,

@@ -1,10 +1,10 @@
 //! `require-concurrent-index`: `CREATE INDEX` without `CONCURRENTLY` on a
 //! table that already exists takes a SHARE lock, blocking writes for the build.
 
-use airlock_sql::parse::Op;
 use airlock_sql::Dialect;
+use airlock_sql::parse::Op;
 
-use super::{postgres, Rule};
+use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -42,8 +42,8 @@ impl Rule for RequireConcurrentIndex {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test::{column, has, live, run, run_live};
     use crate::Severity;
+    use crate::rules::test::{column, has, live, run, run_live};
     use airlock_sql::Dialect::Postgres;
 
     const ID: &str = "require-concurrent-index";
@@ -55,7 +55,12 @@ mod tests {
         assert!(!has(&run(Postgres, "CREATE TABLE t (a int);\nCREATE INDEX i ON t (a);"), ID));
         // Against a live database that lacks it, a table an earlier pending
         // migration creates is empty when the later ones run in the same run.
-        let files = [("1_t.up.sql", "CREATE TABLE t (a int);"), ("1_t.down.sql", "DROP TABLE t;"), ("2_i.up.sql", "CREATE INDEX i ON t (a);"), ("2_i.down.sql", "DROP INDEX i;")];
+        let files = [
+            ("1_t.up.sql", "CREATE TABLE t (a int);"),
+            ("1_t.down.sql", "DROP TABLE t;"),
+            ("2_i.up.sql", "CREATE INDEX i ON t (a);"),
+            ("2_i.down.sql", "DROP INDEX i;"),
+        ];
         let r = crate::rules::test::report(Postgres, &files, airlock_core::schema::Catalog::live(Vec::new()));
         assert!(!r.findings.iter().any(|f| f.rule == ID), "{:?}", r.findings);
     }
@@ -64,7 +69,12 @@ mod tests {
     fn error() {
         assert_eq!(run(Postgres, "CREATE INDEX i ON t (a);"), [(ID, Severity::Error)]);
         // Created by an earlier migration: it may hold rows by the time this one runs.
-        let files = [("1_t.up.sql", "CREATE TABLE t (a int);"), ("1_t.down.sql", "DROP TABLE t;"), ("2_i.up.sql", "CREATE INDEX i ON t (a);"), ("2_i.down.sql", "DROP INDEX i;")];
+        let files = [
+            ("1_t.up.sql", "CREATE TABLE t (a int);"),
+            ("1_t.down.sql", "DROP TABLE t;"),
+            ("2_i.up.sql", "CREATE INDEX i ON t (a);"),
+            ("2_i.down.sql", "DROP INDEX i;"),
+        ];
         let r = crate::rules::test::report(Postgres, &files, airlock_core::schema::Catalog::offline());
         assert!(r.findings.iter().any(|f| f.rule == ID && f.version == "2"), "{:?}", r.findings);
         // Small live table: worth knowing, not stopping for.

@@ -1,10 +1,10 @@
 //! `require-concurrent-index-drop`: `DROP INDEX` without `CONCURRENTLY` takes
 //! an ACCESS EXCLUSIVE lock on the index's table, blocking reads and writes.
 
-use airlock_sql::parse::Op;
 use airlock_sql::Dialect;
+use airlock_sql::parse::Op;
 
-use super::{postgres, Rule};
+use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -28,9 +28,10 @@ impl Rule for RequireConcurrentIndexDrop {
         // An index made by the same pending migrations is on a new, empty table or was never used.
         let bare = |n: &str| n.rsplit('.').next().unwrap_or(n).to_lowercase();
         let created_here = |name: &str| {
-            cx.statements[..cx.index].iter().flat_map(|p| p.ops.iter().flatten()).any(
-                |op| matches!(op, Op::CreateIndex { name: Some(n), .. } if bare(n) == bare(name)),
-            )
+            cx.statements[..cx.index]
+                .iter()
+                .flat_map(|p| p.ops.iter().flatten())
+                .any(|op| matches!(op, Op::CreateIndex { name: Some(n), .. } if bare(n) == bare(name)))
         };
         for name in names.iter().filter(|n| !created_here(n)) {
             out.push(cx.finding(

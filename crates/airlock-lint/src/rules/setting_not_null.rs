@@ -1,10 +1,10 @@
 //! `setting-not-null`: `SET NOT NULL` on an existing table scans every row
 //! under an ACCESS EXCLUSIVE lock.
 
-use airlock_sql::parse::AlterAction;
 use airlock_sql::Dialect;
+use airlock_sql::parse::AlterAction;
 
-use super::{per_action, postgres, Rule};
+use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -34,7 +34,9 @@ impl Rule for SettingNotNull {
             if cx.catalog.constraints(table).iter().any(|c| c.proves_not_null(column)) {
                 return None;
             }
-            Some(format!("SET NOT NULL on `{table}.{column}`{size} checks every row under an ACCESS EXCLUSIVE lock: reads and writes wait"))
+            Some(format!(
+                "SET NOT NULL on `{table}.{column}`{size} checks every row under an ACCESS EXCLUSIVE lock: reads and writes wait"
+            ))
         });
     }
 }
@@ -52,7 +54,12 @@ mod tests {
         assert!(!has(&run(Postgres, "CREATE TABLE t (a int);\nALTER TABLE t ALTER COLUMN a SET NOT NULL;"), ID));
         // The pattern the help recommends, against the live catalog.
         let mut t = live("t", 1e6, vec![column("a", "integer")]);
-        t.constraints.push(ConstraintInfo { name: Some("a_nn".into()), kind: ConstraintKind::Check, validated: true, definition: Some("CHECK ((a IS NOT NULL))".into()) });
+        t.constraints.push(ConstraintInfo {
+            name: Some("a_nn".into()),
+            kind: ConstraintKind::Check,
+            validated: true,
+            definition: Some("CHECK ((a IS NOT NULL))".into()),
+        });
         assert!(!has(&run_live(Postgres, "ALTER TABLE t ALTER COLUMN a SET NOT NULL;", vec![t]), ID));
     }
 

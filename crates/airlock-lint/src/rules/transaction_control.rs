@@ -29,11 +29,17 @@ impl Rule for TransactionControl {
             .filter(|p| p.ops.as_ref().is_ok_and(|ops| ops.contains(&Op::Transaction(TxKind::Begin))))
             .count();
         let message = if begins > 1 {
-            format!("{kind:?} here: this file has {begins} transactions of its own, so airlock runs it statement by statement and a failure can leave it half-applied")
+            format!(
+                "{kind:?} here: this file has {begins} transactions of its own, so airlock runs it statement by statement and a failure can leave it half-applied"
+            )
         } else {
             format!("{kind:?} here: airlock already runs each migration in a transaction with its history row")
         };
-        out.push(cx.finding(self, message, "remove BEGIN/COMMIT; split work that needs several transactions into several migrations"));
+        out.push(cx.finding(
+            self,
+            message,
+            "remove BEGIN/COMMIT; split work that needs several transactions into several migrations",
+        ));
     }
 }
 

@@ -23,7 +23,10 @@ impl Rule for TruncateCascade {
             let names: Vec<String> = tables.iter().map(ToString::to_string).collect();
             out.push(cx.finding(
                 self,
-                format!("TRUNCATE {} CASCADE also empties every table that references it, recursively", names.join(", ")),
+                format!(
+                    "TRUNCATE {} CASCADE also empties every table that references it, recursively",
+                    names.join(", ")
+                ),
                 "truncate the tables you mean by name, without CASCADE",
             ));
         }

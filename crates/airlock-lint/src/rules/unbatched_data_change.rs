@@ -37,7 +37,10 @@ impl Rule for UnbatchedDataChange {
         }
         out.push(cx.finding(
             self,
-            format!("{verb} on `{table}`{} in one statement locks every row it touches until commit and floods replication", cx.size_note(table)),
+            format!(
+                "{verb} on `{table}`{} in one statement locks every row it touches until commit and floods replication",
+                cx.size_note(table)
+            ),
             "change rows in batches (by key range, a few thousand at a time), each in its own transaction",
         ));
     }

@@ -30,9 +30,15 @@ impl Rule for UpDestroysData {
                         created.push(table.name.to_lowercase());
                         None
                     }
-                    Op::DropTable { tables, .. } => tables.iter().find(|t| existing(t)).map(|t| format!("DROP TABLE `{t}`")),
-                    Op::Truncate { tables, .. } => tables.iter().find(|t| existing(t)).map(|t| format!("TRUNCATE `{t}`")),
-                    Op::Delete { table, has_where: false } if existing(table) => Some(format!("DELETE of every row of `{table}`")),
+                    Op::DropTable { tables, .. } => {
+                        tables.iter().find(|t| existing(t)).map(|t| format!("DROP TABLE `{t}`"))
+                    }
+                    Op::Truncate { tables, .. } => {
+                        tables.iter().find(|t| existing(t)).map(|t| format!("TRUNCATE `{t}`"))
+                    }
+                    Op::Delete { table, has_where: false } if existing(table) => {
+                        Some(format!("DELETE of every row of `{table}`"))
+                    }
                     Op::AlterTable { table, actions } if existing(table) => actions.iter().find_map(|(a, _)| match a {
                         AlterAction::DropColumn { column } => Some(format!("DROP COLUMN `{table}.{column}`")),
                         _ => None,
@@ -40,7 +46,11 @@ impl Rule for UpDestroysData {
                     _ => None,
                 };
                 if let Some(what) = what {
-                    let down = if cx.migration.down.is_some() { "its down script restores the shape, not the rows" } else { "and there is no down script" };
+                    let down = if cx.migration.down.is_some() {
+                        "its down script restores the shape, not the rows"
+                    } else {
+                        "and there is no down script"
+                    };
                     out.push(cx.finding(
                         self,
                         statement.line,

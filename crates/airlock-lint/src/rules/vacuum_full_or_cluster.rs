@@ -1,10 +1,10 @@
 //! `vacuum-full-or-cluster`: `VACUUM FULL` and `CLUSTER` rewrite the table
 //! under an ACCESS EXCLUSIVE lock: nothing reads or writes it until done.
 
-use airlock_sql::parse::Op;
 use airlock_sql::Dialect;
+use airlock_sql::parse::Op;
 
-use super::{postgres, Rule};
+use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -31,7 +31,9 @@ impl Rule for VacuumFullOrCluster {
         };
         out.push(cx.finding(
             self,
-            format!("{what} rewrites the table under an ACCESS EXCLUSIVE lock: every read and write waits until it is done"),
+            format!(
+                "{what} rewrites the table under an ACCESS EXCLUSIVE lock: every read and write waits until it is done"
+            ),
             "use pg_repack (online), or plain VACUUM; schedule a rewrite as maintenance, not a migration",
         ));
     }

@@ -3,10 +3,10 @@
 //! stable default is stored once and costs nothing since PostgreSQL 11).
 
 use airlock_core::schema::Volatility;
-use airlock_sql::parse::{AlterAction, Op};
 use airlock_sql::Dialect;
+use airlock_sql::parse::{AlterAction, Op};
 
-use super::{postgres, Rule};
+use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
@@ -14,14 +14,37 @@ pub struct VolatileDefault;
 
 /// Built-in functions PostgreSQL marks volatile that people use as defaults.
 pub const VOLATILE: &[&str] = &[
-    "random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "clock_timestamp",
-    "timeofday", "nextval", "txid_current", "setseed", "gen_random_bytes", "uuidv7", "uuidv4",
+    "random",
+    "gen_random_uuid",
+    "uuid_generate_v1",
+    "uuid_generate_v1mc",
+    "uuid_generate_v4",
+    "clock_timestamp",
+    "timeofday",
+    "nextval",
+    "txid_current",
+    "setseed",
+    "gen_random_bytes",
+    "uuidv7",
+    "uuidv4",
 ];
 
 /// Built-in functions that are immutable or stable (no rewrite).
 const NOT_VOLATILE: &[&str] = &[
-    "now", "current_timestamp", "transaction_timestamp", "statement_timestamp", "lower", "upper", "coalesce",
-    "to_jsonb", "jsonb_build_object", "json_build_object", "array", "make_interval", "to_timestamp", "length",
+    "now",
+    "current_timestamp",
+    "transaction_timestamp",
+    "statement_timestamp",
+    "lower",
+    "upper",
+    "coalesce",
+    "to_jsonb",
+    "jsonb_build_object",
+    "json_build_object",
+    "array",
+    "make_interval",
+    "to_timestamp",
+    "length",
 ];
 
 impl Rule for VolatileDefault {
@@ -46,7 +69,8 @@ impl Rule for VolatileDefault {
             let cx = &cx.at(*at);
             let AlterAction::AddColumn(c) = action else { continue };
             if c.identity || c.generated_stored {
-                let what = if c.generated_stored { "a stored generated column" } else { "an identity (or serial) column" };
+                let what =
+                    if c.generated_stored { "a stored generated column" } else { "an identity (or serial) column" };
                 let finding = cx.finding(
                     self,
                     format!("adding `{}` as {what} computes a value for every row of `{table}`{}: a rewrite under an ACCESS EXCLUSIVE lock", c.name, cx.size_note(table)),
@@ -61,7 +85,9 @@ impl Rule for VolatileDefault {
             let volatile: Vec<&String> = default
                 .functions
                 .iter()
-                .filter(|f| live(f) == Some(Volatility::Volatile) || (live(f).is_none() && VOLATILE.contains(&f.as_str())))
+                .filter(|f| {
+                    live(f) == Some(Volatility::Volatile) || (live(f).is_none() && VOLATILE.contains(&f.as_str()))
+                })
                 .collect();
             let unknown: Vec<&String> = default
                 .functions
@@ -96,8 +122,8 @@ impl Rule for VolatileDefault {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::test::{column, has, live, report, run};
     use crate::Severity;
+    use crate::rules::test::{column, has, live, report, run};
     use airlock_core::schema::{Catalog, Volatility};
     use airlock_sql::Dialect::Postgres;
 
@@ -107,21 +133,33 @@ mod tests {
     fn ok() {
         assert!(!has(&run(Postgres, "ALTER TABLE t ADD COLUMN at timestamptz DEFAULT now();"), ID));
         assert!(!has(&run(Postgres, "ALTER TABLE t ADD COLUMN n int DEFAULT 0;"), ID));
-        assert!(!has(&run(Postgres, "CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"), ID));
+        assert!(!has(
+            &run(Postgres, "CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"),
+            ID
+        ));
     }
 
     #[test]
     fn error() {
-        assert_eq!(run(Postgres, "ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"), [(ID, Severity::Error)]);
+        assert_eq!(
+            run(Postgres, "ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();"),
+            [(ID, Severity::Error)]
+        );
         assert_eq!(run(Postgres, "ALTER TABLE t ADD COLUMN u int DEFAULT my_func();"), [(ID, Severity::Warning)]);
         assert!(has(&run(Postgres, "ALTER TABLE t ADD COLUMN id2 bigserial;"), ID));
         assert!(has(&run(Postgres, "ALTER TABLE t ADD COLUMN total int GENERATED ALWAYS AS (a * 2) STORED;"), ID));
         // The live catalog says what a user function is.
         let sql = "ALTER TABLE t ADD COLUMN u int DEFAULT my_func();";
-        for (volatility, expected) in [(Volatility::Volatile, vec![(ID, Severity::Error)]), (Volatility::Stable, vec![])] {
+        for (volatility, expected) in
+            [(Volatility::Volatile, vec![(ID, Severity::Error)]), (Volatility::Stable, vec![])]
+        {
             let mut catalog = Catalog::live(vec![live("t", 1e6, vec![column("a", "integer")])]);
             catalog.functions.insert("my_func".into(), volatility);
-            let found: Vec<_> = report(Postgres, &[("1_m.up.sql", sql), ("1_m.down.sql", "SELECT 1;")], catalog).findings.iter().map(|f| (f.rule, f.severity)).collect();
+            let found: Vec<_> = report(Postgres, &[("1_m.up.sql", sql), ("1_m.down.sql", "SELECT 1;")], catalog)
+                .findings
+                .iter()
+                .map(|f| (f.rule, f.severity))
+                .collect();
             assert_eq!(found, expected);
         }
     }

@@ -135,13 +135,19 @@ fn constraint(c: &TableConstraint, not_valid: bool) -> Option<Constraint> {
         TableConstraint::PrimaryKey(c) => {
             Constraint::PrimaryKey { name: name(&c.name), columns: index_columns(&c.columns), using_index: None }
         }
-        TableConstraint::Unique(c) => Constraint::Unique { name: name(&c.name), columns: index_columns(&c.columns), using_index: None },
-        TableConstraint::PrimaryKeyUsingIndex(c) => {
-            Constraint::PrimaryKey { name: name(&c.name), columns: Vec::new(), using_index: Some(c.index_name.value.clone()) }
+        TableConstraint::Unique(c) => {
+            Constraint::Unique { name: name(&c.name), columns: index_columns(&c.columns), using_index: None }
         }
-        TableConstraint::UniqueUsingIndex(c) => {
-            Constraint::Unique { name: name(&c.name), columns: Vec::new(), using_index: Some(c.index_name.value.clone()) }
-        }
+        TableConstraint::PrimaryKeyUsingIndex(c) => Constraint::PrimaryKey {
+            name: name(&c.name),
+            columns: Vec::new(),
+            using_index: Some(c.index_name.value.clone()),
+        },
+        TableConstraint::UniqueUsingIndex(c) => Constraint::Unique {
+            name: name(&c.name),
+            columns: Vec::new(),
+            using_index: Some(c.index_name.value.clone()),
+        },
         TableConstraint::ForeignKey(c) => Constraint::ForeignKey {
             name: name(&c.name),
             columns: idents(&c.columns),
@@ -164,10 +170,12 @@ fn alter_action(operation: &AlterTableOperation) -> AlterAction {
             old_name: None,
             column: column_from(col_name, data_type, &options.iter().collect::<Vec<_>>()),
         },
-        AlterTableOperation::ChangeColumn { old_name, new_name, data_type, options, .. } => AlterAction::RedefineColumn {
-            old_name: Some(old_name.value.clone()),
-            column: column_from(new_name, data_type, &options.iter().collect::<Vec<_>>()),
-        },
+        AlterTableOperation::ChangeColumn { old_name, new_name, data_type, options, .. } => {
+            AlterAction::RedefineColumn {
+                old_name: Some(old_name.value.clone()),
+                column: column_from(new_name, data_type, &options.iter().collect::<Vec<_>>()),
+            }
+        }
         AlterTableOperation::RenameColumn { old_column_name, new_column_name } => {
             AlterAction::RenameColumn { from: old_column_name.value.clone(), to: new_column_name.value.clone() }
         }
@@ -176,9 +184,11 @@ fn alter_action(operation: &AlterTableOperation) -> AlterAction {
                 RenameTableNameKind::As(name) | RenameTableNameKind::To(name) => table(name).name,
             },
         },
-        AlterTableOperation::AddConstraint { constraint: TableConstraint::Index(i), .. } => {
-            AlterAction::AddIndex { name: i.name.as_ref().map(|n| n.value.clone()), columns: index_columns(&i.columns), unique: false }
-        }
+        AlterTableOperation::AddConstraint { constraint: TableConstraint::Index(i), .. } => AlterAction::AddIndex {
+            name: i.name.as_ref().map(|n| n.value.clone()),
+            columns: index_columns(&i.columns),
+            unique: false,
+        },
         AlterTableOperation::AddConstraint { constraint: c, not_valid } => match constraint(c, *not_valid) {
             Some(c) => AlterAction::AddConstraint(c),
             None => AlterAction::Other { what: "ADD INDEX".to_owned() },
@@ -186,7 +196,9 @@ fn alter_action(operation: &AlterTableOperation) -> AlterAction {
         AlterTableOperation::DropConstraint { name, .. } | AlterTableOperation::DropForeignKey { name, .. } => {
             AlterAction::DropConstraint { name: name.value.clone() }
         }
-        AlterTableOperation::ValidateConstraint { name } => AlterAction::ValidateConstraint { name: name.value.clone() },
+        AlterTableOperation::ValidateConstraint { name } => {
+            AlterAction::ValidateConstraint { name: name.value.clone() }
+        }
         AlterTableOperation::AlterColumn { column_name, op } => {
             let column = column_name.value.clone();
             match op {
@@ -296,7 +308,8 @@ mod tests {
 
     #[test]
     fn mysql_modify_keeps_what_it_says_and_only_that() {
-        let Op::AlterTable { table, actions } = one("ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL", Dialect::MySql) else {
+        let Op::AlterTable { table, actions } = one("ALTER TABLE carts MODIFY cart_id BIGINT NOT NULL", Dialect::MySql)
+        else {
             panic!()
         };
         assert_eq!(table.name, "carts");
@@ -321,12 +334,27 @@ mod tests {
     fn mysql_and_sqlite_statements() {
         assert_eq!(
             one("CREATE INDEX i ON t (a, b)", Dialect::MySql),
-            Op::CreateIndex { name: Some("i".into()), table: TableName::bare("t"), columns: vec!["a".into(), "b".into()], unique: false, concurrently: false }
+            Op::CreateIndex {
+                name: Some("i".into()),
+                table: TableName::bare("t"),
+                columns: vec!["a".into(), "b".into()],
+                unique: false,
+                concurrently: false
+            }
         );
-        assert_eq!(one("RENAME TABLE a TO b", Dialect::MySql), Op::RenameTable { from: TableName::bare("a"), to: TableName::bare("b") });
+        assert_eq!(
+            one("RENAME TABLE a TO b", Dialect::MySql),
+            Op::RenameTable { from: TableName::bare("a"), to: TableName::bare("b") }
+        );
         assert_eq!(one("DELETE FROM t", Dialect::Sqlite), Op::Delete { table: TableName::bare("t"), has_where: false });
-        assert_eq!(one("UPDATE t SET a = 1 WHERE id < 10", Dialect::MySql), Op::Update { table: TableName::bare("t"), has_where: true });
-        let Op::CreateTable { columns, .. } = one("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT DEFAULT (datetime('now')))", Dialect::Sqlite) else {
+        assert_eq!(
+            one("UPDATE t SET a = 1 WHERE id < 10", Dialect::MySql),
+            Op::Update { table: TableName::bare("t"), has_where: true }
+        );
+        let Op::CreateTable { columns, .. } = one(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT DEFAULT (datetime('now')))",
+            Dialect::Sqlite,
+        ) else {
             panic!()
         };
         assert!(columns[0].auto_increment && columns[0].primary_key);

@@ -97,7 +97,13 @@ pub enum Constraint {
     /// `UNIQUE (...)`, possibly `USING INDEX name`.
     Unique { name: Option<String>, columns: Vec<String>, using_index: Option<String> },
     /// `FOREIGN KEY (...) REFERENCES t (...)`.
-    ForeignKey { name: Option<String>, columns: Vec<String>, references: TableName, ref_columns: Vec<String>, not_valid: bool },
+    ForeignKey {
+        name: Option<String>,
+        columns: Vec<String>,
+        references: TableName,
+        ref_columns: Vec<String>,
+        not_valid: bool,
+    },
     /// `CHECK (...)`.
     Check { name: Option<String>, expr: Expr, not_valid: bool },
     /// Anything else (exclusion constraints...).
@@ -171,7 +177,13 @@ pub enum TxKind {
 #[allow(missing_docs)] // variant fields are named as in SQL
 pub enum Op {
     /// `CREATE TABLE`.
-    CreateTable { table: TableName, columns: Vec<ColumnSpec>, constraints: Vec<Constraint>, as_select: bool, if_not_exists: bool },
+    CreateTable {
+        table: TableName,
+        columns: Vec<ColumnSpec>,
+        constraints: Vec<Constraint>,
+        as_select: bool,
+        if_not_exists: bool,
+    },
     /// `ALTER TABLE` with its actions, each with its byte offset when known.
     AlterTable { table: TableName, actions: Vec<(AlterAction, usize)> },
     /// `CREATE INDEX`.

@@ -1,12 +1,10 @@
 //! PostgreSQL: `pg_query`'s parse tree → [`Op`]s. Type names are rendered as
 //! PostgreSQL's `format_type` prints them, so they compare with the live catalog.
 
-use pg_query::protobuf::{
-    self, AlterTableType, ConstrType, DropBehavior, ObjectType, TransactionStmtKind,
-};
 use pg_query::NodeEnum;
+use pg_query::protobuf::{self, AlterTableType, ConstrType, DropBehavior, ObjectType, TransactionStmtKind};
 
-use super::{AlterAction, ColumnSpec, Constraint, Expr, Op, ParseError, TableName, TxKind, DO_UNSEEN};
+use super::{AlterAction, ColumnSpec, Constraint, DO_UNSEEN, Expr, Op, ParseError, TableName, TxKind};
 
 pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
     let tree = pg_query::parse(sql).map_err(|e| ParseError {
@@ -112,7 +110,9 @@ fn offset(location: i32, start: usize) -> usize {
 
 fn table(range: Option<&protobuf::RangeVar>) -> TableName {
     match range {
-        Some(r) => TableName { schema: (!r.schemaname.is_empty()).then(|| r.schemaname.clone()), name: r.relname.clone() },
+        Some(r) => {
+            TableName { schema: (!r.schemaname.is_empty()).then(|| r.schemaname.clone()), name: r.relname.clone() }
+        }
         None => TableName::bare("?"),
     }
 }
@@ -226,10 +226,16 @@ fn render(node: &protobuf::Node, functions: &mut Vec<String>) -> String {
         NodeEnum::SqlvalueFunction(f) => {
             let name = match f.op() {
                 protobuf::SqlValueFunctionOp::SvfopCurrentDate => "CURRENT_DATE",
-                protobuf::SqlValueFunctionOp::SvfopCurrentTime | protobuf::SqlValueFunctionOp::SvfopCurrentTimeN => "CURRENT_TIME",
-                protobuf::SqlValueFunctionOp::SvfopCurrentTimestamp | protobuf::SqlValueFunctionOp::SvfopCurrentTimestampN => "CURRENT_TIMESTAMP",
-                protobuf::SqlValueFunctionOp::SvfopLocaltime | protobuf::SqlValueFunctionOp::SvfopLocaltimeN => "LOCALTIME",
-                protobuf::SqlValueFunctionOp::SvfopLocaltimestamp | protobuf::SqlValueFunctionOp::SvfopLocaltimestampN => "LOCALTIMESTAMP",
+                protobuf::SqlValueFunctionOp::SvfopCurrentTime | protobuf::SqlValueFunctionOp::SvfopCurrentTimeN => {
+                    "CURRENT_TIME"
+                }
+                protobuf::SqlValueFunctionOp::SvfopCurrentTimestamp
+                | protobuf::SqlValueFunctionOp::SvfopCurrentTimestampN => "CURRENT_TIMESTAMP",
+                protobuf::SqlValueFunctionOp::SvfopLocaltime | protobuf::SqlValueFunctionOp::SvfopLocaltimeN => {
+                    "LOCALTIME"
+                }
+                protobuf::SqlValueFunctionOp::SvfopLocaltimestamp
+                | protobuf::SqlValueFunctionOp::SvfopLocaltimestampN => "LOCALTIMESTAMP",
                 _ => "CURRENT_USER",
             };
             name.to_owned()
@@ -273,7 +279,8 @@ fn column(def: &protobuf::ColumnDef, start: usize) -> ColumnSpec {
     let data_type = type_name(def.type_name.as_ref());
     let mut spec = ColumnSpec {
         name: def.colname.clone(),
-        identity: !def.identity.is_empty() || matches!(data_type.as_str(), "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"),
+        identity: !def.identity.is_empty()
+            || matches!(data_type.as_str(), "serial" | "bigserial" | "smallserial" | "serial4" | "serial8" | "serial2"),
         data_type,
         not_null: def.is_not_null,
         default: def.raw_default.as_deref().map(expr),
@@ -347,10 +354,9 @@ fn alter_action(cmd: &protobuf::AlterTableCmd, start: usize) -> (AlterAction, us
         }
         (AlterTableType::AtSetNotNull, _) => AlterAction::SetNotNull { column: column_name },
         (AlterTableType::AtDropNotNull, _) => AlterAction::DropNotNull { column: column_name },
-        (AlterTableType::AtColumnDefault, Some(d)) => AlterAction::SetDefault {
-            column: column_name,
-            default: expr(&protobuf::Node { node: Some(d.clone()) }),
-        },
+        (AlterTableType::AtColumnDefault, Some(d)) => {
+            AlterAction::SetDefault { column: column_name, default: expr(&protobuf::Node { node: Some(d.clone()) }) }
+        }
         (AlterTableType::AtColumnDefault, None) => AlterAction::DropDefault { column: column_name },
         (AlterTableType::AtAddConstraint, Some(NodeEnum::Constraint(c))) => {
             return (AlterAction::AddConstraint(constraint(c)), offset(c.location, start));
@@ -378,7 +384,13 @@ fn op(node: &NodeEnum, start: usize) -> Op {
                     _ => {}
                 }
             }
-            Op::CreateTable { table: table(s.relation.as_ref()), columns, constraints, as_select: false, if_not_exists: s.if_not_exists }
+            Op::CreateTable {
+                table: table(s.relation.as_ref()),
+                columns,
+                constraints,
+                as_select: false,
+                if_not_exists: s.if_not_exists,
+            }
         }
         NodeEnum::CreateTableAsStmt(s) if s.objtype() == ObjectType::ObjectTable => Op::CreateTable {
             table: table(s.into.as_ref().and_then(|i| i.rel.as_ref())),
@@ -433,10 +445,17 @@ fn op(node: &NodeEnum, start: usize) -> Op {
             cascade: behavior_cascade(s.behavior),
         },
         NodeEnum::InsertStmt(s) => Op::Insert { table: table(s.relation.as_ref()) },
-        NodeEnum::UpdateStmt(s) => Op::Update { table: table(s.relation.as_ref()), has_where: s.where_clause.is_some() },
-        NodeEnum::DeleteStmt(s) => Op::Delete { table: table(s.relation.as_ref()), has_where: s.where_clause.is_some() },
+        NodeEnum::UpdateStmt(s) => {
+            Op::Update { table: table(s.relation.as_ref()), has_where: s.where_clause.is_some() }
+        }
+        NodeEnum::DeleteStmt(s) => {
+            Op::Delete { table: table(s.relation.as_ref()), has_where: s.where_clause.is_some() }
+        }
         NodeEnum::VacuumStmt(s) if s.is_vacuumcmd => Op::Vacuum {
-            full: s.options.iter().any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "full")),
+            full: s
+                .options
+                .iter()
+                .any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "full")),
             tables: s
                 .rels
                 .iter()
@@ -448,10 +467,15 @@ fn op(node: &NodeEnum, start: usize) -> Op {
         },
         NodeEnum::ClusterStmt(s) => Op::Cluster { table: s.relation.as_ref().map(|r| table(Some(r))) },
         NodeEnum::ReindexStmt(s) => Op::Reindex {
-            concurrently: s.params.iter().any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "concurrently")),
+            concurrently: s
+                .params
+                .iter()
+                .any(|o| matches!(o.node.as_ref(), Some(NodeEnum::DefElem(d)) if d.defname == "concurrently")),
             target: s.relation.as_ref().map(|r| table(Some(r)).to_string()).unwrap_or_else(|| s.name.clone()),
         },
-        NodeEnum::CreateTrigStmt(s) => Op::CreateTrigger { name: s.trigname.clone(), table: table(s.relation.as_ref()) },
+        NodeEnum::CreateTrigStmt(s) => {
+            Op::CreateTrigger { name: s.trigname.clone(), table: table(s.relation.as_ref()) }
+        }
         NodeEnum::AlterEnumStmt(s) if s.old_val.is_empty() => Op::AddEnumValue { type_name: qualified(&s.type_name) },
         NodeEnum::TransactionStmt(s) => Op::Transaction(match s.kind() {
             TransactionStmtKind::TransStmtBegin | TransactionStmtKind::TransStmtStart => TxKind::Begin,
@@ -490,7 +514,7 @@ fn statement_kind(node: &NodeEnum) -> String {
 /// `pg_query` crate already links, with the structs of its header.
 #[allow(unsafe_code)]
 fn error_position(sql: &str) -> Option<usize> {
-    use std::ffi::{c_char, c_int, CString};
+    use std::ffi::{CString, c_char, c_int};
 
     /// libpg_query's `PgQueryError` (pg_query.h).
     #[repr(C)]
@@ -552,10 +576,22 @@ mod tests {
         let AlterAction::AddColumn(c) = kinds[0] else { panic!("{kinds:?}") };
         assert_eq!((c.name.as_str(), c.data_type.as_str(), c.not_null), ("total", "numeric(10,2)", true));
         assert_eq!(c.default.as_ref().unwrap().text, "0");
-        assert_eq!(kinds[1], &AlterAction::AlterColumnType { column: "note".into(), data_type: "character varying(20)".into(), using: None });
+        assert_eq!(
+            kinds[1],
+            &AlterAction::AlterColumnType {
+                column: "note".into(),
+                data_type: "character varying(20)".into(),
+                using: None
+            }
+        );
         assert_eq!(kinds[2], &AlterAction::SetNotNull { column: "status".into() });
-        let AlterAction::AddConstraint(Constraint::ForeignKey { references, not_valid, columns, .. }) = kinds[3] else { panic!() };
-        assert_eq!((references.name.as_str(), *not_valid, columns.as_slice()), ("users", true, &["user_id".to_owned()][..]));
+        let AlterAction::AddConstraint(Constraint::ForeignKey { references, not_valid, columns, .. }) = kinds[3] else {
+            panic!()
+        };
+        assert_eq!(
+            (references.name.as_str(), *not_valid, columns.as_slice()),
+            ("users", true, &["user_id".to_owned()][..])
+        );
         assert_eq!(kinds[4], &AlterAction::ValidateConstraint { name: "fk2".into() });
         assert_eq!(kinds[5], &AlterAction::DropColumn { column: "legacy".into() });
     }
@@ -573,22 +609,31 @@ mod tests {
             }
         );
         assert_eq!(one("DROP INDEX CONCURRENTLY s.i"), Op::DropIndex { names: vec!["s.i".into()], concurrently: true });
-        assert_eq!(one("DROP TABLE a, b CASCADE"), Op::DropTable { tables: vec![TableName::bare("a"), TableName::bare("b")], cascade: true });
+        assert_eq!(
+            one("DROP TABLE a, b CASCADE"),
+            Op::DropTable { tables: vec![TableName::bare("a"), TableName::bare("b")], cascade: true }
+        );
         assert_eq!(one("TRUNCATE t CASCADE"), Op::Truncate { tables: vec![TableName::bare("t")], cascade: true });
         assert_eq!(one("VACUUM (FULL) t"), Op::Vacuum { full: true, tables: vec![TableName::bare("t")] });
         assert_eq!(one("REINDEX (CONCURRENTLY) TABLE t"), Op::Reindex { concurrently: true, target: "t".into() });
         assert_eq!(one("ALTER TYPE mood ADD VALUE 'meh'"), Op::AddEnumValue { type_name: "mood".into() });
-        assert_eq!(one("ALTER TABLE t RENAME TO u"), Op::RenameTable { from: TableName::bare("t"), to: TableName::bare("u") });
+        assert_eq!(
+            one("ALTER TABLE t RENAME TO u"),
+            Op::RenameTable { from: TableName::bare("t"), to: TableName::bare("u") }
+        );
         assert_eq!(one("COMMIT"), Op::Transaction(TxKind::Commit));
-        assert_eq!(one("CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql"), Op::Other { kind: "CREATE FUNCTION".into() });
+        assert_eq!(
+            one("CREATE FUNCTION f() RETURNS int AS 'select 1' LANGUAGE sql"),
+            Op::Other { kind: "CREATE FUNCTION".into() }
+        );
     }
 
     #[test]
     fn columns_keep_their_attributes_and_defaults_their_functions() {
-        let Op::CreateTable { columns, constraints, .. } = one(
-            "CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz DEFAULT now(), \
-             token uuid DEFAULT gen_random_uuid(), tags text[], UNIQUE (token))",
-        ) else {
+        let Op::CreateTable { columns, constraints, .. } =
+            one("CREATE TABLE t (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at timestamptz DEFAULT now(), \
+             token uuid DEFAULT gen_random_uuid(), tags text[], UNIQUE (token))")
+        else {
             panic!()
         };
         assert!(columns[0].identity && columns[0].primary_key && columns[0].not_null);

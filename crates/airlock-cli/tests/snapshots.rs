@@ -1,0 +1,124 @@
+//! What a person sees when airlock refuses or fails, pinned as snapshots
+//! (insta; `tests/snapshots/`): a checksum mismatch, a lint error, a blocked
+//! plan, a busy lock, a failed migration, an interrupted run. Paths, ports,
+//! database names, times and durations are replaced by placeholders, so a
+//! snapshot changes only when the words do. After changing a message on
+//! purpose, review and accept the new text (`INSTA_UPDATE=always`, or
+//! `cargo insta review`).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Db, Engine, Project, Run};
+
+/// Stdout and stderr as one text, with what changes from run to run replaced.
+fn seen(run: &Run) -> String {
+    format!("exit {}\n--- stdout\n{}--- stderr\n{}", run.code, run.stdout, run.stderr)
+}
+
+macro_rules! snapshot {
+    ($name:expr, $text:expr) => {
+        insta::with_settings!({
+            filters => vec![
+                (r"/tmp/\.tmp[A-Za-z0-9]+", "[dir]"),
+                (r"airlock_t_[0-9a-f_]+", "[db]"),
+                (r"127\.0\.0\.1:\d+", "[server]"),
+                (r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?( UTC|Z|[+-]\d{2}:\d{2})?", "[time]"),
+                (r"\b\d+ ms\b", "[n] ms"),
+                (r"\bpid \d+", "pid [pid]"),
+                (r"[\w.-]+#[0-9a-f]{8}#\d+", "[host]"),
+                (r"root@[\w.-]+", "[user]@[host]"),
+            ],
+            prepend_module_to_snapshot => false,
+        }, {
+            insta::assert_snapshot!($name, $text);
+        });
+    };
+}
+
+#[test]
+fn checksum_mismatch() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_users.up.sql", "CREATE TABLE users (id integer PRIMARY KEY);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    project.write("1_users.up.sql", "CREATE TABLE users (id integer PRIMARY KEY, email text);\n");
+    let run = project.run(&db, &["migrate"]);
+    run.expect(3);
+    snapshot!("checksum_mismatch", seen(&run));
+}
+
+#[test]
+fn lint_error() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE accounts (id integer PRIMARY KEY, plan text)");
+    let project = Project::new();
+    project.write("1_free.up.sql", "UPDATE accounts SET plan = 'free' WHERE plan IS NULL;\n");
+    let run = project.run(&db, &["migrate"]);
+    run.expect(3);
+    snapshot!("lint_error", seen(&run));
+}
+
+#[test]
+fn blocked_plan() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE users (id integer PRIMARY KEY, email text)");
+    db.exec("INSERT INTO users VALUES (1, 'a@x'), (2, 'a@x'), (3, 'b@x')");
+    let project = Project::new();
+    project.write("1_email.up.sql", "CREATE UNIQUE INDEX users_email ON users (email);\n");
+    let run = project.run(&db, &["plan"]);
+    run.expect(3);
+    snapshot!("blocked_plan", seen(&run));
+    let refused = project.run(&db, &["migrate"]);
+    refused.expect(3);
+    snapshot!("blocked_migrate", seen(&refused));
+}
+
+#[test]
+fn lock_busy() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_a.up.sql", "CREATE TABLE a (id integer PRIMARY KEY);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    project.write("2_b.up.sql", "CREATE TABLE b (id integer PRIMARY KEY);\n");
+    // Held by a live process on this machine: this test's own.
+    common::hold_lease(&db, std::process::id());
+    let run = Run::of(
+        project.bare().args(["--database-url", &db.url, "--dir"]).arg(project.dir()).args(["--lock-wait", "1s", "migrate"]).output().unwrap(),
+    );
+    run.expect(1);
+    snapshot!("lock_busy", seen(&run));
+}
+
+#[test]
+fn failed_migration() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_a.up.sql", "CREATE TABLE a (id integer PRIMARY KEY);\n");
+    project.write("2_b.up.sql", "CREATE TABLE b (id integer PRIMARY KEY);\nINSERT INTO missing VALUES (1);\n");
+    let run = project.run(&db, &["migrate"]);
+    run.expect(1);
+    snapshot!("failed_migration", seen(&run));
+}
+
+#[test]
+fn interrupted_run() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write("1_slow.up.sql", "-- airlock:data\nSELECT pg_sleep(30);\n");
+    let child = project.airlock(&db).arg("migrate").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = Instant::now();
+    let running = || {
+        db.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(30)%'") > 0
+    };
+    while !running() {
+        assert!(started.elapsed() < Duration::from_secs(20), "the statement never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let run = Run::of(child.wait_with_output().unwrap());
+    run.expect(130);
+    snapshot!("interrupted_run", seen(&run));
+}

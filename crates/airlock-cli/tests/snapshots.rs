@@ -86,7 +86,13 @@ fn lock_busy() {
     // Held by a live process on this machine: this test's own.
     common::hold_lease(&db, std::process::id());
     let run = Run::of(
-        project.bare().args(["--database-url", &db.url, "--dir"]).arg(project.dir()).args(["--lock-wait", "1s", "migrate"]).output().unwrap(),
+        project
+            .bare()
+            .args(["--database-url", &db.url, "--dir"])
+            .arg(project.dir())
+            .args(["--lock-wait", "1s", "migrate"])
+            .output()
+            .unwrap(),
     );
     run.expect(1);
     snapshot!("lock_busy", seen(&run));

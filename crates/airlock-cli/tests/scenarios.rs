@@ -499,7 +499,8 @@ fn lock_timeout_is_retried_and_names_the_blocker(engine: Engine) {
         // BEGIN IMMEDIATE (in `hold`) already holds SQLite's write lock.
         Engine::Sqlite => "SELECT 1",
     };
-    let holder = db.hold(lock, Duration::from_millis(1500));
+    // Long enough that the first attempt meets it even on a loaded machine (the run starts after the hold does).
+    let holder = db.hold(lock, Duration::from_millis(3000));
     let run = project.run(&db, &["migrate"]);
     drop(holder);
     run.expect(0);
@@ -535,7 +536,8 @@ fn down_retries_a_lock_timeout_like_migrate(engine: Engine) {
         Engine::MySql => "SELECT * FROM t_2",
         Engine::Sqlite => "SELECT 1",
     };
-    let holder = db.hold(lock, Duration::from_millis(1500));
+    // Long enough that the first attempt meets it even on a loaded machine (the run starts after the hold does).
+    let holder = db.hold(lock, Duration::from_millis(3000));
     let run = project.run(&db, &["down", "--to", "1"]);
     drop(holder);
     run.expect(0);

@@ -303,7 +303,10 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
             }
             // MariaDB's METADATA_LOCK_INFO (plugin metadata_lock_info): the
             // sessions holding a metadata lock on these very tables, which
-            // any ALTER waits behind. Without the plugin, `fallback_query`.
+            // any ALTER waits behind. Only client sessions (in PROCESSLIST):
+            // the server's own threads (thread 0, e.g. updating statistics
+            // after a bulk insert) hold such locks for an instant and are no
+            // one to wait for. Without the plugin, `fallback_query`.
             Dialect::MySql => {
                 let on: Vec<String> = tables
                     .iter()
@@ -317,7 +320,7 @@ pub fn query(spec: &CheckSpec, catalog: &Catalog, dialect: Dialect) -> Option<St
                      COALESCE(CONCAT(', transaction open since ', x.trx_started), ''), '): ', LEFT(COALESCE(p.INFO, ''), 80))) \
                      FROM information_schema.METADATA_LOCK_INFO m \
                      LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = m.THREAD_ID \
-                     LEFT JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID \
+                     JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID \
                      WHERE ({}) AND m.THREAD_ID <> CONNECTION_ID() GROUP BY m.THREAD_ID LIMIT 5",
                     on.join(" OR ")
                 ))

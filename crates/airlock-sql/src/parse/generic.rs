@@ -1,11 +1,13 @@
 //! MySQL/MariaDB and SQLite: `sqlparser`'s tree → [`Op`]s. Type names are
 //! lower-cased as `information_schema.COLUMNS.COLUMN_TYPE` prints them.
+//! Also PostgreSQL, in a build without its own parser (the
+//! `postgres-parser` feature off): less exact, never certain.
 
 use sqlparser::ast::{
     self, AlterColumnOperation, AlterTableOperation, ColumnOption, ObjectName, ObjectNamePart, ObjectType,
     RenameTableNameKind, Statement, TableConstraint,
 };
-use sqlparser::dialect::{MySqlDialect, SQLiteDialect};
+use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::Token;
 
@@ -15,7 +17,8 @@ use crate::Dialect;
 pub(super) fn parse(sql: &str, dialect: Dialect) -> Result<Vec<Op>, ParseError> {
     let parsed = match dialect {
         Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, sql),
-        _ => Parser::parse_sql(&MySqlDialect {}, sql),
+        Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, sql),
+        Dialect::MySql => Parser::parse_sql(&MySqlDialect {}, sql),
     };
     let statements = parsed.map_err(|e| ParseError { message: e.to_string(), position: None, certain: false })?;
     Ok(statements.iter().map(op).collect())
@@ -328,6 +331,28 @@ mod tests {
         assert!(column.auto_increment && column.unsigned);
         assert_eq!(column.comment.as_deref(), Some("key"));
         assert!(column.on_update.is_some());
+    }
+
+    /// What a build without PostgreSQL's own parser reads.
+    #[test]
+    fn postgres_without_its_own_parser() {
+        assert_eq!(
+            one("CREATE INDEX CONCURRENTLY i ON t (a)", Dialect::Postgres),
+            Op::CreateIndex {
+                name: Some("i".into()),
+                table: TableName::bare("t"),
+                columns: vec!["a".into()],
+                unique: false,
+                concurrently: true
+            }
+        );
+        let Op::AlterTable { actions, .. } = one("ALTER TABLE t ADD COLUMN a integer NOT NULL", Dialect::Postgres)
+        else {
+            panic!()
+        };
+        assert!(matches!(&actions[0].0, AlterAction::AddColumn(c) if c.not_null && c.default.is_none()));
+        let refused = parse("CREATE TABEL t (a int)", Dialect::Postgres).unwrap_err();
+        assert!(!refused.certain, "sqlparser may lag PostgreSQL: never certain");
     }
 
     #[test]

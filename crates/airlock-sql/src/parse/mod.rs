@@ -8,6 +8,7 @@
 //! callers report it and go on, they never fail on bad SQL.
 
 mod generic;
+#[cfg(feature = "postgres-parser")]
 mod postgres;
 
 use crate::Dialect;
@@ -277,7 +278,10 @@ pub const PARSER_POSTGRES_MAJOR: u32 = 17;
 /// may hold several ops (`ALTER TABLE` with several actions stays one op).
 pub fn parse(sql: &str, dialect: Dialect) -> Result<Vec<Op>, ParseError> {
     match dialect {
+        #[cfg(feature = "postgres-parser")]
         Dialect::Postgres => postgres::parse(sql),
+        #[cfg(not(feature = "postgres-parser"))]
+        Dialect::Postgres => generic::parse(sql, dialect),
         Dialect::MySql | Dialect::Sqlite => generic::parse(sql, dialect),
     }
 }

@@ -175,6 +175,23 @@ impl StatementPlan {
         self.verdict = verdict_of(&self.reasons, protected);
     }
 
+    /// Adds its lint findings. An error lint did not let an allow or the
+    /// baseline accept refuses the run in `migrate`: it blocks here too.
+    fn take_findings(&mut self, findings: Vec<Finding>, engine: Engine) {
+        for f in findings {
+            if f.severity == Severity::Error {
+                self.reasons.push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
+            }
+            self.findings.push(PlanFinding {
+                rule: f.rule,
+                severity: f.severity,
+                message: f.message,
+                help: f.help,
+                fix: f.fix,
+            });
+        }
+    }
+
     /// Risks no allow accepts that make it blocked.
     pub fn blocking(&self) -> impl Iterator<Item = &Risk> {
         self.reasons.iter().filter(|r| r.blocks && r.allowed.is_none())
@@ -628,21 +645,7 @@ impl Assessor {
                 // Findings about the whole file go with its first statement.
                 mine.extend(findings.remove(&0).unwrap_or_default());
             }
-            for f in mine {
-                // An error lint did not let an allow or the baseline accept
-                // refuses the run in `migrate`: it blocks here too.
-                if f.severity == Severity::Error {
-                    plan.reasons
-                        .push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
-                }
-                plan.findings.push(PlanFinding {
-                    rule: f.rule,
-                    severity: f.severity,
-                    message: f.message,
-                    help: f.help,
-                    fix: f.fix,
-                });
-            }
+            plan.take_findings(mine, engine);
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
         }
@@ -657,19 +660,7 @@ impl Assessor {
                     format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
                 plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
             }
-            for f in leftover {
-                if f.severity == Severity::Error {
-                    plan.reasons
-                        .push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
-                }
-                plan.findings.push(PlanFinding {
-                    rule: f.rule,
-                    severity: f.severity,
-                    message: f.message,
-                    help: f.help,
-                    fix: f.fix,
-                });
-            }
+            plan.take_findings(leftover, engine);
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
         }

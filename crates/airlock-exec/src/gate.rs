@@ -118,7 +118,7 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
 
 /// Answers once.
 pub async fn gate(options: &Options, requirement: &Requirement) -> Result<GateReport, ExecError> {
-    let (status, latest) = crate::admin::assess(options).await?;
+    let (status, latest) = crate::status::assess(options).await?;
     Ok(judge(&status, requirement, latest.as_ref()))
 }
 

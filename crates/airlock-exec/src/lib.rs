@@ -10,6 +10,7 @@ mod actor;
 mod admin;
 mod adopt;
 mod audit;
+mod down;
 mod error;
 mod gate;
 mod interrupt;
@@ -18,8 +19,11 @@ mod live;
 mod plan;
 mod prepare;
 mod rates;
+mod repair;
 mod report;
+mod resolve;
 mod run;
+mod status;
 mod watch;
 
 use std::path::PathBuf;
@@ -32,9 +36,10 @@ use airlock_driver_postgres::PostgresDriver;
 use airlock_driver_sqlite::SqliteDriver;
 
 pub use crate::actor::AIRLOCK_VERSION;
-pub use crate::admin::{Resolution, down, repair, resolve, status, unlock};
+pub use crate::admin::unlock;
 pub use crate::adopt::{AdoptReport, AdoptedEntry, adopt};
 pub use crate::audit::{HistoryEntry, HistoryReport, history};
+pub use crate::down::down;
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
 pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
@@ -42,10 +47,13 @@ pub use crate::live::{LiveState, live_catalog, live_state};
 pub use crate::plan::{MigrationPlan, PlanFinding, PlanReport, Risk, StatementPlan, Verdict, plan};
 pub use crate::prepare::{EngineTraits, Prepared, prepare, prepare_script};
 pub use crate::rates::{Calibration, Rate, Rates, Work, calibrate};
+pub use crate::repair::repair;
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
 };
+pub use crate::resolve::{Resolution, resolve};
 pub use crate::run::migrate;
+pub use crate::status::status;
 pub use crate::watch::{Assessment, Watcher};
 pub use airlock_core::foreign::Tool;
 

@@ -8,10 +8,10 @@ use std::time::Duration;
 use airlock_core::Version;
 use airlock_driver::{Driver, DriverError, Engine, ErrorKind};
 
-use crate::admin::judge_status;
 use crate::error::ExecError;
 use crate::gate::{GateReport, Requirement, judge};
 use crate::report::StatusReport;
+use crate::status::judge_status;
 use crate::{Context, Options, snapshot};
 
 /// One database's status at one moment, with what the gate needs to judge it.

@@ -536,12 +536,7 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 };
                 println!("      {mark} {}: {}", c.check, c.message);
                 if !c.examples.is_empty() && c.check != "attribute-loss" {
-                    let what = match c.check {
-                        "lock-blockers" | "id-exhaustion" => "e.g.",
-                        "unique-duplicates" => "duplicated values, e.g.",
-                        _ => "keys, e.g.",
-                    };
-                    println!("        {DIM}{what} {}{DIM:#}", c.examples.join("; "));
+                    println!("        {DIM}{} {}{DIM:#}", c.examples_label(), c.examples.join("; "));
                 }
                 if let Some(i) = reason {
                     told[i] = true;

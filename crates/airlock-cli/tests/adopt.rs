@@ -103,6 +103,8 @@ fn a_database_dbmate_migrated_is_adopted(engine: Engine) {
     let again = project.run(&db, &["adopt"]);
     again.expect(3);
     assert!(again.all().contains("already has airlock history"), "{}", again.all());
+    let again = project.run(&db, &["--format", "json", "adopt"]);
+    assert_eq!(again.json()["error"]["problems"][0]["code"], "already-managed", "{}", again.stdout);
 }
 
 each_engine!(a_database_dbmate_migrated_is_adopted);
@@ -305,4 +307,14 @@ fn nothing_to_adopt_is_said() {
     let run = Run::of(project.airlock(&db).args(["adopt"]).output().unwrap());
     run.expect(2);
     assert!(run.all().contains("nothing to adopt"), "{}", run.all());
+    // A SQLite file that does not exist: said, and not created.
+    let missing = Db::new(Engine::Sqlite);
+    let run = project.run(&missing, &["adopt"]);
+    run.expect(2);
+    assert!(run.all().contains("nothing to adopt") && run.all().contains("does not exist"), "{}", run.all());
+    assert!(!std::path::Path::new(missing.url.trim_start_matches("sqlite:")).exists());
+    // Nor has it any history to show.
+    let history = project.run(&missing, &["history"]);
+    history.expect(0);
+    assert!(history.stdout.contains("No history yet"), "{}", history.stdout);
 }

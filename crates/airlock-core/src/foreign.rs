@@ -92,7 +92,7 @@ impl std::fmt::Display for Tool {
 /// is told apart by its columns (golang-migrate's has `dirty`) and by Rails'
 /// `ar_internal_metadata` beside it.
 pub fn detect(catalog: &Catalog) -> Vec<Tool> {
-    let table = |name: &str| catalog.tables().find(|t| t.name.name.eq_ignore_ascii_case(name));
+    let table = |name: &str| catalog.table(&crate::schema::TableName::bare(name)).table();
     let mut found = Vec::new();
     for tool in [Tool::Flyway, Tool::Sqlx, Tool::Diesel, Tool::Refinery] {
         if table(tool.table()).is_some() {

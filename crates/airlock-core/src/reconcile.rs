@@ -46,6 +46,8 @@ pub enum ProblemCode {
     ForeignHistory,
     /// A file of the migrations directory cannot be read as a migration.
     UnreadableFile,
+    /// `adopt` on a database airlock already runs.
+    AlreadyManaged,
 }
 
 impl ProblemCode {
@@ -63,6 +65,7 @@ impl ProblemCode {
             ProblemCode::WrongProject => "wrong-project",
             ProblemCode::ForeignHistory => "foreign-history",
             ProblemCode::UnreadableFile => "unreadable-file",
+            ProblemCode::AlreadyManaged => "already-managed",
         }
     }
 }

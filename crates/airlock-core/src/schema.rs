@@ -272,6 +272,12 @@ impl Catalog {
         }
     }
 
+    /// Whether two names resolve to the same table here (case and default
+    /// schemas as the server resolves them).
+    pub fn same_table(&self, a: &TableName, b: &TableName) -> bool {
+        self.key(a) == self.key(b)
+    }
+
     /// What is known of a table.
     pub fn table(&self, name: &TableName) -> Lookup<'_> {
         match self.tables.get(&self.key(name)) {

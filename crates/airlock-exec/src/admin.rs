@@ -5,11 +5,10 @@
 
 use airlock_core::{Discovered, Event, HistoryRecord, Version};
 use airlock_driver::Driver;
-use chrono::Utc;
 
 use crate::error::ExecError;
 use crate::lease::{self, HeldLease};
-use crate::report::{LockEntry, Reporter, RunReport};
+use crate::report::{LockEntry, Reporter};
 use crate::{Context, Options, project_problem, snapshot};
 
 /// Opens the database for a command that changes existing history (`down`,
@@ -49,27 +48,6 @@ pub(crate) fn find<'a>(history: &'a [HistoryRecord], version: &Version) -> Optio
 
 pub(crate) fn event(kind: &str, version: &Version, detail: serde_json::Value) -> Event {
     Event { kind: kind.to_owned(), version: Some(version.clone()), detail: detail.to_string() }
-}
-
-/// The `run` event of a `down` or `resolve` that did something.
-pub(crate) async fn record_run(
-    driver: &mut dyn Driver,
-    ctx: &Context,
-    command: &'static str,
-    started: std::time::Instant,
-    started_at: chrono::DateTime<Utc>,
-    outcome: &Result<RunReport, ExecError>,
-) {
-    let versions = match outcome {
-        Ok(report) => report.migrations.iter().map(|r| r.version.clone()).collect(),
-        Err(e) => e.applied_versions(),
-    };
-    if matches!(outcome, Ok(report) if report.migrations.is_empty()) || matches!(outcome, Err(ExecError::LeaseLost)) {
-        return;
-    }
-    let run = crate::audit::RunRecord { command, started, started_at, versions: &versions };
-    let error = outcome.as_ref().err().map(ToString::to_string);
-    crate::audit::record_run(driver, ctx, run, crate::audit::outcome_of(outcome), error).await;
 }
 
 /// Frees the run lock: at once when its holder is gone; with `force`, also

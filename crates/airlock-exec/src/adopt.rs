@@ -102,7 +102,7 @@ fn choose(
     catalog: &airlock_core::schema::Catalog,
     options: &Options,
 ) -> Result<Tool, ExecError> {
-    let has_table = |tool: Tool| catalog.tables().any(|t| t.name.name.eq_ignore_ascii_case(tool.table()));
+    let has_table = |tool: Tool| catalog.table(&airlock_core::schema::TableName::bare(tool.table())).table().is_some();
     match (from, found) {
         (Some(tool), _) if found.contains(&tool) || has_table(tool) => Ok(tool),
         (Some(tool), _) => Err(ExecError::Usage(format!(
@@ -195,7 +195,7 @@ pub async fn adopt(
     if !snap.history.is_empty() || adopted_before(driver.as_mut()).await {
         return Err(ExecError::Blocked {
             problems: vec![Problem {
-                code: ProblemCode::ForeignHistory,
+                code: ProblemCode::AlreadyManaged,
                 version: None,
                 message: format!(
                     "{} already has airlock history ({} migration(s){}): adopt only takes over a database airlock has not run on; nothing was changed",

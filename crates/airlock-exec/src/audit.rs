@@ -15,50 +15,63 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::error::ExecError;
-use crate::report::LastRun;
+use crate::report::{LastRun, RunEntry};
 use crate::{Context, Options, snapshot};
 
-/// What one invocation did, for its `run` event.
-pub(crate) struct RunRecord<'a> {
-    pub command: &'static str,
-    pub started: Instant,
-    pub started_at: DateTime<Utc>,
-    pub versions: &'a [String],
+/// When an invocation started, for its `run` event.
+pub(crate) struct RunStart {
+    started: Instant,
+    at: DateTime<Utc>,
+}
+
+impl RunStart {
+    pub(crate) fn now() -> RunStart {
+        RunStart { started: Instant::now(), at: Utc::now() }
+    }
 }
 
 /// How a run ended, as its event says.
-pub(crate) fn outcome_of<T>(result: &Result<T, ExecError>) -> &'static str {
-    match result {
-        Ok(_) => "succeeded",
-        Err(ExecError::MigrationFailed(..)) => "failed",
-        Err(
+fn outcome_of(error: Option<&ExecError>) -> &'static str {
+    match error {
+        None => "succeeded",
+        Some(
             ExecError::ChecksFailed(_)
             | ExecError::RiskRefused(_)
             | ExecError::LintRefused(_)
             | ExecError::Blocked { .. }
             | ExecError::PlanMismatch(_),
         ) => "refused",
-        Err(ExecError::Interrupted { .. }) => "interrupted",
-        Err(_) => "failed",
+        Some(ExecError::Interrupted { .. }) => "interrupted",
+        Some(_) => "failed",
     }
 }
 
-/// Appends the run's event (best effort: losing it loses no migration).
-pub(crate) async fn record_run(
+/// Appends the `run` event of `command`, whose outcome is `outcome`
+/// (`entries` picks what a success ran); nothing for a run that did nothing,
+/// or that lost its lease (another run may hold the database now). Best
+/// effort: losing the event loses no migration.
+pub(crate) async fn record_run<T>(
     driver: &mut dyn Driver,
     ctx: &Context,
-    run: RunRecord<'_>,
-    outcome: &'static str,
-    error: Option<String>,
+    command: &'static str,
+    start: &RunStart,
+    outcome: &Result<T, ExecError>,
+    entries: impl Fn(&T) -> &[RunEntry],
 ) {
+    let (versions, error) = match outcome {
+        Ok(done) if entries(done).is_empty() => return,
+        Ok(done) => (entries(done).iter().map(|r| r.version.clone()).collect(), None),
+        Err(ExecError::LeaseLost) => return,
+        Err(e) => (e.applied_versions(), Some(e)),
+    };
     let detail = json!({
-        "command": run.command,
-        "started_at": run.started_at.to_rfc3339(),
+        "command": command,
+        "started_at": start.at.to_rfc3339(),
         "finished_at": Utc::now().to_rfc3339(),
-        "duration_ms": run.started.elapsed().as_millis() as u64,
-        "versions": run.versions,
-        "outcome": outcome,
-        "error": error,
+        "duration_ms": start.started.elapsed().as_millis() as u64,
+        "versions": versions,
+        "outcome": outcome_of(error),
+        "error": error.map(ToString::to_string),
         "environment": ctx.options.environment,
     });
     let event = Event { kind: "run".into(), version: None, detail: detail.to_string() };

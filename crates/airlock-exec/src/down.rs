@@ -8,7 +8,8 @@ use airlock_driver::{Driver, Ran};
 use chrono::Utc;
 use serde_json::json;
 
-use crate::admin::{event, locked, read_checked, record_run};
+use crate::admin::{event, locked, read_checked};
+use crate::audit::{RunStart, record_run};
 use crate::error::ExecError;
 use crate::lease::HeldLease;
 use crate::prepare::prepare_script;
@@ -24,11 +25,10 @@ pub async fn down(options: &Options, to: Version, reporter: &mut dyn Reporter) -
             options.environment.as_deref().unwrap_or("?")
         )));
     }
-    let (started, started_at) = (std::time::Instant::now(), Utc::now());
+    let start = RunStart::now();
     let (discovered, ctx, mut driver, held) = locked(options, "roll back", reporter).await?;
     let outcome = down_locked(driver.as_mut(), &ctx, &held, &discovered, &to, reporter).await;
-    options.interrupt.disarm().await;
-    record_run(driver.as_mut(), &ctx, "down", started, started_at, &outcome).await;
+    record_run(driver.as_mut(), &ctx, "down", &start, &outcome, |report| &report.migrations).await;
     held.release(driver.as_mut()).await;
     outcome
 }
@@ -116,19 +116,13 @@ async fn down_locked(
                     let outcome = if ctx.options.interrupt.raised().is_some() {
                         None
                     } else {
-                        ctx.options.interrupt.arm(driver.canceller());
-                        let executed = driver.execute(&statement.sql).await;
-                        ctx.options.interrupt.disarm().await;
-                        Some(executed)
+                        let cancel = driver.canceller();
+                        Some(ctx.options.interrupt.cancellable(cancel, driver.execute(&statement.sql)).await)
                     };
                     if let (Some(signal), None | Some(Err(_))) = (ctx.options.interrupt.raised(), &outcome) {
-                        ctx.options.interrupt.settled().await;
                         let _ = driver.rollback().await;
                         let state = if in_tx {
-                            format!(
-                                "the down script of migration {v} was stopped and rolled back: migration {v} is still applied",
-                                v = migration.version
-                            )
+                            down_rolled_back(migration)
                         } else {
                             marker.error = Some(format!("its down script was interrupted at statement {}", index + 1));
                             let _ = driver.write_history(&marker).await;
@@ -202,7 +196,7 @@ async fn down_locked(
                             error,
                             aftermath,
                         }),
-                        ran.iter().map(|r: &RunEntry| r.version.clone()).collect(),
+                        done(&ran),
                     ));
                 }
             }
@@ -210,13 +204,8 @@ async fn down_locked(
         }
         if let (Some(signal), true) = (ctx.options.interrupt.raised(), in_tx) {
             // Every statement ran, but nothing is committed yet: keep it as it was.
-            ctx.options.interrupt.settled().await;
             let _ = driver.rollback().await;
-            let state = format!(
-                "the down script of migration {v} was stopped and rolled back: migration {v} is still applied",
-                v = migration.version
-            );
-            return Err(ExecError::Interrupted { signal, state, applied: done(&ran) });
+            return Err(ExecError::Interrupted { signal, state: down_rolled_back(migration), applied: done(&ran) });
         }
         let mut rolled_back = (*record).clone();
         rolled_back.state = RunState::RolledBack;
@@ -257,4 +246,12 @@ async fn down_locked(
         left_pending: Vec::new(),
         warnings: Vec::new(),
     })
+}
+
+/// What a `down` stopped inside a transaction leaves.
+fn down_rolled_back(migration: &Migration) -> String {
+    format!(
+        "the down script of migration {v} was stopped and rolled back: migration {v} is still applied",
+        v = migration.version
+    )
 }

@@ -110,6 +110,29 @@ impl Interrupt {
         }
     }
 
+    /// Where a run may stop before doing more: `Interrupted` with `state`
+    /// (what the database is left as) if a signal arrived.
+    pub(crate) fn check(&self, state: impl FnOnce() -> String) -> Result<(), crate::error::ExecError> {
+        match self.raised() {
+            Some(signal) => Err(crate::error::ExecError::Interrupted { signal, state: state(), applied: Vec::new() }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `work` (a statement or check on the connection `cancel` stops)
+    /// with that canceller armed: a signal meanwhile stops it on the server;
+    /// once it returns, no cancel request can land on what comes next.
+    pub(crate) async fn cancellable<T>(
+        &self,
+        cancel: Option<Arc<dyn Cancel>>,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        self.arm(cancel);
+        let out = work.await;
+        self.disarm().await;
+        out
+    }
+
     /// Returns once a signal arrives (never, if none does).
     pub(crate) async fn wait(&self) {
         loop {
@@ -123,7 +146,7 @@ impl Interrupt {
 
     /// After a signal: returns once the cancel request (if any) has been
     /// sent and had a moment to land. At most 5 s.
-    pub(crate) async fn settled(&self) {
+    async fn settled(&self) {
         let wait = async {
             loop {
                 let notified = self.0.notify.notified();

@@ -69,13 +69,6 @@ pub struct Risk {
     pub rechecked_after: Option<String>,
 }
 
-impl Risk {
-    /// A risk with its fix, accepted by no allow yet.
-    fn new(code: &'static str, message: String, blocks: bool, engine: Engine) -> Risk {
-        Risk { code, message, fix: fix_for(code, engine), blocks, allowed: None, rechecked_after: None }
-    }
-}
-
 /// The one rule by which `plan` and `migrate` judge a statement, so that the
 /// plan says `blocked` exactly when `migrate` would refuse it: a risk that
 /// will fail and no allow can accept blocks; so does, in a `protected`
@@ -180,7 +173,7 @@ impl StatementPlan {
     fn take_findings(&mut self, findings: Vec<Finding>, engine: Engine) {
         for f in findings {
             if f.severity == Severity::Error {
-                self.reasons.push(Risk { fix: f.help.clone(), ..Risk::new(f.rule, f.message.clone(), true, engine) });
+                self.reasons.push(Risk { fix: f.help.clone(), ..risk(f.rule, f.message.clone(), true, engine) });
             }
             self.findings.push(PlanFinding {
                 rule: f.rule,
@@ -409,18 +402,14 @@ impl Writes {
         })
     }
 
-    /// Which of `tables` it may change rows of (all of them when it cannot be told).
-    fn touches<'a>(&self, tables: &[&'a TableName]) -> Vec<&'a TableName> {
-        let same = |a: &TableName, b: &TableName| {
-            a.name.eq_ignore_ascii_case(&b.name)
-                && match (&a.schema, &b.schema) {
-                    (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
-                    _ => true,
-                }
-        };
+    /// Which of `tables` it may change rows of (all of them when it cannot
+    /// be told), tables told apart as `catalog` resolves names.
+    fn touches<'a>(&self, tables: &[&'a TableName], catalog: &Catalog) -> Vec<&'a TableName> {
         match &self.tables {
             None => tables.to_vec(),
-            Some(written) => tables.iter().copied().filter(|t| written.iter().any(|w| same(w, t))).collect(),
+            Some(written) => {
+                tables.iter().copied().filter(|t| written.iter().any(|w| catalog.same_table(w, t))).collect()
+            }
         }
     }
 }
@@ -430,14 +419,9 @@ impl Assessor {
         Assessor { options: options.clone(), catalog, rates, lock_blockers, checker: None, earlier_writes: None }
     }
 
-    /// Judges migrations none of which has run yet (`plan`): a check that
-    /// fails over rows an earlier pending migration changes is not blocked.
-    fn before_any_runs(mut self) -> Assessor {
-        self.start_look();
-        self
-    }
-
-    /// From now on, judges migrations none of which has run yet.
+    /// From now on, judges migrations none of which has run yet (`plan`,
+    /// `migrate`'s look before the lock): a check that fails over rows an
+    /// earlier pending migration changes is not blocked.
     pub(crate) fn start_look(&mut self) {
         self.earlier_writes = Some(Vec::new());
     }
@@ -452,7 +436,12 @@ impl Assessor {
     /// rows `spec` reads, and which of its tables.
     fn changed_before<'a>(&'a self, spec: &'a CheckSpec) -> Option<(&'a Writes, Vec<&'a TableName>)> {
         let tables = spec.tables();
-        self.earlier_writes.as_ref()?.iter().rev().map(|w| (w, w.touches(&tables))).find(|(_, t)| !t.is_empty())
+        self.earlier_writes
+            .as_ref()?
+            .iter()
+            .rev()
+            .map(|w| (w, w.touches(&tables, &self.catalog)))
+            .find(|(_, t)| !t.is_empty())
     }
 
     /// One for `migrate`'s kind of judging (no lock-blocker checks), with the
@@ -473,21 +462,18 @@ impl Assessor {
         };
         let engine = self.options.url.engine();
         // Ctrl-C stops a check on the server too.
-        self.options.interrupt.arm(conn.canceller());
-        let result = run_check(conn.as_mut(), engine, spec, &self.catalog, self.options.check_budget).await;
-        self.options.interrupt.disarm().await;
-        if let Some(signal) = self.options.interrupt.raised() {
-            self.checker = None;
-            return Err(ExecError::Interrupted {
-                signal,
-                state: "it stopped during the data checks, which only read".into(),
-                applied: Vec::new(),
-            });
-        }
-        if result.ok.is_none() {
-            // Cut off by its budget: the connection may be mid-query.
+        let cancel = conn.canceller();
+        let budget = self.options.check_budget;
+        let result = self
+            .options
+            .interrupt
+            .cancellable(cancel, run_check(conn.as_mut(), engine, spec, &self.catalog, budget))
+            .await;
+        if result.ok.is_none() || self.options.interrupt.raised().is_some() {
+            // Cut off by its budget or a signal: the connection may be mid-query.
             self.checker = None;
         }
+        self.options.interrupt.check(|| "it stopped during the data checks, which only read".into())?;
         Ok(result)
     }
 
@@ -511,17 +497,14 @@ impl Assessor {
             if let Err(why) = &parsed.ops {
                 let message =
                     format!("airlock could not parse this statement ({why}), so nothing about it was checked");
-                plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
+                plan.reasons.push(unread(message));
             }
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
             for op in parsed.ops.iter().flatten() {
                 plan.changes_rows |= op.is_dml();
                 if matches!(op, Op::Other { kind } if kind == airlock_sql::parse::DO_UNSEEN) {
                     let message = "this DO block runs SQL airlock cannot see (EXECUTE of a string, another language, or a body that does not parse)";
-                    plan.reasons.push(Risk {
-                        fix: UNREAD_FIX.to_owned(),
-                        ..risk("unchecked", message.to_owned(), false, engine)
-                    });
+                    plan.reasons.push(unread(message.to_owned()));
                 }
                 let e = effects(op, &self.catalog, dialect);
                 // The worked-on table as the model knows it (name, rows, size), before the op.
@@ -607,12 +590,11 @@ impl Assessor {
                             r.fix = format!("{fix}; {}", r.fix);
                         }
                         if !result.examples.is_empty() && !matches!(spec, CheckSpec::AttributeLoss { .. }) {
-                            let what = match spec {
-                                CheckSpec::LockBlockers { .. } | CheckSpec::IdExhaustion { .. } => "e.g.",
-                                CheckSpec::UniqueDuplicates { .. } => "duplicated values, e.g.",
-                                _ => "keys, e.g.",
-                            };
-                            r.message.push_str(&format!(" ({what} {})", result.examples.join("; ")));
+                            r.message.push_str(&format!(
+                                " ({} {})",
+                                result.examples_label(),
+                                result.examples.join("; ")
+                            ));
                         }
                         if let Some((writes, tables)) = self.changed_before(&spec).filter(|_| r.blocks) {
                             let names: Vec<String> = tables.iter().map(|t| format!("`{t}`")).collect();
@@ -658,7 +640,7 @@ impl Assessor {
             if let Some((_, why)) = &script.split_error {
                 let message =
                     format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
-                plan.reasons.push(Risk { fix: UNREAD_FIX.to_owned(), ..risk("unchecked", message, false, engine) });
+                plan.reasons.push(unread(message));
             }
             plan.take_findings(leftover, engine);
             plan.settle(migration, script, self.options.protected);
@@ -698,8 +680,15 @@ fn columns_added(op: &Op) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A risk with its fix, accepted by no allow yet.
 fn risk(code: &'static str, message: String, blocks: bool, engine: Engine) -> Risk {
-    Risk::new(code, message, blocks, engine)
+    Risk { code, message, fix: fix_for(code, engine), blocks, allowed: None, rechecked_after: None }
+}
+
+/// An `unchecked` risk for what airlock could not read (a statement, a DO
+/// block, a file it cannot split): review it by hand.
+fn unread(message: String) -> Risk {
+    Risk { code: "unchecked", message, fix: UNREAD_FIX.to_owned(), blocks: false, allowed: None, rechecked_after: None }
 }
 
 /// Plans every pending migration against the live database. Changes nothing.
@@ -722,7 +711,8 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     for f in report.findings {
         findings.entry(f.version.clone()).or_default().entry(f.statement.unwrap_or(0)).or_default().push(f);
     }
-    let mut assessor = Assessor::new(options, live.catalog, live.rates, true).before_any_runs();
+    let mut assessor = Assessor::new(options, live.catalog, live.rates, true);
+    assessor.start_look();
     let mut migrations = Vec::new();
     for (migration, script) in pending.iter().zip(&scripts) {
         let found = findings.remove(&migration.version.to_string()).unwrap_or_default();

@@ -7,7 +7,8 @@ use airlock_driver::Driver;
 use chrono::Utc;
 use serde_json::json;
 
-use crate::admin::{event, find, locked, read_checked, record_run};
+use crate::admin::{event, find, locked, read_checked};
+use crate::audit::{RunStart, record_run};
 use crate::error::ExecError;
 use crate::lease::HeldLease;
 use crate::prepare::{prepare, prepare_script};
@@ -50,12 +51,11 @@ pub async fn resolve(
             how.as_str()
         )));
     }
-    let (started, started_at) = (std::time::Instant::now(), Utc::now());
+    let start = RunStart::now();
     let (discovered, ctx, mut driver, held) = locked(options, "resolve", reporter).await?;
     let outcome = resolve_locked(driver.as_mut(), &ctx, &held, &discovered, &version, how, reason, reporter).await;
-    options.interrupt.disarm().await;
     if how == Resolution::RetryFromFailed {
-        record_run(driver.as_mut(), &ctx, "resolve", started, started_at, &outcome).await;
+        record_run(driver.as_mut(), &ctx, "resolve", &start, &outcome, |report| &report.migrations).await;
     }
     held.release(driver.as_mut()).await;
     outcome

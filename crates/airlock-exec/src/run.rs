@@ -50,7 +50,7 @@ pub async fn migrate(
     reporter: &mut dyn Reporter,
 ) -> Result<RunReport, ExecError> {
     let ctx = Context::new(options);
-    let (started, started_at) = (Instant::now(), Utc::now());
+    let start = crate::audit::RunStart::now();
     // Look first, without locking or creating anything: read the files and the
     // database at the same time; bad files win over a bad connection (exit 2).
     let (discovered, looked) = tokio::join!(options.discover_in_background(), async {
@@ -131,13 +131,7 @@ pub async fn migrate(
         before_lock.look(&pending, options).await?;
         judge = Some(before_lock);
     }
-    if let Some(signal) = options.interrupt.raised() {
-        return Err(ExecError::Interrupted {
-            signal,
-            state: "it stopped before changing anything".into(),
-            applied: Vec::new(),
-        });
-    }
+    options.interrupt.check(|| "it stopped before changing anything".into())?;
     if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
         let migrations = plan.pending.iter().zip(&prepared).map(|(m, p)| entry(m, p, Duration::ZERO)).collect();
         return Ok(RunReport {
@@ -149,13 +143,6 @@ pub async fn migrate(
         });
     }
 
-    if let Some(signal) = options.interrupt.raised() {
-        return Err(ExecError::Interrupted {
-            signal,
-            state: "it stopped before changing anything".into(),
-            applied: Vec::new(),
-        });
-    }
     // Something to do: create airlock's tables, take the lease, read again under it.
     let mut driver = match driver {
         Some(d) => d,
@@ -171,17 +158,8 @@ pub async fn migrate(
             migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &mut judge, reporter).await
         }
     };
-    options.interrupt.disarm().await;
-    let versions = match &outcome {
-        Ok((ran, _)) => ran.iter().map(|r| r.version.clone()).collect(),
-        Err(e) => e.applied_versions(),
-    };
     // One event per invocation that did (or refused) something under the lock.
-    if !matches!(&outcome, Ok((ran, _)) if ran.is_empty()) && !matches!(outcome, Err(ExecError::LeaseLost)) {
-        let run = crate::audit::RunRecord { command: "migrate", started, started_at, versions: &versions };
-        let error = outcome.as_ref().err().map(ToString::to_string);
-        crate::audit::record_run(driver.as_mut(), &ctx, run, crate::audit::outcome_of(&outcome), error).await;
-    }
+    crate::audit::record_run(driver.as_mut(), &ctx, "migrate", &start, &outcome, |(ran, _)| ran).await;
     held.release(driver.as_mut()).await;
     let (ran, current_version) = outcome?;
     Ok(RunReport { migrations: ran, dry_run: false, current_version, left_pending, warnings })
@@ -253,22 +231,13 @@ async fn migrate_locked(
     // Out-of-order runs may apply versions below the newest: keep the maximum.
     let mut newest = plan.current_version();
     for (migration, prepared) in plan.pending.iter().zip(&prepared) {
-        if let Some(signal) = ctx.options.interrupt.raised() {
-            let state =
-                format!("it stopped before migration {} ({}), which did not run", migration.version, migration.name);
-            return Err(with_applied(ExecError::Interrupted { signal, state, applied: Vec::new() }, &ran));
-        }
         for note in &prepared.notes {
             reporter.warning(&format!("{} {}: {note}", migration.version, migration.name));
         }
         // The data as it is now, after the migrations before this one.
         let assessed = judge.assess(migration, &ctx.options).await.map_err(|e| with_applied(e, &ran))?;
         decide(&ctx.options, migration, &assessed, reporter).map_err(|e| with_applied(e, &ran))?;
-        if let Some(signal) = ctx.options.interrupt.raised() {
-            let state =
-                format!("it stopped before migration {} ({}), which did not run", migration.version, migration.name);
-            return Err(with_applied(ExecError::Interrupted { signal, state, applied: Vec::new() }, &ran));
-        }
+        ctx.options.interrupt.check(|| stopped_before(migration)).map_err(|e| with_applied(e, &ran))?;
         reporter.migration_started(migration, prepared.mode);
         let paused = || Duration::from_millis(ctx.paused_ms.load(std::sync::atomic::Ordering::Relaxed));
         let paused_before = paused();
@@ -547,21 +516,17 @@ async fn apply_in_transaction(
         let version = migration.version.to_string();
         held.note_version(Some(&version));
         let statements: Vec<&str> = prepared.statements.iter().map(|s| s.sql.as_str()).collect();
-        if let Some(signal) = ctx.options.interrupt.raised() {
-            // Before this attempt began (a signal during a back-off wait).
-            let state = format!(
-                "it stopped before migration {} ({}) ran; `airlock migrate` runs it",
-                migration.version, migration.name
-            );
-            return Err(ExecError::Interrupted { signal, state, applied: Vec::new() });
-        }
+        // Before this attempt began (a signal during a back-off wait).
+        ctx.options.interrupt.check(|| stopped_before(migration))?;
         // A signal now cancels these statements on the server; none after them.
-        ctx.options.interrupt.arm(driver.canceller());
-        let ran = driver.begin_and_run(held.owner(), Some(&version), &statements).await;
-        ctx.options.interrupt.disarm().await;
+        let cancel = driver.canceller();
+        let ran = ctx
+            .options
+            .interrupt
+            .cancellable(cancel, driver.begin_and_run(held.owner(), Some(&version), &statements))
+            .await;
         if let Some(signal) = ctx.options.interrupt.raised() {
             // Cancelled mid-statement, or done but not committed: roll back either way.
-            ctx.options.interrupt.settled().await;
             let _ = driver.rollback().await;
             let event = Event {
                 kind: "interrupted".into(),
@@ -628,11 +593,8 @@ async fn apply_statements(
         if held.lost() {
             return Err(ExecError::LeaseLost);
         }
-        if let Some(signal) = ctx.options.interrupt.raised() {
-            return Err(interrupted_statements(
-                driver, ctx, migration, prepared, record, index, signal, false, started,
-            )
-            .await);
+        if ctx.options.interrupt.raised().is_some() {
+            return Err(interrupted_statements(driver, ctx, migration, prepared, record, index, false, started).await);
         }
         let statement = &prepared.statements[index];
         if let Some(name) = &prepared.concurrent_index[index] {
@@ -653,24 +615,19 @@ async fn apply_statements(
         }
         let mut attempt = 0;
         loop {
-            if let Some(signal) = ctx.options.interrupt.raised() {
+            if ctx.options.interrupt.raised().is_some() {
                 // A signal during a back-off wait: the statement has not run again.
-                return Err(interrupted_statements(
-                    driver, ctx, migration, prepared, record, index, signal, false, started,
-                )
-                .await);
+                return Err(
+                    interrupted_statements(driver, ctx, migration, prepared, record, index, false, started).await
+                );
             }
-            ctx.options.interrupt.arm(driver.canceller());
-            let executed = driver.execute(&statement.sql).await;
-            ctx.options.interrupt.disarm().await;
-            match executed {
+            let cancel = driver.canceller();
+            match ctx.options.interrupt.cancellable(cancel, driver.execute(&statement.sql)).await {
                 Ok(()) => break,
                 Err(_) if ctx.options.interrupt.raised().is_some() => {
-                    let signal = ctx.options.interrupt.raised().unwrap_or(crate::interrupt::SIGINT);
-                    return Err(interrupted_statements(
-                        driver, ctx, migration, prepared, record, index, signal, true, started,
-                    )
-                    .await);
+                    return Err(
+                        interrupted_statements(driver, ctx, migration, prepared, record, index, true, started).await
+                    );
                 }
                 Err(e) if e.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries => {
                     attempt += 1;
@@ -702,32 +659,22 @@ async fn apply_statements(
         }
         record.statements_done = index as u32 + 1;
         if index + 1 < total {
-            if let Some(signal) = ctx.options.interrupt.raised() {
-                // The signal came as the statement finished: stop before the next.
-                return Err(interrupted_statements(
-                    driver,
-                    ctx,
-                    migration,
-                    prepared,
-                    record,
-                    index + 1,
-                    signal,
-                    false,
-                    started,
-                )
-                .await);
-            }
+            // A signal that came as the statement finished stops the loop at the next one.
             driver.write_history(&record).await.map_err(ExecError::db("recording progress"))?;
         }
-    }
-    if ctx.options.interrupt.raised().is_some() {
-        // Its last statement finished: record it as applied, once the cancel request cannot hit the record.
-        ctx.options.interrupt.settled().await;
     }
     finish(&mut record, RunState::Succeeded, started);
     let event = applied_event(migration, &record);
     driver.record(&record, &event, &ctx.actor).await.map_err(ExecError::db("recording the migration"))?;
     Ok(started.elapsed())
+}
+
+/// What a run that stopped before `migration` leaves.
+fn stopped_before(migration: &Migration) -> String {
+    format!(
+        "it stopped before migration {} ({}), which did not run; `airlock migrate` runs it",
+        migration.version, migration.name
+    )
 }
 
 /// A statement-by-statement migration stopped by a signal before (or, when
@@ -741,11 +688,10 @@ async fn interrupted_statements(
     prepared: &Prepared,
     record: HistoryRecord,
     index: usize,
-    signal: i32,
     cancelled: bool,
     started: Instant,
 ) -> ExecError {
-    ctx.options.interrupt.settled().await;
+    let signal = ctx.options.interrupt.raised().unwrap_or(crate::interrupt::SIGINT);
     // A file with transactions of its own may have one open.
     let _ = driver.rollback().await;
     let how = if cancelled { "was cancelled on the server" } else { "had not started" };

@@ -32,6 +32,18 @@ pub struct CheckResult {
     pub warns_only: bool,
 }
 
+impl CheckResult {
+    /// What its examples are, for the words before them: the keys of the
+    /// rows that fail, the values that repeat, or sessions and figures.
+    pub fn examples_label(&self) -> &'static str {
+        match self.check {
+            "lock-blockers" | "id-exhaustion" | "attribute-loss" => "e.g.",
+            "unique-duplicates" => "duplicated values, e.g.",
+            _ => "keys, e.g.",
+        }
+    }
+}
+
 /// A check's name in the JSON contract.
 pub fn name(spec: &CheckSpec) -> &'static str {
     match spec {

@@ -111,18 +111,6 @@ fn sql_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ExecError> {
     Ok(())
 }
 
-/// Whether a directory looks like a migrations directory (an entry named
-/// like a version), so that a discovery error there is the user's to see.
-fn looks_like_migrations(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.filter_map(Result::ok).any(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(|c: char| c.is_ascii_digit())
-                || (name.starts_with('V') && name[1..].starts_with(|c: char| c.is_ascii_digit()))
-        })
-    })
-}
-
 /// One loose SQL file (or standard input) as a migration of its own.
 fn loose(path: &Path) -> Result<Migration, ExecError> {
     let (shown, bytes) = if path.as_os_str() == "-" {
@@ -145,13 +133,8 @@ fn loose(path: &Path) -> Result<Migration, ExecError> {
 fn inputs(global: &Global, args: &LintArgs, dialect: Dialect) -> Result<(Inputs, Vec<PathBuf>), ExecError> {
     let database = if args.offline { None } else { settings::options(global).ok() };
     let dir = settings::migrations_dir(global).map_err(|e| usage(e.0))?;
-    let flavor = match dialect {
-        Dialect::Postgres => airlock_core::Flavor::Postgres,
-        Dialect::MySql => airlock_core::Flavor::MySql,
-        Dialect::Sqlite => airlock_core::Flavor::Sqlite,
-    };
     let layout = airlock_core::DiscoverOptions {
-        flavor: Some(flavor),
+        flavor: Some(dialect.into()),
         exclude: settings::exclude(global).map_err(|e| usage(e.0))?,
     };
     let named = named(&args.paths, &dir)?;
@@ -187,12 +170,14 @@ fn inputs(global: &Global, args: &LintArgs, dialect: Dialect) -> Result<(Inputs,
     }
     let mut others: Vec<(Vec<Migration>, bool)> = Vec::new();
     for d in &named.dirs {
-        match airlock_core::discover_with(
-            d,
-            &airlock_core::DiscoverOptions { flavor: layout.flavor, exclude: Vec::new() },
-        ) {
-            Ok(found) if !found.migrations.is_empty() => others.push((found.migrations, false)),
-            Err(e) if looks_like_migrations(d) => return Err(e.into()),
+        // A directory of migrations is read as one (its bad files named);
+        // one where nothing reads as a migration, file by file.
+        let options = airlock_core::DiscoverOptions { flavor: layout.flavor, exclude: Vec::new() };
+        match airlock_core::discover_lenient(d, &options) {
+            (found, errors) if !found.migrations.is_empty() && !errors.is_empty() => {
+                return Err(airlock_core::DiscoveryError(errors).into());
+            }
+            (found, _) if !found.migrations.is_empty() => others.push((found.migrations, false)),
             _ => {
                 let mut files = Vec::new();
                 sql_files(d, &mut files)?;

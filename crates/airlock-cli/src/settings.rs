@@ -149,10 +149,11 @@ fn find_config() -> Option<PathBuf> {
         return Some(here);
     }
     let cwd = std::env::current_dir().ok()?;
+    if cwd.join(".git").exists() {
+        // The repository's root: nothing above it is the project's.
+        return None;
+    }
     for dir in cwd.ancestors().skip(1) {
-        if cwd.join(".git").exists() && dir != cwd.as_path() {
-            break;
-        }
         let candidate = dir.join("airlock.toml");
         if candidate.is_file() {
             return Some(candidate);
@@ -420,6 +421,23 @@ pub fn all_environments(global: &Global) -> Result<(Environments, Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The keys an unknown-key message offers are keys airlock.toml takes.
+    #[test]
+    fn the_keys_named_in_messages_are_accepted() {
+        let tuning: String = TUNING_KEYS
+            .iter()
+            .map(|k| match *k {
+                "lock_retries" => format!("{k} = 1\n"),
+                "out_of_order" => format!("{k} = false\n"),
+                _ => format!("{k} = \"1s\"\n"),
+            })
+            .collect();
+        let text = format!(
+            "project = \"p\"\ndir = \"m\"\nexclude = []\nurl = \"sqlite:a\"\n{tuning}[environments.e]\nurl = \"sqlite:b\"\nprotected = true\n{tuning}[lint]\nrules = {{}}\nbaseline = \"b.json\"\n"
+        );
+        toml::from_str::<ConfigFile>(&text).unwrap_or_else(|e| panic!("{e}"));
+    }
 
     #[test]
     fn expands_variables_and_names_missing_ones() {

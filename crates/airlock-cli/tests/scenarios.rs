@@ -252,7 +252,25 @@ fn killed_runs_never_leave_history_and_schema_disagreeing(engine: Engine) {
         }
         let mut child =
             project.airlock(&db).arg("migrate").stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        thread::sleep(Duration::from_millis(rand::random::<u64>() % from + from));
+        if round % 2 == 0 {
+            thread::sleep(Duration::from_millis(rand::random::<u64>() % from + from));
+        } else {
+            // Every other round cuts once the run has visibly started applying,
+            // wherever its start-up (reading and judging everything) ends.
+            let waiting = std::time::Instant::now();
+            while waiting.elapsed() < Duration::from_secs(30) && child.try_wait().unwrap().is_none() {
+                let recorded = if db.table_exists("airlock_history") {
+                    db.count("SELECT count(*) FROM airlock_history")
+                } else {
+                    0
+                };
+                if recorded as usize > applied_before {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+            thread::sleep(Duration::from_millis(rand::random::<u64>() % 100));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
         settle(&db);
@@ -486,6 +504,47 @@ fn to_stops_at_target_and_dry_run_changes_nothing(engine: Engine) {
     assert_eq!(versions, ["3", "10"], "numeric order");
 }
 
+/// Runs `args` while another session holds `lock`, and lets go once the run
+/// says its statement hit the lock timeout (so the retry succeeds, however
+/// slowly the run started). SQLite's writer waits at the run lock instead,
+/// saying nothing: there the lock is held for 1.5 s.
+fn run_through_a_held_lock(project: &Project, db: &Db, lock: &str, args: &[&str]) -> Run {
+    use std::io::BufRead;
+    let holder = db.hold(lock, Duration::from_secs(30));
+    if db.engine == Engine::Sqlite {
+        let release = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(1500));
+            drop(holder);
+        });
+        let run = project.run(db, args);
+        release.join().unwrap();
+        return run;
+    }
+    let mut child = project.airlock(db).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (hit, hit_rx) = std::sync::mpsc::channel();
+    let reader = thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("hit the lock timeout") {
+                let _ = hit.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let _ = hit_rx.recv_timeout(Duration::from_secs(30));
+    drop(holder);
+    let stdout = reader.join().unwrap();
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 fn lock_timeout_is_retried_and_names_the_blocker(engine: Engine) {
     let db = Db::new(engine);
     let project = Project::new();
@@ -499,10 +558,7 @@ fn lock_timeout_is_retried_and_names_the_blocker(engine: Engine) {
         // BEGIN IMMEDIATE (in `hold`) already holds SQLite's write lock.
         Engine::Sqlite => "SELECT 1",
     };
-    // Long enough that the first attempt meets it even on a loaded machine (the run starts after the hold does).
-    let holder = db.hold(lock, Duration::from_millis(3000));
-    let run = project.run(&db, &["migrate"]);
-    drop(holder);
+    let run = run_through_a_held_lock(&project, &db, lock, &["migrate"]);
     run.expect(0);
     if engine != Engine::Sqlite {
         // SQLite's writer waits at the run lock (busy timeout) before the migration starts.
@@ -536,10 +592,7 @@ fn down_retries_a_lock_timeout_like_migrate(engine: Engine) {
         Engine::MySql => "SELECT * FROM t_2",
         Engine::Sqlite => "SELECT 1",
     };
-    // Long enough that the first attempt meets it even on a loaded machine (the run starts after the hold does).
-    let holder = db.hold(lock, Duration::from_millis(3000));
-    let run = project.run(&db, &["down", "--to", "1"]);
-    drop(holder);
+    let run = run_through_a_held_lock(&project, &db, lock, &["down", "--to", "1"]);
     run.expect(0);
     if engine != Engine::Sqlite {
         assert!(run.stdout.contains("hit the lock timeout; retry 1"), "{}", run.stdout);

@@ -104,6 +104,16 @@ pub enum Flavor {
     Sqlite,
 }
 
+impl From<airlock_sql::Dialect> for Flavor {
+    fn from(dialect: airlock_sql::Dialect) -> Flavor {
+        match dialect {
+            airlock_sql::Dialect::Postgres => Flavor::Postgres,
+            airlock_sql::Dialect::MySql => Flavor::MySql,
+            airlock_sql::Dialect::Sqlite => Flavor::Sqlite,
+        }
+    }
+}
+
 /// The dialect names popx accepts, per engine, and `cockroach`, which no
 /// engine of airlock's runs.
 const DIALECTS: [(&str, Option<Flavor>); 9] = [
@@ -334,7 +344,8 @@ fn discover_parts(tree: &dyn Tree, options: &DiscoverOptions) -> (Discovered, Ve
     let mut errors = Vec::new();
     let mut misnamed = Vec::new();
     let mut found = Vec::new();
-    let mut folders = 0;
+    // Migrations kept one folder each (diesel): then diesel's rule for stray files.
+    let mut folders = false;
     for entry in entries {
         let entry = match entry {
             Ok(entry) => entry,
@@ -363,7 +374,7 @@ fn discover_parts(tree: &dyn Tree, options: &DiscoverOptions) -> (Discovered, Ve
         };
         match parsed {
             Ok(mut items) => {
-                folders += items.iter().filter(|f| f.path.file_name().is_some_and(|n| n == "up.sql")).count();
+                folders |= entry.is_dir && !items.is_empty();
                 found.append(&mut items);
             }
             Err(Unusable::Misnamed(e)) => misnamed.push(e),
@@ -371,7 +382,7 @@ fn discover_parts(tree: &dyn Tree, options: &DiscoverOptions) -> (Discovered, Ve
         }
     }
     let mut warnings = Vec::new();
-    if folders > 0 {
+    if folders {
         // diesel ignores files beside its migration folders; so does airlock, saying so.
         for e in misnamed {
             let message = "not a migration: this directory keeps one folder per migration (diesel), so this file is ignored, as diesel ignores it".to_owned();

@@ -231,7 +231,7 @@ fn entry(row: EventRow) -> Option<HistoryEntry> {
         "unlocked" => ("unlock".to_owned(), text("reason"), None),
         "stamped" => ("stamp".to_owned(), text("project").map(|p| format!("project {p}")), None),
         "invalid_index_dropped" => ("drop-invalid-index".to_owned(), text("index"), None),
-        "timing" | "applied_timing" | "failed" | "rolled_back" | "down_failed" | "interrupted" => return None,
+        "timing" | "failed" | "rolled_back" | "down_failed" | "interrupted" => return None,
         other => (other.replace('_', "-"), None, None),
     };
     let at = row.detail["finished_at"]

@@ -200,11 +200,7 @@ impl Source {
 impl Options {
     /// How to read the migrations for this database.
     pub fn discover_options(&self) -> airlock_core::DiscoverOptions {
-        let flavor = match self.url.engine() {
-            Engine::Postgres => airlock_core::Flavor::Postgres,
-            Engine::MySql => airlock_core::Flavor::MySql,
-            Engine::Sqlite => airlock_core::Flavor::Sqlite,
-        };
+        let flavor = self.engine_traits().dialect.into();
         airlock_core::DiscoverOptions { flavor: Some(flavor), exclude: self.exclude.clone() }
     }
 

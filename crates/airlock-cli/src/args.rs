@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use airlock_driver::Engine;
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// airlock: schema migrations that look before they leap.
@@ -151,9 +153,9 @@ pub struct LintArgs {
     /// A statement the MySQL/SQLite parser cannot read is an error, not a warning.
     #[arg(long)]
     pub strict: bool,
-    /// The SQL dialect [default: from the database URL].
-    #[arg(long, value_enum)]
-    pub dialect: Option<DialectArg>,
+    /// The SQL dialect, by engine [default: from the database URL].
+    #[arg(long, value_name = "ENGINE", value_parser = engine_name())]
+    pub dialect: Option<Engine>,
     /// Do not connect even when a database URL is set: lint every migration against only what they create.
     #[arg(long)]
     pub offline: bool,
@@ -165,15 +167,10 @@ pub struct LintArgs {
     pub write_baseline: Option<PathBuf>,
 }
 
-/// `--dialect`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DialectArg {
-    /// PostgreSQL.
-    Postgres,
-    /// MySQL and MariaDB.
-    Mysql,
-    /// SQLite.
-    Sqlite,
+/// An engine by its name, one of those airlock knows.
+fn engine_name() -> impl clap::builder::TypedValueParser<Value = Engine> {
+    clap::builder::PossibleValuesParser::new(Engine::ALL.map(Engine::name))
+        .try_map(|name| Engine::from_name(&name).ok_or("not an engine airlock knows"))
 }
 
 /// `airlock serve`.

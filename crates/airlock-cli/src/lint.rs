@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use airlock_core::Migration;
 use airlock_core::schema::Catalog;
-use airlock_driver::{DatabaseUrl, Engine};
 use airlock_exec::ExecError;
 use airlock_lint::{Baseline, Finding, LintOptions, Report, Severity};
 use airlock_sql::Dialect;
@@ -14,27 +13,18 @@ use annotate_snippets::{Level, Renderer, Snippet};
 use anstream::{eprintln, println};
 use serde_json::json;
 
-use crate::args::{DialectArg, Format, Global, LintArgs};
+use crate::args::{Format, Global, LintArgs};
 use crate::settings;
 
 fn usage(message: String) -> ExecError {
     ExecError::Usage(message)
 }
 
-/// The dialect: `--dialect`, else the database URL's engine.
+/// The dialect: `--dialect`'s engine's, else the database URL's engine's.
 fn dialect(global: &Global, args: &LintArgs) -> Result<Dialect, ExecError> {
-    if let Some(d) = args.dialect {
-        return Ok(match d {
-            DialectArg::Postgres => Dialect::Postgres,
-            DialectArg::Mysql => Dialect::MySql,
-            DialectArg::Sqlite => Dialect::Sqlite,
-        });
-    }
-    let url: Option<DatabaseUrl> = settings::options(global).ok().map(|o| o.url);
-    match url.map(|u| u.engine()) {
-        Some(Engine::Postgres) => Ok(Dialect::Postgres),
-        Some(Engine::MySql) => Ok(Dialect::MySql),
-        Some(Engine::Sqlite) => Ok(Dialect::Sqlite),
+    let engine = args.dialect.or_else(|| settings::options(global).ok().map(|o| o.url.engine()));
+    match engine {
+        Some(engine) => Ok(airlock_engines::profile(engine).dialect),
         None => Err(usage(
             "which SQL dialect? pass --dialect postgres|mysql|sqlite, or a database URL (--database-url, DATABASE_URL, `url` in airlock.toml)".to_owned(),
         )),

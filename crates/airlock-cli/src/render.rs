@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use airlock_core::{Lease, Migration, RunMode};
-use airlock_exec::{ExecError, GateReport, ProblemEntry, Reporter, RunReport, StatusReport, signal_name};
+use airlock_exec::{ExecError, GateReport, ProblemEntry, Reporter, RiskCode, RunReport, StatusReport, signal_name};
 use anstream::{eprintln, println};
 use anstyle::{AnsiColor, Style};
 use serde_json::json;
@@ -515,7 +515,9 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 .iter()
                 .map(|r| {
                     r.blocks
-                        && s.findings.iter().any(|f| f.rule == r.code && f.severity == airlock_lint::Severity::Error)
+                        && s.findings
+                            .iter()
+                            .any(|f| RiskCode::Lint(f.rule) == r.code && f.severity == airlock_lint::Severity::Error)
                 })
                 .collect();
             let blocks = |r: &airlock_exec::Risk| {
@@ -523,7 +525,7 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                     && (r.blocks || (s.verdict == airlock_exec::Verdict::Blocked && r.rechecked_after.is_none()))
             };
             for c in &s.checks {
-                let code = if c.ok.is_none() { "unchecked" } else { c.check };
+                let code = if c.ok.is_none() { RiskCode::Unchecked } else { c.check };
                 let reason = match c.ok {
                     Some(true) => None,
                     _ => s.reasons.iter().enumerate().position(|(i, r)| !told[i] && r.code == code),
@@ -535,7 +537,7 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                     (None, _) => format!("{YELLOW}?{YELLOW:#}"),
                 };
                 println!("      {mark} {}: {}", c.check, c.message);
-                if !c.examples.is_empty() && c.check != "attribute-loss" {
+                if !c.examples.is_empty() && c.check != RiskCode::AttributeLoss {
                     println!("        {DIM}{} {}{DIM:#}", c.examples_label(), c.examples.join("; "));
                 }
                 if let Some(i) = reason {

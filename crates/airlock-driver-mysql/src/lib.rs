@@ -17,10 +17,50 @@ use std::collections::BTreeMap;
 
 use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
-use airlock_driver::{Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Result, Timeouts};
+use airlock_driver::{
+    BaseRates, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Result,
+    Timeouts, Workload,
+};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
+
+/// MySQL's and MariaDB's fixed facts.
+pub const PROFILE: Profile = Profile {
+    engine: Engine::MySql,
+    dialect: airlock_sql::Dialect::MySql,
+    capabilities: Capabilities { transactional_ddl: false, lease_heartbeat: true, local_file: false },
+    // Slower than `airlock calibrate` measures on a small in-memory table
+    // (MariaDB 10.11: scan 7.2 M, index 1.5 M, copy 0.37 M rows/s): with
+    // nothing better known, an estimate errs long.
+    default_rates: BaseRates { scan: 1_000_000.0, index: 500_000.0, rewrite: 200_000.0 },
+    online_form: "use an INPLACE or INSTANT form, or an online schema change tool (gh-ost, pt-online-schema-change)",
+    calibration,
+    hex: |column| format!("hex({column})"),
+};
+
+/// No `generate_series`: the rows come from a cross join of digit tables.
+fn calibration(table: &str, rows: u64) -> Workload {
+    let digits = rows.max(1).to_string().len();
+    let tables: Vec<String> = (0..digits)
+        .map(|i| format!("(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) AS d{i}"))
+        .collect();
+    let number: Vec<String> = (0..digits).map(|i| format!("d{i}.d * {}", 10u64.pow(i as u32))).collect();
+    Workload {
+        fill: vec![
+            format!("CREATE TABLE {table} (id BIGINT NOT NULL PRIMARY KEY, val INT, pad VARCHAR(64)) ENGINE=InnoDB"),
+            format!(
+                "INSERT INTO {table} SELECT n + 1, ((n + 1) * 7919) % 1000003, MD5(n) FROM (SELECT {} AS n FROM {}) AS s WHERE n < {rows}",
+                number.join(" + "),
+                tables.join(" CROSS JOIN ")
+            ),
+            format!("ANALYZE TABLE {table}"),
+        ],
+        scan: format!("SELECT count(*) FROM {table} WHERE pad IS NULL"),
+        rewrite: format!("ALTER TABLE {table} MODIFY val BIGINT, ALGORITHM=COPY"),
+        index: format!("ALTER TABLE {table} ADD INDEX {table}_val (val), ALGORITHM=INPLACE"),
+    }
+}
 
 /// A connection to one MySQL or MariaDB database.
 pub struct MySqlDriver {
@@ -199,12 +239,8 @@ impl MySqlDriver {
 
 #[async_trait::async_trait]
 impl Driver for MySqlDriver {
-    fn engine(&self) -> Engine {
-        Engine::MySql
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { transactional_ddl: false, lease_heartbeat: true }
+    fn profile(&self) -> &'static Profile {
+        &PROFILE
     }
 
     async fn server_version(&mut self) -> Result<String> {
@@ -235,6 +271,23 @@ impl Driver for MySqlDriver {
             .exec_drop(
                 "INSERT INTO airlock_meta (`key`, value) VALUES ('project', ?), ('stamped_at', DATE_FORMAT(NOW(6), '%Y-%m-%dT%H:%i:%s.%fZ'))",
                 (project,),
+            )
+            .await
+            .map_err(error)
+    }
+
+    async fn read_meta(&mut self, key: &str) -> Result<Option<String>> {
+        if !self.tables_ready().await? {
+            return Ok(None);
+        }
+        self.conn.exec_first("SELECT value FROM airlock_meta WHERE `key` = ?", (key,)).await.map_err(error)
+    }
+
+    async fn write_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn
+            .exec_drop(
+                "INSERT INTO airlock_meta (`key`, value) VALUES (?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)",
+                (key, value),
             )
             .await
             .map_err(error)

@@ -24,7 +24,8 @@ use airlock_core::schema::{
 };
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
-    Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Ran, Result, State, Timeouts,
+    BaseRates, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Ran, Result,
+    State, Timeouts, Workload,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
@@ -34,6 +35,37 @@ use tokio_postgres::{Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod tls;
+
+/// PostgreSQL's fixed facts.
+pub const PROFILE: Profile = Profile {
+    engine: Engine::Postgres,
+    dialect: airlock_sql::Dialect::Postgres,
+    capabilities: Capabilities { transactional_ddl: true, lease_heartbeat: true, local_file: false },
+    // From bench/plan.sh on the machine in docs/benchmarks.md.
+    default_rates: BaseRates { scan: 2_500_000.0, index: 2_500_000.0, rewrite: 800_000.0 },
+    online_form: "use the online form (CREATE INDEX CONCURRENTLY, NOT VALID then VALIDATE, a new column and a backfill) as the lint findings say",
+    calibration,
+    hex: |column| format!("encode({column}, 'hex')"),
+};
+
+fn calibration(table: &str, rows: u64) -> Workload {
+    Workload {
+        fill: vec![
+            format!("CREATE TABLE {table} (id bigint PRIMARY KEY, val integer, pad text)"),
+            format!(
+                "INSERT INTO {table} SELECT g, (g * 7919) % 1000003, md5(g::text) FROM generate_series(1, {rows}) AS g"
+            ),
+            format!("ANALYZE {table}"),
+        ],
+        scan: format!("SELECT count(*) FROM {table} WHERE pad IS NULL"),
+        rewrite: format!("ALTER TABLE {table} ALTER COLUMN val TYPE bigint"),
+        index: format!("CREATE INDEX {table}_val ON {table} (val)"),
+    }
+}
+
+const SELECT_META: &str = "SELECT value FROM airlock_meta WHERE key = $1";
+const UPSERT_META: &str =
+    "INSERT INTO airlock_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value";
 
 /// A connection to one PostgreSQL database.
 pub struct PostgresDriver {
@@ -388,12 +420,8 @@ fn millis(d: std::time::Duration) -> String {
 
 #[async_trait::async_trait]
 impl Driver for PostgresDriver {
-    fn engine(&self) -> Engine {
-        Engine::Postgres
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        Capabilities { transactional_ddl: true, lease_heartbeat: true }
+    fn profile(&self) -> &'static Profile {
+        &PROFILE
     }
 
     async fn server_version(&mut self) -> Result<String> {
@@ -431,6 +459,19 @@ impl Driver for PostgresDriver {
             .await
             .map(drop)
             .map_err(error)
+    }
+
+    async fn read_meta(&mut self, key: &str) -> Result<Option<String>> {
+        if !self.tables_ready().await? {
+            return Ok(None);
+        }
+        let rows = self.client.query_typed(SELECT_META, &[(&key, Type::TEXT)]).await.map_err(error)?;
+        Ok(rows.first().map(|r| r.get(0)))
+    }
+
+    async fn write_meta(&mut self, key: &str, value: &str) -> Result<()> {
+        let params: [Param<'_>; 2] = [(&key, Type::TEXT), (&value, Type::TEXT)];
+        self.client.query_typed(UPSERT_META, &params).await.map(drop).map_err(error)
     }
 
     async fn read_history(&mut self) -> Result<Vec<HistoryRecord>> {
@@ -696,6 +737,17 @@ impl Driver for PostgresDriver {
         // PgBouncer a session setting would stay on a server connection that
         // other clients get next.
         self.client.batch_execute("BEGIN READ ONLY").await.map_err(error)?;
+        self.in_transaction = true;
+        Ok(())
+    }
+
+    async fn begin_check(&mut self, budget: std::time::Duration) -> Result<()> {
+        // Scoped to the transaction: right behind a transaction-pooling PgBouncer.
+        let sql = format!(
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = '{}'; SET LOCAL lock_timeout = '1s'",
+            millis(budget)
+        );
+        self.client.batch_execute(&sql).await.map_err(error)?;
         self.in_transaction = true;
         Ok(())
     }

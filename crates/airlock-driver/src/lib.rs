@@ -6,12 +6,14 @@
 //! where they live, documented. Drivers never split or parse migration SQL and
 //! never decide what to run.
 
+mod profile;
 mod url;
 
 use std::time::Duration;
 
 use airlock_core::{Actor, Event, HistoryRecord, Lease};
 
+pub use crate::profile::{BaseRates, Profile, Workload};
 pub use crate::url::{DatabaseUrl, Engine, UrlError};
 
 /// Names of airlock's own tables, the same on every engine.
@@ -36,6 +38,9 @@ pub struct Capabilities {
     /// Without it (SQLite, a local file) a lease is stale only when its holder's
     /// process is gone.
     pub lease_heartbeat: bool,
+    /// The database is a file on this machine: `serve` opens it afresh for
+    /// every read, so a file replaced by a restore is seen.
+    pub local_file: bool,
 }
 
 /// What kind of failure, so the runner can choose: retry, report or stop.
@@ -136,11 +141,18 @@ pub struct Timeouts {
 /// ever run: reads then return "nothing" rather than failing.
 #[async_trait::async_trait]
 pub trait Driver: Send {
+    /// The engine's fixed facts (the driver crate's `PROFILE`).
+    fn profile(&self) -> &'static Profile;
+
     /// Which engine this is.
-    fn engine(&self) -> Engine;
+    fn engine(&self) -> Engine {
+        self.profile().engine
+    }
 
     /// What the engine can do.
-    fn capabilities(&self) -> Capabilities;
+    fn capabilities(&self) -> Capabilities {
+        self.profile().capabilities
+    }
 
     /// The server's version string, for messages and records.
     async fn server_version(&mut self) -> Result<String>;
@@ -154,6 +166,14 @@ pub trait Driver: Send {
 
     /// Stamps the project on this database (first run).
     async fn stamp_project(&mut self, project: &str) -> Result<()>;
+
+    /// A value of airlock's key/value table (`airlock_meta`), None when
+    /// missing or when the table does not exist yet.
+    async fn read_meta(&mut self, key: &str) -> Result<Option<String>>;
+
+    /// Sets a value of airlock's key/value table, replacing an older one.
+    /// The tables must exist ([`Driver::ensure_tables`]).
+    async fn write_meta(&mut self, key: &str, value: &str) -> Result<()>;
 
     /// All history records (empty when the table does not exist yet).
     async fn read_history(&mut self) -> Result<Vec<HistoryRecord>>;
@@ -254,6 +274,17 @@ pub trait Driver: Send {
     /// reads then see one snapshot and cannot write. A transaction rather than a
     /// session setting, which would outlive the read behind a connection pooler.
     async fn begin_read_only(&mut self) -> Result<()>;
+
+    /// Opens a read-only transaction for one of plan's data checks (ended by
+    /// `rollback`), whose statements stop after `budget` and wait at most a
+    /// second for a lock, so a check never queues behind DDL for long. The
+    /// default sets the session's timeouts, then begins; an engine that can
+    /// scope them to the transaction does (behind a pooler a session setting
+    /// outlives the check).
+    async fn begin_check(&mut self, budget: Duration) -> Result<()> {
+        self.set_timeouts(Timeouts { lock: Duration::from_secs(1), statement: budget }).await?;
+        self.begin_read_only().await
+    }
 
     /// Opens a transaction.
     async fn begin(&mut self) -> Result<()>;

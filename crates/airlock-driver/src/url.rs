@@ -14,6 +14,20 @@ pub enum Engine {
 }
 
 impl Engine {
+    /// Every engine, in the order `--dialect` lists them.
+    pub const ALL: [Engine; 3] = [Engine::Postgres, Engine::MySql, Engine::Sqlite];
+
+    /// The engine of a name as a person writes it (`postgres`, `postgresql`,
+    /// `mysql`, `mariadb`, `sqlite`), in any case.
+    pub fn from_name(name: &str) -> Option<Engine> {
+        match name.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" => Some(Engine::Postgres),
+            "mysql" | "mariadb" => Some(Engine::MySql),
+            "sqlite" => Some(Engine::Sqlite),
+            _ => None,
+        }
+    }
+
     /// Lower-case name for messages and JSON.
     pub fn name(self) -> &'static str {
         match self {

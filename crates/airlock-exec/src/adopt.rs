@@ -9,7 +9,6 @@
 use airlock_core::foreign::{self, ForeignRow, Tool};
 use airlock_core::{Event, Migration, Problem, ProblemCode, RunMode, RunState};
 use airlock_driver::Driver;
-use airlock_sql::Dialect;
 use chrono::Utc;
 use serde::Serialize;
 use serde_json::json;
@@ -50,7 +49,7 @@ pub struct AdoptedEntry {
 
 /// The SQL that reads `tool`'s history as [`ForeignRow`] columns
 /// (version, name, kind, checksum, ok), oldest first.
-fn history_query(tool: Tool, dialect: Dialect) -> String {
+fn history_query(tool: Tool, profile: &airlock_driver::Profile) -> String {
     let table = tool.table();
     match tool {
         Tool::Flyway => {
@@ -59,10 +58,7 @@ fn history_query(tool: Tool, dialect: Dialect) -> String {
         Tool::GolangMigrate => format!("SELECT version, NULL, NULL, NULL, NOT dirty FROM {table}"),
         Tool::Dbmate | Tool::Rails | Tool::Diesel => format!("SELECT version, NULL, NULL, NULL, 1 FROM {table}"),
         Tool::Sqlx => {
-            let hex = match dialect {
-                Dialect::Postgres => "encode(checksum, 'hex')",
-                Dialect::MySql | Dialect::Sqlite => "hex(checksum)",
-            };
+            let hex = (profile.hex)("checksum");
             format!("SELECT version, description, NULL, {hex}, success FROM {table} ORDER BY version")
         }
         Tool::Refinery => format!("SELECT version, name, NULL, checksum, 1 FROM {table} ORDER BY version"),
@@ -73,9 +69,9 @@ fn truthy(text: Option<&str>) -> bool {
     matches!(text.map(|t| t.trim().to_ascii_lowercase()).as_deref(), Some("t" | "true" | "1" | "yes"))
 }
 
-async fn read_rows(driver: &mut dyn Driver, tool: Tool, dialect: Dialect) -> Result<Vec<ForeignRow>, ExecError> {
+async fn read_rows(driver: &mut dyn Driver, tool: Tool) -> Result<Vec<ForeignRow>, ExecError> {
     let rows = driver
-        .query_text(&history_query(tool, dialect))
+        .query_text(&history_query(tool, driver.profile()))
         .await
         .map_err(ExecError::db(format!("reading {tool}'s history table `{}`", tool.table())))?;
     Ok(rows
@@ -210,8 +206,7 @@ pub async fn adopt(
     }
     let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
     let tool = choose(&foreign::detect(&catalog), from, &catalog, options)?;
-    let dialect = options.engine_traits().dialect;
-    let rows = read_rows(driver.as_mut(), tool, dialect).await?;
+    let rows = read_rows(driver.as_mut(), tool).await?;
     let decided = foreign::plan_adoption(tool, &rows, &discovered.migrations, &raw);
     if !decided.refusals.is_empty() {
         return Err(ExecError::AdoptRefused { tool: tool.name(), reasons: decided.refusals });
@@ -281,7 +276,7 @@ async fn write_all(
     now: chrono::DateTime<Utc>,
 ) -> Result<(), ExecError> {
     for (migration, _) in adopt {
-        let mut record = crate::run::new_record(ctx, migration, RunMode::Transaction, 0);
+        let mut record = crate::apply::new_record(ctx, migration, RunMode::Transaction, 0);
         record.state = RunState::Adopted;
         record.started_at = now;
         record.finished_at = Some(now);

@@ -9,6 +9,7 @@
 mod actor;
 mod admin;
 mod adopt;
+mod apply;
 mod audit;
 mod down;
 mod error;
@@ -30,10 +31,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use airlock_core::{Actor, Embedded, HistoryRecord, Lease, Problem, ProblemCode};
-use airlock_driver::{DatabaseUrl, Driver, DriverError, Engine, LeaseClaim, Timeouts};
-use airlock_driver_mysql::MySqlDriver;
-use airlock_driver_postgres::PostgresDriver;
-use airlock_driver_sqlite::SqliteDriver;
+use airlock_driver::{DatabaseUrl, Driver, LeaseClaim, Profile, Timeouts};
 
 pub use crate::actor::AIRLOCK_VERSION;
 pub use crate::admin::unlock;
@@ -44,7 +42,7 @@ pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRe
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
 pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
 pub use crate::live::{LiveState, live_catalog, live_state};
-pub use crate::plan::{MigrationPlan, PlanFinding, PlanReport, Risk, StatementPlan, Verdict, plan};
+pub use crate::plan::{MigrationPlan, PlanFinding, PlanReport, Risk, RiskCode, StatementPlan, Verdict, plan};
 pub use crate::prepare::{EngineTraits, Prepared, prepare, prepare_script};
 pub use crate::rates::{Calibration, Rate, Rates, Work, calibrate};
 pub use crate::repair::repair;
@@ -56,6 +54,8 @@ pub use crate::run::migrate;
 pub use crate::status::status;
 pub use crate::watch::{Assessment, Watcher};
 pub use airlock_core::foreign::Tool;
+pub use airlock_engines::connect;
+pub(crate) use airlock_engines::connect_read_only;
 
 /// Everything a command needs to know, already validated.
 #[derive(Debug, Clone)]
@@ -129,32 +129,15 @@ impl Options {
         }
     }
 
+    /// What is known of the database's engine before connecting.
+    pub fn profile(&self) -> &'static Profile {
+        airlock_engines::profile(self.url.engine())
+    }
+
     /// How `prepare` should treat this engine.
     pub fn engine_traits(&self) -> EngineTraits {
-        let dialect = match self.url.engine() {
-            Engine::Postgres => airlock_sql::Dialect::Postgres,
-            Engine::MySql => airlock_sql::Dialect::MySql,
-            Engine::Sqlite => airlock_sql::Dialect::Sqlite,
-        };
-        EngineTraits { dialect, transactional_ddl: self.url.engine() != Engine::MySql }
+        EngineTraits::from(self.profile())
     }
-}
-
-/// Connects for reading only: a SQLite file is opened read-only (and must exist).
-pub(crate) async fn connect_read_only(url: &DatabaseUrl) -> Result<Box<dyn Driver>, DriverError> {
-    match url.engine() {
-        Engine::Sqlite => Ok(Box::new(SqliteDriver::open_read_only(url)?)),
-        _ => connect(url, false).await,
-    }
-}
-
-/// Connects to the database named by `url`. `create` lets SQLite create a missing file.
-pub async fn connect(url: &DatabaseUrl, create: bool) -> Result<Box<dyn Driver>, DriverError> {
-    Ok(match url.engine() {
-        Engine::Postgres => Box::new(PostgresDriver::connect(url).await?),
-        Engine::MySql => Box::new(MySqlDriver::connect(url).await?),
-        Engine::Sqlite => Box::new(SqliteDriver::connect(url, create)?),
-    })
 }
 
 /// Where migrations come from.

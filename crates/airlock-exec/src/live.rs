@@ -40,7 +40,7 @@ pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
     let discovered = options.discover()?;
     if crate::sqlite_file_missing(options) {
         let pending = discovered.migrations.clone();
-        let rates = crate::rates::Rates::defaults(options.url.engine());
+        let rates = crate::rates::Rates::defaults(options.profile().default_rates);
         return Ok(LiveState { catalog: Catalog::live(Vec::new()), pending, discovered, rates, foreign: Vec::new() });
     }
     let ctx = Context::new(options);

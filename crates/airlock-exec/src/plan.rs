@@ -9,28 +9,18 @@ use std::time::Duration;
 
 use airlock_core::Migration;
 use airlock_core::schema::{Catalog, Origin, TableName};
-use airlock_driver::{Driver, Engine};
+use airlock_driver::{Driver, Profile};
 use airlock_lint::{Finding, LintOptions, ParsedScript, Severity};
 use airlock_plan::checks::{self, CheckResult};
+pub(crate) use airlock_plan::verdict_of;
 use airlock_plan::{CheckSpec, Lock, effects};
+pub use airlock_plan::{Risk, RiskCode, Verdict};
 use airlock_sql::parse::{AlterAction, Op};
 use serde::Serialize;
 
 use crate::Options;
 use crate::error::ExecError;
 use crate::rates::{Rate, Rates, Work};
-
-/// The verdict on a statement, a migration or the whole plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Verdict {
-    /// Nothing found that blocks writes for long or will fail.
-    Safe,
-    /// Blocks writes on a large table, or a check could not tell.
-    Risky,
-    /// A check shows it will fail, or lose data or attributes.
-    Blocked,
-}
 
 /// A finding as the plan shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -45,47 +35,6 @@ pub struct PlanFinding {
     pub help: String,
     /// The corrected statement, when known.
     pub fix: Option<String>,
-}
-
-/// Why a statement is not `safe`: what was found, what to do, and whether a
-/// person accepted it with `-- airlock:allow <code> <reason>`.
-#[derive(Clone, Debug, Serialize)]
-pub struct Risk {
-    /// The check's name (`foreign-key-orphans`...) or the risk's
-    /// (`blocks-writes`, `over-budget`, `unchecked`): what an allow names.
-    pub code: &'static str,
-    /// What was found.
-    pub message: String,
-    /// What to do about it.
-    pub fix: String,
-    /// The statement will fail or lose data or attributes.
-    pub blocks: bool,
-    /// The reason of the `-- airlock:allow` that accepts it, if one does.
-    pub allowed: Option<String>,
-    /// A failed check whose rows a pending data migration before this one
-    /// may change (its version): the plan cannot know what that leaves, so
-    /// the risk does not block; `migrate` checks again just before.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rechecked_after: Option<String>,
-}
-
-/// The one rule by which `plan` and `migrate` judge a statement, so that the
-/// plan says `blocked` exactly when `migrate` would refuse it: a risk that
-/// will fail and no allow can accept blocks; so does, in a `protected`
-/// environment, any risk no allow accepts (unless a pending data migration
-/// before it may change what it found: `migrate` looks again then). Any
-/// other risk makes the statement risky.
-pub(crate) fn verdict_of(reasons: &[Risk], protected: bool) -> Verdict {
-    reasons
-        .iter()
-        .map(|r| match () {
-            _ if r.allowed.is_some() => Verdict::Risky,
-            _ if r.blocks => Verdict::Blocked,
-            _ if protected && r.rechecked_after.is_none() => Verdict::Blocked,
-            _ => Verdict::Risky,
-        })
-        .max()
-        .unwrap_or(Verdict::Safe)
 }
 
 /// One statement's plan: the JSON contract's keys and a few more.
@@ -158,9 +107,9 @@ impl StatementPlan {
     /// the rest fails anyway.
     fn settle(&mut self, migration: &Migration, script: &ParsedScript, protected: bool) {
         for r in &mut self.reasons {
-            let acceptable = !r.blocks || r.code == "attribute-loss";
-            if let Some(a) =
-                airlock_lint::allow_for(migration, &script.statements, self.index, r.code).filter(|_| acceptable)
+            let acceptable = r.acceptable();
+            if let Some(a) = airlock_lint::allow_for(migration, &script.statements, self.index, r.code.as_str())
+                .filter(|_| acceptable)
             {
                 r.allowed = Some(a.reason.clone());
             }
@@ -170,10 +119,13 @@ impl StatementPlan {
 
     /// Adds its lint findings. An error lint did not let an allow or the
     /// baseline accept refuses the run in `migrate`: it blocks here too.
-    fn take_findings(&mut self, findings: Vec<Finding>, engine: Engine) {
+    fn take_findings(&mut self, findings: Vec<Finding>, profile: &Profile) {
         for f in findings {
             if f.severity == Severity::Error {
-                self.reasons.push(Risk { fix: f.help.clone(), ..risk(f.rule, f.message.clone(), true, engine) });
+                self.reasons.push(Risk {
+                    fix: f.help.clone(),
+                    ..risk(RiskCode::Lint(f.rule), f.message.clone(), true, profile)
+                });
             }
             self.findings.push(PlanFinding {
                 rule: f.rule,
@@ -232,37 +184,23 @@ pub struct PlanReport {
 /// Runs one check in a read-only transaction of its own, bounded by `budget`.
 pub(crate) async fn run_check(
     driver: &mut dyn Driver,
-    engine: Engine,
     spec: &CheckSpec,
     catalog: &Catalog,
     budget: Duration,
 ) -> CheckResult {
-    let dialect = match engine {
-        Engine::Postgres => airlock_sql::Dialect::Postgres,
-        Engine::MySql => airlock_sql::Dialect::MySql,
-        Engine::Sqlite => airlock_sql::Dialect::Sqlite,
-    };
+    let dialect = driver.profile().dialect;
     if let Some(answer) = checks::without_query(spec) {
         return answer;
     }
     let Some(sql) = checks::query(spec, catalog, dialect) else {
         return checks::unknown(spec, "not checked: airlock cannot write this check for this statement yet");
     };
-    let ms = budget.as_millis();
-    let limit = match engine {
-        // A check queues behind no DDL: ACCESS SHARE only, and never for long.
-        Engine::Postgres => Some(format!("SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = 1000")),
-        Engine::MySql => None,
-        Engine::Sqlite => None,
-    };
     let run = async {
-        driver.begin_read_only().await?;
-        if let Some(limit) = &limit {
-            driver.execute(limit).await?;
-        }
+        // A check queues behind no DDL for long, and stops at its budget.
+        driver.begin_check(budget).await?;
         let mut rows = driver.query_text(&sql).await;
         if let (Err(_), Some(second)) = (&rows, checks::fallback_query(spec, dialect)) {
-            // The transaction is still usable on MySQL, the only engine with a fallback.
+            // The transaction is still usable on MySQL, the only dialect with a fallback.
             rows = driver.query_text(&second).await;
         }
         let _ = driver.rollback().await;
@@ -278,53 +216,9 @@ pub(crate) async fn run_check(
     }
 }
 
-/// A read-only connection for data checks, each bounded by `options.check_budget`
-/// (on MySQL through the session's statement time limit; on PostgreSQL each
-/// check sets its own in its transaction).
+/// A read-only connection for data checks (each bounded by its budget when it begins).
 pub(crate) async fn connect_checker(options: &Options) -> Result<Box<dyn Driver>, ExecError> {
-    let mut conn = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
-    if options.url.engine() == Engine::MySql {
-        let limits = airlock_driver::Timeouts { lock: Duration::from_secs(1), statement: options.check_budget };
-        conn.set_timeouts(limits).await.map_err(ExecError::db("setting the checks' time budget"))?;
-    }
-    Ok(conn)
-}
-
-/// What to do about a risk, in a sentence.
-fn fix_for(code: &str, engine: Engine) -> String {
-    let allow = |code: &str| {
-        format!(
-            "or, if it is acceptable, say why with `-- airlock:allow {code} <reason>` on the line before the statement"
-        )
-    };
-    match code {
-        "foreign-key-orphans" => "delete or fix the orphaned rows in a data migration before this one (or point them at a real row); on PostgreSQL, add the key NOT VALID and VALIDATE it once the rows are clean".to_owned(),
-        "unique-duplicates" => "remove or merge the duplicate rows in a data migration before this one".to_owned(),
-        "not-null-violations" => "fill the NULLs in a data migration before this one, or give the column a default first".to_owned(),
-        "check-violations" => "fix the failing rows in a data migration before this one; on PostgreSQL, add the constraint NOT VALID and VALIDATE it once they pass".to_owned(),
-        "new-column-nulls" => "add the column with a DEFAULT (a constant one is stored without rewriting the table), or add it nullable, fill it in a data migration, then SET NOT NULL".to_owned(),
-        "cast-failures" => "convert or clear the values that do not fit in a data migration before this one, or choose a type that holds them".to_owned(),
-        "attribute-loss" => format!("repeat every attribute to keep, as in the corrected statement, {}", allow("attribute-loss")),
-        "id-exhaustion" => format!("widen the key (and the columns that reference it) to bigint before it runs out, {}", allow("id-exhaustion")),
-        "lock-blockers" => format!(
-            "wait for those sessions to end, or end them; airlock's lock timeout stops the statement from queueing behind them, {}",
-            allow("lock-blockers")
-        ),
-        "blocks-writes" => format!(
-            "{}, run it in a quiet window, {}",
-            match engine {
-                Engine::Postgres => "use the online form (CREATE INDEX CONCURRENTLY, NOT VALID then VALIDATE, a new column and a backfill) as the lint findings say",
-                Engine::MySql => "use an INPLACE or INSTANT form, or an online schema change tool (gh-ost, pt-online-schema-change)",
-                Engine::Sqlite => "keep writers away while it runs",
-            },
-            allow("blocks-writes")
-        ),
-        "over-budget" => format!("split the work (batches, an online form), raise `estimate_budget` in airlock.toml, {}", allow("over-budget")),
-        _ => format!(
-            "if a check ran out of time, give it more (`plan --check-timeout`, or `check_timeout` in airlock.toml); if airlock cannot check the statement, review it by hand; {}",
-            allow("unchecked")
-        ),
-    }
+    crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)
 }
 
 /// What to do about a statement airlock could not read.
@@ -460,15 +354,11 @@ impl Assessor {
             Some(conn) => conn,
             None => self.checker.insert(connect_checker(&self.options).await?),
         };
-        let engine = self.options.url.engine();
         // Ctrl-C stops a check on the server too.
         let cancel = conn.canceller();
         let budget = self.options.check_budget;
-        let result = self
-            .options
-            .interrupt
-            .cancellable(cancel, run_check(conn.as_mut(), engine, spec, &self.catalog, budget))
-            .await;
+        let result =
+            self.options.interrupt.cancellable(cancel, run_check(conn.as_mut(), spec, &self.catalog, budget)).await;
         if result.ok.is_none() || self.options.interrupt.raised().is_some() {
             // Cut off by its budget or a signal: the connection may be mid-query.
             self.checker = None;
@@ -486,8 +376,8 @@ impl Assessor {
         script: &ParsedScript,
         mut findings: BTreeMap<usize, Vec<Finding>>,
     ) -> Result<MigrationPlan, ExecError> {
-        let engine = self.options.url.engine();
-        let dialect = self.options.engine_traits().dialect;
+        let profile = self.options.profile();
+        let dialect = profile.dialect;
         let version = migration.version.to_string();
         let mut statements = Vec::new();
         // Columns earlier statements of this migration add or rename.
@@ -563,7 +453,7 @@ impl Assessor {
                             format!("`{}`", lock.table)
                         };
                         let message = format!("{} on {on} blocks writes while it {doing} `{name}` ({rows})", lock.mode);
-                        plan.reasons.push(risk("blocks-writes", message, false, engine));
+                        plan.reasons.push(risk(RiskCode::BlocksWrites, message, false, profile));
                     }
                 }
                 plan.locks.extend(e.locks);
@@ -575,17 +465,17 @@ impl Assessor {
             let budget = self.options.estimate_budget;
             if let Some(seconds) = plan.estimated_seconds.filter(|s| !budget.is_zero() && *s > budget.as_secs_f64()) {
                 plan.reasons.push(risk(
-                    "over-budget",
+                    RiskCode::OverBudget,
                     format!("estimated at {seconds:.0} s, over the {} s budget (`estimate_budget`)", budget.as_secs()),
                     false,
-                    engine,
+                    profile,
                 ));
             }
             for (spec, result) in found {
                 match result.ok {
                     Some(true) => {}
                     Some(false) => {
-                        let mut r = risk(result.check, result.message.clone(), !result.warns_only, engine);
+                        let mut r = risk(result.check, result.message.clone(), !result.warns_only, profile);
                         if let CheckSpec::AttributeLoss { fix, .. } = &spec {
                             r.fix = format!("{fix}; {}", r.fix);
                         }
@@ -614,10 +504,10 @@ impl Assessor {
                         plan.reasons.push(r);
                     }
                     None => plan.reasons.push(risk(
-                        "unchecked",
+                        RiskCode::Unchecked,
                         format!("{}: {}", result.check, result.message),
                         false,
-                        engine,
+                        profile,
                     )),
                 }
                 plan.checks.push(result);
@@ -627,7 +517,7 @@ impl Assessor {
                 // Findings about the whole file go with its first statement.
                 mine.extend(findings.remove(&0).unwrap_or_default());
             }
-            plan.take_findings(mine, engine);
+            plan.take_findings(mine, profile);
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
         }
@@ -642,7 +532,7 @@ impl Assessor {
                     format!("airlock could not split this file into statements ({why}), so nothing in it was checked");
                 plan.reasons.push(unread(message));
             }
-            plan.take_findings(leftover, engine);
+            plan.take_findings(leftover, profile);
             plan.settle(migration, script, self.options.protected);
             statements.push(plan);
         }
@@ -681,14 +571,14 @@ fn columns_added(op: &Op) -> Vec<(String, String)> {
 }
 
 /// A risk with its fix, accepted by no allow yet.
-fn risk(code: &'static str, message: String, blocks: bool, engine: Engine) -> Risk {
-    Risk { code, message, fix: fix_for(code, engine), blocks, allowed: None, rechecked_after: None }
+fn risk(code: RiskCode, message: String, blocks: bool, profile: &Profile) -> Risk {
+    Risk::new(code, message, blocks, profile.online_form)
 }
 
 /// An `unchecked` risk for what airlock could not read (a statement, a DO
 /// block, a file it cannot split): review it by hand.
 fn unread(message: String) -> Risk {
-    Risk { code: "unchecked", message, fix: UNREAD_FIX.to_owned(), blocks: false, allowed: None, rechecked_after: None }
+    Risk { fix: UNREAD_FIX.to_owned(), ..Risk::new(RiskCode::Unchecked, message, false, "") }
 }
 
 /// Plans every pending migration against the live database. Changes nothing.

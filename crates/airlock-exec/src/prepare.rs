@@ -38,6 +38,12 @@ pub struct EngineTraits {
     pub transactional_ddl: bool,
 }
 
+impl From<&airlock_driver::Profile> for EngineTraits {
+    fn from(profile: &airlock_driver::Profile) -> EngineTraits {
+        EngineTraits { dialect: profile.dialect, transactional_ddl: profile.capabilities.transactional_ddl }
+    }
+}
+
 fn invalid(script: &Script, line: Option<usize>, message: String) -> InvalidMigration {
     InvalidMigration { path: script.path.clone(), line: line.map(|l| l + script.line_offset), message }
 }

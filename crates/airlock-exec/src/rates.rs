@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use airlock_core::Event;
-use airlock_driver::{Driver, Engine};
+use airlock_driver::{BaseRates, Driver};
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -105,17 +105,11 @@ pub struct Calibration {
 }
 
 impl Rates {
-    /// The built-in figures: PostgreSQL's from bench/plan.sh on the machine in
-    /// docs/benchmarks.md; MariaDB's and SQLite's are conservative guesses
-    /// until history or a calibration replaces them.
-    pub fn defaults(engine: Engine) -> Rates {
-        let (scan, index, rewrite) = match engine {
-            Engine::Postgres => (2_500_000.0, 2_500_000.0, 800_000.0),
-            Engine::MySql => (1_000_000.0, 500_000.0, 200_000.0),
-            Engine::Sqlite => (3_000_000.0, 1_000_000.0, 500_000.0),
-        };
+    /// The engine's built-in figures (its profile's), until history or a
+    /// calibration replaces them.
+    pub fn defaults(base: BaseRates) -> Rates {
         let rate = |rows_per_second| Rate { rows_per_second, source: "built-in default".to_owned() };
-        Rates { scan: rate(scan), index: rate(index), rewrite: rate(rewrite), timings: Vec::new() }
+        Rates { scan: rate(base.scan), index: rate(base.index), rewrite: rate(base.rewrite), timings: Vec::new() }
     }
 
     /// The rate of one kind of work.
@@ -171,15 +165,9 @@ impl Rates {
     /// Reads the stored calibration and the timings history, newest first.
     /// Anything missing or unreadable leaves the defaults.
     pub(crate) async fn read(driver: &mut dyn Driver) -> Rates {
-        let engine = driver.engine();
-        let mut rates = Rates::defaults(engine);
-        let key = if engine == Engine::MySql { "`key`" } else { "key" };
-        let stored = driver.query_text(&format!("SELECT value FROM airlock_meta WHERE {key} = 'calibration'")).await;
-        let calibration = stored
-            .ok()
-            .and_then(|rows| rows.into_iter().next())
-            .and_then(|row| row.into_iter().next().flatten())
-            .and_then(|text| serde_json::from_str::<Calibration>(&text).ok());
+        let mut rates = Rates::defaults(driver.profile().default_rates);
+        let stored = driver.read_meta(CALIBRATION_KEY).await;
+        let calibration = stored.ok().flatten().and_then(|text| serde_json::from_str::<Calibration>(&text).ok());
         let events = driver
             .query_text(&format!(
                 "SELECT detail FROM airlock_events WHERE kind = 'timing' ORDER BY id DESC LIMIT {TIMINGS_READ}"
@@ -261,66 +249,8 @@ fn timing_event(version: &airlock_core::Version, work: &[(Work, f64, String)], e
 
 const SCRATCH: &str = "airlock_calibration_scratch";
 
-/// The statements that fill the scratch table with `rows` rows.
-fn fill(engine: Engine, rows: u64) -> Vec<String> {
-    match engine {
-        Engine::Postgres => vec![
-            format!("CREATE TABLE {SCRATCH} (id bigint PRIMARY KEY, val integer, pad text)"),
-            format!(
-                "INSERT INTO {SCRATCH} SELECT g, (g * 7919) % 1000003, md5(g::text) FROM generate_series(1, {rows}) AS g"
-            ),
-            format!("ANALYZE {SCRATCH}"),
-        ],
-        Engine::MySql => {
-            let digits = rows.max(1).to_string().len();
-            let tables: Vec<String> = (0..digits)
-                .map(|i| format!("(SELECT 0 AS d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9) AS d{i}"))
-                .collect();
-            let number: Vec<String> = (0..digits).map(|i| format!("d{i}.d * {}", 10u64.pow(i as u32))).collect();
-            vec![
-                format!(
-                    "CREATE TABLE {SCRATCH} (id BIGINT NOT NULL PRIMARY KEY, val INT, pad VARCHAR(64)) ENGINE=InnoDB"
-                ),
-                format!(
-                    "INSERT INTO {SCRATCH} SELECT n + 1, ((n + 1) * 7919) % 1000003, MD5(n) FROM (SELECT {} AS n FROM {}) AS s WHERE n < {rows}",
-                    number.join(" + "),
-                    tables.join(" CROSS JOIN ")
-                ),
-                format!("ANALYZE TABLE {SCRATCH}"),
-            ]
-        }
-        Engine::Sqlite => vec![
-            format!("CREATE TABLE {SCRATCH} (id INTEGER PRIMARY KEY, val INTEGER, pad TEXT)"),
-            format!(
-                "INSERT INTO {SCRATCH} WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < {rows}) \
-                 SELECT n, (n * 7919) % 1000003, hex(randomblob(16)) FROM g"
-            ),
-        ],
-    }
-}
-
-/// The statement timed for each kind of work, in the order they run.
-fn timed(engine: Engine) -> [(Work, String); 3] {
-    let scan = (Work::Scan, format!("SELECT count(*) FROM {SCRATCH} WHERE pad IS NULL"));
-    match engine {
-        Engine::Postgres => [
-            scan,
-            (Work::Rewrite, format!("ALTER TABLE {SCRATCH} ALTER COLUMN val TYPE bigint")),
-            (Work::Index, format!("CREATE INDEX {SCRATCH}_val ON {SCRATCH} (val)")),
-        ],
-        Engine::MySql => [
-            scan,
-            (Work::Rewrite, format!("ALTER TABLE {SCRATCH} MODIFY val BIGINT, ALGORITHM=COPY")),
-            (Work::Index, format!("ALTER TABLE {SCRATCH} ADD INDEX {SCRATCH}_val (val), ALGORITHM=INPLACE")),
-        ],
-        // SQLite rewrites a table by copying it (the documented 12-step ALTER).
-        Engine::Sqlite => [
-            scan,
-            (Work::Rewrite, format!("CREATE TABLE {SCRATCH}_copy AS SELECT * FROM {SCRATCH}")),
-            (Work::Index, format!("CREATE INDEX {SCRATCH}_val ON {SCRATCH} (val)")),
-        ],
-    }
-}
+/// Where the calibration is kept in airlock's key/value table.
+const CALIBRATION_KEY: &str = "calibration";
 
 /// `airlock calibrate`: times a scan, a rewrite and an index build of a
 /// scratch table of `rows` rows, under the run lock (never beside a
@@ -334,7 +264,6 @@ pub async fn calibrate(options: &Options, rows: u64, reporter: &mut dyn Reporter
         )));
     }
     let ctx = Context::new(options);
-    let engine = options.url.engine();
     let mut driver = crate::connect(&options.url, true).await.map_err(ExecError::Connect)?;
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
     // No statement limit: the scratch table is airlock's own.
@@ -343,10 +272,10 @@ pub async fn calibrate(options: &Options, rows: u64, reporter: &mut dyn Reporter
         .await
         .map_err(ExecError::db("setting timeouts"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
-    let measured = measure(driver.as_mut(), engine, rows).await;
+    let measured = measure(driver.as_mut(), rows).await;
     let cleanup = drop_scratch(driver.as_mut()).await;
     let outcome = match (measured, cleanup) {
-        (Ok(c), Ok(())) => store(driver.as_mut(), &ctx, engine, &c).await.map(|()| c),
+        (Ok(c), Ok(())) => store(driver.as_mut(), &ctx, &c).await.map(|()| c),
         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
     };
     held.release(driver.as_mut()).await;
@@ -363,45 +292,38 @@ async fn drop_scratch(driver: &mut dyn Driver) -> Result<(), ExecError> {
     Ok(())
 }
 
-async fn measure(driver: &mut dyn Driver, engine: Engine, rows: u64) -> Result<Calibration, ExecError> {
+async fn measure(driver: &mut dyn Driver, rows: u64) -> Result<Calibration, ExecError> {
     drop_scratch(driver).await?;
-    for sql in fill(engine, rows) {
-        driver.execute(&sql).await.map_err(ExecError::db("filling the calibration's scratch table"))?;
+    let workload = (driver.profile().calibration)(SCRATCH, rows);
+    for sql in &workload.fill {
+        driver.execute(sql).await.map_err(ExecError::db("filling the calibration's scratch table"))?;
     }
-    let mut rates = [0.0; 3];
-    for (work, sql) in timed(engine) {
+    let mut rates = BaseRates { scan: 0.0, index: 0.0, rewrite: 0.0 };
+    // The scan first (the table as filled), the rewrite before the index build.
+    for (work, sql) in
+        [(Work::Scan, &workload.scan), (Work::Rewrite, &workload.rewrite), (Work::Index, &workload.index)]
+    {
         let started = Instant::now();
-        driver.execute(&sql).await.map_err(ExecError::db(&format!("timing a {} for calibration", work.as_str())))?;
-        let secs = started.elapsed().as_secs_f64().max(1e-6);
-        rates[Work::ALL.iter().position(|w| *w == work).unwrap_or(0)] = rows as f64 / secs;
+        driver.execute(sql).await.map_err(ExecError::db(&format!("timing a {} for calibration", work.as_str())))?;
+        let rate = rows as f64 / started.elapsed().as_secs_f64().max(1e-6);
+        match work {
+            Work::Scan => rates.scan = rate,
+            Work::Index => rates.index = rate,
+            Work::Rewrite => rates.rewrite = rate,
+        }
     }
     Ok(Calibration {
         measured_at: Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         rows,
-        scan: rates[0],
-        index: rates[1],
-        rewrite: rates[2],
+        scan: rates.scan,
+        index: rates.index,
+        rewrite: rates.rewrite,
     })
 }
 
-async fn store(driver: &mut dyn Driver, ctx: &Context, engine: Engine, c: &Calibration) -> Result<(), ExecError> {
+async fn store(driver: &mut dyn Driver, ctx: &Context, c: &Calibration) -> Result<(), ExecError> {
     let value = serde_json::to_string(c).map_err(|e| ExecError::Usage(e.to_string()))?;
-    let literal = match engine {
-        Engine::MySql => format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''")),
-        _ => format!("'{}'", value.replace('\'', "''")),
-    };
-    let sql = match engine {
-        Engine::Postgres => format!(
-            "INSERT INTO airlock_meta (key, value) VALUES ('calibration', {literal}) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-        ),
-        Engine::MySql => format!(
-            "INSERT INTO airlock_meta (`key`, value) VALUES ('calibration', {literal}) ON DUPLICATE KEY UPDATE value = VALUES(value)"
-        ),
-        Engine::Sqlite => format!(
-            "INSERT INTO airlock_meta (key, value) VALUES ('calibration', {literal}) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-        ),
-    };
-    driver.execute(&sql).await.map_err(ExecError::db("storing the calibration"))?;
+    driver.write_meta(CALIBRATION_KEY, &value).await.map_err(ExecError::db("storing the calibration"))?;
     let event = Event { kind: "calibrated".to_owned(), version: None, detail: json!(c).to_string() };
     driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the calibration"))
 }
@@ -410,13 +332,16 @@ async fn store(driver: &mut dyn Driver, ctx: &Context, engine: Engine, c: &Calib
 mod tests {
     use super::*;
 
+    /// Built-in figures of some engine.
+    const BASE: BaseRates = BaseRates { scan: 2.5e6, index: 2.5e6, rewrite: 8e5 };
+
     fn timing(work: Work, rows: f64, ms: f64) -> Timing {
         Timing { work, rows, ms, table: None }
     }
 
     #[test]
     fn history_beats_calibration_beats_defaults() {
-        let mut rates = Rates::defaults(Engine::Postgres);
+        let mut rates = Rates::defaults(BASE);
         let calibration = Calibration {
             measured_at: "2026-11-21T10:00:00Z".into(),
             rows: 200_000,
@@ -442,7 +367,7 @@ mod tests {
 
     #[test]
     fn a_tables_own_history_comes_first() {
-        let mut rates = Rates::defaults(Engine::Postgres);
+        let mut rates = Rates::defaults(BASE);
         let orders = Timing { table: Some("orders".into()), ..timing(Work::Rewrite, 1e6, 10_000.0) };
         rates.refine(None, &[orders, timing(Work::Rewrite, 1e6, 1000.0), timing(Work::Rewrite, 1e6, 1000.0)]);
         let own = rates.for_table(Work::Rewrite, "ORDERS");

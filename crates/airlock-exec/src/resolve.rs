@@ -8,12 +8,12 @@ use chrono::Utc;
 use serde_json::json;
 
 use crate::admin::{event, find, locked, read_checked};
+use crate::apply::{self, Direction, Job};
 use crate::audit::{RunStart, record_run};
 use crate::error::ExecError;
 use crate::lease::HeldLease;
 use crate::prepare::{prepare, prepare_script};
 use crate::report::{Reporter, RunEntry, RunReport};
-use crate::run::apply;
 use crate::{Context, Options};
 
 /// How to close a failed or interrupted statement-by-statement migration.
@@ -125,7 +125,8 @@ async fn resolve_locked(
                 .await
                 .map_err(ExecError::db("recording the resolution"))?;
             reporter.migration_started(migration, prepared.mode);
-            let elapsed = apply(driver, ctx, held, migration, &prepared, start, reporter).await?;
+            let job = Job { migration, prepared: &prepared, direction: Direction::Up };
+            let elapsed = apply::run(driver, ctx, held, &job, start, reporter).await?;
             reporter.migration_finished(migration, elapsed);
             ran.push(RunEntry {
                 version: version.to_string(),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use airlock_core::Version;
-use airlock_driver::{Driver, DriverError, Engine, ErrorKind};
+use airlock_driver::{Driver, DriverError, ErrorKind};
 
 use crate::error::ExecError;
 use crate::gate::{GateReport, Requirement, judge};
@@ -111,7 +111,7 @@ impl Watcher {
         let (discovered, snap) = tokio::join!(discovered, read);
         // A SQLite file is opened afresh for every read, so a file replaced by a
         // restore is seen; a server connection is kept unless it failed.
-        if snap.is_err() || options.url.engine() == Engine::Sqlite {
+        if snap.is_err() || options.profile().capabilities.local_file {
             *kept = None;
         }
         let (snap, last) = snap?;

@@ -360,7 +360,7 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
     for (allow, used) in allows.iter().zip(used) {
         let turned_off = matches!(options.severities.get(allow.rule.as_str()), Some(None));
         // The plan's risks are the plan's to judge: lint cannot tell whether they are used.
-        let plan_risk = PLAN_RISKS.contains(&allow.rule.as_str());
+        let plan_risk = airlock_plan::RiskCode::from_name(&allow.rule).is_some_and(airlock_plan::RiskCode::allowable);
         if !used && !turned_off && !plan_risk {
             let known = rules::ALL.iter().any(|r| r.id() == allow.rule);
             kept.push(Finding {
@@ -418,15 +418,9 @@ fn covers_statement(allow: &Allow, line_offset: usize, index: usize, parsed: &[P
     next == Some(index - 1)
 }
 
-/// The ids `-- airlock:allow` accepts besides lint rules: what makes the plan
-/// call a statement risky (and, for `attribute-loss`, blocked), so that a
-/// protected environment runs it only when a person has said why it is fine.
-pub const PLAN_RISKS: [&str; 6] =
-    ["blocks-writes", "over-budget", "lock-blockers", "id-exhaustion", "unchecked", "attribute-loss"];
-
 /// Ids that name the same problem: the plan's `attribute-loss` and lint's
 /// `modify-drops-attributes` are one lost MySQL column attribute.
-const SAME_PROBLEM: [(&str, &str); 1] = [("attribute-loss", "modify-drops-attributes")];
+const SAME_PROBLEM: [(&str, &str); 1] = [(airlock_plan::RiskCode::AttributeLoss.as_str(), "modify-drops-attributes")];
 
 /// Whether an allow naming `allowed` accepts a finding or risk named `id`.
 fn accepts(allowed: &str, id: &str) -> bool {

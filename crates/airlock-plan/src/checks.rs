@@ -9,12 +9,13 @@ use airlock_sql::Dialect;
 use serde::Serialize;
 
 use crate::effects::CheckSpec;
+use crate::verdict::RiskCode;
 
 /// One check's answer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct CheckResult {
-    /// The check's name: `foreign-key-orphans`, `unique-duplicates`...
-    pub check: &'static str,
+    /// Which check: `foreign-key-orphans`, `unique-duplicates`...
+    pub check: RiskCode,
     /// True: no violation. False: the statement will fail or lose data. None: unknown (timed out or not checkable).
     pub ok: Option<bool>,
     /// How many rows (or sessions) violate it, when known.
@@ -37,25 +38,25 @@ impl CheckResult {
     /// rows that fail, the values that repeat, or sessions and figures.
     pub fn examples_label(&self) -> &'static str {
         match self.check {
-            "lock-blockers" | "id-exhaustion" | "attribute-loss" => "e.g.",
-            "unique-duplicates" => "duplicated values, e.g.",
+            RiskCode::LockBlockers | RiskCode::IdExhaustion | RiskCode::AttributeLoss => "e.g.",
+            RiskCode::UniqueDuplicates => "duplicated values, e.g.",
             _ => "keys, e.g.",
         }
     }
 }
 
-/// A check's name in the JSON contract.
-pub fn name(spec: &CheckSpec) -> &'static str {
+/// The risk a failed check is: its name in the JSON contract and in an allow.
+pub fn name(spec: &CheckSpec) -> RiskCode {
     match spec {
-        CheckSpec::ForeignKeyOrphans { .. } => "foreign-key-orphans",
-        CheckSpec::UniqueDuplicates { .. } => "unique-duplicates",
-        CheckSpec::NotNullViolations { .. } => "not-null-violations",
-        CheckSpec::NewColumnNulls { .. } => "new-column-nulls",
-        CheckSpec::CheckViolations { .. } => "check-violations",
-        CheckSpec::CastFailures { .. } => "cast-failures",
-        CheckSpec::LockBlockers { .. } => "lock-blockers",
-        CheckSpec::AttributeLoss { .. } => "attribute-loss",
-        CheckSpec::IdExhaustion { .. } => "id-exhaustion",
+        CheckSpec::ForeignKeyOrphans { .. } => RiskCode::ForeignKeyOrphans,
+        CheckSpec::UniqueDuplicates { .. } => RiskCode::UniqueDuplicates,
+        CheckSpec::NotNullViolations { .. } => RiskCode::NotNullViolations,
+        CheckSpec::NewColumnNulls { .. } => RiskCode::NewColumnNulls,
+        CheckSpec::CheckViolations { .. } => RiskCode::CheckViolations,
+        CheckSpec::CastFailures { .. } => RiskCode::CastFailures,
+        CheckSpec::LockBlockers { .. } => RiskCode::LockBlockers,
+        CheckSpec::AttributeLoss { .. } => RiskCode::AttributeLoss,
+        CheckSpec::IdExhaustion { .. } => RiskCode::IdExhaustion,
     }
 }
 

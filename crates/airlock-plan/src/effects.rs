@@ -9,6 +9,8 @@ use airlock_sql::Dialect;
 use airlock_sql::parse::{AlterAction, ColumnSpec, Constraint, Op};
 use serde::Serialize;
 
+use crate::locks::PgLock;
+
 /// A lock on one table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Lock {
@@ -96,25 +98,18 @@ pub struct Effects {
     pub checks: Vec<CheckSpec>,
 }
 
-const PG_MODES: [(&str, bool, bool); 8] = [
-    ("ACCESS SHARE", false, false),
-    ("ROW SHARE", false, false),
-    ("ROW EXCLUSIVE", false, false),
-    ("SHARE UPDATE EXCLUSIVE", false, false),
-    ("SHARE", true, false),
-    ("SHARE ROW EXCLUSIVE", true, false),
-    ("EXCLUSIVE", true, false),
-    ("ACCESS EXCLUSIVE", true, true),
-];
-
-fn pg_lock(table: &TableName, mode: &str) -> Lock {
-    let (_, writes, reads) = PG_MODES.iter().find(|(m, _, _)| *m == mode).copied().unwrap_or((mode, true, true));
-    Lock { table: table.to_string(), mode: mode.to_owned(), blocks_writes: writes, blocks_reads: reads }
+fn pg_lock(table: &TableName, level: PgLock) -> Lock {
+    Lock {
+        table: table.to_string(),
+        mode: level.name().to_owned(),
+        blocks_writes: level.blocks_writes(),
+        blocks_reads: level.blocks_reads(),
+    }
 }
 
 /// Whether PostgreSQL changes a column's type without rewriting (see `changing-column-type`).
 fn pg_coercible(from: &str, to: &str) -> bool {
-    airlock_lint::rules::binary_coercible(from, to)
+    crate::semantics::binary_coercible(from, to)
 }
 
 impl Effects {
@@ -227,24 +222,24 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
         Op::CreateTable { columns, constraints, .. } => {
             // A new table is empty; a foreign key still locks what it references.
             for r in columns.iter().filter_map(|c| c.references.as_ref()) {
-                e.lock(pg_lock(r, "SHARE ROW EXCLUSIVE"));
+                e.lock(pg_lock(r, PgLock::ShareRowExclusive));
             }
             for c in constraints {
                 if let Constraint::ForeignKey { references, .. } = c {
-                    e.lock(pg_lock(references, "SHARE ROW EXCLUSIVE"));
+                    e.lock(pg_lock(references, PgLock::ShareRowExclusive));
                 }
             }
         }
         Op::AlterTable { table, actions } => {
             e.table = Some(table.clone());
             let live = known(catalog, table);
-            let mut strongest = "SHARE UPDATE EXCLUSIVE";
+            let mut strongest = PgLock::ShareUpdateExclusive;
             for (action, _) in actions {
                 match action {
                     AlterAction::AddConstraint(c @ Constraint::ForeignKey { references, not_valid, .. }) => {
-                        e.lock(pg_lock(references, "SHARE ROW EXCLUSIVE"));
-                        if strongest == "SHARE UPDATE EXCLUSIVE" {
-                            strongest = "SHARE ROW EXCLUSIVE";
+                        e.lock(pg_lock(references, PgLock::ShareRowExclusive));
+                        if strongest == PgLock::ShareUpdateExclusive {
+                            strongest = PgLock::ShareRowExclusive;
                         }
                         e.scans_table |= !not_valid;
                         constraint_checks(table, c, &mut e);
@@ -264,7 +259,7 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                                         if let AlterAction::AddConstraint(c) = action {
                                             constraint_checks(table, &strip_not_valid(c), &mut e);
                                             if let Constraint::ForeignKey { references, .. } = c {
-                                                e.lock(pg_lock(references, "ROW SHARE"));
+                                                e.lock(pg_lock(references, PgLock::RowShare));
                                             }
                                         }
                                     }
@@ -273,11 +268,11 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                         }
                     }
                     AlterAction::AddColumn(spec) => {
-                        strongest = "ACCESS EXCLUSIVE";
+                        strongest = PgLock::AccessExclusive;
                         let volatile = spec.default.as_ref().is_some_and(|d| {
                             d.functions.iter().any(|f| {
                                 catalog.functions.get(f).copied() == Some(airlock_core::schema::Volatility::Volatile)
-                                    || airlock_lint::rules::VOLATILE_FUNCTIONS.contains(&f.as_str())
+                                    || crate::semantics::VOLATILE_FUNCTIONS.contains(&f.as_str())
                             })
                         });
                         e.rewrites_table |= volatile || spec.identity || spec.generated_stored;
@@ -288,7 +283,7 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                         }
                     }
                     AlterAction::AlterColumnType { column, data_type, .. } => {
-                        strongest = "ACCESS EXCLUSIVE";
+                        strongest = PgLock::AccessExclusive;
                         let from = live.and_then(|t| t.column(column)).map(|c| c.data_type.clone());
                         match from {
                             Some(from) if pg_coercible(&from, data_type) => {}
@@ -305,12 +300,12 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                         }
                     }
                     AlterAction::SetNotNull { column } => {
-                        strongest = "ACCESS EXCLUSIVE";
+                        strongest = PgLock::AccessExclusive;
                         e.scans_table = true;
                         e.checks.push(CheckSpec::NotNullViolations { table: table.clone(), column: column.clone() });
                     }
                     AlterAction::AddConstraint(c) => {
-                        strongest = "ACCESS EXCLUSIVE";
+                        strongest = PgLock::AccessExclusive;
                         e.scans_table |= !matches!(c, Constraint::Check { not_valid: true, .. })
                             && !matches!(
                                 c,
@@ -324,7 +319,7 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
                         );
                         constraint_checks(table, c, &mut e);
                     }
-                    _ => strongest = "ACCESS EXCLUSIVE",
+                    _ => strongest = PgLock::AccessExclusive,
                 }
             }
             key_checks(table, live, actions, &mut e);
@@ -344,7 +339,7 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
             e.table = Some(table.clone());
             e.scans_table = true;
             e.builds_index = true;
-            e.lock(pg_lock(table, if *concurrently { "SHARE UPDATE EXCLUSIVE" } else { "SHARE" }));
+            e.lock(pg_lock(table, if *concurrently { PgLock::ShareUpdateExclusive } else { PgLock::Share }));
             if *unique {
                 e.checks.push(CheckSpec::UniqueDuplicates { table: table.clone(), columns: columns.clone() });
             }
@@ -354,28 +349,31 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
             for name in names {
                 if let Some(t) = catalog.tables().find(|t| t.indexes.iter().any(|i| i.name.eq_ignore_ascii_case(name)))
                 {
-                    e.lock(pg_lock(&t.name, if *concurrently { "SHARE UPDATE EXCLUSIVE" } else { "ACCESS EXCLUSIVE" }));
+                    e.lock(pg_lock(
+                        &t.name,
+                        if *concurrently { PgLock::ShareUpdateExclusive } else { PgLock::AccessExclusive },
+                    ));
                 }
             }
         }
         Op::DropTable { tables, .. } | Op::Truncate { tables, .. } => {
             for t in tables {
-                e.lock(pg_lock(t, "ACCESS EXCLUSIVE"));
+                e.lock(pg_lock(t, PgLock::AccessExclusive));
             }
             e.table = tables.first().cloned();
         }
         Op::RenameTable { from, .. } => {
-            e.lock(pg_lock(from, "ACCESS EXCLUSIVE"));
+            e.lock(pg_lock(from, PgLock::AccessExclusive));
         }
-        Op::Insert { table } => e.lock(pg_lock(table, "ROW EXCLUSIVE")),
+        Op::Insert { table } => e.lock(pg_lock(table, PgLock::RowExclusive)),
         Op::Update { table, has_where } | Op::Delete { table, has_where } => {
             e.table = Some(table.clone());
             e.scans_table = !has_where;
-            e.lock(pg_lock(table, "ROW EXCLUSIVE"));
+            e.lock(pg_lock(table, PgLock::RowExclusive));
         }
         Op::Vacuum { full, tables } => {
             for t in tables {
-                e.lock(pg_lock(t, if *full { "ACCESS EXCLUSIVE" } else { "SHARE UPDATE EXCLUSIVE" }));
+                e.lock(pg_lock(t, if *full { PgLock::AccessExclusive } else { PgLock::ShareUpdateExclusive }));
             }
             e.table = tables.first().cloned();
             e.rewrites_table = *full;
@@ -383,12 +381,12 @@ fn postgres(op: &Op, catalog: &Catalog) -> Effects {
         }
         Op::Cluster { table } => {
             if let Some(t) = table {
-                e.lock(pg_lock(t, "ACCESS EXCLUSIVE"));
+                e.lock(pg_lock(t, PgLock::AccessExclusive));
                 e.table = Some(t.clone());
             }
             e.rewrites_table = true;
         }
-        Op::CreateTrigger { table, .. } => e.lock(pg_lock(table, "SHARE ROW EXCLUSIVE")),
+        Op::CreateTrigger { table, .. } => e.lock(pg_lock(table, PgLock::ShareRowExclusive)),
         _ => {}
     }
     e
@@ -420,12 +418,12 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                         let target = old_name.as_deref().unwrap_or(&column.name);
                         match live.and_then(|t| t.column(target)) {
                             Some(from) => {
-                                let lost = airlock_lint::rules::mysql_lost_attributes(from, column);
+                                let lost = crate::semantics::mysql_lost_attributes(from, column);
                                 e.checks.push(CheckSpec::AttributeLoss {
                                     table: table.clone(),
                                     column: target.to_owned(),
                                     lost: lost.iter().map(|a| (*a).to_owned()).collect(),
-                                    fix: airlock_lint::rules::mysql_corrected_column(
+                                    fix: crate::semantics::mysql_corrected_column(
                                         &table.to_string(),
                                         old_name.as_deref(),
                                         from,
@@ -433,7 +431,7 @@ fn mysql(op: &Op, catalog: &Catalog) -> Effects {
                                     ),
                                 });
                                 let charset = from.charset.as_deref().or(live.and_then(|t| t.charset.as_deref()));
-                                if airlock_lint::rules::mysql_needs_copy(&from.data_type, &column.data_type, charset)
+                                if crate::semantics::mysql_needs_copy(&from.data_type, &column.data_type, charset)
                                     .is_some()
                                 {
                                     copy = true;

@@ -5,6 +5,11 @@
 
 pub mod checks;
 pub mod effects;
+pub mod locks;
+pub mod semantics;
+pub mod verdict;
 
 pub use checks::CheckResult;
 pub use effects::{CheckSpec, Effects, Lock, effects};
+pub use locks::PgLock;
+pub use verdict::{Risk, RiskCode, Verdict, verdict_of};

@@ -4,6 +4,7 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::{AlterAction, Constraint};
 
+use super::locks::*;
 use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
@@ -24,7 +25,9 @@ impl Rule for AddingForeignKey {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
-        let help = "add it with NOT VALID (instant), then VALIDATE CONSTRAINT in a later migration, which only takes SHARE UPDATE EXCLUSIVE";
+        let help = &format!(
+            "add it with NOT VALID (instant), then VALIDATE CONSTRAINT in a later migration, which only takes {SHARE_UPDATE_EXCLUSIVE}"
+        );
         per_action(self, cx, out, help, |table, size, action| {
             let references = match action {
                 AlterAction::AddConstraint(Constraint::ForeignKey { references, not_valid: false, .. }) => references,
@@ -32,7 +35,7 @@ impl Rule for AddingForeignKey {
                 _ => return None,
             };
             Some(format!(
-                "adding a foreign key to `{table}`{size} locks `{table}` and `{references}` in SHARE ROW EXCLUSIVE mode (writes to both wait) while every row is checked"
+                "adding a foreign key to `{table}`{size} locks `{table}` and `{references}` in {SHARE_ROW_EXCLUSIVE} mode (writes to both wait) while every row is checked"
             ))
         });
     }

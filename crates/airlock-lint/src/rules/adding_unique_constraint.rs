@@ -4,6 +4,7 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::{AlterAction, Constraint};
 
+use super::locks::*;
 use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
@@ -34,7 +35,7 @@ impl Rule for AddingUniqueConstraint {
                 _ => return None,
             };
             Some(format!(
-                "adding UNIQUE ({}) to `{table}`{size} builds its index under an ACCESS EXCLUSIVE lock: reads and writes wait for the whole build",
+                "adding UNIQUE ({}) to `{table}`{size} builds its index under an {ACCESS_EXCLUSIVE} lock: reads and writes wait for the whole build",
                 columns.join(", ")
             ))
         });

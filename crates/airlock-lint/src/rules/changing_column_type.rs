@@ -7,45 +7,14 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::{AlterAction, Op};
 
+use airlock_plan::semantics::binary_coercible;
+
+use super::locks::*;
 use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
 pub struct ChangingColumnType;
-
-/// `character varying(20)` → (`character varying`, [20]).
-fn split_type(t: &str) -> (&str, Vec<u32>) {
-    match t.split_once('(') {
-        Some((base, rest)) => {
-            let mods = rest.trim_end_matches(')').split(',').filter_map(|m| m.trim().parse().ok()).collect();
-            (base.trim(), mods)
-        }
-        None => (t.trim(), Vec::new()),
-    }
-}
-
-/// Whether PostgreSQL changes `from` to `to` without rewriting or scanning.
-pub fn binary_coercible(from: &str, to: &str) -> bool {
-    let (from_base, from_mods) = split_type(from);
-    let (to_base, to_mods) = split_type(to);
-    let varchar = |b: &str| b == "character varying" || b == "varchar";
-    match (from_base, to_base) {
-        _ if from == to => true,
-        (f, "text") if varchar(f) => true,
-        ("text", t) if varchar(t) => to_mods.is_empty(),
-        (f, t) if varchar(f) && varchar(t) => {
-            to_mods.is_empty() || (from_mods.len() == 1 && to_mods[0] >= from_mods[0])
-        }
-        ("numeric", "numeric") => match (from_mods.as_slice(), to_mods.as_slice()) {
-            (_, []) => true,
-            ([p, s], [q, t]) => q >= p && s == t,
-            ([p], [q]) => q >= p,
-            _ => false,
-        },
-        ("bit varying", "bit varying") => to_mods.is_empty() || (from_mods.len() == 1 && to_mods[0] >= from_mods[0]),
-        _ => false,
-    }
-}
 
 impl Rule for ChangingColumnType {
     fn id(&self) -> &'static str {
@@ -79,7 +48,7 @@ impl Rule for ChangingColumnType {
                     let finding = cx.finding(
                         self,
                         format!(
-                            "changing `{table}.{column}` from {old} to {data_type} rewrites `{table}`{} and rebuilds its indexes under an ACCESS EXCLUSIVE lock",
+                            "changing `{table}.{column}` from {old} to {data_type} rewrites `{table}`{} and rebuilds its indexes under an {ACCESS_EXCLUSIVE} lock",
                             cx.size_note(table)
                         ),
                         "add a new column, backfill it in batches, switch the app over, then drop the old one (expand/contract)",
@@ -90,7 +59,7 @@ impl Rule for ChangingColumnType {
                     out.push(cx.unsure(
                         self,
                         format!(
-                            "changing `{table}.{column}` to {data_type} rewrites `{table}` under an ACCESS EXCLUSIVE lock unless the change is binary coercible (e.g. widening a varchar), which lint cannot tell without the database"
+                            "changing `{table}.{column}` to {data_type} rewrites `{table}` under an {ACCESS_EXCLUSIVE} lock unless the change is binary coercible (e.g. widening a varchar), which lint cannot tell without the database"
                         ),
                         "run lint with --database-url to check the live type, or use expand/contract: a new column, a backfill, then a switch",
                     ));
@@ -102,22 +71,11 @@ impl Rule for ChangingColumnType {
 
 #[cfg(test)]
 mod tests {
-    use super::binary_coercible;
     use crate::Severity;
     use crate::rules::test::{column, has, live, run, run_live};
     use airlock_sql::Dialect::Postgres;
 
     const ID: &str = "changing-column-type";
-
-    #[test]
-    fn coercible_pairs() {
-        assert!(binary_coercible("character varying(20)", "character varying(40)"));
-        assert!(binary_coercible("character varying(20)", "text"));
-        assert!(binary_coercible("numeric(10,2)", "numeric(12,2)"));
-        assert!(!binary_coercible("character varying(40)", "character varying(20)"));
-        assert!(!binary_coercible("integer", "bigint"));
-        assert!(!binary_coercible("text", "integer"));
-    }
 
     #[test]
     fn ok() {

@@ -4,6 +4,7 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::{AlterAction, Constraint};
 
+use super::locks::*;
 use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
@@ -24,7 +25,9 @@ impl Rule for ConstraintMissingNotValid {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
-        let help = "add it with NOT VALID, then VALIDATE CONSTRAINT in a later migration (SHARE UPDATE EXCLUSIVE: writes go on)";
+        let help = &format!(
+            "add it with NOT VALID, then VALIDATE CONSTRAINT in a later migration ({SHARE_UPDATE_EXCLUSIVE}: writes go on)"
+        );
         per_action(self, cx, out, help, |table, size, action| {
             let expr = match action {
                 AlterAction::AddConstraint(Constraint::Check { expr, not_valid: false, .. }) => expr,
@@ -33,7 +36,7 @@ impl Rule for ConstraintMissingNotValid {
                 _ => return None,
             };
             Some(format!(
-                "adding CHECK ({}) to `{table}`{size} holds an ACCESS EXCLUSIVE lock (reads and writes wait) while every row is checked",
+                "adding CHECK ({}) to `{table}`{size} holds an {ACCESS_EXCLUSIVE} lock (reads and writes wait) while every row is checked",
                 expr.text
             ))
         });

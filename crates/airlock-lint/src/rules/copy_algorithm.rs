@@ -7,73 +7,13 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::{AlterAction, Constraint, Op};
 
+use airlock_plan::semantics::mysql_needs_copy;
+
 use super::{Rule, mysql};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
 pub struct CopyAlgorithm;
-
-/// Bytes per character of a character set.
-fn bytes_per_char(charset: Option<&str>) -> u32 {
-    match charset.unwrap_or("utf8mb4").to_ascii_lowercase().as_str() {
-        "latin1" | "ascii" | "binary" => 1,
-        "utf8" | "utf8mb3" => 3,
-        "ucs2" | "utf16" => 2,
-        _ => 4,
-    }
-}
-
-/// MySQL's own spelling of a type's base name.
-fn canonical(base: &str) -> &str {
-    match base {
-        "integer" => "int",
-        "bool" | "boolean" => "tinyint",
-        "real" | "double precision" => "double",
-        "dec" | "fixed" | "numeric" => "decimal",
-        "character varying" => "varchar",
-        "character" => "char",
-        other => other,
-    }
-}
-
-/// `int(11) unsigned` → (`int`, None); `varchar(50)` → (`varchar`, Some(50)).
-fn shape(data_type: &str) -> (String, Option<u32>) {
-    let t = data_type.to_ascii_lowercase().replace(" unsigned", "").replace(" zerofill", "");
-    let t = if t == "decimal" || t == "numeric" { "decimal(10,0)".to_owned() } else { t };
-    match t.split_once('(') {
-        Some((base, rest)) => {
-            let n = rest.split([')', ',']).next().and_then(|n| n.trim().parse().ok());
-            let base = canonical(base.trim()).to_owned();
-            let keeps_length =
-                ["varchar", "char", "varbinary", "binary", "decimal", "numeric"].contains(&base.as_str());
-            (base, if keeps_length { n } else { None })
-        }
-        None => (canonical(t.trim()).to_owned(), None),
-    }
-}
-
-/// Why changing `from` to `to` needs a table copy, if it does.
-pub fn needs_copy(from: &str, to: &str, charset: Option<&str>) -> Option<String> {
-    let (from_base, from_len) = shape(from);
-    let (to_base, to_len) = shape(to);
-    if from_base != to_base {
-        return Some(format!("the type changes from {from} to {to}"));
-    }
-    match (from_base.as_str(), from_len, to_len) {
-        ("varchar" | "varbinary", Some(a), Some(b)) if b < a => Some(format!("{from_base} shrinks from {a} to {b}")),
-        ("varchar" | "varbinary", Some(a), Some(b)) => {
-            let bpc = if from_base == "varbinary" { 1 } else { bytes_per_char(charset) };
-            (a * bpc <= 255 && b * bpc > 255).then(|| {
-                format!(
-                    "{from_base}({a}) grows to ({b}): past 255 bytes in {}, so the length prefix grows",
-                    charset.unwrap_or("utf8mb4")
-                )
-            })
-        }
-        (_, a, b) if a != b => Some(format!("the type changes from {from} to {to}")),
-        _ => None,
-    }
-}
 
 impl Rule for CopyAlgorithm {
     fn id(&self) -> &'static str {
@@ -104,7 +44,7 @@ impl Rule for CopyAlgorithm {
                     let Some(known) = cx.known(table) else { continue };
                     match known.column(target) {
                         // A column without its own charset has the table's.
-                        Some(live) => needs_copy(
+                        Some(live) => mysql_needs_copy(
                             &live.data_type,
                             &column.data_type,
                             live.charset.as_deref().or(known.charset.as_deref()),
@@ -128,23 +68,10 @@ impl Rule for CopyAlgorithm {
 
 #[cfg(test)]
 mod tests {
-    use super::needs_copy;
     use crate::rules::test::{column, has, live, run_live};
     use airlock_sql::Dialect::MySql;
 
     const ID: &str = "copy-algorithm";
-
-    #[test]
-    fn which_changes_copy() {
-        assert!(needs_copy("int(11)", "bigint", None).is_some());
-        assert!(needs_copy("varchar(50)", "varchar(60)", Some("utf8mb4")).is_none());
-        assert!(needs_copy("varchar(50)", "varchar(100)", Some("utf8mb4")).is_some(), "200 → 400 bytes");
-        assert!(needs_copy("varchar(50)", "varchar(100)", Some("latin1")).is_none());
-        assert!(needs_copy("int(11) unsigned", "int unsigned", None).is_none());
-        assert!(needs_copy("int(11)", "INTEGER", None).is_none());
-        assert!(needs_copy("tinyint(1)", "BOOLEAN", None).is_none());
-        assert!(needs_copy("decimal(10,0)", "DECIMAL", None).is_none());
-    }
 
     #[test]
     fn ok() {

@@ -35,11 +35,20 @@ use airlock_sql::Dialect;
 
 use crate::{Context, Finding, MigrationContext, Severity};
 
-/// Knowledge the rules hold that plan uses too.
-pub use changing_column_type::binary_coercible;
-pub use copy_algorithm::needs_copy as mysql_needs_copy;
-pub use modify_drops_attributes::{corrected as mysql_corrected_column, lost as mysql_lost_attributes};
-pub use volatile_default::VOLATILE as VOLATILE_FUNCTIONS;
+/// PostgreSQL's lock levels under the names rule messages use; what each
+/// level is and makes wait is airlock-plan's (`PgLock`), written once.
+pub(crate) mod locks {
+    use airlock_plan::PgLock;
+
+    /// Most ALTER TABLE forms: reads and writes wait.
+    pub const ACCESS_EXCLUSIVE: PgLock = PgLock::AccessExclusive;
+    /// Adding a foreign key, CREATE TRIGGER: writes wait.
+    pub const SHARE_ROW_EXCLUSIVE: PgLock = PgLock::ShareRowExclusive;
+    /// VALIDATE CONSTRAINT, CREATE INDEX CONCURRENTLY: writes go on.
+    pub const SHARE_UPDATE_EXCLUSIVE: PgLock = PgLock::ShareUpdateExclusive;
+    /// CREATE INDEX: writes wait.
+    pub const SHARE: PgLock = PgLock::Share;
+}
 
 /// A lint rule. Rules return findings; they never fail.
 pub trait Rule: Sync {

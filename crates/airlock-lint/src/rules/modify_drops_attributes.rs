@@ -4,122 +4,16 @@
 //! With the live column, each lost attribute is named and the full corrected
 //! statement is the fix; without it, the rule warns that it cannot see.
 
-use airlock_core::schema::Column;
 use airlock_sql::Dialect;
-use airlock_sql::parse::{AlterAction, ColumnSpec, Op};
+use airlock_sql::parse::{AlterAction, Op};
+
+use airlock_plan::semantics::{mysql_corrected_column, mysql_lost_attributes};
 
 use super::{Rule, mysql};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
 pub struct ModifyDropsAttributes;
-
-/// What `new` loses of `live`, as SQL attribute names.
-pub fn lost(live: &Column, new: &ColumnSpec) -> Vec<&'static str> {
-    let mut lost = Vec::new();
-    if live.auto_increment && !new.auto_increment {
-        lost.push("AUTO_INCREMENT");
-    }
-    if live.default.is_some() && new.default.is_none() && !new.auto_increment {
-        lost.push("DEFAULT");
-    }
-    if !live.nullable && !new.not_null && !new.primary_key && !new.explicit_null {
-        lost.push("NOT NULL");
-    }
-    if live.unsigned && !new.unsigned {
-        lost.push("UNSIGNED");
-    }
-    if live.comment.as_deref().is_some_and(|c| !c.is_empty()) && new.comment.is_none() {
-        lost.push("COMMENT");
-    }
-    if live.charset.is_some() && new.charset.is_none() {
-        lost.push("CHARACTER SET");
-    }
-    if live.collation.is_some() && new.collation.is_none() {
-        lost.push("COLLATE");
-    }
-    if live.on_update.is_some() && new.on_update.is_none() {
-        lost.push("ON UPDATE");
-    }
-    lost
-}
-
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
-}
-
-/// A MySQL identifier as SQL: backticked when it is not a plain word or is a
-/// word MySQL reserves (the common ones a column is named after).
-fn ident(name: &str) -> String {
-    const RESERVED: [&str; 24] = [
-        "key",
-        "keys",
-        "order",
-        "group",
-        "index",
-        "table",
-        "select",
-        "from",
-        "where",
-        "desc",
-        "asc",
-        "by",
-        "interval",
-        "range",
-        "rank",
-        "row",
-        "rows",
-        "status",
-        "condition",
-        "check",
-        "default",
-        "match",
-        "references",
-        "usage",
-    ];
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if plain && !RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
-        name.to_owned()
-    } else {
-        format!("`{}`", name.replace('`', "``"))
-    }
-}
-
-/// The statement with every live attribute kept.
-pub fn corrected(table: &str, old_name: Option<&str>, live: &Column, new: &ColumnSpec) -> String {
-    let table = table.split('.').map(ident).collect::<Vec<_>>().join(".");
-    let mut sql = match old_name {
-        Some(old) => format!("ALTER TABLE {table} CHANGE {} {} {}", ident(old), ident(&new.name), new.data_type),
-        None => format!("ALTER TABLE {table} MODIFY {} {}", ident(&new.name), new.data_type),
-    };
-    if live.unsigned && !new.unsigned {
-        sql.push_str(" UNSIGNED");
-    }
-    if let Some(charset) = new.charset.as_ref().or(live.charset.as_ref()) {
-        sql.push_str(&format!(" CHARACTER SET {charset}"));
-    }
-    if let Some(collation) = new.collation.as_ref().or(live.collation.as_ref()) {
-        sql.push_str(&format!(" COLLATE {collation}"));
-    }
-    if new.not_null || (!live.nullable && !new.explicit_null) {
-        sql.push_str(" NOT NULL");
-    } else if new.explicit_null {
-        sql.push_str(" NULL");
-    }
-    if new.auto_increment || live.auto_increment {
-        sql.push_str(" AUTO_INCREMENT");
-    } else if let Some(default) = new.default.as_ref().map(|d| d.text.clone()).or_else(|| live.default.clone()) {
-        sql.push_str(&format!(" DEFAULT {default}"));
-    }
-    if let Some(on_update) = new.on_update.as_ref().or(live.on_update.as_ref()) {
-        sql.push_str(&format!(" ON UPDATE {on_update}"));
-    }
-    if let Some(comment) = new.comment.as_ref().or(live.comment.as_ref()).filter(|c| !c.is_empty()) {
-        sql.push_str(&format!(" COMMENT {}", quote(comment)));
-    }
-    sql
-}
 
 impl Rule for ModifyDropsAttributes {
     fn id(&self) -> &'static str {
@@ -143,7 +37,7 @@ impl Rule for ModifyDropsAttributes {
             let verb = if old_name.is_some() { "CHANGE" } else { "MODIFY" };
             match cx.known(table).and_then(|t| t.column(target)) {
                 Some(live) => {
-                    let lost = lost(live, column);
+                    let lost = mysql_lost_attributes(live, column);
                     if lost.is_empty() {
                         continue;
                     }
@@ -155,7 +49,7 @@ impl Rule for ModifyDropsAttributes {
                         ),
                         "MODIFY/CHANGE replace the whole column definition: repeat every attribute to keep, as in the fix",
                     );
-                    finding.fix = Some(corrected(&table.to_string(), old_name.as_deref(), live, column));
+                    finding.fix = Some(mysql_corrected_column(&table.to_string(), old_name.as_deref(), live, column));
                     out.push(finding);
                 }
                 None if cx.is_existing(table) => {

@@ -4,6 +4,7 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::Op;
 
+use super::locks::*;
 use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
@@ -31,7 +32,7 @@ impl Rule for RequireConcurrentIndex {
         let finding = cx.finding(
             self,
             format!(
-                "CREATE INDEX on `{table}`{} takes a SHARE lock: inserts, updates and deletes wait until the index is built",
+                "CREATE INDEX on `{table}`{} takes a {SHARE} lock: inserts, updates and deletes wait until the index is built",
                 cx.size_note(table)
             ),
             "use CREATE INDEX CONCURRENTLY, alone in a migration marked `-- airlock:no-transaction`",

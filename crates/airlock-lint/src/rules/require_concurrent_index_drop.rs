@@ -4,6 +4,7 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::Op;
 
+use super::locks::*;
 use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
@@ -36,7 +37,7 @@ impl Rule for RequireConcurrentIndexDrop {
         for name in names.iter().filter(|n| !created_here(n)) {
             out.push(cx.finding(
                 self,
-                format!("DROP INDEX `{name}` takes an ACCESS EXCLUSIVE lock on its table: every read and write waits, and waits behind any long query"),
+                format!("DROP INDEX `{name}` takes an {ACCESS_EXCLUSIVE} lock on its table: every read and write waits, and waits behind any long query"),
                 "use DROP INDEX CONCURRENTLY, alone in a migration marked `-- airlock:no-transaction`",
             ));
         }

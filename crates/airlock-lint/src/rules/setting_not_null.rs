@@ -4,6 +4,7 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::AlterAction;
 
+use super::locks::*;
 use super::{Rule, per_action, postgres};
 use crate::{Context, Finding, Severity};
 
@@ -35,7 +36,7 @@ impl Rule for SettingNotNull {
                 return None;
             }
             Some(format!(
-                "SET NOT NULL on `{table}.{column}`{size} checks every row under an ACCESS EXCLUSIVE lock: reads and writes wait"
+                "SET NOT NULL on `{table}.{column}`{size} checks every row under an {ACCESS_EXCLUSIVE} lock: reads and writes wait"
             ))
         });
     }

@@ -4,6 +4,7 @@
 use airlock_sql::Dialect;
 use airlock_sql::parse::Op;
 
+use super::locks::*;
 use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
@@ -32,7 +33,7 @@ impl Rule for VacuumFullOrCluster {
         out.push(cx.finding(
             self,
             format!(
-                "{what} rewrites the table under an ACCESS EXCLUSIVE lock: every read and write waits until it is done"
+                "{what} rewrites the table under an {ACCESS_EXCLUSIVE} lock: every read and write waits until it is done"
             ),
             "use pg_repack (online), or plain VACUUM; schedule a rewrite as maintenance, not a migration",
         ));

@@ -6,46 +6,14 @@ use airlock_core::schema::Volatility;
 use airlock_sql::Dialect;
 use airlock_sql::parse::{AlterAction, Op};
 
+use airlock_plan::semantics::{NOT_VOLATILE_FUNCTIONS, VOLATILE_FUNCTIONS};
+
+use super::locks::*;
 use super::{Rule, postgres};
 use crate::{Context, Finding, Severity};
 
 /// See the module docs.
 pub struct VolatileDefault;
-
-/// Built-in functions PostgreSQL marks volatile that people use as defaults.
-pub const VOLATILE: &[&str] = &[
-    "random",
-    "gen_random_uuid",
-    "uuid_generate_v1",
-    "uuid_generate_v1mc",
-    "uuid_generate_v4",
-    "clock_timestamp",
-    "timeofday",
-    "nextval",
-    "txid_current",
-    "setseed",
-    "gen_random_bytes",
-    "uuidv7",
-    "uuidv4",
-];
-
-/// Built-in functions that are immutable or stable (no rewrite).
-const NOT_VOLATILE: &[&str] = &[
-    "now",
-    "current_timestamp",
-    "transaction_timestamp",
-    "statement_timestamp",
-    "lower",
-    "upper",
-    "coalesce",
-    "to_jsonb",
-    "jsonb_build_object",
-    "json_build_object",
-    "array",
-    "make_interval",
-    "to_timestamp",
-    "length",
-];
 
 impl Rule for VolatileDefault {
     fn id(&self) -> &'static str {
@@ -73,7 +41,7 @@ impl Rule for VolatileDefault {
                     if c.generated_stored { "a stored generated column" } else { "an identity (or serial) column" };
                 let finding = cx.finding(
                     self,
-                    format!("adding `{}` as {what} computes a value for every row of `{table}`{}: a rewrite under an ACCESS EXCLUSIVE lock", c.name, cx.size_note(table)),
+                    format!("adding `{}` as {what} computes a value for every row of `{table}`{}: a rewrite under an {ACCESS_EXCLUSIVE} lock", c.name, cx.size_note(table)),
                     "add a plain nullable column, fill it in batches in a data migration, then attach the sequence or expression",
                 );
                 out.push(cx.scaled(finding, table));
@@ -86,19 +54,24 @@ impl Rule for VolatileDefault {
                 .functions
                 .iter()
                 .filter(|f| {
-                    live(f) == Some(Volatility::Volatile) || (live(f).is_none() && VOLATILE.contains(&f.as_str()))
+                    live(f) == Some(Volatility::Volatile)
+                        || (live(f).is_none() && VOLATILE_FUNCTIONS.contains(&f.as_str()))
                 })
                 .collect();
             let unknown: Vec<&String> = default
                 .functions
                 .iter()
-                .filter(|f| live(f).is_none() && !VOLATILE.contains(&f.as_str()) && !NOT_VOLATILE.contains(&f.as_str()))
+                .filter(|f| {
+                    live(f).is_none()
+                        && !VOLATILE_FUNCTIONS.contains(&f.as_str())
+                        && !NOT_VOLATILE_FUNCTIONS.contains(&f.as_str())
+                })
                 .collect();
             if let Some(f) = volatile.first() {
                 let finding = cx.finding(
                     self,
                     format!(
-                        "adding `{}` with DEFAULT {} (volatile: {f}()) rewrites every row of `{table}`{} under an ACCESS EXCLUSIVE lock",
+                        "adding `{}` with DEFAULT {} (volatile: {f}()) rewrites every row of `{table}`{} under an {ACCESS_EXCLUSIVE} lock",
                         c.name,
                         default.text,
                         cx.size_note(table)

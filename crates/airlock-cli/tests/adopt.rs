@@ -107,7 +107,7 @@ fn a_database_dbmate_migrated_is_adopted(engine: Engine) {
     assert_eq!(again.json()["error"]["problems"][0]["code"], "already-managed", "{}", again.stdout);
 }
 
-each_engine!(a_database_dbmate_migrated_is_adopted);
+each_engine_with_tools!(a_database_dbmate_migrated_is_adopted);
 
 fn flyway_table(db: &Db) {
     let boolean = if db.engine == Engine::MySql { "BOOL" } else { "BOOLEAN" };
@@ -170,11 +170,13 @@ fn flyway_checksums_are_compared_and_refusals_name_the_file(engine: Engine) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_flyway_checksums_are_compared_and_refusals_name_the_file() {
     flyway_checksums_are_compared_and_refusals_name_the_file(Engine::Postgres);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_flyway_checksums_are_compared_and_refusals_name_the_file() {
     flyway_checksums_are_compared_and_refusals_name_the_file(Engine::MySql);
 }
@@ -201,11 +203,13 @@ fn golang_migrate_is_adopted_up_to_its_version_and_dirty_is_refused(engine: Engi
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_golang_migrate_is_adopted_up_to_its_version_and_dirty_is_refused() {
     golang_migrate_is_adopted_up_to_its_version_and_dirty_is_refused(Engine::Postgres);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_golang_migrate_is_adopted_up_to_its_version_and_dirty_is_refused() {
     golang_migrate_is_adopted_up_to_its_version_and_dirty_is_refused(Engine::MySql);
 }
@@ -234,6 +238,7 @@ fn sqlite_sqlx_checksums_are_sha384_of_the_file() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_diesel_refinery_and_rails_tables_are_read() {
     // diesel: versions without their dashes, the initial setup folder included.
     let db = Db::new(Engine::Postgres);
@@ -285,6 +290,7 @@ fn postgres_diesel_refinery_and_rails_tables_are_read() {
 /// A Flyway baseline below every file adopts nothing, and still takes the
 /// database over: `migrate` runs everything after it.
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_an_adoption_that_records_nothing_still_takes_the_database_over() {
     let db = Db::new(Engine::Postgres);
     flyway_table(&db);
@@ -300,6 +306,7 @@ fn postgres_an_adoption_that_records_nothing_still_takes_the_database_over() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn nothing_to_adopt_is_said() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();

@@ -153,11 +153,13 @@ fn sigterm_outside_a_transaction_is_recorded_at_the_statement(engine: Engine) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_sigterm_outside_a_transaction_is_recorded_at_the_statement() {
     sigterm_outside_a_transaction_is_recorded_at_the_statement(Engine::Postgres);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_sigterm_outside_a_transaction_is_recorded_at_the_statement() {
     sigterm_outside_a_transaction_is_recorded_at_the_statement(Engine::MySql);
 }
@@ -184,6 +186,7 @@ fn ctrl_c_during_down_keeps_the_migration_applied(engine: Engine) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_ctrl_c_during_down_keeps_the_migration_applied() {
     ctrl_c_during_down_keeps_the_migration_applied(Engine::Postgres);
 }

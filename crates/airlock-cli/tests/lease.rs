@@ -24,6 +24,7 @@ fn wait_for_holder(db: &Db) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_a_transaction_that_lost_its_lease_rolls_back() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();
@@ -43,6 +44,7 @@ fn postgres_a_transaction_that_lost_its_lease_rolls_back() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_a_run_that_lost_its_lease_stops_before_the_next_statement() {
     let db = Db::new(Engine::MySql);
     let project = Project::new();

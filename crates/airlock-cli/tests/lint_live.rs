@@ -22,6 +22,7 @@ fn rules(run: &Run) -> Vec<(String, String)> {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_modify_names_what_the_live_column_loses() {
     let db = Db::new(Engine::MySql);
     db.exec(
@@ -61,6 +62,7 @@ fn mysql_modify_names_what_the_live_column_loses() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_live_types_functions_and_triggers_decide() {
     let db = Db::new(Engine::Postgres);
     db.exec("CREATE TABLE orders (id integer PRIMARY KEY, note varchar(20), total numeric(10,2))");

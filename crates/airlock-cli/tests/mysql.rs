@@ -11,6 +11,7 @@ fn migrate_with(project: &Project, url: &str) -> Run {
 /// The test server's user `airlock_tls` is created `REQUIRE SSL`, so getting in
 /// as it proves the connection was encrypted.
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn tls_is_used_when_required_and_verified_by_default() {
     let db = Db::new(Engine::MySql);
     let project = Project::new();

@@ -72,16 +72,19 @@ fn foreign_key_over_orphans(engine: Engine) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_plan_counts_orphans_before_a_foreign_key() {
     foreign_key_over_orphans(Engine::Postgres);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_plan_counts_orphans_before_a_foreign_key() {
     foreign_key_over_orphans(Engine::MySql);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_plan_blocks_a_modify_that_drops_auto_increment_and_passes_the_corrected_one() {
     let db = Db::new(Engine::MySql);
     db.exec("CREATE TABLE carts (cart_id INT NOT NULL AUTO_INCREMENT PRIMARY KEY, note VARCHAR(20))");
@@ -131,6 +134,7 @@ fn mysql_plan_blocks_a_modify_that_drops_auto_increment_and_passes_the_corrected
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_plan_finds_nulls_duplicates_and_values_that_will_not_cast() {
     let db = Db::new(Engine::Postgres);
     db.exec("CREATE TABLE accounts (id integer PRIMARY KEY, email text, code text)");
@@ -172,6 +176,7 @@ fn postgres_plan_finds_nulls_duplicates_and_values_that_will_not_cast() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_plan_reports_a_session_holding_a_lock_and_takes_only_access_share() {
     let db = Db::new(Engine::Postgres);
     orders_with_orphans(&db);
@@ -191,6 +196,7 @@ fn postgres_plan_reports_a_session_holding_a_lock_and_takes_only_access_share() 
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_plan_works_with_a_select_only_role() {
     let db = Db::new(Engine::Postgres);
     orders_with_orphans(&db);
@@ -257,16 +263,19 @@ fn migrate_checks_the_data_just_before_each_migration(engine: Engine) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_migrate_checks_the_data_just_before_each_migration() {
     migrate_checks_the_data_just_before_each_migration(Engine::Postgres);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_migrate_checks_the_data_just_before_each_migration() {
     migrate_checks_the_data_just_before_each_migration(Engine::MySql);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn migrate_applies_only_what_was_planned() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();
@@ -322,6 +331,7 @@ fn sqlite_plan_finds_duplicates_before_a_unique_index() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_plan_reports_an_open_transaction_as_a_blocker() {
     let db = Db::new(Engine::MySql);
     orders_with_orphans(&db);
@@ -451,6 +461,7 @@ fn id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(engine: 
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_an_allow_right_above_the_first_statement_is_that_statements_only() {
     let db = Db::new(Engine::Postgres);
     carts_near_the_integer_limit(&db);
@@ -468,6 +479,7 @@ fn postgres_an_allow_right_above_the_first_statement_is_that_statements_only() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_a_column_added_earlier_in_the_migration_is_not_unchecked() {
     let db = Db::new(Engine::Postgres);
     orders_with_orphans(&db);
@@ -482,16 +494,19 @@ fn postgres_a_column_added_earlier_in_the_migration_is_not_unchecked() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow() {
     id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(Engine::Postgres);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow() {
     id_exhaustion_is_reported_and_a_protected_environment_needs_an_allow(Engine::MySql);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_narrowing_a_key_below_its_values_is_blocked() {
     let db = Db::new(Engine::MySql);
     carts_near_the_integer_limit(&db);
@@ -552,6 +567,7 @@ fn calibrate_then_history_replace_the_default_rates(engine: Engine) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_calibrate_then_history_replace_the_default_rates() {
     calibrate_then_history_replace_the_default_rates(Engine::Postgres);
 }
@@ -562,6 +578,7 @@ fn sqlite_calibrate_then_history_replace_the_default_rates() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_calibrate_stores_rates_and_drops_its_scratch_table() {
     let db = Db::new(Engine::MySql);
     let project = Project::new();
@@ -580,6 +597,7 @@ fn mysql_calibrate_stores_rates_and_drops_its_scratch_table() {
 /// While a check runs on MariaDB, its session holds only the shared
 /// metadata locks every SELECT takes (writers go on), and nothing once it ends.
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_checks_take_only_a_shared_read_metadata_lock_and_release_it() {
     let db = Db::new(Engine::MySql);
     orders_with_orphans(&db);
@@ -621,6 +639,7 @@ fn mysql_checks_take_only_a_shared_read_metadata_lock_and_release_it() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_a_check_out_of_time_is_unknown_and_a_protected_environment_needs_an_allow() {
     let db = Db::new(Engine::Postgres);
     orders_with_orphans(&db);
@@ -657,6 +676,7 @@ fn postgres_a_check_out_of_time_is_unknown_and_a_protected_environment_needs_an_
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_plan_finds_values_that_will_not_cast_nulls_and_cut_text() {
     let db = Db::new(Engine::MySql);
     db.exec("CREATE TABLE accounts (id INT PRIMARY KEY, code VARCHAR(20), note VARCHAR(50), email VARCHAR(50))");
@@ -690,6 +710,7 @@ fn mysql_plan_finds_values_that_will_not_cast_nulls_and_cut_text() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_plan_reads_inside_do_blocks() {
     let db = Db::new(Engine::Postgres);
     orders_with_orphans(&db);
@@ -717,6 +738,7 @@ fn postgres_plan_reads_inside_do_blocks() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_resolve_retry_checks_the_statements_left_to_run() {
     let db = Db::new(Engine::MySql);
     db.exec("CREATE TABLE accounts (id INT PRIMARY KEY, email VARCHAR(50))");

@@ -6,6 +6,7 @@ mod common;
 use common::{Db, Engine, Project, create_table};
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn concurrent_index_runs_outside_a_transaction_and_mixing_is_refused() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();
@@ -45,6 +46,7 @@ fn concurrent_index_runs_outside_a_transaction_and_mixing_is_refused() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn failed_concurrent_index_is_reported_invalid_and_retry_rebuilds_it() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();
@@ -76,6 +78,7 @@ fn failed_concurrent_index_is_reported_invalid_and_retry_rebuilds_it() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn dollar_quoted_function_and_statement_timeout_directive() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();
@@ -108,6 +111,7 @@ fn migrate_with(project: &Project, url: &str) -> common::Run {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn tls_encrypts_by_default_and_verifies_when_asked() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();

@@ -311,11 +311,13 @@ fn through(url: &str, port: u16) -> (SocketAddr, String) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_serve_recovers_when_the_database_comes_back() {
     recovers_when_the_database_comes_back(Engine::Postgres);
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_serve_recovers_when_the_database_comes_back() {
     recovers_when_the_database_comes_back(Engine::MySql);
 }
@@ -361,11 +363,13 @@ fn recovers_when_the_database_comes_back(engine: Engine) {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_serve_reports_a_real_migration_in_progress() {
     real_migration_in_progress(Engine::Postgres, "SELECT pg_sleep(5);\n");
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn mysql_serve_reports_a_real_migration_in_progress() {
     real_migration_in_progress(Engine::MySql, "DO SLEEP(5);\n");
 }
@@ -441,6 +445,7 @@ fn serve_answers_for_each_environment() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn serve_never_shows_a_password() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();

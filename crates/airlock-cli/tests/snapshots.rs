@@ -110,6 +110,7 @@ fn failed_migration() {
 }
 
 #[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn interrupted_run() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();

@@ -22,9 +22,19 @@ pub enum Engine {
 #[macro_export]
 macro_rules! each_engine {
     ($($name:ident),* $(,)?) => {
-        mod postgres { $( #[test] fn $name() { super::$name(super::common::Engine::Postgres) } )* }
-        mod mysql { $( #[test] fn $name() { super::$name(super::common::Engine::MySql) } )* }
+        mod postgres { $( #[test] #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")] fn $name() { super::$name(super::common::Engine::Postgres) } )* }
+        mod mysql { $( #[test] #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")] fn $name() { super::$name(super::common::Engine::MySql) } )* }
         mod sqlite { $( #[test] fn $name() { super::$name(super::common::Engine::Sqlite) } )* }
+    };
+}
+
+/// As `each_engine!`, for scenarios that also need the peer tools `scripts/test` installs (dbmate).
+#[macro_export]
+macro_rules! each_engine_with_tools {
+    ($($name:ident),* $(,)?) => {
+        mod postgres { $( #[test] #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")] fn $name() { super::$name(super::common::Engine::Postgres) } )* }
+        mod mysql { $( #[test] #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")] fn $name() { super::$name(super::common::Engine::MySql) } )* }
+        mod sqlite { $( #[test] #[cfg_attr(not(airlock_test_servers), ignore = "needs dbmate: run `scripts/test`, which installs it")] fn $name() { super::$name(super::common::Engine::Sqlite) } )* }
     };
 }
 

@@ -309,28 +309,81 @@ fn human(report: &Report, migrations: &[Migration]) {
     }
 }
 
+/// The JSON report, serialized straight from the findings (keys in
+/// alphabetical order) to a buffered standard output: a long history has
+/// thousands of findings, and no terminal styling to strip.
 fn json_report(report: &Report) {
-    let findings: Vec<serde_json::Value> = report
-        .findings
-        .iter()
-        .map(|f| {
-            json!({
-                "rule": f.rule, "severity": f.severity, "file": f.file, "line": f.line, "message": f.message,
-                "help": f.help, "fix": f.fix, "version": f.version, "statement": f.statement,
+    #[derive(serde::Serialize)]
+    struct JsonFinding<'a> {
+        file: &'a Path,
+        fix: &'a Option<String>,
+        help: &'a str,
+        line: usize,
+        message: &'a str,
+        rule: &'a str,
+        severity: Severity,
+        statement: Option<usize>,
+        version: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct JsonSuppressed<'a> {
+        file: &'a Path,
+        line: usize,
+        reason: &'a str,
+        rule: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Summary {
+        baselined: usize,
+        errors: usize,
+        warnings: usize,
+    }
+    #[derive(serde::Serialize)]
+    struct JsonReport<'a> {
+        findings: Vec<JsonFinding<'a>>,
+        summary: Summary,
+        suppressed: Vec<JsonSuppressed<'a>>,
+    }
+    let out = JsonReport {
+        findings: report
+            .findings
+            .iter()
+            .map(|f| JsonFinding {
+                file: &f.file,
+                fix: &f.fix,
+                help: &f.help,
+                line: f.line,
+                message: &f.message,
+                rule: f.rule,
+                severity: f.severity,
+                statement: f.statement,
+                version: &f.version,
             })
-        })
-        .collect();
-    let suppressed: Vec<serde_json::Value> = report
-        .suppressed
-        .iter()
-        .map(|s| json!({ "rule": s.finding.rule, "file": s.finding.file, "line": s.finding.line, "reason": s.reason }))
-        .collect();
-    let value = json!({
-        "findings": findings,
-        "suppressed": suppressed,
-        "summary": { "errors": report.count(Severity::Error), "warnings": report.count(Severity::Warning), "baselined": report.baselined },
-    });
-    println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+            .collect(),
+        summary: Summary {
+            baselined: report.baselined,
+            errors: report.count(Severity::Error),
+            warnings: report.count(Severity::Warning),
+        },
+        suppressed: report
+            .suppressed
+            .iter()
+            .map(|s| JsonSuppressed {
+                file: &s.finding.file,
+                line: s.finding.line,
+                reason: &s.reason,
+                rule: s.finding.rule,
+            })
+            .collect(),
+    };
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = serde_json::to_writer_pretty(&mut stdout, &out)
+        .map_err(std::io::Error::from)
+        .and_then(|()| std::io::Write::write_all(&mut stdout, b"\n"))
+        .and_then(|()| std::io::Write::flush(&mut stdout));
+    if let Err(e) = written {
+        eprintln!("lint: writing the report: {e}");
+    }
 }
 
 /// SARIF 2.1.0: one run, the rules that fired, one result per finding.

@@ -24,8 +24,8 @@ use airlock_core::schema::{
 };
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
-    BaseRates, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Ran, Result,
-    State, Timeouts, Workload,
+    BaseRates, Capabilities, Committed, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Ran,
+    Result, State, Timeouts, Workload,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
@@ -144,10 +144,32 @@ const RENEW_LEASE: &str = "UPDATE airlock_lock SET heartbeat_at = clock_timestam
 /// division_by_zero (SQLSTATE 22012) when it is no longer `$1`'s, so that the
 /// COMMIT pipelined behind it turns into a rollback. The renewal holds the
 /// lease row until the commit: no takeover can slip in between.
-const CONFIRM_LEASE: &str = "WITH mine AS (UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2, \
-     beat = beat + 1 WHERE id = 1 AND owner = $1 RETURNING 1) SELECT 1 / count(*)::int FROM mine";
-
 const SELECT_PROJECT: &str = "SELECT value FROM airlock_meta WHERE key = 'project'";
+
+/// What commits a migration, as one statement (one parse, plan and execution
+/// on the server instead of three): confirm the lease is still `$1`'s
+/// (renewing it, which holds its row until the commit; none left means
+/// division by zero, which aborts the transaction), then write the history
+/// record (`$2` is its version) and the event, only once that is known. A
+/// NULL finish time or duration is the server's: now, and since the
+/// transaction began.
+const CONFIRM_AND_RECORD: &str = "WITH mine AS (UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), \
+     version = $2, beat = beat + 1 WHERE id = 1 AND owner = $1 RETURNING 1), \
+     confirmed AS (SELECT 1 / count(*)::int AS ok FROM mine), \
+     history AS (INSERT INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
+     statements_done, statements_total, failed_statement, error, started_at, finished_at, duration_ms, \
+     os_user, host, airlock_version) SELECT $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+     coalesce($15, clock_timestamp()), coalesce($16, (extract(epoch FROM clock_timestamp() - now()) * 1000)::int8), \
+     $17, $18, $19 FROM confirmed \
+     ON CONFLICT (version) DO UPDATE SET name = EXCLUDED.name, kind = EXCLUDED.kind, checksum = EXCLUDED.checksum, \
+     up_sql = EXCLUDED.up_sql, down_sql = EXCLUDED.down_sql, state = EXCLUDED.state, mode = EXCLUDED.mode, \
+     statements_done = EXCLUDED.statements_done, statements_total = EXCLUDED.statements_total, \
+     failed_statement = EXCLUDED.failed_statement, error = EXCLUDED.error, started_at = EXCLUDED.started_at, \
+     finished_at = EXCLUDED.finished_at, duration_ms = EXCLUDED.duration_ms, os_user = EXCLUDED.os_user, \
+     host = EXCLUDED.host, airlock_version = EXCLUDED.airlock_version RETURNING 1), \
+     event AS (INSERT INTO airlock_events (kind, version, detail, os_user, host, pid, airlock_version) \
+     SELECT $20, $21, $22, $23, $24, $25, $26 FROM confirmed RETURNING 1) \
+     SELECT (SELECT count(*) FROM history) + (SELECT count(*) FROM event)";
 
 const UPSERT_HISTORY: &str = "INSERT INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
      statements_done, statements_total, failed_statement, error, started_at, finished_at, duration_ms, \
@@ -161,6 +183,91 @@ const UPSERT_HISTORY: &str = "INSERT INTO airlock_history (version, name, kind, 
 
 const INSERT_EVENT: &str = "INSERT INTO airlock_events (kind, version, detail, os_user, host, pid, airlock_version) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// The values of [`CONFIRM_AND_RECORD`].
+struct Commit<'a> {
+    owner: &'a str,
+    r: &'a HistoryRecord,
+    version: String,
+    kind: &'static str,
+    state: &'static str,
+    mode: &'static str,
+    done: i32,
+    total: i32,
+    failed: Option<i32>,
+    finished_at: Option<DateTime<Utc>>,
+    duration_ms: Option<i64>,
+    event: &'a Event,
+    event_version: Option<String>,
+    actor: &'a Actor,
+    pid: i64,
+}
+
+impl<'a> Commit<'a> {
+    fn new(owner: &'a str, r: &'a HistoryRecord, event: &'a Event, actor: &'a Actor) -> Commit<'a> {
+        Commit {
+            owner,
+            r,
+            version: r.version.to_string(),
+            kind: r.kind.as_str(),
+            state: r.state.as_str(),
+            mode: r.mode.as_str(),
+            done: r.statements_done as i32,
+            total: r.statements_total as i32,
+            failed: r.failed_statement.map(|n| n as i32),
+            finished_at: r.finished_at,
+            duration_ms: r.duration_ms,
+            event,
+            event_version: event.version.as_ref().map(ToString::to_string),
+            actor,
+            pid: i64::from(actor.pid),
+        }
+    }
+
+    /// The finish time and duration left to the server, which knows them as it commits.
+    fn server_clock(mut self) -> Self {
+        self.finished_at = None;
+        self.duration_ms = None;
+        self
+    }
+
+    fn params(&self) -> [Param<'_>; 26] {
+        let r = self.r;
+        [
+            (&self.owner, Type::TEXT),
+            (&self.version, Type::TEXT),
+            (&r.name, Type::TEXT),
+            (&self.kind, Type::TEXT),
+            (&r.checksum, Type::TEXT),
+            (&r.up_sql, Type::TEXT),
+            (&r.down_sql, Type::TEXT),
+            (&self.state, Type::TEXT),
+            (&self.mode, Type::TEXT),
+            (&self.done, Type::INT4),
+            (&self.total, Type::INT4),
+            (&self.failed, Type::INT4),
+            (&r.error, Type::TEXT),
+            (&r.started_at, Type::TIMESTAMPTZ),
+            (&self.finished_at, Type::TIMESTAMPTZ),
+            (&self.duration_ms, Type::INT8),
+            (&r.os_user, Type::TEXT),
+            (&r.host, Type::TEXT),
+            (&r.airlock_version, Type::TEXT),
+            (&self.event.kind, Type::TEXT),
+            (&self.event_version, Type::TEXT),
+            (&self.event.detail, Type::TEXT),
+            (&self.actor.os_user, Type::TEXT),
+            (&self.actor.host, Type::TEXT),
+            (&self.pid, Type::INT8),
+            (&self.actor.airlock_version, Type::TEXT),
+        ]
+    }
+}
+
+/// CONFIRM_AND_RECORD found the lease gone (its division by zero).
+fn lease_lost(result: &std::result::Result<Vec<Row>, tokio_postgres::Error>) -> bool {
+    result.as_ref().err().and_then(tokio_postgres::Error::code) == Some(&SqlState::DIVISION_BY_ZERO)
+}
 
 async fn insert_history(client: &Client, r: &HistoryRecord) -> std::result::Result<(), tokio_postgres::Error> {
     let version = r.version.to_string();
@@ -499,7 +606,7 @@ impl Driver for PostgresDriver {
         // One round trip: BEGIN with the timeouts, then every statement. After a
         // failure the server answers the rest with "transaction is aborted"; the
         // first error counts. The lease is not renewed here: record_and_commit
-        // confirms it inside this transaction (CONFIRM_LEASE) before anything
+        // confirms it inside this transaction (CONFIRM_AND_RECORD) before anything
         // commits, and the heartbeat keeps it fresh meanwhile, so a renewal here
         // would only add a write to the lease row per migration.
         let begin = self.begin_sql();
@@ -525,27 +632,54 @@ impl Driver for PostgresDriver {
         event: &Event,
         actor: &Actor,
     ) -> Result<bool> {
-        // Pipelined. If the lease check or an insert fails, PostgreSQL answers
-        // the COMMIT of the aborted transaction with a rollback.
         self.in_transaction = false;
-        let version = r.version.to_string();
-        let params: [Param<'_>; 2] = [(&owner, Type::TEXT), (&version, Type::TEXT)];
-        let (confirmed, history, inserted, committed) = tokio::join!(
-            self.client.query_typed(CONFIRM_LEASE, &params),
-            insert_history(&self.client, r),
-            insert_event(&self.client, event, actor),
-            self.client.batch_execute("COMMIT"),
-        );
-        if let Err(e) = &confirmed {
-            if e.code() == Some(&SqlState::DIVISION_BY_ZERO) {
-                return Ok(false);
-            }
+        let commit = Commit::new(owner, r, event, actor);
+        let params = commit.params();
+        // Pipelined with the COMMIT: if the statement fails, PostgreSQL
+        // answers the COMMIT of the aborted transaction with a rollback.
+        let (recorded, committed) =
+            tokio::join!(self.client.query_typed(CONFIRM_AND_RECORD, &params), self.client.batch_execute("COMMIT"),);
+        if lease_lost(&recorded) {
+            return Ok(false);
         }
-        confirmed.map_err(error)?;
-        history.map_err(error)?;
-        inserted.map_err(error)?;
+        recorded.map_err(error)?;
         committed.map_err(error)?;
         Ok(true)
+    }
+
+    async fn run_and_commit(
+        &mut self,
+        owner: &str,
+        statements: &[&str],
+        r: &HistoryRecord,
+        event: &Event,
+        actor: &Actor,
+    ) -> Result<Committed> {
+        // All of it in one round trip: BEGIN with the timeouts, the
+        // statements, the lease check with the record, COMMIT. After a failure
+        // the server answers the rest with "transaction is aborted" and the
+        // COMMIT with a rollback; the first error counts.
+        let begin = self.begin_sql();
+        let commit = Commit::new(owner, r, event, actor).server_clock();
+        let params = commit.params();
+        let client = &self.client;
+        let (began, ran, recorded, committed) = tokio::join!(
+            client.batch_execute(&begin),
+            join_all(statements.iter().map(|sql| client.batch_execute(sql))),
+            client.query_typed(CONFIRM_AND_RECORD, &params),
+            client.batch_execute("COMMIT"),
+        );
+        self.in_transaction = false;
+        began.map_err(error)?;
+        if let Some((index, e)) = ran.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e))) {
+            return Ok(Committed::Failed { index, error: error(e) });
+        }
+        if lease_lost(&recorded) {
+            return Ok(Committed::LeaseLost);
+        }
+        recorded.map_err(error)?;
+        committed.map_err(error)?;
+        Ok(Committed::Done)
     }
 
     async fn read_state(&mut self) -> Result<State> {

@@ -115,6 +115,22 @@ pub enum Ran {
     LeaseLost,
 }
 
+/// What [`Driver::run_and_commit`] did.
+#[derive(Debug)]
+pub enum Committed {
+    /// Every statement ran and the transaction committed with its record.
+    Done,
+    /// Statement `index` (0-based) failed; the transaction is rolled back.
+    Failed {
+        /// Which statement.
+        index: usize,
+        /// What the server said.
+        error: DriverError,
+    },
+    /// The lease is no longer this run's; the transaction is rolled back.
+    LeaseLost,
+}
+
 /// What a database says about itself, read in one go by [`Driver::read_state`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct State {
@@ -229,6 +245,43 @@ pub trait Driver: Send {
         self.record(record, event, actor).await?;
         self.commit().await?;
         Ok(true)
+    }
+
+    /// Runs a migration's `statements` in one transaction and commits it with
+    /// its history `record` and `event` if the lease is still `owner`'s: the
+    /// whole of a transactional migration. `record.finished_at` and
+    /// `record.duration_ms` are set as it commits (by the engine's clock where
+    /// it can). Stops at the first failure, rolled back. The default is
+    /// [`Driver::begin_and_run`] then [`Driver::record_and_commit`]; an engine
+    /// that can send all of it at once does (one round trip per migration).
+    async fn run_and_commit(
+        &mut self,
+        owner: &str,
+        statements: &[&str],
+        record: &HistoryRecord,
+        event: &Event,
+        actor: &Actor,
+    ) -> Result<Committed> {
+        let began = std::time::Instant::now();
+        match self.begin_and_run(owner, Some(&record.version.to_string()), statements).await? {
+            Ran::All => {}
+            Ran::Failed { index, error } => {
+                self.rollback().await?;
+                return Ok(Committed::Failed { index, error });
+            }
+            Ran::LeaseLost => return Ok(Committed::LeaseLost),
+        }
+        let mut record = record.clone();
+        record.finished_at = Some(chrono::Utc::now());
+        record.duration_ms = Some(began.elapsed().as_millis() as i64);
+        match self.record_and_commit(owner, &record, event, actor).await {
+            Ok(true) => Ok(Committed::Done),
+            Ok(false) => Ok(Committed::LeaseLost),
+            Err(e) => {
+                let _ = self.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     /// Reads the lease, the project stamp and the history: what every command

@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use airlock_core::{Directives, Event, HistoryRecord, Migration, RunMode, RunState, Script};
-use airlock_driver::{Driver, DriverError, ErrorKind, Ran, Timeouts};
+use airlock_driver::{Committed, Driver, DriverError, ErrorKind, Timeouts};
 use chrono::Utc;
 use rand::Rng;
 use serde_json::json;
@@ -124,7 +124,7 @@ impl Job<'_> {
                 let mut record = applied.clone();
                 finish(&mut record, RunState::RolledBack, started);
                 let detail = json!({ "name": m.name, "mode": self.prepared.mode.as_str() });
-                (record, event("rolled_back", m, detail))
+                (record, event_of("rolled_back", m, detail))
             }
         }
     }
@@ -222,44 +222,42 @@ async fn in_transaction(
         held.note_version(Some(&version));
         // Before this attempt began (a signal during a back-off wait).
         ctx.options.interrupt.check(|| job.stopped_before())?;
-        // A signal now cancels these statements on the server; none after them.
+        // The statements and the commit with its record, at once where the
+        // engine can. A signal now cancels them on the server; none after them.
+        let (record, event) = job.done(running.clone(), started);
         let cancel = driver.canceller();
         let ran = ctx
             .options
             .interrupt
-            .cancellable(cancel, driver.begin_and_run(held.owner(), Some(&version), &statements))
+            .cancellable(cancel, driver.run_and_commit(held.owner(), &statements, &record, &event, &ctx.actor))
             .await;
+        if let Ok(Committed::Done) = ran {
+            // Committed, even if a signal came as it did: the caller stops before the next one.
+            return Ok(started.elapsed());
+        }
         if let Some(signal) = ctx.options.interrupt.raised() {
-            // Cancelled mid-statement, or done but not committed: roll back either way.
+            // Cancelled mid-statement, or stopped before the commit: rolled back either way.
             let _ = driver.rollback().await;
             let detail = match job.direction {
                 Direction::Up => json!({ "signal": signal, "mode": "transaction" }),
                 Direction::Down { .. } => json!({ "signal": signal, "mode": "transaction", "down": true }),
             };
-            let _ = driver.append_event(&event("interrupted", migration, detail), &ctx.actor).await;
+            let _ = driver.append_event(&event_of("interrupted", migration, detail), &ctx.actor).await;
             return Err(ExecError::Interrupted { signal, state: job.rolled_back_on_signal(), applied: Vec::new() });
         }
-        let failure = match ran {
-            Ok(Ran::All) => None,
-            Ok(Ran::Failed { index, error }) => Some((index, error)),
-            Ok(Ran::LeaseLost) => return Err(ExecError::LeaseLost),
+        let (index, error) = match ran {
+            Ok(Committed::Done) => return Ok(started.elapsed()),
+            Ok(Committed::Failed { index, error }) => (index, error),
+            Ok(Committed::LeaseLost) => return Err(ExecError::LeaseLost),
             // SQLite takes its write lock at BEGIN: waiting for it is a lock timeout like any other.
-            Err(e) if e.kind == ErrorKind::LockTimeout && !statements.is_empty() => Some((0, e)),
-            Err(e) => return Err(ExecError::Database { context: "opening a transaction".into(), source: e }),
-        };
-        let Some((index, error)) = failure else {
-            let (record, event) = job.done(running, started);
-            return match driver.record_and_commit(held.owner(), &record, &event, &ctx.actor).await {
-                Ok(true) => Ok(started.elapsed()),
-                Ok(false) => Err(ExecError::LeaseLost),
-                Err(e) => {
-                    let _ = driver.rollback().await;
-                    Err(ExecError::Database {
-                        context: format!("recording migration {}", migration.version),
-                        source: e,
-                    })
-                }
-            };
+            Err(e) if e.kind == ErrorKind::LockTimeout && !statements.is_empty() => (0, e),
+            Err(e) => {
+                let _ = driver.rollback().await;
+                return Err(ExecError::Database {
+                    context: format!("running migration {} in a transaction", migration.version),
+                    source: e,
+                });
+            }
         };
         let _ = driver.rollback().await;
         if error.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries {
@@ -304,7 +302,7 @@ async fn statement_by_statement(
                     "{} {}: dropped the INVALID index {dropped} left by an earlier failed attempt, to build it again",
                     migration.version, migration.name
                 ));
-                let event = event("invalid_index_dropped", migration, json!({ "index": dropped }));
+                let event = event_of("invalid_index_dropped", migration, json!({ "index": dropped }));
                 driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the dropped index"))?;
             }
         }
@@ -416,7 +414,7 @@ async fn record_failure(
     let statement = &job.prepared.statements[index];
     let line = statement.line + script.line_offset;
     let event = match (job.direction, signal) {
-        (Direction::Up, _) => event(
+        (Direction::Up, _) => event_of(
             "failed",
             migration,
             json!({
@@ -428,10 +426,10 @@ async fn record_failure(
             }),
         ),
         (Direction::Down { .. }, Some(signal)) => {
-            event("interrupted", migration, json!({ "signal": signal, "down": true, "statement": index + 1 }))
+            event_of("interrupted", migration, json!({ "signal": signal, "down": true, "statement": index + 1 }))
         }
         (Direction::Down { .. }, None) => {
-            event("down_failed", migration, json!({ "statement": index + 1, "error": error.message }))
+            event_of("down_failed", migration, json!({ "statement": index + 1, "error": error.message }))
         }
     };
     if let Some(mut record) = record {
@@ -469,14 +467,14 @@ async fn record_failure(
     )
 }
 
-fn event(kind: &str, migration: &Migration, detail: serde_json::Value) -> Event {
+fn event_of(kind: &str, migration: &Migration, detail: serde_json::Value) -> Event {
     Event { kind: kind.to_owned(), version: Some(migration.version.clone()), detail: detail.to_string() }
 }
 
 fn applied_event(migration: &Migration, record: &HistoryRecord) -> Event {
     let allows: Vec<_> =
         migration.directives.allows.iter().map(|a| json!({ "rule": a.rule, "reason": a.reason })).collect();
-    event(
+    event_of(
         "applied",
         migration,
         json!({
@@ -484,7 +482,6 @@ fn applied_event(migration: &Migration, record: &HistoryRecord) -> Event {
             "checksum": migration.checksum,
             "mode": record.mode.as_str(),
             "statements": record.statements_total,
-            "duration_ms": record.duration_ms,
             "allows": allows,
         }),
     )

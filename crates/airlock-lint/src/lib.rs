@@ -187,24 +187,76 @@ pub fn parse_all(migrations: &[Migration], dialect: Dialect) -> Vec<ParsedScript
 }
 
 /// Lints `migrations` (in order) against `catalog`: the live schema, or
-/// [`Catalog::offline`] without a database.
+/// [`Catalog::offline`] without a database. PostgreSQL's parser is the
+/// costly part, so for a long history it runs on worker threads while this
+/// thread lints each migration (in order) as soon as it is parsed.
 pub fn lint(migrations: &[Migration], catalog: Catalog, options: &LintOptions) -> Report {
-    let parsed = parse_all(migrations, options.dialect);
-    lint_parsed(migrations, &parsed, catalog, options)
+    let mut linter = Linter { catalog, options, report: Report::default() };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    if threads < 2 || migrations.len() < 64 {
+        for migration in migrations {
+            linter.migration(migration, &parse_migration(migration, options.dialect));
+        }
+        return linter.report;
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let (done, parsed) = std::sync::mpsc::channel();
+        for _ in 0..threads {
+            let (done, next) = (done.clone(), &next);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(migration) = migrations.get(i) else { break };
+                    if done.send((i, parse_migration(migration, options.dialect))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(done);
+        // Scripts arrive nearly in order; the few that come early wait here.
+        let mut early = BTreeMap::new();
+        let mut want = 0;
+        for (i, script) in parsed {
+            early.insert(i, script);
+            while let Some(script) = early.remove(&want) {
+                linter.migration(&migrations[want], &script);
+                want += 1;
+            }
+        }
+    });
+    linter.report
 }
 
 /// [`lint`] over scripts already parsed by [`parse_all`] (one per migration, in order).
 pub fn lint_parsed(
     migrations: &[Migration],
     scripts: &[ParsedScript],
-    mut catalog: Catalog,
+    catalog: Catalog,
     options: &LintOptions,
 ) -> Report {
-    let mut report = Report::default();
+    let mut linter = Linter { catalog, options, report: Report::default() };
     for (migration, script) in migrations.iter().zip(scripts) {
+        linter.migration(migration, script);
+    }
+    linter.report
+}
+
+/// Lints migrations one after another, advancing the schema model past each.
+struct Linter<'a> {
+    catalog: Catalog,
+    options: &'a LintOptions,
+    report: Report,
+}
+
+impl Linter<'_> {
+    /// Runs every rule on `migration` (parsed as `script`), then settles its findings.
+    fn migration(&mut self, migration: &Migration, script: &ParsedScript) {
+        let (options, catalog) = (self.options, &mut self.catalog);
         let mut found = unparsed_findings(migration, script, options, catalog.server_version.as_deref());
         let parsed = &script.statements;
-        let mcx = MigrationContext { migration, statements: parsed, dialect: options.dialect, catalog: &catalog };
+        let mcx = MigrationContext { migration, statements: parsed, dialect: options.dialect, catalog };
         for rule in rules::ALL {
             if rule.applies_to(options.dialect) {
                 rule.check_migration(&mcx, &mut found);
@@ -220,7 +272,7 @@ pub fn lint_parsed(
                     statements: parsed,
                     index,
                     op,
-                    catalog: &catalog,
+                    catalog,
                     dialect: options.dialect,
                     in_transaction,
                     at: 0,
@@ -233,9 +285,8 @@ pub fn lint_parsed(
                 catalog.apply(op, &version);
             }
         }
-        settle(migration, parsed, found, options, &mut report);
+        settle(migration, parsed, found, options, &mut self.report);
     }
-    report
 }
 
 /// A text the splitter refuses is one `unparsed-statement` finding; a

@@ -80,6 +80,7 @@ enum Direction {
     Single,
 }
 
+#[derive(Clone)]
 struct Found {
     version: Version,
     name: String,
@@ -230,7 +231,7 @@ struct Entry {
 }
 
 /// Where migration files are read from: a directory on disk, or files compiled in.
-trait Tree {
+trait Tree: Sync {
     /// The top-level entries; an entry that cannot be read is a [`FileError`].
     fn entries(&self) -> Result<Vec<Result<Entry, FileError>>, FileError>;
     fn is_file(&self, path: &Path) -> bool;
@@ -647,45 +648,50 @@ fn is_blank(sql: &str) -> bool {
 }
 
 fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
+    /// What each version comes to, in order: a file to load, or why not.
+    enum Slot {
+        Load(Found, Option<Found>),
+        Refused(FileError),
+    }
     let mut by_version: BTreeMap<Version, Vec<Found>> = BTreeMap::new();
     for item in found {
         by_version.entry(item.version.clone()).or_default().push(item);
     }
-    let mut discovered = Discovered::default();
+    let mut slots = Vec::with_capacity(by_version.len());
     for (version, mut items) in by_version {
         items.sort_by(|a, b| a.path.cmp(&b.path));
         let ups: Vec<&Found> = items.iter().filter(|f| f.direction != Direction::Down).collect();
         let downs: Vec<&Found> = items.iter().filter(|f| f.direction == Direction::Down).collect();
         let list = |v: &[&Found]| v.iter().map(|f| format!("`{}`", f.path.display())).collect::<Vec<_>>().join(", ");
         if ups.len() > 1 {
-            errors.push(file_error(
+            slots.push(Slot::Refused(file_error(
                 &ups[1].path,
                 format!(
                     "version {version} is used by more than one migration: {}; give each migration its own version",
                     list(&ups)
                 ),
-            ));
+            )));
             continue;
         }
         if downs.len() > 1 {
-            errors.push(file_error(
+            slots.push(Slot::Refused(file_error(
                 &downs[1].path,
                 format!("version {version} has more than one down script: {}", list(&downs)),
-            ));
+            )));
             continue;
         }
         let Some(up_file) = ups.first() else {
-            errors.push(file_error(
+            slots.push(Slot::Refused(file_error(
                 &downs[0].path,
                 format!(
                     "a down script for version {version} without its up script; add the up script or remove this file"
                 ),
-            ));
+            )));
             continue;
         };
         if let Some(down) = downs.first() {
             if down.name != up_file.name {
-                errors.push(file_error(
+                slots.push(Slot::Refused(file_error(
                     &down.path,
                     format!(
                         "the down script is named `{}` but its up script `{}` is named `{}`; use one name for both",
@@ -693,17 +699,58 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
                         up_file.path.display(),
                         up_file.name
                     ),
-                ));
+                )));
                 continue;
             }
             if up_file.direction == Direction::Single {
-                errors.push(file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display())));
+                slots.push(Slot::Refused(file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display()))));
                 continue;
             }
         }
-        match load(tree, up_file, downs.first().copied(), &mut discovered.warnings) {
-            Ok(migration) => discovered.migrations.push(migration),
-            Err(e) => errors.push(e),
+        let (up, down) = (Found::clone(up_file), downs.first().map(|d| Found::clone(d)));
+        slots.push(Slot::Load(up, down));
+    }
+    // Reading and checking the files is most of the work for a long
+    // history: on a few threads when there are many.
+    let jobs: Vec<(&Found, Option<&Found>)> = slots
+        .iter()
+        .filter_map(|slot| match slot {
+            Slot::Load(up, down) => Some((up, down.as_ref())),
+            Slot::Refused(_) => None,
+        })
+        .collect();
+    let load_one = |(up, down): &(&Found, Option<&Found>)| {
+        let mut warnings = Vec::new();
+        (load(tree, up, *down, &mut warnings), warnings)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let mut loaded: Vec<(Result<Migration, FileError>, Vec<Warning>)> = if threads < 2 || jobs.len() < 256 {
+        jobs.iter().map(load_one).collect::<Vec<_>>()
+    } else {
+        let chunk = jobs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = jobs
+                .chunks(chunk)
+                .map(|part| scope.spawn(move || part.iter().map(load_one).collect::<Vec<_>>()))
+                .collect();
+            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        })
+    }
+    .into_iter()
+    .rev()
+    .collect();
+    let mut discovered = Discovered::default();
+    for slot in slots {
+        match slot {
+            Slot::Refused(e) => errors.push(e),
+            Slot::Load(..) => {
+                let Some((result, warnings)) = loaded.pop() else { continue };
+                discovered.warnings.extend(warnings);
+                match result {
+                    Ok(migration) => discovered.migrations.push(migration),
+                    Err(e) => errors.push(e),
+                }
+            }
         }
     }
     discovered
@@ -956,6 +1003,24 @@ mod tests {
         assert!(err.contains("4_d.up.sql:1: the file is not valid UTF-8"), "{err}");
         assert!(err.contains("5_e.up.sql:1: unknown directive"), "{err}");
         assert!(err.contains("R__views.sql: Flyway repeatable migrations"), "{err}");
+    }
+
+    #[test]
+    fn a_long_history_read_on_several_threads_keeps_its_order_errors_and_warnings() {
+        let mut files: Vec<(String, Vec<u8>)> = (1..=600)
+            .map(|i| (format!("{i}_m{i}.up.sql"), format!("CREATE TABLE t{i} (id int);\n").into_bytes()))
+            .collect();
+        files[99].1 = b"-- nothing\n".to_vec();
+        files[449].1 = b"-- airlock:nonsense\nSELECT 1;\n".to_vec();
+        let named: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+        let dir = dir_with(&named);
+        let (d, errors) = discover_lenient(dir.path(), &DiscoverOptions::default());
+        let expected: Vec<String> = (1..=600).filter(|i| *i != 450).map(|i| format!("{i} m{i}")).collect();
+        assert_eq!(versions(&d), expected);
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+        assert!(d.warnings[0].path.ends_with("100_m100.up.sql"));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].path.ends_with("450_m450.up.sql"), "{errors:?}");
     }
 
     #[test]

@@ -56,10 +56,12 @@ for f in range(files):
 print(f"corpus: {files} files × {per} statements = {n} statements", file=sys.stderr)
 PY
 
-# Both tools find problems in this corpus and exit non-zero; only time is compared.
+# Both tools find problems in this corpus and exit non-zero; only time is
+# compared. Both write JSON (squawk's default reporter renders source
+# snippets, which costs it twice the time).
 airlock_cmd="$AIRLOCK lint --offline --dialect postgres --dir $work/migrations --format json"
 # Expanded here: hyperfine -N runs the command without a shell.
-squawk_cmd="$SQUAWK $(echo "$work"/migrations/*.sql)"
+squawk_cmd="$SQUAWK --reporter json $(echo "$work"/migrations/*.sql)"
 cmds=("$airlock_cmd")
 names=(airlock)
 if [ -n "$SQUAWK" ]; then
@@ -79,5 +81,5 @@ for name, res in zip(names, r):
 PY
 echo "airlock max RSS: $(( $(rss "$airlock_cmd") / 1024 )) MB"
 [ -n "$SQUAWK" ] && echo "squawk max RSS: $(( $(rss "$squawk_cmd") / 1024 )) MB"
-[ -n "$SQUAWK" ] && echo "squawk findings: $($squawk_cmd --reporter gcc 2>/dev/null | grep -c ': ' || true)"
+[ -n "$SQUAWK" ] && echo "squawk findings: $($SQUAWK --reporter gcc $(echo "$work"/migrations/*.sql) 2>/dev/null | grep -c ': ' || true)"
 "$AIRLOCK" lint --offline --dialect postgres --dir "$work/migrations" --format json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print("airlock findings:", len(d["findings"]), d["summary"])'

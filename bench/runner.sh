@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runner benchmark: airlock beside dbmate and sqlx-cli on local PostgreSQL.
+# The runner benchmark: airlock beside dbmate, sqlx-cli and refinery_cli on local PostgreSQL.
 #   (a) apply N trivial migrations to an empty database
 #   (b) `migrate` with nothing pending over N applied migrations — what every deploy pays
 # plus peak memory (max RSS) of airlock for both, and airlock's own figures on
@@ -8,9 +8,12 @@
 #
 # Usage: scripts/test bench/runner.sh [N]     (the harness provides the servers)
 # Needs: hyperfine and GNU time (installed here when missing), dbmate
-# (`npm install -g dbmate`) and sqlx-cli (`cargo install sqlx-cli
-# --no-default-features --features postgres,rustls`); a missing peer is skipped
-# with a note, never silently.
+# (`npm install -g dbmate`, or the copy scripts/test installs), sqlx-cli and
+# refinery_cli (on PATH, or in target/peer-tools where scripts/adopt-peers
+# installs them: `cargo install sqlx-cli --no-default-features --features
+# postgres,sqlite,rustls`, `cargo install refinery_cli --no-default-features
+# --features postgresql,sqlite-bundled`); a missing peer is skipped with a
+# note, never silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
@@ -23,20 +26,23 @@ need hyperfine hyperfine
 
 cargo build -q --release -p airlock-cli
 AIRLOCK=$PWD/target/release/airlock
-DBMATE=$(ls "$(npm root -g 2>/dev/null)"/dbmate/node_modules/@dbmate/linux-x64/bin/dbmate 2>/dev/null || true)
-SQLX=$(command -v sqlx || true)
+DBMATE=${AIRLOCK_TEST_DBMATE:-$(ls "$(npm root -g 2>/dev/null)"/dbmate/node_modules/@dbmate/linux-x64/bin/dbmate 2>/dev/null || true)}
+peer() { command -v "$1" 2>/dev/null || { [ -x "target/peer-tools/bin/$1" ] && echo "$PWD/target/peer-tools/bin/$1"; } || true; }
+SQLX=$(peer sqlx)
+REFINERY=$(peer refinery)
 
 work=$(mktemp -d /tmp/airlock-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 # The same N migrations in each tool's layout: CREATE TABLE t_<i> (id bigint primary key, v text);
-mkdir -p "$work/airlock" "$work/dbmate" "$work/sqlx"
+mkdir -p "$work/airlock" "$work/dbmate" "$work/sqlx" "$work/refinery"
 for i in $(seq 1 "$N"); do
   v=$(printf '%05d' "$i")
   sql="CREATE TABLE t_$i (id bigint primary key, v text);"
   echo "$sql" > "$work/airlock/${v}_t_$i.up.sql"
   printf -- '-- migrate:up\n%s\n\n-- migrate:down\n' "$sql" > "$work/dbmate/${v}_t_$i.sql"
   echo "$sql" > "$work/sqlx/${v}_t_$i.sql"
+  echo "$sql" > "$work/refinery/V${i}__t_$i.sql"
 done
 
 pg_admin=$AIRLOCK_TEST_POSTGRES_URL
@@ -51,10 +57,17 @@ fresh_my() { mariadb --no-defaults -h127.0.0.1 -P"$my_port" -uroot -e "DROP DATA
 airlock_cmd() { echo "$AIRLOCK --database-url $1 --dir $work/airlock migrate"; }
 dbmate_cmd() { echo "$DBMATE --no-dump-schema --url $1 --migrations-dir $work/dbmate up"; }
 sqlx_cmd() { echo "$SQLX migrate run --source $work/sqlx --database-url $1"; }
+# refinery_cli reads the URL from an environment variable it is given the name
+# of: set once (its database is always bench_refinery), so no `env` process
+# adds to its time.
+refinery_cmd() { echo "$REFINERY migrate -e REFINERY_URL -p $work/refinery"; }
 
+export REFINERY_URL
+REFINERY_URL=$(pg_url bench_refinery)
 tools=(airlock)
 [ -n "$DBMATE" ] && tools+=(dbmate) || echo "note: dbmate not installed; skipped" >&2
 [ -n "$SQLX" ] && tools+=(sqlx) || echo "note: sqlx-cli not installed; skipped" >&2
+[ -n "$REFINERY" ] && tools+=(refinery) || echo "note: refinery_cli not installed; skipped" >&2
 
 median_ms() { python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(round(r["median"]*1000, 1))' "$1"; }
 # Median over every run of every round file given.
@@ -118,6 +131,17 @@ EOT
 for tool in "${tools[@]}"; do
   echo "| $tool | ${apply_ms[$tool]} | ${noop_ms[$tool]} |"
 done
+# airlock against the fastest peer of each column.
+python3 - "${tools[@]}" <<PY
+import sys
+apply = dict(zip(sys.argv[1:], [float(x) for x in "$(for t in "${tools[@]}"; do printf '%s ' "${apply_ms[$t]}"; done)".split()]))
+noop = dict(zip(sys.argv[1:], [float(x) for x in "$(for t in "${tools[@]}"; do printf '%s ' "${noop_ms[$t]}"; done)".split()]))
+for name, col in (("apply all", apply), ("nothing to do", noop)):
+    peers = {k: v for k, v in col.items() if k != "airlock"}
+    if peers:
+        best = min(peers, key=peers.get)
+        print(f"{name}: airlock / fastest peer ({best}) = {col['airlock'] / peers[best]:.2f}x")
+PY
 cat <<EOT
 
 airlock peak memory (max RSS): apply all ${rss_apply} MB, nothing to do ${rss_noop} MB

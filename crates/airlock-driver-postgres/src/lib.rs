@@ -147,14 +147,15 @@ const RENEW_LEASE: &str = "UPDATE airlock_lock SET heartbeat_at = clock_timestam
 const SELECT_PROJECT: &str = "SELECT value FROM airlock_meta WHERE key = 'project'";
 
 /// What commits a migration, as one statement (one parse, plan and execution
-/// on the server instead of three): confirm the lease is still `$1`'s
-/// (renewing it, which holds its row until the commit; none left means
-/// division by zero, which aborts the transaction), then write the history
-/// record (`$2` is its version) and the event, only once that is known. A
-/// NULL finish time or duration is the server's: now, and since the
-/// transaction began.
-const CONFIRM_AND_RECORD: &str = "WITH mine AS (UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), \
-     version = $2, beat = beat + 1 WHERE id = 1 AND owner = $1 RETURNING 1), \
+/// on the server instead of three): confirm the lease is still `$1`'s,
+/// share-locking its row until the commit so that no takeover (an UPDATE of
+/// that row) can slip in before it (none left means division by zero, which
+/// aborts the transaction), then write the history record (`$2` is its
+/// version) and the event, only once that is known. A lock, not a renewal:
+/// an UPDATE would write a new version of the lease row for every migration
+/// (the heartbeat renews it). A NULL finish time or duration is the
+/// server's: now, and since the transaction began.
+const CONFIRM_AND_RECORD: &str = "WITH mine AS (SELECT 1 FROM airlock_lock WHERE id = 1 AND owner = $1 FOR SHARE), \
      confirmed AS (SELECT 1 / count(*)::int AS ok FROM mine), \
      history AS (INSERT INTO airlock_history (version, name, kind, checksum, up_sql, down_sql, state, mode, \
      statements_done, statements_total, failed_statement, error, started_at, finished_at, duration_ms, \

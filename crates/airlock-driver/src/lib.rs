@@ -227,8 +227,9 @@ pub trait Driver: Send {
     }
 
     /// Inside the open transaction: confirms the lease is still `owner`'s
-    /// (renewing it, which holds its row until the commit, so no takeover can
-    /// slip in between), writes the history record and its event, and commits.
+    /// (locking its row until the commit, so no takeover can slip in
+    /// between; the default renews it, an engine may only lock it), writes
+    /// the history record and its event, and commits.
     /// Returns false, with the transaction rolled back, when the lease was lost;
     /// on any error nothing is committed.
     async fn record_and_commit(

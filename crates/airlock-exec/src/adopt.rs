@@ -182,7 +182,7 @@ pub async fn adopt(
     reporter: &mut dyn Reporter,
 ) -> Result<AdoptReport, ExecError> {
     let discovered = options.discover()?;
-    if crate::sqlite_file_missing(options) {
+    if crate::database_file_missing(options) {
         return Err(ExecError::Usage(format!("nothing to adopt: {} does not exist", options.url)));
     }
     let ctx = Context::new(options);

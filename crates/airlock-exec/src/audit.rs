@@ -253,7 +253,7 @@ fn entry(row: EventRow) -> Option<HistoryEntry> {
 /// `airlock history`: the newest `limit` entries of the audit trail. Read-only.
 pub async fn history(options: &Options, limit: usize) -> Result<HistoryReport, ExecError> {
     let database = options.url.to_string();
-    if crate::sqlite_file_missing(options) {
+    if crate::database_file_missing(options) {
         return Ok(HistoryReport { database, entries: Vec::new() });
     }
     let ctx = Context::new(options);

@@ -220,8 +220,8 @@ impl Options {
     }
 }
 
-/// A `sqlite:` URL whose file does not exist (yet).
-pub(crate) fn sqlite_file_missing(options: &Options) -> bool {
+/// A database kept in a file (SQLite) whose file does not exist (yet).
+pub(crate) fn database_file_missing(options: &Options) -> bool {
     options.url.sqlite_path().is_some_and(|p| !std::path::Path::new(p).exists())
 }
 

@@ -24,7 +24,7 @@ pub struct LiveState {
 /// Reads only the live schema (`lint` of files outside the migrations
 /// directory). A SQLite file that does not exist yet is an empty database.
 pub async fn live_catalog(options: &Options) -> Result<Catalog, ExecError> {
-    if crate::sqlite_file_missing(options) {
+    if crate::database_file_missing(options) {
         return Ok(Catalog::live(Vec::new()));
     }
     let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
@@ -38,7 +38,7 @@ pub async fn live_catalog(options: &Options) -> Result<Catalog, ExecError> {
 /// is an empty database with everything pending.
 pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
     let discovered = options.discover()?;
-    if crate::sqlite_file_missing(options) {
+    if crate::database_file_missing(options) {
         let pending = discovered.migrations.clone();
         let rates = crate::rates::Rates::defaults(options.profile().default_rates);
         return Ok(LiveState { catalog: Catalog::live(Vec::new()), pending, discovered, rates, foreign: Vec::new() });

@@ -40,6 +40,12 @@ fn lint_pending(
 
 /// Applies pending migrations up to `target` (all when None). With `dry_run`,
 /// checks everything and reports what would run without changing anything.
+///
+/// In five steps: **look** at the files and the database without locking;
+/// **judge** every pending migration (lint against the live schema, then
+/// the plan's verdict on each), refusing before anything changes; **lock**
+/// (airlock's tables, the lease); **apply** under the lease, each migration
+/// judged again just before it runs; **record** the run and let go.
 pub async fn migrate(
     options: &Options,
     target: Option<Version>,
@@ -48,31 +54,106 @@ pub async fn migrate(
 ) -> Result<RunReport, ExecError> {
     let ctx = Context::new(options);
     let start = crate::audit::RunStart::now();
-    // Look first, without locking or creating anything: read the files and the
-    // database at the same time; bad files win over a bad connection (exit 2).
+    let mut look = look(options, &ctx, target, reporter).await?;
+    let judge = judge_pending(options, &mut look, reporter).await?;
+    options.interrupt.check(|| "it stopped before changing anything".into())?;
+    if (look.pending.is_empty() && !look.decide_under_lock) || dry_run {
+        return Ok(look.report(dry_run));
+    }
+    let (mut driver, held) = lock(options, &ctx, look.driver.take(), reporter).await?;
+    let judge = match judge {
+        Some(judge) => judge,
+        // Nothing was pending before the lock: under it, a run that was cut off may leave some.
+        None => match Judge::empty(options, driver.as_mut()).await {
+            Ok(judge) => judge,
+            Err(e) => {
+                held.release(driver.as_mut()).await;
+                return Err(e);
+            }
+        },
+    };
+    let outcome = apply_pending(driver.as_mut(), &ctx, &held, &look, judge, reporter).await;
+    // One event per invocation that did (or refused) something under the lock.
+    crate::audit::record_run(driver.as_mut(), &ctx, "migrate", &start, &outcome, |(ran, _)| ran).await;
+    held.release(driver.as_mut()).await;
+    let (ran, current_version) = outcome?;
+    Ok(RunReport {
+        migrations: ran,
+        dry_run: false,
+        current_version,
+        left_pending: look.left_pending,
+        warnings: look.warnings,
+    })
+}
+
+/// What `migrate` saw before deciding anything.
+struct Look {
+    /// The migration files.
+    discovered: airlock_core::Discovered,
+    /// The open connection; None for a database file not created yet.
+    driver: Option<Box<dyn Driver>>,
+    /// The run's settings (target, out of order).
+    settings: Settings,
+    /// The database has no airlock history (another tool's may be there).
+    history_empty: bool,
+    /// What is pending, in order, and how each will run.
+    pending: Vec<Migration>,
+    prepared: Vec<Prepared>,
+    /// The newest applied version.
+    current_version: Option<String>,
+    /// Pending migrations after the target.
+    left_pending: Vec<PendingEntry>,
+    /// Told to the person, and in the report.
+    warnings: Vec<String>,
+    /// Another run holds the lease, or left a record only the lease can explain.
+    decide_under_lock: bool,
+}
+
+impl Look {
+    /// The report of a run that stops here: nothing pending, or a dry run.
+    fn report(self, dry_run: bool) -> RunReport {
+        let migrations = self.pending.iter().zip(&self.prepared).map(|(m, p)| entry(m, p, Duration::ZERO)).collect();
+        RunReport {
+            migrations,
+            dry_run,
+            current_version: self.current_version,
+            left_pending: self.left_pending,
+            warnings: self.warnings,
+        }
+    }
+}
+
+/// Step one: reads the files and the database at the same time, without
+/// locking or creating anything, and reconciles them; refuses what blocks.
+/// Bad files win over a bad connection (exit 2).
+async fn look(
+    options: &Options,
+    ctx: &Context,
+    target: Option<Version>,
+    reporter: &mut dyn Reporter,
+) -> Result<Look, ExecError> {
     let (discovered, looked) = tokio::join!(options.discover_in_background(), async {
         let mut driver = match crate::connect(&options.url, false).await {
             Ok(driver) => driver,
-            Err(e) if e.kind == ErrorKind::Connection && crate::sqlite_file_missing(options) => {
+            Err(e) if e.kind == ErrorKind::Connection && crate::database_file_missing(options) => {
                 return Ok((None, None));
             }
             Err(e) => return Err(ExecError::Connect(e)),
         };
-        let snap = snapshot(driver.as_mut(), &ctx).await?;
+        let snap = snapshot(driver.as_mut(), ctx).await?;
         Ok((Some(driver), Some(snap)))
     });
     let discovered = discovered?;
-    let (mut driver, snap) = looked?;
+    let (driver, snap) = looked?;
     for w in &discovered.warnings {
         reporter.warning(&format!("{}: {}", w.path.display(), w.message));
     }
-    let settings = Settings { target: target.clone(), out_of_order: options.out_of_order, run_in_progress: false };
-    let migrations = &discovered.migrations;
+    let settings = Settings { target, out_of_order: options.out_of_order, run_in_progress: false };
     let history = snap.as_ref().map(|s| s.history.as_slice()).unwrap_or_default();
     let stamped = snap.as_ref().and_then(|s| s.project.as_deref());
     let another_run = snap.as_ref().is_some_and(|s| s.lease.is_some());
-    let look = Settings { run_in_progress: another_run, ..settings.clone() };
-    let mut plan = reconcile(migrations, history, &look);
+    let seen = Settings { run_in_progress: another_run, ..settings.clone() };
+    let mut plan = reconcile(&discovered.migrations, history, &seen);
     plan.problems.extend(project_problem(stamped, options.project.as_deref(), &options.url));
     // A running record may belong to a run that is starting or just finishing:
     // only under the lease can it be told apart from one that was cut off.
@@ -88,78 +169,84 @@ pub async fn migrate(
     let left_pending: Vec<PendingEntry> = plan.beyond_target.iter().map(|m| PendingEntry::from(*m)).collect();
     let prepared = prepare_all(&plan.pending, options)?;
     check_planned(options, &plan.pending)?;
-    let mut judge = None;
-    if !plan.pending.is_empty() {
-        // Parsed once (on every core, while the live schema is read) for both lint and the data checks.
-        let dialect = options.engine_traits().dialect;
-        let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
-        let parsing = tokio::task::spawn_blocking({
-            let pending = pending.clone();
-            move || airlock_lint::parse_all(&pending, dialect)
-        });
-        let catalog = match driver.as_mut() {
-            Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,
-            // A SQLite file not created yet: an empty database.
-            None => airlock_core::schema::Catalog::live(Vec::new()),
-        };
-        // Another tool migrated this database: running its migrations again would fail or half-succeed.
-        if let (true, Some(driver)) = (history.is_empty(), driver.as_mut()) {
-            let tools = crate::adopt::not_adopted(driver.as_mut(), airlock_core::foreign::detect(&catalog)).await;
-            if let Some(problem) = crate::adopt::foreign_problem(&tools) {
-                return Err(ExecError::Blocked { problems: vec![problem] });
-            }
-        }
-        let rates = match driver.as_mut() {
-            Some(driver) => crate::rates::Rates::read(driver.as_mut()).await,
-            None => crate::rates::Rates::defaults(options.profile().default_rates),
-        };
-        let scripts =
-            parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
-        lint_pending(options, &pending, &scripts, catalog.clone(), reporter)?;
-        let mut before_lock = Judge {
-            expected: pending.iter().map(|m| m.version.to_string()).collect(),
-            scripts: pending.iter().map(|m| m.version.to_string()).zip(scripts).collect(),
-            assessor: Assessor::new(options, catalog, rates, false),
-        };
-        // Every pending migration is judged before anything is created or
-        // locked, as `plan` judges them, so that a refusal (or a dry run)
-        // leaves the database as it was; each is judged again under the
-        // lock, just before it runs, against the data as it is then.
-        before_lock.look(&pending, options).await?;
-        judge = Some(before_lock);
-    }
-    options.interrupt.check(|| "it stopped before changing anything".into())?;
-    if (plan.pending.is_empty() && !decide_under_lock) || dry_run {
-        let migrations = plan.pending.iter().zip(&prepared).map(|(m, p)| entry(m, p, Duration::ZERO)).collect();
-        return Ok(RunReport {
-            migrations,
-            dry_run,
-            current_version: plan.current_version().map(ToString::to_string),
-            left_pending,
-            warnings,
-        });
-    }
+    let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
+    let current_version = plan.current_version().map(ToString::to_string);
+    let history_empty = history.is_empty();
+    Ok(Look {
+        discovered,
+        driver,
+        settings,
+        history_empty,
+        pending,
+        prepared,
+        current_version,
+        left_pending,
+        warnings,
+        decide_under_lock,
+    })
+}
 
-    // Something to do: create airlock's tables, take the lease, read again under it.
+/// Step two: lints the pending migrations against the live schema and
+/// judges every one as `plan` does, before anything is created or locked,
+/// so that a refusal (or a dry run) leaves the database as it was. Returns
+/// the judge that judges each again under the lock, just before it runs
+/// (None when nothing is pending).
+async fn judge_pending(
+    options: &Options,
+    look: &mut Look,
+    reporter: &mut dyn Reporter,
+) -> Result<Option<Judge>, ExecError> {
+    if look.pending.is_empty() {
+        return Ok(None);
+    }
+    // Parsed once (on every core, while the live schema is read) for both lint and the data checks.
+    let dialect = options.engine_traits().dialect;
+    let parsing = tokio::task::spawn_blocking({
+        let pending = look.pending.clone();
+        move || airlock_lint::parse_all(&pending, dialect)
+    });
+    let catalog = match look.driver.as_mut() {
+        Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,
+        // A database file not created yet: an empty database.
+        None => airlock_core::schema::Catalog::live(Vec::new()),
+    };
+    // Another tool migrated this database: running its migrations again would fail or half-succeed.
+    if let (true, Some(driver)) = (look.history_empty, look.driver.as_mut()) {
+        let tools = crate::adopt::not_adopted(driver.as_mut(), airlock_core::foreign::detect(&catalog)).await;
+        if let Some(problem) = crate::adopt::foreign_problem(&tools) {
+            return Err(ExecError::Blocked { problems: vec![problem] });
+        }
+    }
+    let rates = match look.driver.as_mut() {
+        Some(driver) => crate::rates::Rates::read(driver.as_mut()).await,
+        None => crate::rates::Rates::defaults(options.profile().default_rates),
+    };
+    let scripts = parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
+    lint_pending(options, &look.pending, &scripts, catalog.clone(), reporter)?;
+    let mut judge = Judge {
+        expected: look.pending.iter().map(|m| m.version.to_string()).collect(),
+        scripts: look.pending.iter().map(|m| m.version.to_string()).zip(scripts).collect(),
+        assessor: Assessor::new(options, catalog, rates, false),
+    };
+    judge.look(&look.pending, options).await?;
+    Ok(Some(judge))
+}
+
+/// Step three: creates airlock's tables if missing (and the database file)
+/// and takes the lease.
+async fn lock(
+    options: &Options,
+    ctx: &Context,
+    driver: Option<Box<dyn Driver>>,
+    reporter: &mut dyn Reporter,
+) -> Result<(Box<dyn Driver>, HeldLease), ExecError> {
     let mut driver = match driver {
         Some(d) => d,
         None => crate::connect(&options.url, true).await.map_err(ExecError::Connect)?,
     };
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
-    let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
-    let outcome = match judge.as_mut() {
-        Some(judge) => migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, judge, reporter).await,
-        // Nothing was pending before the lock: under it, a run that was cut off may leave some.
-        None => {
-            let mut judge = Judge::empty(options, driver.as_mut()).await?;
-            migrate_locked(driver.as_mut(), &ctx, &held, migrations, &settings, &mut judge, reporter).await
-        }
-    };
-    // One event per invocation that did (or refused) something under the lock.
-    crate::audit::record_run(driver.as_mut(), &ctx, "migrate", &start, &outcome, |(ran, _)| ran).await;
-    held.release(driver.as_mut()).await;
-    let (ran, current_version) = outcome?;
-    Ok(RunReport { migrations: ran, dry_run: false, current_version, left_pending, warnings })
+    let held = lease::acquire(driver.as_mut(), ctx, reporter).await?;
+    Ok((driver, held))
 }
 
 fn prepare_all(pending: &[&Migration], options: &Options) -> Result<Vec<Prepared>, ExecError> {
@@ -186,17 +273,19 @@ fn entry(m: &Migration, p: &Prepared, elapsed: Duration) -> RunEntry {
     }
 }
 
-async fn migrate_locked(
+/// Step four, under the lease: reads history again (another run may have
+/// applied some), and applies what is pending now, each migration judged
+/// just before it runs against the data as it is then.
+async fn apply_pending(
     driver: &mut dyn Driver,
     ctx: &Context,
     held: &HeldLease,
-    migrations: &[Migration],
-    settings: &Settings,
-    judge: &mut Judge,
+    look: &Look,
+    mut judge: Judge,
     reporter: &mut dyn Reporter,
 ) -> Result<(Vec<RunEntry>, Option<String>), ExecError> {
     let snap = snapshot(driver, ctx).await?;
-    let mut plan = reconcile(migrations, &snap.history, settings);
+    let mut plan = reconcile(&look.discovered.migrations, &snap.history, &look.settings);
     // Under the lock the pending set may differ (another run applied some): the plan must still match.
     check_planned(&ctx.options, &plan.pending)?;
     plan.problems.extend(project_problem(snap.project.as_deref(), ctx.options.project.as_deref(), &ctx.options.url));

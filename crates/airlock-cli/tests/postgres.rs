@@ -145,3 +145,25 @@ fn tls_encrypts_by_default_and_verifies_when_asked() {
     let bad_mode = migrate_with(&project, &tls_url(&db, "sslmode=strict"));
     assert!(bad_mode.stderr.contains("sslmode=strict is not one of"), "{}", bad_mode.stderr);
 }
+
+/// A script with savepoints could recover from its own failed statement
+/// (`ROLLBACK TO`) and let a commit sent with it go through: such a script's
+/// statements are each awaited before the commit, and a failure fails the
+/// migration whole, as it does without savepoints.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn a_failed_statement_before_rollback_to_savepoint_fails_the_migration() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write("1_t.up.sql", &create_table(1));
+    project.write(
+        "2_savepoint.up.sql",
+        "CREATE TABLE kept (id int);\nSAVEPOINT s;\nSELECT 1 / 0;\nROLLBACK TO SAVEPOINT s;\nCREATE TABLE after_recovery (id int);\n",
+    );
+    let failed = project.run(&db, &["migrate"]);
+    failed.expect(1);
+    assert!(failed.stderr.contains("division by zero"), "{}", failed.stderr);
+    assert!(!db.table_exists("kept") && !db.table_exists("after_recovery"), "nothing of it stayed");
+    assert_eq!(db.state_of("2").as_deref(), Some("failed"));
+    assert_eq!(db.state_of("1").as_deref(), Some("succeeded"));
+}

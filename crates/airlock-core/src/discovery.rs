@@ -733,7 +733,10 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
                 .chunks(chunk)
                 .map(|part| scope.spawn(move || part.iter().map(load_one).collect::<Vec<_>>()))
                 .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                .collect()
         })
     }
     .into_iter()

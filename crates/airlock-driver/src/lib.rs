@@ -129,6 +129,8 @@ pub enum Committed {
     },
     /// The lease is no longer this run's; the transaction is rolled back.
     LeaseLost,
+    /// Asked to stop (Ctrl-C) after the statements ran: rolled back, not committed.
+    Stopped,
 }
 
 /// What a database says about itself, read in one go by [`Driver::read_state`].
@@ -252,9 +254,14 @@ pub trait Driver: Send {
     /// its history `record` and `event` if the lease is still `owner`'s: the
     /// whole of a transactional migration. `record.finished_at` and
     /// `record.duration_ms` are set as it commits (by the engine's clock where
-    /// it can). Stops at the first failure, rolled back. The default is
-    /// [`Driver::begin_and_run`] then [`Driver::record_and_commit`]; an engine
-    /// that can send all of it at once does (one round trip per migration).
+    /// it can). Stops at the first failure, rolled back. The statements must
+    /// not manage the transaction themselves (no savepoints): an engine may
+    /// send all of it at once, commit included (PostgreSQL does: one round
+    /// trip per migration), trusting that a failed statement aborts the
+    /// transaction. `stop` says a person asked the run to stop: checked
+    /// before the commit where the engine waits for the statements first (a
+    /// signal also cancels the running statement through [`Driver::canceller`]).
+    /// The default is [`run_then_commit`].
     async fn run_and_commit(
         &mut self,
         owner: &str,
@@ -262,27 +269,9 @@ pub trait Driver: Send {
         record: &HistoryRecord,
         event: &Event,
         actor: &Actor,
+        stop: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<Committed> {
-        let began = std::time::Instant::now();
-        match self.begin_and_run(owner, Some(&record.version.to_string()), statements).await? {
-            Ran::All => {}
-            Ran::Failed { index, error } => {
-                self.rollback().await?;
-                return Ok(Committed::Failed { index, error });
-            }
-            Ran::LeaseLost => return Ok(Committed::LeaseLost),
-        }
-        let mut record = record.clone();
-        record.finished_at = Some(chrono::Utc::now());
-        record.duration_ms = Some(began.elapsed().as_millis() as i64);
-        match self.record_and_commit(owner, &record, event, actor).await {
-            Ok(true) => Ok(Committed::Done),
-            Ok(false) => Ok(Committed::LeaseLost),
-            Err(e) => {
-                let _ = self.rollback().await;
-                Err(e)
-            }
-        }
+        run_then_commit(self, owner, statements, record, event, actor, stop).await
     }
 
     /// Reads the lease, the project stamp and the history: what every command
@@ -369,6 +358,45 @@ pub trait Driver: Send {
     /// has no way to.
     fn canceller(&self) -> Option<std::sync::Arc<dyn Cancel>> {
         None
+    }
+}
+
+/// [`Driver::run_and_commit`] one step at a time: [`Driver::begin_and_run`]
+/// (each statement's answer awaited), then [`Driver::record_and_commit`]; for
+/// any engine, and for scripts that manage savepoints.
+pub async fn run_then_commit<D: Driver + ?Sized>(
+    driver: &mut D,
+    owner: &str,
+    statements: &[&str],
+    record: &HistoryRecord,
+    event: &Event,
+    actor: &Actor,
+    stop: &(dyn Fn() -> bool + Send + Sync),
+) -> Result<Committed> {
+    let began = std::time::Instant::now();
+    match driver.begin_and_run(owner, Some(&record.version.to_string()), statements).await? {
+        Ran::All => {}
+        Ran::Failed { index, error } => {
+            // The statement's error is what counts; the rollback is best effort.
+            let _ = driver.rollback().await;
+            return Ok(Committed::Failed { index, error });
+        }
+        Ran::LeaseLost => return Ok(Committed::LeaseLost),
+    }
+    if stop() {
+        let _ = driver.rollback().await;
+        return Ok(Committed::Stopped);
+    }
+    let mut record = record.clone();
+    record.finished_at = Some(chrono::Utc::now());
+    record.duration_ms = Some(began.elapsed().as_millis() as i64);
+    match driver.record_and_commit(owner, &record, event, actor).await {
+        Ok(true) => Ok(Committed::Done),
+        Ok(false) => Ok(Committed::LeaseLost),
+        Err(e) => {
+            let _ = driver.rollback().await;
+            Err(e)
+        }
     }
 }
 

@@ -226,11 +226,19 @@ async fn in_transaction(
         // engine can. A signal now cancels them on the server; none after them.
         let (record, event) = job.done(running.clone(), started);
         let cancel = driver.canceller();
-        let ran = ctx
-            .options
-            .interrupt
-            .cancellable(cancel, driver.run_and_commit(held.owner(), &statements, &record, &event, &ctx.actor))
-            .await;
+        let owner = held.owner();
+        let interrupt = ctx.options.interrupt.clone();
+        let stop = move || interrupt.raised().is_some();
+        let ran = if job.prepared.manages_transaction {
+            // Savepoints: a failed statement may be recovered from, so each
+            // answer is awaited before the commit is sent.
+            let commit =
+                airlock_driver::run_then_commit(driver, owner, &statements, &record, &event, &ctx.actor, &stop);
+            ctx.options.interrupt.cancellable(cancel, commit).await
+        } else {
+            let commit = driver.run_and_commit(owner, &statements, &record, &event, &ctx.actor, &stop);
+            ctx.options.interrupt.cancellable(cancel, commit).await
+        };
         if let Ok(Committed::Done) = ran {
             // Committed, even if a signal came as it did: the caller stops before the next one.
             return Ok(started.elapsed());
@@ -249,6 +257,11 @@ async fn in_transaction(
             Ok(Committed::Done) => return Ok(started.elapsed()),
             Ok(Committed::Failed { index, error }) => (index, error),
             Ok(Committed::LeaseLost) => return Err(ExecError::LeaseLost),
+            // Asked to stop with no signal raised: cannot happen, but it was not committed.
+            Ok(Committed::Stopped) => {
+                let state = job.rolled_back_on_signal();
+                return Err(ExecError::Interrupted { signal: crate::interrupt::SIGINT, state, applied: Vec::new() });
+            }
             // SQLite takes its write lock at BEGIN: waiting for it is a lock timeout like any other.
             Err(e) if e.kind == ErrorKind::LockTimeout && !statements.is_empty() => (0, e),
             Err(e) => {

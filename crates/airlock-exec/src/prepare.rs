@@ -27,6 +27,10 @@ pub struct Prepared {
     pub concurrent_index: Vec<Option<String>>,
     /// Said once to the user (e.g. "ran outside a transaction because...").
     pub notes: Vec<String>,
+    /// A statement manages savepoints or ends the transaction early
+    /// (`ROLLBACK TO`, `PREPARE TRANSACTION`): in a transaction, each
+    /// statement's answer is awaited before the commit is sent, never all at once.
+    pub manages_transaction: bool,
 }
 
 /// What `prepare` needs to know about the engine.
@@ -98,6 +102,7 @@ pub fn prepare_script(
         })
         .collect();
     let concurrent_index = infos.iter().map(|i| i.concurrent_index.clone()).collect();
+    let manages_transaction = infos.iter().any(|i| i.manages_transaction);
 
     let mode = if own_transactions || no_transaction {
         RunMode::Statements
@@ -127,7 +132,7 @@ pub fn prepare_script(
     } else {
         RunMode::Transaction
     };
-    Ok(Prepared { statements, mode, concurrent_index, notes })
+    Ok(Prepared { statements, mode, concurrent_index, notes, manages_transaction })
 }
 
 #[cfg(test)]

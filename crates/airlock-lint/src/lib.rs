@@ -182,7 +182,7 @@ pub fn parse_all(migrations: &[Migration], dialect: Dialect) -> Vec<ParsedScript
             .chunks(chunk)
             .map(|part| scope.spawn(move || part.iter().map(|m| parse_migration(m, dialect)).collect::<Vec<_>>()))
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
     })
 }
 

@@ -42,6 +42,12 @@ pub struct StatementInfo {
     /// The first keywords, upper-cased, joined by a space (at most 3), e.g.
     /// "CREATE TABLE", "ALTER TABLE", "INSERT INTO" — for messages.
     pub head: String,
+    /// A savepoint statement (`SAVEPOINT`, `RELEASE`, `ROLLBACK TO`) or
+    /// PostgreSQL's `PREPARE TRANSACTION`: after it, a failed statement
+    /// before it may no longer abort the transaction, or the transaction
+    /// ends before the runner's commit. A runner waits for each statement's
+    /// answer before it commits a script that has one.
+    pub manages_transaction: bool,
 }
 
 /// Classifies one statement (as cut by [`split`](crate::split)) from its
@@ -64,7 +70,11 @@ pub fn classify(sql: &str, dialect: Dialect) -> StatementInfo {
         Dialect::MySql => (mysql(&t), None),
         Dialect::Sqlite => (sqlite(&t), None),
     };
-    StatementInfo { tx, concurrent_index, head: head(&toks) }
+    let manages_transaction = t.is(0, "SAVEPOINT")
+        || t.is(0, "RELEASE")
+        || (t.is(0, "ROLLBACK") && t.rollback_to())
+        || (dialect == Dialect::Postgres && t.is(0, "PREPARE") && t.is(1, "TRANSACTION"));
+    StatementInfo { tx, concurrent_index, head: head(&toks), manages_transaction }
 }
 
 /// How many non-trivia tokens classification looks at.

@@ -82,4 +82,4 @@ PY
 echo "airlock max RSS: $(( $(rss "$airlock_cmd") / 1024 )) MB"
 [ -n "$SQUAWK" ] && echo "squawk max RSS: $(( $(rss "$squawk_cmd") / 1024 )) MB"
 [ -n "$SQUAWK" ] && echo "squawk findings: $($SQUAWK --reporter gcc $(echo "$work"/migrations/*.sql) 2>/dev/null | grep -c ': ' || true)"
-"$AIRLOCK" lint --offline --dialect postgres --dir "$work/migrations" --format json 2>/dev/null | python3 -c 'import json,sys; d=json.load(sys.stdin); print("airlock findings:", len(d["findings"]), d["summary"])'
+("$AIRLOCK" lint --offline --dialect postgres --dir "$work/migrations" --format json 2>/dev/null || true) | python3 -c 'import json,sys; d=json.load(sys.stdin); print("airlock findings:", len(d["findings"]), d["summary"])'

@@ -712,48 +712,25 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
     }
     // Reading and checking the files is most of the work for a long
     // history: on a few threads when there are many.
-    let jobs: Vec<(&Found, Option<&Found>)> = slots
-        .iter()
-        .filter_map(|slot| match slot {
-            Slot::Load(up, down) => Some((up, down.as_ref())),
-            Slot::Refused(_) => None,
-        })
-        .collect();
-    let load_one = |(up, down): &(&Found, Option<&Found>)| {
-        let mut warnings = Vec::new();
-        (load(tree, up, *down, &mut warnings), warnings)
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    let mut loaded: Vec<(Result<Migration, FileError>, Vec<Warning>)> = if threads < 2 || jobs.len() < 256 {
-        jobs.iter().map(load_one).collect::<Vec<_>>()
-    } else {
-        let chunk = jobs.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = jobs
-                .chunks(chunk)
-                .map(|part| scope.spawn(move || part.iter().map(load_one).collect::<Vec<_>>()))
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-                .collect()
-        })
-    }
-    .into_iter()
-    .rev()
-    .collect();
+    let outcomes = crate::parallel::map(&slots, 256, |slot| match slot {
+        Slot::Load(up, down) => {
+            let mut warnings = Vec::new();
+            Ok((load(tree, up, down.as_ref(), &mut warnings), warnings))
+        }
+        Slot::Refused(e) => Err(e.clone()),
+    });
     let mut discovered = Discovered::default();
-    for slot in slots {
-        match slot {
-            Slot::Refused(e) => errors.push(e),
-            Slot::Load(..) => {
-                let Some((result, warnings)) = loaded.pop() else { continue };
+    for outcome in outcomes {
+        match outcome {
+            Ok((Ok(migration), warnings)) => {
+                discovered.migrations.push(migration);
                 discovered.warnings.extend(warnings);
-                match result {
-                    Ok(migration) => discovered.migrations.push(migration),
-                    Err(e) => errors.push(e),
-                }
             }
+            Ok((Err(e), warnings)) => {
+                errors.push(e);
+                discovered.warnings.extend(warnings);
+            }
+            Err(e) => errors.push(e),
         }
     }
     discovered

@@ -6,6 +6,7 @@ pub mod discovery;
 pub mod foreign;
 pub mod history;
 pub mod migration;
+pub mod parallel;
 pub mod reconcile;
 pub mod schema;
 pub mod version;

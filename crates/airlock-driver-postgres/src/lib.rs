@@ -143,10 +143,11 @@ const SELECT_LEASE: &str = "SELECT owner, host, pid, os_user, version, acquired_
 const RENEW_LEASE: &str = "UPDATE airlock_lock SET heartbeat_at = clock_timestamp(), version = $2, beat = beat + 1 \
      WHERE id = 1 AND owner = $1 RETURNING 1";
 
-/// Inside a migration's transaction: renews the lease and fails with
-/// division_by_zero (SQLSTATE 22012) when it is no longer `$1`'s, so that the
-/// COMMIT pipelined behind it turns into a rollback. The renewal holds the
-/// lease row until the commit: no takeover can slip in between.
+/// Whether all of airlock's tables exist, and whether its commit function does.
+const TABLES_EXIST: &str = "SELECT to_regclass('airlock_history') IS NOT NULL \
+     AND to_regclass('airlock_events') IS NOT NULL AND to_regclass('airlock_meta') IS NOT NULL \
+     AND to_regclass('airlock_lock') IS NOT NULL, to_regproc('airlock_commit_v1') IS NOT NULL";
+
 const SELECT_PROJECT: &str = "SELECT value FROM airlock_meta WHERE key = 'project'";
 
 /// What commits a migration: a function airlock keeps beside its tables
@@ -212,9 +213,9 @@ const UPSERT_HISTORY: &str = "INSERT INTO airlock_history (version, name, kind, 
 const INSERT_EVENT: &str = "INSERT INTO airlock_events (kind, version, detail, os_user, host, pid, airlock_version) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-/// The values of [`CONFIRM_AND_RECORD`].
-struct Commit<'a> {
-    owner: &'a str,
+/// A history record as the parameters of [`UPSERT_HISTORY`] (and of the
+/// commit function, in the same order).
+struct HistoryValues<'a> {
     r: &'a HistoryRecord,
     version: String,
     kind: &'static str,
@@ -225,16 +226,11 @@ struct Commit<'a> {
     failed: Option<i32>,
     finished_at: Option<DateTime<Utc>>,
     duration_ms: Option<i64>,
-    event: &'a Event,
-    event_version: Option<String>,
-    actor: &'a Actor,
-    pid: i64,
 }
 
-impl<'a> Commit<'a> {
-    fn new(owner: &'a str, r: &'a HistoryRecord, event: &'a Event, actor: &'a Actor) -> Commit<'a> {
-        Commit {
-            owner,
+impl<'a> HistoryValues<'a> {
+    fn new(r: &'a HistoryRecord) -> HistoryValues<'a> {
+        HistoryValues {
             r,
             version: r.version.to_string(),
             kind: r.kind.as_str(),
@@ -245,24 +241,12 @@ impl<'a> Commit<'a> {
             failed: r.failed_statement.map(|n| n as i32),
             finished_at: r.finished_at,
             duration_ms: r.duration_ms,
-            event,
-            event_version: event.version.as_ref().map(ToString::to_string),
-            actor,
-            pid: i64::from(actor.pid),
         }
     }
 
-    /// The finish time and duration left to the server, which knows them as it commits.
-    fn server_clock(mut self) -> Self {
-        self.finished_at = None;
-        self.duration_ms = None;
-        self
-    }
-
-    fn params(&self) -> [Param<'_>; 26] {
+    fn params(&self) -> [Param<'_>; 18] {
         let r = self.r;
         [
-            (&self.owner, Type::TEXT),
             (&self.version, Type::TEXT),
             (&r.name, Type::TEXT),
             (&self.kind, Type::TEXT),
@@ -281,8 +265,32 @@ impl<'a> Commit<'a> {
             (&r.os_user, Type::TEXT),
             (&r.host, Type::TEXT),
             (&r.airlock_version, Type::TEXT),
+        ]
+    }
+}
+
+/// An event as the parameters of [`INSERT_EVENT`] (and of the commit function).
+struct EventValues<'a> {
+    event: &'a Event,
+    version: Option<String>,
+    actor: &'a Actor,
+    pid: i64,
+}
+
+impl<'a> EventValues<'a> {
+    fn new(event: &'a Event, actor: &'a Actor) -> EventValues<'a> {
+        EventValues {
+            event,
+            version: event.version.as_ref().map(ToString::to_string),
+            actor,
+            pid: i64::from(actor.pid),
+        }
+    }
+
+    fn params(&self) -> [Param<'_>; 7] {
+        [
             (&self.event.kind, Type::TEXT),
-            (&self.event_version, Type::TEXT),
+            (&self.version, Type::TEXT),
             (&self.event.detail, Type::TEXT),
             (&self.actor.os_user, Type::TEXT),
             (&self.actor.host, Type::TEXT),
@@ -292,51 +300,42 @@ impl<'a> Commit<'a> {
     }
 }
 
+/// The values of [`CONFIRM_AND_RECORD`]: the lease owner, the record, the event.
+struct Commit<'a> {
+    owner: &'a str,
+    history: HistoryValues<'a>,
+    event: EventValues<'a>,
+}
+
+impl<'a> Commit<'a> {
+    fn new(owner: &'a str, r: &'a HistoryRecord, event: &'a Event, actor: &'a Actor) -> Commit<'a> {
+        Commit { owner, history: HistoryValues::new(r), event: EventValues::new(event, actor) }
+    }
+
+    /// The finish time and duration left to the server, which knows them as it commits.
+    fn server_clock(mut self) -> Self {
+        self.history.finished_at = None;
+        self.history.duration_ms = None;
+        self
+    }
+
+    fn params(&self) -> Vec<Param<'_>> {
+        let owner: Param<'_> = (&self.owner, Type::TEXT);
+        std::iter::once(owner).chain(self.history.params()).chain(self.event.params()).collect()
+    }
+}
+
 /// CONFIRM_AND_RECORD found the lease gone.
 fn lease_lost(result: &std::result::Result<Vec<Row>, tokio_postgres::Error>) -> bool {
     result.as_ref().err().and_then(tokio_postgres::Error::code).is_some_and(|c| c.code() == LEASE_LOST)
 }
 
 async fn insert_history(client: &Client, r: &HistoryRecord) -> std::result::Result<(), tokio_postgres::Error> {
-    let version = r.version.to_string();
-    let (done, total) = (r.statements_done as i32, r.statements_total as i32);
-    let failed = r.failed_statement.map(|n| n as i32);
-    let params: [Param<'_>; 18] = [
-        (&version, Type::TEXT),
-        (&r.name, Type::TEXT),
-        (&r.kind.as_str(), Type::TEXT),
-        (&r.checksum, Type::TEXT),
-        (&r.up_sql, Type::TEXT),
-        (&r.down_sql, Type::TEXT),
-        (&r.state.as_str(), Type::TEXT),
-        (&r.mode.as_str(), Type::TEXT),
-        (&done, Type::INT4),
-        (&total, Type::INT4),
-        (&failed, Type::INT4),
-        (&r.error, Type::TEXT),
-        (&r.started_at, Type::TIMESTAMPTZ),
-        (&r.finished_at, Type::TIMESTAMPTZ),
-        (&r.duration_ms, Type::INT8),
-        (&r.os_user, Type::TEXT),
-        (&r.host, Type::TEXT),
-        (&r.airlock_version, Type::TEXT),
-    ];
-    client.query_typed(UPSERT_HISTORY, &params).await.map(drop)
+    client.query_typed(UPSERT_HISTORY, &HistoryValues::new(r).params()).await.map(drop)
 }
 
 async fn insert_event(client: &Client, event: &Event, actor: &Actor) -> std::result::Result<(), tokio_postgres::Error> {
-    let version = event.version.as_ref().map(ToString::to_string);
-    let pid = i64::from(actor.pid);
-    let params: [Param<'_>; 7] = [
-        (&event.kind, Type::TEXT),
-        (&version, Type::TEXT),
-        (&event.detail, Type::TEXT),
-        (&actor.os_user, Type::TEXT),
-        (&actor.host, Type::TEXT),
-        (&pid, Type::INT8),
-        (&actor.airlock_version, Type::TEXT),
-    ];
-    client.query_typed(INSERT_EVENT, &params).await.map(drop)
+    client.query_typed(INSERT_EVENT, &EventValues::new(event, actor).params()).await.map(drop)
 }
 
 fn lease(r: &Row) -> Lease {
@@ -518,15 +517,7 @@ impl PostgresDriver {
     /// Whether all of airlock's tables exist; remembered once true.
     async fn tables_ready(&mut self) -> Result<bool> {
         if !self.tables_ready {
-            let rows = self
-                .client
-                .query_typed(
-                    "SELECT to_regclass('airlock_history') IS NOT NULL AND to_regclass('airlock_events') IS NOT NULL \
-                     AND to_regclass('airlock_meta') IS NOT NULL AND to_regclass('airlock_lock') IS NOT NULL",
-                    &[],
-                )
-                .await
-                .map_err(error)?;
+            let rows = self.client.query_typed(TABLES_EXIST, &[]).await.map_err(error)?;
             self.tables_ready = rows.first().is_some_and(|r| r.get(0));
         }
         Ok(self.tables_ready)
@@ -568,16 +559,7 @@ impl Driver for PostgresDriver {
     async fn ensure_tables(&mut self) -> Result<()> {
         if !self.commit_ready {
             // Tables made by an airlock without the commit function get it too.
-            let rows = self
-                .client
-                .query_typed(
-                    "SELECT to_regclass('airlock_history') IS NOT NULL AND to_regclass('airlock_events') IS NOT NULL \
-                     AND to_regclass('airlock_meta') IS NOT NULL AND to_regclass('airlock_lock') IS NOT NULL, \
-                     to_regproc('airlock_commit_v1') IS NOT NULL",
-                    &[],
-                )
-                .await
-                .map_err(error)?;
+            let rows = self.client.query_typed(TABLES_EXIST, &[]).await.map_err(error)?;
             self.tables_ready = rows.first().is_some_and(|r| r.get(0));
             self.commit_ready = rows.first().is_some_and(|r| r.get(1));
         }

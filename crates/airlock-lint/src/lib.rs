@@ -169,63 +169,27 @@ pub fn parse_migration(migration: &Migration, dialect: Dialect) -> ParsedScript 
     }
 }
 
-/// Parses every migration, on as many threads as the machine has (at most 4):
-/// PostgreSQL's parser is the costly part of linting a long history.
+/// Parses every migration, on a few threads for a long history:
+/// PostgreSQL's parser is the costly part of linting one.
 pub fn parse_all(migrations: &[Migration], dialect: Dialect) -> Vec<ParsedScript> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    if threads < 2 || migrations.len() < 64 {
-        return migrations.iter().map(|m| parse_migration(m, dialect)).collect();
-    }
-    let chunk = migrations.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = migrations
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(|m| parse_migration(m, dialect)).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
-    })
+    airlock_core::parallel::map(migrations, PARALLEL_FROM, |m| parse_migration(m, dialect))
 }
 
+/// From this many migrations on, they are parsed on several threads.
+const PARALLEL_FROM: usize = 64;
+
 /// Lints `migrations` (in order) against `catalog`: the live schema, or
-/// [`Catalog::offline`] without a database. PostgreSQL's parser is the
-/// costly part, so for a long history it runs on worker threads while this
-/// thread lints each migration (in order) as soon as it is parsed.
+/// [`Catalog::offline`] without a database. For a long history the parser
+/// runs on worker threads while this thread lints each migration, in
+/// order, as soon as it is parsed.
 pub fn lint(migrations: &[Migration], catalog: Catalog, options: &LintOptions) -> Report {
     let mut linter = Linter { catalog, options, report: Report::default() };
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
-    if threads < 2 || migrations.len() < 64 {
-        for migration in migrations {
-            linter.migration(migration, &parse_migration(migration, options.dialect));
-        }
-        return linter.report;
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        let (done, parsed) = std::sync::mpsc::channel();
-        for _ in 0..threads {
-            let (done, next) = (done.clone(), &next);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(migration) = migrations.get(i) else { break };
-                    if done.send((i, parse_migration(migration, options.dialect))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(done);
-        // Scripts arrive nearly in order; the few that come early wait here.
-        let mut early = BTreeMap::new();
-        let mut want = 0;
-        for (i, script) in parsed {
-            early.insert(i, script);
-            while let Some(script) = early.remove(&want) {
-                linter.migration(&migrations[want], &script);
-                want += 1;
-            }
-        }
-    });
+    airlock_core::parallel::in_order(
+        migrations,
+        PARALLEL_FROM,
+        |m| parse_migration(m, options.dialect),
+        |i, script| linter.migration(&migrations[i], &script),
+    );
     linter.report
 }
 

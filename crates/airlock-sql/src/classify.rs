@@ -425,6 +425,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn savepoints_and_two_phase_commit_manage_the_transaction() {
+        let pg = |sql| classify(sql, Dialect::Postgres).manages_transaction;
+        for sql in ["SAVEPOINT s", "release savepoint s", "RELEASE s", "ROLLBACK TO SAVEPOINT s", "ROLLBACK WORK TO s"]
+        {
+            assert!(pg(sql), "{sql}");
+        }
+        assert!(pg("PREPARE TRANSACTION 'x'"));
+        for sql in ["ROLLBACK", "COMMIT", "PREPARE q AS SELECT 1", "CREATE TABLE savepoint_log (id int)"] {
+            assert!(!pg(sql), "{sql}");
+        }
+        assert!(classify("SAVEPOINT s", Dialect::MySql).manages_transaction);
+        assert!(!classify("PREPARE TRANSACTION 'x'", Dialect::Sqlite).manages_transaction);
+    }
+
+    #[test]
     fn unquotes_identifiers() {
         assert_eq!(unquote("\"a\"\"b\""), "a\"b");
         assert_eq!(unquote("`a``b`"), "a`b");

@@ -648,50 +648,47 @@ fn is_blank(sql: &str) -> bool {
 }
 
 fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
-    /// What each version comes to, in order: a file to load, or why not.
-    enum Slot {
-        Load(Found, Option<Found>),
-        Refused(FileError),
-    }
     let mut by_version: BTreeMap<Version, Vec<Found>> = BTreeMap::new();
     for item in found {
         by_version.entry(item.version.clone()).or_default().push(item);
     }
-    let mut slots = Vec::with_capacity(by_version.len());
+    // The files to load, by version; what refuses a version goes to `errors`
+    // (sorted by path later).
+    let mut jobs: Vec<(Found, Option<Found>)> = Vec::with_capacity(by_version.len());
     for (version, mut items) in by_version {
         items.sort_by(|a, b| a.path.cmp(&b.path));
         let ups: Vec<&Found> = items.iter().filter(|f| f.direction != Direction::Down).collect();
         let downs: Vec<&Found> = items.iter().filter(|f| f.direction == Direction::Down).collect();
         let list = |v: &[&Found]| v.iter().map(|f| format!("`{}`", f.path.display())).collect::<Vec<_>>().join(", ");
         if ups.len() > 1 {
-            slots.push(Slot::Refused(file_error(
+            errors.push(file_error(
                 &ups[1].path,
                 format!(
                     "version {version} is used by more than one migration: {}; give each migration its own version",
                     list(&ups)
                 ),
-            )));
+            ));
             continue;
         }
         if downs.len() > 1 {
-            slots.push(Slot::Refused(file_error(
+            errors.push(file_error(
                 &downs[1].path,
                 format!("version {version} has more than one down script: {}", list(&downs)),
-            )));
+            ));
             continue;
         }
         let Some(up_file) = ups.first() else {
-            slots.push(Slot::Refused(file_error(
+            errors.push(file_error(
                 &downs[0].path,
                 format!(
                     "a down script for version {version} without its up script; add the up script or remove this file"
                 ),
-            )));
+            ));
             continue;
         };
         if let Some(down) = downs.first() {
             if down.name != up_file.name {
-                slots.push(Slot::Refused(file_error(
+                errors.push(file_error(
                     &down.path,
                     format!(
                         "the down script is named `{}` but its up script `{}` is named `{}`; use one name for both",
@@ -699,37 +696,28 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
                         up_file.path.display(),
                         up_file.name
                     ),
-                )));
+                ));
                 continue;
             }
             if up_file.direction == Direction::Single {
-                slots.push(Slot::Refused(file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display()))));
+                errors.push(file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display())));
                 continue;
             }
         }
         let (up, down) = (Found::clone(up_file), downs.first().map(|d| Found::clone(d)));
-        slots.push(Slot::Load(up, down));
+        jobs.push((up, down));
     }
     // Reading and checking the files is most of the work for a long
     // history: on a few threads when there are many.
-    let outcomes = crate::parallel::map(&slots, 256, |slot| match slot {
-        Slot::Load(up, down) => {
-            let mut warnings = Vec::new();
-            Ok((load(tree, up, down.as_ref(), &mut warnings), warnings))
-        }
-        Slot::Refused(e) => Err(e.clone()),
+    let loaded = crate::parallel::map(&jobs, 256, |(up, down)| {
+        let mut warnings = Vec::new();
+        (load(tree, up, down.as_ref(), &mut warnings), warnings)
     });
     let mut discovered = Discovered::default();
-    for outcome in outcomes {
-        match outcome {
-            Ok((Ok(migration), warnings)) => {
-                discovered.migrations.push(migration);
-                discovered.warnings.extend(warnings);
-            }
-            Ok((Err(e), warnings)) => {
-                errors.push(e);
-                discovered.warnings.extend(warnings);
-            }
+    for (result, warnings) in loaded {
+        discovered.warnings.extend(warnings);
+        match result {
+            Ok(migration) => discovered.migrations.push(migration),
             Err(e) => errors.push(e),
         }
     }

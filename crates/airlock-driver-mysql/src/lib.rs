@@ -259,13 +259,6 @@ impl Driver for MySqlDriver {
         Ok(())
     }
 
-    async fn read_project(&mut self) -> Result<Option<String>> {
-        if !self.tables_ready().await? {
-            return Ok(None);
-        }
-        self.conn.query_first("SELECT value FROM airlock_meta WHERE `key` = 'project'").await.map_err(error)
-    }
-
     async fn stamp_project(&mut self, project: &str) -> Result<()> {
         self.conn
             .exec_drop(

@@ -148,8 +148,6 @@ const TABLES_EXIST: &str = "SELECT to_regclass('airlock_history') IS NOT NULL \
      AND to_regclass('airlock_events') IS NOT NULL AND to_regclass('airlock_meta') IS NOT NULL \
      AND to_regclass('airlock_lock') IS NOT NULL, to_regproc('airlock_commit_v1') IS NOT NULL";
 
-const SELECT_PROJECT: &str = "SELECT value FROM airlock_meta WHERE key = 'project'";
-
 /// What commits a migration: a function airlock keeps beside its tables
 /// (created with them), so that the server plans its statements once per
 /// connection instead of for every migration (parsing and planning one
@@ -325,9 +323,20 @@ impl<'a> Commit<'a> {
     }
 }
 
-/// CONFIRM_AND_RECORD found the lease gone.
-fn lease_lost(result: &std::result::Result<Vec<Row>, tokio_postgres::Error>) -> bool {
-    result.as_ref().err().and_then(tokio_postgres::Error::code).is_some_and(|c| c.code() == LEASE_LOST)
+/// What the commit call and the COMMIT behind it came to: the lease gone
+/// (the call raised [`LEASE_LOST`]), done, or an error. Waiting for the lease
+/// row is not a statement of the migration's to retry.
+fn committed_with(
+    recorded: std::result::Result<Vec<Row>, tokio_postgres::Error>,
+    committed: std::result::Result<(), tokio_postgres::Error>,
+) -> Result<Committed> {
+    match recorded {
+        Err(e) if e.code().is_some_and(|c| c.code() == LEASE_LOST) => return Ok(Committed::LeaseLost),
+        Err(e) => return Err(DriverError { kind: ErrorKind::Statement, ..error(e) }),
+        Ok(_) => {}
+    }
+    committed.map_err(error)?;
+    Ok(Committed::Done)
 }
 
 async fn insert_history(client: &Client, r: &HistoryRecord) -> std::result::Result<(), tokio_postgres::Error> {
@@ -518,9 +527,15 @@ impl PostgresDriver {
     async fn tables_ready(&mut self) -> Result<bool> {
         if !self.tables_ready {
             let rows = self.client.query_typed(TABLES_EXIST, &[]).await.map_err(error)?;
-            self.tables_ready = rows.first().is_some_and(|r| r.get(0));
+            self.note_existence(&rows);
         }
         Ok(self.tables_ready)
+    }
+
+    /// Remembers what [`TABLES_EXIST`] answered.
+    fn note_existence(&mut self, rows: &[Row]) {
+        self.tables_ready = rows.first().is_some_and(|r| r.get(0));
+        self.commit_ready = rows.first().is_some_and(|r| r.get(1));
     }
 
     /// `BEGIN`, with the timeouts as `SET LOCAL` in the same round trip.
@@ -557,11 +572,11 @@ impl Driver for PostgresDriver {
     }
 
     async fn ensure_tables(&mut self) -> Result<()> {
+        // Usually known from `read_state`; tables made by an airlock without
+        // the commit function get it too.
         if !self.commit_ready {
-            // Tables made by an airlock without the commit function get it too.
             let rows = self.client.query_typed(TABLES_EXIST, &[]).await.map_err(error)?;
-            self.tables_ready = rows.first().is_some_and(|r| r.get(0));
-            self.commit_ready = rows.first().is_some_and(|r| r.get(1));
+            self.note_existence(&rows);
         }
         if self.tables_ready && self.commit_ready {
             return Ok(());
@@ -574,14 +589,6 @@ impl Driver for PostgresDriver {
         self.tables_ready = true;
         self.commit_ready = true;
         Ok(())
-    }
-
-    async fn read_project(&mut self) -> Result<Option<String>> {
-        if !self.tables_ready().await? {
-            return Ok(None);
-        }
-        let rows = self.client.query_typed(SELECT_PROJECT, &[]).await.map_err(error)?;
-        Ok(rows.first().map(|r| r.get(0)))
     }
 
     async fn stamp_project(&mut self, project: &str) -> Result<()> {
@@ -666,12 +673,7 @@ impl Driver for PostgresDriver {
         // answers the COMMIT of the aborted transaction with a rollback.
         let (recorded, committed) =
             tokio::join!(self.client.query_typed(CONFIRM_AND_RECORD, &params), self.client.batch_execute("COMMIT"),);
-        if lease_lost(&recorded) {
-            return Ok(false);
-        }
-        recorded.map_err(error)?;
-        committed.map_err(error)?;
-        Ok(true)
+        Ok(committed_with(recorded, committed)? == Committed::Done)
     }
 
     async fn run_and_commit(
@@ -705,24 +707,20 @@ impl Driver for PostgresDriver {
         if let Some((index, e)) = ran.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e))) {
             return Ok(Committed::Failed { index, error: error(e) });
         }
-        if lease_lost(&recorded) {
-            return Ok(Committed::LeaseLost);
-        }
-        // Waiting for the lease row is not a statement of the migration's to retry.
-        recorded.map_err(|e| DriverError { kind: ErrorKind::Statement, ..error(e) })?;
-        committed.map_err(error)?;
-        Ok(Committed::Done)
+        committed_with(recorded, committed)
     }
 
     async fn read_state(&mut self) -> Result<State> {
-        // Pipelined, and executed by the server in this order: the lease first.
-        // No existence check first: that would cost a round trip on every run,
-        // and a database without airlock's tables answers `undefined_table`.
-        let (leases, projects, history) = tokio::join!(
+        // Pipelined, and executed by the server in this order. The existence
+        // check rides along (no round trip of its own; `ensure_tables` needs
+        // it); a database without airlock's tables answers `undefined_table`.
+        let (existing, leases, projects, history) = tokio::join!(
+            self.client.query_typed(TABLES_EXIST, &[]),
             self.client.query_typed(SELECT_LEASE, &[]),
-            self.client.query_typed(SELECT_PROJECT, &[]),
+            self.client.query_typed(SELECT_META, &[(&"project", Type::TEXT)]),
             self.client.query_typed(SELECT_HISTORY, &[]),
         );
+        self.note_existence(&existing.map_err(error)?);
         let missing = |r: &std::result::Result<Vec<Row>, tokio_postgres::Error>| {
             r.as_ref().err().and_then(|e| e.code()) == Some(&SqlState::UNDEFINED_TABLE)
         };
@@ -731,7 +729,6 @@ impl Driver for PostgresDriver {
             return Ok(State { lease: None, project: None, history: Vec::new() });
         }
         let (leases, projects, history) = (leases.map_err(error)?, projects.map_err(error)?, history.map_err(error)?);
-        self.tables_ready = true;
         Ok(State {
             lease: leases.first().map(lease),
             project: projects.first().map(|r| r.get(0)),
@@ -910,8 +907,9 @@ impl Driver for PostgresDriver {
     async fn begin_check(&mut self, budget: std::time::Duration) -> Result<()> {
         // Scoped to the transaction: right behind a transaction-pooling PgBouncer.
         let sql = format!(
-            "BEGIN READ ONLY; SET LOCAL statement_timeout = '{}'; SET LOCAL lock_timeout = '1s'",
-            millis(budget)
+            "BEGIN READ ONLY; SET LOCAL statement_timeout = '{}'; SET LOCAL lock_timeout = '{}'",
+            millis(budget),
+            millis(airlock_driver::CHECK_LOCK_TIMEOUT)
         );
         self.client.batch_execute(&sql).await.map_err(error)?;
         self.in_transaction = true;
@@ -1014,5 +1012,53 @@ impl Driver for PostgresDriver {
 
     fn canceller(&self) -> Option<std::sync::Arc<dyn airlock_driver::Cancel>> {
         Some(std::sync::Arc::new(PostgresCancel { token: self.client.cancel_token(), tls: self.cancel_tls.clone() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The column list between `INSERT INTO <table> (` and the next `)`.
+    fn columns(sql: &str, table: &str) -> Vec<String> {
+        let start = sql.find(&format!("INSERT INTO {table} (")).expect("an insert into the table") + table.len() + 13;
+        let end = start + sql[start..].find(')').expect("the list ends");
+        sql[start..end].split(',').map(|c| c.split_whitespace().collect::<String>()).collect()
+    }
+
+    /// The commit function writes what the upsert and the event insert write,
+    /// in the order of the parameters `Commit::params` binds, so that the two
+    /// ways of recording a migration never disagree.
+    #[test]
+    fn the_commit_function_writes_the_same_columns_as_the_upsert_and_the_event_insert() {
+        assert_eq!(columns(COMMIT_FUNCTION, "airlock_history"), columns(UPSERT_HISTORY, "airlock_history"));
+        assert_eq!(columns(COMMIT_FUNCTION, "airlock_events"), columns(INSERT_EVENT, "airlock_events"));
+        let arguments = COMMIT_FUNCTION.split("airlock_commit_v1(").nth(1).and_then(|s| s.split(')').next());
+        let count = arguments.map_or(0, |a| a.split(',').count());
+        assert_eq!(count, 1 + 18 + 7, "owner, the history record, the event");
+        assert_eq!(CONFIRM_AND_RECORD.matches('$').count(), count);
+        let r = HistoryRecord {
+            version: Version::parse("1").unwrap(),
+            name: "a".into(),
+            kind: Kind::Schema,
+            checksum: String::new(),
+            up_sql: String::new(),
+            down_sql: None,
+            state: RunState::Succeeded,
+            mode: RunMode::Transaction,
+            statements_done: 1,
+            statements_total: 1,
+            failed_statement: None,
+            error: None,
+            started_at: Utc::now(),
+            finished_at: None,
+            duration_ms: None,
+            os_user: String::new(),
+            host: String::new(),
+            airlock_version: String::new(),
+        };
+        let event = Event { kind: "applied".into(), version: None, detail: "{}".into() };
+        let actor = Actor { os_user: String::new(), host: String::new(), pid: 1, airlock_version: String::new() };
+        assert_eq!(Commit::new("me", &r, &event, &actor).params().len(), count);
     }
 }

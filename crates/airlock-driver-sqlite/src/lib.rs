@@ -206,16 +206,6 @@ impl Driver for SqliteDriver {
         tx.commit().map_err(error)
     }
 
-    async fn read_project(&mut self) -> Result<Option<String>> {
-        if !self.table_exists(tables::META)? {
-            return Ok(None);
-        }
-        self.conn
-            .query_row("SELECT value FROM airlock_meta WHERE key = 'project'", [], |r| r.get(0))
-            .optional()
-            .map_err(error)
-    }
-
     async fn stamp_project(&mut self, project: &str) -> Result<()> {
         self.conn
             .execute(

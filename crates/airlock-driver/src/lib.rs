@@ -116,7 +116,7 @@ pub enum Ran {
 }
 
 /// What [`Driver::run_and_commit`] did.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Committed {
     /// Every statement ran and the transaction committed with its record.
     Done,
@@ -143,6 +143,9 @@ pub struct State {
     /// All history records.
     pub history: Vec<HistoryRecord>,
 }
+
+/// How long a data check waits for a lock: it never queues behind DDL for long.
+pub const CHECK_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Timeouts applied to the session before a migration runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,7 +183,9 @@ pub trait Driver: Send {
     async fn ensure_tables(&mut self) -> Result<()>;
 
     /// The project stamped on this database, if any.
-    async fn read_project(&mut self) -> Result<Option<String>>;
+    async fn read_project(&mut self) -> Result<Option<String>> {
+        self.read_meta("project").await
+    }
 
     /// Stamps the project on this database (first run).
     async fn stamp_project(&mut self, project: &str) -> Result<()>;
@@ -325,7 +330,7 @@ pub trait Driver: Send {
     /// scope them to the transaction does (behind a pooler a session setting
     /// outlives the check).
     async fn begin_check(&mut self, budget: Duration) -> Result<()> {
-        self.set_timeouts(Timeouts { lock: Duration::from_secs(1), statement: budget }).await?;
+        self.set_timeouts(Timeouts { lock: CHECK_LOCK_TIMEOUT, statement: budget }).await?;
         self.begin_read_only().await
     }
 

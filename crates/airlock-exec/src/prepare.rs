@@ -27,9 +27,8 @@ pub struct Prepared {
     pub concurrent_index: Vec<Option<String>>,
     /// Said once to the user (e.g. "ran outside a transaction because...").
     pub notes: Vec<String>,
-    /// A statement manages savepoints or ends the transaction early
-    /// (`ROLLBACK TO`, `PREPARE TRANSACTION`): in a transaction, each
-    /// statement's answer is awaited before the commit is sent, never all at once.
+    /// A statement manages savepoints (`ROLLBACK TO`...): in a transaction,
+    /// each statement's answer is awaited before the commit is sent, never all at once.
     pub manages_transaction: bool,
 }
 

@@ -48,15 +48,6 @@ impl PgLock {
     pub fn blocks_reads(self) -> bool {
         self == PgLock::AccessExclusive
     }
-
-    /// What waits while it is held, in words: "reads and writes wait", "writes wait", "nothing waits".
-    pub fn waits(self) -> &'static str {
-        match (self.blocks_reads(), self.blocks_writes()) {
-            (true, _) => "reads and writes wait",
-            (false, true) => "writes wait",
-            (false, false) => "reads and writes go on",
-        }
-    }
 }
 
 impl fmt::Display for PgLock {

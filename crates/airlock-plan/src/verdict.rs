@@ -189,10 +189,11 @@ impl Risk {
         Risk { code, message, fix: code.fix(online_form), blocks, allowed: None, rechecked_after: None }
     }
 
-    /// Whether an allow may accept it: what does not block, and of what
-    /// blocks only what a person may mean (losing attributes); the rest fails anyway.
+    /// Whether an allow may accept it: a code an allow may name (so lint and
+    /// plan agree on which allows mean something), not blocking, or blocking
+    /// only for what a person may mean (losing attributes); the rest fails anyway.
     pub fn acceptable(&self) -> bool {
-        !self.blocks || self.code == RiskCode::AttributeLoss
+        self.code.allowable() && (!self.blocks || self.code == RiskCode::AttributeLoss)
     }
 }
 

@@ -42,11 +42,10 @@ pub struct StatementInfo {
     /// The first keywords, upper-cased, joined by a space (at most 3), e.g.
     /// "CREATE TABLE", "ALTER TABLE", "INSERT INTO" — for messages.
     pub head: String,
-    /// A savepoint statement (`SAVEPOINT`, `RELEASE`, `ROLLBACK TO`) or
-    /// PostgreSQL's `PREPARE TRANSACTION`: after it, a failed statement
-    /// before it may no longer abort the transaction, or the transaction
-    /// ends before the runner's commit. A runner waits for each statement's
-    /// answer before it commits a script that has one.
+    /// A savepoint statement (`SAVEPOINT`, `RELEASE`, `ROLLBACK TO`): after
+    /// it, a failed statement before it may no longer abort the
+    /// transaction. A runner waits for each statement's answer before it
+    /// commits a script that has one.
     pub manages_transaction: bool,
 }
 
@@ -70,10 +69,7 @@ pub fn classify(sql: &str, dialect: Dialect) -> StatementInfo {
         Dialect::MySql => (mysql(&t), None),
         Dialect::Sqlite => (sqlite(&t), None),
     };
-    let manages_transaction = t.is(0, "SAVEPOINT")
-        || t.is(0, "RELEASE")
-        || (t.is(0, "ROLLBACK") && t.rollback_to())
-        || (dialect == Dialect::Postgres && t.is(0, "PREPARE") && t.is(1, "TRANSACTION"));
+    let manages_transaction = t.is(0, "SAVEPOINT") || t.is(0, "RELEASE") || (t.is(0, "ROLLBACK") && t.rollback_to());
     StatementInfo { tx, concurrent_index, head: head(&toks), manages_transaction }
 }
 
@@ -273,6 +269,10 @@ fn postgres(t: &Toks) -> (TxNeed, Option<String>) {
         if t.ends(1) || t.one_of(1, &["TRANSACTION", "WORK", "AND"]).is_some() { control(Commit) } else { TxNeed::Any }
     } else if t.is(0, "ABORT") {
         control(Rollback)
+    } else if t.is(0, "PREPARE") && t.is(1, "TRANSACTION") {
+        // Ends the transaction (its work waits in a prepared one): a script
+        // with it runs as written, statement by statement.
+        control(Commit)
     } else {
         TxNeed::Any
     };
@@ -425,18 +425,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn savepoints_and_two_phase_commit_manage_the_transaction() {
+    fn savepoints_manage_the_transaction_and_prepare_transaction_ends_it() {
         let pg = |sql| classify(sql, Dialect::Postgres).manages_transaction;
         for sql in ["SAVEPOINT s", "release savepoint s", "RELEASE s", "ROLLBACK TO SAVEPOINT s", "ROLLBACK WORK TO s"]
         {
             assert!(pg(sql), "{sql}");
         }
-        assert!(pg("PREPARE TRANSACTION 'x'"));
+        assert_eq!(classify("PREPARE TRANSACTION 'x'", Dialect::Postgres).tx, TxNeed::Control(TxControl::Commit));
         for sql in ["ROLLBACK", "COMMIT", "PREPARE q AS SELECT 1", "CREATE TABLE savepoint_log (id int)"] {
             assert!(!pg(sql), "{sql}");
         }
         assert!(classify("SAVEPOINT s", Dialect::MySql).manages_transaction);
-        assert!(!classify("PREPARE TRANSACTION 'x'", Dialect::Sqlite).manages_transaction);
     }
 
     #[test]

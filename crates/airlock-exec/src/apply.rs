@@ -239,11 +239,9 @@ async fn in_transaction(
             let commit = driver.run_and_commit(owner, &statements, &record, &event, &ctx.actor, &stop);
             ctx.options.interrupt.cancellable(cancel, commit).await
         };
-        if let Ok(Committed::Done) = ran {
-            // Committed, even if a signal came as it did: the caller stops before the next one.
-            return Ok(started.elapsed());
-        }
-        if let Some(signal) = ctx.options.interrupt.raised() {
+        // Committed, even if a signal came as it did: the caller stops before the next one.
+        let signal = ctx.options.interrupt.raised().filter(|_| !matches!(ran, Ok(Committed::Done)));
+        if let Some(signal) = signal {
             // Cancelled mid-statement, or stopped before the commit: rolled back either way.
             let _ = driver.rollback().await;
             let detail = match job.direction {
@@ -481,7 +479,7 @@ async fn record_failure(
 }
 
 fn event_of(kind: &str, migration: &Migration, detail: serde_json::Value) -> Event {
-    Event { kind: kind.to_owned(), version: Some(migration.version.clone()), detail: detail.to_string() }
+    crate::admin::event(kind, &migration.version, detail)
 }
 
 fn applied_event(migration: &Migration, record: &HistoryRecord) -> Event {

@@ -11,6 +11,7 @@ use crate::error::ExecError;
 use crate::lease::HeldLease;
 use crate::prepare::prepare_script;
 use crate::report::{Reporter, RunEntry, RunReport};
+use crate::run::{entry, with_applied};
 use crate::{Context, Options};
 
 /// Applies down scripts, newest first, until `to` is the newest applied version.
@@ -71,21 +72,11 @@ async fn down_locked(
     let mut ran: Vec<RunEntry> = Vec::new();
     for ((migration, (script, prepared)), applied) in files.iter().zip(&prepared).zip(&undo) {
         let job = Job { migration, prepared, direction: Direction::Down { applied, script } };
-        if let Some(signal) = ctx.options.interrupt.raised() {
-            let applied = ran.iter().map(|r| r.version.clone()).collect();
-            return Err(ExecError::Interrupted { signal, state: job.stopped_before(), applied });
-        }
+        ctx.options.interrupt.check(|| job.stopped_before()).map_err(|e| with_applied(e, &ran))?;
         reporter.migration_started(migration, prepared.mode);
-        let elapsed = apply::run(driver, ctx, held, &job, 0, reporter).await.map_err(|e| with_done(e, &ran))?;
+        let elapsed = apply::run(driver, ctx, held, &job, 0, reporter).await.map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
-        ran.push(RunEntry {
-            version: migration.version.to_string(),
-            name: migration.name.clone(),
-            kind: migration.kind.as_str(),
-            mode: prepared.mode.as_str(),
-            statements: prepared.statements.len(),
-            duration_ms: elapsed.as_millis() as u64,
-        });
+        ran.push(entry(migration, prepared, elapsed));
     }
     let remaining = plan.applied.iter().map(|r| &r.version).filter(|v| *v <= to).max();
     Ok(RunReport {
@@ -95,14 +86,4 @@ async fn down_locked(
         left_pending: Vec::new(),
         warnings: Vec::new(),
     })
-}
-
-/// The error, saying which migrations were rolled back before it.
-fn with_done(e: ExecError, ran: &[RunEntry]) -> ExecError {
-    let versions = || ran.iter().map(|r| r.version.clone()).collect();
-    match e {
-        ExecError::MigrationFailed(f, _) => ExecError::MigrationFailed(f, versions()),
-        ExecError::Interrupted { signal, state, .. } => ExecError::Interrupted { signal, state, applied: versions() },
-        other => other,
-    }
 }

@@ -61,17 +61,6 @@ pub async fn migrate(
         return Ok(look.report(dry_run));
     }
     let (mut driver, held) = lock(options, &ctx, look.driver.take(), reporter).await?;
-    let judge = match judge {
-        Some(judge) => judge,
-        // Nothing was pending before the lock: under it, a run that was cut off may leave some.
-        None => match Judge::empty(options, driver.as_mut()).await {
-            Ok(judge) => judge,
-            Err(e) => {
-                held.release(driver.as_mut()).await;
-                return Err(e);
-            }
-        },
-    };
     let outcome = apply_pending(driver.as_mut(), &ctx, &held, &look, judge, reporter).await;
     // One event per invocation that did (or refused) something under the lock.
     crate::audit::record_run(driver.as_mut(), &ctx, "migrate", &start, &outcome, |(ran, _)| ran).await;
@@ -262,7 +251,7 @@ fn prepare_all(pending: &[&Migration], options: &Options) -> Result<Vec<Prepared
     if errors.is_empty() { Ok(prepared) } else { Err(ExecError::Invalid(errors)) }
 }
 
-fn entry(m: &Migration, p: &Prepared, elapsed: Duration) -> RunEntry {
+pub(crate) fn entry(m: &Migration, p: &Prepared, elapsed: Duration) -> RunEntry {
     RunEntry {
         version: m.version.to_string(),
         name: m.name.clone(),
@@ -281,7 +270,7 @@ async fn apply_pending(
     ctx: &Context,
     held: &HeldLease,
     look: &Look,
-    mut judge: Judge,
+    judge: Option<Judge>,
     reporter: &mut dyn Reporter,
 ) -> Result<(Vec<RunEntry>, Option<String>), ExecError> {
     let snap = snapshot(driver, ctx).await?;
@@ -300,13 +289,30 @@ async fn apply_pending(
             driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the project stamp"))?;
         }
     }
-    let prepared = prepare_all(&plan.pending, &ctx.options)?;
     let versions: Vec<String> = plan.pending.iter().map(|m| m.version.to_string()).collect();
-    if versions != judge.expected {
+    let (mut judge, fresh) = match judge {
+        Some(judge) => (judge, false),
+        // Nothing was pending before the lock and nothing is now.
+        None if plan.pending.is_empty() => return Ok((Vec::new(), plan.current_version().map(ToString::to_string))),
+        // Nothing was pending before the lock, but a run that was cut off left some.
+        None => (Judge::empty(&ctx.options, driver).await?, true),
+    };
+    let same = versions == judge.expected;
+    let prepared_now;
+    let prepared: &[Prepared] = if same {
+        &look.prepared
+    } else {
+        prepared_now = prepare_all(&plan.pending, &ctx.options)?;
+        &prepared_now
+    };
+    if !same {
         // The pending set changed since the look (another run applied some, or
-        // a cut-off run left some): the schema model starts from now, and
-        // what is pending now is linted like anything else that runs.
-        judge.assessor.catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
+        // a cut-off run left some): the schema model starts from now (read
+        // just now for a fresh judge), and what is pending now is linted like
+        // anything else that runs.
+        if !fresh {
+            judge.assessor.catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
+        }
         let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
         let scripts: Vec<airlock_lint::ParsedScript> = pending.iter().map(|m| judge.script(m, &ctx.options)).collect();
         lint_pending(&ctx.options, &pending, &scripts, judge.assessor.catalog.clone(), reporter)?;
@@ -316,7 +322,7 @@ async fn apply_pending(
     let mut ran = Vec::new();
     // Out-of-order runs may apply versions below the newest: keep the maximum.
     let mut newest = plan.current_version();
-    for (migration, prepared) in plan.pending.iter().zip(&prepared) {
+    for (migration, prepared) in plan.pending.iter().zip(prepared) {
         for note in &prepared.notes {
             reporter.warning(&format!("{} {}: {note}", migration.version, migration.name));
         }
@@ -482,7 +488,8 @@ pub(crate) fn decide(
     Ok(())
 }
 
-fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {
+/// The error, saying which migrations ran (or were rolled back) before it.
+pub(crate) fn with_applied(e: ExecError, ran: &[RunEntry]) -> ExecError {
     let versions = || ran.iter().map(|r| r.version.clone()).collect();
     match e {
         ExecError::MigrationFailed(f, _) => ExecError::MigrationFailed(f, versions()),

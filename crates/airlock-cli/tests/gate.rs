@@ -121,3 +121,37 @@ fn gate_stops_waiting_when_a_migration_needs_a_person(engine: Engine) {
         assert_eq!(json["reasons"][0], "behind by 1 migration: 2 (bad)");
     }
 }
+
+#[test]
+fn a_file_that_cannot_be_read_keeps_the_latest_gate_shut() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_t_1.up.sql", &create_table(1));
+    project.run(&db, &["migrate"]).expect(0);
+    project.run(&db, &["gate", "--require", "latest"]).expect(0);
+
+    // The newest file is not valid UTF-8: what it needs is unknown.
+    std::fs::write(project.dir().join("2_t_2.up.sql"), b"SELECT '\xff';\n").unwrap();
+    let shut = project.run(&db, &["--format", "json", "gate", "--require", "latest"]);
+    shut.expect(4);
+    let json = shut.json();
+    assert_eq!(json["satisfied"], false);
+    let reason = json["reasons"][0].as_str().unwrap();
+    assert!(
+        reason.starts_with("unreadable: ") && reason.contains("2_t_2.up.sql:1: the file is not valid UTF-8"),
+        "{json}"
+    );
+    // Waiting cannot fix a file: `--wait` answers at once.
+    let started = Instant::now();
+    project.run(&db, &["gate", "--require", "latest", "--wait", "30s"]).expect(4);
+    assert!(started.elapsed() < Duration::from_secs(20), "gate --wait waited for a file to mend itself");
+    // A release that needs version 1 only is not concerned by version 2's file.
+    project.run(&db, &["gate", "--require", "1"]).expect(0);
+
+    // A file whose name gives no version may be any version.
+    std::fs::remove_file(project.dir().join("2_t_2.up.sql")).unwrap();
+    project.write("add_things.up.sql", "CREATE TABLE things (id int);\n");
+    let misnamed = project.run(&db, &["gate", "--require", "1"]);
+    misnamed.expect(4);
+    assert!(misnamed.stdout.contains("is not a migration file name"), "{}", misnamed.stdout);
+}

@@ -38,6 +38,8 @@ pub struct FileError {
     pub line: Option<usize>,
     /// What is wrong and what to do.
     pub message: String,
+    /// The migration version the file belongs to, when its name says.
+    pub version: Option<Version>,
 }
 
 impl std::fmt::Display for FileError {
@@ -308,6 +310,7 @@ fn excluded(options: &DiscoverOptions) -> Result<globset::GlobSet, FileError> {
     let mut set = globset::GlobSetBuilder::new();
     for glob in &options.exclude {
         let compiled = globset::GlobBuilder::new(glob).literal_separator(true).build().map_err(|e| FileError {
+            version: None,
             path: PathBuf::from("airlock.toml"),
             line: None,
             message: format!("exclude: `{glob}` is not a glob: {e}"),
@@ -315,6 +318,7 @@ fn excluded(options: &DiscoverOptions) -> Result<globset::GlobSet, FileError> {
         set.add(compiled);
     }
     set.build().map_err(|e| FileError {
+        version: None,
         path: PathBuf::from("airlock.toml"),
         line: None,
         message: format!("exclude: {e}"),
@@ -437,8 +441,12 @@ fn for_flavor(found: Vec<Found>, flavor: Option<Flavor>, warnings: &mut Vec<Warn
     kept
 }
 
+fn versioned(version: &Version, error: FileError) -> FileError {
+    FileError { version: Some(version.clone()), ..error }
+}
+
 fn file_error(path: &Path, message: String) -> FileError {
-    FileError { path: path.to_owned(), line: None, message }
+    FileError { path: path.to_owned(), line: None, message, version: None }
 }
 
 /// Splits `<version>_<name>` where the version is digits and dots.
@@ -572,6 +580,7 @@ fn read_text(tree: &dyn Tree, path: &Path) -> Result<String, FileError> {
         let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
         let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
         FileError {
+            version: None,
             path: path.to_owned(),
             line: Some(line),
             message: "the file is not valid UTF-8; save it as UTF-8".to_owned(),
@@ -596,6 +605,7 @@ fn split_dbmate(path: &Path, text: &str) -> Result<Option<(Script, Option<Script
         if let Some(options) = trimmed.strip_prefix("-- migrate:up") {
             if up_start.is_some() {
                 return Err(FileError {
+                    version: None,
                     path: path.to_owned(),
                     line: Some(index + 1),
                     message: "a second `-- migrate:up`".to_owned(),
@@ -606,6 +616,7 @@ fn split_dbmate(path: &Path, text: &str) -> Result<Option<(Script, Option<Script
         } else if trimmed.starts_with("-- migrate:down") {
             if up_start.is_none() {
                 return Err(FileError {
+                    version: None,
                     path: path.to_owned(),
                     line: Some(index + 1),
                     message: "`-- migrate:down` comes before `-- migrate:up`".to_owned(),
@@ -613,6 +624,7 @@ fn split_dbmate(path: &Path, text: &str) -> Result<Option<(Script, Option<Script
             }
             if down_start.is_some() {
                 return Err(FileError {
+                    version: None,
                     path: path.to_owned(),
                     line: Some(index + 1),
                     message: "a second `-- migrate:down`".to_owned(),
@@ -661,46 +673,55 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
         let downs: Vec<&Found> = items.iter().filter(|f| f.direction == Direction::Down).collect();
         let list = |v: &[&Found]| v.iter().map(|f| format!("`{}`", f.path.display())).collect::<Vec<_>>().join(", ");
         if ups.len() > 1 {
-            errors.push(file_error(
-                &ups[1].path,
-                format!(
-                    "version {version} is used by more than one migration: {}; give each migration its own version",
-                    list(&ups)
+            errors.push(versioned(
+                &version,
+                file_error(
+                    &ups[1].path,
+                    format!(
+                        "version {version} is used by more than one migration: {}; give each migration its own version",
+                        list(&ups)
+                    ),
                 ),
             ));
             continue;
         }
         if downs.len() > 1 {
-            errors.push(file_error(
-                &downs[1].path,
-                format!("version {version} has more than one down script: {}", list(&downs)),
+            errors.push(versioned(
+                &version,
+                file_error(
+                    &downs[1].path,
+                    format!("version {version} has more than one down script: {}", list(&downs)),
+                ),
             ));
             continue;
         }
         let Some(up_file) = ups.first() else {
-            errors.push(file_error(
+            errors.push(versioned(&version, file_error(
                 &downs[0].path,
                 format!(
                     "a down script for version {version} without its up script; add the up script or remove this file"
                 ),
-            ));
+            )));
             continue;
         };
         if let Some(down) = downs.first() {
             if down.name != up_file.name {
-                errors.push(file_error(
-                    &down.path,
-                    format!(
-                        "the down script is named `{}` but its up script `{}` is named `{}`; use one name for both",
-                        down.name,
-                        up_file.path.display(),
-                        up_file.name
+                errors.push(versioned(
+                    &version,
+                    file_error(
+                        &down.path,
+                        format!(
+                            "the down script is named `{}` but its up script `{}` is named `{}`; use one name for both",
+                            down.name,
+                            up_file.path.display(),
+                            up_file.name
+                        ),
                     ),
                 ));
                 continue;
             }
             if up_file.direction == Direction::Single {
-                errors.push(file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display())));
+                errors.push(versioned(&version, file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display()))));
                 continue;
             }
         }
@@ -714,11 +735,11 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
         (load(tree, up, down.as_ref(), &mut warnings), warnings)
     });
     let mut discovered = Discovered::default();
-    for (result, warnings) in loaded {
+    for ((result, warnings), (up, _)) in loaded.into_iter().zip(&jobs) {
         discovered.warnings.extend(warnings);
         match result {
             Ok(migration) => discovered.migrations.push(migration),
-            Err(e) => errors.push(e),
+            Err(e) => errors.push(FileError { version: Some(up.version.clone()), ..e }),
         }
     }
     discovered
@@ -742,6 +763,7 @@ fn load(
         down = Some(script(&down_file.path, read_text(tree, &down_file.path)?, 0));
     }
     let mut directives: Directives = parse_directives(&up.sql).map_err(|e| FileError {
+        version: None,
         path: up.path.clone(),
         line: Some(e.line + up.line_offset),
         message: e.message,
@@ -749,6 +771,7 @@ fn load(
     directives.no_transaction |= dbmate_no_tx || up_file.no_transaction || foreign_no_transaction(&up.sql);
     let mut down_directives = match &down {
         Some(down) => parse_directives(&down.sql).map_err(|e| FileError {
+            version: None,
             path: down.path.clone(),
             line: Some(e.line + down.line_offset),
             message: e.message,

@@ -43,10 +43,9 @@ impl GateReport {
     /// True when waiting cannot help: something failed or was cut off and needs a person.
     pub fn needs_a_person(&self) -> bool {
         self.state == "failed"
-            || self
-                .reasons
-                .iter()
-                .any(|r| r.starts_with("interrupted") || r.starts_with("wrong project") || r.starts_with("edited"))
+            || self.reasons.iter().any(|r| {
+                ["interrupted", "wrong project", "edited", "unreadable"].iter().any(|start| r.starts_with(start))
+            })
     }
 }
 
@@ -88,6 +87,19 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
             "failed" => format!("failed: migration {version} failed part-way; see `airlock status`"),
             "checksum-mismatch" => format!("edited: the applied migration {version} differs from its file"),
             "wrong-project" => format!("wrong project: {}", problem.message),
+            // A file that cannot be read hides what it holds: `latest` is not
+            // known, and `migrate` refuses until it is fixed. A release that
+            // needs an older version than the file's is not concerned.
+            "unreadable-file" => {
+                let beyond_release = match (requirement, problem.version.as_deref().map(Version::parse)) {
+                    (Requirement::Version(req), Some(Ok(v))) => &v > req,
+                    _ => false,
+                };
+                if beyond_release {
+                    continue;
+                }
+                format!("unreadable: {}", problem.message)
+            }
             // The database ahead of this release (unknown-applied), a note about a
             // name, or a rolled-back attempt (pending, so counted in `behind`) do
             // not make it unready.
@@ -224,6 +236,19 @@ mod tests {
         assert!(!r.satisfied && r.needs_a_person());
         let r = judge(&status(&[], &[("unknown-applied", "9")], "clean"), &Requirement::Latest, Some(&v("3")));
         assert!(r.satisfied, "an app older than its database is the normal case during a rollback: {:?}", r.reasons);
+    }
+
+    #[test]
+    fn an_unreadable_file_hides_the_newest_version_but_not_an_older_requirement() {
+        let mut s = status(&[], &[("unreadable-file", "4")], "clean");
+        let r = judge(&s, &Requirement::Latest, Some(&v("3")));
+        assert!(!r.satisfied && r.needs_a_person(), "{:?}", r.reasons);
+        assert_eq!(r.reasons, ["unreadable: unreadable-file 4"]);
+        assert!(!judge(&s, &Requirement::Version(v("4")), Some(&v("3"))).satisfied);
+        assert!(judge(&s, &Requirement::Version(v("3")), Some(&v("3"))).satisfied);
+        // A file whose name gives no version may hold any version.
+        s.problems[0].version = None;
+        assert!(!judge(&s, &Requirement::Version(v("3")), Some(&v("3"))).satisfied);
     }
 
     #[test]

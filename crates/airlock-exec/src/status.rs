@@ -32,7 +32,7 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
     for e in unreadable.iter().rev() {
         let problem = Problem {
             code: ProblemCode::UnreadableFile,
-            version: None,
+            version: e.version.clone(),
             message: format!("{e}; until it is fixed, `migrate` refuses to run"),
             detail: None,
             blocking: true,

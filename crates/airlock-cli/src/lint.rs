@@ -236,10 +236,10 @@ pub fn run(global: &Global, args: &LintArgs) -> Result<(), ExecError> {
         settings::read_baseline(path).map_err(|e| usage(e.0))?.apply(&mut report);
     }
     match global.format {
-        Format::Human => human(&report, &inputs.shown),
+        Format::Human => human(&report, &Sources::of(&inputs.shown)),
         Format::Json => json_report(&report),
-        Format::Sarif => sarif(&report, &inputs.shown),
-        Format::Github => github(&report, &inputs.shown),
+        Format::Sarif => sarif(&report, &Sources::of(&inputs.shown)),
+        Format::Github => github(&report, &Sources::of(&inputs.shown)),
     }
     match report.count(Severity::Error) {
         0 => Ok(()),
@@ -255,9 +255,20 @@ fn level(severity: Severity) -> Level {
     }
 }
 
-/// The script a finding is about, for its source lines.
-fn script_of<'a>(migrations: &'a [Migration], finding: &Finding) -> Option<&'a airlock_core::Script> {
-    migrations.iter().find(|m| m.up.path == finding.file && m.version.to_string() == finding.version).map(|m| &m.up)
+/// The up scripts of the linted migrations, by file and version: the
+/// source lines a finding is shown with (found once each, not by a search
+/// of every migration per finding).
+struct Sources<'a>(std::collections::HashMap<(&'a std::path::Path, String), &'a airlock_core::Script>);
+
+impl<'a> Sources<'a> {
+    fn of(migrations: &'a [Migration]) -> Sources<'a> {
+        Sources(migrations.iter().map(|m| ((m.up.path.as_path(), m.version.to_string()), &m.up)).collect())
+    }
+
+    /// The script a finding is about.
+    fn script(&self, finding: &Finding) -> Option<&'a airlock_core::Script> {
+        self.0.get(&(finding.file.as_path(), finding.version.clone())).copied()
+    }
 }
 
 /// The byte range of a 1-based line of `text`.
@@ -272,12 +283,12 @@ fn line_span(text: &str, line: usize) -> std::ops::Range<usize> {
     0..0
 }
 
-fn human(report: &Report, migrations: &[Migration]) {
+fn human(report: &Report, sources: &Sources) {
     let renderer = if anstream::stdout().is_terminal() { Renderer::styled() } else { Renderer::plain() };
     for finding in &report.findings {
         let origin = finding.file.display().to_string();
         let mut message = level(finding.severity).title(&finding.message).id(finding.rule);
-        if let Some(script) = script_of(migrations, finding) {
+        if let Some(script) = sources.script(finding) {
             let span = finding
                 .span
                 .clone()
@@ -387,7 +398,7 @@ fn json_report(report: &Report) {
 }
 
 /// SARIF 2.1.0: one run, the rules that fired, one result per finding.
-fn sarif(report: &Report, migrations: &[Migration]) {
+fn sarif(report: &Report, sources: &Sources) {
     let mut fired: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
     fired.sort_unstable();
     fired.dedup();
@@ -411,7 +422,7 @@ fn sarif(report: &Report, migrations: &[Migration]) {
                 "locations": [{
                     "physicalLocation": {
                         "artifactLocation": { "uri": relative(&f.file) },
-                        "region": match region(f, migrations) {
+                        "region": match region(f, sources) {
                             Some(((line, column), (end_line, end_column))) => json!({
                                 "startLine": line, "startColumn": column, "endLine": end_line, "endColumn": end_column,
                             }),
@@ -435,8 +446,8 @@ fn sarif(report: &Report, migrations: &[Migration]) {
 
 /// Where a finding starts and ends in its file, as (line, column), 1-based,
 /// columns counted in characters; None when its span is not known.
-fn region(finding: &Finding, migrations: &[Migration]) -> Option<((usize, usize), (usize, usize))> {
-    let script = script_of(migrations, finding)?;
+fn region(finding: &Finding, sources: &Sources) -> Option<((usize, usize), (usize, usize))> {
+    let script = sources.script(finding)?;
     let span = finding.span.clone()?;
     let at = |offset: usize| {
         let before = script.sql.get(..offset)?;
@@ -459,7 +470,7 @@ fn relative(path: &Path) -> String {
 }
 
 /// GitHub Actions annotations: `::error file=...,line=...,title=...::message`.
-fn github(report: &Report, migrations: &[Migration]) {
+fn github(report: &Report, sources: &Sources) {
     // Workflow commands escape %, CR and LF in the message, and also : and , in properties.
     let data = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
     let property = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
@@ -469,7 +480,7 @@ fn github(report: &Report, migrations: &[Migration]) {
             Severity::Warning => "warning",
             Severity::Info => "notice",
         };
-        let column = region(f, migrations).map_or(String::new(), |((_, column), _)| format!(",col={column}"));
+        let column = region(f, sources).map_or(String::new(), |((_, column), _)| format!(",col={column}"));
         println!(
             "::{command} file={},line={}{column},title={}::{}",
             property(&f.file.to_string_lossy()),

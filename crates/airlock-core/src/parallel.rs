@@ -26,6 +26,9 @@ pub fn in_order<T: Sync, R: Send>(
         }
         return;
     }
+    // Items are taken a run at a time, so that the threads meet (a wake-up
+    // on the channel) a few dozen times, not once an item.
+    let run = items.len().div_ceil(threads * 8).clamp(1, 256);
     let next = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         let (done, results) = std::sync::mpsc::channel();
@@ -34,23 +37,27 @@ pub fn in_order<T: Sync, R: Send>(
             let (done, next, work) = (done.clone(), &next, &work);
             workers.push(scope.spawn(move || {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    if done.send((i, work(item))).is_err() {
+                    let start = next.fetch_add(run, Ordering::Relaxed);
+                    let Some(chunk) = items.get(start..items.len().min(start + run)).filter(|c| !c.is_empty()) else {
+                        break;
+                    };
+                    if done.send((start, chunk.iter().map(&work).collect::<Vec<R>>())).is_err() {
                         break;
                     }
                 }
             }));
         }
         drop(done);
-        // Results arrive nearly in order; the few that come early wait here.
+        // Runs arrive nearly in order; the few that come early wait here.
         let mut early = BTreeMap::new();
         let mut want = 0;
-        for (i, result) in results {
-            early.insert(i, result);
-            while let Some(result) = early.remove(&want) {
-                each(want, result);
-                want += 1;
+        for (start, results) in results {
+            early.insert(start, results);
+            while let Some(results) = early.remove(&want) {
+                for result in results {
+                    each(want, result);
+                    want += 1;
+                }
             }
         }
         // A worker that panicked left its item out: raise its panic, as is.

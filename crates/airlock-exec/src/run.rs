@@ -16,17 +16,21 @@ use crate::{Context, Options, project_problem, snapshot};
 
 /// Lints the pending migrations against the live schema: error findings (not
 /// allowed, not in the baseline) refuse the run before anything changes;
-/// warnings are told.
+/// warnings are told. Each is parsed on a worker thread and linted as soon as
+/// it and those before it are, and nothing parsed is kept: over a long
+/// history every pending migration's syntax tree at once was most of the
+/// run's memory.
 fn lint_pending(
     options: &Options,
-    pending: &[Migration],
-    scripts: &[airlock_lint::ParsedScript],
+    pending: &[&Migration],
     catalog: airlock_core::schema::Catalog,
     reporter: &mut dyn Reporter,
 ) -> Result<(), ExecError> {
-    let lint_options =
-        airlock_lint::LintOptions::with_severities(options.engine_traits().dialect, options.lint.severities.clone());
-    let mut report = airlock_lint::lint_parsed(pending, scripts, catalog, &lint_options);
+    let lint_options = airlock_lint::LintOptions {
+        least: airlock_lint::Severity::Warning,
+        ..airlock_lint::LintOptions::with_severities(options.engine_traits().dialect, options.lint.severities.clone())
+    };
+    let mut report = airlock_lint::lint(pending, catalog, &lint_options);
     if let Some(baseline) = &options.lint.baseline {
         baseline.apply(&mut report);
     }
@@ -58,7 +62,7 @@ pub async fn migrate(
     let judge = judge_pending(options, &mut look, reporter).await?;
     options.interrupt.check(|| "it stopped before changing anything".into())?;
     if (look.pending.is_empty() && !look.decide_under_lock) || dry_run {
-        return Ok(look.report(dry_run));
+        return Ok(look.report(options, dry_run));
     }
     let (mut driver, held) = lock(options, &ctx, look.driver.take(), reporter).await?;
     let outcome = apply_pending(driver.as_mut(), &ctx, &held, &look, judge, reporter).await;
@@ -85,9 +89,8 @@ struct Look {
     settings: Settings,
     /// The database has no airlock history (another tool's may be there).
     history_empty: bool,
-    /// What is pending, in order, and how each will run.
-    pending: Vec<Migration>,
-    prepared: Vec<Prepared>,
+    /// What is pending, in order (indices into `discovered.migrations`), and how each will run.
+    pending: Vec<usize>,
     /// The newest applied version.
     current_version: Option<String>,
     /// Pending migrations after the target.
@@ -99,9 +102,19 @@ struct Look {
 }
 
 impl Look {
+    /// The pending migrations, in order.
+    fn pending(&self) -> Vec<&Migration> {
+        self.pending.iter().map(|&i| &self.discovered.migrations[i]).collect()
+    }
+
     /// The report of a run that stops here: nothing pending, or a dry run.
-    fn report(self, dry_run: bool) -> RunReport {
-        let migrations = self.pending.iter().zip(&self.prepared).map(|(m, p)| entry(m, p, Duration::ZERO)).collect();
+    fn report(self, options: &Options, dry_run: bool) -> RunReport {
+        let traits = options.engine_traits();
+        let migrations = self
+            .pending()
+            .into_iter()
+            .filter_map(|m| prepare(m, traits).ok().map(|p| entry(m, &p, Duration::ZERO)))
+            .collect();
         RunReport {
             migrations,
             dry_run,
@@ -156,9 +169,14 @@ async fn look(
         reporter.warning(w);
     }
     let left_pending: Vec<PendingEntry> = plan.beyond_target.iter().map(|m| PendingEntry::from(*m)).collect();
-    let prepared = prepare_all(&plan.pending, options)?;
+    check_prepared(&plan.pending, options)?;
     check_planned(options, &plan.pending)?;
-    let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
+    // Indices, not copies: a long history's pending migrations are held once.
+    let pending: Vec<usize> = plan
+        .pending
+        .iter()
+        .filter_map(|m| discovered.migrations.binary_search_by(|d| d.version.cmp(&m.version)).ok())
+        .collect();
     let current_version = plan.current_version().map(ToString::to_string);
     let history_empty = history.is_empty();
     Ok(Look {
@@ -167,7 +185,6 @@ async fn look(
         settings,
         history_empty,
         pending,
-        prepared,
         current_version,
         left_pending,
         warnings,
@@ -188,12 +205,6 @@ async fn judge_pending(
     if look.pending.is_empty() {
         return Ok(None);
     }
-    // Parsed once (on every core, while the live schema is read) for both lint and the data checks.
-    let dialect = options.engine_traits().dialect;
-    let parsing = tokio::task::spawn_blocking({
-        let pending = look.pending.clone();
-        move || airlock_lint::parse_all(&pending, dialect)
-    });
     let catalog = match look.driver.as_mut() {
         Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,
         // A database file not created yet: an empty database.
@@ -210,14 +221,13 @@ async fn judge_pending(
         Some(driver) => crate::rates::Rates::read(driver.as_mut()).await,
         None => crate::rates::Rates::defaults(options.profile().default_rates),
     };
-    let scripts = parsing.await.map_err(|e| ExecError::Usage(format!("parsing the pending migrations failed: {e}")))?;
-    lint_pending(options, &look.pending, &scripts, catalog.clone(), reporter)?;
+    let pending = look.pending();
+    lint_pending(options, &pending, catalog.clone(), reporter)?;
     let mut judge = Judge {
-        expected: look.pending.iter().map(|m| m.version.to_string()).collect(),
-        scripts: look.pending.iter().map(|m| m.version.to_string()).zip(scripts).collect(),
+        expected: pending.iter().map(|m| m.version.to_string()).collect(),
         assessor: Assessor::new(options, catalog, rates, false),
     };
-    judge.look(&look.pending, options).await?;
+    judge.look(&pending, options).await?;
     Ok(Some(judge))
 }
 
@@ -238,17 +248,13 @@ async fn lock(
     Ok((driver, held))
 }
 
-fn prepare_all(pending: &[&Migration], options: &Options) -> Result<Vec<Prepared>, ExecError> {
+/// Refuses the run (exit 2) naming every pending file that cannot be split
+/// into statements or mixes what cannot share a transaction. What it
+/// prepares is not kept: each is prepared again just before it runs.
+fn check_prepared(pending: &[&Migration], options: &Options) -> Result<(), ExecError> {
     let traits = options.engine_traits();
-    let mut prepared = Vec::with_capacity(pending.len());
-    let mut errors = Vec::new();
-    for m in pending {
-        match prepare(m, traits) {
-            Ok(p) => prepared.push(p),
-            Err(e) => errors.push(e),
-        }
-    }
-    if errors.is_empty() { Ok(prepared) } else { Err(ExecError::Invalid(errors)) }
+    let errors: Vec<_> = pending.iter().filter_map(|m| prepare(m, traits).err()).collect();
+    if errors.is_empty() { Ok(()) } else { Err(ExecError::Invalid(errors)) }
 }
 
 pub(crate) fn entry(m: &Migration, p: &Prepared, elapsed: Duration) -> RunEntry {
@@ -298,14 +304,9 @@ async fn apply_pending(
         None => (Judge::empty(&ctx.options, driver).await?, true),
     };
     let same = versions == judge.expected;
-    let prepared_now;
-    let prepared: &[Prepared] = if same {
-        &look.prepared
-    } else {
-        prepared_now = prepare_all(&plan.pending, &ctx.options)?;
-        &prepared_now
-    };
     if !same {
+        // Every file of the new set readable before any of it runs.
+        check_prepared(&plan.pending, &ctx.options)?;
         // The pending set changed since the look (another run applied some, or
         // a cut-off run left some): the schema model starts from now (read
         // just now for a fresh judge), and what is pending now is linted like
@@ -313,16 +314,18 @@ async fn apply_pending(
         if !fresh {
             judge.assessor.catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
         }
-        let pending: Vec<Migration> = plan.pending.iter().map(|m| (*m).clone()).collect();
-        let scripts: Vec<airlock_lint::ParsedScript> = pending.iter().map(|m| judge.script(m, &ctx.options)).collect();
-        lint_pending(&ctx.options, &pending, &scripts, judge.assessor.catalog.clone(), reporter)?;
+        let pending = &plan.pending;
+        lint_pending(&ctx.options, pending, judge.assessor.catalog.clone(), reporter)?;
         // And judged as a whole before any of it runs, as before the lock.
-        judge.look(&pending, &ctx.options).await?;
+        judge.look(pending, &ctx.options).await?;
     }
     let mut ran = Vec::new();
     // Out-of-order runs may apply versions below the newest: keep the maximum.
     let mut newest = plan.current_version();
-    for (migration, prepared) in plan.pending.iter().zip(prepared) {
+    let traits = ctx.options.engine_traits();
+    for migration in &plan.pending {
+        // Prepared again (cheap: split and classify): checked whole before, not kept.
+        let prepared = &prepare(migration, traits).map_err(|e| with_applied(ExecError::Invalid(vec![e]), &ran))?;
         for note in &prepared.notes {
             reporter.warning(&format!("{} {}: {note}", migration.version, migration.name));
         }
@@ -380,8 +383,6 @@ fn check_planned(options: &Options, pending: &[&Migration]) -> Result<(), ExecEr
 /// data as it is then, the verdict, and whether the environment lets it run.
 struct Judge {
     assessor: Assessor,
-    /// Parsed scripts by version, parsed once before the lock.
-    scripts: std::collections::BTreeMap<String, airlock_lint::ParsedScript>,
     /// The pending versions seen before the lock, which `assessor.catalog` assumes.
     expected: Vec<String>,
 }
@@ -389,37 +390,26 @@ struct Judge {
 impl Judge {
     /// For a run that found nothing pending before the lock.
     async fn empty(options: &Options, driver: &mut dyn Driver) -> Result<Judge, ExecError> {
-        Ok(Judge {
-            assessor: Assessor::reading(options, driver).await?,
-            scripts: Default::default(),
-            expected: Vec::new(),
-        })
-    }
-
-    /// The migration's parsed script: parsed before the lock, or now.
-    fn script(&self, migration: &Migration, options: &Options) -> airlock_lint::ParsedScript {
-        match self.scripts.get(&migration.version.to_string()) {
-            Some(script) => script.clone(),
-            None => airlock_lint::parse_migration(migration, options.engine_traits().dialect),
-        }
+        Ok(Judge { assessor: Assessor::reading(options, driver).await?, expected: Vec::new() })
     }
 
     /// Judges the migration about to run, and advances the schema model past it.
+    /// Parsed again here: keeping every pending script parsed from the look
+    /// until it runs cost more memory than parsing twice costs time.
     async fn assess(&mut self, migration: &Migration, options: &Options) -> Result<MigrationPlan, ExecError> {
-        let script =
-            self.scripts.remove(&migration.version.to_string()).unwrap_or_else(|| self.script(migration, options));
+        let script = airlock_lint::parse_migration(migration, options.engine_traits().dialect);
         self.assessor.migration(migration, &script, Default::default()).await
     }
 
     /// Judges every pending migration as `plan` does, none of them run yet,
     /// and refuses the run if any is blocked; leaves the schema model as it
     /// was (each is judged again when it runs), on the same checker connection.
-    async fn look(&mut self, pending: &[Migration], options: &Options) -> Result<(), ExecError> {
+    async fn look(&mut self, pending: &[&Migration], options: &Options) -> Result<(), ExecError> {
         let before = self.assessor.catalog.clone();
         self.assessor.start_look();
         let mut outcome = Ok(());
         for migration in pending {
-            let script = self.script(migration, options);
+            let script = airlock_lint::parse_migration(migration, options.engine_traits().dialect);
             outcome = match self.assessor.migration(migration, &script, Default::default()).await {
                 Ok(assessed) => decide(options, migration, &assessed, &mut crate::report::Silent),
                 Err(e) => Err(e),

@@ -125,12 +125,16 @@ pub struct LintOptions {
     /// A statement the general parser (MySQL, SQLite) cannot read is an
     /// error, not a warning (`lint --strict`). Defaults to `false`.
     pub strict: bool,
+    /// Findings below this severity are not kept (after severity overrides
+    /// and allows): `migrate` acts on warnings and errors only, and over a
+    /// long history the notes add up. Defaults to `Info` (all kept).
+    pub least: Severity,
 }
 
 impl LintOptions {
     /// Default severities for `dialect`.
     pub fn new(dialect: Dialect) -> LintOptions {
-        LintOptions { dialect, severities: BTreeMap::new(), strict: false }
+        LintOptions { dialect, severities: BTreeMap::new(), strict: false, least: Severity::Info }
     }
 
     /// Default severities for `dialect`, with these overrides.
@@ -182,13 +186,18 @@ const PARALLEL_FROM: usize = 64;
 /// [`Catalog::offline`] without a database. For a long history the parser
 /// runs on worker threads while this thread lints each migration, in
 /// order, as soon as it is parsed.
-pub fn lint(migrations: &[Migration], catalog: Catalog, options: &LintOptions) -> Report {
+/// The migrations may be owned or borrowed (`&[Migration]`, `&[&Migration]`).
+pub fn lint<M: std::borrow::Borrow<Migration> + Sync>(
+    migrations: &[M],
+    catalog: Catalog,
+    options: &LintOptions,
+) -> Report {
     let mut linter = Linter { catalog, options, report: Report::default() };
     airlock_core::parallel::in_order(
         migrations,
         PARALLEL_FROM,
-        |m| parse_migration(m, options.dialect),
-        |i, script| linter.migration(&migrations[i], &script),
+        |m| parse_migration(m.borrow(), options.dialect),
+        |i, script| linter.migration(migrations[i].borrow(), &script),
     );
     linter.report
 }
@@ -397,6 +406,7 @@ fn settle(migration: &Migration, parsed: &[Parsed], found: Vec<Finding>, options
             });
         }
     }
+    kept.retain(|f| rank(f.severity) >= rank(options.least));
     kept.sort_by(|a, b| (a.line, a.rule).cmp(&(b.line, b.rule)));
     report.findings.extend(kept);
 }

@@ -190,3 +190,23 @@ fn a_configured_severity_keeps_a_rule_s_step_down() {
     let report = lint(&found.migrations, Catalog::offline(), &options);
     assert_eq!(report.findings[0].severity, Severity::Info);
 }
+
+#[test]
+fn findings_below_the_least_severity_are_not_kept() {
+    static FILES: &[EmbeddedFile] = files![
+        // No down script: a note. A lock-taking index on an existing table: an error.
+        "1_index.up.sql" => "CREATE INDEX t_v ON t (v);\n",
+    ];
+    let found = discover_embedded(&Embedded { dir: "migrations", files: FILES }).unwrap();
+    let all = lint(&found.migrations, Catalog::offline(), &LintOptions::new(Dialect::Postgres));
+    let rules = |r: &Report| r.findings.iter().map(|f| (f.rule, f.severity)).collect::<Vec<_>>();
+    assert!(rules(&all).contains(&("missing-down", Severity::Info)), "{:?}", rules(&all));
+    let options = LintOptions { least: Severity::Warning, ..LintOptions::new(Dialect::Postgres) };
+    let kept = lint(&found.migrations, Catalog::offline(), &options);
+    assert!(
+        !kept.findings.is_empty() && kept.findings.iter().all(|f| f.severity >= Severity::Warning),
+        "{:?}",
+        rules(&kept)
+    );
+    assert_eq!(kept.findings.len(), all.findings.iter().filter(|f| f.severity >= Severity::Warning).count());
+}

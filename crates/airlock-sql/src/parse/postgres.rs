@@ -16,7 +16,7 @@ pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
         position: error_position(sql),
         certain: true,
     })?;
-    Ok(tree
+    let mut ops = tree
         .protobuf
         .stmts
         .iter()
@@ -25,7 +25,10 @@ pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
             NodeEnum::DoStmt(s) => do_block(s),
             other => vec![op(other, start)],
         })
-        .collect())
+        .collect::<Vec<Op>>();
+    // Exactly sized: a long history keeps every pending statement's operations until it runs.
+    ops.shrink_to_fit();
+    Ok(ops)
 }
 
 /// The statements a PL/pgSQL `DO` block runs, in order, parsed like any
@@ -375,8 +378,11 @@ fn behavior_cascade(behavior: i32) -> bool {
 fn op(node: &NodeEnum, start: usize) -> Op {
     match node {
         NodeEnum::CreateStmt(s) => {
-            let mut columns = Vec::new();
-            let mut constraints = Vec::new();
+            // Sized exactly: a long history keeps every pending table's columns until it runs.
+            let is_column = |elt: &&pg_query::protobuf::Node| matches!(elt.node, Some(NodeEnum::ColumnDef(_)));
+            let column_count = s.table_elts.iter().filter(is_column).count();
+            let mut columns = Vec::with_capacity(column_count);
+            let mut constraints = Vec::with_capacity(s.table_elts.len() - column_count);
             for elt in &s.table_elts {
                 match elt.node.as_ref() {
                     Some(NodeEnum::ColumnDef(c)) => columns.push(column(c, start)),

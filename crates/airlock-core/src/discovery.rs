@@ -277,17 +277,22 @@ impl Tree for Disk<'_> {
 /// file's size first, one system call more per migration on every run.
 fn read_small_file(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut file = fs::File::open(path)?;
-    let mut chunk = [0u8; 16 * 1024];
-    let mut bytes = Vec::new();
-    loop {
-        match file.read(&mut chunk) {
-            Ok(0) => return Ok(bytes),
-            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
+    thread_local! {
+        // One zeroed buffer a thread, not one a file.
+        static CHUNK: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; 16 * 1024]);
     }
+    let mut file = fs::File::open(path)?;
+    CHUNK.with_borrow_mut(|chunk| {
+        let mut bytes = Vec::new();
+        loop {
+            match file.read(chunk) {
+                Ok(0) => return Ok(bytes),
+                Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    })
 }
 
 struct InMemory<'a> {

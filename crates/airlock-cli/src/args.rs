@@ -93,6 +93,8 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Take over a database another tool migrated: record its applied migrations in airlock's history without running SQL.
     Adopt(AdoptArgs),
+    /// Compare this database's schema with another's (`--against-env staging`, `--against-url URL`); exit 3 when they differ.
+    Drift(DriftArgs),
     /// The audit trail, newest first: runs, repairs, resolves, allows used, adoptions, with who, where, when and why.
     History(HistoryArgs),
 }
@@ -243,6 +245,18 @@ pub struct GateArgs {
     /// Wait up to this long (e.g. 10m) for the requirement, returning as soon as it is met.
     #[arg(long, value_name = "DURATION")]
     pub wait: Option<String>,
+}
+
+/// `airlock drift`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("against").required(true).args(["against_env", "against_url"])))]
+pub struct DriftArgs {
+    /// The environment of airlock.toml whose database is the reference.
+    #[arg(long, value_name = "NAME")]
+    pub against_env: Option<String>,
+    /// The reference database's URL.
+    #[arg(long, value_name = "URL")]
+    pub against_url: Option<String>,
 }
 
 /// `airlock down`.

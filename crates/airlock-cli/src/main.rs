@@ -32,7 +32,10 @@ fn main() -> ExitCode {
         Ok(()) => exit::OK,
         Err(e) => {
             // A gate that is not satisfied has already printed its report.
-            if !matches!(e, ExecError::GateNotSatisfied | ExecError::LintErrors(_) | ExecError::PlanBlocked) {
+            if !matches!(
+                e,
+                ExecError::GateNotSatisfied | ExecError::LintErrors(_) | ExecError::PlanBlocked | ExecError::DriftFound
+            ) {
                 render::error(&e, format);
             }
             e.exit_code()
@@ -125,6 +128,21 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
                 Ok(())
+            }
+            Command::Drift(args) => {
+                let against = match (&args.against_url, &args.against_env) {
+                    (Some(url), _) => url.clone(),
+                    (None, Some(name)) => {
+                        let global = crate::args::Global { environment: Some(name.clone()), database_url: None, ..cli.global.clone() };
+                        settings::options(&global).map_err(|e| ExecError::Usage(format!("--against-env {name}: {}", e.0)))?.url.expose().to_owned()
+                    }
+                    (None, None) => unreachable!("clap requires one of --against-env and --against-url"),
+                };
+                let against = airlock_driver::DatabaseUrl::parse(&against)
+                    .map_err(|e| ExecError::Usage(format!("--against-url: {e}")))?;
+                let report = airlock_exec::drift(&options, &against).await?;
+                render::drift(&report, format);
+                if report.differences.is_empty() { Ok(()) } else { Err(ExecError::DriftFound) }
             }
             Command::History(args) => {
                 let report = airlock_exec::history(&options, args.limit).await?;

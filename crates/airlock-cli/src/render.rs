@@ -220,6 +220,41 @@ pub fn gate(report: &GateReport, format: Format) {
     }
 }
 
+/// `airlock drift`: each difference on its own line, with both sides.
+pub fn drift(report: &airlock_exec::DriftReport, format: Format) {
+    if format == Format::Json {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    if report.differences.is_empty() {
+        println!("{GREEN}no drift{GREEN:#}: {} has the schema of {}", report.database, report.against);
+        return;
+    }
+    let n = report.differences.len();
+    println!(
+        "{RED}drift{RED:#}: {} differs from {} in {n} place{}:",
+        report.database,
+        report.against,
+        if n == 1 { "" } else { "s" }
+    );
+    // Definitions span lines as the engine prints them: one line each here (JSON keeps them whole).
+    let one_line = |text: &Option<String>| text.as_deref().map(airlock_core::snapshot::squash_whitespace);
+    let with = |text: Option<String>| text.filter(|t| !t.is_empty()).map_or(String::new(), |t| format!(": {t}"));
+    for d in &report.differences {
+        match (d.change, &d.attribute) {
+            ("missing", _) => println!("  - {}: missing here{}", d.object, with(one_line(&d.expected))),
+            ("unexpected", _) => println!("  - {}: only here{}", d.object, with(one_line(&d.actual))),
+            (_, attribute) => println!(
+                "  - {}: {} is {} here, {} there",
+                d.object,
+                attribute.as_deref().unwrap_or("?"),
+                one_line(&d.actual).unwrap_or_else(|| "not set".to_owned()),
+                one_line(&d.expected).unwrap_or_else(|| "not set".to_owned())
+            ),
+        }
+    }
+}
+
 fn error_kind(e: &ExecError) -> &'static str {
     match e {
         ExecError::Discovery(_) => "malformed-migrations",
@@ -238,6 +273,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::LintErrors(_) => "lint-errors",
         ExecError::LintRefused(_) => "lint",
         ExecError::PlanBlocked => "plan-blocked",
+        ExecError::DriftFound => "drift",
         ExecError::ChecksFailed(_) => "data-check-failed",
         ExecError::RiskRefused(_) => "risky-in-protected-environment",
         ExecError::PlanMismatch(_) => "plan-mismatch",

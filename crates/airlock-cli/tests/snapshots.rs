@@ -129,3 +129,19 @@ fn interrupted_run() {
     run.expect(130);
     snapshot!("interrupted_run", seen(&run));
 }
+
+#[test]
+fn drift_found() {
+    let (live, reference) = (Db::new(Engine::Sqlite), Db::new(Engine::Sqlite));
+    let schema = "CREATE TABLE orders (id integer PRIMARY KEY, note text DEFAULT 'x');
+        CREATE VIEW recent AS SELECT id
+            FROM orders WHERE id > 10;
+        CREATE TRIGGER orders_touch AFTER INSERT ON orders BEGIN UPDATE orders SET note = 'y' WHERE id = NEW.id; END;";
+    live.exec(schema);
+    reference.exec(schema);
+    live.exec("CREATE INDEX orders_by_hand ON orders (note); DROP TRIGGER orders_touch;");
+    let project = Project::new();
+    let run = project.run(&live, &["drift", "--against-url", &reference.url]);
+    run.expect(3);
+    snapshot!("drift_found", seen(&run).replace(&reference.url, "[reference]").replace(&live.url, "[database]"));
+}

@@ -9,6 +9,7 @@ pub mod migration;
 pub mod parallel;
 pub mod reconcile;
 pub mod schema;
+pub mod snapshot;
 pub mod version;
 
 pub use discovery::{

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 
 use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName};
+use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     BaseRates, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Result,
@@ -60,6 +61,66 @@ fn calibration(table: &str, rows: u64) -> Workload {
         rewrite: format!("ALTER TABLE {table} MODIFY val BIGINT, ALGORITHM=COPY"),
         index: format!("ALTER TABLE {table} ADD INDEX {table}_val (val), ALGORITHM=INPLACE"),
     }
+}
+
+/// The schema snapshot's queries: the table an object belongs to and its
+/// name, after a NULL where PostgreSQL has the schema (one database is
+/// compared at a time), then one column per attribute, named as the
+/// attribute (NULL: not set). airlock's own tables are left out.
+mod snapshot_sql {
+    pub const TABLES: &str = "SELECT NULL, NULL, TABLE_NAME, ENGINE AS engine, TABLE_COLLATION AS collation, \
+         ROW_FORMAT AS row_format, NULLIF(CREATE_OPTIONS, '') AS options, NULLIF(TABLE_COMMENT, '') AS comment \
+         FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' \
+         AND TABLE_NAME NOT LIKE 'airlock\\_%'";
+    /// MariaDB's sequences are tables of their own type.
+    pub const SEQUENCES: &str = "SELECT NULL, NULL, TABLE_NAME FROM information_schema.TABLES \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'";
+    /// Columns of base tables; MariaDB writes "no default" as the text NULL.
+    pub const COLUMNS: &str = "SELECT NULL, c.TABLE_NAME, c.COLUMN_NAME, c.COLUMN_TYPE AS type, \
+         CASE c.IS_NULLABLE WHEN 'YES' THEN 'true' ELSE 'false' END AS nullable, NULLIF(c.COLUMN_DEFAULT, 'NULL') AS `default`, \
+         NULLIF(c.EXTRA, '') AS extra, NULLIF(c.GENERATION_EXPRESSION, '') AS generated, c.CHARACTER_SET_NAME AS charset, \
+         c.COLLATION_NAME AS collation, NULLIF(c.COLUMN_COMMENT, '') AS comment \
+         FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+         WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_NAME NOT LIKE 'airlock\\_%'";
+    pub const COLUMN_ORDER: &str = "SELECT NULL, c.TABLE_NAME, '', \
+         GROUP_CONCAT(CONCAT('`', c.COLUMN_NAME, '`') ORDER BY c.ORDINAL_POSITION SEPARATOR ', ') AS columns \
+         FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+         WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_NAME NOT LIKE 'airlock\\_%' \
+         GROUP BY c.TABLE_NAME";
+    /// Indexes (PRIMARY and unique keys among them): method, key parts with prefix length and order.
+    pub const INDEXES: &str = "SELECT NULL, TABLE_NAME, INDEX_NAME, \
+         CASE WHEN MIN(NON_UNIQUE) = 0 THEN 'true' ELSE 'false' END AS `unique`, MIN(INDEX_TYPE) AS method, \
+         GROUP_CONCAT(CONCAT(COALESCE(CONCAT('`', COLUMN_NAME, '`'), '(expression)'), COALESCE(CONCAT('(', SUB_PART, ')'), ''), \
+         CASE WHEN COLLATION = 'D' THEN ' DESC' ELSE '' END) ORDER BY SEQ_IN_INDEX SEPARATOR ', ') AS columns, \
+         NULLIF(MIN(INDEX_COMMENT), '') AS comment \
+         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE 'airlock\\_%' \
+         GROUP BY TABLE_NAME, INDEX_NAME";
+    pub const FOREIGN_KEYS: &str = "SELECT NULL, k.TABLE_NAME, k.CONSTRAINT_NAME, 'foreign key' AS type, \
+         CONCAT('FOREIGN KEY (', GROUP_CONCAT(CONCAT('`', k.COLUMN_NAME, '`') ORDER BY k.ORDINAL_POSITION SEPARATOR ', '), \
+         ') REFERENCES `', MIN(k.REFERENCED_TABLE_NAME), '` (', \
+         GROUP_CONCAT(CONCAT('`', k.REFERENCED_COLUMN_NAME, '`') ORDER BY k.ORDINAL_POSITION SEPARATOR ', '), \
+         ') ON UPDATE ', MIN(r.UPDATE_RULE), ' ON DELETE ', MIN(r.DELETE_RULE)) AS definition \
+         FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
+         ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME \
+         WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL GROUP BY k.TABLE_NAME, k.CONSTRAINT_NAME";
+    /// MariaDB names a table's checks per table (a column's check by the column).
+    pub const CHECKS_MARIADB: &str = "SELECT NULL, TABLE_NAME, CONSTRAINT_NAME, 'check' AS type, CHECK_CLAUSE AS definition \
+         FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()";
+    /// MySQL 8's CHECK_CONSTRAINTS has no table: TABLE_CONSTRAINTS does.
+    pub const CHECKS_MYSQL: &str = "SELECT NULL, t.TABLE_NAME, c.CONSTRAINT_NAME, 'check' AS type, c.CHECK_CLAUSE AS definition \
+         FROM information_schema.CHECK_CONSTRAINTS c JOIN information_schema.TABLE_CONSTRAINTS t \
+         ON t.CONSTRAINT_SCHEMA = c.CONSTRAINT_SCHEMA AND t.CONSTRAINT_NAME = c.CONSTRAINT_NAME AND t.CONSTRAINT_TYPE = 'CHECK' \
+         WHERE c.CONSTRAINT_SCHEMA = DATABASE()";
+    pub const TRIGGERS: &str = "SELECT NULL, EVENT_OBJECT_TABLE, TRIGGER_NAME, \
+         CONCAT(ACTION_TIMING, ' ', EVENT_MANIPULATION) AS event, ACTION_STATEMENT AS definition, \
+         CAST(ACTION_ORDER AS CHAR) AS `order` FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()";
+    pub const VIEWS: &str = "SELECT NULL, NULL, TABLE_NAME, VIEW_DEFINITION AS definition, CHECK_OPTION AS check_option, \
+         SECURITY_TYPE AS security FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()";
+    pub const ROUTINES: &str = "SELECT NULL, NULL, r.ROUTINE_NAME, LOWER(r.ROUTINE_TYPE) AS kind, r.DTD_IDENTIFIER AS returns, \
+         (SELECT GROUP_CONCAT(CONCAT_WS(' ', p.PARAMETER_MODE, p.PARAMETER_NAME, p.DTD_IDENTIFIER) ORDER BY p.ORDINAL_POSITION SEPARATOR ', ') \
+          FROM information_schema.PARAMETERS p WHERE p.SPECIFIC_SCHEMA = r.ROUTINE_SCHEMA AND p.SPECIFIC_NAME = r.SPECIFIC_NAME \
+          AND p.ORDINAL_POSITION > 0) AS parameters, r.ROUTINE_DEFINITION AS definition \
+         FROM information_schema.ROUTINES r WHERE r.ROUTINE_SCHEMA = DATABASE()";
 }
 
 /// A connection to one MySQL or MariaDB database.
@@ -448,6 +509,55 @@ impl Driver for MySqlDriver {
             sql.push_str(&format!(", SESSION max_execution_time = {}", timeouts.statement.as_millis()));
         }
         self.conn.query_drop(sql).await.map_err(error)
+    }
+
+    async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
+        // Column and key lists are GROUP_CONCATs, cut at 1,024 bytes by default.
+        self.conn.query_drop("SET SESSION group_concat_max_len = 4194304").await.map_err(error)?;
+        let database: Option<String> = self.conn.query_first("SELECT DATABASE()").await.map_err(error)?;
+        let checks = if self.mariadb { snapshot_sql::CHECKS_MARIADB } else { snapshot_sql::CHECKS_MYSQL };
+        let mut snapshot = SchemaSnapshot::default();
+        for (kind, sql) in [
+            (ObjectKind::Table, snapshot_sql::TABLES),
+            (ObjectKind::Sequence, snapshot_sql::SEQUENCES),
+            (ObjectKind::Column, snapshot_sql::COLUMNS),
+            (ObjectKind::ColumnOrder, snapshot_sql::COLUMN_ORDER),
+            (ObjectKind::Index, snapshot_sql::INDEXES),
+            (ObjectKind::Constraint, snapshot_sql::FOREIGN_KEYS),
+            (ObjectKind::Constraint, checks),
+            (ObjectKind::Trigger, snapshot_sql::TRIGGERS),
+            (ObjectKind::View, snapshot_sql::VIEWS),
+            (ObjectKind::Function, snapshot_sql::ROUTINES),
+        ] {
+            let rows: Vec<Row> = self.conn.query(sql).await.map_err(error)?;
+            for row in rows {
+                let names: Vec<String> = row.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+                let values: Vec<Option<String>> = row
+                    .unwrap()
+                    .into_iter()
+                    .map(|v| match v {
+                        Value::NULL => None,
+                        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
+                    })
+                    .collect();
+                let mut attributes = Attributes::new();
+                for (name, value) in names.iter().zip(&values).skip(3) {
+                    if let Some(value) = value {
+                        // A view's definition names its database: another database's copy must compare equal.
+                        let value = match &database {
+                            Some(db) => value.replace(&format!("`{db}`."), ""),
+                            None => value.clone(),
+                        };
+                        attributes.insert(name.clone(), value);
+                    }
+                }
+                let name = values.get(2).cloned().flatten().unwrap_or_default();
+                let path = ObjectPath { kind, schema: None, table: values.get(1).cloned().flatten(), name };
+                snapshot.insert(path, attributes);
+            }
+        }
+        Ok(snapshot)
     }
 
     async fn load_catalog(&mut self) -> Result<Catalog> {

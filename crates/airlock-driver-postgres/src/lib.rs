@@ -22,6 +22,7 @@ use std::collections::BTreeMap;
 use airlock_core::schema::{
     Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName, Volatility,
 };
+use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     BaseRates, Capabilities, Committed, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Ran,
@@ -132,6 +133,200 @@ const CATALOG_TRIGGERS: &str = "SELECT tg.tgrelid::int8, tg.tgname::text FROM pg
 const CATALOG_FUNCTIONS: &str = "SELECT p.proname::text, max(p.provolatile::text) FROM pg_proc p \
      WHERE p.proname <> 'airlock_commit_v1' GROUP BY p.proname";
 const CATALOG_SEARCH_PATH: &str = "SELECT unnest(current_schemas(false))::text";
+
+/// The schema snapshot's queries. Each returns the object's schema, the
+/// table it belongs to and its name, then one text column per attribute,
+/// named as the attribute (NULL: not set). Objects in system schemas, those
+/// an extension owns and airlock's own are left out.
+mod snapshot_sql {
+    /// A namespace `n` the user made.
+    macro_rules! user_schema {
+        () => {
+            "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+             AND n.nspname NOT LIKE 'pg\\_temp\\_%' "
+        };
+    }
+    /// Not owned by an extension: `$catalog` is the object's system catalog, `$oid` its id.
+    macro_rules! not_extension {
+        ($catalog:literal, $oid:literal) => {
+            concat!(
+                "NOT EXISTS (SELECT 1 FROM pg_depend e WHERE e.classid = '",
+                $catalog,
+                "'::regclass AND e.objid = ",
+                $oid,
+                " AND e.deptype = 'e') "
+            )
+        };
+    }
+    pub const SCHEMAS: &str = concat!(
+        "SELECT NULL::text, NULL::text, n.nspname::text, obj_description(n.oid, 'pg_namespace') AS comment \
+         FROM pg_namespace n WHERE ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_namespace", "n.oid")
+    );
+    pub const EXTENSIONS: &str = "SELECT NULL::text, NULL::text, e.extname::text, e.extversion AS version, \
+         n.nspname::text AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace";
+    pub const ENUMS: &str = concat!(
+        "SELECT n.nspname::text, NULL::text, t.typname::text, \
+         (SELECT string_agg(quote_literal(v.enumlabel), ', ' ORDER BY v.enumsortorder) FROM pg_enum v WHERE v.enumtypid = t.oid) AS labels, \
+         obj_description(t.oid, 'pg_type') AS comment \
+         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'e' AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_type", "t.oid")
+    );
+    pub const DOMAINS: &str = concat!(
+        "SELECT n.nspname::text, NULL::text, t.typname::text, format_type(t.typbasetype, t.typtypmod) AS type, \
+         CASE WHEN t.typnotnull THEN 'false' ELSE 'true' END AS nullable, t.typdefault AS default, \
+         (SELECT string_agg(pg_get_constraintdef(c.oid), ' AND ' ORDER BY c.conname) FROM pg_constraint c WHERE c.contypid = t.oid) AS checks, \
+         CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation THEN (SELECT collname::text FROM pg_collation WHERE oid = t.typcollation) END AS collation \
+         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_type b ON b.oid = t.typbasetype \
+         WHERE t.typtype = 'd' AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_type", "t.oid")
+    );
+    pub const COMPOSITE_TYPES: &str = concat!(
+        "SELECT n.nspname::text, NULL::text, t.typname::text, \
+         (SELECT string_agg(quote_ident(a.attname) || ' ' || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum) \
+          FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) AS attributes \
+         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_class c ON c.oid = t.typrelid \
+         WHERE t.typtype = 'c' AND c.relkind = 'c' AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_type", "t.oid")
+    );
+    /// Sequences, except those behind identity columns (the column says it).
+    pub const SEQUENCES: &str = concat!(
+        "SELECT n.nspname::text, NULL::text, c.relname::text, format_type(s.seqtypid, NULL) AS type, \
+         s.seqstart::text AS start, s.seqincrement::text AS increment, s.seqmin::text AS min, s.seqmax::text AS max, \
+         s.seqcache::text AS cache, CASE WHEN s.seqcycle THEN 'true' END AS cycle, \
+         (SELECT tc.relname || '.' || a.attname FROM pg_depend d JOIN pg_class tc ON tc.oid = d.refobjid \
+          JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a') AS owned_by \
+         FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass AND i.objid = c.oid AND i.deptype = 'i') AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_class", "c.oid")
+    );
+    /// Functions and procedures by name and argument types, with their whole definition.
+    pub const FUNCTIONS: &str = concat!(
+        "SELECT n.nspname::text, NULL::text, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
+         CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END AS kind, pg_get_functiondef(p.oid) AS definition, \
+         obj_description(p.oid, 'pg_proc') AS comment \
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE p.prokind IN ('f', 'p') AND p.proname NOT LIKE 'airlock\\_commit\\_v%' AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_proc", "p.oid")
+    );
+    /// A table of `c` the user made (ordinary or partitioned), not airlock's.
+    macro_rules! user_table {
+        () => {
+            concat!(
+                "c.relkind IN ('r', 'p') AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) AND ",
+                user_schema!(),
+                "AND ",
+                not_extension!("pg_class", "c.oid")
+            )
+        };
+    }
+    pub const TABLES: &str = concat!(
+        "SELECT n.nspname::text, NULL::text, c.relname::text, \
+         CASE c.relkind WHEN 'p' THEN 'true' END AS partitioned, pg_get_partkeydef(c.oid) AS partition_by, \
+         (SELECT string_agg(pn.nspname || '.' || pc.relname, ', ' ORDER BY i.inhseqno) FROM pg_inherits i \
+          JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid) AS parent, \
+         pg_get_expr(c.relpartbound, c.oid) AS partition_bound, CASE c.relpersistence WHEN 'u' THEN 'unlogged' END AS persistence, \
+         array_to_string(c.reloptions, ', ') AS options, CASE WHEN c.relrowsecurity THEN 'true' END AS row_security, \
+         obj_description(c.oid, 'pg_class') AS comment \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ",
+        user_table!()
+    );
+    pub const COLUMNS: &str = concat!(
+        "SELECT n.nspname::text, c.relname::text, a.attname::text, format_type(a.atttypid, a.atttypmod) AS type, \
+         CASE WHEN a.attnotnull THEN 'false' ELSE 'true' END AS nullable, \
+         CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default, \
+         CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END AS identity, \
+         CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated, \
+         CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN co.collname::text END AS collation, \
+         col_description(c.oid, a.attnum) AS comment \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+         LEFT JOIN pg_collation co ON co.oid = a.attcollation \
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND ",
+        user_table!()
+    );
+    /// Each table's column names in order (dropped columns' gaps left out).
+    pub const COLUMN_ORDER: &str = concat!(
+        "SELECT n.nspname::text, c.relname::text, ''::text, \
+         string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) AS columns \
+         FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE a.attnum > 0 AND NOT a.attisdropped AND ",
+        user_table!(),
+        "GROUP BY n.nspname, c.relname"
+    );
+    /// Constraints with their definition (actions, deferrability and NOT VALID
+    /// included); PostgreSQL 18's NOT NULL constraints are the column's `nullable`.
+    pub const CONSTRAINTS: &str = concat!(
+        "SELECT n.nspname::text, c.relname::text, co.conname::text, \
+         CASE co.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique' \
+          WHEN 'c' THEN 'check' WHEN 'x' THEN 'exclusion' ELSE co.contype::text END AS type, \
+         pg_get_constraintdef(co.oid) AS definition \
+         FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE co.contype NOT IN ('n', 't') AND ",
+        user_table!()
+    );
+    /// Indexes of tables and materialized views: method, keys, INCLUDE and
+    /// WHERE as `pg_get_indexdef` writes them after `USING`.
+    pub const INDEXES: &str = concat!(
+        "SELECT n.nspname::text, c.relname::text, ic.relname::text, \
+         CASE WHEN i.indisunique THEN 'true' ELSE 'false' END AS unique, \
+         substring(pg_get_indexdef(i.indexrelid) from ' USING (.*)$') AS definition, \
+         CASE WHEN NOT i.indisvalid THEN 'false' END AS valid, \
+         obj_description(ic.oid, 'pg_class') AS comment \
+         FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'm') AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_class", "c.oid")
+    );
+    pub const TRIGGERS: &str = concat!(
+        "SELECT n.nspname::text, c.relname::text, tg.tgname::text, pg_get_triggerdef(tg.oid) AS definition, \
+         CASE tg.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END AS enabled \
+         FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE NOT tg.tgisinternal AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_class", "c.oid")
+    );
+    /// Views (`v`) and materialized views (`m`), told apart by the first column.
+    pub const VIEWS: &str = concat!(
+        "SELECT n.nspname::text, c.relkind::text, c.relname::text, pg_get_viewdef(c.oid, true) AS definition, \
+         obj_description(c.oid, 'pg_class') AS comment \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('v', 'm') AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_class", "c.oid")
+    );
+}
+
+/// Adds one object per row of a snapshot query: (schema, table, name, attributes...).
+fn snapshot_rows(snapshot: &mut SchemaSnapshot, kind: ObjectKind, rows: &[Row]) {
+    for row in rows {
+        let (schema, table, name): (Option<String>, Option<String>, String) = (row.get(0), row.get(1), row.get(2));
+        let mut attributes = Attributes::new();
+        for (i, column) in row.columns().iter().enumerate().skip(3) {
+            if let Some(value) = row.get::<_, Option<String>>(i) {
+                attributes.insert(column.name().to_owned(), value);
+            }
+        }
+        let path = ObjectPath { kind, schema, table, name };
+        snapshot.insert(path, attributes);
+    }
+}
 
 const SELECT_HISTORY: &str = "SELECT version, name, kind, checksum, up_sql, down_sql, state, mode, statements_done, statements_total, \
      failed_statement, error, started_at, finished_at, duration_ms, os_user, host, airlock_version FROM airlock_history";
@@ -790,6 +985,61 @@ impl Driver for PostgresDriver {
         self.timeouts = Some(timeouts);
         self.session_timeouts_stale = true;
         Ok(())
+    }
+
+    async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
+        use snapshot_sql::*;
+        let c = &self.client;
+        let (schemas, extensions, enums, domains, types, sequences, functions) = tokio::try_join!(
+            c.query_typed(SCHEMAS, &[]),
+            c.query_typed(EXTENSIONS, &[]),
+            c.query_typed(ENUMS, &[]),
+            c.query_typed(DOMAINS, &[]),
+            c.query_typed(COMPOSITE_TYPES, &[]),
+            c.query_typed(SEQUENCES, &[]),
+            c.query_typed(FUNCTIONS, &[]),
+        )
+        .map_err(error)?;
+        let (tables, columns, order, constraints, indexes, triggers, views) = tokio::try_join!(
+            c.query_typed(TABLES, &[]),
+            c.query_typed(COLUMNS, &[]),
+            c.query_typed(COLUMN_ORDER, &[]),
+            c.query_typed(CONSTRAINTS, &[]),
+            c.query_typed(INDEXES, &[]),
+            c.query_typed(TRIGGERS, &[]),
+            c.query_typed(VIEWS, &[]),
+        )
+        .map_err(error)?;
+        let mut snapshot = SchemaSnapshot::default();
+        for (kind, rows) in [
+            (ObjectKind::Schema, &schemas),
+            (ObjectKind::Extension, &extensions),
+            (ObjectKind::Enum, &enums),
+            (ObjectKind::Domain, &domains),
+            (ObjectKind::CompositeType, &types),
+            (ObjectKind::Sequence, &sequences),
+            (ObjectKind::Function, &functions),
+            (ObjectKind::Table, &tables),
+            (ObjectKind::Column, &columns),
+            (ObjectKind::ColumnOrder, &order),
+            (ObjectKind::Constraint, &constraints),
+            (ObjectKind::Index, &indexes),
+            (ObjectKind::Trigger, &triggers),
+        ] {
+            snapshot_rows(&mut snapshot, kind, rows);
+        }
+        // Views and materialized views: the second column is the relkind, not a table.
+        let (plain, materialized): (Vec<Row>, Vec<Row>) =
+            views.into_iter().partition(|r| r.get::<_, Option<String>>(1).as_deref() == Some("v"));
+        for (kind, rows) in [(ObjectKind::View, plain), (ObjectKind::MaterializedView, materialized)] {
+            let mut these = SchemaSnapshot::default();
+            snapshot_rows(&mut these, kind, &rows);
+            snapshot.objects.extend(these.objects.into_iter().map(|(mut path, attributes)| {
+                path.table = None;
+                (path, attributes)
+            }));
+        }
+        Ok(snapshot)
     }
 
     async fn load_catalog(&mut self) -> Result<Catalog> {

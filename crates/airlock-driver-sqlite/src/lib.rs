@@ -7,10 +7,12 @@
 //! and pid). Lock waits are bounded by the busy timeout. There is no statement
 //! timeout on SQLite.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use airlock_core::schema::{Catalog, Column, Index, Origin, Table, TableName};
+use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot, squash_whitespace};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     BaseRates, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Result,
@@ -423,6 +425,78 @@ impl Driver for SqliteDriver {
         self.conn.busy_timeout(busy).map_err(error)
     }
 
+    async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
+        let rows = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Vec<Vec<Option<String>>>> {
+            let mut stmt = self.conn.prepare(sql).map_err(error)?;
+            let width = stmt.column_count();
+            let found = stmt
+                .query_map(params, |r| {
+                    (0..width)
+                        .map(|i| {
+                            Ok(match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Null => None,
+                                rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
+                                rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
+                                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                                    Some(String::from_utf8_lossy(t).into_owned())
+                                }
+                            })
+                        })
+                        .collect()
+                })
+                .map_err(error)?;
+            found.collect::<std::result::Result<_, _>>().map_err(error)
+        };
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let objects = rows(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             AND tbl_name NOT LIKE 'airlock\\_%' ESCAPE '\\' ORDER BY type, name",
+            &[],
+        )?;
+        let mut snapshot = SchemaSnapshot::default();
+        let definition = |sql: &Option<String>| -> Attributes {
+            sql.iter().map(|s| ("definition".to_owned(), squash_whitespace(s))).collect()
+        };
+        for object in &objects {
+            let (kind, name, table, sql) = (text(&object[0]), text(&object[1]), text(&object[2]), &object[3]);
+            match kind.as_str() {
+                "table" => {
+                    let mut attributes = Attributes::new();
+                    for info in
+                        rows("SELECT wr, strict FROM pragma_table_list WHERE schema = 'main' AND name = ?1", &[&name])
+                            .unwrap_or_default()
+                    {
+                        if info[0].as_deref() == Some("1") {
+                            attributes.insert("without_rowid".into(), "true".into());
+                        }
+                        if info[1].as_deref() == Some("1") {
+                            attributes.insert("strict".into(), "true".into());
+                        }
+                    }
+                    snapshot.insert(ObjectPath::new(ObjectKind::Table, None, &name), attributes);
+                    self.snapshot_table(&mut snapshot, &name, &rows)?;
+                }
+                // Indexes SQLite makes for UNIQUE and PRIMARY KEY have no SQL: the table's constraints say them.
+                "index" if sql.is_some() => {
+                    let mut attributes = definition(sql);
+                    let unique = sql
+                        .as_deref()
+                        .is_some_and(|s| s.trim_start().to_ascii_uppercase().starts_with("CREATE UNIQUE"));
+                    attributes.insert("unique".into(), unique.to_string());
+                    snapshot.insert(ObjectPath::of_table(ObjectKind::Index, None, &table, &name), attributes);
+                }
+                "trigger" => {
+                    snapshot.insert(ObjectPath::of_table(ObjectKind::Trigger, None, &table, &name), definition(sql));
+                }
+                "view" => {
+                    snapshot.insert(ObjectPath::new(ObjectKind::View, None, &name), definition(sql));
+                }
+                _ => {}
+            }
+        }
+        Ok(snapshot)
+    }
+
     async fn load_catalog(&mut self) -> Result<Catalog> {
         // Rows come from ANALYZE's sqlite_stat1 (its first figure is the
         // table's row count) when it was run.
@@ -560,6 +634,99 @@ struct SqliteCancel(rusqlite::InterruptHandle);
 impl airlock_driver::Cancel for SqliteCancel {
     async fn cancel(&self) -> Result<()> {
         self.0.interrupt();
+        Ok(())
+    }
+}
+
+type SnapshotRows<'a> = dyn Fn(&str, &[&dyn rusqlite::ToSql]) -> Result<Vec<Vec<Option<String>>>> + 'a;
+
+impl SqliteDriver {
+    /// A table's columns, their order, its primary key, unique constraints and foreign keys.
+    fn snapshot_table(&self, snapshot: &mut SchemaSnapshot, table: &str, rows: &SnapshotRows<'_>) -> Result<()> {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        // name, type, notnull, dflt_value, pk, hidden (2: generated virtual, 3: stored)
+        let columns = rows(
+            "SELECT name, type, \"notnull\", dflt_value, pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid",
+            &[&table],
+        )?;
+        let mut order = Vec::new();
+        let mut key: Vec<(i64, String)> = Vec::new();
+        for c in &columns {
+            let name = text(&c[0]);
+            let mut attributes = Attributes::new();
+            attributes.insert("type".into(), text(&c[1]).to_lowercase());
+            attributes.insert("nullable".into(), (c[2].as_deref() != Some("1")).to_string());
+            if let Some(default) = &c[3] {
+                attributes.insert("default".into(), default.clone());
+            }
+            if matches!(c[5].as_deref(), Some("2" | "3")) {
+                attributes
+                    .insert("generated".into(), if c[5].as_deref() == Some("3") { "stored" } else { "virtual" }.into());
+            }
+            if let Some(position) = c[4].as_deref().and_then(|p| p.parse::<i64>().ok()).filter(|p| *p > 0) {
+                key.push((position, name.clone()));
+            }
+            order.push(format!("\"{}\"", name.replace('"', "\"\"")));
+            snapshot.insert(ObjectPath::of_table(ObjectKind::Column, None, table, &name), attributes);
+        }
+        snapshot.insert(
+            ObjectPath::of_table(ObjectKind::ColumnOrder, None, table, ""),
+            [("columns".to_owned(), order.join(", "))].into_iter().collect(),
+        );
+        if !key.is_empty() {
+            key.sort();
+            let columns: Vec<String> = key.into_iter().map(|(_, c)| c).collect();
+            let definition = format!("PRIMARY KEY ({})", columns.join(", "));
+            snapshot.insert(
+                ObjectPath::of_table(ObjectKind::Constraint, None, table, "primary key"),
+                [("type".to_owned(), "primary key".to_owned()), ("definition".to_owned(), definition)]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+        // UNIQUE constraints: SQLite names their indexes by position; named here by their columns.
+        for index in rows("SELECT name FROM pragma_index_list(?1) WHERE origin = 'u'", &[&table])? {
+            let name = text(&index[0]);
+            let keys = rows("SELECT name FROM pragma_index_info(?1) ORDER BY seqno", &[&name])?;
+            let columns: Vec<String> = keys.iter().map(|k| text(&k[0])).collect();
+            let definition = format!("UNIQUE ({})", columns.join(", "));
+            snapshot.insert(
+                ObjectPath::of_table(ObjectKind::Constraint, None, table, &format!("unique ({})", columns.join(", "))),
+                [("type".to_owned(), "unique".to_owned()), ("definition".to_owned(), definition)].into_iter().collect(),
+            );
+        }
+        // Foreign keys: id, seq, table, from, to, on_update, on_delete; unnamed in SQLite, named by their columns.
+        let keys = rows(
+            "SELECT id, \"table\", \"from\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?1) ORDER BY id, seq",
+            &[&table],
+        )?;
+        let mut by_id: BTreeMap<String, Vec<&Vec<Option<String>>>> = BTreeMap::new();
+        for k in &keys {
+            by_id.entry(text(&k[0])).or_default().push(k);
+        }
+        for parts in by_id.values() {
+            let from: Vec<String> = parts.iter().map(|k| text(&k[2])).collect();
+            let to: Vec<String> = parts.iter().map(|k| text(&k[3])).collect();
+            let target = text(&parts[0][1]);
+            let definition = format!(
+                "FOREIGN KEY ({}) REFERENCES {target}({}) ON UPDATE {} ON DELETE {}",
+                from.join(", "),
+                to.join(", "),
+                text(&parts[0][4]),
+                text(&parts[0][5])
+            );
+            snapshot.insert(
+                ObjectPath::of_table(
+                    ObjectKind::Constraint,
+                    None,
+                    table,
+                    &format!("foreign key ({})", from.join(", ")),
+                ),
+                [("type".to_owned(), "foreign key".to_owned()), ("definition".to_owned(), definition)]
+                    .into_iter()
+                    .collect(),
+            );
+        }
         Ok(())
     }
 }

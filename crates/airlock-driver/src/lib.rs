@@ -314,6 +314,13 @@ pub trait Driver: Send {
     /// left out), and user functions' volatility where the engine has it.
     async fn load_catalog(&mut self) -> Result<airlock_core::schema::Catalog>;
 
+    /// Reads every object a migration can change into a comparable snapshot
+    /// (see `airlock_core::snapshot`): tables, columns, constraints, indexes,
+    /// triggers, views, sequences, types, functions, extensions, in the
+    /// schemas the connection's user created (system schemas, objects that
+    /// belong to an extension and airlock's own tables left out). Reads only.
+    async fn schema_snapshot(&mut self) -> Result<airlock_core::snapshot::SchemaSnapshot>;
+
     /// Runs a read query and returns every row with each value as text (NULL
     /// as None): for plan's data checks, whose SQL `airlock-plan` writes.
     async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;

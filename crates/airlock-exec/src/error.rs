@@ -119,6 +119,9 @@ pub enum ExecError {
     /// `plan` found a blocked statement; the plan was already printed.
     #[error("the plan has a blocked statement")]
     PlanBlocked,
+    /// `drift` found differences; the report was already printed.
+    #[error("the schemas differ")]
+    DriftFound,
     /// `lint` found errors; the findings were already printed.
     #[error("lint found {0} error(s)")]
     LintErrors(usize),
@@ -171,6 +174,7 @@ impl ExecError {
             | ExecError::LintErrors(_)
             | ExecError::LintRefused(_)
             | ExecError::PlanBlocked
+            | ExecError::DriftFound
             | ExecError::ChecksFailed(_)
             | ExecError::RiskRefused(_)
             | ExecError::AdoptRefused { .. }

@@ -1,0 +1,211 @@
+//! `airlock drift`: one database's schema against another's, on every engine.
+
+mod common;
+
+use common::{Db, Engine, Project};
+
+each_engine!(
+    equivalent_statement_orders_have_no_drift,
+    drift_names_each_difference_with_both_sides,
+    drift_against_an_environment
+);
+
+/// One schema, written all at once.
+fn at_once(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE TABLE t (id bigint PRIMARY KEY, a text NOT NULL DEFAULT 'x', b int CHECK (b > 0));
+             CREATE INDEX t_a ON t (a);
+             CREATE TABLE u (id bigint PRIMARY KEY, t_id bigint REFERENCES t (id) ON DELETE CASCADE);
+             CREATE VIEW v AS SELECT id, a FROM t;
+             CREATE TYPE mood AS ENUM ('sad', 'ok');
+             CREATE SEQUENCE counter START 10"
+        }
+        Engine::MySql => {
+            "CREATE TABLE t (id bigint PRIMARY KEY AUTO_INCREMENT, a varchar(20) NOT NULL DEFAULT 'x', b int,
+               CONSTRAINT t_b CHECK (b > 0), KEY t_a (a));
+             CREATE TABLE u (id bigint PRIMARY KEY, t_id bigint,
+               CONSTRAINT u_t FOREIGN KEY (t_id) REFERENCES t (id) ON DELETE CASCADE);
+             CREATE VIEW v AS SELECT id, a FROM t"
+        }
+        Engine::Sqlite => {
+            "CREATE TABLE t (id integer PRIMARY KEY, a text NOT NULL DEFAULT 'x', b int);
+             CREATE INDEX t_a ON t (a);
+             CREATE TABLE u (id integer PRIMARY KEY, t_id int REFERENCES t (id) ON DELETE CASCADE);
+             CREATE VIEW v AS SELECT id, a FROM t;"
+        }
+    }
+}
+
+/// The same schema, built step by step the way a migration history does.
+fn step_by_step(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE SEQUENCE counter START 10;
+             CREATE TYPE mood AS ENUM ('sad');
+             ALTER TYPE mood ADD VALUE 'ok';
+             CREATE TABLE t (id bigint, gone int, a text);
+             ALTER TABLE t DROP COLUMN gone;
+             ALTER TABLE t ADD PRIMARY KEY (id);
+             ALTER TABLE t ALTER COLUMN a SET DEFAULT 'x';
+             ALTER TABLE t ALTER COLUMN a SET NOT NULL;
+             ALTER TABLE t ADD COLUMN b int;
+             ALTER TABLE t ADD CHECK (b > 0);
+             CREATE TABLE u (id bigint PRIMARY KEY, t_id bigint);
+             ALTER TABLE u ADD FOREIGN KEY (t_id) REFERENCES t (id) ON DELETE CASCADE;
+             CREATE INDEX t_a ON t (a);
+             CREATE VIEW v AS SELECT id, a FROM t"
+        }
+        Engine::MySql => {
+            "CREATE TABLE t (id bigint, gone int, a varchar(20));
+             ALTER TABLE t DROP COLUMN gone;
+             ALTER TABLE t MODIFY id bigint NOT NULL AUTO_INCREMENT PRIMARY KEY;
+             ALTER TABLE t MODIFY a varchar(20) NOT NULL DEFAULT 'x';
+             ALTER TABLE t ADD COLUMN b int;
+             ALTER TABLE t ADD CONSTRAINT t_b CHECK (b > 0);
+             CREATE INDEX t_a ON t (a);
+             CREATE TABLE u (id bigint PRIMARY KEY, t_id bigint);
+             ALTER TABLE u ADD CONSTRAINT u_t FOREIGN KEY (t_id) REFERENCES t (id) ON DELETE CASCADE;
+             CREATE VIEW v AS SELECT id, a FROM t"
+        }
+        Engine::Sqlite => {
+            "CREATE TABLE t (id integer PRIMARY KEY, a text NOT NULL DEFAULT 'x');
+             ALTER TABLE t ADD COLUMN b int;
+             CREATE TABLE u (id integer PRIMARY KEY, t_id int REFERENCES t (id) ON DELETE CASCADE);
+             CREATE INDEX t_a ON t (a);
+             CREATE VIEW v AS SELECT id, a FROM t;"
+        }
+    }
+}
+
+fn equivalent_statement_orders_have_no_drift(engine: Engine) {
+    let (live, reference) = (Db::new(engine), Db::new(engine));
+    live.exec(at_once(engine));
+    reference.exec(step_by_step(engine));
+    let project = Project::new();
+    let same = project.run(&live, &["--format", "json", "drift", "--against-url", &reference.url]);
+    same.expect(0);
+    assert_eq!(same.json()["differences"], serde_json::json!([]), "{}", same.stdout);
+    let human = project.run(&live, &["drift", "--against-url", &reference.url]);
+    human.expect(0);
+    assert!(human.stdout.contains("no drift"), "{}", human.stdout);
+
+    // Column order is told on its own: the same columns, another order.
+    let other = Db::new(engine);
+    other.exec(match engine {
+        Engine::MySql => "CREATE TABLE w (a int, b int)",
+        _ => "CREATE TABLE w (a int, b int);",
+    });
+    let swapped = Db::new(engine);
+    swapped.exec(match engine {
+        Engine::MySql => "CREATE TABLE w (b int, a int)",
+        _ => "CREATE TABLE w (b int, a int);",
+    });
+    let order = project.run(&other, &["--format", "json", "drift", "--against-url", &swapped.url]);
+    order.expect(3);
+    let differences = order.json()["differences"].as_array().unwrap().clone();
+    assert_eq!(differences.len(), 1, "{differences:?}");
+    assert!(differences[0]["object"].as_str().unwrap().starts_with("column-order "), "{differences:?}");
+}
+
+fn trigger(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Postgres => {
+            "CREATE FUNCTION lower_a() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.a := lower(NEW.a); RETURN NEW; END $$;
+             CREATE TRIGGER t_lower BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION lower_a()"
+        }
+        Engine::MySql => "CREATE TRIGGER t_lower BEFORE INSERT ON t FOR EACH ROW SET NEW.a = LOWER(NEW.a)",
+        Engine::Sqlite => "CREATE TRIGGER t_lower AFTER INSERT ON t BEGIN UPDATE t SET a = lower(a) WHERE id = NEW.id; END;",
+    }
+}
+
+fn drift_names_each_difference_with_both_sides(engine: Engine) {
+    let (live, reference) = (Db::new(engine), Db::new(engine));
+    for db in [&live, &reference] {
+        db.exec(at_once(engine));
+        db.exec(trigger(engine));
+    }
+    // Made by hand on the live database, outside any migration.
+    live.exec("CREATE INDEX t_by_hand ON t (b)");
+    live.exec(match engine {
+        Engine::Postgres => "DROP TRIGGER t_lower ON t",
+        _ => "DROP TRIGGER t_lower",
+    });
+    if engine != Engine::Sqlite {
+        live.exec("ALTER TABLE t ALTER COLUMN a SET DEFAULT 'y'");
+    }
+    let project = Project::new();
+    let run = project.run(&live, &["--format", "json", "drift", "--against-url", &reference.url]);
+    run.expect(3);
+    let json = run.json();
+    let differences = json["differences"].as_array().unwrap();
+    let find = |prefix: &str| {
+        differences
+            .iter()
+            .find(|d| d["object"].as_str().is_some_and(|o| o.starts_with(prefix)))
+            .unwrap_or_else(|| panic!("no `{prefix}` in {json}"))
+    };
+    let index = find("index ");
+    assert!(index["object"].as_str().unwrap().ends_with("t.t_by_hand"), "{json}");
+    assert_eq!(index["change"], "unexpected");
+    let trigger = find("trigger ");
+    assert_eq!(trigger["change"], "missing");
+    assert!(trigger["expected"].as_str().unwrap().to_lowercase().contains("lower"), "{json}");
+    let expected = if engine == Engine::Sqlite { 2 } else { 3 };
+    if engine != Engine::Sqlite {
+        let column = find("column ");
+        assert_eq!(
+            (column["change"].as_str(), column["attribute"].as_str()),
+            (Some("changed"), Some("default")),
+            "{json}"
+        );
+        assert!(
+            column["expected"].as_str().unwrap().contains('x') && column["actual"].as_str().unwrap().contains('y'),
+            "{json}"
+        );
+    }
+    assert_eq!(differences.len(), expected, "{json}");
+
+    let human = project.run(&live, &["drift", "--against-url", &reference.url]);
+    human.expect(3);
+    assert!(human.stdout.contains(&format!("in {expected} places")), "{}", human.stdout);
+    assert!(human.stdout.contains("t_by_hand: only here"), "{}", human.stdout);
+    assert!(human.stdout.contains("t_lower: missing here"), "{}", human.stdout);
+}
+
+fn drift_against_an_environment(engine: Engine) {
+    let (live, staging) = (Db::new(engine), Db::new(engine));
+    live.exec(at_once(engine));
+    staging.exec(at_once(engine));
+    staging.exec(match engine {
+        Engine::MySql => "CREATE TABLE only_staging (id int)",
+        _ => "CREATE TABLE only_staging (id int);",
+    });
+    let project = Project::new();
+    project.write_config(&format!("[environments.staging]\nurl = \"{}\"\n", staging.url));
+    let run = project.run(&live, &["--format", "json", "drift", "--against-env", "staging"]);
+    run.expect(3);
+    let json = run.json();
+    let missing: Vec<&str> = json["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["change"] == "missing")
+        .filter_map(|d| d["object"].as_str())
+        .collect();
+    assert!(missing.iter().any(|o| o.starts_with("table ") && o.ends_with("only_staging")), "{json}");
+    let unknown = project.run(&live, &["drift", "--against-env", "nowhere"]);
+    unknown.expect(2);
+    assert!(unknown.stderr.contains("--against-env nowhere"), "{}", unknown.stderr);
+}
+
+#[test]
+fn drift_refuses_to_compare_two_engines_or_no_reference() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE t (id int);");
+    let project = Project::new();
+    let run = project.run(&db, &["drift", "--against-url", "postgres://127.0.0.1:1/nowhere"]);
+    run.expect(2);
+    assert!(run.stderr.contains("cannot compare a sqlite database with a postgres one"), "{}", run.stderr);
+    project.run(&db, &["drift"]).expect(2);
+}

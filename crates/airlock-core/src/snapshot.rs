@@ -47,6 +47,8 @@ pub enum ObjectKind {
     Index,
     /// A trigger on a table or view.
     Trigger,
+    /// A row-level security policy of a table.
+    Policy,
     /// A view and its definition.
     View,
     /// A materialized view and its definition.
@@ -70,6 +72,7 @@ impl ObjectKind {
             ObjectKind::Constraint => "constraint",
             ObjectKind::Index => "index",
             ObjectKind::Trigger => "trigger",
+            ObjectKind::Policy => "policy",
             ObjectKind::View => "view",
             ObjectKind::MaterializedView => "materialized-view",
         }
@@ -81,7 +84,7 @@ impl ObjectKind {
     }
 
     /// Every kind.
-    pub const ALL: [ObjectKind; 15] = [
+    pub const ALL: [ObjectKind; 16] = [
         ObjectKind::Schema,
         ObjectKind::Extension,
         ObjectKind::Enum,
@@ -95,6 +98,7 @@ impl ObjectKind {
         ObjectKind::Constraint,
         ObjectKind::Index,
         ObjectKind::Trigger,
+        ObjectKind::Policy,
         ObjectKind::View,
         ObjectKind::MaterializedView,
     ];

@@ -240,6 +240,8 @@ mod snapshot_sql {
           JOIN pg_class pc ON pc.oid = i.inhparent JOIN pg_namespace pn ON pn.oid = pc.relnamespace WHERE i.inhrelid = c.oid) AS parent, \
          pg_get_expr(c.relpartbound, c.oid) AS partition_bound, CASE c.relpersistence WHEN 'u' THEN 'unlogged' END AS persistence, \
          array_to_string(c.reloptions, ', ') AS options, CASE WHEN c.relrowsecurity THEN 'true' END AS row_security, \
+         CASE WHEN c.relforcerowsecurity THEN 'true' END AS force_row_security, \
+         CASE c.relreplident WHEN 'f' THEN 'full' WHEN 'n' THEN 'nothing' WHEN 'i' THEN 'index' END AS replica_identity, \
          obj_description(c.oid, 'pg_class') AS comment \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ",
         user_table!()
@@ -284,7 +286,7 @@ mod snapshot_sql {
         "SELECT n.nspname::text, c.relname::text, ic.relname::text, \
          CASE WHEN i.indisunique THEN 'true' ELSE 'false' END AS unique, \
          substring(pg_get_indexdef(i.indexrelid) from ' USING (.*)$') AS definition, \
-         CASE WHEN NOT i.indisvalid THEN 'false' END AS valid, \
+         CASE WHEN NOT i.indisvalid THEN 'false' END AS valid, CASE WHEN i.indisclustered THEN 'true' END AS clustered, \
          obj_description(ic.oid, 'pg_class') AS comment \
          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -298,6 +300,18 @@ mod snapshot_sql {
          CASE tg.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END AS enabled \
          FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT tg.tgisinternal AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_class", "c.oid")
+    );
+    /// Row-level security policies: command, permissive or not, roles, USING and WITH CHECK.
+    pub const POLICIES: &str = concat!(
+        "SELECT n.nspname::text, c.relname::text, p.polname::text, \
+         CASE p.polcmd WHEN 'r' THEN 'select' WHEN 'a' THEN 'insert' WHEN 'w' THEN 'update' WHEN 'd' THEN 'delete' ELSE 'all' END AS command, \
+         CASE WHEN p.polpermissive THEN 'permissive' ELSE 'restrictive' END AS mode, \
+         (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END, ', ' ORDER BY 1) FROM unnest(p.polroles) r) AS roles, \
+         pg_get_expr(p.polqual, p.polrelid) AS \"using\", pg_get_expr(p.polwithcheck, p.polrelid) AS with_check \
+         FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ",
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -1000,13 +1014,14 @@ impl Driver for PostgresDriver {
             c.query_typed(FUNCTIONS, &[]),
         )
         .map_err(error)?;
-        let (tables, columns, order, constraints, indexes, triggers, views) = tokio::try_join!(
+        let (tables, columns, order, constraints, indexes, triggers, policies, views) = tokio::try_join!(
             c.query_typed(TABLES, &[]),
             c.query_typed(COLUMNS, &[]),
             c.query_typed(COLUMN_ORDER, &[]),
             c.query_typed(CONSTRAINTS, &[]),
             c.query_typed(INDEXES, &[]),
             c.query_typed(TRIGGERS, &[]),
+            c.query_typed(POLICIES, &[]),
             c.query_typed(VIEWS, &[]),
         )
         .map_err(error)?;
@@ -1025,6 +1040,7 @@ impl Driver for PostgresDriver {
             (ObjectKind::Constraint, &constraints),
             (ObjectKind::Index, &indexes),
             (ObjectKind::Trigger, &triggers),
+            (ObjectKind::Policy, &policies),
         ] {
             snapshot_rows(&mut snapshot, kind, rows);
         }

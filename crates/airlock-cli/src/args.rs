@@ -93,7 +93,7 @@ pub enum Command {
     Calibrate(CalibrateArgs),
     /// Take over a database another tool migrated: record its applied migrations in airlock's history without running SQL.
     Adopt(AdoptArgs),
-    /// Compare this database's schema with another's (`--against-env staging`, `--against-url URL`); exit 3 when they differ.
+    /// Compare this database's schema with what its applied migrations produce (replayed into a scratch database), or with another database's; exit 3 when they differ.
     Drift(DriftArgs),
     /// The audit trail, newest first: runs, repairs, resolves, allows used, adoptions, with who, where, when and why.
     History(HistoryArgs),
@@ -249,7 +249,7 @@ pub struct GateArgs {
 
 /// `airlock drift`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("against").required(true).args(["against_env", "against_url"])))]
+#[command(group(clap::ArgGroup::new("against").args(["against_env", "against_url"])))]
 pub struct DriftArgs {
     /// The environment of airlock.toml whose database is the reference.
     #[arg(long, value_name = "NAME")]

@@ -131,12 +131,16 @@ fn run(cli: Cli) -> Result<(), ExecError> {
             }
             Command::Drift(args) => {
                 let against = match (&args.against_url, &args.against_env) {
+                    (None, None) => {
+                        let report = airlock_exec::drift_from_history(&options).await?;
+                        render::drift(&report, format);
+                        return if report.differences.is_empty() { Ok(()) } else { Err(ExecError::DriftFound) };
+                    }
                     (Some(url), _) => url.clone(),
                     (None, Some(name)) => {
                         let global = crate::args::Global { environment: Some(name.clone()), database_url: None, ..cli.global.clone() };
                         settings::options(&global).map_err(|e| ExecError::Usage(format!("--against-env {name}: {}", e.0)))?.url.expose().to_owned()
                     }
-                    (None, None) => unreachable!("clap requires one of --against-env and --against-url"),
                 };
                 let against = airlock_driver::DatabaseUrl::parse(&against)
                     .map_err(|e| ExecError::Usage(format!("--against-url: {e}")))?;

@@ -1,13 +1,16 @@
-//! `airlock drift`: one database's schema against another's, on every engine.
+//! `airlock drift` on every engine: against the applied migrations replayed
+//! into a scratch database, and against another database.
 
 mod common;
 
-use common::{Db, Engine, Project};
+use common::{Db, Engine, Project, Run};
 
 each_engine!(
     equivalent_statement_orders_have_no_drift,
     drift_names_each_difference_with_both_sides,
-    drift_against_an_environment
+    drift_against_an_environment,
+    drift_against_the_applied_migrations_replayed,
+    a_replay_that_fails_names_the_migration_and_leaves_nothing_behind,
 );
 
 /// One schema, written all at once.
@@ -208,4 +211,84 @@ fn drift_refuses_to_compare_two_engines_or_no_reference() {
     run.expect(2);
     assert!(run.stderr.contains("cannot compare a sqlite database with a postgres one"), "{}", run.stderr);
     project.run(&db, &["drift"]).expect(2);
+}
+
+/// `airlock drift` (no reference: the replay) with its own temporary
+/// directory, where a SQLite scratch file goes.
+fn drift_replayed(project: &Project, db: &Db, args: &[&str]) -> (Run, std::path::PathBuf) {
+    let tmp = project.dir().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let output = project.airlock(db).env("TMPDIR", &tmp).args(args).arg("drift").output().unwrap();
+    (Run::of(output), tmp)
+}
+
+/// Scratch databases `drift` left on the server for `db`, or files in `tmp`.
+fn scratch_left(db: &Db, tmp: &std::path::Path) -> usize {
+    match db.engine {
+        Engine::Postgres => db.count(
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'airlock\\_scratch\\_' || left(current_database(), 24) || '\\_%'",
+        ) as usize,
+        Engine::MySql => db.count(
+            "SELECT count(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE CONCAT('airlock\\_scratch\\_', LEFT(DATABASE(), 24), '\\_%')",
+        ) as usize,
+        Engine::Sqlite => std::fs::read_dir(tmp).unwrap().count(),
+    }
+}
+
+fn drift_against_the_applied_migrations_replayed(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY, a varchar(20));\nCREATE INDEX t_a ON t (a);\n");
+    project.write("2_b.up.sql", "ALTER TABLE t ADD COLUMN b int DEFAULT 7;\n");
+    project.run(&db, &["migrate"]).expect(0);
+    let (clean, _) = drift_replayed(&project, &db, &["--format", "json"]);
+    clean.expect(0);
+    assert_eq!(clean.json()["differences"], serde_json::json!([]), "{}", clean.stdout);
+    assert!(clean.json()["against"].as_str().unwrap().contains("2 applied migrations"), "{}", clean.stdout);
+
+    // By hand, outside any migration: an index made, a default changed.
+    db.exec("CREATE INDEX t_by_hand ON t (b)");
+    if engine != Engine::Sqlite {
+        db.exec("ALTER TABLE t ALTER COLUMN b SET DEFAULT 8");
+    }
+    let (drifted, tmp) = drift_replayed(&project, &db, &["--format", "json"]);
+    drifted.expect(3);
+    let json = drifted.json();
+    let differences = json["differences"].as_array().unwrap();
+    assert!(
+        differences
+            .iter()
+            .any(|d| d["change"] == "unexpected" && d["object"].as_str().unwrap().ends_with("t.t_by_hand")),
+        "{json}"
+    );
+    if engine != Engine::Sqlite {
+        assert!(
+            differences.iter().any(|d| d["attribute"] == "default" && d["object"].as_str().unwrap().ends_with("t.b")),
+            "{json}"
+        );
+    }
+    assert_eq!(scratch_left(&db, &tmp), 0, "the scratch database was not dropped");
+}
+
+fn a_replay_that_fails_names_the_migration_and_leaves_nothing_behind(engine: Engine) {
+    let db = Db::new(engine);
+    // Made outside the migrations: the replay does not have it.
+    db.exec(match engine {
+        Engine::MySql => "CREATE TABLE outside (id int)",
+        _ => "CREATE TABLE outside (id int);",
+    });
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id int);\n");
+    project.write("2_fill.up.sql", "-- airlock:data\nINSERT INTO outside (id) VALUES (1);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    let (run, tmp) = drift_replayed(&project, &db, &[]);
+    run.expect(1);
+    assert!(
+        run.stderr.contains("replaying migration 2 (fill) into the scratch database, statement 1 of 1"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(scratch_left(&db, &tmp), 0, "the scratch database was not dropped after a failed replay");
+    // The target is as it was.
+    assert_eq!(db.count("SELECT count(*) FROM outside"), 1);
 }

@@ -560,6 +560,16 @@ impl Driver for MySqlDriver {
         Ok(snapshot)
     }
 
+    async fn create_database(&mut self, name: &str) -> Result<()> {
+        let sql = format!("CREATE DATABASE `{}`", name.replace('`', "``"));
+        self.conn.query_drop(sql).await.map_err(error)
+    }
+
+    async fn drop_database(&mut self, name: &str) -> Result<()> {
+        let sql = format!("DROP DATABASE IF EXISTS `{}`", name.replace('`', "``"));
+        self.conn.query_drop(sql).await.map_err(error)
+    }
+
     async fn load_catalog(&mut self) -> Result<Catalog> {
         let tables: Vec<(String, Option<i64>, Option<i64>, Option<String>)> = self
             .conn

@@ -206,7 +206,8 @@ mod snapshot_sql {
           JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
           WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.refclassid = 'pg_class'::regclass AND d.deptype = 'a') AS owned_by \
          FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass AND i.objid = c.oid AND i.deptype = 'i') AND ",
+         WHERE NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass AND i.objid = c.oid AND i.deptype = 'i') \
+         AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) AND ",
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -656,6 +657,11 @@ INSERT INTO airlock_lock (id) VALUES (1) ON CONFLICT DO NOTHING;
 /// Key of the advisory lock that serializes creating airlock's tables ("airlock" in ASCII).
 const SCHEMA_LOCK_KEY: i64 = 0x0061_6972_6c6f_636b;
 
+/// `name` as a quoted identifier.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 fn bad_row(what: &str, value: &str) -> DriverError {
     DriverError::new(ErrorKind::Statement, format!("airlock_history holds an unreadable {what} `{value}`"))
 }
@@ -1056,6 +1062,16 @@ impl Driver for PostgresDriver {
             }));
         }
         Ok(snapshot)
+    }
+
+    async fn create_database(&mut self, name: &str) -> Result<()> {
+        let sql = format!("CREATE DATABASE {}", quote_identifier(name));
+        self.client.batch_execute(&sql).await.map_err(error)
+    }
+
+    async fn drop_database(&mut self, name: &str) -> Result<()> {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(name));
+        self.client.batch_execute(&sql).await.map_err(error)
     }
 
     async fn load_catalog(&mut self) -> Result<Catalog> {

@@ -497,6 +497,21 @@ impl Driver for SqliteDriver {
         Ok(snapshot)
     }
 
+    async fn create_database(&mut self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn drop_database(&mut self, name: &str) -> Result<()> {
+        for path in [name.to_owned(), format!("{name}-wal"), format!("{name}-shm"), format!("{name}-journal")] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(DriverError::new(ErrorKind::Permission, format!("removing {path}: {e}"))),
+            }
+        }
+        Ok(())
+    }
+
     async fn load_catalog(&mut self) -> Result<Catalog> {
         // Rows come from ANALYZE's sqlite_stat1 (its first figure is the
         // table's row count) when it was run.

@@ -321,6 +321,17 @@ pub trait Driver: Send {
     /// belong to an extension and airlock's own tables left out). Reads only.
     async fn schema_snapshot(&mut self) -> Result<airlock_core::snapshot::SchemaSnapshot>;
 
+    /// Creates an empty database `name` beside this one (same server, same
+    /// credentials), for rehearsal and drift's replay; fails if it exists or
+    /// the user may not create databases. SQLite: nothing to do (the file is
+    /// created when opened).
+    async fn create_database(&mut self, name: &str) -> Result<()>;
+
+    /// Drops the database `name` made by `create_database` (on PostgreSQL
+    /// closing its other connections first). SQLite: removes the file `name`
+    /// and its journal.
+    async fn drop_database(&mut self, name: &str) -> Result<()>;
+
     /// Runs a read query and returns every row with each value as text (NULL
     /// as None): for plan's data checks, whose SQL `airlock-plan` writes.
     async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;

@@ -91,6 +91,24 @@ impl DatabaseUrl {
         &self.raw
     }
 
+    /// The same server and credentials with another database: `name` is a
+    /// plain identifier (a scratch database beside this one). For SQLite,
+    /// `name` is the other file's path.
+    pub fn with_database(&self, name: &str) -> DatabaseUrl {
+        let raw = match self.engine {
+            Engine::Sqlite => format!("sqlite:{name}"),
+            _ => match url::Url::parse(&self.raw) {
+                Ok(mut url) => {
+                    url.set_path(&format!("/{name}"));
+                    url.to_string()
+                }
+                // Parsed when it was made: cannot happen.
+                Err(_) => self.raw.clone(),
+            },
+        };
+        DatabaseUrl { raw, engine: self.engine }
+    }
+
     /// For `sqlite:` URLs, the file path (query string removed).
     pub fn sqlite_path(&self) -> Option<&str> {
         if self.engine != Engine::Sqlite {

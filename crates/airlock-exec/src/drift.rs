@@ -1,8 +1,11 @@
-//! `drift`: the schema of this database compared with another's (staging
-//! with production, a copy with its source). Reads both, writes neither.
+//! `drift`: the schema of this database compared with what it should be:
+//! the schema its applied migrations' recorded text produces, replayed into
+//! a scratch database beside it; or another database's (staging with
+//! production, a copy with its source). The target is only read.
 
 use airlock_core::snapshot::{Attributes, Change, Difference, SchemaSnapshot, diff};
-use airlock_driver::DatabaseUrl;
+use airlock_core::{HistoryRecord, RunMode, Script};
+use airlock_driver::{DatabaseUrl, Driver};
 use serde::Serialize;
 
 use crate::Options;
@@ -60,6 +63,103 @@ pub async fn drift(options: &Options, against: &DatabaseUrl) -> Result<DriftRepo
     })
 }
 
+/// Compares this database's schema with the one its applied migrations
+/// produce: their recorded up scripts, in version order, replayed into a
+/// scratch database made beside it (same server and credentials; for a
+/// SQLite file, a temporary file), which is dropped afterwards whatever
+/// happens. The target database is only read.
+pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecError> {
+    let mut target = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+    let state = target.read_state().await.map_err(ExecError::db("reading the migration history"))?;
+    if state.history.is_empty() {
+        return Err(ExecError::Usage(format!(
+            "{} has no applied migration in airlock's history to replay; compare it with another database: `airlock drift --against-env NAME` or `--against-url URL`",
+            options.url
+        )));
+    }
+    let mut applied: Vec<&HistoryRecord> = state.history.iter().filter(|r| r.state.is_applied()).collect();
+    applied.sort_by(|a, b| a.version.cmp(&b.version));
+    let live = target.schema_snapshot().await.map_err(ExecError::db("reading the schema"))?;
+    drop(target);
+
+    let name = scratch_name(&options.url);
+    let local = options.profile().capabilities.local_file;
+    let scratch_name = if local { std::env::temp_dir().join(format!("{name}.db")).display().to_string() } else { name };
+    let scratch_url = options.url.with_database(&scratch_name);
+    // Creating a database is the server's business, not the target database's: a plain connection.
+    let mut admin = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
+    admin.create_database(&scratch_name).await.map_err(ExecError::db(format!(
+        "creating the scratch database {scratch_url} (the user needs the right to create databases)"
+    )))?;
+    let replayed = async {
+        let mut scratch = crate::connect(&scratch_url, true).await.map_err(ExecError::Connect)?;
+        replay(scratch.as_mut(), &applied, options).await?;
+        scratch.schema_snapshot().await.map_err(ExecError::db("reading the replayed schema"))
+    }
+    .await;
+    let dropped = admin.drop_database(&scratch_name).await;
+    let expected = replayed?;
+    dropped.map_err(ExecError::db(format!("dropping the scratch database {scratch_url}")))?;
+    Ok(DriftReport {
+        database: options.url.to_string(),
+        against: format!("its {} applied migrations, replayed", applied.len()),
+        differences: entries(&expected, &live),
+    })
+}
+
+/// A scratch database's name: `airlock_scratch_`, the target's name (so a
+/// person who finds one left by a killed process knows whose it is), this
+/// process and the time, so two runs never meet; at most 63 characters.
+fn scratch_name(target: &DatabaseUrl) -> String {
+    let raw = target.expose();
+    let path = raw.split(['?', '#']).next().unwrap_or(raw);
+    let last = path.rsplit(['/', ':']).next().unwrap_or_default();
+    let stem = last.split('.').next().unwrap_or_default();
+    let hint: String = stem.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect();
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("airlock_scratch_{hint}_{:x}{:x}", std::process::id(), nanos & 0xff_ffff_ffff)
+}
+
+/// Runs each recorded up script as it ran: in a transaction when it did and
+/// the engine has transactional DDL, else statement by statement.
+async fn replay(driver: &mut dyn Driver, applied: &[&HistoryRecord], options: &Options) -> Result<(), ExecError> {
+    let traits = options.engine_traits();
+    for record in applied {
+        let script = Script {
+            path: format!("(recorded text of migration {})", record.version).into(),
+            sql: record.up_sql.clone(),
+            line_offset: 0,
+        };
+        let prepared = crate::prepare::prepare_script(&script, record.mode == RunMode::Statements, traits)
+            .map_err(|e| ExecError::Invalid(vec![e]))?;
+        let in_transaction = prepared.mode == RunMode::Transaction && traits.transactional_ddl;
+        let context = |n: usize| {
+            format!(
+                "replaying migration {} ({}) into the scratch database, statement {n} of {}",
+                record.version,
+                record.name,
+                prepared.statements.len()
+            )
+        };
+        if in_transaction {
+            driver.begin().await.map_err(ExecError::db(context(0)))?;
+        }
+        for (i, statement) in prepared.statements.iter().enumerate() {
+            if let Err(e) = driver.execute(&statement.sql).await {
+                // Locks the failed transaction holds would keep the scratch database from being dropped.
+                if in_transaction {
+                    let _ = driver.rollback().await;
+                }
+                return Err(ExecError::db(context(i + 1))(e));
+            }
+        }
+        if in_transaction {
+            driver.commit().await.map_err(ExecError::db(context(prepared.statements.len())))?;
+        }
+    }
+    Ok(())
+}
+
 /// The differences from `reference` to `live`, as drift reports them.
 pub fn entries(reference: &SchemaSnapshot, live: &SchemaSnapshot) -> Vec<DriftEntry> {
     diff(reference, live).iter().map(entry).collect()
@@ -104,6 +204,17 @@ pub fn render(attributes: &Attributes) -> String {
 mod tests {
     use super::*;
     use airlock_core::snapshot::{ObjectKind, ObjectPath};
+
+    #[test]
+    fn a_scratch_name_says_whose_it_is_and_fits_an_identifier() {
+        let url = DatabaseUrl::parse("postgres://u:p@h/shop_production_eu_west_primary?sslmode=require").unwrap();
+        let name = scratch_name(&url);
+        assert!(name.starts_with("airlock_scratch_shop_production_eu_west__"), "{name}");
+        assert!(name.len() <= 63 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+        let file = scratch_name(&DatabaseUrl::parse("sqlite:/srv/app/data.db").unwrap());
+        assert!(file.starts_with("airlock_scratch_data_"), "{file}");
+        assert_ne!(scratch_name(&url), name, "two scratch databases of one process must differ");
+    }
 
     #[test]
     fn missing_unexpected_and_changed_read_from_the_reference_to_this_database() {

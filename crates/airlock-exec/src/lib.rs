@@ -39,7 +39,7 @@ pub use crate::admin::unlock;
 pub use crate::adopt::{AdoptReport, AdoptedEntry, adopt};
 pub use crate::audit::{HistoryEntry, HistoryReport, history};
 pub use crate::down::down;
-pub use crate::drift::{DriftEntry, DriftReport, drift};
+pub use crate::drift::{DriftEntry, DriftReport, drift, drift_from_history};
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
 pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};

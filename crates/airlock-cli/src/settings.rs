@@ -34,6 +34,9 @@ pub struct ConfigFile {
     pub exclude: Vec<String>,
     /// Default database URL.
     pub url: Option<String>,
+    /// Globs of schema objects `drift` leaves out (`["table partman.*"]`).
+    #[serde(default)]
+    pub drift_ignore: Vec<String>,
     /// Shared settings.
     #[serde(flatten)]
     pub tuning: Tuning,
@@ -195,7 +198,7 @@ fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> SettingsError {
     let known: Vec<&str> = match table {
         Some(t) if t.starts_with("[environments.") => ["url", "protected"].into_iter().chain(TUNING_KEYS).collect(),
         Some(t) if t.starts_with("[lint") => vec!["rules", "baseline"],
-        _ => ["project", "dir", "exclude", "url"]
+        _ => ["project", "dir", "exclude", "url", "drift_ignore"]
             .into_iter()
             .chain(TUNING_KEYS)
             .chain(["[environments.NAME]", "[lint]"])
@@ -348,6 +351,7 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     let mut options = Options::new(url, dir);
     options.project = config.project.clone();
     options.exclude = config.exclude.clone();
+    options.drift_ignore = config.drift_ignore.clone();
     options.environment = global.environment.clone();
     options.protected = environment.as_ref().is_some_and(|e| e.protected);
 
@@ -434,7 +438,7 @@ mod tests {
             })
             .collect();
         let text = format!(
-            "project = \"p\"\ndir = \"m\"\nexclude = []\nurl = \"sqlite:a\"\n{tuning}[environments.e]\nurl = \"sqlite:b\"\nprotected = true\n{tuning}[lint]\nrules = {{}}\nbaseline = \"b.json\"\n"
+            "project = \"p\"\ndir = \"m\"\nexclude = []\nurl = \"sqlite:a\"\ndrift_ignore = []\n{tuning}[environments.e]\nurl = \"sqlite:b\"\nprotected = true\n{tuning}[lint]\nrules = {{}}\nbaseline = \"b.json\"\n"
         );
         toml::from_str::<ConfigFile>(&text).unwrap_or_else(|e| panic!("{e}"));
     }

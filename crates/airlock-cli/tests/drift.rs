@@ -292,3 +292,23 @@ fn a_replay_that_fails_names_the_migration_and_leaves_nothing_behind(engine: Eng
     // The target is as it was.
     assert_eq!(db.count("SELECT count(*) FROM outside"), 1);
 }
+
+#[test]
+fn drift_leaves_out_what_drift_ignore_names() {
+    let (live, reference) = (Db::new(Engine::Sqlite), Db::new(Engine::Sqlite));
+    for db in [&live, &reference] {
+        db.exec("CREATE TABLE t (id integer PRIMARY KEY, a text);");
+    }
+    // Made by others: a partition manager's table, an index kept by hand on purpose.
+    live.exec("CREATE TABLE partman_2026 (id int); CREATE INDEX partman_2026_id ON partman_2026 (id); CREATE INDEX t_by_hand ON t (a);");
+    let project = Project::new();
+    project.run(&live, &["drift", "--against-url", &reference.url]).expect(3);
+    project.write_config("drift_ignore = [\"table partman_*\", \"index *_by_hand\"]\n");
+    let quiet = project.run(&live, &["drift", "--against-url", &reference.url]);
+    quiet.expect(0);
+    assert!(quiet.stdout.contains("no drift"), "{}", quiet.stdout);
+    project.write_config("drift_ignore = [\"table [partman\"]\n");
+    let bad = project.run(&live, &["drift", "--against-url", &reference.url]);
+    bad.expect(2);
+    assert!(bad.stderr.contains("drift_ignore in airlock.toml: `table [partman`"), "{}", bad.stderr);
+}

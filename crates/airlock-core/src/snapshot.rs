@@ -194,6 +194,42 @@ impl SchemaSnapshot {
     }
 }
 
+/// Objects to leave out of a comparison: globs over an object as it is
+/// written in output (`index public.orders.orders_by_hand`,
+/// `table partman.*`, `* audit.*`). What belongs to a table (its columns,
+/// indexes, constraints, triggers) is left out with the table.
+#[derive(Clone, Debug, Default)]
+pub struct Ignore {
+    globs: Option<globset::GlobSet>,
+}
+
+impl Ignore {
+    /// Compiles the patterns; a bad one is named.
+    pub fn new(patterns: &[String]) -> Result<Ignore, String> {
+        if patterns.is_empty() {
+            return Ok(Ignore::default());
+        }
+        let mut set = globset::GlobSetBuilder::new();
+        for pattern in patterns {
+            set.add(globset::Glob::new(pattern).map_err(|e| format!("`{pattern}`: {}", e.kind()))?);
+        }
+        set.build().map(|globs| Ignore { globs: Some(globs) }).map_err(|e| e.to_string())
+    }
+
+    /// Whether `path` is left out.
+    pub fn matches(&self, path: &ObjectPath) -> bool {
+        let Some(globs) = &self.globs else { return false };
+        if globs.is_match(path.to_string()) {
+            return true;
+        }
+        path.table.as_ref().is_some_and(|table| {
+            let owner =
+                ObjectPath { kind: ObjectKind::Table, schema: path.schema.clone(), table: None, name: table.clone() };
+            globs.is_match(owner.to_string())
+        })
+    }
+}
+
 /// What changed for one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
@@ -387,6 +423,18 @@ mod tests {
     #[test]
     fn whitespace_is_squashed() {
         assert_eq!(squash_whitespace("  CREATE  VIEW v\n\tAS SELECT 1 "), "CREATE VIEW v AS SELECT 1");
+    }
+
+    #[test]
+    fn ignore_globs_match_objects_and_what_belongs_to_their_tables() {
+        let ignore = Ignore::new(&["table partman.*".to_owned(), "index *_by_hand".to_owned()]).unwrap();
+        assert!(ignore.matches(&ObjectPath::new(ObjectKind::Table, Some("partman"), "p_2026")));
+        assert!(ignore.matches(&ObjectPath::of_table(ObjectKind::Column, Some("partman"), "p_2026", "id")));
+        assert!(ignore.matches(&ObjectPath::of_table(ObjectKind::Index, Some("public"), "t", "t_by_hand")));
+        assert!(!ignore.matches(&ObjectPath::of_table(ObjectKind::Index, Some("public"), "t", "t_a")));
+        assert!(!Ignore::default().matches(&ObjectPath::new(ObjectKind::Table, None, "t")));
+        let bad = Ignore::new(&["table [oops".to_owned()]).unwrap_err();
+        assert!(bad.contains("`table [oops`"), "{bad}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! a scratch database beside it; or another database's (staging with
 //! production, a copy with its source). The target is only read.
 
-use airlock_core::snapshot::{Attributes, Change, Difference, SchemaSnapshot, diff};
+use airlock_core::snapshot::{Attributes, Change, Difference, Ignore, SchemaSnapshot, diff};
 use airlock_core::{HistoryRecord, RunMode, Script};
 use airlock_driver::{DatabaseUrl, Driver};
 use serde::Serialize;
@@ -55,11 +55,12 @@ pub async fn drift(options: &Options, against: &DatabaseUrl) -> Result<DriftRepo
             driver.schema_snapshot().await.map_err(ExecError::db(format!("reading the schema of {url}")))
         }
     };
+    let ignore = ignore(options)?;
     let (reference, live) = tokio::try_join!(read(against), read(&options.url))?;
     Ok(DriftReport {
         database: options.url.to_string(),
         against: against.to_string(),
-        differences: entries(&reference, &live),
+        differences: entries(&reference.without(|p| ignore.matches(p)), &live.without(|p| ignore.matches(p))),
     })
 }
 
@@ -69,6 +70,7 @@ pub async fn drift(options: &Options, against: &DatabaseUrl) -> Result<DriftRepo
 /// SQLite file, a temporary file), which is dropped afterwards whatever
 /// happens. The target database is only read.
 pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecError> {
+    let ignore = ignore(options)?;
     let mut target = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
     let state = target.read_state().await.map_err(ExecError::db("reading the migration history"))?;
     if state.history.is_empty() {
@@ -103,8 +105,13 @@ pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecEr
     Ok(DriftReport {
         database: options.url.to_string(),
         against: format!("its {} applied migrations, replayed", applied.len()),
-        differences: entries(&expected, &live),
+        differences: entries(&expected.without(|p| ignore.matches(p)), &live.without(|p| ignore.matches(p))),
     })
+}
+
+/// `drift_ignore` of airlock.toml, compiled; a bad glob is a usage error naming it.
+fn ignore(options: &Options) -> Result<Ignore, ExecError> {
+    Ignore::new(&options.drift_ignore).map_err(|e| ExecError::Usage(format!("drift_ignore in airlock.toml: {e}")))
 }
 
 /// A scratch database's name: `airlock_scratch_`, the target's name (so a

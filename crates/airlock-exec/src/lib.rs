@@ -96,6 +96,9 @@ pub struct Options {
     pub interrupt: Interrupt,
     /// Globs of files in the migrations directory to leave out (`exclude` in airlock.toml).
     pub exclude: Vec<String>,
+    /// Globs of schema objects `drift` leaves out (`drift_ignore` in airlock.toml):
+    /// objects others own, such as a partition manager's partitions.
+    pub drift_ignore: Vec<String>,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -128,6 +131,7 @@ impl Options {
             estimate_budget: Duration::from_secs(300),
             interrupt: Interrupt::default(),
             exclude: Vec::new(),
+            drift_ignore: Vec::new(),
         }
     }
 

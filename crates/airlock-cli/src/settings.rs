@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use airlock_core::migration::parse_duration;
 use airlock_driver::DatabaseUrl;
-use airlock_exec::{LintSettings, Options};
+use airlock_exec::{DriftCheck, LintSettings, Options};
 use airlock_lint::{Baseline, Severity};
 use serde::Deserialize;
 
@@ -81,6 +81,10 @@ pub struct Tuning {
     pub check_timeout: Option<String>,
     /// A statement estimated to take longer is risky, e.g. "5m"; "0" for no budget.
     pub estimate_budget: Option<String>,
+    /// Before `migrate` runs, compare the schema with the applied migrations
+    /// replayed: "warn", "refuse" or "off" (default: "warn" in protected
+    /// environments, "off" elsewhere).
+    pub drift: Option<String>,
 }
 
 /// `[environments.NAME]`.
@@ -169,7 +173,7 @@ fn find_config() -> Option<PathBuf> {
 }
 
 /// Keys each table of airlock.toml takes, for naming an unknown one.
-const TUNING_KEYS: [&str; 9] = [
+const TUNING_KEYS: [&str; 10] = [
     "lock_timeout",
     "statement_timeout",
     "lock_retries",
@@ -179,6 +183,7 @@ const TUNING_KEYS: [&str; 9] = [
     "out_of_order",
     "check_timeout",
     "estimate_budget",
+    "drift",
 ];
 
 /// A parse error of airlock.toml, pointed at the offending key's own line:
@@ -372,6 +377,16 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     options.lock_wait = duration(&lock_wait, "lock_wait", options.lock_wait)?;
     options.lock_retries = env_tuning.lock_retries.or(config.tuning.lock_retries).unwrap_or(options.lock_retries);
     options.out_of_order = env_tuning.out_of_order.or(config.tuning.out_of_order).unwrap_or(false);
+    options.drift_check = match pick(|t| &t.drift).as_deref() {
+        None if options.protected => DriftCheck::Warn,
+        None => DriftCheck::Off,
+        Some("warn") => DriftCheck::Warn,
+        Some("refuse") => DriftCheck::Refuse,
+        Some("off") => DriftCheck::Off,
+        Some(other) => {
+            return Err(SettingsError(format!("`drift = \"{other}\"`: use \"warn\", \"refuse\" or \"off\"")));
+        }
+    };
     if options.lease_ttl < Duration::from_secs(1) {
         return Err(SettingsError("`lease_ttl` must be at least 1s".to_owned()));
     }
@@ -434,6 +449,7 @@ mod tests {
             .map(|k| match *k {
                 "lock_retries" => format!("{k} = 1\n"),
                 "out_of_order" => format!("{k} = false\n"),
+                "drift" => format!("{k} = \"warn\"\n"),
                 _ => format!("{k} = \"1s\"\n"),
             })
             .collect();

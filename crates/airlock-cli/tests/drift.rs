@@ -312,3 +312,59 @@ fn drift_leaves_out_what_drift_ignore_names() {
     bad.expect(2);
     assert!(bad.stderr.contains("drift_ignore in airlock.toml: `table [partman`"), "{}", bad.stderr);
 }
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs the servers: run scripts/test")]
+fn postgres_migrate_in_a_protected_environment_says_drift_on_a_table_it_changes() {
+    migrate_says_drift_on_a_table_it_changes(Engine::Postgres);
+}
+
+#[test]
+fn sqlite_migrate_in_a_protected_environment_says_drift_on_a_table_it_changes() {
+    migrate_says_drift_on_a_table_it_changes(Engine::Sqlite);
+}
+
+fn migrate_says_drift_on_a_table_it_changes(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write_config("[environments.prod]\nprotected = true\n");
+    project.write("1_t.up.sql", "CREATE TABLE t (id int PRIMARY KEY, a text);\nCREATE TABLE u (id int PRIMARY KEY);\n");
+    project.run(&db, &["--env", "prod", "migrate"]).expect(0);
+    // By hand on the live database.
+    db.exec("CREATE INDEX t_by_hand ON t (a)");
+
+    // A migration on another table: nothing to say.
+    project.write("2_u.up.sql", "ALTER TABLE u ADD COLUMN note text;\n");
+    let quiet = project.run(&db, &["--env", "prod", "migrate"]);
+    quiet.expect(0);
+    assert!(!quiet.stderr.contains("drift"), "{}", quiet.stderr);
+
+    // One on the drifted table: warned, then run.
+    project.write("3_b.up.sql", "ALTER TABLE t ADD COLUMN b int;\n");
+    let warned = project.run(&db, &["--env", "prod", "migrate"]);
+    warned.expect(0);
+    assert!(
+        warned.stderr.contains("drift: index")
+            && warned.stderr.contains("t_by_hand: not made by any migration; migration 3 (b) changes this table"),
+        "{}",
+        warned.stderr
+    );
+
+    // Configured to refuse: nothing runs.
+    project.write_config("[environments.prod]\nprotected = true\ndrift = \"refuse\"\n");
+    project.write("4_c.up.sql", "ALTER TABLE t ADD COLUMN c int;\n");
+    let refused = project.run(&db, &["--env", "prod", "migrate"]);
+    refused.expect(3);
+    assert!(
+        refused.stderr.contains("t_by_hand: not made by any migration; migration 4 (c) changes this table"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(db.state_of("4"), None, "migration 4 ran");
+    assert_eq!(db.state_of("3").as_deref(), Some("succeeded"));
+    // A bad setting is named.
+    project.write_config("[environments.prod]\nprotected = true\ndrift = \"loud\"\n");
+    let bad = project.run(&db, &["--env", "prod", "migrate"]);
+    bad.expect(2);
+    assert!(bad.stderr.contains("`drift = \"loud\"`: use \"warn\", \"refuse\" or \"off\""), "{}", bad.stderr);
+}

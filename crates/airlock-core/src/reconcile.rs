@@ -48,6 +48,8 @@ pub enum ProblemCode {
     UnreadableFile,
     /// `adopt` on a database airlock already runs.
     AlreadyManaged,
+    /// The live schema differs from the applied migrations' where a pending migration changes it.
+    Drift,
 }
 
 impl ProblemCode {
@@ -66,6 +68,7 @@ impl ProblemCode {
             ProblemCode::ForeignHistory => "foreign-history",
             ProblemCode::UnreadableFile => "unreadable-file",
             ProblemCode::AlreadyManaged => "already-managed",
+            ProblemCode::Drift => "drift",
         }
     }
 }

@@ -11,6 +11,18 @@ use serde::Serialize;
 use crate::Options;
 use crate::error::ExecError;
 
+/// What `migrate` does about drift before it runs (`drift` in airlock.toml).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DriftCheck {
+    /// No comparison (the default outside protected environments).
+    #[default]
+    Off,
+    /// Say which differences touch a table a pending migration changes, then run.
+    Warn,
+    /// Refuse the run (exit 3, nothing applied) when one does, or when the comparison cannot be made.
+    Refuse,
+}
+
 /// One difference, as the JSON contract has it: `expected` is the reference
 /// database's side, `actual` this database's.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -70,6 +82,97 @@ pub async fn drift(options: &Options, against: &DatabaseUrl) -> Result<DriftRepo
 /// SQLite file, a temporary file), which is dropped afterwards whatever
 /// happens. The target database is only read.
 pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecError> {
+    let (differences, applied) = replay_and_compare(options).await?;
+    Ok(DriftReport {
+        database: options.url.to_string(),
+        against: format!("its {applied} applied migrations, replayed"),
+        differences: differences.iter().map(entry).collect(),
+    })
+}
+
+/// `migrate`'s look before it runs (`drift = "warn" | "refuse"`): the
+/// differences from the applied migrations replayed that touch a table one
+/// of `touched` (table name → the pending migration that changes it) names.
+/// Warns and goes on, or refuses the run, nothing applied.
+pub(crate) async fn check_before_migrate(
+    options: &Options,
+    touched: &std::collections::BTreeMap<String, String>,
+    reporter: &mut dyn crate::report::Reporter,
+) -> Result<(), ExecError> {
+    let refuse = match options.drift_check {
+        DriftCheck::Off => return Ok(()),
+        DriftCheck::Warn => false,
+        DriftCheck::Refuse => true,
+    };
+    let problem = |message: String| airlock_core::Problem {
+        code: airlock_core::ProblemCode::Drift,
+        version: None,
+        message,
+        detail: None,
+        blocking: true,
+    };
+    let differences = match replay_and_compare(options).await {
+        Ok((differences, _)) => differences,
+        Err(e) if refuse => {
+            return Err(ExecError::Blocked {
+                problems: vec![problem(format!(
+                    "drift could not be checked ({e}); with `drift = \"refuse\"` nothing runs unchecked: fix that, or set `drift = \"warn\"` for this environment"
+                ))],
+            });
+        }
+        Err(e) => {
+            reporter.warning(&format!("drift was not checked: {e}"));
+            return Ok(());
+        }
+    };
+    let mut found = Vec::new();
+    for d in &differences {
+        let table = d
+            .object
+            .table
+            .as_ref()
+            .or((d.object.kind == airlock_core::snapshot::ObjectKind::Table).then_some(&d.object.name));
+        if let Some(migration) = table.and_then(|t| touched.get(t)) {
+            let e = entry(d);
+            let what = match e.change {
+                "missing" => "missing from the database".to_owned(),
+                "unexpected" => "not made by any migration".to_owned(),
+                _ => format!(
+                    "{} is {} here, {} by the migrations",
+                    e.attribute.as_deref().unwrap_or("?"),
+                    e.actual
+                        .as_deref()
+                        .map(airlock_core::snapshot::squash_whitespace)
+                        .unwrap_or_else(|| "not set".to_owned()),
+                    e.expected
+                        .as_deref()
+                        .map(airlock_core::snapshot::squash_whitespace)
+                        .unwrap_or_else(|| "not set".to_owned())
+                ),
+            };
+            found.push(format!("{}: {what}; migration {migration} changes this table", e.object));
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    if refuse {
+        return Err(ExecError::Blocked {
+            problems: found
+                .into_iter()
+                .map(|f| problem(format!("drift: {f} (see `airlock drift`; `drift = \"refuse\"` in this environment)")))
+                .collect(),
+        });
+    }
+    for f in found {
+        reporter.warning(&format!("drift: {f} (see `airlock drift`)"));
+    }
+    Ok(())
+}
+
+/// The differences from the applied migrations replayed to the live schema
+/// (ignored objects left out), and how many migrations were replayed.
+async fn replay_and_compare(options: &Options) -> Result<(Vec<Difference>, usize), ExecError> {
     let ignore = ignore(options)?;
     let mut target = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
     let state = target.read_state().await.map_err(ExecError::db("reading the migration history"))?;
@@ -102,11 +205,7 @@ pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecEr
     let dropped = admin.drop_database(&scratch_name).await;
     let expected = replayed?;
     dropped.map_err(ExecError::db(format!("dropping the scratch database {scratch_url}")))?;
-    Ok(DriftReport {
-        database: options.url.to_string(),
-        against: format!("its {} applied migrations, replayed", applied.len()),
-        differences: entries(&expected.without(|p| ignore.matches(p)), &live.without(|p| ignore.matches(p))),
-    })
+    Ok((diff(&expected.without(|p| ignore.matches(p)), &live.without(|p| ignore.matches(p))), applied.len()))
 }
 
 /// `drift_ignore` of airlock.toml, compiled; a bad glob is a usage error naming it.

@@ -39,7 +39,7 @@ pub use crate::admin::unlock;
 pub use crate::adopt::{AdoptReport, AdoptedEntry, adopt};
 pub use crate::audit::{HistoryEntry, HistoryReport, history};
 pub use crate::down::down;
-pub use crate::drift::{DriftEntry, DriftReport, drift, drift_from_history};
+pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, drift, drift_from_history};
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
 pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
@@ -99,6 +99,9 @@ pub struct Options {
     /// Globs of schema objects `drift` leaves out (`drift_ignore` in airlock.toml):
     /// objects others own, such as a partition manager's partitions.
     pub drift_ignore: Vec<String>,
+    /// Whether `migrate` compares the schema with the applied migrations
+    /// replayed before it runs, and what drift on a table it will change does.
+    pub drift_check: DriftCheck,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -132,6 +135,7 @@ impl Options {
             interrupt: Interrupt::default(),
             exclude: Vec::new(),
             drift_ignore: Vec::new(),
+            drift_check: DriftCheck::Off,
         }
     }
 

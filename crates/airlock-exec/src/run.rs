@@ -228,7 +228,38 @@ async fn judge_pending(
         assessor: Assessor::new(options, catalog, rates, false),
     };
     judge.look(&pending, options).await?;
+    if options.drift_check != crate::drift::DriftCheck::Off && !look.history_empty {
+        let touched = touched_tables(&pending, &judge.assessor.catalog, options);
+        crate::drift::check_before_migrate(options, &touched, reporter).await?;
+    }
     Ok(Some(judge))
+}
+
+/// The tables the pending migrations change (lock, rewrite, alter, drop...),
+/// each with the first migration that does, as plan's effects say.
+fn touched_tables(
+    pending: &[&Migration],
+    catalog: &airlock_core::schema::Catalog,
+    options: &Options,
+) -> std::collections::BTreeMap<String, String> {
+    let dialect = options.engine_traits().dialect;
+    let bare = |name: &str| name.rsplit('.').next().unwrap_or(name).trim_matches(['"', '`']).to_owned();
+    let mut touched = std::collections::BTreeMap::new();
+    for migration in pending {
+        let script = airlock_lint::parse_migration(migration, dialect);
+        for statement in &script.statements {
+            let Ok(ops) = &statement.ops else { continue };
+            for op in ops {
+                let effects = airlock_plan::effects(op, catalog, dialect);
+                let names =
+                    effects.table.iter().map(|t| t.name.clone()).chain(effects.locks.iter().map(|l| bare(&l.table)));
+                for name in names {
+                    touched.entry(name).or_insert_with(|| format!("{} ({})", migration.version, migration.name));
+                }
+            }
+        }
+    }
+    touched
 }
 
 /// Step three: creates airlock's tables if missing (and the database file)

@@ -368,3 +368,21 @@ fn migrate_says_drift_on_a_table_it_changes(engine: Engine) {
     bad.expect(2);
     assert!(bad.stderr.contains("`drift = \"loud\"`: use \"warn\", \"refuse\" or \"off\""), "{}", bad.stderr);
 }
+
+#[test]
+fn sqlite_check_constraints_are_compared() {
+    let (inline, added, without) = (Db::new(Engine::Sqlite), Db::new(Engine::Sqlite), Db::new(Engine::Sqlite));
+    inline
+        .exec("CREATE TABLE t (id integer PRIMARY KEY, b int CHECK (b > 0), CONSTRAINT t_small CHECK (id < 100000));");
+    // The same checks, the column's added later: SQLite appends it to the stored CREATE TABLE.
+    added.exec("CREATE TABLE t (id integer PRIMARY KEY, CONSTRAINT t_small CHECK (id < 100000)); ALTER TABLE t ADD COLUMN b int CHECK (b > 0);");
+    without.exec("CREATE TABLE t (id integer PRIMARY KEY, b int);");
+    let project = Project::new();
+    project.run(&inline, &["drift", "--against-url", &added.url]).expect(0);
+    let run = project.run(&inline, &["--format", "json", "drift", "--against-url", &without.url]);
+    run.expect(3);
+    let json = run.json();
+    let objects: Vec<&str> =
+        json["differences"].as_array().unwrap().iter().filter_map(|d| d["object"].as_str()).collect();
+    assert_eq!(objects, ["constraint t.check (b)", "constraint t.t_small"], "{json}");
+}

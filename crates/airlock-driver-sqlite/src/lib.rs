@@ -475,6 +475,7 @@ impl Driver for SqliteDriver {
                     }
                     snapshot.insert(ObjectPath::new(ObjectKind::Table, None, &name), attributes);
                     self.snapshot_table(&mut snapshot, &name, &rows)?;
+                    snapshot_checks(&mut snapshot, &name, sql.as_deref());
                 }
                 // Indexes SQLite makes for UNIQUE and PRIMARY KEY have no SQL: the table's constraints say them.
                 "index" if sql.is_some() => {
@@ -650,6 +651,42 @@ impl airlock_driver::Cancel for SqliteCancel {
     async fn cancel(&self) -> Result<()> {
         self.0.interrupt();
         Ok(())
+    }
+}
+
+/// A table's CHECK constraints: SQLite keeps them only in the table's SQL,
+/// read here with the SQLite parser. Named as written, else by their column
+/// (`check (b)`) or their expression.
+fn snapshot_checks(snapshot: &mut SchemaSnapshot, table: &str, sql: Option<&str>) {
+    use airlock_sql::parse::{Constraint, Op};
+    let ops = match sql.map(|sql| airlock_sql::parse::parse(sql, airlock_sql::Dialect::Sqlite)) {
+        Some(Ok(ops)) => ops,
+        // Said on the table rather than left out: its checks cannot be compared.
+        Some(Err(e)) => {
+            if let Some(attributes) = snapshot.objects.get_mut(&ObjectPath::new(ObjectKind::Table, None, table)) {
+                attributes.insert("checks".to_owned(), format!("not read: {}", e.message));
+            }
+            return;
+        }
+        None => return,
+    };
+    for op in ops {
+        let Op::CreateTable { columns, constraints, .. } = op else { continue };
+        let from_columns =
+            columns.iter().filter_map(|c| c.check.as_ref().map(|e| (format!("check ({})", c.name), &e.text)));
+        let from_table = constraints.iter().filter_map(|c| match c {
+            Constraint::Check { name, expr, .. } => {
+                Some((name.clone().unwrap_or_else(|| format!("check {}", squash_whitespace(&expr.text))), &expr.text))
+            }
+            _ => None,
+        });
+        for (name, text) in from_columns.chain(from_table).collect::<Vec<_>>() {
+            let definition = format!("CHECK ({})", squash_whitespace(text));
+            snapshot.insert(
+                ObjectPath::of_table(ObjectKind::Constraint, None, table, &name),
+                [("type".to_owned(), "check".to_owned()), ("definition".to_owned(), definition)].into_iter().collect(),
+            );
+        }
     }
 }
 

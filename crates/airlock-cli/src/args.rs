@@ -95,6 +95,8 @@ pub enum Command {
     Adopt(AdoptArgs),
     /// Compare this database's schema with what its applied migrations produce (replayed into a scratch database), or with another database's; exit 3 when they differ.
     Drift(DriftArgs),
+    /// Run each pending migration up, down and up again on a scratch copy of the schema, comparing the schema after each step; exit 3 on residue or a failure.
+    Rehearse(RehearseArgs),
     /// The audit trail, newest first: runs, repairs, resolves, allows used, adoptions, with who, where, when and why.
     History(HistoryArgs),
 }
@@ -245,6 +247,14 @@ pub struct GateArgs {
     /// Wait up to this long (e.g. 10m) for the requirement, returning as soon as it is met.
     #[arg(long, value_name = "DURATION")]
     pub wait: Option<String>,
+}
+
+/// `airlock rehearse`.
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// Every migration from an empty scratch database, not only the pending ones on a copy of the target's schema.
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// `airlock drift`.

@@ -34,7 +34,11 @@ fn main() -> ExitCode {
             // A gate that is not satisfied has already printed its report.
             if !matches!(
                 e,
-                ExecError::GateNotSatisfied | ExecError::LintErrors(_) | ExecError::PlanBlocked | ExecError::DriftFound
+                ExecError::GateNotSatisfied
+                    | ExecError::LintErrors(_)
+                    | ExecError::PlanBlocked
+                    | ExecError::DriftFound
+                    | ExecError::RehearsalProblems
             ) {
                 render::error(&e, format);
             }
@@ -128,6 +132,11 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
                 Ok(())
+            }
+            Command::Rehearse(args) => {
+                let report = airlock_exec::rehearse(&options, args.all).await?;
+                render::rehearsal(&report, format);
+                if report.verdict == "clean" { Ok(()) } else { Err(ExecError::RehearsalProblems) }
             }
             Command::Drift(args) => {
                 let against = match (&args.against_url, &args.against_env) {

@@ -220,6 +220,59 @@ pub fn gate(report: &GateReport, format: Format) {
     }
 }
 
+/// `airlock rehearse`: a line per migration, what was left behind under it.
+pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
+    if format == Format::Json {
+        print_json(&serde_json::to_value(report).unwrap_or_default());
+        return;
+    }
+    if report.migrations.is_empty() {
+        println!("Nothing to rehearse: no pending migration.");
+        return;
+    }
+    let ms = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t} ms"));
+    for m in &report.migrations {
+        let outcome = match m.outcome {
+            "clean" => format!("{GREEN}clean{GREEN:#}"),
+            "no-down" => "no down script".to_owned(),
+            other => format!("{RED}{other}{RED:#}"),
+        };
+        println!(
+            "{} {}: {outcome} (up {}, down {}, up again {})",
+            m.version,
+            m.name,
+            ms(m.up_ms),
+            ms(m.down_ms),
+            ms(m.reup_ms)
+        );
+        if let Some(error) = &m.error {
+            println!("  - {error}");
+        }
+        let one_line = |text: &Option<String>| text.as_deref().map(airlock_core::snapshot::squash_whitespace);
+        for d in &m.differences {
+            let again = d.object.ends_with("(after the up run again)");
+            match d.change {
+                "missing" if again => println!("  - {}: not made again", d.object),
+                "unexpected" if again => println!("  - {}: made only the second time", d.object),
+                "missing" => println!("  - {}: gone after the down", d.object),
+                "unexpected" => println!("  - {}: left behind by the down", d.object),
+                _ => println!(
+                    "  - {}: {} was {}, is {} after the down",
+                    d.object,
+                    d.attribute.as_deref().unwrap_or("?"),
+                    one_line(&d.expected).unwrap_or_else(|| "not set".to_owned()),
+                    one_line(&d.actual).unwrap_or_else(|| "not set".to_owned())
+                ),
+            }
+        }
+    }
+    if report.verdict == "clean" {
+        println!("{GREEN}rehearsal clean{GREEN:#}: every down script restores the schema its up script found");
+    } else {
+        println!("{RED}rehearsal found problems{RED:#}");
+    }
+}
+
 /// `airlock drift`: each difference on its own line, with both sides.
 pub fn drift(report: &airlock_exec::DriftReport, format: Format) {
     if format == Format::Json {
@@ -274,6 +327,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::LintRefused(_) => "lint",
         ExecError::PlanBlocked => "plan-blocked",
         ExecError::DriftFound => "drift",
+        ExecError::RehearsalProblems => "rehearsal",
         ExecError::ChecksFailed(_) => "data-check-failed",
         ExecError::RiskRefused(_) => "risky-in-protected-environment",
         ExecError::PlanMismatch(_) => "plan-mismatch",

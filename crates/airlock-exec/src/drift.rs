@@ -187,30 +187,65 @@ async fn replay_and_compare(options: &Options) -> Result<(Vec<Difference>, usize
     let live = target.schema_snapshot().await.map_err(ExecError::db("reading the schema"))?;
     drop(target);
 
-    let name = scratch_name(&options.url);
-    let local = options.profile().capabilities.local_file;
-    let scratch_name = if local { std::env::temp_dir().join(format!("{name}.db")).display().to_string() } else { name };
-    let scratch_url = options.url.with_database(&scratch_name);
-    // Creating a database is the server's business, not the target database's: a plain connection.
-    let mut admin = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
-    admin.create_database(&scratch_name).await.map_err(ExecError::db(format!(
-        "creating the scratch database {scratch_url} (the user needs the right to create databases)"
-    )))?;
+    let scratch = Scratch::create(options).await?;
     let replayed = async {
-        let mut scratch = crate::connect(&scratch_url, true).await.map_err(ExecError::Connect)?;
-        replay(scratch.as_mut(), &applied, options).await?;
-        scratch.schema_snapshot().await.map_err(ExecError::db("reading the replayed schema"))
+        let mut driver = scratch.connect().await?;
+        replay(driver.as_mut(), &applied, options).await?;
+        driver.schema_snapshot().await.map_err(ExecError::db("reading the replayed schema"))
     }
     .await;
-    let dropped = admin.drop_database(&scratch_name).await;
+    let dropped = scratch.drop().await;
     let expected = replayed?;
-    dropped.map_err(ExecError::db(format!("dropping the scratch database {scratch_url}")))?;
+    dropped?;
     Ok((diff(&expected.without(|p| ignore.matches(p)), &live.without(|p| ignore.matches(p))), applied.len()))
 }
 
 /// `drift_ignore` of airlock.toml, compiled; a bad glob is a usage error naming it.
 fn ignore(options: &Options) -> Result<Ignore, ExecError> {
     Ignore::new(&options.drift_ignore).map_err(|e| ExecError::Usage(format!("drift_ignore in airlock.toml: {e}")))
+}
+
+/// An empty database made beside the target for drift's replay and for
+/// rehearsal: on the same server with the same credentials (for a SQLite
+/// file, a temporary file), named so it cannot collide. Whoever creates one
+/// drops it ([`Scratch::drop`]) whatever happened in between.
+pub(crate) struct Scratch {
+    admin: Box<dyn Driver>,
+    name: String,
+    /// Its URL.
+    pub url: DatabaseUrl,
+}
+
+impl Scratch {
+    /// Creates it. Creating a database is the server's business, not the
+    /// target database's: through a plain connection to the target's URL.
+    pub(crate) async fn create(options: &Options) -> Result<Scratch, ExecError> {
+        let name = scratch_name(&options.url);
+        let local = options.profile().capabilities.local_file;
+        let name = if local { std::env::temp_dir().join(format!("{name}.db")).display().to_string() } else { name };
+        let url = options.url.with_database(&name);
+        // A database in a local file has no server to ask: the scratch file is its own.
+        let admin_url = if local { &url } else { &options.url };
+        let mut admin = crate::connect(admin_url, local).await.map_err(ExecError::Connect)?;
+        admin.create_database(&name).await.map_err(ExecError::db(format!(
+            "creating the scratch database {url} (the user needs the right to create databases)"
+        )))?;
+        Ok(Scratch { admin, name, url })
+    }
+
+    /// A connection to it.
+    pub(crate) async fn connect(&self) -> Result<Box<dyn Driver>, ExecError> {
+        crate::connect(&self.url, true).await.map_err(ExecError::Connect)
+    }
+
+    /// Drops it.
+    pub(crate) async fn drop(mut self) -> Result<(), ExecError> {
+        let url = self.url.to_string();
+        self.admin
+            .drop_database(&self.name)
+            .await
+            .map_err(ExecError::db(format!("dropping the scratch database {url}")))
+    }
 }
 
 /// A scratch database's name: `airlock_scratch_`, the target's name (so a
@@ -228,7 +263,11 @@ fn scratch_name(target: &DatabaseUrl) -> String {
 
 /// Runs each recorded up script as it ran: in a transaction when it did and
 /// the engine has transactional DDL, else statement by statement.
-async fn replay(driver: &mut dyn Driver, applied: &[&HistoryRecord], options: &Options) -> Result<(), ExecError> {
+pub(crate) async fn replay(
+    driver: &mut dyn Driver,
+    applied: &[&HistoryRecord],
+    options: &Options,
+) -> Result<(), ExecError> {
     let traits = options.engine_traits();
     for record in applied {
         let script = Script {
@@ -238,30 +277,41 @@ async fn replay(driver: &mut dyn Driver, applied: &[&HistoryRecord], options: &O
         };
         let prepared = crate::prepare::prepare_script(&script, record.mode == RunMode::Statements, traits)
             .map_err(|e| ExecError::Invalid(vec![e]))?;
-        let in_transaction = prepared.mode == RunMode::Transaction && traits.transactional_ddl;
-        let context = |n: usize| {
-            format!(
+        if let Err((n, e)) = run_prepared(driver, &prepared, traits).await {
+            return Err(ExecError::db(format!(
                 "replaying migration {} ({}) into the scratch database, statement {n} of {}",
                 record.version,
                 record.name,
                 prepared.statements.len()
-            )
-        };
-        if in_transaction {
-            driver.begin().await.map_err(ExecError::db(context(0)))?;
+            ))(e));
         }
-        for (i, statement) in prepared.statements.iter().enumerate() {
-            if let Err(e) = driver.execute(&statement.sql).await {
-                // Locks the failed transaction holds would keep the scratch database from being dropped.
-                if in_transaction {
-                    let _ = driver.rollback().await;
-                }
-                return Err(ExecError::db(context(i + 1))(e));
+    }
+    Ok(())
+}
+
+/// Runs a prepared script on a scratch database as it would run for real:
+/// in one transaction when its mode says so and the engine has transactional
+/// DDL (rolled back on a failure, so no lock is left behind), else statement
+/// by statement. A failure gives the 1-based statement and the error.
+pub(crate) async fn run_prepared(
+    driver: &mut dyn Driver,
+    prepared: &crate::prepare::Prepared,
+    traits: crate::prepare::EngineTraits,
+) -> Result<(), (usize, airlock_driver::DriverError)> {
+    let in_transaction = prepared.mode == RunMode::Transaction && traits.transactional_ddl;
+    if in_transaction {
+        driver.begin().await.map_err(|e| (0, e))?;
+    }
+    for (i, statement) in prepared.statements.iter().enumerate() {
+        if let Err(e) = driver.execute(&statement.sql).await {
+            if in_transaction {
+                let _ = driver.rollback().await;
             }
+            return Err((i + 1, e));
         }
-        if in_transaction {
-            driver.commit().await.map_err(ExecError::db(context(prepared.statements.len())))?;
-        }
+    }
+    if in_transaction {
+        driver.commit().await.map_err(|e| (prepared.statements.len(), e))?;
     }
     Ok(())
 }
@@ -271,7 +321,8 @@ pub fn entries(reference: &SchemaSnapshot, live: &SchemaSnapshot) -> Vec<DriftEn
     diff(reference, live).iter().map(entry).collect()
 }
 
-fn entry(d: &Difference) -> DriftEntry {
+/// One difference as drift reports it.
+pub(crate) fn entry(d: &Difference) -> DriftEntry {
     let object = d.object.to_string();
     match &d.change {
         Change::Removed => DriftEntry {

@@ -122,6 +122,9 @@ pub enum ExecError {
     /// `drift` found differences; the report was already printed.
     #[error("the schemas differ")]
     DriftFound,
+    /// `rehearse` found a down script that leaves residue, or a failure; the report was already printed.
+    #[error("the rehearsal found problems")]
+    RehearsalProblems,
     /// `lint` found errors; the findings were already printed.
     #[error("lint found {0} error(s)")]
     LintErrors(usize),
@@ -175,6 +178,7 @@ impl ExecError {
             | ExecError::LintRefused(_)
             | ExecError::PlanBlocked
             | ExecError::DriftFound
+            | ExecError::RehearsalProblems
             | ExecError::ChecksFailed(_)
             | ExecError::RiskRefused(_)
             | ExecError::AdoptRefused { .. }

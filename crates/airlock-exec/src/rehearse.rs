@@ -1,0 +1,209 @@
+//! `rehearse`: each pending migration run up, down and up again on a scratch
+//! copy of the target's schema, with the schema compared after each step, so
+//! that a down script that leaves a table behind, forgets an index, a
+//! default or a trigger, or fails outright is found before the day it is
+//! needed. The target is only read.
+
+use std::time::Instant;
+
+use airlock_core::snapshot::{SchemaSnapshot, diff};
+use airlock_core::{HistoryRecord, Migration, Settings, reconcile};
+use airlock_driver::Driver;
+use serde::Serialize;
+
+use crate::Options;
+use crate::drift::{DriftEntry, Scratch, replay, run_prepared};
+use crate::error::ExecError;
+use crate::prepare::{EngineTraits, prepare, prepare_script};
+
+/// One migration's rehearsal, as the JSON contract has it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RehearsalEntry {
+    /// Its version.
+    pub version: String,
+    /// Its name.
+    pub name: String,
+    /// How long the up script took.
+    pub up_ms: Option<u64>,
+    /// The down script.
+    pub down_ms: Option<u64>,
+    /// The up script, run again after the down.
+    pub reup_ms: Option<u64>,
+    /// `clean`, `residue` (the down did not restore the schema, or the up
+    /// run again does not give the same), `failed`, or `no-down`.
+    pub outcome: &'static str,
+    /// What differs: after the down, from the schema before the up
+    /// (`expected` before, `actual` after); after the second up, from the first.
+    pub differences: Vec<DriftEntry>,
+    /// For `failed`: which script, which statement, and the server's error.
+    pub error: Option<String>,
+}
+
+/// What `rehearse` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct RehearsalReport {
+    /// The target (password hidden); only read.
+    pub database: String,
+    /// Each rehearsed migration, in order (none after a failure: the ones
+    /// after it would run on a schema the real run would not have).
+    pub migrations: Vec<RehearsalEntry>,
+    /// `clean`, or `problems` when a migration left residue or failed.
+    pub verdict: &'static str,
+}
+
+/// Rehearses the pending migrations on a scratch database holding the
+/// target's schema (its applied migrations' recorded text, replayed), or,
+/// with `all`, every migration from an empty database (no target needed
+/// beyond its server). The scratch database is dropped whatever happens.
+pub async fn rehearse(options: &Options, all: bool) -> Result<RehearsalReport, ExecError> {
+    let discovered = options.discover_in_background().await?;
+    let state = if all {
+        None
+    } else {
+        let mut target = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+        Some(target.read_state().await.map_err(ExecError::db("reading the migration history"))?)
+    };
+    let history: &[HistoryRecord] = state.as_ref().map_or(&[], |s| s.history.as_slice());
+    let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
+    let plan = reconcile(&discovered.migrations, history, &settings);
+    if let Some(problem) = plan.problems.iter().find(|p| p.blocking) {
+        return Err(ExecError::Blocked { problems: vec![problem.clone()] });
+    }
+    let pending: Vec<&Migration> = plan.pending.clone();
+    let mut applied: Vec<&HistoryRecord> = history.iter().filter(|r| r.state.is_applied()).collect();
+    applied.sort_by(|a, b| a.version.cmp(&b.version));
+
+    let mut scratch = Scratch::create(options).await?;
+    let rehearsed = rehearse_all(&mut scratch, options, &applied, &pending).await;
+    let dropped = scratch.drop().await;
+    let migrations = rehearsed?;
+    dropped?;
+    let problems = migrations.iter().any(|m| matches!(m.outcome, "residue" | "failed"));
+    Ok(RehearsalReport {
+        database: options.url.to_string(),
+        migrations,
+        verdict: if problems { "problems" } else { "clean" },
+    })
+}
+
+/// Replays the applied migrations into the scratch database, then rehearses
+/// each pending one. After residue the scratch schema is not what the real
+/// run would have: it is made again (the applied migrations replayed, then
+/// the ups so far) before the next migration. A failure ends the rehearsal.
+async fn rehearse_all(
+    scratch: &mut Scratch,
+    options: &Options,
+    applied: &[&HistoryRecord],
+    pending: &[&Migration],
+) -> Result<Vec<RehearsalEntry>, ExecError> {
+    let traits = options.engine_traits();
+    let mut driver = scratch.connect().await?;
+    replay(driver.as_mut(), applied, options).await?;
+    let mut entries = Vec::new();
+    for (i, migration) in pending.iter().enumerate() {
+        let entry = rehearse_one(driver.as_mut(), migration, traits).await?;
+        let outcome = entry.outcome;
+        entries.push(entry);
+        match outcome {
+            "failed" => break,
+            "residue" if i + 1 < pending.len() => {
+                drop(driver);
+                let fresh = Scratch::create(options).await?;
+                std::mem::replace(scratch, fresh).drop().await?;
+                driver = scratch.connect().await?;
+                replay(driver.as_mut(), applied, options).await?;
+                for m in &pending[..=i] {
+                    let up = prepare(m, traits).map_err(|e| ExecError::Invalid(vec![e]))?;
+                    run_prepared(driver.as_mut(), &up, traits).await.map_err(|(n, e)| {
+                        ExecError::db(format!(
+                            "making the scratch database again after migration {}'s residue: migration {}, statement {n}",
+                            migration.version, m.version
+                        ))(e)
+                    })?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(entries)
+}
+
+/// Up, snapshot; down, compare with before; up again, compare with the first up.
+async fn rehearse_one(
+    driver: &mut dyn Driver,
+    migration: &Migration,
+    traits: EngineTraits,
+) -> Result<RehearsalEntry, ExecError> {
+    let mut entry = RehearsalEntry {
+        version: migration.version.to_string(),
+        name: migration.name.clone(),
+        up_ms: None,
+        down_ms: None,
+        reup_ms: None,
+        outcome: "clean",
+        differences: Vec::new(),
+        error: None,
+    };
+    let up = prepare(migration, traits).map_err(|e| ExecError::Invalid(vec![e]))?;
+    let before = snapshot(driver).await?;
+    match timed(driver, &up, traits).await {
+        Ok(ms) => entry.up_ms = Some(ms),
+        Err(error) => return Ok(failed(entry, "up", error)),
+    }
+    let Some(down_script) = &migration.down else {
+        entry.outcome = "no-down";
+        return Ok(entry);
+    };
+    let after_up = snapshot(driver).await?;
+    let down = prepare_script(down_script, migration.down_directives.no_transaction, traits)
+        .map_err(|e| ExecError::Invalid(vec![e]))?;
+    match timed(driver, &down, traits).await {
+        Ok(ms) => entry.down_ms = Some(ms),
+        Err(error) => return Ok(failed(entry, "down", error)),
+    }
+    let after_down = snapshot(driver).await?;
+    entry.differences.extend(crate::drift::entries(&before, &after_down));
+    match timed(driver, &up, traits).await {
+        Ok(ms) => entry.reup_ms = Some(ms),
+        // What the down left behind is usually why: that is the finding.
+        Err(error) if !entry.differences.is_empty() => {
+            entry.outcome = "residue";
+            entry.error = Some(format!("the up script, run again after the down, failed: {error}"));
+            return Ok(entry);
+        }
+        Err(error) => return Ok(failed(entry, "up, run again after the down,", error)),
+    }
+    let again = snapshot(driver).await?;
+    entry.differences.extend(diff(&after_up, &again).iter().map(|d| {
+        let mut e = crate::drift::entry(d);
+        e.object = format!("{} (after the up run again)", e.object);
+        e
+    }));
+    if !entry.differences.is_empty() {
+        entry.outcome = "residue";
+    }
+    Ok(entry)
+}
+
+fn failed(mut entry: RehearsalEntry, script: &str, error: String) -> RehearsalEntry {
+    entry.outcome = "failed";
+    entry.error = Some(format!("the {script} script failed: {error}"));
+    entry
+}
+
+async fn snapshot(driver: &mut dyn Driver) -> Result<SchemaSnapshot, ExecError> {
+    driver.schema_snapshot().await.map_err(ExecError::db("reading the scratch database's schema"))
+}
+
+/// Runs a script, its time in milliseconds; a failure as "statement N of M: error".
+async fn timed(
+    driver: &mut dyn Driver,
+    prepared: &crate::prepare::Prepared,
+    traits: EngineTraits,
+) -> Result<u64, String> {
+    let started = Instant::now();
+    run_prepared(driver, prepared, traits)
+        .await
+        .map_err(|(n, e)| format!("statement {n} of {}: {}", prepared.statements.len(), e.message))?;
+    Ok(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX))
+}

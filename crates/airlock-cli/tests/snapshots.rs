@@ -145,3 +145,19 @@ fn drift_found() {
     run.expect(3);
     snapshot!("drift_found", seen(&run).replace(&reference.url, "[reference]").replace(&live.url, "[database]"));
 }
+
+#[test]
+fn rehearsal_problems() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY, a text);\n");
+    project.write("1_t.down.sql", "DROP TABLE t;\n");
+    project.write("2_coupons.up.sql", "CREATE TABLE coupons (id integer PRIMARY KEY);\n");
+    project.write("2_coupons.down.sql", "DROP TABLE IF EXISTS coupon;\n");
+    project.write("3_idx.up.sql", "CREATE INDEX t_a ON t (a);\n");
+    project.write("4_bad.up.sql", "CREATE TABLE bad (id int);\n");
+    project.write("4_bad.down.sql", "DROP TABLE nowhere;\n");
+    let run = project.run(&db, &["rehearse", "--all"]);
+    run.expect(3);
+    snapshot!("rehearsal_problems", seen(&run));
+}

@@ -5,7 +5,11 @@ mod common;
 
 use common::{Db, Engine, Project};
 
-each_engine!(rehearsal_names_what_each_down_script_leaves_behind, rehearsing_everything_from_an_empty_database);
+each_engine!(
+    rehearsal_names_what_each_down_script_leaves_behind,
+    rehearsing_everything_from_an_empty_database,
+    a_long_chain_with_every_forgotten_attribute,
+);
 
 fn project_with_downs() -> Project {
     let project = Project::new();
@@ -82,4 +86,85 @@ fn rehearsing_everything_from_an_empty_database(engine: Engine) {
     assert_eq!(json["verdict"], "clean", "{json}");
     assert_eq!(json["migrations"].as_array().unwrap().len(), 2, "{json}");
     project.run(&db, &["rehearse", "--all"]).expect(0);
+}
+
+/// A few dozen migrations: most undo themselves; some downs forget an index,
+/// a default, AUTO_INCREMENT (MySQL), a trigger, a check constraint.
+fn a_long_chain_with_every_forgotten_attribute(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    let mut version = 0;
+    let mut add = |up: &str, down: Option<&str>| {
+        version += 1;
+        project.write(&format!("{version}_m{version}.up.sql"), up);
+        if let Some(down) = down {
+            project.write(&format!("{version}_m{version}.down.sql"), down);
+        }
+        version
+    };
+    let mut expected: Vec<(usize, &str, String)> = Vec::new();
+    let first = add("CREATE TABLE t (id int PRIMARY KEY, a varchar(20), b int);\n", Some("DROP TABLE t;\n"));
+    expected.push((first, "clean", String::new()));
+    for i in 0..24 {
+        let v = add(&format!("CREATE TABLE c{i} (id int PRIMARY KEY);\n"), Some(&format!("DROP TABLE c{i};\n")));
+        expected.push((v, "clean", String::new()));
+        match i {
+            3 => {
+                let v = add("CREATE INDEX t_a ON t (a);\n", Some("SELECT 1;\n"));
+                expected.push((v, "residue", "index ".into()));
+            }
+            7 if engine != Engine::Sqlite => {
+                let v = add("ALTER TABLE t ALTER COLUMN b SET DEFAULT 5;\n", Some("SELECT 1;\n"));
+                expected.push((v, "residue", "column ".into()));
+            }
+            11 if engine != Engine::Sqlite => {
+                let v = add("ALTER TABLE t ADD CONSTRAINT t_b_pos CHECK (b > 0);\n", Some("SELECT 1;\n"));
+                expected.push((v, "residue", "constraint ".into()));
+            }
+            15 => {
+                let trigger = match engine {
+                    Engine::Postgres => {
+                        "CREATE FUNCTION t_touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;\nCREATE TRIGGER t_touch BEFORE INSERT ON t FOR EACH ROW EXECUTE FUNCTION t_touch();\n"
+                    }
+                    Engine::MySql => "CREATE TRIGGER t_touch BEFORE INSERT ON t FOR EACH ROW SET NEW.b = 1;\n",
+                    Engine::Sqlite => {
+                        "CREATE TRIGGER t_touch AFTER INSERT ON t BEGIN UPDATE t SET b = 1 WHERE id = NEW.id; END;\n"
+                    }
+                };
+                let v = add(trigger, Some("SELECT 1;\n"));
+                expected.push((v, "residue", "trigger ".into()));
+            }
+            19 if engine == Engine::MySql => {
+                let v =
+                    add("CREATE TABLE seq (id int NOT NULL AUTO_INCREMENT PRIMARY KEY);\n", Some("DROP TABLE seq;\n"));
+                expected.push((v, "clean", String::new()));
+                // The down's MODIFY forgets AUTO_INCREMENT: the attribute silently lost.
+                let v = add(
+                    "ALTER TABLE seq MODIFY id bigint NOT NULL AUTO_INCREMENT;\n",
+                    Some("ALTER TABLE seq MODIFY id int NOT NULL;\n"),
+                );
+                expected.push((v, "residue", "column seq.id".into()));
+            }
+            _ => {}
+        }
+    }
+    let run = project.run(&db, &["--format", "json", "rehearse", "--all"]);
+    run.expect(3);
+    let json = run.json();
+    let migrations = json["migrations"].as_array().unwrap();
+    assert_eq!(migrations.len(), expected.len(), "{json}");
+    for ((version, outcome, object), m) in expected.iter().zip(migrations) {
+        assert_eq!(m["version"], version.to_string(), "{json}");
+        assert_eq!(m["outcome"], *outcome, "migration {version}: {m}");
+        if !object.is_empty() {
+            assert!(
+                m["differences"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|d| d["object"].as_str().unwrap().starts_with(object.as_str())),
+                "migration {version}: no `{object}` difference: {m}"
+            );
+        }
+    }
 }

@@ -3,12 +3,13 @@
 
 mod common;
 
-use common::{Db, Engine, Project};
+use common::{Db, Engine, Project, Run};
 
 each_engine!(
     rehearsal_names_what_each_down_script_leaves_behind,
     rehearsing_everything_from_an_empty_database,
     a_long_chain_with_every_forgotten_attribute,
+    rehearse_and_drift_only_read_the_target,
 );
 
 fn project_with_downs() -> Project {
@@ -166,5 +167,59 @@ fn a_long_chain_with_every_forgotten_attribute(engine: Engine) {
                 "migration {version}: no `{object}` difference: {m}"
             );
         }
+    }
+}
+
+/// Through a user that may only read the target (and create the scratch
+/// databases beside it): rehearse and drift work, and the target is unchanged.
+fn rehearse_and_drift_only_read_the_target(engine: Engine) {
+    let db = Db::new(engine);
+    let project = project_with_downs();
+    if engine != Engine::MySql {
+        project.write("2_t_a.down.sql", "DROP INDEX t_a;\n");
+    }
+    project.run(&db, &["migrate", "--to", "1"]).expect(0);
+    let database = db.url.rsplit('/').next().unwrap().to_owned();
+    let reader = format!("ro_{}", &database[database.len().saturating_sub(12)..]);
+    let url = match engine {
+        Engine::Postgres => {
+            db.exec(&format!(
+                "CREATE ROLE {reader} LOGIN CREATEDB; GRANT USAGE ON SCHEMA public TO {reader}; \
+                 GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader}"
+            ));
+            db.url.replacen("postgres@", &format!("{reader}@"), 1)
+        }
+        Engine::MySql => {
+            db.exec(&format!("CREATE USER '{reader}'@'%'"));
+            db.exec(&format!("GRANT SELECT ON `{database}`.* TO '{reader}'@'%'"));
+            db.exec(&format!("GRANT ALL ON `airlock\\_scratch\\_%`.* TO '{reader}'@'%'"));
+            db.url.replacen("root@", &format!("{reader}@"), 1)
+        }
+        Engine::Sqlite => {
+            let path = db.url.strip_prefix("sqlite:").unwrap();
+            let mut permissions = std::fs::metadata(path).unwrap().permissions();
+            permissions.set_readonly(true);
+            std::fs::set_permissions(path, permissions).unwrap();
+            db.url.clone()
+        }
+    };
+    let before = db.history();
+    let run = |args: &[&str]| {
+        let mut cmd = project.bare();
+        cmd.arg("--database-url").arg(&url).arg("--dir").arg(project.dir()).args(args);
+        Run::of(cmd.output().unwrap())
+    };
+    let rehearsal = run(&["--format", "json", "rehearse"]);
+    rehearsal.expect(3);
+    assert_eq!(rehearsal.json()["migrations"].as_array().unwrap().len(), 4, "{}", rehearsal.stdout);
+    let drift = run(&["--format", "json", "drift"]);
+    drift.expect(0);
+    assert_eq!(db.history(), before);
+    assert!(!db.table_exists("u") && !db.table_exists("w"));
+    // Writing is refused to this user: migrate fails and changes nothing
+    // (a read-only file does not stop root, who runs these tests).
+    if engine != Engine::Sqlite {
+        assert_ne!(run(&["migrate"]).code, 0);
+        assert_eq!(db.history(), before);
     }
 }

@@ -139,21 +139,19 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 if report.verdict == "clean" { Ok(()) } else { Err(ExecError::RehearsalProblems) }
             }
             Command::Drift(args) => {
-                let against = match (&args.against_url, &args.against_env) {
-                    (None, None) => {
-                        let report = airlock_exec::drift_from_history(&options).await?;
-                        render::drift(&report, format);
-                        return if report.differences.is_empty() { Ok(()) } else { Err(ExecError::DriftFound) };
+                let report = match (&args.against_url, &args.against_env) {
+                    (None, None) => airlock_exec::drift_from_history(&options).await?,
+                    (Some(url), _) => {
+                        let against = airlock_driver::DatabaseUrl::parse(url)
+                            .map_err(|e| ExecError::Usage(format!("--against-url: {e}")))?;
+                        airlock_exec::drift(&options, &against).await?
                     }
-                    (Some(url), _) => url.clone(),
                     (None, Some(name)) => {
-                        let global = crate::args::Global { environment: Some(name.clone()), database_url: None, ..cli.global.clone() };
-                        settings::options(&global).map_err(|e| ExecError::Usage(format!("--against-env {name}: {}", e.0)))?.url.expose().to_owned()
+                        let against = settings::environment_url(&cli.global, name)
+                            .map_err(|e| ExecError::Usage(format!("--against-env {name}: {}", e.0)))?;
+                        airlock_exec::drift(&options, &against).await?
                     }
                 };
-                let against = airlock_driver::DatabaseUrl::parse(&against)
-                    .map_err(|e| ExecError::Usage(format!("--against-url: {e}")))?;
-                let report = airlock_exec::drift(&options, &against).await?;
                 render::drift(&report, format);
                 if report.differences.is_empty() { Ok(()) } else { Err(ExecError::DriftFound) }
             }

@@ -393,6 +393,23 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     Ok(options)
 }
 
+/// The database of `[environments.NAME]` itself: never `--database-url`,
+/// DATABASE_URL or the top-level `url` in its place (for `drift
+/// --against-env`, where a fallback would compare a database with itself).
+pub fn environment_url(global: &Global, name: &str) -> Result<DatabaseUrl, SettingsError> {
+    let (config, base) = load_config(global)?;
+    let Some(environment) = config.environments.get(name) else {
+        let known: Vec<&str> = config.environments.keys().map(String::as_str).collect();
+        return Err(SettingsError(format!(
+            "no [environments.{name}] in the configuration{}",
+            if known.is_empty() { String::new() } else { format!(" (known: {})", known.join(", ")) }
+        )));
+    };
+    let url = environment.url.as_ref().ok_or_else(|| SettingsError(format!("[environments.{name}] has no `url`")))?;
+    let text = anchor_sqlite(expand(url, &format!("[environments.{name}] url"))?, &base.unwrap_or_default());
+    DatabaseUrl::parse(&text).map_err(|e| SettingsError(e.to_string()))
+}
+
 /// Named environments, each with its options or why they are unusable.
 pub type Environments = Vec<(String, Result<Options, String>)>;
 

@@ -386,3 +386,44 @@ fn sqlite_check_constraints_are_compared() {
         json["differences"].as_array().unwrap().iter().filter_map(|d| d["object"].as_str()).collect();
     assert_eq!(objects, ["constraint t.check (b)", "constraint t.t_small"], "{json}");
 }
+
+#[test]
+fn an_environment_without_its_own_url_is_not_compared_with_another_database() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE t (id int);");
+    let project = Project::new();
+    // The top-level url is this very database: falling back to it would say "no drift".
+    project.write_config(&format!("url = \"{}\"\n[environments.staging]\nprotected = true\n", db.url));
+    let run = project.run(&db, &["drift", "--against-env", "staging"]);
+    run.expect(2);
+    assert!(run.stderr.contains("--against-env staging: [environments.staging] has no `url`"), "{}", run.stderr);
+}
+
+#[test]
+fn when_drift_cannot_be_checked_migrate_warns_or_refuses_as_configured() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id int PRIMARY KEY);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    project.write("2_a.up.sql", "ALTER TABLE t ADD COLUMN a int;\n");
+    // No scratch database can be made: its directory does not exist.
+    let nowhere = project.dir().join("no-such-directory");
+    let migrate = |config: &str| {
+        project.write_config(config);
+        let mut cmd = project.airlock(&db);
+        cmd.env("TMPDIR", &nowhere).args(["--env", "prod", "migrate"]);
+        Run::of(cmd.output().unwrap())
+    };
+    let refused = migrate("[environments.prod]\nprotected = true\ndrift = \"refuse\"\n");
+    refused.expect(3);
+    assert!(
+        refused.stderr.contains("drift could not be checked") && refused.stderr.contains("scratch"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(db.state_of("2"), None, "refused, yet migration 2 ran");
+    let warned = migrate("[environments.prod]\nprotected = true\n");
+    warned.expect(0);
+    assert!(warned.stderr.contains("drift was not checked"), "{}", warned.stderr);
+    assert_eq!(db.state_of("2").as_deref(), Some("succeeded"));
+}

@@ -94,19 +94,21 @@ impl DatabaseUrl {
     /// The same server and credentials with another database: `name` is a
     /// plain identifier (a scratch database beside this one). For SQLite,
     /// `name` is the other file's path.
-    pub fn with_database(&self, name: &str) -> DatabaseUrl {
+    /// Never the same URL back: a scratch database must not be the target.
+    pub fn with_database(&self, name: &str) -> Result<DatabaseUrl, UrlError> {
         let raw = match self.engine {
             Engine::Sqlite => format!("sqlite:{name}"),
-            _ => match url::Url::parse(&self.raw) {
-                Ok(mut url) => {
-                    url.set_path(&format!("/{name}"));
-                    url.to_string()
-                }
-                // Parsed when it was made: cannot happen.
-                Err(_) => self.raw.clone(),
-            },
+            _ => {
+                let mut url = url::Url::parse(&self.raw)
+                    .map_err(|e| UrlError { shown: redact(&self.raw), why: e.to_string() })?;
+                url.set_path(&format!("/{name}"));
+                url.to_string()
+            }
         };
-        DatabaseUrl { raw, engine: self.engine }
+        if raw == self.raw {
+            return Err(UrlError { shown: redact(&raw), why: format!("already names the database `{name}`") });
+        }
+        Ok(DatabaseUrl { raw, engine: self.engine })
     }
 
     /// For `sqlite:` URLs, the file path (query string removed).
@@ -169,6 +171,16 @@ impl fmt::Debug for DatabaseUrl {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_database_on_the_same_server_is_never_this_one() {
+        let url = DatabaseUrl::parse("postgres://app:secret@db:5432/shop?sslmode=require").unwrap();
+        let scratch = url.with_database("airlock_scratch_1").unwrap();
+        assert_eq!(scratch.expose(), "postgres://app:secret@db:5432/airlock_scratch_1?sslmode=require");
+        assert!(url.with_database("shop").is_err(), "the scratch database would be the target");
+        let file = DatabaseUrl::parse("sqlite:/srv/app.db").unwrap();
+        assert_eq!(file.with_database("/tmp/x.db").unwrap().sqlite_path(), Some("/tmp/x.db"));
+    }
 
     #[test]
     fn recognizes_engines() {

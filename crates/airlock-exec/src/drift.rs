@@ -223,7 +223,10 @@ impl Scratch {
         let name = scratch_name(&options.url);
         let local = options.profile().capabilities.local_file;
         let name = if local { std::env::temp_dir().join(format!("{name}.db")).display().to_string() } else { name };
-        let url = options.url.with_database(&name);
+        let url = options
+            .url
+            .with_database(&name)
+            .map_err(|e| ExecError::Usage(format!("a scratch database beside {}: {e}", options.url)))?;
         // A database in a local file has no server to ask: the scratch file is its own.
         let admin_url = if local { &url } else { &options.url };
         let mut admin = crate::connect(admin_url, local).await.map_err(ExecError::Connect)?;

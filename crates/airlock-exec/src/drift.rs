@@ -82,7 +82,8 @@ pub async fn drift(options: &Options, against: &DatabaseUrl) -> Result<DriftRepo
 /// SQLite file, a temporary file), which is dropped afterwards whatever
 /// happens. The target database is only read.
 pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecError> {
-    let (differences, applied) = replay_and_compare(options).await?;
+    let mut target = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
+    let (differences, applied) = replay_and_compare(options, target.as_mut()).await?;
     Ok(DriftReport {
         database: options.url.to_string(),
         against: format!("its {applied} applied migrations, replayed"),
@@ -96,6 +97,7 @@ pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecEr
 /// Warns and goes on, or refuses the run, nothing applied.
 pub(crate) async fn check_before_migrate(
     options: &Options,
+    target: &mut dyn Driver,
     touched: &std::collections::BTreeMap<String, String>,
     reporter: &mut dyn crate::report::Reporter,
 ) -> Result<(), ExecError> {
@@ -111,7 +113,7 @@ pub(crate) async fn check_before_migrate(
         detail: None,
         blocking: true,
     };
-    let differences = match replay_and_compare(options).await {
+    let differences = match replay_and_compare(options, target).await {
         Ok((differences, _)) => differences,
         Err(e) if refuse => {
             return Err(ExecError::Blocked {
@@ -172,9 +174,9 @@ pub(crate) async fn check_before_migrate(
 
 /// The differences from the applied migrations replayed to the live schema
 /// (ignored objects left out), and how many migrations were replayed.
-async fn replay_and_compare(options: &Options) -> Result<(Vec<Difference>, usize), ExecError> {
+/// `target` is only read.
+async fn replay_and_compare(options: &Options, target: &mut dyn Driver) -> Result<(Vec<Difference>, usize), ExecError> {
     let ignore = ignore(options)?;
-    let mut target = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
     let state = target.read_state().await.map_err(ExecError::db("reading the migration history"))?;
     if state.history.is_empty() {
         return Err(ExecError::Usage(format!(
@@ -185,7 +187,6 @@ async fn replay_and_compare(options: &Options) -> Result<(Vec<Difference>, usize
     let mut applied: Vec<&HistoryRecord> = state.history.iter().filter(|r| r.state.is_applied()).collect();
     applied.sort_by(|a, b| a.version.cmp(&b.version));
     let live = target.schema_snapshot().await.map_err(ExecError::db("reading the schema"))?;
-    drop(target);
 
     let scratch = Scratch::create(options).await?;
     let replayed = async {

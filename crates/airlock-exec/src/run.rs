@@ -227,39 +227,11 @@ async fn judge_pending(
         expected: pending.iter().map(|m| m.version.to_string()).collect(),
         assessor: Assessor::new(options, catalog, rates, false),
     };
-    judge.look(&pending, options).await?;
-    if options.drift_check != crate::drift::DriftCheck::Off && !look.history_empty {
-        let touched = touched_tables(&pending, &judge.assessor.catalog, options);
-        crate::drift::check_before_migrate(options, &touched, reporter).await?;
+    let touched = judge.look(&pending, options).await?;
+    if let (false, Some(driver)) = (look.history_empty, look.driver.as_mut()) {
+        crate::drift::check_before_migrate(options, driver.as_mut(), &touched, reporter).await?;
     }
     Ok(Some(judge))
-}
-
-/// The tables the pending migrations change (lock, rewrite, alter, drop...),
-/// each with the first migration that does, as plan's effects say.
-fn touched_tables(
-    pending: &[&Migration],
-    catalog: &airlock_core::schema::Catalog,
-    options: &Options,
-) -> std::collections::BTreeMap<String, String> {
-    let dialect = options.engine_traits().dialect;
-    let bare = |name: &str| name.rsplit('.').next().unwrap_or(name).trim_matches(['"', '`']).to_owned();
-    let mut touched = std::collections::BTreeMap::new();
-    for migration in pending {
-        let script = airlock_lint::parse_migration(migration, dialect);
-        for statement in &script.statements {
-            let Ok(ops) = &statement.ops else { continue };
-            for op in ops {
-                let effects = airlock_plan::effects(op, catalog, dialect);
-                let names =
-                    effects.table.iter().map(|t| t.name.clone()).chain(effects.locks.iter().map(|l| bare(&l.table)));
-                for name in names {
-                    touched.entry(name).or_insert_with(|| format!("{} ({})", migration.version, migration.name));
-                }
-            }
-        }
-    }
-    touched
 }
 
 /// Step three: creates airlock's tables if missing (and the database file)
@@ -435,14 +407,16 @@ impl Judge {
     /// Judges every pending migration as `plan` does, none of them run yet,
     /// and refuses the run if any is blocked; leaves the schema model as it
     /// was (each is judged again when it runs), on the same checker connection.
-    async fn look(&mut self, pending: &[&Migration], options: &Options) -> Result<(), ExecError> {
+    async fn look(&mut self, pending: &[&Migration], options: &Options) -> Result<Touched, ExecError> {
         let before = self.assessor.catalog.clone();
         self.assessor.start_look();
+        let mut touched = Touched::new();
         let mut outcome = Ok(());
         for migration in pending {
             let script = airlock_lint::parse_migration(migration, options.engine_traits().dialect);
             outcome = match self.assessor.migration(migration, &script, Default::default()).await {
-                Ok(assessed) => decide(options, migration, &assessed, &mut crate::report::Silent),
+                Ok(assessed) => decide(options, migration, &assessed, &mut crate::report::Silent)
+                    .map(|()| note_touched(&mut touched, migration, &assessed)),
                 Err(e) => Err(e),
             };
             if outcome.is_err() {
@@ -451,7 +425,21 @@ impl Judge {
         }
         self.assessor.end_look();
         self.assessor.catalog = before;
-        outcome
+        outcome.map(|()| touched)
+    }
+}
+
+/// The tables the pending migrations change (locked, rewritten, altered,
+/// dropped: plan's effects), by bare name, each with the first migration that does.
+type Touched = std::collections::BTreeMap<String, String>;
+
+fn note_touched(touched: &mut Touched, migration: &Migration, assessed: &MigrationPlan) {
+    let bare = |name: &str| name.rsplit('.').next().unwrap_or(name).trim_matches(['"', '`']).to_owned();
+    for statement in &assessed.statements {
+        let locked = statement.locks.iter().map(|l| l.table.as_str());
+        for table in statement.table.as_deref().into_iter().chain(locked) {
+            touched.entry(bare(table)).or_insert_with(|| format!("{} ({})", migration.version, migration.name));
+        }
     }
 }
 

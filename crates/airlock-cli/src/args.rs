@@ -255,6 +255,9 @@ pub struct RehearseArgs {
     /// Every migration from an empty scratch database, not only the pending ones on a copy of the target's schema.
     #[arg(long)]
     pub all: bool,
+    /// An empty database to rehearse in (else `rehearsal_url` of airlock.toml, else a temporary one beside the target); emptied again after.
+    #[arg(long, value_name = "URL")]
+    pub scratch_url: Option<String>,
 }
 
 /// `airlock drift`.
@@ -267,6 +270,9 @@ pub struct DriftArgs {
     /// The reference database's URL.
     #[arg(long, value_name = "URL")]
     pub against_url: Option<String>,
+    /// An empty database to replay the applied migrations in (else `rehearsal_url` of airlock.toml, else a temporary one beside the target); emptied again after.
+    #[arg(long, value_name = "URL")]
+    pub scratch_url: Option<String>,
 }
 
 /// `airlock down`.

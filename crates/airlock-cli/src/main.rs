@@ -134,11 +134,13 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 Ok(())
             }
             Command::Rehearse(args) => {
+                let options = with_scratch(&options, args.scratch_url.as_deref())?;
                 let report = airlock_exec::rehearse(&options, args.all).await?;
                 render::rehearsal(&report, format);
                 if report.verdict == "clean" { Ok(()) } else { Err(ExecError::RehearsalProblems) }
             }
             Command::Drift(args) => {
+                let options = with_scratch(&options, args.scratch_url.as_deref())?;
                 let report = match (&args.against_url, &args.against_env) {
                     (None, None) => airlock_exec::drift_from_history(&options).await?,
                     (Some(url), _) => {
@@ -236,4 +238,15 @@ fn run(cli: Cli) -> Result<(), ExecError> {
             }
         }
     })
+}
+
+/// The options with `--scratch-url`, when given, as the scratch database.
+fn with_scratch(options: &airlock_exec::Options, url: Option<&str>) -> Result<airlock_exec::Options, ExecError> {
+    let mut options = options.clone();
+    if let Some(url) = url {
+        let url =
+            airlock_driver::DatabaseUrl::parse(url).map_err(|e| ExecError::Usage(format!("--scratch-url: {e}")))?;
+        options.scratch_url = Some(url);
+    }
+    Ok(options)
 }

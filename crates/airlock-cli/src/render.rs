@@ -313,6 +313,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::Discovery(_) => "malformed-migrations",
         ExecError::Invalid(_) => "invalid-migration",
         ExecError::Usage(_) => "usage",
+        ExecError::Scratch(_) => "scratch-database",
         ExecError::Connect(_) => "connection",
         ExecError::Database { .. } => "database",
         ExecError::Blocked { .. } => "blocked",

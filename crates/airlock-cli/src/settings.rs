@@ -85,6 +85,9 @@ pub struct Tuning {
     /// replayed: "warn", "refuse" or "off" (default: "warn" in protected
     /// environments, "off" elsewhere).
     pub drift: Option<String>,
+    /// An empty database lent to `rehearse` and `drift`'s replay (emptied
+    /// again after); unset: a temporary one is made beside the target.
+    pub rehearsal_url: Option<String>,
 }
 
 /// `[environments.NAME]`.
@@ -173,7 +176,7 @@ fn find_config() -> Option<PathBuf> {
 }
 
 /// Keys each table of airlock.toml takes, for naming an unknown one.
-const TUNING_KEYS: [&str; 10] = [
+const TUNING_KEYS: [&str; 11] = [
     "lock_timeout",
     "statement_timeout",
     "lock_retries",
@@ -184,6 +187,7 @@ const TUNING_KEYS: [&str; 10] = [
     "check_timeout",
     "estimate_budget",
     "drift",
+    "rehearsal_url",
 ];
 
 /// A parse error of airlock.toml, pointed at the offending key's own line:
@@ -377,6 +381,11 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     options.lock_wait = duration(&lock_wait, "lock_wait", options.lock_wait)?;
     options.lock_retries = env_tuning.lock_retries.or(config.tuning.lock_retries).unwrap_or(options.lock_retries);
     options.out_of_order = env_tuning.out_of_order.or(config.tuning.out_of_order).unwrap_or(false);
+    if let Some(text) = pick(|t| &t.rehearsal_url) {
+        let text = anchor_sqlite(expand(&text, "rehearsal_url")?, &base_dir);
+        options.scratch_url =
+            Some(DatabaseUrl::parse(&text).map_err(|e| SettingsError(format!("rehearsal_url in airlock.toml: {e}")))?);
+    }
     options.drift_check = match pick(|t| &t.drift).as_deref() {
         None if options.protected => DriftCheck::Warn,
         None => DriftCheck::Off,

@@ -570,6 +570,36 @@ impl Driver for MySqlDriver {
         self.conn.query_drop(sql).await.map_err(error)
     }
 
+    async fn empty_database(&mut self, _keep: &SchemaSnapshot) -> Result<()> {
+        // A MySQL database has no schemas or extensions inside it: all goes.
+        let objects: Vec<(String, String)> = self
+            .conn
+            .query(
+                "SELECT CASE TABLE_TYPE WHEN 'VIEW' THEN 'VIEW' WHEN 'SEQUENCE' THEN 'SEQUENCE' ELSE 'TABLE' END, TABLE_NAME \
+                 FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE 'airlock\\_%' \
+                 UNION ALL SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = DATABASE() \
+                 UNION ALL SELECT 'EVENT', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE()",
+            )
+            .await
+            .map_err(error)?;
+        let mut statements = vec!["SET @airlock_fk_checks = @@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS = 0".to_owned()];
+        // Views first: a view over a table dropped before it would be left invalid, not gone.
+        for (kind, name) in
+            objects.iter().filter(|(k, _)| k == "VIEW").chain(objects.iter().filter(|(k, _)| k != "VIEW"))
+        {
+            statements.push(format!("DROP {kind} IF EXISTS `{}`", name.replace('`', "``")));
+        }
+        let run = async {
+            for statement in &statements {
+                self.conn.query_drop(statement).await.map_err(error)?;
+            }
+            Ok(())
+        }
+        .await;
+        let restored = self.conn.query_drop("SET FOREIGN_KEY_CHECKS = @airlock_fk_checks").await.map_err(error);
+        run.and(restored)
+    }
+
     async fn load_catalog(&mut self) -> Result<Catalog> {
         let tables: Vec<(String, Option<i64>, Option<i64>, Option<String>)> = self
             .conn

@@ -317,6 +317,45 @@ mod snapshot_sql {
         "AND ",
         not_extension!("pg_class", "c.oid")
     );
+    /// What `empty_database` drops, as statements: the user's schemas and
+    /// the installed extensions (each name; those to keep are left out by
+    /// the caller), then every relation, routine and type in the user's
+    /// schemas not owned by an extension, tables first.
+    pub const EMPTY_SCHEMAS: &str = concat!(
+        "SELECT 'schema', n.nspname::text FROM pg_namespace n WHERE ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_namespace", "n.oid"),
+        "UNION ALL SELECT 'extension', extname::text FROM pg_extension"
+    );
+    pub const EMPTY_OBJECTS: &str = concat!(
+        "SELECT format('DROP %s IF EXISTS %I.%I CASCADE', CASE c.relkind WHEN 'v' THEN 'VIEW' \
+          WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, \
+          n.nspname, c.relname), position(c.relkind IN 'rpfvmS') \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm', 'S') \
+         AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) \
+         AND NOT (c.relkind = 'S' AND EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass \
+          AND i.objid = c.oid AND i.deptype = 'i')) AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_class", "c.oid"),
+        "UNION ALL SELECT format('DROP ROUTINE IF EXISTS %I.%I(%s) CASCADE', n.nspname, p.proname, \
+          pg_get_function_identity_arguments(p.oid)), 7 \
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+         WHERE p.prokind IN ('f', 'p', 'a', 'w') AND p.proname NOT LIKE 'airlock\\_commit\\_v%' AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_proc", "p.oid"),
+        "UNION ALL SELECT format('DROP %s IF EXISTS %I.%I CASCADE', CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, \
+          n.nspname, t.typname), 8 \
+         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace LEFT JOIN pg_class c ON c.oid = t.typrelid \
+         WHERE (t.typtype IN ('e', 'd', 'r') OR (t.typtype = 'c' AND c.relkind = 'c')) AND ",
+        user_schema!(),
+        "AND ",
+        not_extension!("pg_type", "t.oid"),
+        "ORDER BY 2"
+    );
     /// Views (`v`) and materialized views (`m`), told apart by the first column.
     pub const VIEWS: &str = concat!(
         "SELECT n.nspname::text, c.relkind::text, c.relname::text, pg_get_viewdef(c.oid, true) AS definition, \
@@ -1072,6 +1111,26 @@ impl Driver for PostgresDriver {
     async fn drop_database(&mut self, name: &str) -> Result<()> {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_identifier(name));
         self.client.batch_execute(&sql).await.map_err(error)
+    }
+
+    async fn empty_database(&mut self, keep: &SchemaSnapshot) -> Result<()> {
+        let mut statements = vec!["BEGIN".to_owned()];
+        for row in self.client.query_typed(snapshot_sql::EMPTY_SCHEMAS, &[]).await.map_err(error)? {
+            let (what, name): (&str, String) = (row.get(0), row.get(1));
+            let kind = if what == "schema" { ObjectKind::Schema } else { ObjectKind::Extension };
+            if keep.get(&ObjectPath::new(kind, None, &name)).is_none() {
+                statements.push(format!("DROP {} IF EXISTS {} CASCADE", what.to_uppercase(), quote_identifier(&name)));
+            }
+        }
+        // Dropped before the objects are listed: what they held goes with them.
+        statements.push("COMMIT".to_owned());
+        self.client.batch_execute(&statements.join(";\n")).await.map_err(error)?;
+        let mut statements = vec!["BEGIN".to_owned()];
+        for row in self.client.query_typed(snapshot_sql::EMPTY_OBJECTS, &[]).await.map_err(error)? {
+            statements.push(row.get(0));
+        }
+        statements.push("COMMIT".to_owned());
+        self.client.batch_execute(&statements.join(";\n")).await.map_err(error)
     }
 
     async fn load_catalog(&mut self) -> Result<Catalog> {

@@ -513,6 +513,43 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
+    async fn empty_database(&mut self, _keep: &SchemaSnapshot) -> Result<()> {
+        let objects: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT upper(type), name FROM sqlite_schema WHERE type IN ('table', 'view') \
+                     AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE 'airlock\\_%' ESCAPE '\\' \
+                     ORDER BY type = 'table'",
+                )
+                .map_err(error)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(error)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(error)?
+        };
+        // Dropping a table deletes its rows first, which checks foreign keys when they are on.
+        let enforced: bool = self.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).map_err(error)?;
+        self.conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(error)?;
+        let dropped = objects.iter().try_for_each(|(kind, name)| {
+            self.conn.execute_batch(&format!("DROP {kind} IF EXISTS \"{}\"", name.replace('"', "\"\""))).map_err(error)
+        });
+        if enforced {
+            self.conn.execute_batch("PRAGMA foreign_keys = ON").map_err(error)?;
+        }
+        dropped?;
+        // SQLite's AUTOINCREMENT counters outlive their tables' drop and the
+        // table holding them cannot be dropped: emptied instead.
+        let counters: bool = self
+            .conn
+            .query_row("SELECT count(*) > 0 FROM sqlite_schema WHERE name = 'sqlite_sequence'", [], |r| r.get(0))
+            .map_err(error)?;
+        if counters {
+            self.conn.execute_batch("DELETE FROM sqlite_sequence").map_err(error)?;
+        }
+        Ok(())
+    }
+
     async fn load_catalog(&mut self) -> Result<Catalog> {
         // Rows come from ANALYZE's sqlite_stat1 (its first figure is the
         // table's row count) when it was run.

@@ -332,6 +332,14 @@ pub trait Driver: Send {
     /// and its journal.
     async fn drop_database(&mut self, name: &str) -> Result<()>;
 
+    /// Drops from this database every object `schema_snapshot` would list
+    /// except the schemas and extensions `keep` holds (what a database lent
+    /// for rehearsal held before: see the caller's emptiness check), with
+    /// their contents: tables, views, sequences, routines, types, triggers,
+    /// and the schemas and extensions made since. Foreign keys are not
+    /// checked meanwhile. Gives a lent scratch database back as it came.
+    async fn empty_database(&mut self, keep: &airlock_core::snapshot::SchemaSnapshot) -> Result<()>;
+
     /// Runs a read query and returns every row with each value as text (NULL
     /// as None): for plan's data checks, whose SQL `airlock-plan` writes.
     async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>>;

@@ -3,7 +3,7 @@
 //! a scratch database beside it; or another database's (staging with
 //! production, a copy with its source). The target is only read.
 
-use airlock_core::snapshot::{Attributes, Change, Difference, Ignore, SchemaSnapshot, diff};
+use airlock_core::snapshot::{Attributes, Change, Difference, Ignore, ObjectKind, SchemaSnapshot, diff};
 use airlock_core::{HistoryRecord, RunMode, Script};
 use airlock_driver::{DatabaseUrl, Driver};
 use serde::Serialize;
@@ -195,7 +195,7 @@ async fn replay_and_compare(options: &Options, target: &mut dyn Driver) -> Resul
         driver.schema_snapshot().await.map_err(ExecError::db("reading the replayed schema"))
     }
     .await;
-    let dropped = scratch.drop().await;
+    let dropped = scratch.finish().await;
     let expected = replayed?;
     dropped?;
     Ok((diff(&expected.without(|p| ignore.matches(p)), &live.without(|p| ignore.matches(p))), applied.len()))
@@ -206,35 +206,93 @@ fn ignore(options: &Options) -> Result<Ignore, ExecError> {
     Ignore::new(&options.drift_ignore).map_err(|e| ExecError::Usage(format!("drift_ignore in airlock.toml: {e}")))
 }
 
-/// An empty database made beside the target for drift's replay and for
-/// rehearsal: on the same server with the same credentials (for a SQLite
-/// file, a temporary file), named so it cannot collide. Whoever creates one
-/// drops it ([`Scratch::drop`]) whatever happened in between.
+/// The empty database drift's replay and rehearsal run in: made beside the
+/// target (same server and credentials; for a SQLite file, a temporary
+/// file) under a name that cannot collide and dropped afterwards, or lent
+/// (`rehearsal_url`, `--scratch-url`): then it must be empty, and is emptied
+/// again afterwards. Whoever opens one calls [`Scratch::finish`] whatever
+/// happened in between.
 pub(crate) struct Scratch {
-    admin: Box<dyn Driver>,
-    name: String,
     /// Its URL.
     pub url: DatabaseUrl,
+    origin: Origin,
+}
+
+enum Origin {
+    /// Made by airlock: `admin` is the connection that made it and drops it.
+    Made { admin: Box<dyn Driver>, name: String },
+    /// Lent: `held` is what it held before (schemas and extensions only).
+    Lent { held: SchemaSnapshot },
 }
 
 impl Scratch {
-    /// Creates it. Creating a database is the server's business, not the
-    /// target database's: through a plain connection to the target's URL.
+    /// Opens the lent database when there is one, else makes one.
     pub(crate) async fn create(options: &Options) -> Result<Scratch, ExecError> {
+        match &options.scratch_url {
+            Some(url) => Scratch::lent(options, url).await,
+            None => Scratch::make(options).await,
+        }
+    }
+
+    /// Creating a database is the server's business, not the target
+    /// database's: through a plain connection to the target's URL.
+    async fn make(options: &Options) -> Result<Scratch, ExecError> {
         let name = scratch_name(&options.url);
         let local = options.profile().capabilities.local_file;
         let name = if local { std::env::temp_dir().join(format!("{name}.db")).display().to_string() } else { name };
         let url = options
             .url
             .with_database(&name)
-            .map_err(|e| ExecError::Usage(format!("a scratch database beside {}: {e}", options.url)))?;
+            .map_err(|e| ExecError::Scratch(format!("a scratch database beside {}: {e}", options.url)))?;
         // A database in a local file has no server to ask: the scratch file is its own.
         let admin_url = if local { &url } else { &options.url };
         let mut admin = crate::connect(admin_url, local).await.map_err(ExecError::Connect)?;
-        admin.create_database(&name).await.map_err(ExecError::db(format!(
-            "creating the scratch database {url} (the user needs the right to create databases)"
-        )))?;
-        Ok(Scratch { admin, name, url })
+        admin.create_database(&name).await.map_err(|e| {
+            ExecError::Scratch(format!(
+                "cannot create the scratch database {url}: {e} (the user needs the right to create databases; \
+                 or lend an empty one with `rehearsal_url` in airlock.toml or --scratch-url)"
+            ))
+        })?;
+        Ok(Scratch { url, origin: Origin::Made { admin, name } })
+    }
+
+    /// A lent database is used only when it is plainly not the target and
+    /// holds nothing but schemas and extensions; otherwise it is left as it is.
+    async fn lent(options: &Options, url: &DatabaseUrl) -> Result<Scratch, ExecError> {
+        let refuse = |why: String| ExecError::Scratch(format!("the scratch database {url} {why}"));
+        if url.engine() != options.url.engine() {
+            return Err(refuse(format!(
+                "is {}, the target {}: a scratch database is on the target's engine",
+                url.engine().name(),
+                options.url.engine().name()
+            )));
+        }
+        if url.expose() == options.url.expose() {
+            return Err(refuse("is the target itself: a scratch database must be another, empty one".to_owned()));
+        }
+        let mut driver = crate::connect(url, false).await.map_err(|e| refuse(format!("cannot be reached: {e}")))?;
+        let state = driver.read_state().await.map_err(|e| refuse(format!("cannot be read: {e}")))?;
+        if !state.history.is_empty() {
+            return Err(refuse(format!(
+                "holds airlock's history of {} migration(s): it is a migrated database, not a scratch one; nothing was changed",
+                state.history.len()
+            )));
+        }
+        let held = driver.schema_snapshot().await.map_err(|e| refuse(format!("cannot be read: {e}")))?;
+        let objects: Vec<String> = held
+            .objects
+            .keys()
+            .filter(|p| !matches!(p.kind, ObjectKind::Schema | ObjectKind::Extension))
+            .map(ToString::to_string)
+            .collect();
+        if !objects.is_empty() {
+            let shown = objects.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            let more = if objects.len() > 5 { format!(" and {} more", objects.len() - 5) } else { String::new() };
+            return Err(refuse(format!(
+                "is not empty: it holds {shown}{more}; a scratch database must be empty (nothing was changed in it)"
+            )));
+        }
+        Ok(Scratch { url: url.clone(), origin: Origin::Lent { held } })
     }
 
     /// A connection to it.
@@ -242,13 +300,47 @@ impl Scratch {
         crate::connect(&self.url, true).await.map_err(ExecError::Connect)
     }
 
-    /// Drops it.
-    pub(crate) async fn drop(mut self) -> Result<(), ExecError> {
+    /// Empty again, as it was opened: a made one dropped and made anew, a
+    /// lent one emptied.
+    pub(crate) async fn reset(&mut self, options: &Options) -> Result<(), ExecError> {
+        match &self.origin {
+            Origin::Made { .. } => {
+                let fresh = Scratch::make(options).await?;
+                std::mem::replace(self, fresh).finish().await
+            }
+            Origin::Lent { held } => {
+                let mut driver = self.connect().await?;
+                empty(driver.as_mut(), held, &self.url).await
+            }
+        }
+    }
+
+    /// Drops a made one; empties a lent one and checks that it is.
+    pub(crate) async fn finish(self) -> Result<(), ExecError> {
         let url = self.url.to_string();
-        self.admin
-            .drop_database(&self.name)
-            .await
-            .map_err(ExecError::db(format!("dropping the scratch database {url}")))
+        match self.origin {
+            Origin::Made { mut admin, name } => {
+                admin.drop_database(&name).await.map_err(ExecError::db(format!("dropping the scratch database {url}")))
+            }
+            Origin::Lent { held } => {
+                let mut driver = crate::connect(&self.url, true).await.map_err(ExecError::Connect)?;
+                empty(driver.as_mut(), &held, &self.url).await
+            }
+        }
+    }
+}
+
+/// Empties a lent scratch database back to `held`, and says what is left if anything is.
+async fn empty(driver: &mut dyn Driver, held: &SchemaSnapshot, url: &DatabaseUrl) -> Result<(), ExecError> {
+    let context = format!("emptying the scratch database {url} after use");
+    driver.empty_database(held).await.map_err(ExecError::db(context.clone()))?;
+    let left = driver.schema_snapshot().await.map_err(ExecError::db(context.clone()))?;
+    let extra: Vec<String> =
+        left.objects.keys().filter(|p| held.get(p).is_none()).map(ToString::to_string).take(5).collect();
+    if extra.is_empty() {
+        Ok(())
+    } else {
+        Err(ExecError::Scratch(format!("{context}: still holds {} (drop them by hand)", extra.join(", "))))
     }
 }
 

@@ -122,6 +122,10 @@ pub enum ExecError {
     /// `drift` found differences; the report was already printed.
     #[error("the schemas differ")]
     DriftFound,
+    /// The scratch database for rehearsal or drift cannot be made or used:
+    /// not allowed to create it, not reachable, not empty, or the target itself.
+    #[error("{0}")]
+    Scratch(String),
     /// `rehearse` found a down script that leaves residue, or a failure; the report was already printed.
     #[error("the rehearsal found problems")]
     RehearsalProblems,
@@ -171,7 +175,9 @@ impl ExecError {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> i32 {
         match self {
-            ExecError::Discovery(_) | ExecError::Invalid(_) | ExecError::Usage(_) => exit::USAGE,
+            ExecError::Discovery(_) | ExecError::Invalid(_) | ExecError::Usage(_) | ExecError::Scratch(_) => {
+                exit::USAGE
+            }
             ExecError::Blocked { .. }
             | ExecError::Protected(_)
             | ExecError::LintErrors(_)

@@ -101,6 +101,10 @@ pub struct Options {
     /// Globs of schema objects `drift` leaves out (`drift_ignore` in airlock.toml):
     /// objects others own, such as a partition manager's partitions.
     pub drift_ignore: Vec<String>,
+    /// A database lent for rehearsal and drift's replay (`rehearsal_url` in
+    /// airlock.toml, `--scratch-url`): must be empty, and is emptied again
+    /// after. None: a temporary database is made beside the target and dropped.
+    pub scratch_url: Option<DatabaseUrl>,
     /// Whether `migrate` compares the schema with the applied migrations
     /// replayed before it runs, and what drift on a table it will change does.
     pub drift_check: DriftCheck,
@@ -137,6 +141,7 @@ impl Options {
             interrupt: Interrupt::default(),
             exclude: Vec::new(),
             drift_ignore: Vec::new(),
+            scratch_url: None,
             drift_check: DriftCheck::Off,
         }
     }

@@ -75,7 +75,7 @@ pub async fn rehearse(options: &Options, all: bool) -> Result<RehearsalReport, E
 
     let mut scratch = Scratch::create(options).await?;
     let rehearsed = rehearse_all(&mut scratch, options, &applied, &pending).await;
-    let dropped = scratch.drop().await;
+    let dropped = scratch.finish().await;
     let migrations = rehearsed?;
     dropped?;
     let problems = migrations.iter().any(|m| matches!(m.outcome, "residue" | "failed"));
@@ -108,8 +108,7 @@ async fn rehearse_all(
             "failed" => break,
             "residue" if i + 1 < pending.len() => {
                 drop(driver);
-                let fresh = Scratch::create(options).await?;
-                std::mem::replace(scratch, fresh).drop().await?;
+                scratch.reset(options).await?;
                 driver = scratch.connect().await?;
                 replay(driver.as_mut(), applied, options).await?;
                 for m in &pending[..=i] {

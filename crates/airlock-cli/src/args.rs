@@ -255,6 +255,9 @@ pub struct RehearseArgs {
     /// Every migration from an empty scratch database, not only the pending ones on a copy of the target's schema.
     #[arg(long)]
     pub all: bool,
+    /// What of the target's rows to copy first: schema (none), sample (1,000 rows a table), sample:N, or full; loaded with foreign keys unchecked and triggers silent.
+    #[arg(long, value_name = "schema|sample[:N]|full", default_value = "schema")]
+    pub data: airlock_exec::RehearsalData,
     /// An empty database to rehearse in (else `rehearsal_url` of airlock.toml, else a temporary one beside the target); emptied again after.
     #[arg(long, value_name = "URL")]
     pub scratch_url: Option<String>,

@@ -230,6 +230,9 @@ pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
         println!("Nothing to rehearse: no pending migration.");
         return;
     }
+    if let Some(c) = &report.copied {
+        println!("Copied {} row(s) of {} table(s) from the target ({}) in {} ms", c.rows, c.tables, c.data, c.ms);
+    }
     let ms = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t} ms"));
     for m in &report.migrations {
         let outcome = match m.outcome {

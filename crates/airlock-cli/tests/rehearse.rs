@@ -13,6 +13,7 @@ each_engine!(
     a_lent_scratch_database_is_given_back_empty,
     a_scratch_database_that_is_not_empty_or_is_the_target_is_refused,
     without_the_right_to_create_databases_rehearsal_says_so_and_a_lent_one_works,
+    rehearsal_with_the_targets_rows_copied_without_triggers_or_foreign_key_checks,
 );
 
 fn project_with_downs() -> Project {
@@ -422,4 +423,74 @@ fn without_the_right_to_create_databases_rehearsal_says_so_and_a_lent_one_works(
     assert_eq!(outcomes, ["clean", "residue", "no-down", "failed"], "{}", lent_run.stdout);
     assert!(!lent.table_exists("t") && !lent.table_exists("u") && !lent.table_exists("w"), "emptied after");
     assert_eq!(db.history().len(), 1);
+}
+
+fn rehearsal_with_the_targets_rows_copied_without_triggers_or_foreign_key_checks(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    let (serial, generated) = match engine {
+        Engine::Postgres => ("id serial PRIMARY KEY", "shout varchar(20) GENERATED ALWAYS AS (upper(name)) STORED"),
+        Engine::MySql => {
+            ("id int AUTO_INCREMENT PRIMARY KEY", "shout varchar(20) GENERATED ALWAYS AS (upper(name)) STORED")
+        }
+        Engine::Sqlite => ("id INTEGER PRIMARY KEY", "shout varchar(20) GENERATED ALWAYS AS (upper(name)) STORED"),
+    };
+    project.write(
+        "1_tables.up.sql",
+        &format!(
+            "CREATE TABLE parent ({serial}, name varchar(20), {generated});\n\
+             CREATE TABLE child (id int PRIMARY KEY, parent_id int REFERENCES parent (id), note varchar(50));\n"
+        ),
+    );
+    // A trigger that refuses every new child: rows copied while it fired would fail.
+    let trigger = match engine {
+        Engine::Postgres => {
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'no new children'; END$$;\n\
+             CREATE TRIGGER child_refuse BEFORE INSERT ON child FOR EACH ROW EXECUTE FUNCTION refuse();\n"
+        }
+        Engine::MySql => {
+            "CREATE TRIGGER child_refuse BEFORE INSERT ON child FOR EACH ROW SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'no new children';\n"
+        }
+        Engine::Sqlite => {
+            "CREATE TRIGGER child_refuse BEFORE INSERT ON child BEGIN SELECT RAISE(ABORT, 'no new children'); END;\n"
+        }
+    };
+    project.write("2_refuse.up.sql", trigger);
+    // Pending: a new parent, numbered after the copied ones.
+    project.write("3_new.up.sql", "-- airlock:data\nINSERT INTO parent (name) VALUES ('new');\n");
+    project.write("3_new.down.sql", "-- airlock:data\nDELETE FROM parent WHERE name = 'new';\n");
+    project.run(&db, &["migrate", "--to", "1"]).expect(0);
+    db.exec(
+        "INSERT INTO parent (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e');\n\
+         INSERT INTO child (id, parent_id, note) VALUES (1, 5, 'x'), (2, 5, 'it''s\\ttab\nnewline'), (3, 4, NULL), \
+         (4, 3, 'y'), (5, 2, 'z'), (6, 1, 'w')",
+    );
+    project.run(&db, &["migrate", "--to", "2"]).expect(0);
+    let history = db.history();
+
+    let full = project.run(&db, &["--format", "json", "rehearse", "--data", "full"]);
+    full.expect(0);
+    let json = full.json();
+    assert_eq!(json["copied"]["rows"], 11, "{json}");
+    assert_eq!(json["copied"]["tables"], 2, "{json}");
+    assert_eq!(json["copied"]["data"], "full", "{json}");
+    assert_eq!(json["migrations"][0]["outcome"], "clean", "{json}");
+
+    // A sample: children whose parent was not sampled load all the same.
+    let sample = project.run(&db, &["--format", "json", "rehearse", "--data", "sample:2"]);
+    sample.expect(0);
+    assert_eq!(sample.json()["copied"]["rows"], 4, "{}", sample.stdout);
+    let human = project.run(&db, &["rehearse", "--data", "sample"]);
+    human.expect(0);
+    assert!(human.stdout.contains("Copied 11 row(s) of 2 table(s) from the target (sample:1000)"), "{}", human.stdout);
+
+    assert_eq!(db.history(), history, "the target was only read");
+    assert_eq!(db.count("SELECT count(*) FROM parent"), 5);
+
+    let bad = project.run(&db, &["rehearse", "--data", "sample:0"]);
+    bad.expect(2);
+    assert!(bad.stderr.contains("sample:N is a number of rows above 0"), "{}", bad.stderr);
+    let all = project.run(&db, &["rehearse", "--all", "--data", "full"]);
+    all.expect(2);
+    assert!(all.stderr.contains("--data full with --all"), "{}", all.stderr);
 }

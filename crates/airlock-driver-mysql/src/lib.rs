@@ -19,8 +19,8 @@ use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Inde
 use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
-    BaseRates, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Result,
-    Timeouts, Workload,
+    BaseRates, CHUNK_ROWS, Capabilities, Cell, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
+    Profile, Result, RowChunk, RowSink, Timeouts, Workload,
 };
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mysql_async::prelude::Queryable;
@@ -131,6 +131,8 @@ pub struct MySqlDriver {
     tables_ready: bool,
     /// How the connection was made, for the second one `KILL QUERY` needs.
     opts: Opts,
+    /// Triggers dropped by `begin_load` (sql_mode, statement), made again by `end_load`.
+    unloaded_triggers: Vec<(String, String)>,
 }
 
 /// `KILL QUERY <id>` from a connection of its own: MySQL stops the
@@ -278,7 +280,7 @@ impl MySqlDriver {
         conn.query_drop("SET time_zone = '+00:00'").await.map_err(error)?;
         let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(error)?;
         let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
-        Ok(MySqlDriver { conn, mariadb, tables_ready: false, opts })
+        Ok(MySqlDriver { conn, mariadb, tables_ready: false, opts, unloaded_triggers: Vec::new() })
     }
 
     /// Whether all of airlock's tables exist; remembered once true.
@@ -600,6 +602,95 @@ impl Driver for MySqlDriver {
         run.and(restored)
     }
 
+    async fn read_rows(
+        &mut self,
+        table: &ObjectPath,
+        columns: &[String],
+        limit: Option<u64>,
+        sink: &mut dyn RowSink,
+    ) -> Result<u64> {
+        let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+        let sql = format!("SELECT {} FROM {}{limit}", column_list(columns), quote(&table.name));
+        let mut result = self.conn.query_iter(sql).await.map_err(error)?;
+        let (mut chunk, mut rows) = (Vec::with_capacity(CHUNK_ROWS), 0u64);
+        while let Some(row) = result.next().await.map_err(error)? {
+            // The text protocol gives every value as its text, NULL apart.
+            chunk.push(
+                row.unwrap()
+                    .into_iter()
+                    .map(|v| if let Value::Bytes(b) = v { Cell::Bytes(b) } else { Cell::Null })
+                    .collect(),
+            );
+            if chunk.len() == CHUNK_ROWS {
+                rows += chunk.len() as u64;
+                sink.take(RowChunk::Cells(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS)))).await?;
+            }
+        }
+        if !chunk.is_empty() {
+            rows += chunk.len() as u64;
+            sink.take(RowChunk::Cells(chunk)).await?;
+        }
+        Ok(rows)
+    }
+
+    async fn begin_load(&mut self) -> Result<()> {
+        self.conn.query_drop("SET FOREIGN_KEY_CHECKS = 0").await.map_err(error)?;
+        // MySQL cannot switch triggers off: they are dropped and made again after.
+        let names: Vec<String> = self
+            .conn
+            .query(
+                "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() \
+                 ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
+            )
+            .await
+            .map_err(error)?;
+        for name in names {
+            let row: Option<Row> =
+                self.conn.query_first(format!("SHOW CREATE TRIGGER {}", quote(&name))).await.map_err(error)?;
+            let (mode, statement): (Option<String>, Option<String>) =
+                row.map_or((None, None), |r| (r.get("sql_mode"), r.get("SQL Original Statement")));
+            let statement = statement.ok_or_else(|| {
+                DriverError::new(ErrorKind::Statement, format!("SHOW CREATE TRIGGER {name} gave no statement"))
+            })?;
+            self.conn.query_drop(format!("DROP TRIGGER {}", quote(&name))).await.map_err(error)?;
+            self.unloaded_triggers.push((mode.unwrap_or_default(), statement));
+        }
+        Ok(())
+    }
+
+    async fn load_rows(&mut self, table: &ObjectPath, columns: &[String], chunk: RowChunk) -> Result<()> {
+        let RowChunk::Cells(rows) = chunk else {
+            return Err(DriverError::new(ErrorKind::Statement, "rows not in MySQL's form".to_owned()));
+        };
+        // A statement takes at most 65,535 placeholders.
+        let per = (60_000 / columns.len().max(1)).clamp(1, CHUNK_ROWS);
+        let row = format!("({})", vec!["?"; columns.len()].join(", "));
+        for batch in rows.chunks(per) {
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES {}",
+                quote(&table.name),
+                column_list(columns),
+                vec![row.as_str(); batch.len()].join(", ")
+            );
+            let params: Vec<Value> = batch.iter().flatten().map(cell_value).collect();
+            self.conn.exec_drop(sql, params).await.map_err(error)?;
+        }
+        Ok(())
+    }
+
+    async fn end_load(&mut self) -> Result<()> {
+        let triggers = std::mem::take(&mut self.unloaded_triggers);
+        if !triggers.is_empty() {
+            self.conn.query_drop("SET @airlock_sql_mode = @@SESSION.sql_mode").await.map_err(error)?;
+            for (mode, statement) in &triggers {
+                self.conn.exec_drop("SET SESSION sql_mode = ?", (mode,)).await.map_err(error)?;
+                self.conn.query_drop(statement).await.map_err(error)?;
+            }
+            self.conn.query_drop("SET SESSION sql_mode = @airlock_sql_mode").await.map_err(error)?;
+        }
+        self.conn.query_drop("SET FOREIGN_KEY_CHECKS = 1").await.map_err(error)
+    }
+
     async fn load_catalog(&mut self) -> Result<Catalog> {
         let tables: Vec<(String, Option<i64>, Option<i64>, Option<String>)> = self
             .conn
@@ -805,5 +896,25 @@ impl Driver for MySqlDriver {
 
     fn canceller(&self) -> Option<std::sync::Arc<dyn airlock_driver::Cancel>> {
         Some(std::sync::Arc::new(MySqlCancel { opts: self.opts.clone(), id: self.conn.id() }))
+    }
+}
+
+/// A backquoted identifier.
+fn quote(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+fn column_list(columns: &[String]) -> String {
+    columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+}
+
+/// A copied value as a statement parameter.
+fn cell_value(cell: &Cell) -> Value {
+    match cell {
+        Cell::Null => Value::NULL,
+        Cell::Integer(i) => Value::Int(*i),
+        Cell::Real(f) => Value::Double(*f),
+        Cell::Text(t) => Value::Bytes(t.clone().into_bytes()),
+        Cell::Bytes(b) => Value::Bytes(b.clone()),
     }
 }

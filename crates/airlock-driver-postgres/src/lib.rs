@@ -25,11 +25,12 @@ use airlock_core::schema::{
 use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
-    BaseRates, Capabilities, Committed, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Ran,
-    Result, State, Timeouts, Workload,
+    BaseRates, CHUNK_BYTES, Capabilities, Committed, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
+    Profile, Ran, Result, RowChunk, RowSink, State, Timeouts, Workload,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
+use futures_util::{SinkExt, StreamExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
@@ -697,6 +698,29 @@ INSERT INTO airlock_lock (id) VALUES (1) ON CONFLICT DO NOTHING;
 const SCHEMA_LOCK_KEY: i64 = 0x0061_6972_6c6f_636b;
 
 /// `name` as a quoted identifier.
+/// For each sequence behind a column (serial or identity), a statement
+/// moving it to the column's largest value, when there is one at or above
+/// the sequence's minimum: after copied rows, the next value is new.
+const SEQUENCE_MOVES: &str = "SELECT format('SELECT setval(%L, m) FROM (SELECT max(%I) AS m FROM %I.%I) x WHERE m >= %s', \
+     s.oid::regclass::text, a.attname, n.nspname, t.relname, q.seqmin) \
+     FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S' JOIN pg_sequence q ON q.seqrelid = s.oid \
+     JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace n ON n.oid = t.relnamespace \
+     JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = d.refobjsubid \
+     WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') \
+     AND t.relkind IN ('r', 'p')";
+
+/// `schema.name` of a snapshot's object, quoted.
+fn qualified(path: &ObjectPath) -> String {
+    match &path.schema {
+        Some(schema) => format!("{}.{}", quote_identifier(schema), quote_identifier(&path.name)),
+        None => quote_identifier(&path.name),
+    }
+}
+
+fn column_list(columns: &[String]) -> String {
+    columns.iter().map(|c| quote_identifier(c)).collect::<Vec<_>>().join(", ")
+}
+
 fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -1131,6 +1155,68 @@ impl Driver for PostgresDriver {
         }
         statements.push("COMMIT".to_owned());
         self.client.batch_execute(&statements.join(";\n")).await.map_err(error)
+    }
+
+    async fn read_rows(
+        &mut self,
+        table: &ObjectPath,
+        columns: &[String],
+        limit: Option<u64>,
+        sink: &mut dyn RowSink,
+    ) -> Result<u64> {
+        let limit = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
+        let sql = format!("COPY (SELECT {} FROM ONLY {}{limit}) TO STDOUT", column_list(columns), qualified(table));
+        let mut stream = std::pin::pin!(self.client.copy_out(&sql).await.map_err(error)?);
+        let (mut buffer, mut rows) = (Vec::with_capacity(CHUNK_BYTES), 0u64);
+        while let Some(bytes) = stream.next().await {
+            buffer.extend_from_slice(&bytes.map_err(error)?);
+            if buffer.len() >= CHUNK_BYTES {
+                // COPY text escapes newlines inside values: a newline ends a row.
+                let cut = buffer.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+                let rest = buffer.split_off(cut);
+                let chunk = RowChunk::Lines(std::mem::replace(&mut buffer, rest));
+                rows += chunk.rows() as u64;
+                sink.take(chunk).await?;
+            }
+        }
+        if !buffer.is_empty() {
+            let chunk = RowChunk::Lines(buffer);
+            rows += chunk.rows() as u64;
+            sink.take(chunk).await?;
+        }
+        Ok(rows)
+    }
+
+    async fn begin_load(&mut self) -> Result<()> {
+        self.client.batch_execute("SET session_replication_role = replica").await.map_err(|e| {
+            let e = error(e);
+            DriverError::new(
+                e.kind,
+                format!(
+                    "copying rows without firing triggers or checking foreign keys needs `SET session_replication_role` \
+                     (a superuser, or GRANT SET ON PARAMETER session_replication_role TO the user): {}",
+                    e.message
+                ),
+            )
+        })
+    }
+
+    async fn load_rows(&mut self, table: &ObjectPath, columns: &[String], chunk: RowChunk) -> Result<()> {
+        let RowChunk::Lines(lines) = chunk else {
+            return Err(DriverError::new(ErrorKind::Statement, "rows not in PostgreSQL's COPY form".to_owned()));
+        };
+        let list = if columns.is_empty() { String::new() } else { format!(" ({})", column_list(columns)) };
+        let sql = format!("COPY {}{list} FROM STDIN", qualified(table));
+        let mut copy = std::pin::pin!(self.client.copy_in::<_, bytes::Bytes>(&sql).await.map_err(error)?);
+        copy.send(bytes::Bytes::from(lines)).await.map_err(error)?;
+        copy.as_mut().finish().await.map_err(error).map(|_| ())
+    }
+
+    async fn end_load(&mut self) -> Result<()> {
+        self.client.batch_execute("RESET session_replication_role").await.map_err(error)?;
+        let moves: Vec<String> =
+            self.client.query_typed(SEQUENCE_MOVES, &[]).await.map_err(error)?.iter().map(|r| r.get(0)).collect();
+        if moves.is_empty() { Ok(()) } else { self.client.batch_execute(&moves.join(";\n")).await.map_err(error) }
     }
 
     async fn load_catalog(&mut self) -> Result<Catalog> {

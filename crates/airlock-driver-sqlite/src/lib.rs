@@ -15,8 +15,8 @@ use airlock_core::schema::{Catalog, Column, Index, Origin, Table, TableName};
 use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot, squash_whitespace};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
-    BaseRates, Capabilities, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim, Profile, Result,
-    Timeouts, Workload, tables,
+    BaseRates, CHUNK_ROWS, Capabilities, Cell, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
+    Profile, Result, RowChunk, RowSink, Timeouts, Workload, tables,
 };
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -54,6 +54,9 @@ fn calibration(table: &str, rows: u64) -> Workload {
 /// A connection to one SQLite file.
 pub struct SqliteDriver {
     conn: Connection,
+    /// Set by `begin_load`: whether foreign keys were enforced, and the
+    /// triggers dropped (each `CREATE TRIGGER` statement), for `end_load`.
+    load: Option<(bool, Vec<String>)>,
 }
 
 fn error(e: rusqlite::Error) -> DriverError {
@@ -145,7 +148,7 @@ impl SqliteDriver {
             DriverError::new(ErrorKind::Connection, format!("cannot open the SQLite database `{path}`: {e}"))
         })?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(error)?;
-        Ok(SqliteDriver { conn })
+        Ok(SqliteDriver { conn, load: None })
     }
 
     /// Opens an existing file read-only (for `serve` and the gate): SQLite then
@@ -164,7 +167,7 @@ impl SqliteDriver {
             DriverError::new(ErrorKind::Connection, format!("cannot open the SQLite database `{path}`: {e}"))
         })?;
         conn.busy_timeout(Duration::from_secs(1)).map_err(error)?;
-        Ok(SqliteDriver { conn })
+        Ok(SqliteDriver { conn, load: None })
     }
 
     fn table_exists(&self, table: &str) -> Result<bool> {
@@ -550,6 +553,108 @@ impl Driver for SqliteDriver {
         Ok(())
     }
 
+    async fn read_rows(
+        &mut self,
+        table: &ObjectPath,
+        columns: &[String],
+        limit: Option<u64>,
+        sink: &mut dyn RowSink,
+    ) -> Result<u64> {
+        let (name, list) = (quote(&table.name), column_list(columns));
+        // Pages by rowid; a WITHOUT ROWID table by offset.
+        let by_rowid = self.conn.prepare(&format!("SELECT rowid FROM {name} LIMIT 0")).is_ok();
+        let sql = if by_rowid {
+            format!("SELECT rowid, {list} FROM {name} WHERE rowid > ?1 ORDER BY rowid LIMIT ?2")
+        } else {
+            format!("SELECT 0, {list} FROM {name} LIMIT ?2 OFFSET ?1")
+        };
+        let (mut after, mut rows) = (if by_rowid { i64::MIN } else { 0 }, 0u64);
+        loop {
+            let want = limit.map_or(CHUNK_ROWS as u64, |l| (l - rows).min(CHUNK_ROWS as u64));
+            if want == 0 {
+                break;
+            }
+            let mut chunk: Vec<Vec<Cell>> = Vec::new();
+            {
+                let mut stmt = self.conn.prepare_cached(&sql).map_err(error)?;
+                let mut found = stmt.query(params![after, want as i64]).map_err(error)?;
+                while let Some(row) = found.next().map_err(error)? {
+                    if by_rowid {
+                        after = row.get(0).map_err(error)?;
+                    }
+                    let cells = (1..=columns.len()).map(|i| row.get_ref(i).map(cell)).collect::<rusqlite::Result<_>>();
+                    chunk.push(cells.map_err(error)?);
+                }
+            }
+            if !by_rowid {
+                after += chunk.len() as i64;
+            }
+            let got = chunk.len() as u64;
+            if got > 0 {
+                rows += got;
+                sink.take(RowChunk::Cells(chunk)).await?;
+            }
+            if got < want {
+                break;
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn begin_load(&mut self) -> Result<()> {
+        let enforced: bool = self.conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).map_err(error)?;
+        self.conn.execute_batch("PRAGMA foreign_keys = OFF").map_err(error)?;
+        // SQLite cannot switch triggers off: they are dropped and made again after.
+        let triggers: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL ORDER BY rowid",
+                )
+                .map_err(error)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(error)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(error)?
+        };
+        for (name, _) in &triggers {
+            self.conn.execute_batch(&format!("DROP TRIGGER {}", quote(name))).map_err(error)?;
+        }
+        self.load = Some((enforced, triggers.into_iter().map(|(_, sql)| sql).collect()));
+        Ok(())
+    }
+
+    async fn load_rows(&mut self, table: &ObjectPath, columns: &[String], chunk: RowChunk) -> Result<()> {
+        let RowChunk::Cells(rows) = chunk else {
+            return Err(DriverError::new(ErrorKind::Statement, "rows not in SQLite's form".to_owned()));
+        };
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({})",
+            quote(&table.name),
+            column_list(columns),
+            vec!["?"; columns.len()].join(", ")
+        );
+        let transaction = self.conn.unchecked_transaction().map_err(error)?;
+        {
+            let mut stmt = transaction.prepare_cached(&sql).map_err(error)?;
+            for row in &rows {
+                stmt.execute(rusqlite::params_from_iter(row.iter().map(value))).map_err(error)?;
+            }
+        }
+        transaction.commit().map_err(error)
+    }
+
+    async fn end_load(&mut self) -> Result<()> {
+        let Some((enforced, triggers)) = self.load.take() else { return Ok(()) };
+        for sql in &triggers {
+            self.conn.execute_batch(sql).map_err(error)?;
+        }
+        if enforced {
+            self.conn.execute_batch("PRAGMA foreign_keys = ON").map_err(error)?;
+        }
+        Ok(())
+    }
+
     async fn load_catalog(&mut self) -> Result<Catalog> {
         // Rows come from ANALYZE's sqlite_stat1 (its first figure is the
         // table's row count) when it was run.
@@ -728,6 +833,39 @@ fn snapshot_checks(snapshot: &mut SchemaSnapshot, table: &str, sql: Option<&str>
 }
 
 type SnapshotRows<'a> = dyn Fn(&str, &[&dyn rusqlite::ToSql]) -> Result<Vec<Vec<Option<String>>>> + 'a;
+
+/// A double-quoted identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn column_list(columns: &[String]) -> String {
+    columns.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+}
+
+/// A stored value as a copied one, storage class kept.
+fn cell(value: rusqlite::types::ValueRef<'_>) -> Cell {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => Cell::Null,
+        ValueRef::Integer(i) => Cell::Integer(i),
+        ValueRef::Real(f) => Cell::Real(f),
+        ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Cell::Bytes(b.to_vec()),
+    }
+}
+
+/// A copied value as a parameter.
+fn value(cell: &Cell) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match cell {
+        Cell::Null => Value::Null,
+        Cell::Integer(i) => Value::Integer(*i),
+        Cell::Real(f) => Value::Real(*f),
+        Cell::Text(t) => Value::Text(t.clone()),
+        Cell::Bytes(b) => Value::Blob(b.clone()),
+    }
+}
 
 impl SqliteDriver {
     /// A table's columns, their order, its primary key, unique constraints and foreign keys.

@@ -144,6 +144,57 @@ pub struct State {
     pub history: Vec<HistoryRecord>,
 }
 
+/// Rows on their way from one database to another of the same engine
+/// (rehearsal's copy of the target's data), in the form that engine reads
+/// and writes fastest. Only a driver of the engine that made it reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RowChunk {
+    /// Whole lines of PostgreSQL's COPY text format.
+    Lines(Vec<u8>),
+    /// One value per requested column, row by row.
+    Cells(Vec<Vec<Cell>>),
+}
+
+impl RowChunk {
+    /// How many rows it holds.
+    pub fn rows(&self) -> usize {
+        match self {
+            RowChunk::Lines(bytes) => bytes.iter().filter(|b| **b == b'\n').count(),
+            RowChunk::Cells(rows) => rows.len(),
+        }
+    }
+}
+
+/// One value of a copied row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// NULL.
+    Null,
+    /// An integer (SQLite's storage class).
+    Integer(i64),
+    /// A floating point number (SQLite's storage class).
+    Real(f64),
+    /// Text.
+    Text(String),
+    /// Bytes: a blob, or a value in the engine's text form.
+    Bytes(Vec<u8>),
+}
+
+/// Where [`Driver::read_rows`] hands its chunks: usually another
+/// database's [`Driver::load_rows`].
+#[async_trait::async_trait]
+pub trait RowSink: Send {
+    /// Takes one chunk.
+    async fn take(&mut self, chunk: RowChunk) -> Result<()>;
+}
+
+/// Rows per chunk when copying row by row; PostgreSQL's chunks are about
+/// [`CHUNK_BYTES`] of COPY text.
+pub const CHUNK_ROWS: usize = 1000;
+
+/// Bytes per chunk of COPY text.
+pub const CHUNK_BYTES: usize = 1 << 20;
+
 /// How long a data check waits for a lock: it never queues behind DDL for long.
 pub const CHECK_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -331,6 +382,37 @@ pub trait Driver: Send {
     /// closing its other connections first). SQLite: removes the file `name`
     /// and its journal.
     async fn drop_database(&mut self, name: &str) -> Result<()>;
+
+    /// Reads `table`'s own rows (not those of its partitions or children),
+    /// `columns` of them, at most `limit` (all when None), handing them to
+    /// `sink` a bounded chunk at a time; returns how many rows were read.
+    /// For rehearsal's copy of the target's data; reads only.
+    async fn read_rows(
+        &mut self,
+        table: &airlock_core::snapshot::ObjectPath,
+        columns: &[String],
+        limit: Option<u64>,
+        sink: &mut dyn RowSink,
+    ) -> Result<u64>;
+
+    /// Starts loading copied rows into this database: until `end_load`,
+    /// foreign keys are not checked and triggers do not fire on this
+    /// session (engines that cannot switch triggers off have them dropped
+    /// and made again by `end_load`).
+    async fn begin_load(&mut self) -> Result<()>;
+
+    /// Loads one chunk `read_rows` of the same engine gave, into `columns` of `table`.
+    async fn load_rows(
+        &mut self,
+        table: &airlock_core::snapshot::ObjectPath,
+        columns: &[String],
+        chunk: RowChunk,
+    ) -> Result<()>;
+
+    /// Ends loading: triggers and foreign key checks as before, and each
+    /// sequence behind a column moved past the column's largest value, so
+    /// that rows inserted later do not collide with the copied ones.
+    async fn end_load(&mut self) -> Result<()>;
 
     /// Drops from this database every object `schema_snapshot` would list
     /// except the schemas and extensions `keep` holds (what a database lent

@@ -48,7 +48,7 @@ pub use crate::live::{LiveState, live_catalog, live_state};
 pub use crate::plan::{MigrationPlan, PlanFinding, PlanReport, Risk, RiskCode, StatementPlan, Verdict, plan};
 pub use crate::prepare::{EngineTraits, Prepared, prepare, prepare_script};
 pub use crate::rates::{Calibration, Rate, Rates, Work, calibrate};
-pub use crate::rehearse::{RehearsalEntry, RehearsalReport, rehearse};
+pub use crate::rehearse::{CopiedRows, RehearsalData, RehearsalEntry, RehearsalReport, rehearse};
 pub use crate::repair::repair;
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,

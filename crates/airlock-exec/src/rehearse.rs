@@ -6,9 +6,9 @@
 
 use std::time::Instant;
 
-use airlock_core::snapshot::{SchemaSnapshot, diff};
+use airlock_core::snapshot::{ObjectKind, ObjectPath, SchemaSnapshot, diff};
 use airlock_core::{HistoryRecord, Migration, Settings, reconcile};
-use airlock_driver::Driver;
+use airlock_driver::{Driver, RowChunk, RowSink};
 use serde::Serialize;
 
 use crate::Options;
@@ -39,11 +39,65 @@ pub struct RehearsalEntry {
     pub error: Option<String>,
 }
 
+/// What `rehearse` copies of the target's rows besides its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RehearsalData {
+    /// No rows: the schema only.
+    Schema,
+    /// Up to this many rows of each table.
+    Sample(u64),
+    /// Every row.
+    Full,
+}
+
+impl std::str::FromStr for RehearsalData {
+    type Err = String;
+
+    /// `schema`, `sample` (1,000 rows a table), `sample:N` or `full`.
+    fn from_str(text: &str) -> Result<RehearsalData, String> {
+        match text.split_once(':') {
+            None if text == "schema" => Ok(RehearsalData::Schema),
+            None if text == "full" => Ok(RehearsalData::Full),
+            None if text == "sample" => Ok(RehearsalData::Sample(1000)),
+            Some(("sample", n)) => match n.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(RehearsalData::Sample(n)),
+                _ => Err(format!("`{text}`: N in sample:N is a number of rows above 0")),
+            },
+            _ => Err(format!("`{text}`: use schema, sample, sample:N (rows per table) or full")),
+        }
+    }
+}
+
+impl std::fmt::Display for RehearsalData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RehearsalData::Schema => f.write_str("schema"),
+            RehearsalData::Sample(n) => write!(f, "sample:{n}"),
+            RehearsalData::Full => f.write_str("full"),
+        }
+    }
+}
+
+/// The rows copied into the scratch database before the first migration.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopiedRows {
+    /// `sample:N` or `full`.
+    pub data: String,
+    /// Tables copied.
+    pub tables: usize,
+    /// Rows copied, all tables.
+    pub rows: u64,
+    /// How long the copy took.
+    pub ms: u64,
+}
+
 /// What `rehearse` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct RehearsalReport {
     /// The target (password hidden); only read.
     pub database: String,
+    /// The target's rows copied first (`--data sample|full`), if any.
+    pub copied: Option<CopiedRows>,
     /// Each rehearsed migration, in order (none after a failure: the ones
     /// after it would run on a schema the real run would not have).
     pub migrations: Vec<RehearsalEntry>,
@@ -55,13 +109,19 @@ pub struct RehearsalReport {
 /// target's schema (its applied migrations' recorded text, replayed), or,
 /// with `all`, every migration from an empty database (no target needed
 /// beyond its server). The scratch database is dropped whatever happens.
-pub async fn rehearse(options: &Options, all: bool) -> Result<RehearsalReport, ExecError> {
+pub async fn rehearse(options: &Options, all: bool, data: RehearsalData) -> Result<RehearsalReport, ExecError> {
+    if all && data != RehearsalData::Schema {
+        return Err(ExecError::Usage(format!(
+            "--data {data} with --all: rehearsing every migration starts from an empty database, with no rows to copy"
+        )));
+    }
     let discovered = options.discover_in_background().await?;
-    let state = if all {
-        None
+    let (mut target, state) = if all {
+        (None, None)
     } else {
         let mut target = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
-        Some(target.read_state().await.map_err(ExecError::db("reading the migration history"))?)
+        let state = target.read_state().await.map_err(ExecError::db("reading the migration history"))?;
+        (Some(target).filter(|_| data != RehearsalData::Schema), Some(state))
     };
     let history: &[HistoryRecord] = state.as_ref().map_or(&[], |s| s.history.as_slice());
     let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
@@ -74,13 +134,18 @@ pub async fn rehearse(options: &Options, all: bool) -> Result<RehearsalReport, E
     applied.sort_by(|a, b| a.version.cmp(&b.version));
 
     let mut scratch = Scratch::create(options).await?;
-    let rehearsed = rehearse_all(&mut scratch, options, &applied, &pending).await;
+    let source: Option<(&mut dyn Driver, RehearsalData)> = match target.as_mut() {
+        Some(target) => Some((target.as_mut(), data)),
+        None => None,
+    };
+    let rehearsed = rehearse_all(&mut scratch, options, &applied, &pending, source).await;
     let dropped = scratch.finish().await;
-    let migrations = rehearsed?;
+    let (copied, migrations) = rehearsed?;
     dropped?;
     let problems = migrations.iter().any(|m| matches!(m.outcome, "residue" | "failed"));
     Ok(RehearsalReport {
         database: options.url.to_string(),
+        copied,
         migrations,
         verdict: if problems { "problems" } else { "clean" },
     })
@@ -95,10 +160,15 @@ async fn rehearse_all(
     options: &Options,
     applied: &[&HistoryRecord],
     pending: &[&Migration],
-) -> Result<Vec<RehearsalEntry>, ExecError> {
+    mut source: Option<(&mut dyn Driver, RehearsalData)>,
+) -> Result<(Option<CopiedRows>, Vec<RehearsalEntry>), ExecError> {
     let traits = options.engine_traits();
     let mut driver = scratch.connect().await?;
     replay(driver.as_mut(), applied, options).await?;
+    let copied = match source.as_mut() {
+        Some((target, data)) => Some(copy_rows(*target, driver.as_mut(), *data).await?),
+        None => None,
+    };
     let mut entries = Vec::new();
     for (i, migration) in pending.iter().enumerate() {
         let entry = rehearse_one(driver.as_mut(), migration, traits).await?;
@@ -111,6 +181,9 @@ async fn rehearse_all(
                 scratch.reset(options).await?;
                 driver = scratch.connect().await?;
                 replay(driver.as_mut(), applied, options).await?;
+                if let Some((target, data)) = source.as_mut() {
+                    copy_rows(*target, driver.as_mut(), *data).await?;
+                }
                 for m in &pending[..=i] {
                     let up = prepare(m, traits).map_err(|e| ExecError::Invalid(vec![e]))?;
                     run_prepared(driver.as_mut(), &up, traits).await.map_err(|(n, e)| {
@@ -124,7 +197,71 @@ async fn rehearse_all(
             _ => {}
         }
     }
-    Ok(entries)
+    Ok((copied, entries))
+}
+
+/// Copies the target's rows into the scratch database's tables (as the
+/// replayed migrations made them; generated columns left to the engine),
+/// foreign keys unchecked and triggers silent meanwhile.
+async fn copy_rows(
+    target: &mut dyn Driver,
+    scratch: &mut dyn Driver,
+    data: RehearsalData,
+) -> Result<CopiedRows, ExecError> {
+    let started = Instant::now();
+    let limit = match data {
+        RehearsalData::Sample(n) => Some(n),
+        _ => None,
+    };
+    let schema = snapshot(scratch).await?;
+    // A partitioned table's rows are its partitions': each is copied on its own.
+    let tables: Vec<&ObjectPath> = schema
+        .objects
+        .iter()
+        .filter(|(p, a)| p.kind == ObjectKind::Table && !a.contains_key("partitioned"))
+        .map(|(p, _)| p)
+        .collect();
+    scratch.begin_load().await.map_err(ExecError::db("preparing the scratch database for the copied rows"))?;
+    let mut rows = 0;
+    for table in &tables {
+        let columns: Vec<String> = schema
+            .objects
+            .iter()
+            .filter(|(p, a)| {
+                p.kind == ObjectKind::Column
+                    && p.schema == table.schema
+                    && p.table.as_deref() == Some(table.name.as_str())
+                    && !a.contains_key("generated")
+            })
+            .map(|(p, _)| p.name.clone())
+            .collect();
+        let mut loader = Loader { scratch: &mut *scratch, table, columns: &columns };
+        rows += target.read_rows(table, &columns, limit, &mut loader).await.map_err(ExecError::db(format!(
+            "copying the rows of table {} (a target that drifted from its migrations may lack a column: see `airlock drift`)",
+            table.qualified()
+        )))?;
+    }
+    scratch.end_load().await.map_err(ExecError::db("restoring triggers and foreign keys after the copied rows"))?;
+    Ok(CopiedRows {
+        data: data.to_string(),
+        tables: tables.len(),
+        rows,
+        ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+/// Hands the target's rows to the scratch database, chunk by chunk.
+struct Loader<'a> {
+    scratch: &'a mut dyn Driver,
+    table: &'a ObjectPath,
+    columns: &'a [String],
+}
+
+#[async_trait::async_trait]
+impl RowSink for Loader<'_> {
+    async fn take(&mut self, chunk: RowChunk) -> airlock_driver::Result<()> {
+        self.scratch.load_rows(self.table, self.columns, chunk).await
+    }
 }
 
 /// Up, snapshot; down, compare with before; up again, compare with the first up.

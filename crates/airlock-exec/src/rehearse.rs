@@ -170,10 +170,13 @@ async fn rehearse_all(
         None => None,
     };
     let mut entries = Vec::new();
+    // The schema after a clean rehearsal is the next one's schema before: not read twice.
+    let mut known = None;
     for (i, migration) in pending.iter().enumerate() {
-        let entry = rehearse_one(driver.as_mut(), migration, traits).await?;
+        let (entry, after) = rehearse_one(driver.as_mut(), migration, traits, known.take()).await?;
         let outcome = entry.outcome;
         entries.push(entry);
+        known = after.filter(|_| outcome == "clean");
         match outcome {
             "failed" => break,
             "residue" if i + 1 < pending.len() => {
@@ -265,11 +268,14 @@ impl RowSink for Loader<'_> {
 }
 
 /// Up, snapshot; down, compare with before; up again, compare with the first up.
+/// `before`: the schema now, when the previous rehearsal already read it.
+/// Returns the entry and, when all steps ran, the schema after the second up.
 async fn rehearse_one(
     driver: &mut dyn Driver,
     migration: &Migration,
     traits: EngineTraits,
-) -> Result<RehearsalEntry, ExecError> {
+    before: Option<SchemaSnapshot>,
+) -> Result<(RehearsalEntry, Option<SchemaSnapshot>), ExecError> {
     let mut entry = RehearsalEntry {
         version: migration.version.to_string(),
         name: migration.name.clone(),
@@ -281,21 +287,24 @@ async fn rehearse_one(
         error: None,
     };
     let up = prepare(migration, traits).map_err(|e| ExecError::Invalid(vec![e]))?;
-    let before = snapshot(driver).await?;
+    let before = match before {
+        Some(known) => known,
+        None => snapshot(driver).await?,
+    };
     match timed(driver, &up, traits).await {
         Ok(ms) => entry.up_ms = Some(ms),
-        Err(error) => return Ok(failed(entry, "up", error)),
+        Err(error) => return Ok((failed(entry, "the up script", error), None)),
     }
     let Some(down_script) = &migration.down else {
         entry.outcome = "no-down";
-        return Ok(entry);
+        return Ok((entry, None));
     };
     let after_up = snapshot(driver).await?;
     let down = prepare_script(down_script, migration.down_directives.no_transaction, traits)
         .map_err(|e| ExecError::Invalid(vec![e]))?;
     match timed(driver, &down, traits).await {
         Ok(ms) => entry.down_ms = Some(ms),
-        Err(error) => return Ok(failed(entry, "down", error)),
+        Err(error) => return Ok((failed(entry, "the down script", error), None)),
     }
     let after_down = snapshot(driver).await?;
     entry.differences.extend(crate::drift::entries(&before, &after_down));
@@ -305,12 +314,13 @@ async fn rehearse_one(
         Err(error) if !entry.differences.is_empty() => {
             entry.outcome = "residue";
             entry.error = Some(format!("the up script, run again after the down, failed: {error}"));
-            return Ok(entry);
+            return Ok((entry, None));
         }
-        Err(error) => return Ok(failed(entry, "up, run again after the down,", error)),
+        Err(error) => return Ok((failed(entry, "the up script, run again after the down,", error), None)),
     }
     let again = snapshot(driver).await?;
-    entry.differences.extend(diff(&after_up, &again).iter().map(|d| {
+    let differences = diff(&after_up, &again);
+    entry.differences.extend(differences.iter().map(|d| {
         let mut e = crate::drift::entry(d);
         e.object = format!("{} (after the up run again)", e.object);
         e
@@ -318,12 +328,13 @@ async fn rehearse_one(
     if !entry.differences.is_empty() {
         entry.outcome = "residue";
     }
-    Ok(entry)
+    Ok((entry, Some(again)))
 }
 
+/// `script` names the step: "the down script".
 fn failed(mut entry: RehearsalEntry, script: &str, error: String) -> RehearsalEntry {
     entry.outcome = "failed";
-    entry.error = Some(format!("the {script} script failed: {error}"));
+    entry.error = Some(format!("{script} failed: {error}"));
     entry
 }
 

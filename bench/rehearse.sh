@@ -59,6 +59,6 @@ cat <<EOT
 Rehearsal benchmark: $N migrations with down scripts, PostgreSQL $(psql -Atq "$admin" -c 'SHOW server_version' | cut -d' ' -f1)
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo)
 airlock migrate (apply once, empty database): median $apply ms
-airlock rehearse --all (up, down, up again, four snapshots each): median $rehearse ms ($(python3 -c "print(round($rehearse / $apply, 2))")x)
+airlock rehearse --all (up, down, up again, the schema read around each step): median $rehearse ms ($(python3 -c "print(round($rehearse / $apply, 2))")x)
 EOT
 psql -q "$admin" -c "DROP DATABASE IF EXISTS bench_rehearse" >/dev/null

@@ -251,7 +251,6 @@ pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
         if let Some(error) = &m.error {
             println!("  - {error}");
         }
-        let one_line = |text: &Option<String>| text.as_deref().map(airlock_core::snapshot::squash_whitespace);
         for d in &m.differences {
             let again = d.object.ends_with("(after the up run again)");
             match d.change {
@@ -263,8 +262,8 @@ pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
                     "  - {}: {} was {}, is {} after the down",
                     d.object,
                     d.attribute.as_deref().unwrap_or("?"),
-                    one_line(&d.expected).unwrap_or_else(|| "not set".to_owned()),
-                    one_line(&d.actual).unwrap_or_else(|| "not set".to_owned())
+                    d.expected_shown(),
+                    d.actual_shown()
                 ),
             }
         }
@@ -304,8 +303,8 @@ pub fn drift(report: &airlock_exec::DriftReport, format: Format) {
                 "  - {}: {} is {} here, {} there",
                 d.object,
                 attribute.as_deref().unwrap_or("?"),
-                one_line(&d.actual).unwrap_or_else(|| "not set".to_owned()),
-                one_line(&d.expected).unwrap_or_else(|| "not set".to_owned())
+                d.actual_shown(),
+                d.expected_shown()
             ),
         }
     }

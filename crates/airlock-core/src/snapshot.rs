@@ -182,11 +182,6 @@ impl SchemaSnapshot {
         self.objects.is_empty()
     }
 
-    /// The objects of one kind.
-    pub fn of_kind(&self, kind: ObjectKind) -> impl Iterator<Item = (&ObjectPath, &Attributes)> {
-        self.objects.iter().filter(move |(path, _)| path.kind == kind)
-    }
-
     /// Leaves out every object `ignore` matches (and what belongs to a table it matches).
     pub fn without(mut self, ignore: impl Fn(&ObjectPath) -> bool) -> SchemaSnapshot {
         self.objects.retain(|path, _| !ignore(path));

@@ -534,19 +534,11 @@ impl Driver for MySqlDriver {
             let rows: Vec<Row> = self.conn.query(sql).await.map_err(error)?;
             for row in rows {
                 let names: Vec<String> = row.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
-                let values: Vec<Option<String>> = row
-                    .unwrap()
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::NULL => None,
-                        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-                        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
-                    })
-                    .collect();
+                let values: Vec<Option<String>> = row.unwrap().into_iter().map(text_value).collect();
                 let mut attributes = Attributes::new();
                 for (name, value) in names.iter().zip(&values).skip(3) {
                     if let Some(value) = value {
-                        // A view's definition names its database: another database's copy must compare equal.
+                        // Definitions (views', triggers', routines') name their database: another database's copy must compare equal.
                         let value = match &database {
                             Some(db) => value.replace(&format!("`{db}`."), ""),
                             None => value.clone(),
@@ -817,19 +809,7 @@ impl Driver for MySqlDriver {
     async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
         // The text protocol: every value arrives as bytes.
         let rows: Vec<Row> = self.conn.query(sql).await.map_err(error)?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                row.unwrap()
-                    .into_iter()
-                    .map(|v| match v {
-                        Value::NULL => None,
-                        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-                        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
-                    })
-                    .collect()
-            })
-            .collect())
+        Ok(rows.into_iter().map(|row| row.unwrap().into_iter().map(text_value).collect()).collect())
     }
 
     async fn begin_read_only(&mut self) -> Result<()> {
@@ -896,6 +876,15 @@ impl Driver for MySqlDriver {
 
     fn canceller(&self) -> Option<std::sync::Arc<dyn airlock_driver::Cancel>> {
         Some(std::sync::Arc::new(MySqlCancel { opts: self.opts.clone(), id: self.conn.id() }))
+    }
+}
+
+/// A value as text: the text protocol gives every value as bytes, NULL apart.
+fn text_value(value: Value) -> Option<String> {
+    match value {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
     }
 }
 

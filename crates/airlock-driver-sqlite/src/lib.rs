@@ -429,27 +429,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
-        let rows = |sql: &str, params: &[&dyn rusqlite::ToSql]| -> Result<Vec<Vec<Option<String>>>> {
-            let mut stmt = self.conn.prepare(sql).map_err(error)?;
-            let width = stmt.column_count();
-            let found = stmt
-                .query_map(params, |r| {
-                    (0..width)
-                        .map(|i| {
-                            Ok(match r.get_ref(i)? {
-                                rusqlite::types::ValueRef::Null => None,
-                                rusqlite::types::ValueRef::Integer(n) => Some(n.to_string()),
-                                rusqlite::types::ValueRef::Real(x) => Some(x.to_string()),
-                                rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                                    Some(String::from_utf8_lossy(t).into_owned())
-                                }
-                            })
-                        })
-                        .collect()
-                })
-                .map_err(error)?;
-            found.collect::<std::result::Result<_, _>>().map_err(error)
-        };
+        let rows = |sql: &str, params: &[&dyn rusqlite::ToSql]| text_rows(&self.conn, sql, params);
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
         let objects = rows(
             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
@@ -718,24 +698,7 @@ impl Driver for SqliteDriver {
     }
 
     async fn query_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>> {
-        use rusqlite::types::ValueRef;
-        let mut stmt = self.conn.prepare(sql).map_err(error)?;
-        let width = stmt.column_count();
-        let rows = stmt
-            .query_map([], |r| {
-                (0..width)
-                    .map(|i| {
-                        Ok(match r.get_ref(i)? {
-                            ValueRef::Null => None,
-                            ValueRef::Integer(n) => Some(n.to_string()),
-                            ValueRef::Real(x) => Some(x.to_string()),
-                            ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
-                        })
-                    })
-                    .collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .map_err(error)?;
-        rows.collect::<std::result::Result<_, _>>().map_err(error)
+        text_rows(&self.conn, sql, &[])
     }
 
     async fn begin_read_only(&mut self) -> Result<()> {
@@ -833,6 +796,28 @@ fn snapshot_checks(snapshot: &mut SchemaSnapshot, table: &str, sql: Option<&str>
 }
 
 type SnapshotRows<'a> = dyn Fn(&str, &[&dyn rusqlite::ToSql]) -> Result<Vec<Vec<Option<String>>>> + 'a;
+
+/// Every row of a query, each value as text (NULL as None; a blob as lossy UTF-8).
+fn text_rows(conn: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<Vec<Option<String>>>> {
+    use rusqlite::types::ValueRef;
+    let mut stmt = conn.prepare(sql).map_err(error)?;
+    let width = stmt.column_count();
+    let rows = stmt
+        .query_map(params, |r| {
+            (0..width)
+                .map(|i| {
+                    Ok(match r.get_ref(i)? {
+                        ValueRef::Null => None,
+                        ValueRef::Integer(n) => Some(n.to_string()),
+                        ValueRef::Real(x) => Some(x.to_string()),
+                        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+                    })
+                })
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(error)?;
+    rows.collect::<std::result::Result<_, _>>().map_err(error)
+}
 
 /// A double-quoted identifier.
 fn quote(name: &str) -> String {

@@ -39,6 +39,22 @@ pub struct DriftEntry {
     pub actual: Option<String>,
 }
 
+impl DriftEntry {
+    /// The reference's value on one line, or "not set".
+    pub fn expected_shown(&self) -> String {
+        shown(self.expected.as_deref())
+    }
+
+    /// This database's value on one line, or "not set".
+    pub fn actual_shown(&self) -> String {
+        shown(self.actual.as_deref())
+    }
+}
+
+fn shown(value: Option<&str>) -> String {
+    value.map_or_else(|| "not set".to_owned(), airlock_core::snapshot::squash_whitespace)
+}
+
 /// What `drift` found.
 #[derive(Debug, Clone, Serialize)]
 pub struct DriftReport {
@@ -98,7 +114,7 @@ pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecEr
 pub(crate) async fn check_before_migrate(
     options: &Options,
     target: &mut dyn Driver,
-    touched: &std::collections::BTreeMap<String, String>,
+    touched: &crate::run::Touched,
     reporter: &mut dyn crate::report::Reporter,
 ) -> Result<(), ExecError> {
     let refuse = match options.drift_check {
@@ -142,14 +158,8 @@ pub(crate) async fn check_before_migrate(
                 _ => format!(
                     "{} is {} here, {} by the migrations",
                     e.attribute.as_deref().unwrap_or("?"),
-                    e.actual
-                        .as_deref()
-                        .map(airlock_core::snapshot::squash_whitespace)
-                        .unwrap_or_else(|| "not set".to_owned()),
-                    e.expected
-                        .as_deref()
-                        .map(airlock_core::snapshot::squash_whitespace)
-                        .unwrap_or_else(|| "not set".to_owned())
+                    e.actual_shown(),
+                    e.expected_shown()
                 ),
             };
             found.push(format!("{}: {what}; migration {migration} changes this table", e.object));
@@ -184,8 +194,7 @@ async fn replay_and_compare(options: &Options, target: &mut dyn Driver) -> Resul
             options.url
         )));
     }
-    let mut applied: Vec<&HistoryRecord> = state.history.iter().filter(|r| r.state.is_applied()).collect();
-    applied.sort_by(|a, b| a.version.cmp(&b.version));
+    let applied = applied_in_order(&state.history);
     let live = target.schema_snapshot().await.map_err(ExecError::db("reading the schema"))?;
 
     let scratch = Scratch::create(options).await?;
@@ -308,10 +317,7 @@ impl Scratch {
                 let fresh = Scratch::make(options).await?;
                 std::mem::replace(self, fresh).finish().await
             }
-            Origin::Lent { held } => {
-                let mut driver = self.connect().await?;
-                empty(driver.as_mut(), held, &self.url).await
-            }
+            Origin::Lent { held } => empty(&self.url, held).await,
         }
     }
 
@@ -322,16 +328,14 @@ impl Scratch {
             Origin::Made { mut admin, name } => {
                 admin.drop_database(&name).await.map_err(ExecError::db(format!("dropping the scratch database {url}")))
             }
-            Origin::Lent { held } => {
-                let mut driver = crate::connect(&self.url, true).await.map_err(ExecError::Connect)?;
-                empty(driver.as_mut(), &held, &self.url).await
-            }
+            Origin::Lent { held } => empty(&self.url, &held).await,
         }
     }
 }
 
 /// Empties a lent scratch database back to `held`, and says what is left if anything is.
-async fn empty(driver: &mut dyn Driver, held: &SchemaSnapshot, url: &DatabaseUrl) -> Result<(), ExecError> {
+async fn empty(url: &DatabaseUrl, held: &SchemaSnapshot) -> Result<(), ExecError> {
+    let mut driver = crate::connect(url, true).await.map_err(ExecError::Connect)?;
     let context = format!("emptying the scratch database {url} after use");
     driver.empty_database(held).await.map_err(ExecError::db(context.clone()))?;
     let left = driver.schema_snapshot().await.map_err(ExecError::db(context.clone()))?;
@@ -355,6 +359,13 @@ fn scratch_name(target: &DatabaseUrl) -> String {
     let hint: String = stem.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(24).collect();
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("airlock_scratch_{hint}_{:x}{:x}", std::process::id(), nanos & 0xff_ffff_ffff)
+}
+
+/// The applied migrations of a history, in version order: what a replay runs.
+pub(crate) fn applied_in_order(history: &[HistoryRecord]) -> Vec<&HistoryRecord> {
+    let mut applied: Vec<&HistoryRecord> = history.iter().filter(|r| r.state.is_applied()).collect();
+    applied.sort_by(|a, b| a.version.cmp(&b.version));
+    applied
 }
 
 /// Runs each recorded up script as it ran: in a transaction when it did and

@@ -12,7 +12,7 @@ use airlock_driver::{Driver, RowChunk, RowSink};
 use serde::Serialize;
 
 use crate::Options;
-use crate::drift::{DriftEntry, Scratch, replay, run_prepared};
+use crate::drift::{DriftEntry, Scratch, applied_in_order, replay, run_prepared};
 use crate::error::ExecError;
 use crate::prepare::{EngineTraits, prepare, prepare_script};
 
@@ -130,8 +130,9 @@ pub async fn rehearse(options: &Options, all: bool, data: RehearsalData) -> Resu
         return Err(ExecError::Blocked { problems: vec![problem.clone()] });
     }
     let pending: Vec<&Migration> = plan.pending.clone();
-    let mut applied: Vec<&HistoryRecord> = history.iter().filter(|r| r.state.is_applied()).collect();
-    applied.sort_by(|a, b| a.version.cmp(&b.version));
+    // A file that cannot be run as written is named before any database is made.
+    crate::run::check_prepared(&pending, options)?;
+    let applied = applied_in_order(history);
 
     let mut scratch = Scratch::create(options).await?;
     let source: Option<(&mut dyn Driver, RehearsalData)> = match target.as_mut() {
@@ -245,12 +246,7 @@ async fn copy_rows(
         )))?;
     }
     scratch.end_load().await.map_err(ExecError::db("restoring triggers and foreign keys after the copied rows"))?;
-    Ok(CopiedRows {
-        data: data.to_string(),
-        tables: tables.len(),
-        rows,
-        ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-    })
+    Ok(CopiedRows { data: data.to_string(), tables: tables.len(), rows, ms: started.elapsed().as_millis() as u64 })
 }
 
 /// Hands the target's rows to the scratch database, chunk by chunk.
@@ -312,11 +308,11 @@ async fn rehearse_one(
         Ok(ms) => entry.reup_ms = Some(ms),
         // What the down left behind is usually why: that is the finding.
         Err(error) if !entry.differences.is_empty() => {
+            let mut entry = failed(entry, REUP, error);
             entry.outcome = "residue";
-            entry.error = Some(format!("the up script, run again after the down, failed: {error}"));
             return Ok((entry, None));
         }
-        Err(error) => return Ok((failed(entry, "the up script, run again after the down,", error), None)),
+        Err(error) => return Ok((failed(entry, REUP, error), None)),
     }
     let again = snapshot(driver).await?;
     let differences = diff(&after_up, &again);
@@ -330,6 +326,9 @@ async fn rehearse_one(
     }
     Ok((entry, Some(again)))
 }
+
+/// The third step, as failures name it.
+const REUP: &str = "the up script, run again after the down,";
 
 /// `script` names the step: "the down script".
 fn failed(mut entry: RehearsalEntry, script: &str, error: String) -> RehearsalEntry {
@@ -352,5 +351,5 @@ async fn timed(
     run_prepared(driver, prepared, traits)
         .await
         .map_err(|(n, e)| format!("statement {n} of {}: {}", prepared.statements.len(), e.message))?;
-    Ok(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    Ok(started.elapsed().as_millis() as u64)
 }

@@ -254,7 +254,7 @@ async fn lock(
 /// Refuses the run (exit 2) naming every pending file that cannot be split
 /// into statements or mixes what cannot share a transaction. What it
 /// prepares is not kept: each is prepared again just before it runs.
-fn check_prepared(pending: &[&Migration], options: &Options) -> Result<(), ExecError> {
+pub(crate) fn check_prepared(pending: &[&Migration], options: &Options) -> Result<(), ExecError> {
     let traits = options.engine_traits();
     let errors: Vec<_> = pending.iter().filter_map(|m| prepare(m, traits).err()).collect();
     if errors.is_empty() { Ok(()) } else { Err(ExecError::Invalid(errors)) }
@@ -431,7 +431,7 @@ impl Judge {
 
 /// The tables the pending migrations change (locked, rewritten, altered,
 /// dropped: plan's effects), by bare name, each with the first migration that does.
-type Touched = std::collections::BTreeMap<String, String>;
+pub(crate) type Touched = std::collections::BTreeMap<String, String>;
 
 fn note_touched(touched: &mut Touched, migration: &Migration, assessed: &MigrationPlan) {
     let bare = |name: &str| name.rsplit('.').next().unwrap_or(name).trim_matches(['"', '`']).to_owned();

@@ -251,6 +251,20 @@ pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
         if let Some(error) = &m.error {
             println!("  - {error}");
         }
+        for t in report.timed.iter().filter(|t| t.version == m.version) {
+            println!(
+                "  {DIM}line {}: {} `{}` ({} rows) in {:.0} ms{DIM:#}",
+                t.line,
+                match t.work {
+                    airlock_exec::Work::Rewrite => "rewrote",
+                    airlock_exec::Work::Index => "built an index over",
+                    airlock_exec::Work::Scan => "scanned",
+                },
+                t.table,
+                t.rows,
+                t.ms
+            );
+        }
         for d in &m.differences {
             let again = d.object.ends_with("(after the up run again)");
             match d.change {
@@ -266,6 +280,20 @@ pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
                     d.actual_shown()
                 ),
             }
+        }
+    }
+    if report.copied.is_some() {
+        let scalable = report.timed.iter().filter(|t| t.scalable()).count();
+        match &report.timings_file {
+            Some(file) if scalable > 0 => println!(
+                "Kept the time of {scalable} heavy statement(s) in {file}: `plan` scales them by the live rows"
+            ),
+            _ if report.timed.is_empty() => {}
+            _ if scalable == 0 => println!(
+                "No heavy statement worked on {} rows or more: too few for `plan` to scale its time (copy more: --data full or sample:N)",
+                airlock_exec::MIN_ROWS
+            ),
+            _ => {}
         }
     }
     if report.verdict == "clean" {
@@ -594,10 +622,12 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 "      {DIM}locks:{DIM:#} {}  {DIM}rows:{DIM:#} {}  {DIM}{work}{DIM:#}  {DIM}estimate:{DIM:#} {}  → {}",
                 if locks.is_empty() { "none".to_owned() } else { locks.join(", ") },
                 rows(s.estimated_rows),
-                s.estimated_seconds.map_or("?".to_owned(), |t| if t < 1.0 {
-                    "< 1 s".to_owned()
-                } else {
-                    format!("{t:.0} s")
+                s.estimated_seconds.map_or("?".to_owned(), |t| {
+                    let t = if t < 1.0 { "< 1 s".to_owned() } else { format!("{t:.0} s") };
+                    match &s.rehearsal {
+                        Some(r) => format!("{t} (rehearsed: {:.0} ms × {:.1})", r.ms, r.scale),
+                        None => t,
+                    }
                 }),
                 verdict_style(s.verdict)
             );
@@ -687,6 +717,17 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
             .map(|(work, r)| format!("{} {} rows/s ({})", work.as_str(), rows(Some(r.rows_per_second)), r.source))
             .collect();
         println!("\n{DIM}estimates from: {}{DIM:#}", rates.join(", "));
+        let rehearsed: Vec<&airlock_exec::ScaledRehearsal> =
+            statements.iter().filter_map(|s| s.rehearsal.as_ref()).collect();
+        if let Some(first) = rehearsed.first() {
+            println!(
+                "{DIM}{} estimate(s) from a rehearsal with {}'s rows ({}, {}): the time there × live rows / rehearsed rows{DIM:#}",
+                rehearsed.len(),
+                first.database,
+                first.data,
+                first.at
+            );
+        }
     }
 }
 

@@ -37,6 +37,9 @@ pub struct ConfigFile {
     /// Globs of schema objects `drift` leaves out (`["table partman.*"]`).
     #[serde(default)]
     pub drift_ignore: Vec<String>,
+    /// Where `rehearse --data` keeps heavy statements' times for `plan`'s
+    /// estimates, relative to the file (default `.airlock/rehearsal-timings.json`).
+    pub rehearsal_timings: Option<PathBuf>,
     /// Shared settings.
     #[serde(flatten)]
     pub tuning: Tuning,
@@ -207,7 +210,7 @@ fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> SettingsError {
     let known: Vec<&str> = match table {
         Some(t) if t.starts_with("[environments.") => ["url", "protected"].into_iter().chain(TUNING_KEYS).collect(),
         Some(t) if t.starts_with("[lint") => vec!["rules", "baseline"],
-        _ => ["project", "dir", "exclude", "url", "drift_ignore"]
+        _ => ["project", "dir", "exclude", "url", "drift_ignore", "rehearsal_timings"]
             .into_iter()
             .chain(TUNING_KEYS)
             .chain(["[environments.NAME]", "[lint]"])
@@ -326,6 +329,9 @@ fn resolve_dir(global: &Global, config: &ConfigFile, base: Option<&Path>) -> Pat
     }
 }
 
+/// Where `rehearse --data` keeps its timings when airlock.toml does not say.
+pub const DEFAULT_TIMINGS: &str = ".airlock/rehearsal-timings.json";
+
 /// Flags + environment + airlock.toml → validated options.
 pub fn options(global: &Global) -> Result<Options, SettingsError> {
     let (config, base) = load_config(global)?;
@@ -357,7 +363,11 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
     };
     let url = DatabaseUrl::parse(&url_text).map_err(|e| SettingsError(e.to_string()))?;
     let dir = resolve_dir(global, &config, base.as_deref());
+    // Beside airlock.toml, else beside the migrations directory.
+    let project_dir = base.unwrap_or_else(|| dir.parent().map(Path::to_path_buf).unwrap_or_default());
+    let timings = config.rehearsal_timings.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_TIMINGS));
     let mut options = Options::new(url, dir);
+    options.rehearsal_timings = Some(project_dir.join(timings));
     options.project = config.project.clone();
     options.exclude = config.exclude.clone();
     options.drift_ignore = config.drift_ignore.clone();
@@ -480,7 +490,7 @@ mod tests {
             })
             .collect();
         let text = format!(
-            "project = \"p\"\ndir = \"m\"\nexclude = []\nurl = \"sqlite:a\"\ndrift_ignore = []\n{tuning}[environments.e]\nurl = \"sqlite:b\"\nprotected = true\n{tuning}[lint]\nrules = {{}}\nbaseline = \"b.json\"\n"
+            "project = \"p\"\ndir = \"m\"\nexclude = []\nurl = \"sqlite:a\"\ndrift_ignore = []\nrehearsal_timings = \"t.json\"\n{tuning}[environments.e]\nurl = \"sqlite:b\"\nprotected = true\n{tuning}[lint]\nrules = {{}}\nbaseline = \"b.json\"\n"
         );
         toml::from_str::<ConfigFile>(&text).unwrap_or_else(|e| panic!("{e}"));
     }

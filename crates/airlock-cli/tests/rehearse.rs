@@ -14,6 +14,7 @@ each_engine!(
     a_scratch_database_that_is_not_empty_or_is_the_target_is_refused,
     without_the_right_to_create_databases_rehearsal_says_so_and_a_lent_one_works,
     rehearsal_with_the_targets_rows_copied_without_triggers_or_foreign_key_checks,
+    a_rehearsal_with_rows_times_heavy_statements_and_plan_scales_them_by_the_live_rows,
 );
 
 fn project_with_downs() -> Project {
@@ -515,4 +516,94 @@ fn rehearsal_with_the_targets_rows_copied_without_triggers_or_foreign_key_checks
     let all = project.run(&db, &["rehearse", "--all", "--data", "full"]);
     all.expect(2);
     assert!(all.stderr.contains("--data full with --all"), "{}", all.stderr);
+}
+
+/// `n` more rows in `t (id, v)`, ids after `from`, and fresh statistics.
+fn fill(db: &Db, engine: Engine, from: u64, n: u64) {
+    let to = from + n;
+    db.exec(&match engine {
+        Engine::Postgres => {
+            format!("INSERT INTO t SELECT g, g % 1000 FROM generate_series({}, {to}) AS g; ANALYZE t", from + 1)
+        }
+        Engine::MySql => format!("INSERT INTO t SELECT seq, seq % 1000 FROM seq_{}_to_{to}; ANALYZE TABLE t", from + 1),
+        Engine::Sqlite => format!(
+            "INSERT INTO t WITH RECURSIVE g(n) AS (SELECT {} UNION ALL SELECT n + 1 FROM g WHERE n < {to}) SELECT n, n % 1000 FROM g; ANALYZE t",
+            from + 1
+        ),
+    });
+}
+
+fn a_rehearsal_with_rows_times_heavy_statements_and_plan_scales_them_by_the_live_rows(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id int PRIMARY KEY, v int);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    fill(&db, engine, 0, 20_000);
+    // Line 3 builds an index over the copied rows; line 2's table is made
+    // by the migration itself, empty before it: nothing to time there.
+    let index = "CREATE TABLE n (id int);\nCREATE INDEX n_id ON n (id);\nCREATE INDEX t_v ON t (v);\n";
+    project.write("2_index.up.sql", index);
+    let history = db.history();
+
+    let run = project.run(&db, &["--format", "json", "rehearse", "--data", "full"]);
+    run.expect(0);
+    let json = run.json();
+    let timed = json["timed"].as_array().unwrap();
+    assert_eq!(timed.len(), 1, "{json}");
+    let t = &timed[0];
+    // As the catalog names it: PostgreSQL's with its schema.
+    let table = if engine == Engine::Postgres { "public.t" } else { "t" };
+    assert_eq!(
+        (&t["version"], &t["line"], &t["work"], &t["table"]),
+        (&"2".into(), &3.into(), &"index".into(), &table.into())
+    );
+    assert_eq!(t["rows"], 20_000, "the rows counted in the scratch database: {json}");
+    let ms = t["ms"].as_f64().unwrap();
+    assert!(ms > 0.0 && ms <= json["migrations"][0]["up_ms"].as_f64().unwrap() + 1.0, "{json}");
+    let file = project.root.path().join(".airlock/rehearsal-timings.json");
+    assert_eq!(json["timings_file"], file.display().to_string());
+    assert!(file.is_file());
+    assert_eq!(db.history(), history, "the target was only read");
+
+    // Twice the rows live: the rehearsal's time, doubled.
+    fill(&db, engine, 20_000, 20_000);
+    let planned = project.run(&db, &["--format", "json", "plan"]);
+    let json = planned.json();
+    let statement = &json["migrations"][0]["statements"][2];
+    let source = statement["estimate_source"].as_str().unwrap();
+    assert!(source.starts_with("rehearsal of ") && source.contains("(20000 rows in"), "{source}");
+    let scale = statement["rehearsal"]["scale"].as_f64().unwrap();
+    // MariaDB's row counts are InnoDB's estimates.
+    assert!((1.5..2.7).contains(&scale), "live rows / rehearsed rows: {statement}");
+    let seconds = statement["estimated_seconds"].as_f64().unwrap();
+    assert!((seconds - ms / 1000.0 * scale).abs() < 1e-6, "{statement}");
+    let human = project.run(&db, &["plan"]);
+    assert!(human.stdout.contains(&format!("(rehearsed: {ms:.0} ms × {scale:.1})")), "{}", human.stdout);
+    assert!(human.stdout.contains("1 estimate(s) from a rehearsal with "), "{}", human.stdout);
+    // The statement on the table the migration makes keeps the rates' estimate.
+    assert!(json["migrations"][0]["statements"][1]["rehearsal"].is_null(), "{json}");
+
+    // A changed file's times are not its times any more.
+    project.write("2_index.up.sql", &format!("-- with a comment\n{index}"));
+    let changed = project.run(&db, &["--format", "json", "plan"]).json();
+    let source = changed["migrations"][0]["statements"][2]["estimate_source"].as_str().unwrap().to_owned();
+    assert!(!source.starts_with("rehearsal"), "{source}");
+
+    // A small sample times fixed costs: kept, said, and not scaled.
+    let small = project.run(&db, &["rehearse", "--data", "sample:100"]);
+    small.expect(0);
+    assert!(small.stdout.contains(&format!("line 4: built an index over `{table}` (100 rows)")), "{}", small.stdout);
+    assert!(small.stdout.contains("too few for `plan` to scale its time"), "{}", small.stdout);
+    let unscaled = project.run(&db, &["--format", "json", "plan"]).json();
+    assert!(unscaled["migrations"][0]["statements"][2]["rehearsal"].is_null(), "{unscaled}");
+
+    // A timings file that cannot be read is named, and nothing runs.
+    std::fs::write(&file, "not json").unwrap();
+    let broken = project.run(&db, &["plan"]);
+    broken.expect(2);
+    assert!(broken.stderr.contains("rehearsal-timings.json: not a timings file"), "{}", broken.stderr);
+    let refused = project.run(&db, &["rehearse", "--data", "full"]);
+    refused.expect(2);
+    assert!(refused.stderr.contains("delete it, or rehearse again"), "{}", refused.stderr);
+    assert_eq!(db.history(), history);
 }

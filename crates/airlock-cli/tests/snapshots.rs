@@ -161,3 +161,27 @@ fn rehearsal_problems() {
     run.expect(3);
     snapshot!("rehearsal_problems", seen(&run));
 }
+
+#[test]
+fn rehearsal_timed_and_plan_scaled() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id integer PRIMARY KEY, v integer);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    let fill = |from: u32| {
+        format!(
+            "INSERT INTO t WITH RECURSIVE g(n) AS (SELECT {} UNION ALL SELECT n + 1 FROM g WHERE n < {}) SELECT n, n % 100 FROM g; ANALYZE t",
+            from + 1,
+            from + 20_000
+        )
+    };
+    db.exec(&fill(0));
+    project.write("2_t_v.up.sql", "CREATE INDEX t_v ON t (v);\n");
+    project.write("2_t_v.down.sql", "DROP INDEX t_v;\n");
+    let rehearsed = project.run(&db, &["rehearse", "--data", "full"]);
+    rehearsed.expect(0);
+    db.exec(&fill(20_000));
+    let planned = project.run(&db, &["plan"]);
+    planned.expect(0);
+    snapshot!("rehearsal_timed_and_plan_scaled", format!("{}\n{}", seen(&rehearsed), seen(&planned)));
+}

@@ -399,28 +399,32 @@ pub(crate) async fn replay(
 /// Runs a prepared script on a scratch database as it would run for real:
 /// in one transaction when its mode says so and the engine has transactional
 /// DDL (rolled back on a failure, so no lock is left behind), else statement
-/// by statement. A failure gives the 1-based statement and the error.
+/// by statement. Each statement's time, in order; a failure gives the
+/// 1-based statement and the error.
 pub(crate) async fn run_prepared(
     driver: &mut dyn Driver,
     prepared: &crate::prepare::Prepared,
     traits: crate::prepare::EngineTraits,
-) -> Result<(), (usize, airlock_driver::DriverError)> {
+) -> Result<Vec<std::time::Duration>, (usize, airlock_driver::DriverError)> {
     let in_transaction = prepared.mode == RunMode::Transaction && traits.transactional_ddl;
     if in_transaction {
         driver.begin().await.map_err(|e| (0, e))?;
     }
+    let mut times = Vec::with_capacity(prepared.statements.len());
     for (i, statement) in prepared.statements.iter().enumerate() {
+        let started = std::time::Instant::now();
         if let Err(e) = driver.execute(&statement.sql).await {
             if in_transaction {
                 let _ = driver.rollback().await;
             }
             return Err((i + 1, e));
         }
+        times.push(started.elapsed());
     }
     if in_transaction {
         driver.commit().await.map_err(|e| (prepared.statements.len(), e))?;
     }
-    Ok(())
+    Ok(times)
 }
 
 /// The differences from `reference` to `live`, as drift reports them.

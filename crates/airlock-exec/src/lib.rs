@@ -22,6 +22,7 @@ mod plan;
 mod prepare;
 mod rates;
 mod rehearse;
+mod rehearsed;
 mod repair;
 mod report;
 mod resolve;
@@ -47,8 +48,9 @@ pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
 pub use crate::live::{LiveState, live_catalog, live_state};
 pub use crate::plan::{MigrationPlan, PlanFinding, PlanReport, Risk, RiskCode, StatementPlan, Verdict, plan};
 pub use crate::prepare::{EngineTraits, Prepared, prepare, prepare_script};
-pub use crate::rates::{Calibration, Rate, Rates, Work, calibrate};
+pub use crate::rates::{Calibration, MIN_ROWS, Rate, Rates, Work, calibrate};
 pub use crate::rehearse::{CopiedRows, RehearsalData, RehearsalEntry, RehearsalReport, rehearse};
+pub use crate::rehearsed::{RehearsalTimings, RehearsedStatement, ScaledRehearsal};
 pub use crate::repair::repair;
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
@@ -108,6 +110,9 @@ pub struct Options {
     /// Whether `migrate` compares the schema with the applied migrations
     /// replayed before it runs, and what drift on a table it will change does.
     pub drift_check: DriftCheck,
+    /// Where `rehearse --data` keeps each heavy statement's time and rows,
+    /// which `plan` and `migrate` scale by the live rows. None: not kept.
+    pub rehearsal_timings: Option<std::path::PathBuf>,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -143,6 +148,7 @@ impl Options {
             drift_ignore: Vec::new(),
             scratch_url: None,
             drift_check: DriftCheck::Off,
+            rehearsal_timings: None,
         }
     }
 

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::Options;
 use crate::error::ExecError;
 use crate::rates::{Rate, Rates, Work};
+use crate::rehearsed::{RehearsalTimings, ScaledRehearsal};
 
 /// A finding as the plan shows it.
 #[derive(Clone, Debug, Serialize)]
@@ -65,6 +66,9 @@ pub struct StatementPlan {
     pub estimated_seconds: Option<f64>,
     /// Where the rate behind the estimate comes from.
     pub estimate_source: Option<String>,
+    /// The estimate is this statement's time in a rehearsal with the
+    /// target's rows, scaled by the live rows (`rehearse --data`).
+    pub rehearsal: Option<ScaledRehearsal>,
     /// Data checks.
     pub checks: Vec<CheckResult>,
     /// Lint findings.
@@ -94,6 +98,7 @@ impl StatementPlan {
             estimated_bytes: None,
             estimated_seconds: None,
             estimate_source: None,
+            rehearsal: None,
             checks: Vec::new(),
             findings: Vec::new(),
             verdict: Verdict::Safe,
@@ -236,6 +241,8 @@ pub(crate) struct Assessor {
     /// The schema as it will be before the next migration.
     pub catalog: Catalog,
     rates: Rates,
+    /// Heavy statements' times in rehearsals with the target's rows.
+    rehearsed: RehearsalTimings,
     /// Whether to look for sessions the statements would queue behind
     /// (`plan`; `migrate` relies on its lock timeout instead).
     lock_blockers: bool,
@@ -309,8 +316,26 @@ impl Writes {
 }
 
 impl Assessor {
-    pub(crate) fn new(options: &Options, catalog: Catalog, rates: Rates, lock_blockers: bool) -> Assessor {
-        Assessor { options: options.clone(), catalog, rates, lock_blockers, checker: None, earlier_writes: None }
+    /// Reads the rehearsal timings file, if any: one that cannot be read is an error naming it.
+    pub(crate) fn new(
+        options: &Options,
+        catalog: Catalog,
+        rates: Rates,
+        lock_blockers: bool,
+    ) -> Result<Assessor, ExecError> {
+        let rehearsed = match &options.rehearsal_timings {
+            Some(path) => RehearsalTimings::read(path)?,
+            None => RehearsalTimings::default(),
+        };
+        Ok(Assessor {
+            options: options.clone(),
+            catalog,
+            rates,
+            rehearsed,
+            lock_blockers,
+            checker: None,
+            earlier_writes: None,
+        })
     }
 
     /// From now on, judges migrations none of which has run yet (`plan`,
@@ -343,7 +368,7 @@ impl Assessor {
     pub(crate) async fn reading(options: &Options, driver: &mut dyn Driver) -> Result<Assessor, ExecError> {
         let catalog = driver.load_catalog().await.map_err(ExecError::db("reading the live schema"))?;
         let rates = Rates::read(driver).await;
-        Ok(Assessor::new(options, catalog, rates, false))
+        Assessor::new(options, catalog, rates, false)
     }
 
     async fn check(&mut self, spec: &CheckSpec) -> Result<CheckResult, ExecError> {
@@ -409,13 +434,26 @@ impl Assessor {
                     plan.table = Some(name.clone());
                     plan.estimated_rows = *rows;
                     plan.estimated_bytes = *bytes;
+                    let so_far = plan.estimated_seconds.unwrap_or(0.0);
                     plan.estimated_seconds = match (work, *rows) {
-                        (Some(work), Some(rows)) => {
-                            let rate = self.rates.for_table(work, name);
-                            plan.estimate_source = Some(rate.source.clone());
-                            Some(plan.estimated_seconds.unwrap_or(0.0) + rows / rate.rows_per_second)
-                        }
-                        (None, Some(_)) => Some(plan.estimated_seconds.unwrap_or(0.0)),
+                        // The statement's whole time is already counted from a rehearsal.
+                        (Some(_), Some(_)) if plan.rehearsal.is_some() => plan.estimated_seconds,
+                        (Some(work), Some(rows)) => match self.rehearsed.find(migration, parsed.line, work) {
+                            // Timed on a copy of this table's rows: scaled by the live rows.
+                            Some(timing) => {
+                                let scaled = ScaledRehearsal::new(timing, rows);
+                                plan.estimate_source = Some(scaled.source());
+                                let seconds = so_far + scaled.seconds();
+                                plan.rehearsal = Some(scaled);
+                                Some(seconds)
+                            }
+                            None => {
+                                let rate = self.rates.for_table(work, name);
+                                plan.estimate_source = Some(rate.source.clone());
+                                Some(so_far + rows / rate.rows_per_second)
+                            }
+                        },
+                        (None, Some(_)) => Some(so_far),
                         (_, None) => plan.estimated_seconds,
                     };
                 }
@@ -601,7 +639,7 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     for f in report.findings {
         findings.entry(f.version.clone()).or_default().entry(f.statement.unwrap_or(0)).or_default().push(f);
     }
-    let mut assessor = Assessor::new(options, live.catalog, live.rates, true);
+    let mut assessor = Assessor::new(options, live.catalog, live.rates, true)?;
     assessor.start_look();
     let mut migrations = Vec::new();
     for (migration, script) in pending.iter().zip(&scripts) {

@@ -15,6 +15,7 @@ use crate::Options;
 use crate::drift::{DriftEntry, Scratch, applied_in_order, replay, run_prepared};
 use crate::error::ExecError;
 use crate::prepare::{EngineTraits, prepare, prepare_script};
+use crate::rehearsed::{Heavy, RehearsalTimings, RehearsedStatement, heavy_statements};
 
 /// One migration's rehearsal, as the JSON contract has it.
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +102,11 @@ pub struct RehearsalReport {
     /// Each rehearsed migration, in order (none after a failure: the ones
     /// after it would run on a schema the real run would not have).
     pub migrations: Vec<RehearsalEntry>,
+    /// With the target's rows: each heavy statement's time and the rows of
+    /// its table, kept for `plan`'s estimates.
+    pub timed: Vec<RehearsedStatement>,
+    /// The file they were kept in, if any.
+    pub timings_file: Option<String>,
     /// `clean`, or `problems` when a migration left residue or failed.
     pub verdict: &'static str,
 }
@@ -130,27 +136,57 @@ pub async fn rehearse(options: &Options, all: bool, data: RehearsalData) -> Resu
         return Err(ExecError::Blocked { problems: vec![problem.clone()] });
     }
     let pending: Vec<&Migration> = plan.pending.clone();
-    // A file that cannot be run as written is named before any database is made.
+    // A file that cannot be run as written is named before any database is made,
+    // and so is a timings file that cannot be read.
     crate::run::check_prepared(&pending, options)?;
+    let mut timings = match (&options.rehearsal_timings, target.is_some()) {
+        (Some(path), true) => Some((path, RehearsalTimings::read(path)?)),
+        _ => None,
+    };
     let applied = applied_in_order(history);
 
     let mut scratch = Scratch::create(options).await?;
-    let source: Option<(&mut dyn Driver, RehearsalData)> = match target.as_mut() {
-        Some(target) => Some((target.as_mut(), data)),
-        None => None,
-    };
+    let source = target.as_mut().map(|target| Source {
+        target: target.as_mut(),
+        data,
+        database: options.url.to_string(),
+        at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+    });
     let rehearsed = rehearse_all(&mut scratch, options, &applied, &pending, source).await;
     let dropped = scratch.finish().await;
-    let (copied, migrations) = rehearsed?;
+    let (copied, migrations, timed) = rehearsed?;
     dropped?;
+    let mut timings_file = None;
+    if let Some((path, timings)) = timings.as_mut() {
+        let rehearsed: Vec<&Migration> =
+            pending.iter().copied().filter(|m| migrations.iter().any(|e| e.version == m.version.to_string())).collect();
+        timings.merge(&rehearsed, timed.clone());
+        timings.write(path)?;
+        timings_file = Some(path.display().to_string());
+    }
     let problems = migrations.iter().any(|m| matches!(m.outcome, "residue" | "failed"));
     Ok(RehearsalReport {
         database: options.url.to_string(),
         copied,
         migrations,
+        timed,
+        timings_file,
         verdict: if problems { "problems" } else { "clean" },
     })
 }
+
+/// The target whose rows a rehearsal copies, and how it names the timings it makes.
+struct Source<'a> {
+    target: &'a mut dyn Driver,
+    data: RehearsalData,
+    /// The target, password hidden.
+    database: String,
+    /// When the rehearsal started.
+    at: String,
+}
+
+/// What a rehearsal gives: the rows copied, each migration's entry, and the heavy statements timed.
+type Rehearsed = (Option<CopiedRows>, Vec<RehearsalEntry>, Vec<RehearsedStatement>);
 
 /// Replays the applied migrations into the scratch database, then rehearses
 /// each pending one. After residue the scratch schema is not what the real
@@ -161,20 +197,48 @@ async fn rehearse_all(
     options: &Options,
     applied: &[&HistoryRecord],
     pending: &[&Migration],
-    mut source: Option<(&mut dyn Driver, RehearsalData)>,
-) -> Result<(Option<CopiedRows>, Vec<RehearsalEntry>), ExecError> {
+    mut source: Option<Source<'_>>,
+) -> Result<Rehearsed, ExecError> {
     let traits = options.engine_traits();
     let mut driver = scratch.connect().await?;
     replay(driver.as_mut(), applied, options).await?;
     let copied = match source.as_mut() {
-        Some((target, data)) => Some(copy_rows(*target, driver.as_mut(), *data).await?),
+        Some(source) => Some(copy_rows(source.target, driver.as_mut(), source.data).await?),
+        None => None,
+    };
+    // With rows, the heavy statements are timed: which they are is judged
+    // as `plan` judges them, on the scratch database's schema.
+    let mut catalog = match source {
+        Some(_) => Some(driver.load_catalog().await.map_err(ExecError::db("reading the scratch database's schema"))?),
         None => None,
     };
     let mut entries = Vec::new();
+    let mut timed = Vec::new();
     // The schema after a clean rehearsal is the next one's schema before: not read twice.
     let mut known = None;
     for (i, migration) in pending.iter().enumerate() {
-        let (entry, after) = rehearse_one(driver.as_mut(), migration, traits, known.take()).await?;
+        let heavy = match catalog.as_mut() {
+            Some(catalog) => {
+                let script = airlock_lint::parse_migration(migration, traits.dialect);
+                heavy_statements(migration, &script, catalog, traits.dialect)
+            }
+            None => Vec::new(),
+        };
+        let (entry, after, times) = rehearse_one(driver.as_mut(), migration, traits, known.take(), &heavy).await?;
+        if let Some(source) = &source {
+            timed.extend(times.into_iter().map(|(heavy, rows, ms)| RehearsedStatement {
+                version: migration.version.to_string(),
+                checksum: migration.checksum.clone(),
+                line: heavy.line,
+                work: heavy.work,
+                table: heavy.table.to_string(),
+                rows,
+                ms,
+                at: source.at.clone(),
+                database: source.database.clone(),
+                data: source.data.to_string(),
+            }));
+        }
         let outcome = entry.outcome;
         entries.push(entry);
         known = after.filter(|_| outcome == "clean");
@@ -185,8 +249,8 @@ async fn rehearse_all(
                 scratch.reset(options).await?;
                 driver = scratch.connect().await?;
                 replay(driver.as_mut(), applied, options).await?;
-                if let Some((target, data)) = source.as_mut() {
-                    copy_rows(*target, driver.as_mut(), *data).await?;
+                if let Some(source) = source.as_mut() {
+                    copy_rows(source.target, driver.as_mut(), source.data).await?;
                 }
                 for m in &pending[..=i] {
                     let up = prepare(m, traits).map_err(|e| ExecError::Invalid(vec![e]))?;
@@ -201,7 +265,7 @@ async fn rehearse_all(
             _ => {}
         }
     }
-    Ok((copied, entries))
+    Ok((copied, entries, timed))
 }
 
 /// Copies the target's rows into the scratch database's tables (as the
@@ -263,15 +327,21 @@ impl RowSink for Loader<'_> {
     }
 }
 
+/// A heavy statement timed: its rows before the migration, and its milliseconds.
+type Timed<'a> = (&'a Heavy, u64, f64);
+
 /// Up, snapshot; down, compare with before; up again, compare with the first up.
 /// `before`: the schema now, when the previous rehearsal already read it.
-/// Returns the entry and, when all steps ran, the schema after the second up.
-async fn rehearse_one(
+/// `heavy`: statements whose table's rows are counted before the up and
+/// whose time in it is kept. Returns the entry, when all steps ran the
+/// schema after the second up, and the heavy statements timed.
+async fn rehearse_one<'h>(
     driver: &mut dyn Driver,
     migration: &Migration,
     traits: EngineTraits,
     before: Option<SchemaSnapshot>,
-) -> Result<(RehearsalEntry, Option<SchemaSnapshot>), ExecError> {
+    heavy: &'h [Heavy],
+) -> Result<(RehearsalEntry, Option<SchemaSnapshot>, Vec<Timed<'h>>), ExecError> {
     let mut entry = RehearsalEntry {
         version: migration.version.to_string(),
         name: migration.name.clone(),
@@ -287,32 +357,42 @@ async fn rehearse_one(
         Some(known) => known,
         None => snapshot(driver).await?,
     };
+    let rows = count_rows(driver, heavy, traits.dialect).await;
+    let mut times = Vec::new();
     match timed(driver, &up, traits).await {
-        Ok(ms) => entry.up_ms = Some(ms),
-        Err(error) => return Ok((failed(entry, "the up script", error), None)),
+        Ok((ms, each)) => {
+            entry.up_ms = Some(ms);
+            for (h, rows) in heavy.iter().zip(rows) {
+                let at = up.statements.iter().position(|s| s.line + migration.up.line_offset == h.line);
+                if let (Some(rows), Some(time)) = (rows.filter(|r| *r > 0), at.and_then(|i| each.get(i))) {
+                    times.push((h, rows, time.as_secs_f64() * 1000.0));
+                }
+            }
+        }
+        Err(error) => return Ok((failed(entry, "the up script", error), None, Vec::new())),
     }
     let Some(down_script) = &migration.down else {
         entry.outcome = "no-down";
-        return Ok((entry, None));
+        return Ok((entry, None, times));
     };
     let after_up = snapshot(driver).await?;
     let down = prepare_script(down_script, migration.down_directives.no_transaction, traits)
         .map_err(|e| ExecError::Invalid(vec![e]))?;
     match timed(driver, &down, traits).await {
-        Ok(ms) => entry.down_ms = Some(ms),
-        Err(error) => return Ok((failed(entry, "the down script", error), None)),
+        Ok((ms, _)) => entry.down_ms = Some(ms),
+        Err(error) => return Ok((failed(entry, "the down script", error), None, times)),
     }
     let after_down = snapshot(driver).await?;
     entry.differences.extend(crate::drift::entries(&before, &after_down));
     match timed(driver, &up, traits).await {
-        Ok(ms) => entry.reup_ms = Some(ms),
+        Ok((ms, _)) => entry.reup_ms = Some(ms),
         // What the down left behind is usually why: that is the finding.
         Err(error) if !entry.differences.is_empty() => {
             let mut entry = failed(entry, REUP, error);
             entry.outcome = "residue";
-            return Ok((entry, None));
+            return Ok((entry, None, times));
         }
-        Err(error) => return Ok((failed(entry, REUP, error), None)),
+        Err(error) => return Ok((failed(entry, REUP, error), None, times)),
     }
     let again = snapshot(driver).await?;
     let differences = diff(&after_up, &again);
@@ -324,7 +404,7 @@ async fn rehearse_one(
     if !entry.differences.is_empty() {
         entry.outcome = "residue";
     }
-    Ok((entry, Some(again)))
+    Ok((entry, Some(again), times))
 }
 
 /// The third step, as failures name it.
@@ -341,15 +421,38 @@ async fn snapshot(driver: &mut dyn Driver) -> Result<SchemaSnapshot, ExecError> 
     driver.schema_snapshot().await.map_err(ExecError::db("reading the scratch database's schema"))
 }
 
-/// Runs a script, its time in milliseconds; a failure as "statement N of M: error".
+/// Runs a script: its time in milliseconds and each statement's; a failure
+/// as "statement N of M: error".
 async fn timed(
     driver: &mut dyn Driver,
     prepared: &crate::prepare::Prepared,
     traits: EngineTraits,
-) -> Result<u64, String> {
+) -> Result<(u64, Vec<std::time::Duration>), String> {
     let started = Instant::now();
-    run_prepared(driver, prepared, traits)
+    let each = run_prepared(driver, prepared, traits)
         .await
         .map_err(|(n, e)| format!("statement {n} of {}: {}", prepared.statements.len(), e.message))?;
-    Ok(started.elapsed().as_millis() as u64)
+    Ok((started.elapsed().as_millis() as u64, each))
+}
+
+/// The rows of each heavy statement's table, counted before its migration
+/// runs (outside its transaction, so a count that fails spoils nothing):
+/// None where the count failed.
+async fn count_rows(driver: &mut dyn Driver, heavy: &[Heavy], dialect: airlock_sql::Dialect) -> Vec<Option<u64>> {
+    let mut counted: Vec<(String, Option<u64>)> = Vec::new();
+    let mut rows = Vec::with_capacity(heavy.len());
+    for h in heavy {
+        let sql = airlock_plan::checks::count_rows(&h.table, dialect);
+        let n = match counted.iter().find(|(q, _)| *q == sql) {
+            Some((_, n)) => *n,
+            None => {
+                let answer = driver.query_text(&sql).await.ok();
+                let n = answer.and_then(|r| r.first()?.first()?.as_deref()?.parse::<u64>().ok());
+                counted.push((sql, n));
+                n
+            }
+        };
+        rows.push(n);
+    }
+    rows
 }

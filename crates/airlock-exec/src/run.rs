@@ -225,7 +225,7 @@ async fn judge_pending(
     lint_pending(options, &pending, catalog.clone(), reporter)?;
     let mut judge = Judge {
         expected: pending.iter().map(|m| m.version.to_string()).collect(),
-        assessor: Assessor::new(options, catalog, rates, false),
+        assessor: Assessor::new(options, catalog, rates, false)?,
     };
     let touched = judge.look(&pending, options).await?;
     if let (false, Some(driver)) = (look.history_empty, look.driver.as_mut()) {

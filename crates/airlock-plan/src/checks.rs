@@ -117,6 +117,11 @@ fn table(name: &TableName, dialect: Dialect) -> String {
     }
 }
 
+/// The query that counts a table's rows: one row, one column.
+pub fn count_rows(t: &TableName, dialect: Dialect) -> String {
+    format!("SELECT count(*) FROM {}", table(t, dialect))
+}
+
 fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

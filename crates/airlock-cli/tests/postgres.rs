@@ -167,3 +167,32 @@ fn a_failed_statement_before_rollback_to_savepoint_fails_the_migration() {
     assert_eq!(db.state_of("2").as_deref(), Some("failed"));
     assert_eq!(db.state_of("1").as_deref(), Some("succeeded"));
 }
+
+/// A scratch connection keeps the snapshot's queries prepared; what it reads
+/// is what a plain connection reads, and a connection that lost its prepared
+/// statements (as behind a proxy that does not keep them) plans them again.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn a_prepared_schema_snapshot_reads_what_a_planned_one_reads_and_survives_losing_its_statements() {
+    let db = Db::new(Engine::Postgres);
+    db.exec(
+        "CREATE TABLE t (id int PRIMARY KEY, a text DEFAULT 'x'); COMMENT ON TABLE t IS 'kept'; \
+         COMMENT ON COLUMN t.a IS 'a column'; CREATE INDEX t_a ON t (a); CREATE VIEW v AS SELECT id FROM t; \
+         CREATE TYPE mood AS ENUM ('ok', 'sad'); CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    );
+    let url = airlock_driver::DatabaseUrl::parse(&db.url).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut plain = airlock_engines::connect(&url, true).await.unwrap();
+        let mut repeating = airlock_engines::connect(&url, true).await.unwrap();
+        repeating.snapshots_repeat();
+        let planned = plain.schema_snapshot().await.unwrap();
+        assert_eq!(repeating.schema_snapshot().await.unwrap(), planned);
+        repeating.execute("ALTER TABLE t ADD COLUMN b int").await.unwrap();
+        let after = repeating.schema_snapshot().await.unwrap();
+        assert_eq!(after, plain.schema_snapshot().await.unwrap(), "the prepared queries see the new column");
+        assert_ne!(after, planned);
+        repeating.execute("DEALLOCATE ALL").await.unwrap();
+        assert_eq!(repeating.schema_snapshot().await.unwrap(), after, "planned again once its statements are gone");
+    });
+}

@@ -15,7 +15,11 @@
 //!   outside a transaction.
 //! - Every query is one round trip (`query_typed`: no separate prepare), and
 //!   independent ones are pipelined on the connection: what every deploy pays
-//!   for "nothing to do" is a handful of round trips.
+//!   for "nothing to do" is a handful of round trips. The one exception is a
+//!   scratch database's connection, which reads the schema after every step
+//!   of a rehearsal: there the snapshot's sixteen queries are prepared once
+//!   (`snapshots_repeat`), since planning them was two thirds of each
+//!   snapshot; a proxy that loses them sends the connection back to planning.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +87,25 @@ pub struct PostgresDriver {
     in_transaction: bool,
     /// The TLS the connection was made with, for cancel requests (None: plain).
     cancel_tls: Option<MakeRustlsConnect>,
+    /// The schema snapshot's queries: prepared once on this connection when
+    /// it reads the schema again and again (`snapshots_repeat`).
+    snapshot_statements: Prepared,
+}
+
+/// Whether the snapshot's queries are prepared on a connection.
+enum Prepared {
+    /// Planned with each snapshot (one round trip, through any proxy).
+    No,
+    /// To be prepared at the next snapshot.
+    Wanted,
+    /// Prepared, in the order of the snapshot's queries.
+    Ready(Vec<tokio_postgres::Statement>),
+}
+
+impl PartialEq for Prepared {
+    fn eq(&self, other: &Prepared) -> bool {
+        std::mem::discriminant(self) == std::mem::discriminant(other)
+    }
 }
 
 /// A PostgreSQL cancel request: a new connection to the server (over the same
@@ -147,6 +170,14 @@ mod snapshot_sql {
              AND n.nspname NOT LIKE 'pg\\_temp\\_%' "
         };
     }
+    /// Made after initdb: every object a user (or an extension) makes has an
+    /// id of at least `FirstNormalObjectId`, the built-in ones below it, so
+    /// the catalogs' oid indexes skip the thousands of built-in rows.
+    macro_rules! made {
+        ($oid:literal) => {
+            concat!($oid, " >= 16384 AND ")
+        };
+    }
     /// Not owned by an extension: `$catalog` is the object's system catalog, `$oid` its id.
     macro_rules! not_extension {
         ($catalog:literal, $oid:literal) => {
@@ -160,7 +191,7 @@ mod snapshot_sql {
         };
     }
     pub const SCHEMAS: &str = concat!(
-        "SELECT NULL::text, NULL::text, n.nspname::text, obj_description(n.oid, 'pg_namespace') AS comment \
+        "SELECT NULL::text, NULL::text, n.nspname::text, (SELECT d.description FROM pg_description d WHERE d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass AND d.objsubid = 0) AS comment \
          FROM pg_namespace n WHERE ",
         user_schema!(),
         "AND ",
@@ -171,8 +202,9 @@ mod snapshot_sql {
     pub const ENUMS: &str = concat!(
         "SELECT n.nspname::text, NULL::text, t.typname::text, \
          (SELECT string_agg(quote_literal(v.enumlabel), ', ' ORDER BY v.enumsortorder) FROM pg_enum v WHERE v.enumtypid = t.oid) AS labels, \
-         obj_description(t.oid, 'pg_type') AS comment \
+         (SELECT d.description FROM pg_description d WHERE d.objoid = t.oid AND d.classoid = 'pg_type'::regclass AND d.objsubid = 0) AS comment \
          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.typtype = 'e' AND ",
+        made!("t.oid"),
         user_schema!(),
         "AND ",
         not_extension!("pg_type", "t.oid")
@@ -184,6 +216,7 @@ mod snapshot_sql {
          CASE WHEN t.typcollation <> 0 AND t.typcollation <> b.typcollation THEN (SELECT collname::text FROM pg_collation WHERE oid = t.typcollation) END AS collation \
          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_type b ON b.oid = t.typbasetype \
          WHERE t.typtype = 'd' AND ",
+        made!("t.oid"),
         user_schema!(),
         "AND ",
         not_extension!("pg_type", "t.oid")
@@ -194,6 +227,7 @@ mod snapshot_sql {
           FROM pg_attribute a WHERE a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped) AS attributes \
          FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_class c ON c.oid = t.typrelid \
          WHERE t.typtype = 'c' AND c.relkind = 'c' AND ",
+        made!("t.oid"),
         user_schema!(),
         "AND ",
         not_extension!("pg_type", "t.oid")
@@ -209,6 +243,7 @@ mod snapshot_sql {
          FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass AND i.objid = c.oid AND i.deptype = 'i') \
          AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) AND ",
+        made!("c.oid"),
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -217,9 +252,10 @@ mod snapshot_sql {
     pub const FUNCTIONS: &str = concat!(
         "SELECT n.nspname::text, NULL::text, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')', \
          CASE p.prokind WHEN 'p' THEN 'procedure' ELSE 'function' END AS kind, pg_get_functiondef(p.oid) AS definition, \
-         obj_description(p.oid, 'pg_proc') AS comment \
+         (SELECT d.description FROM pg_description d WHERE d.objoid = p.oid AND d.classoid = 'pg_proc'::regclass AND d.objsubid = 0) AS comment \
          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
          WHERE p.prokind IN ('f', 'p') AND p.proname NOT LIKE 'airlock\\_commit\\_v%' AND ",
+        made!("p.oid"),
         user_schema!(),
         "AND ",
         not_extension!("pg_proc", "p.oid")
@@ -244,7 +280,7 @@ mod snapshot_sql {
          array_to_string(c.reloptions, ', ') AS options, CASE WHEN c.relrowsecurity THEN 'true' END AS row_security, \
          CASE WHEN c.relforcerowsecurity THEN 'true' END AS force_row_security, \
          CASE c.relreplident WHEN 'f' THEN 'full' WHEN 'n' THEN 'nothing' WHEN 'i' THEN 'index' END AS replica_identity, \
-         obj_description(c.oid, 'pg_class') AS comment \
+         (SELECT d.description FROM pg_description d WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0) AS comment \
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ",
         user_table!()
     );
@@ -255,7 +291,7 @@ mod snapshot_sql {
          CASE a.attidentity WHEN 'a' THEN 'always' WHEN 'd' THEN 'by default' END AS identity, \
          CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END AS generated, \
          CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation THEN co.collname::text END AS collation, \
-         col_description(c.oid, a.attnum) AS comment \
+         (SELECT d.description FROM pg_description d WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum) AS comment \
          FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_type t ON t.oid = a.atttypid LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
          LEFT JOIN pg_collation co ON co.oid = a.attcollation \
@@ -289,7 +325,7 @@ mod snapshot_sql {
          CASE WHEN i.indisunique THEN 'true' ELSE 'false' END AS unique, \
          substring(pg_get_indexdef(i.indexrelid) from ' USING (.*)$') AS definition, \
          CASE WHEN NOT i.indisvalid THEN 'false' END AS valid, CASE WHEN i.indisclustered THEN 'true' END AS clustered, \
-         obj_description(ic.oid, 'pg_class') AS comment \
+         (SELECT d.description FROM pg_description d WHERE d.objoid = ic.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0) AS comment \
          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'm') AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) AND ",
@@ -302,6 +338,7 @@ mod snapshot_sql {
          CASE tg.tgenabled WHEN 'D' THEN 'disabled' WHEN 'R' THEN 'replica' WHEN 'A' THEN 'always' END AS enabled \
          FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT tg.tgisinternal AND ",
+        made!("tg.tgrelid"),
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -314,6 +351,7 @@ mod snapshot_sql {
          (SELECT string_agg(CASE WHEN r = 0 THEN 'public' ELSE pg_get_userbyid(r)::text END, ', ' ORDER BY 1) FROM unnest(p.polroles) r) AS roles, \
          pg_get_expr(p.polqual, p.polrelid) AS \"using\", pg_get_expr(p.polwithcheck, p.polrelid) AS with_check \
          FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ",
+        made!("p.polrelid"),
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -362,7 +400,7 @@ mod snapshot_sql {
         ($relkind:literal) => {
             concat!(
                 "SELECT n.nspname::text, NULL::text, c.relname::text, pg_get_viewdef(c.oid, true) AS definition, \
-                 obj_description(c.oid, 'pg_class') AS comment \
+                 (SELECT d.description FROM pg_description d WHERE d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0) AS comment \
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = '",
                 $relkind,
                 "' AND ",
@@ -806,6 +844,7 @@ impl PostgresDriver {
             session_timeouts_stale: false,
             in_transaction: false,
             cancel_tls,
+            snapshot_statements: Prepared::No,
         })
     }
 
@@ -1100,14 +1139,41 @@ impl Driver for PostgresDriver {
         ];
         // All sent at once: one round trip's wait, not sixteen.
         let c = &self.client;
-        let results = futures_util::future::try_join_all(QUERIES.iter().map(|(_, sql)| c.query_typed(sql, &[])))
-            .await
-            .map_err(error)?;
+        if self.snapshot_statements == Prepared::Wanted {
+            let prepared = futures_util::future::try_join_all(QUERIES.iter().map(|(_, sql)| c.prepare(sql))).await;
+            // Refused (a proxy that does not keep prepared statements): planned each time after all.
+            self.snapshot_statements = prepared.map_or(Prepared::No, Prepared::Ready);
+        }
+        let results = match &self.snapshot_statements {
+            Prepared::Ready(statements) => {
+                let run = futures_util::future::try_join_all(statements.iter().map(|s| c.query(s, &[]))).await;
+                match run {
+                    Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
+                        self.snapshot_statements = Prepared::No;
+                        None
+                    }
+                    run => Some(run.map_err(error)?),
+                }
+            }
+            _ => None,
+        };
+        let results = match results {
+            Some(results) => results,
+            None => futures_util::future::try_join_all(QUERIES.iter().map(|(_, sql)| c.query_typed(sql, &[])))
+                .await
+                .map_err(error)?,
+        };
         let mut snapshot = SchemaSnapshot::default();
         for ((kind, _), rows) in QUERIES.iter().zip(&results) {
             snapshot_rows(&mut snapshot, *kind, rows);
         }
         Ok(snapshot)
+    }
+
+    fn snapshots_repeat(&mut self) {
+        if self.snapshot_statements == Prepared::No {
+            self.snapshot_statements = Prepared::Wanted;
+        }
     }
 
     async fn create_database(&mut self, name: &str) -> Result<()> {

@@ -372,6 +372,14 @@ pub trait Driver: Send {
     /// belong to an extension and airlock's own tables left out). Reads only.
     async fn schema_snapshot(&mut self) -> Result<airlock_core::snapshot::SchemaSnapshot>;
 
+    /// Says this connection will read the schema again and again, on a
+    /// database airlock alone uses for the run (a scratch database, made or
+    /// lent): an engine may then prepare the snapshot's queries once, so
+    /// that each snapshot after the first is not planned again. Not for a
+    /// target, which may be reached through a transaction-pooling proxy.
+    /// The default does nothing.
+    fn snapshots_repeat(&mut self) {}
+
     /// Creates an empty database `name` beside this one (same server, same
     /// credentials), for rehearsal and drift's replay; fails if it exists or
     /// the user may not create databases. SQLite: nothing to do (the file is

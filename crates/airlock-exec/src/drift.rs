@@ -304,9 +304,12 @@ impl Scratch {
         Ok(Scratch { url: url.clone(), origin: Origin::Lent { held } })
     }
 
-    /// A connection to it.
+    /// A connection to it, which may keep the schema snapshot's queries
+    /// prepared: the database is airlock's alone for the run.
     pub(crate) async fn connect(&self) -> Result<Box<dyn Driver>, ExecError> {
-        crate::connect(&self.url, true).await.map_err(ExecError::Connect)
+        let mut driver = crate::connect(&self.url, true).await.map_err(ExecError::Connect)?;
+        driver.snapshots_repeat();
+        Ok(driver)
     }
 
     /// Empty again, as it was opened: a made one dropped and made anew, a

@@ -169,11 +169,13 @@ fn a_failed_statement_before_rollback_to_savepoint_fails_the_migration() {
 }
 
 /// A scratch connection keeps the snapshot's queries prepared; what it reads
-/// is what a plain connection reads, and a connection that lost its prepared
-/// statements (as behind a proxy that does not keep them) plans them again.
+/// is what a plain connection reads, a part of the schema read after a change
+/// and laid over the schema before is the schema after, and a connection
+/// that lost its prepared statements (as behind a proxy that does not keep
+/// them) plans them again.
 #[test]
 #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
-fn a_prepared_schema_snapshot_reads_what_a_planned_one_reads_and_survives_losing_its_statements() {
+fn a_prepared_schema_snapshot_reads_what_a_planned_one_reads_part_by_part_too_and_survives_losing_its_statements() {
     let db = Db::new(Engine::Postgres);
     db.exec(
         "CREATE TABLE t (id int PRIMARY KEY, a text DEFAULT 'x'); COMMENT ON TABLE t IS 'kept'; \
@@ -192,6 +194,11 @@ fn a_prepared_schema_snapshot_reads_what_a_planned_one_reads_and_survives_losing
         let after = repeating.schema_snapshot().await.unwrap();
         assert_eq!(after, plain.schema_snapshot().await.unwrap(), "the prepared queries see the new column");
         assert_ne!(after, planned);
+        // Only what the change can reach, read again: the rest carried over.
+        let scope = airlock_core::snapshot::Scope { relations: ["t".to_owned()].into() };
+        let part = repeating.schema_snapshot_of(&scope).await.unwrap().expect("PostgreSQL reads a part");
+        assert!(part.objects.keys().all(|p| p.name != "v"), "the view is not read again: {part:?}");
+        assert_eq!(planned.refreshed(&scope, part), after);
         repeating.execute("DEALLOCATE ALL").await.unwrap();
         assert_eq!(repeating.schema_snapshot().await.unwrap(), after, "planned again once its statements are gone");
     });

@@ -189,6 +189,53 @@ impl SchemaSnapshot {
     }
 }
 
+/// The part of a schema one step can change, when what it does is known
+/// well enough: the relations (tables, views, materialized views) its
+/// statements name, by name in any schema. A snapshot of a scope holds every
+/// object of those relations (the relation, its columns, column order,
+/// constraints, indexes, triggers, policies) and every object that belongs
+/// to no relation (schemas, extensions, types, sequences, routines), which
+/// are always read again. Everything else is as it was.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// The relations' names.
+    pub relations: std::collections::BTreeSet<String>,
+}
+
+impl Scope {
+    /// Whether a snapshot of this scope holds the object at `path`.
+    pub fn holds(&self, path: &ObjectPath) -> bool {
+        match path.kind {
+            ObjectKind::Table | ObjectKind::View | ObjectKind::MaterializedView => self.relations.contains(&path.name),
+            ObjectKind::Column
+            | ObjectKind::ColumnOrder
+            | ObjectKind::Constraint
+            | ObjectKind::Index
+            | ObjectKind::Trigger
+            | ObjectKind::Policy => path.table.as_ref().is_some_and(|t| self.relations.contains(t)),
+            ObjectKind::Schema
+            | ObjectKind::Extension
+            | ObjectKind::Enum
+            | ObjectKind::Domain
+            | ObjectKind::CompositeType
+            | ObjectKind::Sequence
+            | ObjectKind::Function => true,
+        }
+    }
+}
+
+impl SchemaSnapshot {
+    /// This schema after a step whose changes `scope` holds: its objects
+    /// outside the scope as they are, those inside as `part` (a snapshot of
+    /// the scope, read after the step) has them.
+    pub fn refreshed(&self, scope: &Scope, part: SchemaSnapshot) -> SchemaSnapshot {
+        let mut objects: BTreeMap<ObjectPath, Attributes> =
+            self.objects.iter().filter(|(path, _)| !scope.holds(path)).map(|(p, a)| (p.clone(), a.clone())).collect();
+        objects.extend(part.objects.into_iter().filter(|(path, _)| scope.holds(path)));
+        SchemaSnapshot { objects }
+    }
+}
+
 /// Objects to leave out of a comparison: globs over an object as it is
 /// written in output (`index public.orders.orders_by_hand`,
 /// `table partman.*`, `* audit.*`). What belongs to a table (its columns,
@@ -368,6 +415,31 @@ mod tests {
 
     fn column(table: &str, name: &str) -> ObjectPath {
         ObjectPath::of_table(ObjectKind::Column, Some("public"), table, name)
+    }
+
+    #[test]
+    fn a_refreshed_schema_takes_the_scope_from_the_part_and_keeps_the_rest() {
+        let table = |name: &str| ObjectPath::new(ObjectKind::Table, Some("public"), name);
+        let index = |t: &str, name: &str| ObjectPath::of_table(ObjectKind::Index, Some("public"), t, name);
+        let function = ObjectPath::new(ObjectKind::Function, Some("public"), "f()");
+        let mut before = SchemaSnapshot::default();
+        for path in [table("t"), column("t", "a"), index("t", "t_a"), table("u"), column("u", "b"), function] {
+            before.insert(path, Attributes::new());
+        }
+        // After the step: t lost its index and gained a column; the function is gone.
+        let mut part = SchemaSnapshot::default();
+        for path in [table("t"), column("t", "a"), column("t", "c")] {
+            part.insert(path, Attributes::new());
+        }
+        // A part may hold more than the scope: only the scope is taken from it.
+        part.insert(column("u", "stale"), Attributes::new());
+        let scope = Scope { relations: ["t".to_owned()].into() };
+        let after = before.refreshed(&scope, part);
+        let paths: Vec<String> = after.objects.keys().map(ToString::to_string).collect();
+        assert_eq!(
+            paths,
+            ["table public.t", "table public.u", "column public.t.a", "column public.t.c", "column public.u.b"]
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use airlock_core::schema::{
     Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName, Volatility,
 };
-use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot};
+use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot, Scope};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     BaseRates, CHUNK_BYTES, Capabilities, Committed, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
@@ -178,6 +178,12 @@ mod snapshot_sql {
             concat!($oid, " >= 16384 AND ")
         };
     }
+    /// The relation `c` is one of `$1` (NULL: any): a snapshot of a scope.
+    macro_rules! in_scope {
+        () => {
+            "($1::text[] IS NULL OR c.relname = ANY ($1::text[])) AND "
+        };
+    }
     /// Not owned by an extension: `$catalog` is the object's system catalog, `$oid` its id.
     macro_rules! not_extension {
         ($catalog:literal, $oid:literal) => {
@@ -265,6 +271,7 @@ mod snapshot_sql {
         () => {
             concat!(
                 "c.relkind IN ('r', 'p') AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) AND ",
+                in_scope!(),
                 user_schema!(),
                 "AND ",
                 not_extension!("pg_class", "c.oid")
@@ -329,6 +336,7 @@ mod snapshot_sql {
          FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid JOIN pg_class c ON c.oid = i.indrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE c.relkind IN ('r', 'p', 'm') AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) AND ",
+        in_scope!(),
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -339,6 +347,7 @@ mod snapshot_sql {
          FROM pg_trigger tg JOIN pg_class c ON c.oid = tg.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT tg.tgisinternal AND ",
         made!("tg.tgrelid"),
+        in_scope!(),
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -352,6 +361,7 @@ mod snapshot_sql {
          pg_get_expr(p.polqual, p.polrelid) AS \"using\", pg_get_expr(p.polwithcheck, p.polrelid) AS with_check \
          FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ",
         made!("p.polrelid"),
+        in_scope!(),
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -404,6 +414,7 @@ mod snapshot_sql {
                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = '",
                 $relkind,
                 "' AND ",
+                in_scope!(),
                 user_schema!(),
                 "AND ",
                 not_extension!("pg_class", "c.oid")
@@ -413,6 +424,30 @@ mod snapshot_sql {
     pub const VIEWS: &str = views!("v");
     pub const MATERIALIZED_VIEWS: &str = views!("m");
 }
+
+/// The schema snapshot's queries: the kind each reads, and whether it takes
+/// the relations of a scope as `$1` (the kinds that belong to a relation).
+const SNAPSHOT_QUERIES: [(ObjectKind, &str, bool); 16] = {
+    use snapshot_sql::*;
+    [
+        (ObjectKind::Schema, SCHEMAS, false),
+        (ObjectKind::Extension, EXTENSIONS, false),
+        (ObjectKind::Enum, ENUMS, false),
+        (ObjectKind::Domain, DOMAINS, false),
+        (ObjectKind::CompositeType, COMPOSITE_TYPES, false),
+        (ObjectKind::Sequence, SEQUENCES, false),
+        (ObjectKind::Function, FUNCTIONS, false),
+        (ObjectKind::Table, TABLES, true),
+        (ObjectKind::Column, COLUMNS, true),
+        (ObjectKind::ColumnOrder, COLUMN_ORDER, true),
+        (ObjectKind::Constraint, CONSTRAINTS, true),
+        (ObjectKind::Index, INDEXES, true),
+        (ObjectKind::Trigger, TRIGGERS, true),
+        (ObjectKind::Policy, POLICIES, true),
+        (ObjectKind::View, VIEWS, true),
+        (ObjectKind::MaterializedView, MATERIALIZED_VIEWS, true),
+    ]
+};
 
 /// Adds one object per row of a snapshot query: (schema, table, name, attributes...).
 fn snapshot_rows(snapshot: &mut SchemaSnapshot, kind: ObjectKind, rows: &[Row]) {
@@ -848,6 +883,48 @@ impl PostgresDriver {
         })
     }
 
+    /// The schema snapshot; with `relations`, only the objects of those
+    /// relations and those of no relation (a snapshot of a scope).
+    async fn read_snapshot(&mut self, relations: Option<Vec<String>>) -> Result<SchemaSnapshot> {
+        // All sent at once: one round trip's wait, not sixteen.
+        let c = &self.client;
+        if self.snapshot_statements == Prepared::Wanted {
+            let prepared =
+                futures_util::future::try_join_all(SNAPSHOT_QUERIES.iter().map(|(_, sql, _)| c.prepare(sql))).await;
+            // Refused (a proxy that does not keep prepared statements): planned each time after all.
+            self.snapshot_statements = prepared.map_or(Prepared::No, Prepared::Ready);
+        }
+        let scoped: [&(dyn ToSql + Sync); 1] = [&relations];
+        let params = |takes_scope: bool| if takes_scope { &scoped[..] } else { &[] };
+        let results = match &self.snapshot_statements {
+            Prepared::Ready(statements) => {
+                let queries = statements.iter().zip(&SNAPSHOT_QUERIES).map(|(s, (_, _, by))| c.query(s, params(*by)));
+                match futures_util::future::try_join_all(queries).await {
+                    Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
+                        self.snapshot_statements = Prepared::No;
+                        None
+                    }
+                    run => Some(run.map_err(error)?),
+                }
+            }
+            _ => None,
+        };
+        let results = match results {
+            Some(results) => results,
+            None => {
+                let typed: [(&(dyn ToSql + Sync), Type); 1] = [(&relations, Type::TEXT_ARRAY)];
+                let queries =
+                    SNAPSHOT_QUERIES.iter().map(|(_, sql, by)| c.query_typed(sql, if *by { &typed[..] } else { &[] }));
+                futures_util::future::try_join_all(queries).await.map_err(error)?
+            }
+        };
+        let mut snapshot = SchemaSnapshot::default();
+        for ((kind, _, _), rows) in SNAPSHOT_QUERIES.iter().zip(&results) {
+            snapshot_rows(&mut snapshot, *kind, rows);
+        }
+        Ok(snapshot)
+    }
+
     /// Whether all of airlock's tables exist; remembered once true.
     async fn tables_ready(&mut self) -> Result<bool> {
         if !self.tables_ready {
@@ -1118,56 +1195,11 @@ impl Driver for PostgresDriver {
     }
 
     async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
-        use snapshot_sql::*;
-        const QUERIES: [(ObjectKind, &str); 16] = [
-            (ObjectKind::Schema, SCHEMAS),
-            (ObjectKind::Extension, EXTENSIONS),
-            (ObjectKind::Enum, ENUMS),
-            (ObjectKind::Domain, DOMAINS),
-            (ObjectKind::CompositeType, COMPOSITE_TYPES),
-            (ObjectKind::Sequence, SEQUENCES),
-            (ObjectKind::Function, FUNCTIONS),
-            (ObjectKind::Table, TABLES),
-            (ObjectKind::Column, COLUMNS),
-            (ObjectKind::ColumnOrder, COLUMN_ORDER),
-            (ObjectKind::Constraint, CONSTRAINTS),
-            (ObjectKind::Index, INDEXES),
-            (ObjectKind::Trigger, TRIGGERS),
-            (ObjectKind::Policy, POLICIES),
-            (ObjectKind::View, VIEWS),
-            (ObjectKind::MaterializedView, MATERIALIZED_VIEWS),
-        ];
-        // All sent at once: one round trip's wait, not sixteen.
-        let c = &self.client;
-        if self.snapshot_statements == Prepared::Wanted {
-            let prepared = futures_util::future::try_join_all(QUERIES.iter().map(|(_, sql)| c.prepare(sql))).await;
-            // Refused (a proxy that does not keep prepared statements): planned each time after all.
-            self.snapshot_statements = prepared.map_or(Prepared::No, Prepared::Ready);
-        }
-        let results = match &self.snapshot_statements {
-            Prepared::Ready(statements) => {
-                let run = futures_util::future::try_join_all(statements.iter().map(|s| c.query(s, &[]))).await;
-                match run {
-                    Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
-                        self.snapshot_statements = Prepared::No;
-                        None
-                    }
-                    run => Some(run.map_err(error)?),
-                }
-            }
-            _ => None,
-        };
-        let results = match results {
-            Some(results) => results,
-            None => futures_util::future::try_join_all(QUERIES.iter().map(|(_, sql)| c.query_typed(sql, &[])))
-                .await
-                .map_err(error)?,
-        };
-        let mut snapshot = SchemaSnapshot::default();
-        for ((kind, _), rows) in QUERIES.iter().zip(&results) {
-            snapshot_rows(&mut snapshot, *kind, rows);
-        }
-        Ok(snapshot)
+        self.read_snapshot(None).await
+    }
+
+    async fn schema_snapshot_of(&mut self, scope: &Scope) -> Result<Option<SchemaSnapshot>> {
+        self.read_snapshot(Some(scope.relations.iter().cloned().collect())).await.map(Some)
     }
 
     fn snapshots_repeat(&mut self) {

@@ -372,6 +372,19 @@ pub trait Driver: Send {
     /// belong to an extension and airlock's own tables left out). Reads only.
     async fn schema_snapshot(&mut self) -> Result<airlock_core::snapshot::SchemaSnapshot>;
 
+    /// What [`Driver::schema_snapshot`] would read of `scope` (see
+    /// `airlock_core::snapshot::Scope`): every object of its relations and
+    /// every object that belongs to no relation; objects of other relations
+    /// may be left out. None when the engine reads only whole schemas (the
+    /// default): the caller reads the whole schema instead.
+    async fn schema_snapshot_of(
+        &mut self,
+        scope: &airlock_core::snapshot::Scope,
+    ) -> Result<Option<airlock_core::snapshot::SchemaSnapshot>> {
+        let _ = scope;
+        Ok(None)
+    }
+
     /// Says this connection will read the schema again and again, on a
     /// database airlock alone uses for the run (a scratch database, made or
     /// lent): an engine may then prepare the snapshot's queries once, so

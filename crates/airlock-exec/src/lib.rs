@@ -27,6 +27,7 @@ mod repair;
 mod report;
 mod resolve;
 mod run;
+mod scope;
 mod status;
 mod watch;
 

@@ -375,14 +375,14 @@ async fn rehearse_one<'h>(
         entry.outcome = "no-down";
         return Ok((entry, None, times));
     };
-    let after_up = snapshot(driver).await?;
+    let after_up = snapshot_after(driver, &before, &up, traits.dialect).await?;
     let down = prepare_script(down_script, migration.down_directives.no_transaction, traits)
         .map_err(|e| ExecError::Invalid(vec![e]))?;
     match timed(driver, &down, traits).await {
         Ok((ms, _)) => entry.down_ms = Some(ms),
         Err(error) => return Ok((failed(entry, "the down script", error), None, times)),
     }
-    let after_down = snapshot(driver).await?;
+    let after_down = snapshot_after(driver, &after_up, &down, traits.dialect).await?;
     entry.differences.extend(crate::drift::entries(&before, &after_down));
     match timed(driver, &up, traits).await {
         Ok((ms, _)) => entry.reup_ms = Some(ms),
@@ -394,7 +394,7 @@ async fn rehearse_one<'h>(
         }
         Err(error) => return Ok((failed(entry, REUP, error), None, times)),
     }
-    let again = snapshot(driver).await?;
+    let again = snapshot_after(driver, &after_down, &up, traits.dialect).await?;
     let differences = diff(&after_up, &again);
     entry.differences.extend(differences.iter().map(|d| {
         let mut e = crate::drift::entry(d);
@@ -419,6 +419,38 @@ fn failed(mut entry: RehearsalEntry, script: &str, error: String) -> RehearsalEn
 
 async fn snapshot(driver: &mut dyn Driver) -> Result<SchemaSnapshot, ExecError> {
     driver.schema_snapshot().await.map_err(ExecError::db("reading the scratch database's schema"))
+}
+
+/// The schema after `script` ran on a schema that was `before`: only what
+/// its statements can have changed read again, where the engine can read a
+/// part and the statements allow it (`scope::scope_of`), else all of it.
+/// Debug builds (the tests) read all of it too and fail if the two differ.
+async fn snapshot_after(
+    driver: &mut dyn Driver,
+    before: &SchemaSnapshot,
+    script: &crate::prepare::Prepared,
+    dialect: airlock_sql::Dialect,
+) -> Result<SchemaSnapshot, ExecError> {
+    let statements: Vec<&str> = script.statements.iter().map(|s| s.sql.as_str()).collect();
+    let Some(scope) = crate::scope::scope_of(&statements, dialect, before) else {
+        return snapshot(driver).await;
+    };
+    let part =
+        driver.schema_snapshot_of(&scope).await.map_err(ExecError::db("reading the scratch database's schema"))?;
+    let Some(part) = part else {
+        return snapshot(driver).await;
+    };
+    let after = before.refreshed(&scope, part);
+    if cfg!(debug_assertions) {
+        let whole = snapshot(driver).await?;
+        let missed = diff(&whole, &after);
+        assert!(
+            missed.is_empty(),
+            "a rehearsal read only {:?} after {statements:?}, and missed: {missed:?}",
+            scope.relations
+        );
+    }
+    Ok(after)
 }
 
 /// Runs a script: its time in milliseconds and each statement's; a failure

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use airlock_core::snapshot::{ObjectKind, SchemaSnapshot, Scope};
 use airlock_sql::Dialect;
-use airlock_sql::parse::{AlterAction, Op, TableName};
+use airlock_sql::parse::{AlterAction, CommentOn, Op, TableName};
 
 /// The scope of `statements` run on the schema `before`, or None when the
 /// whole schema must be read again after them.
@@ -42,7 +42,20 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                     }
                     relations.insert(table.name);
                 }
-                Op::DropTable { tables, cascade: false } => relations.extend(tables.into_iter().map(|t| t.name)),
+                Op::DropTable { tables, cascade: false } | Op::DropView { views: tables, cascade: false } => {
+                    relations.extend(tables.into_iter().map(|t| t.name));
+                }
+                Op::CreateView { view } => {
+                    relations.insert(view.name);
+                }
+                Op::Comment { on: CommentOn::Relation(table) } => {
+                    relations.insert(table.name);
+                }
+                Op::Comment { on: CommentOn::Index(name) } => {
+                    relations.insert(index_table(before, &name)?);
+                }
+                // Objects of no relation are always read again.
+                Op::Comment { on: CommentOn::Other(kind) } if OF_NO_RELATION.contains(&kind.as_str()) => {}
                 Op::DropIndex { names, .. } => {
                     for name in names {
                         relations.insert(index_table(before, &name)?);
@@ -77,6 +90,9 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
     }
     Some(Scope { relations })
 }
+
+/// Kinds of object (as `COMMENT ON` names them) that belong to no relation.
+const OF_NO_RELATION: [&str; 7] = ["SCHEMA", "TYPE", "DOMAIN", "FUNCTION", "PROCEDURE", "SEQUENCE", "EXTENSION"];
 
 /// The table of the index named `name` (qualified or not), if the schema has it.
 fn index_table(before: &SchemaSnapshot, name: &str) -> Option<String> {
@@ -120,8 +136,15 @@ mod tests {
                 "ALTER TABLE t ADD COLUMN b int DEFAULT 1, ALTER COLUMN a SET NOT NULL",
                 "DROP INDEX t_a",
                 "INSERT INTO t VALUES (1)",
+                "CREATE VIEW v AS SELECT id FROM t",
+                "CREATE MATERIALIZED VIEW m AS SELECT id FROM t",
+                "DROP VIEW IF EXISTS old_v",
+                "COMMENT ON TABLE t IS 'x'",
+                "COMMENT ON COLUMN public.w.a IS 'x'",
+                "COMMENT ON INDEX t_a IS 'x'",
+                "COMMENT ON FUNCTION f() IS 'x'",
             ]),
-            Some(vec!["t".to_owned(), "u".to_owned()])
+            Some(["m", "old_v", "t", "u", "v", "w"].map(String::from).to_vec())
         );
         assert_eq!(scope(&["DROP TABLE IF EXISTS uu"]), Some(vec!["uu".to_owned()]));
         assert_eq!(scope(&[]), Some(vec![]));
@@ -134,8 +157,9 @@ mod tests {
             "ALTER TABLE t RENAME TO t2",
             "ALTER TABLE t DROP COLUMN a CASCADE",
             "DROP TABLE t CASCADE",
-            "CREATE VIEW v AS SELECT 1",
-            "COMMENT ON TABLE t IS 'x'",
+            "DROP VIEW v CASCADE",
+            "COMMENT ON CONSTRAINT c ON t IS 'x'",
+            "COMMENT ON INDEX nowhere IS 'x'",
             "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
             "DROP INDEX nowhere",
             "INSERT INTO audited VALUES (1)",

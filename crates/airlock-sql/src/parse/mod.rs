@@ -160,6 +160,17 @@ pub enum AlterAction {
     Other { what: String },
 }
 
+/// What a `COMMENT ON` describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommentOn {
+    /// A table, view or materialized view, or a column of one.
+    Relation(TableName),
+    /// An index, by name.
+    Index(String),
+    /// Another kind of object (`SCHEMA`, `FUNCTION`, `CONSTRAINT`...).
+    Other(String),
+}
+
 /// A transaction-control statement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TxKind {
@@ -211,6 +222,12 @@ pub enum Op {
     Reindex { concurrently: bool, target: String },
     /// `CREATE TRIGGER`.
     CreateTrigger { name: String, table: TableName },
+    /// `CREATE [OR REPLACE] [MATERIALIZED] VIEW`.
+    CreateView { view: TableName },
+    /// `DROP [MATERIALIZED] VIEW`.
+    DropView { views: Vec<TableName>, cascade: bool },
+    /// `COMMENT ON`.
+    Comment { on: CommentOn },
     /// `ALTER TYPE ... ADD VALUE`.
     AddEnumValue { type_name: String },
     /// `BEGIN`, `COMMIT`...
@@ -236,6 +253,9 @@ impl Op {
             | Op::DropTable { .. }
             | Op::RenameTable { .. }
             | Op::CreateTrigger { .. }
+            | Op::CreateView { .. }
+            | Op::DropView { .. }
+            | Op::Comment { .. }
             | Op::AddEnumValue { .. } => true,
             Op::Other { kind } => {
                 ["CREATE", "ALTER", "DROP", "COMMENT", "GRANT", "REVOKE", "RENAME"].iter().any(|k| kind.starts_with(k))

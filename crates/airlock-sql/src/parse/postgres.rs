@@ -4,7 +4,7 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{self, AlterTableType, ConstrType, DropBehavior, ObjectType, TransactionStmtKind};
 
-use super::{AlterAction, ColumnSpec, Constraint, DO_UNSEEN, Expr, Op, ParseError, TableName, TxKind};
+use super::{AlterAction, ColumnSpec, CommentOn, Constraint, DO_UNSEEN, Expr, Op, ParseError, TableName, TxKind};
 
 pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
     let tree = pg_query::parse(sql).map_err(|e| ParseError {
@@ -432,8 +432,17 @@ fn op(node: &NodeEnum, start: usize) -> Op {
                 tables: s.objects.iter().filter_map(range_name).collect(),
                 cascade: behavior_cascade(s.behavior),
             },
+            ObjectType::ObjectView | ObjectType::ObjectMatview => Op::DropView {
+                views: s.objects.iter().filter_map(range_name).collect(),
+                cascade: behavior_cascade(s.behavior),
+            },
             other => Op::Other { kind: format!("DROP {}", object_kind(other)) },
         },
+        NodeEnum::ViewStmt(s) => Op::CreateView { view: table(s.view.as_ref()) },
+        NodeEnum::CreateTableAsStmt(s) if s.objtype() == ObjectType::ObjectMatview => {
+            Op::CreateView { view: table(s.into.as_ref().and_then(|i| i.rel.as_ref())) }
+        }
+        NodeEnum::CommentStmt(s) => Op::Comment { on: comment_on(s) },
         NodeEnum::RenameStmt(s) => match (s.rename_type(), s.relation_type()) {
             (ObjectType::ObjectTable, _) => {
                 let from = table(s.relation.as_ref());
@@ -491,6 +500,29 @@ fn op(node: &NodeEnum, start: usize) -> Op {
         }),
         other => Op::Other { kind: statement_kind(other) },
     }
+}
+
+/// What a `COMMENT ON` is about: a relation or a column of one, an index, or another object.
+fn comment_on(s: &protobuf::CommentStmt) -> CommentOn {
+    let names = match s.object.as_deref().and_then(|o| o.node.as_ref()) {
+        Some(NodeEnum::List(l)) => strings(&l.items),
+        _ => Vec::new(),
+    };
+    let relation = |parts: &[String]| match parts {
+        [name] => Some(TableName::bare(name)),
+        [.., schema, name] => Some(TableName { schema: Some(schema.clone()), name: name.clone() }),
+        [] => None,
+    };
+    let kind = s.objtype();
+    let found = match kind {
+        ObjectType::ObjectTable | ObjectType::ObjectView | ObjectType::ObjectMatview => {
+            relation(&names).map(CommentOn::Relation)
+        }
+        ObjectType::ObjectColumn => relation(names.split_last().map_or(&[][..], |(_, t)| t)).map(CommentOn::Relation),
+        ObjectType::ObjectIndex => names.last().map(|n| CommentOn::Index(n.clone())),
+        _ => None,
+    };
+    found.unwrap_or_else(|| CommentOn::Other(object_kind(kind)))
 }
 
 fn object_kind(kind: ObjectType) -> String {

@@ -1112,6 +1112,26 @@ impl Driver for PostgresDriver {
         committed_with(recorded, committed)
     }
 
+    async fn run_transaction(&mut self, statements: &[&str]) -> Result<Ran> {
+        // One round trip: BEGIN, the statements, COMMIT. After a failure the
+        // server answers the rest with "transaction is aborted" and the
+        // COMMIT with a rollback; the first error counts.
+        let begin = self.begin_sql();
+        let client = &self.client;
+        let (began, ran, committed) = tokio::join!(
+            client.batch_execute(&begin),
+            join_all(statements.iter().map(|sql| client.batch_execute(sql))),
+            client.batch_execute("COMMIT"),
+        );
+        self.in_transaction = false;
+        began.map_err(error)?;
+        if let Some((index, e)) = ran.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e))) {
+            return Ok(Ran::Failed { index, error: error(e) });
+        }
+        committed.map_err(error)?;
+        Ok(Ran::All)
+    }
+
     async fn read_state(&mut self) -> Result<State> {
         // Pipelined, and executed by the server in this order. The existence
         // check rides along (no round trip of its own; `ensure_tables` needs

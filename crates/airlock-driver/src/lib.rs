@@ -306,6 +306,25 @@ pub trait Driver: Send {
         Ok(true)
     }
 
+    /// Runs `statements` in one transaction and commits it, stopping at the
+    /// first failure, rolled back (`Ran::Failed`; `Ran::All`: committed): a
+    /// script on a database airlock alone uses, a scratch database, with no
+    /// lease and no history. The statements must not manage the transaction
+    /// themselves. An engine may send it all at once (PostgreSQL does),
+    /// trusting that a failed statement aborts the transaction; the default
+    /// runs them one after the other.
+    async fn run_transaction(&mut self, statements: &[&str]) -> Result<Ran> {
+        self.begin().await?;
+        for (index, sql) in statements.iter().enumerate() {
+            if let Err(error) = self.execute(sql).await {
+                let _ = self.rollback().await;
+                return Ok(Ran::Failed { index, error });
+            }
+        }
+        self.commit().await?;
+        Ok(Ran::All)
+    }
+
     /// Runs a migration's `statements` in one transaction and commits it with
     /// its history `record` and `event` if the lease is still `owner`'s: the
     /// whole of a transactional migration. `record.finished_at` and

@@ -387,7 +387,7 @@ pub(crate) async fn replay(
         };
         let prepared = crate::prepare::prepare_script(&script, record.mode == RunMode::Statements, traits)
             .map_err(|e| ExecError::Invalid(vec![e]))?;
-        if let Err((n, e)) = run_prepared(driver, &prepared, traits).await {
+        if let Err((n, e)) = run_prepared(driver, &prepared, traits, false).await {
             return Err(ExecError::db(format!(
                 "replaying migration {} ({}) into the scratch database, statement {n} of {}",
                 record.version,
@@ -402,14 +402,25 @@ pub(crate) async fn replay(
 /// Runs a prepared script on a scratch database as it would run for real:
 /// in one transaction when its mode says so and the engine has transactional
 /// DDL (rolled back on a failure, so no lock is left behind), else statement
-/// by statement. Each statement's time, in order; a failure gives the
-/// 1-based statement and the error.
+/// by statement. With `each_timed`, each statement's time, in order (one
+/// round trip each); without, a transaction may go in one round trip and
+/// no time is given. A failure gives the 1-based statement and the error.
 pub(crate) async fn run_prepared(
     driver: &mut dyn Driver,
     prepared: &crate::prepare::Prepared,
     traits: crate::prepare::EngineTraits,
+    each_timed: bool,
 ) -> Result<Vec<std::time::Duration>, (usize, airlock_driver::DriverError)> {
     let in_transaction = prepared.mode == RunMode::Transaction && traits.transactional_ddl;
+    if in_transaction && !each_timed && !prepared.manages_transaction {
+        let statements: Vec<&str> = prepared.statements.iter().map(|s| s.sql.as_str()).collect();
+        return match driver.run_transaction(&statements).await {
+            Ok(airlock_driver::Ran::Failed { index, error }) => Err((index + 1, error)),
+            // No lease here: never lost.
+            Ok(airlock_driver::Ran::All | airlock_driver::Ran::LeaseLost) => Ok(Vec::new()),
+            Err(e) => Err((prepared.statements.len(), e)),
+        };
+    }
     if in_transaction {
         driver.begin().await.map_err(|e| (0, e))?;
     }

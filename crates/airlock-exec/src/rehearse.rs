@@ -254,7 +254,7 @@ async fn rehearse_all(
                 }
                 for m in &pending[..=i] {
                     let up = prepare(m, traits).map_err(|e| ExecError::Invalid(vec![e]))?;
-                    run_prepared(driver.as_mut(), &up, traits).await.map_err(|(n, e)| {
+                    run_prepared(driver.as_mut(), &up, traits, false).await.map_err(|(n, e)| {
                         ExecError::db(format!(
                             "making the scratch database again after migration {}'s residue: migration {}, statement {n}",
                             migration.version, m.version
@@ -359,7 +359,7 @@ async fn rehearse_one<'h>(
     };
     let rows = count_rows(driver, heavy, traits.dialect).await;
     let mut times = Vec::new();
-    match timed(driver, &up, traits).await {
+    match timed(driver, &up, traits, !heavy.is_empty()).await {
         Ok((ms, each)) => {
             entry.up_ms = Some(ms);
             for (h, rows) in heavy.iter().zip(rows) {
@@ -378,13 +378,13 @@ async fn rehearse_one<'h>(
     let after_up = snapshot_after(driver, &before, &up, traits.dialect).await?;
     let down = prepare_script(down_script, migration.down_directives.no_transaction, traits)
         .map_err(|e| ExecError::Invalid(vec![e]))?;
-    match timed(driver, &down, traits).await {
+    match timed(driver, &down, traits, false).await {
         Ok((ms, _)) => entry.down_ms = Some(ms),
         Err(error) => return Ok((failed(entry, "the down script", error), None, times)),
     }
     let after_down = snapshot_after(driver, &after_up, &down, traits.dialect).await?;
     entry.differences.extend(crate::drift::entries(&before, &after_down));
-    match timed(driver, &up, traits).await {
+    match timed(driver, &up, traits, false).await {
         Ok((ms, _)) => entry.reup_ms = Some(ms),
         // What the down left behind is usually why: that is the finding.
         Err(error) if !entry.differences.is_empty() => {
@@ -453,15 +453,16 @@ async fn snapshot_after(
     Ok(after)
 }
 
-/// Runs a script: its time in milliseconds and each statement's; a failure
-/// as "statement N of M: error".
+/// Runs a script: its time in milliseconds and, with `each_timed`, each
+/// statement's; a failure as "statement N of M: error".
 async fn timed(
     driver: &mut dyn Driver,
     prepared: &crate::prepare::Prepared,
     traits: EngineTraits,
+    each_timed: bool,
 ) -> Result<(u64, Vec<std::time::Duration>), String> {
     let started = Instant::now();
-    let each = run_prepared(driver, prepared, traits)
+    let each = run_prepared(driver, prepared, traits, each_timed)
         .await
         .map_err(|(n, e)| format!("statement {n} of {}: {}", prepared.statements.len(), e.message))?;
     Ok((started.elapsed().as_millis() as u64, each))

@@ -191,15 +191,18 @@ impl SchemaSnapshot {
 
 /// The part of a schema one step can change, when what it does is known
 /// well enough: the relations (tables, views, materialized views) its
-/// statements name, by name in any schema. A snapshot of a scope holds every
-/// object of those relations (the relation, its columns, column order,
-/// constraints, indexes, triggers, policies) and every object that belongs
-/// to no relation (schemas, extensions, types, sequences, routines), which
-/// are always read again. Everything else is as it was.
+/// statements name, by name in any schema, and whether objects that belong
+/// to no relation (schemas, extensions, types, sequences, routines) may
+/// have changed too. A snapshot of a scope holds every object of those
+/// relations (the relation, its columns, column order, constraints,
+/// indexes, triggers, policies) and, with `others`, every object of no
+/// relation. Everything else is as it was.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
     /// The relations' names.
     pub relations: std::collections::BTreeSet<String>,
+    /// Objects of no relation may have changed (a serial column's sequence, a routine...).
+    pub others: bool,
 }
 
 impl Scope {
@@ -219,7 +222,7 @@ impl Scope {
             | ObjectKind::Domain
             | ObjectKind::CompositeType
             | ObjectKind::Sequence
-            | ObjectKind::Function => true,
+            | ObjectKind::Function => self.others,
         }
     }
 }
@@ -433,13 +436,16 @@ mod tests {
         }
         // A part may hold more than the scope: only the scope is taken from it.
         part.insert(column("u", "stale"), Attributes::new());
-        let scope = Scope { relations: ["t".to_owned()].into() };
-        let after = before.refreshed(&scope, part);
+        let scope = Scope { relations: ["t".to_owned()].into(), others: true };
+        let after = before.refreshed(&scope, part.clone());
         let paths: Vec<String> = after.objects.keys().map(ToString::to_string).collect();
         assert_eq!(
             paths,
             ["table public.t", "table public.u", "column public.t.a", "column public.t.c", "column public.u.b"]
         );
+        // Without `others`, the function stays as it was.
+        let after = before.refreshed(&Scope { others: false, ..scope }, part);
+        assert!(after.objects.keys().any(|p| p.kind == ObjectKind::Function));
     }
 
     #[test]

@@ -884,8 +884,8 @@ impl PostgresDriver {
     }
 
     /// The schema snapshot; with `relations`, only the objects of those
-    /// relations and those of no relation (a snapshot of a scope).
-    async fn read_snapshot(&mut self, relations: Option<Vec<String>>) -> Result<SchemaSnapshot> {
+    /// relations, and those of no relation only when `others` (a snapshot of a scope).
+    async fn read_snapshot(&mut self, relations: Option<Vec<String>>, others: bool) -> Result<SchemaSnapshot> {
         // All sent at once: one round trip's wait, not sixteen.
         let c = &self.client;
         if self.snapshot_statements == Prepared::Wanted {
@@ -894,11 +894,13 @@ impl PostgresDriver {
             // Refused (a proxy that does not keep prepared statements): planned each time after all.
             self.snapshot_statements = prepared.map_or(Prepared::No, Prepared::Ready);
         }
+        // The queries this snapshot needs, by their place in SNAPSHOT_QUERIES.
+        let needed: Vec<usize> = (0..SNAPSHOT_QUERIES.len()).filter(|i| others || SNAPSHOT_QUERIES[*i].2).collect();
         let scoped: [&(dyn ToSql + Sync); 1] = [&relations];
-        let params = |takes_scope: bool| if takes_scope { &scoped[..] } else { &[] };
+        let params = |i: usize| if SNAPSHOT_QUERIES[i].2 { &scoped[..] } else { &[] };
         let results = match &self.snapshot_statements {
             Prepared::Ready(statements) => {
-                let queries = statements.iter().zip(&SNAPSHOT_QUERIES).map(|(s, (_, _, by))| c.query(s, params(*by)));
+                let queries = needed.iter().map(|i| c.query(&statements[*i], params(*i)));
                 match futures_util::future::try_join_all(queries).await {
                     Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
                         self.snapshot_statements = Prepared::No;
@@ -913,14 +915,16 @@ impl PostgresDriver {
             Some(results) => results,
             None => {
                 let typed: [(&(dyn ToSql + Sync), Type); 1] = [(&relations, Type::TEXT_ARRAY)];
-                let queries =
-                    SNAPSHOT_QUERIES.iter().map(|(_, sql, by)| c.query_typed(sql, if *by { &typed[..] } else { &[] }));
+                let queries = needed.iter().map(|i| {
+                    let (_, sql, by) = SNAPSHOT_QUERIES[*i];
+                    c.query_typed(sql, if by { &typed[..] } else { &[] })
+                });
                 futures_util::future::try_join_all(queries).await.map_err(error)?
             }
         };
         let mut snapshot = SchemaSnapshot::default();
-        for ((kind, _, _), rows) in SNAPSHOT_QUERIES.iter().zip(&results) {
-            snapshot_rows(&mut snapshot, *kind, rows);
+        for (i, rows) in needed.iter().zip(&results) {
+            snapshot_rows(&mut snapshot, SNAPSHOT_QUERIES[*i].0, rows);
         }
         Ok(snapshot)
     }
@@ -1215,11 +1219,11 @@ impl Driver for PostgresDriver {
     }
 
     async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
-        self.read_snapshot(None).await
+        self.read_snapshot(None, true).await
     }
 
     async fn schema_snapshot_of(&mut self, scope: &Scope) -> Result<Option<SchemaSnapshot>> {
-        self.read_snapshot(Some(scope.relations.iter().cloned().collect())).await.map(Some)
+        self.read_snapshot(Some(scope.relations.iter().cloned().collect()), scope.others).await.map(Some)
     }
 
     fn snapshots_repeat(&mut self) {

@@ -18,10 +18,17 @@ use airlock_sql::parse::{AlterAction, CommentOn, Op, TableName};
 /// whole schema must be read again after them.
 pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSnapshot) -> Option<Scope> {
     let mut relations = BTreeSet::new();
+    // Whether objects of no relation may change: a serial column's sequence
+    // comes and goes with its table or column, a comment may be a routine's.
+    let mut others = false;
     for sql in statements {
         for op in airlock_sql::parse::parse(sql, dialect).ok()? {
             match op {
-                Op::CreateTable { table, .. } | Op::CreateIndex { table, .. } | Op::CreateTrigger { table, .. } => {
+                Op::CreateTable { table, .. } => {
+                    others = true;
+                    relations.insert(table.name);
+                }
+                Op::CreateIndex { table, .. } | Op::CreateTrigger { table, .. } => {
                     relations.insert(table.name);
                 }
                 Op::AlterTable { table, actions } => {
@@ -37,14 +44,19 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                             {
                                 return None;
                             }
+                            AlterAction::AddColumn(_)
+                            | AlterAction::DropColumn { .. }
+                            | AlterAction::AlterColumnType { .. } => others = true,
                             _ => {}
                         }
                     }
                     relations.insert(table.name);
                 }
-                Op::DropTable { tables, cascade: false } | Op::DropView { views: tables, cascade: false } => {
+                Op::DropTable { tables, cascade: false } => {
+                    others = true;
                     relations.extend(tables.into_iter().map(|t| t.name));
                 }
+                Op::DropView { views, cascade: false } => relations.extend(views.into_iter().map(|t| t.name)),
                 Op::CreateView { view } => {
                     relations.insert(view.name);
                 }
@@ -54,8 +66,8 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                 Op::Comment { on: CommentOn::Index(name) } => {
                     relations.insert(index_table(before, &name)?);
                 }
-                // Objects of no relation are always read again.
-                Op::Comment { on: CommentOn::Other(kind) } if OF_NO_RELATION.contains(&kind.as_str()) => {}
+                Op::Comment { on: CommentOn::Other(kind) } if OF_NO_RELATION.contains(&kind.as_str()) => others = true,
+                Op::AddEnumValue { .. } => others = true,
                 Op::DropIndex { names, .. } => {
                     for name in names {
                         relations.insert(index_table(before, &name)?);
@@ -71,7 +83,7 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                         return None;
                     }
                 }
-                Op::Vacuum { .. } | Op::AddEnumValue { .. } | Op::Transaction(_) => {}
+                Op::Vacuum { .. } | Op::Transaction(_) => {}
                 _ => return None,
             }
         }
@@ -88,7 +100,7 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
     if relations.iter().any(|r| parents.contains(r.as_str())) {
         return None;
     }
-    Some(Scope { relations })
+    Some(Scope { relations, others })
 }
 
 /// Kinds of object (as `COMMENT ON` names them) that belong to no relation.
@@ -125,6 +137,32 @@ mod tests {
 
     fn scope(sql: &[&str]) -> Option<Vec<String>> {
         scope_of(sql, Dialect::Postgres, &schema()).map(|s| s.relations.into_iter().collect())
+    }
+
+    fn others(sql: &str) -> bool {
+        scope_of(&[sql], Dialect::Postgres, &schema()).expect("a scope").others
+    }
+
+    #[test]
+    fn objects_of_no_relation_are_read_again_only_when_a_statement_can_change_them() {
+        for sql in [
+            "CREATE TABLE u (id serial)",
+            "ALTER TABLE t ADD COLUMN n serial",
+            "ALTER TABLE t DROP COLUMN n",
+            "DROP TABLE t",
+            "COMMENT ON FUNCTION f() IS 'x'",
+            "ALTER TYPE mood ADD VALUE 'meh'",
+        ] {
+            assert!(others(sql), "{sql}");
+        }
+        for sql in [
+            "CREATE INDEX t_b ON t (b)",
+            "ALTER TABLE t ALTER COLUMN a SET DEFAULT 1",
+            "CREATE VIEW v AS SELECT 1",
+            "COMMENT ON TABLE t IS 'x'",
+        ] {
+            assert!(!others(sql), "{sql}");
+        }
     }
 
     #[test]

@@ -98,8 +98,14 @@ enum Prepared {
     No,
     /// To be prepared at the next snapshot.
     Wanted,
-    /// Prepared, in the order of the snapshot's queries.
-    Ready(Vec<tokio_postgres::Statement>),
+    /// Prepared: every query whole, in the order of the snapshot's queries,
+    /// and the relation-bound ones filtered to a scope, in the same order.
+    Ready {
+        /// For a whole snapshot.
+        whole: Vec<tokio_postgres::Statement>,
+        /// For a snapshot of a scope.
+        scoped: Vec<tokio_postgres::Statement>,
+    },
 }
 
 impl PartialEq for Prepared {
@@ -178,10 +184,11 @@ mod snapshot_sql {
             concat!($oid, " >= 16384 AND ")
         };
     }
-    /// The relation `c` is one of `$1` (NULL: any): a snapshot of a scope.
+    /// Where a snapshot of a scope asks that the relation `c` be one of `$1`
+    /// ([`super::SCOPE_FILTER`] in place of this comment).
     macro_rules! in_scope {
         () => {
-            "($1::text[] IS NULL OR c.relname = ANY ($1::text[])) AND "
+            "/*scope*/ "
         };
     }
     /// Not owned by an extension: `$catalog` is the object's system catalog, `$oid` its id.
@@ -425,8 +432,19 @@ mod snapshot_sql {
     pub const MATERIALIZED_VIEWS: &str = views!("m");
 }
 
-/// The schema snapshot's queries: the kind each reads, and whether it takes
-/// the relations of a scope as `$1` (the kinds that belong to a relation).
+/// In a relation-bound snapshot query, where the scope's filter goes.
+const SCOPE_MARK: &str = "/*scope*/ ";
+/// The filter of a snapshot of a scope: the relation `c` is one of `$1`
+/// (an index on the relation's name, where the unfiltered query reads all).
+const SCOPE_FILTER: &str = "c.relname = ANY ($1::text[]) AND ";
+
+/// The relation-bound snapshot query `sql` filtered to the relations given as `$1`.
+fn scoped_query(sql: &str) -> String {
+    sql.replace(SCOPE_MARK, SCOPE_FILTER)
+}
+
+/// The schema snapshot's queries: the kind each reads, and whether it
+/// belongs to a relation (then a scope's relations filter it: `scoped_query`).
 const SNAPSHOT_QUERIES: [(ObjectKind, &str, bool); 16] = {
     use snapshot_sql::*;
     [
@@ -889,18 +907,28 @@ impl PostgresDriver {
         // All sent at once: one round trip's wait, not sixteen.
         let c = &self.client;
         if self.snapshot_statements == Prepared::Wanted {
-            let prepared =
-                futures_util::future::try_join_all(SNAPSHOT_QUERIES.iter().map(|(_, sql, _)| c.prepare(sql))).await;
+            let whole = futures_util::future::try_join_all(SNAPSHOT_QUERIES.iter().map(|(_, sql, _)| c.prepare(sql)));
+            let bound = SNAPSHOT_QUERIES.iter().filter(|(_, _, bound)| *bound).map(|(_, sql, _)| scoped_query(sql));
+            let bound: Vec<String> = bound.collect();
+            let scoped = futures_util::future::try_join_all(bound.iter().map(|sql| c.prepare(sql)));
             // Refused (a proxy that does not keep prepared statements): planned each time after all.
-            self.snapshot_statements = prepared.map_or(Prepared::No, Prepared::Ready);
+            self.snapshot_statements = match tokio::join!(whole, scoped) {
+                (Ok(whole), Ok(scoped)) => Prepared::Ready { whole, scoped },
+                _ => Prepared::No,
+            };
         }
         // The queries this snapshot needs, by their place in SNAPSHOT_QUERIES.
         let needed: Vec<usize> = (0..SNAPSHOT_QUERIES.len()).filter(|i| others || SNAPSHOT_QUERIES[*i].2).collect();
-        let scoped: [&(dyn ToSql + Sync); 1] = [&relations];
-        let params = |i: usize| if SNAPSHOT_QUERIES[i].2 { &scoped[..] } else { &[] };
+        // Where a relation-bound query's scoped form is among the scoped ones.
+        let bound_place = |i: usize| SNAPSHOT_QUERIES[..i].iter().filter(|(_, _, bound)| *bound).count();
+        let filtered = |i: usize| relations.is_some() && SNAPSHOT_QUERIES[i].2;
+        let param: [&(dyn ToSql + Sync); 1] = [&relations];
         let results = match &self.snapshot_statements {
-            Prepared::Ready(statements) => {
-                let queries = needed.iter().map(|i| c.query(&statements[*i], params(*i)));
+            Prepared::Ready { whole, scoped } => {
+                let queries = needed.iter().map(|i| match filtered(*i) {
+                    true => c.query(&scoped[bound_place(*i)], &param[..]),
+                    false => c.query(&whole[*i], &[]),
+                });
                 match futures_util::future::try_join_all(queries).await {
                     Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
                         self.snapshot_statements = Prepared::No;
@@ -915,10 +943,17 @@ impl PostgresDriver {
             Some(results) => results,
             None => {
                 let typed: [(&(dyn ToSql + Sync), Type); 1] = [(&relations, Type::TEXT_ARRAY)];
-                let queries = needed.iter().map(|i| {
-                    let (_, sql, by) = SNAPSHOT_QUERIES[*i];
-                    c.query_typed(sql, if by { &typed[..] } else { &[] })
-                });
+                let texts: Vec<std::borrow::Cow<'static, str>> = needed
+                    .iter()
+                    .map(|i| match filtered(*i) {
+                        true => scoped_query(SNAPSHOT_QUERIES[*i].1).into(),
+                        false => SNAPSHOT_QUERIES[*i].1.into(),
+                    })
+                    .collect();
+                let queries = needed
+                    .iter()
+                    .zip(&texts)
+                    .map(|(i, sql)| c.query_typed(sql, if filtered(*i) { &typed[..] } else { &[] }));
                 futures_util::future::try_join_all(queries).await.map_err(error)?
             }
         };

@@ -195,7 +195,10 @@ fn a_prepared_schema_snapshot_reads_what_a_planned_one_reads_part_by_part_too_an
         assert_eq!(after, plain.schema_snapshot().await.unwrap(), "the prepared queries see the new column");
         assert_ne!(after, planned);
         // Only what the change can reach, read again: the rest carried over.
-        let scope = airlock_core::snapshot::Scope { relations: ["t".to_owned()].into(), others: true };
+        let scope = airlock_core::snapshot::Scope {
+            relations: ["t".to_owned()].into(),
+            others: airlock_core::snapshot::ObjectKind::ALL.into_iter().collect(),
+        };
         let part = repeating.schema_snapshot_of(&scope).await.unwrap().expect("PostgreSQL reads a part");
         assert!(part.objects.keys().all(|p| p.name != "v"), "the view is not read again: {part:?}");
         assert_eq!(planned.refreshed(&scope, part), after);

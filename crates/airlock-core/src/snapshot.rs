@@ -191,18 +191,19 @@ impl SchemaSnapshot {
 
 /// The part of a schema one step can change, when what it does is known
 /// well enough: the relations (tables, views, materialized views) its
-/// statements name, by name in any schema, and whether objects that belong
-/// to no relation (schemas, extensions, types, sequences, routines) may
-/// have changed too. A snapshot of a scope holds every object of those
-/// relations (the relation, its columns, column order, constraints,
-/// indexes, triggers, policies) and, with `others`, every object of no
-/// relation. Everything else is as it was.
+/// statements name, by name in any schema, and the kinds of object of no
+/// relation (schemas, extensions, types, sequences, routines) that may have
+/// changed too. A snapshot of a scope holds every object of those relations
+/// (the relation, its columns, column order, constraints, indexes,
+/// triggers, policies) and every object of those kinds. Everything else is
+/// as it was.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
     /// The relations' names.
     pub relations: std::collections::BTreeSet<String>,
-    /// Objects of no relation may have changed (a serial column's sequence, a routine...).
-    pub others: bool,
+    /// Kinds of object of no relation that may have changed (a serial
+    /// column's `Sequence`, a commented `Function`...).
+    pub others: std::collections::BTreeSet<ObjectKind>,
 }
 
 impl Scope {
@@ -222,7 +223,7 @@ impl Scope {
             | ObjectKind::Domain
             | ObjectKind::CompositeType
             | ObjectKind::Sequence
-            | ObjectKind::Function => self.others,
+            | ObjectKind::Function => self.others.contains(&path.kind),
         }
     }
 }
@@ -436,15 +437,15 @@ mod tests {
         }
         // A part may hold more than the scope: only the scope is taken from it.
         part.insert(column("u", "stale"), Attributes::new());
-        let scope = Scope { relations: ["t".to_owned()].into(), others: true };
+        let scope = Scope { relations: ["t".to_owned()].into(), others: [ObjectKind::Function].into() };
         let after = before.refreshed(&scope, part.clone());
         let paths: Vec<String> = after.objects.keys().map(ToString::to_string).collect();
         assert_eq!(
             paths,
             ["table public.t", "table public.u", "column public.t.a", "column public.t.c", "column public.u.b"]
         );
-        // Without `others`, the function stays as it was.
-        let after = before.refreshed(&Scope { others: false, ..scope }, part);
+        // Without functions among `others`, the function stays as it was.
+        let after = before.refreshed(&Scope { others: [ObjectKind::Sequence].into(), ..scope }, part);
         assert!(after.objects.keys().any(|p| p.kind == ObjectKind::Function));
     }
 

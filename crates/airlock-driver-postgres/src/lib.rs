@@ -256,7 +256,6 @@ mod snapshot_sql {
          FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE NOT EXISTS (SELECT 1 FROM pg_depend i WHERE i.classid = 'pg_class'::regclass AND i.objid = c.oid AND i.deptype = 'i') \
          AND NOT (c.relname LIKE 'airlock\\_%' AND n.nspname = ANY (current_schemas(false))) AND ",
-        made!("c.oid"),
         user_schema!(),
         "AND ",
         not_extension!("pg_class", "c.oid")
@@ -901,9 +900,10 @@ impl PostgresDriver {
         })
     }
 
-    /// The schema snapshot; with `relations`, only the objects of those
-    /// relations, and those of no relation only when `others` (a snapshot of a scope).
-    async fn read_snapshot(&mut self, relations: Option<Vec<String>>, others: bool) -> Result<SchemaSnapshot> {
+    /// The schema snapshot; with a scope, only the objects of its relations
+    /// and those of no relation of the kinds it names.
+    async fn read_snapshot(&mut self, scope: Option<&Scope>) -> Result<SchemaSnapshot> {
+        let relations: Option<Vec<String>> = scope.map(|s| s.relations.iter().cloned().collect());
         // All sent at once: one round trip's wait, not sixteen.
         let c = &self.client;
         if self.snapshot_statements == Prepared::Wanted {
@@ -918,7 +918,12 @@ impl PostgresDriver {
             };
         }
         // The queries this snapshot needs, by their place in SNAPSHOT_QUERIES.
-        let needed: Vec<usize> = (0..SNAPSHOT_QUERIES.len()).filter(|i| others || SNAPSHOT_QUERIES[*i].2).collect();
+        let needed: Vec<usize> = (0..SNAPSHOT_QUERIES.len())
+            .filter(|i| {
+                let (kind, _, bound) = SNAPSHOT_QUERIES[*i];
+                bound || scope.is_none_or(|s| s.others.contains(&kind))
+            })
+            .collect();
         // Where a relation-bound query's scoped form is among the scoped ones.
         let bound_place = |i: usize| SNAPSHOT_QUERIES[..i].iter().filter(|(_, _, bound)| *bound).count();
         let filtered = |i: usize| relations.is_some() && SNAPSHOT_QUERIES[i].2;
@@ -1254,11 +1259,11 @@ impl Driver for PostgresDriver {
     }
 
     async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
-        self.read_snapshot(None, true).await
+        self.read_snapshot(None).await
     }
 
     async fn schema_snapshot_of(&mut self, scope: &Scope) -> Result<Option<SchemaSnapshot>> {
-        self.read_snapshot(Some(scope.relations.iter().cloned().collect()), scope.others).await.map(Some)
+        self.read_snapshot(Some(scope)).await.map(Some)
     }
 
     fn snapshots_repeat(&mut self) {

@@ -18,14 +18,14 @@ use airlock_sql::parse::{AlterAction, CommentOn, Op, TableName};
 /// whole schema must be read again after them.
 pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSnapshot) -> Option<Scope> {
     let mut relations = BTreeSet::new();
-    // Whether objects of no relation may change: a serial column's sequence
-    // comes and goes with its table or column, a comment may be a routine's.
-    let mut others = false;
+    // Kinds of object of no relation that may change: a serial column's
+    // sequence comes and goes with its table or column, a comment may be a routine's.
+    let mut others = BTreeSet::new();
     for sql in statements {
         for op in airlock_sql::parse::parse(sql, dialect).ok()? {
             match op {
                 Op::CreateTable { table, .. } => {
-                    others = true;
+                    others.insert(ObjectKind::Sequence);
                     relations.insert(table.name);
                 }
                 Op::CreateIndex { table, .. } | Op::CreateTrigger { table, .. } => {
@@ -46,14 +46,16 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                             }
                             AlterAction::AddColumn(_)
                             | AlterAction::DropColumn { .. }
-                            | AlterAction::AlterColumnType { .. } => others = true,
+                            | AlterAction::AlterColumnType { .. } => {
+                                others.insert(ObjectKind::Sequence);
+                            }
                             _ => {}
                         }
                     }
                     relations.insert(table.name);
                 }
                 Op::DropTable { tables, cascade: false } => {
-                    others = true;
+                    others.insert(ObjectKind::Sequence);
                     relations.extend(tables.into_iter().map(|t| t.name));
                 }
                 Op::DropView { views, cascade: false } => relations.extend(views.into_iter().map(|t| t.name)),
@@ -66,8 +68,10 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                 Op::Comment { on: CommentOn::Index(name) } => {
                     relations.insert(index_table(before, &name)?);
                 }
-                Op::Comment { on: CommentOn::Other(kind) } if OF_NO_RELATION.contains(&kind.as_str()) => others = true,
-                Op::AddEnumValue { .. } => others = true,
+                Op::Comment { on: CommentOn::Other(kind) } => others.extend(of_no_relation(&kind)?),
+                Op::AddEnumValue { .. } => {
+                    others.insert(ObjectKind::Enum);
+                }
                 Op::DropIndex { names, .. } => {
                     for name in names {
                         relations.insert(index_table(before, &name)?);
@@ -103,8 +107,20 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
     Some(Scope { relations, others })
 }
 
-/// Kinds of object (as `COMMENT ON` names them) that belong to no relation.
-const OF_NO_RELATION: [&str; 7] = ["SCHEMA", "TYPE", "DOMAIN", "FUNCTION", "PROCEDURE", "SEQUENCE", "EXTENSION"];
+/// The kinds of snapshot object a `COMMENT ON <kind>` of an object of no
+/// relation can change; None for a kind that belongs to a relation or is
+/// not in snapshots as such.
+fn of_no_relation(kind: &str) -> Option<Vec<ObjectKind>> {
+    Some(match kind {
+        "SCHEMA" => vec![ObjectKind::Schema],
+        "TYPE" => vec![ObjectKind::Enum, ObjectKind::CompositeType, ObjectKind::Domain],
+        "DOMAIN" => vec![ObjectKind::Domain],
+        "FUNCTION" | "PROCEDURE" | "ROUTINE" => vec![ObjectKind::Function],
+        "SEQUENCE" => vec![ObjectKind::Sequence],
+        "EXTENSION" => vec![ObjectKind::Extension],
+        _ => return None,
+    })
+}
 
 /// The table of the index named `name` (qualified or not), if the schema has it.
 fn index_table(before: &SchemaSnapshot, name: &str) -> Option<String> {
@@ -139,21 +155,22 @@ mod tests {
         scope_of(sql, Dialect::Postgres, &schema()).map(|s| s.relations.into_iter().collect())
     }
 
-    fn others(sql: &str) -> bool {
-        scope_of(&[sql], Dialect::Postgres, &schema()).expect("a scope").others
+    fn others(sql: &str) -> Vec<ObjectKind> {
+        scope_of(&[sql], Dialect::Postgres, &schema()).expect("a scope").others.into_iter().collect()
     }
 
     #[test]
     fn objects_of_no_relation_are_read_again_only_when_a_statement_can_change_them() {
-        for sql in [
-            "CREATE TABLE u (id serial)",
-            "ALTER TABLE t ADD COLUMN n serial",
-            "ALTER TABLE t DROP COLUMN n",
-            "DROP TABLE t",
-            "COMMENT ON FUNCTION f() IS 'x'",
-            "ALTER TYPE mood ADD VALUE 'meh'",
+        for (sql, kinds) in [
+            ("CREATE TABLE u (id serial)", vec![ObjectKind::Sequence]),
+            ("ALTER TABLE t ADD COLUMN n serial", vec![ObjectKind::Sequence]),
+            ("ALTER TABLE t DROP COLUMN n", vec![ObjectKind::Sequence]),
+            ("DROP TABLE t", vec![ObjectKind::Sequence]),
+            ("COMMENT ON FUNCTION f() IS 'x'", vec![ObjectKind::Function]),
+            ("COMMENT ON TYPE mood IS 'x'", vec![ObjectKind::Enum, ObjectKind::Domain, ObjectKind::CompositeType]),
+            ("ALTER TYPE mood ADD VALUE 'meh'", vec![ObjectKind::Enum]),
         ] {
-            assert!(others(sql), "{sql}");
+            assert_eq!(others(sql), kinds, "{sql}");
         }
         for sql in [
             "CREATE INDEX t_b ON t (b)",
@@ -161,7 +178,7 @@ mod tests {
             "CREATE VIEW v AS SELECT 1",
             "COMMENT ON TABLE t IS 'x'",
         ] {
-            assert!(!others(sql), "{sql}");
+            assert!(others(sql).is_empty(), "{sql}");
         }
     }
 

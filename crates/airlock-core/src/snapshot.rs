@@ -228,6 +228,16 @@ impl Scope {
     }
 }
 
+impl Scope {
+    /// What either scope holds.
+    pub fn union(&self, other: &Scope) -> Scope {
+        Scope {
+            relations: self.relations.union(&other.relations).cloned().collect(),
+            others: self.others.union(&other.others).copied().collect(),
+        }
+    }
+}
+
 impl SchemaSnapshot {
     /// This schema after a step whose changes `scope` holds: its objects
     /// outside the scope as they are, those inside as `part` (a snapshot of
@@ -237,6 +247,12 @@ impl SchemaSnapshot {
             self.objects.iter().filter(|(path, _)| !scope.holds(path)).map(|(p, a)| (p.clone(), a.clone())).collect();
         objects.extend(part.objects.into_iter().filter(|(path, _)| scope.holds(path)));
         SchemaSnapshot { objects }
+    }
+
+    /// [`SchemaSnapshot::refreshed`] in place, when the schema before is not needed again.
+    pub fn refresh(&mut self, scope: &Scope, part: SchemaSnapshot) {
+        self.objects.retain(|path, _| !scope.holds(path));
+        self.objects.extend(part.objects.into_iter().filter(|(path, _)| scope.holds(path)));
     }
 }
 
@@ -339,9 +355,25 @@ impl Difference {
 /// removed with its table is listed on its own too (a column, an index), so
 /// that what a down script forgot is named whatever else it forgot.
 pub fn diff(before: &SchemaSnapshot, after: &SchemaSnapshot) -> Vec<Difference> {
+    diff_objects(before.objects.iter(), after.objects.iter())
+}
+
+/// [`diff`] of two schemas known to be equal outside `scope` (one is the
+/// other with a step's scope read again): only the objects `scope` holds
+/// are compared.
+pub fn diff_within(before: &SchemaSnapshot, after: &SchemaSnapshot, scope: &Scope) -> Vec<Difference> {
+    let held = |(path, _): &(&ObjectPath, &Attributes)| scope.holds(path);
+    diff_objects(before.objects.iter().filter(held), after.objects.iter().filter(held))
+}
+
+/// The differences between two runs of objects in path order.
+fn diff_objects<'a>(
+    a: impl Iterator<Item = (&'a ObjectPath, &'a Attributes)>,
+    b: impl Iterator<Item = (&'a ObjectPath, &'a Attributes)>,
+) -> Vec<Difference> {
     let mut out = Vec::new();
-    let mut a = before.objects.iter().peekable();
-    let mut b = after.objects.iter().peekable();
+    let mut a = a.peekable();
+    let mut b = b.peekable();
     loop {
         let order = match (a.peek(), b.peek()) {
             (None, None) => break,
@@ -444,6 +476,11 @@ mod tests {
             paths,
             ["table public.t", "table public.u", "column public.t.a", "column public.t.c", "column public.u.b"]
         );
+        let mut in_place = before.clone();
+        in_place.refresh(&scope, part.clone());
+        assert_eq!(in_place, after);
+        // Equal outside the scope: the scope's differences are all of them.
+        assert_eq!(diff_within(&before, &after, &scope), diff(&before, &after));
         // Without functions among `others`, the function stays as it was.
         let after = before.refreshed(&Scope { others: [ObjectKind::Sequence].into(), ..scope }, part);
         assert!(after.objects.keys().any(|p| p.kind == ObjectKind::Function));

@@ -446,6 +446,15 @@ pub fn entries(reference: &SchemaSnapshot, live: &SchemaSnapshot) -> Vec<DriftEn
     diff(reference, live).iter().map(entry).collect()
 }
 
+/// [`entries`] of two schemas equal outside `scope` (see `diff_within`).
+pub(crate) fn entries_within(
+    reference: &SchemaSnapshot,
+    live: &SchemaSnapshot,
+    scope: &airlock_core::snapshot::Scope,
+) -> Vec<DriftEntry> {
+    airlock_core::snapshot::diff_within(reference, live, scope).iter().map(entry).collect()
+}
+
 /// One difference as drift reports it.
 pub(crate) fn entry(d: &Difference) -> DriftEntry {
     let object = d.object.to_string();

@@ -4,9 +4,10 @@
 //! default or a trigger, or fails outright is found before the day it is
 //! needed. The target is only read.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
-use airlock_core::snapshot::{ObjectKind, ObjectPath, SchemaSnapshot, diff};
+use airlock_core::snapshot::{ObjectKind, ObjectPath, SchemaSnapshot, Scope, diff, diff_within};
 use airlock_core::{HistoryRecord, Migration, Settings, reconcile};
 use airlock_driver::{Driver, RowChunk, RowSink};
 use serde::Serialize;
@@ -375,15 +376,20 @@ async fn rehearse_one<'h>(
         entry.outcome = "no-down";
         return Ok((entry, None, times));
     };
-    let after_up = snapshot_after(driver, &before, &up, traits.dialect).await?;
+    let (after_up, up_read) = snapshot_after(driver, Cow::Borrowed(&before), &up, traits.dialect).await?;
     let down = prepare_script(down_script, migration.down_directives.no_transaction, traits)
         .map_err(|e| ExecError::Invalid(vec![e]))?;
     match timed(driver, &down, traits, false).await {
         Ok((ms, _)) => entry.down_ms = Some(ms),
         Err(error) => return Ok((failed(entry, "the down script", error), None, times)),
     }
-    let after_down = snapshot_after(driver, &after_up, &down, traits.dialect).await?;
-    entry.differences.extend(crate::drift::entries(&before, &after_down));
+    let (after_down, down_read) = snapshot_after(driver, Cow::Borrowed(&after_up), &down, traits.dialect).await?;
+    // Where only parts were read again, the schemas differ only there.
+    let mut reached = up_read.zip(down_read).map(|(up, down)| up.union(&down));
+    entry.differences.extend(match &reached {
+        Some(reached) => crate::drift::entries_within(&before, &after_down, reached),
+        None => crate::drift::entries(&before, &after_down),
+    });
     match timed(driver, &up, traits, false).await {
         Ok((ms, _)) => entry.reup_ms = Some(ms),
         // What the down left behind is usually why: that is the finding.
@@ -394,8 +400,12 @@ async fn rehearse_one<'h>(
         }
         Err(error) => return Ok((failed(entry, REUP, error), None, times)),
     }
-    let again = snapshot_after(driver, &after_down, &up, traits.dialect).await?;
-    let differences = diff(&after_up, &again);
+    let (again, again_read) = snapshot_after(driver, Cow::Owned(after_down), &up, traits.dialect).await?;
+    reached = reached.zip(again_read).map(|(reached, again)| reached.union(&again));
+    let differences = match &reached {
+        Some(reached) => diff_within(&after_up, &again, reached),
+        None => diff(&after_up, &again),
+    };
     entry.differences.extend(differences.iter().map(|d| {
         let mut e = crate::drift::entry(d);
         e.object = format!("{} (after the up run again)", e.object);
@@ -421,26 +431,34 @@ async fn snapshot(driver: &mut dyn Driver) -> Result<SchemaSnapshot, ExecError> 
     driver.schema_snapshot().await.map_err(ExecError::db("reading the scratch database's schema"))
 }
 
-/// The schema after `script` ran on a schema that was `before`: only what
-/// its statements can have changed read again, where the engine can read a
-/// part and the statements allow it (`scope::scope_of`), else all of it.
-/// Debug builds (the tests) read all of it too and fail if the two differ.
+/// The schema after `script` ran on a schema that was `before`, and the
+/// scope read again (None: all of it): only what its statements can have
+/// changed is read again, where the engine can read a part and the
+/// statements allow it (`scope::scope_of`), else all of it. A `before` given
+/// owned is updated in place. Debug builds (the tests) read all of it too
+/// and fail if the two differ.
 async fn snapshot_after(
     driver: &mut dyn Driver,
-    before: &SchemaSnapshot,
+    before: std::borrow::Cow<'_, SchemaSnapshot>,
     script: &crate::prepare::Prepared,
     dialect: airlock_sql::Dialect,
-) -> Result<SchemaSnapshot, ExecError> {
+) -> Result<(SchemaSnapshot, Option<Scope>), ExecError> {
     let statements: Vec<&str> = script.statements.iter().map(|s| s.sql.as_str()).collect();
-    let Some(scope) = crate::scope::scope_of(&statements, dialect, before) else {
-        return snapshot(driver).await;
+    let Some(scope) = crate::scope::scope_of(&statements, dialect, &before) else {
+        return Ok((snapshot(driver).await?, None));
     };
     let part =
         driver.schema_snapshot_of(&scope).await.map_err(ExecError::db("reading the scratch database's schema"))?;
     let Some(part) = part else {
-        return snapshot(driver).await;
+        return Ok((snapshot(driver).await?, None));
     };
-    let after = before.refreshed(&scope, part);
+    let after = match before {
+        std::borrow::Cow::Borrowed(before) => before.refreshed(&scope, part),
+        std::borrow::Cow::Owned(mut before) => {
+            before.refresh(&scope, part);
+            before
+        }
+    };
     if cfg!(debug_assertions) {
         let whole = snapshot(driver).await?;
         let missed = diff(&whole, &after);
@@ -450,7 +468,7 @@ async fn snapshot_after(
             scope.relations
         );
     }
-    Ok(after)
+    Ok((after, Some(scope)))
 }
 
 /// Runs a script: its time in milliseconds and, with `each_timed`, each

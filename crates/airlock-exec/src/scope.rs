@@ -66,7 +66,7 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                     relations.insert(table.name);
                 }
                 Op::Comment { on: CommentOn::Index(name) } => {
-                    relations.insert(index_table(before, &name)?);
+                    relations.extend(index_tables(before, &name)?);
                 }
                 Op::Comment { on: CommentOn::Other(kind) } => others.extend(of_no_relation(&kind)?),
                 Op::AddEnumValue { .. } => {
@@ -74,7 +74,7 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                 }
                 Op::DropIndex { names, .. } => {
                     for name in names {
-                        relations.insert(index_table(before, &name)?);
+                        relations.extend(index_tables(before, &name)?);
                     }
                 }
                 Op::Insert { table } | Op::Update { table, .. } | Op::Delete { table, .. } => {
@@ -122,10 +122,18 @@ fn of_no_relation(kind: &str) -> Option<Vec<ObjectKind>> {
     })
 }
 
-/// The table of the index named `name` (qualified or not), if the schema has it.
-fn index_table(before: &SchemaSnapshot, name: &str) -> Option<String> {
+/// The tables with an index named `name` (qualified or not): every one, since
+/// another schema (or, on MySQL, another table) may have an index of that
+/// name; None when the schema has none.
+fn index_tables(before: &SchemaSnapshot, name: &str) -> Option<Vec<String>> {
     let name = name.rsplit('.').next().unwrap_or(name);
-    before.objects.keys().find(|p| p.kind == ObjectKind::Index && p.name == name).and_then(|p| p.table.clone())
+    let tables: Vec<String> = before
+        .objects
+        .keys()
+        .filter(|p| p.kind == ObjectKind::Index && p.name == name)
+        .filter_map(|p| p.table.clone())
+        .collect();
+    (!tables.is_empty()).then_some(tables)
 }
 
 /// Whether `table` has a trigger, which may change anything when rows are written.
@@ -143,6 +151,8 @@ mod tests {
         let table = |name: &str| ObjectPath::new(ObjectKind::Table, Some("public"), name);
         s.insert(table("t"), Attributes::new());
         s.insert(ObjectPath::of_table(ObjectKind::Index, Some("public"), "t", "t_a"), Attributes::new());
+        // The same index name in another schema, on another table.
+        s.insert(ObjectPath::of_table(ObjectKind::Index, Some("archive"), "t_old", "t_a"), Attributes::new());
         s.insert(table("audited"), Attributes::new());
         s.insert(ObjectPath::of_table(ObjectKind::Trigger, Some("public"), "audited", "log"), Attributes::new());
         s.insert(table("events"), Attributes::new());
@@ -199,7 +209,7 @@ mod tests {
                 "COMMENT ON INDEX t_a IS 'x'",
                 "COMMENT ON FUNCTION f() IS 'x'",
             ]),
-            Some(["m", "old_v", "t", "u", "v", "w"].map(String::from).to_vec())
+            Some(["m", "old_v", "t", "t_old", "u", "v", "w"].map(String::from).to_vec())
         );
         assert_eq!(scope(&["DROP TABLE IF EXISTS uu"]), Some(vec!["uu".to_owned()]));
         assert_eq!(scope(&[]), Some(vec![]));

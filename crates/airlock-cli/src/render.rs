@@ -282,6 +282,9 @@ pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
             }
         }
     }
+    if let Some(error) = &report.timings_error {
+        println!("{YELLOW}timings not kept{YELLOW:#}: {error}; `plan` keeps its rates meanwhile");
+    }
     if report.copied.is_some() {
         let scalable = report.timed.iter().filter(|t| t.scalable()).count();
         match &report.timings_file {

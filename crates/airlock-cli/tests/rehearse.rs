@@ -607,6 +607,21 @@ fn a_rehearsal_with_rows_times_heavy_statements_and_plan_scales_them_by_the_live
     refused.expect(2);
     assert!(refused.stderr.contains("delete it, or rehearse again"), "{}", refused.stderr);
     assert_eq!(db.history(), history);
+
+    // Timings that cannot be written (a folder where the new file goes):
+    // the rehearsal is still reported, and says so.
+    std::fs::create_dir(project.root.path().join("kept.json.partial")).unwrap();
+    project.write_config("rehearsal_timings = \"kept.json\"\n");
+    let unkept = project.run(&db, &["rehearse", "--data", "full"]);
+    unkept.expect(0);
+    assert!(unkept.stdout.contains("2 index: no down script"), "{}", unkept.stdout);
+    assert!(
+        unkept.stdout.contains("timings not kept: rehearsal timings ")
+            && unkept.stdout.contains("kept.json: cannot write it: ")
+            && unkept.stdout.contains("set `rehearsal_timings` in airlock.toml"),
+        "{}",
+        unkept.stdout
+    );
 }
 
 /// After each step a rehearsal reads again only what the step's statements

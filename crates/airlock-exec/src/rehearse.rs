@@ -108,6 +108,8 @@ pub struct RehearsalReport {
     pub timed: Vec<RehearsedStatement>,
     /// The file they were kept in, if any.
     pub timings_file: Option<String>,
+    /// Why they could not be kept (the file could not be written), if so.
+    pub timings_error: Option<String>,
     /// `clean`, or `problems` when a migration left residue or failed.
     pub verdict: &'static str,
 }
@@ -157,13 +159,15 @@ pub async fn rehearse(options: &Options, all: bool, data: RehearsalData) -> Resu
     let dropped = scratch.finish().await;
     let (copied, migrations, timed) = rehearsed?;
     dropped?;
-    let mut timings_file = None;
+    let (mut timings_file, mut timings_error) = (None, None);
     if let Some((path, timings)) = timings.as_mut() {
-        let rehearsed: Vec<&Migration> =
-            pending.iter().copied().filter(|m| migrations.iter().any(|e| e.version == m.version.to_string())).collect();
-        timings.merge(&rehearsed, timed.clone());
-        timings.write(path)?;
-        timings_file = Some(path.display().to_string());
+        // Rehearsed in order, stopping at a failure: the first so many pending ones.
+        timings.merge(&pending[..migrations.len()], timed.clone());
+        match timings.write(path) {
+            Ok(()) => timings_file = Some(path.display().to_string()),
+            // What the rehearsal found is not lost for want of a file: it is said with it.
+            Err(e) => timings_error = Some(e.to_string()),
+        }
     }
     let problems = migrations.iter().any(|m| matches!(m.outcome, "residue" | "failed"));
     Ok(RehearsalReport {
@@ -172,6 +176,7 @@ pub async fn rehearse(options: &Options, all: bool, data: RehearsalData) -> Resu
         migrations,
         timed,
         timings_file,
+        timings_error,
         verdict: if problems { "problems" } else { "clean" },
     })
 }
@@ -439,7 +444,7 @@ async fn snapshot(driver: &mut dyn Driver) -> Result<SchemaSnapshot, ExecError> 
 /// and stop with an error if the two differ.
 async fn snapshot_after(
     driver: &mut dyn Driver,
-    before: std::borrow::Cow<'_, SchemaSnapshot>,
+    before: Cow<'_, SchemaSnapshot>,
     script: &crate::prepare::Prepared,
     dialect: airlock_sql::Dialect,
 ) -> Result<(SchemaSnapshot, Option<Scope>), ExecError> {
@@ -453,8 +458,8 @@ async fn snapshot_after(
         return Ok((snapshot(driver).await?, None));
     };
     let after = match before {
-        std::borrow::Cow::Borrowed(before) => before.refreshed(&scope, part),
-        std::borrow::Cow::Owned(mut before) => {
+        Cow::Borrowed(before) => before.refreshed(&scope, part),
+        Cow::Owned(mut before) => {
             before.refresh(&scope, part);
             before
         }
@@ -485,7 +490,7 @@ async fn timed(
     let each = run_prepared(driver, prepared, traits, each_timed)
         .await
         .map_err(|(n, e)| format!("statement {n} of {}: {}", prepared.statements.len(), e.message))?;
-    Ok((started.elapsed().as_millis() as u64, each))
+    Ok((u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), each))
 }
 
 /// The rows of each heavy statement's table, counted before its migration

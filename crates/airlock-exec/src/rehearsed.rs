@@ -87,7 +87,8 @@ impl RehearsalTimings {
     /// Keeps the newest timings: those of `rehearsed` migrations are replaced by `timed`.
     pub fn merge(&mut self, rehearsed: &[&Migration], timed: Vec<RehearsedStatement>) {
         self.format = FORMAT.to_owned();
-        self.statements.retain(|s| !rehearsed.iter().any(|m| m.version.to_string() == s.version));
+        let versions: std::collections::BTreeSet<String> = rehearsed.iter().map(|m| m.version.to_string()).collect();
+        self.statements.retain(|s| !versions.contains(&s.version));
         self.statements.extend(timed);
         self.statements.sort_by(|a, b| {
             let version = |s: &RehearsedStatement| airlock_core::Version::parse(&s.version).ok();
@@ -98,8 +99,12 @@ impl RehearsalTimings {
     /// Writes the file whole (a new file renamed over the old one, so a
     /// reader never sees half of it), making its folder if needed.
     pub fn write(&self, path: &Path) -> Result<(), ExecError> {
-        let failed =
-            |e: std::io::Error| ExecError::Usage(format!("rehearsal timings {}: cannot write it: {e}", path.display()));
+        let failed = |e: std::io::Error| {
+            ExecError::Usage(format!(
+                "rehearsal timings {}: cannot write it: {e}; set `rehearsal_timings` in airlock.toml to a path that can be written",
+                path.display()
+            ))
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(failed)?;
         }
@@ -189,7 +194,7 @@ pub(crate) fn heavy_statements(
         let mut found: Option<Heavy> = None;
         for op in parsed.ops.iter().flatten() {
             let e = airlock_plan::effects(op, catalog, dialect);
-            let work = Work::of(e.rewrites_table, e.builds_index, e.scans_table);
+            let work = Work::of(&e);
             let table = e.table.as_ref().and_then(|t| catalog.table(t).table());
             // A table this migration creates does not exist before it: nothing to count.
             let before = table.filter(|t| !matches!(&t.origin, Origin::Created { version: v } if *v == version));
@@ -273,6 +278,23 @@ mod tests {
         std::fs::write(&path, "[1, 2]").unwrap();
         let e = RehearsalTimings::read(&path).unwrap_err().to_string();
         assert!(e.contains("timings.json: not a timings file"), "{e}");
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_read_or_written_is_named_with_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        // A folder where the file should be: it cannot be read as one.
+        let folder = dir.path().join("timings.json");
+        std::fs::create_dir(&folder).unwrap();
+        let e = RehearsalTimings::read(&folder).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("rehearsal timings {}: cannot read it: ", folder.display())), "{e}");
+        // A file where its folder should be: it cannot be written.
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, "").unwrap();
+        let path = blocker.join("timings.json");
+        let e = RehearsalTimings::default().write(&path).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("rehearsal timings {}: cannot write it: ", path.display())), "{e}");
+        assert!(e.ends_with("set `rehearsal_timings` in airlock.toml to a path that can be written"), "{e}");
     }
 
     #[test]

@@ -98,20 +98,14 @@ enum Prepared {
     No,
     /// To be prepared at the next snapshot.
     Wanted,
-    /// Prepared: every query whole, in the order of the snapshot's queries,
-    /// and the relation-bound ones filtered to a scope, in the same order.
+    /// Prepared, in the order of the snapshot's queries: each whole, and
+    /// each relation-bound one also filtered to a scope (None for the others).
     Ready {
         /// For a whole snapshot.
         whole: Vec<tokio_postgres::Statement>,
         /// For a snapshot of a scope.
-        scoped: Vec<tokio_postgres::Statement>,
+        scoped: Vec<Option<tokio_postgres::Statement>>,
     },
-}
-
-impl PartialEq for Prepared {
-    fn eq(&self, other: &Prepared) -> bool {
-        std::mem::discriminant(self) == std::mem::discriminant(other)
-    }
 }
 
 /// A PostgreSQL cancel request: a new connection to the server (over the same
@@ -904,13 +898,22 @@ impl PostgresDriver {
     /// and those of no relation of the kinds it names.
     async fn read_snapshot(&mut self, scope: Option<&Scope>) -> Result<SchemaSnapshot> {
         let relations: Option<Vec<String>> = scope.map(|s| s.relations.iter().cloned().collect());
-        // All sent at once: one round trip's wait, not sixteen.
+        // A query's text for this snapshot: filtered to the scope's relations when it is relation-bound.
+        let filtered = |i: usize| relations.is_some() && SNAPSHOT_QUERIES[i].2;
+        let text = |i: usize, filter: bool| match filter {
+            true => std::borrow::Cow::Owned(scoped_query(SNAPSHOT_QUERIES[i].1)),
+            false => std::borrow::Cow::Borrowed(SNAPSHOT_QUERIES[i].1),
+        };
         let c = &self.client;
-        if self.snapshot_statements == Prepared::Wanted {
-            let whole = futures_util::future::try_join_all(SNAPSHOT_QUERIES.iter().map(|(_, sql, _)| c.prepare(sql)));
-            let bound = SNAPSHOT_QUERIES.iter().filter(|(_, _, bound)| *bound).map(|(_, sql, _)| scoped_query(sql));
-            let bound: Vec<String> = bound.collect();
-            let scoped = futures_util::future::try_join_all(bound.iter().map(|sql| c.prepare(sql)));
+        if matches!(self.snapshot_statements, Prepared::Wanted) {
+            let count = SNAPSHOT_QUERIES.len();
+            let whole = futures_util::future::try_join_all((0..count).map(|i| c.prepare(SNAPSHOT_QUERIES[i].1)));
+            let scoped = futures_util::future::try_join_all((0..count).map(|i| async move {
+                match SNAPSHOT_QUERIES[i].2 {
+                    true => c.prepare(&text(i, true)).await.map(Some),
+                    false => Ok(None),
+                }
+            }));
             // Refused (a proxy that does not keep prepared statements): planned each time after all.
             self.snapshot_statements = match tokio::join!(whole, scoped) {
                 (Ok(whole), Ok(scoped)) => Prepared::Ready { whole, scoped },
@@ -924,15 +927,13 @@ impl PostgresDriver {
                 bound || scope.is_none_or(|s| s.others.contains(&kind))
             })
             .collect();
-        // Where a relation-bound query's scoped form is among the scoped ones.
-        let bound_place = |i: usize| SNAPSHOT_QUERIES[..i].iter().filter(|(_, _, bound)| *bound).count();
-        let filtered = |i: usize| relations.is_some() && SNAPSHOT_QUERIES[i].2;
-        let param: [&(dyn ToSql + Sync); 1] = [&relations];
+        // All sent at once: one round trip's wait, not sixteen.
         let results = match &self.snapshot_statements {
             Prepared::Ready { whole, scoped } => {
-                let queries = needed.iter().map(|i| match filtered(*i) {
-                    true => c.query(&scoped[bound_place(*i)], &param[..]),
-                    false => c.query(&whole[*i], &[]),
+                let param: [&(dyn ToSql + Sync); 1] = [&relations];
+                let queries = needed.iter().map(|&i| match (filtered(i), &scoped[i]) {
+                    (true, Some(statement)) => c.query(statement, &param[..]),
+                    _ => c.query(&whole[i], &[]),
                 });
                 match futures_util::future::try_join_all(queries).await {
                     Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
@@ -948,17 +949,11 @@ impl PostgresDriver {
             Some(results) => results,
             None => {
                 let typed: [(&(dyn ToSql + Sync), Type); 1] = [(&relations, Type::TEXT_ARRAY)];
-                let texts: Vec<std::borrow::Cow<'static, str>> = needed
-                    .iter()
-                    .map(|i| match filtered(*i) {
-                        true => scoped_query(SNAPSHOT_QUERIES[*i].1).into(),
-                        false => SNAPSHOT_QUERIES[*i].1.into(),
-                    })
-                    .collect();
+                let texts: Vec<_> = needed.iter().map(|&i| text(i, filtered(i))).collect();
                 let queries = needed
                     .iter()
                     .zip(&texts)
-                    .map(|(i, sql)| c.query_typed(sql, if filtered(*i) { &typed[..] } else { &[] }));
+                    .map(|(&i, sql)| c.query_typed(sql, if filtered(i) { &typed[..] } else { &[] }));
                 futures_util::future::try_join_all(queries).await.map_err(error)?
             }
         };
@@ -1267,7 +1262,7 @@ impl Driver for PostgresDriver {
     }
 
     fn snapshots_repeat(&mut self) {
-        if self.snapshot_statements == Prepared::No {
+        if matches!(self.snapshot_statements, Prepared::No) {
             self.snapshot_statements = Prepared::Wanted;
         }
     }

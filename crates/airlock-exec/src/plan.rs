@@ -429,7 +429,7 @@ impl Assessor {
                     .and_then(|t| self.catalog.table(t).table())
                     .map(|t| (t.name.name.clone(), t.rows, t.bytes, t.origin == Origin::Live));
                 let live = table.as_ref().is_some_and(|t| t.3);
-                let work = Work::of(e.rewrites_table, e.builds_index, e.scans_table);
+                let work = Work::of(&e);
                 if let Some((name, rows, bytes, _)) = &table {
                     plan.table = Some(name.clone());
                     plan.estimated_rows = *rows;

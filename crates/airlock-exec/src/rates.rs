@@ -51,8 +51,8 @@ impl Work {
     pub const ALL: [Work; 3] = [Work::Scan, Work::Index, Work::Rewrite];
 
     /// The kind of work of a statement's effects, if any is heavy.
-    pub fn of(rewrites: bool, builds_index: bool, scans: bool) -> Option<Work> {
-        match (rewrites, builds_index, scans) {
+    pub fn of(effects: &airlock_plan::Effects) -> Option<Work> {
+        match (effects.rewrites_table, effects.builds_index, effects.scans_table) {
             (true, _, _) => Some(Work::Rewrite),
             (false, true, _) => Some(Work::Index),
             (false, false, true) => Some(Work::Scan),

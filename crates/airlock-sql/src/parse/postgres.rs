@@ -139,15 +139,17 @@ fn qualified(nodes: &[protobuf::Node]) -> String {
 fn range_name(node: &protobuf::Node) -> Option<TableName> {
     match node.node.as_ref()? {
         NodeEnum::RangeVar(r) => Some(table(Some(r))),
-        NodeEnum::List(l) => {
-            let parts = strings(&l.items);
-            match parts.as_slice() {
-                [name] => Some(TableName::bare(name)),
-                [.., schema, name] => Some(TableName { schema: Some(schema.clone()), name: name.clone() }),
-                [] => None,
-            }
-        }
+        NodeEnum::List(l) => name_of_parts(&strings(&l.items)),
         _ => None,
+    }
+}
+
+/// A relation from its dotted name's parts (`[schema, name]` or `[name]`).
+fn name_of_parts(parts: &[String]) -> Option<TableName> {
+    match parts {
+        [name] => Some(TableName::bare(name)),
+        [.., schema, name] => Some(TableName { schema: Some(schema.clone()), name: name.clone() }),
+        [] => None,
     }
 }
 
@@ -508,17 +510,13 @@ fn comment_on(s: &protobuf::CommentStmt) -> CommentOn {
         Some(NodeEnum::List(l)) => strings(&l.items),
         _ => Vec::new(),
     };
-    let relation = |parts: &[String]| match parts {
-        [name] => Some(TableName::bare(name)),
-        [.., schema, name] => Some(TableName { schema: Some(schema.clone()), name: name.clone() }),
-        [] => None,
-    };
     let kind = s.objtype();
     let found = match kind {
         ObjectType::ObjectTable | ObjectType::ObjectView | ObjectType::ObjectMatview => {
-            relation(&names).map(CommentOn::Relation)
+            name_of_parts(&names).map(CommentOn::Relation)
         }
-        ObjectType::ObjectColumn => relation(names.split_last().map_or(&[][..], |(_, t)| t)).map(CommentOn::Relation),
+        // The column's name last, its relation's before it.
+        ObjectType::ObjectColumn => names.split_last().and_then(|(_, t)| name_of_parts(t)).map(CommentOn::Relation),
         ObjectType::ObjectIndex => names.last().map(|n| CommentOn::Index(n.clone())),
         _ => None,
     };
@@ -593,6 +591,28 @@ fn error_position(sql: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn views_and_comments_name_what_they_change() {
+        let t =
+            |schema: Option<&str>, name: &str| TableName { schema: schema.map(str::to_owned), name: name.to_owned() };
+        assert_eq!(one("CREATE OR REPLACE VIEW s.v AS SELECT 1"), Op::CreateView { view: t(Some("s"), "v") });
+        assert_eq!(one("CREATE MATERIALIZED VIEW m AS SELECT 1"), Op::CreateView { view: t(None, "m") });
+        assert_eq!(
+            one("DROP MATERIALIZED VIEW IF EXISTS a, s.b CASCADE"),
+            Op::DropView { views: vec![t(None, "a"), t(Some("s"), "b")], cascade: true }
+        );
+        let comment = |sql: &str| match one(sql) {
+            Op::Comment { on } => on,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(comment("COMMENT ON TABLE s.t IS 'x'"), CommentOn::Relation(t(Some("s"), "t")));
+        assert_eq!(comment("COMMENT ON COLUMN s.t.c IS 'x'"), CommentOn::Relation(t(Some("s"), "t")));
+        assert_eq!(comment("COMMENT ON COLUMN t.c IS 'x'"), CommentOn::Relation(t(None, "t")));
+        assert_eq!(comment("COMMENT ON INDEX s.i IS 'x'"), CommentOn::Index("i".to_owned()));
+        assert_eq!(comment("COMMENT ON FUNCTION f() IS 'x'"), CommentOn::Other("FUNCTION".to_owned()));
+        assert_eq!(comment("COMMENT ON CONSTRAINT c ON t IS 'x'"), CommentOn::Other("TABCONSTRAINT".to_owned()));
+    }
 
     fn one(sql: &str) -> Op {
         let mut ops = parse(sql).unwrap();

@@ -9,14 +9,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-1000}
-: "${AIRLOCK_TEST_POSTGRES_URL:?run through scripts/test}"
-command -v hyperfine >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq hyperfine >/dev/null; }
-
-cargo build -q --release -p airlock-cli
-AIRLOCK=$PWD/target/release/airlock
-work=$(mktemp -d /tmp/airlock-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/migrations"
+. bench/common.sh
+bench_setup drift
 
 admin=$AIRLOCK_TEST_POSTGRES_URL
 url() { echo "${admin%/*}/$1?sslmode=disable"; }

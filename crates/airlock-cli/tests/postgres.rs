@@ -197,6 +197,7 @@ fn a_prepared_schema_snapshot_reads_what_a_planned_one_reads_part_by_part_too_an
         // Only what the change can reach, read again: the rest carried over.
         let scope = airlock_core::snapshot::Scope {
             relations: ["t".to_owned()].into(),
+            parts: airlock_core::snapshot::ObjectKind::OF_RELATIONS.into(),
             others: airlock_core::snapshot::ObjectKind::ALL.into_iter().collect(),
         };
         let part = repeating.schema_snapshot_of(&scope).await.unwrap().expect("PostgreSQL reads a part");

@@ -102,6 +102,19 @@ impl ObjectKind {
         ObjectKind::View,
         ObjectKind::MaterializedView,
     ];
+
+    /// The kinds that belong to a relation: the relation itself, and its parts.
+    pub const OF_RELATIONS: [ObjectKind; 9] = [
+        ObjectKind::Table,
+        ObjectKind::View,
+        ObjectKind::MaterializedView,
+        ObjectKind::Column,
+        ObjectKind::ColumnOrder,
+        ObjectKind::Constraint,
+        ObjectKind::Index,
+        ObjectKind::Trigger,
+        ObjectKind::Policy,
+    ];
 }
 
 /// Where an object is: its kind, schema (None on SQLite, the database on
@@ -191,16 +204,19 @@ impl SchemaSnapshot {
 
 /// The part of a schema one step can change, when what it does is known
 /// well enough: the relations (tables, views, materialized views) its
-/// statements name, by name in any schema, and the kinds of object of no
-/// relation (schemas, extensions, types, sequences, routines) that may have
-/// changed too. A snapshot of a scope holds every object of those relations
-/// (the relation, its columns, column order, constraints, indexes,
-/// triggers, policies) and every object of those kinds. Everything else is
-/// as it was.
+/// statements name, by name in any schema, the kinds of their objects that
+/// may have changed (a `CREATE INDEX` changes only indexes), and the kinds
+/// of object of no relation (schemas, extensions, types, sequences,
+/// routines) that may have changed too. A snapshot of a scope holds every
+/// object of those kinds of those relations, and every object of those
+/// other kinds. Everything else is as it was.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scope {
     /// The relations' names.
     pub relations: std::collections::BTreeSet<String>,
+    /// The kinds of the relations' objects that may have changed: of
+    /// [`ObjectKind::OF_RELATIONS`].
+    pub parts: std::collections::BTreeSet<ObjectKind>,
     /// Kinds of object of no relation that may have changed (a serial
     /// column's `Sequence`, a commented `Function`...).
     pub others: std::collections::BTreeSet<ObjectKind>,
@@ -210,13 +226,17 @@ impl Scope {
     /// Whether a snapshot of this scope holds the object at `path`.
     pub fn holds(&self, path: &ObjectPath) -> bool {
         match path.kind {
-            ObjectKind::Table | ObjectKind::View | ObjectKind::MaterializedView => self.relations.contains(&path.name),
+            ObjectKind::Table | ObjectKind::View | ObjectKind::MaterializedView => {
+                self.parts.contains(&path.kind) && self.relations.contains(&path.name)
+            }
             ObjectKind::Column
             | ObjectKind::ColumnOrder
             | ObjectKind::Constraint
             | ObjectKind::Index
             | ObjectKind::Trigger
-            | ObjectKind::Policy => path.table.as_ref().is_some_and(|t| self.relations.contains(t)),
+            | ObjectKind::Policy => {
+                self.parts.contains(&path.kind) && path.table.as_ref().is_some_and(|t| self.relations.contains(t))
+            }
             ObjectKind::Schema
             | ObjectKind::Extension
             | ObjectKind::Enum
@@ -226,13 +246,13 @@ impl Scope {
             | ObjectKind::Function => self.others.contains(&path.kind),
         }
     }
-}
 
-impl Scope {
-    /// What either scope holds.
+    /// What either scope holds (and, of the relations of one, the parts the
+    /// other reads: more than either, never less).
     pub fn union(&self, other: &Scope) -> Scope {
         Scope {
             relations: self.relations.union(&other.relations).cloned().collect(),
+            parts: self.parts.union(&other.parts).copied().collect(),
             others: self.others.union(&other.others).copied().collect(),
         }
     }
@@ -469,7 +489,11 @@ mod tests {
         }
         // A part may hold more than the scope: only the scope is taken from it.
         part.insert(column("u", "stale"), Attributes::new());
-        let scope = Scope { relations: ["t".to_owned()].into(), others: [ObjectKind::Function].into() };
+        let scope = Scope {
+            relations: ["t".to_owned()].into(),
+            parts: ObjectKind::OF_RELATIONS.into(),
+            others: [ObjectKind::Function].into(),
+        };
         let after = before.refreshed(&scope, part.clone());
         let paths: Vec<String> = after.objects.keys().map(ToString::to_string).collect();
         assert_eq!(
@@ -482,8 +506,22 @@ mod tests {
         // Equal outside the scope: the scope's differences are all of them.
         assert_eq!(diff_within(&before, &after, &scope), diff(&before, &after));
         // Without functions among `others`, the function stays as it was.
-        let after = before.refreshed(&Scope { others: [ObjectKind::Sequence].into(), ..scope }, part);
+        let after = before.refreshed(&Scope { others: [ObjectKind::Sequence].into(), ..scope.clone() }, part.clone());
         assert!(after.objects.keys().any(|p| p.kind == ObjectKind::Function));
+        // With only columns among the parts, t keeps its index.
+        let after = before.refreshed(&Scope { parts: [ObjectKind::Column].into(), ..scope }, part);
+        let paths: Vec<String> = after.objects.keys().map(ToString::to_string).collect();
+        assert_eq!(
+            paths,
+            [
+                "table public.t",
+                "table public.u",
+                "column public.t.a",
+                "column public.t.c",
+                "column public.u.b",
+                "index public.t.t_a"
+            ]
+        );
     }
 
     #[test]

@@ -425,6 +425,11 @@ mod snapshot_sql {
     pub const MATERIALIZED_VIEWS: &str = views!("m");
 }
 
+/// Opens the transaction of a scoped snapshot's queries, their plans generic in it.
+const GENERIC_PLANS: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+     SELECT set_config('plan_cache_mode', 'force_generic_plan', true) \
+     WHERE current_setting('server_version_num')::int >= 120000";
+
 /// In a relation-bound snapshot query, where the scope's filter goes.
 const SCOPE_MARK: &str = "/*scope*/ ";
 /// The filter of a snapshot of a scope: the relation `c` is one of `$1`
@@ -924,7 +929,7 @@ impl PostgresDriver {
         let needed: Vec<usize> = (0..SNAPSHOT_QUERIES.len())
             .filter(|i| {
                 let (kind, _, bound) = SNAPSHOT_QUERIES[*i];
-                bound || scope.is_none_or(|s| s.others.contains(&kind))
+                scope.is_none_or(|s| if bound { s.parts.contains(&kind) } else { s.others.contains(&kind) })
             })
             .collect();
         // All sent at once: one round trip's wait, not sixteen.
@@ -935,7 +940,26 @@ impl PostgresDriver {
                     (true, Some(statement)) => c.query(statement, &param[..]),
                     _ => c.query(&whole[i], &[]),
                 });
-                match futures_util::future::try_join_all(queries).await {
+                // A scoped statement is run after each step of a rehearsal:
+                // left to itself, PostgreSQL may plan some of them anew at
+                // each run for the names given (the views' did, at several
+                // times the cost of running them). Their generic plans read
+                // the relation name's index just as well; asked for in a
+                // transaction of their own, so that the setting ends with it
+                // (nothing asked of a server before 12, which has no such setting).
+                let generic = relations.is_some() && !self.in_transaction;
+                let run = async {
+                    if !generic {
+                        return futures_util::future::try_join_all(queries).await;
+                    }
+                    let (_, rows, _) = tokio::try_join!(
+                        c.batch_execute(GENERIC_PLANS),
+                        futures_util::future::try_join_all(queries),
+                        c.batch_execute("COMMIT"),
+                    )?;
+                    Ok(rows)
+                };
+                match run.await {
                     Err(e) if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) => {
                         self.snapshot_statements = Prepared::No;
                         None

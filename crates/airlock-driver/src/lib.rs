@@ -392,9 +392,9 @@ pub trait Driver: Send {
     async fn schema_snapshot(&mut self) -> Result<airlock_core::snapshot::SchemaSnapshot>;
 
     /// What [`Driver::schema_snapshot`] would read of `scope` (see
-    /// `airlock_core::snapshot::Scope`): every object of its relations and
-    /// every object that belongs to no relation; objects of other relations
-    /// may be left out. None when the engine reads only whole schemas (the
+    /// `airlock_core::snapshot::Scope`): every object of its kinds of its
+    /// relations and every object of its other kinds; other objects may be
+    /// left out. None when the engine reads only whole schemas (the
     /// default): the caller reads the whole schema instead.
     async fn schema_snapshot_of(
         &mut self,

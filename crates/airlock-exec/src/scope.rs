@@ -17,23 +17,21 @@ use airlock_sql::parse::{AlterAction, CommentOn, Op, TableName};
 /// The scope of `statements` run on the schema `before`, or None when the
 /// whole schema must be read again after them.
 pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSnapshot) -> Option<Scope> {
-    let mut relations = BTreeSet::new();
-    // Kinds of object of no relation that may change: a serial column's
-    // sequence comes and goes with its table or column, a comment may be a routine's.
-    let mut others = BTreeSet::new();
+    let mut scope = Scope::default();
     for sql in statements {
         for op in airlock_sql::parse::parse(sql, dialect).ok()? {
-            match op {
+            let (relations, parts): (Vec<String>, &[ObjectKind]) = match op {
                 Op::CreateTable { table, .. } => {
-                    others.insert(ObjectKind::Sequence);
-                    relations.insert(table.name);
+                    // A serial column's sequence comes and goes with its table or column.
+                    scope.others.insert(ObjectKind::Sequence);
+                    // A partition takes its parent's row triggers.
+                    (vec![table.name], TABLE_PARTS)
                 }
-                Op::CreateIndex { table, .. } | Op::CreateTrigger { table, .. } => {
-                    relations.insert(table.name);
-                }
+                Op::CreateIndex { table, .. } => (vec![table.name], &[ObjectKind::Index]),
+                Op::CreateTrigger { table, .. } => (vec![table.name], &[ObjectKind::Trigger]),
                 Op::AlterTable { table, actions } => {
                     for (action, _) in &actions {
-                        match action {
+                        let parts: &[ObjectKind] = match action {
                             AlterAction::RenameColumn { .. }
                             | AlterAction::RenameTable { .. }
                             | AlterAction::RedefineColumn { .. }
@@ -44,52 +42,82 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                             {
                                 return None;
                             }
-                            AlterAction::AddColumn(_)
-                            | AlterAction::DropColumn { .. }
-                            | AlterAction::AlterColumnType { .. } => {
-                                others.insert(ObjectKind::Sequence);
+                            AlterAction::AddColumn(_) => {
+                                scope.others.insert(ObjectKind::Sequence);
+                                // Its inline constraints, and the indexes of a key or UNIQUE.
+                                &[
+                                    ObjectKind::Column,
+                                    ObjectKind::ColumnOrder,
+                                    ObjectKind::Constraint,
+                                    ObjectKind::Index,
+                                ][..]
                             }
-                            _ => {}
-                        }
+                            // What used the column goes with it; its type shows in
+                            // the text of checks and index definitions.
+                            AlterAction::DropColumn { .. } | AlterAction::AlterColumnType { .. } => {
+                                scope.others.insert(ObjectKind::Sequence);
+                                &ObjectKind::OF_RELATIONS[..]
+                            }
+                            AlterAction::SetNotNull { .. }
+                            | AlterAction::DropNotNull { .. }
+                            | AlterAction::SetDefault { .. }
+                            | AlterAction::DropDefault { .. } => &[ObjectKind::Column],
+                            // A primary key's columns become NOT NULL; a key has its index.
+                            AlterAction::AddConstraint(_) | AlterAction::DropConstraint { .. } => {
+                                &[ObjectKind::Column, ObjectKind::Constraint, ObjectKind::Index]
+                            }
+                            AlterAction::ValidateConstraint { .. } => &[ObjectKind::Constraint],
+                            AlterAction::AddIndex { .. } => &[ObjectKind::Index],
+                        };
+                        scope.parts.extend(parts.iter().copied());
                     }
-                    relations.insert(table.name);
+                    (vec![table.name], &[])
                 }
                 Op::DropTable { tables, cascade: false } => {
-                    others.insert(ObjectKind::Sequence);
-                    relations.extend(tables.into_iter().map(|t| t.name));
+                    scope.others.insert(ObjectKind::Sequence);
+                    (tables.into_iter().map(|t| t.name).collect(), &ObjectKind::OF_RELATIONS[..])
                 }
-                Op::DropView { views, cascade: false } => relations.extend(views.into_iter().map(|t| t.name)),
-                Op::CreateView { view } => {
-                    relations.insert(view.name);
+                // A materialized view goes with its indexes, a view with its INSTEAD OF triggers.
+                Op::DropView { views, cascade: false } => (views.into_iter().map(|t| t.name).collect(), VIEW_PARTS),
+                Op::CreateView { view } => (vec![view.name], VIEW_PARTS),
+                // The relation's comment, or one of its columns'.
+                Op::Comment { on: CommentOn::Relation(table) } => (
+                    vec![table.name],
+                    &[ObjectKind::Table, ObjectKind::View, ObjectKind::MaterializedView, ObjectKind::Column],
+                ),
+                Op::Comment { on: CommentOn::Index(name) } => (index_tables(before, &name)?, &[ObjectKind::Index]),
+                Op::Comment { on: CommentOn::Other(kind) } => {
+                    scope.others.extend(of_no_relation(&kind)?);
+                    (Vec::new(), &[])
                 }
-                Op::Comment { on: CommentOn::Relation(table) } => {
-                    relations.insert(table.name);
-                }
-                Op::Comment { on: CommentOn::Index(name) } => {
-                    relations.extend(index_tables(before, &name)?);
-                }
-                Op::Comment { on: CommentOn::Other(kind) } => others.extend(of_no_relation(&kind)?),
                 Op::AddEnumValue { .. } => {
-                    others.insert(ObjectKind::Enum);
+                    scope.others.insert(ObjectKind::Enum);
+                    (Vec::new(), &[])
                 }
                 Op::DropIndex { names, .. } => {
+                    let mut tables = Vec::new();
                     for name in names {
-                        relations.extend(index_tables(before, &name)?);
+                        tables.extend(index_tables(before, &name)?);
                     }
+                    (tables, &[ObjectKind::Index])
                 }
                 Op::Insert { table } | Op::Update { table, .. } | Op::Delete { table, .. } => {
                     if has_triggers(before, &table) {
                         return None;
                     }
+                    (Vec::new(), &[])
                 }
                 Op::Truncate { tables, cascade: false } => {
                     if tables.iter().any(|t| has_triggers(before, t)) {
                         return None;
                     }
+                    (Vec::new(), &[])
                 }
-                Op::Vacuum { .. } | Op::Transaction(_) => {}
+                Op::Vacuum { .. } | Op::Transaction(_) => (Vec::new(), &[]),
                 _ => return None,
-            }
+            };
+            scope.relations.extend(relations);
+            scope.parts.extend(parts.iter().copied());
         }
     }
     // A table with partitions or children passes its DDL on to them.
@@ -101,11 +129,26 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
         .flat_map(|parents| parents.split(", "))
         .map(|qualified| qualified.rsplit('.').next().unwrap_or(qualified))
         .collect();
-    if relations.iter().any(|r| parents.contains(r.as_str())) {
+    if scope.relations.iter().any(|r| parents.contains(r.as_str())) {
         return None;
     }
-    Some(Scope { relations, others })
+    Some(scope)
 }
+
+/// What a new table can have: all but what views are.
+const TABLE_PARTS: &[ObjectKind] = &[
+    ObjectKind::Table,
+    ObjectKind::Column,
+    ObjectKind::ColumnOrder,
+    ObjectKind::Constraint,
+    ObjectKind::Index,
+    ObjectKind::Trigger,
+    ObjectKind::Policy,
+];
+
+/// What a view or materialized view is, with its indexes and triggers.
+const VIEW_PARTS: &[ObjectKind] =
+    &[ObjectKind::View, ObjectKind::MaterializedView, ObjectKind::Index, ObjectKind::Trigger];
 
 /// The kinds of snapshot object a `COMMENT ON <kind>` of an object of no
 /// relation can change; None for a kind that belongs to a relation or is
@@ -190,6 +233,43 @@ mod tests {
         ] {
             assert!(others(sql).is_empty(), "{sql}");
         }
+    }
+
+    fn parts(sql: &str) -> Vec<ObjectKind> {
+        scope_of(&[sql], Dialect::Postgres, &schema()).expect("a scope").parts.into_iter().collect()
+    }
+
+    #[test]
+    fn of_a_relation_only_what_a_statement_can_change_is_read_again() {
+        use ObjectKind::*;
+        for (sql, kinds) in [
+            ("CREATE INDEX t_b ON t (b)", vec![Index]),
+            ("DROP INDEX t_a", vec![Index]),
+            ("COMMENT ON INDEX t_a IS 'x'", vec![Index]),
+            ("CREATE TRIGGER log AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION f()", vec![Trigger]),
+            ("ALTER TABLE t ALTER COLUMN a SET DEFAULT 1", vec![Column]),
+            ("ALTER TABLE t ALTER COLUMN a DROP NOT NULL", vec![Column]),
+            ("ALTER TABLE t ADD CONSTRAINT t_pk PRIMARY KEY (a)", vec![Column, Constraint, Index]),
+            ("ALTER TABLE t VALIDATE CONSTRAINT t_b", vec![Constraint]),
+            ("ALTER TABLE t ADD COLUMN c int UNIQUE", vec![Column, ColumnOrder, Constraint, Index]),
+            ("ALTER TABLE t ALTER COLUMN a TYPE bigint", ObjectKind::OF_RELATIONS.to_vec()),
+            ("ALTER TABLE t DROP COLUMN a", ObjectKind::OF_RELATIONS.to_vec()),
+            ("DROP TABLE t", ObjectKind::OF_RELATIONS.to_vec()),
+            ("CREATE TABLE u (id int)", TABLE_PARTS.to_vec()),
+            ("CREATE VIEW v AS SELECT 1", VIEW_PARTS.to_vec()),
+            ("DROP MATERIALIZED VIEW m", VIEW_PARTS.to_vec()),
+            ("COMMENT ON COLUMN t.a IS 'x'", vec![Table, Column, View, MaterializedView]),
+            ("INSERT INTO t VALUES (1)", vec![]),
+        ] {
+            let mut kinds = kinds;
+            kinds.sort();
+            assert_eq!(parts(sql), kinds, "{sql}");
+        }
+        // Statements together read what each would.
+        let both = scope_of(&["CREATE INDEX t_b ON t (b)", "COMMENT ON TABLE u IS 'x'"], Dialect::Postgres, &schema());
+        let both = both.expect("a scope");
+        assert_eq!(both.parts, [Table, Column, Index, View, MaterializedView].into());
+        assert_eq!(both.relations, ["t".to_owned(), "u".to_owned()].into());
     }
 
     #[test]

@@ -425,8 +425,13 @@ mod snapshot_sql {
     pub const MATERIALIZED_VIEWS: &str = views!("m");
 }
 
-/// Opens the transaction of a scoped snapshot's queries, their plans generic in it.
+/// Opens the transaction of a scoped snapshot's queries, their plans
+/// generic in it, and finding the scope's relations by the index on their
+/// name: a generic plan guesses ten of them, and on a small catalog would
+/// rather read all of `pg_class` (a third of each query's time). A server
+/// before 12 has no `plan_cache_mode`: nothing is asked of it.
 const GENERIC_PLANS: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+     SET LOCAL enable_seqscan = off; \
      SELECT set_config('plan_cache_mode', 'force_generic_plan', true) \
      WHERE current_setting('server_version_num')::int >= 120000";
 
@@ -943,10 +948,10 @@ impl PostgresDriver {
                 // A scoped statement is run after each step of a rehearsal:
                 // left to itself, PostgreSQL may plan some of them anew at
                 // each run for the names given (the views' did, at several
-                // times the cost of running them). Their generic plans read
-                // the relation name's index just as well; asked for in a
-                // transaction of their own, so that the setting ends with it
-                // (nothing asked of a server before 12, which has no such setting).
+                // times the cost of running them). Their generic plans, held
+                // to the index on the relation's name, do as well: both asked
+                // for in a transaction of their own, so that the settings end
+                // with it (see GENERIC_PLANS).
                 let generic = relations.is_some() && !self.in_transaction;
                 let run = async {
                     if !generic {

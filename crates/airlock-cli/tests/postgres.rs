@@ -168,6 +168,61 @@ fn a_failed_statement_before_rollback_to_savepoint_fails_the_migration() {
     assert_eq!(db.state_of("1").as_deref(), Some("succeeded"));
 }
 
+/// On a scratch connection a script and the read of what it can change go
+/// together in one transaction; a failed statement reads nothing and keeps
+/// nothing, and a read that fails (the script lost the prepared statements)
+/// costs the script nothing: it is run again and read on its own.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn a_script_and_the_read_after_it_go_together_and_a_failed_read_costs_the_script_nothing() {
+    use airlock_core::snapshot::{ObjectKind, Scope};
+    let db = Db::new(Engine::Postgres);
+    db.exec("CREATE TABLE t (id int PRIMARY KEY); CREATE TABLE u (id int)");
+    let url = airlock_driver::DatabaseUrl::parse(&db.url).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut plain = airlock_engines::connect(&url, true).await.unwrap();
+        let mut scratch = airlock_engines::connect(&url, true).await.unwrap();
+        scratch.snapshots_repeat();
+        let before = scratch.schema_snapshot().await.unwrap();
+        let scope = Scope {
+            relations: ["t".to_owned()].into(),
+            parts: [ObjectKind::Column, ObjectKind::ColumnOrder].into(),
+            others: Default::default(),
+        };
+        let columns = |s: &airlock_core::snapshot::SchemaSnapshot| -> Vec<String> {
+            s.objects.keys().filter(|p| p.kind == ObjectKind::Column).map(ToString::to_string).collect()
+        };
+
+        let (ran, _, part) =
+            scratch.run_transaction_and_read(&["ALTER TABLE t ADD COLUMN c int"], &scope).await.unwrap();
+        assert!(matches!(ran, airlock_driver::Ran::All), "{ran:?}");
+        let after = before.refreshed(&scope, part.expect("PostgreSQL reads the part"));
+        assert_eq!(after, plain.schema_snapshot().await.unwrap());
+        assert_eq!(columns(&after), ["column public.t.c", "column public.t.id", "column public.u.id"]);
+
+        let (ran, _, part) =
+            scratch.run_transaction_and_read(&["ALTER TABLE t ADD COLUMN d int", "SELECT 1/0"], &scope).await.unwrap();
+        assert!(matches!(ran, airlock_driver::Ran::Failed { index: 1, .. }), "{ran:?}");
+        assert!(part.is_none());
+        assert_eq!(plain.schema_snapshot().await.unwrap(), after, "the failed script is rolled back");
+
+        // The read in the script's transaction fails: the script is not lost.
+        let (ran, _, part) = scratch
+            .run_transaction_and_read(&["ALTER TABLE t ADD COLUMN d int", "DEALLOCATE ALL"], &scope)
+            .await
+            .unwrap();
+        assert!(matches!(ran, airlock_driver::Ran::All), "{ran:?}");
+        let again = after.refreshed(&scope, part.expect("read on its own"));
+        assert_eq!(again, plain.schema_snapshot().await.unwrap());
+        assert!(columns(&again).contains(&"column public.t.d".to_owned()), "{again:?}");
+        // Planned each time from then on, and still together.
+        let (ran, _, part) = scratch.run_transaction_and_read(&["ALTER TABLE t DROP COLUMN c"], &scope).await.unwrap();
+        assert!(matches!(ran, airlock_driver::Ran::All), "{ran:?}");
+        assert_eq!(again.refreshed(&scope, part.unwrap()), plain.schema_snapshot().await.unwrap());
+    });
+}
+
 /// A scratch connection keeps the snapshot's queries prepared; what it reads
 /// is what a plain connection reads, a part of the schema read after a change
 /// and laid over the schema before is the schema after, and a connection

@@ -105,6 +105,8 @@ enum Prepared {
         whole: Vec<tokio_postgres::Statement>,
         /// For a snapshot of a scope.
         scoped: Vec<Option<tokio_postgres::Statement>>,
+        /// Whether the server has generic plans to ask for (12 and later: see [`SCOPED_SETTINGS`]).
+        generic: bool,
     },
 }
 
@@ -425,16 +427,6 @@ mod snapshot_sql {
     pub const MATERIALIZED_VIEWS: &str = views!("m");
 }
 
-/// Opens the transaction of a scoped snapshot's queries, their plans
-/// generic in it, and finding the scope's relations by the index on their
-/// name: a generic plan guesses ten of them, and on a small catalog would
-/// rather read all of `pg_class` (a third of each query's time). A server
-/// before 12 has no `plan_cache_mode`: nothing is asked of it.
-const GENERIC_PLANS: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-     SET LOCAL enable_seqscan = off; \
-     SELECT set_config('plan_cache_mode', 'force_generic_plan', true) \
-     WHERE current_setting('server_version_num')::int >= 120000";
-
 /// In a relation-bound snapshot query, where the scope's filter goes.
 const SCOPE_MARK: &str = "/*scope*/ ";
 /// The filter of a snapshot of a scope: the relation `c` is one of `$1`
@@ -444,6 +436,61 @@ const SCOPE_FILTER: &str = "c.relname = ANY ($1::text[]) AND ";
 /// The relation-bound snapshot query `sql` filtered to the relations given as `$1`.
 fn scoped_query(sql: &str) -> String {
     sql.replace(SCOPE_MARK, SCOPE_FILTER)
+}
+
+/// The settings of a scoped snapshot's queries, in the transaction they run
+/// in so that they end with it; `[1]` for PostgreSQL 12 and later. A scoped
+/// statement is run after each step of a rehearsal: left to itself,
+/// PostgreSQL may plan some of them anew at each run for the names given
+/// (the views' did, at several times the cost of running them), and a
+/// generic plan guesses ten relations and, on a small catalog, would rather
+/// read all of `pg_class` than its index on the relation's name (a third of
+/// each query's time). Before 12 there is no `plan_cache_mode`.
+const SCOPED_SETTINGS: [&str; 2] = [
+    "SET LOCAL enable_seqscan = off",
+    "SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan",
+];
+/// A read-only transaction of its own for a scoped snapshot, with [`SCOPED_SETTINGS`].
+const SCOPED_BEGIN: [&str; 2] = [
+    "BEGIN READ ONLY; SET LOCAL enable_seqscan = off",
+    "BEGIN READ ONLY; SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan",
+];
+
+/// The queries a snapshot of `scope` (None: all) needs, by their place in [`SNAPSHOT_QUERIES`].
+fn needed_queries(scope: Option<&Scope>) -> Vec<usize> {
+    (0..SNAPSHOT_QUERIES.len())
+        .filter(|i| {
+            let (kind, _, bound) = SNAPSHOT_QUERIES[*i];
+            scope.is_none_or(|s| if bound { s.parts.contains(&kind) } else { s.others.contains(&kind) })
+        })
+        .collect()
+}
+
+/// The `needed` queries with prepared statements, the relation-bound ones
+/// filtered to `relations` when there are some.
+fn prepared_queries<'a>(
+    c: &'a Client,
+    needed: &'a [usize],
+    whole: &'a [tokio_postgres::Statement],
+    scoped: &'a [Option<tokio_postgres::Statement>],
+    relations: &'a Option<Vec<String>>,
+) -> impl Iterator<Item = impl std::future::Future<Output = std::result::Result<Vec<Row>, tokio_postgres::Error>> + 'a> + 'a
+{
+    needed.iter().map(move |&i| async move {
+        match (relations.is_some() && SNAPSHOT_QUERIES[i].2, &scoped[i]) {
+            (true, Some(statement)) => c.query(statement, &[relations as &(dyn ToSql + Sync)]).await,
+            _ => c.query(&whole[i], &[]).await,
+        }
+    })
+}
+
+/// The snapshot the `needed` queries answered with `results`.
+fn assemble_snapshot(needed: &[usize], results: &[Vec<Row>]) -> SchemaSnapshot {
+    let mut snapshot = SchemaSnapshot::default();
+    for (i, rows) in needed.iter().zip(results) {
+        snapshot_rows(&mut snapshot, SNAPSHOT_QUERIES[*i].0, rows);
+    }
+    snapshot
 }
 
 /// The schema snapshot's queries: the kind each reads, and whether it
@@ -904,61 +951,51 @@ impl PostgresDriver {
         })
     }
 
+    /// Prepares the snapshot's statements when asked to (see
+    /// [`Driver::snapshots_repeat`]); refused (a proxy that does not keep
+    /// prepared statements), they are planned each time after all.
+    async fn prepare_snapshots(&mut self) {
+        if !matches!(self.snapshot_statements, Prepared::Wanted) {
+            return;
+        }
+        let c = &self.client;
+        let count = SNAPSHOT_QUERIES.len();
+        let whole = futures_util::future::try_join_all((0..count).map(|i| c.prepare(SNAPSHOT_QUERIES[i].1)));
+        let scoped = futures_util::future::try_join_all((0..count).map(|i| async move {
+            match SNAPSHOT_QUERIES[i].2 {
+                true => c.prepare(&scoped_query(SNAPSHOT_QUERIES[i].1)).await.map(Some),
+                false => Ok(None),
+            }
+        }));
+        let version = c.query_typed("SELECT current_setting('server_version_num')::int", &[]);
+        self.snapshot_statements = match tokio::join!(whole, scoped, version) {
+            (Ok(whole), Ok(scoped), Ok(version)) => {
+                let generic = version.first().is_some_and(|r| r.get::<_, i32>(0) >= 120000);
+                Prepared::Ready { whole, scoped, generic }
+            }
+            _ => Prepared::No,
+        };
+    }
+
     /// The schema snapshot; with a scope, only the objects of its relations
     /// and those of no relation of the kinds it names.
     async fn read_snapshot(&mut self, scope: Option<&Scope>) -> Result<SchemaSnapshot> {
+        self.prepare_snapshots().await;
         let relations: Option<Vec<String>> = scope.map(|s| s.relations.iter().cloned().collect());
-        // A query's text for this snapshot: filtered to the scope's relations when it is relation-bound.
-        let filtered = |i: usize| relations.is_some() && SNAPSHOT_QUERIES[i].2;
-        let text = |i: usize, filter: bool| match filter {
-            true => std::borrow::Cow::Owned(scoped_query(SNAPSHOT_QUERIES[i].1)),
-            false => std::borrow::Cow::Borrowed(SNAPSHOT_QUERIES[i].1),
-        };
+        let needed = needed_queries(scope);
         let c = &self.client;
-        if matches!(self.snapshot_statements, Prepared::Wanted) {
-            let count = SNAPSHOT_QUERIES.len();
-            let whole = futures_util::future::try_join_all((0..count).map(|i| c.prepare(SNAPSHOT_QUERIES[i].1)));
-            let scoped = futures_util::future::try_join_all((0..count).map(|i| async move {
-                match SNAPSHOT_QUERIES[i].2 {
-                    true => c.prepare(&text(i, true)).await.map(Some),
-                    false => Ok(None),
-                }
-            }));
-            // Refused (a proxy that does not keep prepared statements): planned each time after all.
-            self.snapshot_statements = match tokio::join!(whole, scoped) {
-                (Ok(whole), Ok(scoped)) => Prepared::Ready { whole, scoped },
-                _ => Prepared::No,
-            };
-        }
-        // The queries this snapshot needs, by their place in SNAPSHOT_QUERIES.
-        let needed: Vec<usize> = (0..SNAPSHOT_QUERIES.len())
-            .filter(|i| {
-                let (kind, _, bound) = SNAPSHOT_QUERIES[*i];
-                scope.is_none_or(|s| if bound { s.parts.contains(&kind) } else { s.others.contains(&kind) })
-            })
-            .collect();
         // All sent at once: one round trip's wait, not sixteen.
         let results = match &self.snapshot_statements {
-            Prepared::Ready { whole, scoped } => {
-                let param: [&(dyn ToSql + Sync); 1] = [&relations];
-                let queries = needed.iter().map(|&i| match (filtered(i), &scoped[i]) {
-                    (true, Some(statement)) => c.query(statement, &param[..]),
-                    _ => c.query(&whole[i], &[]),
-                });
-                // A scoped statement is run after each step of a rehearsal:
-                // left to itself, PostgreSQL may plan some of them anew at
-                // each run for the names given (the views' did, at several
-                // times the cost of running them). Their generic plans, held
-                // to the index on the relation's name, do as well: both asked
-                // for in a transaction of their own, so that the settings end
-                // with it (see GENERIC_PLANS).
-                let generic = relations.is_some() && !self.in_transaction;
+            Prepared::Ready { whole, scoped, generic } => {
+                let queries = prepared_queries(c, &needed, whole, scoped, &relations);
+                // Scoped, in a transaction of their own for their settings (see SCOPED_SETTINGS).
+                let own = relations.is_some() && !self.in_transaction;
                 let run = async {
-                    if !generic {
+                    if !own {
                         return futures_util::future::try_join_all(queries).await;
                     }
                     let (_, rows, _) = tokio::try_join!(
-                        c.batch_execute(GENERIC_PLANS),
+                        c.batch_execute(if *generic { SCOPED_BEGIN[1] } else { SCOPED_BEGIN[0] }),
                         futures_util::future::try_join_all(queries),
                         c.batch_execute("COMMIT"),
                     )?;
@@ -977,8 +1014,15 @@ impl PostgresDriver {
         let results = match results {
             Some(results) => results,
             None => {
+                let filtered = |i: usize| relations.is_some() && SNAPSHOT_QUERIES[i].2;
                 let typed: [(&(dyn ToSql + Sync), Type); 1] = [(&relations, Type::TEXT_ARRAY)];
-                let texts: Vec<_> = needed.iter().map(|&i| text(i, filtered(i))).collect();
+                let texts: Vec<_> = needed
+                    .iter()
+                    .map(|&i| match filtered(i) {
+                        true => std::borrow::Cow::Owned(scoped_query(SNAPSHOT_QUERIES[i].1)),
+                        false => std::borrow::Cow::Borrowed(SNAPSHOT_QUERIES[i].1),
+                    })
+                    .collect();
                 let queries = needed
                     .iter()
                     .zip(&texts)
@@ -986,11 +1030,7 @@ impl PostgresDriver {
                 futures_util::future::try_join_all(queries).await.map_err(error)?
             }
         };
-        let mut snapshot = SchemaSnapshot::default();
-        for (i, rows) in needed.iter().zip(&results) {
-            snapshot_rows(&mut snapshot, SNAPSHOT_QUERIES[*i].0, rows);
-        }
-        Ok(snapshot)
+        Ok(assemble_snapshot(&needed, &results))
     }
 
     /// Whether all of airlock's tables exist; remembered once true.
@@ -1198,6 +1238,56 @@ impl Driver for PostgresDriver {
         }
         committed.map_err(error)?;
         Ok(Ran::All)
+    }
+
+    async fn run_transaction_and_read(
+        &mut self,
+        statements: &[&str],
+        scope: &Scope,
+    ) -> Result<(Ran, std::time::Duration, Option<SchemaSnapshot>)> {
+        self.prepare_snapshots().await;
+        let Prepared::Ready { whole, scoped, generic } = &self.snapshot_statements else {
+            return airlock_driver::run_then_read(self, statements, scope).await;
+        };
+        // One round trip: BEGIN, the statements, the read (its settings
+        // after the statements, so that they do not plan with them), COMMIT.
+        let relations = Some(scope.relations.iter().cloned().collect::<Vec<String>>());
+        let needed = needed_queries(Some(scope));
+        let begin = self.begin_sql();
+        let client = &self.client;
+        let started = std::time::Instant::now();
+        let statements_ran = async {
+            let ran = join_all(statements.iter().map(|sql| client.batch_execute(sql))).await;
+            (ran, started.elapsed())
+        };
+        let settings = if *generic { SCOPED_SETTINGS[1] } else { SCOPED_SETTINGS[0] };
+        let (began, (ran, took), set, read, committed) = tokio::join!(
+            client.batch_execute(&begin),
+            statements_ran,
+            client.batch_execute(settings),
+            futures_util::future::try_join_all(prepared_queries(client, &needed, whole, scoped, &relations)),
+            client.batch_execute("COMMIT"),
+        );
+        self.in_transaction = false;
+        began.map_err(error)?;
+        if let Some((index, e)) = ran.into_iter().enumerate().find_map(|(i, r)| r.err().map(|e| (i, e))) {
+            return Ok((Ran::Failed { index, error: error(e) }, took, None));
+        }
+        match set.and(read) {
+            Ok(rows) => {
+                committed.map_err(error)?;
+                Ok((Ran::All, took, Some(assemble_snapshot(&needed, &rows))))
+            }
+            // The statements ran, but the read failed and the COMMIT rolled
+            // them back: run again, then read on its own (planned anew if
+            // the prepared statements were lost).
+            Err(e) => {
+                if e.code() == Some(&SqlState::INVALID_SQL_STATEMENT_NAME) {
+                    self.snapshot_statements = Prepared::No;
+                }
+                airlock_driver::run_then_read(self, statements, scope).await
+            }
+        }
     }
 
     async fn read_state(&mut self) -> Result<State> {

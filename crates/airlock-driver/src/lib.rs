@@ -325,6 +325,21 @@ pub trait Driver: Send {
         Ok(Ran::All)
     }
 
+    /// [`Driver::run_transaction`], then [`Driver::schema_snapshot_of`] of
+    /// `scope`: how long the statements took (the read not counted), what
+    /// they did, and, when they all ran and the engine reads parts, the
+    /// part read. An engine may read it in the same transaction, before it
+    /// commits, sent with the statements (PostgreSQL does: one round trip a
+    /// step of a rehearsal); a read that fails must then not cost the
+    /// statements their effect. The default runs, then reads.
+    async fn run_transaction_and_read(
+        &mut self,
+        statements: &[&str],
+        scope: &airlock_core::snapshot::Scope,
+    ) -> Result<(Ran, std::time::Duration, Option<airlock_core::snapshot::SchemaSnapshot>)> {
+        run_then_read(self, statements, scope).await
+    }
+
     /// Runs a migration's `statements` in one transaction and commits it with
     /// its history `record` and `event` if the lease is still `owner`'s: the
     /// whole of a transactional migration. `record.finished_at` and
@@ -512,6 +527,22 @@ pub trait Driver: Send {
     fn canceller(&self) -> Option<std::sync::Arc<dyn Cancel>> {
         None
     }
+}
+
+/// [`Driver::run_transaction_and_read`] in two round trips: the transaction, then the read.
+pub async fn run_then_read<D: Driver + ?Sized>(
+    driver: &mut D,
+    statements: &[&str],
+    scope: &airlock_core::snapshot::Scope,
+) -> Result<(Ran, std::time::Duration, Option<airlock_core::snapshot::SchemaSnapshot>)> {
+    let started = std::time::Instant::now();
+    let ran = driver.run_transaction(statements).await?;
+    let took = started.elapsed();
+    let part = match ran {
+        Ran::All => driver.schema_snapshot_of(scope).await?,
+        _ => None,
+    };
+    Ok((ran, took, part))
 }
 
 /// [`Driver::run_and_commit`] one step at a time: [`Driver::begin_and_run`]

@@ -399,6 +399,18 @@ pub(crate) async fn replay(
     Ok(())
 }
 
+/// Whether [`run_prepared`] sends `prepared` as one transaction
+/// ([`airlock_driver::Driver::run_transaction`]): a transactional script
+/// on an engine with transactional DDL that does not manage its own
+/// transaction, its statements not timed one by one.
+pub(crate) fn one_transaction(
+    prepared: &crate::prepare::Prepared,
+    traits: crate::prepare::EngineTraits,
+    each_timed: bool,
+) -> bool {
+    prepared.mode == RunMode::Transaction && traits.transactional_ddl && !each_timed && !prepared.manages_transaction
+}
+
 /// Runs a prepared script on a scratch database as it would run for real:
 /// in one transaction when its mode says so and the engine has transactional
 /// DDL (rolled back on a failure, so no lock is left behind), else statement
@@ -412,7 +424,7 @@ pub(crate) async fn run_prepared(
     each_timed: bool,
 ) -> Result<Vec<std::time::Duration>, (usize, airlock_driver::DriverError)> {
     let in_transaction = prepared.mode == RunMode::Transaction && traits.transactional_ddl;
-    if in_transaction && !each_timed && !prepared.manages_transaction {
+    if one_transaction(prepared, traits, each_timed) {
         let statements: Vec<&str> = prepared.statements.iter().map(|s| s.sql.as_str()).collect();
         return match driver.run_transaction(&statements).await {
             Ok(airlock_driver::Ran::Failed { index, error }) => Err((index + 1, error)),

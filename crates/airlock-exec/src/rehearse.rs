@@ -365,38 +365,45 @@ async fn rehearse_one<'h>(
     };
     let rows = count_rows(driver, heavy, traits.dialect).await;
     let mut times = Vec::new();
-    match timed(driver, &up, traits, !heavy.is_empty()).await {
-        Ok((ms, each)) => {
-            entry.up_ms = Some(ms);
-            for (h, rows) in heavy.iter().zip(rows) {
-                let at = up.statements.iter().position(|s| s.line + migration.up.line_offset == h.line);
-                if let (Some(rows), Some(time)) = (rows.filter(|r| *r > 0), at.and_then(|i| each.get(i))) {
-                    times.push((h, rows, time.as_secs_f64() * 1000.0));
-                }
-            }
-        }
+    // Without a down, the schema after the up is not compared with anything: not read.
+    let read_after = migration.down.is_some().then_some(Cow::Borrowed(&before));
+    let first = match step(driver, &up, traits, read_after, !heavy.is_empty()).await? {
+        Ok(first) => first,
         Err(error) => return Ok((failed(entry, "the up script", error), None, Vec::new())),
+    };
+    entry.up_ms = Some(first.ms);
+    for (h, rows) in heavy.iter().zip(rows) {
+        let at = up.statements.iter().position(|s| s.line + migration.up.line_offset == h.line);
+        if let (Some(rows), Some(time)) = (rows.filter(|r| *r > 0), at.and_then(|i| first.each.get(i))) {
+            times.push((h, rows, time.as_secs_f64() * 1000.0));
+        }
     }
-    let Some(down_script) = &migration.down else {
+    let (Some(down_script), Some((after_up, up_read))) = (&migration.down, first.after) else {
         entry.outcome = "no-down";
         return Ok((entry, None, times));
     };
-    let (after_up, up_read) = snapshot_after(driver, Cow::Borrowed(&before), &up, traits.dialect).await?;
     let down = prepare_script(down_script, migration.down_directives.no_transaction, traits)
         .map_err(|e| ExecError::Invalid(vec![e]))?;
-    match timed(driver, &down, traits, false).await {
-        Ok((ms, _)) => entry.down_ms = Some(ms),
+    let (after_down, down_read) = match step(driver, &down, traits, Some(Cow::Borrowed(&after_up)), false).await? {
+        Ok(Stepped { ms, after: Some(after), .. }) => {
+            entry.down_ms = Some(ms);
+            after
+        }
+        Ok(Stepped { after: None, .. }) => unreachable!("a step asked to read the schema after it reads it"),
         Err(error) => return Ok((failed(entry, "the down script", error), None, times)),
-    }
-    let (after_down, down_read) = snapshot_after(driver, Cow::Borrowed(&after_up), &down, traits.dialect).await?;
+    };
     // Where only parts were read again, the schemas differ only there.
     let mut reached = up_read.zip(down_read).map(|(up, down)| up.union(&down));
     entry.differences.extend(match &reached {
         Some(reached) => crate::drift::entries_within(&before, &after_down, reached),
         None => crate::drift::entries(&before, &after_down),
     });
-    match timed(driver, &up, traits, false).await {
-        Ok((ms, _)) => entry.reup_ms = Some(ms),
+    let (again, again_read) = match step(driver, &up, traits, Some(Cow::Owned(after_down)), false).await? {
+        Ok(Stepped { ms, after: Some(after), .. }) => {
+            entry.reup_ms = Some(ms);
+            after
+        }
+        Ok(Stepped { after: None, .. }) => unreachable!("a step asked to read the schema after it reads it"),
         // What the down left behind is usually why: that is the finding.
         Err(error) if !entry.differences.is_empty() => {
             let mut entry = failed(entry, REUP, error);
@@ -404,8 +411,7 @@ async fn rehearse_one<'h>(
             return Ok((entry, None, times));
         }
         Err(error) => return Ok((failed(entry, REUP, error), None, times)),
-    }
-    let (again, again_read) = snapshot_after(driver, Cow::Owned(after_down), &up, traits.dialect).await?;
+    };
     reached = reached.zip(again_read).map(|(reached, again)| reached.union(&again));
     let differences = match &reached {
         Some(reached) => diff_within(&after_up, &again, reached),
@@ -436,61 +442,104 @@ async fn snapshot(driver: &mut dyn Driver) -> Result<SchemaSnapshot, ExecError> 
     driver.schema_snapshot().await.map_err(ExecError::db("reading the scratch database's schema"))
 }
 
-/// The schema after `script` ran on a schema that was `before`, and the
-/// scope read again (None: all of it): only what its statements can have
-/// changed is read again, where the engine can read a part and the
-/// statements allow it (`scope::scope_of`), else all of it. A `before` given
-/// owned is updated in place. Debug builds (the tests) read all of it too
-/// and stop with an error if the two differ.
-async fn snapshot_after(
-    driver: &mut dyn Driver,
-    before: Cow<'_, SchemaSnapshot>,
-    script: &crate::prepare::Prepared,
-    dialect: airlock_sql::Dialect,
-) -> Result<(SchemaSnapshot, Option<Scope>), ExecError> {
-    let statements: Vec<&str> = script.statements.iter().map(|s| s.sql.as_str()).collect();
-    let Some(scope) = crate::scope::scope_of(&statements, dialect, &before) else {
-        return Ok((snapshot(driver).await?, None));
-    };
-    let part =
-        driver.schema_snapshot_of(&scope).await.map_err(ExecError::db("reading the scratch database's schema"))?;
-    let Some(part) = part else {
-        return Ok((snapshot(driver).await?, None));
-    };
-    let after = match before {
-        Cow::Borrowed(before) => before.refreshed(&scope, part),
-        Cow::Owned(mut before) => {
-            before.refresh(&scope, part);
-            before
-        }
-    };
-    if cfg!(debug_assertions) {
-        // An error, not a panic: the scratch database is still dropped.
-        let whole = snapshot(driver).await?;
-        let missed = diff(&whole, &after);
-        if !missed.is_empty() {
-            return Err(ExecError::Usage(format!(
-                "internal check of a debug build: a rehearsal read only {:?} after {statements:?}, and missed: {missed:?}",
-                scope.relations
-            )));
-        }
-    }
-    Ok((after, Some(scope)))
+/// A step of a rehearsal that ran: its milliseconds, each statement's time
+/// (when asked for), and, when asked for, the schema after it with the
+/// scope read again (None: all of it).
+struct Stepped {
+    ms: u64,
+    each: Vec<std::time::Duration>,
+    after: Option<(SchemaSnapshot, Option<Scope>)>,
 }
 
-/// Runs a script: its time in milliseconds and, with `each_timed`, each
-/// statement's; a failure as "statement N of M: error".
-async fn timed(
+/// Runs `script` and, given the schema `before` it (owned: updated in
+/// place), reads the schema after it: only what its statements can have
+/// changed (`scope::scope_of`) where the engine can read a part and the
+/// statements allow it, else all of it; where the script is one
+/// transaction, the read goes with it ([`Driver::run_transaction_and_read`]).
+/// Debug builds (the tests) read all of it too and stop with an error if
+/// the two differ. `each_timed`: each statement timed on its own. A failed
+/// script as "statement N of M: error".
+async fn step(
     driver: &mut dyn Driver,
-    prepared: &crate::prepare::Prepared,
+    script: &crate::prepare::Prepared,
     traits: EngineTraits,
+    before: Option<Cow<'_, SchemaSnapshot>>,
     each_timed: bool,
-) -> Result<(u64, Vec<std::time::Duration>), String> {
-    let started = Instant::now();
-    let each = run_prepared(driver, prepared, traits, each_timed)
-        .await
-        .map_err(|(n, e)| format!("statement {n} of {}: {}", prepared.statements.len(), e.message))?;
-    Ok((u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX), each))
+) -> Result<Result<Stepped, String>, ExecError> {
+    let statements: Vec<&str> = script.statements.iter().map(|s| s.sql.as_str()).collect();
+    let failure =
+        |n: usize, e: airlock_driver::DriverError| format!("statement {n} of {}: {}", statements.len(), e.message);
+    let scope = before.as_deref().and_then(|before| crate::scope::scope_of(&statements, traits.dialect, before));
+    let (ms, each, part) = match &scope {
+        Some(scope) if crate::drift::one_transaction(script, traits, each_timed) => {
+            match driver.run_transaction_and_read(&statements, scope).await {
+                Ok((airlock_driver::Ran::Failed { index, error }, ..)) => return Ok(Err(failure(index + 1, error))),
+                Ok((_, took, part)) => (millis(took), Vec::new(), part),
+                Err(e) => return Ok(Err(failure(statements.len(), e))),
+            }
+        }
+        _ => {
+            let started = Instant::now();
+            let each = match run_prepared(driver, script, traits, each_timed).await {
+                Ok(each) => each,
+                Err((n, e)) => return Ok(Err(failure(n, e))),
+            };
+            let ms = millis(started.elapsed());
+            let part = match (&scope, &before) {
+                (Some(scope), Some(_)) => driver
+                    .schema_snapshot_of(scope)
+                    .await
+                    .map_err(ExecError::db("reading the scratch database's schema"))?,
+                _ => None,
+            };
+            (ms, each, part)
+        }
+    };
+    let Some(before) = before else {
+        return Ok(Ok(Stepped { ms, each, after: None }));
+    };
+    let after = match (scope, part) {
+        (Some(scope), Some(part)) => {
+            let after = match before {
+                Cow::Borrowed(before) => before.refreshed(&scope, part),
+                Cow::Owned(mut before) => {
+                    before.refresh(&scope, part);
+                    before
+                }
+            };
+            check_part(driver, &after, &scope, &statements).await?;
+            (after, Some(scope))
+        }
+        _ => (snapshot(driver).await?, None),
+    };
+    Ok(Ok(Stepped { ms, each, after: Some(after) }))
+}
+
+/// In debug builds (the tests), reads the whole schema after a step whose
+/// scope only was read again, and stops with an error if the two differ:
+/// an error, not a panic, so that the scratch database is still dropped.
+async fn check_part(
+    driver: &mut dyn Driver,
+    after: &SchemaSnapshot,
+    scope: &Scope,
+    statements: &[&str],
+) -> Result<(), ExecError> {
+    if !cfg!(debug_assertions) {
+        return Ok(());
+    }
+    let whole = snapshot(driver).await?;
+    let missed = diff(&whole, after);
+    if missed.is_empty() {
+        return Ok(());
+    }
+    Err(ExecError::Usage(format!(
+        "internal check of a debug build: a rehearsal read only {:?} ({:?}) after {statements:?}, and missed: {missed:?}",
+        scope.relations, scope.parts
+    )))
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The rows of each heavy statement's table, counted before its migration

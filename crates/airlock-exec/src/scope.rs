@@ -21,9 +21,11 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
     for sql in statements {
         for op in airlock_sql::parse::parse(sql, dialect).ok()? {
             let (relations, parts): (Vec<String>, &[ObjectKind]) = match op {
-                Op::CreateTable { table, .. } => {
+                Op::CreateTable { table, columns, .. } => {
                     // A serial column's sequence comes and goes with its table or column.
-                    scope.others.insert(ObjectKind::Sequence);
+                    if columns.iter().any(|c| c.identity) {
+                        scope.others.insert(ObjectKind::Sequence);
+                    }
                     // A partition takes its parent's row triggers.
                     (vec![table.name], TABLE_PARTS)
                 }
@@ -42,8 +44,10 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                             {
                                 return None;
                             }
-                            AlterAction::AddColumn(_) => {
-                                scope.others.insert(ObjectKind::Sequence);
+                            AlterAction::AddColumn(column) => {
+                                if column.identity {
+                                    scope.others.insert(ObjectKind::Sequence);
+                                }
                                 // Its inline constraints, and the indexes of a key or UNIQUE.
                                 &[
                                     ObjectKind::Column,
@@ -55,7 +59,9 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                             // What used the column goes with it; its type shows in
                             // the text of checks and index definitions.
                             AlterAction::DropColumn { .. } | AlterAction::AlterColumnType { .. } => {
-                                scope.others.insert(ObjectKind::Sequence);
+                                if owns_sequences(before, &table.name) {
+                                    scope.others.insert(ObjectKind::Sequence);
+                                }
                                 &ObjectKind::OF_RELATIONS[..]
                             }
                             AlterAction::SetNotNull { .. }
@@ -74,7 +80,9 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                     (vec![table.name], &[])
                 }
                 Op::DropTable { tables, cascade: false } => {
-                    scope.others.insert(ObjectKind::Sequence);
+                    if tables.iter().any(|t| owns_sequences(before, &t.name)) {
+                        scope.others.insert(ObjectKind::Sequence);
+                    }
                     (tables.into_iter().map(|t| t.name).collect(), &ObjectKind::OF_RELATIONS[..])
                 }
                 // A materialized view goes with its indexes, a view with its INSTEAD OF triggers.
@@ -179,6 +187,15 @@ fn index_tables(before: &SchemaSnapshot, name: &str) -> Option<Vec<String>> {
     (!tables.is_empty()).then_some(tables)
 }
 
+/// Whether a sequence belongs to a column of `table` (`OWNED BY`, as a
+/// serial column's does): it goes with the table or the column.
+fn owns_sequences(before: &SchemaSnapshot, table: &str) -> bool {
+    before.objects.iter().any(|(path, attributes)| {
+        path.kind == ObjectKind::Sequence
+            && attributes.get("owned_by").and_then(|o| o.rsplit_once('.')).is_some_and(|(t, _)| t == table)
+    })
+}
+
 /// Whether `table` has a trigger, which may change anything when rows are written.
 fn has_triggers(before: &SchemaSnapshot, table: &TableName) -> bool {
     before.objects.keys().any(|p| p.kind == ObjectKind::Trigger && p.table.as_deref() == Some(table.name.as_str()))
@@ -194,6 +211,9 @@ mod tests {
         let table = |name: &str| ObjectPath::new(ObjectKind::Table, Some("public"), name);
         s.insert(table("t"), Attributes::new());
         s.insert(ObjectPath::of_table(ObjectKind::Index, Some("public"), "t", "t_a"), Attributes::new());
+        // t's serial column's sequence.
+        let owned: Attributes = [("owned_by".to_owned(), "t.id".to_owned())].into();
+        s.insert(ObjectPath::new(ObjectKind::Sequence, Some("public"), "t_id_seq"), owned);
         // The same index name in another schema, on another table.
         s.insert(ObjectPath::of_table(ObjectKind::Index, Some("archive"), "t_old", "t_a"), Attributes::new());
         s.insert(table("audited"), Attributes::new());
@@ -226,6 +246,10 @@ mod tests {
             assert_eq!(others(sql), kinds, "{sql}");
         }
         for sql in [
+            "CREATE TABLE u (id int)",
+            "ALTER TABLE t ADD COLUMN n int",
+            "ALTER TABLE audited DROP COLUMN n",
+            "DROP TABLE audited",
             "CREATE INDEX t_b ON t (b)",
             "ALTER TABLE t ALTER COLUMN a SET DEFAULT 1",
             "CREATE VIEW v AS SELECT 1",

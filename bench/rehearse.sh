@@ -5,6 +5,11 @@
 # migrations: up, down and up again of each, with a schema snapshot before
 # and after every step. Target: the rehearsal within 3.5x the apply.
 #
+# The two are timed in rounds (a fresh database, the rehearsal, the apply),
+# so that a machine whose pace changes from one minute to the next (these
+# do: the disk's above all) slows both alike; the ratio is taken round by
+# round and the medians reported.
+#
 # With BASE=M, the same N migrations are also applied and rehearsed on top
 # of a schema of M tables already applied: a rehearsal then reads again,
 # after each step, only what the step names, so its cost should not grow
@@ -16,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-100}
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-9}
 . bench/common.sh
 bench_setup rehearse
 
@@ -42,25 +47,48 @@ for i in range(n):
     else:
         write(i, f"{t}_view", f"CREATE VIEW {t}_v AS SELECT id, a FROM {t};", f"DROP VIEW {t}_v;")
 PY
+
+# rounds RESET REHEARSE APPLY: RUNS rounds of RESET, REHEARSE timed, APPLY
+# timed (after one rehearsal to warm up). Prints the apply's median ms, the
+# rehearsal's, and the median, lowest and highest ratio of the rounds.
+rounds() {
+  python3 - "$RUNS" "$@" <<'PY'
+import statistics, subprocess, sys, time
+runs, reset, rehearse, apply = int(sys.argv[1]), *sys.argv[2:]
+def run(cmd):
+    started = time.perf_counter()
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
+    return (time.perf_counter() - started) * 1000
+run(reset)
+run(rehearse)
+applied, rehearsed = [], []
+for _ in range(runs):
+    run(reset)
+    rehearsed.append(run(rehearse))
+    applied.append(run(apply))
+ratios = [r / a for a, r in zip(applied, rehearsed)]
+print(round(statistics.median(applied)), round(statistics.median(rehearsed)),
+      round(statistics.median(ratios), 2), round(min(ratios), 2), round(max(ratios), 2))
+PY
+}
+
 reset="psql -q $admin -c 'DROP DATABASE IF EXISTS bench_rehearse' -c 'CREATE DATABASE bench_rehearse'"
 eval "$reset" >/dev/null
-"$AIRLOCK" --database-url "$url" --dir "$work/migrations" migrate >/dev/null
 "$AIRLOCK" --database-url "$url" --dir "$work/migrations" --format json rehearse --all > "$work/rehearsal.json"
 python3 - "$work/rehearsal.json" "$N" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["verdict"] == "clean" and len(r["migrations"]) == int(sys.argv[2]), r["verdict"]
 PY
-hyperfine -N --runs "$RUNS" --prepare "$reset" --export-json "$work/apply.json" \
-  "$AIRLOCK --database-url $url --dir $work/migrations migrate" >&2
-hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$work/rehearse.json" \
-  "$AIRLOCK --database-url $url --dir $work/migrations rehearse --all" >&2
-read -r apply rehearse <<<"$(python3 -c 'import json,sys; print(*(round(json.load(open(f))["results"][0]["median"]*1000) for f in sys.argv[1:]))' "$work/apply.json" "$work/rehearse.json")"
+read -r apply rehearse ratio low high <<<"$(rounds "$reset" \
+  "$AIRLOCK --database-url '$url' --dir $work/migrations rehearse --all" \
+  "$AIRLOCK --database-url '$url' --dir $work/migrations migrate")"
 cat <<EOT
-Rehearsal benchmark: $N migrations with down scripts, PostgreSQL $(psql -Atq "$admin" -c 'SHOW server_version' | cut -d' ' -f1)
+Rehearsal benchmark: $N migrations with down scripts, PostgreSQL $(psql -Atq "$admin" -c 'SHOW server_version' | cut -d' ' -f1), $RUNS rounds
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo)
 airlock migrate (apply once, empty database): median $apply ms
-airlock rehearse --all (up, down, up again, the schema read around each step): median $rehearse ms ($(python3 -c "print(round($rehearse / $apply, 2))")x)
+airlock rehearse --all (up, down, up again, the schema read around each step): median $rehearse ms
+rehearse / migrate, round by round: median ${ratio}x (lowest ${low}x, highest ${high}x)
 EOT
 psql -q "$admin" -c "DROP DATABASE IF EXISTS bench_rehearse" >/dev/null
 
@@ -75,18 +103,15 @@ for i in range(int(sys.argv[1])):
     print(f"CREATE INDEX base{i}_a ON base{i} (a) WHERE b > 1;")
 PY
   big="${admin%/*}/bench_rehearse_big?sslmode=disable"
-  # hyperfine -N runs it without a shell: the shell is asked for.
-  reset_big="bash -c \"psql -q $admin -c 'DROP DATABASE IF EXISTS bench_rehearse_big' -c 'CREATE DATABASE bench_rehearse_big' && $AIRLOCK --database-url '$big' --dir $work/big migrate --to 0 >/dev/null\""
-  hyperfine -N --runs "$RUNS" --prepare "$reset_big" --export-json "$work/apply_big.json" \
-    "$AIRLOCK --database-url $big --dir $work/big migrate" >&2
-  eval "$reset_big"
-  hyperfine -N --warmup 1 --runs "$RUNS" --export-json "$work/rehearse_big.json" \
-    "$AIRLOCK --database-url $big --dir $work/big rehearse" >&2
-  read -r apply_big rehearse_big <<<"$(python3 -c 'import json,sys; print(*(round(json.load(open(f))["results"][0]["median"]*1000) for f in sys.argv[1:]))' "$work/apply_big.json" "$work/rehearse_big.json")"
+  # The base applied, the N pending: rehearsed (the target only read), then applied.
+  reset_big="psql -q $admin -c 'DROP DATABASE IF EXISTS bench_rehearse_big' -c 'CREATE DATABASE bench_rehearse_big' && $AIRLOCK --database-url '$big' --dir $work/big migrate --to 0"
+  read -r apply_big rehearse_big ratio_big _ _ <<<"$(rounds "$reset_big" \
+    "$AIRLOCK --database-url '$big' --dir $work/big rehearse" \
+    "$AIRLOCK --database-url '$big' --dir $work/big migrate")"
   cat <<EOT
 on a schema of $BASE tables already applied:
 airlock migrate (the $N pending): median $apply_big ms
-airlock rehearse (the applied schema replayed into the scratch database, then the $N pending rehearsed): median $rehearse_big ms
+airlock rehearse (the applied schema replayed into the scratch database, then the $N pending rehearsed): median $rehearse_big ms (${ratio_big}x round by round)
 EOT
   psql -q "$admin" -c "DROP DATABASE IF EXISTS bench_rehearse_big" >/dev/null
 fi

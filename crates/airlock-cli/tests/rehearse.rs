@@ -630,13 +630,14 @@ fn a_rehearsal_with_rows_times_heavy_statements_and_plan_scales_them_by_the_live
 /// sequences, partitions that take their parent's index or trigger, a write
 /// whose trigger makes a table, comments on indexes and routines, views, a
 /// key that makes its column NOT NULL, a column whose type or removal shows
-/// in its checks and indexes, a materialized view's index.
+/// in its checks and indexes, a materialized view's index, a view's
+/// INSTEAD OF trigger.
 #[test]
 #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
 fn postgres_rehearsal_reads_again_what_each_step_can_reach() {
     let db = Db::new(Engine::Postgres);
     let project = Project::new();
-    let steps: [(&str, &str, &str); 16] = [
+    let steps: [(&str, &str, &str); 20] = [
         ("t", "CREATE TABLE t (id serial PRIMARY KEY, a text);", "DROP TABLE t;"),
         ("t_n", "ALTER TABLE t ADD COLUMN n bigserial;", "ALTER TABLE t DROP COLUMN n;"),
         (
@@ -693,6 +694,28 @@ fn postgres_rehearsal_reads_again_what_each_step_can_reach() {
             "CREATE MATERIALIZED VIEW m AS SELECT id FROM t;\nCREATE UNIQUE INDEX m_id ON m (id);",
             "DROP MATERIALIZED VIEW m;",
         ),
+        (
+            "w_function",
+            "CREATE FUNCTION w_insert() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;",
+            "DROP FUNCTION w_insert();",
+        ),
+        // A view goes with its INSTEAD OF trigger; made again, it keeps it.
+        (
+            "w",
+            "CREATE VIEW w AS SELECT id FROM t;\n\
+             CREATE TRIGGER w_insert INSTEAD OF INSERT ON w FOR EACH ROW EXECUTE FUNCTION w_insert();",
+            "DROP VIEW w;",
+        ),
+        (
+            "w_a",
+            "CREATE OR REPLACE VIEW w AS SELECT id FROM t WHERE id > 0;",
+            "CREATE OR REPLACE VIEW w AS SELECT id FROM t;",
+        ),
+        (
+            "m_notes",
+            "COMMENT ON MATERIALIZED VIEW m IS 'kept';\nCOMMENT ON COLUMN u.id IS 'the id';",
+            "COMMENT ON MATERIALIZED VIEW m IS NULL;\nCOMMENT ON COLUMN u.id IS NULL;",
+        ),
     ];
     for (i, (name, up, down)) in steps.iter().enumerate() {
         project.write(&format!("{}_{name}.up.sql", i + 1), &format!("{up}\n"));
@@ -705,7 +728,7 @@ fn postgres_rehearsal_reads_again_what_each_step_can_reach() {
     // The insert's trigger made a table its down does not drop: residue, found.
     let outcomes: Vec<&str> =
         json["migrations"].as_array().unwrap().iter().map(|m| m["outcome"].as_str().unwrap()).collect();
-    let mut clean = ["clean"; 16];
+    let mut clean = ["clean"; 20];
     clean[5] = "residue";
     assert_eq!(outcomes, clean, "{json}");
     assert!(json["migrations"][5]["differences"].to_string().contains("made_by_trigger"), "{json}");

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 
 use airlock_core::snapshot::{ObjectKind, SchemaSnapshot, Scope};
 use airlock_sql::Dialect;
-use airlock_sql::parse::{AlterAction, CommentOn, Op, TableName};
+use airlock_sql::parse::{AlterAction, CommentOn, Op, RelationKind, TableName};
 
 /// The scope of `statements` run on the schema `before`, or None when the
 /// whole schema must be read again after them.
@@ -86,13 +86,30 @@ pub(crate) fn scope_of(statements: &[&str], dialect: Dialect, before: &SchemaSna
                     (tables.into_iter().map(|t| t.name).collect(), &ObjectKind::OF_RELATIONS[..])
                 }
                 // A materialized view goes with its indexes, a view with its INSTEAD OF triggers.
-                Op::DropView { views, cascade: false } => (views.into_iter().map(|t| t.name).collect(), VIEW_PARTS),
-                Op::CreateView { view } => (vec![view.name], VIEW_PARTS),
-                // The relation's comment, or one of its columns'.
-                Op::Comment { on: CommentOn::Relation(table) } => (
-                    vec![table.name],
-                    &[ObjectKind::Table, ObjectKind::View, ObjectKind::MaterializedView, ObjectKind::Column],
+                Op::DropView { views, cascade: false, materialized } => (
+                    views.into_iter().map(|t| t.name).collect(),
+                    match materialized {
+                        true => &[ObjectKind::MaterializedView, ObjectKind::Index],
+                        false => &[ObjectKind::View, ObjectKind::Trigger],
+                    },
                 ),
+                // A view made again keeps its triggers.
+                Op::CreateView { view, materialized } => (
+                    vec![view.name],
+                    match materialized {
+                        true => &[ObjectKind::MaterializedView],
+                        false => &[ObjectKind::View],
+                    },
+                ),
+                Op::Comment { on: CommentOn::Relation { table, kind } } => (
+                    vec![table.name],
+                    match kind {
+                        RelationKind::Table => &[ObjectKind::Table],
+                        RelationKind::View => &[ObjectKind::View],
+                        RelationKind::MaterializedView => &[ObjectKind::MaterializedView],
+                    },
+                ),
+                Op::Comment { on: CommentOn::Column(table) } => (vec![table.name], &[ObjectKind::Column]),
                 Op::Comment { on: CommentOn::Index(name) } => (index_tables(before, &name)?, &[ObjectKind::Index]),
                 Op::Comment { on: CommentOn::Other(kind) } => {
                     scope.others.extend(of_no_relation(&kind)?);
@@ -153,10 +170,6 @@ const TABLE_PARTS: &[ObjectKind] = &[
     ObjectKind::Trigger,
     ObjectKind::Policy,
 ];
-
-/// What a view or materialized view is, with its indexes and triggers.
-const VIEW_PARTS: &[ObjectKind] =
-    &[ObjectKind::View, ObjectKind::MaterializedView, ObjectKind::Index, ObjectKind::Trigger];
 
 /// The kinds of snapshot object a `COMMENT ON <kind>` of an object of no
 /// relation can change; None for a kind that belongs to a relation or is
@@ -280,9 +293,13 @@ mod tests {
             ("ALTER TABLE t DROP COLUMN a", ObjectKind::OF_RELATIONS.to_vec()),
             ("DROP TABLE t", ObjectKind::OF_RELATIONS.to_vec()),
             ("CREATE TABLE u (id int)", TABLE_PARTS.to_vec()),
-            ("CREATE VIEW v AS SELECT 1", VIEW_PARTS.to_vec()),
-            ("DROP MATERIALIZED VIEW m", VIEW_PARTS.to_vec()),
-            ("COMMENT ON COLUMN t.a IS 'x'", vec![Table, Column, View, MaterializedView]),
+            ("CREATE VIEW v AS SELECT 1", vec![View]),
+            ("CREATE MATERIALIZED VIEW m AS SELECT 1", vec![MaterializedView]),
+            ("DROP VIEW v", vec![View, Trigger]),
+            ("DROP MATERIALIZED VIEW m", vec![Index, MaterializedView]),
+            ("COMMENT ON TABLE t IS 'x'", vec![Table]),
+            ("COMMENT ON VIEW v IS 'x'", vec![View]),
+            ("COMMENT ON COLUMN t.a IS 'x'", vec![Column]),
             ("INSERT INTO t VALUES (1)", vec![]),
         ] {
             let mut kinds = kinds;
@@ -292,7 +309,7 @@ mod tests {
         // Statements together read what each would.
         let both = scope_of(&["CREATE INDEX t_b ON t (b)", "COMMENT ON TABLE u IS 'x'"], Dialect::Postgres, &schema());
         let both = both.expect("a scope");
-        assert_eq!(both.parts, [Table, Column, Index, View, MaterializedView].into());
+        assert_eq!(both.parts, [Table, Index].into());
         assert_eq!(both.relations, ["t".to_owned(), "u".to_owned()].into());
     }
 

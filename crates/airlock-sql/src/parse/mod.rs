@@ -163,12 +163,25 @@ pub enum AlterAction {
 /// What a `COMMENT ON` describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommentOn {
-    /// A table, view or materialized view, or a column of one.
-    Relation(TableName),
+    /// A table, view or materialized view: `kind` says which.
+    Relation { table: TableName, kind: RelationKind },
+    /// A column of a relation.
+    Column(TableName),
     /// An index, by name.
     Index(String),
     /// Another kind of object (`SCHEMA`, `FUNCTION`, `CONSTRAINT`...).
     Other(String),
+}
+
+/// What kind of relation a statement names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelationKind {
+    /// A table.
+    Table,
+    /// A view.
+    View,
+    /// A materialized view.
+    MaterializedView,
 }
 
 /// A transaction-control statement.
@@ -223,9 +236,9 @@ pub enum Op {
     /// `CREATE TRIGGER`.
     CreateTrigger { name: String, table: TableName },
     /// `CREATE [OR REPLACE] [MATERIALIZED] VIEW`.
-    CreateView { view: TableName },
+    CreateView { view: TableName, materialized: bool },
     /// `DROP [MATERIALIZED] VIEW`.
-    DropView { views: Vec<TableName>, cascade: bool },
+    DropView { views: Vec<TableName>, cascade: bool, materialized: bool },
     /// `COMMENT ON`.
     Comment { on: CommentOn },
     /// `ALTER TYPE ... ADD VALUE`.

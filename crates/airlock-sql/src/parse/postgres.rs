@@ -4,7 +4,9 @@
 use pg_query::NodeEnum;
 use pg_query::protobuf::{self, AlterTableType, ConstrType, DropBehavior, ObjectType, TransactionStmtKind};
 
-use super::{AlterAction, ColumnSpec, CommentOn, Constraint, DO_UNSEEN, Expr, Op, ParseError, TableName, TxKind};
+use super::{
+    AlterAction, ColumnSpec, CommentOn, Constraint, DO_UNSEEN, Expr, Op, ParseError, RelationKind, TableName, TxKind,
+};
 
 pub(super) fn parse(sql: &str) -> Result<Vec<Op>, ParseError> {
     let tree = pg_query::parse(sql).map_err(|e| ParseError {
@@ -434,15 +436,16 @@ fn op(node: &NodeEnum, start: usize) -> Op {
                 tables: s.objects.iter().filter_map(range_name).collect(),
                 cascade: behavior_cascade(s.behavior),
             },
-            ObjectType::ObjectView | ObjectType::ObjectMatview => Op::DropView {
+            kind @ (ObjectType::ObjectView | ObjectType::ObjectMatview) => Op::DropView {
                 views: s.objects.iter().filter_map(range_name).collect(),
                 cascade: behavior_cascade(s.behavior),
+                materialized: kind == ObjectType::ObjectMatview,
             },
             other => Op::Other { kind: format!("DROP {}", object_kind(other)) },
         },
-        NodeEnum::ViewStmt(s) => Op::CreateView { view: table(s.view.as_ref()) },
+        NodeEnum::ViewStmt(s) => Op::CreateView { view: table(s.view.as_ref()), materialized: false },
         NodeEnum::CreateTableAsStmt(s) if s.objtype() == ObjectType::ObjectMatview => {
-            Op::CreateView { view: table(s.into.as_ref().and_then(|i| i.rel.as_ref())) }
+            Op::CreateView { view: table(s.into.as_ref().and_then(|i| i.rel.as_ref())), materialized: true }
         }
         NodeEnum::CommentStmt(s) => Op::Comment { on: comment_on(s) },
         NodeEnum::RenameStmt(s) => match (s.rename_type(), s.relation_type()) {
@@ -513,10 +516,15 @@ fn comment_on(s: &protobuf::CommentStmt) -> CommentOn {
     let kind = s.objtype();
     let found = match kind {
         ObjectType::ObjectTable | ObjectType::ObjectView | ObjectType::ObjectMatview => {
-            name_of_parts(&names).map(CommentOn::Relation)
+            let kind = match kind {
+                ObjectType::ObjectTable => RelationKind::Table,
+                ObjectType::ObjectView => RelationKind::View,
+                _ => RelationKind::MaterializedView,
+            };
+            name_of_parts(&names).map(|table| CommentOn::Relation { table, kind })
         }
         // The column's name last, its relation's before it.
-        ObjectType::ObjectColumn => names.split_last().and_then(|(_, t)| name_of_parts(t)).map(CommentOn::Relation),
+        ObjectType::ObjectColumn => names.split_last().and_then(|(_, t)| name_of_parts(t)).map(CommentOn::Column),
         ObjectType::ObjectIndex => names.last().map(|n| CommentOn::Index(n.clone())),
         _ => None,
     };
@@ -596,19 +604,32 @@ mod tests {
     fn views_and_comments_name_what_they_change() {
         let t =
             |schema: Option<&str>, name: &str| TableName { schema: schema.map(str::to_owned), name: name.to_owned() };
-        assert_eq!(one("CREATE OR REPLACE VIEW s.v AS SELECT 1"), Op::CreateView { view: t(Some("s"), "v") });
-        assert_eq!(one("CREATE MATERIALIZED VIEW m AS SELECT 1"), Op::CreateView { view: t(None, "m") });
+        assert_eq!(
+            one("CREATE OR REPLACE VIEW s.v AS SELECT 1"),
+            Op::CreateView { view: t(Some("s"), "v"), materialized: false }
+        );
+        assert_eq!(
+            one("CREATE MATERIALIZED VIEW m AS SELECT 1"),
+            Op::CreateView { view: t(None, "m"), materialized: true }
+        );
         assert_eq!(
             one("DROP MATERIALIZED VIEW IF EXISTS a, s.b CASCADE"),
-            Op::DropView { views: vec![t(None, "a"), t(Some("s"), "b")], cascade: true }
+            Op::DropView { views: vec![t(None, "a"), t(Some("s"), "b")], cascade: true, materialized: true }
         );
+        assert_eq!(one("DROP VIEW v"), Op::DropView { views: vec![t(None, "v")], cascade: false, materialized: false });
         let comment = |sql: &str| match one(sql) {
             Op::Comment { on } => on,
             other => panic!("{other:?}"),
         };
-        assert_eq!(comment("COMMENT ON TABLE s.t IS 'x'"), CommentOn::Relation(t(Some("s"), "t")));
-        assert_eq!(comment("COMMENT ON COLUMN s.t.c IS 'x'"), CommentOn::Relation(t(Some("s"), "t")));
-        assert_eq!(comment("COMMENT ON COLUMN t.c IS 'x'"), CommentOn::Relation(t(None, "t")));
+        let relation = |table, kind| CommentOn::Relation { table, kind };
+        assert_eq!(comment("COMMENT ON TABLE s.t IS 'x'"), relation(t(Some("s"), "t"), RelationKind::Table));
+        assert_eq!(comment("COMMENT ON VIEW v IS 'x'"), relation(t(None, "v"), RelationKind::View));
+        assert_eq!(
+            comment("COMMENT ON MATERIALIZED VIEW m IS 'x'"),
+            relation(t(None, "m"), RelationKind::MaterializedView)
+        );
+        assert_eq!(comment("COMMENT ON COLUMN s.t.c IS 'x'"), CommentOn::Column(t(Some("s"), "t")));
+        assert_eq!(comment("COMMENT ON COLUMN t.c IS 'x'"), CommentOn::Column(t(None, "t")));
         assert_eq!(comment("COMMENT ON INDEX s.i IS 'x'"), CommentOn::Index("i".to_owned()));
         assert_eq!(comment("COMMENT ON FUNCTION f() IS 'x'"), CommentOn::Other("FUNCTION".to_owned()));
         assert_eq!(comment("COMMENT ON CONSTRAINT c ON t IS 'x'"), CommentOn::Other("TABCONSTRAINT".to_owned()));

@@ -163,8 +163,13 @@ pub enum AlterAction {
 /// What a `COMMENT ON` describes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommentOn {
-    /// A table, view or materialized view: `kind` says which.
-    Relation { table: TableName, kind: RelationKind },
+    /// A table, view or materialized view.
+    Relation {
+        /// Its name.
+        table: TableName,
+        /// Which it is, as the statement says.
+        kind: RelationKind,
+    },
     /// A column of a relation.
     Column(TableName),
     /// An index, by name.

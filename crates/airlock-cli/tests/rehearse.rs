@@ -733,3 +733,74 @@ fn postgres_rehearsal_reads_again_what_each_step_can_reach() {
     assert_eq!(outcomes, clean, "{json}");
     assert!(json["migrations"][5]["differences"].to_string().contains("made_by_trigger"), "{json}");
 }
+
+/// MariaDB's reads after a step are scoped as PostgreSQL's are: each is
+/// checked against a whole read in debug builds, names that need more than
+/// ASCII among them.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn mysql_rehearsal_reads_again_what_each_step_can_reach() {
+    let db = Db::new(Engine::MySql);
+    let project = Project::new();
+    let steps: [(&str, &str, &str); 12] = [
+        (
+            "orders",
+            "CREATE TABLE `Ördrës` (id int AUTO_INCREMENT PRIMARY KEY, a varchar(20) COMMENT 'the a');",
+            "DROP TABLE `Ördrës`;",
+        ),
+        (
+            "orders_n",
+            "ALTER TABLE `Ördrës` ADD COLUMN n int NOT NULL DEFAULT 0;",
+            "ALTER TABLE `Ördrës` DROP COLUMN n;",
+        ),
+        ("orders_a", "CREATE INDEX o_a ON `Ördrës` (a);", "DROP INDEX o_a ON `Ördrës`;"),
+        // A foreign key brings an index of its own on MySQL.
+        (
+            "items",
+            "CREATE TABLE items (id int PRIMARY KEY, o int, q int CHECK (q > 0));\n\
+             ALTER TABLE items ADD CONSTRAINT items_o FOREIGN KEY (o) REFERENCES `Ördrës` (id);",
+            "DROP TABLE items;",
+        ),
+        (
+            "items_q",
+            "ALTER TABLE items ADD CONSTRAINT q_small CHECK (q < 100);",
+            "ALTER TABLE items DROP CONSTRAINT q_small;",
+        ),
+        (
+            "items_default",
+            "ALTER TABLE items ALTER COLUMN q SET DEFAULT 1;",
+            "ALTER TABLE items ALTER COLUMN q DROP DEFAULT;",
+        ),
+        // The column's index goes with it.
+        (
+            "orders_no_a",
+            "ALTER TABLE `Ördrës` DROP COLUMN a;",
+            "ALTER TABLE `Ördrës` ADD COLUMN a varchar(20) COMMENT 'the a' AFTER id;\nCREATE INDEX o_a ON `Ördrës` (a);",
+        ),
+        (
+            "touch",
+            "CREATE TRIGGER items_touch BEFORE INSERT ON items FOR EACH ROW SET NEW.q = 1;",
+            "DROP TRIGGER items_touch;",
+        ),
+        (
+            "insert",
+            "-- airlock:data\nINSERT INTO `Ördrës` (id) VALUES (1);\nINSERT INTO items (id, o) VALUES (1, 1);",
+            "-- airlock:data\nDELETE FROM items;\nDELETE FROM `Ördrës`;",
+        ),
+        // Two tables whose names differ only in case are two tables.
+        ("mixed", "CREATE TABLE Mixed (id int);\nCREATE TABLE mixed (id int, b int);", "DROP TABLE Mixed, mixed;"),
+        ("mixed_c", "ALTER TABLE Mixed ADD COLUMN c int;", "ALTER TABLE Mixed DROP COLUMN c;"),
+        ("v", "CREATE VIEW v AS SELECT id FROM items;", "DROP VIEW v;"),
+    ];
+    for (i, (name, up, down)) in steps.iter().enumerate() {
+        project.write(&format!("{}_{name}.up.sql", i + 1), &format!("{up}\n"));
+        project.write(&format!("{}_{name}.down.sql", i + 1), &format!("{down}\n"));
+    }
+    let run = project.run(&db, &["--format", "json", "rehearse"]);
+    // Exit 0, not 2: no internal check of the reads failed.
+    run.expect(0);
+    let json = run.json();
+    let outcomes: Vec<&str> =
+        json["migrations"].as_array().unwrap().iter().map(|m| m["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, ["clean"; 12], "{json}");
+}

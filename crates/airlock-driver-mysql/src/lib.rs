@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName};
-use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot};
+use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot, Scope};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
     BaseRates, CHUNK_ROWS, Capabilities, Cell, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
@@ -66,12 +66,17 @@ fn calibration(table: &str, rows: u64) -> Workload {
 /// The schema snapshot's queries: the table an object belongs to and its
 /// name, after a NULL where PostgreSQL has the schema (one database is
 /// compared at a time), then one column per attribute, named as the
-/// attribute (NULL: not set). airlock's own tables are left out.
+/// attribute (NULL: not set). airlock's own tables are left out. Table
+/// names are joined and grouped as bytes too: MariaDB's catalog compares
+/// them without case, while `Orders` and `orders` are two tables on a
+/// server that keeps case. Those of a
+/// relation end their WHERE with `/*scope*/`, where a snapshot of a scope
+/// puts its filter on the relation's name (see [`scope_filter`]).
 mod snapshot_sql {
     pub const TABLES: &str = "SELECT NULL, NULL, TABLE_NAME, ENGINE AS engine, TABLE_COLLATION AS collation, \
          ROW_FORMAT AS row_format, NULLIF(CREATE_OPTIONS, '') AS options, NULLIF(TABLE_COMMENT, '') AS comment \
          FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' \
-         AND TABLE_NAME NOT LIKE 'airlock\\_%'";
+         AND TABLE_NAME NOT LIKE 'airlock\\_%' /*scope*/";
     /// MariaDB's sequences are tables of their own type.
     pub const SEQUENCES: &str = "SELECT NULL, NULL, TABLE_NAME FROM information_schema.TABLES \
          WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'SEQUENCE'";
@@ -81,20 +86,22 @@ mod snapshot_sql {
          NULLIF(c.EXTRA, '') AS extra, NULLIF(c.GENERATION_EXPRESSION, '') AS generated, c.CHARACTER_SET_NAME AS charset, \
          c.COLLATION_NAME AS collation, NULLIF(c.COLUMN_COMMENT, '') AS comment \
          FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
-         WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_NAME NOT LIKE 'airlock\\_%'";
+         AND CAST(t.TABLE_NAME AS BINARY) = CAST(c.TABLE_NAME AS BINARY) \
+         WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_NAME NOT LIKE 'airlock\\_%' /*scope*/";
     pub const COLUMN_ORDER: &str = "SELECT NULL, c.TABLE_NAME, '', \
          GROUP_CONCAT(CONCAT('`', c.COLUMN_NAME, '`') ORDER BY c.ORDINAL_POSITION SEPARATOR ', ') AS columns \
          FROM information_schema.COLUMNS c JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
-         WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_NAME NOT LIKE 'airlock\\_%' \
-         GROUP BY c.TABLE_NAME";
+         AND CAST(t.TABLE_NAME AS BINARY) = CAST(c.TABLE_NAME AS BINARY) \
+         WHERE c.TABLE_SCHEMA = DATABASE() AND t.TABLE_TYPE = 'BASE TABLE' AND c.TABLE_NAME NOT LIKE 'airlock\\_%' /*scope*/\
+         GROUP BY CAST(c.TABLE_NAME AS BINARY), c.TABLE_NAME";
     /// Indexes (PRIMARY and unique keys among them): method, key parts with prefix length and order.
     pub const INDEXES: &str = "SELECT NULL, TABLE_NAME, INDEX_NAME, \
          CASE WHEN MIN(NON_UNIQUE) = 0 THEN 'true' ELSE 'false' END AS `unique`, MIN(INDEX_TYPE) AS method, \
          GROUP_CONCAT(CONCAT(COALESCE(CONCAT('`', COLUMN_NAME, '`'), '(expression)'), COALESCE(CONCAT('(', SUB_PART, ')'), ''), \
          CASE WHEN COLLATION = 'D' THEN ' DESC' ELSE '' END) ORDER BY SEQ_IN_INDEX SEPARATOR ', ') AS columns, \
          NULLIF(MIN(INDEX_COMMENT), '') AS comment \
-         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE 'airlock\\_%' \
-         GROUP BY TABLE_NAME, INDEX_NAME";
+         FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME NOT LIKE 'airlock\\_%' /*scope*/\
+         GROUP BY CAST(TABLE_NAME AS BINARY), TABLE_NAME, INDEX_NAME";
     pub const FOREIGN_KEYS: &str = "SELECT NULL, k.TABLE_NAME, k.CONSTRAINT_NAME, 'foreign key' AS type, \
          CONCAT('FOREIGN KEY (', GROUP_CONCAT(CONCAT('`', k.COLUMN_NAME, '`') ORDER BY k.ORDINAL_POSITION SEPARATOR ', '), \
          ') REFERENCES `', MIN(k.REFERENCED_TABLE_NAME), '` (', \
@@ -102,20 +109,22 @@ mod snapshot_sql {
          ') ON UPDATE ', MIN(r.UPDATE_RULE), ' ON DELETE ', MIN(r.DELETE_RULE)) AS definition \
          FROM information_schema.KEY_COLUMN_USAGE k JOIN information_schema.REFERENTIAL_CONSTRAINTS r \
          ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME AND r.TABLE_NAME = k.TABLE_NAME \
-         WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL GROUP BY k.TABLE_NAME, k.CONSTRAINT_NAME";
+         AND CAST(r.TABLE_NAME AS BINARY) = CAST(k.TABLE_NAME AS BINARY) \
+         WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL /*scope*/\
+         GROUP BY CAST(k.TABLE_NAME AS BINARY), k.TABLE_NAME, k.CONSTRAINT_NAME";
     /// MariaDB names a table's checks per table (a column's check by the column).
     pub const CHECKS_MARIADB: &str = "SELECT NULL, TABLE_NAME, CONSTRAINT_NAME, 'check' AS type, CHECK_CLAUSE AS definition \
-         FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE()";
+         FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() /*scope*/";
     /// MySQL 8's CHECK_CONSTRAINTS has no table: TABLE_CONSTRAINTS does.
     pub const CHECKS_MYSQL: &str = "SELECT NULL, t.TABLE_NAME, c.CONSTRAINT_NAME, 'check' AS type, c.CHECK_CLAUSE AS definition \
          FROM information_schema.CHECK_CONSTRAINTS c JOIN information_schema.TABLE_CONSTRAINTS t \
          ON t.CONSTRAINT_SCHEMA = c.CONSTRAINT_SCHEMA AND t.CONSTRAINT_NAME = c.CONSTRAINT_NAME AND t.CONSTRAINT_TYPE = 'CHECK' \
-         WHERE c.CONSTRAINT_SCHEMA = DATABASE()";
+         WHERE c.CONSTRAINT_SCHEMA = DATABASE() /*scope*/";
     pub const TRIGGERS: &str = "SELECT NULL, EVENT_OBJECT_TABLE, TRIGGER_NAME, \
          CONCAT(ACTION_TIMING, ' ', EVENT_MANIPULATION) AS event, ACTION_STATEMENT AS definition, \
-         CAST(ACTION_ORDER AS CHAR) AS `order` FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE()";
+         CAST(ACTION_ORDER AS CHAR) AS `order` FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() /*scope*/";
     pub const VIEWS: &str = "SELECT NULL, NULL, TABLE_NAME, VIEW_DEFINITION AS definition, CHECK_OPTION AS check_option, \
-         SECURITY_TYPE AS security FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE()";
+         SECURITY_TYPE AS security FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() /*scope*/";
     pub const ROUTINES: &str = "SELECT NULL, NULL, r.ROUTINE_NAME, LOWER(r.ROUTINE_TYPE) AS kind, r.DTD_IDENTIFIER AS returns, \
          (SELECT GROUP_CONCAT(CONCAT_WS(' ', p.PARAMETER_MODE, p.PARAMETER_NAME, p.DTD_IDENTIFIER) ORDER BY p.ORDINAL_POSITION SEPARATOR ', ') \
           FROM information_schema.PARAMETERS p WHERE p.SPECIFIC_SCHEMA = r.ROUTINE_SCHEMA AND p.SPECIFIC_NAME = r.SPECIFIC_NAME \
@@ -514,44 +523,17 @@ impl Driver for MySqlDriver {
     }
 
     async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
-        // Column and key lists are GROUP_CONCATs, cut at 1,024 bytes by default.
-        self.conn.query_drop("SET SESSION group_concat_max_len = 4194304").await.map_err(error)?;
-        let database: Option<String> = self.conn.query_first("SELECT DATABASE()").await.map_err(error)?;
-        let checks = if self.mariadb { snapshot_sql::CHECKS_MARIADB } else { snapshot_sql::CHECKS_MYSQL };
-        let mut snapshot = SchemaSnapshot::default();
-        for (kind, sql) in [
-            (ObjectKind::Table, snapshot_sql::TABLES),
-            (ObjectKind::Sequence, snapshot_sql::SEQUENCES),
-            (ObjectKind::Column, snapshot_sql::COLUMNS),
-            (ObjectKind::ColumnOrder, snapshot_sql::COLUMN_ORDER),
-            (ObjectKind::Index, snapshot_sql::INDEXES),
-            (ObjectKind::Constraint, snapshot_sql::FOREIGN_KEYS),
-            (ObjectKind::Constraint, checks),
-            (ObjectKind::Trigger, snapshot_sql::TRIGGERS),
-            (ObjectKind::View, snapshot_sql::VIEWS),
-            (ObjectKind::Function, snapshot_sql::ROUTINES),
-        ] {
-            let rows: Vec<Row> = self.conn.query(sql).await.map_err(error)?;
-            for row in rows {
-                let names: Vec<String> = row.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
-                let values: Vec<Option<String>> = row.unwrap().into_iter().map(text_value).collect();
-                let mut attributes = Attributes::new();
-                for (name, value) in names.iter().zip(&values).skip(3) {
-                    if let Some(value) = value {
-                        // Definitions (views', triggers', routines') name their database: another database's copy must compare equal.
-                        let value = match &database {
-                            Some(db) => value.replace(&format!("`{db}`."), ""),
-                            None => value.clone(),
-                        };
-                        attributes.insert(name.clone(), value);
-                    }
-                }
-                let name = values.get(2).cloned().flatten().unwrap_or_default();
-                let path = ObjectPath { kind, schema: None, table: values.get(1).cloned().flatten(), name };
-                snapshot.insert(path, attributes);
-            }
+        self.read_snapshot(None).await
+    }
+
+    async fn schema_snapshot_of(&mut self, scope: &Scope) -> Result<Option<SchemaSnapshot>> {
+        // A server that folds table names' case stores `Orders` as `orders`:
+        // the names a script writes would not find their objects.
+        let folds: Option<u8> = self.conn.query_first("SELECT @@lower_case_table_names").await.map_err(error)?;
+        if folds != Some(0) {
+            return Ok(None);
         }
-        Ok(snapshot)
+        self.read_snapshot(Some(scope)).await.map(Some)
     }
 
     async fn create_database(&mut self, name: &str) -> Result<()> {
@@ -707,7 +689,7 @@ impl Driver for MySqlDriver {
             .conn
             .query(
                 "SELECT TABLE_NAME, INDEX_NAME, CAST(MIN(NON_UNIQUE) AS SIGNED), GROUP_CONCAT(COALESCE(COLUMN_NAME, '?') ORDER BY SEQ_IN_INDEX) \
-                 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() GROUP BY TABLE_NAME, INDEX_NAME",
+                 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() GROUP BY CAST(TABLE_NAME AS BINARY), TABLE_NAME, INDEX_NAME",
             )
             .await
             .map_err(error)?;
@@ -886,6 +868,78 @@ fn text_value(value: Value) -> Option<String> {
         Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
         other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
     }
+}
+
+impl MySqlDriver {
+    /// The schema snapshot; with a scope, only the objects of its kinds of
+    /// its relations and those of its other kinds.
+    async fn read_snapshot(&mut self, scope: Option<&Scope>) -> Result<SchemaSnapshot> {
+        // Column and key lists are GROUP_CONCATs, cut at 1,024 bytes by default.
+        self.conn.query_drop("SET SESSION group_concat_max_len = 4194304").await.map_err(error)?;
+        let database: Option<String> = self.conn.query_first("SELECT DATABASE()").await.map_err(error)?;
+        let checks = if self.mariadb {
+            (snapshot_sql::CHECKS_MARIADB, "TABLE_NAME")
+        } else {
+            (snapshot_sql::CHECKS_MYSQL, "t.TABLE_NAME")
+        };
+        let mut snapshot = SchemaSnapshot::default();
+        // Each query, the kind it reads, and the column naming the relation of one that belongs to a relation.
+        for (kind, sql, relation) in [
+            (ObjectKind::Table, snapshot_sql::TABLES, Some("TABLE_NAME")),
+            (ObjectKind::Sequence, snapshot_sql::SEQUENCES, None),
+            (ObjectKind::Column, snapshot_sql::COLUMNS, Some("c.TABLE_NAME")),
+            (ObjectKind::ColumnOrder, snapshot_sql::COLUMN_ORDER, Some("c.TABLE_NAME")),
+            (ObjectKind::Index, snapshot_sql::INDEXES, Some("TABLE_NAME")),
+            (ObjectKind::Constraint, snapshot_sql::FOREIGN_KEYS, Some("k.TABLE_NAME")),
+            (ObjectKind::Constraint, checks.0, Some(checks.1)),
+            (ObjectKind::Trigger, snapshot_sql::TRIGGERS, Some("EVENT_OBJECT_TABLE")),
+            (ObjectKind::View, snapshot_sql::VIEWS, Some("TABLE_NAME")),
+            (ObjectKind::Function, snapshot_sql::ROUTINES, None),
+        ] {
+            let sql = match (scope, relation) {
+                (None, _) => std::borrow::Cow::Borrowed(sql),
+                (Some(scope), Some(column)) if scope.parts.contains(&kind) && !scope.relations.is_empty() => {
+                    std::borrow::Cow::Owned(sql.replace("/*scope*/", &scope_filter(column, &scope.relations)))
+                }
+                (Some(scope), None) if scope.others.contains(&kind) => std::borrow::Cow::Borrowed(sql),
+                _ => continue,
+            };
+            let rows: Vec<Row> = self.conn.query(sql.as_ref()).await.map_err(error)?;
+            for row in rows {
+                let names: Vec<String> = row.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+                let values: Vec<Option<String>> = row.unwrap().into_iter().map(text_value).collect();
+                let mut attributes = Attributes::new();
+                for (name, value) in names.iter().zip(&values).skip(3) {
+                    if let Some(value) = value {
+                        // Definitions (views', triggers', routines') name their database: another database's copy must compare equal.
+                        let value = match &database {
+                            Some(db) => value.replace(&format!("`{db}`."), ""),
+                            None => value.clone(),
+                        };
+                        attributes.insert(name.clone(), value);
+                    }
+                }
+                let name = values.get(2).cloned().flatten().unwrap_or_default();
+                let path = ObjectPath { kind, schema: None, table: values.get(1).cloned().flatten(), name };
+                snapshot.insert(path, attributes);
+            }
+        }
+        Ok(snapshot)
+    }
+}
+
+/// The filter of a relation-bound snapshot query to `relations`, by its
+/// relation's name `column`: the names written as hexadecimal text, so that
+/// no name needs escaping under any `sql_mode`.
+fn scope_filter(column: &str, relations: &std::collections::BTreeSet<String>) -> String {
+    let names: Vec<String> = relations
+        .iter()
+        .map(|name| {
+            let hex: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+            format!("CONVERT(X'{hex}' USING utf8mb4)")
+        })
+        .collect();
+    format!("AND {column} IN ({}) ", names.join(", "))
 }
 
 /// A backquoted identifier.

@@ -221,6 +221,9 @@ pub struct Catalog {
     pub functions: BTreeMap<String, Volatility>,
     /// Whether it was loaded from a live database (else only created tables are known).
     pub live: bool,
+    /// The whole database's size, when the engine tells it apart from its
+    /// tables' (a SQLite file's pages); else the tables' sizes add up to it.
+    pub database_bytes: Option<u64>,
 }
 
 /// Schemas (databases) an unqualified name resolves to when the catalog does not say.
@@ -246,6 +249,7 @@ impl Catalog {
             server_version: None,
             functions: BTreeMap::new(),
             live: true,
+            database_bytes: None,
         };
         for t in tables {
             let k = catalog.key(&t.name);

@@ -761,8 +761,14 @@ impl Driver for MySqlDriver {
                 t.indexes.push(Index { name, unique: non_unique == 0, columns });
             }
         }
+        // Foreign keys' definitions, as the snapshot writes them: what they reference.
+        let foreign_keys: Vec<(Option<String>, String, String, String, String)> =
+            self.conn.query(snapshot_sql::FOREIGN_KEYS).await.map_err(error)?;
+        let definitions: BTreeMap<(String, String), String> =
+            foreign_keys.into_iter().map(|(_, table, name, _, definition)| ((table, name), definition)).collect();
         for (table, name, kind) in constraints {
             if let Some((t, _)) = by_name.get_mut(&table) {
+                let definition = definitions.get(&(table.clone(), name.clone())).cloned();
                 let kind = match kind.as_str() {
                     "PRIMARY KEY" => ConstraintKind::PrimaryKey,
                     "UNIQUE" => ConstraintKind::Unique,
@@ -770,7 +776,8 @@ impl Driver for MySqlDriver {
                     "CHECK" => ConstraintKind::Check,
                     _ => ConstraintKind::Other,
                 };
-                t.constraints.push(ConstraintInfo { name: Some(name), kind, validated: true, definition: None });
+                let definition = definition.filter(|_| kind == ConstraintKind::ForeignKey);
+                t.constraints.push(ConstraintInfo { name: Some(name), kind, validated: true, definition });
             }
         }
         for (table, name) in triggers {

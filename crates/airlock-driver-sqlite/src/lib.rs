@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use airlock_core::schema::{Catalog, Column, Index, Origin, Table, TableName};
+use airlock_core::schema::{Catalog, Column, ConstraintInfo, ConstraintKind, Index, Origin, Table, TableName};
 use airlock_core::snapshot::{Attributes, ObjectKind, ObjectPath, SchemaSnapshot, squash_whitespace};
 use airlock_core::{Actor, Event, HistoryRecord, Kind, Lease, RunMode, RunState, Version};
 use airlock_driver::{
@@ -683,6 +683,7 @@ impl Driver for SqliteDriver {
                 })
                 .map_err(error)?;
             table.columns = columns.collect::<std::result::Result<_, _>>().map_err(error)?;
+            table.constraints = foreign_keys(&self.conn, name)?;
             for (kind, object, _) in objects.iter().filter(|(_, _, on)| on == name) {
                 match kind.as_str() {
                     "index" => table.indexes.push(Index { name: object.clone(), columns: Vec::new(), unique: false }),
@@ -694,6 +695,13 @@ impl Driver for SqliteDriver {
         }
         let mut catalog = Catalog::live_in(tables, &["main".to_owned()]);
         catalog.server_version = Some(format!("SQLite {}", rusqlite::version()));
+        catalog.database_bytes = self
+            .conn
+            .query_row("SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .ok()
+            .map(|b| b.max(0) as u64);
         Ok(catalog)
     }
 
@@ -757,6 +765,34 @@ impl airlock_driver::Cancel for SqliteCancel {
         self.0.interrupt();
         Ok(())
     }
+}
+
+/// A table's foreign keys, unnamed (SQLite keeps no name it can give back),
+/// each with a definition saying what it references and its actions.
+fn foreign_keys(conn: &rusqlite::Connection, table: &str) -> Result<Vec<ConstraintInfo>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, \"table\", group_concat('\"' || \"from\" || '\"', ', '), group_concat('\"' || coalesce(\"to\", '') || '\"', ', '), \
+             min(on_update), min(on_delete) FROM (SELECT * FROM pragma_foreign_key_list(?1) ORDER BY id, seq) GROUP BY id",
+        )
+        .map_err(error)?;
+    let keys = stmt
+        .query_map([table], |r| {
+            let (references, from, to): (String, String, String) = (r.get(1)?, r.get(2)?, r.get(3)?);
+            let (on_update, on_delete): (String, String) = (r.get(4)?, r.get(5)?);
+            let to = if to == "\"\"" { String::new() } else { format!("({to})") };
+            Ok(ConstraintInfo {
+                name: None,
+                kind: ConstraintKind::ForeignKey,
+                validated: true,
+                definition: Some(format!(
+                    "FOREIGN KEY ({from}) REFERENCES \"{}\"{to} ON UPDATE {on_update} ON DELETE {on_delete}",
+                    references.replace('"', "\"\"")
+                )),
+            })
+        })
+        .map_err(error)?;
+    keys.collect::<std::result::Result<_, _>>().map_err(error)
 }
 
 /// A table's CHECK constraints: SQLite keeps them only in the table's SQL,

@@ -7,9 +7,11 @@ pub mod checks;
 pub mod effects;
 pub mod locks;
 pub mod semantics;
+pub mod stake;
 pub mod verdict;
 
 pub use checks::CheckResult;
 pub use effects::{CheckSpec, Effects, Lock, effects};
 pub use locks::PgLock;
+pub use stake::{Stake, at_stake};
 pub use verdict::{Risk, RiskCode, Verdict, verdict_of};

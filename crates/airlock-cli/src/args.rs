@@ -236,6 +236,15 @@ pub struct MigrateArgs {
     /// Apply only if the pending migrations and their checksums are exactly those of this plan (`airlock plan --out FILE`).
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+    /// Take a backup first even where `backup = "off"` (of the tables the migrations change), or past `backup_budget`.
+    #[arg(long, conflicts_with = "no_backup")]
+    pub backup: bool,
+    /// Take no backup; in a protected environment only with --reason.
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Why no backup is taken (with --no-backup); kept in history.
+    #[arg(long, value_name = "TEXT", requires = "no_backup")]
+    pub reason: Option<String>,
 }
 
 /// `airlock gate`.

@@ -129,6 +129,11 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 if let Some(path) = &args.plan {
                     options.planned = Some(read_plan(path)?);
                 }
+                options.backup.choice = match (args.backup, args.no_backup) {
+                    (true, _) => Some(airlock_exec::BackupChoice::Take),
+                    (_, true) => Some(airlock_exec::BackupChoice::Skip { reason: args.reason.clone() }),
+                    _ => None,
+                };
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
                 Ok(())

@@ -713,6 +713,9 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
             if seconds < 1.0 { "under 1 s".to_owned() } else { format!("{seconds:.0} s") }
         );
     }
+    if let Some(backup) = &report.backup {
+        plan_backup(backup);
+    }
     if report.migrations.iter().any(|m| m.statements.iter().any(|s| s.work.is_some())) {
         let rates: Vec<String> = report
             .rates
@@ -731,6 +734,45 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 first.at
             );
         }
+    }
+}
+
+/// The plan's backup section: what `migrate` would save, how much, where.
+fn plan_backup(backup: &airlock_exec::BackupPlan) {
+    let size =
+        backup.estimated_bytes.map_or("size unknown".to_owned(), |b| format!("about {}", airlock_exec::human_bytes(b)));
+    let time = backup
+        .estimated_seconds
+        .map_or(String::new(), |s| if s < 1.0 { ", under 1 s".to_owned() } else { format!(", ~{s:.0} s") });
+    println!(
+        "\n{BOLD}Backup{BOLD:#} before migrating: {} ({size}{time}, saved and verified) → {}",
+        match backup.mode {
+            airlock_exec::BackupMode::Database => "the whole database",
+            _ if backup.whole_file => "the database file, whole (the tables below are those to restore)",
+            _ if backup.tables.is_empty() => "nothing: no table that exists now changes",
+            _ => "the tables the migrations change",
+        },
+        backup.store
+    );
+    if let Some(everything) = &backup.everything {
+        println!(
+            "  {YELLOW}whole database{YELLOW:#}: {} line {}: {}",
+            everything.migration, everything.line, everything.why
+        );
+    }
+    for t in &backup.tables {
+        let bytes = t.bytes.map_or("?".to_owned(), |b| airlock_exec::human_bytes(b.max(0) as u64));
+        println!(
+            "  {}  {DIM}rows:{DIM:#} {}  {DIM}size:{DIM:#} {bytes}  {DIM}changed by{DIM:#} {}",
+            t.table,
+            rows(t.rows),
+            t.changed_by
+        );
+    }
+    if let Some(over) = &backup.over_budget {
+        println!(
+            "  {YELLOW}{over}{YELLOW:#}: `migrate` takes it only with --backup, or runs without it with --no-backup"
+        );
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use airlock_core::migration::parse_duration;
 use airlock_driver::DatabaseUrl;
-use airlock_exec::{DriftCheck, LintSettings, Options};
+use airlock_exec::{BackupBudget, BackupMode, BackupSettings, BackupStore, DriftCheck, LintSettings, Options};
 use airlock_lint::{Baseline, Severity};
 use serde::Deserialize;
 
@@ -91,6 +91,19 @@ pub struct Tuning {
     /// An empty database lent to `rehearse` and `drift`'s replay (emptied
     /// again after); unset: a temporary one is made beside the target.
     pub rehearsal_url: Option<String>,
+    /// What `migrate` saves first: "tables", "database" or "off" (default:
+    /// "tables" in protected environments, "off" elsewhere).
+    pub backup: Option<String>,
+    /// Where backups go: a directory, relative to the file (default `.airlock/backups`).
+    pub backup_dir: Option<String>,
+    /// Or a shell command that receives each backup on its standard input.
+    pub backup_command: Option<String>,
+    /// How many backups of a database to keep.
+    pub backup_keep: Option<u32>,
+    /// Backups older than this are deleted, e.g. "30d".
+    pub backup_max_age: Option<String>,
+    /// Past this estimate ("10m", "5GB") a backup is taken only with `--backup`.
+    pub backup_budget: Option<String>,
 }
 
 /// `[environments.NAME]`.
@@ -179,7 +192,7 @@ fn find_config() -> Option<PathBuf> {
 }
 
 /// Keys each table of airlock.toml takes, for naming an unknown one.
-const TUNING_KEYS: [&str; 11] = [
+const TUNING_KEYS: [&str; 17] = [
     "lock_timeout",
     "statement_timeout",
     "lock_retries",
@@ -191,6 +204,12 @@ const TUNING_KEYS: [&str; 11] = [
     "estimate_budget",
     "drift",
     "rehearsal_url",
+    "backup",
+    "backup_dir",
+    "backup_command",
+    "backup_keep",
+    "backup_max_age",
+    "backup_budget",
 ];
 
 /// A parse error of airlock.toml, pointed at the offending key's own line:
@@ -406,11 +425,71 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
             return Err(SettingsError(format!("`drift = \"{other}\"`: use \"warn\", \"refuse\" or \"off\"")));
         }
     };
+    options.backup = backup_settings(&env_tuning, &config.tuning, options.protected, &base_dir, &project_dir)?;
     if options.lease_ttl < Duration::from_secs(1) {
         return Err(SettingsError("`lease_ttl` must be at least 1s".to_owned()));
     }
     Ok(options)
 }
+
+/// The backup settings: the environment's over the top level's, the store
+/// as a pair (an environment that names a store names its own).
+fn backup_settings(
+    env: &Tuning,
+    top: &Tuning,
+    protected: bool,
+    base_dir: &Path,
+    project_dir: &Path,
+) -> Result<BackupSettings, SettingsError> {
+    let pick = |f: fn(&Tuning) -> &Option<String>| f(env).clone().or_else(|| f(top).clone());
+    let mode = match pick(|t| &t.backup) {
+        None if protected => BackupMode::Tables,
+        None => BackupMode::Off,
+        Some(text) => BackupMode::parse(&text).map_err(|e| SettingsError(format!("`backup = \"{text}\"`: {e}")))?,
+    };
+    let named = |t: &Tuning| t.backup_dir.is_some() || t.backup_command.is_some();
+    let store_of = if named(env) { env } else { top };
+    let store = match (&store_of.backup_dir, &store_of.backup_command) {
+        (Some(_), Some(_)) => {
+            return Err(SettingsError(
+                "`backup_dir` and `backup_command` are both set: a backup goes to one store; keep one".to_owned(),
+            ));
+        }
+        (Some(dir), None) => BackupStore::Directory(base_dir.join(expand(dir, "backup_dir")?)),
+        (None, Some(command)) if command.trim().is_empty() => {
+            return Err(SettingsError("`backup_command` is empty: name the command that stores a backup".to_owned()));
+        }
+        (None, Some(command)) => BackupStore::Command(command.clone()),
+        (None, None) => BackupStore::Directory(project_dir.join(DEFAULT_BACKUP_DIR)),
+    };
+    let max_age = match pick(|t| &t.backup_max_age) {
+        None => None,
+        Some(text) => match parse_duration(&text) {
+            Ok(d) if d.is_zero() => {
+                return Err(SettingsError(format!(
+                    "`backup_max_age = \"{text}\"`: must be more than 0 (leave it out to keep backups of any age)"
+                )));
+            }
+            Ok(d) => Some(d),
+            Err(e) => return Err(SettingsError(format!("`backup_max_age = \"{text}\"`: {e}"))),
+        },
+    };
+    let keep = env.backup_keep.or(top.backup_keep);
+    if keep == Some(0) {
+        return Err(SettingsError(
+            "`backup_keep = 0` would delete the backup just taken: keep at least 1 (leave it out to keep all)"
+                .to_owned(),
+        ));
+    }
+    let budget = match pick(|t| &t.backup_budget) {
+        None => None,
+        Some(text) => BackupBudget::parse(&text).map_err(|e| SettingsError(format!("`backup_budget`: {e}")))?,
+    };
+    Ok(BackupSettings { mode, store, keep, max_age, budget, choice: None })
+}
+
+/// Where backups go when airlock.toml does not say.
+pub const DEFAULT_BACKUP_DIR: &str = ".airlock/backups";
 
 /// The database of `[environments.NAME]` itself: never `--database-url`,
 /// DATABASE_URL or the top-level `url` in its place (for `drift
@@ -486,6 +565,8 @@ mod tests {
                 "lock_retries" => format!("{k} = 1\n"),
                 "out_of_order" => format!("{k} = false\n"),
                 "drift" => format!("{k} = \"warn\"\n"),
+                "backup" => format!("{k} = \"tables\"\n"),
+                "backup_keep" => format!("{k} = 3\n"),
                 _ => format!("{k} = \"1s\"\n"),
             })
             .collect();

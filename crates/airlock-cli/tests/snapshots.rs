@@ -185,3 +185,36 @@ fn rehearsal_timed_and_plan_scaled() {
     planned.expect(0);
     snapshot!("rehearsal_timed_and_plan_scaled", format!("{}\n{}", seen(&rehearsed), seen(&planned)));
 }
+
+#[test]
+fn plan_with_a_backup() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE users (id integer PRIMARY KEY, name text)");
+    db.exec("CREATE TABLE orders (id integer PRIMARY KEY, user_id int REFERENCES users (id) ON DELETE CASCADE)");
+    db.exec("CREATE TABLE audited (id integer PRIMARY KEY)");
+    db.exec("CREATE TRIGGER audited_log AFTER UPDATE ON audited BEGIN DELETE FROM users; END");
+    let project = Project::new();
+    project.write_config(&format!(
+        "[environments.prod]\nurl = \"{}\"\nprotected = true\nbackup_dir = \"saved\"\nbackup_budget = \"1s\"\n",
+        db.url
+    ));
+    project.write("1_test_users.up.sql", "-- airlock:data\nDELETE FROM users WHERE name = 'test';\n");
+    let plan = |sql: Option<&str>| {
+        if let Some(sql) = sql {
+            project.write("2_audited.up.sql", sql);
+        }
+        Run::of(project.bare().args(["--env", "prod", "--dir"]).arg(project.dir()).arg("plan").output().unwrap())
+    };
+    let tables = plan(None);
+    tables.expect(0);
+    snapshot!(
+        "plan_with_a_backup_of_tables",
+        seen(&tables).replace(&project.root.path().display().to_string(), "[project]")
+    );
+    let whole = plan(Some("-- airlock:data\nUPDATE audited SET id = id;\n"));
+    whole.expect(0);
+    snapshot!(
+        "plan_with_a_backup_of_the_database",
+        seen(&whole).replace(&project.root.path().display().to_string(), "[project]")
+    );
+}

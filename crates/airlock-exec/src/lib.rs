@@ -11,6 +11,7 @@ mod admin;
 mod adopt;
 mod apply;
 mod audit;
+mod backup;
 mod down;
 mod drift;
 mod error;
@@ -41,6 +42,10 @@ pub use crate::actor::AIRLOCK_VERSION;
 pub use crate::admin::unlock;
 pub use crate::adopt::{AdoptReport, AdoptedEntry, adopt};
 pub use crate::audit::{HistoryEntry, HistoryReport, history};
+pub use crate::backup::{
+    BackupBudget, BackupChoice, BackupMode, BackupPlan, BackupSettings, BackupStore, Everything, StakedTable,
+    human_bytes,
+};
 pub use crate::down::down;
 pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, drift, drift_from_history};
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
@@ -114,6 +119,8 @@ pub struct Options {
     /// Where `rehearse --data` keeps each heavy statement's time and rows,
     /// which `plan` and `migrate` scale by the live rows. None: not kept.
     pub rehearsal_timings: Option<std::path::PathBuf>,
+    /// What `migrate` saves before it changes anything, and where.
+    pub backup: backup::BackupSettings,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -150,6 +157,7 @@ impl Options {
             scratch_url: None,
             drift_check: DriftCheck::Off,
             rehearsal_timings: None,
+            backup: backup::BackupSettings::default(),
         }
     }
 

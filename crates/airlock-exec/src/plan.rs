@@ -13,7 +13,7 @@ use airlock_driver::{Driver, Profile};
 use airlock_lint::{Finding, LintOptions, ParsedScript, Severity};
 use airlock_plan::checks::{self, CheckResult};
 pub(crate) use airlock_plan::verdict_of;
-use airlock_plan::{CheckSpec, Lock, effects};
+use airlock_plan::{CheckSpec, Lock, Stake, at_stake, effects};
 pub use airlock_plan::{Risk, RiskCode, Verdict};
 use airlock_sql::parse::{AlterAction, Op};
 use serde::Serialize;
@@ -184,6 +184,8 @@ pub struct PlanReport {
     pub verdict: Verdict,
     /// The throughput behind the estimates, per kind of work.
     pub rates: BTreeMap<Work, Rate>,
+    /// What `migrate` would save before changing anything; None when it takes no backup.
+    pub backup: Option<crate::backup::BackupPlan>,
 }
 
 /// Runs one check in a read-only transaction of its own, bounded by `budget`.
@@ -251,6 +253,8 @@ pub(crate) struct Assessor {
     /// have not run yet (`plan`); None when each runs before the next is
     /// judged (`migrate`).
     earlier_writes: Option<Vec<Writes>>,
+    /// What the migrations judged since the look started put at stake, for the backup.
+    pub stake: crate::backup::AtStake,
 }
 
 /// The rows a pending migration may change, for the checks of later ones.
@@ -335,6 +339,7 @@ impl Assessor {
             lock_blockers,
             checker: None,
             earlier_writes: None,
+            stake: crate::backup::AtStake::default(),
         })
     }
 
@@ -343,6 +348,7 @@ impl Assessor {
     /// earlier pending migration changes is not blocked.
     pub(crate) fn start_look(&mut self) {
         self.earlier_writes = Some(Vec::new());
+        self.stake = crate::backup::AtStake::default();
     }
 
     /// From now on, judges each migration just before it runs (the ones
@@ -409,10 +415,13 @@ impl Assessor {
         let mut added: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
         for (i, parsed) in script.statements.iter().enumerate() {
             let mut plan = StatementPlan::new(i + 1, parsed.sql.clone(), parsed.line);
+            let label = format!("{} ({})", migration.version, migration.name);
             if let Err(why) = &parsed.ops {
                 let message =
                     format!("airlock could not parse this statement ({why}), so nothing about it was checked");
                 plan.reasons.push(unread(message));
+                let why = "airlock could not parse a statement, so cannot tell which tables it changes".to_owned();
+                self.stake.add(Stake::Everything(why), &label, parsed.line, &self.catalog);
             }
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
             for op in parsed.ops.iter().flatten() {
@@ -498,6 +507,8 @@ impl Assessor {
                 plan.rewrites_table |= e.rewrites_table;
                 plan.scans_table |= e.scans_table;
                 added.extend(columns_added(op));
+                let stake = at_stake(op, &parsed.sql, &self.catalog);
+                self.stake.add(stake, &label, parsed.line, &self.catalog);
                 self.catalog.apply(op, &version);
             }
             let budget = self.options.estimate_budget;
@@ -639,6 +650,7 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     for f in report.findings {
         findings.entry(f.version.clone()).or_default().entry(f.statement.unwrap_or(0)).or_default().push(f);
     }
+    let database_bytes = crate::backup::database_bytes(&live.catalog);
     let mut assessor = Assessor::new(options, live.catalog, live.rates, true)?;
     assessor.start_look();
     let mut migrations = Vec::new();
@@ -647,5 +659,14 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
         migrations.push(assessor.migration(migration, script, found).await?);
     }
     let verdict = migrations.iter().map(|m| m.verdict).max().unwrap_or(Verdict::Safe);
-    Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates() })
+    let backup = match pending.is_empty() {
+        true => None,
+        false => crate::backup::BackupPlan::of(
+            &options.backup,
+            &assessor.stake,
+            database_bytes,
+            options.profile().capabilities.local_file,
+        ),
+    };
+    Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates(), backup })
 }

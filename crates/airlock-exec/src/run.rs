@@ -56,6 +56,7 @@ pub async fn migrate(
     dry_run: bool,
     reporter: &mut dyn Reporter,
 ) -> Result<RunReport, ExecError> {
+    crate::backup::check_choice(options)?;
     let ctx = Context::new(options);
     let start = crate::audit::RunStart::now();
     let mut look = look(options, &ctx, target, reporter).await?;

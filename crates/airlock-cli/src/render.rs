@@ -49,6 +49,18 @@ impl Reporter for Progress {
         ));
     }
 
+    fn backed_up(&mut self, m: &airlock_exec::Manifest) {
+        let tables: Vec<&str> = m.tables.iter().map(|t| t.table.as_str()).collect();
+        self.say(format!(
+            "  {GREEN}✓{GREEN:#} backup {} of {}: {} stored, restored and compared in {} → {}",
+            m.id,
+            if m.mode == airlock_exec::BackupMode::Database { "the database".to_owned() } else { tables.join(", ") },
+            airlock_exec::human_bytes(m.stored_bytes),
+            ms(Duration::from_millis(m.duration_ms)),
+            m.file
+        ));
+    }
+
     fn lock_taken_over(&mut self, previous: &Lease, why: &str) {
         self.say(format!("{YELLOW}took over{YELLOW:#} the lock of {}: {why}", previous.describe()));
     }
@@ -351,6 +363,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::Database { .. } => "database",
         ExecError::Blocked { .. } => "blocked",
         ExecError::Protected(_) => "protected-environment",
+        ExecError::BackupFailed(_) => "backup-failed",
         ExecError::MigrationFailed(..) => "migration-failed",
         ExecError::LockBusy { .. } => "lock-busy",
         ExecError::LeaseLost => "lock-lost",
@@ -768,6 +781,9 @@ fn plan_backup(backup: &airlock_exec::BackupPlan) {
             rows(t.rows),
             t.changed_by
         );
+    }
+    if let Some(unsupported) = &backup.unsupported {
+        println!("  {YELLOW}{unsupported}{YELLOW:#}");
     }
     if let Some(over) = &backup.over_budget {
         println!(

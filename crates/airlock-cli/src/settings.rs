@@ -442,6 +442,7 @@ fn backup_settings(
     project_dir: &Path,
 ) -> Result<BackupSettings, SettingsError> {
     let pick = |f: fn(&Tuning) -> &Option<String>| f(env).clone().or_else(|| f(top).clone());
+    let explicit = pick(|t| &t.backup).is_some();
     let mode = match pick(|t| &t.backup) {
         None if protected => BackupMode::Tables,
         None => BackupMode::Off,
@@ -485,7 +486,7 @@ fn backup_settings(
         None => None,
         Some(text) => BackupBudget::parse(&text).map_err(|e| SettingsError(format!("`backup_budget`: {e}")))?,
     };
-    Ok(BackupSettings { mode, store, keep, max_age, budget, choice: None })
+    Ok(BackupSettings { mode, store, keep, max_age, budget, choice: None, explicit })
 }
 
 /// Where backups go when airlock.toml does not say.

@@ -51,6 +51,11 @@ fn plan_names_the_tables_a_backup_would_save(engine: Engine) {
     assert_eq!(tables, [("carts", "2 (carts)"), ("users", "3 (users)"), ("orders", "3 (users)")], "{json}");
     assert!(backup["everything"].is_null(), "{json}");
     assert!(backup["store"].as_str().unwrap().ends_with("saved"), "{json}");
+    // Where the engine cannot take one yet, plan says what migrate will do instead.
+    match engine {
+        Engine::Sqlite => assert!(backup["unsupported"].is_null(), "{json}"),
+        _ => assert!(backup["unsupported"].as_str().unwrap().contains("not supported on"), "{json}"),
+    }
 
     // `backup = "off"`: no backup, nothing said of one.
     protected(&project, &db, "backup = \"off\"\n");
@@ -134,4 +139,166 @@ fn no_backup_in_a_protected_environment_needs_a_reason() {
     // --reason needs --no-backup; --backup and --no-backup exclude each other.
     in_prod(&project, &["migrate", "--reason", "x"]).expect(2);
     in_prod(&project, &["migrate", "--backup", "--no-backup"]).expect(2);
+}
+
+/// The rows of `table` in a stored backup of a SQLite database.
+fn rows_in_backup(file: &std::path::Path, table: &str) -> i64 {
+    let bytes = zstd::decode_all(std::fs::File::open(file).unwrap()).unwrap();
+    let copy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(copy.path(), bytes).unwrap();
+    let conn = rusqlite::Connection::open(copy.path()).unwrap();
+    conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+}
+
+/// Files of the store `dir`, by name.
+fn stored(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => Vec::new(),
+    };
+    names.sort();
+    names
+}
+
+#[test]
+fn sqlite_migrate_saves_and_verifies_what_it_changes_before_changing_it() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec(
+        "CREATE TABLE carts (id integer PRIMARY KEY, total int); INSERT INTO carts VALUES (1, 10), (2, 20), (3, 30)",
+    );
+    db.exec("CREATE TABLE other (id integer PRIMARY KEY)");
+    let project = Project::new();
+    protected(&project, &db, "");
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+    let run = in_prod(&project, &["migrate"]);
+    run.expect(0);
+    assert!(run.all().contains("backup "), "{}", run.all());
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 1);
+
+    let dir = project.root.path().join("saved");
+    let files = stored(&dir);
+    assert_eq!(files.len(), 2, "{files:?}");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(&files[1])).unwrap()).unwrap();
+    assert!(files[1].ends_with(".json") && files[0].ends_with(".backup.zst"), "{files:?}");
+    assert_eq!(manifest["mode"], "tables");
+    assert_eq!(manifest["format"], "sqlite-file");
+    assert_eq!(manifest["environment"], "prod");
+    assert_eq!(manifest["tables"][0]["table"], "carts");
+    assert_eq!(manifest["tables"][0]["rows"], 3, "{manifest}");
+    assert_eq!(manifest["tables"].as_array().unwrap().len(), 1, "{manifest}");
+    // The stored bytes are what the manifest's checksum says, and hold the rows as they were.
+    let data = dir.join(&files[0]);
+    let bytes = std::fs::read(&data).unwrap();
+    assert_eq!(manifest["stored_bytes"], bytes.len());
+    assert_eq!(rows_in_backup(&data, "carts"), 3);
+
+    // In history, with the run.
+    let history = in_prod(&project, &["--format", "json", "history"]);
+    history.expect(0);
+    let entries = history.json()["entries"].clone();
+    let backup = entries.as_array().unwrap().iter().find(|e| e["action"] == "backup").expect("a backup entry");
+    assert_eq!(backup["outcome"], "verified");
+    assert!(backup["reason"].as_str().unwrap().contains(" of carts → "), "{backup}");
+
+    // Nothing pending: no backup.
+    in_prod(&project, &["migrate"]).expect(0);
+    assert_eq!(stored(&dir).len(), 2);
+}
+
+#[test]
+fn a_store_that_fails_refuses_the_migration_and_changes_nothing() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE carts (id integer PRIMARY KEY, total int); INSERT INTO carts VALUES (1, 10), (2, 20)");
+    let project = Project::new();
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+    for store in ["backup_command = \"cat > /dev/full\"", "backup_command = \"exit 7\""] {
+        project.write_config(&format!("[environments.prod]\nurl = \"{}\"\nprotected = true\n{store}\n", db.url));
+        let run = in_prod(&project, &["migrate"]);
+        run.expect(3);
+        assert!(run.stderr.contains("the store failed: `"), "{store}: {}", run.stderr);
+        assert!(run.stderr.contains("nothing was applied"), "{}", run.stderr);
+        assert_eq!(db.count("SELECT count(*) FROM carts"), 2);
+        assert_eq!(db.count("SELECT count(*) FROM airlock_history"), 0);
+    }
+    // A directory that cannot be made.
+    protected(&project, &db, "");
+    project.write_config(&format!(
+        "[environments.prod]\nurl = \"{}\"\nprotected = true\nbackup_dir = \"/dev/full/x\"\n",
+        db.url
+    ));
+    let run = in_prod(&project, &["migrate"]);
+    run.expect(3);
+    assert!(run.stderr.contains("/dev/full/x"), "{}", run.stderr);
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 2);
+    // With a reason, the run goes on without one, and history says why.
+    let run = in_prod(&project, &["migrate", "--no-backup", "--reason", "the disk is being replaced"]);
+    run.expect(0);
+    let history = in_prod(&project, &["--format", "json", "history"]);
+    let entries = history.json()["entries"].clone();
+    let skipped = entries.as_array().unwrap().iter().find(|e| e["action"] == "no-backup").expect("a no-backup entry");
+    assert_eq!(skipped["reason"], "the disk is being replaced");
+}
+
+#[test]
+fn a_command_store_receives_the_backup_and_then_its_manifest() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE carts (id integer PRIMARY KEY, total int); INSERT INTO carts VALUES (1, 10), (2, 20)");
+    let project = Project::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    project.write_config(&format!(
+        "[environments.prod]\nurl = \"{}\"\nprotected = true\nbackup_command = \"cat > '{}'/$AIRLOCK_BACKUP_FILE\"\n",
+        db.url,
+        elsewhere.path().display()
+    ));
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+    in_prod(&project, &["migrate"]).expect(0);
+    let files = stored(elsewhere.path());
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(rows_in_backup(&elsewhere.path().join(&files[0]), "carts"), 2);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(elsewhere.path().join(&files[1])).unwrap()).unwrap();
+    assert_eq!(manifest["file"].as_str().unwrap(), files[0]);
+}
+
+/// Where the engine's driver cannot back up yet, a backup asked for refuses
+/// the run and the protected environment's default only warns.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn an_engine_that_cannot_back_up_yet_refuses_when_asked_and_warns_by_default() {
+    for engine in [Engine::Postgres, Engine::MySql] {
+        let db = Db::new(engine);
+        db.exec("CREATE TABLE carts (id int PRIMARY KEY)");
+        let project = Project::new();
+        project.write("1_carts.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+        protected(&project, &db, "backup = \"tables\"\n");
+        let refused = in_prod(&project, &["migrate"]);
+        refused.expect(3);
+        assert!(refused.stderr.contains("backups before migrating are not supported on"), "{}", refused.stderr);
+        assert!(!db.table_exists("airlock_history"), "refused, yet airlock's tables were made");
+        protected(&project, &db, "");
+        let warned = in_prod(&project, &["migrate"]);
+        warned.expect(0);
+        assert!(warned.stderr.contains("none is taken (the default of a protected environment"), "{}", warned.stderr);
+    }
+}
+
+#[test]
+fn without_a_scratch_database_a_backup_cannot_be_verified_and_the_run_is_refused() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE carts (id integer PRIMARY KEY); INSERT INTO carts VALUES (1), (2)");
+    let project = Project::new();
+    protected(&project, &db, "");
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+    let mut cmd = project.bare();
+    // The scratch file, and the copy, go to the temporary directory: one that does not exist.
+    cmd.env("TMPDIR", project.root.path().join("nowhere"))
+        .args(["--env", "prod", "--dir"])
+        .arg(project.dir())
+        .arg("migrate");
+    let run = Run::of(cmd.output().unwrap());
+    run.expect(3);
+    assert!(run.stderr.contains("cannot be verified without a database to restore it into"), "{}", run.stderr);
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 2);
+    assert!(stored(&project.root.path().join("saved")).iter().all(|f| !f.ends_with(".json")));
 }

@@ -30,7 +30,7 @@ use mysql_async::{Conn, Opts, Row, Value};
 pub const PROFILE: Profile = Profile {
     engine: Engine::MySql,
     dialect: airlock_sql::Dialect::MySql,
-    capabilities: Capabilities { transactional_ddl: false, lease_heartbeat: true, local_file: false },
+    capabilities: Capabilities { transactional_ddl: false, lease_heartbeat: true, local_file: false, backups: false },
     // Slower than `airlock calibrate` measures on a small in-memory table
     // (MariaDB 10.11: scan 7.2 M, index 1.5 M, copy 0.37 M rows/s): with
     // nothing better known, an estimate errs long.

@@ -46,7 +46,7 @@ mod tls;
 pub const PROFILE: Profile = Profile {
     engine: Engine::Postgres,
     dialect: airlock_sql::Dialect::Postgres,
-    capabilities: Capabilities { transactional_ddl: true, lease_heartbeat: true, local_file: false },
+    capabilities: Capabilities { transactional_ddl: true, lease_heartbeat: true, local_file: false, backups: false },
     // From bench/plan.sh on the machine in docs/benchmarks.md.
     default_rates: BaseRates { scan: 2_500_000.0, index: 2_500_000.0, rewrite: 800_000.0 },
     online_form: "use the online form (CREATE INDEX CONCURRENTLY, NOT VALID then VALIDATE, a new column and a backfill) as the lint findings say",

@@ -6,6 +6,7 @@
 //! where they live, documented. Drivers never split or parse migration SQL and
 //! never decide what to run.
 
+pub mod backup;
 mod profile;
 mod url;
 
@@ -41,6 +42,8 @@ pub struct Capabilities {
     /// The database is a file on this machine: `serve` opens it afresh for
     /// every read, so a file replaced by a restore is seen.
     pub local_file: bool,
+    /// The driver takes, restores and digests backups (`Driver::backup`).
+    pub backups: bool,
 }
 
 /// What kind of failure, so the runner can choose: retry, report or stop.
@@ -56,6 +59,8 @@ pub enum ErrorKind {
     Statement,
     /// The server refused for lack of privileges or a read-only database.
     Permission,
+    /// This engine, or the tools it needs on this machine, cannot do it.
+    Unsupported,
 }
 
 /// A failure reported by a driver: kind, the server's own message, and its code.
@@ -417,6 +422,31 @@ pub trait Driver: Send {
     ) -> Result<Option<airlock_core::snapshot::SchemaSnapshot>> {
         let _ = scope;
         Ok(None)
+    }
+
+    /// Writes a backup of `tables` (None: the whole database) to `out`, in
+    /// the engine's own format, and says what it saved: each table's rows
+    /// and digest, read in the snapshot the backup holds. Reads only.
+    async fn backup(
+        &mut self,
+        tables: Option<&[airlock_core::schema::TableName]>,
+        out: backup::BackupWriter<'_>,
+    ) -> Result<backup::Saved> {
+        let _ = (tables, out);
+        Err(DriverError::new(ErrorKind::Unsupported, "backups are not supported on this engine yet"))
+    }
+
+    /// Restores a backup [`Driver::backup`] wrote into this database, which
+    /// is empty (a scratch database).
+    async fn restore(&mut self, input: backup::BackupReader<'_>) -> Result<()> {
+        let _ = input;
+        Err(DriverError::new(ErrorKind::Unsupported, "restoring backups is not supported on this engine yet"))
+    }
+
+    /// Each table's rows and digest, as [`Driver::backup`] reads them.
+    async fn digests(&mut self, tables: &[airlock_core::schema::TableName]) -> Result<Vec<backup::TableDigest>> {
+        let _ = tables;
+        Err(DriverError::new(ErrorKind::Unsupported, "table digests are not supported on this engine yet"))
     }
 
     /// Says this connection will read the schema again and again, on a

@@ -227,6 +227,17 @@ fn entry(row: EventRow) -> Option<HistoryEntry> {
             }
             ("allow".to_owned(), Some(allows.join("; ")), None)
         }
+        "backup" => {
+            let tables: Vec<&str> =
+                row.detail["tables"].as_array()?.iter().filter_map(|t| t["table"].as_str()).collect();
+            let what = match text("mode").as_deref() {
+                Some("database") => "the database".to_owned(),
+                _ => tables.join(", "),
+            };
+            let said = format!("{} of {what} → {}", text("id").unwrap_or_default(), text("file").unwrap_or_default());
+            ("backup".to_owned(), Some(said), Some("verified".to_owned()))
+        }
+        "backup_skipped" => ("no-backup".to_owned(), text("reason"), None),
         "lock_taken_over" => ("lock-takeover".to_owned(), text("why"), None),
         "unlocked" => ("unlock".to_owned(), text("reason"), None),
         "stamped" => ("stamp".to_owned(), text("project").map(|p| format!("project {p}")), None),

@@ -87,6 +87,9 @@ pub enum ExecError {
     /// The environment is protected against this command.
     #[error("{0}")]
     Protected(String),
+    /// The backup before migrating could not be taken, stored or verified: nothing was applied.
+    #[error("{0}; nothing was applied")]
+    BackupFailed(String),
     /// A migration failed.
     #[error("migration {} ({}) failed at statement {} ({}:{}): {}", .0.version, .0.name, .0.index, .0.path.display(), .0.line, .0.error.message)]
     MigrationFailed(Box<FailedStatement>, Vec<String>),
@@ -180,6 +183,7 @@ impl ExecError {
             }
             ExecError::Blocked { .. }
             | ExecError::Protected(_)
+            | ExecError::BackupFailed(_)
             | ExecError::LintErrors(_)
             | ExecError::LintRefused(_)
             | ExecError::PlanBlocked

@@ -43,8 +43,8 @@ pub use crate::admin::unlock;
 pub use crate::adopt::{AdoptReport, AdoptedEntry, adopt};
 pub use crate::audit::{HistoryEntry, HistoryReport, history};
 pub use crate::backup::{
-    BackupBudget, BackupChoice, BackupMode, BackupPlan, BackupSettings, BackupStore, Everything, StakedTable,
-    human_bytes,
+    BackupBudget, BackupChoice, BackupMode, BackupPlan, BackupSettings, BackupStore, Everything, Manifest,
+    ManifestTable, StakedTable, human_bytes,
 };
 pub use crate::down::down;
 pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, drift, drift_from_history};

@@ -666,7 +666,14 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
             &assessor.stake,
             database_bytes,
             options.profile().capabilities.local_file,
-        ),
+        )
+        .map(|mut backup| {
+            backup.unsupported = options.backup.unsupported(options.profile()).map(|said| match said {
+                Ok(warned) => warned,
+                Err(refused) => format!("`migrate` refuses: {refused}"),
+            });
+            backup
+        }),
     };
     Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates(), backup })
 }

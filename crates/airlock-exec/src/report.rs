@@ -10,6 +10,8 @@ use serde::Serialize;
 pub trait Reporter: Send {
     /// A non-fatal remark (empty scripts, notes on how a file ran).
     fn warning(&mut self, _message: &str) {}
+    /// A backup was taken and verified before migrating.
+    fn backed_up(&mut self, _manifest: &crate::backup::Manifest) {}
     /// Another run holds the lock; this one waits up to `wait`.
     fn waiting_for_lock(&mut self, _holder: &Lease, _wait: Duration) {}
     /// A lock left by a gone process was taken over.

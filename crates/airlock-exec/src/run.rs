@@ -57,6 +57,11 @@ pub async fn migrate(
     reporter: &mut dyn Reporter,
 ) -> Result<RunReport, ExecError> {
     crate::backup::check_choice(options)?;
+    match options.backup.unsupported(options.profile()) {
+        Some(Err(refused)) => return Err(ExecError::BackupFailed(refused)),
+        Some(Ok(warning)) => reporter.warning(&warning),
+        None => {}
+    }
     let ctx = Context::new(options);
     let start = crate::audit::RunStart::now();
     let mut look = look(options, &ctx, target, reporter).await?;
@@ -224,11 +229,19 @@ async fn judge_pending(
     };
     let pending = look.pending();
     lint_pending(options, &pending, catalog.clone(), reporter)?;
+    let database_bytes = crate::backup::database_bytes(&catalog);
     let mut judge = Judge {
         expected: pending.iter().map(|m| m.version.to_string()).collect(),
         assessor: Assessor::new(options, catalog, rates, false)?,
+        database_bytes,
     };
     let touched = judge.look(&pending, options).await?;
+    if let Some(over) = judge.backup(options).and_then(|b| b.over_budget) {
+        return Err(ExecError::BackupFailed(format!(
+            "the backup before migrating is {over}: run with --backup to take it anyway, or --no-backup to run without one{}",
+            if options.protected { " (with --reason, in a protected environment)" } else { "" }
+        )));
+    }
     if let (false, Some(driver)) = (look.history_empty, look.driver.as_mut()) {
         crate::drift::check_before_migrate(options, driver.as_mut(), &touched, reporter).await?;
     }
@@ -323,6 +336,21 @@ async fn apply_pending(
         // And judged as a whole before any of it runs, as before the lock.
         judge.look(pending, &ctx.options).await?;
     }
+    if let Some(crate::backup::BackupChoice::Skip { reason: Some(reason) }) = &ctx.options.backup.choice {
+        let event = Event {
+            kind: "backup_skipped".into(),
+            version: None,
+            detail: json!({ "reason": reason, "mode": ctx.options.backup.mode.as_str() }).to_string(),
+        };
+        driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording --no-backup in history"))?;
+    }
+    // What the backup holds was judged on what is pending now (looked at again above when that changed).
+    if let Some(backup) = judge.backup(&ctx.options) {
+        let names = judge.assessor.stake.names().to_vec();
+        ctx.options.interrupt.check(|| "it stopped before changing anything".into())?;
+        let manifest = crate::backup::take(ctx, driver, &backup, &names).await?;
+        reporter.backed_up(&manifest);
+    }
     let mut ran = Vec::new();
     // Out-of-order runs may apply versions below the newest: keep the maximum.
     let mut newest = plan.current_version();
@@ -389,12 +417,29 @@ struct Judge {
     assessor: Assessor,
     /// The pending versions seen before the lock, which `assessor.catalog` assumes.
     expected: Vec<String>,
+    /// The database's size before the run, for a backup's estimate.
+    database_bytes: Option<u64>,
 }
 
 impl Judge {
     /// For a run that found nothing pending before the lock.
     async fn empty(options: &Options, driver: &mut dyn Driver) -> Result<Judge, ExecError> {
-        Ok(Judge { assessor: Assessor::reading(options, driver).await?, expected: Vec::new() })
+        let assessor = Assessor::reading(options, driver).await?;
+        let database_bytes = crate::backup::database_bytes(&assessor.catalog);
+        Ok(Judge { assessor, expected: Vec::new(), database_bytes })
+    }
+
+    /// The backup to take before the migrations [`Judge::look`] judged last; None when off.
+    fn backup(&self, options: &Options) -> Option<crate::backup::BackupPlan> {
+        if !options.profile().capabilities.backups {
+            return None;
+        }
+        crate::backup::BackupPlan::of(
+            &options.backup,
+            &self.assessor.stake,
+            self.database_bytes,
+            options.profile().capabilities.local_file,
+        )
     }
 
     /// Judges the migration about to run, and advances the schema model past it.

@@ -3,15 +3,21 @@
 //! model), how much that is and how long saving it should take, and the
 //! settings that say when a backup is taken and where it goes.
 
+mod store;
+mod take;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use airlock_core::schema::{Catalog, TableName};
 use airlock_plan::Stake;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub use store::{Manifest, ManifestTable};
+pub(crate) use take::take;
 
 /// What `migrate` saves before it changes anything (`backup` in airlock.toml).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupMode {
     /// The tables the pending migrations change; the whole database when
@@ -136,6 +142,9 @@ pub struct BackupSettings {
     pub budget: Option<BackupBudget>,
     /// The flags of this run.
     pub choice: Option<BackupChoice>,
+    /// `backup` is set in airlock.toml (not the protected environment's
+    /// default): an engine that cannot back up refuses instead of warning.
+    pub explicit: bool,
 }
 
 impl Default for BackupSettings {
@@ -147,11 +156,33 @@ impl Default for BackupSettings {
             max_age: None,
             budget: None,
             choice: None,
+            explicit: false,
         }
     }
 }
 
 impl BackupSettings {
+    /// Why this run takes no backup though it should: the engine's driver
+    /// cannot take one. An error when a backup was asked for (in airlock.toml
+    /// or with `--backup`); a warning when it is only the protected
+    /// environment's default. None when there is nothing to say.
+    pub fn unsupported(&self, profile: &airlock_driver::Profile) -> Option<Result<String, String>> {
+        if profile.capabilities.backups || self.effective_mode() == BackupMode::Off {
+            return None;
+        }
+        let engine = profile.engine.name();
+        let asked = self.explicit || self.choice == Some(BackupChoice::Take);
+        Some(if asked {
+            Err(format!(
+                "backups before migrating are not supported on {engine} yet: set `backup = \"off\"` for this environment (and take one by hand), or run with --no-backup --reason TEXT"
+            ))
+        } else {
+            Ok(format!(
+                "backups before migrating are not supported on {engine} yet: none is taken (the default of a protected environment; say `backup = \"off\"` to silence this)"
+            ))
+        })
+    }
+
     /// The mode this run uses, flags over settings.
     pub fn effective_mode(&self) -> BackupMode {
         match (&self.choice, self.mode) {
@@ -281,6 +312,9 @@ pub struct BackupPlan {
     /// The database is a file saved whole (its pages, through SQLite's
     /// backup API), whatever the mode: the tables are those to restore.
     pub whole_file: bool,
+    /// The engine's driver cannot take backups yet: what `migrate` will do
+    /// instead (refuse when one was asked for, else warn and go on).
+    pub unsupported: Option<String>,
 }
 
 impl BackupPlan {
@@ -324,6 +358,7 @@ impl BackupPlan {
             },
             over_budget,
             whole_file,
+            unsupported: None,
         })
     }
 }

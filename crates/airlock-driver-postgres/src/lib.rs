@@ -40,13 +40,14 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod backup;
 mod tls;
 
 /// PostgreSQL's fixed facts.
 pub const PROFILE: Profile = Profile {
     engine: Engine::Postgres,
     dialect: airlock_sql::Dialect::Postgres,
-    capabilities: Capabilities { transactional_ddl: true, lease_heartbeat: true, local_file: false, backups: false },
+    capabilities: Capabilities { transactional_ddl: true, lease_heartbeat: true, local_file: false, backups: true },
     // From bench/plan.sh on the machine in docs/benchmarks.md.
     default_rates: BaseRates { scan: 2_500_000.0, index: 2_500_000.0, rewrite: 800_000.0 },
     online_form: "use the online form (CREATE INDEX CONCURRENTLY, NOT VALID then VALIDATE, a new column and a backfill) as the lint findings say",
@@ -90,6 +91,8 @@ pub struct PostgresDriver {
     /// The schema snapshot's queries: prepared once on this connection when
     /// it reads the schema again and again (`snapshots_repeat`).
     snapshot_statements: Prepared,
+    /// libpq's environment for `pg_dump` and `pg_restore` to reach the same database.
+    tool_env: Vec<(&'static str, String)>,
 }
 
 /// Whether the snapshot's queries are prepared on a connection.
@@ -925,6 +928,7 @@ impl PostgresDriver {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
+        let tool_env = backup::tool_env(&config, &tls);
         let failed = |e: tokio_postgres::Error| {
             DriverError::new(ErrorKind::Connection, format!("cannot connect to {url}: {}", error(e).message))
         };
@@ -948,6 +952,7 @@ impl PostgresDriver {
             in_transaction: false,
             cancel_tls,
             snapshot_statements: Prepared::No,
+            tool_env,
         })
     }
 
@@ -1370,6 +1375,23 @@ impl Driver for PostgresDriver {
         self.timeouts = Some(timeouts);
         self.session_timeouts_stale = true;
         Ok(())
+    }
+
+    async fn backup(
+        &mut self,
+        tables: Option<&[TableName]>,
+        out: airlock_driver::backup::BackupWriter<'_>,
+    ) -> Result<airlock_driver::backup::Saved> {
+        backup::backup(&self.client, &self.tool_env, tables, out).await
+    }
+
+    async fn restore(&mut self, input: airlock_driver::backup::BackupReader<'_>) -> Result<()> {
+        backup::restore(&self.client, &self.tool_env, input).await
+    }
+
+    async fn digests(&mut self, tables: &[TableName]) -> Result<Vec<airlock_driver::backup::TableDigest>> {
+        let resolved = backup::resolve(&self.client, tables).await?;
+        backup::digests(&self.client, &resolved).await
     }
 
     async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {

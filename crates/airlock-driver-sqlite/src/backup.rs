@@ -72,7 +72,7 @@ pub(crate) fn digests(conn: &Connection, tables: &[TableName]) -> Result<Vec<Tab
             sum = sum.wrapping_add(u128::from_le_bytes(first));
             count += 1;
         }
-        out.push(TableDigest { table: table.name.clone(), rows: count, digest: format!("{sum:032x}") });
+        out.push(TableDigest { schema: None, table: table.name.clone(), rows: count, digest: format!("{sum:032x}") });
     }
     Ok(out)
 }

@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 /// tables with the same rows whatever their physical order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableDigest {
-    /// As the catalog names it (qualified outside the default schemas).
+    /// Its schema, where the engine has them.
+    pub schema: Option<String>,
+    /// Its name.
     pub table: String,
     /// Rows.
     pub rows: u64,

@@ -67,7 +67,8 @@ pub(crate) async fn take(
         let checked = async {
             let saved = saved.map_err(|e| format!("the backup failed: {e}"))?;
             restore.map_err(|e| format!("it did not restore: {e}"))?;
-            let restored_tables: Vec<TableName> = saved.tables.iter().map(|t| TableName::bare(&t.table)).collect();
+            let restored_tables: Vec<TableName> =
+                saved.tables.iter().map(|t| TableName { schema: t.schema.clone(), name: t.table.clone() }).collect();
             let digests =
                 restored.digests(&restored_tables).await.map_err(|e| format!("reading the restored copy: {e}"))?;
             compare_rows(&saved.tables, &digests)?;
@@ -94,7 +95,14 @@ pub(crate) async fn take(
             tables: saved
                 .tables
                 .iter()
-                .map(|t| ManifestTable { table: t.table.clone(), rows: t.rows, digest: t.digest.clone() })
+                .map(|t| ManifestTable {
+                    table: match &t.schema {
+                        Some(schema) => format!("{schema}.{}", t.table),
+                        None => t.table.clone(),
+                    },
+                    rows: t.rows,
+                    digest: t.digest.clone(),
+                })
                 .collect(),
             format: saved.format,
             tool: saved.tool,
@@ -204,7 +212,7 @@ fn within(snapshot: SchemaSnapshot, scope: &Option<Scope>) -> SchemaSnapshot {
 /// Each saved table's rows and digest against the restored copy's.
 fn compare_rows(saved: &[TableDigest], restored: &[TableDigest]) -> Result<(), String> {
     for s in saved {
-        match restored.iter().find(|r| r.table == s.table) {
+        match restored.iter().find(|r| r.table == s.table && r.schema == s.schema) {
             None => return Err(format!("table `{}` is missing from the restored copy", s.table)),
             Some(r) if r.rows != s.rows => {
                 return Err(format!("table `{}` has {} rows restored, {} saved", s.table, r.rows, s.rows));

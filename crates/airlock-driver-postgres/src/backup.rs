@@ -1,0 +1,321 @@
+//! Backups of a PostgreSQL database with the server's own tools: `pg_dump`
+//! (custom format, uncompressed: the runner compresses) and `pg_restore`,
+//! each of the server's major version or newer, found in `AIRLOCK_PG_BIN`,
+//! Debian's `/usr/lib/postgresql/N/bin` or `PATH`. The dump shares a
+//! snapshot exported by the driver's own transaction, in which each saved
+//! table's rows and digest are read while the dump runs: both describe the
+//! same rows. A backup of tables holds the whole schema and the rows of
+//! those tables and of the tables they reference (so that their foreign
+//! keys restore); every other table's rows are left out.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use airlock_core::schema::TableName;
+use airlock_driver::backup::{BackupReader, BackupWriter, Saved, TableDigest};
+use airlock_driver::{DriverError, ErrorKind, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_postgres::Client;
+
+use crate::tls::{SslMode, TlsParams};
+use crate::{error, quote_identifier};
+
+/// The format of what [`backup`] writes.
+pub(crate) const FORMAT: &str = "pg_dump-custom";
+
+/// libpq's environment for the tools to reach the database the driver
+/// reached: the password is never on a command line.
+pub(crate) fn tool_env(config: &tokio_postgres::Config, tls: &TlsParams) -> Vec<(&'static str, String)> {
+    let mut env = Vec::new();
+    match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(host)) => env.push(("PGHOST", host.clone())),
+        Some(tokio_postgres::config::Host::Unix(path)) => env.push(("PGHOST", path.display().to_string())),
+        None => {}
+    }
+    if let Some(port) = config.get_ports().first() {
+        env.push(("PGPORT", port.to_string()));
+    }
+    if let Some(user) = config.get_user() {
+        env.push(("PGUSER", user.to_owned()));
+    }
+    if let Some(password) = config.get_password() {
+        env.push(("PGPASSWORD", String::from_utf8_lossy(password).into_owned()));
+    }
+    if let Some(dbname) = config.get_dbname() {
+        env.push(("PGDATABASE", dbname.to_owned()));
+    }
+    if let Some(options) = config.get_options() {
+        env.push(("PGOPTIONS", options.to_owned()));
+    }
+    let mode = match tls.mode {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require => "require",
+        SslMode::VerifyCa => "verify-ca",
+        SslMode::VerifyFull => "verify-full",
+    };
+    env.push(("PGSSLMODE", mode.to_owned()));
+    if let Some(cert) = &tls.root_cert {
+        env.push(("PGSSLROOTCERT", cert.clone()));
+    }
+    env.push(("PGAPPNAME", "airlock backup".to_owned()));
+    env.push(("PGCONNECT_TIMEOUT", "10".to_owned()));
+    env
+}
+
+/// The major version a tool says it is (`pg_dump (PostgreSQL) 15.18 (Debian ...)` → 15).
+fn tool_major(said: &str) -> Option<u32> {
+    let after = said.split(')').nth(1)?.trim_start();
+    after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+/// `name` (`pg_dump`, `pg_restore`) for a server of `major`: the one in
+/// `AIRLOCK_PG_BIN` when it is set (and only there), else the first found
+/// of Debian's directories of that major or a newer one (the nearest
+/// first) and `PATH` that is not older than the server. Its path and its
+/// `--version` line.
+fn tool(name: &str, major: u32) -> Result<(PathBuf, String)> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    let chosen = std::env::var_os("AIRLOCK_PG_BIN");
+    let looked = match &chosen {
+        Some(dir) => {
+            candidates.push(Path::new(dir).join(name));
+            format!("AIRLOCK_PG_BIN={}", Path::new(dir).display())
+        }
+        None => "/usr/lib/postgresql/*/bin and PATH".to_owned(),
+    };
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| Some((e.file_name().to_str()?.parse::<u32>().ok()?, e.path().join("bin").join(name))))
+                .filter(|(v, _)| *v >= major)
+                .collect()
+        })
+        .unwrap_or_default();
+    debian.sort();
+    if chosen.is_none() {
+        candidates.extend(debian.into_iter().map(|(_, path)| path));
+        if let Some(path) = std::env::var_os("PATH") {
+            candidates.extend(std::env::split_paths(&path).map(|dir| dir.join(name)));
+        }
+    }
+    let mut older = None;
+    for candidate in candidates.into_iter().filter(|c| c.is_file()) {
+        let Ok(out) = std::process::Command::new(&candidate).arg("--version").output() else { continue };
+        let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        match tool_major(&said) {
+            Some(v) if v >= major => return Ok((candidate, said)),
+            Some(_) => older = older.or(Some(format!("{} ({said})", candidate.display()))),
+            None => {}
+        }
+    }
+    let found = older.map_or(String::new(), |o| format!("; found only {o}, older than the server"));
+    Err(DriverError::new(
+        ErrorKind::Unsupported,
+        format!(
+            "{name} for PostgreSQL {major} or newer is not installed (looked in {looked}{found}): install postgresql-client-{major}, or set AIRLOCK_PG_BIN to the bin directory of one"
+        ),
+    ))
+}
+
+/// The server's major version.
+async fn server_major(client: &Client) -> Result<u32> {
+    let row =
+        client.query_one("SELECT current_setting('server_version_num')::int / 10000", &[]).await.map_err(error)?;
+    Ok(row.get::<_, i32>(0) as u32)
+}
+
+/// Every user table (partitions and partitioned tables included), by schema and name.
+const USER_TABLES: &str = "SELECT n.nspname::text, c.relname::text FROM pg_class c \
+     JOIN pg_namespace n ON n.oid = c.relnamespace \
+     WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+     AND n.nspname NOT LIKE 'pg\\_%' \
+     AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
+     ORDER BY 1, 2";
+
+/// The tables named (resolved as the server resolves them) and those their
+/// foreign keys reference, again and again.
+const WITH_REFERENCED: &str = "WITH RECURSIVE picked(oid) AS ( \
+       SELECT to_regclass(name)::oid FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL \
+       UNION SELECT con.confrelid FROM pg_constraint con JOIN picked p ON con.conrelid = p.oid WHERE con.contype = 'f') \
+     SELECT n.nspname::text, c.relname::text FROM picked p JOIN pg_class c ON c.oid = p.oid \
+     JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY 1, 2";
+
+fn qualified(schema: &str, name: &str) -> String {
+    format!("{}.{}", quote_identifier(schema), quote_identifier(name))
+}
+
+/// A pg_dump pattern matching exactly that table (quoted: no wildcards).
+fn pattern(schema: &str, name: &str) -> String {
+    format!("\"{}\".\"{}\"", schema.replace('"', "\"\""), name.replace('"', "\"\""))
+}
+
+/// Each table's rows and the sum of its rows' MD5s (the first 64 bits, as
+/// numbers): the same for the same rows in any order.
+pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableDigest>> {
+    let mut out = Vec::new();
+    for (schema, name) in tables {
+        let sql = format!(
+            "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text \
+             FROM ONLY {} AS t",
+            qualified(schema, name)
+        );
+        let row = client.query_one(&sql, &[]).await.map_err(error)?;
+        out.push(TableDigest {
+            schema: Some(schema.clone()),
+            table: name.clone(),
+            rows: row.get::<_, i64>(0) as u64,
+            digest: row.get(1),
+        });
+    }
+    Ok(out)
+}
+
+/// The tables named as (schema, name), resolved by the server.
+pub(crate) async fn resolve(client: &Client, tables: &[TableName]) -> Result<Vec<(String, String)>> {
+    let names: Vec<String> = tables
+        .iter()
+        .map(|t| match &t.schema {
+            Some(schema) => qualified(schema, &t.name),
+            None => quote_identifier(&t.name),
+        })
+        .collect();
+    let rows = client
+        .query(
+            "SELECT n.nspname::text, c.relname::text FROM unnest($1::text[]) AS name \
+             JOIN pg_class c ON c.oid = to_regclass(name) JOIN pg_namespace n ON n.oid = c.relnamespace",
+            &[&names],
+        )
+        .await
+        .map_err(error)?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// Runs `pg_dump` in a snapshot exported by a transaction of `client`,
+/// reading the saved tables' digests in the same snapshot meanwhile.
+pub(crate) async fn backup(
+    client: &Client,
+    env: &[(&'static str, String)],
+    tables: Option<&[TableName]>,
+    out: BackupWriter<'_>,
+) -> Result<Saved> {
+    let major = server_major(client).await?;
+    let (pg_dump, tool_said) = tool("pg_dump", major)?;
+    client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(error)?;
+    let dumped = async {
+        let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(error)?.get(0);
+        let all: Vec<(String, String)> =
+            client.query(USER_TABLES, &[]).await.map_err(error)?.iter().map(|r| (r.get(0), r.get(1))).collect();
+        let (saved, mut args): (Vec<(String, String)>, Vec<String>) = match tables {
+            None => (all.clone(), Vec::new()),
+            Some(tables) => {
+                let names: Vec<String> = resolve(client, tables)
+                    .await?
+                    .into_iter()
+                    .map(|(schema, name)| qualified(&schema, &name))
+                    .collect();
+                let rows = client.query(WITH_REFERENCED, &[&names]).await.map_err(error)?;
+                let saved: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+                // The whole schema, and only these tables' rows.
+                let mut args = vec!["--no-blobs".to_owned()];
+                args.extend(
+                    all.iter()
+                        .filter(|t| !saved.contains(t))
+                        .map(|(s, n)| format!("--exclude-table-data={}", pattern(s, n))),
+                );
+                (saved, args)
+            }
+        };
+        args.extend(["--format=custom".to_owned(), "--compress=0".to_owned(), "--no-password".to_owned()]);
+        args.push(format!("--snapshot={snapshot}"));
+        let mut child = tokio::process::Command::new(&pg_dump)
+            .args(&args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                DriverError::new(ErrorKind::Unsupported, format!("{} cannot be started: {e}", pg_dump.display()))
+            })?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let mut stderr = child.stderr.take().expect("piped");
+        let copy = async {
+            tokio::io::copy(&mut stdout, out).await?;
+            out.flush().await
+        };
+        let mut said = String::new();
+        let (digests, copied, _) = tokio::join!(digests(client, &saved), copy, stderr.read_to_string(&mut said));
+        let status =
+            child.wait().await.map_err(|e| DriverError::new(ErrorKind::Connection, format!("pg_dump: {e}")))?;
+        if !status.success() {
+            return Err(DriverError::new(
+                ErrorKind::Statement,
+                format!("{} failed: {}", pg_dump.display(), said.trim()),
+            ));
+        }
+        copied.map_err(|e| DriverError::new(ErrorKind::Connection, format!("writing the backup: {e}")))?;
+        digests
+    }
+    .await;
+    let ended = client.batch_execute("COMMIT").await.map_err(error);
+    let tables = dumped?;
+    ended?;
+    let version: String = client.query_one("SHOW server_version", &[]).await.map_err(error)?.get(0);
+    Ok(Saved { format: FORMAT.to_owned(), tool: tool_said, server_version: version, tables })
+}
+
+/// Runs `pg_restore` into the database `env` reaches, from `input`.
+pub(crate) async fn restore(client: &Client, env: &[(&'static str, String)], input: BackupReader<'_>) -> Result<()> {
+    let major = server_major(client).await?;
+    let (pg_restore, _) = tool("pg_restore", major)?;
+    let dbname = env.iter().find(|(k, _)| *k == "PGDATABASE").map(|(_, v)| v.clone()).unwrap_or_default();
+    let mut child = tokio::process::Command::new(&pg_restore)
+        .args(["--no-owner", "--no-privileges", "--no-subscriptions", "--no-publications", "--exit-on-error"])
+        .args(["--no-password", "--dbname", &dbname])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            DriverError::new(ErrorKind::Unsupported, format!("{} cannot be started: {e}", pg_restore.display()))
+        })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let feed = async {
+        let fed = tokio::io::copy(input, &mut stdin).await;
+        drop(stdin);
+        fed
+    };
+    let mut said = String::new();
+    let (fed, _) = tokio::join!(feed, stderr.read_to_string(&mut said));
+    let status = child.wait().await.map_err(|e| DriverError::new(ErrorKind::Connection, format!("pg_restore: {e}")))?;
+    if !status.success() {
+        return Err(DriverError::new(ErrorKind::Statement, format!("pg_restore failed: {}", said.trim())));
+    }
+    fed.map_err(|e| DriverError::new(ErrorKind::Connection, format!("reading the backup: {e}")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tools_major_version_is_read_off_what_it_says() {
+        assert_eq!(tool_major("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)"), Some(15));
+        assert_eq!(tool_major("pg_restore (PostgreSQL) 18.6"), Some(18));
+        assert_eq!(tool_major("pg_dump (PostgreSQL) 9.6.24"), Some(9));
+        assert_eq!(tool_major("something else"), None);
+    }
+
+    #[test]
+    fn patterns_match_one_table_whatever_its_name() {
+        assert_eq!(pattern("public", "carts"), "\"public\".\"carts\"");
+        assert_eq!(pattern("Sales", "a\"b*"), "\"Sales\".\"a\"\"b*\"");
+    }
+}

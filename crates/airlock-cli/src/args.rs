@@ -99,6 +99,24 @@ pub enum Command {
     Rehearse(RehearseArgs),
     /// The audit trail, newest first: runs, repairs, resolves, allows used, adoptions, with who, where, when and why.
     History(HistoryArgs),
+    /// Backups taken before migrating: list them, or verify one by restoring it into a scratch database.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+/// `airlock backup`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// The backups this database's history records, newest first, and whether each one's data is still in the store.
+    List,
+    /// Check a backup's size and checksum, restore it into a scratch database and compare every table's rows and content; exit 3 when it fails.
+    Verify {
+        /// The backup's id (`airlock backup list`).
+        id: String,
+        /// Read the data from this file (a backup stored by `backup_command`, fetched back) [default: where its manifest says].
+        #[arg(long, value_name = "PATH")]
+        file: Option<String>,
+    },
 }
 
 /// `airlock history`.

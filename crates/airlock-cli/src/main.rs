@@ -167,6 +167,16 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 render::history(&report, format);
                 Ok(())
             }
+            Command::Backup(args::BackupCommand::List) => {
+                let list = airlock_exec::backup_list(&options).await?;
+                render::backup_list(&list, format);
+                Ok(())
+            }
+            Command::Backup(args::BackupCommand::Verify { id, file }) => {
+                let verified = airlock_exec::backup_verify(&options, &id, file.as_deref()).await?;
+                render::backup_verified(&verified, format);
+                Ok(())
+            }
             Command::Adopt(args) => {
                 let report = airlock_exec::adopt(&options, args.from, args.dry_run, &mut progress).await?;
                 render::adopt(&report, format);

@@ -364,6 +364,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::Blocked { .. } => "blocked",
         ExecError::Protected(_) => "protected-environment",
         ExecError::BackupFailed(_) => "backup-failed",
+        ExecError::BackupInvalid(_) => "backup-invalid",
         ExecError::MigrationFailed(..) => "migration-failed",
         ExecError::LockBusy { .. } => "lock-busy",
         ExecError::LeaseLost => "lock-lost",
@@ -508,6 +509,56 @@ pub fn versions_summary(versions: &[String]) -> String {
 }
 
 /// `history`: the audit trail, newest first.
+/// `backup list`: one line a backup, newest first.
+pub fn backup_list(list: &airlock_exec::BackupList, format: Format) {
+    if format != Format::Human {
+        print_json(&serde_json::to_value(list).unwrap_or_default());
+        return;
+    }
+    if list.backups.is_empty() {
+        println!("No backups recorded for {}.", list.database);
+        return;
+    }
+    for b in &list.backups {
+        let m = &b.manifest;
+        let what = if m.mode == airlock_exec::BackupMode::Database {
+            "the database".to_owned()
+        } else {
+            m.tables.iter().map(|t| format!("{} ({} rows)", t.table, t.rows)).collect::<Vec<_>>().join(", ")
+        };
+        let state = match b.present {
+            Some(true) => format!("{GREEN}verified{GREEN:#}"),
+            Some(false) => format!("{RED}missing from the store{RED:#}"),
+            None => "verified (stored by a command)".to_owned(),
+        };
+        println!("{BOLD}{}{BOLD:#}  {}  {state}  {what}", m.id, m.taken_at);
+        println!(
+            "  {DIM}{} stored ({} raw), {}, by {}{DIM:#} → {}",
+            airlock_exec::human_bytes(m.stored_bytes),
+            airlock_exec::human_bytes(m.raw_bytes),
+            m.tool,
+            m.taken_by,
+            m.file
+        );
+    }
+}
+
+/// `backup verify`.
+pub fn backup_verified(verified: &airlock_exec::Verified, format: Format) {
+    if format != Format::Human {
+        print_json(&serde_json::to_value(verified).unwrap_or_default());
+        return;
+    }
+    let tables: Vec<String> = verified.tables.iter().map(|(t, rows)| format!("{t} ({rows} rows)")).collect();
+    println!(
+        "{GREEN}✓{GREEN:#} backup {} restores: {} match what was saved ({}; {})",
+        verified.id,
+        tables.join(", "),
+        verified.file,
+        ms(Duration::from_millis(verified.duration_ms))
+    );
+}
+
 pub fn history(report: &airlock_exec::HistoryReport, format: Format) {
     if format != Format::Human {
         print_json(&serde_json::to_value(report).unwrap_or_default());

@@ -463,6 +463,14 @@ fn backup_settings(
         (None, Some(command)) => BackupStore::Command(command.clone()),
         (None, None) => BackupStore::Directory(project_dir.join(DEFAULT_BACKUP_DIR)),
     };
+    // Manifests and history name where the data is: a path that means the same from anywhere.
+    let store = match store {
+        BackupStore::Directory(dir) if dir.is_relative() => {
+            let here = std::env::current_dir().map_err(|e| SettingsError(format!("the working directory: {e}")))?;
+            BackupStore::Directory(here.join(dir))
+        }
+        other => other,
+    };
     let max_age = match pick(|t| &t.backup_max_age) {
         None => None,
         Some(text) => match parse_duration(&text) {

@@ -383,3 +383,64 @@ fn postgres_a_missing_or_too_old_pg_dump_is_named_and_nothing_is_applied() {
     assert_eq!(db.count("SELECT count(*) FROM carts"), 2);
     assert!(stored(&project.root.path().join("saved")).iter().all(|f| !f.ends_with(".json")));
 }
+
+#[test]
+fn sqlite_backups_are_listed_and_verified_and_a_damaged_one_is_caught() {
+    listed_verified_and_caught_damaged(Engine::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn postgres_backups_are_listed_and_verified_and_a_damaged_one_is_caught() {
+    listed_verified_and_caught_damaged(Engine::Postgres);
+}
+
+fn listed_verified_and_caught_damaged(engine: Engine) {
+    let db = Db::new(engine);
+    db.exec(
+        "CREATE TABLE carts (id integer PRIMARY KEY, total int); INSERT INTO carts VALUES (1, 10), (2, 20), (3, 30)",
+    );
+    let project = Project::new();
+    protected(&project, &db, "");
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+    in_prod(&project, &["migrate"]).expect(0);
+
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    list.expect(0);
+    let json = list.json();
+    let backup = &json["backups"][0];
+    let id = backup["id"].as_str().unwrap().to_owned();
+    assert_eq!(backup["present"], true, "{json}");
+    assert_eq!(backup["tables"][0]["rows"], 3, "{json}");
+    let file = std::path::PathBuf::from(backup["file"].as_str().unwrap());
+
+    let verified = in_prod(&project, &["--format", "json", "backup", "verify", &id]);
+    verified.expect(0);
+    assert_eq!(verified.json()["tables"][0][1], 3, "{}", verified.stdout);
+
+    // One byte changed in the middle: the checksum says so.
+    let good = std::fs::read(&file).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 0x55;
+    std::fs::write(&file, &bad).unwrap();
+    let damaged = in_prod(&project, &["backup", "verify", &id]);
+    damaged.expect(3);
+    assert!(damaged.stderr.contains("the file was changed or damaged"), "{}", damaged.stderr);
+    // Cut short.
+    std::fs::write(&file, &good[..good.len() - 10]).unwrap();
+    let short = in_prod(&project, &["backup", "verify", &id]);
+    short.expect(3);
+    assert!(short.stderr.contains("bytes, the manifest says"), "{}", short.stderr);
+    // Gone: listed as missing, and not verifiable.
+    std::fs::remove_file(&file).unwrap();
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    assert_eq!(list.json()["backups"][0]["present"], false);
+    in_prod(&project, &["backup", "verify", &id]).expect(3);
+    // Given back from elsewhere, it verifies again.
+    let fetched = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(fetched.path(), &good).unwrap();
+    in_prod(&project, &["backup", "verify", &id, "--file", fetched.path().to_str().unwrap()]).expect(0);
+    // No such backup.
+    in_prod(&project, &["backup", "verify", "nope"]).expect(2);
+}

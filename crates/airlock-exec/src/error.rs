@@ -87,6 +87,9 @@ pub enum ExecError {
     /// The environment is protected against this command.
     #[error("{0}")]
     Protected(String),
+    /// A stored backup failed its verification (`backup verify`).
+    #[error("{0}")]
+    BackupInvalid(String),
     /// The backup before migrating could not be taken, stored or verified: nothing was applied.
     #[error("{0}; nothing was applied")]
     BackupFailed(String),
@@ -184,6 +187,7 @@ impl ExecError {
             ExecError::Blocked { .. }
             | ExecError::Protected(_)
             | ExecError::BackupFailed(_)
+            | ExecError::BackupInvalid(_)
             | ExecError::LintErrors(_)
             | ExecError::LintRefused(_)
             | ExecError::PlanBlocked

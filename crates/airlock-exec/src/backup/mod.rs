@@ -4,6 +4,7 @@
 //! settings that say when a backup is taken and where it goes.
 
 mod store;
+mod stored;
 mod take;
 
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use airlock_plan::Stake;
 use serde::{Deserialize, Serialize};
 
 pub use store::{Manifest, ManifestTable};
+pub use stored::{BackupList, ListedBackup, Verified, backup_list, backup_verify};
 pub(crate) use take::take;
 
 /// What `migrate` saves before it changes anything (`backup` in airlock.toml).

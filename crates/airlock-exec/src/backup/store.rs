@@ -53,8 +53,12 @@ pub struct Manifest {
 /// A saved table in a manifest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ManifestTable {
-    /// As the database names it.
+    /// As output shows it (`schema.name` where the engine has schemas).
     pub table: String,
+    /// Its schema, where the engine has them.
+    pub schema: Option<String>,
+    /// Its name.
+    pub name: String,
     /// Rows saved.
     pub rows: u64,
     /// Digest of its rows' content.

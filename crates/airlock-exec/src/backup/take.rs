@@ -100,6 +100,8 @@ pub(crate) async fn take(
                         Some(schema) => format!("{schema}.{}", t.table),
                         None => t.table.clone(),
                     },
+                    schema: t.schema.clone(),
+                    name: t.table.clone(),
                     rows: t.rows,
                     digest: t.digest.clone(),
                 })

@@ -444,3 +444,92 @@ fn listed_verified_and_caught_damaged(engine: Engine) {
     // No such backup.
     in_prod(&project, &["backup", "verify", "nope"]).expect(2);
 }
+
+/// The bin directory of the PostgreSQL tools the tests' server needs.
+fn real_pg_bin() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("AIRLOCK_PG_BIN") {
+        return dir.into();
+    }
+    let mut dirs: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .collect();
+    dirs.sort();
+    dirs.pop().expect("a PostgreSQL installed by scripts/test").1
+}
+
+/// A tool that says it is of a version new enough, then fails as `script` does.
+fn failing_tool(dir: &std::path::Path, name: &str, script: &str) {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\nif [ \"$1\" = --version ]; then echo '{name} (PostgreSQL) 99.0'; exit 0; fi\n{script}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn postgres_a_failing_pg_dump_or_pg_restore_is_named_with_what_it_said_and_nothing_is_applied() {
+    let db = Db::new(Engine::Postgres);
+    db.exec("CREATE TABLE carts (id int PRIMARY KEY); INSERT INTO carts VALUES (1), (2)");
+    let project = Project::new();
+    protected(&project, &db, "");
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+    let tools = tempfile::tempdir().unwrap();
+    let migrate = || {
+        let mut cmd = project.bare();
+        cmd.env("AIRLOCK_PG_BIN", tools.path()).args(["--env", "prod", "--dir"]).arg(project.dir()).arg("migrate");
+        Run::of(cmd.output().unwrap())
+    };
+    failing_tool(tools.path(), "pg_dump", "echo 'pg_dump: error: could not write: disk full' >&2; exit 1");
+    let dump = migrate();
+    dump.expect(3);
+    assert!(
+        dump.stderr.contains("the backup failed: ")
+            && dump.stderr.contains("pg_dump exited with status 1: pg_dump: error: could not write: disk full"),
+        "{}",
+        dump.stderr
+    );
+    std::os::unix::fs::symlink(real_pg_bin().join("pg_dump"), tools.path().join("pg_dump.real")).unwrap();
+    std::fs::rename(tools.path().join("pg_dump.real"), tools.path().join("pg_dump")).unwrap();
+    failing_tool(
+        tools.path(),
+        "pg_restore",
+        "cat > /dev/null; echo 'pg_restore: error: could not execute query' >&2; exit 1",
+    );
+    let restore = migrate();
+    restore.expect(3);
+    assert!(
+        restore.stderr.contains("it did not restore: ")
+            && restore.stderr.contains("pg_restore exited with status 1: pg_restore: error: could not execute query"),
+        "{}",
+        restore.stderr
+    );
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 2);
+    assert!(stored(&project.root.path().join("saved")).is_empty(), "a failed backup leaves nothing in the store");
+}
+
+#[test]
+fn a_backup_over_budget_is_taken_only_when_told() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE carts (id integer PRIMARY KEY); INSERT INTO carts VALUES (1), (2)");
+    let project = Project::new();
+    protected(&project, &db, "backup_budget = \"1kB\"\n");
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+    let refused = in_prod(&project, &["migrate"]);
+    refused.expect(3);
+    assert!(
+        refused.stderr.contains(
+            "the backup before migrating is over the 1 kB budget (`backup_budget`): run with --backup to take it anyway, or --no-backup to run without one (with --reason, in a protected environment)"
+        ),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 2);
+    in_prod(&project, &["migrate", "--backup"]).expect(0);
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 1);
+    assert_eq!(stored(&project.root.path().join("saved")).len(), 2);
+}

@@ -119,11 +119,43 @@ fn tool(name: &str, major: u32) -> Result<(PathBuf, String)> {
     ))
 }
 
-/// The server's major version.
-async fn server_major(client: &Client) -> Result<u32> {
-    let row =
-        client.query_one("SELECT current_setting('server_version_num')::int / 10000", &[]).await.map_err(error)?;
-    Ok(row.get::<_, i32>(0) as u32)
+/// The server's major version, and its version as it names it.
+async fn server(client: &Client) -> Result<(u32, String)> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int / 10000, current_setting('server_version')", &[])
+        .await
+        .map_err(error)?;
+    Ok((row.get::<_, i32>(0) as u32, row.get(1)))
+}
+
+/// Starts `tool` with `args` and libpq's environment, its standard error piped.
+fn start(
+    tool: &Path,
+    args: &[String],
+    env: &[(&'static str, String)],
+    stdin: Stdio,
+    stdout: Stdio,
+) -> Result<tokio::process::Child> {
+    tokio::process::Command::new(tool)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| DriverError::new(ErrorKind::Unsupported, format!("{} cannot be started: {e}", tool.display())))
+}
+
+/// Waits for `tool`; a failure says how it ended and what it printed (`said`, its standard error).
+async fn finish(tool: &Path, child: &mut tokio::process::Child, said: &str) -> Result<()> {
+    let status =
+        child.wait().await.map_err(|e| DriverError::new(ErrorKind::Connection, format!("{}: {e}", tool.display())))?;
+    if status.success() {
+        return Ok(());
+    }
+    let exit = status.code().map_or("was killed".to_owned(), |c| format!("exited with status {c}"));
+    Err(DriverError::new(ErrorKind::Statement, format!("{} {exit}: {}", tool.display(), said.trim())))
 }
 
 /// Every user table (partitions and partitioned tables included), by schema and name.
@@ -172,20 +204,24 @@ pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Res
     Ok(out)
 }
 
-/// The tables named as (schema, name), resolved by the server.
-pub(crate) async fn resolve(client: &Client, tables: &[TableName]) -> Result<Vec<(String, String)>> {
-    let names: Vec<String> = tables
+/// The names of `tables` as `to_regclass` reads them (quoted, qualified when they are).
+fn regclass_names(tables: &[TableName]) -> Vec<String> {
+    tables
         .iter()
         .map(|t| match &t.schema {
             Some(schema) => qualified(schema, &t.name),
             None => quote_identifier(&t.name),
         })
-        .collect();
+        .collect()
+}
+
+/// The tables named as (schema, name), resolved by the server.
+pub(crate) async fn resolve(client: &Client, tables: &[TableName]) -> Result<Vec<(String, String)>> {
     let rows = client
         .query(
             "SELECT n.nspname::text, c.relname::text FROM unnest($1::text[]) AS name \
              JOIN pg_class c ON c.oid = to_regclass(name) JOIN pg_namespace n ON n.oid = c.relnamespace",
-            &[&names],
+            &[&regclass_names(tables)],
         )
         .await
         .map_err(error)?;
@@ -200,7 +236,7 @@ pub(crate) async fn backup(
     tables: Option<&[TableName]>,
     out: BackupWriter<'_>,
 ) -> Result<Saved> {
-    let major = server_major(client).await?;
+    let (major, server_version) = server(client).await?;
     let (pg_dump, tool_said) = tool("pg_dump", major)?;
     client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY").await.map_err(error)?;
     let dumped = async {
@@ -210,12 +246,7 @@ pub(crate) async fn backup(
         let (saved, mut args): (Vec<(String, String)>, Vec<String>) = match tables {
             None => (all.clone(), Vec::new()),
             Some(tables) => {
-                let names: Vec<String> = resolve(client, tables)
-                    .await?
-                    .into_iter()
-                    .map(|(schema, name)| qualified(&schema, &name))
-                    .collect();
-                let rows = client.query(WITH_REFERENCED, &[&names]).await.map_err(error)?;
+                let rows = client.query(WITH_REFERENCED, &[&regclass_names(tables)]).await.map_err(error)?;
                 let saved: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
                 // The whole schema, and only these tables' rows.
                 let mut args = vec!["--no-blobs".to_owned()];
@@ -229,17 +260,7 @@ pub(crate) async fn backup(
         };
         args.extend(["--format=custom".to_owned(), "--compress=0".to_owned(), "--no-password".to_owned()]);
         args.push(format!("--snapshot={snapshot}"));
-        let mut child = tokio::process::Command::new(&pg_dump)
-            .args(&args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                DriverError::new(ErrorKind::Unsupported, format!("{} cannot be started: {e}", pg_dump.display()))
-            })?;
+        let mut child = start(&pg_dump, &args, env, Stdio::null(), Stdio::piped())?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         let copy = async {
@@ -248,14 +269,7 @@ pub(crate) async fn backup(
         };
         let mut said = String::new();
         let (digests, copied, _) = tokio::join!(digests(client, &saved), copy, stderr.read_to_string(&mut said));
-        let status =
-            child.wait().await.map_err(|e| DriverError::new(ErrorKind::Connection, format!("pg_dump: {e}")))?;
-        if !status.success() {
-            return Err(DriverError::new(
-                ErrorKind::Statement,
-                format!("{} failed: {}", pg_dump.display(), said.trim()),
-            ));
-        }
+        finish(&pg_dump, &mut child, &said).await?;
         copied.map_err(|e| DriverError::new(ErrorKind::Connection, format!("writing the backup: {e}")))?;
         digests
     }
@@ -263,27 +277,26 @@ pub(crate) async fn backup(
     let ended = client.batch_execute("COMMIT").await.map_err(error);
     let tables = dumped?;
     ended?;
-    let version: String = client.query_one("SHOW server_version", &[]).await.map_err(error)?.get(0);
-    Ok(Saved { format: FORMAT.to_owned(), tool: tool_said, server_version: version, tables })
+    Ok(Saved { format: FORMAT.to_owned(), tool: tool_said, server_version, tables })
 }
 
 /// Runs `pg_restore` into the database `env` reaches, from `input`.
 pub(crate) async fn restore(client: &Client, env: &[(&'static str, String)], input: BackupReader<'_>) -> Result<()> {
-    let major = server_major(client).await?;
+    let (major, _) = server(client).await?;
     let (pg_restore, _) = tool("pg_restore", major)?;
     let dbname = env.iter().find(|(k, _)| *k == "PGDATABASE").map(|(_, v)| v.clone()).unwrap_or_default();
-    let mut child = tokio::process::Command::new(&pg_restore)
-        .args(["--no-owner", "--no-privileges", "--no-subscriptions", "--no-publications", "--exit-on-error"])
-        .args(["--no-password", "--dbname", &dbname])
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| {
-            DriverError::new(ErrorKind::Unsupported, format!("{} cannot be started: {e}", pg_restore.display()))
-        })?;
+    let mut args: Vec<String> = [
+        "--no-owner",
+        "--no-privileges",
+        "--no-subscriptions",
+        "--no-publications",
+        "--exit-on-error",
+        "--no-password",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.extend(["--dbname".to_owned(), dbname]);
+    let mut child = start(&pg_restore, &args, env, Stdio::piped(), Stdio::null())?;
     let mut stdin = child.stdin.take().expect("piped");
     let mut stderr = child.stderr.take().expect("piped");
     let feed = async {
@@ -293,10 +306,7 @@ pub(crate) async fn restore(client: &Client, env: &[(&'static str, String)], inp
     };
     let mut said = String::new();
     let (fed, _) = tokio::join!(feed, stderr.read_to_string(&mut said));
-    let status = child.wait().await.map_err(|e| DriverError::new(ErrorKind::Connection, format!("pg_restore: {e}")))?;
-    if !status.success() {
-        return Err(DriverError::new(ErrorKind::Statement, format!("pg_restore failed: {}", said.trim())));
-    }
+    finish(&pg_restore, &mut child, &said).await?;
     fed.map_err(|e| DriverError::new(ErrorKind::Connection, format!("reading the backup: {e}")))?;
     Ok(())
 }

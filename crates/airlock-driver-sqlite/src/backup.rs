@@ -90,7 +90,6 @@ pub(crate) async fn backup(
         .suffix(".db")
         .tempfile()
         .map_err(io("a temporary file for the copy"))?;
-    let conn: &mut Connection = conn;
     conn.execute_batch("BEGIN DEFERRED").map_err(error)?;
     let taken = (|| {
         // The first read starts the snapshot the digests and the copy share.

@@ -674,6 +674,7 @@ impl Driver for SqliteDriver {
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).map_err(error)?;
             rows.collect::<std::result::Result<_, _>>().map_err(error)?
         };
+        let mut foreign_keys = foreign_keys(&self.conn)?;
         let mut tables = Vec::new();
         for (_, name, _) in objects.iter().filter(|(kind, _, _)| kind == "table") {
             let mut table = Table::created(TableName::bare(name), "");
@@ -701,7 +702,7 @@ impl Driver for SqliteDriver {
                 })
                 .map_err(error)?;
             table.columns = columns.collect::<std::result::Result<_, _>>().map_err(error)?;
-            table.constraints = foreign_keys(&self.conn, name)?;
+            table.constraints = foreign_keys.remove(name).unwrap_or_default();
             for (kind, object, _) in objects.iter().filter(|(_, _, on)| on == name) {
                 match kind.as_str() {
                     "index" => table.indexes.push(Index { name: object.clone(), columns: Vec::new(), unique: false }),
@@ -785,21 +786,25 @@ impl airlock_driver::Cancel for SqliteCancel {
     }
 }
 
-/// A table's foreign keys, unnamed (SQLite keeps no name it can give back),
-/// each with a definition saying what it references and its actions.
-fn foreign_keys(conn: &rusqlite::Connection, table: &str) -> Result<Vec<ConstraintInfo>> {
+/// Every table's foreign keys, in one query: unnamed (SQLite keeps no
+/// name it can give back), each with a definition saying what it
+/// references and its actions.
+fn foreign_keys(conn: &rusqlite::Connection) -> Result<BTreeMap<String, Vec<ConstraintInfo>>> {
     let mut stmt = conn
         .prepare(
-            "SELECT id, \"table\", group_concat('\"' || \"from\" || '\"', ', '), group_concat('\"' || coalesce(\"to\", '') || '\"', ', '), \
-             min(on_update), min(on_delete) FROM (SELECT * FROM pragma_foreign_key_list(?1) ORDER BY id, seq) GROUP BY id",
+            "SELECT owner, \"table\", group_concat('\"' || \"from\" || '\"', ', '), \
+             group_concat('\"' || coalesce(\"to\", '') || '\"', ', '), min(on_update), min(on_delete) \
+             FROM (SELECT m.name AS owner, f.* FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f \
+                   WHERE m.type = 'table' ORDER BY owner, f.id, f.seq) GROUP BY owner, id",
         )
         .map_err(error)?;
     let keys = stmt
-        .query_map([table], |r| {
-            let (references, from, to): (String, String, String) = (r.get(1)?, r.get(2)?, r.get(3)?);
+        .query_map([], |r| {
+            let (owner, references, from, to): (String, String, String, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
             let (on_update, on_delete): (String, String) = (r.get(4)?, r.get(5)?);
             let to = if to == "\"\"" { String::new() } else { format!("({to})") };
-            Ok(ConstraintInfo {
+            let key = ConstraintInfo {
                 name: None,
                 kind: ConstraintKind::ForeignKey,
                 validated: true,
@@ -807,10 +812,16 @@ fn foreign_keys(conn: &rusqlite::Connection, table: &str) -> Result<Vec<Constrai
                     "FOREIGN KEY ({from}) REFERENCES \"{}\"{to} ON UPDATE {on_update} ON DELETE {on_delete}",
                     references.replace('"', "\"\"")
                 )),
-            })
+            };
+            Ok((owner, key))
         })
         .map_err(error)?;
-    keys.collect::<std::result::Result<_, _>>().map_err(error)
+    let mut by_table: BTreeMap<String, Vec<ConstraintInfo>> = BTreeMap::new();
+    for key in keys {
+        let (owner, key) = key.map_err(error)?;
+        by_table.entry(owner).or_default().push(key);
+    }
+    Ok(by_table)
 }
 
 /// A table's CHECK constraints: SQLite keeps them only in the table's SQL,

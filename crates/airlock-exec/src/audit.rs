@@ -79,14 +79,14 @@ pub(crate) async fn record_run<T>(
 }
 
 /// One row of `airlock_events`.
-struct EventRow {
+pub(crate) struct EventRow {
     /// As the engine printed it.
     at_text: String,
     /// Parsed, when the engine printed it in a form known here.
     at: Option<DateTime<Utc>>,
     kind: String,
     version: Option<String>,
-    detail: Value,
+    pub(crate) detail: Value,
     os_user: String,
     host: String,
 }
@@ -106,7 +106,7 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f").ok().map(|t| t.and_utc())
 }
 
-async fn read_events(
+pub(crate) async fn read_events(
     driver: &mut dyn Driver,
     filter: &str,
     limit: usize,

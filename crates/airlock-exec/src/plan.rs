@@ -253,8 +253,11 @@ pub(crate) struct Assessor {
     /// have not run yet (`plan`); None when each runs before the next is
     /// judged (`migrate`).
     earlier_writes: Option<Vec<Writes>>,
-    /// What the migrations judged since the look started put at stake, for the backup.
+    /// What the migrations judged in the last look put at stake, for the
+    /// backup (gathered only when the run takes one).
     pub stake: crate::backup::AtStake,
+    /// Whether a look is gathering `stake`.
+    gathering_stake: bool,
 }
 
 /// The rows a pending migration may change, for the checks of later ones.
@@ -340,6 +343,7 @@ impl Assessor {
             checker: None,
             earlier_writes: None,
             stake: crate::backup::AtStake::default(),
+            gathering_stake: false,
         })
     }
 
@@ -349,12 +353,14 @@ impl Assessor {
     pub(crate) fn start_look(&mut self) {
         self.earlier_writes = Some(Vec::new());
         self.stake = crate::backup::AtStake::default();
+        self.gathering_stake = self.options.backup.effective_mode() != crate::backup::BackupMode::Off;
     }
 
     /// From now on, judges each migration just before it runs (the ones
     /// before it have).
     pub(crate) fn end_look(&mut self) {
         self.earlier_writes = None;
+        self.gathering_stake = false;
     }
 
     /// The newest pending migration judged before this one that may change
@@ -415,13 +421,15 @@ impl Assessor {
         let mut added: std::collections::HashSet<(String, String)> = std::collections::HashSet::new();
         for (i, parsed) in script.statements.iter().enumerate() {
             let mut plan = StatementPlan::new(i + 1, parsed.sql.clone(), parsed.line);
-            let label = format!("{} ({})", migration.version, migration.name);
+            let label = || format!("{} ({})", migration.version, migration.name);
             if let Err(why) = &parsed.ops {
                 let message =
                     format!("airlock could not parse this statement ({why}), so nothing about it was checked");
                 plan.reasons.push(unread(message));
-                let why = "airlock could not parse a statement, so cannot tell which tables it changes".to_owned();
-                self.stake.add(Stake::Everything(why), &label, parsed.line, &self.catalog);
+                if self.gathering_stake {
+                    let why = "airlock could not parse a statement, so cannot tell which tables it changes".to_owned();
+                    self.stake.add(Stake::Everything(why), &label(), parsed.line, &self.catalog);
+                }
             }
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
             for op in parsed.ops.iter().flatten() {
@@ -507,8 +515,10 @@ impl Assessor {
                 plan.rewrites_table |= e.rewrites_table;
                 plan.scans_table |= e.scans_table;
                 added.extend(columns_added(op));
-                let stake = at_stake(op, &parsed.sql, &self.catalog);
-                self.stake.add(stake, &label, parsed.line, &self.catalog);
+                if self.gathering_stake {
+                    let stake = at_stake(op, &parsed.sql, &self.catalog);
+                    self.stake.add(stake, &label(), parsed.line, &self.catalog);
+                }
                 self.catalog.apply(op, &version);
             }
             let budget = self.options.estimate_budget;
@@ -661,19 +671,7 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     let verdict = migrations.iter().map(|m| m.verdict).max().unwrap_or(Verdict::Safe);
     let backup = match pending.is_empty() {
         true => None,
-        false => crate::backup::BackupPlan::of(
-            &options.backup,
-            &assessor.stake,
-            database_bytes,
-            options.profile().capabilities.local_file,
-        )
-        .map(|mut backup| {
-            backup.unsupported = options.backup.unsupported(options.profile()).map(|said| match said {
-                Ok(warned) => warned,
-                Err(refused) => format!("`migrate` refuses: {refused}"),
-            });
-            backup
-        }),
+        false => crate::backup::BackupPlan::of(&options.backup, &assessor.stake, database_bytes, options.profile()),
     };
     Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates(), backup })
 }

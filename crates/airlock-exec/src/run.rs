@@ -346,9 +346,8 @@ async fn apply_pending(
     }
     // What the backup holds was judged on what is pending now (looked at again above when that changed).
     if let Some(backup) = judge.backup(&ctx.options) {
-        let names = judge.assessor.stake.names().to_vec();
         ctx.options.interrupt.check(|| "it stopped before changing anything".into())?;
-        let manifest = crate::backup::take(ctx, driver, &backup, &names).await?;
+        let manifest = crate::backup::take(ctx, driver, &backup).await?;
         reporter.backed_up(&manifest);
     }
     let mut ran = Vec::new();
@@ -429,17 +428,12 @@ impl Judge {
         Ok(Judge { assessor, expected: Vec::new(), database_bytes })
     }
 
-    /// The backup to take before the migrations [`Judge::look`] judged last; None when off.
+    /// The backup to take before the migrations [`Judge::look`] judged
+    /// last; None when off or when the engine cannot take one (`migrate`
+    /// said so before it started).
     fn backup(&self, options: &Options) -> Option<crate::backup::BackupPlan> {
-        if !options.profile().capabilities.backups {
-            return None;
-        }
-        crate::backup::BackupPlan::of(
-            &options.backup,
-            &self.assessor.stake,
-            self.database_bytes,
-            options.profile().capabilities.local_file,
-        )
+        crate::backup::BackupPlan::of(&options.backup, &self.assessor.stake, self.database_bytes, options.profile())
+            .filter(|backup| backup.unsupported.is_none())
     }
 
     /// Judges the migration about to run, and advances the schema model past it.

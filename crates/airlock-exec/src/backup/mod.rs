@@ -220,8 +220,11 @@ pub const DEFAULT_BYTES_PER_SECOND: f64 = 50.0 * 1024.0 * 1024.0;
 /// A table a backup would hold.
 #[derive(Clone, Debug, Serialize)]
 pub struct StakedTable {
-    /// As the database names it (schema-qualified outside the default ones).
+    /// As output shows it (schema-qualified outside the default ones).
     pub table: String,
+    /// As the catalog resolves it, for the driver.
+    #[serde(skip)]
+    pub name: TableName,
     /// Estimated rows (catalog statistics).
     pub rows: Option<f64>,
     /// Total bytes, indexes included.
@@ -248,7 +251,6 @@ pub struct AtStake {
     pub tables: Vec<StakedTable>,
     /// The first statement that can change any table, if any.
     pub everything: Option<Everything>,
-    names: Vec<TableName>,
 }
 
 impl AtStake {
@@ -262,7 +264,7 @@ impl AtStake {
             }
             Stake::Tables(tables) => {
                 for name in tables {
-                    if self.names.iter().any(|n| catalog.same_table(n, &name)) {
+                    if self.tables.iter().any(|t| catalog.same_table(&t.name, &name)) {
                         continue;
                     }
                     let table = catalog.table(&name).table();
@@ -271,16 +273,11 @@ impl AtStake {
                         rows: table.and_then(|t| t.rows),
                         bytes: table.and_then(|t| t.bytes),
                         changed_by: migration.to_owned(),
+                        name,
                     });
-                    self.names.push(name);
                 }
             }
         }
-    }
-
-    /// The tables' names as the catalog resolves them.
-    pub fn names(&self) -> &[TableName] {
-        &self.names
     }
 }
 
@@ -321,14 +318,15 @@ pub struct BackupPlan {
 
 impl BackupPlan {
     /// The backup `settings` call for before migrations that put `stake` at
-    /// stake on a database of `database_bytes` (a file saved whole when
-    /// `whole_file`). None when off.
+    /// stake on a database of `database_bytes` on the engine of `profile`.
+    /// None when off.
     pub fn of(
         settings: &BackupSettings,
         stake: &AtStake,
         database_bytes: Option<u64>,
-        whole_file: bool,
+        profile: &airlock_driver::Profile,
     ) -> Option<BackupPlan> {
+        let whole_file = profile.capabilities.local_file;
         let asked = settings.effective_mode();
         let mode = match (asked, &stake.everything) {
             (BackupMode::Off, _) => return None,
@@ -360,7 +358,10 @@ impl BackupPlan {
             },
             over_budget,
             whole_file,
-            unsupported: None,
+            unsupported: settings.unsupported(profile).map(|said| match said {
+                Ok(warned) => warned,
+                Err(refused) => format!("`migrate` refuses: {refused}"),
+            }),
         })
     }
 }
@@ -401,6 +402,10 @@ mod tests {
         Catalog::live(vec![table("carts", 3 << 20), table("users", 1 << 20)])
     }
 
+    fn pg() -> &'static airlock_driver::Profile {
+        airlock_engines::profile(airlock_driver::Engine::Postgres)
+    }
+
     fn settings(mode: BackupMode, choice: Option<BackupChoice>, budget: &str) -> BackupSettings {
         BackupSettings { mode, choice, budget: BackupBudget::parse(budget).unwrap(), ..BackupSettings::default() }
     }
@@ -414,15 +419,15 @@ mod tests {
         let names: Vec<(&str, &str)> = stake.tables.iter().map(|t| (t.table.as_str(), t.changed_by.as_str())).collect();
         assert_eq!(names, [("carts", "1 (a)"), ("users", "2 (b)")]);
 
-        let plan = BackupPlan::of(&settings(BackupMode::Tables, None, "0"), &stake, Some(100 << 20), false).unwrap();
+        let plan = BackupPlan::of(&settings(BackupMode::Tables, None, "0"), &stake, Some(100 << 20), pg()).unwrap();
         assert_eq!((plan.mode, plan.estimated_bytes), (BackupMode::Tables, Some(4 << 20)));
-        let plan = BackupPlan::of(&settings(BackupMode::Database, None, "0"), &stake, Some(100 << 20), false).unwrap();
+        let plan = BackupPlan::of(&settings(BackupMode::Database, None, "0"), &stake, Some(100 << 20), pg()).unwrap();
         assert_eq!((plan.mode, plan.estimated_bytes), (BackupMode::Database, Some(100 << 20)));
-        assert!(BackupPlan::of(&settings(BackupMode::Off, None, "0"), &stake, None, false).is_none());
+        assert!(BackupPlan::of(&settings(BackupMode::Off, None, "0"), &stake, None, pg()).is_none());
 
         stake.add(Stake::Everything("a `CALL`".into()), "3 (c)", 7, &catalog);
         stake.add(Stake::Everything("later".into()), "4 (d)", 1, &catalog);
-        let plan = BackupPlan::of(&settings(BackupMode::Tables, None, "0"), &stake, Some(100 << 20), false).unwrap();
+        let plan = BackupPlan::of(&settings(BackupMode::Tables, None, "0"), &stake, Some(100 << 20), pg()).unwrap();
         assert_eq!((plan.mode, plan.estimated_bytes), (BackupMode::Database, Some(100 << 20)));
         let everything = plan.everything.unwrap();
         assert_eq!((everything.why.as_str(), everything.migration.as_str(), everything.line), ("a `CALL`", "3 (c)", 7));
@@ -436,29 +441,29 @@ mod tests {
         let take = Some(BackupChoice::Take);
         let skip = Some(BackupChoice::Skip { reason: Some("restored from a snapshot".into()) });
         assert_eq!(
-            BackupPlan::of(&settings(BackupMode::Off, take.clone(), "0"), &stake, None, false).unwrap().mode,
+            BackupPlan::of(&settings(BackupMode::Off, take.clone(), "0"), &stake, None, pg()).unwrap().mode,
             BackupMode::Tables
         );
-        assert!(BackupPlan::of(&settings(BackupMode::Database, skip, "0"), &stake, None, false).is_none());
+        assert!(BackupPlan::of(&settings(BackupMode::Database, skip, "0"), &stake, None, pg()).is_none());
 
-        let over = BackupPlan::of(&settings(BackupMode::Tables, None, "2MB"), &stake, None, false).unwrap();
+        let over = BackupPlan::of(&settings(BackupMode::Tables, None, "2MB"), &stake, None, pg()).unwrap();
         assert_eq!(over.over_budget.as_deref(), Some("over the 2 MB budget (`backup_budget`)"));
         assert!(
-            BackupPlan::of(&settings(BackupMode::Tables, None, "4MB"), &stake, None, false)
+            BackupPlan::of(&settings(BackupMode::Tables, None, "4MB"), &stake, None, pg())
                 .unwrap()
                 .over_budget
                 .is_none()
         );
         // 3 MB written and read back at 50 MB/s: 0.12 s.
         assert!(
-            BackupPlan::of(&settings(BackupMode::Tables, None, "1s"), &stake, None, false)
+            BackupPlan::of(&settings(BackupMode::Tables, None, "1s"), &stake, None, pg())
                 .unwrap()
                 .over_budget
                 .is_none()
         );
         // `--backup` is the explicit yes.
         assert!(
-            BackupPlan::of(&settings(BackupMode::Tables, take, "2MB"), &stake, None, false)
+            BackupPlan::of(&settings(BackupMode::Tables, take, "2MB"), &stake, None, pg())
                 .unwrap()
                 .over_budget
                 .is_none()

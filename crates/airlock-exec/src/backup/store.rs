@@ -65,6 +65,32 @@ pub struct ManifestTable {
     pub digest: String,
 }
 
+impl ManifestTable {
+    /// What a driver said of the table.
+    pub(crate) fn of(digest: &airlock_driver::backup::TableDigest) -> ManifestTable {
+        ManifestTable {
+            table: match &digest.schema {
+                Some(schema) => format!("{schema}.{}", digest.table),
+                None => digest.table.clone(),
+            },
+            schema: digest.schema.clone(),
+            name: digest.table.clone(),
+            rows: digest.rows,
+            digest: digest.digest.clone(),
+        }
+    }
+
+    /// As a driver says it, to compare.
+    pub(crate) fn digest(&self) -> airlock_driver::backup::TableDigest {
+        airlock_driver::backup::TableDigest {
+            schema: self.schema.clone(),
+            table: self.name.clone(),
+            rows: self.rows,
+            digest: self.digest.clone(),
+        }
+    }
+}
+
 /// The name of a backup's data in a store.
 pub(crate) fn data_name(id: &str) -> String {
     format!("{id}.backup.zst")

@@ -7,7 +7,9 @@
 use airlock_core::schema::TableName;
 use serde::Serialize;
 
-use super::store::Manifest;
+use airlock_driver::backup::TableDigest;
+
+use super::store::{Manifest, ManifestTable};
 use super::{BackupStore, human_bytes};
 use crate::error::ExecError;
 use crate::{Context, Options};
@@ -58,16 +60,13 @@ async fn recorded(ctx: &Context) -> Result<Vec<Manifest>, ExecError> {
     }
     let mut driver = crate::connect_read_only(&ctx.options.url).await.map_err(ExecError::Connect)?;
     let snap = crate::snapshot(driver.as_mut(), ctx).await?;
-    let rows = match driver
-        .query_text("SELECT detail FROM airlock_events WHERE kind = 'backup' ORDER BY id DESC LIMIT 1000")
-        .await
-    {
+    let rows = match crate::audit::read_events(driver.as_mut(), "WHERE kind = 'backup'", 1000).await {
         Ok(rows) => rows,
         // No airlock tables yet: nothing was ever recorded here.
         Err(_) if snap.history.is_empty() => return Ok(Vec::new()),
         Err(e) => return Err(ExecError::db("reading airlock_events")(e)),
     };
-    Ok(rows.into_iter().filter_map(|r| serde_json::from_str(r.first()?.as_deref()?).ok()).collect())
+    Ok(rows.into_iter().filter_map(|r| serde_json::from_value(r.detail).ok()).collect())
 }
 
 /// What `backup verify` found.
@@ -113,23 +112,11 @@ pub async fn backup_verify(options: &Options, id: &str, file: Option<&str>) -> R
         let file = tokio::fs::File::open(&path).await.map_err(|e| invalid(format!("cannot be read: {e}")))?;
         let mut decoder = async_compression::tokio::bufread::ZstdDecoder::new(tokio::io::BufReader::new(file));
         restored.restore(&mut decoder).await.map_err(|e| invalid(format!("it did not restore: {e}")))?;
+        let saved: Vec<TableDigest> = manifest.tables.iter().map(ManifestTable::digest).collect();
         let names: Vec<TableName> =
-            manifest.tables.iter().map(|t| TableName { schema: t.schema.clone(), name: t.name.clone() }).collect();
+            saved.iter().map(|t| TableName { schema: t.schema.clone(), name: t.table.clone() }).collect();
         let digests = restored.digests(&names).await.map_err(|e| invalid(format!("reading the restored copy: {e}")))?;
-        for (saved, name) in manifest.tables.iter().zip(&names) {
-            let found = digests.iter().find(|d| d.table == name.name && d.schema == name.schema);
-            match found {
-                None => return Err(invalid(format!("table `{}` is missing from the restored copy", saved.table))),
-                Some(d) if d.rows != saved.rows || d.digest != saved.digest => {
-                    return Err(invalid(format!(
-                        "table `{}` restored with {} rows and other content than the {} saved",
-                        saved.table, d.rows, saved.rows
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
-        Ok(())
+        super::take::compare_rows(&saved, &digests).map_err(invalid)
     }
     .await;
     let dropped = scratch.finish().await;

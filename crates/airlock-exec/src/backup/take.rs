@@ -28,30 +28,25 @@ const CHUNK: usize = 256 * 1024;
 /// zstd's level: fast, and most of what higher levels give on table data.
 const LEVEL: i32 = 3;
 
-/// Takes the backup `plan` describes of the tables `names` (the whole
-/// database in `database` mode) through `driver`, verifies it, stores it
-/// with its manifest and records it in history. Any failure is an error
-/// that leaves no manifest behind.
-pub(crate) async fn take(
-    ctx: &Context,
-    driver: &mut dyn Driver,
-    plan: &BackupPlan,
-    names: &[TableName],
-) -> Result<Manifest, ExecError> {
+/// Takes the backup `plan` describes (its tables, or the whole database in
+/// `database` mode) through `driver`, verifies it, stores it with its
+/// manifest and records it in history. Any failure is an error that leaves
+/// no manifest behind.
+pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPlan) -> Result<Manifest, ExecError> {
     let options = &ctx.options;
     let started = Instant::now();
     let id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>());
     let failed = |why: String| ExecError::BackupFailed(format!("backup {id}: {why}"));
     let whole = plan.mode == BackupMode::Database;
-    let tables: Option<&[TableName]> = if whole { None } else { Some(names) };
+    let names: Vec<TableName> = plan.tables.iter().map(|t| t.name.clone()).collect();
+    let tables: Option<&[TableName]> = if whole { None } else { Some(&names) };
     // The schema of what is saved, to compare with the restored copy's.
     let scope = (!whole).then(|| Scope {
         relations: names.iter().map(|n| n.name.clone()).collect(),
         parts: ObjectKind::OF_RELATIONS.iter().copied().collect(),
         others: Default::default(),
     });
-    let before =
-        within(driver.schema_snapshot().await.map_err(ExecError::db("reading the schema to back up"))?, &scope);
+    let before = read_within(driver, &scope).await.map_err(ExecError::db("reading the schema to back up"))?;
 
     let unverifiable =
         |e: ExecError| failed(format!("it cannot be verified without a database to restore it into: {e}"));
@@ -72,10 +67,9 @@ pub(crate) async fn take(
             let digests =
                 restored.digests(&restored_tables).await.map_err(|e| format!("reading the restored copy: {e}"))?;
             compare_rows(&saved.tables, &digests)?;
-            let after = within(
-                restored.schema_snapshot().await.map_err(|e| format!("reading the restored schema: {e}"))?,
-                &scope,
-            );
+            let after = read_within(restored.as_mut(), &scope)
+                .await
+                .map_err(|e| format!("reading the restored schema: {e}"))?;
             compare_schema(&before, &after)?;
             Ok::<Saved, String>(saved)
         }
@@ -92,20 +86,7 @@ pub(crate) async fn take(
             environment: options.environment.clone(),
             database: options.url.to_string(),
             mode: plan.mode,
-            tables: saved
-                .tables
-                .iter()
-                .map(|t| ManifestTable {
-                    table: match &t.schema {
-                        Some(schema) => format!("{schema}.{}", t.table),
-                        None => t.table.clone(),
-                    },
-                    schema: t.schema.clone(),
-                    name: t.table.clone(),
-                    rows: t.rows,
-                    digest: t.digest.clone(),
-                })
-                .collect(),
+            tables: saved.tables.iter().map(ManifestTable::of).collect(),
             format: saved.format,
             tool: saved.tool,
             server_version: saved.server_version,
@@ -201,18 +182,19 @@ async fn stream(
     tokio::join!(produce, pump, restore)
 }
 
-/// The objects of `snapshot` a scope holds (all without one).
-fn within(snapshot: SchemaSnapshot, scope: &Option<Scope>) -> SchemaSnapshot {
-    match scope {
-        None => snapshot,
-        Some(scope) => {
-            SchemaSnapshot { objects: snapshot.objects.into_iter().filter(|(path, _)| scope.holds(path)).collect() }
-        }
-    }
+/// The schema's objects a scope holds (all without one): read by scope
+/// where the engine can, else read whole and filtered.
+async fn read_within(driver: &mut dyn Driver, scope: &Option<Scope>) -> airlock_driver::Result<SchemaSnapshot> {
+    let Some(scope) = scope else { return driver.schema_snapshot().await };
+    let snapshot = match driver.schema_snapshot_of(scope).await? {
+        Some(part) => part,
+        None => driver.schema_snapshot().await?,
+    };
+    Ok(SchemaSnapshot { objects: snapshot.objects.into_iter().filter(|(path, _)| scope.holds(path)).collect() })
 }
 
 /// Each saved table's rows and digest against the restored copy's.
-fn compare_rows(saved: &[TableDigest], restored: &[TableDigest]) -> Result<(), String> {
+pub(super) fn compare_rows(saved: &[TableDigest], restored: &[TableDigest]) -> Result<(), String> {
     for s in saved {
         match restored.iter().find(|r| r.table == s.table && r.schema == s.schema) {
             None => return Err(format!("table `{}` is missing from the restored copy", s.table)),
@@ -221,7 +203,7 @@ fn compare_rows(saved: &[TableDigest], restored: &[TableDigest]) -> Result<(), S
             }
             Some(r) if r.digest != s.digest => {
                 return Err(format!(
-                    "table `{}` restored with other content than was saved ({} rows)",
+                    "table `{}` restored with other content than was saved (the same {} rows, another digest)",
                     s.table, s.rows
                 ));
             }
@@ -239,4 +221,31 @@ fn compare_schema(before: &SchemaSnapshot, after: &SchemaSnapshot) -> Result<(),
     }
     let shown: Vec<String> = differences.iter().take(5).map(|d| d.object.to_string()).collect();
     Err(format!("the restored schema differs from the saved one: {}", shown.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(table: &str, rows: u64, digest: &str) -> TableDigest {
+        TableDigest { schema: None, table: table.to_owned(), rows, digest: digest.to_owned() }
+    }
+
+    #[test]
+    fn a_restored_table_that_differs_is_named_with_how() {
+        let saved = [digest("carts", 3, "a1"), digest("users", 2, "b2")];
+        assert_eq!(compare_rows(&saved, &[digest("users", 2, "b2"), digest("carts", 3, "a1")]), Ok(()));
+        assert_eq!(
+            compare_rows(&saved, &[digest("carts", 3, "a1")]),
+            Err("table `users` is missing from the restored copy".to_owned())
+        );
+        assert_eq!(
+            compare_rows(&saved, &[digest("carts", 2, "a1"), digest("users", 2, "b2")]),
+            Err("table `carts` has 2 rows restored, 3 saved".to_owned())
+        );
+        assert_eq!(
+            compare_rows(&saved, &[digest("carts", 3, "ff"), digest("users", 2, "b2")]),
+            Err("table `carts` restored with other content than was saved (the same 3 rows, another digest)".to_owned())
+        );
+    }
 }

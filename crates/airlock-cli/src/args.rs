@@ -117,6 +117,29 @@ pub enum BackupCommand {
         #[arg(long, value_name = "PATH")]
         file: Option<String>,
     },
+    /// Bring a backup's tables back beside the live ones (`<table>_restored_<id>`), checked against what was saved, or the whole backup into another, empty database; live data is never overwritten.
+    Restore {
+        /// The backup's id (`airlock backup list`).
+        id: String,
+        /// Restore this table (repeat for more) [default: every table the backup saved].
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+        /// Name the restored table (with one --table) [default: <table>_restored_<id>].
+        #[arg(long = "as", value_name = "NAME", requires = "tables")]
+        as_name: Option<String>,
+        /// Restore the whole backup into this database instead: of the same engine, and empty.
+        #[arg(long, value_name = "URL", conflicts_with_all = ["tables", "as_name"])]
+        into: Option<String>,
+        /// Then make the live table's rows the saved ones, matched by primary key; its rows before are kept as <table>_replaced_<id>. In a protected environment only with --reason.
+        #[arg(long, requires = "tables")]
+        replace: bool,
+        /// Why the live rows are replaced (with --replace); kept in history.
+        #[arg(long, value_name = "TEXT", requires = "replace")]
+        reason: Option<String>,
+        /// Read the data from this file (a backup stored by `backup_command`, fetched back) [default: where its manifest says].
+        #[arg(long, value_name = "PATH")]
+        file: Option<String>,
+    },
 }
 
 /// `airlock history`.

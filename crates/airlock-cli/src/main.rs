@@ -177,6 +177,16 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 render::backup_verified(&verified, format);
                 Ok(())
             }
+            Command::Backup(args::BackupCommand::Restore { id, tables, as_name, into, file, replace, reason }) => {
+                let into = into
+                    .map(|url| airlock_driver::DatabaseUrl::parse(&url))
+                    .transpose()
+                    .map_err(|e| ExecError::Usage(format!("--into: {e}")))?;
+                let request = airlock_exec::RestoreRequest { id, file, tables, as_name, into, replace, reason };
+                let restored = airlock_exec::backup_restore(&options, &request).await?;
+                render::backup_restored(&restored, format);
+                Ok(())
+            }
             Command::Adopt(args) => {
                 let report = airlock_exec::adopt(&options, args.from, args.dry_run, &mut progress).await?;
                 render::adopt(&report, format);

@@ -61,6 +61,17 @@ impl Reporter for Progress {
         ));
     }
 
+    fn backups_pruned(&mut self, pruned: &[airlock_exec::Pruned]) {
+        for p in pruned {
+            match &p.error {
+                None => self.say(format!("  {DIM}deleted backup {} ({}){DIM:#}", p.id, p.why)),
+                Some(e) => {
+                    self.say(format!("  {YELLOW}warning{YELLOW:#}: backup {} not deleted ({}): {e}", p.id, p.why));
+                }
+            }
+        }
+    }
+
     fn lock_taken_over(&mut self, previous: &Lease, why: &str) {
         self.say(format!("{YELLOW}took over{YELLOW:#} the lock of {}: {why}", previous.describe()));
     }
@@ -508,7 +519,6 @@ pub fn versions_summary(versions: &[String]) -> String {
     }
 }
 
-/// `history`: the audit trail, newest first.
 /// `backup list`: one line a backup, newest first.
 pub fn backup_list(list: &airlock_exec::BackupList, format: Format) {
     if format != Format::Human {
@@ -517,7 +527,6 @@ pub fn backup_list(list: &airlock_exec::BackupList, format: Format) {
     }
     if list.backups.is_empty() {
         println!("No backups recorded for {}.", list.database);
-        return;
     }
     for b in &list.backups {
         let m = &b.manifest;
@@ -526,10 +535,11 @@ pub fn backup_list(list: &airlock_exec::BackupList, format: Format) {
         } else {
             m.tables.iter().map(|t| format!("{} ({} rows)", t.table, t.rows)).collect::<Vec<_>>().join(", ")
         };
-        let state = match b.present {
-            Some(true) => format!("{GREEN}verified{GREEN:#}"),
-            Some(false) => format!("{RED}missing from the store{RED:#}"),
-            None => "verified (stored by a command)".to_owned(),
+        let state = match (&b.deleted, b.present) {
+            (Some(why), _) => format!("{DIM}deleted by retention ({why}){DIM:#}"),
+            (None, Some(true)) => format!("{GREEN}verified{GREEN:#}"),
+            (None, Some(false)) => format!("{RED}missing from the store{RED:#}"),
+            (None, None) => "verified (stored by a command)".to_owned(),
         };
         println!("{BOLD}{}{BOLD:#}  {}  {state}  {what}", m.id, m.taken_at);
         println!(
@@ -539,6 +549,12 @@ pub fn backup_list(list: &airlock_exec::BackupList, format: Format) {
             m.tool,
             m.taken_by,
             m.file
+        );
+    }
+    if let Some(first) = list.leftovers.first() {
+        println!(
+            "{YELLOW}{} part(s) of backups that were interrupted{YELLOW:#} (e.g. {first}): no backup owns them; safe to delete",
+            list.leftovers.len()
         );
     }
 }
@@ -559,6 +575,42 @@ pub fn backup_verified(verified: &airlock_exec::Verified, format: Format) {
     );
 }
 
+/// `backup restore`: where each table's rows are now.
+pub fn backup_restored(restored: &airlock_exec::Restored, format: Format) {
+    if format != Format::Human {
+        print_json(&serde_json::to_value(restored).unwrap_or_default());
+        return;
+    }
+    let took = ms(Duration::from_millis(restored.duration_ms));
+    if restored.whole {
+        println!("{GREEN}✓{GREEN:#} backup {} restored into {} ({took}):", restored.id, restored.database);
+    } else {
+        println!(
+            "{GREEN}✓{GREEN:#} backup {} restored beside the live tables of {} ({took}):",
+            restored.id, restored.database
+        );
+    }
+    for t in &restored.tables {
+        println!("  {} → {BOLD}{}{BOLD:#}  {} rows, the same as saved", t.table, t.restored_as, t.rows);
+        if let Some(r) = &t.replaced {
+            println!(
+                "  {} holds the saved rows again: {} written, {} deleted; its {} rows before are in {BOLD}{}{BOLD:#}",
+                t.table, r.written, r.deleted, r.kept, r.kept_as
+            );
+        }
+    }
+    if restored.tables.iter().any(|t| t.replaced.is_some()) {
+        println!(
+            "{DIM}The restored and the replaced rows stay beside the live tables: drop them when done (drift shows them until then).{DIM:#}"
+        );
+    } else if !restored.whole {
+        println!(
+            "{DIM}Compare them with the live tables and copy back what you need; drop them when done (drift shows them until then).{DIM:#}"
+        );
+    }
+}
+
+/// `history`: the audit trail, newest first.
 pub fn history(report: &airlock_exec::HistoryReport, format: Format) {
     if format != Format::Human {
         print_json(&serde_json::to_value(report).unwrap_or_default());

@@ -533,3 +533,317 @@ fn a_backup_over_budget_is_taken_only_when_told() {
     assert_eq!(db.count("SELECT count(*) FROM carts"), 1);
     assert_eq!(stored(&project.root.path().join("saved")).len(), 2);
 }
+
+#[test]
+fn sqlite_a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_database() {
+    a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_database(Engine::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn postgres_a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_database() {
+    a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_database(Engine::Postgres);
+}
+
+/// A migration accepted in a protected environment damages `carts` (a
+/// rounding type change on PostgreSQL, a data change on SQLite): its
+/// backup brings the rows back beside the live table, identical, and
+/// nothing live is overwritten.
+fn a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_database(engine: Engine) {
+    let db = Db::new(engine);
+    db.exec(
+        "CREATE TABLE carts (id integer PRIMARY KEY, total numeric(10,2), note text NOT NULL); \
+         INSERT INTO carts VALUES (1, 10.25, 'a'), (2, 20.50, ''), (3, 30.75, 'ünï \"q\" ''s'); \
+         CREATE TABLE other (id integer PRIMARY KEY)",
+    );
+    let before = db.rows("SELECT id, total, note FROM carts ORDER BY id");
+    let project = Project::new();
+    protected(&project, &db, "");
+    // (A rounding type change would be refused by plan's cast check: a dropped column is not.)
+    let damage = match engine {
+        Engine::Postgres => {
+            "-- airlock:allow drop-column totals move to the ledger\nALTER TABLE carts DROP COLUMN total;\n"
+        }
+        _ => "-- airlock:data\nUPDATE carts SET total = 0 WHERE id > 1;\n",
+    };
+    project.write("1_damage.up.sql", damage);
+    in_prod(&project, &["migrate"]).expect(0);
+    let damaged = db.rows("SELECT * FROM carts ORDER BY id");
+    assert_ne!(damaged, before);
+
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    let id = list.json()["backups"][0]["id"].as_str().unwrap().to_owned();
+    let name = format!("carts_restored_{}", id.to_lowercase().replace('-', "_"));
+    let restore = in_prod(&project, &["--format", "json", "backup", "restore", &id, "--table", "carts"]);
+    restore.expect(0);
+    let json = restore.json();
+    let shown = if engine == Engine::Postgres { format!("public.{name}") } else { name.clone() };
+    assert_eq!(json["tables"][0]["restored_as"], shown.as_str(), "{json}");
+    assert_eq!(json["tables"][0]["rows"], 3, "{json}");
+    assert_eq!(db.rows(&format!("SELECT id, total, note FROM {name} ORDER BY id")), before);
+    assert_eq!(db.rows("SELECT * FROM carts ORDER BY id"), damaged, "the live table is left alone");
+    // Restored with its key: a person can join on it to copy rows back.
+    db.exec(&format!("UPDATE carts SET note = r.note FROM {name} AS r WHERE r.id = carts.id"));
+
+    // The name is taken now: refused, saying which, and nothing changes.
+    let again = in_prod(&project, &["backup", "restore", &id, "--table", "carts"]);
+    again.expect(1);
+    assert!(again.stderr.contains(&name), "{}", again.stderr);
+    assert_eq!(db.count(&format!("SELECT count(*) FROM {name}")), 3);
+    // Under another name.
+    in_prod(&project, &["backup", "restore", &id, "--table", "carts", "--as", "carts_back"]).expect(0);
+    assert_eq!(db.rows("SELECT id, total, note FROM carts_back ORDER BY id"), before);
+    // What it did not save is named with what it did.
+    let missing = in_prod(&project, &["backup", "restore", &id, "--table", "other"]);
+    missing.expect(2);
+    assert!(
+        missing.stderr.contains("holds no rows of `other`") && missing.stderr.contains("carts"),
+        "{}",
+        missing.stderr
+    );
+    in_prod(&project, &["backup", "restore", &id, "--as", "x"]).expect(2);
+    assert!(!db.table_exists("x"));
+
+    // Each restore is in history.
+    let history = in_prod(&project, &["--format", "json", "history"]);
+    let entries = history.json()["entries"].clone();
+    let restores: Vec<&serde_json::Value> =
+        entries.as_array().unwrap().iter().filter(|e| e["action"] == "restore").collect();
+    assert_eq!(restores.len(), 2, "{entries}");
+    assert!(restores.iter().any(|e| e["reason"].as_str().unwrap().contains(&shown)), "{entries}");
+
+    // The whole backup into another database, empty (for SQLite, a file not made yet).
+    let spare = Db::new(engine);
+    in_prod(&project, &["backup", "restore", &id, "--into", &spare.url]).expect(0);
+    assert_eq!(spare.rows("SELECT id, total, note FROM carts ORDER BY id"), before);
+    // Not empty any more: refused, and what it holds stays.
+    let refused = in_prod(&project, &["backup", "restore", &id, "--into", &spare.url]);
+    refused.expect(2);
+    assert!(refused.stderr.contains("nothing was changed"), "{}", refused.stderr);
+    assert_eq!(spare.rows("SELECT id, total, note FROM carts ORDER BY id"), before);
+    // Nor the database itself.
+    in_prod(&project, &["backup", "restore", &id, "--into", &db.url]).expect(2);
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 3);
+}
+
+/// `airlock --env prod migrate` with one new data migration on `carts`.
+fn migrate_another(project: &Project, version: u32) -> Run {
+    project.write(
+        &format!("{version}_touch.up.sql"),
+        &format!("-- airlock:data\nUPDATE carts SET total = {version} WHERE id = 1;\n"),
+    );
+    in_prod(project, &["migrate"])
+}
+
+#[test]
+fn retention_deletes_what_backup_keep_and_backup_max_age_no_longer_cover() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE carts (id integer PRIMARY KEY, total int); INSERT INTO carts VALUES (1, 10)");
+    let project = Project::new();
+    protected(&project, &db, "backup_keep = 2\n");
+    let dir = project.root.path().join("saved");
+    for version in 1..=4 {
+        let run = migrate_another(&project, version);
+        run.expect(0);
+        if version == 3 {
+            assert!(
+                run.all().contains("deleted backup ") && run.all().contains("backup_keep = 2 keeps"),
+                "{}",
+                run.all()
+            );
+        }
+    }
+    // The two newest are in the store; the two oldest were deleted, data and manifest.
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    let backups = list.json()["backups"].as_array().unwrap().clone();
+    assert_eq!(backups.len(), 4);
+    let ids: Vec<String> = backups.iter().map(|b| b["id"].as_str().unwrap().to_owned()).collect();
+    let mut kept: Vec<String> =
+        ids[..2].iter().flat_map(|id| [format!("{id}.backup.zst"), format!("{id}.json")]).collect();
+    kept.sort();
+    assert_eq!(stored(&dir), kept);
+    assert!(backups[..2].iter().all(|b| b["deleted"].is_null() && b["present"] == true), "{backups:?}");
+    assert!(
+        backups[2..].iter().all(|b| b["deleted"].as_str().unwrap().ends_with("backup_keep = 2 keeps")),
+        "{backups:?}"
+    );
+    // A deleted backup cannot be verified or restored without its data.
+    let gone = in_prod(&project, &["backup", "verify", &ids[3]]);
+    gone.expect(3);
+    assert!(gone.stderr.contains("retention deleted it"), "{}", gone.stderr);
+    in_prod(&project, &["backup", "verify", &ids[0]]).expect(0);
+    // In history.
+    let history = in_prod(&project, &["--format", "json", "history"]);
+    let entries = history.json()["entries"].clone();
+    let deleted = entries.as_array().unwrap().iter().filter(|e| e["action"] == "backup-deleted").count();
+    assert_eq!(deleted, 2, "{entries}");
+
+    // By age: a backup older than backup_max_age goes once a newer one is taken.
+    protected(&project, &db, "backup_max_age = \"1s\"\n");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    migrate_another(&project, 5).expect(0);
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    let backups = list.json()["backups"].as_array().unwrap().clone();
+    assert_eq!(backups.iter().filter(|b| b["deleted"].is_null()).count(), 1, "{backups:?}");
+    assert!(backups[1]["deleted"].as_str().unwrap().starts_with("backup_max_age: "), "{backups:?}");
+    assert_eq!(stored(&dir).len(), 2);
+}
+
+#[test]
+fn a_backup_killed_at_any_instant_is_never_listed_as_made() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec(
+        "CREATE TABLE carts (id integer PRIMARY KEY, total int, note text); \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+         INSERT INTO carts SELECT i, i, printf('%0100d', i) FROM n",
+    );
+    let project = Project::new();
+    protected(&project, &db, "");
+    let dir = project.root.path().join("saved");
+    // A whole run, timed, to spread the kills over one.
+    let started = std::time::Instant::now();
+    migrate_another(&project, 1).expect(0);
+    let whole = started.elapsed();
+    for round in 0..10u32 {
+        let version = round + 2;
+        project.write(
+            &format!("{version}_touch.up.sql"),
+            &format!("-- airlock:data\nUPDATE carts SET total = {version} WHERE id = 1;\n"),
+        );
+        let mut child = project
+            .bare()
+            .args(["--env", "prod", "--dir"])
+            .arg(project.dir())
+            .arg("migrate")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // From the start to past the end of a run: the kills land before, in
+        // and after the backup (its commit included).
+        std::thread::sleep(whole * round * 3 / 20);
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // Whatever the instant: a listed backup is whole, with its manifest beside it.
+        let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+        list.expect(0);
+        let files = stored(&dir);
+        for backup in list.json()["backups"].as_array().unwrap() {
+            let id = backup["id"].as_str().unwrap();
+            assert_eq!(backup["present"], true, "round {round}: {backup}");
+            assert!(
+                files.contains(&format!("{id}.json")),
+                "round {round}: {id} listed without its manifest: {files:?}"
+            );
+        }
+        // Anything else in the store is a part, named as one or without a manifest.
+        for file in &files {
+            let id = file.split('.').next().unwrap();
+            let whole_pair = files.contains(&format!("{id}.json")) && files.contains(&format!("{id}.backup.zst"));
+            assert!(
+                whole_pair || file.ends_with(".partial") || file.ends_with(".backup.zst"),
+                "round {round}: {files:?}"
+            );
+        }
+    }
+    // Some were killed in the middle of their backup (most are), and say so.
+    let parts = stored(&dir).iter().filter(|f| f.ends_with(".partial")).count();
+    assert!(parts > 0, "no round was killed in the middle of a backup: {:?}", stored(&dir));
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    assert_eq!(list.json()["leftovers"].as_array().unwrap().len(), parts, "{}", list.stdout);
+    // Every listed backup verifies, and a run after it all finishes the work.
+    for backup in list.json()["backups"].as_array().unwrap() {
+        in_prod(&project, &["backup", "verify", backup["id"].as_str().unwrap()]).expect(0);
+    }
+    in_prod(&project, &["migrate"]).expect(0);
+    assert_eq!(db.count("SELECT total FROM carts WHERE id = 1"), 11);
+}
+
+#[test]
+fn sqlite_replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside() {
+    replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(Engine::Sqlite);
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn postgres_replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside() {
+    replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(Engine::Postgres);
+}
+
+fn replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(engine: Engine) {
+    let db = Db::new(engine);
+    db.exec(
+        "CREATE TABLE carts (id integer PRIMARY KEY, total int, note text); \
+         INSERT INTO carts VALUES (1, 10, 'a'), (2, 20, 'b'), (3, 30, NULL); \
+         CREATE TABLE items (id integer PRIMARY KEY, cart integer REFERENCES carts (id)); INSERT INTO items VALUES (1, 2)",
+    );
+    let carts = |table: &str| db.rows(&format!("SELECT id, total, note FROM {table} ORDER BY id"));
+    let before = carts("carts");
+    let project = Project::new();
+    protected(&project, &db, "");
+    project.write(
+        "1_damage.up.sql",
+        "-- airlock:data\nUPDATE carts SET total = 0 WHERE id > 1;\nDELETE FROM carts WHERE id = 3;\n",
+    );
+    in_prod(&project, &["migrate"]).expect(0);
+    // A row written after the backup.
+    db.exec("INSERT INTO carts VALUES (4, 40, 'new')");
+    let live = carts("carts");
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    let id = list.json()["backups"][0]["id"].as_str().unwrap().to_owned();
+    let suffix = id.to_lowercase().replace('-', "_");
+
+    // Protected: not without a reason, and nothing changes.
+    let refused = in_prod(&project, &["backup", "restore", &id, "--table", "carts", "--replace"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("--reason"), "{}", refused.stderr);
+    assert_eq!(carts("carts"), live);
+    assert!(!db.table_exists(&format!("carts_restored_{suffix}")));
+
+    let run = in_prod(
+        &project,
+        &[
+            "--format",
+            "json",
+            "backup",
+            "restore",
+            &id,
+            "--table",
+            "carts",
+            "--replace",
+            "--reason",
+            "the prune was wrong",
+        ],
+    );
+    run.expect(0);
+    assert_eq!(carts("carts"), before, "the saved rows, by key");
+    assert_eq!(carts(&format!("carts_replaced_{suffix}")), live, "the live rows before, kept");
+    let replaced = run.json()["tables"][0]["replaced"].clone();
+    assert_eq!(
+        (replaced["kept"].clone(), replaced["deleted"].clone(), replaced["written"].clone()),
+        (3.into(), 1.into(), 3.into()),
+        "{replaced}"
+    );
+    assert_eq!(db.count("SELECT cart FROM items WHERE id = 1"), 2, "rows that refer to it are untouched");
+    let history = in_prod(&project, &["--format", "json", "history"]);
+    assert!(history.stdout.contains("the prune was wrong"), "{}", history.stdout);
+
+    // A row to delete would cascade into another table: refused, nothing changed.
+    db.exec(
+        "CREATE TABLE lines (id integer PRIMARY KEY, cart integer REFERENCES carts (id) ON DELETE CASCADE); \
+         INSERT INTO carts VALUES (5, 50, 'x'); INSERT INTO lines VALUES (1, 5)",
+    );
+    let cascading = in_prod(
+        &project,
+        &["backup", "restore", &id, "--table", "carts", "--as", "carts_again", "--replace", "--reason", "again"],
+    );
+    cascading.expect(1);
+    assert!(
+        cascading.stderr.contains("lines") && cascading.stderr.contains("nothing was changed"),
+        "{}",
+        cascading.stderr
+    );
+    assert!(!db.table_exists("carts_again"));
+    assert_eq!(db.count("SELECT count(*) FROM lines"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 4);
+}

@@ -30,6 +30,8 @@ macro_rules! snapshot {
                 (r"\bpid \d+", "pid [pid]"),
                 (r"[\w.-]+#[0-9a-f]{8}#\d+", "[host]"),
                 (r"root@[\w.-]+", "[user]@[host]"),
+                (r"\d{8}[Tt]\d{6}[Zz][-_][0-9a-f]{8}", "[backup-id]"),
+                (r"\b\d+(\.\d+)? (B|kB|MB|GB)\b", "[size]"),
             ],
             prepend_module_to_snapshot => false,
         }, {
@@ -217,4 +219,35 @@ fn plan_with_a_backup() {
         "plan_with_a_backup_of_the_database",
         seen(&whole).replace(&project.root.path().display().to_string(), "[project]")
     );
+}
+
+#[test]
+fn backups_listed_restored_and_pruned() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec("CREATE TABLE carts (id integer PRIMARY KEY, total int); INSERT INTO carts VALUES (1, 10), (2, 20)");
+    let project = Project::new();
+    project.write_config(&format!(
+        "[environments.prod]\nurl = \"{}\"\nprotected = true\nbackup_dir = \"saved\"\nbackup_keep = 1\n",
+        db.url
+    ));
+    let prod = |args: &[&str]| {
+        Run::of(project.bare().args(["--env", "prod", "--dir"]).arg(project.dir()).args(args).output().unwrap())
+    };
+    let shown = |run: &Run| seen(run).replace(&project.root.path().display().to_string(), "[project]");
+    project.write("1_zero.up.sql", "-- airlock:data\nUPDATE carts SET total = 0 WHERE id = 2;\n");
+    prod(&["migrate"]).expect(0);
+    project.write("2_more.up.sql", "-- airlock:data\nUPDATE carts SET total = 1 WHERE id = 1;\n");
+    let pruned = prod(&["migrate"]);
+    pruned.expect(0);
+    snapshot!("backup_taken_and_an_older_one_pruned", shown(&pruned));
+    let list = prod(&["backup", "list"]);
+    list.expect(0);
+    snapshot!("backup_list_with_a_pruned_backup", shown(&list));
+    let newest = prod(&["--format", "json", "backup", "list"]).json()["backups"][0]["id"].as_str().unwrap().to_owned();
+    let refused = prod(&["backup", "restore", &newest, "--table", "carts", "--replace"]);
+    refused.expect(3);
+    snapshot!("backup_restore_replace_refused_without_a_reason", shown(&refused));
+    let restored = prod(&["backup", "restore", &newest, "--table", "carts", "--replace", "--reason", "bad update"]);
+    restored.expect(0);
+    snapshot!("backup_restored_and_replaced", shown(&restored));
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use airlock_core::schema::TableName;
-use airlock_driver::backup::{BackupReader, BackupWriter, Saved, TableDigest};
+use airlock_driver::backup::{BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ};
 use airlock_driver::{DriverError, ErrorKind, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::Client;
@@ -202,6 +202,144 @@ pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Res
         });
     }
     Ok(out)
+}
+
+/// A table's columns as a plain copy declares them: name, type (as
+/// `format_type` writes it, with its modifier), NOT NULL, and a collation
+/// other than the type's.
+const PLAIN_COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+       (SELECT quote_ident(n.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co \
+        JOIN pg_namespace n ON n.oid = co.collnamespace WHERE co.oid = a.attcollation AND a.attcollation <> ty.typcollation) \
+     FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid \
+     WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+
+/// A table's primary key columns, in the key's order.
+const PLAIN_KEY: &str = "SELECT a.attname::text FROM pg_index i CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n) \
+     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum \
+     WHERE i.indrelid = $1::text::regclass AND i.indisprimary ORDER BY k.n";
+
+/// The definition of a plain table `name` beside `table`, holding its rows.
+pub(crate) async fn plain_copy(client: &Client, table: &TableName, name: &str) -> Result<PlainCopy> {
+    let Some((schema, found)) = resolve(client, std::slice::from_ref(table)).await?.into_iter().next() else {
+        return Err(DriverError::new(ErrorKind::Statement, format!("there is no table `{table}`")));
+    };
+    let regclass = qualified(&schema, &found);
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&regclass];
+    let (columns, key) =
+        tokio::try_join!(client.query(PLAIN_COLUMNS, &params), client.query(PLAIN_KEY, &params)).map_err(error)?;
+    let mut parts: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let (column, kind, not_null, collation): (String, String, bool, Option<String>) =
+                (c.get(0), c.get(1), c.get(2), c.get(3));
+            let collate = collation.map(|c| format!(" COLLATE {c}")).unwrap_or_default();
+            let not_null = if not_null { " NOT NULL" } else { "" };
+            format!("{} {kind}{collate}{not_null}", quote_identifier(&column))
+        })
+        .collect();
+    if !key.is_empty() {
+        let key: Vec<String> = key.iter().map(|r| quote_identifier(&r.get::<_, String>(0))).collect();
+        parts.push(format!("PRIMARY KEY ({})", key.join(", ")));
+    }
+    Ok(PlainCopy {
+        create: format!("CREATE TABLE {} ({})", qualified(&schema, name), parts.join(", ")),
+        columns: columns.iter().map(|c| c.get(0)).collect(),
+    })
+}
+
+/// A table's columns for a replace: name, generated, identity `ALWAYS`.
+const REPLACE_COLUMNS: &str = "SELECT attname::text, attgenerated <> '', attidentity = 'a' FROM pg_attribute \
+     WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum";
+
+/// Foreign keys into a table whose `ON DELETE` changes other tables' rows.
+const CASCADING_INTO: &str = "SELECT conname::text, conrelid::regclass::text FROM pg_constraint \
+     WHERE confrelid = $1::text::regclass AND contype = 'f' AND confdeltype IN ('c', 'n', 'd') ORDER BY 1";
+
+/// `table`'s rows made `from`'s, by primary key, its rows before kept in `keep_as`.
+pub(crate) async fn replace_rows(
+    client: &Client,
+    table: &TableName,
+    from: &TableName,
+    keep_as: &str,
+) -> Result<Replaced> {
+    let one = |t: &TableName| {
+        let t = t.clone();
+        async move {
+            resolve(client, std::slice::from_ref(&t))
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| DriverError::new(ErrorKind::Statement, format!("there is no table `{t}`")))
+        }
+    };
+    let ((schema, name), (from_schema, from_name)) = (one(table).await?, one(from).await?);
+    let (live, saved) = (qualified(&schema, &name), qualified(&from_schema, &from_name));
+    let refuse =
+        |why: String| DriverError::new(ErrorKind::Statement, format!("`{schema}.{name}` cannot be replaced: {why}"));
+    let columns = client.query(REPLACE_COLUMNS, &[&live]).await.map_err(error)?;
+    let names: Vec<String> = columns.iter().map(|c| c.get(0)).collect();
+    let saved_names: Vec<String> =
+        client.query(REPLACE_COLUMNS, &[&saved]).await.map_err(error)?.iter().map(|c| c.get(0)).collect();
+    if let Some(why) = columns_differ(&format!("{schema}.{name}"), &names, &saved_names) {
+        return Err(refuse(why));
+    }
+    let key: Vec<String> = client.query(PLAIN_KEY, &[&live]).await.map_err(error)?.iter().map(|r| r.get(0)).collect();
+    if key.is_empty() {
+        return Err(refuse(
+            "it has no primary key to match the saved rows by; copy them back from the restored table by hand"
+                .to_owned(),
+        ));
+    }
+    let matched = key.iter().map(|k| format!("r.{0} = t.{0}", quote_identifier(k))).collect::<Vec<_>>().join(" AND ");
+    let missing = format!("FROM ONLY {live} AS t WHERE NOT EXISTS (SELECT 1 FROM {saved} AS r WHERE {matched})");
+    let going: i64 = client.query_one(&format!("SELECT count(*) {missing}"), &[]).await.map_err(error)?.get(0);
+    if going > 0 {
+        let cascading = client.query(CASCADING_INTO, &[&live]).await.map_err(error)?;
+        if let Some(fk) = cascading.first() {
+            return Err(refuse(format!(
+                "{going} row(s) not in the backup would be deleted, and foreign key {} of {} changes that table's rows on delete; \
+                 copy the saved rows back from the restored table by hand",
+                fk.get::<_, String>(0),
+                fk.get::<_, String>(1)
+            )));
+        }
+    }
+    let plain = plain_copy(client, table, keep_as).await?;
+    client.batch_execute(&plain.create).await.map_err(error)?;
+    let list = |cols: &[String]| cols.iter().map(|c| quote_identifier(c)).collect::<Vec<_>>().join(", ");
+    let kept = client
+        .execute(
+            &format!(
+                "INSERT INTO {} ({1}) SELECT {1} FROM ONLY {live}",
+                qualified(&schema, keep_as),
+                list(&plain.columns)
+            ),
+            &[],
+        )
+        .await
+        .map_err(error)?;
+    let deleted = client.execute(&format!("DELETE {missing}"), &[]).await.map_err(error)?;
+    let writable: Vec<String> =
+        columns.iter().filter(|c| !c.get::<_, bool>(1)).map(|c| c.get::<_, String>(0)).collect();
+    let overriding = if columns.iter().any(|c| c.get::<_, bool>(2)) { " OVERRIDING SYSTEM VALUE" } else { "" };
+    let set: Vec<String> = writable
+        .iter()
+        .filter(|c| !key.contains(c))
+        .map(|c| format!("{0} = EXCLUDED.{0}", quote_identifier(c)))
+        .collect();
+    let action = if set.is_empty() { "NOTHING".to_owned() } else { format!("UPDATE SET {}", set.join(", ")) };
+    let written = client
+        .execute(
+            &format!(
+                "INSERT INTO {live} ({0}){overriding} SELECT {0} FROM {saved} ON CONFLICT ({1}) DO {action}",
+                list(&writable),
+                list(&key)
+            ),
+            &[],
+        )
+        .await
+        .map_err(error)?;
+    Ok(Replaced { kept_as: format!("{schema}.{keep_as}"), kept, deleted, written })
 }
 
 /// The names of `tables` as `to_regclass` reads them (quoted, qualified when they are).

@@ -1394,6 +1394,19 @@ impl Driver for PostgresDriver {
         backup::digests(&self.client, &resolved).await
     }
 
+    async fn plain_copy(&mut self, table: &TableName, name: &str) -> Result<airlock_driver::backup::PlainCopy> {
+        backup::plain_copy(&self.client, table, name).await
+    }
+
+    async fn replace_rows(
+        &mut self,
+        table: &TableName,
+        from: &TableName,
+        keep_as: &str,
+    ) -> Result<airlock_driver::backup::Replaced> {
+        backup::replace_rows(&self.client, table, from, keep_as).await
+    }
+
     async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
         self.read_snapshot(None).await
     }

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use airlock_core::schema::TableName;
-use airlock_driver::backup::{BackupReader, BackupWriter, Saved, TableDigest};
+use airlock_driver::backup::{BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ};
 use airlock_driver::{DriverError, ErrorKind, Result};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -75,6 +75,121 @@ pub(crate) fn digests(conn: &Connection, tables: &[TableName]) -> Result<Vec<Tab
         out.push(TableDigest { schema: None, table: table.name.clone(), rows: count, digest: format!("{sum:032x}") });
     }
     Ok(out)
+}
+
+/// The definition of a plain table `name` holding `table`'s rows: each
+/// column (a generated one as a plain one) with its declared type and NOT
+/// NULL, and the primary key.
+pub(crate) fn plain_copy(conn: &Connection, table: &TableName, name: &str) -> Result<PlainCopy> {
+    let mut stmt = conn
+        .prepare("SELECT name, type, \"notnull\", pk FROM pragma_table_xinfo(?1) WHERE hidden <> 1 ORDER BY cid")
+        .map_err(error)?;
+    let columns: Vec<(String, String, bool, i64)> = stmt
+        .query_map([&table.name], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .map_err(error)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(error)?;
+    if columns.is_empty() {
+        return Err(DriverError::new(ErrorKind::Statement, format!("there is no table `{}`", table.name)));
+    }
+    let mut parts: Vec<String> = columns
+        .iter()
+        .map(|(column, kind, not_null, _)| {
+            let kind = if kind.is_empty() { String::new() } else { format!(" {kind}") };
+            format!("{}{kind}{}", quote(column), if *not_null { " NOT NULL" } else { "" })
+        })
+        .collect();
+    let mut key: Vec<&(String, String, bool, i64)> = columns.iter().filter(|c| c.3 > 0).collect();
+    key.sort_by_key(|c| c.3);
+    if !key.is_empty() {
+        parts.push(format!("PRIMARY KEY ({})", key.iter().map(|c| quote(&c.0)).collect::<Vec<_>>().join(", ")));
+    }
+    Ok(PlainCopy {
+        create: format!("CREATE TABLE {} ({})", quote(name), parts.join(", ")),
+        columns: columns.into_iter().map(|c| c.0).collect(),
+    })
+}
+
+/// A table's columns: name, generated, place in the primary key (0: none).
+fn columns_of(conn: &Connection, table: &str) -> Result<Vec<(String, bool, i64)>> {
+    let mut stmt = conn
+        .prepare("SELECT name, hidden IN (2, 3), pk FROM pragma_table_xinfo(?1) WHERE hidden <> 1 ORDER BY cid")
+        .map_err(error)?;
+    stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .map_err(error)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(error)
+}
+
+/// `table`'s rows made `from`'s, by primary key, its rows before kept in `keep_as`.
+pub(crate) fn replace_rows(conn: &Connection, table: &TableName, from: &TableName, keep_as: &str) -> Result<Replaced> {
+    let refuse =
+        |why: String| DriverError::new(ErrorKind::Statement, format!("`{}` cannot be replaced: {why}", table.name));
+    let columns = columns_of(conn, &table.name)?;
+    let saved = columns_of(conn, &from.name)?;
+    if columns.is_empty() || saved.is_empty() {
+        let missing = if columns.is_empty() { &table.name } else { &from.name };
+        return Err(DriverError::new(ErrorKind::Statement, format!("there is no table `{missing}`")));
+    }
+    let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
+    let saved_names: Vec<String> = saved.iter().map(|c| c.0.clone()).collect();
+    if let Some(why) = columns_differ(&table.name, &names, &saved_names) {
+        return Err(refuse(why));
+    }
+    let mut key: Vec<&(String, bool, i64)> = columns.iter().filter(|c| c.2 > 0).collect();
+    key.sort_by_key(|c| c.2);
+    let key: Vec<String> = key.into_iter().map(|c| c.0.clone()).collect();
+    if key.is_empty() {
+        return Err(refuse(
+            "it has no primary key to match the saved rows by; copy them back from the restored table by hand"
+                .to_owned(),
+        ));
+    }
+    let (live, source) = (quote(&table.name), quote(&from.name));
+    let matched = key.iter().map(|k| format!("r.{0} = t.{0}", quote(k))).collect::<Vec<_>>().join(" AND ");
+    let missing = format!("FROM {live} AS t WHERE NOT EXISTS (SELECT 1 FROM {source} AS r WHERE {matched})");
+    let going: i64 = conn.query_row(&format!("SELECT count(*) {missing}"), [], |r| r.get(0)).map_err(error)?;
+    if going > 0 {
+        let cascading: Option<(String, String)> = conn
+            .query_row(
+                "SELECT m.name, f.on_delete FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS f \
+                 WHERE m.type = 'table' AND f.\"table\" = ?1 COLLATE NOCASE \
+                 AND f.on_delete IN ('CASCADE', 'SET NULL', 'SET DEFAULT') ORDER BY 1 LIMIT 1",
+                [&table.name],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map(Some)
+            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .map_err(error)?;
+        if let Some((other, action)) = cascading {
+            return Err(refuse(format!(
+                "{going} row(s) not in the backup would be deleted, and a foreign key of {other} is ON DELETE {action}; \
+                 copy the saved rows back from the restored table by hand"
+            )));
+        }
+    }
+    let plain = plain_copy(conn, table, keep_as)?;
+    conn.execute_batch(&plain.create).map_err(error)?;
+    let list = |cols: &[String]| cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let kept = conn
+        .execute(&format!("INSERT INTO {} ({1}) SELECT {1} FROM {live}", quote(keep_as), list(&plain.columns)), [])
+        .map_err(error)?;
+    let deleted = conn.execute(&format!("DELETE {missing}"), []).map_err(error)?;
+    let writable: Vec<String> = columns.iter().filter(|c| !c.1).map(|c| c.0.clone()).collect();
+    let set: Vec<String> =
+        writable.iter().filter(|c| !key.contains(c)).map(|c| format!("{0} = excluded.{0}", quote(c))).collect();
+    let action = if set.is_empty() { "NOTHING".to_owned() } else { format!("UPDATE SET {}", set.join(", ")) };
+    let written = conn
+        .execute(
+            &format!(
+                "INSERT INTO {live} ({0}) SELECT {0} FROM {source} WHERE true ON CONFLICT ({1}) DO {action}",
+                list(&writable),
+                list(&key)
+            ),
+            [],
+        )
+        .map_err(error)?;
+    Ok(Replaced { kept_as: keep_as.to_owned(), kept: kept as u64, deleted: deleted as u64, written: written as u64 })
 }
 
 /// Copies the database into a temporary file in one read transaction,

@@ -446,6 +446,19 @@ impl Driver for SqliteDriver {
         backup::digests(&self.conn, tables)
     }
 
+    async fn plain_copy(&mut self, table: &TableName, name: &str) -> Result<airlock_driver::backup::PlainCopy> {
+        backup::plain_copy(&self.conn, table, name)
+    }
+
+    async fn replace_rows(
+        &mut self,
+        table: &TableName,
+        from: &TableName,
+        keep_as: &str,
+    ) -> Result<airlock_driver::backup::Replaced> {
+        backup::replace_rows(&self.conn, table, from, keep_as)
+    }
+
     async fn schema_snapshot(&mut self) -> Result<SchemaSnapshot> {
         let rows = |sql: &str, params: &[&dyn rusqlite::ToSql]| text_rows(&self.conn, sql, params);
         let text = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -632,14 +645,26 @@ impl Driver for SqliteDriver {
             column_list(columns),
             vec!["?"; columns.len()].join(", ")
         );
-        let transaction = self.conn.unchecked_transaction().map_err(error)?;
-        {
-            let mut stmt = transaction.prepare_cached(&sql).map_err(error)?;
-            for row in &rows {
-                stmt.execute(rusqlite::params_from_iter(row.iter().map(value))).map_err(error)?;
-            }
+        // In the caller's transaction when there is one, else in its own.
+        let own = self.conn.is_autocommit();
+        if own {
+            self.conn.execute_batch("BEGIN").map_err(error)?;
         }
-        transaction.commit().map_err(error)
+        let inserted = (|| {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            for row in &rows {
+                stmt.execute(rusqlite::params_from_iter(row.iter().map(value)))?;
+            }
+            Ok::<_, rusqlite::Error>(())
+        })();
+        match (own, inserted) {
+            (true, Ok(())) => self.conn.execute_batch("COMMIT").map_err(error),
+            (true, Err(e)) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(error(e))
+            }
+            (false, inserted) => inserted.map_err(error),
+        }
     }
 
     async fn end_load(&mut self) -> Result<()> {

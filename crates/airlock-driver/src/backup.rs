@@ -38,3 +38,45 @@ pub type BackupWriter<'a> = &'a mut (dyn tokio::io::AsyncWrite + Send + Unpin);
 
 /// Where a backup's bytes come from, for a restore.
 pub type BackupReader<'a> = &'a mut (dyn tokio::io::AsyncRead + Send + Unpin);
+
+/// A plain table made to hold another's rows ([`crate::Driver::plain_copy`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlainCopy {
+    /// The statement that makes it.
+    pub create: String,
+    /// Its columns, in order: the rows' columns in the table copied.
+    pub columns: Vec<String>,
+}
+
+/// What [`crate::Driver::replace_rows`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    /// Where the rows before went (`schema.name` where the engine has schemas).
+    pub kept_as: String,
+    /// Rows kept there.
+    pub kept: u64,
+    /// Rows deleted: in the table, not in the backup.
+    pub deleted: u64,
+    /// Rows written from the backup (updated or inserted).
+    pub written: u64,
+}
+
+/// Why two tables' columns do not match for a replace, or None when they do.
+pub fn columns_differ(table: &str, live: &[String], saved: &[String]) -> Option<String> {
+    let only = |a: &[String], b: &[String]| a.iter().filter(|c| !b.contains(c)).cloned().collect::<Vec<_>>();
+    let (live_only, saved_only) = (only(live, saved), only(saved, live));
+    if live_only.is_empty() && saved_only.is_empty() {
+        return None;
+    }
+    let mut said = Vec::new();
+    if !live_only.is_empty() {
+        said.push(format!("`{table}` has {} that the backup does not", live_only.join(", ")));
+    }
+    if !saved_only.is_empty() {
+        said.push(format!("the backup has {} that `{table}` does not", saved_only.join(", ")));
+    }
+    Some(format!(
+        "{}: put its columns back as they were first (a down migration), then replace; or copy rows back from the restored table by hand",
+        said.join(", and ")
+    ))
+}

@@ -449,6 +449,41 @@ pub trait Driver: Send {
         Err(DriverError::new(ErrorKind::Unsupported, "table digests are not supported on this engine yet"))
     }
 
+    /// How a plain table `name` beside `table` (in its schema) is made to
+    /// hold `table`'s rows: its columns (a generated one as a plain column),
+    /// their types, NOT NULL and the primary key; no defaults, foreign keys,
+    /// other indexes or triggers. Read where `table` is (a restored backup);
+    /// the statement runs on another database of the engine, where a person
+    /// compares the rows with the live table's and copies them back.
+    async fn plain_copy(&mut self, table: &airlock_core::schema::TableName, name: &str) -> Result<backup::PlainCopy> {
+        let _ = (table, name);
+        Err(DriverError::new(
+            ErrorKind::Unsupported,
+            "restoring a table beside the live one is not supported on this engine yet",
+        ))
+    }
+
+    /// In the caller's transaction, makes `table`'s rows those of `from` (a
+    /// table beside it with the same columns: one restored from a backup),
+    /// matched by primary key: rows `from` lacks deleted, the others
+    /// updated, the missing inserted; `table`'s definition, indexes and
+    /// triggers stay as they are. Its rows before are kept first in a plain
+    /// table `keep_as` beside it. Refused before anything is changed when
+    /// the columns differ, `table` has no primary key, or a row to delete
+    /// would cascade into another table through a foreign key.
+    async fn replace_rows(
+        &mut self,
+        table: &airlock_core::schema::TableName,
+        from: &airlock_core::schema::TableName,
+        keep_as: &str,
+    ) -> Result<backup::Replaced> {
+        let _ = (table, from, keep_as);
+        Err(DriverError::new(
+            ErrorKind::Unsupported,
+            "replacing a table's rows from a backup is not supported on this engine yet",
+        ))
+    }
+
     /// Says this connection will read the schema again and again, on a
     /// database airlock alone uses for the run (a scratch database, made or
     /// lent): an engine may then prepare the snapshot's queries once, so

@@ -84,7 +84,7 @@ pub(crate) struct EventRow {
     at_text: String,
     /// Parsed, when the engine printed it in a form known here.
     at: Option<DateTime<Utc>>,
-    kind: String,
+    pub(crate) kind: String,
     version: Option<String>,
     pub(crate) detail: Value,
     os_user: String,
@@ -238,6 +238,33 @@ fn entry(row: EventRow) -> Option<HistoryEntry> {
             ("backup".to_owned(), Some(said), Some("verified".to_owned()))
         }
         "backup_skipped" => ("no-backup".to_owned(), text("reason"), None),
+        "backup_deleted" => (
+            "backup-deleted".to_owned(),
+            Some(format!("{}: {}", text("id").unwrap_or_default(), text("why").unwrap_or_default())),
+            None,
+        ),
+        "restore" => {
+            let tables: Vec<String> = row.detail["tables"]
+                .as_array()?
+                .iter()
+                .map(|t| {
+                    format!("{} → {}", t["table"].as_str().unwrap_or("?"), t["restored_as"].as_str().unwrap_or("?"))
+                })
+                .collect();
+            let mut said = match row.detail["whole"].as_bool() {
+                Some(true) => {
+                    format!("{} into {}", text("id").unwrap_or_default(), text("database").unwrap_or_default())
+                }
+                _ => format!("{}: {}", text("id").unwrap_or_default(), tables.join(", ")),
+            };
+            if row.detail["tables"].as_array()?.iter().any(|t| t["replaced"].is_object()) {
+                said.push_str(", live rows replaced");
+            }
+            if let Some(why) = text("reason") {
+                said.push_str(&format!(": {why}"));
+            }
+            ("restore".to_owned(), Some(said), Some("verified".to_owned()))
+        }
         "lock_taken_over" => ("lock-takeover".to_owned(), text("why"), None),
         "unlocked" => ("unlock".to_owned(), text("reason"), None),
         "stamped" => ("stamp".to_owned(), text("project").map(|p| format!("project {p}")), None),

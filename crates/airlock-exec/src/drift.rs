@@ -265,6 +265,15 @@ impl Scratch {
         Ok(Scratch { url, origin: Origin::Made { admin, name } })
     }
 
+    /// A database lent for this run by URL (`backup restore --into`): the
+    /// same checks as `rehearsal_url`.
+    pub(crate) async fn lend(options: &Options, url: &DatabaseUrl) -> Result<Scratch, ExecError> {
+        Scratch::lent(options, url).await
+    }
+
+    /// Keeps what it holds now: a lent database someone asked to fill.
+    pub(crate) fn keep(self) {}
+
     /// A lent database is used only when it is plainly not the target and
     /// holds nothing but schemas and extensions; otherwise it is left as it is.
     async fn lent(options: &Options, url: &DatabaseUrl) -> Result<Scratch, ExecError> {

@@ -46,7 +46,10 @@ pub use crate::backup::{
     BackupBudget, BackupChoice, BackupMode, BackupPlan, BackupSettings, BackupStore, Everything, Manifest,
     ManifestTable, StakedTable, human_bytes,
 };
-pub use crate::backup::{BackupList, ListedBackup, Verified, backup_list, backup_verify};
+pub use crate::backup::{
+    BackupList, ListedBackup, Pruned, RestoreRequest, Restored, RestoredTable, Verified, backup_list, backup_restore,
+    backup_verify,
+};
 pub use crate::down::down;
 pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, drift, drift_from_history};
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};

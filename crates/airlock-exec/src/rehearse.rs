@@ -309,7 +309,7 @@ async fn copy_rows(
             })
             .map(|(p, _)| p.name.clone())
             .collect();
-        let mut loader = Loader { scratch: &mut *scratch, table, columns: &columns };
+        let mut loader = Loader { into: &mut *scratch, table, columns: &columns };
         rows += target.read_rows(table, &columns, limit, &mut loader).await.map_err(ExecError::db(format!(
             "copying the rows of table {} (a target that drifted from its migrations may lack a column: see `airlock drift`)",
             table.qualified()
@@ -319,17 +319,18 @@ async fn copy_rows(
     Ok(CopiedRows { data: data.to_string(), tables: tables.len(), rows, ms: started.elapsed().as_millis() as u64 })
 }
 
-/// Hands the target's rows to the scratch database, chunk by chunk.
-struct Loader<'a> {
-    scratch: &'a mut dyn Driver,
-    table: &'a ObjectPath,
-    columns: &'a [String],
+/// Hands rows read from one database to `columns` of `table` in another
+/// of the same engine, chunk by chunk.
+pub(crate) struct Loader<'a> {
+    pub into: &'a mut dyn Driver,
+    pub table: &'a ObjectPath,
+    pub columns: &'a [String],
 }
 
 #[async_trait::async_trait]
 impl RowSink for Loader<'_> {
     async fn take(&mut self, chunk: RowChunk) -> airlock_driver::Result<()> {
-        self.scratch.load_rows(self.table, self.columns, chunk).await
+        self.into.load_rows(self.table, self.columns, chunk).await
     }
 }
 

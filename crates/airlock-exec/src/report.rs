@@ -12,6 +12,8 @@ pub trait Reporter: Send {
     fn warning(&mut self, _message: &str) {}
     /// A backup was taken and verified before migrating.
     fn backed_up(&mut self, _manifest: &crate::backup::Manifest) {}
+    /// Older backups retention deleted after it (or could not).
+    fn backups_pruned(&mut self, _pruned: &[crate::backup::Pruned]) {}
     /// Another run holds the lock; this one waits up to `wait`.
     fn waiting_for_lock(&mut self, _holder: &Lease, _wait: Duration) {}
     /// A lock left by a gone process was taken over.

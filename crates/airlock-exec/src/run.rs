@@ -349,6 +349,10 @@ async fn apply_pending(
         ctx.options.interrupt.check(|| "it stopped before changing anything".into())?;
         let manifest = crate::backup::take(ctx, driver, &backup).await?;
         reporter.backed_up(&manifest);
+        let pruned = crate::backup::prune(ctx, driver, &manifest).await;
+        if !pruned.is_empty() {
+            reporter.backups_pruned(&pruned);
+        }
     }
     let mut ran = Vec::new();
     // Out-of-order runs may apply versions below the newest: keep the maximum.

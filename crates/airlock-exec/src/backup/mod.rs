@@ -3,6 +3,8 @@
 //! model), how much that is and how long saving it should take, and the
 //! settings that say when a backup is taken and where it goes.
 
+mod restore;
+mod retain;
 mod store;
 mod stored;
 mod take;
@@ -14,6 +16,9 @@ use airlock_core::schema::{Catalog, TableName};
 use airlock_plan::Stake;
 use serde::{Deserialize, Serialize};
 
+pub use restore::{RestoreRequest, Restored, RestoredTable, backup_restore};
+pub use retain::Pruned;
+pub(crate) use retain::prune;
 pub use store::{Manifest, ManifestTable};
 pub use stored::{BackupList, ListedBackup, Verified, backup_list, backup_verify};
 pub(crate) use take::take;

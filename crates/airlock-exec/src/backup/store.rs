@@ -66,6 +66,11 @@ pub struct ManifestTable {
 }
 
 impl ManifestTable {
+    /// Its name, to find it in a database.
+    pub(crate) fn name(&self) -> airlock_core::schema::TableName {
+        airlock_core::schema::TableName { schema: self.schema.clone(), name: self.name.clone() }
+    }
+
     /// What a driver said of the table.
     pub(crate) fn of(digest: &airlock_driver::backup::TableDigest) -> ManifestTable {
         ManifestTable {

@@ -23,6 +23,8 @@ pub struct ListedBackup {
     /// Its data is where the manifest says (a directory store); None when
     /// a command stored it and airlock cannot look.
     pub present: Option<bool>,
+    /// Why retention deleted it, if it did.
+    pub deleted: Option<String>,
 }
 
 /// `backup list`.
@@ -32,6 +34,9 @@ pub struct BackupList {
     pub database: String,
     /// Newest first.
     pub backups: Vec<ListedBackup>,
+    /// Files of a directory store that no backup owns: parts left by
+    /// backups that were killed or failed (`.partial`), safe to delete.
+    pub leftovers: Vec<String>,
 }
 
 /// Every backup history records for this database, newest first.
@@ -40,33 +45,77 @@ pub async fn backup_list(options: &Options) -> Result<BackupList, ExecError> {
     let manifests = recorded(&ctx).await?;
     let backups = manifests
         .into_iter()
-        .map(|manifest| {
+        .map(|(manifest, deleted)| {
             let present = match &options.backup.store {
                 BackupStore::Directory(_) => Some(
                     std::fs::metadata(&manifest.file).is_ok_and(|m| m.is_file() && m.len() == manifest.stored_bytes),
                 ),
                 BackupStore::Command(_) => None,
             };
-            ListedBackup { manifest, present }
+            ListedBackup { manifest, present, deleted }
         })
         .collect();
-    Ok(BackupList { database: options.url.to_string(), backups })
+    let leftovers = match &options.backup.store {
+        BackupStore::Directory(dir) => leftovers(dir),
+        BackupStore::Command(_) => Vec::new(),
+    };
+    Ok(BackupList { database: options.url.to_string(), backups, leftovers })
 }
 
-/// The manifests of history's `backup` events, newest first.
-async fn recorded(ctx: &Context) -> Result<Vec<Manifest>, ExecError> {
+/// The parts in a store's directory, by path.
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut found: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    found.sort();
+    found
+}
+
+/// The manifests of history's `backup` events, newest first, each with why
+/// retention deleted it if it did.
+async fn recorded(ctx: &Context) -> Result<Vec<(Manifest, Option<String>)>, ExecError> {
     if crate::database_file_missing(&ctx.options) {
         return Ok(Vec::new());
     }
     let mut driver = crate::connect_read_only(&ctx.options.url).await.map_err(ExecError::Connect)?;
     let snap = crate::snapshot(driver.as_mut(), ctx).await?;
-    let rows = match crate::audit::read_events(driver.as_mut(), "WHERE kind = 'backup'", 1000).await {
-        Ok(rows) => rows,
+    match from_history(driver.as_mut()).await {
+        Ok(backups) => Ok(backups),
         // No airlock tables yet: nothing was ever recorded here.
-        Err(_) if snap.history.is_empty() => return Ok(Vec::new()),
-        Err(e) => return Err(ExecError::db("reading airlock_events")(e)),
-    };
-    Ok(rows.into_iter().filter_map(|r| serde_json::from_value(r.detail).ok()).collect())
+        Err(_) if snap.history.is_empty() => Ok(Vec::new()),
+        Err(e) => Err(ExecError::db("reading airlock_events")(e)),
+    }
+}
+
+/// History's backups, newest first, each with why retention deleted it if it did.
+async fn from_history(
+    driver: &mut dyn airlock_driver::Driver,
+) -> Result<Vec<(Manifest, Option<String>)>, airlock_driver::DriverError> {
+    let rows = crate::audit::read_events(driver, "WHERE kind IN ('backup', 'backup_deleted')", 100_000).await?;
+    let deleted: std::collections::HashMap<&str, &str> = rows
+        .iter()
+        .filter(|r| r.kind == "backup_deleted")
+        .filter_map(|r| Some((r.detail["id"].as_str()?, r.detail["why"].as_str().unwrap_or("deleted"))))
+        .collect();
+    Ok(rows
+        .iter()
+        .filter(|r| r.kind == "backup")
+        .filter_map(|r| serde_json::from_value::<Manifest>(r.detail.clone()).ok())
+        .map(|m| {
+            let why = deleted.get(m.id.as_str()).map(|w| (*w).to_owned());
+            (m, why)
+        })
+        .collect())
+}
+
+/// The backups history records and retention has not deleted, newest first.
+pub(super) async fn kept(
+    driver: &mut dyn airlock_driver::Driver,
+) -> Result<Vec<Manifest>, airlock_driver::DriverError> {
+    Ok(from_history(driver).await?.into_iter().filter(|(_, deleted)| deleted.is_none()).map(|(m, _)| m).collect())
 }
 
 /// What `backup verify` found.
@@ -89,32 +138,15 @@ pub struct Verified {
 pub async fn backup_verify(options: &Options, id: &str, file: Option<&str>) -> Result<Verified, ExecError> {
     let started = std::time::Instant::now();
     let ctx = Context::new(options);
-    let manifests = recorded(&ctx).await?;
-    let manifest = manifests.into_iter().find(|m| m.id == id).ok_or_else(|| {
-        ExecError::Usage(format!("no backup `{id}` in this database's history (`airlock backup list` shows them)"))
-    })?;
-    let path = file.map(str::to_owned).unwrap_or_else(|| manifest.file.clone());
-    let invalid = |why: String| ExecError::BackupInvalid(format!("backup {id} ({path}): {why}"));
-    let bytes_read = std::fs::metadata(&path).map_err(|e| invalid(format!("cannot be read: {e}")))?.len();
-    if bytes_read != manifest.stored_bytes {
-        return Err(invalid(format!("{bytes_read} bytes, the manifest says {}", manifest.stored_bytes)));
-    }
-    let sha256 = sha256_of(&path).await.map_err(|e| invalid(format!("cannot be read: {e}")))?;
-    if sha256 != manifest.sha256 {
-        return Err(invalid(format!(
-            "its SHA-256 is {sha256}, the manifest says {}: the file was changed or damaged",
-            manifest.sha256
-        )));
-    }
+    let (manifest, path) = checked(&ctx, id, file).await?;
+    let invalid = invalid(id, &path);
+    let bytes_read = manifest.stored_bytes;
     let scratch = crate::drift::Scratch::create(options).await?;
     let outcome = async {
         let mut restored = scratch.connect().await?;
-        let file = tokio::fs::File::open(&path).await.map_err(|e| invalid(format!("cannot be read: {e}")))?;
-        let mut decoder = async_compression::tokio::bufread::ZstdDecoder::new(tokio::io::BufReader::new(file));
-        restored.restore(&mut decoder).await.map_err(|e| invalid(format!("it did not restore: {e}")))?;
+        restore_file(restored.as_mut(), &path, &invalid).await?;
         let saved: Vec<TableDigest> = manifest.tables.iter().map(ManifestTable::digest).collect();
-        let names: Vec<TableName> =
-            saved.iter().map(|t| TableName { schema: t.schema.clone(), name: t.table.clone() }).collect();
+        let names: Vec<TableName> = manifest.tables.iter().map(ManifestTable::name).collect();
         let digests = restored.digests(&names).await.map_err(|e| invalid(format!("reading the restored copy: {e}")))?;
         super::take::compare_rows(&saved, &digests).map_err(invalid)
     }
@@ -128,6 +160,57 @@ pub async fn backup_verify(options: &Options, id: &str, file: Option<&str>) -> R
         tables: manifest.tables.iter().map(|t| (t.table.clone(), t.rows)).collect(),
         duration_ms: started.elapsed().as_millis() as u64,
     })
+}
+
+/// How a backup that cannot be used is told: its id, its file, and why.
+pub(super) fn invalid<'a>(id: &'a str, path: &'a str) -> impl Fn(String) -> ExecError + 'a {
+    move |why| ExecError::BackupInvalid(format!("backup {id} ({path}): {why}"))
+}
+
+/// Backup `id` as history records it, and the path of its data (`file`,
+/// else where the manifest says) once its size and SHA-256 are the
+/// manifest's. No such backup is a usage error (exit 2); data that is
+/// missing or not what was stored is `BackupInvalid` (exit 3).
+pub(super) async fn checked(ctx: &Context, id: &str, file: Option<&str>) -> Result<(Manifest, String), ExecError> {
+    let manifests = recorded(ctx).await?;
+    let (manifest, deleted) = manifests.into_iter().find(|(m, _)| m.id == id).ok_or_else(|| {
+        ExecError::Usage(format!("no backup `{id}` in this database's history (`airlock backup list` shows them)"))
+    })?;
+    let path = file.map(str::to_owned).unwrap_or_else(|| manifest.file.clone());
+    check_file(&manifest, &path, deleted.filter(|_| file.is_none())).await?;
+    Ok((manifest, path))
+}
+
+/// The stored data at `path` checked against `manifest`; a backup
+/// retention `deleted` is not looked for.
+async fn check_file(manifest: &Manifest, path: &str, deleted: Option<String>) -> Result<(), ExecError> {
+    let invalid = invalid(&manifest.id, path);
+    if let Some(why) = deleted {
+        return Err(invalid(format!("retention deleted it ({why}); give a copy of its data with --file")));
+    }
+    let bytes_read = std::fs::metadata(path).map_err(|e| invalid(format!("cannot be read: {e}")))?.len();
+    if bytes_read != manifest.stored_bytes {
+        return Err(invalid(format!("{bytes_read} bytes, the manifest says {}", manifest.stored_bytes)));
+    }
+    let sha256 = sha256_of(path).await.map_err(|e| invalid(format!("cannot be read: {e}")))?;
+    if sha256 != manifest.sha256 {
+        return Err(invalid(format!(
+            "its SHA-256 is {sha256}, the manifest says {}: the file was changed or damaged",
+            manifest.sha256
+        )));
+    }
+    Ok(())
+}
+
+/// Restores the stored (zstd) backup at `path` into `driver`'s empty database.
+pub(super) async fn restore_file(
+    driver: &mut dyn airlock_driver::Driver,
+    path: &str,
+    invalid: &impl Fn(String) -> ExecError,
+) -> Result<(), ExecError> {
+    let file = tokio::fs::File::open(path).await.map_err(|e| invalid(format!("cannot be read: {e}")))?;
+    let mut decoder = async_compression::tokio::bufread::ZstdDecoder::new(tokio::io::BufReader::new(file));
+    driver.restore(&mut decoder).await.map_err(|e| invalid(format!("it did not restore: {e}")))
 }
 
 /// SHA-256 of a file, read in chunks.

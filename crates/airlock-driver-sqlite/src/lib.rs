@@ -169,6 +169,22 @@ impl SqliteDriver {
             DriverError::new(ErrorKind::Connection, format!("cannot open the SQLite database `{path}`: {e}"))
         })?;
         conn.busy_timeout(Duration::from_secs(1)).map_err(error)?;
+        // A process killed in a write transaction leaves a hot journal that
+        // only a writer can roll back: SQLite does so when a writable
+        // connection first reads, which changes nothing committed. Then
+        // the file is opened read-only again.
+        let probe = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
+        if let Err(rusqlite::Error::SqliteFailure(e, _)) = &probe
+            && e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK
+        {
+            drop(conn);
+            let writer = SqliteDriver::connect(url, false)?;
+            writer.conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(error)?;
+            drop(writer);
+            let conn = Connection::open_with_flags(path, flags).map_err(error)?;
+            conn.busy_timeout(Duration::from_secs(1)).map_err(error)?;
+            return Ok(SqliteDriver { conn, load: None });
+        }
         Ok(SqliteDriver { conn, load: None })
     }
 

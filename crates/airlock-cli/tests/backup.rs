@@ -51,11 +51,7 @@ fn plan_names_the_tables_a_backup_would_save(engine: Engine) {
     assert_eq!(tables, [("carts", "2 (carts)"), ("users", "3 (users)"), ("orders", "3 (users)")], "{json}");
     assert!(backup["everything"].is_null(), "{json}");
     assert!(backup["store"].as_str().unwrap().ends_with("saved"), "{json}");
-    // Where the engine cannot take one yet, plan says what migrate will do instead.
-    match engine {
-        Engine::MySql => assert!(backup["unsupported"].as_str().unwrap().contains("not supported on"), "{json}"),
-        _ => assert!(backup["unsupported"].is_null(), "{json}"),
-    }
+    assert!(backup["unsupported"].is_null(), "{json}");
 
     // `backup = "off"`: no backup, nothing said of one.
     protected(&project, &db, "backup = \"off\"\n");
@@ -208,6 +204,12 @@ fn migrate_saves_and_verifies_what_it_changes_before_changing_it(engine: Engine)
             assert_eq!(manifest["format"], "sqlite-file");
             assert_eq!(rows_in_backup(&data, "carts"), 3);
         }
+        Engine::MySql => {
+            assert_eq!(manifest["format"], "mariadb-dump-sql");
+            assert!(manifest["tool"].as_str().unwrap().contains("mariadb-dump"), "{manifest}");
+            let sql = String::from_utf8(zstd::decode_all(&bytes[..]).unwrap()).unwrap();
+            assert!(sql.contains("CREATE TABLE `carts`") && !sql.contains("CREATE TABLE `other`"), "{sql}");
+        }
         _ => {
             assert_eq!(manifest["format"], "pg_dump-custom");
             assert!(manifest["tool"].as_str().unwrap().starts_with("pg_dump (PostgreSQL) "), "{manifest}");
@@ -284,24 +286,93 @@ fn a_command_store_receives_the_backup_and_then_its_manifest() {
     assert_eq!(manifest["file"].as_str().unwrap(), files[0]);
 }
 
-/// Where the engine's driver cannot back up yet, a backup asked for refuses
-/// the run and the protected environment's default only warns.
 #[test]
 #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
-fn mysql_cannot_back_up_yet_and_refuses_when_asked_and_warns_by_default() {
+fn mysql_migrate_saves_and_verifies_what_it_changes_before_changing_it() {
+    migrate_saves_and_verifies_what_it_changes_before_changing_it(Engine::MySql);
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn mysql_backups_are_listed_and_verified_and_a_damaged_one_is_caught() {
+    listed_verified_and_caught_damaged(Engine::MySql);
+}
+
+/// On MariaDB the dump's snapshot and the digests' are started together
+/// under a brief read lock: rows written all through the backup never
+/// make it disagree with what it saved.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn mysql_a_backup_taken_while_rows_are_written_holds_what_its_digests_say() {
     let db = Db::new(Engine::MySql);
-    db.exec("CREATE TABLE carts (id int PRIMARY KEY)");
+    db.exec(
+        "CREATE TABLE users (id int PRIMARY KEY, name varchar(20)); INSERT INTO users VALUES (1, 'a'), (2, NULL); \
+         CREATE TABLE carts (id int AUTO_INCREMENT PRIMARY KEY, user_id int REFERENCES users (id), note blob, price double); \
+         CREATE TABLE big (id int); INSERT INTO big VALUES (1), (2), (3)",
+    );
+    db.exec(
+        "INSERT INTO carts (user_id, note, price) SELECT 1 + seq % 2, UNHEX(MD5(seq)), seq / 7 FROM seq_1_to_50000",
+    );
     let project = Project::new();
-    project.write("1_carts.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
-    protected(&project, &db, "backup = \"tables\"\n");
-    let refused = in_prod(&project, &["migrate"]);
-    refused.expect(3);
-    assert!(refused.stderr.contains("backups before migrating are not supported on"), "{}", refused.stderr);
-    assert!(!db.table_exists("airlock_history"), "refused, yet airlock's tables were made");
     protected(&project, &db, "");
-    let warned = in_prod(&project, &["migrate"]);
-    warned.expect(0);
-    assert!(warned.stderr.contains("none is taken (the default of a protected environment"), "{}", warned.stderr);
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id < 0;\n");
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let writer = {
+        let (db, writing) = (db.handle(), writing.clone());
+        std::thread::spawn(move || {
+            let mut written = 0;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                db.exec("INSERT INTO carts (user_id, note, price) VALUES (2, 'x', 0.5); UPDATE carts SET price = price + 1 WHERE id = 7");
+                written += 1;
+            }
+            written
+        })
+    };
+    let run = in_prod(&project, &["migrate"]);
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.join().unwrap();
+    run.expect(0);
+    assert!(written > 0);
+    let dir = project.root.path().join("saved");
+    let files = stored(&dir);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(&files[1])).unwrap()).unwrap();
+    let tables: Vec<&str> =
+        manifest["tables"].as_array().unwrap().iter().map(|t| t["table"].as_str().unwrap()).collect();
+    assert_eq!(tables, ["carts", "users"], "the referenced table too, not the others: {manifest}");
+    assert!(manifest["tables"][0]["rows"].as_u64().unwrap() >= 50_000, "{manifest}");
+    // And it verifies again from the store.
+    let id = manifest["id"].as_str().unwrap();
+    in_prod(&project, &["backup", "verify", id]).expect(0);
+    // The saved rows come back beside the live table, blobs and all.
+    in_prod(&project, &["backup", "restore", id, "--table", "carts", "--as", "carts_saved"]).expect(0);
+    let saved = manifest["tables"][0]["rows"].as_i64().unwrap();
+    assert_eq!(db.count("SELECT COUNT(*) FROM carts_saved"), saved);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM carts_saved AS s JOIN carts AS c USING (id) WHERE s.note = c.note AND s.user_id = c.user_id"),
+        saved
+    );
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn mysql_a_missing_dump_tool_is_named_and_nothing_is_applied() {
+    let db = Db::new(Engine::MySql);
+    db.exec("CREATE TABLE carts (id int PRIMARY KEY); INSERT INTO carts VALUES (1), (2)");
+    let project = Project::new();
+    protected(&project, &db, "");
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 1;\n");
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = project.bare();
+    cmd.env("AIRLOCK_MYSQL_BIN", empty.path()).args(["--env", "prod", "--dir"]).arg(project.dir()).arg("migrate");
+    let run = Run::of(cmd.output().unwrap());
+    run.expect(3);
+    assert!(
+        run.stderr.contains("mariadb-dump or mysqldump is not installed (looked in AIRLOCK_MYSQL_BIN="),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 2);
 }
 
 #[test]
@@ -545,6 +616,12 @@ fn postgres_a_damaged_table_comes_back_beside_the_live_one_and_whole_into_anothe
     a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_database(Engine::Postgres);
 }
 
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn mysql_a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_database() {
+    a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_database(Engine::MySql);
+}
+
 /// A migration accepted in a protected environment damages `carts` (a
 /// rounding type change on PostgreSQL, a data change on SQLite): its
 /// backup brings the rows back beside the live table, identical, and
@@ -583,7 +660,10 @@ fn a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_databas
     assert_eq!(db.rows(&format!("SELECT id, total, note FROM {name} ORDER BY id")), before);
     assert_eq!(db.rows("SELECT * FROM carts ORDER BY id"), damaged, "the live table is left alone");
     // Restored with its key: a person can join on it to copy rows back.
-    db.exec(&format!("UPDATE carts SET note = r.note FROM {name} AS r WHERE r.id = carts.id"));
+    db.exec(&match engine {
+        Engine::MySql => format!("UPDATE carts JOIN {name} AS r ON r.id = carts.id SET carts.note = r.note"),
+        _ => format!("UPDATE carts SET note = r.note FROM {name} AS r WHERE r.id = carts.id"),
+    });
 
     // The name is taken now: refused, saying which, and nothing changes.
     let again = in_prod(&project, &["backup", "restore", &id, "--table", "carts"]);
@@ -770,6 +850,12 @@ fn postgres_replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside() {
     replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(Engine::Postgres);
 }
 
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn mysql_replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside() {
+    replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(Engine::MySql);
+}
+
 fn replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(engine: Engine) {
     let db = Db::new(engine);
     db.exec(
@@ -830,8 +916,8 @@ fn replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(engine: Engin
 
     // A row to delete would cascade into another table: refused, nothing changed.
     db.exec(
-        "CREATE TABLE lines (id integer PRIMARY KEY, cart integer REFERENCES carts (id) ON DELETE CASCADE); \
-         INSERT INTO carts VALUES (5, 50, 'x'); INSERT INTO lines VALUES (1, 5)",
+        "CREATE TABLE cart_lines (id integer PRIMARY KEY, cart integer REFERENCES carts (id) ON DELETE CASCADE); \
+         INSERT INTO carts VALUES (5, 50, 'x'); INSERT INTO cart_lines VALUES (1, 5)",
     );
     let cascading = in_prod(
         &project,
@@ -839,11 +925,11 @@ fn replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(engine: Engin
     );
     cascading.expect(1);
     assert!(
-        cascading.stderr.contains("lines") && cascading.stderr.contains("nothing was changed"),
+        cascading.stderr.contains("cart_lines") && cascading.stderr.contains("nothing was changed"),
         "{}",
         cascading.stderr
     );
     assert!(!db.table_exists("carts_again"));
-    assert_eq!(db.count("SELECT count(*) FROM lines"), 1);
+    assert_eq!(db.count("SELECT count(*) FROM cart_lines"), 1);
     assert_eq!(db.count("SELECT count(*) FROM carts"), 4);
 }

@@ -243,6 +243,7 @@ pub(crate) async fn plain_copy(client: &Client, table: &TableName, name: &str) -
     }
     Ok(PlainCopy {
         create: format!("CREATE TABLE {} ({})", qualified(&schema, name), parts.join(", ")),
+        drop: format!("DROP TABLE {}", qualified(&schema, name)),
         columns: columns.iter().map(|c| c.get(0)).collect(),
     })
 }
@@ -339,7 +340,7 @@ pub(crate) async fn replace_rows(
         )
         .await
         .map_err(error)?;
-    Ok(Replaced { kept_as: format!("{schema}.{keep_as}"), kept, deleted, written })
+    Ok(Replaced { kept_as: format!("{schema}.{keep_as}"), drop_kept: plain.drop, kept, deleted, written })
 }
 
 /// The names of `tables` as `to_regclass` reads them (quoted, qualified when they are).

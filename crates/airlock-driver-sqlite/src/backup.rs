@@ -106,6 +106,7 @@ pub(crate) fn plain_copy(conn: &Connection, table: &TableName, name: &str) -> Re
     }
     Ok(PlainCopy {
         create: format!("CREATE TABLE {} ({})", quote(name), parts.join(", ")),
+        drop: format!("DROP TABLE {}", quote(name)),
         columns: columns.into_iter().map(|c| c.0).collect(),
     })
 }
@@ -189,7 +190,13 @@ pub(crate) fn replace_rows(conn: &Connection, table: &TableName, from: &TableNam
             [],
         )
         .map_err(error)?;
-    Ok(Replaced { kept_as: keep_as.to_owned(), kept: kept as u64, deleted: deleted as u64, written: written as u64 })
+    Ok(Replaced {
+        kept_as: keep_as.to_owned(),
+        drop_kept: plain.drop,
+        kept: kept as u64,
+        deleted: deleted as u64,
+        written: written as u64,
+    })
 }
 
 /// Copies the database into a temporary file in one read transaction,

@@ -44,6 +44,9 @@ pub type BackupReader<'a> = &'a mut (dyn tokio::io::AsyncRead + Send + Unpin);
 pub struct PlainCopy {
     /// The statement that makes it.
     pub create: String,
+    /// The statement that drops it again: where DDL commits at once
+    /// (MySQL), how a failed restore takes back what it made.
+    pub drop: String,
     /// Its columns, in order: the rows' columns in the table copied.
     pub columns: Vec<String>,
 }
@@ -53,6 +56,9 @@ pub struct PlainCopy {
 pub struct Replaced {
     /// Where the rows before went (`schema.name` where the engine has schemas).
     pub kept_as: String,
+    /// The statement that drops that table again (see [`PlainCopy::drop`]).
+    #[serde(skip)]
+    pub drop_kept: String,
     /// Rows kept there.
     pub kept: u64,
     /// Rows deleted: in the table, not in the backup.

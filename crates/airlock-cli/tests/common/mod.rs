@@ -87,6 +87,13 @@ impl Db {
         }
     }
 
+    /// Another handle on the same database (for another thread); the first
+    /// keeps a SQLite file's directory.
+    #[allow(dead_code)]
+    pub fn handle(&self) -> Db {
+        Db { engine: self.engine, url: self.url.clone(), _dir: None }
+    }
+
     /// Runs statements (several allowed, separated by `;`).
     pub fn exec(&self, sql: &str) {
         match self.engine {

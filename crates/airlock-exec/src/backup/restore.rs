@@ -188,12 +188,16 @@ async fn beside(
             .map_err(|e| invalid(format!("reading the restored copy: {e}")))?;
         super::take::compare_rows(&saved, &found).map_err(&invalid)?;
         live.begin().await.map_err(ExecError::db("starting the restore's transaction"))?;
+        // What was made, to drop again where DDL commits at once.
+        let mut undo: Vec<String> = Vec::new();
         let copied = async {
             let mut restored = Vec::new();
             for ((table, name), keep_as) in tables.iter().zip(&names).zip(&kept) {
-                let mut beside = copy_beside(copy.as_mut(), live.as_mut(), table, name, &invalid).await?;
+                let mut beside = copy_beside(copy.as_mut(), live.as_mut(), table, name, &invalid, &mut undo).await?;
                 if request.replace {
-                    beside.replaced = Some(replace(live.as_mut(), table, name, keep_as).await?);
+                    let replaced = replace(live.as_mut(), table, name, keep_as).await?;
+                    undo.push(replaced.drop_kept.clone());
+                    beside.replaced = Some(replaced);
                 }
                 restored.push(beside);
             }
@@ -207,6 +211,11 @@ async fn beside(
             }
             Err(e) => {
                 let _ = live.rollback().await;
+                if !live.capabilities().transactional_ddl {
+                    for statement in undo.iter().rev() {
+                        let _ = live.execute(statement).await;
+                    }
+                }
                 Err(e)
             }
         }
@@ -226,6 +235,7 @@ async fn copy_beside(
     table: &ManifestTable,
     name: &str,
     invalid: &impl Fn(String) -> ExecError,
+    undo: &mut Vec<String>,
 ) -> Result<RestoredTable, ExecError> {
     let shown = match &table.schema {
         Some(schema) => format!("{schema}.{name}"),
@@ -238,6 +248,7 @@ async fn copy_beside(
     live.execute(&plain.create).await.map_err(ExecError::db(format!(
         "making table {shown} for the restored rows (nothing was changed; another name with --as)"
     )))?;
+    undo.push(plain.drop.clone());
     let from = ObjectPath::new(ObjectKind::Table, table.schema.as_deref(), &table.name);
     let to = ObjectPath::new(ObjectKind::Table, table.schema.as_deref(), name);
     let mut loader = Loader { into: live, table: &to, columns: &plain.columns };

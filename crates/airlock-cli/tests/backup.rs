@@ -933,3 +933,62 @@ fn replace_puts_the_saved_rows_back_and_keeps_the_live_ones_beside(engine: Engin
     assert_eq!(db.count("SELECT count(*) FROM cart_lines"), 1);
     assert_eq!(db.count("SELECT count(*) FROM carts"), 4);
 }
+
+/// Ctrl-C (or a SIGTERM) while the backup is taken stops the run there,
+/// as an interruption (exit 130), with nothing applied, no backup kept
+/// and no part of one left behind.
+#[test]
+fn an_interrupted_backup_stops_the_run_and_keeps_nothing() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec(
+        "CREATE TABLE carts (id integer PRIMARY KEY, total int, note text); \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) \
+         INSERT INTO carts SELECT i, i, printf('%0100d', i) FROM n",
+    );
+    let project = Project::new();
+    protected(&project, &db, "");
+    let dir = project.root.path().join("saved");
+    let started = std::time::Instant::now();
+    migrate_another(&project, 1).expect(0);
+    let whole = started.elapsed();
+    let manifest = stored(&dir).into_iter().find(|f| f.ends_with(".json")).unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(manifest)).unwrap()).unwrap();
+    let backup = std::time::Duration::from_millis(manifest["duration_ms"].as_u64().unwrap());
+    // The middle of the backup: the run's start-up, then half of it.
+    let middle = whole.saturating_sub(backup) + backup / 2;
+    let mut landed = 0;
+    for version in 2..=4u32 {
+        project.write(
+            &format!("{version}_touch.up.sql"),
+            &format!("-- airlock:data\nUPDATE carts SET total = {version} WHERE id = 1;\n"),
+        );
+        let child = project
+            .bare()
+            .args(["--env", "prod", "--dir"])
+            .arg(project.dir())
+            .arg("migrate")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(middle);
+        std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        let run = Run::of(child.wait_with_output().unwrap());
+        if !run.stderr.contains("while taking the backup") {
+            continue;
+        }
+        landed += 1;
+        run.expect(130);
+        assert!(run.stderr.contains("nothing was changed, and no backup was kept"), "{}", run.stderr);
+        assert_ne!(db.count("SELECT total FROM carts WHERE id = 1"), version as i64, "not applied");
+        let files = stored(&dir);
+        assert_eq!(files.iter().filter(|f| f.ends_with(".json")).count(), 1, "{files:?}");
+        assert!(!files.iter().any(|f| f.ends_with(".partial")), "{files:?}");
+        // And the next run takes it from there.
+        in_prod(&project, &["migrate"]).expect(0);
+        assert_eq!(db.count("SELECT total FROM carts WHERE id = 1"), version as i64);
+        break;
+    }
+    assert_eq!(landed, 1, "no signal landed while the backup was taken");
+}

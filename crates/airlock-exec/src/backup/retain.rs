@@ -147,6 +147,7 @@ mod tests {
             stored_bytes: 0,
             sha256: String::new(),
             duration_ms: 0,
+            dump_ms: 0,
             taken_at: taken_at.to_owned(),
             taken_by: String::new(),
             file: String::new(),

@@ -42,6 +42,10 @@ pub struct Manifest {
     pub sha256: String,
     /// Taking and verifying it, in milliseconds.
     pub duration_ms: u64,
+    /// Of that, the engine's tool writing it (stored as it came), in
+    /// milliseconds: what compares with the tool run alone.
+    #[serde(default)]
+    pub dump_ms: u64,
     /// When (UTC).
     pub taken_at: String,
     /// Who, `user@host`.

@@ -54,7 +54,26 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
     let outcome = async {
         let mut restored = scratch.connect().await.map_err(unverifiable)?;
         let sink = Sink::open(&options.backup.store, &id).await.map_err(&failed)?;
-        let (saved, pumped, restore) = stream(driver, tables, restored.as_mut(), sink).await;
+        // A signal stops the backup where it is: the tools are killed, the
+        // part written removed, the scratch database dropped below.
+        let streamed = tokio::select! {
+            streamed = stream(driver, tables, restored.as_mut(), sink) => Some(streamed),
+            () = options.interrupt.wait() => None,
+        };
+        let Some(((saved, dump_ms), pumped, restore)) = streamed else {
+            // The dump's transaction, left open when it was cut off.
+            let _ = driver.rollback().await;
+            if let super::BackupStore::Directory(dir) = &options.backup.store {
+                let _ = tokio::fs::remove_file(dir.join(format!("{id}.partial"))).await;
+            }
+            return Err(ExecError::Interrupted {
+                signal: options.interrupt.raised().unwrap_or(crate::SIGINT),
+                state:
+                    "it stopped while taking the backup before migrating: nothing was changed, and no backup was kept"
+                        .to_owned(),
+                applied: Vec::new(),
+            });
+        };
         let (sink, raw_bytes, stored_bytes, sha256) = match pumped {
             Ok(pumped) => pumped,
             Err((sink, e)) => return Err(failed(format!("the store failed: {}", sink.failure(e).await))),
@@ -94,6 +113,7 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
             stored_bytes,
             sha256,
             duration_ms: started.elapsed().as_millis() as u64,
+            dump_ms,
             taken_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             taken_by: format!("{}@{}", ctx.actor.os_user, ctx.actor.host),
             file: String::new(),
@@ -115,7 +135,7 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
 /// back, raw and stored bytes, the stored bytes' SHA-256; or the sink and
 /// the error), and the restore's.
 type Streamed = (
-    airlock_driver::Result<Saved>,
+    (airlock_driver::Result<Saved>, u64),
     Result<(Sink, u64, u64, String), (Sink, std::io::Error)>,
     airlock_driver::Result<()>,
 );
@@ -132,9 +152,10 @@ async fn stream(
     let (mut raw_tx, mut raw_rx) = tokio::io::duplex(CHUNK);
     let (mut zst_tx, zst_rx) = tokio::io::duplex(CHUNK);
     let produce = async move {
+        let started = Instant::now();
         let saved = source.backup(tables, &mut raw_tx).await;
         let _ = raw_tx.shutdown().await;
-        saved
+        (saved, started.elapsed().as_millis() as u64)
     };
     let pump = async move {
         let pumped = async {

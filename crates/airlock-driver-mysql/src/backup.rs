@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use airlock_core::schema::TableName;
-use airlock_driver::backup::{BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ};
+use airlock_driver::backup::{
+    BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ, feed_tool, tool_finished,
+};
 use airlock_driver::{DriverError, ErrorKind, Result};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
@@ -131,19 +133,6 @@ fn start(tool: &Tool, options: &Path, args: &[String], stdin: Stdio, stdout: Std
         .map_err(|e| {
             DriverError::new(ErrorKind::Unsupported, format!("{} cannot be started: {e}", tool.path.display()))
         })
-}
-
-/// Waits for `tool`; a failure says how it ended and what it printed.
-async fn finish(tool: &Tool, child: &mut tokio::process::Child, said: &str) -> Result<()> {
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| DriverError::new(ErrorKind::Connection, format!("{}: {e}", tool.path.display())))?;
-    if status.success() {
-        return Ok(());
-    }
-    let exit = status.code().map_or("was killed".to_owned(), |c| format!("exited with status {c}"));
-    Err(DriverError::new(ErrorKind::Statement, format!("{} {exit}: {}", tool.path.display(), said.trim())))
 }
 
 /// The tables named and those their foreign keys reference, again and
@@ -337,7 +326,7 @@ pub(crate) async fn backup(
         let mut said = String::new();
         let names: Vec<TableName> = saved.iter().map(|t| TableName::bare(t)).collect();
         let (digests, copied, _) = tokio::join!(digests(conn, &names), copy, stderr.read_to_string(&mut said));
-        finish(&dump, &mut child, &said).await?;
+        tool_finished(&dump.path, &mut child, &said).await?;
         copied.map_err(|e| DriverError::new(ErrorKind::Connection, format!("writing the backup: {e}")))?;
         digests
     }
@@ -520,18 +509,7 @@ pub(crate) async fn restore(conn: &mut Conn, opts: &Opts, input: BackupReader<'_
         format!("--database={database}"),
     ];
     let mut child = start(&client, options.path(), &args, Stdio::piped(), Stdio::null())?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let feed = async {
-        let fed = tokio::io::copy(input, &mut stdin).await;
-        drop(stdin);
-        fed
-    };
-    let mut said = String::new();
-    let (fed, _) = tokio::join!(feed, stderr.read_to_string(&mut said));
-    finish(&client, &mut child, &said).await?;
-    fed.map_err(|e| DriverError::new(ErrorKind::Connection, format!("reading the backup: {e}")))?;
-    Ok(())
+    feed_tool(&client.path, &mut child, input).await
 }
 
 #[cfg(test)]

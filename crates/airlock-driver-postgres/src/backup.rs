@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use airlock_core::schema::TableName;
-use airlock_driver::backup::{BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ};
+use airlock_driver::backup::{
+    BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ, feed_tool, tool_finished,
+};
 use airlock_driver::{DriverError, ErrorKind, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::Client;
@@ -145,17 +147,6 @@ fn start(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| DriverError::new(ErrorKind::Unsupported, format!("{} cannot be started: {e}", tool.display())))
-}
-
-/// Waits for `tool`; a failure says how it ended and what it printed (`said`, its standard error).
-async fn finish(tool: &Path, child: &mut tokio::process::Child, said: &str) -> Result<()> {
-    let status =
-        child.wait().await.map_err(|e| DriverError::new(ErrorKind::Connection, format!("{}: {e}", tool.display())))?;
-    if status.success() {
-        return Ok(());
-    }
-    let exit = status.code().map_or("was killed".to_owned(), |c| format!("exited with status {c}"));
-    Err(DriverError::new(ErrorKind::Statement, format!("{} {exit}: {}", tool.display(), said.trim())))
 }
 
 /// Every user table (partitions and partitioned tables included), by schema and name.
@@ -408,7 +399,7 @@ pub(crate) async fn backup(
         };
         let mut said = String::new();
         let (digests, copied, _) = tokio::join!(digests(client, &saved), copy, stderr.read_to_string(&mut said));
-        finish(&pg_dump, &mut child, &said).await?;
+        tool_finished(&pg_dump, &mut child, &said).await?;
         copied.map_err(|e| DriverError::new(ErrorKind::Connection, format!("writing the backup: {e}")))?;
         digests
     }
@@ -436,18 +427,7 @@ pub(crate) async fn restore(client: &Client, env: &[(&'static str, String)], inp
     .to_vec();
     args.extend(["--dbname".to_owned(), dbname]);
     let mut child = start(&pg_restore, &args, env, Stdio::piped(), Stdio::null())?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let feed = async {
-        let fed = tokio::io::copy(input, &mut stdin).await;
-        drop(stdin);
-        fed
-    };
-    let mut said = String::new();
-    let (fed, _) = tokio::join!(feed, stderr.read_to_string(&mut said));
-    finish(&pg_restore, &mut child, &said).await?;
-    fed.map_err(|e| DriverError::new(ErrorKind::Connection, format!("reading the backup: {e}")))?;
-    Ok(())
+    feed_tool(&pg_restore, &mut child, input).await
 }
 
 #[cfg(test)]

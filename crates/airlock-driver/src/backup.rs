@@ -86,3 +86,39 @@ pub fn columns_differ(table: &str, live: &[String], saved: &[String]) -> Option<
         said.join(", and ")
     ))
 }
+
+/// Waits for an engine's tool (`pg_dump`, `mariadb`...); a failure says
+/// how it ended and what it printed (`said`, its standard error).
+pub async fn tool_finished(tool: &std::path::Path, child: &mut tokio::process::Child, said: &str) -> crate::Result<()> {
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| crate::DriverError::new(crate::ErrorKind::Connection, format!("{}: {e}", tool.display())))?;
+    if status.success() {
+        return Ok(());
+    }
+    let exit = status.code().map_or("was killed".to_owned(), |c| format!("exited with status {c}"));
+    Err(crate::DriverError::new(crate::ErrorKind::Statement, format!("{} {exit}: {}", tool.display(), said.trim())))
+}
+
+/// Feeds a backup to a started tool's standard input (restoring it),
+/// reading its standard error meanwhile, then waits for it.
+pub async fn feed_tool(
+    tool: &std::path::Path,
+    child: &mut tokio::process::Child,
+    input: BackupReader<'_>,
+) -> crate::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let feed = async {
+        let fed = tokio::io::copy(input, &mut stdin).await;
+        drop(stdin);
+        fed
+    };
+    let mut said = String::new();
+    let (fed, _) = tokio::join!(feed, stderr.read_to_string(&mut said));
+    tool_finished(tool, child, &said).await?;
+    fed.map_err(|e| crate::DriverError::new(crate::ErrorKind::Connection, format!("reading the backup: {e}")))?;
+    Ok(())
+}

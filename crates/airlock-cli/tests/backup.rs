@@ -992,3 +992,35 @@ fn an_interrupted_backup_stops_the_run_and_keeps_nothing() {
     }
     assert_eq!(landed, 1, "no signal landed while the backup was taken");
 }
+
+/// A partitioned table's rows are its partitions': they are saved with
+/// it. And a database with a time zone of its own (which a scratch
+/// database does not inherit) still verifies: digests read rows under
+/// the same settings everywhere.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn postgres_a_partitioned_table_is_saved_with_its_partitions_whatever_the_databases_time_zone() {
+    let db = Db::new(Engine::Postgres);
+    let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    db.exec(&format!("ALTER DATABASE {name} SET timezone = 'America/New_York'"));
+    db.exec(
+        "CREATE TABLE events (id int, at timestamptz NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at); \
+         CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01'); \
+         CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01'); \
+         INSERT INTO events VALUES (1, '2025-06-01 12:00+00'), (2, '2026-06-01 12:00+00'), (3, '2026-07-01 12:00+00')",
+    );
+    let project = Project::new();
+    protected(&project, &db, "");
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM events WHERE id = 3;\n");
+    in_prod(&project, &["migrate"]).expect(0);
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    let backup = list.json()["backups"][0].clone();
+    let tables: Vec<(&str, u64)> = backup["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["table"].as_str().unwrap(), t["rows"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(tables, [("public.events", 0), ("public.events_2025", 1), ("public.events_2026", 2)], "{backup}");
+    in_prod(&project, &["backup", "verify", backup["id"].as_str().unwrap()]).expect(0);
+}

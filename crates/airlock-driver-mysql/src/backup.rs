@@ -245,6 +245,11 @@ pub(crate) async fn backup(
     if tables.is_none() {
         args.push("--events".to_owned());
     }
+    if !dump.mariadb {
+        // MySQL's own dump would take a global read lock of its own for GTIDs,
+        // and write GTID_PURGED, which a restore on the same server refuses.
+        args.push("--set-gtid-purged=OFF".to_owned());
+    }
     args.push(database.clone());
     if tables.is_some() {
         args.extend(saved.iter().cloned());
@@ -296,7 +301,9 @@ pub(crate) async fn backup(
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         // Streams the dump out; lets the lock go once the dump is in its snapshot (or has ended).
-        let copy = async {
+        // Owns the dump's output: a store that fails closes it, so the dump
+        // stops (a broken pipe) instead of waiting on a full one.
+        let copy = async move {
             let mut holder = Some(holder);
             let mut buffer = vec![0u8; 256 * 1024];
             let mut tail: Vec<u8> = Vec::new();
@@ -402,7 +409,8 @@ pub(crate) async fn replace_rows(
     let refuse =
         |why: String| DriverError::new(ErrorKind::Statement, format!("`{}` cannot be replaced: {why}", table.name));
     let columns_of = |name: String| {
-        let sql = "SELECT COLUMN_NAME, EXTRA LIKE '%GENERATED%' FROM information_schema.COLUMNS \
+        // (MySQL's EXTRA says DEFAULT_GENERATED of a plain column with an expression default.)
+        let sql = "SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, '') <> '' FROM information_schema.COLUMNS \
                    WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
         (sql, (name,))
     };
@@ -453,10 +461,15 @@ pub(crate) async fn replace_rows(
     conn.query_drop(&plain.create).await.map_err(error)?;
     let list = |cols: &[String]| cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
     let changed = async {
-        conn.query_drop(format!("INSERT INTO {} ({1}) SELECT {1} FROM {live}", quote(keep_as), list(&plain.columns)))
-            .await?;
-        let kept = conn.affected_rows();
+        // The copy of the rows before in the same transaction as the replace.
         conn.query_drop("START TRANSACTION").await?;
+        conn.query_drop(format!(
+            "INSERT INTO {} ({1}) SELECT {1} FROM {live} LOCK IN SHARE MODE",
+            quote(keep_as),
+            list(&plain.columns)
+        ))
+        .await?;
+        let kept = conn.affected_rows();
         conn.query_drop(format!("DELETE t FROM {live} AS t WHERE {missing}")).await?;
         let deleted = conn.affected_rows();
         let writable: Vec<String> = columns.iter().filter(|c| !c.1).map(|c| c.0.clone()).collect();

@@ -157,11 +157,13 @@ const USER_TABLES: &str = "SELECT n.nspname::text, c.relname::text FROM pg_class
      AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e') \
      ORDER BY 1, 2";
 
-/// The tables named (resolved as the server resolves them) and those their
-/// foreign keys reference, again and again.
+/// The tables named (resolved as the server resolves them), those their
+/// foreign keys reference and their partitions, again and again.
 const WITH_REFERENCED: &str = "WITH RECURSIVE picked(oid) AS ( \
        SELECT to_regclass(name)::oid FROM unnest($1::text[]) AS name WHERE to_regclass(name) IS NOT NULL \
-       UNION SELECT con.confrelid FROM pg_constraint con JOIN picked p ON con.conrelid = p.oid WHERE con.contype = 'f') \
+       UNION SELECT n.next FROM picked p CROSS JOIN LATERAL ( \
+         SELECT con.confrelid FROM pg_constraint con WHERE con.conrelid = p.oid AND con.contype = 'f' \
+         UNION ALL SELECT i.inhrelid FROM pg_inherits i WHERE i.inhparent = p.oid) AS n(next)) \
      SELECT n.nspname::text, c.relname::text FROM picked p JOIN pg_class c ON c.oid = p.oid \
      JOIN pg_namespace n ON n.oid = c.relnamespace ORDER BY 1, 2";
 
@@ -177,6 +179,15 @@ fn pattern(schema: &str, name: &str) -> String {
 /// Each table's rows and the sum of its rows' MD5s (the first 64 bits, as
 /// numbers): the same for the same rows in any order.
 pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableDigest>> {
+    // A row's text depends on the session (a database's own TimeZone is not
+    // a scratch database's): the same settings wherever a digest is read.
+    client
+        .batch_execute(
+            "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL IntervalStyle = 'postgres'; \
+             SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'",
+        )
+        .await
+        .map_err(error)?;
     let mut out = Vec::new();
     for (schema, name) in tables {
         let sql = format!(
@@ -266,6 +277,11 @@ pub(crate) async fn replace_rows(
     };
     let ((schema, name), (from_schema, from_name)) = (one(table).await?, one(from).await?);
     let (live, saved) = (qualified(&schema, &name), qualified(&from_schema, &from_name));
+    // No write between the copy of the rows before and the replace: they would be in neither.
+    client
+        .batch_execute(&format!("SET LOCAL lock_timeout = '10s'; LOCK TABLE {live} IN SHARE ROW EXCLUSIVE MODE"))
+        .await
+        .map_err(error)?;
     let refuse =
         |why: String| DriverError::new(ErrorKind::Statement, format!("`{schema}.{name}` cannot be replaced: {why}"));
     let columns = client.query(REPLACE_COLUMNS, &[&live]).await.map_err(error)?;
@@ -393,7 +409,9 @@ pub(crate) async fn backup(
         let mut child = start(&pg_dump, &args, env, Stdio::null(), Stdio::piped())?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
-        let copy = async {
+        // Owns the dump's output: a store that fails closes it, so the dump
+        // stops (a broken pipe) instead of waiting on a full one.
+        let copy = async move {
             tokio::io::copy(&mut stdout, out).await?;
             out.flush().await
         };

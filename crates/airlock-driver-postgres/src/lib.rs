@@ -1391,7 +1391,16 @@ impl Driver for PostgresDriver {
 
     async fn digests(&mut self, tables: &[TableName]) -> Result<Vec<airlock_driver::backup::TableDigest>> {
         let resolved = backup::resolve(&self.client, tables).await?;
-        backup::digests(&self.client, &resolved).await
+        if self.in_transaction {
+            return backup::digests(&self.client, &resolved).await;
+        }
+        // Its settings are the transaction's own.
+        self.client.batch_execute("BEGIN READ ONLY").await.map_err(error)?;
+        let read = backup::digests(&self.client, &resolved).await;
+        let ended = self.client.batch_execute("COMMIT").await.map_err(error);
+        let read = read?;
+        ended?;
+        Ok(read)
     }
 
     async fn plain_copy(&mut self, table: &TableName, name: &str) -> Result<airlock_driver::backup::PlainCopy> {

@@ -158,6 +158,12 @@ async fn beside(
             tables.len()
         )));
     }
+    if request.replace && tables.len() > 1 && !options.profile().capabilities.transactional_ddl {
+        return Err(ExecError::Usage(format!(
+            "--replace takes one table at a time on {} (its DDL commits at once, so two could not be replaced together): say which with --table",
+            options.profile().engine.name()
+        )));
+    }
     if request.replace && options.protected && request.reason.is_none() {
         return Err(ExecError::Protected(format!(
             "`--replace` writes the saved rows over live ones: environment `{}` is protected; say why with `--reason TEXT` (kept in history), or restore beside the live table without --replace",
@@ -195,20 +201,16 @@ async fn beside(
             for ((table, name), keep_as) in tables.iter().zip(&names).zip(&kept) {
                 let mut beside = copy_beside(copy.as_mut(), live.as_mut(), table, name, &invalid, &mut undo).await?;
                 if request.replace {
-                    let replaced = replace(live.as_mut(), table, name, keep_as).await?;
-                    undo.push(replaced.drop_kept.clone());
-                    beside.replaced = Some(replaced);
+                    beside.replaced = Some(replace(live.as_mut(), table, name, keep_as, &mut undo).await?);
                 }
                 restored.push(beside);
             }
+            live.commit().await.map_err(ExecError::db("committing the restored tables"))?;
             Ok::<_, ExecError>(restored)
         }
         .await;
         match copied {
-            Ok(restored) => {
-                live.commit().await.map_err(ExecError::db("committing the restored tables"))?;
-                Ok(restored)
-            }
+            Ok(restored) => Ok(restored),
             Err(e) => {
                 let _ = live.rollback().await;
                 if !live.capabilities().transactional_ddl {
@@ -276,6 +278,7 @@ async fn replace(
     table: &ManifestTable,
     from: &str,
     keep_as: &str,
+    undo: &mut Vec<String>,
 ) -> Result<airlock_driver::backup::Replaced, ExecError> {
     let nothing = "nothing was changed";
     let source = TableName { schema: table.schema.clone(), name: from.to_owned() };
@@ -283,6 +286,7 @@ async fn replace(
         .replace_rows(&table.name(), &source, keep_as)
         .await
         .map_err(ExecError::db(format!("replacing the rows of {} ({nothing})", table.table)))?;
+    undo.push(replaced.drop_kept.clone());
     let found = live.digests(&[table.name()]).await.map_err(ExecError::db(format!("reading {} back", table.table)))?;
     super::take::compare_rows(&[table.digest()], &found).map_err(|why| {
         let said = format!(

@@ -22,7 +22,8 @@ use std::process::Stdio;
 
 use airlock_core::schema::TableName;
 use airlock_driver::backup::{
-    BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ, feed_tool, tool_finished,
+    BackupReader, BackupWriter, NO_KEY, PlainCopy, Replaced, Saved, TableDigest, cannot_replace, cascading,
+    columns_differ, feed_tool, tool_finished,
 };
 use airlock_driver::{DriverError, ErrorKind, Result};
 use mysql_async::prelude::Queryable;
@@ -220,12 +221,7 @@ pub(crate) async fn backup(
 ) -> Result<Saved> {
     let dump = tool(&["mariadb-dump", "mysqldump"])?;
     let server_version: String = conn.query_first("SELECT VERSION()").await.map_err(error)?.unwrap_or_default();
-    let database: String =
-        conn.query_first::<Option<String>, _>("SELECT DATABASE()")
-            .await
-            .map_err(error)?
-            .flatten()
-            .ok_or_else(|| DriverError::new(ErrorKind::Connection, "the connection has no database".to_owned()))?;
+    let database = database(opts)?;
     let saved = match tables {
         None => user_tables(conn).await?,
         Some(tables) => with_referenced(conn, tables).await?,
@@ -396,28 +392,32 @@ pub(crate) async fn plain_copy(conn: &mut Conn, table: &TableName, name: &str) -
     })
 }
 
+/// A table's columns, each with whether it is generated. (MySQL's EXTRA
+/// says DEFAULT_GENERATED of a plain column with an expression default:
+/// the generation expression tells them apart.)
+async fn generated_or_not(conn: &mut Conn, table: &str) -> Result<Vec<(String, bool)>> {
+    conn.exec(
+        "SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, '') <> '' FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+        (table,),
+    )
+    .await
+    .map_err(error)
+}
+
 /// `table`'s rows made `from`'s, by primary key, its rows before kept in
-/// `keep_as`. DDL commits at once here: the table `keep_as` is made and
-/// filled first, then the rows are changed in a transaction the caller
-/// ends; a failure before that drops `keep_as` again.
+/// `keep_as`. DDL commits at once here: the table `keep_as` is made first;
+/// then the rows before are copied into it and the rows changed, in a
+/// transaction the caller ends; a failure in it drops `keep_as` again.
 pub(crate) async fn replace_rows(
     conn: &mut Conn,
     table: &TableName,
     from: &TableName,
     keep_as: &str,
 ) -> Result<Replaced> {
-    let refuse =
-        |why: String| DriverError::new(ErrorKind::Statement, format!("`{}` cannot be replaced: {why}", table.name));
-    let columns_of = |name: String| {
-        // (MySQL's EXTRA says DEFAULT_GENERATED of a plain column with an expression default.)
-        let sql = "SELECT COLUMN_NAME, COALESCE(GENERATION_EXPRESSION, '') <> '' FROM information_schema.COLUMNS \
-                   WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION";
-        (sql, (name,))
-    };
-    let (sql, params) = columns_of(table.name.clone());
-    let columns: Vec<(String, bool)> = conn.exec(sql, params).await.map_err(error)?;
-    let (sql, params) = columns_of(from.name.clone());
-    let saved: Vec<(String, bool)> = conn.exec(sql, params).await.map_err(error)?;
+    let refuse = |why: &str| cannot_replace(&table.name, why);
+    let columns = generated_or_not(conn, &table.name).await?;
+    let saved = generated_or_not(conn, &from.name).await?;
     if columns.is_empty() || saved.is_empty() {
         let missing = if columns.is_empty() { &table.name } else { &from.name };
         return Err(DriverError::new(ErrorKind::Statement, format!("there is no table `{missing}`")));
@@ -425,14 +425,11 @@ pub(crate) async fn replace_rows(
     let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
     let saved_names: Vec<String> = saved.iter().map(|c| c.0.clone()).collect();
     if let Some(why) = columns_differ(&table.name, &names, &saved_names) {
-        return Err(refuse(why));
+        return Err(refuse(&why));
     }
     let key = primary_key(conn, &table.name).await?;
     if key.is_empty() {
-        return Err(refuse(
-            "it has no primary key to match the saved rows by; copy them back from the restored table by hand"
-                .to_owned(),
-        ));
+        return Err(refuse(NO_KEY));
     }
     let (live, source) = (quote(&table.name), quote(&from.name));
     let matched = key.iter().map(|k| format!("r.{0} = t.{0}", quote(k))).collect::<Vec<_>>().join(" AND ");
@@ -441,7 +438,7 @@ pub(crate) async fn replace_rows(
         conn.query_first(format!("SELECT COUNT(*) FROM {live} AS t WHERE {missing}")).await.map_err(error)?;
     let going = going.unwrap_or_default();
     if going > 0 {
-        let cascading: Option<(String, String, String)> = conn
+        let found: Option<(String, String, String)> = conn
             .exec_first(
                 "SELECT CONSTRAINT_NAME, TABLE_NAME, DELETE_RULE FROM information_schema.REFERENTIAL_CONSTRAINTS \
                  WHERE CONSTRAINT_SCHEMA = DATABASE() AND REFERENCED_TABLE_NAME = ? \
@@ -450,11 +447,8 @@ pub(crate) async fn replace_rows(
             )
             .await
             .map_err(error)?;
-        if let Some((fk, other, rule)) = cascading {
-            return Err(refuse(format!(
-                "{going} row(s) not in the backup would be deleted, and foreign key {fk} of {other} is ON DELETE {rule}; \
-                 copy the saved rows back from the restored table by hand"
-            )));
+        if let Some((fk, other, rule)) = found {
+            return Err(refuse(&cascading(going, &format!("foreign key {fk} of {other} is ON DELETE {rule}"))));
         }
     }
     let plain = plain_copy(conn, table, keep_as).await?;
@@ -497,6 +491,13 @@ pub(crate) async fn replace_rows(
     }
 }
 
+/// The database the connection's URL names, which the tools are pointed at.
+fn database(opts: &Opts) -> Result<String> {
+    opts.db_name().map(str::to_owned).ok_or_else(|| {
+        DriverError::new(ErrorKind::Connection, "the URL names no database: add it to the URL's path".to_owned())
+    })
+}
+
 /// Lets the read lock go, and the connection that held it.
 async fn release(holder: Option<Conn>) {
     if let Some(mut holder) = holder {
@@ -507,14 +508,9 @@ async fn release(holder: Option<Conn>) {
 
 /// Runs the client with the dump on its standard input, into the
 /// (empty) database the driver is connected to.
-pub(crate) async fn restore(conn: &mut Conn, opts: &Opts, input: BackupReader<'_>) -> Result<()> {
+pub(crate) async fn restore(opts: &Opts, input: BackupReader<'_>) -> Result<()> {
     let client = tool(&["mariadb", "mysql"])?;
-    let database: String =
-        conn.query_first::<Option<String>, _>("SELECT DATABASE()")
-            .await
-            .map_err(error)?
-            .flatten()
-            .ok_or_else(|| DriverError::new(ErrorKind::Connection, "the connection has no database".to_owned()))?;
+    let database = database(opts)?;
     let options = option_file(opts, &client)?;
     let args = vec![
         "--binary-mode".to_owned(),

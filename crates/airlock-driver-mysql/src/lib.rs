@@ -533,7 +533,7 @@ impl Driver for MySqlDriver {
     }
 
     async fn restore(&mut self, input: airlock_driver::backup::BackupReader<'_>) -> Result<()> {
-        backup::restore(&mut self.conn, &self.opts, input).await
+        backup::restore(&self.opts, input).await
     }
 
     async fn digests(&mut self, tables: &[TableName]) -> Result<Vec<airlock_driver::backup::TableDigest>> {

@@ -13,7 +13,8 @@ use std::process::Stdio;
 
 use airlock_core::schema::TableName;
 use airlock_driver::backup::{
-    BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ, feed_tool, tool_finished,
+    BackupReader, BackupWriter, NO_KEY, PlainCopy, Replaced, Saved, TableDigest, cannot_replace, cascading,
+    columns_differ, feed_tool, tool_finished,
 };
 use airlock_driver::{DriverError, ErrorKind, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -282,33 +283,28 @@ pub(crate) async fn replace_rows(
         .batch_execute(&format!("SET LOCAL lock_timeout = '10s'; LOCK TABLE {live} IN SHARE ROW EXCLUSIVE MODE"))
         .await
         .map_err(error)?;
-    let refuse =
-        |why: String| DriverError::new(ErrorKind::Statement, format!("`{schema}.{name}` cannot be replaced: {why}"));
+    let refuse = |why: &str| cannot_replace(&format!("{schema}.{name}"), why);
     let columns = client.query(REPLACE_COLUMNS, &[&live]).await.map_err(error)?;
     let names: Vec<String> = columns.iter().map(|c| c.get(0)).collect();
     let saved_names: Vec<String> =
         client.query(REPLACE_COLUMNS, &[&saved]).await.map_err(error)?.iter().map(|c| c.get(0)).collect();
     if let Some(why) = columns_differ(&format!("{schema}.{name}"), &names, &saved_names) {
-        return Err(refuse(why));
+        return Err(refuse(&why));
     }
     let key: Vec<String> = client.query(PLAIN_KEY, &[&live]).await.map_err(error)?.iter().map(|r| r.get(0)).collect();
     if key.is_empty() {
-        return Err(refuse(
-            "it has no primary key to match the saved rows by; copy them back from the restored table by hand"
-                .to_owned(),
-        ));
+        return Err(refuse(NO_KEY));
     }
     let matched = key.iter().map(|k| format!("r.{0} = t.{0}", quote_identifier(k))).collect::<Vec<_>>().join(" AND ");
     let missing = format!("FROM ONLY {live} AS t WHERE NOT EXISTS (SELECT 1 FROM {saved} AS r WHERE {matched})");
     let going: i64 = client.query_one(&format!("SELECT count(*) {missing}"), &[]).await.map_err(error)?.get(0);
     if going > 0 {
-        let cascading = client.query(CASCADING_INTO, &[&live]).await.map_err(error)?;
-        if let Some(fk) = cascading.first() {
-            return Err(refuse(format!(
-                "{going} row(s) not in the backup would be deleted, and foreign key {} of {} changes that table's rows on delete; \
-                 copy the saved rows back from the restored table by hand",
-                fk.get::<_, String>(0),
-                fk.get::<_, String>(1)
+        let found = client.query(CASCADING_INTO, &[&live]).await.map_err(error)?;
+        if let Some(fk) = found.first() {
+            let (fk, other): (String, String) = (fk.get(0), fk.get(1));
+            return Err(refuse(&cascading(
+                going as u64,
+                &format!("foreign key {fk} of {other} changes that table's rows on delete"),
             )));
         }
     }

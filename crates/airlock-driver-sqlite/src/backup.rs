@@ -7,7 +7,10 @@
 use std::time::Duration;
 
 use airlock_core::schema::TableName;
-use airlock_driver::backup::{BackupReader, BackupWriter, PlainCopy, Replaced, Saved, TableDigest, columns_differ};
+use airlock_driver::backup::{
+    BackupReader, BackupWriter, NO_KEY, PlainCopy, Replaced, Saved, TableDigest, cannot_replace, cascading,
+    columns_differ,
+};
 use airlock_driver::{DriverError, ErrorKind, Result};
 use rusqlite::Connection;
 use rusqlite::types::ValueRef;
@@ -124,8 +127,7 @@ fn columns_of(conn: &Connection, table: &str) -> Result<Vec<(String, bool, i64)>
 
 /// `table`'s rows made `from`'s, by primary key, its rows before kept in `keep_as`.
 pub(crate) fn replace_rows(conn: &Connection, table: &TableName, from: &TableName, keep_as: &str) -> Result<Replaced> {
-    let refuse =
-        |why: String| DriverError::new(ErrorKind::Statement, format!("`{}` cannot be replaced: {why}", table.name));
+    let refuse = |why: &str| cannot_replace(&table.name, why);
     let columns = columns_of(conn, &table.name)?;
     let saved = columns_of(conn, &from.name)?;
     if columns.is_empty() || saved.is_empty() {
@@ -135,23 +137,20 @@ pub(crate) fn replace_rows(conn: &Connection, table: &TableName, from: &TableNam
     let names: Vec<String> = columns.iter().map(|c| c.0.clone()).collect();
     let saved_names: Vec<String> = saved.iter().map(|c| c.0.clone()).collect();
     if let Some(why) = columns_differ(&table.name, &names, &saved_names) {
-        return Err(refuse(why));
+        return Err(refuse(&why));
     }
     let mut key: Vec<&(String, bool, i64)> = columns.iter().filter(|c| c.2 > 0).collect();
     key.sort_by_key(|c| c.2);
     let key: Vec<String> = key.into_iter().map(|c| c.0.clone()).collect();
     if key.is_empty() {
-        return Err(refuse(
-            "it has no primary key to match the saved rows by; copy them back from the restored table by hand"
-                .to_owned(),
-        ));
+        return Err(refuse(NO_KEY));
     }
     let (live, source) = (quote(&table.name), quote(&from.name));
     let matched = key.iter().map(|k| format!("r.{0} = t.{0}", quote(k))).collect::<Vec<_>>().join(" AND ");
     let missing = format!("FROM {live} AS t WHERE NOT EXISTS (SELECT 1 FROM {source} AS r WHERE {matched})");
     let going: i64 = conn.query_row(&format!("SELECT count(*) {missing}"), [], |r| r.get(0)).map_err(error)?;
     if going > 0 {
-        let cascading: Option<(String, String)> = conn
+        let found: Option<(String, String)> = conn
             .query_row(
                 "SELECT m.name, f.on_delete FROM sqlite_master AS m, pragma_foreign_key_list(m.name) AS f \
                  WHERE m.type = 'table' AND f.\"table\" = ?1 COLLATE NOCASE \
@@ -162,11 +161,8 @@ pub(crate) fn replace_rows(conn: &Connection, table: &TableName, from: &TableNam
             .map(Some)
             .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
             .map_err(error)?;
-        if let Some((other, action)) = cascading {
-            return Err(refuse(format!(
-                "{going} row(s) not in the backup would be deleted, and a foreign key of {other} is ON DELETE {action}; \
-                 copy the saved rows back from the restored table by hand"
-            )));
+        if let Some((other, action)) = found {
+            return Err(refuse(&cascading(going as u64, &format!("a foreign key of {other} is ON DELETE {action}"))));
         }
     }
     let plain = plain_copy(conn, table, keep_as)?;

@@ -164,28 +164,31 @@ impl SqliteDriver {
                 format!("the SQLite database `{path}` does not exist (`airlock migrate` creates it)"),
             ));
         }
+        // A process killed in a write transaction leaves a hot journal that
+        // only a writer can roll back: SQLite does so when a writable
+        // connection first reads, which changes nothing committed. Only
+        // where a journal lies beside the file is that looked into.
+        let read = |sql: &str, conn: &Connection| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+        if Path::new(&format!("{path}-journal")).exists() {
+            let probe = SqliteDriver::open_file(path)?;
+            if let Err(rusqlite::Error::SqliteFailure(e, _)) = read("SELECT count(*) FROM sqlite_master", &probe)
+                && e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK
+            {
+                let writer = SqliteDriver::connect(url, false)?;
+                read("SELECT count(*) FROM sqlite_master", &writer.conn).map_err(error)?;
+            }
+        }
+        Ok(SqliteDriver { conn: SqliteDriver::open_file(path)?, load: None })
+    }
+
+    /// The file opened read-only, waiting a second for a writer's lock.
+    fn open_file(path: &str) -> Result<Connection> {
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| {
             DriverError::new(ErrorKind::Connection, format!("cannot open the SQLite database `{path}`: {e}"))
         })?;
         conn.busy_timeout(Duration::from_secs(1)).map_err(error)?;
-        // A process killed in a write transaction leaves a hot journal that
-        // only a writer can roll back: SQLite does so when a writable
-        // connection first reads, which changes nothing committed. Then
-        // the file is opened read-only again.
-        let probe = conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0));
-        if let Err(rusqlite::Error::SqliteFailure(e, _)) = &probe
-            && e.extended_code == rusqlite::ffi::SQLITE_READONLY_ROLLBACK
-        {
-            drop(conn);
-            let writer = SqliteDriver::connect(url, false)?;
-            writer.conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0)).map_err(error)?;
-            drop(writer);
-            let conn = Connection::open_with_flags(path, flags).map_err(error)?;
-            conn.busy_timeout(Duration::from_secs(1)).map_err(error)?;
-            return Ok(SqliteDriver { conn, load: None });
-        }
-        Ok(SqliteDriver { conn, load: None })
+        Ok(conn)
     }
 
     fn table_exists(&self, table: &str) -> Result<bool> {

@@ -67,6 +67,23 @@ pub struct Replaced {
     pub written: u64,
 }
 
+/// Why a replace is refused, before anything is changed: `table` and the reason.
+pub fn cannot_replace(table: &str, why: &str) -> crate::DriverError {
+    crate::DriverError::new(crate::ErrorKind::Statement, format!("`{table}` cannot be replaced: {why}"))
+}
+
+/// The reason when the live table has no primary key to match rows by.
+pub const NO_KEY: &str =
+    "it has no primary key to match the saved rows by; copy them back from the restored table by hand";
+
+/// The reason when rows to delete would change another table through a
+/// foreign key (`foreign_key` says which, and what it does on delete).
+pub fn cascading(rows: u64, foreign_key: &str) -> String {
+    format!(
+        "{rows} row(s) not in the backup would be deleted, and {foreign_key}; copy the saved rows back from the restored table by hand"
+    )
+}
+
 /// Why two tables' columns do not match for a replace, or None when they do.
 pub fn columns_differ(table: &str, live: &[String], saved: &[String]) -> Option<String> {
     let only = |a: &[String], b: &[String]| a.iter().filter(|c| !b.contains(c)).cloned().collect::<Vec<_>>();

@@ -310,10 +310,14 @@ impl Project {
         std::fs::write(self.root.path().join("airlock.toml"), content).unwrap();
     }
 
-    /// `airlock` run from the project root, with no database chosen and no colour.
+    /// `airlock` run from the project root, with no database chosen and no
+    /// colour. Its temporary files (a SQLite scratch database) go in the
+    /// project, so that a run a test kills leaves none behind it.
     pub fn bare(&self) -> Command {
+        let tmp = self.root.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
         let mut cmd = Command::new(airlock_bin());
-        cmd.current_dir(self.root.path()).env_remove("DATABASE_URL").env("NO_COLOR", "1");
+        cmd.current_dir(self.root.path()).env_remove("DATABASE_URL").env("NO_COLOR", "1").env("TMPDIR", tmp);
         cmd
     }
 

@@ -13,7 +13,7 @@ use std::process::Stdio;
 
 use airlock_core::schema::TableName;
 use airlock_driver::backup::{
-    BackupReader, BackupWriter, NO_KEY, PlainCopy, Replaced, Saved, TableDigest, cannot_replace, cascading,
+    BackupReader, BackupWriter, NO_KEY, PlainCopy, Replaced, RowsDigest, Saved, TableDigest, cannot_replace, cascading,
     columns_differ, feed_tool, tool_finished,
 };
 use airlock_driver::{DriverError, ErrorKind, Result};
@@ -177,9 +177,10 @@ fn pattern(schema: &str, name: &str) -> String {
     format!("\"{}\".\"{}\"", schema.replace('"', "\"\""), name.replace('"', "\"\""))
 }
 
-/// Each table's rows and the sum of its rows' MD5s (the first 64 bits, as
-/// numbers): the same for the same rows in any order.
+/// Each table's rows and their [`RowsDigest`]: the rows as `COPY` writes
+/// them in text, hashed here, so the server does no more than a dump does.
 pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableDigest>> {
+    use futures_util::TryStreamExt;
     // A row's text depends on the session (a database's own TimeZone is not
     // a scratch database's): the same settings wherever a digest is read.
     client
@@ -191,18 +192,15 @@ pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Res
         .map_err(error)?;
     let mut out = Vec::new();
     for (schema, name) in tables {
-        let sql = format!(
-            "SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint::numeric), 0)::text \
-             FROM ONLY {} AS t",
-            qualified(schema, name)
-        );
-        let row = client.query_one(&sql, &[]).await.map_err(error)?;
-        out.push(TableDigest {
-            schema: Some(schema.clone()),
-            table: name.clone(),
-            rows: row.get::<_, i64>(0) as u64,
-            digest: row.get(1),
-        });
+        let sql = format!("COPY (SELECT * FROM ONLY {}) TO STDOUT", qualified(schema, name));
+        let stream = client.copy_out(&sql).await.map_err(error)?;
+        futures_util::pin_mut!(stream);
+        let mut digest = RowsDigest::default();
+        while let Some(chunk) = stream.try_next().await.map_err(error)? {
+            digest.update(&chunk);
+        }
+        let (rows, digest) = digest.finish();
+        out.push(TableDigest { schema: Some(schema.clone()), table: name.clone(), rows, digest });
     }
     Ok(out)
 }

@@ -139,3 +139,96 @@ pub async fn feed_tool(
     fed.map_err(|e| crate::DriverError::new(crate::ErrorKind::Connection, format!("reading the backup: {e}")))?;
     Ok(())
 }
+
+/// The digest of rows given as lines of text (a PostgreSQL `COPY ... TO
+/// STDOUT` in text format, one row a line), whatever their order: the sum,
+/// modulo 2^128, of each line's XXH3-128. XXH3 is specified and stable, so
+/// a digest read today compares with one read by another airlock later;
+/// the sum keeps rows that appear twice apart from rows that appear once.
+#[derive(Debug, Default)]
+pub struct RowsDigest {
+    rows: u64,
+    sum: u128,
+    /// A row split across two chunks: its start.
+    pending: Vec<u8>,
+}
+
+/// How a [`RowsDigest`] is written: the hash, then the sum in hexadecimal.
+pub const ROWS_DIGEST_KIND: &str = "xxh3-128";
+
+impl RowsDigest {
+    /// Takes the next bytes of the rows' text, cut anywhere.
+    pub fn update(&mut self, mut chunk: &[u8]) {
+        if !self.pending.is_empty() {
+            let Some(end) = memchr::memchr(b'\n', chunk) else {
+                self.pending.extend_from_slice(chunk);
+                return;
+            };
+            self.pending.extend_from_slice(&chunk[..end]);
+            let row = std::mem::take(&mut self.pending);
+            self.add(&row);
+            chunk = &chunk[end + 1..];
+        }
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            self.add(&chunk[start..end]);
+            start = end + 1;
+        }
+        self.pending.extend_from_slice(&chunk[start..]);
+    }
+
+    fn add(&mut self, row: &[u8]) {
+        self.rows += 1;
+        self.sum = self.sum.wrapping_add(twox_hash::XxHash3_128::oneshot(row));
+    }
+
+    /// The rows seen and their digest (`xxh3-128:` and 32 hex digits); a
+    /// last row without its line end counts.
+    pub fn finish(mut self) -> (u64, String) {
+        if !self.pending.is_empty() {
+            let row = std::mem::take(&mut self.pending);
+            self.add(&row);
+        }
+        (self.rows, format!("{ROWS_DIGEST_KIND}:{:032x}", self.sum))
+    }
+}
+
+/// The kind of a digest as written (`xxh3-128` for `xxh3-128:…`), or
+/// `None` for the plain numbers digests were written as before kinds.
+pub fn digest_kind(digest: &str) -> Option<&str> {
+    digest.split_once(':').map(|(kind, _)| kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(chunks: &[&[u8]]) -> (u64, String) {
+        let mut d = RowsDigest::default();
+        for chunk in chunks {
+            d.update(chunk);
+        }
+        d.finish()
+    }
+
+    #[test]
+    fn rows_digest_the_same_in_any_order_and_however_cut() {
+        let whole = digest(&[b"1\tapple\n2\tpear\n3\t\\N\n"]);
+        assert_eq!(whole.0, 3);
+        assert!(whole.1.starts_with("xxh3-128:") && whole.1.len() == 9 + 32, "{}", whole.1);
+        assert_eq!(digest(&[b"3\t\\N\n1\tapple\n", b"2\tpear\n"]), whole);
+        assert_eq!(digest(&[b"1\tap", b"", b"ple\n2", b"\tpear\n3\t\\N", b"\n"]), whole);
+        assert_eq!(digest(&[b"1\tapple\n2\tpear\n3\t\\N"]), whole, "a last row without its line end");
+    }
+
+    #[test]
+    fn rows_digest_tells_other_rows_and_a_row_twice() {
+        let base = digest(&[b"1\tapple\n2\tpear\n"]);
+        assert_ne!(digest(&[b"1\tapple\n2\tpeas\n"]), base);
+        assert_ne!(digest(&[b"1\tapple\n2\tpear\n2\tpear\n2\tpear\n"]).1, base.1, "three times is not once");
+        let empty = digest(&[]);
+        assert_eq!(empty, (0, format!("xxh3-128:{:032x}", 0)));
+        assert_eq!(digest_kind(&base.1), Some("xxh3-128"));
+        assert_eq!(digest_kind("1234567"), None);
+    }
+}

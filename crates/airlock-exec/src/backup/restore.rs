@@ -21,7 +21,7 @@ use airlock_driver::Driver;
 use serde::Serialize;
 
 use super::store::{Manifest, ManifestTable};
-use super::stored::{checked, invalid, restore_file};
+use super::stored::{checked, compare_restored, invalid, restore_file};
 use crate::error::ExecError;
 use crate::rehearse::Loader;
 use crate::{Context, Options};
@@ -186,13 +186,9 @@ async fn beside(
     let scratch = crate::drift::Scratch::create(options).await?;
     let outcome = async {
         let mut copy = scratch.connect().await?;
-        restore_file(copy.as_mut(), path, &invalid).await?;
+        restore_file(copy.as_mut(), path, &manifest.sha256, &invalid).await?;
         let saved: Vec<_> = tables.iter().map(|t| t.digest()).collect();
-        let found = copy
-            .digests(&tables.iter().map(|t| t.name()).collect::<Vec<_>>())
-            .await
-            .map_err(|e| invalid(format!("reading the restored copy: {e}")))?;
-        super::take::compare_rows(&saved, &found).map_err(&invalid)?;
+        compare_restored(copy.as_mut(), &saved, &invalid).await?;
         live.begin().await.map_err(ExecError::db("starting the restore's transaction"))?;
         // What was made, to drop again where DDL commits at once.
         let mut undo: Vec<String> = Vec::new();
@@ -322,13 +318,9 @@ async fn whole(
     let into = crate::drift::Scratch::lend(options, url).await?;
     let outcome = async {
         let mut driver = into.connect().await?;
-        restore_file(driver.as_mut(), path, &invalid).await?;
-        let found = driver
-            .digests(&manifest.tables.iter().map(ManifestTable::name).collect::<Vec<_>>())
-            .await
-            .map_err(|e| invalid(format!("reading the restored copy: {e}")))?;
+        restore_file(driver.as_mut(), path, &manifest.sha256, &invalid).await?;
         let saved: Vec<_> = manifest.tables.iter().map(ManifestTable::digest).collect();
-        super::take::compare_rows(&saved, &found).map_err(&invalid)
+        compare_restored(driver.as_mut(), &saved, &invalid).await
     }
     .await;
     match outcome {

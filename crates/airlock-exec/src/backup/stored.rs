@@ -1,11 +1,13 @@
 //! Backups already taken: `backup list` (history's `backup` events, each
 //! with whether its data is still in a directory store) and `backup verify
-//! ID` (the stored bytes checked against the manifest's size and SHA-256,
-//! then restored into a scratch database and each table's rows and digest
-//! compared with the manifest's). Both only read the database.
+//! ID` (the stored bytes checked against the manifest's size, then
+//! restored into a scratch database, their SHA-256 taken on the way, and
+//! each table's rows and digest compared with the manifest's). Both only
+//! read the database.
 
 use airlock_core::schema::TableName;
 use serde::Serialize;
+use sha2::Digest;
 
 use airlock_driver::backup::TableDigest;
 
@@ -144,11 +146,9 @@ pub async fn backup_verify(options: &Options, id: &str, file: Option<&str>) -> R
     let scratch = crate::drift::Scratch::create(options).await?;
     let outcome = async {
         let mut restored = scratch.connect().await?;
-        restore_file(restored.as_mut(), &path, &invalid).await?;
+        restore_file(restored.as_mut(), &path, &manifest.sha256, &invalid).await?;
         let saved: Vec<TableDigest> = manifest.tables.iter().map(ManifestTable::digest).collect();
-        let names: Vec<TableName> = manifest.tables.iter().map(ManifestTable::name).collect();
-        let digests = restored.digests(&names).await.map_err(|e| invalid(format!("reading the restored copy: {e}")))?;
-        super::take::compare_rows(&saved, &digests).map_err(invalid)
+        compare_restored(restored.as_mut(), &saved, &invalid).await
     }
     .await;
     let dropped = scratch.finish().await;
@@ -181,8 +181,10 @@ pub(super) async fn checked(ctx: &Context, id: &str, file: Option<&str>) -> Resu
     Ok((manifest, path))
 }
 
-/// The stored data at `path` checked against `manifest`; a backup
-/// retention `deleted` is not looked for.
+/// The stored data at `path` checked against `manifest` before anything
+/// reads it whole: there, and of the size stored (its SHA-256 is checked as
+/// it is restored, see [`restore_file`]); a backup retention `deleted` is
+/// not looked for.
 async fn check_file(manifest: &Manifest, path: &str, deleted: Option<String>) -> Result<(), ExecError> {
     let invalid = invalid(&manifest.id, path);
     if let Some(why) = deleted {
@@ -192,39 +194,67 @@ async fn check_file(manifest: &Manifest, path: &str, deleted: Option<String>) ->
     if bytes_read != manifest.stored_bytes {
         return Err(invalid(format!("{bytes_read} bytes, the manifest says {}", manifest.stored_bytes)));
     }
-    let sha256 = sha256_of(path).await.map_err(|e| invalid(format!("cannot be read: {e}")))?;
-    if sha256 != manifest.sha256 {
-        return Err(invalid(format!(
-            "its SHA-256 is {sha256}, the manifest says {}: the file was changed or damaged",
-            manifest.sha256
-        )));
-    }
     Ok(())
 }
 
-/// Restores the stored (zstd) backup at `path` into `driver`'s empty database.
+/// Restores the stored (zstd) backup at `path` into `driver`'s empty
+/// database, reading the file once: its SHA-256 is taken as it goes, and a
+/// file that is not the `sha256` it was stored with is told as such, before
+/// any error the restore met on its way.
 pub(super) async fn restore_file(
     driver: &mut dyn airlock_driver::Driver,
     path: &str,
+    sha256: &str,
     invalid: &impl Fn(String) -> ExecError,
 ) -> Result<(), ExecError> {
     let file = tokio::fs::File::open(path).await.map_err(|e| invalid(format!("cannot be read: {e}")))?;
-    let mut decoder = async_compression::tokio::bufread::ZstdDecoder::new(tokio::io::BufReader::new(file));
-    driver.restore(&mut decoder).await.map_err(|e| invalid(format!("it did not restore: {e}")))
+    let mut reader = Hashing { file, hash: sha2::Sha256::new() };
+    let restored = {
+        let mut decoder = async_compression::tokio::bufread::ZstdDecoder::new(tokio::io::BufReader::new(&mut reader));
+        driver.restore(&mut decoder).await
+    };
+    // What a restore that stopped early left unread.
+    tokio::io::copy(&mut reader, &mut tokio::io::sink()).await.map_err(|e| invalid(format!("cannot be read: {e}")))?;
+    let read = format!("{:x}", reader.hash.finalize());
+    if read != sha256 {
+        return Err(invalid(format!(
+            "its SHA-256 is {read}, not the {sha256} it was stored with: the file was changed or damaged"
+        )));
+    }
+    restored.map_err(|e| invalid(format!("it did not restore: {e}")))
 }
 
-/// SHA-256 of a file, read in chunks.
-async fn sha256_of(path: &str) -> std::io::Result<String> {
-    use sha2::Digest;
-    use tokio::io::AsyncReadExt;
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut hash = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 256 * 1024];
-    loop {
-        let n = file.read(&mut buffer).await?;
-        if n == 0 {
-            return Ok(format!("{:x}", hash.finalize()));
+/// `saved`'s tables in `driver`'s database (a restored copy): their rows
+/// and digests compared with what was saved.
+pub(super) async fn compare_restored(
+    driver: &mut dyn airlock_driver::Driver,
+    saved: &[TableDigest],
+    invalid: &impl Fn(String) -> ExecError,
+) -> Result<(), ExecError> {
+    let names: Vec<TableName> =
+        saved.iter().map(|t| TableName { schema: t.schema.clone(), name: t.table.clone() }).collect();
+    let found = driver.digests(&names).await.map_err(|e| invalid(format!("reading the restored copy: {e}")))?;
+    super::take::compare_rows(saved, &found).map_err(invalid)
+}
+
+/// A file read through SHA-256.
+struct Hashing {
+    file: tokio::fs::File,
+    hash: sha2::Sha256,
+}
+
+impl tokio::io::AsyncRead for Hashing {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.file).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            let read = &buf.filled()[before..];
+            self.hash.update(read);
         }
-        hash.update(&buffer[..n]);
+        polled
     }
 }

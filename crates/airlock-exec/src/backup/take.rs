@@ -1,11 +1,14 @@
 //! Taking a backup: the driver's stream is compressed (zstd) and
-//! checksummed (SHA-256 of the stored bytes) on its way to the store, and
-//! at the same time decompressed and restored into a scratch database,
-//! where each saved table's rows and digest, and its schema, are compared
-//! with what the source said in the backup's own snapshot. Nothing is
-//! written in full before it is needed: memory stays at a few buffers
-//! whatever the database's size. Only a verified backup gets a manifest;
-//! a store left with a partial file says so by its name (`.partial`).
+//! checksummed (SHA-256 of the stored bytes) on its way to the store, at
+//! the pace of the engine's tool. It is then verified: restored into a
+//! scratch database, where each saved table's rows and digest, and its
+//! schema, are compared with what the source said in the backup's own
+//! snapshot. A directory store's file is restored once it is written (read
+//! back once, its SHA-256 checked on the way); what a command stores
+//! cannot be read back, so it is restored as it is sent, the same bytes
+//! decompressed beside. Nothing is held whole in memory: a few buffers
+//! whatever the database's size. Only a verified backup gets a manifest; a
+//! store left with a partial file says so by its name (`.partial`).
 
 use std::time::Instant;
 
@@ -13,11 +16,12 @@ use airlock_core::Event;
 use airlock_core::schema::TableName;
 use airlock_core::snapshot::{ObjectKind, SchemaSnapshot, Scope};
 use airlock_driver::Driver;
-use airlock_driver::backup::{Saved, TableDigest};
+use airlock_driver::backup::{Saved, TableDigest, digest_kind};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::store::{Manifest, ManifestTable, Sink};
+use super::stored::{compare_restored, restore_file};
 use super::{BackupMode, BackupPlan};
 use crate::Context;
 use crate::error::ExecError;
@@ -50,54 +54,62 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
 
     let unverifiable =
         |e: ExecError| failed(format!("it cannot be verified without a database to restore it into: {e}"));
+    // Made first: a server that will not make one refuses before the dump.
     let scratch = crate::drift::Scratch::create(options).await.map_err(unverifiable)?;
+    let interrupted = || ExecError::Interrupted {
+        signal: options.interrupt.raised().unwrap_or(crate::SIGINT),
+        state: "it stopped while taking the backup before migrating: nothing was changed, and no backup was kept"
+            .to_owned(),
+        applied: Vec::new(),
+    };
     let outcome = async {
         let mut restored = scratch.connect().await.map_err(unverifiable)?;
-        let sink = Sink::open(&options.backup.store, &id).await.map_err(&failed)?;
+        let mut sink = Sink::open(&options.backup.store, &id).await.map_err(&failed)?;
+        let beside = sink.read_back().is_none();
         // A signal stops the backup where it is: the tools are killed, the
         // part written removed, the scratch database dropped below.
+        let saving = Instant::now();
         let streamed = tokio::select! {
-            streamed = stream(driver, tables, restored.as_mut(), sink) => Some(streamed),
+            streamed = stream(driver, tables, beside.then_some(restored.as_mut()), &mut sink) => Some(streamed),
             () = options.interrupt.wait() => None,
         };
-        let Some(((saved, dump_ms), pumped, restore)) = streamed else {
+        let dump_ms = saving.elapsed().as_millis() as u64;
+        let Some((saved, pumped, restore)) = streamed else {
             // The dump's transaction, left open when it was cut off.
             let _ = driver.rollback().await;
-            if let super::BackupStore::Directory(dir) = &options.backup.store {
-                let _ = tokio::fs::remove_file(dir.join(format!("{id}.partial"))).await;
-            }
-            return Err(ExecError::Interrupted {
-                signal: options.interrupt.raised().unwrap_or(crate::SIGINT),
-                state:
-                    "it stopped while taking the backup before migrating: nothing was changed, and no backup was kept"
-                        .to_owned(),
-                applied: Vec::new(),
-            });
+            sink.abandon().await;
+            return Err(interrupted());
         };
-        let (sink, raw_bytes, stored_bytes, sha256) = match pumped {
+        let (raw_bytes, stored_bytes, sha256) = match pumped {
             Ok(pumped) => pumped,
-            Err((sink, e)) => return Err(failed(format!("the store failed: {}", sink.failure(e).await))),
+            Err(e) => return Err(failed(format!("the store failed: {}", sink.failure(e).await))),
         };
         let checked = async {
-            let saved = saved.map_err(|e| format!("the backup failed: {e}"))?;
-            restore.map_err(|e| format!("it did not restore: {e}"))?;
-            let restored_tables: Vec<TableName> =
-                saved.tables.iter().map(|t| TableName { schema: t.schema.clone(), name: t.table.clone() }).collect();
-            let digests =
-                restored.digests(&restored_tables).await.map_err(|e| format!("reading the restored copy: {e}"))?;
-            compare_rows(&saved.tables, &digests)?;
+            let saved = saved.map_err(|e| failed(format!("the backup failed: {e}")))?;
+            match restore {
+                Some(restore) => restore.map_err(|e| failed(format!("it did not restore: {e}")))?,
+                None => {
+                    let path = sink.read_back().expect("a store read back").display().to_string();
+                    let not_restored = |why: String| failed(format!("{path}: {why}"));
+                    restore_file(restored.as_mut(), &path, &sha256, &not_restored).await?;
+                }
+            }
+            compare_restored(restored.as_mut(), &saved.tables, &|why| failed(why)).await?;
             let after = read_within(restored.as_mut(), &scope)
                 .await
-                .map_err(|e| format!("reading the restored schema: {e}"))?;
-            compare_schema(&before, &after)?;
-            Ok::<Saved, String>(saved)
-        }
-        .await;
+                .map_err(|e| failed(format!("reading the restored schema: {e}")))?;
+            compare_schema(&before, &after).map_err(&failed)?;
+            Ok::<Saved, ExecError>(saved)
+        };
+        let checked = tokio::select! {
+            checked = checked => checked,
+            () = options.interrupt.wait() => Err(interrupted()),
+        };
         let saved = match checked {
             Ok(saved) => saved,
-            Err(why) => {
+            Err(e) => {
                 sink.abandon().await;
-                return Err(failed(why));
+                return Err(e);
             }
         };
         let manifest = Manifest {
@@ -109,6 +121,7 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
             format: saved.format,
             tool: saved.tool,
             server_version: saved.server_version,
+            catalog_bytes: plan.estimated_bytes,
             raw_bytes,
             stored_bytes,
             sha256,
@@ -131,31 +144,29 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
     Ok(manifest)
 }
 
-/// What the three steps gave: the driver's account, the store's (the sink
-/// back, raw and stored bytes, the stored bytes' SHA-256; or the sink and
-/// the error), and the restore's.
-type Streamed = (
-    (airlock_driver::Result<Saved>, u64),
-    Result<(Sink, u64, u64, String), (Sink, std::io::Error)>,
-    airlock_driver::Result<()>,
-);
+/// What the three steps gave: the driver's account, the store's (raw and
+/// stored bytes, the stored bytes' SHA-256), and the restore's when one
+/// ran beside.
+type Streamed =
+    (airlock_driver::Result<Saved>, std::io::Result<(u64, u64, String)>, Option<airlock_driver::Result<()>>);
 
-/// Runs the backup, the compression into the store and the restore at
-/// once, joined by bounded pipes. A step that stops closes its pipe, so
-/// the others stop too instead of waiting.
+/// Runs the backup and the compression into the store at once, joined by
+/// a bounded pipe, and the restore into `target` beside them when there
+/// is one. A step that stops closes its pipe, so the others stop too
+/// instead of waiting.
 async fn stream(
     source: &mut dyn Driver,
     tables: Option<&[TableName]>,
-    target: &mut dyn Driver,
-    mut sink: Sink,
+    target: Option<&mut dyn Driver>,
+    sink: &mut Sink,
 ) -> Streamed {
     let (mut raw_tx, mut raw_rx) = tokio::io::duplex(CHUNK);
-    let (mut zst_tx, zst_rx) = tokio::io::duplex(CHUNK);
+    let (zst_tx, zst_rx) = tokio::io::duplex(CHUNK);
+    let mut zst_tx = target.is_some().then_some(zst_tx);
     let produce = async move {
-        let started = Instant::now();
         let saved = source.backup(tables, &mut raw_tx).await;
         let _ = raw_tx.shutdown().await;
-        (saved, started.elapsed().as_millis() as u64)
+        saved
     };
     let pump = async move {
         let pumped = async {
@@ -163,8 +174,6 @@ async fn stream(
             let mut hash = Sha256::new();
             let (mut raw, mut stored) = (0u64, 0u64);
             let mut buffer = vec![0u8; CHUNK];
-            // Verification is best effort here: its own error is the one told.
-            let mut verifying = true;
             loop {
                 let n = raw_rx.read(&mut buffer).await?;
                 let out = if n == 0 {
@@ -178,27 +187,32 @@ async fn stream(
                     hash.update(&out);
                     stored += out.len() as u64;
                     sink.write(&out).await?;
-                    if verifying && zst_tx.write_all(&out).await.is_err() {
-                        verifying = false;
+                    // Verification beside is best effort here: its own error is the one told.
+                    if let Some(tx) = &mut zst_tx
+                        && tx.write_all(&out).await.is_err()
+                    {
+                        zst_tx = None;
                     }
                 }
                 if n == 0 {
                     break;
                 }
             }
-            let _ = zst_tx.shutdown().await;
+            sink.flush().await?;
+            if let Some(mut tx) = zst_tx.take() {
+                let _ = tx.shutdown().await;
+            }
             Ok::<_, std::io::Error>((raw, stored, format!("{:x}", hash.finalize())))
         }
         .await;
         drop(raw_rx);
-        match pumped {
-            Ok((raw, stored, sha)) => Ok((sink, raw, stored, sha)),
-            Err(e) => Err((sink, e)),
-        }
+        drop(zst_tx);
+        pumped
     };
     let restore = async move {
+        let target = target?;
         let mut decoder = async_compression::tokio::bufread::ZstdDecoder::new(tokio::io::BufReader::new(zst_rx));
-        target.restore(&mut decoder).await
+        Some(target.restore(&mut decoder).await)
     };
     tokio::join!(produce, pump, restore)
 }
@@ -221,6 +235,16 @@ pub(super) fn compare_rows(saved: &[TableDigest], restored: &[TableDigest]) -> R
             None => return Err(format!("table `{}` is missing from the restored copy", s.table)),
             Some(r) if r.rows != s.rows => {
                 return Err(format!("table `{}` has {} rows restored, {} saved", s.table, r.rows, s.rows));
+            }
+            Some(r) if digest_kind(&r.digest) != digest_kind(&s.digest) => {
+                return Err(format!(
+                    "table `{}` was saved with another kind of digest ({}) than this airlock reads ({}): \
+                     its {} rows are there, but their content cannot be compared; take a new backup",
+                    s.table,
+                    digest_kind(&s.digest).unwrap_or("an earlier one"),
+                    digest_kind(&r.digest).unwrap_or("an earlier one"),
+                    s.rows
+                ));
             }
             Some(r) if r.digest != s.digest => {
                 return Err(format!(
@@ -263,6 +287,12 @@ mod tests {
         assert_eq!(
             compare_rows(&saved, &[digest("carts", 2, "a1"), digest("users", 2, "b2")]),
             Err("table `carts` has 2 rows restored, 3 saved".to_owned())
+        );
+        assert_eq!(
+            compare_rows(&[digest("carts", 3, "12345")], &[digest("carts", 3, "xxh3-128:00ff")]),
+            Err("table `carts` was saved with another kind of digest (an earlier one) than this airlock reads \
+                 (xxh3-128): its 3 rows are there, but their content cannot be compared; take a new backup"
+                .to_owned())
         );
         assert_eq!(
             compare_rows(&saved, &[digest("carts", 3, "ff"), digest("users", 2, "b2")]),

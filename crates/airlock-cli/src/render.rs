@@ -870,6 +870,12 @@ fn plan_backup(backup: &airlock_exec::BackupPlan) {
         },
         backup.store
     );
+    if backup.estimated_seconds.is_some() {
+        let stored = backup
+            .estimated_stored_bytes
+            .map_or(String::new(), |b| format!("; about {} stored", airlock_exec::human_bytes(b)));
+        println!("  {DIM}time reckoned {}{stored}{DIM:#}", backup.pace);
+    }
     if let Some(everything) = &backup.everything {
         println!(
             "  {YELLOW}whole database{YELLOW:#}: {} line {}: {}",

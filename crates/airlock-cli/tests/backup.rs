@@ -603,6 +603,31 @@ fn a_backup_over_budget_is_taken_only_when_told() {
     in_prod(&project, &["migrate", "--backup"]).expect(0);
     assert_eq!(db.count("SELECT count(*) FROM carts"), 1);
     assert_eq!(stored(&project.root.path().join("saved")).len(), 2);
+
+    // Until then the time was reckoned at a default pace; from now on at
+    // this database's own: say its backup took a minute for what it saved.
+    let listed = in_prod(&project, &["--format", "json", "backup", "list"]);
+    let catalog_bytes = listed.json()["backups"][0]["catalog_bytes"].as_u64().expect("the catalog size recorded");
+    assert!(catalog_bytes > 0, "{}", listed.stdout);
+    db.exec("UPDATE airlock_events SET detail = json_set(detail, '$.duration_ms', 60000) WHERE kind = 'backup'");
+    protected(&project, &db, "backup_budget = \"10s\"\n");
+    project.write("2_prune.up.sql", "-- airlock:data\nDELETE FROM carts WHERE id > 0;\n");
+    let plan = plan_json(&project, 0);
+    let backup = &plan["backup"];
+    assert_eq!(backup["pace"], "at the pace of this database's last 1 backup(s)", "{plan}");
+    let seconds = backup["estimated_seconds"].as_f64().unwrap();
+    let bytes = backup["estimated_bytes"].as_f64().unwrap();
+    assert!((seconds - 60.0 * bytes / catalog_bytes as f64).abs() < 0.01, "{plan}");
+    assert!(backup["estimated_stored_bytes"].as_u64().unwrap() > 0, "{plan}");
+    assert_eq!(backup["over_budget"], "over the 10 s budget (`backup_budget`)", "{plan}");
+    let text = in_prod(&project, &["plan"]);
+    assert!(
+        text.stdout.contains("time reckoned at the pace of this database's last 1 backup(s); about"),
+        "{}",
+        text.stdout
+    );
+    in_prod(&project, &["migrate"]).expect(3);
+    assert_eq!(db.count("SELECT count(*) FROM carts"), 1);
 }
 
 #[test]

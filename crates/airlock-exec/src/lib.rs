@@ -58,7 +58,7 @@ pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
 pub use crate::live::{LiveState, live_catalog, live_state};
 pub use crate::plan::{MigrationPlan, PlanFinding, PlanReport, Risk, RiskCode, StatementPlan, Verdict, plan};
 pub use crate::prepare::{EngineTraits, Prepared, prepare, prepare_script};
-pub use crate::rates::{Calibration, MIN_ROWS, Rate, Rates, Work, calibrate};
+pub use crate::rates::{BackupPace, Calibration, MIN_ROWS, Rate, Rates, Work, calibrate};
 pub use crate::rehearse::{CopiedRows, RehearsalData, RehearsalEntry, RehearsalReport, rehearse};
 pub use crate::rehearsed::{RehearsalTimings, RehearsedStatement, ScaledRehearsal};
 pub use crate::repair::repair;

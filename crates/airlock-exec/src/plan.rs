@@ -608,6 +608,11 @@ impl Assessor {
         })
     }
 
+    /// How past backups of this database went, for a backup's estimate.
+    pub(crate) fn backup_pace(&self) -> Option<&crate::rates::BackupPace> {
+        self.rates.backup()
+    }
+
     /// The throughput figures behind the estimates.
     pub(crate) fn rates(&self) -> BTreeMap<Work, Rate> {
         Work::ALL.iter().map(|w| (*w, self.rates.get(*w).clone())).collect()
@@ -671,7 +676,13 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
     let verdict = migrations.iter().map(|m| m.verdict).max().unwrap_or(Verdict::Safe);
     let backup = match pending.is_empty() {
         true => None,
-        false => crate::backup::BackupPlan::of(&options.backup, &assessor.stake, database_bytes, options.profile()),
+        false => crate::backup::BackupPlan::of(
+            &options.backup,
+            &assessor.stake,
+            database_bytes,
+            options.profile(),
+            assessor.backup_pace(),
+        ),
     };
     Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates(), backup })
 }

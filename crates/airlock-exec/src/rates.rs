@@ -11,6 +11,10 @@
 //!    scratch table and stores the rates in `airlock_meta` (key `calibration`);
 //! 3. built-in defaults per engine, measured by bench/plan.sh.
 //!
+//! The same history gives a backup's pace: bytes of catalog size saved and
+//! verified per second, and how much of that the store kept, from the
+//! newest [`BACKUPS_READ`] backups' manifests.
+//!
 //! Reading them is read-only; a database without airlock's tables reads as defaults.
 
 use std::time::{Duration, Instant};
@@ -33,6 +37,10 @@ pub const HISTORY_RUNS: usize = 20;
 const TIMINGS_READ: usize = 500;
 /// Runs shorter than this are mostly round trips and planning.
 const MIN_MS: f64 = 50.0;
+/// How many of the newest backups a backup's pace is the median of.
+const BACKUPS_READ: usize = 5;
+/// Backups shorter than this are mostly making and dropping a scratch database.
+const MIN_BACKUP_MS: u64 = 1_000;
 
 /// The heavy part of a statement's work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -87,6 +95,55 @@ pub struct Rates {
     rewrite: Rate,
     /// The timings read, newest first, for per-table figures.
     timings: Vec<Timing>,
+    /// How past backups of this database went, when any was timed.
+    backup: Option<BackupPace>,
+}
+
+/// How fast backups of this database were taken and verified, and how
+/// much of what they saved their store kept.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackupPace {
+    /// Catalog bytes (tables with their indexes) saved and verified per second.
+    pub bytes_per_second: f64,
+    /// Stored (compressed) bytes per catalog byte.
+    pub stored_per_byte: f64,
+    /// The backups it is the median of.
+    pub backups: usize,
+}
+
+/// What a backup's manifest says of its pace (the rest of it is not read here).
+#[derive(Deserialize)]
+struct BackupTimed {
+    #[serde(default)]
+    catalog_bytes: Option<u64>,
+    stored_bytes: u64,
+    duration_ms: u64,
+}
+
+impl BackupPace {
+    /// The median pace of `backups` (newest first), or None when none of
+    /// them knew its size and took long enough to tell.
+    fn of(backups: &[BackupTimed]) -> Option<BackupPace> {
+        let timed: Vec<(f64, f64)> = backups
+            .iter()
+            .filter(|b| b.duration_ms >= MIN_BACKUP_MS)
+            .filter_map(|b| {
+                let bytes = b.catalog_bytes.filter(|&c| c > 0)? as f64;
+                Some((bytes / (b.duration_ms as f64 / 1000.0), b.stored_bytes as f64 / bytes))
+            })
+            .take(BACKUPS_READ)
+            .collect();
+        let median = |mut seen: Vec<f64>| {
+            seen.sort_by(f64::total_cmp);
+            let n = seen.len();
+            if n % 2 == 1 { seen[n / 2] } else { (seen[n / 2 - 1] + seen[n / 2]) / 2.0 }
+        };
+        (!timed.is_empty()).then(|| BackupPace {
+            bytes_per_second: median(timed.iter().map(|t| t.0).collect()),
+            stored_per_byte: median(timed.iter().map(|t| t.1).collect()),
+            backups: timed.len(),
+        })
+    }
 }
 
 /// What `airlock calibrate` measured and stored.
@@ -109,7 +166,18 @@ impl Rates {
     /// calibration replaces them.
     pub fn defaults(base: BaseRates) -> Rates {
         let rate = |rows_per_second| Rate { rows_per_second, source: "built-in default".to_owned() };
-        Rates { scan: rate(base.scan), index: rate(base.index), rewrite: rate(base.rewrite), timings: Vec::new() }
+        Rates {
+            scan: rate(base.scan),
+            index: rate(base.index),
+            rewrite: rate(base.rewrite),
+            timings: Vec::new(),
+            backup: None,
+        }
+    }
+
+    /// How past backups of this database went, if any was timed.
+    pub fn backup(&self) -> Option<&BackupPace> {
+        self.backup.as_ref()
     }
 
     /// The rate of one kind of work.
@@ -168,18 +236,30 @@ impl Rates {
         let mut rates = Rates::defaults(driver.profile().default_rates);
         let stored = driver.read_meta(CALIBRATION_KEY).await;
         let calibration = stored.ok().flatten().and_then(|text| serde_json::from_str::<Calibration>(&text).ok());
+        // One round trip for both kinds, each its newest; sorted here, as a
+        // union keeps no order.
         let events = driver
             .query_text(&format!(
-                "SELECT detail FROM airlock_events WHERE kind = 'timing' ORDER BY id DESC LIMIT {TIMINGS_READ}"
+                "SELECT id, kind, detail FROM (SELECT id, kind, detail FROM airlock_events WHERE kind = 'timing' \
+                 ORDER BY id DESC LIMIT {TIMINGS_READ}) AS t UNION ALL \
+                 SELECT id, kind, detail FROM (SELECT id, kind, detail FROM airlock_events WHERE kind = 'backup' \
+                 ORDER BY id DESC LIMIT {BACKUPS_READ}) AS b"
             ))
             .await
             .unwrap_or_default();
-        let timings: Vec<Timing> = events
+        let mut events: Vec<(i64, String, String)> = events
             .into_iter()
-            .filter_map(|row| row.into_iter().next().flatten())
-            .filter_map(|text| serde_json::from_str(&text).ok())
+            .filter_map(|row| match <[Option<String>; 3]>::try_from(row).ok()? {
+                [Some(id), Some(kind), Some(detail)] => Some((id.parse().ok()?, kind, detail)),
+                _ => None,
+            })
             .collect();
+        events.sort_by(|a, b| b.0.cmp(&a.0));
+        let of_kind = |kind: &'static str| events.iter().filter(move |e| e.1 == kind).map(|e| e.2.as_str());
+        let timings: Vec<Timing> = of_kind("timing").filter_map(|text| serde_json::from_str(text).ok()).collect();
+        let backups: Vec<BackupTimed> = of_kind("backup").filter_map(|text| serde_json::from_str(text).ok()).collect();
         rates.refine(calibration.as_ref(), &timings);
+        rates.backup = BackupPace::of(&backups);
         rates
     }
 }
@@ -337,6 +417,30 @@ mod tests {
 
     fn timing(work: Work, rows: f64, ms: f64) -> Timing {
         Timing { work, rows, ms, table: None }
+    }
+
+    #[test]
+    fn a_backups_pace_is_the_median_of_the_newest_that_tell() {
+        let backup = |catalog_bytes: Option<u64>, stored_bytes: u64, duration_ms: u64| BackupTimed {
+            catalog_bytes,
+            stored_bytes,
+            duration_ms,
+        };
+        assert_eq!(BackupPace::of(&[]), None);
+        // Too quick, or of an unknown size: nothing to tell.
+        assert_eq!(BackupPace::of(&[backup(Some(1 << 30), 1 << 28, 999), backup(None, 10, 60_000)]), None);
+        let pace = BackupPace::of(&[
+            backup(Some(100_000_000), 25_000_000, 10_000), // 10 MB/s, a quarter kept
+            backup(Some(100_000_000), 50_000_000, 2_000),  // 50 MB/s, half
+            backup(Some(100_000_000), 20_000_000, 5_000),  // 20 MB/s, a fifth
+            backup(Some(100), 1, 10),                      // too quick: skipped
+        ])
+        .unwrap();
+        assert_eq!(pace, BackupPace { bytes_per_second: 20e6, stored_per_byte: 0.25, backups: 3 });
+        // Only the newest BACKUPS_READ count.
+        let many: Vec<BackupTimed> =
+            (0..8).map(|i| backup(Some(1_000_000), 1, if i < BACKUPS_READ { 1_000 } else { 100_000 })).collect();
+        assert_eq!(BackupPace::of(&many).unwrap().bytes_per_second, 1e6);
     }
 
     #[test]

@@ -436,8 +436,14 @@ impl Judge {
     /// last; None when off or when the engine cannot take one (`migrate`
     /// said so before it started).
     fn backup(&self, options: &Options) -> Option<crate::backup::BackupPlan> {
-        crate::backup::BackupPlan::of(&options.backup, &self.assessor.stake, self.database_bytes, options.profile())
-            .filter(|backup| backup.unsupported.is_none())
+        crate::backup::BackupPlan::of(
+            &options.backup,
+            &self.assessor.stake,
+            self.database_bytes,
+            options.profile(),
+            self.assessor.backup_pace(),
+        )
+        .filter(|backup| backup.unsupported.is_none())
     }
 
     /// Judges the migration about to run, and advances the schema model past it.

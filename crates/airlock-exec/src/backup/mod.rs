@@ -308,6 +308,11 @@ pub struct BackupPlan {
     pub estimated_bytes: Option<u64>,
     /// How long saving and verifying it should take.
     pub estimated_seconds: Option<f64>,
+    /// What the store should keep of it (compressed), when past backups tell.
+    pub estimated_stored_bytes: Option<u64>,
+    /// What the time is reckoned from: `the last N backups' pace` or the
+    /// built-in default throughput.
+    pub pace: String,
     /// Where it goes.
     pub store: String,
     /// The estimate goes past `backup_budget`: `migrate` takes it only
@@ -330,6 +335,7 @@ impl BackupPlan {
         stake: &AtStake,
         database_bytes: Option<u64>,
         profile: &airlock_driver::Profile,
+        pace: Option<&crate::rates::BackupPace>,
     ) -> Option<BackupPlan> {
         let whole_file = profile.capabilities.local_file;
         let asked = settings.effective_mode();
@@ -343,8 +349,22 @@ impl BackupPlan {
             BackupMode::Database => database_bytes,
             _ => stake.tables.iter().map(|t| t.bytes.map(|b| b.max(0) as u64)).sum(),
         };
-        // Written once, read back once to verify.
-        let estimated_seconds = estimated_bytes.map(|b| 2.0 * b as f64 / DEFAULT_BYTES_PER_SECOND);
+        let (estimated_seconds, estimated_stored_bytes, pace) = match pace {
+            Some(p) => (
+                estimated_bytes.map(|b| b as f64 / p.bytes_per_second),
+                estimated_bytes.map(|b| (b as f64 * p.stored_per_byte).round() as u64),
+                format!("at the pace of this database's last {} backup(s)", p.backups),
+            ),
+            // Written once, read back once to verify.
+            None => (
+                estimated_bytes.map(|b| 2.0 * b as f64 / DEFAULT_BYTES_PER_SECOND),
+                None,
+                format!(
+                    "at a default {} per second, until a backup here is timed",
+                    human_bytes(DEFAULT_BYTES_PER_SECOND as u64)
+                ),
+            ),
+        };
         let over_budget = match (settings.budget, &settings.choice) {
             (Some(budget), None) if budget.exceeded_by(estimated_bytes, estimated_seconds) => {
                 Some(format!("over the {budget} budget (`backup_budget`)"))
@@ -357,6 +377,8 @@ impl BackupPlan {
             tables: stake.tables.clone(),
             estimated_bytes,
             estimated_seconds,
+            estimated_stored_bytes,
+            pace,
             store: match &settings.store {
                 BackupStore::Directory(dir) => dir.display().to_string(),
                 BackupStore::Command(command) => format!("command `{command}`"),
@@ -424,15 +446,18 @@ mod tests {
         let names: Vec<(&str, &str)> = stake.tables.iter().map(|t| (t.table.as_str(), t.changed_by.as_str())).collect();
         assert_eq!(names, [("carts", "1 (a)"), ("users", "2 (b)")]);
 
-        let plan = BackupPlan::of(&settings(BackupMode::Tables, None, "0"), &stake, Some(100 << 20), pg()).unwrap();
+        let plan =
+            BackupPlan::of(&settings(BackupMode::Tables, None, "0"), &stake, Some(100 << 20), pg(), None).unwrap();
         assert_eq!((plan.mode, plan.estimated_bytes), (BackupMode::Tables, Some(4 << 20)));
-        let plan = BackupPlan::of(&settings(BackupMode::Database, None, "0"), &stake, Some(100 << 20), pg()).unwrap();
+        let plan =
+            BackupPlan::of(&settings(BackupMode::Database, None, "0"), &stake, Some(100 << 20), pg(), None).unwrap();
         assert_eq!((plan.mode, plan.estimated_bytes), (BackupMode::Database, Some(100 << 20)));
-        assert!(BackupPlan::of(&settings(BackupMode::Off, None, "0"), &stake, None, pg()).is_none());
+        assert!(BackupPlan::of(&settings(BackupMode::Off, None, "0"), &stake, None, pg(), None).is_none());
 
         stake.add(Stake::Everything("a `CALL`".into()), "3 (c)", 7, &catalog);
         stake.add(Stake::Everything("later".into()), "4 (d)", 1, &catalog);
-        let plan = BackupPlan::of(&settings(BackupMode::Tables, None, "0"), &stake, Some(100 << 20), pg()).unwrap();
+        let plan =
+            BackupPlan::of(&settings(BackupMode::Tables, None, "0"), &stake, Some(100 << 20), pg(), None).unwrap();
         assert_eq!((plan.mode, plan.estimated_bytes), (BackupMode::Database, Some(100 << 20)));
         let everything = plan.everything.unwrap();
         assert_eq!((everything.why.as_str(), everything.migration.as_str(), everything.line), ("a `CALL`", "3 (c)", 7));
@@ -446,33 +471,40 @@ mod tests {
         let take = Some(BackupChoice::Take);
         let skip = Some(BackupChoice::Skip { reason: Some("restored from a snapshot".into()) });
         assert_eq!(
-            BackupPlan::of(&settings(BackupMode::Off, take.clone(), "0"), &stake, None, pg()).unwrap().mode,
+            BackupPlan::of(&settings(BackupMode::Off, take.clone(), "0"), &stake, None, pg(), None).unwrap().mode,
             BackupMode::Tables
         );
-        assert!(BackupPlan::of(&settings(BackupMode::Database, skip, "0"), &stake, None, pg()).is_none());
+        assert!(BackupPlan::of(&settings(BackupMode::Database, skip, "0"), &stake, None, pg(), None).is_none());
 
-        let over = BackupPlan::of(&settings(BackupMode::Tables, None, "2MB"), &stake, None, pg()).unwrap();
+        let over = BackupPlan::of(&settings(BackupMode::Tables, None, "2MB"), &stake, None, pg(), None).unwrap();
         assert_eq!(over.over_budget.as_deref(), Some("over the 2 MB budget (`backup_budget`)"));
         assert!(
-            BackupPlan::of(&settings(BackupMode::Tables, None, "4MB"), &stake, None, pg())
+            BackupPlan::of(&settings(BackupMode::Tables, None, "4MB"), &stake, None, pg(), None)
                 .unwrap()
                 .over_budget
                 .is_none()
         );
         // 3 MB written and read back at 50 MB/s: 0.12 s.
         assert!(
-            BackupPlan::of(&settings(BackupMode::Tables, None, "1s"), &stake, None, pg())
+            BackupPlan::of(&settings(BackupMode::Tables, None, "1s"), &stake, None, pg(), None)
                 .unwrap()
                 .over_budget
                 .is_none()
         );
         // `--backup` is the explicit yes.
         assert!(
-            BackupPlan::of(&settings(BackupMode::Tables, take, "2MB"), &stake, None, pg())
+            BackupPlan::of(&settings(BackupMode::Tables, take, "2MB"), &stake, None, pg(), None)
                 .unwrap()
                 .over_budget
                 .is_none()
         );
+        // This database's own backups went at 1 MB/s: 3 MB is over a 2 s budget.
+        let slow = crate::rates::BackupPace { bytes_per_second: (1 << 20) as f64, stored_per_byte: 0.25, backups: 3 };
+        let plan = BackupPlan::of(&settings(BackupMode::Tables, None, "2s"), &stake, None, pg(), Some(&slow)).unwrap();
+        assert_eq!(plan.estimated_seconds, Some(3.0));
+        assert_eq!(plan.estimated_stored_bytes, Some(3 << 18));
+        assert_eq!(plan.pace, "at the pace of this database's last 3 backup(s)");
+        assert_eq!(plan.over_budget.as_deref(), Some("over the 2 s budget (`backup_budget`)"));
     }
 
     #[test]

@@ -143,6 +143,7 @@ mod tests {
             format: String::new(),
             tool: String::new(),
             server_version: String::new(),
+            catalog_bytes: None,
             raw_bytes: 0,
             stored_bytes: 0,
             sha256: String::new(),

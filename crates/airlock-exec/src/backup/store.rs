@@ -34,6 +34,10 @@ pub struct Manifest {
     pub tool: String,
     /// The server's version.
     pub server_version: String,
+    /// What the catalog said the saved tables (with their indexes) or the
+    /// database held before: what a later backup's estimate is reckoned from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_bytes: Option<u64>,
     /// Bytes before compression.
     pub raw_bytes: u64,
     /// Bytes stored (zstd).
@@ -42,8 +46,10 @@ pub struct Manifest {
     pub sha256: String,
     /// Taking and verifying it, in milliseconds.
     pub duration_ms: u64,
-    /// Of that, the engine's tool writing it (stored as it came), in
-    /// milliseconds: what compares with the tool run alone.
+    /// Of that, saving it, in milliseconds: the engine's tool writing it
+    /// with the digests read beside it, compressed and stored, before it
+    /// is verified (what compares with the tool run alone). For a command
+    /// store the verifying restore runs beside, and is in it.
     #[serde(default)]
     pub dump_ms: u64,
     /// When (UTC).
@@ -139,6 +145,24 @@ impl Sink {
                 Some(stdin) => stdin.write_all(bytes).await,
                 None => Err(std::io::Error::other("the command's input is closed")),
             },
+        }
+    }
+
+    /// Writes out what is buffered.
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Sink::File { file, .. } => file.flush().await,
+            Sink::Command { stdin: Some(stdin), .. } => stdin.flush().await,
+            Sink::Command { stdin: None, .. } => Ok(()),
+        }
+    }
+
+    /// Where what was written can be read back before it is committed (a
+    /// directory store's partial file); None for a command.
+    pub(crate) fn read_back(&self) -> Option<&Path> {
+        match self {
+            Sink::File { partial, .. } => Some(partial),
+            Sink::Command { .. } => None,
         }
     }
 

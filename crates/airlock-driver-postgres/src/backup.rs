@@ -1,12 +1,13 @@
 //! Backups of a PostgreSQL database with the server's own tools: `pg_dump`
 //! (custom format, uncompressed: the runner compresses) and `pg_restore`,
 //! each of the server's major version or newer, found in `AIRLOCK_PG_BIN`,
-//! Debian's `/usr/lib/postgresql/N/bin` or `PATH`. The dump shares a
-//! snapshot exported by the driver's own transaction, in which each saved
-//! table's rows and digest are read while the dump runs: both describe the
-//! same rows. A backup of tables holds the whole schema and the rows of
-//! those tables and of the tables they reference (so that their foreign
-//! keys restore); every other table's rows are left out.
+//! Debian's `/usr/lib/postgresql/N/bin` or `PATH`. The dump runs in a
+//! snapshot exported by the driver's own transaction; each saved table's
+//! rows and digest are read from the archive as it streams past (or, for
+//! an archive this airlock cannot read, from the tables in that snapshot).
+//! A backup of tables holds the whole schema and the rows of those tables
+//! and of the tables they reference (so that their foreign keys restore);
+//! every other table's rows are left out.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,6 +21,7 @@ use airlock_driver::{DriverError, ErrorKind, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::Client;
 
+use crate::archive::ArchiveDigests;
 use crate::tls::{SslMode, TlsParams};
 use crate::{error, quote_identifier};
 
@@ -177,22 +179,31 @@ fn pattern(schema: &str, name: &str) -> String {
     format!("\"{}\".\"{}\"", schema.replace('"', "\"\""), name.replace('"', "\"\""))
 }
 
-/// Each table's rows and their [`RowsDigest`]: the rows as `COPY` writes
-/// them in text, hashed here, so the server does no more than a dump does.
+/// The session settings under which a table's rows are written as text
+/// for a digest, here and by `pg_dump` (which sets the date, interval and
+/// float ones itself): a database's own TimeZone is not a scratch
+/// database's.
+const DIGEST_SETTINGS: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; \
+     SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'";
+
+/// The columns `pg_dump` writes of a table's rows: all but dropped and
+/// generated ones, in order.
+const DUMPED_COLUMNS: &str = "SELECT coalesce(string_agg(quote_ident(attname), ', ' ORDER BY attnum), '') \
+     FROM pg_attribute WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''";
+
+/// Each table's rows and their [`RowsDigest`]: the rows `COPY` writes in
+/// text, the columns `pg_dump` dumps, hashed here; so the server does no
+/// more than a dump does, and a digest read from a dump's own archive
+/// ([`crate::archive`]) compares with one read from a table.
 pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableDigest>> {
     use futures_util::TryStreamExt;
-    // A row's text depends on the session (a database's own TimeZone is not
-    // a scratch database's): the same settings wherever a digest is read.
-    client
-        .batch_execute(
-            "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; SET LOCAL IntervalStyle = 'postgres'; \
-             SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'",
-        )
-        .await
-        .map_err(error)?;
+    client.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
     let mut out = Vec::new();
     for (schema, name) in tables {
-        let sql = format!("COPY (SELECT * FROM ONLY {}) TO STDOUT", qualified(schema, name));
+        let table = qualified(schema, name);
+        let columns: String = client.query_one(DUMPED_COLUMNS, &[&table]).await.map_err(error)?.get(0);
+        // No column at all is a row of an empty line, as pg_dump writes it too.
+        let sql = format!("COPY (SELECT {columns} FROM ONLY {table}) TO STDOUT");
         let stream = client.copy_out(&sql).await.map_err(error)?;
         futures_util::pin_mut!(stream);
         let mut digest = RowsDigest::default();
@@ -206,12 +217,16 @@ pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Res
 }
 
 /// A table's columns as a plain copy declares them: name, type (as
-/// `format_type` writes it, with its modifier), NOT NULL, and a collation
-/// other than the type's.
+/// `format_type` writes it, with its modifier), NOT NULL, a collation
+/// other than the type's, and for a generated column its kind (`s`
+/// stored, `v` virtual) and expression: generated in the copy too, so
+/// that it holds the same values and digests alike.
 const PLAIN_COLUMNS: &str = "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull, \
        (SELECT quote_ident(n.nspname) || '.' || quote_ident(co.collname) FROM pg_collation co \
-        JOIN pg_namespace n ON n.oid = co.collnamespace WHERE co.oid = a.attcollation AND a.attcollation <> ty.typcollation) \
+        JOIN pg_namespace n ON n.oid = co.collnamespace WHERE co.oid = a.attcollation AND a.attcollation <> ty.typcollation), \
+       a.attgenerated::text, pg_get_expr(d.adbin, d.adrelid) \
      FROM pg_attribute a JOIN pg_type ty ON ty.oid = a.atttypid \
+     LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.attgenerated <> '' \
      WHERE a.attrelid = $1::text::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
 
 /// A table's primary key columns, in the key's order.
@@ -235,7 +250,12 @@ pub(crate) async fn plain_copy(client: &Client, table: &TableName, name: &str) -
                 (c.get(0), c.get(1), c.get(2), c.get(3));
             let collate = collation.map(|c| format!(" COLLATE {c}")).unwrap_or_default();
             let not_null = if not_null { " NOT NULL" } else { "" };
-            format!("{} {kind}{collate}{not_null}", quote_identifier(&column))
+            let generated = match (c.get::<_, String>(4).as_str(), c.get::<_, Option<String>>(5)) {
+                ("s", Some(expr)) => format!(" GENERATED ALWAYS AS ({expr}) STORED"),
+                ("v", Some(expr)) => format!(" GENERATED ALWAYS AS ({expr}) VIRTUAL"),
+                _ => String::new(),
+            };
+            format!("{} {kind}{collate}{generated}{not_null}", quote_identifier(&column))
         })
         .collect();
     if !key.is_empty() {
@@ -245,7 +265,8 @@ pub(crate) async fn plain_copy(client: &Client, table: &TableName, name: &str) -
     Ok(PlainCopy {
         create: format!("CREATE TABLE {} ({})", qualified(&schema, name), parts.join(", ")),
         drop: format!("DROP TABLE {}", qualified(&schema, name)),
-        columns: columns.iter().map(|c| c.get(0)).collect(),
+        // The rows' columns: a generated one is written by the copy itself.
+        columns: columns.iter().filter(|c| c.get::<_, String>(4).is_empty()).map(|c| c.get(0)).collect(),
     })
 }
 
@@ -400,20 +421,53 @@ pub(crate) async fn backup(
         };
         args.extend(["--format=custom".to_owned(), "--compress=0".to_owned(), "--no-password".to_owned()]);
         args.push(format!("--snapshot={snapshot}"));
-        let mut child = start(&pg_dump, &args, env, Stdio::null(), Stdio::piped())?;
+        // Rows written as `digests` reads them: UTF-8, in UTC, bytea in hex.
+        let mut env = env.to_vec();
+        let options = env.iter().find(|(k, _)| *k == "PGOPTIONS").map(|(_, v)| v.clone()).unwrap_or_default();
+        env.retain(|(k, _)| *k != "PGOPTIONS");
+        env.push(("PGOPTIONS", format!("{options} -c TimeZone=UTC -c bytea_output=hex").trim_start().to_owned()));
+        env.push(("PGCLIENTENCODING", "UTF8".to_owned()));
+        let mut child = start(&pg_dump, &args, &env, Stdio::null(), Stdio::piped())?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
         // Owns the dump's output: a store that fails closes it, so the dump
-        // stops (a broken pipe) instead of waiting on a full one.
+        // stops (a broken pipe) instead of waiting on a full one. Each
+        // table's rows are digested from the archive on the way.
         let copy = async move {
-            tokio::io::copy(&mut stdout, out).await?;
-            out.flush().await
+            let mut archive = ArchiveDigests::new();
+            let mut buffer = vec![0u8; 256 * 1024];
+            loop {
+                let n = stdout.read(&mut buffer).await?;
+                if n == 0 {
+                    break;
+                }
+                archive.update(&buffer[..n]);
+                out.write_all(&buffer[..n]).await?;
+            }
+            out.flush().await?;
+            Ok::<_, std::io::Error>(archive.finish())
         };
         let mut said = String::new();
-        let (digests, copied, _) = tokio::join!(digests(client, &saved), copy, stderr.read_to_string(&mut said));
+        let (copied, _) = tokio::join!(copy, stderr.read_to_string(&mut said));
         tool_finished(&pg_dump, &mut child, &said).await?;
-        copied.map_err(|e| DriverError::new(ErrorKind::Connection, format!("writing the backup: {e}")))?;
-        digests
+        let read = copied.map_err(|e| DriverError::new(ErrorKind::Connection, format!("writing the backup: {e}")))?;
+        match read {
+            Ok(data) => Ok(saved
+                .iter()
+                .map(|(schema, table)| {
+                    let found = data.iter().find(|d| &d.schema == schema && &d.table == table);
+                    let (rows, digest) = match found {
+                        Some(d) => (d.rows, d.digest.clone()),
+                        // No data in the archive (a partitioned table's rows are its partitions').
+                        None => RowsDigest::default().finish(),
+                    };
+                    TableDigest { schema: Some(schema.clone()), table: table.clone(), rows, digest }
+                })
+                .collect()),
+            // An archive this airlock cannot read: the server reads the
+            // tables again, in the same snapshot, still open.
+            Err(_) => digests(client, &saved).await,
+        }
     }
     .await;
     let ended = client.batch_execute("COMMIT").await.map_err(error);

@@ -40,6 +40,7 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, NoTls, Row};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod archive;
 mod backup;
 mod tls;
 

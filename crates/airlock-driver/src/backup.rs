@@ -151,6 +151,9 @@ pub struct RowsDigest {
     sum: u128,
     /// A row split across two chunks: its start.
     pending: Vec<u8>,
+    /// COPY's end-of-data line (`\.`, which no row can be: a backslash in a
+    /// value is written doubled) was seen: nothing after it is a row.
+    ended: bool,
 }
 
 /// How a [`RowsDigest`] is written: the hash, then the sum in hexadecimal.
@@ -178,6 +181,10 @@ impl RowsDigest {
     }
 
     fn add(&mut self, row: &[u8]) {
+        if self.ended || row == b"\\." {
+            self.ended = true;
+            return;
+        }
         self.rows += 1;
         self.sum = self.sum.wrapping_add(twox_hash::XxHash3_128::oneshot(row));
     }
@@ -219,6 +226,12 @@ mod tests {
         assert_eq!(digest(&[b"3\t\\N\n1\tapple\n", b"2\tpear\n"]), whole);
         assert_eq!(digest(&[b"1\tap", b"", b"ple\n2", b"\tpear\n3\t\\N", b"\n"]), whole);
         assert_eq!(digest(&[b"1\tapple\n2\tpear\n3\t\\N"]), whole, "a last row without its line end");
+        assert_eq!(
+            digest(&[b"1\tapple\n2\tpear\n3\t\\N\n\\.\n\n\n"]),
+            whole,
+            "COPY's end of data, and what follows it"
+        );
+        assert_ne!(digest(&[b"1\tapple\n2\tpear\n3\t\\N\n\\\\.\n"]), whole, "a value that is a backslash and a dot");
     }
 
     #[test]

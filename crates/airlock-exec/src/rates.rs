@@ -254,7 +254,7 @@ impl Rates {
                 _ => None,
             })
             .collect();
-        events.sort_by(|a, b| b.0.cmp(&a.0));
+        events.sort_by_key(|e| std::cmp::Reverse(e.0));
         let of_kind = |kind: &'static str| events.iter().filter(move |e| e.1 == kind).map(|e| e.2.as_str());
         let timings: Vec<Timing> = of_kind("timing").filter_map(|text| serde_json::from_str(text).ok()).collect();
         let backups: Vec<BackupTimed> = of_kind("backup").filter_map(|text| serde_json::from_str(text).ok()).collect();

@@ -1100,3 +1100,27 @@ fn postgres_values_of_every_kind_are_saved_and_verified_whatever_the_databases_s
     );
     assert_eq!(db.count("SELECT count(*) FROM kinds_back"), 3);
 }
+
+/// A large table's restored copy is read in two halves at once (a second
+/// connection, one snapshot): the two digests added up are the dump's.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and MariaDB: run `scripts/test`, which starts them")]
+fn postgres_a_large_table_is_verified_in_two_halves_that_add_up_to_the_dump() {
+    let db = Db::new(Engine::Postgres);
+    db.exec(
+        "CREATE TABLE big (id bigint PRIMARY KEY, note text); \
+         INSERT INTO big SELECT i, repeat(md5(i::text), 3) FROM generate_series(1, 250000) AS i",
+    );
+    // Past the size read in halves (4096 pages of 8 kB).
+    assert!(db.count("SELECT pg_relation_size('big') / 8192") >= 4096);
+    let project = Project::new();
+    protected(&project, &db, "");
+    project.write("1_prune.up.sql", "-- airlock:data\nDELETE FROM big WHERE id % 2 = 0;\n");
+    in_prod(&project, &["migrate"]).expect(0);
+    let list = in_prod(&project, &["--format", "json", "backup", "list"]);
+    let backup = list.json()["backups"][0].clone();
+    assert_eq!(backup["tables"][0]["rows"], 250_000, "{backup}");
+    // Both halves, or the rows would not add up to the dump's.
+    in_prod(&project, &["backup", "verify", backup["id"].as_str().unwrap()]).expect(0);
+    assert_eq!(db.count("SELECT count(*) FROM big"), 125_000);
+}

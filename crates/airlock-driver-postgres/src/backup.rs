@@ -125,7 +125,7 @@ fn tool(name: &str, major: u32) -> Result<(PathBuf, String)> {
 }
 
 /// The server's major version, and its version as it names it.
-async fn server(client: &Client) -> Result<(u32, String)> {
+pub(crate) async fn server(client: &Client) -> Result<(u32, String)> {
     let row = client
         .query_one("SELECT current_setting('server_version_num')::int / 10000, current_setting('server_version')", &[])
         .await
@@ -194,26 +194,112 @@ const DUMPED_COLUMNS: &str = "SELECT coalesce(string_agg(quote_ident(attname), '
 /// Each table's rows and their [`RowsDigest`]: the rows `COPY` writes in
 /// text, the columns `pg_dump` dumps, hashed here; so the server does no
 /// more than a dump does, and a digest read from a dump's own archive
-/// ([`crate::archive`]) compares with one read from a table.
+/// ([`crate::archive`]) compares with one read from a table. `client` is
+/// in a transaction.
 pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableDigest>> {
-    use futures_util::TryStreamExt;
     client.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
     let mut out = Vec::new();
     for (schema, name) in tables {
         let table = qualified(schema, name);
-        let columns: String = client.query_one(DUMPED_COLUMNS, &[&table]).await.map_err(error)?.get(0);
-        // No column at all is a row of an empty line, as pg_dump writes it too.
-        let sql = format!("COPY (SELECT {columns} FROM ONLY {table}) TO STDOUT");
-        let stream = client.copy_out(&sql).await.map_err(error)?;
-        futures_util::pin_mut!(stream);
-        let mut digest = RowsDigest::default();
-        while let Some(chunk) = stream.try_next().await.map_err(error)? {
-            digest.update(&chunk);
-        }
-        let (rows, digest) = digest.finish();
+        let columns = dumped_columns(client, &table).await?;
+        let (rows, digest) = digest_of(client, &table, &columns, "").await?.finish();
         out.push(TableDigest { schema: Some(schema.clone()), table: name.clone(), rows, digest });
     }
     Ok(out)
+}
+
+/// A table of at least this many pages is read in two halves at once
+/// (by a second connection, in the same snapshot) when a digest is read
+/// outside any transaction of the run's: a restored copy being verified,
+/// when the server has nothing else to do.
+const SPLIT_PAGES: i64 = 4096;
+
+/// [`digests`] of a database no transaction of the run's is reading:
+/// each large table read in two halves of its pages at once, over
+/// `client` and `other` (a second connection to the same database) in one
+/// snapshot. Both end their transaction.
+pub(crate) async fn digests_split(
+    client: &Client,
+    other: &Client,
+    tables: &[(String, String)],
+) -> Result<Vec<TableDigest>> {
+    let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+    client.batch_execute(begin).await.map_err(error)?;
+    let read = async {
+        let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(error)?.get(0);
+        other.batch_execute(begin).await.map_err(error)?;
+        other.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'")).await.map_err(error)?;
+        client.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
+        other.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
+        let mut out = Vec::new();
+        for (schema, name) in tables {
+            let table = qualified(schema, name);
+            let columns = dumped_columns(client, &table).await?;
+            let pages: i64 = client
+                .query_one(
+                    "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::int",
+                    &[&table],
+                )
+                .await
+                .map_err(error)?
+                .get(0);
+            let digest = if pages >= SPLIT_PAGES {
+                let half = pages / 2;
+                let (below, above) =
+                    (format!(" WHERE ctid < '({half},0)'::tid"), format!(" WHERE ctid >= '({half},0)'::tid"));
+                let (mut low, high) = tokio::try_join!(
+                    digest_of(client, &table, &columns, &below),
+                    digest_of(other, &table, &columns, &above),
+                )?;
+                low.merge(high);
+                low
+            } else {
+                digest_of(client, &table, &columns, "").await?
+            };
+            let (rows, digest) = digest.finish();
+            out.push(TableDigest { schema: Some(schema.clone()), table: name.clone(), rows, digest });
+        }
+        Ok(out)
+    }
+    .await;
+    let ended = client.batch_execute("COMMIT").await.map_err(error);
+    let _ = other.batch_execute("COMMIT").await;
+    let read = read?;
+    ended?;
+    Ok(read)
+}
+
+/// Whether any of `tables` is large enough to be read in halves.
+pub(crate) async fn any_large(client: &Client, tables: &[(String, String)]) -> Result<bool> {
+    let names: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(pg_relation_size(name::regclass)), 0) / current_setting('block_size')::int >= $2 \
+             FROM unnest($1::text[]) AS name",
+            &[&names, &SPLIT_PAGES],
+        )
+        .await
+        .map_err(error)?;
+    Ok(row.get(0))
+}
+
+/// The columns `pg_dump` writes of `table`, as a select list.
+async fn dumped_columns(client: &Client, table: &str) -> Result<String> {
+    Ok(client.query_one(DUMPED_COLUMNS, &[&table]).await.map_err(error)?.get(0))
+}
+
+/// The rows of `table` (those `filter` keeps) as `COPY` writes them, digested.
+async fn digest_of(client: &Client, table: &str, columns: &str, filter: &str) -> Result<RowsDigest> {
+    use futures_util::TryStreamExt;
+    // No column at all is a row of an empty line, as pg_dump writes it too.
+    let sql = format!("COPY (SELECT {columns} FROM ONLY {table}{filter}) TO STDOUT");
+    let stream = client.copy_out(&sql).await.map_err(error)?;
+    futures_util::pin_mut!(stream);
+    let mut digest = RowsDigest::default();
+    while let Some(chunk) = stream.try_next().await.map_err(error)? {
+        digest.update(&chunk);
+    }
+    Ok(digest)
 }
 
 /// A table's columns as a plain copy declares them: name, type (as

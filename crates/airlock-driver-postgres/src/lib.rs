@@ -94,6 +94,9 @@ pub struct PostgresDriver {
     snapshot_statements: Prepared,
     /// libpq's environment for `pg_dump` and `pg_restore` to reach the same database.
     tool_env: Vec<(&'static str, String)>,
+    /// Where it connected: a second connection reads a large table's
+    /// digest in halves.
+    url: DatabaseUrl,
 }
 
 /// Whether the snapshot's queries are prepared on a connection.
@@ -954,6 +957,7 @@ impl PostgresDriver {
             cancel_tls,
             snapshot_statements: Prepared::No,
             tool_env,
+            url: url.clone(),
         })
     }
 
@@ -1394,6 +1398,15 @@ impl Driver for PostgresDriver {
         let resolved = backup::resolve(&self.client, tables).await?;
         if self.in_transaction {
             return backup::digests(&self.client, &resolved).await;
+        }
+        // Nothing of the run's is reading it: large tables in two halves
+        // at once, over a second connection (TID range scans: 14 and later).
+        let (major, _) = backup::server(&self.client).await?;
+        if major >= 14
+            && backup::any_large(&self.client, &resolved).await?
+            && let Ok(other) = PostgresDriver::connect(&self.url).await
+        {
+            return backup::digests_split(&self.client, &other.client, &resolved).await;
         }
         // Its settings are the transaction's own.
         self.client.batch_execute("BEGIN READ ONLY").await.map_err(error)?;

@@ -189,6 +189,16 @@ impl RowsDigest {
         self.sum = self.sum.wrapping_add(twox_hash::XxHash3_128::oneshot(row));
     }
 
+    /// Adds the rows another digest saw: the digest of both sets of rows.
+    pub fn merge(&mut self, mut other: RowsDigest) {
+        if !other.pending.is_empty() {
+            let row = std::mem::take(&mut other.pending);
+            other.add(&row);
+        }
+        self.rows += other.rows;
+        self.sum = self.sum.wrapping_add(other.sum);
+    }
+
     /// The rows seen and their digest (`xxh3-128:` and 32 hex digits); a
     /// last row without its line end counts.
     pub fn finish(mut self) -> (u64, String) {
@@ -232,6 +242,11 @@ mod tests {
             "COPY's end of data, and what follows it"
         );
         assert_ne!(digest(&[b"1\tapple\n2\tpear\n3\t\\N\n\\\\.\n"]), whole, "a value that is a backslash and a dot");
+        let (mut first, mut second) = (RowsDigest::default(), RowsDigest::default());
+        first.update(b"2\tpear\n");
+        second.update(b"3\t\\N\n1\tapple");
+        first.merge(second);
+        assert_eq!(first.finish(), whole, "two halves merged");
     }
 
     #[test]

@@ -170,14 +170,14 @@ async fn stream(
     };
     let pump = async move {
         let pumped = async {
-            let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), LEVEL)?;
+            let mut encoder = new_encoder()?;
             let mut hash = Sha256::new();
             let (mut raw, mut stored) = (0u64, 0u64);
             let mut buffer = vec![0u8; CHUNK];
             loop {
                 let n = raw_rx.read(&mut buffer).await?;
                 let out = if n == 0 {
-                    std::mem::replace(&mut encoder, zstd::stream::write::Encoder::new(Vec::new(), LEVEL)?).finish()?
+                    std::mem::replace(&mut encoder, new_encoder()?).finish()?
                 } else {
                     raw += n as u64;
                     std::io::Write::write_all(&mut encoder, &buffer[..n])?;
@@ -215,6 +215,15 @@ async fn stream(
         Some(target.restore(&mut decoder).await)
     };
     tokio::join!(produce, pump, restore)
+}
+
+/// A zstd encoder that compresses on a worker thread of its own, as a
+/// `pg_dump | zstd` pipeline does in a process of its own: the thread that
+/// reads the dump, hashes and stores it is then never the one compressing.
+fn new_encoder() -> std::io::Result<zstd::stream::write::Encoder<'static, Vec<u8>>> {
+    let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), LEVEL)?;
+    encoder.multithread(1)?;
+    Ok(encoder)
 }
 
 /// The schema's objects a scope holds (all without one): read by scope

@@ -1071,12 +1071,12 @@ fn postgres_values_of_every_kind_are_saved_and_verified_whatever_the_databases_s
     }
     db.exec(
         "CREATE TABLE kinds (id int PRIMARY KEY, at timestamptz, day date, span interval, raw bytea, ratio float8, \
-         tiny real, amount numeric(20,6), doc jsonb, tags text[], note text, key uuid, twice int GENERATED ALWAYS AS (id * 2) STORED); \
+         tiny real, amount numeric(20,6), doc jsonb, tags text[], note text, key uuid, rel regclass, twice int GENERATED ALWAYS AS (id * 2) STORED); \
          INSERT INTO kinds VALUES \
          (1, '2026-03-01 23:30:00+00', '2026-02-28', '1 year 2 mons 3 days 04:05:06.789', '\\x00ff5c0a', 0.1, 1.1, 12345.678901, \
-          '{\"b\": [1, 2.50], \"a\": null}', ARRAY['x', 'y z', NULL], E'tab\\there\\nnew line \\\\ back', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'), \
-         (2, '-infinity', 'infinity', '-1 day', '', 'NaN', '-Infinity', -0.000001, '[]', '{}', '', NULL), \
-         (3, NULL, NULL, NULL, NULL, 1e-310, 3.4e38, NULL, NULL, NULL, NULL, NULL)",
+          '{\"b\": [1, 2.50], \"a\": null}', ARRAY['x', 'y z', NULL], E'tab\\there\\nnew line \\\\ back', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'kinds'), \
+         (2, '-infinity', 'infinity', '-1 day', '', 'NaN', '-Infinity', -0.000001, '[]', '{}', '', NULL, NULL), \
+         (3, NULL, NULL, NULL, NULL, 1e-310, 3.4e38, NULL, NULL, NULL, NULL, NULL, NULL)",
     );
     let project = Project::new();
     protected(&project, &db, "");
@@ -1093,8 +1093,8 @@ fn postgres_values_of_every_kind_are_saved_and_verified_whatever_the_databases_s
         .expect(0);
     assert_eq!(
         db.count(
-            "SELECT count(*) FROM kinds_back b JOIN kinds k USING (id) WHERE (b.at, b.day, b.span, b.raw, b.ratio, b.tiny, b.amount, b.doc, b.tags, b.note, b.key) \
-             IS NOT DISTINCT FROM (k.at, k.day, k.span, k.raw, k.ratio, k.tiny, k.amount, k.doc, k.tags, k.note, k.key)"
+            "SELECT count(*) FROM kinds_back b JOIN kinds k USING (id) WHERE (b.at, b.day, b.span, b.raw, b.ratio, b.tiny, b.amount, b.doc, b.tags, b.note, b.key, b.rel) \
+             IS NOT DISTINCT FROM (k.at, k.day, k.span, k.raw, k.ratio, k.tiny, k.amount, k.doc, k.tags, k.note, k.key, k.rel)"
         ),
         2
     );

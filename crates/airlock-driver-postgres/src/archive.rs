@@ -25,6 +25,11 @@ use airlock_driver::backup::RowsDigest;
 const BLOCK_DATA: u8 = 1;
 const BLOCK_BLOBS: u8 = 3;
 
+/// Past this many bytes waiting to be read (a string of the table of
+/// contents, say), the reader is out of step with the archive: it gives up
+/// rather than hold the dump in memory.
+const MOST_PENDING: usize = 64 << 20;
+
 /// The format versions whose layout this reader knows.
 const KNOWN: std::ops::RangeInclusive<(u8, u8)> = (1, 14)..=(1, 16);
 
@@ -86,7 +91,7 @@ struct Cursor<'a> {
 
 impl Cursor<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], Short> {
-        let slice = self.bytes.get(self.at..self.at + n).ok_or(Short)?;
+        let slice = self.bytes.get(self.at..self.at.saturating_add(n)).ok_or(Short)?;
         self.at += n;
         Ok(slice)
     }
@@ -142,6 +147,10 @@ impl ArchiveDigests {
         if !matches!(self.part, Part::Failed(_)) {
             pending.drain(..at);
             self.pending = pending;
+            if self.pending.len() > MOST_PENDING {
+                self.fail(format!("more than {MOST_PENDING} bytes of one item: the archive is not as expected"));
+                self.pending = Vec::new();
+            }
         }
     }
 
@@ -284,6 +293,9 @@ fn read_header(c: &mut Cursor<'_>) -> Result<Result<((u8, u8, u8), usize, usize,
     c.string()?; // the server's version
     c.string()?; // pg_dump's version
     let toc = c.int()?;
+    if !(0..=100_000_000).contains(&toc) {
+        return Ok(Err(format!("a table of contents of {toc} entries")));
+    }
     Ok(Ok((version, int_size, off_size, toc)))
 }
 

@@ -9,6 +9,7 @@
 //! and of the tables they reference (so that their foreign keys restore);
 //! every other table's rows are left out.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -183,8 +184,11 @@ fn pattern(schema: &str, name: &str) -> String {
 /// for a digest, here and by `pg_dump` (which sets the date, interval and
 /// float ones itself): a database's own TimeZone is not a scratch
 /// database's.
+/// `search_path` is empty as `pg_dump` sets it, so that `regclass` and the
+/// like are written qualified on both sides.
 const DIGEST_SETTINGS: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, MDY'; \
-     SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'";
+     SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; \
+     SET LOCAL search_path = ''";
 
 /// The columns `pg_dump` writes of a table's rows: all but dropped and
 /// generated ones, in order.
@@ -197,15 +201,25 @@ const DUMPED_COLUMNS: &str = "SELECT coalesce(string_agg(quote_ident(attname), '
 /// ([`crate::archive`]) compares with one read from a table. `client` is
 /// in a transaction.
 pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableDigest>> {
+    // In a savepoint rolled back after: the settings end with the reading,
+    // not with the caller's transaction.
+    client.batch_execute("SAVEPOINT airlock_digests").await.map_err(error)?;
     client.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
-    let mut out = Vec::new();
-    for (schema, name) in tables {
-        let table = qualified(schema, name);
-        let columns = dumped_columns(client, &table).await?;
-        let (rows, digest) = digest_of(client, &table, &columns, "").await?.finish();
-        out.push(TableDigest { schema: Some(schema.clone()), table: name.clone(), rows, digest });
+    let read = async {
+        let mut out = Vec::new();
+        for (schema, name) in tables {
+            let table = qualified(schema, name);
+            let columns = dumped_columns(client, &table).await?;
+            let (rows, digest) = digest_of(client, &table, &columns, "").await?.finish();
+            out.push(TableDigest { schema: Some(schema.clone()), table: name.clone(), rows, digest });
+        }
+        Ok(out)
     }
-    Ok(out)
+    .await;
+    let ended = client.batch_execute("ROLLBACK TO SAVEPOINT airlock_digests; RELEASE SAVEPOINT airlock_digests").await;
+    let read = read?;
+    ended.map_err(error)?;
+    Ok(read)
 }
 
 /// A table of at least this many pages is read in two halves at once
@@ -507,12 +521,19 @@ pub(crate) async fn backup(
         };
         args.extend(["--format=custom".to_owned(), "--compress=0".to_owned(), "--no-password".to_owned()]);
         args.push(format!("--snapshot={snapshot}"));
-        // Rows written as `digests` reads them: UTF-8, in UTC, bytea in hex.
+        // Rows written as `digests` reads them: UTF-8 and in UTC (startup
+        // parameters a pooler such as PgBouncer passes on), bytea in hex
+        // (through `options`, which not every pooler takes: only when the
+        // database says otherwise).
         let mut env = env.to_vec();
-        let options = env.iter().find(|(k, _)| *k == "PGOPTIONS").map(|(_, v)| v.clone()).unwrap_or_default();
-        env.retain(|(k, _)| *k != "PGOPTIONS");
-        env.push(("PGOPTIONS", format!("{options} -c TimeZone=UTC -c bytea_output=hex").trim_start().to_owned()));
+        env.push(("PGTZ", "UTC".to_owned()));
         env.push(("PGCLIENTENCODING", "UTF8".to_owned()));
+        let bytea: String = client.query_one("SHOW bytea_output", &[]).await.map_err(error)?.get(0);
+        if bytea != "hex" {
+            let options = env.iter().find(|(k, _)| *k == "PGOPTIONS").map(|(_, v)| v.clone()).unwrap_or_default();
+            env.retain(|(k, _)| *k != "PGOPTIONS");
+            env.push(("PGOPTIONS", format!("{options} -c bytea_output=hex").trim_start().to_owned()));
+        }
         let mut child = start(&pg_dump, &args, &env, Stdio::null(), Stdio::piped())?;
         let mut stdout = child.stdout.take().expect("piped");
         let mut stderr = child.stderr.take().expect("piped");
@@ -537,23 +558,27 @@ pub(crate) async fn backup(
         let (copied, _) = tokio::join!(copy, stderr.read_to_string(&mut said));
         tool_finished(&pg_dump, &mut child, &said).await?;
         let read = copied.map_err(|e| DriverError::new(ErrorKind::Connection, format!("writing the backup: {e}")))?;
-        match read {
-            Ok(data) => Ok(saved
-                .iter()
-                .map(|(schema, table)| {
-                    let found = data.iter().find(|d| &d.schema == schema && &d.table == table);
-                    let (rows, digest) = match found {
-                        Some(d) => (d.rows, d.digest.clone()),
-                        // No data in the archive (a partitioned table's rows are its partitions').
-                        None => RowsDigest::default().finish(),
-                    };
-                    TableDigest { schema: Some(schema.clone()), table: table.clone(), rows, digest }
-                })
-                .collect()),
+        let Ok(data) = read else {
             // An archive this airlock cannot read: the server reads the
             // tables again, in the same snapshot, still open.
-            Err(_) => digests(client, &saved).await,
+            return digests(client, &saved).await;
+        };
+        let mut data: HashMap<(String, String), (u64, String)> =
+            data.into_iter().map(|d| ((d.schema, d.table), (d.rows, d.digest))).collect();
+        // A table without data in the archive (a partitioned table, whose
+        // rows are its partitions'; one an extension fills) is read from
+        // the server, in the same snapshot.
+        let unread: Vec<(String, String)> = saved.iter().filter(|t| !data.contains_key(*t)).cloned().collect();
+        for read in digests(client, &unread).await? {
+            data.insert((read.schema.clone().unwrap_or_default(), read.table), (read.rows, read.digest));
         }
+        Ok(saved
+            .iter()
+            .map(|(schema, table)| {
+                let (rows, digest) = data.remove(&(schema.clone(), table.clone())).unwrap_or_default();
+                TableDigest { schema: Some(schema.clone()), table: table.clone(), rows, digest }
+            })
+            .collect())
     }
     .await;
     let ended = client.batch_execute("COMMIT").await.map_err(error);

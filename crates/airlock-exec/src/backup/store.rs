@@ -229,8 +229,18 @@ impl Sink {
                 let _ = tokio::fs::remove_file(&partial).await;
             }
             Sink::Command { mut child, stdin, .. } => {
-                drop(stdin);
+                // Killed before its input closes: a command that saw the
+                // end of its input could store what was not verified. The
+                // whole group, so a pipeline's commands stop too.
+                if let Some(pid) = child.id() {
+                    let _ = tokio::process::Command::new("kill")
+                        .args(["-KILL", "--", &format!("-{pid}")])
+                        .stderr(Stdio::null())
+                        .status()
+                        .await;
+                }
                 let _ = child.kill().await;
+                drop(stdin);
             }
         }
     }
@@ -247,6 +257,8 @@ fn spawn(command: &str, id: &str, name: &str) -> Result<(tokio::process::Child, 
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
+        // A group of its own: abandoning a backup stops every command of it.
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("`{command}` cannot be started: {e}"))?;
     let stdin = child.stdin.take().ok_or_else(|| format!("`{command}`: no standard input"))?;

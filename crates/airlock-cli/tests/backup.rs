@@ -724,11 +724,33 @@ fn a_damaged_table_comes_back_beside_the_live_one_and_whole_into_another_databas
     // Not empty any more: refused, and what it holds stays.
     let refused = in_prod(&project, &["backup", "restore", &id, "--into", &spare.url]);
     refused.expect(2);
-    assert!(refused.stderr.contains("nothing was changed"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("the database to restore into")
+            && refused.stderr.contains("must be empty (nothing was changed in it)"),
+        "{}",
+        refused.stderr
+    );
     assert_eq!(spare.rows("SELECT id, total, note FROM carts ORDER BY id"), before);
     // Nor the database itself.
-    in_prod(&project, &["backup", "restore", &id, "--into", &db.url]).expect(2);
+    let itself = in_prod(&project, &["backup", "restore", &id, "--into", &db.url]);
+    itself.expect(2);
+    assert!(itself.stderr.contains("is the target itself"), "{}", itself.stderr);
     assert_eq!(db.count("SELECT count(*) FROM carts"), 3);
+    // Nor one of another engine.
+    let other = if engine == Engine::Sqlite { "postgres://nobody@127.0.0.1:1/none" } else { "sqlite:elsewhere.db" };
+    let engines = in_prod(&project, &["backup", "restore", &id, "--into", other]);
+    engines.expect(2);
+    assert!(engines.stderr.contains("a database to restore into is on the target's engine"), "{}", engines.stderr);
+    // A restored table's name too long for the engine says how to name it.
+    if engine != Engine::Sqlite {
+        let long = "t".repeat(60);
+        let named = in_prod(&project, &["backup", "restore", &id, "--table", "carts", "--as", &long]);
+        named.expect(0);
+        let too_long =
+            in_prod(&project, &["backup", "restore", &id, "--table", "carts", "--as", &format!("{long}xxxx")]);
+        too_long.expect(2);
+        assert!(too_long.stderr.contains("longer than the 63 bytes"), "{}", too_long.stderr);
+    }
 }
 
 /// `airlock --env prod migrate` with one new data migration on `carts`.

@@ -238,7 +238,7 @@ impl Scratch {
     /// Opens the lent database when there is one, else makes one.
     pub(crate) async fn create(options: &Options) -> Result<Scratch, ExecError> {
         match &options.scratch_url {
-            Some(url) => Scratch::lent(options, url).await,
+            Some(url) => Scratch::lent(options, url, "scratch database").await,
             None => Scratch::make(options).await,
         }
     }
@@ -266,9 +266,10 @@ impl Scratch {
     }
 
     /// A database lent for this run by URL (`backup restore --into`): the
-    /// same checks as `rehearsal_url`.
-    pub(crate) async fn lend(options: &Options, url: &DatabaseUrl) -> Result<Scratch, ExecError> {
-        Scratch::lent(options, url).await
+    /// same checks as `rehearsal_url`, its refusals naming it as `what`
+    /// (`database to restore into`).
+    pub(crate) async fn lend(options: &Options, url: &DatabaseUrl, what: &str) -> Result<Scratch, ExecError> {
+        Scratch::lent(options, url, what).await
     }
 
     /// Keeps what it holds now: a lent database someone asked to fill.
@@ -276,23 +277,23 @@ impl Scratch {
 
     /// A lent database is used only when it is plainly not the target and
     /// holds nothing but schemas and extensions; otherwise it is left as it is.
-    async fn lent(options: &Options, url: &DatabaseUrl) -> Result<Scratch, ExecError> {
-        let refuse = |why: String| ExecError::Scratch(format!("the scratch database {url} {why}"));
+    async fn lent(options: &Options, url: &DatabaseUrl, what: &str) -> Result<Scratch, ExecError> {
+        let refuse = |why: String| ExecError::Scratch(format!("the {what} {url} {why}"));
         if url.engine() != options.url.engine() {
             return Err(refuse(format!(
-                "is {}, the target {}: a scratch database is on the target's engine",
+                "is {}, the target {}: a {what} is on the target's engine",
                 url.engine().name(),
                 options.url.engine().name()
             )));
         }
         if url.expose() == options.url.expose() {
-            return Err(refuse("is the target itself: a scratch database must be another, empty one".to_owned()));
+            return Err(refuse(format!("is the target itself: a {what} must be another, empty one")));
         }
         let mut driver = crate::connect(url, false).await.map_err(|e| refuse(format!("cannot be reached: {e}")))?;
         let state = driver.read_state().await.map_err(|e| refuse(format!("cannot be read: {e}")))?;
         if !state.history.is_empty() {
             return Err(refuse(format!(
-                "holds airlock's history of {} migration(s): it is a migrated database, not a scratch one; nothing was changed",
+                "holds airlock's history of {} migration(s): it is a migrated database, not an empty one; nothing was changed",
                 state.history.len()
             )));
         }
@@ -307,7 +308,7 @@ impl Scratch {
             let shown = objects.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
             let more = if objects.len() > 5 { format!(" and {} more", objects.len() - 5) } else { String::new() };
             return Err(refuse(format!(
-                "is not empty: it holds {shown}{more}; a scratch database must be empty (nothing was changed in it)"
+                "is not empty: it holds {shown}{more}; a {what} must be empty (nothing was changed in it)"
             )));
         }
         Ok(Scratch { url: url.clone(), origin: Origin::Lent { held } })

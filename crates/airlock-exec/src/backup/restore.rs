@@ -315,7 +315,7 @@ async fn whole(
     if url.engine() == options.url.engine() && url.sqlite_path().is_some_and(|p| !std::path::Path::new(p).exists()) {
         crate::connect(url, true).await.map_err(ExecError::Connect)?;
     }
-    let into = crate::drift::Scratch::lend(options, url).await?;
+    let into = crate::drift::Scratch::lend(options, url, "database to restore into").await?;
     let outcome = async {
         let mut driver = into.connect().await?;
         restore_file(driver.as_mut(), path, &manifest.sha256, &invalid).await?;

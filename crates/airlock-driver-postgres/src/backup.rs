@@ -126,7 +126,7 @@ fn tool(name: &str, major: u32) -> Result<(PathBuf, String)> {
 }
 
 /// The server's major version, and its version as it names it.
-pub(crate) async fn server(client: &Client) -> Result<(u32, String)> {
+async fn server(client: &Client) -> Result<(u32, String)> {
     let row = client
         .query_one("SELECT current_setting('server_version_num')::int / 10000, current_setting('server_version')", &[])
         .await
@@ -205,17 +205,7 @@ pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Res
     // not with the caller's transaction.
     client.batch_execute("SAVEPOINT airlock_digests").await.map_err(error)?;
     client.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
-    let read = async {
-        let mut out = Vec::new();
-        for (schema, name) in tables {
-            let table = qualified(schema, name);
-            let columns = dumped_columns(client, &table).await?;
-            let (rows, digest) = digest_of(client, &table, &columns, "").await?.finish();
-            out.push(TableDigest { schema: Some(schema.clone()), table: name.clone(), rows, digest });
-        }
-        Ok(out)
-    }
-    .await;
+    let read = read_each(client, None, tables, &[]).await;
     let ended = client.batch_execute("ROLLBACK TO SAVEPOINT airlock_digests; RELEASE SAVEPOINT airlock_digests").await;
     let read = read?;
     ended.map_err(error)?;
@@ -226,39 +216,71 @@ pub(crate) async fn digests(client: &Client, tables: &[(String, String)]) -> Res
 /// (by a second connection, in the same snapshot) when a digest is read
 /// outside any transaction of the run's: a restored copy being verified,
 /// when the server has nothing else to do.
-const SPLIT_PAGES: i64 = 4096;
+pub(crate) const SPLIT_PAGES: i64 = 4096;
 
-/// [`digests`] of a database no transaction of the run's is reading:
-/// each large table read in two halves of its pages at once, over
-/// `client` and `other` (a second connection to the same database) in one
-/// snapshot. Both end their transaction.
-pub(crate) async fn digests_split(
+/// Each table's pages, where reading it in halves can be done (TID range
+/// scans: PostgreSQL 14 and later); 0 elsewhere.
+pub(crate) async fn split_pages(client: &Client, tables: &[(String, String)]) -> Result<Vec<i64>> {
+    let names: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
+    let rows = client
+        .query(
+            "SELECT CASE WHEN current_setting('server_version_num')::int >= 140000 \
+             THEN pg_relation_size(name::regclass) / current_setting('block_size')::int ELSE 0 END \
+             FROM unnest($1::text[]) WITH ORDINALITY AS t(name, n) ORDER BY n",
+            &[&names],
+        )
+        .await
+        .map_err(error)?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// [`digests`] of a database no transaction of the run's is reading, in a
+/// transaction of its own; with `other` (a second connection to the same
+/// database, in the same snapshot), each table of [`SPLIT_PAGES`] or more
+/// (`pages`, as [`split_pages`] says) read in two halves at once.
+pub(crate) async fn digests_apart(
     client: &Client,
-    other: &Client,
+    other: Option<&Client>,
     tables: &[(String, String)],
+    pages: &[i64],
 ) -> Result<Vec<TableDigest>> {
     let begin = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
     client.batch_execute(begin).await.map_err(error)?;
     let read = async {
-        let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(error)?.get(0);
-        other.batch_execute(begin).await.map_err(error)?;
-        other.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'")).await.map_err(error)?;
         client.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
-        other.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
-        let mut out = Vec::new();
-        for (schema, name) in tables {
-            let table = qualified(schema, name);
-            let columns = dumped_columns(client, &table).await?;
-            let pages: i64 = client
-                .query_one(
-                    "SELECT pg_relation_size($1::text::regclass) / current_setting('block_size')::int",
-                    &[&table],
-                )
-                .await
-                .map_err(error)?
-                .get(0);
-            let digest = if pages >= SPLIT_PAGES {
-                let half = pages / 2;
+        if let Some(other) = other {
+            let snapshot: String = client.query_one("SELECT pg_export_snapshot()", &[]).await.map_err(error)?.get(0);
+            other.batch_execute(begin).await.map_err(error)?;
+            other.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'")).await.map_err(error)?;
+            other.batch_execute(DIGEST_SETTINGS).await.map_err(error)?;
+        }
+        read_each(client, other, tables, pages).await
+    }
+    .await;
+    let ended = client.batch_execute("COMMIT").await.map_err(error);
+    if let Some(other) = other {
+        let _ = other.batch_execute("COMMIT").await;
+    }
+    let read = read?;
+    ended?;
+    Ok(read)
+}
+
+/// Each table's rows and digest, under the settings already made; a table
+/// of [`SPLIT_PAGES`] or more read in halves when there is `other`.
+async fn read_each(
+    client: &Client,
+    other: Option<&Client>,
+    tables: &[(String, String)],
+    pages: &[i64],
+) -> Result<Vec<TableDigest>> {
+    let mut out = Vec::new();
+    for (i, (schema, name)) in tables.iter().enumerate() {
+        let table = qualified(schema, name);
+        let columns = dumped_columns(client, &table).await?;
+        let digest = match other {
+            Some(other) if pages.get(i).is_some_and(|p| *p >= SPLIT_PAGES) => {
+                let half = pages[i] / 2;
                 let (below, above) =
                     (format!(" WHERE ctid < '({half},0)'::tid"), format!(" WHERE ctid >= '({half},0)'::tid"));
                 let (mut low, high) = tokio::try_join!(
@@ -267,34 +289,13 @@ pub(crate) async fn digests_split(
                 )?;
                 low.merge(high);
                 low
-            } else {
-                digest_of(client, &table, &columns, "").await?
-            };
-            let (rows, digest) = digest.finish();
-            out.push(TableDigest { schema: Some(schema.clone()), table: name.clone(), rows, digest });
-        }
-        Ok(out)
+            }
+            _ => digest_of(client, &table, &columns, "").await?,
+        };
+        let (rows, digest) = digest.finish();
+        out.push(TableDigest { schema: Some(schema.clone()), table: name.clone(), rows, digest });
     }
-    .await;
-    let ended = client.batch_execute("COMMIT").await.map_err(error);
-    let _ = other.batch_execute("COMMIT").await;
-    let read = read?;
-    ended?;
-    Ok(read)
-}
-
-/// Whether any of `tables` is large enough to be read in halves.
-pub(crate) async fn any_large(client: &Client, tables: &[(String, String)]) -> Result<bool> {
-    let names: Vec<String> = tables.iter().map(|(s, n)| qualified(s, n)).collect();
-    let row = client
-        .query_one(
-            "SELECT coalesce(max(pg_relation_size(name::regclass)), 0) / current_setting('block_size')::int >= $2 \
-             FROM unnest($1::text[]) AS name",
-            &[&names, &SPLIT_PAGES],
-        )
-        .await
-        .map_err(error)?;
-    Ok(row.get(0))
+    Ok(out)
 }
 
 /// The columns `pg_dump` writes of `table`, as a select list.

@@ -1400,21 +1400,13 @@ impl Driver for PostgresDriver {
             return backup::digests(&self.client, &resolved).await;
         }
         // Nothing of the run's is reading it: large tables in two halves
-        // at once, over a second connection (TID range scans: 14 and later).
-        let (major, _) = backup::server(&self.client).await?;
-        if major >= 14
-            && backup::any_large(&self.client, &resolved).await?
-            && let Ok(other) = PostgresDriver::connect(&self.url).await
-        {
-            return backup::digests_split(&self.client, &other.client, &resolved).await;
-        }
-        // Its settings are the transaction's own.
-        self.client.batch_execute("BEGIN READ ONLY").await.map_err(error)?;
-        let read = backup::digests(&self.client, &resolved).await;
-        let ended = self.client.batch_execute("COMMIT").await.map_err(error);
-        let read = read?;
-        ended?;
-        Ok(read)
+        // at once, over a second connection, when one can be had.
+        let pages = backup::split_pages(&self.client, &resolved).await?;
+        let other = match pages.iter().any(|p| *p >= backup::SPLIT_PAGES) {
+            true => PostgresDriver::connect(&self.url).await.ok(),
+            false => None,
+        };
+        backup::digests_apart(&self.client, other.as_ref().map(|o| &o.client), &resolved, &pages).await
     }
 
     async fn plain_copy(&mut self, table: &TableName, name: &str) -> Result<airlock_driver::backup::PlainCopy> {

@@ -65,12 +65,14 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
     let outcome = async {
         let mut restored = scratch.connect().await.map_err(unverifiable)?;
         let mut sink = Sink::open(&options.backup.store, &id).await.map_err(&failed)?;
-        let beside = sink.read_back().is_none();
+        // Where the stored file can be read back to verify it; a command
+        // store cannot be, and is restored as it is sent instead.
+        let read_back = sink.read_back().map(|p| p.display().to_string());
         // A signal stops the backup where it is: the tools are killed, the
         // part written removed, the scratch database dropped below.
         let saving = Instant::now();
         let streamed = tokio::select! {
-            streamed = stream(driver, tables, beside.then_some(restored.as_mut()), &mut sink) => Some(streamed),
+            streamed = stream(driver, tables, read_back.is_none().then_some(restored.as_mut()), &mut sink) => Some(streamed),
             () = options.interrupt.wait() => None,
         };
         let dump_ms = saving.elapsed().as_millis() as u64;
@@ -86,15 +88,15 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
         };
         let checked = async {
             let saved = saved.map_err(|e| failed(format!("the backup failed: {e}")))?;
-            match restore {
-                Some(restore) => restore.map_err(|e| failed(format!("it did not restore: {e}")))?,
-                None => {
-                    let path = sink.read_back().expect("a store read back").display().to_string();
+            match (restore, &read_back) {
+                (Some(restore), _) => restore.map_err(|e| failed(format!("it did not restore: {e}")))?,
+                (None, Some(path)) => {
                     let not_restored = |why: String| failed(format!("{path}: {why}"));
-                    restore_file(restored.as_mut(), &path, &sha256, &not_restored).await?;
+                    restore_file(restored.as_mut(), path, &sha256, &not_restored).await?;
                 }
+                (None, None) => unreachable!("a store that cannot be read back is restored beside"),
             }
-            compare_restored(restored.as_mut(), &saved.tables, &|why| failed(why)).await?;
+            compare_restored(restored.as_mut(), &saved.tables, &failed).await?;
             let after = read_within(restored.as_mut(), &scope)
                 .await
                 .map_err(|e| failed(format!("reading the restored schema: {e}")))?;

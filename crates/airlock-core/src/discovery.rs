@@ -823,7 +823,7 @@ fn load(
     Ok(Migration {
         version: up_file.version.clone(),
         name: up_file.name.clone(),
-        kind: if directives.data { Kind::Data } else { Kind::Schema },
+        kind: if directives.data || directives.backfill { Kind::Data } else { Kind::Schema },
         up,
         down,
         directives,

@@ -54,6 +54,9 @@ pub struct Allow {
 pub struct Directives {
     /// `-- airlock:data`.
     pub data: bool,
+    /// `-- airlock:backfill`: a data migration whose statements run in
+    /// keyset batches, each its own short transaction, resumable where it stopped.
+    pub backfill: bool,
     /// `-- airlock:no-transaction` (or dbmate's `transaction:false`).
     pub no_transaction: bool,
     /// `-- airlock:roll-forward [reason]`: has no down script on purpose
@@ -148,10 +151,11 @@ pub fn parse_directives(sql: &str) -> Result<Directives, DirectiveError> {
             )));
         }
         match name {
-            "data" | "no-transaction" if !args.is_empty() => {
+            "data" | "no-transaction" | "backfill" if !args.is_empty() => {
                 return Err(err(format!("`-- airlock:{name}` takes no arguments, found `{args}`")));
             }
             "data" => directives.data = true,
+            "backfill" => directives.backfill = true,
             "no-transaction" => directives.no_transaction = true,
             "roll-forward" => directives.roll_forward = Some(args.to_owned()),
             "allow" => {
@@ -177,7 +181,7 @@ pub fn parse_directives(sql: &str) -> Result<Directives, DirectiveError> {
             }
             other => {
                 return Err(err(format!(
-                    "unknown directive `-- airlock:{other}`; known: data, no-transaction, roll-forward, allow, lock-timeout, statement-timeout"
+                    "unknown directive `-- airlock:{other}`; known: data, backfill, no-transaction, roll-forward, allow, lock-timeout, statement-timeout"
                 )));
             }
         }
@@ -236,6 +240,13 @@ mod tests {
         assert_eq!(d.allows[0].reason, "unused since 2023");
         assert_eq!(d.allows[0].line, 4);
         assert_eq!(d.lock_timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn backfill_takes_no_arguments() {
+        assert!(parse_directives("-- airlock:backfill\nUPDATE t SET x = 1;").unwrap().backfill);
+        let e = parse_directives("-- airlock:backfill 500\n").unwrap_err();
+        assert!(e.message.contains("takes no arguments"), "{}", e.message);
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! # Ok::<(), airlock_sql::SplitError>(())
 //! ```
 
+pub mod backfill;
 mod block;
 mod classify;
 mod lexer;

@@ -24,6 +24,7 @@ use airlock_driver::{
     BaseRates, CHUNK_ROWS, Capabilities, Cell, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
     Profile, Result, RowChunk, RowSink, Timeouts, Workload,
 };
+use airlock_sql::backfill::KeyColumn;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
@@ -850,6 +851,41 @@ impl Driver for MySqlDriver {
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
         self.conn.query_drop(sql).await.map_err(error)
+    }
+
+    async fn execute_counted(&mut self, sql: &str) -> Result<u64> {
+        self.conn.query_drop(sql).await.map_err(error)?;
+        Ok(self.conn.affected_rows())
+    }
+
+    async fn primary_key(&mut self, table: &TableName) -> Result<Option<Vec<KeyColumn>>> {
+        let schema = table.schema.as_deref();
+        let exists: Option<i64> = self
+            .conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ?",
+                (schema, &table.name),
+            )
+            .await
+            .map_err(error)?;
+        if exists.is_none() {
+            return Err(DriverError::new(ErrorKind::Statement, format!("there is no table `{table}`")));
+        }
+        let rows: Vec<(String, i64)> = self
+            .conn
+            .exec(
+                "SELECT s.COLUMN_NAME, c.DATA_TYPE IN ('tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint', 'decimal', 'numeric', 'float', 'double') \
+                 FROM information_schema.STATISTICS s JOIN information_schema.COLUMNS c \
+                 ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME \
+                 WHERE s.TABLE_SCHEMA = COALESCE(?, DATABASE()) AND s.TABLE_NAME = ? AND s.INDEX_NAME = 'PRIMARY' \
+                 ORDER BY s.SEQ_IN_INDEX",
+                (schema, &table.name),
+            )
+            .await
+            .map_err(error)?;
+        let key: Vec<KeyColumn> =
+            rows.into_iter().map(|(name, numeric)| KeyColumn { name, numeric: numeric == 1 }).collect();
+        Ok((!key.is_empty()).then_some(key))
     }
 
     async fn describe_blockers(&mut self) -> Result<Vec<String>> {

@@ -32,6 +32,7 @@ use airlock_driver::{
     BaseRates, CHUNK_BYTES, Capabilities, Committed, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
     Profile, Ran, Result, RowChunk, RowSink, State, Timeouts, Workload,
 };
+use airlock_sql::backfill::KeyColumn;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
@@ -1070,6 +1071,23 @@ impl PostgresDriver {
         }
     }
 
+    /// Sets the session's timeouts when they changed since the last
+    /// statement outside a transaction (a transaction sets its own at BEGIN).
+    async fn session_timeouts(&mut self) -> Result<()> {
+        if !self.in_transaction && self.session_timeouts_stale {
+            self.session_timeouts_stale = false;
+            if let Some(t) = self.timeouts {
+                let set = format!(
+                    "SET lock_timeout = '{}'; SET statement_timeout = '{}'",
+                    millis(t.lock),
+                    millis(t.statement)
+                );
+                self.client.batch_execute(&set).await.map_err(error)?;
+            }
+        }
+        Ok(())
+    }
+
     /// `UPDATE ... RETURNING 1` in one round trip; the number of rows it changed.
     async fn update(&self, sql: &str, params: &[Param<'_>]) -> Result<usize> {
         self.client.query_typed(sql, params).await.map(|rows| rows.len()).map_err(error)
@@ -1671,18 +1689,45 @@ impl Driver for PostgresDriver {
     }
 
     async fn execute(&mut self, sql: &str) -> Result<()> {
-        if !self.in_transaction && self.session_timeouts_stale {
-            self.session_timeouts_stale = false;
-            if let Some(t) = self.timeouts {
-                let set = format!(
-                    "SET lock_timeout = '{}'; SET statement_timeout = '{}'",
-                    millis(t.lock),
-                    millis(t.statement)
-                );
-                self.client.batch_execute(&set).await.map_err(error)?;
-            }
-        }
+        self.session_timeouts().await?;
         self.client.batch_execute(sql).await.map_err(error)
+    }
+
+    async fn execute_counted(&mut self, sql: &str) -> Result<u64> {
+        self.session_timeouts().await?;
+        let messages = self.client.simple_query(sql).await.map_err(error)?;
+        Ok(messages
+            .iter()
+            .map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::CommandComplete(n) => *n,
+                _ => 0,
+            })
+            .sum())
+    }
+
+    async fn primary_key(&mut self, table: &TableName) -> Result<Option<Vec<KeyColumn>>> {
+        let qualified = match &table.schema {
+            Some(schema) => format!("{}.{}", quote_identifier(schema), quote_identifier(&table.name)),
+            None => quote_identifier(&table.name),
+        };
+        let found =
+            self.client.query_typed("SELECT to_regclass($1)::oid", &[(&qualified, Type::TEXT)]).await.map_err(error)?;
+        let Some(oid) = found.first().and_then(|r| r.get::<_, Option<u32>>(0)) else {
+            return Err(DriverError::new(ErrorKind::Statement, format!("there is no table `{table}`")));
+        };
+        let rows = self
+            .client
+            .query_typed(
+                "SELECT a.attname::text, t.typcategory = 'N' FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                 JOIN pg_type t ON t.oid = a.atttypid \
+                 WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
+                &[(&oid, Type::OID)],
+            )
+            .await
+            .map_err(error)?;
+        let key: Vec<KeyColumn> = rows.iter().map(|r| KeyColumn { name: r.get(0), numeric: r.get(1) }).collect();
+        Ok((!key.is_empty()).then_some(key))
     }
 
     async fn describe_blockers(&mut self) -> Result<Vec<String>> {

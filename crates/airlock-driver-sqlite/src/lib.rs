@@ -20,6 +20,7 @@ use airlock_driver::{
     BaseRates, CHUNK_ROWS, Capabilities, Cell, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
     Profile, Result, RowChunk, RowSink, Timeouts, Workload, tables,
 };
+use airlock_sql::backfill::KeyColumn;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -747,6 +748,19 @@ impl Driver for SqliteDriver {
                 .map_err(error)?;
             table.columns = columns.collect::<std::result::Result<_, _>>().map_err(error)?;
             table.constraints = foreign_keys.remove(name).unwrap_or_default();
+            let keyed: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0", [name], |r| r.get(0))
+                .map_err(error)?;
+            if keyed > 0 {
+                // SQLite names no primary key: known to exist, by no name.
+                table.constraints.push(ConstraintInfo {
+                    name: None,
+                    kind: ConstraintKind::PrimaryKey,
+                    validated: true,
+                    definition: None,
+                });
+            }
             for (kind, object, _) in objects.iter().filter(|(_, _, on)| on == name) {
                 match kind.as_str() {
                     "index" => table.indexes.push(Index { name: object.clone(), columns: Vec::new(), unique: false }),
@@ -798,6 +812,37 @@ impl Driver for SqliteDriver {
         let mut rows = stmt.raw_query();
         while rows.next().map_err(error)?.is_some() {}
         Ok(())
+    }
+
+    async fn execute_counted(&mut self, sql: &str) -> Result<u64> {
+        self.conn.execute(sql, []).map(|n| n as u64).map_err(error)
+    }
+
+    async fn primary_key(&mut self, table: &TableName) -> Result<Option<Vec<KeyColumn>>> {
+        let schema = table.schema.as_deref().unwrap_or("main");
+        let exists = format!(
+            "SELECT 1 FROM \"{}\".sqlite_master WHERE type = 'table' AND name = ?1",
+            schema.replace('"', "\"\"")
+        );
+        let found = self.conn.query_row(&exists, [&table.name], |_| Ok(())).optional().map_err(error)?;
+        if found.is_none() {
+            return Err(DriverError::new(ErrorKind::Statement, format!("there is no table `{table}`")));
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, upper(type) FROM pragma_table_info(?1, ?2) WHERE pk > 0 ORDER BY pk")
+            .map_err(error)?;
+        let key = stmt
+            .query_map([&table.name, schema], |r| {
+                let kind: String = r.get(1)?;
+                // SQLite's affinity rules: a type naming INT is an integer, REAL/FLOA/DOUB/NUMERIC/DECIMAL a number.
+                let numeric = ["INT", "REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL"].iter().any(|k| kind.contains(k));
+                Ok(KeyColumn { name: r.get(0)?, numeric })
+            })
+            .map_err(error)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(error)?;
+        Ok((!key.is_empty()).then_some(key))
     }
 
     async fn describe_blockers(&mut self) -> Result<Vec<String>> {

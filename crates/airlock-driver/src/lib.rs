@@ -574,6 +574,37 @@ pub trait Driver: Send {
     /// Runs one statement, discarding any rows.
     async fn execute(&mut self, sql: &str) -> Result<()>;
 
+    /// Runs one data statement and returns how many rows it changed.
+    async fn execute_counted(&mut self, sql: &str) -> Result<u64>;
+
+    /// The primary key of `table`, its columns in key order (None when it
+    /// has none); an error naming the table when there is no such table.
+    async fn primary_key(
+        &mut self,
+        table: &airlock_core::schema::TableName,
+    ) -> Result<Option<Vec<airlock_sql::backfill::KeyColumn>>>;
+
+    /// One batch of a backfill in a transaction of its own: `statement` and
+    /// the checkpoint (`airlock_meta`'s `key` set to `value` of the rows the
+    /// statement changed) commit together, so a process killed at any
+    /// instant leaves both or neither. Returns the rows the statement changed.
+    async fn run_batch(&mut self, statement: &str, key: &str, value: &(dyn Fn(u64) -> String + Sync)) -> Result<u64> {
+        self.begin().await?;
+        let changed = match self.execute_counted(statement).await {
+            Ok(changed) => changed,
+            Err(e) => {
+                let _ = self.rollback().await;
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.write_meta(key, &value(changed)).await {
+            let _ = self.rollback().await;
+            return Err(e);
+        }
+        self.commit().await?;
+        Ok(changed)
+    }
+
     /// Describes sessions that hold locks others wait for, or that sit in long
     /// transactions, for a message after a lock timeout. Best effort.
     async fn describe_blockers(&mut self) -> Result<Vec<String>>;

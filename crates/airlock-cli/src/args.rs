@@ -102,6 +102,22 @@ pub enum Command {
     /// Backups taken before migrating: list them, or verify one by restoring it into a scratch database.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Backfills (`-- airlock:backfill`): data migrations run in primary-key batches, resumable where they stop.
+    #[command(subcommand)]
+    Backfill(BackfillCommand),
+}
+
+/// `airlock backfill`.
+#[derive(Debug, Subcommand)]
+pub enum BackfillCommand {
+    /// Run the first pending backfill (and any migration before it) to its end, resuming from its checkpoint; `--to VERSION` runs up to that one.
+    Run {
+        /// Run pending migrations up to this version, backfills included [default: the first pending backfill].
+        #[arg(long, value_name = "VERSION")]
+        to: Option<String>,
+    },
+    /// Each backfill that is pending, running or stopped part-way: rows done and total, batches, and its state.
+    Status,
 }
 
 /// `airlock backup`.
@@ -286,6 +302,9 @@ pub struct MigrateArgs {
     /// Why no backup is taken (with --no-backup); kept in history.
     #[arg(long, value_name = "TEXT", requires = "no_backup")]
     pub reason: Option<String>,
+    /// Stop before the first pending backfill (`-- airlock:backfill`): it, and the migrations after it, wait for `airlock backfill run`.
+    #[arg(long)]
+    pub skip_backfills: bool,
 }
 
 /// `airlock gate`.

@@ -97,14 +97,20 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     }
     let options = settings::options(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
     // Commands that change the database stop cleanly on Ctrl-C and SIGTERM.
-    if matches!(cli.command, Command::Migrate(_) | Command::Resolve(_) | Command::Down(_)) {
+    if matches!(
+        cli.command,
+        Command::Migrate(_)
+            | Command::Resolve(_)
+            | Command::Down(_)
+            | Command::Backfill(args::BackfillCommand::Run { .. })
+    ) {
         signals::watch(options.interrupt.clone())?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| ExecError::Usage(format!("cannot start the async runtime: {e}")))?;
-    let mut progress = Progress { format };
+    let mut progress = Progress::new(format);
     runtime.block_on(async {
         match cli.command {
             Command::New(_) | Command::Serve(_) | Command::Lint(_) => Ok(()),
@@ -134,6 +140,7 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                     (_, true) => Some(airlock_exec::BackupChoice::Skip { reason: args.reason.clone() }),
                     _ => None,
                 };
+                options.skip_backfills = args.skip_backfills;
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
                 Ok(())
@@ -165,6 +172,29 @@ fn run(cli: Cli) -> Result<(), ExecError> {
             Command::History(args) => {
                 let report = airlock_exec::history(&options, args.limit).await?;
                 render::history(&report, format);
+                Ok(())
+            }
+            Command::Backfill(args::BackfillCommand::Status) => {
+                let status = airlock_exec::status(&options).await?;
+                render::backfills(&status.backfills, format);
+                Ok(())
+            }
+            Command::Backfill(args::BackfillCommand::Run { to }) => {
+                let target = match to.as_deref() {
+                    Some(t) => Some(version_arg(t, "--to")?),
+                    None => {
+                        let status = airlock_exec::status(&options).await?;
+                        match status.backfills.first() {
+                            Some(b) => Some(version_arg(&b.version, "the first pending backfill")?),
+                            None => {
+                                render::backfills(&[], format);
+                                return Ok(());
+                            }
+                        }
+                    }
+                };
+                let report = airlock_exec::migrate(&options, target, false, &mut progress).await?;
+                render::run_report(&report, format, "Applied");
                 Ok(())
             }
             Command::Backup(args::BackupCommand::List) => {

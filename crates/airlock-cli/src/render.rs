@@ -20,10 +20,34 @@ const BOLD: Style = Style::new().bold();
 /// Prints progress while a command works: to stdout for people, to stderr
 /// (keeping stdout one JSON object) with `--format json`.
 pub struct Progress {
-    pub format: Format,
+    format: Format,
+    /// The running backfill statement's bar.
+    backfill: Option<BackfillBar>,
 }
 
+/// A backfill statement's progress: a bar on a terminal (indicatif draws
+/// it on stderr, at most a few times a second), else a line every ten
+/// seconds, for logs.
+struct BackfillBar {
+    /// Version and statement.
+    of: (String, usize),
+    bar: indicatif::ProgressBar,
+    last_line: Option<std::time::Instant>,
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
 impl Progress {
+    pub fn new(format: Format) -> Progress {
+        Progress { format, backfill: None }
+    }
+
+    fn end_bar(&mut self) {
+        if let Some(b) = self.backfill.take() {
+            b.bar.finish_and_clear();
+        }
+    }
+
     fn say(&self, line: String) {
         match self.format {
             Format::Human => println!("{line}"),
@@ -79,6 +103,7 @@ impl Reporter for Progress {
     fn migration_started(&mut self, _migration: &Migration, _mode: RunMode) {}
 
     fn migration_finished(&mut self, migration: &Migration, elapsed: Duration) {
+        self.end_bar();
         self.say(format!(
             "  {GREEN}✓{GREEN:#} {:<16} {:<40} {DIM}{}{DIM:#}",
             migration.version,
@@ -93,6 +118,43 @@ impl Reporter for Progress {
         }
     }
 
+    fn backfill_progress(&mut self, p: &airlock_exec::BackfillProgress) {
+        use std::io::IsTerminal;
+        let of = (p.version.clone(), p.statement.0);
+        if self.backfill.as_ref().is_none_or(|b| b.of != of) {
+            self.end_bar();
+            let bar = if std::io::stderr().is_terminal() {
+                let style = indicatif::ProgressStyle::with_template(
+                    "  {prefix} [{bar:30}] {human_pos}/{human_len} rows ({percent}%) {msg}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> ");
+                indicatif::ProgressBar::new(p.keys.1).with_style(style)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            bar.set_prefix(format!("{} {}", p.version, p.table));
+            self.backfill = Some(BackfillBar { of, bar, last_line: None });
+        }
+        let Some(b) = self.backfill.as_mut() else { return };
+        let left = p.keys.1.saturating_sub(p.keys.0);
+        let eta = (p.rate > 0.0).then(|| Duration::from_secs_f64(left as f64 / p.rate));
+        let eta = eta.map(|e| format!(", ETA {}", human_duration(e))).unwrap_or_default();
+        let message = format!("{} changed, {:.0} rows/s, batch {}{eta}", p.rows_done, p.rate, p.batch_size);
+        b.bar.set_length(p.keys.1);
+        b.bar.set_position(p.keys.0);
+        if !b.bar.is_hidden() {
+            b.bar.set_message(message);
+        } else if b.last_line.is_none_or(|t| t.elapsed() >= LOG_EVERY) {
+            b.last_line = Some(std::time::Instant::now());
+            let line = format!(
+                "  {DIM}…{DIM:#} {} backfill of {}, statement {}/{}: {}/{} rows, {message}",
+                p.version, p.table, p.statement.0, p.statement.1, p.keys.0, p.keys.1
+            );
+            self.say(line);
+        }
+    }
+
     fn retrying(&mut self, migration: &Migration, statement: usize, attempt: u32, wait: Duration, blockers: &[String]) {
         self.say(format!(
             "  {YELLOW}…{YELLOW:#} {} statement {statement} hit the lock timeout; retry {attempt} in {}",
@@ -102,6 +164,51 @@ impl Reporter for Progress {
         for b in blockers {
             self.say(format!("      blocked by {b}"));
         }
+    }
+}
+
+/// `airlock backfill status`.
+pub fn backfills(entries: &[airlock_exec::BackfillEntry], format: Format) {
+    if format == Format::Json {
+        print_json(&json!({ "backfills": entries }));
+    } else if entries.is_empty() {
+        println!("No pending backfill.");
+    } else {
+        backfill_lines(entries);
+    }
+}
+
+/// One line per backfill: where it is and how far.
+fn backfill_lines(entries: &[airlock_exec::BackfillEntry]) {
+    for b in entries {
+        let table = b.table.as_deref().unwrap_or("?");
+        let state = match b.state {
+            "running" => format!("{GREEN}running{GREEN:#}"),
+            "stopped" => format!("{YELLOW}stopped{YELLOW:#}"),
+            other => other.to_owned(),
+        };
+        let how_far = if b.state == "pending" {
+            String::new()
+        } else {
+            let percent = (b.rows_done * 100).checked_div(b.rows_total).unwrap_or(100);
+            let eta =
+                b.eta_seconds.map(|e| format!(", ETA {}", human_duration(Duration::from_secs(e)))).unwrap_or_default();
+            format!(
+                ": statement {}/{}, {}/{} rows ({percent}%), {} changed in {} batches{eta}",
+                b.statement, b.statements, b.rows_done, b.rows_total, b.rows_changed, b.batches
+            )
+        };
+        println!("  {:<16} {:<40} {table} {state}{how_far}", b.version, b.name);
+    }
+}
+
+/// `2h05m`, `3m20s`, `45s`.
+fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
+        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
     }
 }
 
@@ -208,6 +315,10 @@ pub fn status(report: &StatusReport, format: Format) {
         for p in &report.pending {
             println!("  {:<16} {:<40} {DIM}{}{DIM:#}", p.version, p.name, p.kind);
         }
+    }
+    if !report.backfills.is_empty() {
+        println!("{BOLD}Backfills{BOLD:#}");
+        backfill_lines(&report.backfills);
     }
     if !report.problems.is_empty() {
         println!("{BOLD}Problems{BOLD:#}");
@@ -750,6 +861,20 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 }),
                 verdict_style(s.verdict)
             );
+            if let Some(b) = &s.backfill {
+                let time = b.seconds.map_or("time unknown".to_owned(), |t| {
+                    format!("~{}", human_duration(Duration::from_secs_f64(t.max(1.0))))
+                });
+                let pace = b.max_rows_per_second.map(|c| format!(", at most {c} rows/s")).unwrap_or_default();
+                println!(
+                    "      {DIM}in batches:{DIM:#} {} of `{}` in ~{} batch(es) of ~{} rows ({} ms each{pace}), {time}, each its own transaction",
+                    rows(b.rows),
+                    b.table,
+                    b.batches.map_or("?".to_owned(), |n| n.to_string()),
+                    b.batch_rows,
+                    b.batch_target_ms
+                );
+            }
             // A failed check's risk is told under the check, a lint error's
             // with the finding; the others after.
             let mut told: Vec<bool> = s

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use airlock_core::migration::parse_duration;
 use airlock_driver::DatabaseUrl;
-use airlock_exec::{BackupBudget, BackupMode, BackupSettings, BackupStore, DriftCheck, LintSettings, Options};
+use airlock_exec::{
+    BackfillSettings, BackupBudget, BackupMode, BackupSettings, BackupStore, DriftCheck, LintSettings, Options,
+};
 use airlock_lint::{Baseline, Severity};
 use serde::Deserialize;
 
@@ -104,6 +106,16 @@ pub struct Tuning {
     pub backup_max_age: Option<String>,
     /// Past this estimate ("10m", "5GB") a backup is taken only with `--backup`.
     pub backup_budget: Option<String>,
+    /// The duration each backfill batch aims at, e.g. "200ms".
+    pub batch_target: Option<String>,
+    /// The smallest backfill batch, in rows.
+    pub batch_min: Option<u64>,
+    /// The largest backfill batch, in rows.
+    pub batch_max: Option<u64>,
+    /// A backfill passes over at most this many rows per second.
+    pub max_rows_per_second: Option<u64>,
+    /// How long a backfill batch waits for a lock before it is tried again, smaller.
+    pub batch_lock_timeout: Option<String>,
 }
 
 /// `[environments.NAME]`.
@@ -192,7 +204,7 @@ fn find_config() -> Option<PathBuf> {
 }
 
 /// Keys each table of airlock.toml takes, for naming an unknown one.
-const TUNING_KEYS: [&str; 17] = [
+const TUNING_KEYS: [&str; 22] = [
     "lock_timeout",
     "statement_timeout",
     "lock_retries",
@@ -210,6 +222,11 @@ const TUNING_KEYS: [&str; 17] = [
     "backup_keep",
     "backup_max_age",
     "backup_budget",
+    "batch_target",
+    "batch_min",
+    "batch_max",
+    "max_rows_per_second",
+    "batch_lock_timeout",
 ];
 
 /// A parse error of airlock.toml, pointed at the offending key's own line:
@@ -426,6 +443,7 @@ pub fn options(global: &Global) -> Result<Options, SettingsError> {
         }
     };
     options.backup = backup_settings(&env_tuning, &config.tuning, options.protected, &base_dir, &project_dir)?;
+    options.backfill = backfill_settings(&env_tuning, &config.tuning)?;
     if options.lease_ttl < Duration::from_secs(1) {
         return Err(SettingsError("`lease_ttl` must be at least 1s".to_owned()));
     }
@@ -561,6 +579,34 @@ pub fn all_environments(global: &Global) -> Result<(Environments, Option<String>
     Ok((out, default))
 }
 
+/// How backfills run: batch sizes, pace and lock timeout, an environment's over the file's.
+fn backfill_settings(env: &Tuning, top: &Tuning) -> Result<BackfillSettings, SettingsError> {
+    let defaults = BackfillSettings::default();
+    let pick = |f: fn(&Tuning) -> &Option<String>| f(env).clone().or_else(|| f(top).clone());
+    let number = |f: fn(&Tuning) -> Option<u64>| f(env).or(f(top));
+    let settings = BackfillSettings {
+        batch_target: duration(&pick(|t| &t.batch_target), "batch_target", defaults.batch_target)?,
+        batch_min: number(|t| t.batch_min).unwrap_or(defaults.batch_min),
+        batch_max: number(|t| t.batch_max).unwrap_or(defaults.batch_max),
+        batch_first: defaults.batch_first,
+        max_rows_per_second: number(|t| t.max_rows_per_second),
+        lock_timeout: duration(&pick(|t| &t.batch_lock_timeout), "batch_lock_timeout", defaults.lock_timeout)?,
+    };
+    if settings.batch_target.is_zero() {
+        return Err(SettingsError("`batch_target` must be more than 0, e.g. \"200ms\"".to_owned()));
+    }
+    if settings.batch_min == 0 || settings.batch_min > settings.batch_max {
+        return Err(SettingsError(format!(
+            "`batch_min = {}` and `batch_max = {}`: a batch needs at least 1 row, and the smallest cannot be above the largest",
+            settings.batch_min, settings.batch_max
+        )));
+    }
+    if settings.max_rows_per_second == Some(0) {
+        return Err(SettingsError("`max_rows_per_second = 0` would never finish: leave it out for no cap".to_owned()));
+    }
+    Ok(BackfillSettings { batch_first: settings.batch_first.clamp(settings.batch_min, settings.batch_max), ..settings })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,7 +621,7 @@ mod tests {
                 "out_of_order" => format!("{k} = false\n"),
                 "drift" => format!("{k} = \"warn\"\n"),
                 "backup" => format!("{k} = \"tables\"\n"),
-                "backup_keep" => format!("{k} = 3\n"),
+                "backup_keep" | "batch_min" | "batch_max" | "max_rows_per_second" => format!("{k} = 3\n"),
                 _ => format!("{k} = \"1s\"\n"),
             })
             .collect();

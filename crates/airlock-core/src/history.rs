@@ -66,6 +66,9 @@ pub enum RunMode {
     /// Statement by statement (MySQL DDL, `-- airlock:no-transaction`): a failure
     /// leaves the statements before it applied.
     Statements,
+    /// A backfill (`-- airlock:backfill`): each statement over one key range
+    /// at a time, each batch a transaction with its checkpoint.
+    Batches,
 }
 
 impl RunMode {
@@ -74,6 +77,7 @@ impl RunMode {
         match self {
             RunMode::Transaction => "transaction",
             RunMode::Statements => "statements",
+            RunMode::Batches => "batches",
         }
     }
 
@@ -82,6 +86,7 @@ impl RunMode {
         match s {
             "transaction" => Some(RunMode::Transaction),
             "statements" => Some(RunMode::Statements),
+            "batches" => Some(RunMode::Batches),
             _ => None,
         }
     }

@@ -195,7 +195,8 @@ pub(crate) async fn run(
     driver.set_timeouts(timeouts(ctx, job.directives())).await.map_err(ExecError::db("setting timeouts"))?;
     match job.prepared.mode {
         RunMode::Transaction => in_transaction(driver, ctx, held, job, reporter).await,
-        RunMode::Statements => {
+        // A backfill runs through `backfill::run`; never here.
+        RunMode::Statements | RunMode::Batches => {
             held.working_on(driver, Some(&job.version())).await?;
             statement_by_statement(driver, ctx, held, job, start, reporter).await
         }
@@ -506,7 +507,7 @@ pub(crate) fn timeouts(ctx: &Context, directives: &Directives) -> Timeouts {
     }
 }
 
-fn backoff(ctx: &Context, attempt: u32) -> Duration {
+pub(crate) fn backoff(ctx: &Context, attempt: u32) -> Duration {
     let base = ctx.options.retry_backoff.saturating_mul(1 << attempt.min(5)).min(Duration::from_secs(30));
     base.mul_f64(rand::rng().random_range(0.5..1.0))
 }

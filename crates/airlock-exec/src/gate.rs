@@ -200,6 +200,7 @@ mod tests {
             database: "sqlite:x".into(),
             warnings: Vec::new(),
             last_run: None,
+            backfills: Vec::new(),
         }
     }
 

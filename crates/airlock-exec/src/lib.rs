@@ -11,6 +11,7 @@ mod admin;
 mod adopt;
 mod apply;
 mod audit;
+mod backfill;
 mod backup;
 mod down;
 mod drift;
@@ -42,6 +43,7 @@ pub use crate::actor::AIRLOCK_VERSION;
 pub use crate::admin::unlock;
 pub use crate::adopt::{AdoptReport, AdoptedEntry, adopt};
 pub use crate::audit::{HistoryEntry, HistoryReport, history};
+pub use crate::backfill::{BackfillEntry, BackfillProgress, BackfillSettings, Checkpoint};
 pub use crate::backup::{
     BackupBudget, BackupChoice, BackupMode, BackupPlan, BackupSettings, BackupStore, Everything, Manifest,
     ManifestTable, StakedTable, human_bytes,
@@ -56,7 +58,9 @@ pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRe
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
 pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
 pub use crate::live::{LiveState, live_catalog, live_state};
-pub use crate::plan::{MigrationPlan, PlanFinding, PlanReport, Risk, RiskCode, StatementPlan, Verdict, plan};
+pub use crate::plan::{
+    BackfillPlan, MigrationPlan, PlanFinding, PlanReport, Risk, RiskCode, StatementPlan, Verdict, plan,
+};
 pub use crate::prepare::{EngineTraits, Prepared, prepare, prepare_script};
 pub use crate::rates::{BackupPace, Calibration, MIN_ROWS, Rate, Rates, Work, calibrate};
 pub use crate::rehearse::{CopiedRows, RehearsalData, RehearsalEntry, RehearsalReport, rehearse};
@@ -125,6 +129,11 @@ pub struct Options {
     pub rehearsal_timings: Option<std::path::PathBuf>,
     /// What `migrate` saves before it changes anything, and where.
     pub backup: backup::BackupSettings,
+    /// How backfills run: batch sizes, pace, lock timeout.
+    pub backfill: backfill::BackfillSettings,
+    /// `migrate --skip-backfills`: stop before the first pending backfill,
+    /// leaving it and what follows for `airlock backfill run`.
+    pub skip_backfills: bool,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -162,6 +171,8 @@ impl Options {
             drift_check: DriftCheck::Off,
             rehearsal_timings: None,
             backup: backup::BackupSettings::default(),
+            backfill: backfill::BackfillSettings::default(),
+            skip_backfills: false,
         }
     }
 

@@ -80,6 +80,30 @@ pub struct StatementPlan {
     /// It changes rows (INSERT, UPDATE, DELETE): its time is not a DDL rate.
     #[serde(skip)]
     pub changes_rows: bool,
+    /// A backfill's statement: how it runs in batches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<BackfillPlan>,
+}
+
+/// How a backfill's statement runs: the rows its batches pass over, how
+/// many batches, and how long at the configured pace.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackfillPlan {
+    /// The table batches are cut on.
+    pub table: String,
+    /// Its rows (catalog statistics): every one is passed over, the statement's WHERE picks those changed.
+    pub rows: Option<f64>,
+    /// Rows per batch at the target duration, at the rate below.
+    pub batch_rows: u64,
+    /// Batches.
+    pub batches: Option<u64>,
+    /// Seconds: at the rate of a rewrite of the table (a batch writes the
+    /// rows it changes), or at `max_rows_per_second`, whichever is slower.
+    pub seconds: Option<f64>,
+    /// The duration each batch aims at, in milliseconds.
+    pub batch_target_ms: u64,
+    /// The cap on the pace, if any.
+    pub max_rows_per_second: Option<u64>,
 }
 
 impl StatementPlan {
@@ -104,6 +128,7 @@ impl StatementPlan {
             verdict: Verdict::Safe,
             reasons: Vec::new(),
             changes_rows: false,
+            backfill: None,
         }
     }
 
@@ -404,6 +429,28 @@ impl Assessor {
         Ok(result)
     }
 
+    /// How a backfill statement runs in batches over its table as the model knows it now.
+    fn backfill_plan(&self, sql: &str, dialect: airlock_sql::Dialect) -> Option<BackfillPlan> {
+        let batchable = airlock_sql::backfill::analyze(sql, dialect).ok()?;
+        let settings = &self.options.backfill;
+        let table = self.catalog.table(&batchable.table).table();
+        let rows = table.and_then(|t| t.rows);
+        let rate = self.rates.for_table(Work::Rewrite, &batchable.table.name).rows_per_second;
+        let batch_rows =
+            ((rate * settings.batch_target.as_secs_f64()) as u64).clamp(settings.batch_min, settings.batch_max);
+        let cap = settings.max_rows_per_second;
+        let seconds = rows.map(|r| (r / rate).max(cap.map_or(0.0, |c| r / c as f64)));
+        Some(BackfillPlan {
+            table: batchable.table.to_string(),
+            rows,
+            batch_rows,
+            batches: rows.map(|r| (r / batch_rows as f64).ceil() as u64),
+            seconds,
+            batch_target_ms: settings.batch_target.as_millis() as u64,
+            max_rows_per_second: cap,
+        })
+    }
+
     /// Judges `migration` (parsed as `script`) against the data as it is now,
     /// then advances the schema model past it. `findings` are its lint
     /// findings by statement (1-based).
@@ -521,8 +568,13 @@ impl Assessor {
                 }
                 self.catalog.apply(op, &version);
             }
+            if migration.directives.backfill {
+                plan.backfill = self.backfill_plan(&parsed.sql, dialect);
+            }
             let budget = self.options.estimate_budget;
-            if let Some(seconds) = plan.estimated_seconds.filter(|s| !budget.is_zero() && *s > budget.as_secs_f64()) {
+            // A backfill's batches each hold their locks briefly, however long all of them take.
+            let over = plan.estimated_seconds.filter(|s| !budget.is_zero() && *s > budget.as_secs_f64());
+            if let Some(seconds) = over.filter(|_| plan.backfill.is_none()) {
                 plan.reasons.push(risk(
                     RiskCode::OverBudget,
                     format!("estimated at {seconds:.0} s, over the {} s budget (`estimate_budget`)", budget.as_secs()),

@@ -60,7 +60,11 @@ const DATA_HEADS: [&str; 6] = ["INSERT", "UPDATE", "DELETE", "REPLACE", "SELECT"
 
 /// Prepares the up script of `migration`.
 pub fn prepare(migration: &Migration, engine: EngineTraits) -> Result<Prepared, InvalidMigration> {
-    prepare_script(&migration.up, migration.directives.no_transaction, engine)
+    let mut prepared = prepare_script(&migration.up, migration.directives.no_transaction, engine)?;
+    if migration.directives.backfill {
+        prepared.mode = RunMode::Batches;
+    }
+    Ok(prepared)
 }
 
 /// Prepares any script (up or down) with the file's `no-transaction` setting.

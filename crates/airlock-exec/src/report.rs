@@ -22,6 +22,8 @@ pub trait Reporter: Send {
     fn migration_started(&mut self, _migration: &Migration, _mode: RunMode) {}
     /// It finished.
     fn migration_finished(&mut self, _migration: &Migration, _elapsed: Duration) {}
+    /// A backfill committed a batch.
+    fn backfill_progress(&mut self, _progress: &crate::backfill::BackfillProgress) {}
     /// `gate --wait` is still waiting, for these reasons (said when they change).
     fn gate_waiting(&mut self, _reasons: &[String]) {}
     /// A statement hit the lock timeout and will be retried after `wait`.
@@ -152,6 +154,8 @@ pub struct StatusReport {
     pub warnings: Vec<String>,
     /// The most recent run that finished, as far as history tells.
     pub last_run: Option<LastRun>,
+    /// Pending backfills, with how far each has come.
+    pub backfills: Vec<crate::backfill::BackfillEntry>,
 }
 
 /// The most recent run: the newest migrations that one user on one host applied

@@ -156,12 +156,29 @@ async fn look(
     for w in &discovered.warnings {
         reporter.warning(&format!("{}: {}", w.path.display(), w.message));
     }
-    let settings = Settings { target, out_of_order: options.out_of_order, run_in_progress: false };
+    let mut settings = Settings { target, out_of_order: options.out_of_order, run_in_progress: false };
     let history = snap.as_ref().map(|s| s.history.as_slice()).unwrap_or_default();
     let stamped = snap.as_ref().and_then(|s| s.project.as_deref());
     let another_run = snap.as_ref().is_some_and(|s| s.lease.is_some());
     let seen = Settings { run_in_progress: another_run, ..settings.clone() };
     let mut plan = reconcile(&discovered.migrations, history, &seen);
+    if options.skip_backfills {
+        if let Some(first) = plan.pending.iter().find(|m| m.directives.backfill) {
+            // The target stops before it: it, and every migration after it, waits.
+            let before = discovered.migrations.iter().map(|m| &m.version).filter(|v| **v < first.version).max();
+            let before = before.cloned().unwrap_or_else(|| Version::parse("0").expect("0 is a version"));
+            reporter.warning(&format!(
+                "migration {} ({}) is a backfill: --skip-backfills leaves it, and the migrations after it, for `airlock backfill run`",
+                first.version, first.name
+            ));
+            settings.target = Some(settings.target.map_or(before.clone(), |t| t.min(before)));
+            plan = reconcile(
+                &discovered.migrations,
+                history,
+                &Settings { run_in_progress: another_run, ..settings.clone() },
+            );
+        }
+    }
     plan.problems.extend(project_problem(stamped, options.project.as_deref(), &options.url));
     // A running record may belong to a run that is starting or just finishing:
     // only under the lease can it be told apart from one that was cut off.
@@ -372,12 +389,17 @@ async fn apply_pending(
         reporter.migration_started(migration, prepared.mode);
         let paused = || Duration::from_millis(ctx.paused_ms.load(std::sync::atomic::Ordering::Relaxed));
         let paused_before = paused();
-        let elapsed = apply::run(driver, ctx, held, &job, 0, reporter).await.map_err(|e| with_applied(e, &ran))?;
+        let elapsed = if migration.directives.backfill {
+            crate::backfill::run(driver, ctx, held, migration, prepared, reporter).await
+        } else {
+            apply::run(driver, ctx, held, &job, 0, reporter).await
+        }
+        .map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
         // Waits before retries are not work (a transactional migration's
         // time already starts at its last attempt).
         let working = match prepared.mode {
-            RunMode::Statements => elapsed.saturating_sub(paused() - paused_before),
+            RunMode::Statements | RunMode::Batches => elapsed.saturating_sub(paused() - paused_before),
             RunMode::Transaction => elapsed,
         };
         if let Some(event) = crate::rates::timing_of(&migration.version, &assessed, working) {

@@ -23,11 +23,19 @@ pub(crate) async fn assess(options: &Options) -> Result<(StatusReport, Option<Ve
             if snap.history.is_empty() { crate::adopt::foreign_tools(driver.as_mut()).await } else { Vec::new() };
         // The newest run is one invocation, as its event says.
         let last = if snap.history.is_empty() { None } else { crate::audit::last_run(driver.as_mut()).await };
-        Ok::<_, ExecError>((snap, foreign, last))
+        Ok::<_, ExecError>((driver, snap, foreign, last))
     });
-    let (snap, foreign, last) = snap?;
+    let (mut driver, snap, foreign, last) = snap?;
     let (discovered, unreadable) = discovered?;
+    let running = snap.lease.as_ref().and_then(|l| l.version.clone());
     let (mut status, latest) = judge_status(options, &discovered, snap);
+    let pending: Vec<&airlock_core::Migration> = status
+        .pending
+        .iter()
+        .filter_map(|p| discovered.migrations.iter().find(|m| m.version.to_string() == p.version))
+        .collect();
+    let dialect = options.engine_traits().dialect;
+    status.backfills = crate::backfill::entries(driver.as_mut(), &pending, running.as_deref(), dialect).await?;
     // A file that cannot be read: the database is still shown, with the file as a problem.
     for e in unreadable.iter().rev() {
         let problem = Problem {
@@ -103,6 +111,7 @@ pub(crate) fn judge_status(
         database: options.url.to_string(),
         warnings: discovered.warnings.iter().map(|w| format!("{}: {}", w.path.display(), w.message)).collect(),
         last_run: LastRun::of(&snap.history, snap.lease.as_ref().map(|l| l.acquired_at)),
+        backfills: Vec::new(),
     };
     (report, latest)
 }

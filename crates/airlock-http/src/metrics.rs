@@ -136,6 +136,7 @@ mod tests {
                     os_user: "deploy".into(),
                     host: "ci".into(),
                 }),
+                backfills: Vec::new(),
             },
             latest: None,
         }

@@ -26,6 +26,7 @@ mod setting_not_null;
 mod table_has_triggers;
 mod transaction_control;
 mod truncate_cascade;
+mod unbatchable_backfill;
 mod unbatched_data_change;
 mod up_destroys_data;
 mod vacuum_full_or_cluster;
@@ -103,6 +104,7 @@ pub static ALL: &[&dyn Rule] = &[
     &missing_down::MissingDown,
     &table_has_triggers::TableHasTriggers,
     &unbatched_data_change::UnbatchedDataChange,
+    &unbatchable_backfill::UnbatchableBackfill,
     &dynamic_sql::DynamicSql,
 ];
 

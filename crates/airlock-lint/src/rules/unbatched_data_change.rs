@@ -22,6 +22,10 @@ impl Rule for UnbatchedDataChange {
     }
 
     fn check(&self, cx: &Context, out: &mut Vec<Finding>) {
+        // A backfill runs in batches.
+        if cx.migration.directives.backfill {
+            return;
+        }
         // With a WHERE the statement may touch a handful of rows: only the unfiltered form is sure.
         let (verb, table) = match cx.op {
             Op::Update { table, has_where: false } => ("UPDATE", table),
@@ -41,7 +45,7 @@ impl Rule for UnbatchedDataChange {
                 "{verb} on `{table}`{} in one statement locks every row it touches until commit and floods replication",
                 cx.size_note(table)
             ),
-            "change rows in batches (by key range, a few thousand at a time), each in its own transaction",
+            "mark the migration `-- airlock:backfill`: airlock then runs it in key-range batches, each its own short transaction, resumable where it stops",
         ));
     }
 }
@@ -57,6 +61,12 @@ mod tests {
     fn ok() {
         let t = vec![live("t", 500.0, vec![column("a", "integer")])];
         assert!(!has(&run_live(Postgres, "-- airlock:data\nUPDATE t SET a = 1;", t), ID));
+    }
+
+    #[test]
+    fn a_backfill_is_batched() {
+        let t = vec![live("t", 5e6, vec![column("a", "integer")])];
+        assert!(!has(&run_live(Postgres, "-- airlock:backfill\nUPDATE t SET a = 1;", t), ID));
     }
 
     #[test]

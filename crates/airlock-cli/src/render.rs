@@ -155,6 +155,22 @@ impl Reporter for Progress {
         }
     }
 
+    fn backfill_paused(&mut self, version: &str, why: &str) {
+        let line = format!("  {YELLOW}‖{YELLOW:#} {version} backfill paused: {why}");
+        match self.backfill.as_ref().filter(|b| !b.bar.is_hidden()) {
+            Some(b) => b.bar.println(line),
+            None => self.say(line),
+        }
+    }
+
+    fn backfill_resumed(&mut self, version: &str, waited: Duration) {
+        let line = format!("  {GREEN}▸{GREEN:#} {version} backfill resumed after {}", ms(waited));
+        match self.backfill.as_ref().filter(|b| !b.bar.is_hidden()) {
+            Some(b) => b.bar.println(line),
+            None => self.say(line),
+        }
+    }
+
     fn retrying(&mut self, migration: &Migration, statement: usize, attempt: u32, wait: Duration, blockers: &[String]) {
         self.say(format!(
             "  {YELLOW}…{YELLOW:#} {} statement {statement} hit the lock timeout; retry {attempt} in {}",

@@ -116,6 +116,11 @@ pub struct Tuning {
     pub max_rows_per_second: Option<u64>,
     /// How long a backfill batch waits for a lock before it is tried again, smaller.
     pub batch_lock_timeout: Option<String>,
+    /// Replicas of the database (URLs, `${VAR}` expanded): backfill batches
+    /// wait while one replays more than `max_replica_lag` behind.
+    pub replicas: Option<Vec<String>>,
+    /// How far behind a replica may replay, e.g. "5s".
+    pub max_replica_lag: Option<String>,
 }
 
 /// `[environments.NAME]`.
@@ -204,7 +209,7 @@ fn find_config() -> Option<PathBuf> {
 }
 
 /// Keys each table of airlock.toml takes, for naming an unknown one.
-const TUNING_KEYS: [&str; 22] = [
+const TUNING_KEYS: [&str; 24] = [
     "lock_timeout",
     "statement_timeout",
     "lock_retries",
@@ -227,6 +232,8 @@ const TUNING_KEYS: [&str; 22] = [
     "batch_max",
     "max_rows_per_second",
     "batch_lock_timeout",
+    "replicas",
+    "max_replica_lag",
 ];
 
 /// A parse error of airlock.toml, pointed at the offending key's own line:
@@ -591,6 +598,18 @@ fn backfill_settings(env: &Tuning, top: &Tuning) -> Result<BackfillSettings, Set
         batch_first: defaults.batch_first,
         max_rows_per_second: number(|t| t.max_rows_per_second),
         lock_timeout: duration(&pick(|t| &t.batch_lock_timeout), "batch_lock_timeout", defaults.lock_timeout)?,
+        replicas: env
+            .replicas
+            .as_ref()
+            .or(top.replicas.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|text| {
+                let text = expand(text, "replicas")?;
+                DatabaseUrl::parse(&text).map_err(|e| SettingsError(format!("`replicas` in airlock.toml: {e}")))
+            })
+            .collect::<Result<_, _>>()?,
+        max_replica_lag: duration(&pick(|t| &t.max_replica_lag), "max_replica_lag", defaults.max_replica_lag)?,
     };
     if settings.batch_target.is_zero() {
         return Err(SettingsError("`batch_target` must be more than 0, e.g. \"200ms\"".to_owned()));
@@ -622,6 +641,7 @@ mod tests {
                 "drift" => format!("{k} = \"warn\"\n"),
                 "backup" => format!("{k} = \"tables\"\n"),
                 "backup_keep" | "batch_min" | "batch_max" | "max_rows_per_second" => format!("{k} = 3\n"),
+                "replicas" => format!("{k} = [\"postgres://replica/db\"]\n"),
                 _ => format!("{k} = \"1s\"\n"),
             })
             .collect();

@@ -347,3 +347,78 @@ fn writer(url: &str, w: u64, rows: u64, stop: &AtomicBool) -> (Vec<Duration>, Ve
         (latencies, failures)
     })
 }
+
+/// Resumes the standby's replay when dropped, whatever the test did.
+struct Replaying(Db);
+
+impl Drop for Replaying {
+    fn drop(&mut self) {
+        self.0.exec("SELECT pg_wal_replay_resume()");
+    }
+}
+
+/// A real streaming standby (`pg_basebackup` of the test cluster, started
+/// by `scripts/test`) whose replay is paused: batches stop while it is
+/// more than `max_replica_lag` behind, saying why, and go on once it
+/// replays again; every row is still changed once.
+#[test]
+#[cfg_attr(
+    not(airlock_test_servers),
+    ignore = "needs PostgreSQL and its standby: run `scripts/test`, which starts them"
+)]
+fn postgres_batches_wait_while_the_replica_lags() {
+    let standby = std::env::var("AIRLOCK_TEST_POSTGRES_STANDBY_URL")
+        .expect("AIRLOCK_TEST_POSTGRES_STANDBY_URL is not set: run the tests through `scripts/test`");
+    let db = Db::new(Engine::Postgres);
+    let rows = 30_000;
+    items(&db, rows);
+    let (_, name) = db.url.rsplit_once('/').unwrap();
+    let (base, _) = standby.rsplit_once('/').unwrap();
+    let mut replica = db.handle();
+    replica.url = format!("{base}/{name}");
+    // Caught up: the standby replayed all the primary wrote so far.
+    let written = db.scalar("SELECT pg_current_wal_lsn()::text").unwrap();
+    let started = Instant::now();
+    while db.count(&format!("SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= '{written}'::pg_lsn")) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the standby did not catch up within 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(replica.count("SELECT count(*) FROM items"), rows as i64);
+    let project = slow_project();
+    project.write_config(&format!(
+        "batch_min = 10\nbatch_max = 100\nbatch_target = \"20ms\"\nmax_rows_per_second = 5000\nreplicas = [\"{}\"]\nmax_replica_lag = \"1s\"\n",
+        replica.url
+    ));
+    project.write("1_touch.up.sql", "-- airlock:backfill\nUPDATE items SET n = n + 1;\n");
+    replica.exec("SELECT pg_wal_replay_pause()");
+    let replaying = Replaying(replica.handle());
+    let mut child = start(&project, &db, &["migrate"]);
+    std::thread::sleep(Duration::from_secs(4));
+    let before = batches_done(&db, Engine::Postgres);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(batches_done(&db, Engine::Postgres), before, "a batch ran while the replica lagged");
+    assert!(child.try_wait().unwrap().is_none(), "the run waits");
+    assert!(counts(&db).1 < rows as i64, "it stopped part-way");
+    drop(replaying);
+    let run = Run::of(child.wait_with_output().unwrap());
+    run.expect(0);
+    let all = run.all();
+    assert!(all.contains("backfill paused: replica") && all.contains("max_replica_lag 1.0 s"), "{all}");
+    assert!(all.contains("backfill resumed after"), "{all}");
+    assert_eq!(counts(&db), (0, rows as i64, 0));
+}
+
+/// A replica that is not one refuses the run before its first batch.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn postgres_a_replica_that_is_not_one_is_refused() {
+    let db = Db::new(Engine::Postgres);
+    items(&db, 100);
+    let project = Project::new();
+    project.write_config(&format!("replicas = [\"{}\"]\n", db.url));
+    project.write("1_touch.up.sql", "-- airlock:backfill\nUPDATE items SET n = n + 1;\n");
+    let run = project.run(&db, &["migrate"]);
+    run.expect(2);
+    assert!(run.stderr.contains("(`replicas` in airlock.toml): it is not a replica"), "{}", run.all());
+    assert_eq!(counts(&db).0, 100);
+}

@@ -858,6 +858,26 @@ impl Driver for MySqlDriver {
         Ok(self.conn.affected_rows())
     }
 
+    async fn replica_lag(&mut self) -> Result<Option<std::time::Duration>> {
+        // MariaDB 10.5+ and MySQL 8.0.22+ say REPLICA; older servers only SLAVE.
+        let status: Option<Row> = match self.conn.query_first("SHOW REPLICA STATUS").await {
+            Ok(row) => row,
+            Err(_) => self.conn.query_first("SHOW SLAVE STATUS").await.map_err(error)?,
+        };
+        let Some(status) = status else {
+            return Err(DriverError::new(ErrorKind::Statement, "it is not a replica (SHOW REPLICA STATUS is empty)"));
+        };
+        let columns = status.columns_ref();
+        let lag = columns
+            .iter()
+            .position(|c| matches!(c.name_str().as_ref(), "Seconds_Behind_Source" | "Seconds_Behind_Master"))
+            .ok_or_else(|| {
+                DriverError::new(ErrorKind::Statement, "SHOW REPLICA STATUS has no Seconds_Behind_Source")
+            })?;
+        // NULL: the replication threads are stopped, so how far behind is unknown.
+        Ok(status.get::<Option<u64>, usize>(lag).flatten().map(std::time::Duration::from_secs))
+    }
+
     async fn primary_key(&mut self, table: &TableName) -> Result<Option<Vec<KeyColumn>>> {
         let schema = table.schema.as_deref();
         let exists: Option<i64> = self

@@ -1705,6 +1705,25 @@ impl Driver for PostgresDriver {
             .sum())
     }
 
+    async fn replica_lag(&mut self) -> Result<Option<std::time::Duration>> {
+        // Behind by the time since the newest transaction it replayed, when
+        // it holds WAL it has not replayed; else not behind at all.
+        let rows = self
+            .client
+            .query_typed(
+                "SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0::float8 \
+                 ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END",
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        let row = rows.first().ok_or_else(|| DriverError::new(ErrorKind::Statement, "no answer"))?;
+        if !row.get::<_, bool>(0) {
+            return Err(DriverError::new(ErrorKind::Statement, "it is not a replica (not in recovery)"));
+        }
+        Ok(row.get::<_, Option<f64>>(1).map(|s| std::time::Duration::from_secs_f64(s.max(0.0))))
+    }
+
     async fn primary_key(&mut self, table: &TableName) -> Result<Option<Vec<KeyColumn>>> {
         let qualified = match &table.schema {
             Some(schema) => format!("{}.{}", quote_identifier(schema), quote_identifier(&table.name)),

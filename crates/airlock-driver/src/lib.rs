@@ -584,6 +584,17 @@ pub trait Driver: Send {
         table: &airlock_core::schema::TableName,
     ) -> Result<Option<Vec<airlock_sql::backfill::KeyColumn>>>;
 
+    /// How far behind its primary this database (a replica) replays: zero
+    /// when it has replayed all it received; None when it cannot tell
+    /// (replication stopped, nothing replayed yet). An error when it is
+    /// not a replica.
+    async fn replica_lag(&mut self) -> Result<Option<Duration>> {
+        Err(DriverError::new(
+            ErrorKind::Unsupported,
+            format!("{} has no replicas airlock can watch", self.profile().engine.name()),
+        ))
+    }
+
     /// One batch of a backfill in a transaction of its own: `statement` and
     /// the checkpoint (`airlock_meta`'s `key` set to `value` of the rows the
     /// statement changed) commit together, so a process killed at any

@@ -45,6 +45,11 @@ pub struct BackfillSettings {
     /// How long a batch may wait for a lock before it is tried again smaller.
     /// Defaults to 2 s; a migration's `-- airlock:lock-timeout` wins.
     pub lock_timeout: Duration,
+    /// Replicas of the database (`replicas` in airlock.toml): batches wait
+    /// while one replays more than `max_replica_lag` behind, or cannot be reached.
+    pub replicas: Vec<airlock_driver::DatabaseUrl>,
+    /// How far behind a replica may be. Defaults to 5 s.
+    pub max_replica_lag: Duration,
 }
 
 impl Default for BackfillSettings {
@@ -56,6 +61,8 @@ impl Default for BackfillSettings {
             batch_first: 1_000,
             max_rows_per_second: None,
             lock_timeout: Duration::from_secs(2),
+            replicas: Vec::new(),
+            max_replica_lag: Duration::from_secs(5),
         }
     }
 }
@@ -118,6 +125,111 @@ pub(crate) fn next_size(size: u64, took: Duration, settings: &BackfillSettings) 
     let ratio = settings.batch_target.as_secs_f64() / took.as_secs_f64().max(0.000_1);
     let proposed = (size as f64 * ratio.clamp(0.5, 2.0)).round() as u64;
     proposed.clamp(settings.batch_min.max(1), settings.batch_max.max(settings.batch_min.max(1)))
+}
+
+/// The replicas a backfill waits for, each on a connection of its own.
+struct Replicas {
+    urls: Vec<airlock_driver::DatabaseUrl>,
+    connections: Vec<Option<Box<dyn Driver>>>,
+    max: Duration,
+    /// When they were last asked: at most twice a second.
+    asked: Option<Instant>,
+}
+
+impl Replicas {
+    /// Connects to each and asks once: a database that is not a replica
+    /// (or not of this engine) refuses the run before its first batch.
+    async fn open(settings: &BackfillSettings, engine: airlock_driver::Engine) -> Result<Replicas, ExecError> {
+        if let Some(other) = settings.replicas.iter().find(|u| u.engine() != engine) {
+            return Err(ExecError::Usage(format!(
+                "replica {other} (`replicas` in airlock.toml) is not a {} database",
+                engine.name()
+            )));
+        }
+        let mut replicas = Replicas {
+            urls: settings.replicas.clone(),
+            connections: Vec::new(),
+            max: settings.max_replica_lag,
+            asked: None,
+        };
+        for url in &replicas.urls {
+            let mut connection = crate::connect(url, false).await.map_err(|e| {
+                ExecError::Usage(format!("replica {url} (`replicas` in airlock.toml) cannot be reached: {e}"))
+            })?;
+            if let Err(e) = connection.replica_lag().await {
+                return Err(ExecError::Usage(format!("replica {url} (`replicas` in airlock.toml): {e}")));
+            }
+            replicas.connections.push(Some(connection));
+        }
+        Ok(replicas)
+    }
+
+    /// Why batches should wait now: a replica too far behind, one that
+    /// cannot say how far, or one that cannot be reached. None: go on.
+    async fn behind(&mut self) -> Option<String> {
+        if self.urls.is_empty() || self.asked.is_some_and(|t| t.elapsed() < Duration::from_millis(500)) {
+            return None;
+        }
+        self.asked = Some(Instant::now());
+        for (url, slot) in self.urls.iter().zip(self.connections.iter_mut()) {
+            if slot.is_none() {
+                match crate::connect(url, false).await {
+                    Ok(connection) => *slot = Some(connection),
+                    Err(e) => return Some(format!("replica {url} cannot be reached ({e})")),
+                }
+            }
+            let Some(connection) = slot.as_mut() else { continue };
+            match connection.replica_lag().await {
+                Ok(Some(lag)) if lag > self.max => {
+                    return Some(format!(
+                        "replica {url} replays {:.1} s behind (max_replica_lag {:.1} s)",
+                        lag.as_secs_f64(),
+                        self.max.as_secs_f64()
+                    ));
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Some(format!("replica {url} cannot say how far behind it is (is replication stopped?)"));
+                }
+                Err(e) => {
+                    *slot = None;
+                    return Some(format!("replica {url} did not answer ({e})"));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// Waits while `replicas` say to, telling each new reason; returns at once
+/// when they do not. A signal ends the wait (the caller then stops).
+async fn wait_for_replicas(ctx: &Context, replicas: &mut Replicas, version: &str, reporter: &mut dyn Reporter) {
+    let Some(mut why) = replicas.behind().await else { return };
+    let started = Instant::now();
+    reporter.backfill_paused(version, &why);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = ctx.options.interrupt.wait() => return,
+        }
+        match replicas.behind().await {
+            None => break,
+            Some(now) if now != why && !same_reason(&now, &why) => {
+                reporter.backfill_paused(version, &now);
+                why = now;
+            }
+            Some(_) => {}
+        }
+    }
+    reporter.backfill_resumed(version, started.elapsed());
+}
+
+/// Two reasons that differ only in a figure (the lag grew) are one pause.
+fn same_reason(a: &str, b: &str) -> bool {
+    fn words(s: &str) -> Vec<&str> {
+        s.split_whitespace().filter(|w| !w.chars().any(|c| c.is_ascii_digit())).collect()
+    }
+    words(a) == words(b)
 }
 
 /// One statement ready to batch: what it does and the key cutting it.
@@ -237,6 +349,7 @@ pub(crate) async fn run(
             done: false,
         },
     };
+    let mut replicas = Replicas::open(settings, ctx.options.url.engine()).await?;
     held.working_on(driver, Some(&version)).await?;
     let directives = &migration.directives;
     let timeouts = Timeouts {
@@ -267,6 +380,8 @@ pub(crate) async fn run(
             if held.lost() {
                 return Err(ExecError::LeaseLost);
             }
+            ctx.options.interrupt.check(stopped)?;
+            wait_for_replicas(ctx, &mut replicas, &version, reporter).await;
             ctx.options.interrupt.check(stopped)?;
             let size = checkpoint.batch_size;
             let boundary = cut.batchable.next_boundary(&cut.key, checkpoint.after.as_deref(), size);

@@ -24,6 +24,10 @@ pub trait Reporter: Send {
     fn migration_finished(&mut self, _migration: &Migration, _elapsed: Duration) {}
     /// A backfill committed a batch.
     fn backfill_progress(&mut self, _progress: &crate::backfill::BackfillProgress) {}
+    /// A backfill waits before its next batch, for this reason (said again when it changes).
+    fn backfill_paused(&mut self, _version: &str, _why: &str) {}
+    /// It goes on after waiting this long.
+    fn backfill_resumed(&mut self, _version: &str, _waited: Duration) {}
     /// `gate --wait` is still waiting, for these reasons (said when they change).
     fn gate_waiting(&mut self, _reasons: &[String]) {}
     /// A statement hit the lock timeout and will be retried after `wait`.

@@ -118,6 +118,33 @@ pub enum BackfillCommand {
     },
     /// Each backfill that is pending, running or stopped part-way: rows done and total, batches, and its state.
     Status,
+    /// Hold a backfill: a run going on waits between batches; new runs refuse it until `backfill resume`.
+    Pause {
+        /// The backfill's version.
+        #[arg(value_name = "VERSION")]
+        backfill: String,
+        /// Why; kept in history.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
+    /// Let a paused or cancelled backfill go on where it stopped (or, with --from-start, from its first row).
+    Resume {
+        /// The backfill's version.
+        #[arg(value_name = "VERSION")]
+        backfill: String,
+        /// Forget where it stopped: the next run begins at the first row (a changed file starts over this way).
+        #[arg(long)]
+        from_start: bool,
+    },
+    /// Stop a backfill: a run going on stops between batches; runs refuse it until `backfill resume`.
+    Cancel {
+        /// The backfill's version.
+        #[arg(value_name = "VERSION")]
+        backfill: String,
+        /// Why; kept in history.
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+    },
 }
 
 /// `airlock backup`.

@@ -179,6 +179,25 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 render::backfills(&status.backfills, format);
                 Ok(())
             }
+            Command::Backfill(args::BackfillCommand::Pause { backfill, reason }) => {
+                let v = version_arg(&backfill, "VERSION")?;
+                let said = airlock_exec::backfill_control(&options, &v, airlock_exec::ControlAction::Pause, reason).await?;
+                render::said(&said, format);
+                Ok(())
+            }
+            Command::Backfill(args::BackfillCommand::Resume { backfill, from_start }) => {
+                let v = version_arg(&backfill, "VERSION")?;
+                let action = airlock_exec::ControlAction::Resume { from_start };
+                let said = airlock_exec::backfill_control(&options, &v, action, None).await?;
+                render::said(&said, format);
+                Ok(())
+            }
+            Command::Backfill(args::BackfillCommand::Cancel { backfill, reason }) => {
+                let v = version_arg(&backfill, "VERSION")?;
+                let said = airlock_exec::backfill_control(&options, &v, airlock_exec::ControlAction::Cancel, reason).await?;
+                render::said(&said, format);
+                Ok(())
+            }
             Command::Backfill(args::BackfillCommand::Run { to }) => {
                 let target = match to.as_deref() {
                     Some(t) => Some(version_arg(t, "--to")?),

@@ -183,6 +183,15 @@ impl Reporter for Progress {
     }
 }
 
+/// A command's one sentence (`backfill pause|resume|cancel`); `{"message"}` in JSON.
+pub fn said(message: &str, format: Format) {
+    if format == Format::Json {
+        print_json(&json!({ "message": message }));
+    } else {
+        println!("{message}");
+    }
+}
+
 /// `airlock backfill status`.
 pub fn backfills(entries: &[airlock_exec::BackfillEntry], format: Format) {
     if format == Format::Json {
@@ -200,7 +209,7 @@ fn backfill_lines(entries: &[airlock_exec::BackfillEntry]) {
         let table = b.table.as_deref().unwrap_or("?");
         let state = match b.state {
             "running" => format!("{GREEN}running{GREEN:#}"),
-            "stopped" => format!("{YELLOW}stopped{YELLOW:#}"),
+            "stopped" | "paused" | "cancelled" => format!("{YELLOW}{}{YELLOW:#}", b.state),
             other => other.to_owned(),
         };
         let how_far = if b.state == "pending" {
@@ -261,7 +270,7 @@ pub fn run_report(report: &RunReport, format: Format, verb: &str) {
     }
     if !report.left_pending.is_empty() {
         let versions: Vec<&str> = report.left_pending.iter().map(|p| p.version.as_str()).collect();
-        println!("{DIM}Left pending beyond --to: {}{DIM:#}", versions.join(", "));
+        println!("{DIM}Left pending: {}{DIM:#}", versions.join(", "));
     }
 }
 

@@ -175,6 +175,15 @@ fn killed_at_random_moments_it_resumes_and_changes_no_row_twice(engine: Engine) 
     assert_eq!(backfill["state"], "stopped", "{backfill}");
     assert_eq!(backfill["rows_total"], rows);
     assert!(backfill["rows_done"].as_u64().unwrap() > 0);
+    // The gate for it is not satisfied, and says how far it is.
+    let gate = project.run(&db, &["gate", "--require", "1"]);
+    gate.expect(4);
+    assert!(
+        gate.all().contains("backfill 1 (touch): stopped, statement 1/1: ")
+            && gate.all().contains(" of 30000 rows of `items`"),
+        "{}",
+        gate.all()
+    );
     project.run(&db, &["migrate"]).expect(0);
     assert_eq!(counts(&db), (0, rows as i64, 0), "every row exactly once after five kills");
     assert_eq!(db.state_of("1").as_deref(), Some("succeeded"));
@@ -282,6 +291,8 @@ each_engine!(
     unbatchable_statements_are_refused_before_anything_runs,
     skip_backfills_leaves_them_for_backfill_run,
     a_changed_file_does_not_resume,
+    pause_holds_batches_and_resume_lets_them_go_on,
+    cancel_stops_it_and_runs_refuse_it_until_resumed,
 );
 
 /// Writers on the same table during a PostgreSQL backfill: many short
@@ -421,4 +432,64 @@ fn postgres_a_replica_that_is_not_one_is_refused() {
     run.expect(2);
     assert!(run.stderr.contains("(`replicas` in airlock.toml): it is not a replica"), "{}", run.all());
     assert_eq!(counts(&db).0, 100);
+}
+
+fn pause_holds_batches_and_resume_lets_them_go_on(engine: Engine) {
+    let db = Db::new(engine);
+    items(&db, 20_000);
+    let project = slow_project();
+    project.write("1_touch.up.sql", "-- airlock:backfill\nUPDATE items SET n = n + 1;\n");
+    let mut child = start(&project, &db, &["migrate"]);
+    wait_for_batches(&db, engine, 2, &mut child);
+    let paused = project.run(&db, &["backfill", "pause", "1", "--reason", "peak traffic"]);
+    paused.expect(0);
+    assert!(paused.stdout.contains("Paused backfill 1"), "{}", paused.all());
+    std::thread::sleep(Duration::from_secs(1));
+    let before = batches_done(&db, engine);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(batches_done(&db, engine), before, "no batch while paused");
+    assert!(child.try_wait().unwrap().is_none(), "the run waits");
+    project.run(&db, &["backfill", "resume", "1"]).expect(0);
+    let run = Run::of(child.wait_with_output().unwrap());
+    run.expect(0);
+    assert!(run.all().contains("is paused by") && run.all().contains("(peak traffic)"), "{}", run.all());
+    assert!(run.all().contains("backfill resumed after"), "{}", run.all());
+    assert_eq!(counts(&db), (0, 20_000, 0));
+}
+
+fn cancel_stops_it_and_runs_refuse_it_until_resumed(engine: Engine) {
+    let db = Db::new(engine);
+    items(&db, 20_000);
+    let project = slow_project();
+    project.write("1_touch.up.sql", "-- airlock:backfill\nUPDATE items SET n = n + 1;\n");
+    let mut child = start(&project, &db, &["migrate"]);
+    wait_for_batches(&db, engine, 2, &mut child);
+    project.run(&db, &["backfill", "cancel", "1", "--reason", "wrong column"]).expect(0);
+    let run = Run::of(child.wait_with_output().unwrap());
+    run.expect(3);
+    assert!(run.stderr.contains("was cancelled by") && run.stderr.contains("(wrong column)"), "{}", run.all());
+    let part = counts(&db);
+    assert!(part.1 > 0 && part.1 < 20_000 && part.2 == 0, "{part:?}");
+    // Refused, and nothing more changes.
+    project.run(&db, &["migrate"]).expect(3);
+    assert_eq!(counts(&db), part);
+    // A new file starts over from the first row once told to.
+    project.write("1_touch.up.sql", "-- airlock:backfill\nUPDATE items SET n = 0;\n");
+    project.run(&db, &["backfill", "resume", "1", "--from-start"]).expect(0);
+    project.run(&db, &["migrate"]).expect(0);
+    assert_eq!(counts(&db), (20_000, 0, 0));
+    // Paused before it starts: a run refuses it, changing nothing.
+    project.write("2_again.up.sql", "-- airlock:backfill\nUPDATE items SET n = n + 1;\n");
+    project.run(&db, &["backfill", "pause", "2"]).expect(0);
+    let refused = project.run(&db, &["migrate"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("backfill 2 is paused by"), "{}", refused.all());
+    assert_eq!(counts(&db), (20_000, 0, 0));
+    project.run(&db, &["backfill", "resume", "2"]).expect(0);
+    project.run(&db, &["migrate"]).expect(0);
+    assert_eq!(counts(&db), (0, 20_000, 0));
+    // Only backfills, and only pending ones.
+    let done = project.run(&db, &["backfill", "pause", "2"]);
+    done.expect(2);
+    assert!(done.stderr.contains("is done: it is applied"), "{}", done.all());
 }

@@ -19,6 +19,7 @@ each_engine!(
     serve_answers_like_the_cli,
     serve_reports_a_run_in_progress_and_a_failed_migration,
     serve_answers_200_concurrent_requests,
+    serve_shows_a_backfill_part_way,
 );
 
 /// A running `airlock serve`, killed when dropped.
@@ -83,6 +84,28 @@ fn serve(project: &Project, db: &Db) -> Server {
     let mut command = project.airlock(db);
     command.args(["serve", "--listen", "127.0.0.1:0", "--max-age", "0"]);
     Server::start(command)
+}
+
+/// A backfill stopped part-way and paused: `/status` has how far it came,
+/// `/metrics` its rows done, total and whether it is paused.
+fn serve_shows_a_backfill_part_way(engine: Engine) {
+    let db = Db::new(engine);
+    db.exec("CREATE TABLE items (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0)");
+    db.exec("INSERT INTO items (id) VALUES (1), (2), (3)");
+    let project = Project::new();
+    project.write("1_touch.up.sql", "-- airlock:backfill\nUPDATE items SET n = n + 1;\n");
+    project.run(&db, &["backfill", "pause", "1", "--reason", "later"]).expect(0);
+    let server = serve(&project, &db);
+    let (_, status) = server.json("/status");
+    let backfill = &status["backfills"][0];
+    assert_eq!((backfill["version"].as_str(), backfill["state"].as_str()), (Some("1"), Some("paused")), "{status}");
+    assert_eq!(backfill["table"], "items");
+    assert_eq!(server.metric(r#"airlock_backfill_paused{environment="default",version="1"}"#), Some(1.0));
+    assert_eq!(server.metric(r#"airlock_backfill_rows_total{environment="default",version="1"}"#), Some(0.0));
+    project.run(&db, &["backfill", "resume", "1"]).expect(0);
+    project.run(&db, &["migrate"]).expect(0);
+    let (_, status) = server.json("/status");
+    assert_eq!(status["backfills"], serde_json::json!([]), "{status}");
 }
 
 fn serve_answers_like_the_cli(engine: Engine) {

@@ -251,3 +251,35 @@ fn backups_listed_restored_and_pruned() {
     restored.expect(0);
     snapshot!("backup_restored_and_replaced", shown(&restored));
 }
+
+#[test]
+fn backfill_refused_planned_skipped_and_listed() {
+    let db = Db::new(Engine::Sqlite);
+    db.exec(
+        "CREATE TABLE orders (id integer PRIMARY KEY, total real, total_cents integer);
+         CREATE TABLE cents (id integer PRIMARY KEY, cents integer);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 500)
+         INSERT INTO orders (id, total) SELECT i, i / 100.0 FROM s;
+         ANALYZE;",
+    );
+    let project = Project::new();
+    project.write(
+        "1_fill.up.sql",
+        "-- airlock:backfill\nUPDATE orders SET total_cents = c.cents FROM cents c WHERE c.id = orders.id;\n",
+    );
+    let refused = project.run(&db, &["migrate"]);
+    refused.expect(3);
+    project.write(
+        "1_fill.up.sql",
+        "-- airlock:backfill\nUPDATE orders SET total_cents = round(total * 100) WHERE total_cents IS NULL;\n",
+    );
+    project.write("2_after.up.sql", "CREATE INDEX orders_cents ON orders (total_cents);\n");
+    let plan = project.run(&db, &["plan"]);
+    plan.expect(0);
+    let skipped = project.run(&db, &["migrate", "--skip-backfills"]);
+    skipped.expect(0);
+    let listed = project.run(&db, &["backfill", "status"]);
+    listed.expect(0);
+    let text = [&refused, &plan, &skipped, &listed].map(seen).join("\n");
+    snapshot!("backfill_refused_planned_skipped_and_listed", text);
+}

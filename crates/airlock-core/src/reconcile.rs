@@ -50,6 +50,8 @@ pub enum ProblemCode {
     AlreadyManaged,
     /// The live schema differs from the applied migrations' where a pending migration changes it.
     Drift,
+    /// A backfill was paused or cancelled (`airlock backfill pause|cancel`).
+    BackfillHeld,
 }
 
 impl ProblemCode {
@@ -69,6 +71,7 @@ impl ProblemCode {
             ProblemCode::UnreadableFile => "unreadable-file",
             ProblemCode::AlreadyManaged => "already-managed",
             ProblemCode::Drift => "drift",
+            ProblemCode::BackfillHeld => "backfill-held",
         }
     }
 }

@@ -95,6 +95,141 @@ pub struct Checkpoint {
     pub done: bool,
 }
 
+/// What a person asked of a backfill (`airlock backfill pause|resume|cancel`),
+/// kept in `airlock_meta` under `backfill-control:<version>` and read
+/// between batches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Control {
+    /// `pause`, `cancel` or `resume`.
+    pub action: String,
+    /// Who asked (`user@host`).
+    pub by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why, when they said.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl Control {
+    fn describe(&self, version: &str) -> String {
+        let why = self.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
+        let at = self.at.format("%Y-%m-%d %H:%M:%S UTC");
+        match self.action.as_str() {
+            "pause" => format!(
+                "backfill {version} is paused by {} since {at}{why}: `airlock backfill resume {version}` lets it go on",
+                self.by
+            ),
+            _ => format!(
+                "backfill {version} was cancelled by {} at {at}{why}: `airlock backfill resume {version}` goes on where it stopped, `--from-start` starts it over",
+                self.by
+            ),
+        }
+    }
+}
+
+/// What `backfill pause|resume|cancel` can ask.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ControlAction {
+    /// Batches wait: a run going on waits between batches, a new run refuses.
+    Pause,
+    /// Batches go on (from where they stopped, or with `from_start` from the first row).
+    Resume {
+        /// Forget the checkpoint: the next run starts at the first row.
+        from_start: bool,
+    },
+    /// A run going on stops between batches; runs refuse it until it is resumed.
+    Cancel,
+}
+
+fn control_key(version: &str) -> String {
+    format!("backfill-control:{version}")
+}
+
+/// The pause or cancel in force for a backfill, None when none is.
+async fn read_control(driver: &mut dyn Driver, version: &str) -> Result<Option<Control>, ExecError> {
+    let text = driver.read_meta(&control_key(version)).await.map_err(ExecError::db("reading a backfill's control"))?;
+    Ok(text.and_then(|t| serde_json::from_str::<Control>(&t).ok()).filter(|c| c.action != "resume"))
+}
+
+fn held_back(control: &Control, version: &airlock_core::Version) -> ExecError {
+    ExecError::Blocked {
+        problems: vec![airlock_core::Problem {
+            code: airlock_core::ProblemCode::BackfillHeld,
+            version: Some(version.clone()),
+            message: control.describe(&version.to_string()),
+            detail: None,
+            blocking: true,
+        }],
+    }
+}
+
+/// `airlock backfill pause|resume|cancel VERSION`: records what was asked
+/// where a run reads it between batches, and in history. Returns the message to show.
+pub async fn backfill_control(
+    options: &crate::Options,
+    version: &airlock_core::Version,
+    action: ControlAction,
+    reason: Option<String>,
+) -> Result<String, ExecError> {
+    let ctx = Context::new(options);
+    let discovered = options.discover()?;
+    let Some(migration) = discovered.migrations.iter().find(|m| &m.version == version) else {
+        return Err(ExecError::Usage(format!("there is no migration {version} in the migrations directory")));
+    };
+    if !migration.directives.backfill {
+        return Err(ExecError::Usage(format!(
+            "migration {version} ({}) is not a backfill (`-- airlock:backfill`)",
+            migration.name
+        )));
+    }
+    let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
+    let applied = driver
+        .read_history()
+        .await
+        .map_err(ExecError::db("reading history"))?
+        .iter()
+        .any(|r| &r.version == version && r.state.is_applied());
+    if applied {
+        return Err(ExecError::Usage(format!("backfill {version} ({}) is done: it is applied", migration.name)));
+    }
+    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    let v = version.to_string();
+    let (name, event) = match action {
+        ControlAction::Pause => ("pause", "backfill_paused"),
+        ControlAction::Resume { .. } => ("resume", "backfill_resumed"),
+        ControlAction::Cancel => ("cancel", "backfill_cancelled"),
+    };
+    let control = Control {
+        action: name.to_owned(),
+        by: format!("{}@{}", ctx.actor.os_user, ctx.actor.host),
+        at: Utc::now(),
+        reason: reason.clone(),
+    };
+    let text = serde_json::to_string(&control).unwrap_or_default();
+    driver.write_meta(&control_key(&v), &text).await.map_err(ExecError::db("recording the backfill's control"))?;
+    let from_start = matches!(action, ControlAction::Resume { from_start: true });
+    if from_start {
+        driver.write_meta(&meta_key(&v), "null").await.map_err(ExecError::db("forgetting the checkpoint"))?;
+    }
+    let detail = json!({ "reason": reason, "from_start": from_start });
+    let _ = driver.append_event(&crate::admin::event(event, version, detail), &ctx.actor).await;
+    Ok(match action {
+        ControlAction::Pause => format!(
+            "Paused backfill {v}: a run going on waits between batches; new runs refuse it until `airlock backfill resume {v}`."
+        ),
+        ControlAction::Resume { from_start: false } => format!(
+            "Backfill {v} may go on: a waiting run continues; `airlock migrate` or `airlock backfill run` resumes it where it stopped."
+        ),
+        ControlAction::Resume { from_start: true } => format!(
+            "Backfill {v} starts over: its checkpoint is forgotten, and the next run begins at the first row (rows changed so far stay changed)."
+        ),
+        ControlAction::Cancel => format!(
+            "Cancelled backfill {v}: a run going on stops between batches; runs refuse it until `airlock backfill resume {v}`."
+        ),
+    })
+}
+
 /// The `airlock_meta` key of a version's checkpoint.
 pub(crate) fn meta_key(version: &str) -> String {
     format!("backfill:{version}")
@@ -224,6 +359,44 @@ async fn wait_for_replicas(ctx: &Context, replicas: &mut Replicas, version: &str
     reporter.backfill_resumed(version, started.elapsed());
 }
 
+/// Reads the control at most twice a second: paused, waits (saying so)
+/// until resumed or cancelled; returns the cancel, if it comes.
+async fn wait_while_paused(
+    driver: &mut dyn Driver,
+    ctx: &Context,
+    version: &str,
+    asked: &mut Instant,
+    reporter: &mut dyn Reporter,
+) -> Result<Option<Control>, ExecError> {
+    if asked.elapsed() < Duration::from_millis(500) {
+        return Ok(None);
+    }
+    *asked = Instant::now();
+    let Some(mut control) = read_control(driver, version).await? else { return Ok(None) };
+    if control.action == "pause" {
+        let started = Instant::now();
+        reporter.backfill_paused(version, &control.describe(version));
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                () = ctx.options.interrupt.wait() => return Ok(None),
+            }
+            match read_control(driver, version).await? {
+                None => {
+                    reporter.backfill_resumed(version, started.elapsed());
+                    return Ok(None);
+                }
+                Some(c) if c.action == "pause" => {}
+                Some(c) => {
+                    control = c;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(Some(control))
+}
+
 /// Two reasons that differ only in a figure (the lag grew) are one pause.
 fn same_reason(a: &str, b: &str) -> bool {
     fn words(s: &str) -> Vec<&str> {
@@ -290,7 +463,7 @@ pub(crate) async fn read_checkpoint(driver: &mut dyn Driver, version: &str) -> R
     else {
         return Ok(None);
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| {
+    serde_json::from_str::<Option<Checkpoint>>(&text).map_err(|e| {
         ExecError::Usage(format!(
             "the checkpoint of backfill {version} in airlock_meta cannot be read ({e}): it was written by another airlock, or by hand"
         ))
@@ -326,10 +499,11 @@ pub(crate) async fn run(
                 migration,
                 &prepared.statements[c.statement.min(prepared.statements.len().saturating_sub(1))],
                 format!(
-                    "this backfill started from a different file ({} rows changed, up to key {} of statement {}); put the file back as it was to resume it, and write further changes as a new migration",
+                    "this backfill started from a different file ({} rows changed, up to key {} of statement {}); put the file back as it was to resume it, or start the new one over with `airlock backfill resume {} --from-start`",
                     c.rows_done,
                     key_text(&c.after),
-                    c.statement + 1
+                    c.statement + 1,
+                    migration.version
                 ),
             ));
         }
@@ -349,6 +523,9 @@ pub(crate) async fn run(
             done: false,
         },
     };
+    if let Some(control) = read_control(driver, &version).await? {
+        return Err(held_back(&control, &migration.version));
+    }
     let mut replicas = Replicas::open(settings, ctx.options.url.engine()).await?;
     held.working_on(driver, Some(&version)).await?;
     let directives = &migration.directives;
@@ -359,6 +536,7 @@ pub(crate) async fn run(
     driver.set_timeouts(timeouts).await.map_err(ExecError::db("setting timeouts"))?;
     let meta = meta_key(&version);
     let mut passed_this_run = 0u64;
+    let mut asked = Instant::now();
     while checkpoint.statement < cuts.len() {
         let cut = &cuts[checkpoint.statement];
         if checkpoint.after.is_none() && checkpoint.keys_done == 0 {
@@ -382,6 +560,10 @@ pub(crate) async fn run(
             }
             ctx.options.interrupt.check(stopped)?;
             wait_for_replicas(ctx, &mut replicas, &version, reporter).await;
+            ctx.options.interrupt.check(stopped)?;
+            if let Some(cancelled) = wait_while_paused(driver, ctx, &version, &mut asked, reporter).await? {
+                return Err(held_back(&cancelled, &migration.version));
+            }
             ctx.options.interrupt.check(stopped)?;
             let size = checkpoint.batch_size;
             let boundary = cut.batchable.next_boundary(&cut.key, checkpoint.after.as_deref(), size);
@@ -574,8 +756,10 @@ pub struct BackfillEntry {
     pub name: String,
     /// The table of the statement it is at.
     pub table: Option<String>,
-    /// `pending` (no batch yet), `running` (a run holds the lock on it) or
-    /// `stopped` (part-way, no run: `airlock migrate` or `backfill run` resumes it).
+    /// `pending` (no batch yet), `running` (a run holds the lock on it),
+    /// `stopped` (part-way, no run: `airlock migrate` or `backfill run`
+    /// resumes it), `paused` or `cancelled` (`airlock backfill pause|cancel`:
+    /// until `backfill resume`, no batch runs).
     pub state: &'static str,
     /// The statement it is at (1-based), and how many there are.
     pub statement: usize,
@@ -613,10 +797,13 @@ pub(crate) async fn entries(
             .get(at)
             .and_then(|s| airlock_sql::backfill::analyze(&s.sql, dialect).ok())
             .map(|b| b.table.to_string());
-        let state = match (&checkpoint, running == Some(version.as_str())) {
-            (_, true) => "running",
-            (Some(_), false) => "stopped",
-            (None, false) => "pending",
+        let control = read_control(driver, &version).await?;
+        let state = match (&control, &checkpoint, running == Some(version.as_str())) {
+            (Some(c), _, _) if c.action == "pause" => "paused",
+            (Some(_), _, _) => "cancelled",
+            (None, _, true) => "running",
+            (None, Some(_), false) => "stopped",
+            (None, None, false) => "pending",
         };
         let c = checkpoint.as_ref();
         let eta_seconds = c.and_then(|c| {

@@ -117,6 +117,25 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
             list.join(", ")
         ));
     }
+    // A backfill among them: how far it has come.
+    for b in status.backfills.iter().filter(|b| behind.iter().any(|p| p.version == b.version)) {
+        let how_far = match b.state {
+            "pending" => "no batch has run yet".to_owned(),
+            state => {
+                let percent = (b.rows_done * 100).checked_div(b.rows_total).unwrap_or(100);
+                let eta = b.eta_seconds.map(|s| format!(", about {s} s to go at its pace")).unwrap_or_default();
+                format!(
+                    "{state}, statement {}/{}: {} of {} rows of `{}` ({percent}%){eta}",
+                    b.statement,
+                    b.statements,
+                    b.rows_done,
+                    b.rows_total,
+                    b.table.as_deref().unwrap_or("?")
+                )
+            }
+        };
+        reasons.push(format!("backfill {} ({}): {how_far}", b.version, b.name));
+    }
     GateReport {
         satisfied: reasons.is_empty(),
         required: required.map(|v| v.to_string()),

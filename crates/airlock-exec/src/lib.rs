@@ -43,7 +43,9 @@ pub use crate::actor::AIRLOCK_VERSION;
 pub use crate::admin::unlock;
 pub use crate::adopt::{AdoptReport, AdoptedEntry, adopt};
 pub use crate::audit::{HistoryEntry, HistoryReport, history};
-pub use crate::backfill::{BackfillEntry, BackfillProgress, BackfillSettings, Checkpoint};
+pub use crate::backfill::{
+    BackfillEntry, BackfillProgress, BackfillSettings, Checkpoint, Control, ControlAction, backfill_control,
+};
 pub use crate::backup::{
     BackupBudget, BackupChoice, BackupMode, BackupPlan, BackupSettings, BackupStore, Everything, Manifest,
     ManifestTable, StakedTable, human_bytes,

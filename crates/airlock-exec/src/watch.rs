@@ -109,16 +109,43 @@ impl Watcher {
             snap.map(|s| (s, last))
         };
         let (discovered, snap) = tokio::join!(discovered, read);
+        let discovered = discovered?;
+        // Pending backfills: how far each has come, read from the same connection.
+        let running = snap.as_ref().ok().and_then(|(s, _)| s.lease.as_ref()).and_then(|l| l.version.clone());
+        let pending_backfills: Vec<&airlock_core::Migration> = match &snap {
+            Ok((s, _)) => {
+                let applied: std::collections::HashSet<String> =
+                    s.history.iter().filter(|r| r.state.is_applied()).map(|r| r.version.to_string()).collect();
+                discovered
+                    .migrations
+                    .iter()
+                    .filter(|m| m.directives.backfill && !applied.contains(&m.version.to_string()))
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        let backfills = match kept.as_mut() {
+            Some(driver) if !pending_backfills.is_empty() => {
+                let dialect = options.engine_traits().dialect;
+                let _ = driver.begin_read_only().await;
+                let read =
+                    crate::backfill::entries(driver.as_mut(), &pending_backfills, running.as_deref(), dialect).await;
+                let _ = driver.rollback().await;
+                read.unwrap_or_default()
+            }
+            _ => Vec::new(),
+        };
         // A SQLite file is opened afresh for every read, so a file replaced by a
         // restore is seen; a server connection is kept unless it failed.
         if snap.is_err() || options.profile().capabilities.local_file {
             *kept = None;
         }
         let (snap, last) = snap?;
-        let (mut status, latest) = judge_status(options, &discovered?, snap);
+        let (mut status, latest) = judge_status(options, &discovered, snap);
         if last.is_some() && status.lock.is_none() {
             status.last_run = last;
         }
+        status.backfills = backfills;
         Ok(Assessment { status, latest })
     }
 }

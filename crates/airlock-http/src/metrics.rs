@@ -22,7 +22,15 @@ struct EnvVersion {
     version: String,
 }
 
+/// One backfill of one environment.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvBackfill {
+    environment: String,
+    version: String,
+}
+
 type Gauges = Family<Env, Gauge<f64, AtomicU64>>;
+type BackfillGauges = Family<EnvBackfill, Gauge<f64, AtomicU64>>;
 
 /// Renders the metrics for every environment; None marks one that could not be read.
 pub(crate) fn encode(observed: &[(&str, Option<&Assessment>)]) -> Result<String, std::fmt::Error> {
@@ -66,6 +74,27 @@ pub(crate) fn encode(observed: &[(&str, Option<&Assessment>)]) -> Result<String,
         "Whether the last finished run ended without a failed migration",
     );
 
+    let backfill = |registry: &mut Registry, name: &str, help: &str| {
+        let family = BackfillGauges::default();
+        registry.register(name, help, family.clone());
+        family
+    };
+    let backfill_done = backfill(
+        &mut registry,
+        "airlock_backfill_rows_done",
+        "Rows a pending backfill's statement has passed over (of its table)",
+    );
+    let backfill_total = backfill(
+        &mut registry,
+        "airlock_backfill_rows_total",
+        "Rows of the table a pending backfill's statement works through",
+    );
+    let backfill_paused = backfill(
+        &mut registry,
+        "airlock_backfill_paused",
+        "1 while a pending backfill is paused or cancelled (`airlock backfill pause|cancel`)",
+    );
+
     for (name, assessment) in observed {
         let env = Env { environment: (*name).to_owned() };
         let Some(assessment) = assessment else {
@@ -90,6 +119,12 @@ pub(crate) fn encode(observed: &[(&str, Option<&Assessment>)]) -> Result<String,
         pending.get_or_create(&env).set(status.pending.len() as f64);
         failed.get_or_create(&env).set(cut_off as f64);
         problems.get_or_create(&env).set(status.problems.len() as f64);
+        for b in &status.backfills {
+            let labels = EnvBackfill { environment: env.environment.clone(), version: b.version.clone() };
+            backfill_done.get_or_create(&labels).set(b.rows_done as f64);
+            backfill_total.get_or_create(&labels).set(b.rows_total as f64);
+            backfill_paused.get_or_create(&labels).set(f64::from(u8::from(matches!(b.state, "paused" | "cancelled"))));
+        }
         if let Some(run) = &status.last_run {
             last_duration.get_or_create(&env).set(run.duration_ms as f64 / 1000.0);
             if let Ok(finished) = DateTime::parse_from_rfc3339(&run.finished_at) {

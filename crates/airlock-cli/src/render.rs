@@ -891,8 +891,9 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                     format!("~{}", human_duration(Duration::from_secs_f64(t.max(1.0))))
                 });
                 let pace = b.max_rows_per_second.map(|c| format!(", at most {c} rows/s")).unwrap_or_default();
+                let matched = b.matched.map(|m| format!(" ({m} match its WHERE now)")).unwrap_or_default();
                 println!(
-                    "      {DIM}in batches:{DIM:#} {} of `{}` in ~{} batch(es) of ~{} rows ({} ms each{pace}), {time}, each its own transaction",
+                    "      {DIM}in batches:{DIM:#} {} of `{}`{matched} in ~{} batch(es) of ~{} rows ({} ms each{pace}), {time}, each its own transaction",
                     rows(b.rows),
                     b.table,
                     b.batches.map_or("?".to_owned(), |n| n.to_string()),

@@ -24,7 +24,7 @@ use airlock_driver::{
     BaseRates, CHUNK_ROWS, Capabilities, Cell, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
     Profile, Result, RowChunk, RowSink, Timeouts, Workload,
 };
-use airlock_sql::backfill::KeyColumn;
+use airlock_sql::backfill::{KeyColumn, KeyKind};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row, Value};
@@ -169,6 +169,7 @@ fn error(e: mysql_async::Error) -> DriverError {
         mysql_async::Error::Server(s) => {
             let kind = match s.code {
                 1205 => ErrorKind::LockTimeout,
+                1213 => ErrorKind::Conflict,
                 1969 | 3024 => ErrorKind::StatementTimeout,
                 1044 | 1045 | 1142 | 1143 | 1227 | 1290 => ErrorKind::Permission,
                 _ => ErrorKind::Statement,
@@ -859,23 +860,35 @@ impl Driver for MySqlDriver {
     }
 
     async fn replica_lag(&mut self) -> Result<Option<std::time::Duration>> {
-        // MariaDB 10.5+ and MySQL 8.0.22+ say REPLICA; older servers only SLAVE.
-        let status: Option<Row> = match self.conn.query_first("SHOW REPLICA STATUS").await {
-            Ok(row) => row,
-            Err(_) => self.conn.query_first("SHOW SLAVE STATUS").await.map_err(error)?,
+        // MariaDB 10.5+ and MySQL 8.0.22+ say REPLICA; older servers only SLAVE
+        // (a syntax error, 1064, says which). One row per replication channel.
+        let rows: Vec<Row> = match self.conn.query("SHOW REPLICA STATUS").await {
+            Ok(rows) => rows,
+            Err(mysql_async::Error::Server(s)) if s.code == 1064 => {
+                self.conn.query("SHOW SLAVE STATUS").await.map_err(error)?
+            }
+            Err(e) => return Err(error(e)),
         };
-        let Some(status) = status else {
+        if rows.is_empty() {
             return Err(DriverError::new(ErrorKind::Statement, "it is not a replica (SHOW REPLICA STATUS is empty)"));
-        };
-        let columns = status.columns_ref();
-        let lag = columns
-            .iter()
-            .position(|c| matches!(c.name_str().as_ref(), "Seconds_Behind_Source" | "Seconds_Behind_Master"))
-            .ok_or_else(|| {
-                DriverError::new(ErrorKind::Statement, "SHOW REPLICA STATUS has no Seconds_Behind_Source")
-            })?;
-        // NULL: the replication threads are stopped, so how far behind is unknown.
-        Ok(status.get::<Option<u64>, usize>(lag).flatten().map(std::time::Duration::from_secs))
+        }
+        // The channel furthest behind; NULL (its threads stopped) is unknown.
+        let mut furthest = Some(std::time::Duration::ZERO);
+        for status in &rows {
+            let lag = status
+                .columns_ref()
+                .iter()
+                .position(|c| matches!(c.name_str().as_ref(), "Seconds_Behind_Source" | "Seconds_Behind_Master"))
+                .ok_or_else(|| {
+                    DriverError::new(ErrorKind::Statement, "SHOW REPLICA STATUS has no Seconds_Behind_Source")
+                })?;
+            let seconds = status.get::<Option<u64>, usize>(lag).flatten().map(std::time::Duration::from_secs);
+            furthest = match (furthest, seconds) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                _ => None,
+            };
+        }
+        Ok(furthest)
     }
 
     async fn primary_key(&mut self, table: &TableName) -> Result<Option<Vec<KeyColumn>>> {
@@ -891,10 +904,11 @@ impl Driver for MySqlDriver {
         if exists.is_none() {
             return Err(DriverError::new(ErrorKind::Statement, format!("there is no table `{table}`")));
         }
-        let rows: Vec<(String, i64)> = self
+        let rows: Vec<(String, i64, i64, i64)> = self
             .conn
             .exec(
-                "SELECT s.COLUMN_NAME, c.DATA_TYPE IN ('tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint', 'decimal', 'numeric', 'float', 'double') \
+                "SELECT s.COLUMN_NAME, c.DATA_TYPE IN ('tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint', 'decimal', 'numeric', 'float', 'double'), \
+                 c.DATA_TYPE IN ('binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob'), c.DATA_TYPE = 'bit' \
                  FROM information_schema.STATISTICS s JOIN information_schema.COLUMNS c \
                  ON c.TABLE_SCHEMA = s.TABLE_SCHEMA AND c.TABLE_NAME = s.TABLE_NAME AND c.COLUMN_NAME = s.COLUMN_NAME \
                  WHERE s.TABLE_SCHEMA = COALESCE(?, DATABASE()) AND s.TABLE_NAME = ? AND s.INDEX_NAME = 'PRIMARY' \
@@ -903,8 +917,25 @@ impl Driver for MySqlDriver {
             )
             .await
             .map_err(error)?;
-        let key: Vec<KeyColumn> =
-            rows.into_iter().map(|(name, numeric)| KeyColumn { name, numeric: numeric == 1 }).collect();
+        if let Some((name, ..)) = rows.iter().find(|r| r.3 == 1) {
+            return Err(DriverError::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the primary key of `{table}` has the BIT column `{name}`, which airlock cannot cut batches on"
+                ),
+            ));
+        }
+        let key: Vec<KeyColumn> = rows
+            .into_iter()
+            .map(|(name, number, bytes, _)| {
+                let kind = match (number, bytes) {
+                    (1, _) => KeyKind::Number,
+                    (_, 1) => KeyKind::Binary,
+                    _ => KeyKind::Text,
+                };
+                KeyColumn { name, kind }
+            })
+            .collect();
         Ok((!key.is_empty()).then_some(key))
     }
 

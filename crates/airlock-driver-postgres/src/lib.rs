@@ -32,7 +32,7 @@ use airlock_driver::{
     BaseRates, CHUNK_BYTES, Capabilities, Committed, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
     Profile, Ran, Result, RowChunk, RowSink, State, Timeouts, Workload,
 };
-use airlock_sql::backfill::KeyColumn;
+use airlock_sql::backfill::{KeyColumn, KeyKind};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use futures_util::{SinkExt, StreamExt};
@@ -772,6 +772,8 @@ fn error(e: tokio_postgres::Error) -> DriverError {
         let code = db.code();
         let kind = if *code == SqlState::LOCK_NOT_AVAILABLE {
             ErrorKind::LockTimeout
+        } else if *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE {
+            ErrorKind::Conflict
         } else if *code == SqlState::QUERY_CANCELED {
             ErrorKind::StatementTimeout
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE || *code == SqlState::READ_ONLY_SQL_TRANSACTION {
@@ -1707,11 +1709,14 @@ impl Driver for PostgresDriver {
 
     async fn replica_lag(&mut self) -> Result<Option<std::time::Duration>> {
         // Behind by the time since the newest transaction it replayed, when
-        // it holds WAL it has not replayed; else not behind at all.
+        // it holds WAL it has not replayed; else not behind at all; unknown
+        // (NULL) when it is not streaming from its primary now.
         let rows = self
             .client
             .query_typed(
-                "SELECT pg_is_in_recovery(), CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0::float8 \
+                "SELECT pg_is_in_recovery(), CASE \
+                 WHEN NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') THEN NULL \
+                 WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0::float8 \
                  ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END",
                 &[],
             )
@@ -1737,7 +1742,7 @@ impl Driver for PostgresDriver {
         let rows = self
             .client
             .query_typed(
-                "SELECT a.attname::text, t.typcategory = 'N' FROM pg_index i \
+                "SELECT a.attname::text, t.typcategory = 'N', t.typname = 'bytea' FROM pg_index i \
                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
                  JOIN pg_type t ON t.oid = a.atttypid \
                  WHERE i.indrelid = $1 AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)",
@@ -1745,7 +1750,13 @@ impl Driver for PostgresDriver {
             )
             .await
             .map_err(error)?;
-        let key: Vec<KeyColumn> = rows.iter().map(|r| KeyColumn { name: r.get(0), numeric: r.get(1) }).collect();
+        let kind = |number: bool, bytes: bool| match (number, bytes) {
+            (true, _) => KeyKind::Number,
+            (_, true) => KeyKind::Binary,
+            _ => KeyKind::Text,
+        };
+        let key: Vec<KeyColumn> =
+            rows.iter().map(|r| KeyColumn { name: r.get(0), kind: kind(r.get(1), r.get(2)) }).collect();
         Ok((!key.is_empty()).then_some(key))
     }
 

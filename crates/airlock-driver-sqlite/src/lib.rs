@@ -20,7 +20,7 @@ use airlock_driver::{
     BaseRates, CHUNK_ROWS, Capabilities, Cell, DatabaseUrl, Driver, DriverError, Engine, ErrorKind, LeaseClaim,
     Profile, Result, RowChunk, RowSink, Timeouts, Workload, tables,
 };
-use airlock_sql::backfill::KeyColumn;
+use airlock_sql::backfill::{KeyColumn, KeyKind};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
@@ -821,7 +821,7 @@ impl Driver for SqliteDriver {
     async fn primary_key(&mut self, table: &TableName) -> Result<Option<Vec<KeyColumn>>> {
         let schema = table.schema.as_deref().unwrap_or("main");
         let exists = format!(
-            "SELECT 1 FROM \"{}\".sqlite_master WHERE type = 'table' AND name = ?1",
+            "SELECT 1 FROM \"{}\".sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
             schema.replace('"', "\"\"")
         );
         let found = self.conn.query_row(&exists, [&table.name], |_| Ok(())).optional().map_err(error)?;
@@ -836,8 +836,14 @@ impl Driver for SqliteDriver {
             .query_map([&table.name, schema], |r| {
                 let kind: String = r.get(1)?;
                 // SQLite's affinity rules: a type naming INT is an integer, REAL/FLOA/DOUB/NUMERIC/DECIMAL a number.
-                let numeric = ["INT", "REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL"].iter().any(|k| kind.contains(k));
-                Ok(KeyColumn { name: r.get(0)?, numeric })
+                let kind = if ["INT", "REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL"].iter().any(|k| kind.contains(k)) {
+                    KeyKind::Number
+                } else if kind.contains("BLOB") {
+                    KeyKind::Binary
+                } else {
+                    KeyKind::Text
+                };
+                Ok(KeyColumn { name: r.get(0)?, kind })
             })
             .map_err(error)?
             .collect::<rusqlite::Result<Vec<_>>>()

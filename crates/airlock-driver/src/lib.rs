@@ -53,6 +53,9 @@ pub enum ErrorKind {
     Connection,
     /// The statement gave up waiting for a lock (`lock_timeout`, `lock_wait_timeout`, SQLITE_BUSY).
     LockTimeout,
+    /// The transaction lost a deadlock or a serialization conflict and was
+    /// rolled back: the same transaction may succeed if tried again.
+    Conflict,
     /// The statement ran longer than `statement_timeout` / `max_statement_time`.
     StatementTimeout,
     /// The server refused the statement (syntax, constraint, missing object...).
@@ -595,11 +598,21 @@ pub trait Driver: Send {
         ))
     }
 
-    /// One batch of a backfill in a transaction of its own: `statement` and
-    /// the checkpoint (`airlock_meta`'s `key` set to `value` of the rows the
-    /// statement changed) commit together, so a process killed at any
-    /// instant leaves both or neither. Returns the rows the statement changed.
-    async fn run_batch(&mut self, statement: &str, key: &str, value: &(dyn Fn(u64) -> String + Sync)) -> Result<u64> {
+    /// One batch of a backfill in a transaction of its own: `statement`,
+    /// the checkpoint (`airlock_meta`'s `key` set to `value` of the rows
+    /// the statement changed) and the lease confirmed as still `owner`'s
+    /// (its row locked until the commit, as `record_and_commit` does)
+    /// commit together, so a process killed at any instant leaves both or
+    /// neither, and a run that lost its lease commits no batch. Returns the
+    /// rows the statement changed; None, rolled back, when the lease was lost.
+    async fn run_batch(
+        &mut self,
+        owner: &str,
+        version: &str,
+        statement: &str,
+        key: &str,
+        value: &(dyn Fn(u64) -> String + Sync),
+    ) -> Result<Option<u64>> {
         self.begin().await?;
         let changed = match self.execute_counted(statement).await {
             Ok(changed) => changed,
@@ -612,8 +625,19 @@ pub trait Driver: Send {
             let _ = self.rollback().await;
             return Err(e);
         }
+        match self.renew_lease(owner, Some(version)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.rollback().await?;
+                return Ok(None);
+            }
+            Err(e) => {
+                let _ = self.rollback().await;
+                return Err(e);
+            }
+        }
         self.commit().await?;
-        Ok(changed)
+        Ok(Some(changed))
     }
 
     /// Describes sessions that hold locks others wait for, or that sit in long

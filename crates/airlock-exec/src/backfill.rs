@@ -93,6 +93,13 @@ pub struct Checkpoint {
     /// Recorded applied, in the same transaction as this.
     #[serde(default)]
     pub done: bool,
+    /// The key columns of the statement running, as its batches were cut:
+    /// a key that changed since does not resume.
+    #[serde(default)]
+    pub key: Vec<String>,
+    /// When the statement running began (its ETA's pace).
+    #[serde(default)]
+    pub statement_started_at: Option<DateTime<Utc>>,
 }
 
 /// What a person asked of a backfill (`airlock backfill pause|resume|cancel`),
@@ -195,6 +202,15 @@ pub async fn backfill_control(
     }
     driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
     let v = version.to_string();
+    if matches!(action, ControlAction::Resume { from_start: true }) {
+        let lease = driver.read_lease().await.map_err(ExecError::db("reading the run lock"))?;
+        if let Some(holder) = lease.filter(|l| l.version.as_deref() == Some(v.as_str())) {
+            return Err(ExecError::Usage(format!(
+                "a run is applying backfill {v} now ({}): `airlock backfill cancel {v}` first, then start it over",
+                holder.describe()
+            )));
+        }
+    }
     let (name, event) = match action {
         ControlAction::Pause => ("pause", "backfill_paused"),
         ControlAction::Resume { .. } => ("resume", "backfill_resumed"),
@@ -262,6 +278,9 @@ pub(crate) fn next_size(size: u64, took: Duration, settings: &BackfillSettings) 
     proposed.clamp(settings.batch_min.max(1), settings.batch_max.max(settings.batch_min.max(1)))
 }
 
+/// How long a replica has to answer before it counts as unreachable.
+const REPLICA_ANSWER: Duration = Duration::from_secs(5);
+
 /// The replicas a backfill waits for, each on a connection of its own.
 struct Replicas {
     urls: Vec<airlock_driver::DatabaseUrl>,
@@ -308,13 +327,18 @@ impl Replicas {
         self.asked = Some(Instant::now());
         for (url, slot) in self.urls.iter().zip(self.connections.iter_mut()) {
             if slot.is_none() {
-                match crate::connect(url, false).await {
-                    Ok(connection) => *slot = Some(connection),
-                    Err(e) => return Some(format!("replica {url} cannot be reached ({e})")),
+                match tokio::time::timeout(REPLICA_ANSWER, crate::connect(url, false)).await {
+                    Ok(Ok(connection)) => *slot = Some(connection),
+                    Ok(Err(e)) => return Some(format!("replica {url} cannot be reached ({e})")),
+                    Err(_) => return Some(format!("replica {url} cannot be reached (no answer within 5 s)")),
                 }
             }
             let Some(connection) = slot.as_mut() else { continue };
-            match connection.replica_lag().await {
+            let Ok(lag) = tokio::time::timeout(REPLICA_ANSWER, connection.replica_lag()).await else {
+                *slot = None;
+                return Some(format!("replica {url} did not answer within 5 s"));
+            };
+            match lag {
                 Ok(Some(lag)) if lag > self.max => {
                     return Some(format!(
                         "replica {url} replays {:.1} s behind (max_replica_lag {:.1} s)",
@@ -339,7 +363,11 @@ impl Replicas {
 /// Waits while `replicas` say to, telling each new reason; returns at once
 /// when they do not. A signal ends the wait (the caller then stops).
 async fn wait_for_replicas(ctx: &Context, replicas: &mut Replicas, version: &str, reporter: &mut dyn Reporter) {
-    let Some(mut why) = replicas.behind().await else { return };
+    let asked = tokio::select! {
+        why = replicas.behind() => why,
+        () = ctx.options.interrupt.wait() => return,
+    };
+    let Some(mut why) = asked else { return };
     let started = Instant::now();
     reporter.backfill_paused(version, &why);
     loop {
@@ -347,7 +375,11 @@ async fn wait_for_replicas(ctx: &Context, replicas: &mut Replicas, version: &str
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
             () = ctx.options.interrupt.wait() => return,
         }
-        match replicas.behind().await {
+        let asked = tokio::select! {
+            why = replicas.behind() => why,
+            () = ctx.options.interrupt.wait() => return,
+        };
+        match asked {
             None => break,
             Some(now) if now != why && !same_reason(&now, &why) => {
                 reporter.backfill_paused(version, &now);
@@ -445,7 +477,9 @@ async fn cut<'a>(
                     ),
                 ));
             }
-            Err(e) if e.kind == ErrorKind::Statement => return Err(invalid(migration, statement, e.message)),
+            Err(e) if matches!(e.kind, ErrorKind::Statement | ErrorKind::Unsupported) => {
+                return Err(invalid(migration, statement, e.message));
+            }
             Err(e) => return Err(ExecError::db("reading the primary key of a backfill's table")(e)),
         };
         batchable.check_key(&key).map_err(|why| {
@@ -493,7 +527,7 @@ pub(crate) async fn run(
     let settings = &ctx.options.backfill;
     let cuts = cut(driver, migration, prepared, ctx.options.engine_traits().dialect).await?;
     let now = Utc::now();
-    let mut checkpoint = match read_checkpoint(driver, &version).await? {
+    let mut checkpoint = match read_checkpoint(driver, &version).await?.filter(|c| !c.done) {
         Some(c) if c.checksum != migration.checksum => {
             return Err(invalid(
                 migration,
@@ -507,9 +541,9 @@ pub(crate) async fn run(
                 ),
             ));
         }
-        // A checkpoint of a run recorded applied: the migration was rolled back since, and runs anew.
-        Some(c) if !c.done => c,
-        _ => Checkpoint {
+        // (A checkpoint of a run recorded applied: the migration was rolled back since, and runs anew.)
+        Some(c) => c,
+        None => Checkpoint {
             checksum: migration.checksum.clone(),
             statement: 0,
             after: None,
@@ -521,8 +555,27 @@ pub(crate) async fn run(
             started_at: now,
             updated_at: now,
             done: false,
+            key: Vec::new(),
+            statement_started_at: Some(now),
         },
     };
+    if let Some(cut) = cuts.get(checkpoint.statement) {
+        let names: Vec<String> = cut.key.iter().map(|k| k.name.clone()).collect();
+        if checkpoint.after.is_some() && checkpoint.key != names {
+            return Err(invalid(
+                migration,
+                cut.statement,
+                format!(
+                    "the primary key of `{}` is ({}) now, but this backfill's batches were cut on ({}) up to key {}; it cannot resume on another key: `airlock backfill resume {} --from-start` starts it over",
+                    cut.batchable.table,
+                    names.join(", "),
+                    checkpoint.key.join(", "),
+                    key_text(&checkpoint.after),
+                    migration.version
+                ),
+            ));
+        }
+    }
     if let Some(control) = read_control(driver, &version).await? {
         return Err(held_back(&control, &migration.version));
     }
@@ -543,6 +596,8 @@ pub(crate) async fn run(
             let count = driver.query_text(&cut.batchable.count_rows()).await.map_err(ExecError::db("counting rows"))?;
             checkpoint.keys_total =
                 count.first().and_then(|r| r.first().cloned().flatten()).and_then(|n| n.parse().ok()).unwrap_or(0);
+            checkpoint.key = cut.key.iter().map(|k| k.name.clone()).collect();
+            checkpoint.statement_started_at = Some(Utc::now());
         }
         let mut attempt = 0;
         loop {
@@ -569,8 +624,33 @@ pub(crate) async fn run(
             let boundary = cut.batchable.next_boundary(&cut.key, checkpoint.after.as_deref(), size);
             let rows =
                 driver.query_text(&boundary).await.map_err(ExecError::db("reading where the next batch ends"))?;
-            let through: Option<Vec<String>> =
-                rows.into_iter().next().map(|row| row.into_iter().map(Option::unwrap_or_default).collect());
+            let through: Option<Vec<String>> = match rows.into_iter().next() {
+                None => None,
+                Some(row) if row.iter().any(Option::is_none) => {
+                    return Err(invalid(
+                        migration,
+                        cut.statement,
+                        format!(
+                            "`{}` has a row whose primary key ({}) is NULL (SQLite allows it): no key range holds it, so a backfill would skip it; give it a key, or make the key NOT NULL",
+                            cut.batchable.table,
+                            checkpoint.key.join(", ")
+                        ),
+                    ));
+                }
+                Some(row) => Some(row.into_iter().flatten().collect()),
+            };
+            if through.is_some() && through == checkpoint.after {
+                // The key read back does not compare as the server printed it: never loop on it.
+                return Err(invalid(
+                    migration,
+                    cut.statement,
+                    format!(
+                        "the key of `{}` read back as {} does not compare as written, so batches would not move on; airlock cannot batch on a key of this type",
+                        cut.batchable.table,
+                        key_text(&through)
+                    ),
+                ));
+            }
             let sql = cut.batchable.batch(&cut.key, checkpoint.after.as_deref(), through.as_deref());
             let mut next = checkpoint.clone();
             next.batches += 1;
@@ -585,6 +665,8 @@ pub(crate) async fn run(
                     next.after = None;
                     next.keys_done = 0;
                     next.keys_total = 0;
+                    next.key = Vec::new();
+                    next.statement_started_at = None;
                 }
             }
             let record_of = |changed: u64| {
@@ -594,15 +676,22 @@ pub(crate) async fn run(
             };
             let batch_started = Instant::now();
             let cancel = driver.canceller();
-            let ran = ctx.options.interrupt.cancellable(cancel, driver.run_batch(&sql, &meta, &record_of)).await;
+            let batch = driver.run_batch(held.owner(), &version, &sql, &meta, &record_of);
+            let ran = ctx.options.interrupt.cancellable(cancel, batch).await;
             let took = batch_started.elapsed();
             let changed = match ran {
-                Ok(changed) => changed,
+                Ok(Some(changed)) => changed,
+                Ok(None) => return Err(ExecError::LeaseLost),
                 Err(_) if ctx.options.interrupt.raised().is_some() => {
                     let _ = driver.rollback().await;
                     return Err(ctx.options.interrupt.check(stopped).expect_err("a signal was raised"));
                 }
-                Err(e) if e.kind == ErrorKind::LockTimeout && attempt < ctx.options.lock_retries => {
+                // A batch is atomic: one that waited too long for a lock, or lost a
+                // deadlock to a writer, is tried again, smaller.
+                Err(e)
+                    if matches!(e.kind, ErrorKind::LockTimeout | ErrorKind::Conflict)
+                        && attempt < ctx.options.lock_retries =>
+                {
                     attempt += 1;
                     checkpoint.batch_size = (size / 2).max(settings.batch_min.max(1));
                     let blockers = driver.describe_blockers().await.unwrap_or_default();
@@ -790,14 +879,15 @@ pub(crate) async fn entries(
     let mut out = Vec::new();
     for migration in pending.iter().filter(|m| m.directives.backfill) {
         let version = migration.version.to_string();
-        let checkpoint = read_checkpoint(driver, &version).await?.filter(|c| !c.done);
+        // One unreadable checkpoint hides only its own progress.
+        let checkpoint = read_checkpoint(driver, &version).await.ok().flatten().filter(|c| !c.done);
         let statements = airlock_sql::split(&migration.up.sql, dialect).unwrap_or_default();
         let at = checkpoint.as_ref().map_or(0, |c| c.statement).min(statements.len().saturating_sub(1));
         let table = statements
             .get(at)
             .and_then(|s| airlock_sql::backfill::analyze(&s.sql, dialect).ok())
             .map(|b| b.table.to_string());
-        let control = read_control(driver, &version).await?;
+        let control = read_control(driver, &version).await.ok().flatten();
         let state = match (&control, &checkpoint, running == Some(version.as_str())) {
             (Some(c), _, _) if c.action == "pause" => "paused",
             (Some(_), _, _) => "cancelled",
@@ -807,7 +897,8 @@ pub(crate) async fn entries(
         };
         let c = checkpoint.as_ref();
         let eta_seconds = c.and_then(|c| {
-            let elapsed = (c.updated_at - c.started_at).num_milliseconds() as f64 / 1000.0;
+            let since = c.statement_started_at.unwrap_or(c.started_at);
+            let elapsed = (c.updated_at - since).num_milliseconds() as f64 / 1000.0;
             let rate = c.keys_done as f64 / elapsed;
             (rate.is_finite() && rate > 0.0).then(|| (c.keys_total.saturating_sub(c.keys_done) as f64 / rate) as u64)
         });

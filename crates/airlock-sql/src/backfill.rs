@@ -65,15 +65,27 @@ fn refuse(reason: impl Into<String>, instead: impl Into<String>) -> Unbatchable 
     Unbatchable { reason: reason.into(), instead: instead.into() }
 }
 
+/// How a key column's values are read and written back into a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A number type: written as a number, so it compares as the column
+    /// does (MySQL compares a number column with a string as floating point).
+    Number,
+    /// Text, dates, UUIDs...: read as the server prints them, written back
+    /// as a quoted literal the server reads back the same.
+    Text,
+    /// Bytes: read as hexadecimal and written back as a hexadecimal
+    /// literal, since their text would not survive the trip.
+    Binary,
+}
+
 /// A column of the key batches are cut on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyColumn {
     /// Its name as the catalog holds it.
     pub name: String,
-    /// A number type (integer or decimal): its values are written as numbers,
-    /// so they compare as the column does (MySQL compares a number column
-    /// with a string as floating point).
-    pub numeric: bool,
+    /// How its values are read and written.
+    pub kind: KeyKind,
 }
 
 /// A statement that can run one key range at a time.
@@ -182,8 +194,21 @@ pub fn analyze(sql: &str, dialect: Dialect) -> Result<Batchable, Unbatchable> {
         }
     };
     let (written, alias) = target;
+    let table = resolved(&written, dialect);
+    // The batched table named anywhere else in the statement (a subquery,
+    // or the INSERT's own target) would see what earlier batches did.
+    let mut named = 0;
+    let _ = statement.visit(&mut RelationCounter { table: &table, dialect, count: &mut named });
+    if named > 1 {
+        return Err(refuse(
+            format!(
+                "it reads `{table}` again besides the rows it is batched on (a subquery, or an INSERT into the table it reads): in batches, later batches would see what earlier ones changed"
+            ),
+            "read the values it needs from another table, or compute them first into a table of their own in an earlier migration",
+        ));
+    }
     let qualifier = alias.map(|a| ObjectName(vec![ObjectNamePart::Identifier(a)])).unwrap_or_else(|| written.clone());
-    Ok(Batchable { dialect, table: resolved(&written, dialect), written, qualifier, statement, verb, assigned })
+    Ok(Batchable { dialect, table, written, qualifier, statement, verb, assigned })
 }
 
 fn no_returning(returning: bool) -> Result<(), Unbatchable> {
@@ -263,7 +288,7 @@ fn insert_source(query: &ast::Query) -> Result<Target, Unbatchable> {
     }
 }
 
-const AGGREGATES: [&str; 19] = [
+const AGGREGATES: [&str; 35] = [
     "count",
     "sum",
     "avg",
@@ -283,6 +308,22 @@ const AGGREGATES: [&str; 19] = [
     "every",
     "bit_and",
     "bit_or",
+    "bit_xor",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "std",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "any_value",
+    "xmlagg",
+    "mode",
+    "percentile_cont",
+    "percentile_disc",
+    "total",
+    "json_group_array",
+    "json_group_object",
 ];
 
 /// An aggregate or window function the projection itself computes (not
@@ -305,7 +346,11 @@ fn aggregate_in(projection: &[SelectItem]) -> Option<String> {
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
             if let (0, Expr::Function(f)) = (self.depth, expr) {
                 let name = f.name.0.last().map(|p| p.to_string().to_lowercase()).unwrap_or_default();
-                if f.over.is_some() || AGGREGATES.contains(&name.trim_matches(|c| c == '"' || c == '`')) {
+                let aggregate = f.over.is_some()
+                    || f.filter.is_some()
+                    || !f.within_group.is_empty()
+                    || AGGREGATES.contains(&name.trim_matches(|c| c == '"' || c == '`'));
+                if aggregate {
                     self.found = Some(expr.to_string());
                     return ControlFlow::Break(());
                 }
@@ -318,6 +363,29 @@ fn aggregate_in(projection: &[SelectItem]) -> Option<String> {
         let _ = item.visit(&mut finder);
     }
     finder.found
+}
+
+/// Counts the statement's relations that are `table`.
+struct RelationCounter<'a> {
+    table: &'a TableName,
+    dialect: Dialect,
+    count: &'a mut usize,
+}
+
+impl Visitor for RelationCounter<'_> {
+    type Break = ();
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        let name = resolved(relation, self.dialect);
+        let same = name.name.eq_ignore_ascii_case(&self.table.name)
+            && match (&name.schema, &self.table.schema) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => true,
+            };
+        if same {
+            *self.count += 1;
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 fn last_part(name: &ObjectName) -> Option<&Ident> {
@@ -355,8 +423,9 @@ fn quoted(name: &str, dialect: Dialect) -> String {
     }
 }
 
-/// A key value (as the server wrote it in text) as a literal of `dialect`.
-pub fn literal(value: &str, numeric: bool, dialect: Dialect) -> String {
+/// A key value (as the server wrote it in text, or in hexadecimal for
+/// bytes) as a literal of `dialect`.
+pub fn literal(value: &str, kind: KeyKind, dialect: Dialect) -> String {
     let number = {
         let digits = value.strip_prefix('-').unwrap_or(value);
         let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
@@ -365,13 +434,33 @@ pub fn literal(value: &str, numeric: bool, dialect: Dialect) -> String {
             && whole.bytes().all(|b| b.is_ascii_digit())
             && fraction.bytes().all(|b| b.is_ascii_digit())
     };
-    if numeric && number {
-        return value.to_owned();
+    let hex = value.len() % 2 == 0 && value.bytes().all(|b| b.is_ascii_hexdigit());
+    match kind {
+        KeyKind::Number if number => return value.to_owned(),
+        KeyKind::Binary if hex => {
+            return match dialect {
+                Dialect::Postgres => format!("decode('{value}', 'hex')"),
+                Dialect::MySql | Dialect::Sqlite => format!("X'{value}'"),
+            };
+        }
+        _ => {}
     }
     let escaped = value.replace('\'', "''");
     match dialect {
         Dialect::MySql => format!("'{}'", escaped.replace('\\', "\\\\")),
+        // An escape string reads the same whatever `standard_conforming_strings` says.
+        Dialect::Postgres if value.contains('\\') => format!("E'{}'", escaped.replace('\\', "\\\\")),
         Dialect::Postgres | Dialect::Sqlite => format!("'{escaped}'"),
+    }
+}
+
+/// How the boundary query reads a key column: bytes in hexadecimal.
+fn read_back(column: &KeyColumn, dialect: Dialect) -> String {
+    let name = quoted(&column.name, dialect);
+    match (column.kind, dialect) {
+        (KeyKind::Binary, Dialect::Postgres) => format!("encode({name}, 'hex')"),
+        (KeyKind::Binary, Dialect::MySql | Dialect::Sqlite) => format!("hex({name})"),
+        _ => name,
     }
 }
 
@@ -383,7 +472,7 @@ fn compare(qualifier: Option<&str>, key: &[KeyColumn], values: &[String], op: &s
         Some(q) => format!("{q}.{}", quoted(&k.name, dialect)),
         None => quoted(&k.name, dialect),
     };
-    let value = |i: usize| literal(&values[i], key[i].numeric, dialect);
+    let value = |i: usize| literal(&values[i], key[i].kind, dialect);
     if key.len() == 1 {
         return format!("{} {op} {}", column(&key[0]), value(0));
     }
@@ -472,12 +561,33 @@ impl Batchable {
     pub fn next_boundary(&self, key: &[KeyColumn], after: Option<&[String]>, size: u64) -> String {
         let columns: Vec<String> = key.iter().map(|k| quoted(&k.name, self.dialect)).collect();
         let columns = columns.join(", ");
+        let read: Vec<String> = key.iter().map(|k| read_back(k, self.dialect)).collect();
         let filter = after.map(|a| format!(" WHERE {}", compare(None, key, a, ">", self.dialect))).unwrap_or_default();
         format!(
-            "SELECT {columns} FROM {table}{filter} ORDER BY {columns} LIMIT 1 OFFSET {skip}",
+            "SELECT {read} FROM {table}{filter} ORDER BY {columns} LIMIT 1 OFFSET {skip}",
+            read = read.join(", "),
             table = self.written,
             skip = size.saturating_sub(1)
         )
+    }
+
+    /// The query counting the rows the statement changes (or, for an
+    /// INSERT ... SELECT, reads): its own `WHERE` over its table.
+    pub fn count_matching(&self) -> String {
+        let selection = match &self.statement {
+            Statement::Update(update) => update.selection.as_ref(),
+            Statement::Delete(delete) => delete.selection.as_ref(),
+            Statement::Insert(insert) => insert.source.as_ref().and_then(|q| match q.body.as_ref() {
+                SetExpr::Select(select) => select.selection.as_ref(),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let alias = if self.qualifier == self.written { String::new() } else { format!(" AS {}", self.qualifier) };
+        match selection {
+            Some(condition) => format!("SELECT count(*) FROM {}{alias} WHERE {condition}", self.written),
+            None => format!("SELECT count(*) FROM {}{alias}", self.written),
+        }
     }
 
     /// The query counting the table's rows (the batches' total).
@@ -491,7 +601,7 @@ mod tests {
     use super::*;
 
     fn id() -> Vec<KeyColumn> {
-        vec![KeyColumn { name: "id".into(), numeric: true }]
+        vec![KeyColumn { name: "id".into(), kind: KeyKind::Number }]
     }
 
     fn strings(values: &[&str]) -> Vec<String> {
@@ -512,6 +622,15 @@ mod tests {
             b.batch(&id(), None, Some(&strings(&["5"]))),
             "UPDATE accounts SET n = n + 1 WHERE (status = 'x' OR n IS NULL) AND accounts.\"id\" <= 5"
         );
+    }
+
+    #[test]
+    fn the_rows_it_matches_are_counted_with_its_own_where() {
+        let b = analyze("UPDATE orders AS o SET total = 0 WHERE o.total IS NULL", Dialect::Postgres).unwrap();
+        assert_eq!(b.count_matching(), "SELECT count(*) FROM orders AS o WHERE o.total IS NULL");
+        let b = analyze("INSERT INTO a (id) SELECT id FROM t WHERE kind = 'x'", Dialect::MySql).unwrap();
+        assert_eq!(b.count_matching(), "SELECT count(*) FROM t WHERE kind = 'x'");
+        assert_eq!(analyze("DELETE FROM t", Dialect::Sqlite).unwrap().count_matching(), "SELECT count(*) FROM t");
     }
 
     #[test]
@@ -547,8 +666,10 @@ mod tests {
 
     #[test]
     fn composite_keys_compare_as_rows_or_spelled_out_on_mysql() {
-        let key =
-            vec![KeyColumn { name: "tenant".into(), numeric: false }, KeyColumn { name: "n".into(), numeric: true }];
+        let key = vec![
+            KeyColumn { name: "tenant".into(), kind: KeyKind::Text },
+            KeyColumn { name: "n".into(), kind: KeyKind::Number },
+        ];
         let pg = analyze("UPDATE t SET x = 1", Dialect::Postgres).unwrap();
         assert_eq!(
             pg.batch(&key, Some(&strings(&["a'b", "2"])), None),
@@ -575,11 +696,20 @@ mod tests {
 
     #[test]
     fn literals_are_numbers_only_when_the_column_and_the_value_are() {
-        assert_eq!(literal("-12", true, Dialect::MySql), "-12");
-        assert_eq!(literal("1.50", true, Dialect::MySql), "1.50");
-        assert_eq!(literal("1e5", true, Dialect::MySql), "'1e5'");
-        assert_eq!(literal("12", false, Dialect::Postgres), "'12'");
-        assert_eq!(literal("1; DROP TABLE t", true, Dialect::Postgres), "'1; DROP TABLE t'");
+        assert_eq!(literal("-12", KeyKind::Number, Dialect::MySql), "-12");
+        assert_eq!(literal("1.50", KeyKind::Number, Dialect::MySql), "1.50");
+        assert_eq!(literal("1e5", KeyKind::Number, Dialect::MySql), "'1e5'");
+        assert_eq!(literal("12", KeyKind::Text, Dialect::Postgres), "'12'");
+        assert_eq!(literal("1; DROP TABLE t", KeyKind::Number, Dialect::Postgres), "'1; DROP TABLE t'");
+        assert_eq!(literal("00FF", KeyKind::Binary, Dialect::MySql), "X'00FF'");
+        assert_eq!(literal("00ff", KeyKind::Binary, Dialect::Postgres), "decode('00ff', 'hex')");
+        assert_eq!(literal("x'); --", KeyKind::Binary, Dialect::Sqlite), "'x''); --'");
+        let bytes = vec![KeyColumn { name: "uuid".into(), kind: KeyKind::Binary }];
+        let b = analyze("DELETE FROM t", Dialect::MySql).unwrap();
+        assert_eq!(
+            b.next_boundary(&bytes, Some(&strings(&["0A"])), 10),
+            "SELECT hex(`uuid`) FROM t WHERE `uuid` > X'0A' ORDER BY `uuid` LIMIT 1 OFFSET 9"
+        );
     }
 
     fn refused(sql: &str, dialect: Dialect) -> String {
@@ -604,6 +734,36 @@ mod tests {
         assert!(refused("INSERT INTO s VALUES (1)", Dialect::Postgres).contains("not a plain SELECT"));
         assert!(refused("ALTER TABLE t ADD COLUMN x int", Dialect::Postgres).contains("cannot batch `ALTER`"));
         assert!(refused("UPDATE t SET", Dialect::Postgres).contains("cannot read"));
+    }
+
+    #[test]
+    fn reading_the_batched_table_again_is_refused() {
+        let again = |sql: &str, dialect| refused(sql, dialect).contains("reads `");
+        assert!(again(
+            "UPDATE nodes SET depth = (SELECT p.depth + 1 FROM nodes p WHERE p.id = nodes.parent_id)",
+            Dialect::Postgres
+        ));
+        assert!(again("DELETE FROM t WHERE parent_id NOT IN (SELECT id FROM t)", Dialect::Sqlite));
+        assert!(again("DELETE FROM t WHERE score < (SELECT avg(score) FROM T)", Dialect::MySql));
+        assert!(again("INSERT INTO t (id) SELECT id + 1000000 FROM t", Dialect::Postgres));
+        assert!(again("INSERT INTO public.t (id) SELECT id FROM t WHERE id > 5", Dialect::Postgres));
+        // Another table in a subquery is fine.
+        analyze("UPDATE t SET total = (SELECT sum(x) FROM items i WHERE i.t_id = t.id)", Dialect::Postgres).unwrap();
+        analyze(
+            "INSERT INTO s (id) SELECT id FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.id = t.id)",
+            Dialect::Sqlite,
+        )
+        .unwrap();
+        assert!(refused("INSERT INTO s SELECT stddev(x) FROM t", Dialect::Postgres).contains("stddev"));
+        assert!(
+            refused("INSERT INTO s SELECT sum(x) FILTER (WHERE x > 0) FROM t", Dialect::Postgres).contains("computes")
+        );
+    }
+
+    #[test]
+    fn postgres_backslashes_are_written_as_escape_strings() {
+        assert_eq!(literal("a\\b'c", KeyKind::Text, Dialect::Postgres), "E'a\\\\b''c'");
+        assert_eq!(literal("plain", KeyKind::Text, Dialect::Postgres), "'plain'");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! run it, so lint says so first, with what to write instead.
 
 use airlock_core::schema::{ConstraintKind, Lookup};
-use airlock_sql::backfill::{KeyColumn, analyze};
+use airlock_sql::backfill::{KeyColumn, KeyKind, analyze};
 
 use super::Rule;
 use crate::{Finding, MigrationContext, Severity};
@@ -57,7 +57,7 @@ impl Rule for UnbatchableBackfill {
             // The key's columns, when the catalog names its index.
             let index = table.indexes.iter().find(|i| primary.name.as_deref().is_some_and(|n| n == i.name));
             let key: Vec<KeyColumn> = index
-                .map(|i| i.columns.iter().map(|c| KeyColumn { name: c.clone(), numeric: false }).collect())
+                .map(|i| i.columns.iter().map(|c| KeyColumn { name: c.clone(), kind: KeyKind::Text }).collect())
                 .unwrap_or_default();
             if let Err(why) = batchable.check_key(&key) {
                 out.push(cx.finding(

@@ -429,8 +429,10 @@ fn postgres_batches_wait_while_the_replica_lags() {
     let (base, _) = standby.rsplit_once('/').unwrap();
     let mut replica = db.handle();
     replica.url = format!("{base}/{name}");
-    // Caught up: the standby replayed all the primary wrote so far.
-    let written = db.scalar("SELECT pg_current_wal_lsn()::text").unwrap();
+    // Caught up: the standby replayed all the primary wrote so far (the
+    // insert position: with asynchronous commit the commit record may not
+    // be written out yet).
+    let written = db.scalar("SELECT pg_current_wal_insert_lsn()::text").unwrap();
     let started = Instant::now();
     while db.count(&format!("SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= '{written}'::pg_lsn")) == 0 {
         assert!(started.elapsed() < Duration::from_secs(180), "the standby did not catch up within 180 s");

@@ -408,11 +408,7 @@ fn resolved(name: &ObjectName, dialect: Dialect) -> TableName {
             other => other.to_string(),
         })
         .collect();
-    match parts.as_slice() {
-        [.., schema, name] => TableName { schema: Some(schema.clone()), name: name.clone() },
-        [name] => TableName::bare(name),
-        [] => TableName::bare("?"),
-    }
+    TableName::from_parts(&parts)
 }
 
 /// A key column's name quoted for `dialect`.

@@ -33,11 +33,7 @@ fn table(name: &ObjectName) -> TableName {
             other => other.to_string(),
         })
         .collect();
-    match parts.as_slice() {
-        [.., schema, name] => TableName { schema: Some(schema.clone()), name: name.clone() },
-        [name] => TableName::bare(name),
-        [] => TableName::bare("?"),
-    }
+    TableName::from_parts(&parts)
 }
 
 /// Function names called in an expression's text: identifiers followed by `(`.

@@ -28,6 +28,15 @@ impl TableName {
     pub fn bare(name: &str) -> TableName {
         TableName { schema: None, name: name.to_owned() }
     }
+
+    /// From a dotted name's parts: the last is the table, the one before it the schema.
+    pub(crate) fn from_parts(parts: &[String]) -> TableName {
+        match parts {
+            [.., schema, name] => TableName { schema: Some(schema.clone()), name: name.clone() },
+            [name] => TableName::bare(name),
+            [] => TableName::bare("?"),
+        }
+    }
 }
 
 impl std::fmt::Display for TableName {

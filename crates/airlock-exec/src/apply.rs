@@ -507,14 +507,14 @@ pub(crate) fn timeouts(ctx: &Context, directives: &Directives) -> Timeouts {
     }
 }
 
-pub(crate) fn backoff(ctx: &Context, attempt: u32) -> Duration {
+fn backoff(ctx: &Context, attempt: u32) -> Duration {
     let base = ctx.options.retry_backoff.saturating_mul(1 << attempt.min(5)).min(Duration::from_secs(30));
     base.mul_f64(rand::rng().random_range(0.5..1.0))
 }
 
 /// After statement `index` (0-based) hit the lock timeout: says who blocks it,
 /// then waits out retry number `attempt` (1-based) with backoff and jitter.
-async fn pause_before_retry(
+pub(crate) async fn pause_before_retry(
     driver: &mut dyn Driver,
     ctx: &Context,
     migration: &Migration,

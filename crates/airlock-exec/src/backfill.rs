@@ -694,13 +694,8 @@ pub(crate) async fn run(
                 {
                     attempt += 1;
                     checkpoint.batch_size = (size / 2).max(settings.batch_min.max(1));
-                    let blockers = driver.describe_blockers().await.unwrap_or_default();
-                    let wait = crate::apply::backoff(ctx, attempt - 1);
-                    reporter.retrying(migration, checkpoint.statement + 1, attempt, wait, &blockers);
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = ctx.options.interrupt.wait() => {}
-                    }
+                    crate::apply::pause_before_retry(driver, ctx, migration, checkpoint.statement, attempt, reporter)
+                        .await;
                     continue;
                 }
                 Err(e) => return Err(failed(driver, ctx, migration, cut, &checkpoint, e).await),

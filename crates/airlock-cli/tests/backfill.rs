@@ -537,3 +537,55 @@ fn cancel_stops_it_and_runs_refuse_it_until_resumed(engine: Engine) {
     done.expect(2);
     assert!(done.stderr.contains("is done: it is applied"), "{}", done.all());
 }
+
+/// A session waiting for a row a batch holds: the batch counts it before
+/// it commits, and the backfill gives way (pauses, smaller batches), saying
+/// so, until a batch goes by with nobody waiting. Each batch here holds the
+/// first rows for about 200 ms (each row sleeps 20 ms) while a writer keeps
+/// updating row 1, so the first batch is waited on and the later ones are not.
+fn waiters_on_a_batch_make_it_give_way(engine: Engine) {
+    let db = Db::new(engine);
+    items(&db, 50);
+    db.exec("ALTER TABLE items ADD COLUMN w integer NOT NULL DEFAULT 0");
+    let project = Project::new();
+    project.write_config("batch_min = 10\nbatch_max = 10\nbatch_target = \"200ms\"\n");
+    let slow = match engine {
+        Engine::Postgres => "length(pg_sleep(0.02)::text)",
+        _ => "SLEEP(0.02)",
+    };
+    project.write("1_touch.up.sql", &format!("-- airlock:backfill\nUPDATE items SET n = n + 1 + {slow};\n"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (db, stop) = (db.handle(), stop.clone());
+        std::thread::spawn(move || {
+            let mut writes = 0;
+            while !stop.load(Ordering::SeqCst) {
+                db.exec("UPDATE items SET w = w + 1 WHERE id = 1");
+                writes += 1;
+            }
+            writes
+        })
+    };
+    let run = project.run(&db, &["migrate"]);
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.join().expect("no write of the writer failed");
+    run.expect(0);
+    let all = run.all();
+    assert!(all.contains("backfill paused: 1 session waited for locks its last batch held"), "{all}");
+    assert!(all.contains("backfill resumed after"), "{all}");
+    assert!(writes > 1, "the writer wrote during the backfill");
+    assert_eq!(counts(&db), (0, 50, 0), "every row once");
+    assert_eq!(db.count("SELECT w FROM items WHERE id = 1"), writes);
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn postgres_waiters_on_a_batch_make_it_give_way() {
+    waiters_on_a_batch_make_it_give_way(Engine::Postgres);
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs MariaDB: run `scripts/test`, which starts it")]
+fn mariadb_waiters_on_a_batch_make_it_give_way() {
+    waiters_on_a_batch_make_it_give_way(Engine::MySql);
+}

@@ -145,7 +145,22 @@ pub struct MySqlDriver {
     opts: Opts,
     /// Triggers dropped by `begin_load` (sql_mode, statement), made again by `end_load`.
     unloaded_triggers: Vec<(String, String)>,
+    /// The lock waits could not be read (no PROCESS privilege, or no such
+    /// table): not asked again on this connection.
+    lock_waits_unreadable: bool,
 }
+
+/// Sessions waiting for locks this connection's transaction holds: MariaDB
+/// (and MySQL 5.7) list lock waits in information_schema, MySQL 8 in
+/// performance_schema.
+const LOCK_WAITERS: [&str; 2] = [
+    "SELECT COUNT(*) FROM information_schema.INNODB_LOCK_WAITS w \
+     JOIN information_schema.INNODB_TRX t ON t.trx_id = w.blocking_trx_id \
+     WHERE t.trx_mysql_thread_id = CONNECTION_ID()",
+    "SELECT COUNT(*) FROM performance_schema.data_lock_waits w \
+     JOIN information_schema.INNODB_TRX t ON CAST(t.trx_id AS UNSIGNED) = w.BLOCKING_ENGINE_TRANSACTION_ID \
+     WHERE t.trx_mysql_thread_id = CONNECTION_ID()",
+];
 
 /// `KILL QUERY <id>` from a connection of its own: MySQL stops the
 /// statement the first connection runs and keeps that connection open.
@@ -293,7 +308,14 @@ impl MySqlDriver {
         conn.query_drop("SET time_zone = '+00:00'").await.map_err(error)?;
         let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(error)?;
         let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
-        Ok(MySqlDriver { conn, mariadb, tables_ready: false, opts, unloaded_triggers: Vec::new() })
+        Ok(MySqlDriver {
+            conn,
+            mariadb,
+            tables_ready: false,
+            opts,
+            unloaded_triggers: Vec::new(),
+            lock_waits_unreadable: false,
+        })
     }
 
     /// Whether all of airlock's tables exist; remembered once true.
@@ -937,6 +959,58 @@ impl Driver for MySqlDriver {
             })
             .collect();
         Ok((!key.is_empty()).then_some(key))
+    }
+
+    async fn index_definitions(&mut self, table: &TableName) -> Result<Vec<(String, String)>> {
+        let quote = |name: &str| format!("`{}`", name.replace('`', "``"));
+        let rows: Vec<(String, i64, String, Option<String>)> = self
+            .conn
+            .exec(
+                "SELECT INDEX_NAME, MIN(NON_UNIQUE), MIN(INDEX_TYPE), \
+                 GROUP_CONCAT(CONCAT('`', REPLACE(COLUMN_NAME, '`', '``'), '`', \
+                 IF(SUB_PART IS NULL, '', CONCAT('(', SUB_PART, ')')), IF(COLLATION = 'D', ' DESC', '')) \
+                 ORDER BY SEQ_IN_INDEX SEPARATOR ', ') \
+                 FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = COALESCE(?, DATABASE()) AND TABLE_NAME = ? \
+                 AND INDEX_NAME <> 'PRIMARY' GROUP BY INDEX_NAME ORDER BY INDEX_NAME",
+                (table.schema.as_deref(), table.name.as_str()),
+            )
+            .await
+            .map_err(error)?;
+        let mut out = Vec::new();
+        for (name, non_unique, kind, columns) in rows {
+            let Some(columns) = columns else {
+                return Err(DriverError::new(
+                    ErrorKind::Unsupported,
+                    format!("the index {name} of `{table}` is on an expression, which airlock cannot write again"),
+                ));
+            };
+            let kind = match kind.as_str() {
+                "FULLTEXT" => "FULLTEXT ",
+                "SPATIAL" => "SPATIAL ",
+                _ if non_unique == 0 => "UNIQUE ",
+                _ => "",
+            };
+            out.push((
+                name.clone(),
+                format!("CREATE {kind}INDEX {} ON {} ({columns})", quote(&name), quote(&table.name)),
+            ));
+        }
+        Ok(out)
+    }
+
+    async fn lock_waiters(&mut self) -> Result<u64> {
+        if self.lock_waits_unreadable {
+            return Ok(0);
+        }
+        let queries = if self.mariadb { &LOCK_WAITERS[..1] } else { &LOCK_WAITERS[..] };
+        for query in queries {
+            // A failed read of the catalog leaves InnoDB's transaction as it was.
+            if let Ok(Some(count)) = self.conn.query_first::<Option<u64>, _>(*query).await {
+                return Ok(count.unwrap_or(0));
+            }
+        }
+        self.lock_waits_unreadable = true;
+        Ok(0)
     }
 
     async fn describe_blockers(&mut self) -> Result<Vec<String>> {

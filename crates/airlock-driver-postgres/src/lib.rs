@@ -1707,6 +1707,36 @@ impl Driver for PostgresDriver {
             .sum())
     }
 
+    async fn index_definitions(&mut self, table: &TableName) -> Result<Vec<(String, String)>> {
+        let qualified = match &table.schema {
+            Some(schema) => format!("{}.{}", quote_identifier(schema), quote_identifier(&table.name)),
+            None => quote_identifier(&table.name),
+        };
+        let rows = self
+            .client
+            .query_typed(
+                "SELECT c.relname::text, pg_get_indexdef(i.indexrelid) FROM pg_index i \
+                 JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = to_regclass($1) AND NOT i.indisprimary \
+                 ORDER BY 1",
+                &[(&qualified, Type::TEXT)],
+            )
+            .await
+            .map_err(error)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn lock_waiters(&mut self) -> Result<u64> {
+        let rows = self
+            .client
+            .query_typed(
+                "SELECT count(*) FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))",
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+    }
+
     async fn replica_lag(&mut self) -> Result<Option<std::time::Duration>> {
         // Behind by the time since the newest transaction it replayed, when
         // it holds WAL it has not replayed; else not behind at all; unknown

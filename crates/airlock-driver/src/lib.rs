@@ -206,6 +206,15 @@ pub const CHUNK_BYTES: usize = 1 << 20;
 /// How long a data check waits for a lock: it never queues behind DDL for long.
 pub const CHECK_LOCK_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// What one committed batch of a backfill did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Batch {
+    /// Rows its statement changed.
+    pub changed: u64,
+    /// Other sessions that were waiting for its locks just before it committed.
+    pub waiters: u64,
+}
+
 /// Timeouts applied to the session before a migration runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -598,13 +607,31 @@ pub trait Driver: Send {
         ))
     }
 
+    /// The indexes of `table` other than its primary key, each as its name and
+    /// the `CREATE INDEX` statement that would build it again, as the server
+    /// prints it (expand/contract builds them again on a new column).
+    async fn index_definitions(&mut self, table: &airlock_core::schema::TableName) -> Result<Vec<(String, String)>> {
+        let _ = table;
+        Err(DriverError::new(
+            ErrorKind::Unsupported,
+            format!("{} cannot print its indexes' definitions", self.profile().engine.name()),
+        ))
+    }
+
+    /// How many other sessions wait, now, for locks this session holds
+    /// (zero when none, or when the engine cannot tell).
+    async fn lock_waiters(&mut self) -> Result<u64> {
+        Ok(0)
+    }
+
     /// One batch of a backfill in a transaction of its own: `statement`,
     /// the checkpoint (`airlock_meta`'s `key` set to `value` of the rows
     /// the statement changed) and the lease confirmed as still `owner`'s
     /// (its row locked until the commit, as `record_and_commit` does)
     /// commit together, so a process killed at any instant leaves both or
-    /// neither, and a run that lost its lease commits no batch. Returns the
-    /// rows the statement changed; None, rolled back, when the lease was lost.
+    /// neither, and a run that lost its lease commits no batch. Before the
+    /// commit, while the batch holds all its locks, it counts the sessions
+    /// waiting for them. None, rolled back, when the lease was lost.
     async fn run_batch(
         &mut self,
         owner: &str,
@@ -612,10 +639,17 @@ pub trait Driver: Send {
         statement: &str,
         key: &str,
         value: &(dyn Fn(u64) -> String + Sync),
-    ) -> Result<Option<u64>> {
+    ) -> Result<Option<Batch>> {
         self.begin().await?;
         let changed = match self.execute_counted(statement).await {
             Ok(changed) => changed,
+            Err(e) => {
+                let _ = self.rollback().await;
+                return Err(e);
+            }
+        };
+        let waiters = match self.lock_waiters().await {
+            Ok(waiters) => waiters,
             Err(e) => {
                 let _ = self.rollback().await;
                 return Err(e);
@@ -637,7 +671,7 @@ pub trait Driver: Send {
             }
         }
         self.commit().await?;
-        Ok(Some(changed))
+        Ok(Some(Batch { changed, waiters }))
     }
 
     /// Describes sessions that hold locks others wait for, or that sit in long

@@ -526,10 +526,7 @@ pub(crate) async fn pause_before_retry(
     let wait = backoff(ctx, attempt - 1);
     reporter.retrying(migration, index + 1, attempt, wait, &blockers);
     let started = Instant::now();
-    tokio::select! {
-        () = tokio::time::sleep(wait) => {}
-        () = ctx.options.interrupt.wait() => {}
-    }
+    ctx.options.interrupt.sleep(wait).await;
     ctx.paused_ms.fetch_add(started.elapsed().as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 

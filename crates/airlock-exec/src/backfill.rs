@@ -371,9 +371,9 @@ async fn wait_for_replicas(ctx: &Context, replicas: &mut Replicas, version: &str
     let started = Instant::now();
     reporter.backfill_paused(version, &why);
     loop {
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            () = ctx.options.interrupt.wait() => return,
+        ctx.options.interrupt.sleep(Duration::from_millis(500)).await;
+        if ctx.options.interrupt.raised().is_some() {
+            return;
         }
         let asked = tokio::select! {
             why = replicas.behind() => why,
@@ -389,6 +389,49 @@ async fn wait_for_replicas(ctx: &Context, replicas: &mut Replicas, version: &str
         }
     }
     reporter.backfill_resumed(version, started.elapsed());
+}
+
+/// The longest a backfill gives way after one batch others waited on.
+const GIVE_WAY_MAX: Duration = Duration::from_secs(2);
+
+/// After a batch that other sessions waited on (for its locks, just before
+/// it committed), the backfill pauses as long as that batch took, so the
+/// waiters get the table for at least as long as the batch had it, and its
+/// batches shrink (the caller halves them). Said once when it starts giving
+/// way, and once when a batch goes by with nobody waiting: `paused` holds
+/// how long it has paused since it started giving way.
+async fn give_way(
+    ctx: &Context,
+    paused: &mut Option<Duration>,
+    batch: &airlock_driver::Batch,
+    took: Duration,
+    next_size: u64,
+    version: &str,
+    reporter: &mut dyn Reporter,
+) {
+    if batch.waiters == 0 {
+        if let Some(paused) = paused.take() {
+            reporter.backfill_resumed(version, paused);
+        }
+        return;
+    }
+    let paused = paused.get_or_insert_with(|| {
+        reporter.backfill_paused(
+            version,
+            &format!(
+                "{} waited for locks its last batch held; it pauses after each batch for as long as the batch took, with smaller batches ({next_size} keys), until a batch goes by with nobody waiting",
+                match batch.waiters {
+                    1 => "1 session".to_string(),
+                    n => format!("{n} sessions"),
+                }
+            ),
+        );
+        Duration::ZERO
+    });
+    let pause = took.clamp(Duration::from_millis(10), GIVE_WAY_MAX);
+    ctx.options.interrupt.sleep(pause).await;
+    *paused += pause;
+    ctx.paused_ms.fetch_add(pause.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Reads the control at most twice a second: paused, waits (saying so)
@@ -409,9 +452,9 @@ async fn wait_while_paused(
         let started = Instant::now();
         reporter.backfill_paused(version, &control.describe(version));
         loop {
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                () = ctx.options.interrupt.wait() => return Ok(None),
+            ctx.options.interrupt.sleep(Duration::from_millis(500)).await;
+            if ctx.options.interrupt.raised().is_some() {
+                return Ok(None);
             }
             match read_control(driver, version).await? {
                 None => {
@@ -590,6 +633,7 @@ pub(crate) async fn run(
     let meta = meta_key(&version);
     let mut passed_this_run = 0u64;
     let mut asked = Instant::now();
+    let mut giving_way = None;
     while checkpoint.statement < cuts.len() {
         let cut = &cuts[checkpoint.statement];
         if checkpoint.after.is_none() && checkpoint.keys_done == 0 {
@@ -679,8 +723,8 @@ pub(crate) async fn run(
             let batch = driver.run_batch(held.owner(), &version, &sql, &meta, &record_of);
             let ran = ctx.options.interrupt.cancellable(cancel, batch).await;
             let took = batch_started.elapsed();
-            let changed = match ran {
-                Ok(Some(changed)) => changed,
+            let done = match ran {
+                Ok(Some(done)) => done,
                 Ok(None) => return Err(ExecError::LeaseLost),
                 Err(_) if ctx.options.interrupt.raised().is_some() => {
                     let _ = driver.rollback().await;
@@ -707,8 +751,11 @@ pub(crate) async fn run(
             let table = cut.batchable.table.to_string();
             let keys = (checkpoint.keys_done + passed, checkpoint.keys_total.max(checkpoint.keys_done + passed));
             checkpoint = next;
-            checkpoint.rows_done += changed;
+            checkpoint.rows_done += done.changed;
             checkpoint.batch_size = next_size(size, took, settings);
+            if done.waiters > 0 {
+                checkpoint.batch_size = checkpoint.batch_size.min(size / 2).max(settings.batch_min.max(1));
+            }
             let rate = passed_this_run as f64 / started.elapsed().as_secs_f64().max(0.001);
             reporter.backfill_progress(&BackfillProgress {
                 version: version.clone(),
@@ -719,13 +766,11 @@ pub(crate) async fn run(
                 batch_size: checkpoint.batch_size,
                 rate,
             });
+            give_way(ctx, &mut giving_way, &done, took, checkpoint.batch_size, &version, reporter).await;
             if let Some(cap) = settings.max_rows_per_second.filter(|c| *c > 0) {
                 let due = Duration::from_secs_f64(passed_this_run as f64 / cap as f64);
                 if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = ctx.options.interrupt.wait() => {}
-                    }
+                    ctx.options.interrupt.sleep(wait).await;
                 }
             }
             if last {

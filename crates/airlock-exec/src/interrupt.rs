@@ -144,6 +144,14 @@ impl Interrupt {
         }
     }
 
+    /// Sleeps for `duration`, or until a signal arrives if one does first.
+    pub(crate) async fn sleep(&self, duration: std::time::Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => {}
+            () = self.wait() => {}
+        }
+    }
+
     /// After a signal: returns once the cancel request (if any) has been
     /// sent and had a moment to land. At most 5 s.
     async fn settled(&self) {

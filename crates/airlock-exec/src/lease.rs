@@ -207,10 +207,7 @@ pub(crate) async fn acquire(
             }
         }
         let jitter = rand::rng().random_range(0.5..1.0);
-        tokio::select! {
-            () = tokio::time::sleep(delay.mul_f64(jitter)) => {}
-            () = options.interrupt.wait() => {}
-        }
+        options.interrupt.sleep(delay.mul_f64(jitter)).await;
         if let Some(signal) = options.interrupt.raised() {
             return Err(ExecError::Interrupted {
                 signal,

@@ -69,6 +69,8 @@ pub enum Command {
     New(NewArgs),
     /// Check, then apply pending migrations in order.
     Migrate(MigrateArgs),
+    /// Replace a pending column rename or type change with expand/contract migrations that keep the old and the new app version working.
+    Expand(ExpandArgs),
     /// Applied, pending, in-progress or failed migrations, and problems.
     Status,
     /// Exit 0 when the database is ready for a release: every migration up to V applied, none in progress, failed or edited; exit 4 otherwise.
@@ -303,6 +305,16 @@ pub struct NewArgs {
     /// Version as a UTC timestamp YYYYMMDDHHMMSS [default for a new directory].
     #[arg(long)]
     pub timestamp: bool,
+    /// Write this column rename or type change as expand/contract migrations (expand, backfill, constraints, contract), read against the live table: both app versions keep working until the contract.
+    #[arg(long, value_name = "SQL", conflicts_with_all = ["data", "no_down"])]
+    pub expand: Option<String>,
+}
+
+/// `airlock expand`.
+#[derive(Debug, Args)]
+pub struct ExpandArgs {
+    /// The pending migration whose column rename or type change becomes expand/contract migrations; it must be the newest. Its version goes to the first of them.
+    pub file: PathBuf,
 }
 
 /// `airlock migrate`.
@@ -332,6 +344,9 @@ pub struct MigrateArgs {
     /// Stop before the first pending backfill (`-- airlock:backfill`): it, and the migrations after it, wait for `airlock backfill run`.
     #[arg(long)]
     pub skip_backfills: bool,
+    /// Also run contract migrations (`-- airlock:contract`, written by `airlock expand`), which drop what the old app version used: only once no old app version runs. Without it, the run stops before the first one.
+    #[arg(long)]
+    pub contract: bool,
 }
 
 /// `airlock gate`.

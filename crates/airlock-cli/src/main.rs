@@ -16,7 +16,7 @@ use airlock_exec::{ExecError, Requirement, Resolution, exit};
 use anstream::{eprintln, println};
 use clap::Parser;
 
-use crate::args::{Cli, Command, Format};
+use crate::args::{Cli, Command, Format, NewArgs};
 use crate::render::Progress;
 
 fn main() -> ExitCode {
@@ -71,7 +71,7 @@ fn version_arg(text: &str, flag: &str) -> Result<Version, ExecError> {
 
 fn run(cli: Cli) -> Result<(), ExecError> {
     let format = cli.global.format;
-    if let Command::New(args) = &cli.command {
+    if let Command::New(args @ NewArgs { expand: None, .. }) = &cli.command {
         let dir = settings::migrations_dir(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
         let exclude = settings::exclude(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
         let paths = new::create(&dir, args, &exclude).map_err(ExecError::Usage)?;
@@ -113,7 +113,35 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     let mut progress = Progress::new(format);
     runtime.block_on(async {
         match cli.command {
-            Command::New(_) | Command::Serve(_) | Command::Lint(_) => Ok(()),
+            Command::New(args) => {
+                let sql = args.expand.as_deref().unwrap_or_default();
+                let expansion = airlock_exec::expansion(&options, sql, None).await?;
+                let dir = settings::migrations_dir(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
+                let exclude = settings::exclude(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
+                let paths = new::create_phases(&dir, &args, &exclude, &expansion.phases).map_err(ExecError::Usage)?;
+                render::expanded(&expansion, &paths, None, format);
+                Ok(())
+            }
+            Command::Expand(args) => {
+                let dir = settings::migrations_dir(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
+                let exclude = settings::exclude(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
+                let replacing = new::Replacing::open(&dir, &exclude, &args.file).map_err(ExecError::Usage)?;
+                let migration = replacing.migration();
+                let (version, sql) = (migration.version.clone(), migration.up.sql.clone());
+                let expansion = airlock_exec::expansion(&options, &sql, Some(&version)).await?;
+                let new_args = NewArgs {
+                    name: migration.name.clone(),
+                    data: false,
+                    no_down: false,
+                    sequential: false,
+                    timestamp: false,
+                    expand: None,
+                };
+                let paths = replacing.write(&new_args, &expansion.phases).map_err(ExecError::Usage)?;
+                render::expanded(&expansion, &paths, Some(&args.file), format);
+                Ok(())
+            }
+            Command::Serve(_) | Command::Lint(_) => Ok(()),
             Command::Plan(args) => {
                 let mut options = options.clone();
                 options.lint = settings::lint_settings(&cli.global, None).map_err(|e| ExecError::Usage(e.0))?;
@@ -141,6 +169,7 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                     _ => None,
                 };
                 options.skip_backfills = args.skip_backfills;
+                options.contract = args.contract;
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
                 Ok(())

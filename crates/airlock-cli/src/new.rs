@@ -86,12 +86,15 @@ pub fn layout_of(migrations: &[airlock_core::Migration]) -> Layout {
     if newest.up.line_offset > 0 { Layout::Dbmate } else { Layout::Single }
 }
 
-/// Creates the files; returns their paths.
-pub fn create(dir: &Path, args: &NewArgs, exclude: &[String]) -> Result<Vec<PathBuf>, String> {
-    let name = slug(&args.name);
-    if name.is_empty() {
-        return Err(format!("`{}` has no letters or digits to name a migration with", args.name));
-    }
+/// The directory's migrations, the layout they use, and each one's version
+/// with the text its file name starts with.
+struct Survey {
+    migrations: Vec<airlock_core::Migration>,
+    layout: Layout,
+    existing: Vec<(Version, String)>,
+}
+
+fn survey(dir: &Path, exclude: &[String]) -> Result<Survey, String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
     let options = airlock_core::DiscoverOptions { flavor: None, exclude: exclude.to_vec() };
     let discovered = discover_with(dir, &options).map_err(|e| e.to_string())?;
@@ -114,11 +117,65 @@ pub fn create(dir: &Path, args: &NewArgs, exclude: &[String]) -> Result<Vec<Path
             (m.version.clone(), text)
         })
         .collect();
-    let now = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
-    let mut version = next_version(&existing, &now, args);
-    if layout == (Layout::Diesel { dashed: true }) && version.len() == 14 {
-        version = format!("{}-{}-{}-{}", &version[..4], &version[4..6], &version[6..8], &version[8..]);
+    Ok(Survey { migrations: discovered.migrations, layout, existing })
+}
+
+impl Survey {
+    /// The next version, remembered as taken.
+    fn take_next(&mut self, args: &NewArgs) -> String {
+        let now = chrono::Utc::now().format("%Y%m%d%H%M%S").to_string();
+        let mut version = next_version(&self.existing, &now, args);
+        if let Ok(v) = Version::parse(&version) {
+            self.existing.push((v, version.clone()));
+        }
+        if self.layout == (Layout::Diesel { dashed: true }) && version.len() == 14 {
+            version = format!("{}-{}-{}-{}", &version[..4], &version[4..6], &version[6..8], &version[8..]);
+        }
+        version
     }
+
+    /// The files of one migration in this layout: the up script, and the
+    /// down script where the layout has a place for it.
+    fn files(&self, dir: &Path, version: &str, name: &str, up: &str, down: Option<&str>) -> Vec<(PathBuf, String)> {
+        let mut files = Vec::new();
+        match self.layout {
+            Layout::UpDown => {
+                files.push((dir.join(format!("{version}_{name}.up.sql")), up.to_owned()));
+                if let Some(down) = down {
+                    files.push((dir.join(format!("{version}_{name}.down.sql")), down.to_owned()));
+                }
+            }
+            Layout::Flyway { undo } => {
+                files.push((dir.join(format!("V{version}__{name}.sql")), up.to_owned()));
+                if let (true, Some(down)) = (undo, down) {
+                    files.push((dir.join(format!("U{version}__{name}.sql")), down.to_owned()));
+                }
+            }
+            Layout::Diesel { .. } => {
+                let folder = dir.join(format!("{version}_{name}"));
+                files.push((folder.join("up.sql"), up.to_owned()));
+                if let Some(down) = down {
+                    files.push((folder.join("down.sql"), down.to_owned()));
+                }
+            }
+            Layout::Dbmate => files.push((
+                dir.join(format!("{version}_{name}.sql")),
+                format!("-- migrate:up\n{up}\n-- migrate:down\n{}", down.unwrap_or_default()),
+            )),
+            Layout::Single => files.push((dir.join(format!("{version}_{name}.sql")), up.to_owned())),
+        }
+        files
+    }
+}
+
+/// Creates the files; returns their paths.
+pub fn create(dir: &Path, args: &NewArgs, exclude: &[String]) -> Result<Vec<PathBuf>, String> {
+    let name = slug(&args.name);
+    if name.is_empty() {
+        return Err(format!("`{}` has no letters or digits to name a migration with", args.name));
+    }
+    let mut survey = survey(dir, exclude)?;
+    let version = survey.take_next(args);
     let header = if args.data {
         "-- airlock:data\n-- A data migration: INSERT/UPDATE/DELETE only; batch large updates.\n"
     } else {
@@ -129,39 +186,129 @@ pub fn create(dir: &Path, args: &NewArgs, exclude: &[String]) -> Result<Vec<Path
         if args.no_down { "-- airlock:roll-forward no down script: a later migration undoes this one\n" } else { "" };
     let up_text = format!("{roll_forward}{header}\n");
     let down_text = "-- Undo the up migration. Leave it out (`--no-down`) if it cannot be undone.\n\n";
-    let mut files: Vec<(PathBuf, String)> = Vec::new();
-    match layout {
-        Layout::UpDown => {
-            files.push((dir.join(format!("{version}_{name}.up.sql")), up_text));
-            if !args.no_down {
-                files.push((dir.join(format!("{version}_{name}.down.sql")), down_text.to_owned()));
-            }
-        }
-        Layout::Flyway { undo } => {
-            files.push((dir.join(format!("V{version}__{name}.sql")), up_text));
-            if undo && !args.no_down {
-                files.push((dir.join(format!("U{version}__{name}.sql")), down_text.to_owned()));
-            }
-        }
-        Layout::Diesel { .. } => {
-            let folder = dir.join(format!("{version}_{name}"));
-            fs::create_dir(&folder).map_err(|e| format!("{}: {e}", folder.display()))?;
-            files.push((folder.join("up.sql"), up_text));
-            if !args.no_down {
-                files.push((folder.join("down.sql"), down_text.to_owned()));
-            }
-        }
-        Layout::Dbmate => {
-            let down = if args.no_down { "" } else { down_text };
-            files.push((
-                dir.join(format!("{version}_{name}.sql")),
-                format!("-- migrate:up\n{up_text}\n-- migrate:down\n{down}"),
+    let files = survey.files(dir, &version, &name, &up_text, (!args.no_down).then_some(down_text));
+    write_all(files)
+}
+
+/// Writes the migrations of an expand/contract, named `<name>_<phase>`, at
+/// the next versions; returns their paths.
+pub fn create_phases(
+    dir: &Path,
+    args: &NewArgs,
+    exclude: &[String],
+    phases: &[airlock_plan::expand::Phase],
+) -> Result<Vec<PathBuf>, String> {
+    let name = slug(&args.name);
+    if name.is_empty() {
+        return Err(format!("`{}` has no letters or digits to name a migration with", args.name));
+    }
+    let mut survey = survey(dir, exclude)?;
+    let mut files = Vec::new();
+    for phase in phases {
+        let version = survey.take_next(args);
+        files.extend(survey.files(dir, &version, &format!("{name}_{}", phase.name), &phase.up, phase.down.as_deref()));
+    }
+    write_all(files)
+}
+
+/// The pending migration `file` is replaced by the phases of its expand/contract:
+/// the first keeps its version, the others follow. Returns the migration's
+/// version and SQL (to expand) and, once expanded, writes them with `write`.
+pub struct Replacing {
+    dir: PathBuf,
+    survey: Survey,
+    index: usize,
+}
+
+impl Replacing {
+    /// Finds `file` among the migrations of `dir`: it must be the newest, so the
+    /// phases can follow it.
+    pub fn open(dir: &Path, exclude: &[String], file: &Path) -> Result<Replacing, String> {
+        let survey = survey(dir, exclude)?;
+        let wanted = fs::canonicalize(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let index =
+            survey.migrations.iter().position(|m| fs::canonicalize(&m.up.path).is_ok_and(|p| p == wanted)).ok_or_else(
+                || format!("{} is not the up script of a migration in {}", file.display(), dir.display()),
+            )?;
+        let newer: Vec<String> = survey
+            .migrations
+            .iter()
+            .filter(|m| m.version > survey.migrations[index].version)
+            .map(|m| m.version.to_string())
+            .collect();
+        if !newer.is_empty() {
+            return Err(format!(
+                "{} is not the newest migration ({} come after it): the phases of an expand follow the file it replaces; expand it before writing the ones after it, or use `airlock new NAME --expand \"<SQL>\"`",
+                file.display(),
+                newer.join(", ")
             ));
         }
-        Layout::Single => files.push((dir.join(format!("{version}_{name}.sql")), up_text)),
+        Ok(Replacing { dir: dir.to_owned(), survey, index })
     }
+
+    /// The migration being replaced.
+    pub fn migration(&self) -> &airlock_core::Migration {
+        &self.survey.migrations[self.index]
+    }
+
+    /// Removes the migration's files and writes the phases in their place
+    /// (the originals written back if that fails).
+    pub fn write(mut self, args: &NewArgs, phases: &[airlock_plan::expand::Phase]) -> Result<Vec<PathBuf>, String> {
+        let migration = self.survey.migrations[self.index].clone();
+        let name = slug(&migration.name);
+        let first = version_text(&migration, self.survey.layout);
+        let mut originals = vec![migration.up.path.clone()];
+        originals.extend(migration.down.as_ref().map(|d| d.path.clone()));
+        originals.dedup();
+        let kept: Vec<(PathBuf, Vec<u8>)> =
+            originals.iter().filter_map(|p| fs::read(p).ok().map(|bytes| (p.clone(), bytes))).collect();
+        let mut files = Vec::new();
+        for (i, phase) in phases.iter().enumerate() {
+            let version = if i == 0 { first.clone() } else { self.survey.take_next(args) };
+            files.extend(self.survey.files(
+                &self.dir,
+                &version,
+                &format!("{name}_{}", phase.name),
+                &phase.up,
+                phase.down.as_deref(),
+            ));
+        }
+        for path in &originals {
+            fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        if let Some(folder) =
+            migration.up.path.parent().filter(|p| *p != self.dir.as_path() && p.starts_with(&self.dir))
+        {
+            let _ = fs::remove_dir(folder);
+        }
+        write_all(files).inspect_err(|_| {
+            for (path, bytes) in &kept {
+                let _ = fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+                let _ = fs::write(path, bytes);
+            }
+        })
+    }
+}
+
+/// The version as the migration's file (diesel: folder) name writes it
+/// (zero padding, dashes, Flyway's dots).
+fn version_text(migration: &airlock_core::Migration, layout: Layout) -> String {
+    let path = &migration.up.path;
+    let named = match layout {
+        Layout::Diesel { .. } => path.parent().and_then(|p| p.file_name()),
+        _ => path.file_name(),
+    };
+    let named = named.map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let named = if matches!(layout, Layout::Flyway { .. }) { named.trim_start_matches('V').to_owned() } else { named };
+    named.split('_').next().filter(|v| !v.is_empty()).map_or_else(|| migration.version.to_string(), str::to_owned)
+}
+
+fn write_all(files: Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>, String> {
     let mut paths = Vec::new();
     for (path, text) in files {
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        }
         write_new(&path, &text)?;
         paths.push(path);
     }
@@ -183,7 +330,7 @@ mod tests {
     use super::*;
 
     fn args(sequential: bool, timestamp: bool) -> NewArgs {
-        NewArgs { name: "x".into(), data: false, no_down: false, sequential, timestamp }
+        NewArgs { name: "x".into(), data: false, no_down: false, sequential, timestamp, expand: None }
     }
 
     fn v(text: &str) -> (Version, String) {

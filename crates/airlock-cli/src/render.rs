@@ -192,6 +192,40 @@ pub fn said(message: &str, format: Format) {
     }
 }
 
+/// `airlock expand` / `airlock new --expand`: the files written, and what to do with them.
+pub fn expanded(
+    expansion: &airlock_plan::expand::Expansion,
+    paths: &[std::path::PathBuf],
+    replaced: Option<&std::path::Path>,
+    format: Format,
+) {
+    use airlock_plan::expand::Change;
+    let what = match &expansion.change {
+        Change::Rename { from, to } => format!("rename of `{}.{from}` to `{to}`", expansion.table),
+        Change::Retype { column, to_type, .. } => format!("type change of `{}.{column}` to {to_type}", expansion.table),
+    };
+    if format == Format::Json {
+        print_json(&json!({
+            "expanded": what,
+            "replaced": replaced,
+            "phases": expansion.phases.iter().map(|p| p.name).collect::<Vec<_>>(),
+            "created": paths,
+        }));
+        return;
+    }
+    if let Some(file) = replaced {
+        println!("replaced {} with the expand/contract of the {what}:", file.display());
+    } else {
+        println!("expand/contract of the {what}:");
+    }
+    for p in paths {
+        println!("  created {}", p.display());
+    }
+    println!(
+        "{DIM}`airlock migrate` applies all but the contract; deploy the app that uses the new column; once no old app version runs, `airlock migrate --contract`.{DIM:#}"
+    );
+}
+
 /// `airlock backfill status`.
 pub fn backfills(entries: &[airlock_exec::BackfillEntry], format: Format) {
     if format == Format::Json {
@@ -338,8 +372,12 @@ pub fn status(report: &StatusReport, format: Format) {
     if !report.pending.is_empty() {
         println!("{BOLD}Pending{BOLD:#}");
         for p in &report.pending {
-            println!("  {:<16} {:<40} {DIM}{}{DIM:#}", p.version, p.name, p.kind);
+            let kind = if p.contract { "contract" } else { p.kind };
+            println!("  {:<16} {:<40} {DIM}{kind}{DIM:#}", p.version, p.name);
         }
+    }
+    if let Some(expanded) = &report.expanded {
+        println!("{YELLOW}Expanded{YELLOW:#}  {expanded}");
     }
     if !report.backfills.is_empty() {
         println!("{BOLD}Backfills{BOLD:#}");

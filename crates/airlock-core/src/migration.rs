@@ -49,6 +49,10 @@ pub struct Allow {
     pub header: bool,
 }
 
+/// How a pending contract migration is described wherever it shows
+/// (`migrate`, `status`, the gate, `serve`).
+pub const CONTRACT_PENDING: &str = "expanded; contract pending (old app versions may still be running)";
+
 /// The `-- airlock:...` directives of a script's header.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Directives {
@@ -59,6 +63,13 @@ pub struct Directives {
     pub backfill: bool,
     /// `-- airlock:no-transaction` (or dbmate's `transaction:false`).
     pub no_transaction: bool,
+    /// `-- airlock:expand <statement>`: the first migration of an
+    /// expand/contract of that statement (`airlock expand` writes it); the
+    /// plan checks the live rows as it would for the statement itself.
+    pub expand: Option<String>,
+    /// `-- airlock:contract`: the last migration of an expand/contract,
+    /// run only by `migrate --contract`, once no old app version runs.
+    pub contract: bool,
     /// `-- airlock:roll-forward [reason]`: has no down script on purpose
     /// (`airlock new --no-down`); it is undone by a later migration.
     pub roll_forward: Option<String>,
@@ -151,11 +162,18 @@ pub fn parse_directives(sql: &str) -> Result<Directives, DirectiveError> {
             )));
         }
         match name {
-            "data" | "no-transaction" | "backfill" if !args.is_empty() => {
+            "data" | "no-transaction" | "backfill" | "contract" if !args.is_empty() => {
                 return Err(err(format!("`-- airlock:{name}` takes no arguments, found `{args}`")));
             }
             "data" => directives.data = true,
             "backfill" => directives.backfill = true,
+            "contract" => directives.contract = true,
+            "expand" if args.is_empty() => {
+                return Err(err(
+                    "`-- airlock:expand` names the statement it expands, e.g. `-- airlock:expand ALTER TABLE users RENAME COLUMN email TO email_address`".to_owned(),
+                ));
+            }
+            "expand" => directives.expand = Some(args.trim_end_matches(';').to_owned()),
             "no-transaction" => directives.no_transaction = true,
             "roll-forward" => directives.roll_forward = Some(args.to_owned()),
             "allow" => {
@@ -181,7 +199,7 @@ pub fn parse_directives(sql: &str) -> Result<Directives, DirectiveError> {
             }
             other => {
                 return Err(err(format!(
-                    "unknown directive `-- airlock:{other}`; known: data, backfill, no-transaction, roll-forward, allow, lock-timeout, statement-timeout"
+                    "unknown directive `-- airlock:{other}`; known: data, backfill, expand, contract, no-transaction, roll-forward, allow, lock-timeout, statement-timeout"
                 )));
             }
         }
@@ -240,6 +258,17 @@ mod tests {
         assert_eq!(d.allows[0].reason, "unused since 2023");
         assert_eq!(d.allows[0].line, 4);
         assert_eq!(d.lock_timeout, Some(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn expand_names_its_statement_and_contract_takes_nothing() {
+        let d =
+            parse_directives("-- airlock:expand ALTER TABLE t RENAME COLUMN a TO b;\nALTER TABLE t ADD COLUMN b int;")
+                .unwrap();
+        assert_eq!(d.expand.as_deref(), Some("ALTER TABLE t RENAME COLUMN a TO b"));
+        assert!(parse_directives("-- airlock:expand\n").unwrap_err().message.contains("names the statement"));
+        assert!(parse_directives("-- airlock:contract\nALTER TABLE t DROP COLUMN a;").unwrap().contract);
+        assert!(parse_directives("-- airlock:contract now\n").is_err());
     }
 
     #[test]

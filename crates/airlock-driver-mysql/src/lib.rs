@@ -998,6 +998,10 @@ impl Driver for MySqlDriver {
         Ok(out)
     }
 
+    async fn release_table_locks(&mut self) -> Result<()> {
+        self.conn.query_drop("UNLOCK TABLES").await.map_err(error)
+    }
+
     async fn lock_waiters(&mut self) -> Result<u64> {
         if self.lock_waits_unreadable {
             return Ok(0);

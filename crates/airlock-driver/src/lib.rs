@@ -618,6 +618,13 @@ pub trait Driver: Send {
         ))
     }
 
+    /// Lets go of table locks a script took for this session (MySQL's
+    /// `LOCK TABLES`), so that a failure can be recorded. A no-op where
+    /// there are none.
+    async fn release_table_locks(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// How many other sessions wait, now, for locks this session holds
     /// (zero when none, or when the engine cannot tell).
     async fn lock_waiters(&mut self) -> Result<u64> {

@@ -338,6 +338,9 @@ async fn statement_by_statement(
                     // A file with transactions of its own may have left one open
                     // and aborted: close it, or the failure could not be recorded.
                     let _ = driver.rollback().await;
+                    if locked_before(prepared, index) {
+                        let _ = driver.release_table_locks().await;
+                    }
                     let mut aftermath = job.kept_on_failure(index);
                     if let Some(name) = &prepared.concurrent_index[index] {
                         if driver.index_is_invalid(name).await.unwrap_or(false) {
@@ -355,7 +358,7 @@ async fn statement_by_statement(
         }
         if let Direction::Up = job.direction {
             record.statements_done = index as u32 + 1;
-            if index + 1 < total {
+            if index + 1 < total && !prepared.tables_locked[index] {
                 // A signal that came as the statement finished stops the loop at the next one.
                 driver.write_history(&record).await.map_err(ExecError::db("recording progress"))?;
             }
@@ -364,6 +367,11 @@ async fn statement_by_statement(
     let (record, event) = job.done(record, started);
     driver.record(&record, &event, &ctx.actor).await.map_err(ExecError::db("recording the migration"))?;
     Ok(started.elapsed())
+}
+
+/// Whether `LOCK TABLES` of an earlier statement still holds when statement `index` runs.
+fn locked_before(prepared: &Prepared, index: usize) -> bool {
+    index > 0 && prepared.tables_locked.get(index - 1).copied().unwrap_or(false)
 }
 
 /// A statement-by-statement script stopped by a signal before (or, when
@@ -378,6 +386,9 @@ async fn interrupted(
     cancelled: bool,
     started: Instant,
 ) -> ExecError {
+    if locked_before(job.prepared, index) {
+        let _ = driver.release_table_locks().await;
+    }
     let migration = job.migration;
     let signal = ctx.options.interrupt.raised().unwrap_or(crate::interrupt::SIGINT);
     // A file with transactions of its own may have one open.

@@ -56,7 +56,7 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
         Requirement::Version(v) => Some(v.clone()),
         Requirement::Latest => latest.cloned(),
     };
-    let behind: Vec<PendingEntry> = status
+    let mut behind: Vec<PendingEntry> = status
         .pending
         .iter()
         .filter(|p| match (&required, Version::parse(&p.version)) {
@@ -65,6 +65,13 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
         })
         .cloned()
         .collect();
+    // No app needs a contract (it drops what the old app used): `latest` is
+    // ready without the contracts at the end, which wait for `migrate --contract`.
+    if matches!(requirement, Requirement::Latest) {
+        while behind.last().is_some_and(|p| p.contract) {
+            behind.pop();
+        }
+    }
     let mut reasons = Vec::new();
     let current = status.current_version.as_deref().and_then(|v| Version::parse(v).ok());
     if let (Requirement::Version(req), true) = (requirement, behind.is_empty()) {
@@ -115,6 +122,14 @@ pub fn judge(status: &StatusReport, requirement: &Requirement, latest: Option<&V
             behind.len(),
             if behind.len() == 1 { "" } else { "s" },
             list.join(", ")
+        ));
+    }
+    for c in behind.iter().filter(|p| p.contract) {
+        reasons.push(format!(
+            "contract {} ({}): {}; `airlock migrate --contract` runs it once none is",
+            c.version,
+            c.name,
+            airlock_core::migration::CONTRACT_PENDING
         ));
     }
     // A backfill among them: how far it has come.
@@ -202,7 +217,12 @@ mod tests {
             applied: Vec::new(),
             pending: pending
                 .iter()
-                .map(|v| PendingEntry { version: v.to_string(), name: format!("m{v}"), kind: "schema" })
+                .map(|v| PendingEntry {
+                    version: v.to_string(),
+                    name: format!("m{v}"),
+                    kind: "schema",
+                    contract: false,
+                })
                 .collect(),
             problems: problems
                 .iter()
@@ -220,6 +240,7 @@ mod tests {
             warnings: Vec::new(),
             last_run: None,
             backfills: Vec::new(),
+            expanded: None,
         }
     }
 

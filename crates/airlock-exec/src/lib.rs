@@ -16,6 +16,7 @@ mod backup;
 mod down;
 mod drift;
 mod error;
+mod expand;
 mod gate;
 mod interrupt;
 mod lease;
@@ -57,6 +58,7 @@ pub use crate::backup::{
 pub use crate::down::down;
 pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, drift, drift_from_history};
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
+pub use crate::expand::expansion;
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
 pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
 pub use crate::live::{LiveState, live_catalog, live_state};
@@ -136,6 +138,9 @@ pub struct Options {
     /// `migrate --skip-backfills`: stop before the first pending backfill,
     /// leaving it and what follows for `airlock backfill run`.
     pub skip_backfills: bool,
+    /// `migrate --contract`: also run contract migrations (`-- airlock:contract`),
+    /// which otherwise stop the run before them.
+    pub contract: bool,
 }
 
 /// Lint settings for `migrate`: severities and a baseline from airlock.toml.
@@ -175,6 +180,7 @@ impl Options {
             backup: backup::BackupSettings::default(),
             backfill: backfill::BackfillSettings::default(),
             skip_backfills: false,
+            contract: false,
         }
     }
 

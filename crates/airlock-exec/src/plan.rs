@@ -520,6 +520,23 @@ impl Assessor {
                 }
             }
             let mut found: Vec<(CheckSpec, CheckResult)> = Vec::new();
+            // The first migration of an expand/contract: the live rows are
+            // checked as for the statement it expands (values the new type
+            // cannot hold), before anything of it runs.
+            if let (0, Some(original)) = (i, &migration.directives.expand) {
+                for op in airlock_sql::parse::parse(original, dialect).unwrap_or_default() {
+                    let e = effects(&op, &self.catalog, dialect);
+                    let live = e
+                        .table
+                        .as_ref()
+                        .and_then(|t| self.catalog.table(t).table())
+                        .is_some_and(|t| t.origin == Origin::Live);
+                    // Only the values: the contract keeps the column's other attributes.
+                    for spec in e.checks.iter().filter(|s| live && matches!(s, CheckSpec::CastFailures { .. })) {
+                        found.push((spec.clone(), self.check(spec).await?));
+                    }
+                }
+            }
             for op in parsed.ops.iter().flatten() {
                 plan.changes_rows |= op.is_dml();
                 if matches!(op, Op::Other { kind } if kind == airlock_sql::parse::DO_UNSEEN) {

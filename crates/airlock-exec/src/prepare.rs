@@ -30,6 +30,10 @@ pub struct Prepared {
     /// A statement manages savepoints (`ROLLBACK TO`...): in a transaction,
     /// each statement's answer is awaited before the commit is sent, never all at once.
     pub manages_transaction: bool,
+    /// For each statement, whether MySQL's `LOCK TABLES` holds after it (until
+    /// `UNLOCK TABLES`): the session can touch no other table then, so the
+    /// runner records its progress only once they are unlocked.
+    pub tables_locked: Vec<bool>,
 }
 
 /// What `prepare` needs to know about the engine.
@@ -106,6 +110,14 @@ pub fn prepare_script(
         .collect();
     let concurrent_index = infos.iter().map(|i| i.concurrent_index.clone()).collect();
     let manages_transaction = infos.iter().any(|i| i.manages_transaction);
+    let mut locked = false;
+    let tables_locked = infos
+        .iter()
+        .map(|i| {
+            locked = i.locks_tables.unwrap_or(locked);
+            locked
+        })
+        .collect();
 
     let mode = if own_transactions || no_transaction {
         RunMode::Statements
@@ -135,7 +147,7 @@ pub fn prepare_script(
     } else {
         RunMode::Transaction
     };
-    Ok(Prepared { statements, mode, concurrent_index, notes, manages_transaction })
+    Ok(Prepared { statements, mode, concurrent_index, notes, manages_transaction, tables_locked })
 }
 
 #[cfg(test)]

@@ -100,11 +100,19 @@ pub struct PendingEntry {
     pub name: String,
     /// `schema` or `data`.
     pub kind: &'static str,
+    /// A contract migration (`-- airlock:contract`): run only by `migrate --contract`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub contract: bool,
 }
 
 impl From<&Migration> for PendingEntry {
     fn from(m: &Migration) -> PendingEntry {
-        PendingEntry { version: m.version.to_string(), name: m.name.clone(), kind: m.kind.as_str() }
+        PendingEntry {
+            version: m.version.to_string(),
+            name: m.name.clone(),
+            kind: m.kind.as_str(),
+            contract: m.directives.contract,
+        }
     }
 }
 
@@ -160,6 +168,10 @@ pub struct StatusReport {
     pub last_run: Option<LastRun>,
     /// Pending backfills, with how far each has come.
     pub backfills: Vec<crate::backfill::BackfillEntry>,
+    /// When the next pending migration is a contract, what that means:
+    /// "expanded; contract pending (old app versions may still be running)".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expanded: Option<String>,
 }
 
 /// The most recent run: the newest migrations that one user on one host applied

@@ -162,22 +162,33 @@ async fn look(
     let another_run = snap.as_ref().is_some_and(|s| s.lease.is_some());
     let seen = Settings { run_in_progress: another_run, ..settings.clone() };
     let mut plan = reconcile(&discovered.migrations, history, &seen);
-    if options.skip_backfills {
-        if let Some(first) = plan.pending.iter().find(|m| m.directives.backfill) {
-            // The target stops before it: it, and every migration after it, waits.
-            let before = discovered.migrations.iter().map(|m| &m.version).filter(|v| **v < first.version).max();
-            let before = before.cloned().unwrap_or_else(|| Version::parse("0").expect("0 is a version"));
-            reporter.warning(&format!(
+    // Migrations this run leaves, and every migration after them: a
+    // backfill under --skip-backfills, a contract without --contract.
+    let held_back = |m: &Migration| {
+        if options.skip_backfills && m.directives.backfill {
+            Some(format!(
                 "migration {} ({}) is a backfill: --skip-backfills leaves it, and the migrations after it, for `airlock backfill run`",
-                first.version, first.name
-            ));
-            settings.target = Some(settings.target.map_or(before.clone(), |t| t.min(before)));
-            plan = reconcile(
-                &discovered.migrations,
-                history,
-                &Settings { run_in_progress: another_run, ..settings.clone() },
-            );
+                m.version, m.name
+            ))
+        } else if !options.contract && m.directives.contract {
+            Some(format!(
+                "migration {} ({}) is a contract: {}; it and the migrations after it wait for `airlock migrate --contract`, once no old app version runs",
+                m.version,
+                m.name,
+                airlock_core::migration::CONTRACT_PENDING
+            ))
+        } else {
+            None
         }
+    };
+    if let Some((first, why)) = plan.pending.iter().find_map(|m| held_back(m).map(|why| (*m, why))) {
+        // The target stops before it: it, and every migration after it, waits.
+        let before = discovered.migrations.iter().map(|m| &m.version).filter(|v| **v < first.version).max();
+        let before = before.cloned().unwrap_or_else(|| Version::parse("0").expect("0 is a version"));
+        reporter.warning(&why);
+        settings.target = Some(settings.target.map_or(before.clone(), |t| t.min(before)));
+        plan =
+            reconcile(&discovered.migrations, history, &Settings { run_in_progress: another_run, ..settings.clone() });
     }
     plan.problems.extend(project_problem(stamped, options.project.as_deref(), &options.url));
     // A running record may belong to a run that is starting or just finishing:

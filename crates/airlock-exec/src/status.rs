@@ -112,6 +112,14 @@ pub(crate) fn judge_status(
         warnings: discovered.warnings.iter().map(|w| format!("{}: {}", w.path.display(), w.message)).collect(),
         last_run: LastRun::of(&snap.history, snap.lease.as_ref().map(|l| l.acquired_at)),
         backfills: Vec::new(),
+        expanded: plan.pending.first().filter(|m| m.directives.contract).map(|m| {
+            format!(
+                "{}: migration {} ({}) waits for `airlock migrate --contract`, once no old app version runs",
+                airlock_core::migration::CONTRACT_PENDING,
+                m.version,
+                m.name
+            )
+        }),
     };
     (report, latest)
 }

@@ -150,7 +150,12 @@ mod tests {
                 state: "failed",
                 current_version: Some("20240131120000".into()),
                 applied: Vec::new(),
-                pending: vec![PendingEntry { version: "20240201000000".into(), name: "x".into(), kind: "schema" }],
+                pending: vec![PendingEntry {
+                    version: "20240201000000".into(),
+                    name: "x".into(),
+                    kind: "schema",
+                    contract: false,
+                }],
                 problems: vec![ProblemEntry {
                     code: "failed",
                     version: Some("20240131120000".into()),
@@ -172,6 +177,7 @@ mod tests {
                     host: "ci".into(),
                 }),
                 backfills: Vec::new(),
+                expanded: None,
             },
             latest: None,
         }

@@ -205,10 +205,21 @@ fn cast_filter(column: &str, from: &str, to: &str, dialect: Dialect) -> Option<S
     Some(match () {
         _ if integer && integer_range(&from).is_some() => range(integer_range(&to)?),
         _ if integer => format!("{col} IS NOT NULL AND NOT ({})", matches(int_re)),
-        _ if numeric && (from.starts_with("numeric") || from.starts_with("decimal")) => match mods.as_slice() {
-            [_, scale] => format!("{col} IS NOT NULL AND {col} <> round({col}, {scale})"),
-            _ => return None,
-        },
+        // Digits lost past the scale, or too many before the point for the precision.
+        _ if numeric
+            && (from.starts_with("numeric") || from.starts_with("decimal") || integer_range(&from).is_some()) =>
+        {
+            match mods.as_slice() {
+                [precision, scale] if precision >= scale => format!(
+                    "{col} IS NOT NULL AND ({col} <> round({col}, {scale}) OR abs(round({col}, {scale})) >= 1e{})",
+                    precision - scale
+                ),
+                [precision] => {
+                    format!("{col} IS NOT NULL AND ({col} <> round({col}) OR abs(round({col})) >= 1e{precision})")
+                }
+                _ => return None,
+            }
+        }
         _ if numeric => format!("{col} IS NOT NULL AND NOT ({})", matches(num_re)),
         _ if text_like => match mods.first() {
             Some(n) => format!("{col} IS NOT NULL AND {}", length(*n)),
@@ -532,6 +543,8 @@ mod tests {
         assert!(cast("text", "integer").unwrap().contains("~"));
         assert!(cast("character varying(50)", "character varying(10)").unwrap().contains("length"));
         assert!(cast("numeric(10,4)", "numeric(10,2)").unwrap().contains("round"));
+        assert!(cast("numeric(10,2)", "numeric(5,2)").unwrap().contains(">= 1e3"), "precision too");
+        assert!(cast("bigint", "numeric(4)").unwrap().contains(">= 1e4"));
         assert_eq!(cast("text", "uuid"), None);
         assert!(cast("bigint", "integer").unwrap().contains("> 2147483647"));
     }

@@ -5,6 +5,7 @@
 
 pub mod checks;
 pub mod effects;
+pub mod expand;
 pub mod locks;
 pub mod semantics;
 pub mod stake;

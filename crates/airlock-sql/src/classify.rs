@@ -47,6 +47,9 @@ pub struct StatementInfo {
     /// transaction. A runner waits for each statement's answer before it
     /// commits a script that has one.
     pub manages_transaction: bool,
+    /// MySQL's `LOCK TABLES` (Some(true)) or `UNLOCK TABLES` (Some(false)):
+    /// between them the session may touch no other table.
+    pub locks_tables: Option<bool>,
 }
 
 /// Classifies one statement (as cut by [`split`](crate::split)) from its
@@ -70,7 +73,13 @@ pub fn classify(sql: &str, dialect: Dialect) -> StatementInfo {
         Dialect::Sqlite => (sqlite(&t), None),
     };
     let manages_transaction = t.is(0, "SAVEPOINT") || t.is(0, "RELEASE") || (t.is(0, "ROLLBACK") && t.rollback_to());
-    StatementInfo { tx, concurrent_index, head: head(&toks), manages_transaction }
+    let tables = t.is(1, "TABLES") || t.is(1, "TABLE");
+    let locks_tables = match dialect {
+        Dialect::MySql if tables && t.is(0, "LOCK") => Some(true),
+        Dialect::MySql if tables && t.is(0, "UNLOCK") => Some(false),
+        _ => None,
+    };
+    StatementInfo { tx, concurrent_index, head: head(&toks), manages_transaction, locks_tables }
 }
 
 /// How many non-trivia tokens classification looks at.
@@ -451,5 +460,13 @@ mod tests {
         assert_eq!(executable_content("/*!40101 SET x */"), Some(" SET x "));
         assert_eq!(executable_content("/*M!100100 SET x*/"), Some(" SET x"));
         assert_eq!(executable_content("/* x */"), None);
+    }
+
+    #[test]
+    fn mysql_lock_tables_opens_and_unlock_closes() {
+        assert_eq!(classify("LOCK TABLES t WRITE", Dialect::MySql).locks_tables, Some(true));
+        assert_eq!(classify("unlock tables", Dialect::MySql).locks_tables, Some(false));
+        assert_eq!(classify("LOCK TABLE t IN ACCESS EXCLUSIVE MODE", Dialect::Postgres).locks_tables, None);
+        assert_eq!(classify("SELECT 1", Dialect::MySql).locks_tables, None);
     }
 }

@@ -25,9 +25,11 @@ mod block;
 mod classify;
 mod lexer;
 pub mod parse;
+mod rewrite;
 mod split;
 
 pub use classify::{StatementInfo, TxControl, TxNeed, classify};
+pub use rewrite::replace_column;
 pub use split::{is_blank, split};
 
 /// SQL dialect of a migration file.

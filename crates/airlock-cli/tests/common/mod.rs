@@ -153,6 +153,38 @@ impl Db {
         self.count(&sql) == 1
     }
 
+    pub fn column_exists(&self, table: &str, column: &str) -> bool {
+        let sql = match self.engine {
+            Engine::Postgres => format!(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = '{table}' AND column_name = '{column}'"
+            ),
+            Engine::MySql => format!(
+                "SELECT count(*) FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = '{table}' AND column_name = '{column}'"
+            ),
+            Engine::Sqlite => format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = '{column}'"),
+        };
+        self.count(&sql) == 1
+    }
+
+    /// Runs statements, returning the error's text (with the server's detail) instead of panicking.
+    pub fn try_exec(&self, sql: &str) -> Result<(), String> {
+        match self.engine {
+            Engine::Postgres => runtime().block_on(async {
+                let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.unwrap();
+                tokio::spawn(conn);
+                client.batch_execute(sql).await.map_err(|e| match e.as_db_error() {
+                    Some(db) => format!("{} {:?} {:?}", db.message(), db.hint(), db.detail()),
+                    None => e.to_string(),
+                })
+            }),
+            Engine::MySql => runtime().block_on(async {
+                let mut conn = mysql_async::Conn::new(mysql_async::Opts::from_url(&self.url).unwrap()).await.unwrap();
+                conn.query_drop(sql).await.map_err(|e| e.to_string())
+            }),
+            Engine::Sqlite => sqlite_conn(&self.url).execute_batch(sql).map_err(|e| e.to_string()),
+        }
+    }
+
     /// `(version, state, statements_done)` from airlock_history, by version.
     pub fn history(&self) -> Vec<(String, String, i64)> {
         if !self.table_exists("airlock_history") {

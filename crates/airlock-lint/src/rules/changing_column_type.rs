@@ -51,7 +51,7 @@ impl Rule for ChangingColumnType {
                             "changing `{table}.{column}` from {old} to {data_type} rewrites `{table}`{} and rebuilds its indexes under an {ACCESS_EXCLUSIVE} lock",
                             cx.size_note(table)
                         ),
-                        "add a new column, backfill it in batches, switch the app over, then drop the old one (expand/contract)",
+                        "`airlock expand` on this file writes it as expand/contract migrations: a column of the new type kept equal to the old by a trigger, a batched backfill, and a contract that swaps them once no old app runs",
                     );
                     out.push(cx.scaled(finding, table));
                 }
@@ -61,7 +61,7 @@ impl Rule for ChangingColumnType {
                         format!(
                             "changing `{table}.{column}` to {data_type} rewrites `{table}` under an {ACCESS_EXCLUSIVE} lock unless the change is binary coercible (e.g. widening a varchar), which lint cannot tell without the database"
                         ),
-                        "run lint with --database-url to check the live type, or use expand/contract: a new column, a backfill, then a switch",
+                        "run lint with --database-url to check the live type, or run `airlock expand` on this file: a column of the new type, a batched backfill, then a contract that swaps them",
                     ));
                 }
             }

@@ -36,7 +36,7 @@ impl Rule for RenameColumn {
             out.push(cx.finding(
                 self,
                 format!("renaming `{table}.{from}` to `{to}` breaks the running release, which still uses `{from}`"),
-                "add the new column, write both, backfill, switch reads, then drop the old one (expand/contract)",
+                "`airlock expand` on this file writes it as expand/contract migrations: the new column kept equal to the old by a trigger, a batched backfill, and a contract that drops the old one once no old app runs",
             ));
         }
     }

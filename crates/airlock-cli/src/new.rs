@@ -303,13 +303,21 @@ fn version_text(migration: &airlock_core::Migration, layout: Layout) -> String {
     named.split('_').next().filter(|v| !v.is_empty()).map_or_else(|| migration.version.to_string(), str::to_owned)
 }
 
+/// Writes every file or none: on a failure the ones written are removed.
 fn write_all(files: Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>, String> {
-    let mut paths = Vec::new();
+    let mut paths: Vec<PathBuf> = Vec::new();
     for (path, text) in files {
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let written = match path.parent() {
+            Some(parent) => fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display())),
+            None => Ok(()),
         }
-        write_new(&path, &text)?;
+        .and_then(|()| write_new(&path, &text));
+        if let Err(e) = written {
+            for done in &paths {
+                let _ = fs::remove_file(done);
+            }
+            return Err(e);
+        }
         paths.push(path);
     }
     Ok(paths)
@@ -390,6 +398,36 @@ mod tests {
             diesel[0].ends_with("_x/up.sql") && diesel[0].as_bytes()[4] == b'-',
             "dashed like the others: {diesel:?}"
         );
+    }
+
+    fn phase(name: &'static str) -> airlock_plan::expand::Phase {
+        airlock_plan::expand::Phase { name, up: format!("SELECT '{name}';\n"), down: None }
+    }
+
+    #[test]
+    fn expanding_replaces_the_newest_file_or_leaves_everything_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("1_a.up.sql"), "SELECT 1;").unwrap();
+        fs::write(dir.path().join("2_rename.up.sql"), "ALTER TABLE t RENAME COLUMN a TO b;").unwrap();
+        let older = Replacing::open(dir.path(), &[], &dir.path().join("1_a.up.sql")).err().unwrap();
+        assert!(older.contains("is not the newest migration (2 come after it)"), "{older}");
+        // Something in the way of a phase's file: nothing written stays, the file is back.
+        let replacing = Replacing::open(dir.path(), &[], &dir.path().join("2_rename.up.sql")).unwrap();
+        fs::create_dir(dir.path().join("3_rename_backfill.up.sql")).unwrap();
+        let args = args(true, false);
+        let failed = replacing.write(&args, &[phase("expand"), phase("backfill")]).unwrap_err();
+        assert!(failed.contains("3_rename_backfill.up.sql"), "{failed}");
+        let mut names: Vec<String> =
+            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        assert_eq!(names, ["1_a.up.sql", "2_rename.up.sql", "3_rename_backfill.up.sql"]);
+        fs::remove_dir(dir.path().join("3_rename_backfill.up.sql")).unwrap();
+        let replacing = Replacing::open(dir.path(), &[], &dir.path().join("2_rename.up.sql")).unwrap();
+        let written = replacing.write(&args, &[phase("expand"), phase("backfill"), phase("contract")]).unwrap();
+        let names: Vec<String> =
+            written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["2_rename_expand.up.sql", "3_rename_backfill.up.sql", "4_rename_contract.up.sql"]);
+        assert!(!dir.path().join("2_rename.up.sql").exists());
     }
 
     #[test]

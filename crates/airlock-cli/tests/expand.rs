@@ -71,6 +71,19 @@ fn a_rename_expands_and_contracts_on_command(engine: Engine) {
     );
     assert!(db.column_exists("accounts", "email") && db.column_exists("accounts", "email_address"));
     assert_eq!(db.count("SELECT count(*) FROM accounts WHERE email_address = email"), 200, "backfilled");
+    // One row written by each app in turn, case-only changes included
+    // (MariaDB's default collation calls 'Case' and 'case' equal).
+    db.exec("INSERT INTO accounts (id, email) VALUES (500, 'Case')");
+    let both = "SELECT concat(email, '|', email_address) FROM accounts WHERE id = 500";
+    assert_eq!(db.scalar(both).as_deref(), Some("Case|Case"));
+    for (column, value) in
+        [("email", "case"), ("email_address", "Other"), ("email_address", "other"), ("email", "Last")]
+    {
+        db.exec(&format!("UPDATE accounts SET {column} = '{value}' WHERE id = 500"));
+        assert_eq!(db.scalar(both), Some(format!("{value}|{value}")), "after {column} = {value}");
+    }
+    db.exec("INSERT INTO accounts (id, email_address) VALUES (501, 'New')");
+    assert_eq!(db.scalar("SELECT email FROM accounts WHERE id = 501").as_deref(), Some("New"));
     let status = project.run(&db, &["status"]);
     assert!(status.stdout.contains("Expanded") && status.stdout.contains("contract pending"), "{}", status.all());
     let json = project.run(&db, &["--format", "json", "status"]);
@@ -451,4 +464,35 @@ fn mariadb_a_failure_under_lock_tables_is_recorded() {
     assert!(run.stderr.contains("failed at statement 3"), "{}", run.all());
     assert_eq!(db.state_of("2").as_deref(), Some("failed"), "{}", run.all());
     db.exec("INSERT INTO t (id) VALUES (2)");
+}
+
+/// The phases are read from the live table: a pending migration that may
+/// still change it refuses `expand` and `new --expand`, files untouched.
+/// A column without an equality operator (json) syncs like any other.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn postgres_expand_reads_a_table_no_pending_migration_changes() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write("1_docs.up.sql", "CREATE TABLE docs (id bigint PRIMARY KEY, body json);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    project.write("2_index.up.sql", "CREATE INDEX CONCURRENTLY docs_body_idx ON docs ((body->>'k'));\n");
+    let run = project.run(&db, &["new", "rename_body", "--expand", "ALTER TABLE docs RENAME COLUMN body TO content"]);
+    run.expect(2);
+    assert!(run.stderr.contains("2 (index) is pending"), "{}", run.all());
+    project.write("3_rename.up.sql", "ALTER TABLE docs RENAME COLUMN body TO content;\n");
+    let run = project.run(&db, &["expand", project.dir().join("3_rename.up.sql").to_str().unwrap()]);
+    run.expect(2);
+    assert!(run.stderr.contains("2 (index) is pending"), "{}", run.all());
+    assert!(project.dir().join("3_rename.up.sql").exists());
+    std::fs::remove_file(project.dir().join("3_rename.up.sql")).unwrap();
+    std::fs::remove_file(project.dir().join("2_index.up.sql")).unwrap();
+    let run = project.run(&db, &["new", "rename_body", "--expand", "ALTER TABLE docs RENAME COLUMN body TO content"]);
+    run.expect(0);
+    project.run(&db, &["migrate"]).expect(0);
+    db.exec("INSERT INTO docs (id, body) VALUES (1, '{\"a\": 1}')");
+    db.exec("UPDATE docs SET body = '{\"a\": 2}' WHERE id = 1");
+    assert_eq!(db.scalar("SELECT content::text FROM docs WHERE id = 1").as_deref(), Some("{\"a\": 2}"));
+    db.exec("UPDATE docs SET content = '{\"a\": 3}' WHERE id = 1");
+    assert_eq!(db.scalar("SELECT body::text FROM docs WHERE id = 1").as_deref(), Some("{\"a\": 3}"));
 }

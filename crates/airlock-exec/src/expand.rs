@@ -32,6 +32,25 @@ pub async fn expansion(options: &Options, sql: &str, replacing: Option<&Version>
             )));
         }
     }
+    // The phases are written from the live table: one a pending migration
+    // changes first (an index, NOT NULL, a wider type) would be read wrong.
+    let discovered = options.discover()?;
+    let pending: Vec<String> = discovered
+        .migrations
+        .iter()
+        .filter(|m| Some(&m.version) != replacing && !snap.history.iter().any(|r| r.version == m.version))
+        .map(|m| format!("{} ({})", m.version, m.name))
+        .collect();
+    if !pending.is_empty() {
+        return Err(refused(format!(
+            "{} {} pending in {}: expand reads the live table, which {} may still change; apply {} first",
+            pending.join(", "),
+            if pending.len() == 1 { "is" } else { "are" },
+            options.url,
+            if pending.len() == 1 { "it" } else { "they" },
+            if pending.len() == 1 { "it" } else { "them" },
+        )));
+    }
     let Some(table) = catalog.table(table_name).table() else {
         return Err(refused(format!(
             "there is no table `{table_name}` in {}: expand reads the live column it changes; apply the migrations before it first",

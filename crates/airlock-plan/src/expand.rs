@@ -145,7 +145,8 @@ pub fn change_of(sql: &str, dialect: Dialect) -> Result<Request, Refusal> {
         AlterAction::AlterColumnType { column, data_type, using } => StatementChange::Known(Change::Retype {
             column: column.clone(),
             to_type: data_type.clone(),
-            using: using.as_ref().map(|u| u.text.clone()),
+            // As written: the parser's text of it is approximate.
+            using: using.as_ref().map(|_| using_as_written(&statement)),
         }),
         AlterAction::RedefineColumn { old_name, column } => StatementChange::Redefine {
             old: old_name.clone().unwrap_or_else(|| column.name.clone()),
@@ -175,6 +176,15 @@ pub enum StatementChange {
         /// Its type after.
         data_type: String,
     },
+}
+
+/// The text after the statement's last `USING`.
+fn using_as_written(statement: &str) -> String {
+    let upper = statement.to_ascii_uppercase();
+    match upper.rfind(" USING ") {
+        Some(at) => statement[at + " USING ".len()..].trim().to_owned(),
+        None => String::new(),
+    }
 }
 
 fn describe(action: &AlterAction) -> String {
@@ -221,11 +231,16 @@ pub fn expand(
             }
         }
     };
-    let (old, new) = match &change {
-        Change::Rename { from, to } => (from.clone(), to.clone()),
-        Change::Retype { column, .. } => (column.clone(), format!("{column}_new")),
+    let named = match &change {
+        Change::Rename { from, .. } | Change::Retype { column: from, .. } => from.clone(),
     };
-    let live = column(table, &old)?.clone();
+    let live = column(table, &named)?.clone();
+    // The column as the server spells it (a MySQL statement may not).
+    let old = live.name.clone();
+    let new = match &change {
+        Change::Rename { to, .. } => to.clone(),
+        Change::Retype { .. } => format!("{old}_new"),
+    };
     if table.column(&new).is_some() {
         return Err(Refusal(format!(
             "`{}` already has a column `{new}`: {}",
@@ -237,7 +252,8 @@ pub fn expand(
         )));
     }
     refuse_keys(table, catalog, &live)?;
-    let g = Gen::new(dialect, table_name, &old, &new, &live, &change, &request.statement)?;
+    refuse_triggers(table)?;
+    let g = Gen::new(dialect, request, table, (&old, &new), &live, &change)?;
     let mut phases = vec![g.expand_phase(), g.backfill_phase()];
     let built = g.rebuilt(table, indexes)?;
     if let Some(phase) = g.constraints_phase(&built) {
@@ -304,6 +320,21 @@ fn refuse_keys(table: &Table, catalog: &Catalog, live: &Column) -> Result<(), Re
     Ok(())
 }
 
+/// Another trigger may change the column after airlock's copy of it (or
+/// before, in an order airlock does not choose): it would go out of step.
+fn refuse_triggers(table: &Table) -> Result<(), Refusal> {
+    let others: Vec<&str> =
+        table.triggers.iter().map(String::as_str).filter(|t| !t.starts_with(SYNC_TRIGGER_PREFIX)).collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    Err(Refusal(format!(
+        "`{}` has triggers of its own ({}): one that changes the column could run before or after airlock's copy and leave the two columns apart; expand does not handle tables with triggers yet",
+        table.name,
+        others.join(", ")
+    )))
+}
+
 fn mentions(columns: &[String], name: &str) -> bool {
     columns.iter().any(|c| c.trim_matches(['"', '`']) == name)
 }
@@ -313,8 +344,9 @@ fn mentions(columns: &[String], name: &str) -> bool {
 struct Rebuilt {
     /// (old index name, new index name, CREATE statement for the new one, backs a UNIQUE constraint)
     indexes: Vec<(String, String, String, bool)>,
-    /// (old constraint name, new name, its definition on the new column)
-    constraints: Vec<(String, String, String)>,
+    /// (old constraint name, new name, its definition on the new column, validated: an
+    /// old `NOT VALID` one stays so, over rows it was never checked against)
+    constraints: Vec<(String, String, String, bool)>,
     /// The NOT NULL stand-in check's name, when the old column is NOT NULL.
     not_null: Option<String>,
 }
@@ -334,18 +366,22 @@ struct Gen<'a> {
     using: Option<String>,
     base: String,
     original: String,
+    /// The table's columns, which a USING expression may read.
+    columns: Vec<String>,
 }
 
 impl<'a> Gen<'a> {
+    /// `old` and `new`: the columns' names; `live`: the old column as it is.
     fn new(
         dialect: Dialect,
-        table: &'a TableName,
-        old: &'a str,
-        new: &'a str,
+        request: &'a Request,
+        live_table: &Table,
+        (old, new): (&'a str, &'a str),
         live: &'a Column,
         change: &Change,
-        statement: &str,
     ) -> Result<Gen<'a>, Refusal> {
+        let (table, statement) = (&request.table, &request.statement);
+        let columns = live_table.columns.iter().map(|c| c.name.clone()).collect();
         let q = |n: &str| quote(n, dialect);
         let qualified = match &table.schema {
             Some(schema) => format!("{}.{}", q(schema), q(&table.name)),
@@ -355,14 +391,11 @@ impl<'a> Gen<'a> {
         let (new_type, using) = match change {
             Change::Rename { .. } => (old_type.clone(), None),
             Change::Retype { to_type, using, .. } => {
-                let using = match using {
-                    Some(u) => Some(
-                        airlock_sql::replace_column(u, dialect, old, "{}")
-                            .ok_or_else(|| Refusal(format!("the USING expression `{u}` does not read as SQL")))?,
-                    ),
-                    None => None,
-                };
-                (to_type.clone(), using)
+                if let Some(u) = using {
+                    airlock_sql::replace_column(u, dialect, old, old)
+                        .ok_or_else(|| Refusal(format!("the USING expression `{u}` does not read as SQL")))?;
+                }
+                (to_type.clone(), using.clone())
             }
         };
         let original = statement.to_owned();
@@ -380,6 +413,7 @@ impl<'a> Gen<'a> {
             using,
             base: object_name(&format!("{SYNC_TRIGGER_PREFIX}{}_{}", table.name, old)),
             original,
+            columns,
         })
     }
 
@@ -387,12 +421,21 @@ impl<'a> Gen<'a> {
         self.dialect == Dialect::Postgres
     }
 
-    /// The new column's value from the old one's (`value` is how the old one is read).
-    fn forward(&self, value: &str) -> String {
+    /// The new column's value from the old one's: in the trigger (columns
+    /// read from `NEW`) or in the backfill (columns as they are).
+    fn forward(&self, in_trigger: bool) -> String {
+        let old = if in_trigger { format!("NEW.{}", self.old) } else { self.old.clone() };
         match (&self.using, self.postgres(), self.new_type == self.old_type) {
-            (_, _, true) | (_, false, _) => value.to_owned(),
-            (Some(using), true, false) => using.replace("{}", value),
-            (None, true, false) => format!("CAST({value} AS {})", self.new_type),
+            (_, _, true) | (_, false, _) => old,
+            (Some(using), true, false) if in_trigger => {
+                // Every column of the table the expression reads, from the row being written.
+                self.columns.iter().fold(using.clone(), |expr, c| {
+                    let from_row = format!("NEW.{}", quote(c, self.dialect));
+                    airlock_sql::replace_column(&expr, self.dialect, c, &from_row).unwrap_or(expr)
+                })
+            }
+            (Some(using), true, false) => using.clone(),
+            (None, true, false) => format!("CAST({old} AS {})", self.new_type),
         }
     }
 
@@ -423,7 +466,7 @@ impl<'a> Gen<'a> {
         let down = if self.postgres() {
             let function = quote(&self.base, self.dialect);
             let back = format!("NEW.{old} := {};", self.back(&format!("NEW.{new}")));
-            let forward = format!("NEW.{new} := {};", self.forward(&format!("NEW.{old}")));
+            let forward = format!("NEW.{new} := {};", self.forward(true));
             let assign_back = self.guarded(&back, new, old, 3);
             let assign_forward = self.guarded(&forward, old, new, 3);
             let assign_forward_outer = self.guarded(&forward, old, new, 2);
@@ -435,16 +478,17 @@ impl<'a> Gen<'a> {
                  \x20   IF NEW.{new} IS NULL THEN\n{assign_forward}\
                  \x20   ELSE\n{assign_back}\
                  \x20   END IF;\n\
-                 \x20 ELSIF NEW.{new} IS DISTINCT FROM OLD.{new} THEN\n\
+                 \x20 -- Compared as text: a type's own equality may ignore case or be missing (json).\n\
+                 \x20 ELSIF NEW.{new}::text IS DISTINCT FROM OLD.{new}::text THEN\n\
                  \x20   -- Written through the new name (the backfill writes the old value converted: kept).\n\
-                 \x20   IF NEW.{new} IS DISTINCT FROM {} THEN\n{assign_back}\
+                 \x20   IF NEW.{new}::text IS DISTINCT FROM ({})::text THEN\n{assign_back}\
                  \x20   END IF;\n\
-                 \x20 ELSIF NEW.{old} IS DISTINCT FROM OLD.{old} THEN\n{assign_forward_outer}\
+                 \x20 ELSIF NEW.{old}::text IS DISTINCT FROM OLD.{old}::text THEN\n{assign_forward_outer}\
                  \x20 END IF;\n\
                  \x20 RETURN NEW;\n\
                  END\n\
                  $airlock$;\n\n",
-                self.forward(&format!("NEW.{old}"))
+                self.forward(true)
             ));
             up.push_str(&format!(
                 "CREATE TRIGGER {function} BEFORE INSERT OR UPDATE OF {old}, {new} ON {t}\n  FOR EACH ROW EXECUTE FUNCTION {function}();\n"
@@ -465,23 +509,24 @@ impl<'a> Gen<'a> {
                  \x20   SET NEW.{old} = {};\n\
                  \x20 END IF;\n\
                  END;\n\n",
-                self.forward(&format!("NEW.{old}")),
+                self.forward(true),
                 b(&format!("NEW.{new}"))
             ));
             up.push_str(&format!(
                 "CREATE TRIGGER {update} BEFORE UPDATE ON {t} FOR EACH ROW\n\
                  BEGIN\n\
-                 \x20 IF NOT (NEW.{new} <=> OLD.{new}) THEN\n\
+                 \x20 -- Compared as bytes: a collation may ignore case or accents.\n\
+                 \x20 IF NOT (CAST(NEW.{new} AS BINARY) <=> CAST(OLD.{new} AS BINARY)) THEN\n\
                  \x20   -- Written through the new name (the backfill writes the old value: kept).\n\
-                 \x20   IF NOT (NEW.{new} <=> NEW.{old}) THEN\n\
+                 \x20   IF NOT (CAST(NEW.{new} AS BINARY) <=> CAST(NEW.{old} AS BINARY)) THEN\n\
                  \x20     SET NEW.{old} = {};\n\
                  \x20   END IF;\n\
-                 \x20 ELSEIF NOT (NEW.{old} <=> OLD.{old}) THEN\n\
+                 \x20 ELSEIF NOT (CAST(NEW.{old} AS BINARY) <=> CAST(OLD.{old} AS BINARY)) THEN\n\
                  \x20   SET NEW.{new} = {};\n\
                  \x20 END IF;\n\
                  END;\n",
                 b(&format!("NEW.{new}")),
-                self.forward(&format!("NEW.{old}"))
+                self.forward(true)
             ));
             format!(
                 "DROP TRIGGER IF EXISTS {insert};\nDROP TRIGGER IF EXISTS {update};\n-- airlock:allow drop-column the column this migration added\nALTER TABLE {t} DROP COLUMN {new};\n"
@@ -510,7 +555,11 @@ impl<'a> Gen<'a> {
         )
     }
 
+    /// The old column's collation, for a column of the same type (a rename).
     fn collation(&self) -> String {
+        if self.new_type != self.old_type {
+            return String::new();
+        }
         match (&self.live.collation, self.postgres()) {
             (Some(c), true) if c != "default" => format!(" COLLATE {}", quote(c, self.dialect)),
             (Some(c), false) => {
@@ -524,12 +573,13 @@ impl<'a> Gen<'a> {
     fn backfill_phase(&self) -> Phase {
         let mut up = self.header("Backfill");
         up.push_str(&format!(
-            "-- Rows written before the trigger: copied in batches. Rows written since\n-- already hold both.\n-- airlock:backfill\n-- airlock:roll-forward the expand's down drops the column this fills\nUPDATE {} SET {} = {} WHERE {} IS NULL AND {} IS NOT NULL;\n",
+            "-- Rows written before the trigger: copied in batches. Rows written since\n-- already hold both.\n-- airlock:backfill\n-- airlock:roll-forward the expand's down drops the column this fills\nUPDATE {} SET {} = {} WHERE {} IS NULL{};\n",
             self.table,
             self.new,
-            self.forward(&self.old),
+            self.forward(false),
             self.new,
-            self.old
+            // A USING expression may make something of NULL.
+            if self.using.is_some() { String::new() } else { format!(" AND {} IS NOT NULL", self.old) }
         ));
         Phase { name: "backfill", up, down: None }
     }
@@ -537,34 +587,40 @@ impl<'a> Gen<'a> {
     /// The old column's indexes and constraints, on the new column.
     fn rebuilt(&self, table: &Table, indexes: &[IndexDefinition]) -> Result<Rebuilt, Refusal> {
         let mut built = Rebuilt::default();
-        let unique_constraints: Vec<&str> = table
-            .constraints
-            .iter()
-            .filter(|c| c.kind == ConstraintKind::Unique)
-            .filter_map(|c| c.name.as_deref())
-            .collect();
+        let named = |kind: ConstraintKind| -> Vec<&str> {
+            table.constraints.iter().filter(|c| c.kind == kind).filter_map(|c| c.name.as_deref()).collect()
+        };
+        let (unique_constraints, other_constraints) = (named(ConstraintKind::Unique), named(ConstraintKind::Other));
         for index in indexes {
-            let Some(moved) = airlock_sql::replace_column(&index.definition, self.dialect, self.old_raw, &self.new)
-            else {
-                continue;
-            };
-            if moved == index.definition {
-                continue;
-            }
-            let new_name = object_name(&renamed(&index.name, self.old_raw, self.new_raw));
-            // `CREATE [UNIQUE] INDEX <name> ON ...`: the name between INDEX and ON.
-            let parts = moved.find(" INDEX ").and_then(|at| {
-                let rest = &moved[at + " INDEX ".len()..];
-                rest.find(" ON ").map(|on| (&moved[..at], &rest[on..]))
+            // `CREATE [UNIQUE] INDEX <name> ON <table> [USING m] (<columns>) ...`:
+            // the name between INDEX and ON; the column only from the list on.
+            let parts = index.definition.find(" INDEX ").and_then(|at| {
+                let rest = &index.definition[at + " INDEX ".len()..];
+                let on = rest.find(" ON ")?;
+                let list = rest[on..].find('(')?;
+                Some((&index.definition[..at], &rest[on..on + list], &rest[on + list..]))
             });
-            let Some((create, on)) = parts else {
+            let Some((create, on, list)) = parts else {
                 return Err(Refusal(format!(
-                    "the index {} reads `{}`: expand cannot tell its name",
+                    "the index {} reads `{}`: expand cannot tell its name and columns",
                     index.name, index.definition
                 )));
             };
+            let Some(moved) = airlock_sql::replace_column(list, self.dialect, self.old_raw, &self.new) else {
+                continue;
+            };
+            if moved == list {
+                continue;
+            }
+            if other_constraints.contains(&index.name.as_str()) {
+                return Err(Refusal(format!(
+                    "`{}.{}` is in the constraint {} (an exclusion constraint), which expand cannot build again on a new column; drop it, expand, and add it back",
+                    self.bare_table, self.old_raw, index.name
+                )));
+            }
+            let new_name = object_name(&renamed(&index.name, self.old_raw, self.new_raw));
             let online = if self.postgres() { "INDEX CONCURRENTLY IF NOT EXISTS" } else { "INDEX" };
-            let mut create = format!("{create} {online} {}{on}", quote(&new_name, self.dialect));
+            let mut create = format!("{create} {online} {}{on}{moved}", quote(&new_name, self.dialect));
             if !self.postgres() {
                 create.push_str(" ALGORITHM=INPLACE LOCK=NONE");
             }
@@ -575,9 +631,25 @@ impl<'a> Gen<'a> {
             if !matches!(c.kind, ConstraintKind::ForeignKey | ConstraintKind::Check) {
                 continue;
             }
-            let (Some(name), Some(def)) = (&c.name, &c.definition) else { continue };
-            let Some(moved) = airlock_sql::replace_column(def, self.dialect, self.old_raw, &self.new) else { continue };
-            if moved == *def {
+            let (Some(name), Some(def)) = (&c.name, &c.definition) else {
+                if c.kind == ConstraintKind::Check {
+                    return Err(Refusal(format!(
+                        "`{}` has the check {} whose text airlock cannot read from this server: it cannot tell whether it needs building again on the new column",
+                        self.bare_table,
+                        c.name.as_deref().unwrap_or("(unnamed)")
+                    )));
+                }
+                continue;
+            };
+            // A foreign key's own columns only: the referenced ones are another table's.
+            let (local, referenced) = match def.find(" REFERENCES ") {
+                Some(at) if c.kind == ConstraintKind::ForeignKey => (&def[..at], &def[at..]),
+                _ => (def.as_str(), ""),
+            };
+            let Some(moved) = airlock_sql::replace_column(local, self.dialect, self.old_raw, &self.new) else {
+                continue;
+            };
+            if moved == local {
                 continue;
             }
             if !self.postgres() && c.kind == ConstraintKind::ForeignKey {
@@ -586,11 +658,13 @@ impl<'a> Gen<'a> {
                     self.bare_table, self.old_raw
                 )));
             }
-            let moved = moved.trim_end_matches(" NOT VALID").to_owned();
-            built.constraints.push((name.clone(), object_name(&renamed(name, self.old_raw, self.new_raw)), moved));
+            let moved = format!("{moved}{referenced}").trim_end_matches(" NOT VALID").to_owned();
+            let new_name = object_name(&renamed(name, self.old_raw, self.new_raw));
+            built.constraints.push((name.clone(), new_name, moved, c.validated));
         }
         if !self.live.nullable && self.postgres() {
-            built.not_null = Some(object_name(&format!("{}_{}_not_null", self.bare_table, self.new_raw)));
+            // Not `<table>_<column>_not_null`: PostgreSQL 18 names its own NOT NULL so.
+            built.not_null = Some(object_name(&format!("airlock_{}_{}_not_null", self.bare_table, self.new_raw)));
         }
         Ok(built)
     }
@@ -621,13 +695,14 @@ impl<'a> Gen<'a> {
         }
         let mut checks = built.constraints.clone();
         if let Some(name) = &built.not_null {
-            checks.push((String::new(), name.clone(), format!("CHECK ({} IS NOT NULL)", self.new)));
+            checks.push((String::new(), name.clone(), format!("CHECK ({} IS NOT NULL)", self.new), true));
         }
-        for (_, new_name, def) in &checks {
+        for (_, new_name, def, validated) in &checks {
             let n = quote(new_name, self.dialect);
-            up.push_str(&format!(
-                "ALTER TABLE {t} ADD CONSTRAINT {n} {def} NOT VALID;\nALTER TABLE {t} VALIDATE CONSTRAINT {n};\n"
-            ));
+            up.push_str(&format!("ALTER TABLE {t} ADD CONSTRAINT {n} {def} NOT VALID;\n"));
+            if *validated {
+                up.push_str(&format!("ALTER TABLE {t} VALIDATE CONSTRAINT {n};\n"));
+            }
             down.push_str(&format!("ALTER TABLE {t} DROP CONSTRAINT IF EXISTS {n};\n"));
         }
         Some(Phase { name: "constraints", up, down: Some(down) })
@@ -675,7 +750,7 @@ impl<'a> Gen<'a> {
                     up.push_str(&format!("ALTER INDEX {n} RENAME TO {o};\n"));
                 }
             }
-            for (old_name, new_name, _) in &built.constraints {
+            for (old_name, new_name, _, _) in &built.constraints {
                 up.push_str(&format!(
                     "ALTER TABLE {t} RENAME CONSTRAINT {} TO {};\n",
                     quote(new_name, self.dialect),
@@ -684,26 +759,45 @@ impl<'a> Gen<'a> {
             }
         } else {
             let (insert, update) = self.mysql_triggers();
-            // The old column and the triggers go together while the table is
-            // locked for writes, so no write falls between them (DDL commits
-            // on its own here): dropping a column is instant on MariaDB 10.4+
-            // and MySQL 8.0.29+, dropping an index needs no copy.
-            let mut parts: Vec<String> =
-                built.indexes.iter().map(|(o, _, _, _)| format!("DROP INDEX {}", quote(o, self.dialect))).collect();
-            parts.push(format!("DROP COLUMN {old}"));
+            // The old column's indexes first, online: nothing reads them through
+            // the old app any more (a type change's queries do without for a moment).
+            if !built.indexes.is_empty() {
+                let drops: Vec<String> =
+                    built.indexes.iter().map(|(o, _, _, _)| format!("DROP INDEX {}", quote(o, self.dialect))).collect();
+                up.push_str(&format!("ALTER TABLE {t} {}, ALGORITHM=INPLACE, LOCK=NONE;\n", drops.join(", ")));
+            }
+            // Then the old column and the triggers together while the table is
+            // locked, so no write falls between them (DDL commits on its own
+            // here): dropping a column (and renaming one) is instant on
+            // MariaDB 10.4+ and MySQL 8.0.29+. The default comes with it, so no
+            // insert after the unlock misses it. The column first: should
+            // dropping a trigger fail, writes fail loudly rather than go out of step.
+            let default = self.live.default.as_ref().map(|d| mysql_default(d));
+            let mut parts = vec![format!("DROP COLUMN {old}")];
             if retype {
-                parts.push(format!("CHANGE {new} {old} {} NULL{}", self.new_type, self.collation()));
+                let default = default.as_ref().map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+                parts.push(format!("CHANGE {new} {old} {} NULL{default}", self.new_type));
+            } else if let Some(d) = &default {
+                parts.push(format!("ALTER COLUMN {new} SET DEFAULT {d}"));
             }
             up.push_str(&format!(
                 "LOCK TABLES {t} WRITE;\nALTER TABLE {t} {};\nDROP TRIGGER {insert};\nDROP TRIGGER {update};\nUNLOCK TABLES;\n",
                 parts.join(", ")
             ));
-            if !self.live.nullable || self.live.default.is_some() {
+            // What else the old column had: NOT NULL, ON UPDATE, its comment (online).
+            if !self.live.nullable || self.live.on_update.is_some() || self.live.comment.is_some() {
                 let null = if self.live.nullable { "NULL" } else { "NOT NULL" };
-                let default =
-                    self.live.default.as_ref().map(|d| format!(" DEFAULT {}", mysql_default(d))).unwrap_or_default();
+                let default = default.map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
+                let on_update = self.live.on_update.as_ref().map(|u| format!(" ON UPDATE {u}")).unwrap_or_default();
+                let comment = self
+                    .live
+                    .comment
+                    .as_ref()
+                    .filter(|c| !c.is_empty())
+                    .map(|c| format!(" COMMENT '{}'", c.replace('\\', "\\\\").replace('\'', "''")))
+                    .unwrap_or_default();
                 up.push_str(&format!(
-                    "ALTER TABLE {t} MODIFY {final_name} {} {null}{default}{}, ALGORITHM=INPLACE, LOCK=NONE;\n",
+                    "ALTER TABLE {t} MODIFY {final_name} {} {null}{default}{on_update}{}{comment}, ALGORITHM=INPLACE, LOCK=NONE;\n",
                     self.new_type,
                     self.collation()
                 ));
@@ -753,62 +847,12 @@ fn object_name(name: &str) -> String {
     format!("{}_{:08x}", &name[..cut], hash as u32)
 }
 
-/// A name as SQL writes it: bare when it is a plain lower-case word that is not a keyword.
+/// A name as SQL writes it: bare when it is a plain lower-case word that is
+/// not a keyword of any dialect, else quoted.
 pub fn quote(name: &str, dialect: Dialect) -> String {
-    const RESERVED: &[&str] = &[
-        "all",
-        "and",
-        "any",
-        "as",
-        "asc",
-        "between",
-        "both",
-        "case",
-        "check",
-        "column",
-        "constraint",
-        "create",
-        "default",
-        "desc",
-        "distinct",
-        "do",
-        "else",
-        "end",
-        "false",
-        "for",
-        "foreign",
-        "from",
-        "grant",
-        "group",
-        "having",
-        "in",
-        "index",
-        "key",
-        "limit",
-        "not",
-        "null",
-        "offset",
-        "on",
-        "or",
-        "order",
-        "primary",
-        "references",
-        "select",
-        "table",
-        "then",
-        "to",
-        "true",
-        "union",
-        "unique",
-        "user",
-        "using",
-        "when",
-        "where",
-        "with",
-    ];
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !RESERVED.contains(&name);
+        && !airlock_sql::is_keyword(name);
     match (plain, dialect) {
         (true, _) => name.to_owned(),
         (false, Dialect::MySql) => format!("`{}`", name.replace('`', "``")),
@@ -891,11 +935,9 @@ mod tests {
             "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email_address_key ON public.users USING btree (email_address);"
         ), "{}", constraints.up);
         assert!(constraints.up.contains("CHECK ((email_address <> 'x'::text)) NOT VALID"), "{}", constraints.up);
-        assert!(
-            constraints
-                .up
-                .contains("ADD CONSTRAINT users_email_address_not_null CHECK (email_address IS NOT NULL) NOT VALID")
-        );
+        assert!(constraints.up.contains(
+            "ADD CONSTRAINT airlock_users_email_address_not_null CHECK (email_address IS NOT NULL) NOT VALID"
+        ));
         assert!(contract.up.contains("-- airlock:contract"));
         assert!(
             contract.up.contains("ALTER TABLE users ALTER COLUMN email_address SET DEFAULT ''::text;"),
@@ -944,17 +986,95 @@ mod tests {
         assert!(matches!(e.change, Change::Rename { .. }));
         assert!(e.phases[0].up.contains("BEFORE INSERT ON users FOR EACH ROW"), "{}", e.phases[0].up);
         let contract = &e.phases.last().unwrap().up;
-        assert!(
-            contract.contains("LOCK TABLES users WRITE;\nALTER TABLE users DROP INDEX users_email_key, DROP COLUMN email;\nDROP TRIGGER"),
-            "{contract}"
-        );
-        assert!(
-            contract
-                .contains("UNLOCK TABLES;\nALTER TABLE users MODIFY email_address varchar(255) NOT NULL DEFAULT ''"),
-            "{contract}"
-        );
+        let steps = [
+            "ALTER TABLE users DROP INDEX users_email_key, ALGORITHM=INPLACE, LOCK=NONE;\nLOCK TABLES users WRITE;",
+            "ALTER TABLE users DROP COLUMN email, ALTER COLUMN email_address SET DEFAULT '';\nDROP TRIGGER",
+            "UNLOCK TABLES;\nALTER TABLE users MODIFY email_address varchar(255) NOT NULL DEFAULT ''",
+        ];
+        for step in steps {
+            assert!(contract.contains(step), "{step}\n{contract}");
+        }
         let both = run("ALTER TABLE users CHANGE email email_address text", Dialect::MySql, &t).unwrap_err();
         assert!(both.0.contains("one at a time"), "{both}");
+        // MySQL column names ignore case: the live spelling is used.
+        let cased =
+            run("ALTER TABLE users CHANGE EMAIL email_address varchar(255) NOT NULL", Dialect::MySql, &t).unwrap();
+        assert!(cased.phases[1].up.contains("SET email_address = email WHERE"), "{}", cased.phases[1].up);
+        // Compared as bytes: a case-only change is a change.
+        assert!(
+            e.phases[0].up.contains("CAST(NEW.email AS BINARY) <=> CAST(OLD.email AS BINARY)"),
+            "{}",
+            e.phases[0].up
+        );
+    }
+
+    #[test]
+    fn a_using_expression_reads_the_row_and_keeps_its_literals() {
+        let mut t = users(true);
+        t.columns.push(Column { name: "tz".into(), data_type: "text".into(), nullable: true, ..Column::default() });
+        let e = run(
+            "ALTER TABLE users ALTER COLUMN email TYPE jsonb USING COALESCE(NULLIF(email, '')::jsonb, '{}') || to_jsonb(tz)",
+            Dialect::Postgres,
+            &t,
+        )
+        .unwrap();
+        let expand = &e.phases[0].up;
+        assert!(
+            expand.contains("NEW.email_new := COALESCE(NULLIF(NEW.email, '')::jsonb, '{}') || to_jsonb(NEW.tz);"),
+            "{expand}"
+        );
+        assert!(expand.contains("NEW.email_new::text IS DISTINCT FROM OLD.email_new::text"), "{expand}");
+        let backfill = &e.phases[1].up;
+        assert!(
+            backfill.contains(
+                "SET email_new = COALESCE(NULLIF(email, '')::jsonb, '{}') || to_jsonb(tz) WHERE email_new IS NULL;"
+            ),
+            "NULL rows too: {backfill}"
+        );
+    }
+
+    #[test]
+    fn only_the_columns_own_constraints_move() {
+        let mut t = users(true);
+        t.columns.push(Column {
+            name: "tenant_id".into(),
+            data_type: "bigint".into(),
+            nullable: true,
+            ..Column::default()
+        });
+        t.constraints.push(ConstraintInfo {
+            name: Some("users_tenant_id_fkey".into()),
+            kind: ConstraintKind::ForeignKey,
+            validated: true,
+            definition: Some("FOREIGN KEY (tenant_id) REFERENCES tenants(tenant_id)".into()),
+        });
+        t.constraints.push(ConstraintInfo {
+            name: Some("users_price_fkey".into()),
+            kind: ConstraintKind::ForeignKey,
+            validated: false,
+            definition: Some("FOREIGN KEY (price) REFERENCES prices(email) NOT VALID".into()),
+        });
+        let e = run("ALTER TABLE users RENAME COLUMN tenant_id TO org_id", Dialect::Postgres, &t).unwrap();
+        let constraints = &e.phases[2].up;
+        assert!(constraints.contains("FOREIGN KEY (org_id) REFERENCES tenants(tenant_id) NOT VALID;"), "{constraints}");
+        assert!(constraints.contains("VALIDATE CONSTRAINT users_org_id_fkey"), "{constraints}");
+        let e = run("ALTER TABLE users RENAME COLUMN email TO email_address", Dialect::Postgres, &t).unwrap();
+        assert!(!e.phases[2].up.contains("prices"), "another column's key: {}", e.phases[2].up);
+        let e = run("ALTER TABLE users RENAME COLUMN price TO price_cents", Dialect::Postgres, &t).unwrap();
+        let constraints = &e.phases[2].up;
+        assert!(constraints.contains("FOREIGN KEY (price_cents) REFERENCES prices(email) NOT VALID;"), "{constraints}");
+        assert!(
+            !constraints.contains("VALIDATE CONSTRAINT users_price_cents_fkey"),
+            "a key never validated stays so: {constraints}"
+        );
+    }
+
+    #[test]
+    fn a_table_with_triggers_of_its_own_is_refused() {
+        let mut t = users(true);
+        t.triggers.push("users_audit".into());
+        let refused = run("ALTER TABLE users RENAME COLUMN email TO e", Dialect::Postgres, &t).unwrap_err();
+        assert!(refused.0.contains("triggers of its own (users_audit)"), "{refused}");
     }
 
     #[test]

@@ -29,7 +29,7 @@ mod rewrite;
 mod split;
 
 pub use classify::{StatementInfo, TxControl, TxNeed, classify};
-pub use rewrite::replace_column;
+pub use rewrite::{is_keyword, replace_column};
 pub use split::{is_blank, split};
 
 /// SQL dialect of a migration file.

@@ -6,7 +6,7 @@ use crate::Dialect;
 use crate::lexer::{Lexer, TokenKind};
 
 /// `expr` with every reference to the column `column` (an unquoted word,
-/// any case, or the quoted name exactly) replaced by `with`. A word right
+/// any case, or the quoted name exactly; on MySQL in any case) replaced by `with`. A word right
 /// after `.` (another table's column) or `::` (a type) is left alone.
 /// None when the text does not lex (an unclosed quote).
 pub fn replace_column(expr: &str, dialect: Dialect, column: &str, with: &str) -> Option<String> {
@@ -18,6 +18,8 @@ pub fn replace_column(expr: &str, dialect: Dialect, column: &str, with: &str) ->
         let qualified = previous[1] == Some(".") || previous == [Some(":"), Some(":")];
         let names_it = match token.kind {
             TokenKind::Word => text.eq_ignore_ascii_case(column),
+            // MySQL's column names ignore case, quoted or not.
+            TokenKind::QuotedIdent if dialect == Dialect::MySql => unquote(text).eq_ignore_ascii_case(column),
             TokenKind::QuotedIdent => unquote(text) == column,
             _ => false,
         };
@@ -31,6 +33,13 @@ pub fn replace_column(expr: &str, dialect: Dialect, column: &str, with: &str) ->
         }
     }
     Some(out)
+}
+
+/// Whether `word` is an SQL keyword in any dialect (sqlparser's list, which
+/// is generous): such a name is quoted when airlock writes it.
+pub fn is_keyword(word: &str) -> bool {
+    let upper = word.to_ascii_uppercase();
+    sqlparser::keywords::ALL_KEYWORDS.binary_search(&upper.as_str()).is_ok()
 }
 
 fn unquote(quoted: &str) -> String {
@@ -57,5 +66,6 @@ mod tests {
         let m = replace_column("CAST(`price` AS DECIMAL(10,2))", Dialect::MySql, "price", "NEW.`price`").unwrap();
         assert_eq!(m, "CAST(NEW.`price` AS DECIMAL(10,2))");
         assert_eq!(replace_column("'unclosed", Dialect::Postgres, "x", "y"), None);
+        assert!(is_keyword("order") && is_keyword("rank") && is_keyword("Range") && !is_keyword("email_address"));
     }
 }

@@ -67,6 +67,8 @@ def latencies(prefix, begin, end):
     for log in glob.glob(f"{work}/{prefix}*"):
         for line in open(log):
             parts = line.split()
+            if len(parts) < 6:
+                continue  # the line being written when pgbench was stopped
             latency = int(parts[2]) / 1e6
             finished = int(parts[4]) + int(parts[5]) / 1e6
             if begin <= finished - latency <= end:
@@ -109,6 +111,9 @@ def phase(name, apps, action=None, seconds=None):
     else:
         time.sleep(seconds)
     end = time.time()
+    # pgbench buffers its log: a second more, so what is lost when it is
+    # stopped comes after the phase.
+    time.sleep(1)
     for p in procs:
         p.terminate(); p.wait()
     lat = []

@@ -203,6 +203,7 @@ pub fn expanded(
     let what = match &expansion.change {
         Change::Rename { from, to } => format!("rename of `{}.{from}` to `{to}`", expansion.table),
         Change::Retype { column, to_type, .. } => format!("type change of `{}.{column}` to {to_type}", expansion.table),
+        Change::RenameTable { to } => format!("rename of the table `{}` to `{to}`", expansion.table),
     };
     if format == Format::Json {
         print_json(&json!({

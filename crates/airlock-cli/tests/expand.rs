@@ -209,10 +209,17 @@ struct Wrote {
 /// it owns (`owns`), through `column`, a few hundred writes a second; once
 /// `check` is set, reads each write back through `other` and counts a
 /// difference as an error.
+/// Where an app writes (`table.column`) and where it reads its writes back.
+#[derive(Clone, Copy)]
+struct Through {
+    table: &'static str,
+    column: &'static str,
+    read_back: (&'static str, &'static str),
+}
+
 fn app(
     db: Db,
-    column: &'static str,
-    other: &'static str,
+    through: Through,
     first_id: i64,
     owns: fn(i64) -> bool,
     stop: Arc<AtomicBool>,
@@ -222,6 +229,7 @@ fn app(
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let mut conn = Conn::open(&db).await;
+            let Through { table, column, read_back: (other_table, other) } = through;
             let mut wrote = Wrote::default();
             let mut next = first_id;
             let seeds: Vec<i64> = (1..=200).filter(|i| owns(*i)).collect();
@@ -230,10 +238,10 @@ fn app(
                 let value = format!("{column}-{}", wrote.writes);
                 let (id, sql) = if wrote.writes % 2 == 0 {
                     next += 1;
-                    (next, format!("INSERT INTO accounts (id, {column}) VALUES ({next}, '{value}')"))
+                    (next, format!("INSERT INTO {table} (id, {column}) VALUES ({next}, '{value}')"))
                 } else {
                     let id = seeds[rand::random::<u64>() as usize % seeds.len()];
-                    (id, format!("UPDATE accounts SET {column} = '{value}' WHERE id = {id}"))
+                    (id, format!("UPDATE {table} SET {column} = '{value}' WHERE id = {id}"))
                 };
                 match conn.exec(&sql).await {
                     Ok(()) => {
@@ -242,7 +250,7 @@ fn app(
                     Err(e) => wrote.errors.push(e),
                 }
                 if check.load(Ordering::SeqCst) {
-                    match conn.text(&format!("SELECT {other} FROM accounts WHERE id = {id}")).await {
+                    match conn.text(&format!("SELECT {other} FROM {other_table} WHERE id = {id}")).await {
                         Ok(seen) if seen.as_deref() == Some(value.as_str()) => {}
                         Ok(seen) => {
                             wrote.errors.push(format!("row {id}: wrote {column} = {value}, {other} reads {seen:?}"));
@@ -272,14 +280,16 @@ fn both_apps_work_at_every_phase(engine: Engine) {
     let stop_new = Arc::new(AtomicBool::new(false));
     let old_checks = Arc::new(AtomicBool::new(false));
     let new_checks = Arc::new(AtomicBool::new(false));
-    let old = app(db.handle(), "email", "email_address", 100_000, |i| i % 2 == 0, stop_old.clone(), old_checks.clone());
+    let through = Through { table: "accounts", column: "email", read_back: ("accounts", "email_address") };
+    let old = app(db.handle(), through, 100_000, |i| i % 2 == 0, stop_old.clone(), old_checks.clone());
     std::thread::sleep(Duration::from_millis(300));
     let run = project.run(&db, &["migrate"]);
     run.expect(0);
     assert!(run.all().contains("contract pending"), "{}", run.all());
     // Expanded: the new release deploys while the old one still runs.
     old_checks.store(true, Ordering::SeqCst);
-    let new = app(db.handle(), "email_address", "email", 200_000, |i| i % 2 == 1, stop_new.clone(), new_checks.clone());
+    let through = Through { table: "accounts", column: "email_address", read_back: ("accounts", "email") };
+    let new = app(db.handle(), through, 200_000, |i| i % 2 == 1, stop_new.clone(), new_checks.clone());
     new_checks.store(true, Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(1500));
     // The old release is gone: the contract.
@@ -495,4 +505,84 @@ fn postgres_expand_reads_a_table_no_pending_migration_changes() {
     assert_eq!(db.scalar("SELECT content::text FROM docs WHERE id = 1").as_deref(), Some("{\"a\": 2}"));
     db.exec("UPDATE docs SET content = '{\"a\": 3}' WHERE id = 1");
     assert_eq!(db.scalar("SELECT body::text FROM docs WHERE id = 1").as_deref(), Some("{\"a\": 3}"));
+}
+
+/// A table rename: the old app writes `accounts`, the new app `members`,
+/// concurrently through expand and contract; neither sees an error, each
+/// reads its writes back through the other name while both exist, and
+/// every row ends with the last value written to it.
+fn both_apps_work_through_a_table_rename(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    accounts(&project, &db);
+    project.write("2_members.up.sql", "ALTER TABLE accounts RENAME TO members;\n");
+    let run = project.run(&db, &["expand", project.dir().join("2_members.up.sql").to_str().unwrap()]);
+    run.expect(0);
+    assert!(run.stdout.contains("rename of the table `accounts` to `members`"), "{}", run.all());
+    project.run(&db, &["lint"]).expect(0);
+
+    let stop_old = Arc::new(AtomicBool::new(false));
+    let stop_new = Arc::new(AtomicBool::new(false));
+    let old_checks = Arc::new(AtomicBool::new(false));
+    let new_checks = Arc::new(AtomicBool::new(false));
+    let through = Through { table: "accounts", column: "email", read_back: ("members", "email") };
+    let old = app(db.handle(), through, 100_000, |i| i % 2 == 0, stop_old.clone(), old_checks.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    // A role of least privilege that the old app could run as.
+    let role = format!("app_{}", db.url.rsplit('/').next().unwrap());
+    if engine == Engine::Postgres {
+        db.exec(&format!("CREATE ROLE {role}; GRANT SELECT, INSERT ON accounts TO {role}"));
+    }
+    let run = project.run(&db, &["migrate"]);
+    run.expect(0);
+    assert!(run.all().contains("contract pending"), "{}", run.all());
+    if engine == Engine::Postgres {
+        let can = |what: &str| db.scalar(&format!("SELECT has_table_privilege('{role}', 'accounts', '{what}')"));
+        assert_eq!(can("INSERT").as_deref(), Some("t"), "the view has the table's grants");
+        assert_eq!(can("DELETE").as_deref(), Some("f"), "and no more");
+    }
+    old_checks.store(true, Ordering::SeqCst);
+    let through = Through { table: "members", column: "email", read_back: ("accounts", "email") };
+    let new = app(db.handle(), through, 200_000, |i| i % 2 == 1, stop_new.clone(), new_checks.clone());
+    new_checks.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1000));
+    stop_old.store(true, Ordering::SeqCst);
+    let old = old.join().unwrap();
+    new_checks.store(false, Ordering::SeqCst);
+    project.run(&db, &["migrate", "--contract"]).expect(0);
+    std::thread::sleep(Duration::from_millis(300));
+    stop_new.store(true, Ordering::SeqCst);
+    let new = new.join().unwrap();
+    assert!(old.errors.is_empty(), "the old app failed: {:?}", &old.errors[..old.errors.len().min(5)]);
+    assert!(new.errors.is_empty(), "the new app failed: {:?}", &new.errors[..new.errors.len().min(5)]);
+    assert!(old.writes > 100 && new.writes > 100, "both apps wrote: {} and {}", old.writes, new.writes);
+    assert!(db.table_exists("members") && !db.table_exists("accounts"), "one table, under the new name");
+    let rows: HashMap<i64, String> = db
+        .rows("SELECT id, email FROM members")
+        .into_iter()
+        .map(|r| (r[0].as_ref().unwrap().parse().unwrap(), r[1].clone().unwrap_or_default()))
+        .collect();
+    for (id, value) in old.last.iter().chain(new.last.iter()) {
+        assert_eq!(rows.get(id), Some(value), "row {id}: the last write was {value}");
+    }
+    let views = match engine {
+        Engine::Postgres => "SELECT count(*) FROM information_schema.views WHERE table_schema = current_schema()",
+        _ => "SELECT count(*) FROM information_schema.views WHERE table_schema = DATABASE()",
+    };
+    assert_eq!(db.count(views), 0, "the view is gone");
+    if engine == Engine::Postgres {
+        db.exec(&format!("REVOKE ALL ON members FROM {role}; DROP ROLE {role}"));
+    }
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn postgres_both_apps_work_through_a_table_rename() {
+    both_apps_work_through_a_table_rename(Engine::Postgres);
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs MariaDB: run `scripts/test`, which starts it")]
+fn mariadb_both_apps_work_through_a_table_rename() {
+    both_apps_work_through_a_table_rename(Engine::MySql);
 }

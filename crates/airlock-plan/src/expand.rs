@@ -45,6 +45,11 @@ pub enum Change {
         /// How the old value converts, when the statement says.
         using: Option<String>,
     },
+    /// `ALTER TABLE t RENAME TO u` (MySQL also `RENAME TABLE t TO u`).
+    RenameTable {
+        /// The name after.
+        to: String,
+    },
 }
 
 /// One migration of the expansion.
@@ -91,8 +96,6 @@ impl std::fmt::Display for Refusal {
 
 const SQLITE_RECIPE: &str = "SQLite has no triggers that can keep two columns in step across app versions the way this needs; expand/contract is not supported there: use a table rebuild migration (CREATE TABLE new_t with the new column; INSERT INTO new_t SELECT ... FROM t; DROP TABLE t; ALTER TABLE new_t RENAME TO t; in one transaction, with `PRAGMA foreign_keys` off around it), deployed with the app that uses the new name";
 
-const TABLE_RENAME: &str = "a table rename is not expanded yet: create a view under the new name (`CREATE VIEW new AS SELECT * FROM old`: a view of one table is updatable on both engines), move the app to it, and swap the two later in one step";
-
 /// What a file asks to expand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Request {
@@ -122,8 +125,12 @@ pub fn change_of(sql: &str, dialect: Dialect) -> Result<Request, Refusal> {
     }
     let statement = one.sql.split_whitespace().collect::<Vec<_>>().join(" ");
     let ops = airlock_sql::parse::parse(&one.sql, dialect).map_err(|e| Refusal(format!("it does not parse: {e}")))?;
-    if let [Op::RenameTable { .. }] = ops.as_slice() {
-        return Err(Refusal(TABLE_RENAME.to_owned()));
+    if let [Op::RenameTable { from, to }] = ops.as_slice() {
+        if to.schema.is_some() && to.schema != from.schema {
+            return Err(Refusal("expand renames a table within its schema, not into another one".to_owned()));
+        }
+        let change = StatementChange::Known(Change::RenameTable { to: to.name.clone() });
+        return Ok(Request { table: from.clone(), change, statement });
     }
     let [Op::AlterTable { table, actions }] = ops.as_slice() else {
         return Err(Refusal(format!(
@@ -153,7 +160,7 @@ pub fn change_of(sql: &str, dialect: Dialect) -> Result<Request, Refusal> {
             new: column.name.clone(),
             data_type: column.data_type.clone(),
         },
-        AlterAction::RenameTable { .. } => return Err(Refusal(TABLE_RENAME.to_owned())),
+        AlterAction::RenameTable { to } => StatementChange::Known(Change::RenameTable { to: to.clone() }),
         other => {
             return Err(Refusal(format!("expand handles a column rename or type change, not {}", describe(other))));
         }
@@ -210,6 +217,9 @@ pub fn expand(
         return Err(Refusal(SQLITE_RECIPE.to_owned()));
     }
     let table_name = &request.table;
+    if let StatementChange::Known(Change::RenameTable { to }) = &request.change {
+        return table_rename(request, catalog, to, dialect);
+    }
     let change = match &request.change {
         StatementChange::Known(c) => c.clone(),
         StatementChange::Redefine { old, new, data_type } => {
@@ -233,20 +243,21 @@ pub fn expand(
     };
     let named = match &change {
         Change::Rename { from, .. } | Change::Retype { column: from, .. } => from.clone(),
+        Change::RenameTable { .. } => unreachable!("a table rename is written by table_rename"),
     };
     let live = column(table, &named)?.clone();
     // The column as the server spells it (a MySQL statement may not).
     let old = live.name.clone();
     let new = match &change {
-        Change::Rename { to, .. } => to.clone(),
         Change::Retype { .. } => format!("{old}_new"),
+        Change::Rename { to, .. } | Change::RenameTable { to } => to.clone(),
     };
     if table.column(&new).is_some() {
         return Err(Refusal(format!(
             "`{}` already has a column `{new}`: {}",
             table.name,
             match change {
-                Change::Rename { .. } => "pick another name",
+                Change::Rename { .. } | Change::RenameTable { .. } => "pick another name",
                 Change::Retype { .. } => "expand adds the new type under that name; drop or rename it first",
             }
         )));
@@ -261,6 +272,85 @@ pub fn expand(
     }
     phases.push(g.contract_phase(&built));
     Ok(Expansion { table: table_name.clone(), change, phases })
+}
+
+/// A table rename: the running app keeps the old name through a view of
+/// one table, which both engines let it insert, update and delete through
+/// (defaults, `RETURNING` and `ON CONFLICT` included on PostgreSQL).
+/// PostgreSQL renames the table and puts the view under the old name in one
+/// transaction, and the contract drops the view. MySQL, whose DDL commits
+/// on its own, puts a view under the new name, and the contract swaps the
+/// view and the table in one `RENAME TABLE`.
+fn table_rename(request: &Request, catalog: &Catalog, to: &str, dialect: Dialect) -> Result<Expansion, Refusal> {
+    let from = &request.table;
+    let target = TableName { schema: from.schema.clone(), name: to.to_owned() };
+    if catalog.table(&target).table().is_some() {
+        return Err(Refusal(format!("there is a table `{target}` already: pick another name")));
+    }
+    let q = |n: &str| quote(n, dialect);
+    let qualify = |name: &str| match &from.schema {
+        Some(schema) => format!("{}.{}", q(schema), q(name)),
+        None => q(name),
+    };
+    let (old, new) = (qualify(&from.name), qualify(to));
+    let header = |what: &str| {
+        format!(
+            "-- {what} of: {};\n-- Written by `airlock expand`: an ordinary migration, yours to read and edit.\n",
+            request.statement
+        )
+    };
+    let mut expand = header("Expand");
+    let mut contract = header("Contract");
+    let contract_intro = format!(
+        "-- Run only once no app version that uses `{}` is running:\n-- `airlock migrate` stops before this file; `airlock migrate --contract` runs it.\n-- airlock:contract\n-- airlock:roll-forward a later migration puts a view of the old name back if one is needed\n",
+        from.name
+    );
+    let down;
+    if dialect == Dialect::Postgres {
+        expand.push_str(&format!(
+            "-- The table takes its new name and a view of it keeps the old one, in one\n-- transaction: the running app reads and writes through the view.\n-- airlock:expand {}\n-- airlock:allow rename-table the view under the old name keeps the running app working\n",
+            request.statement
+        ));
+        expand.push_str(&format!("ALTER TABLE {old} RENAME TO {};\n", q(to)));
+        expand.push_str(&format!("CREATE VIEW {old} AS SELECT * FROM {new};\n"));
+        // The view gets the table's grants: a role that could use the table
+        // by its old name still can (a view's own grants are its own).
+        let schema = from.schema.as_ref().map_or_else(|| "current_schema()".to_owned(), |s| literal(s));
+        expand.push_str(&format!(
+            "-- The table's grants, given on the view too.\n-- airlock:allow dynamic-sql the grants are read from the catalog when it runs\n-- airlock:allow unchecked the grants are read from the catalog when it runs\nDO $airlock$\nDECLARE\n  g record;\nBEGIN\n  FOR g IN SELECT grantee, privilege_type FROM information_schema.role_table_grants\n    WHERE table_schema = {schema} AND table_name = {} AND grantee <> current_user\n  LOOP\n    EXECUTE format('GRANT %s ON %s TO %s', g.privilege_type, {},\n      CASE WHEN g.grantee = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(g.grantee) END);\n  END LOOP;\nEND\n$airlock$;\n",
+            literal(to),
+            literal(&old)
+        ));
+        down = format!(
+            "DROP VIEW IF EXISTS {old};\n-- airlock:allow rename-table back to the name it had\nALTER TABLE {new} RENAME TO {};\n",
+            q(&from.name)
+        );
+        contract.push_str(&contract_intro);
+        contract.push_str(&format!("DROP VIEW {old};\n"));
+    } else {
+        expand.push_str(&format!(
+            "-- A view under the new name: the next app reads and writes through it\n-- while the running one uses the table; the contract swaps them in one step.\n-- airlock:expand {}\nCREATE VIEW {new} AS SELECT * FROM {old};\n",
+            request.statement
+        ));
+        down = format!("DROP VIEW IF EXISTS {new};\n");
+        let swap = q(&object_name(&format!("airlock_swap_{}", from.name)));
+        contract.push_str(&contract_intro);
+        contract.push_str(&format!(
+            "-- One statement, so no query finds neither: the view steps aside, the table takes its name.\n-- airlock:allow rename-table the view under the new name gives way to the table in one step\nRENAME TABLE {new} TO {swap}, {old} TO {new};\nDROP VIEW {swap};\n"
+        ));
+    }
+    Ok(Expansion {
+        table: from.clone(),
+        change: Change::RenameTable { to: to.to_owned() },
+        phases: vec![
+            Phase { name: "expand", up: expand, down: Some(down) },
+            Phase { name: "contract", up: contract, down: None },
+        ],
+    })
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
 }
 
 fn column<'a>(table: &'a Table, name: &str) -> Result<&'a Column, Refusal> {
@@ -389,7 +479,7 @@ impl<'a> Gen<'a> {
         };
         let old_type = column_type(live, dialect);
         let (new_type, using) = match change {
-            Change::Rename { .. } => (old_type.clone(), None),
+            Change::Rename { .. } | Change::RenameTable { .. } => (old_type.clone(), None),
             Change::Retype { to_type, using, .. } => {
                 if let Some(u) = using {
                     airlock_sql::replace_column(u, dialect, old, old)
@@ -1070,6 +1160,34 @@ mod tests {
     }
 
     #[test]
+    fn a_table_rename_keeps_the_old_name_in_a_view() {
+        let t = users(false);
+        let pg = run("ALTER TABLE users RENAME TO people", Dialect::Postgres, &t).unwrap();
+        assert_eq!(pg.phases.iter().map(|p| p.name).collect::<Vec<_>>(), ["expand", "contract"]);
+        assert!(
+            pg.phases[0].up.contains("ALTER TABLE users RENAME TO people;\nCREATE VIEW users AS SELECT * FROM people;"),
+            "{}",
+            pg.phases[0].up
+        );
+        assert!(pg.phases[0].up.contains("role_table_grants"), "{}", pg.phases[0].up);
+        assert!(pg.phases[1].up.contains("-- airlock:contract") && pg.phases[1].up.contains("DROP VIEW users;"));
+        let my = run("RENAME TABLE users TO people", Dialect::MySql, &t).unwrap();
+        assert!(my.phases[0].up.contains("CREATE VIEW people AS SELECT * FROM users;"), "{}", my.phases[0].up);
+        assert!(
+            my.phases[1]
+                .up
+                .contains("RENAME TABLE people TO airlock_swap_users, users TO people;\nDROP VIEW airlock_swap_users;"),
+            "{}",
+            my.phases[1].up
+        );
+        let taken = Table::created(TableName::bare("people"), "0");
+        let catalog = Catalog::live(vec![t.clone(), taken]);
+        let request = change_of("ALTER TABLE users RENAME TO people", Dialect::Postgres).unwrap();
+        let refused = expand(&request, &t, &catalog, &[], Dialect::Postgres).unwrap_err();
+        assert!(refused.0.contains("there is a table `people` already"), "{refused}");
+    }
+
+    #[test]
     fn a_table_with_triggers_of_its_own_is_refused() {
         let mut t = users(true);
         t.triggers.push("users_audit".into());
@@ -1085,7 +1203,6 @@ mod tests {
             refused("ALTER TABLE users RENAME COLUMN nope TO x", Dialect::Postgres).contains("has no column `nope`")
         );
         assert!(refused("ALTER TABLE users RENAME COLUMN email TO price", Dialect::Postgres).contains("already has"));
-        assert!(refused("ALTER TABLE users RENAME TO people", Dialect::Postgres).contains("table rename"));
         assert!(refused("ALTER TABLE users ADD COLUMN x int", Dialect::Postgres).contains("ADD COLUMN"));
         assert!(refused("ALTER TABLE users RENAME COLUMN email TO e", Dialect::Sqlite).contains("table rebuild"));
     }

@@ -55,10 +55,15 @@ impl Rule for CopyAlgorithm {
                 _ => None,
             };
             if let Some(why) = why {
+                let fix = if matches!(action, AlterAction::RedefineColumn { .. }) {
+                    "`airlock expand` on this file writes the column's change as expand/contract migrations of INSTANT/INPLACE steps (a new column kept equal by triggers, a batched backfill, a contract); or use an online schema change tool (gh-ost, pt-online-schema-change)"
+                } else {
+                    "use an online schema change tool (gh-ost, pt-online-schema-change), or an expand/contract sequence of INSTANT/INPLACE changes"
+                };
                 let finding = cx.finding(
                     self,
                     format!("ALTER TABLE `{table}`{} needs ALGORITHM=COPY ({why}): the table is rebuilt and writes wait for the whole copy", cx.size_note(table)),
-                    "use an online schema change tool (gh-ost, pt-online-schema-change), or an expand/contract sequence of INSTANT/INPLACE changes",
+                    fix,
                 );
                 out.push(cx.scaled(finding, table));
             }

@@ -33,7 +33,7 @@ impl Rule for RenameTable {
             out.push(cx.finding(
                 self,
                 format!("renaming `{from}` to `{to}` breaks the running release, which still uses `{from}`"),
-                "create the new table (or a view under the new name), move the app over, then drop the old name",
+                "`airlock expand` on this file writes it as expand/contract migrations: a view keeps both names working until a contract, run once no old app uses the old name",
             ));
         }
     }

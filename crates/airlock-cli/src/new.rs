@@ -273,20 +273,24 @@ impl Replacing {
                 phase.down.as_deref(),
             ));
         }
+        let put_back = || {
+            for (path, bytes) in &kept {
+                let _ = fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
+                let _ = fs::write(path, bytes);
+            }
+        };
         for path in &originals {
-            fs::remove_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            if let Err(e) = fs::remove_file(path) {
+                put_back();
+                return Err(format!("{}: {e}", path.display()));
+            }
         }
         if let Some(folder) =
             migration.up.path.parent().filter(|p| *p != self.dir.as_path() && p.starts_with(&self.dir))
         {
             let _ = fs::remove_dir(folder);
         }
-        write_all(files).inspect_err(|_| {
-            for (path, bytes) in &kept {
-                let _ = fs::create_dir_all(path.parent().unwrap_or(Path::new(".")));
-                let _ = fs::write(path, bytes);
-            }
-        })
+        write_all(files).inspect_err(|_| put_back())
     }
 }
 
@@ -303,34 +307,58 @@ fn version_text(migration: &airlock_core::Migration, layout: Layout) -> String {
     named.split('_').next().filter(|v| !v.is_empty()).map_or_else(|| migration.version.to_string(), str::to_owned)
 }
 
-/// Writes every file or none: on a failure the ones written are removed.
+/// Writes every file or none: on a failure the files it created (the one
+/// it failed on too, if it got that far) and the folders it made are removed.
 fn write_all(files: Vec<(PathBuf, String)>) -> Result<Vec<PathBuf>, String> {
     let mut paths: Vec<PathBuf> = Vec::new();
+    let mut folders: Vec<PathBuf> = Vec::new();
+    let undo = |paths: &[PathBuf], folders: &[PathBuf]| {
+        for path in paths {
+            let _ = fs::remove_file(path);
+        }
+        for folder in folders.iter().rev() {
+            let _ = fs::remove_dir(folder);
+        }
+    };
     for (path, text) in files {
-        let written = match path.parent() {
-            Some(parent) => fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display())),
-            None => Ok(()),
-        }
-        .and_then(|()| write_new(&path, &text));
-        if let Err(e) = written {
-            for done in &paths {
-                let _ = fs::remove_file(done);
+        if let Some(parent) = path.parent().filter(|p| !p.exists()) {
+            if let Err(e) = fs::create_dir_all(parent) {
+                undo(&paths, &folders);
+                return Err(format!("{}: {e}", parent.display()));
             }
-            return Err(e);
+            folders.push(parent.to_owned());
         }
-        paths.push(path);
+        match write_new(&path, &text) {
+            Ok(()) => paths.push(path),
+            Err(WriteError::Create(e)) => {
+                undo(&paths, &folders);
+                return Err(e);
+            }
+            Err(WriteError::Write(e)) => {
+                paths.push(path);
+                undo(&paths, &folders);
+                return Err(e);
+            }
+        }
     }
     Ok(paths)
 }
 
-fn write_new(path: &Path, content: &str) -> Result<(), String> {
+/// Why a file was not written: it could not be created (nothing to undo),
+/// or it was created and then not written in full.
+enum WriteError {
+    Create(String),
+    Write(String),
+}
+
+fn write_new(path: &Path, content: &str) -> Result<(), WriteError> {
     use std::io::Write;
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(content.as_bytes()).map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(|e| WriteError::Create(format!("{}: {e}", path.display())))?;
+    file.write_all(content.as_bytes()).map_err(|e| WriteError::Write(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]

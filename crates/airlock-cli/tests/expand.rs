@@ -586,3 +586,31 @@ fn postgres_both_apps_work_through_a_table_rename() {
 fn mariadb_both_apps_work_through_a_table_rename() {
     both_apps_work_through_a_table_rename(Engine::MySql);
 }
+
+/// A USING expression that reads another column and calls functions: the
+/// trigger evaluates it as written over the row being written.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn postgres_a_using_expression_reads_the_row_being_written() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write(
+        "1_events.up.sql",
+        "CREATE TABLE events (id bigint PRIMARY KEY, at timestamp, timezone text NOT NULL DEFAULT 'UTC');\nINSERT INTO events VALUES (1, '2026-01-01 12:00', 'Europe/Paris');\n",
+    );
+    project.run(&db, &["migrate"]).expect(0);
+    project.write(
+        "2_at.up.sql",
+        "ALTER TABLE events\n  ALTER COLUMN at TYPE timestamptz\n  USING timezone(timezone, at);\n",
+    );
+    project.run(&db, &["expand", project.dir().join("2_at.up.sql").to_str().unwrap()]).expect(0);
+    project.run(&db, &["migrate"]).expect(0);
+    let utc = |id: i64| {
+        db.scalar(&format!("SELECT to_char(at_new AT TIME ZONE 'UTC', 'HH24:MI') FROM events WHERE id = {id}"))
+    };
+    assert_eq!(utc(1).as_deref(), Some("11:00"), "backfilled through the expression");
+    db.exec("INSERT INTO events (id, at, timezone) VALUES (2, '2026-01-01 12:00', 'America/New_York')");
+    assert_eq!(utc(2).as_deref(), Some("17:00"), "an insert by the old app, through the expression");
+    db.exec("UPDATE events SET at = '2026-01-01 08:00' WHERE id = 1");
+    assert_eq!(utc(1).as_deref(), Some("07:00"), "an update by the old app");
+}

@@ -990,10 +990,11 @@ impl Driver for MySqlDriver {
                 _ if non_unique == 0 => "UNIQUE ",
                 _ => "",
             };
-            out.push((
-                name.clone(),
-                format!("CREATE {kind}INDEX {} ON {} ({columns})", quote(&name), quote(&table.name)),
-            ));
+            let on = match &table.schema {
+                Some(schema) => format!("{}.{}", quote(schema), quote(&table.name)),
+                None => quote(&table.name),
+            };
+            out.push((name.clone(), format!("CREATE {kind}INDEX {} ON {on} ({columns})", quote(&name))));
         }
         Ok(out)
     }

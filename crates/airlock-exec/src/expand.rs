@@ -3,7 +3,7 @@
 //! the expand/contract migrations for it (`airlock_plan::expand`), which the
 //! command line writes as files. Reads only; changes nothing.
 
-use airlock_core::Version;
+use airlock_core::{RunState, Version};
 use airlock_plan::expand::{Expansion, IndexDefinition, change_of, expand};
 
 use crate::{Context, ExecError, Options, snapshot};
@@ -24,12 +24,24 @@ pub async fn expansion(options: &Options, sql: &str, replacing: Option<&Version>
     let snap = snapshot(driver.as_mut(), &Context::new(options)).await;
     let _ = driver.rollback().await;
     let (catalog, snap) = (catalog?, snap?);
+    // The newest record of each version says where it stands.
+    let state_of = |version: &Version| snap.history.iter().rev().find(|r| &r.version == version).map(|r| r.state);
     if let Some(version) = replacing {
-        if snap.history.iter().any(|r| &r.version == version) {
-            return Err(refused(format!(
-                "migration {version} is applied to {} already: expand a change before it runs, or write its reverse as a new migration",
-                options.url
-            )));
+        match state_of(version) {
+            Some(s) if s.is_applied() => {
+                return Err(refused(format!(
+                    "migration {version} is applied to {} already: expand a change before it runs, or write its reverse as a new migration",
+                    options.url
+                )));
+            }
+            None | Some(RunState::RolledBack) => {}
+            Some(s) => {
+                return Err(refused(format!(
+                    "migration {version} is {} in {}: see `airlock status`, and resolve it first",
+                    s.as_str(),
+                    options.url
+                )));
+            }
         }
     }
     // The phases are written from the live table: one a pending migration
@@ -38,8 +50,11 @@ pub async fn expansion(options: &Options, sql: &str, replacing: Option<&Version>
     let pending: Vec<String> = discovered
         .migrations
         .iter()
-        .filter(|m| Some(&m.version) != replacing && !snap.history.iter().any(|r| r.version == m.version))
-        .map(|m| format!("{} ({})", m.version, m.name))
+        .filter(|m| Some(&m.version) != replacing && !state_of(&m.version).is_some_and(RunState::is_applied))
+        .map(|m| {
+            let contract = if m.directives.contract { ", a contract: `airlock migrate --contract`" } else { "" };
+            format!("{} ({}{contract})", m.version, m.name)
+        })
         .collect();
     if !pending.is_empty() {
         return Err(refused(format!(

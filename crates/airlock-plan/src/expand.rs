@@ -153,7 +153,7 @@ pub fn change_of(sql: &str, dialect: Dialect) -> Result<Request, Refusal> {
             column: column.clone(),
             to_type: data_type.clone(),
             // As written: the parser's text of it is approximate.
-            using: using.as_ref().map(|_| using_as_written(&statement)),
+            using: using.as_ref().map(|_| using_as_written(&one.sql)),
         }),
         AlterAction::RedefineColumn { old_name, column } => StatementChange::Redefine {
             old: old_name.clone().unwrap_or_else(|| column.name.clone()),
@@ -185,11 +185,17 @@ pub enum StatementChange {
     },
 }
 
-/// The text after the statement's last `USING`.
+/// The text after the statement's last word `USING`, as written.
 fn using_as_written(statement: &str) -> String {
     let upper = statement.to_ascii_uppercase();
-    match upper.rfind(" USING ") {
-        Some(at) => statement[at + " USING ".len()..].trim().to_owned(),
+    let bytes = upper.as_bytes();
+    let word_at = |at: usize| {
+        at > 0
+            && bytes[at - 1].is_ascii_whitespace()
+            && bytes.get(at + "USING".len()).is_some_and(u8::is_ascii_whitespace)
+    };
+    match upper.match_indices("USING").map(|(at, _)| at).filter(|at| word_at(*at)).last() {
+        Some(at) => statement[at + "USING".len()..].trim().to_owned(),
         None => String::new(),
     }
 }
@@ -264,7 +270,7 @@ pub fn expand(
     }
     refuse_keys(table, catalog, &live)?;
     refuse_triggers(table)?;
-    let g = Gen::new(dialect, request, table, (&old, &new), &live, &change)?;
+    let g = Gen::new(dialect, request, (&old, &new), &live, &change)?;
     let mut phases = vec![g.expand_phase(), g.backfill_phase()];
     let built = g.rebuilt(table, indexes)?;
     if let Some(phase) = g.constraints_phase(&built) {
@@ -286,6 +292,12 @@ fn table_rename(request: &Request, catalog: &Catalog, to: &str, dialect: Dialect
     let target = TableName { schema: from.schema.clone(), name: to.to_owned() };
     if catalog.table(&target).table().is_some() {
         return Err(Refusal(format!("there is a table `{target}` already: pick another name")));
+    }
+    let major = catalog.server_version.as_deref().and_then(|v| v.split(['.', ' ']).next()?.parse::<u32>().ok());
+    if let (Dialect::Postgres, Some(major @ ..15)) = (dialect, major) {
+        return Err(Refusal(format!(
+            "PostgreSQL {major} has no security_invoker views: a view under the old name would run with its owner's rights, past the table's row-level security and grants; rename the table when no old app runs, or expand on PostgreSQL 15 or later"
+        )));
     }
     let q = |n: &str| quote(n, dialect);
     let qualify = |name: &str| match &from.schema {
@@ -312,14 +324,15 @@ fn table_rename(request: &Request, catalog: &Catalog, to: &str, dialect: Dialect
             request.statement
         ));
         expand.push_str(&format!("ALTER TABLE {old} RENAME TO {};\n", q(to)));
-        expand.push_str(&format!("CREATE VIEW {old} AS SELECT * FROM {new};\n"));
+        // With the rights of whoever queries it, not its owner's: row-level
+        // security and the table's grants apply through it as they did.
+        expand.push_str(&format!("CREATE VIEW {old} WITH (security_invoker = true) AS SELECT * FROM {new};\n"));
         // The view gets the table's grants: a role that could use the table
         // by its old name still can (a view's own grants are its own).
-        let schema = from.schema.as_ref().map_or_else(|| "current_schema()".to_owned(), |s| literal(s));
         expand.push_str(&format!(
-            "-- The table's grants, given on the view too.\n-- airlock:allow dynamic-sql the grants are read from the catalog when it runs\n-- airlock:allow unchecked the grants are read from the catalog when it runs\nDO $airlock$\nDECLARE\n  g record;\nBEGIN\n  FOR g IN SELECT grantee, privilege_type FROM information_schema.role_table_grants\n    WHERE table_schema = {schema} AND table_name = {} AND grantee <> current_user\n  LOOP\n    EXECUTE format('GRANT %s ON %s TO %s', g.privilege_type, {},\n      CASE WHEN g.grantee = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(g.grantee) END);\n  END LOOP;\nEND\n$airlock$;\n",
-            literal(to),
-            literal(&old)
+            "-- The table's grants (PUBLIC's, per column, with grant option) given on the view too.\n-- airlock:allow dynamic-sql the grants are read from the catalog when it runs\n-- airlock:allow unchecked the grants are read from the catalog when it runs\nDO $airlock$\nDECLARE\n  g record;\nBEGIN\n  FOR g IN\n    SELECT a.privilege_type AS what, NULL::name AS col, a.grantee, a.is_grantable\n      FROM pg_class c, aclexplode(c.relacl) a WHERE c.oid = to_regclass({new_text}) AND a.grantee <> c.relowner\n    UNION ALL\n    SELECT a.privilege_type, att.attname, a.grantee, a.is_grantable\n      FROM pg_attribute att, aclexplode(att.attacl) a\n      WHERE att.attrelid = to_regclass({new_text}) AND att.attacl IS NOT NULL\n  LOOP\n    EXECUTE format('GRANT %s%s ON %s TO %s%s', g.what, coalesce(' (' || quote_ident(g.col) || ')', ''), {old_text},\n      CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(g.grantee)) END,\n      CASE WHEN g.is_grantable THEN ' WITH GRANT OPTION' ELSE '' END);\n  END LOOP;\nEND\n$airlock$;\n",
+            new_text = literal(&new),
+            old_text = literal(&old)
         ));
         down = format!(
             "DROP VIEW IF EXISTS {old};\n-- airlock:allow rename-table back to the name it had\nALTER TABLE {new} RENAME TO {};\n",
@@ -333,7 +346,7 @@ fn table_rename(request: &Request, catalog: &Catalog, to: &str, dialect: Dialect
             request.statement
         ));
         down = format!("DROP VIEW IF EXISTS {new};\n");
-        let swap = q(&object_name(&format!("airlock_swap_{}", from.name)));
+        let swap = qualify(&object_name(&format!("airlock_swap_{}", from.name)));
         contract.push_str(&contract_intro);
         contract.push_str(&format!(
             "-- One statement, so no query finds neither: the view steps aside, the table takes its name.\n-- airlock:allow rename-table the view under the new name gives way to the table in one step\nRENAME TABLE {new} TO {swap}, {old} TO {new};\nDROP VIEW {swap};\n"
@@ -456,8 +469,6 @@ struct Gen<'a> {
     using: Option<String>,
     base: String,
     original: String,
-    /// The table's columns, which a USING expression may read.
-    columns: Vec<String>,
 }
 
 impl<'a> Gen<'a> {
@@ -465,13 +476,11 @@ impl<'a> Gen<'a> {
     fn new(
         dialect: Dialect,
         request: &'a Request,
-        live_table: &Table,
         (old, new): (&'a str, &'a str),
         live: &'a Column,
         change: &Change,
     ) -> Result<Gen<'a>, Refusal> {
         let (table, statement) = (&request.table, &request.statement);
-        let columns = live_table.columns.iter().map(|c| c.name.clone()).collect();
         let q = |n: &str| quote(n, dialect);
         let qualified = match &table.schema {
             Some(schema) => format!("{}.{}", q(schema), q(&table.name)),
@@ -503,7 +512,6 @@ impl<'a> Gen<'a> {
             using,
             base: object_name(&format!("{SYNC_TRIGGER_PREFIX}{}_{}", table.name, old)),
             original,
-            columns,
         })
     }
 
@@ -517,12 +525,10 @@ impl<'a> Gen<'a> {
         let old = if in_trigger { format!("NEW.{}", self.old) } else { self.old.clone() };
         match (&self.using, self.postgres(), self.new_type == self.old_type) {
             (_, _, true) | (_, false, _) => old,
+            // The expression as written, over the row being written: its
+            // columns read as in the table, its functions and types untouched.
             (Some(using), true, false) if in_trigger => {
-                // Every column of the table the expression reads, from the row being written.
-                self.columns.iter().fold(using.clone(), |expr, c| {
-                    let from_row = format!("NEW.{}", quote(c, self.dialect));
-                    airlock_sql::replace_column(&expr, self.dialect, c, &from_row).unwrap_or(expr)
-                })
+                format!("(SELECT {using} FROM (SELECT (NEW).*) AS airlock_row)")
             }
             (Some(using), true, false) => using.clone(),
             (None, true, false) => format!("CAST({old} AS {})", self.new_type),
@@ -702,6 +708,15 @@ impl<'a> Gen<'a> {
             if moved == list {
                 continue;
             }
+            if !self.postgres() && (create.ends_with("FULLTEXT") || create.ends_with("SPATIAL")) {
+                return Err(Refusal(format!(
+                    "`{}.{}` is in the {} index {}, which MySQL cannot build without blocking writes; drop it, expand, and add it back",
+                    self.bare_table,
+                    self.old_raw,
+                    create.trim_start_matches("CREATE ").to_lowercase(),
+                    index.name
+                )));
+            }
             if other_constraints.contains(&index.name.as_str()) {
                 return Err(Refusal(format!(
                     "`{}.{}` is in the constraint {} (an exclusion constraint), which expand cannot build again on a new column; drop it, expand, and add it back",
@@ -862,13 +877,17 @@ impl<'a> Gen<'a> {
             // MariaDB 10.4+ and MySQL 8.0.29+. The default comes with it, so no
             // insert after the unlock misses it. The column first: should
             // dropping a trigger fail, writes fail loudly rather than go out of step.
-            let default = self.live.default.as_ref().map(|d| mysql_default(d));
+            let default = self
+                .live
+                .default
+                .as_ref()
+                .map(|d| format!(" DEFAULT {}", mysql_default(d, &self.new_type)))
+                .unwrap_or_default();
+            let typed = format!("{}{}", self.new_type, self.collation());
             let mut parts = vec![format!("DROP COLUMN {old}")];
-            if retype {
-                let default = default.as_ref().map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
-                parts.push(format!("CHANGE {new} {old} {} NULL{default}", self.new_type));
-            } else if let Some(d) = &default {
-                parts.push(format!("ALTER COLUMN {new} SET DEFAULT {d}"));
+            if retype || !default.is_empty() {
+                // The column said again with its default (`SET DEFAULT` takes only a literal on MySQL).
+                parts.push(format!("CHANGE {new} {final_name} {typed} NULL{default}"));
             }
             up.push_str(&format!(
                 "LOCK TABLES {t} WRITE;\nALTER TABLE {t} {};\nDROP TRIGGER {insert};\nDROP TRIGGER {update};\nUNLOCK TABLES;\n",
@@ -877,7 +896,6 @@ impl<'a> Gen<'a> {
             // What else the old column had: NOT NULL, ON UPDATE, its comment (online).
             if !self.live.nullable || self.live.on_update.is_some() || self.live.comment.is_some() {
                 let null = if self.live.nullable { "NULL" } else { "NOT NULL" };
-                let default = default.map(|d| format!(" DEFAULT {d}")).unwrap_or_default();
                 let on_update = self.live.on_update.as_ref().map(|u| format!(" ON UPDATE {u}")).unwrap_or_default();
                 let comment = self
                     .live
@@ -887,9 +905,7 @@ impl<'a> Gen<'a> {
                     .map(|c| format!(" COMMENT '{}'", c.replace('\\', "\\\\").replace('\'', "''")))
                     .unwrap_or_default();
                 up.push_str(&format!(
-                    "ALTER TABLE {t} MODIFY {final_name} {} {null}{default}{on_update}{}{comment}, ALGORITHM=INPLACE, LOCK=NONE;\n",
-                    self.new_type,
-                    self.collation()
+                    "ALTER TABLE {t} MODIFY {final_name} {typed} {null}{default}{on_update}{comment}, ALGORITHM=INPLACE, LOCK=NONE;\n"
                 ));
             }
             // The new indexes keep their names (`RENAME INDEX` would need a
@@ -908,14 +924,27 @@ fn column_type(column: &Column, dialect: Dialect) -> String {
 }
 
 /// A MySQL default as `information_schema` prints it, as a DEFAULT clause writes it.
-fn mysql_default(default: &str) -> String {
+/// MariaDB prints a literal quoted and an expression bare; MySQL 8 prints a
+/// literal bare: a number stays a number only in a numeric column.
+fn mysql_default(default: &str, data_type: &str) -> String {
     let upper = default.to_ascii_uppercase();
-    let bare = upper.starts_with("CURRENT_TIMESTAMP")
+    let numeric =
+        ["int", "tinyint", "smallint", "mediumint", "bigint", "decimal", "numeric", "float", "double", "real"]
+            .iter()
+            .any(|t| data_type.to_ascii_lowercase().split(['(', ' ']).next() == Some(*t));
+    let as_printed = default.starts_with('\'')
+        || default.starts_with('(')
         || upper == "NULL"
-        || default.parse::<f64>().is_ok()
-        || default.starts_with('\'')
-        || default.starts_with('(');
-    if bare { default.to_owned() } else { format!("'{}'", default.replace('\'', "''")) }
+        || upper.starts_with("CURRENT_TIMESTAMP")
+        || (numeric && default.parse::<f64>().is_ok());
+    if as_printed {
+        default.to_owned()
+    } else if default.contains('(') {
+        // An expression default (`uuid()`, `curdate()`): in parentheses, as MySQL 8 wants it.
+        format!("({default})")
+    } else {
+        format!("'{}'", default.replace('\\', "\\\\").replace('\'', "''"))
+    }
 }
 
 /// `name` with `old` in it replaced by `new`, else `name` followed by `_new`.
@@ -1056,7 +1085,11 @@ mod tests {
         .unwrap();
         let expand = &e.phases[0];
         assert!(expand.up.contains("ADD COLUMN price_new numeric(12,4);"), "{}", expand.up);
-        assert!(expand.up.contains("NEW.price_new := round(NEW.price, 4);"), "{}", expand.up);
+        assert!(
+            expand.up.contains("NEW.price_new := (SELECT round(price, 4) FROM (SELECT (NEW).*) AS airlock_row);"),
+            "{}",
+            expand.up
+        );
         assert!(expand.up.contains("NEW.price := CAST(NEW.price_new AS numeric(10,2));"), "{}", expand.up);
         assert!(expand.up.contains("EXCEPTION WHEN data_exception"), "{}", expand.up);
         assert!(e.phases[1].up.contains("SET price_new = round(price, 4) WHERE"), "{}", e.phases[1].up);
@@ -1078,7 +1111,7 @@ mod tests {
         let contract = &e.phases.last().unwrap().up;
         let steps = [
             "ALTER TABLE users DROP INDEX users_email_key, ALGORITHM=INPLACE, LOCK=NONE;\nLOCK TABLES users WRITE;",
-            "ALTER TABLE users DROP COLUMN email, ALTER COLUMN email_address SET DEFAULT '';\nDROP TRIGGER",
+            "ALTER TABLE users DROP COLUMN email, CHANGE email_address email_address varchar(255) NULL DEFAULT '';\nDROP TRIGGER",
             "UNLOCK TABLES;\nALTER TABLE users MODIFY email_address varchar(255) NOT NULL DEFAULT ''",
         ];
         for step in steps {
@@ -1110,7 +1143,9 @@ mod tests {
         .unwrap();
         let expand = &e.phases[0].up;
         assert!(
-            expand.contains("NEW.email_new := COALESCE(NULLIF(NEW.email, '')::jsonb, '{}') || to_jsonb(NEW.tz);"),
+            expand.contains(
+                "NEW.email_new := (SELECT COALESCE(NULLIF(email, '')::jsonb, '{}') || to_jsonb(tz) FROM (SELECT (NEW).*) AS airlock_row);"
+            ),
             "{expand}"
         );
         assert!(expand.contains("NEW.email_new::text IS DISTINCT FROM OLD.email_new::text"), "{expand}");
@@ -1165,11 +1200,18 @@ mod tests {
         let pg = run("ALTER TABLE users RENAME TO people", Dialect::Postgres, &t).unwrap();
         assert_eq!(pg.phases.iter().map(|p| p.name).collect::<Vec<_>>(), ["expand", "contract"]);
         assert!(
-            pg.phases[0].up.contains("ALTER TABLE users RENAME TO people;\nCREATE VIEW users AS SELECT * FROM people;"),
+            pg.phases[0]
+                .up
+                .contains("ALTER TABLE users RENAME TO people;\nCREATE VIEW users WITH (security_invoker = true) AS SELECT * FROM people;"),
             "{}",
             pg.phases[0].up
         );
-        assert!(pg.phases[0].up.contains("role_table_grants"), "{}", pg.phases[0].up);
+        assert!(pg.phases[0].up.contains("aclexplode(c.relacl)") && pg.phases[0].up.contains("aclexplode(att.attacl)"));
+        let mut old = Catalog::live(vec![t.clone()]);
+        old.server_version = Some("14.11".into());
+        let request = change_of("ALTER TABLE users RENAME TO people", Dialect::Postgres).unwrap();
+        let refused = expand(&request, &t, &old, &[], Dialect::Postgres).unwrap_err();
+        assert!(refused.0.contains("PostgreSQL 14 has no security_invoker views"), "{refused}");
         assert!(pg.phases[1].up.contains("-- airlock:contract") && pg.phases[1].up.contains("DROP VIEW users;"));
         let my = run("RENAME TABLE users TO people", Dialect::MySql, &t).unwrap();
         assert!(my.phases[0].up.contains("CREATE VIEW people AS SELECT * FROM users;"), "{}", my.phases[0].up);

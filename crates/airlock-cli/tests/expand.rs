@@ -265,6 +265,57 @@ fn app(
     })
 }
 
+/// The two apps through the phases: the old one writes `old` from before
+/// the expand until the contract, the new one `new` from the expand on, and
+/// each reads its writes back through the other's name while both exist.
+/// `expanded` runs once `migrate` has stopped before the contract. Returns
+/// what each wrote (neither saw an error) and `SELECT id, <column> FROM
+/// <table>` (`rows`) at the end.
+fn through_the_phases(
+    db: &Db,
+    project: &Project,
+    (old_way, new_way): (Through, Through),
+    expanded: impl FnOnce(),
+    rows: (&str, &str),
+) -> (Wrote, Wrote, HashMap<i64, String>) {
+    let (stop_old, stop_new) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (old_checks, new_checks) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let old = app(db.handle(), old_way, 100_000, |i| i % 2 == 0, stop_old.clone(), old_checks.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let run = project.run(db, &["migrate"]);
+    run.expect(0);
+    assert!(run.all().contains("contract pending"), "{}", run.all());
+    expanded();
+    // Expanded: the new release deploys while the old one still runs.
+    old_checks.store(true, Ordering::SeqCst);
+    let new = app(db.handle(), new_way, 200_000, |i| i % 2 == 1, stop_new.clone(), new_checks.clone());
+    new_checks.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1500));
+    // The old release is gone: the contract.
+    stop_old.store(true, Ordering::SeqCst);
+    let old = old.join().unwrap();
+    new_checks.store(false, Ordering::SeqCst);
+    let started = Instant::now();
+    project.run(db, &["migrate", "--contract"]).expect(0);
+    eprintln!("contract took {:?}", started.elapsed());
+    std::thread::sleep(Duration::from_millis(300));
+    stop_new.store(true, Ordering::SeqCst);
+    let new = new.join().unwrap();
+    eprintln!("old app: {} writes, new app: {} writes", old.writes, new.writes);
+    assert!(old.errors.is_empty(), "the old app failed: {:?}", &old.errors[..old.errors.len().min(5)]);
+    assert!(new.errors.is_empty(), "the new app failed: {:?}", &new.errors[..new.errors.len().min(5)]);
+    assert!(old.writes > 100 && new.writes > 100, "both apps wrote: {} and {}", old.writes, new.writes);
+    let rows: HashMap<i64, String> = db
+        .rows(&format!("SELECT id, {} FROM {}", rows.1, rows.0))
+        .into_iter()
+        .map(|r| (r[0].as_ref().unwrap().parse().unwrap(), r[1].clone().unwrap_or_default()))
+        .collect();
+    for (id, value) in old.last.iter().chain(new.last.iter()) {
+        assert_eq!(rows.get(id), Some(value), "row {id}: the last write was {value}");
+    }
+    (old, new, rows)
+}
+
 /// The old app writes `email`, the new app `email_address`, concurrently
 /// through expand → backfill → constraints → contract: neither sees an
 /// error, each reads its writes back through the other name while both
@@ -275,46 +326,9 @@ fn both_apps_work_at_every_phase(engine: Engine) {
     accounts(&project, &db);
     project.write("2_rename_email.up.sql", "ALTER TABLE accounts RENAME COLUMN email TO email_address;\n");
     project.run(&db, &["expand", project.dir().join("2_rename_email.up.sql").to_str().unwrap()]).expect(0);
-
-    let stop_old = Arc::new(AtomicBool::new(false));
-    let stop_new = Arc::new(AtomicBool::new(false));
-    let old_checks = Arc::new(AtomicBool::new(false));
-    let new_checks = Arc::new(AtomicBool::new(false));
-    let through = Through { table: "accounts", column: "email", read_back: ("accounts", "email_address") };
-    let old = app(db.handle(), through, 100_000, |i| i % 2 == 0, stop_old.clone(), old_checks.clone());
-    std::thread::sleep(Duration::from_millis(300));
-    let run = project.run(&db, &["migrate"]);
-    run.expect(0);
-    assert!(run.all().contains("contract pending"), "{}", run.all());
-    // Expanded: the new release deploys while the old one still runs.
-    old_checks.store(true, Ordering::SeqCst);
-    let through = Through { table: "accounts", column: "email_address", read_back: ("accounts", "email") };
-    let new = app(db.handle(), through, 200_000, |i| i % 2 == 1, stop_new.clone(), new_checks.clone());
-    new_checks.store(true, Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(1500));
-    // The old release is gone: the contract.
-    stop_old.store(true, Ordering::SeqCst);
-    let old = old.join().unwrap();
-    new_checks.store(false, Ordering::SeqCst);
-    let started = Instant::now();
-    let run = project.run(&db, &["migrate", "--contract"]);
-    run.expect(0);
-    eprintln!("contract took {:?}", started.elapsed());
-    std::thread::sleep(Duration::from_millis(300));
-    stop_new.store(true, Ordering::SeqCst);
-    let new = new.join().unwrap();
-    eprintln!("old app: {} writes, new app: {} writes", old.writes, new.writes);
-    assert!(old.errors.is_empty(), "the old app failed: {:?}", &old.errors[..old.errors.len().min(5)]);
-    assert!(new.errors.is_empty(), "the new app failed: {:?}", &new.errors[..new.errors.len().min(5)]);
-    assert!(old.writes > 100 && new.writes > 100, "both apps wrote: {} and {}", old.writes, new.writes);
-    let rows: HashMap<i64, String> = db
-        .rows("SELECT id, email_address FROM accounts")
-        .into_iter()
-        .map(|r| (r[0].as_ref().unwrap().parse().unwrap(), r[1].clone().unwrap_or_default()))
-        .collect();
-    for (id, value) in old.last.iter().chain(new.last.iter()) {
-        assert_eq!(rows.get(id), Some(value), "row {id}: the last write was {value}");
-    }
+    let old_way = Through { table: "accounts", column: "email", read_back: ("accounts", "email_address") };
+    let new_way = Through { table: "accounts", column: "email_address", read_back: ("accounts", "email") };
+    let (old, new, rows) = through_the_phases(&db, &project, (old_way, new_way), || {}, ("accounts", "email_address"));
     let untouched = (1..=200).filter(|i| !old.last.contains_key(i) && !new.last.contains_key(i));
     for id in untouched {
         assert_eq!(rows.get(&id), Some(&format!("seed-{id}")), "row {id} was copied");
@@ -521,50 +535,22 @@ fn both_apps_work_through_a_table_rename(engine: Engine) {
     assert!(run.stdout.contains("rename of the table `accounts` to `members`"), "{}", run.all());
     project.run(&db, &["lint"]).expect(0);
 
-    let stop_old = Arc::new(AtomicBool::new(false));
-    let stop_new = Arc::new(AtomicBool::new(false));
-    let old_checks = Arc::new(AtomicBool::new(false));
-    let new_checks = Arc::new(AtomicBool::new(false));
-    let through = Through { table: "accounts", column: "email", read_back: ("members", "email") };
-    let old = app(db.handle(), through, 100_000, |i| i % 2 == 0, stop_old.clone(), old_checks.clone());
-    std::thread::sleep(Duration::from_millis(300));
     // A role of least privilege that the old app could run as.
     let role = format!("app_{}", db.url.rsplit('/').next().unwrap());
     if engine == Engine::Postgres {
         db.exec(&format!("CREATE ROLE {role}; GRANT SELECT, INSERT ON accounts TO {role}"));
     }
-    let run = project.run(&db, &["migrate"]);
-    run.expect(0);
-    assert!(run.all().contains("contract pending"), "{}", run.all());
-    if engine == Engine::Postgres {
-        let can = |what: &str| db.scalar(&format!("SELECT has_table_privilege('{role}', 'accounts', '{what}')"));
-        assert_eq!(can("INSERT").as_deref(), Some("t"), "the view has the table's grants");
-        assert_eq!(can("DELETE").as_deref(), Some("f"), "and no more");
-    }
-    old_checks.store(true, Ordering::SeqCst);
-    let through = Through { table: "members", column: "email", read_back: ("accounts", "email") };
-    let new = app(db.handle(), through, 200_000, |i| i % 2 == 1, stop_new.clone(), new_checks.clone());
-    new_checks.store(true, Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(1000));
-    stop_old.store(true, Ordering::SeqCst);
-    let old = old.join().unwrap();
-    new_checks.store(false, Ordering::SeqCst);
-    project.run(&db, &["migrate", "--contract"]).expect(0);
-    std::thread::sleep(Duration::from_millis(300));
-    stop_new.store(true, Ordering::SeqCst);
-    let new = new.join().unwrap();
-    assert!(old.errors.is_empty(), "the old app failed: {:?}", &old.errors[..old.errors.len().min(5)]);
-    assert!(new.errors.is_empty(), "the new app failed: {:?}", &new.errors[..new.errors.len().min(5)]);
-    assert!(old.writes > 100 && new.writes > 100, "both apps wrote: {} and {}", old.writes, new.writes);
+    let grants_kept = || {
+        if engine == Engine::Postgres {
+            let can = |what: &str| db.scalar(&format!("SELECT has_table_privilege('{role}', 'accounts', '{what}')"));
+            assert_eq!(can("INSERT").as_deref(), Some("t"), "the view has the table's grants");
+            assert_eq!(can("DELETE").as_deref(), Some("f"), "and no more");
+        }
+    };
+    let old_way = Through { table: "accounts", column: "email", read_back: ("members", "email") };
+    let new_way = Through { table: "members", column: "email", read_back: ("accounts", "email") };
+    through_the_phases(&db, &project, (old_way, new_way), grants_kept, ("members", "email"));
     assert!(db.table_exists("members") && !db.table_exists("accounts"), "one table, under the new name");
-    let rows: HashMap<i64, String> = db
-        .rows("SELECT id, email FROM members")
-        .into_iter()
-        .map(|r| (r[0].as_ref().unwrap().parse().unwrap(), r[1].clone().unwrap_or_default()))
-        .collect();
-    for (id, value) in old.last.iter().chain(new.last.iter()) {
-        assert_eq!(rows.get(id), Some(value), "row {id}: the last write was {value}");
-    }
     let views = match engine {
         Engine::Postgres => "SELECT count(*) FROM information_schema.views WHERE table_schema = current_schema()",
         _ => "SELECT count(*) FROM information_schema.views WHERE table_schema = DATABASE()",

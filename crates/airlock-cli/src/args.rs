@@ -289,7 +289,7 @@ pub struct UnlockArgs {
 }
 
 /// `airlock new`.
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Default)]
 pub struct NewArgs {
     /// Name of the migration, e.g. `add_orders_index`.
     pub name: String,

@@ -128,15 +128,13 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 let replacing = new::Replacing::open(&dir, &exclude, &args.file).map_err(ExecError::Usage)?;
                 let migration = replacing.migration();
                 let (version, sql) = (migration.version.clone(), migration.up.sql.clone());
-                let expansion = airlock_exec::expansion(&options, &sql, Some(&version)).await?;
-                let new_args = NewArgs {
-                    name: migration.name.clone(),
-                    data: false,
-                    no_down: false,
-                    sequential: false,
-                    timestamp: false,
-                    expand: None,
+                // Which file could not be expanded, and why.
+                let in_file = |e: ExecError| match e {
+                    ExecError::Usage(why) => ExecError::Usage(format!("{}: {why}", args.file.display())),
+                    other => other,
                 };
+                let expansion = airlock_exec::expansion(&options, &sql, Some(&version)).await.map_err(in_file)?;
+                let new_args = NewArgs { name: migration.name.clone(), ..NewArgs::default() };
                 let paths = replacing.write(&new_args, &expansion.phases).map_err(ExecError::Usage)?;
                 render::expanded(&expansion, &paths, Some(&args.file), format);
                 Ok(())

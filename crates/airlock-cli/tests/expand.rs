@@ -600,3 +600,32 @@ fn postgres_a_using_expression_reads_the_row_being_written() {
     db.exec("UPDATE events SET at = '2026-01-01 08:00' WHERE id = 1");
     assert_eq!(utc(1).as_deref(), Some("07:00"), "an update by the old app");
 }
+
+/// A file that is applied already is not replaced: the refusal names the
+/// file and what to do instead; so does a file that is not one change.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn postgres_an_applied_or_unfit_file_is_refused_naming_it() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id bigint PRIMARY KEY, a text);\n");
+    let run = project.run(&db, &["expand", project.dir().join("1_t.up.sql").to_str().unwrap()]);
+    run.expect(2);
+    assert!(
+        run.stderr.contains("1_t.up.sql: cannot expand") && run.stderr.contains("one ALTER TABLE"),
+        "{}",
+        run.all()
+    );
+    project.write("2_r.up.sql", "ALTER TABLE t RENAME COLUMN a TO b;\n");
+    project.run(&db, &["migrate"]).expect(0);
+    let file = project.dir().join("2_r.up.sql");
+    let run = project.run(&db, &["expand", file.to_str().unwrap()]);
+    run.expect(2);
+    assert!(run.stderr.contains("2_r.up.sql: cannot expand"), "{}", run.all());
+    assert!(
+        run.stderr.contains("is applied to") && run.stderr.contains("write its reverse as a new migration"),
+        "{}",
+        run.all()
+    );
+    assert_eq!(std::fs::read_to_string(file).unwrap(), "ALTER TABLE t RENAME COLUMN a TO b;\n");
+}

@@ -168,6 +168,17 @@ impl Table {
         self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
     }
 
+    /// The primary key's index: the one its constraint names, or else as the
+    /// engines name it (`<table>_pkey`, MySQL's `PRIMARY`).
+    pub fn primary_key(&self) -> Option<&Index> {
+        let named =
+            self.constraints.iter().find(|c| c.kind == ConstraintKind::PrimaryKey).and_then(|c| c.name.as_ref());
+        self.indexes
+            .iter()
+            .find(|i| Some(&i.name) == named)
+            .or_else(|| self.indexes.iter().find(|i| i.unique && (i.name.ends_with("_pkey") || i.name == "PRIMARY")))
+    }
+
     fn column_mut(&mut self, name: &str) -> Option<&mut Column> {
         self.columns.iter_mut().find(|c| c.name.eq_ignore_ascii_case(name))
     }

@@ -145,9 +145,10 @@ pub struct MySqlDriver {
     opts: Opts,
     /// Triggers dropped by `begin_load` (sql_mode, statement), made again by `end_load`.
     unloaded_triggers: Vec<(String, String)>,
-    /// The lock waits could not be read (no PROCESS privilege, or no such
-    /// table): not asked again on this connection.
-    lock_waits_unreadable: bool,
+    /// Which of `LOCK_WAITERS` this server answers: None until asked; then
+    /// the one that answered, or none (no PROCESS privilege): not asked
+    /// again on this connection, so each batch costs one query.
+    lock_waits: Option<Option<&'static str>>,
 }
 
 /// Sessions waiting for locks this connection's transaction holds: MariaDB
@@ -308,14 +309,7 @@ impl MySqlDriver {
         conn.query_drop("SET time_zone = '+00:00'").await.map_err(error)?;
         let version: Option<String> = conn.query_first("SELECT VERSION()").await.map_err(error)?;
         let mariadb = version.is_some_and(|v| v.contains("MariaDB"));
-        Ok(MySqlDriver {
-            conn,
-            mariadb,
-            tables_ready: false,
-            opts,
-            unloaded_triggers: Vec::new(),
-            lock_waits_unreadable: false,
-        })
+        Ok(MySqlDriver { conn, mariadb, tables_ready: false, opts, unloaded_triggers: Vec::new(), lock_waits: None })
     }
 
     /// Whether all of airlock's tables exist; remembered once true.
@@ -1004,17 +998,20 @@ impl Driver for MySqlDriver {
     }
 
     async fn lock_waiters(&mut self) -> Result<u64> {
-        if self.lock_waits_unreadable {
-            return Ok(0);
-        }
-        let queries = if self.mariadb { &LOCK_WAITERS[..1] } else { &LOCK_WAITERS[..] };
-        for query in queries {
+        let queries: &[&'static str] = match self.lock_waits {
+            Some(None) => return Ok(0),
+            Some(Some(known)) => &[known],
+            None if self.mariadb => &LOCK_WAITERS[..1],
+            None => &LOCK_WAITERS[..],
+        };
+        for query in queries.iter().copied() {
             // A failed read of the catalog leaves InnoDB's transaction as it was.
-            if let Ok(Some(count)) = self.conn.query_first::<Option<u64>, _>(*query).await {
+            if let Ok(Some(count)) = self.conn.query_first::<Option<u64>, _>(query).await {
+                self.lock_waits = Some(Some(query));
                 return Ok(count.unwrap_or(0));
             }
         }
-        self.lock_waits_unreadable = true;
+        self.lock_waits = Some(None);
         Ok(0)
     }
 

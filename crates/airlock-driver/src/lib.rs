@@ -648,37 +648,28 @@ pub trait Driver: Send {
         value: &(dyn Fn(u64) -> String + Sync),
     ) -> Result<Option<Batch>> {
         self.begin().await?;
-        let changed = match self.execute_counted(statement).await {
-            Ok(changed) => changed,
-            Err(e) => {
-                let _ = self.rollback().await;
-                return Err(e);
-            }
-        };
-        let waiters = match self.lock_waiters().await {
-            Ok(waiters) => waiters,
-            Err(e) => {
-                let _ = self.rollback().await;
-                return Err(e);
-            }
-        };
-        if let Err(e) = self.write_meta(key, &value(changed)).await {
-            let _ = self.rollback().await;
-            return Err(e);
+        let batch = async {
+            let changed = self.execute_counted(statement).await?;
+            let waiters = self.lock_waiters().await?;
+            self.write_meta(key, &value(changed)).await?;
+            let held = self.renew_lease(owner, Some(version)).await?;
+            Ok::<_, DriverError>(held.then_some(Batch { changed, waiters }))
         }
-        match self.renew_lease(owner, Some(version)).await {
-            Ok(true) => {}
-            Ok(false) => {
+        .await;
+        match batch {
+            Ok(Some(batch)) => {
+                self.commit().await?;
+                Ok(Some(batch))
+            }
+            Ok(None) => {
                 self.rollback().await?;
-                return Ok(None);
+                Ok(None)
             }
             Err(e) => {
                 let _ = self.rollback().await;
-                return Err(e);
+                Err(e)
             }
         }
-        self.commit().await?;
-        Ok(Some(Batch { changed, waiters }))
     }
 
     /// Describes sessions that hold locks others wait for, or that sit in long

@@ -4,7 +4,7 @@
 //! command line writes as files. Reads only; changes nothing.
 
 use airlock_core::{RunState, Version};
-use airlock_plan::expand::{Expansion, IndexDefinition, change_of, expand};
+use airlock_plan::expand::{Change, Expansion, IndexDefinition, StatementChange, change_of, expand};
 
 use crate::{Context, ExecError, Options, snapshot};
 
@@ -72,13 +72,17 @@ pub async fn expansion(options: &Options, sql: &str, replacing: Option<&Version>
             options.url
         )));
     };
-    let indexes = driver
-        .index_definitions(table_name)
-        .await
-        .map_err(ExecError::db("reading the table's indexes"))?
-        .into_iter()
-        .map(|(name, definition)| IndexDefinition { name, definition })
-        .collect::<Vec<_>>();
+    // A table rename builds no index again.
+    let indexes = match request.change {
+        StatementChange::Known(Change::RenameTable { .. }) => Vec::new(),
+        _ => driver
+            .index_definitions(table_name)
+            .await
+            .map_err(ExecError::db("reading the table's indexes"))?
+            .into_iter()
+            .map(|(name, definition)| IndexDefinition { name, definition })
+            .collect(),
+    };
     expand(&request, table, &catalog, &indexes, dialect).map_err(|r| refused(r.0))
 }
 

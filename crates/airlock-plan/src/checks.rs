@@ -140,12 +140,7 @@ fn concat(alias: &str, columns: &[String], dialect: Dialect) -> String {
 
 /// The key that names a row in examples: the primary key when the catalog knows it.
 fn key_columns(catalog: &Catalog, t: &TableName, fallback: &[String]) -> Vec<String> {
-    let pk = catalog.table(t).table().and_then(|t| {
-        t.indexes
-            .iter()
-            .find(|i| i.unique && (i.name.ends_with("_pkey") || i.name == "PRIMARY"))
-            .map(|i| i.columns.clone())
-    });
+    let pk = catalog.table(t).table().and_then(|t| t.primary_key()).map(|i| i.columns.clone());
     pk.filter(|c| !c.is_empty()).unwrap_or_else(|| fallback.to_vec())
 }
 

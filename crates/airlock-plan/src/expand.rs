@@ -389,12 +389,7 @@ fn refuse_keys(table: &Table, catalog: &Catalog, live: &Column) -> Result<(), Re
             table.name
         )));
     }
-    let in_key = table.constraints.iter().any(|c| {
-        c.kind == ConstraintKind::PrimaryKey
-            && table.indexes.iter().any(|i| Some(&i.name) == c.name.as_ref() && mentions(&i.columns, name))
-    }) || table.indexes.iter().any(|i| i.name.ends_with("_pkey") && mentions(&i.columns, name))
-        || table.indexes.iter().any(|i| i.name == "PRIMARY" && mentions(&i.columns, name));
-    if in_key {
+    if table.primary_key().is_some_and(|key| mentions(&key.columns, name)) {
         return Err(Refusal(format!(
             "`{}.{name}` is part of the primary key: rows are found by it, so it cannot be split into two columns; add a new key column as its own change",
             table.name

@@ -1,7 +1,7 @@
 //! Tells the tests whether the throwaway servers are there. `scripts/test`
-//! starts PostgreSQL and MariaDB, installs dbmate and migra, and says where
+//! starts PostgreSQL, MariaDB and ChromeDriver, installs dbmate and migra, and says where
 //! (AIRLOCK_TEST_POSTGRES_URL, AIRLOCK_TEST_MYSQL_URL, AIRLOCK_TEST_DBMATE,
-//! AIRLOCK_TEST_MIGRA);
+//! AIRLOCK_TEST_MIGRA, AIRLOCK_TEST_WEBDRIVER_URL);
 //! a plain `cargo test` without them runs what needs none and marks the rest
 //! ignored with how to run them (the `cfg_attr(not(airlock_test_servers),
 //! ignore = ...)` of tests/common's macros and of each such test), instead
@@ -9,7 +9,13 @@
 
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(airlock_test_servers)");
-    let vars = ["AIRLOCK_TEST_POSTGRES_URL", "AIRLOCK_TEST_MYSQL_URL", "AIRLOCK_TEST_DBMATE", "AIRLOCK_TEST_MIGRA"];
+    let vars = [
+        "AIRLOCK_TEST_POSTGRES_URL",
+        "AIRLOCK_TEST_MYSQL_URL",
+        "AIRLOCK_TEST_DBMATE",
+        "AIRLOCK_TEST_MIGRA",
+        "AIRLOCK_TEST_WEBDRIVER_URL",
+    ];
     for var in vars {
         println!("cargo::rerun-if-env-changed={var}");
     }

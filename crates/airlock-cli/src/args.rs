@@ -275,6 +275,10 @@ pub struct ServeArgs {
     /// How long one read of a database may take before the answer is 503.
     #[arg(long, value_name = "DURATION", default_value = "10s")]
     pub read_timeout: String,
+    /// Ask every request but /healthz for the token in FILE: `Authorization: Bearer TOKEN`,
+    /// or TOKEN as the password of basic authentication (what a browser asks for).
+    #[arg(long, value_name = "FILE")]
+    pub auth_token_file: Option<PathBuf>,
 }
 
 /// `airlock unlock`.

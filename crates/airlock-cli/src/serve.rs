@@ -24,6 +24,7 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<(), ExecError> {
     if read_timeout.is_zero() {
         return Err(ExecError::Usage("--read-timeout must be more than 0".to_owned()));
     }
+    let token = args.auth_token_file.as_deref().map(token).transpose()?;
     let (environments, default) = settings::all_environments(global).map_err(|e| ExecError::Usage(e.0))?;
     for (name, options) in &environments {
         if let Err(why) = options {
@@ -39,6 +40,7 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<(), ExecError> {
         default,
         max_age,
         read_timeout,
+        token,
     };
     // Two workers: requests keep flowing while one of them waits on a slow read.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -52,10 +54,25 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<(), ExecError> {
             .map_err(|e| ExecError::Usage(format!("--listen {listen}: cannot listen there: {e}")))?;
         let bound = listener.local_addr().map_err(|e| ExecError::Usage(format!("--listen {listen}: {e}")))?;
         eprintln!("airlock serve: listening on http://{bound} (environments: {})", names.join(", "));
+        eprintln!("  the page: http://{bound}/ · the gate: http://{bound}/gate?require=latest");
         airlock_http::serve(listener, config, stopped())
             .await
             .map_err(|e| ExecError::Usage(format!("the HTTP server stopped: {e}")))
     })
+}
+
+/// The token in `path`: its one line, which must not be empty.
+fn token(path: &std::path::Path) -> Result<String, ExecError> {
+    let said = |why: String| ExecError::Usage(format!("--auth-token-file {}: {why}", path.display()));
+    let text = std::fs::read_to_string(path).map_err(|e| said(format!("cannot read it: {e}")))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(said("it is empty; put the token on its first line".to_owned()));
+    }
+    if token.lines().count() > 1 {
+        return Err(said("it holds more than one line; put the token alone on its first line".to_owned()));
+    }
+    Ok(token.to_owned())
 }
 
 /// Completes at SIGINT or SIGTERM.

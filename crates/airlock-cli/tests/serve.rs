@@ -4,15 +4,14 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Db, Engine, Project, create_table, hold_lease};
+use common::{Db, Engine, Project, Server, create_table, hold_lease};
 use serde_json::Value;
 
 each_engine!(
@@ -21,64 +20,6 @@ each_engine!(
     serve_answers_200_concurrent_requests,
     serve_shows_a_backfill_part_way,
 );
-
-/// A running `airlock serve`, killed when dropped.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Server {
-    // The child is waited for in Drop, or before the panic.
-    #[allow(clippy::zombie_processes)]
-    fn start(mut command: std::process::Command) -> Server {
-        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        loop {
-            line.clear();
-            if stderr.read_line(&mut line).unwrap() == 0 {
-                panic!("airlock serve exited before listening: {:?}", child.wait());
-            }
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
-                // Keep draining stderr so the server never blocks on a full pipe.
-                thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-                return Server { child, addr };
-            }
-        }
-    }
-
-    fn get(&self, path: &str) -> (u16, String) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .into();
-        let mut response = agent.get(format!("http://{}{path}", self.addr)).call().unwrap();
-        let code = response.status().as_u16();
-        (code, response.body_mut().read_to_string().unwrap())
-    }
-
-    fn json(&self, path: &str) -> (u16, Value) {
-        let (code, body) = self.get(path);
-        (code, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}")))
-    }
-
-    /// The value of one metric line, e.g. `airlock_up{environment="default"}`.
-    fn metric(&self, series: &str) -> Option<f64> {
-        let (code, text) = self.get("/metrics");
-        assert_eq!(code, 200, "{text}");
-        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn serve(project: &Project, db: &Db) -> Server {
     let mut command = project.airlock(db);

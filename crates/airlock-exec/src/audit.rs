@@ -9,7 +9,7 @@
 use std::time::Instant;
 
 use airlock_core::Event;
-use airlock_driver::Driver;
+use airlock_driver::{Driver, DriverError};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -297,22 +297,53 @@ pub async fn history(options: &Options, limit: usize) -> Result<HistoryReport, E
     let ctx = Context::new(options);
     let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
     let snap = snapshot(driver.as_mut(), &ctx).await?;
+    match recent(driver.as_mut(), limit).await {
+        Ok(entries) => Ok(HistoryReport { database, entries }),
+        // No airlock tables yet (nothing was ever recorded here).
+        Err(_) if snap.history.is_empty() => Ok(HistoryReport { database, entries: Vec::new() }),
+        Err(e) => Err(ExecError::db("reading airlock_events")(e)),
+    }
+}
+
+/// The newest `limit` entries of the audit trail, newest first.
+pub(crate) async fn recent(driver: &mut dyn Driver, limit: usize) -> Result<Vec<HistoryEntry>, DriverError> {
     // Read generously: some events (a plain `applied`) are not entries.
     let mut batch = limit.max(1) * 4;
     loop {
-        let rows = match read_events(driver.as_mut(), "", batch).await {
-            Ok(rows) => rows,
-            // No airlock tables yet (nothing was ever recorded here).
-            Err(_) if snap.history.is_empty() => return Ok(HistoryReport { database, entries: Vec::new() }),
-            Err(e) => return Err(ExecError::db("reading airlock_events")(e)),
-        };
+        let rows = read_events(driver, "", batch).await?;
         let exhausted = rows.len() < batch;
         let entries: Vec<HistoryEntry> = rows.into_iter().filter_map(entry).take(limit).collect();
         if entries.len() >= limit || exhausted {
-            return Ok(HistoryReport { database, entries });
+            return Ok(entries);
         }
         batch *= 4;
     }
+}
+
+/// Everything recorded of one migration, newest first: its runs, failures,
+/// rollbacks and the resolves, repairs and allows that name it.
+pub(crate) async fn of_migration(
+    driver: &mut dyn Driver,
+    version: &airlock_core::Version,
+    limit: usize,
+) -> Result<Vec<HistoryEntry>, DriverError> {
+    // A version is digits and dots (`Version` parsed it), so it is safe in the text.
+    let rows = read_events(driver, &format!("WHERE version = '{version}'"), limit).await?;
+    Ok(rows.into_iter().filter(|r| r.kind != "timing").map(|r| migration_entry(r, version)).collect())
+}
+
+/// An event of one migration as an entry, the per-migration kinds included.
+fn migration_entry(row: EventRow, version: &airlock_core::Version) -> HistoryEntry {
+    let fallback = HistoryEntry {
+        at: row.at.map_or(row.at_text.clone(), |t| t.to_rfc3339()),
+        action: row.kind.replace('_', "-"),
+        versions: vec![version.to_string()],
+        os_user: row.os_user.clone(),
+        host: crate::actor::host_name(&row.host).to_owned(),
+        reason: row.detail["error"].as_str().map(str::to_owned),
+        outcome: None,
+    };
+    entry(row).unwrap_or(fallback)
 }
 
 #[cfg(test)]

@@ -5,9 +5,10 @@
 
 use std::time::Duration;
 
-use airlock_core::Version;
+use airlock_core::{Migration, Version};
 use airlock_driver::{Driver, DriverError, ErrorKind};
 
+use crate::audit::HistoryEntry;
 use crate::error::ExecError;
 use crate::gate::{GateReport, Requirement, judge};
 use crate::report::StatusReport;
@@ -21,6 +22,11 @@ pub struct Assessment {
     pub status: StatusReport,
     /// The newest migration version this program knows (what `latest` means).
     pub latest: Option<Version>,
+    /// The newest entries of the audit trail, newest first (as many as
+    /// [`Watcher::with_audit`] asked for; none by default).
+    pub audit: Vec<HistoryEntry>,
+    /// The program's migrations, in order: their files, for a page that shows one.
+    pub migrations: Vec<Migration>,
 }
 
 impl Assessment {
@@ -35,13 +41,14 @@ pub struct Watcher {
     ctx: Context,
     driver: Option<Box<dyn Driver>>,
     timeout: Duration,
+    audit: usize,
 }
 
 impl Watcher {
     /// A watcher that connects at its first question. Each question gives up
     /// after 10 seconds (see [`Watcher::with_timeout`]).
     pub fn new(options: &Options) -> Watcher {
-        Watcher { ctx: Context::new(options), driver: None, timeout: Duration::from_secs(10) }
+        Watcher { ctx: Context::new(options), driver: None, timeout: Duration::from_secs(10), audit: 0 }
     }
 
     /// Sets how long one question (connecting included) may take before it
@@ -49,6 +56,56 @@ impl Watcher {
     pub fn with_timeout(mut self, timeout: Duration) -> Watcher {
         self.timeout = timeout;
         self
+    }
+
+    /// Reads the newest `entries` of the audit trail with every assessment
+    /// ([`Assessment::audit`]). None by default.
+    pub fn with_audit(mut self, entries: usize) -> Watcher {
+        self.audit = entries;
+        self
+    }
+
+    /// Everything recorded of one migration, newest first (at most `limit`
+    /// entries): runs, failures, rollbacks, resolves. Empty where airlock's
+    /// tables do not exist. Changes nothing.
+    pub async fn migration_events(&mut self, version: &Version, limit: usize) -> Result<Vec<HistoryEntry>, ExecError> {
+        let timeout = self.timeout;
+        let read = async {
+            let Watcher { ctx, driver: kept, .. } = self;
+            if crate::database_file_missing(&ctx.options) {
+                return Ok(Vec::new());
+            }
+            let driver = match kept.take() {
+                Some(driver) => kept.insert(driver),
+                None => kept.insert(crate::connect_read_only(&ctx.options.url).await.map_err(ExecError::Connect)?),
+            };
+            driver.begin_read_only().await.map_err(ExecError::Connect)?;
+            let snap = snapshot(driver.as_mut(), ctx).await;
+            let events = match &snap {
+                Ok(s) if !s.history.is_empty() => crate::audit::of_migration(driver.as_mut(), version, limit).await,
+                _ => Ok(Vec::new()),
+            };
+            let _ = driver.rollback().await;
+            if snap.is_err() || events.is_err() || ctx.options.profile().capabilities.local_file {
+                *kept = None;
+            }
+            snap?;
+            events.map_err(ExecError::db("reading airlock_events"))
+        };
+        match tokio::time::timeout(timeout, read).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.driver = None;
+                Err(self.late())
+            }
+        }
+    }
+
+    fn late(&self) -> ExecError {
+        ExecError::Connect(DriverError::new(
+            ErrorKind::Connection,
+            format!("{} did not answer within {} s", self.ctx.options.url, self.timeout.as_secs_f64()),
+        ))
     }
 
     /// The options this watcher reads with.
@@ -80,16 +137,14 @@ impl Watcher {
             Err(_) => {
                 // Cut off mid-read: the connection's state is unknown.
                 self.driver = None;
-                Err(ExecError::Connect(DriverError::new(
-                    ErrorKind::Connection,
-                    format!("{} did not answer within {} s", self.ctx.options.url, timeout.as_secs_f64()),
-                )))
+                Err(self.late())
             }
         }
     }
 
     async fn assess_once(&mut self) -> Result<Assessment, ExecError> {
-        let Watcher { ctx, driver: kept, .. } = self;
+        let Watcher { ctx, driver: kept, audit, .. } = self;
+        let audit = *audit;
         let options = &ctx.options;
         let discovered = options.discover_in_background();
         let read = async {
@@ -101,19 +156,26 @@ impl Watcher {
             let snap = snapshot(driver.as_mut(), ctx).await;
             // The newest run, from its event (only where airlock's tables exist:
             // on PostgreSQL a failed read would end the transaction).
-            let last = match &snap {
-                Ok(s) if !s.history.is_empty() => crate::audit::last_run(driver.as_mut()).await,
-                _ => None,
+            let (last, entries) = match &snap {
+                Ok(s) if !s.history.is_empty() => {
+                    let last = crate::audit::last_run(driver.as_mut()).await;
+                    let entries = match audit {
+                        0 => Vec::new(),
+                        n => crate::audit::recent(driver.as_mut(), n).await.unwrap_or_default(),
+                    };
+                    (last, entries)
+                }
+                _ => (None, Vec::new()),
             };
             let _ = driver.rollback().await;
-            snap.map(|s| (s, last))
+            snap.map(|s| (s, last, entries))
         };
         let (discovered, snap) = tokio::join!(discovered, read);
         let discovered = discovered?;
         // Pending backfills: how far each has come, read from the same connection.
-        let running = snap.as_ref().ok().and_then(|(s, _)| s.lease.as_ref()).and_then(|l| l.version.clone());
+        let running = snap.as_ref().ok().and_then(|(s, _, _)| s.lease.as_ref()).and_then(|l| l.version.clone());
         let pending_backfills: Vec<&airlock_core::Migration> = match &snap {
-            Ok((s, _)) => {
+            Ok((s, _, _)) => {
                 let applied: std::collections::HashSet<String> =
                     s.history.iter().filter(|r| r.state.is_applied()).map(|r| r.version.to_string()).collect();
                 discovered
@@ -140,12 +202,12 @@ impl Watcher {
         if snap.is_err() || options.profile().capabilities.local_file {
             *kept = None;
         }
-        let (snap, last) = snap?;
+        let (snap, last, audit) = snap?;
         let (mut status, latest) = judge_status(options, &discovered, snap);
         if last.is_some() && status.lock.is_none() {
             status.last_run = last;
         }
         status.backfills = backfills;
-        Ok(Assessment { status, latest })
+        Ok(Assessment { status, latest, audit, migrations: discovered.migrations })
     }
 }

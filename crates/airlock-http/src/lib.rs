@@ -4,6 +4,9 @@
 //!
 //! | route | answers |
 //! |---|---|
+//! | `GET /` | the page: every environment at a glance (`page.rs`) |
+//! | `GET /env/NAME`, `GET /env/NAME/migrations/VERSION` | an environment's page, a migration's page |
+//! | `GET /events?env=NAME` | server-sent events: `change` when what a page shows changed |
 //! | `GET /healthz` | 200 while the server runs (it does not touch a database) |
 //! | `GET /status?env=NAME` | 200 with the status JSON; 503 when the database cannot be read |
 //! | `GET /gate?require=V\|latest&env=NAME` | 200 with the gate JSON when satisfied, 503 with it otherwise |
@@ -14,8 +17,12 @@
 //! 503 and the reason, and is read again once it is back). Requests never queue
 //! a read each: a request is answered from the newest read that started no more
 //! than `max_age` before it arrived, and concurrent requests share one read.
+//! With a token (`Config::token`), every route but `/healthz` asks for it
+//! (`auth.rs`).
 
+mod auth;
 mod metrics;
+mod page;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -23,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use airlock_core::Version;
-use airlock_exec::{Assessment, GateReport, Options, Requirement, Watcher};
+use airlock_exec::{Assessment, ExecError, GateReport, HistoryEntry, Options, PlanReport, Requirement, Watcher};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -52,14 +59,17 @@ pub struct Config {
     pub max_age: Duration,
     /// How long one read of a database (connecting included) may take before it counts as failed.
     pub read_timeout: Duration,
+    /// The secret every request but `/healthz` must carry (as a bearer token,
+    /// or as the password of basic authentication); None lets anyone read.
+    pub token: Option<String>,
 }
 
 /// One read of an environment: when it started and ended, and what it found.
 #[derive(Clone)]
-struct Read {
+pub(crate) struct Read {
     started: Instant,
     finished: Instant,
-    answer: Arc<Result<Assessment, String>>,
+    pub(crate) answer: Arc<Result<Assessment, String>>,
 }
 
 impl Read {
@@ -71,12 +81,33 @@ impl Read {
     }
 }
 
-struct Env {
-    name: String,
+/// A plan of an environment's pending migrations, and what it was made for.
+struct Planned {
+    key: String,
+    made: Instant,
+    answer: Arc<Result<PlanReport, String>>,
+}
+
+/// How long a plan answers for the same pending migrations: its data checks
+/// and row estimates move with the data.
+const PLAN_MAX_AGE: Duration = Duration::from_secs(60);
+/// How long making one plan may take.
+const PLAN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub(crate) struct Env {
+    pub(crate) name: String,
     options: Arc<Result<Options, String>>,
     /// Held while reading, so that concurrent requests share one read.
     watcher: Arc<tokio::sync::Mutex<Option<Watcher>>>,
     last: Arc<Mutex<Option<Read>>>,
+    /// Held while planning, so that one plan is made at a time.
+    planning: Arc<tokio::sync::Mutex<()>>,
+    planned: Arc<Mutex<Option<Planned>>>,
+}
+
+fn planned_for(planned: &Mutex<Option<Planned>>, key: &str) -> Option<Arc<Result<PlanReport, String>>> {
+    let planned = planned.lock().unwrap_or_else(|e| e.into_inner());
+    planned.as_ref().filter(|p| p.key == key && p.made.elapsed() < PLAN_MAX_AGE).map(|p| Arc::clone(&p.answer))
 }
 
 fn fresh(last: &Mutex<Option<Read>>, arrived: Instant, max_age: Duration) -> Option<Read> {
@@ -103,7 +134,9 @@ impl Env {
             let answer = match options.as_ref() {
                 Err(why) => Err(why.clone()),
                 Ok(options) => {
-                    let watcher = watcher.get_or_insert_with(|| Watcher::new(options).with_timeout(timeout));
+                    let watcher = watcher.get_or_insert_with(|| {
+                        Watcher::new(options).with_timeout(timeout).with_audit(page::AUDIT_SHOWN)
+                    });
                     watcher.assess().await.map_err(|e| e.to_string())
                 }
             };
@@ -116,18 +149,83 @@ impl Env {
             Read { started: now, finished: now, answer: Arc::new(Err(format!("the read stopped: {e}"))) }
         })
     }
+
+    /// The plan of the migrations `assessment` found pending: the one made
+    /// for the same pending files less than a minute ago, else one made now
+    /// (read-only, at most `PLAN_TIMEOUT`), waited for at most `wait`. None
+    /// while it is being made: it goes on in its own task and is kept.
+    pub(crate) async fn plan(
+        &self,
+        assessment: &Assessment,
+        wait: Duration,
+    ) -> Option<Arc<Result<PlanReport, String>>> {
+        let key = page::plan_key(assessment);
+        if let Some(answer) = planned_for(&self.planned, &key) {
+            return Some(answer);
+        }
+        let (planning, planned, options) =
+            (Arc::clone(&self.planning), Arc::clone(&self.planned), Arc::clone(&self.options));
+        let task = tokio::spawn(async move {
+            let _one = planning.lock().await;
+            if let Some(answer) = planned_for(&planned, &key) {
+                return answer;
+            }
+            let answer = match options.as_ref() {
+                Err(why) => Err(why.clone()),
+                Ok(options) => match tokio::time::timeout(PLAN_TIMEOUT, airlock_exec::plan(options)).await {
+                    Ok(made) => made.map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("planning took longer than {} s", PLAN_TIMEOUT.as_secs())),
+                },
+            };
+            let answer = Arc::new(answer);
+            *planned.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Planned { key, made: Instant::now(), answer: Arc::clone(&answer) });
+            answer
+        });
+        tokio::time::timeout(wait, task).await.ok()?.ok()
+    }
+
+    /// When the plan on hand was made (it changes what a page shows).
+    pub(crate) fn plan_made(&self) -> Option<Instant> {
+        self.planned.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|p| p.made)
+    }
+
+    /// Everything recorded of one migration, over the environment's connection.
+    pub(crate) async fn migration_events(
+        &self,
+        version: &Version,
+        timeout: Duration,
+    ) -> Result<Vec<HistoryEntry>, String> {
+        let options = match self.options.as_ref() {
+            Ok(options) => options,
+            Err(why) => return Err(why.clone()),
+        };
+        let mut watcher = self.watcher.lock().await;
+        let watcher =
+            watcher.get_or_insert_with(|| Watcher::new(options).with_timeout(timeout).with_audit(page::AUDIT_SHOWN));
+        watcher.migration_events(version, 200).await.map_err(|e: ExecError| e.to_string())
+    }
 }
 
-struct Shared {
-    envs: BTreeMap<String, Env>,
-    order: Vec<String>,
+pub(crate) struct Shared {
+    pub(crate) envs: BTreeMap<String, Env>,
+    pub(crate) order: Vec<String>,
     default: Option<String>,
     max_age: Duration,
-    read_timeout: Duration,
+    pub(crate) read_timeout: Duration,
+    /// Becomes true when the server stops: event streams end then.
+    pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
+    token: Option<String>,
 }
 
 /// The routes, ready to serve.
 pub fn router(config: Config) -> Router {
+    // Never told to stop (the sender is dropped): the router's owner ends it.
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    routes(config, stopping)
+}
+
+fn routes(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> Router {
     let order = config.environments.iter().map(|e| e.name.clone()).collect();
     let envs = config
         .environments
@@ -138,6 +236,8 @@ pub fn router(config: Config) -> Router {
                 options: Arc::new(e.options),
                 watcher: Default::default(),
                 last: Default::default(),
+                planning: Default::default(),
+                planned: Default::default(),
             };
             (e.name, env)
         })
@@ -148,14 +248,20 @@ pub fn router(config: Config) -> Router {
         default: config.default,
         max_age: config.max_age,
         read_timeout: config.read_timeout,
+        stopping,
+        token: config.token,
     });
-    Router::new()
-        .route("/healthz", get(healthz))
+    let guarded = Router::new()
+        .route("/", get(page::overview))
+        .route("/env/{name}", get(page::environment))
+        .route("/env/{name}/migrations/{version}", get(page::migration))
+        .route("/events", get(page::events))
         .route("/status", get(status))
         .route("/gate", get(gate))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .with_state(shared)
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), auth::check));
+    Router::new().route("/healthz", get(healthz)).merge(guarded).with_state(shared)
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then finishes the requests in flight.
@@ -164,7 +270,13 @@ pub async fn serve(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        // Open pages' event streams end, so the server does not wait on them.
+        let _ = stop.send(true);
+    };
+    axum::serve(listener, routes(config, stopping)).with_graceful_shutdown(shutdown).await
 }
 
 #[derive(Deserialize)]
@@ -180,18 +292,18 @@ struct GateQuery {
     require: Option<String>,
 }
 
-type AppState = State<Arc<Shared>>;
+pub(crate) type AppState = State<Arc<Shared>>;
 
 /// How long `/metrics` waits for any one environment: under Prometheus's default 10 s scrape timeout.
 const METRICS_DEADLINE: Duration = Duration::from_secs(5);
 
-fn reply(code: StatusCode, body: serde_json::Value) -> Response {
+pub(crate) fn reply(code: StatusCode, body: serde_json::Value) -> Response {
     let mut response = (code, Json(body)).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
-fn problem(code: StatusCode, message: String) -> Response {
+pub(crate) fn problem(code: StatusCode, message: String) -> Response {
     reply(code, json!({ "error": message }))
 }
 
@@ -214,7 +326,7 @@ impl Shared {
         })
     }
 
-    async fn read(&self, env: &Env, arrived: Instant) -> Read {
+    pub(crate) async fn read(&self, env: &Env, arrived: Instant) -> Read {
         env.read(arrived, self.max_age, self.read_timeout).await
     }
 }
@@ -227,7 +339,7 @@ async fn healthz() -> Response {
 
 /// A query string that does not parse (an unknown or misspelt parameter) is a 400:
 /// a typo must not quietly gate the default environment.
-fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, Box<Response>> {
+pub(crate) fn query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, Box<Response>> {
     parsed.map(|Query(q)| q).map_err(|e| Box::new(problem(StatusCode::BAD_REQUEST, e.body_text())))
 }
 
@@ -326,5 +438,5 @@ async fn metrics(State(shared): AppState) -> Response {
 }
 
 async fn not_found() -> Response {
-    problem(StatusCode::NOT_FOUND, "no such route; try /healthz, /status, /gate?require=V or /metrics".to_owned())
+    problem(StatusCode::NOT_FOUND, "no such route; try /, /healthz, /status, /gate?require=V or /metrics".to_owned())
 }

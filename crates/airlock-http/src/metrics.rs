@@ -180,6 +180,8 @@ mod tests {
                 expanded: None,
             },
             latest: None,
+            audit: Vec::new(),
+            migrations: Vec::new(),
         }
     }
 

@@ -3,8 +3,10 @@
 //! the engines' own client crates, never through airlock's drivers.
 #![allow(dead_code, missing_docs)]
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -432,5 +434,79 @@ pub fn now_sql(engine: Engine) -> &'static str {
         Engine::Postgres => "now()",
         Engine::MySql => "NOW(6)",
         Engine::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    }
+}
+
+/// A running `airlock serve`, killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Server {
+    // The child is waited for in Drop, or before the panic.
+    #[allow(clippy::zombie_processes)]
+    pub fn start(mut command: std::process::Command) -> Server {
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stderr.read_line(&mut line).unwrap() == 0 {
+                panic!("airlock serve exited before listening: {:?}", child.wait());
+            }
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.split_whitespace().next().unwrap().parse().unwrap();
+                // Keep draining stderr so the server never blocks on a full pipe.
+                thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+                return Server { child, addr };
+            }
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent.get(format!("http://{}{path}", self.addr)).call().unwrap();
+        let code = response.status().as_u16();
+        (code, response.body_mut().read_to_string().unwrap())
+    }
+
+    /// A GET with one request header; the status, the headers asked for and the body.
+    pub fn get_with(&self, path: &str, header: Option<(&str, &str)>) -> (u16, String, Option<String>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut request = agent.get(format!("http://{}{path}", self.addr));
+        if let Some((name, value)) = header {
+            request = request.header(name, value);
+        }
+        let mut response = request.call().unwrap();
+        let challenge = response.headers().get("www-authenticate").map(|v| v.to_str().unwrap_or_default().to_owned());
+        (response.status().as_u16(), response.body_mut().read_to_string().unwrap(), challenge)
+    }
+
+    pub fn json(&self, path: &str) -> (u16, serde_json::Value) {
+        let (code, body) = self.get(path);
+        (code, serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: not JSON ({e}): {body}")))
+    }
+
+    /// The value of one metric line, e.g. `airlock_up{environment="default"}`.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (code, text) = self.get("/metrics");
+        assert_eq!(code, 200, "{text}");
+        text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

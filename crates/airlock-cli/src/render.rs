@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use airlock_core::{Lease, Migration, RunMode};
-use airlock_exec::{ExecError, GateReport, ProblemEntry, Reporter, RiskCode, RunReport, StatusReport, signal_name};
+use airlock_exec::{
+    ExecError, GateReport, ProblemEntry, Reporter, RiskCode, RunReport, Started, StatusReport, signal_name,
+};
 use anstream::{eprintln, println};
 use anstyle::{AnsiColor, Style};
 use serde_json::json;
@@ -23,6 +25,38 @@ pub struct Progress {
     format: Format,
     /// The running backfill statement's bar.
     backfill: Option<BackfillBar>,
+    /// The running migration's spinner.
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+/// How long a migration runs before its spinner shows: quick ones never flicker.
+const SPINNER_AFTER: Duration = Duration::from_secs(1);
+
+/// A spinner for a migration that runs a while, on a terminal only: which
+/// migration of how many, the time so far and the plan's estimate. Drawn on
+/// stderr once it has run [`SPINNER_AFTER`].
+fn spinner(migration: &Migration, started: &Started) -> indicatif::ProgressBar {
+    let style = indicatif::ProgressStyle::with_template("  {spinner} {prefix} · {elapsed}{msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden()).with_style(style);
+    bar.set_prefix(format!("{}/{} {} {}", started.position, started.of, migration.version, migration.name));
+    if let Some(estimate) = started.estimate {
+        let said = if estimate < Duration::from_secs(1) {
+            "under 1s".to_owned()
+        } else {
+            format!("~{}", human_duration(estimate))
+        };
+        bar.set_message(format!(" (plan: {said})"));
+    }
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let shown = bar.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(SPINNER_AFTER);
+        if !shown.is_finished() {
+            shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+    });
+    bar
 }
 
 /// A backfill statement's progress: a bar on a terminal (indicatif draws
@@ -39,20 +73,35 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 
 impl Progress {
     pub fn new(format: Format) -> Progress {
-        Progress { format, backfill: None }
+        Progress { format, backfill: None, spinner: None }
     }
 
     fn end_bar(&mut self) {
         if let Some(b) = self.backfill.take() {
             b.bar.finish_and_clear();
         }
+        if let Some(spinner) = self.spinner.take() {
+            spinner.finish_and_clear();
+        }
     }
 
+    /// Prints a line; a spinner on the screen steps aside for it.
     fn say(&self, line: String) {
-        match self.format {
+        let print = || match self.format {
             Format::Human => println!("{line}"),
             _ => eprintln!("{line}"),
+        };
+        match &self.spinner {
+            Some(spinner) => spinner.suspend(print),
+            None => print(),
         }
+    }
+}
+
+impl Drop for Progress {
+    /// A run that ends in an error leaves no spinner behind its message.
+    fn drop(&mut self) {
+        self.end_bar();
     }
 }
 
@@ -62,7 +111,11 @@ fn ms(d: Duration) -> String {
 
 impl Reporter for Progress {
     fn warning(&mut self, message: &str) {
-        eprintln!("{YELLOW}warning{YELLOW:#}: {message}");
+        let print = || eprintln!("{YELLOW}warning{YELLOW:#}: {message}");
+        match &self.spinner {
+            Some(spinner) => spinner.suspend(print),
+            None => print(),
+        }
     }
 
     fn waiting_for_lock(&mut self, holder: &Lease, wait: Duration) {
@@ -100,7 +153,14 @@ impl Reporter for Progress {
         self.say(format!("{YELLOW}took over{YELLOW:#} the lock of {}: {why}", previous.describe()));
     }
 
-    fn migration_started(&mut self, _migration: &Migration, _mode: RunMode) {}
+    fn migration_started(&mut self, migration: &Migration, started: &Started) {
+        use std::io::IsTerminal;
+        self.end_bar();
+        // A backfill draws its own bar; JSON and logs get no animation.
+        if self.format == Format::Human && started.mode != RunMode::Batches && std::io::stderr().is_terminal() {
+            self.spinner = Some(spinner(migration, started));
+        }
+    }
 
     fn migration_finished(&mut self, migration: &Migration, elapsed: Duration) {
         self.end_bar();

@@ -70,10 +70,12 @@ async fn down_locked(
         return Err(ExecError::Invalid(errors));
     }
     let mut ran: Vec<RunEntry> = Vec::new();
-    for ((migration, (script, prepared)), applied) in files.iter().zip(&prepared).zip(&undo) {
+    let of = prepared.len();
+    for (index, ((migration, (script, prepared)), applied)) in files.iter().zip(&prepared).zip(&undo).enumerate() {
         let job = Job { migration, prepared, direction: Direction::Down { applied, script } };
         ctx.options.interrupt.check(|| job.stopped_before()).map_err(|e| with_applied(e, &ran))?;
-        reporter.migration_started(migration, prepared.mode);
+        let started = crate::report::Started { mode: prepared.mode, position: index + 1, of, estimate: None };
+        reporter.migration_started(migration, &started);
         let elapsed = apply::run(driver, ctx, held, &job, 0, reporter).await.map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
         ran.push(entry(migration, prepared, elapsed));

@@ -71,7 +71,8 @@ pub use crate::rehearse::{CopiedRows, RehearsalData, RehearsalEntry, RehearsalRe
 pub use crate::rehearsed::{RehearsalTimings, RehearsedStatement, ScaledRehearsal};
 pub use crate::repair::repair;
 pub use crate::report::{
-    AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, StatusReport,
+    AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, Started,
+    StatusReport,
 };
 pub use crate::resolve::{Resolution, resolve};
 pub use crate::run::migrate;

@@ -19,7 +19,7 @@ pub trait Reporter: Send {
     /// A lock left by a gone process was taken over.
     fn lock_taken_over(&mut self, _previous: &Lease, _why: &str) {}
     /// A migration (or down script) starts.
-    fn migration_started(&mut self, _migration: &Migration, _mode: RunMode) {}
+    fn migration_started(&mut self, _migration: &Migration, _started: &Started) {}
     /// It finished.
     fn migration_finished(&mut self, _migration: &Migration, _elapsed: Duration) {}
     /// A backfill committed a batch.
@@ -39,6 +39,29 @@ pub trait Reporter: Send {
         _wait: Duration,
         _blockers: &[String],
     ) {
+    }
+}
+
+/// How a migration starts: how it runs, where it stands in its run, and
+/// how long the plan expects it to take.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Started {
+    /// In one transaction, statement by statement, or in batches.
+    pub mode: RunMode,
+    /// Its place in the run, from 1.
+    pub position: usize,
+    /// Migrations in the run.
+    pub of: usize,
+    /// The plan's estimate of its time, when it has one.
+    pub estimate: Option<Duration>,
+}
+
+impl Started {
+    /// The plan's estimate of a migration's time: the sum of its statements'
+    /// estimates, when any has one.
+    pub fn estimate_of(plan: &crate::plan::MigrationPlan) -> Option<Duration> {
+        let seconds: Vec<f64> = plan.statements.iter().filter_map(|s| s.estimated_seconds).collect();
+        (!seconds.is_empty()).then(|| Duration::from_secs_f64(seconds.iter().sum::<f64>().max(0.0)))
     }
 }
 

@@ -124,7 +124,9 @@ async fn resolve_locked(
                 .append_event(&event("resolved", version, detail), &ctx.actor)
                 .await
                 .map_err(ExecError::db("recording the resolution"))?;
-            reporter.migration_started(migration, prepared.mode);
+            let estimate = crate::report::Started::estimate_of(&assessed);
+            let started = crate::report::Started { mode: prepared.mode, position: 1, of: 1, estimate };
+            reporter.migration_started(migration, &started);
             let job = Job { migration, prepared: &prepared, direction: Direction::Up };
             let elapsed = apply::run(driver, ctx, held, &job, start, reporter).await?;
             reporter.migration_finished(migration, elapsed);

@@ -386,7 +386,8 @@ async fn apply_pending(
     // Out-of-order runs may apply versions below the newest: keep the maximum.
     let mut newest = plan.current_version();
     let traits = ctx.options.engine_traits();
-    for migration in &plan.pending {
+    let of = plan.pending.len();
+    for (index, migration) in plan.pending.iter().enumerate() {
         // Prepared again (cheap: split and classify): checked whole before, not kept.
         let prepared = &prepare(migration, traits).map_err(|e| with_applied(ExecError::Invalid(vec![e]), &ran))?;
         for note in &prepared.notes {
@@ -397,7 +398,9 @@ async fn apply_pending(
         decide(&ctx.options, migration, &assessed, reporter).map_err(|e| with_applied(e, &ran))?;
         let job = Job { migration, prepared, direction: Direction::Up };
         ctx.options.interrupt.check(|| job.stopped_before()).map_err(|e| with_applied(e, &ran))?;
-        reporter.migration_started(migration, prepared.mode);
+        let estimate = crate::report::Started::estimate_of(&assessed);
+        let started = crate::report::Started { mode: prepared.mode, position: index + 1, of, estimate };
+        reporter.migration_started(migration, &started);
         let paused = || Duration::from_millis(ctx.paused_ms.load(std::sync::atomic::Ordering::Relaxed));
         let paused_before = paused();
         let elapsed = if migration.directives.backfill {

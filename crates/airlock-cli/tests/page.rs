@@ -71,11 +71,23 @@ impl Browser {
     /// Clicks the link that reads `text` exactly, and waits for the page it leads to.
     fn follow(&self, text: &str) {
         let before = self.path();
-        self.runtime.block_on(async {
-            let link =
-                self.client().find(Locator::LinkText(text)).await.unwrap_or_else(|e| panic!("no link `{text}`: {e}"));
-            link.click().await.unwrap();
-        });
+        let mut tries = 0;
+        loop {
+            let clicked = self.runtime.block_on(async {
+                let link = self.client().find(Locator::LinkText(text)).await?;
+                link.click().await
+            });
+            match clicked {
+                Ok(()) => break,
+                // A live update replaced the content between finding the link and clicking it.
+                Err(e) if tries < 5 => {
+                    tries += 1;
+                    eprintln!("following `{text}` again: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("cannot follow `{text}`: {e}"),
+            }
+        }
         self.until(&format!("the link `{text}` to lead away from {before}"), || self.path() != before);
     }
 
@@ -188,7 +200,10 @@ fn page_in_a_browser(engine: Engine) {
     // The hostile name is text, not an element; the hostile SQL ran nothing.
     assert_eq!(browser.eval("return document.querySelectorAll('img').length"), 0);
     assert_ne!(browser.eval("return document.title"), "pwned");
-    browser.until("the plan of `ready`'s pending migrations", || browser.text().contains("plan:"));
+    browser.until("the plan of `ready`'s pending migrations", || {
+        let verdicts = "#env-ready dd .badge.safe, #env-ready dd .badge.risky, #env-ready dd .badge.blocked";
+        browser.eval(&format!("return document.querySelectorAll('{verdicts}').length")) == 1
+    });
     browser.screenshot(&format!("overview-{engine_name}"));
 
     // The failed migration: its environment's page names the commands that resolve it.
@@ -212,7 +227,10 @@ fn page_in_a_browser(engine: Engine) {
     let seen = browser.text();
     assert!(seen.contains("CREATE INDEX names_missing ON missing_table (id);"), "{seen}");
     assert!(seen.contains("airlock resolve 3 --retry-from-failed"), "{seen}");
-    browser.until("the failure in the migration's history", || browser.text().contains("missing_table"));
+    browser.until("the failure in the migration's history", || {
+        let history = browser.eval("return document.getElementById('history').innerText");
+        history.as_str().is_some_and(|h| h.contains("failed") && h.contains("missing_table"))
+    });
     browser.screenshot(&format!("migration-{engine_name}"));
 
     // The hostile migration's page shows its comment as text.
@@ -259,6 +277,10 @@ fn page_escapes_what_it_shows_and_never_shows_a_password() {
     let (code, html) = server.get("/env/ready/migrations/9");
     assert_eq!(code, 404);
     assert!(html.contains("environment `ready` has no migration 9"), "{html}");
+    // Versions as history spells them: `01` is migration 1.
+    let (code, html) = server.get("/env/ready/migrations/01");
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("applied 20"), "{html}");
     let (code, html) = server.get("/env/ready/migrations/x.y");
     assert_eq!(code, 404);
     assert!(html.contains("`x.y` is not a version"), "{html}");
@@ -276,7 +298,7 @@ fn serve_asks_for_its_token() {
     let server = Server::start(command);
 
     assert_eq!(server.get("/healthz"), (200, "ok\n".to_owned()), "probes need no token");
-    for path in ["/", "/env/default", "/status", "/gate?require=1", "/metrics", "/events"] {
+    for path in ["/", "/env/default", "/status", "/gate?require=1", "/metrics", "/events", "/nope"] {
         let (code, body, challenge) = server.get_with(path, None);
         assert_eq!(code, 401, "{path}: {body}");
         assert_eq!(challenge.as_deref(), Some(r#"Basic realm="airlock", charset="UTF-8""#), "{path}");
@@ -302,6 +324,46 @@ fn serve_asks_for_its_token() {
     let refused = project.run(&db, &["serve", "--listen", "127.0.0.1:0", "--auth-token-file", "/nonexistent/token"]);
     refused.expect(2);
     assert!(refused.stderr.contains("--auth-token-file /nonexistent/token: cannot read it"), "{}", refused.stderr);
+}
+
+/// Reads an event stream for up to `how_long`, or until `until` arrives.
+fn read_for(stream: &mut std::net::TcpStream, seen: &mut Vec<u8>, how_long: Duration, until: &str) {
+    stream.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let mut buffer = [0u8; 4096];
+    let start = Instant::now();
+    while start.elapsed() < how_long && !String::from_utf8_lossy(seen).contains(until) {
+        match stream.read(&mut buffer) {
+            Ok(0) => panic!("the stream ended: {}", String::from_utf8_lossy(seen)),
+            Ok(n) => seen.extend_from_slice(&buffer[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// A page that shows what is current hears nothing until something changes;
+/// then it hears of it.
+#[test]
+fn events_come_only_when_something_changed() {
+    let db = Db::new(Engine::Sqlite);
+    let project = project();
+    project.run(&db, &["migrate", "--to", "1"]).expect(0);
+    let mut command = project.airlock(&db);
+    command.args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = Server::start(command);
+    let (code, html) = server.get("/env/default");
+    assert_eq!(code, 200, "{html}");
+    let events = html.split("data-events=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
+    let events = events.replace("&#38;", "&");
+
+    let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(stream, "GET {events} HTTP/1.1\r\nHost: airlock\r\nAccept: text/event-stream\r\n\r\n").unwrap();
+    let mut seen = Vec::new();
+    read_for(&mut stream, &mut seen, Duration::from_secs(4), "event: change");
+    assert!(!String::from_utf8_lossy(&seen).contains("event: change"), "{}", String::from_utf8_lossy(&seen));
+    project.run(&db, &["migrate", "--to", "2"]).expect(0);
+    read_for(&mut stream, &mut seen, Duration::from_secs(20), "event: change");
+    assert!(String::from_utf8_lossy(&seen).contains("event: change"), "{}", String::from_utf8_lossy(&seen));
 }
 
 /// An open page's event stream does not keep the server from stopping.

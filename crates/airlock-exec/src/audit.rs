@@ -341,7 +341,12 @@ fn migration_entry(row: EventRow, version: &airlock_core::Version) -> HistoryEnt
         os_user: row.os_user.clone(),
         host: crate::actor::host_name(&row.host).to_owned(),
         reason: row.detail["error"].as_str().map(str::to_owned),
-        outcome: None,
+        outcome: match row.kind.as_str() {
+            "failed" | "down_failed" => Some("failed".to_owned()),
+            "rolled_back" => Some("rolled_back".to_owned()),
+            "interrupted" => Some("interrupted".to_owned()),
+            _ => None,
+        },
     };
     entry(row).unwrap_or(fallback)
 }

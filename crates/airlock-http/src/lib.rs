@@ -81,15 +81,23 @@ impl Read {
     }
 }
 
-/// A plan of an environment's pending migrations, and what it was made for.
-struct Planned {
-    key: String,
-    made: Instant,
-    answer: Arc<Result<PlanReport, String>>,
+/// A plan of an environment's pending migrations, shared by the pages that
+/// show it; its generation tells one plan from the next.
+pub(crate) type PlanAnswer = (u64, Arc<Result<PlanReport, String>>);
+
+/// An environment's plans: the newest made, and whether one is being made.
+#[derive(Default)]
+struct Plans {
+    /// The newest plan, and the pending files it was made for.
+    made: Option<(String, Instant, PlanAnswer)>,
+    /// A plan is being made now (one at a time, per environment).
+    making: bool,
+    /// Plans made so far.
+    generation: u64,
 }
 
-/// How long a plan answers for the same pending migrations: its data checks
-/// and row estimates move with the data.
+/// How old a plan may be when a page is loaded before it is made again
+/// (shown meanwhile): its data checks and row estimates move with the data.
 const PLAN_MAX_AGE: Duration = Duration::from_secs(60);
 /// How long making one plan may take.
 const PLAN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -100,14 +108,9 @@ pub(crate) struct Env {
     /// Held while reading, so that concurrent requests share one read.
     watcher: Arc<tokio::sync::Mutex<Option<Watcher>>>,
     last: Arc<Mutex<Option<Read>>>,
-    /// Held while planning, so that one plan is made at a time.
-    planning: Arc<tokio::sync::Mutex<()>>,
-    planned: Arc<Mutex<Option<Planned>>>,
-}
-
-fn planned_for(planned: &Mutex<Option<Planned>>, key: &str) -> Option<Arc<Result<PlanReport, String>>> {
-    let planned = planned.lock().unwrap_or_else(|e| e.into_inner());
-    planned.as_ref().filter(|p| p.key == key && p.made.elapsed() < PLAN_MAX_AGE).map(|p| Arc::clone(&p.answer))
+    plans: Arc<Mutex<Plans>>,
+    /// Told each time a plan is made.
+    planned: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 fn fresh(last: &Mutex<Option<Read>>, arrived: Instant, max_age: Duration) -> Option<Read> {
@@ -150,26 +153,38 @@ impl Env {
         })
     }
 
-    /// The plan of the migrations `assessment` found pending: the one made
-    /// for the same pending files less than a minute ago, else one made now
-    /// (read-only, at most `PLAN_TIMEOUT`), waited for at most `wait`. None
-    /// while it is being made: it goes on in its own task and is kept.
-    pub(crate) async fn plan(
-        &self,
-        assessment: &Assessment,
-        wait: Duration,
-    ) -> Option<Arc<Result<PlanReport, String>>> {
+    /// The plan of the migrations `assessment` found pending, when one is
+    /// on hand for the same pending files; else one is made (read-only, at
+    /// most `PLAN_TIMEOUT`, one at a time) and waited for at most `wait`.
+    /// None while it is being made: it goes on in its own task and is kept.
+    /// With `refresh`, a plan older than `PLAN_MAX_AGE` is made again (the
+    /// old one answers meanwhile).
+    pub(crate) async fn plan(&self, assessment: &Assessment, wait: Duration, refresh: bool) -> Option<PlanAnswer> {
         let key = page::plan_key(assessment);
-        if let Some(answer) = planned_for(&self.planned, &key) {
-            return Some(answer);
-        }
-        let (planning, planned, options) =
-            (Arc::clone(&self.planning), Arc::clone(&self.planned), Arc::clone(&self.options));
-        let task = tokio::spawn(async move {
-            let _one = planning.lock().await;
-            if let Some(answer) = planned_for(&planned, &key) {
-                return answer;
+        let mut made = self.planned.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            {
+                let mut plans = self.plans.lock().unwrap_or_else(|e| e.into_inner());
+                let on_hand = plans.made.as_ref().filter(|(k, _, _)| *k == key).map(|(_, at, p)| (*at, p.clone()));
+                let old = on_hand.as_ref().is_none_or(|(at, _)| refresh && at.elapsed() >= PLAN_MAX_AGE);
+                if old && !plans.making {
+                    plans.making = true;
+                    self.make_plan(key.clone());
+                }
+                if let Some((_, answer)) = on_hand {
+                    return Some(answer);
+                }
             }
+            // A plan is being made (for these files or older ones): wait for it.
+            tokio::time::timeout_at(deadline, made.changed()).await.ok()?.ok()?;
+        }
+    }
+
+    /// Makes a plan for the pending files `key` names, in a task of its own.
+    fn make_plan(&self, key: String) {
+        let (plans, planned, options) = (Arc::clone(&self.plans), Arc::clone(&self.planned), Arc::clone(&self.options));
+        tokio::spawn(async move {
             let answer = match options.as_ref() {
                 Err(why) => Err(why.clone()),
                 Ok(options) => match tokio::time::timeout(PLAN_TIMEOUT, airlock_exec::plan(options)).await {
@@ -177,17 +192,14 @@ impl Env {
                     Err(_) => Err(format!("planning took longer than {} s", PLAN_TIMEOUT.as_secs())),
                 },
             };
-            let answer = Arc::new(answer);
-            *planned.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Planned { key, made: Instant::now(), answer: Arc::clone(&answer) });
-            answer
+            {
+                let mut plans = plans.lock().unwrap_or_else(|e| e.into_inner());
+                plans.generation += 1;
+                plans.made = Some((key, Instant::now(), (plans.generation, Arc::new(answer))));
+                plans.making = false;
+            }
+            planned.send_replace(());
         });
-        tokio::time::timeout(wait, task).await.ok()?.ok()
-    }
-
-    /// When the plan on hand was made (it changes what a page shows).
-    pub(crate) fn plan_made(&self) -> Option<Instant> {
-        self.planned.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map(|p| p.made)
     }
 
     /// Everything recorded of one migration, over the environment's connection.
@@ -200,10 +212,20 @@ impl Env {
             Ok(options) => options,
             Err(why) => return Err(why.clone()),
         };
-        let mut watcher = self.watcher.lock().await;
-        let watcher =
-            watcher.get_or_insert_with(|| Watcher::new(options).with_timeout(timeout).with_audit(page::AUDIT_SHOWN));
-        watcher.migration_events(version, 200).await.map_err(|e: ExecError| e.to_string())
+        let (watcher, options, version) = (Arc::clone(&self.watcher), options.clone(), version.clone());
+        // In a task of its own, like a read: a client that hangs up does not
+        // leave the connection in the middle of a transaction.
+        let task = tokio::spawn(async move {
+            let mut watcher = watcher.lock_owned().await;
+            let watcher = watcher
+                .get_or_insert_with(|| Watcher::new(&options).with_timeout(timeout).with_audit(page::AUDIT_SHOWN));
+            watcher.migration_events(&version, 200).await.map_err(|e: ExecError| e.to_string())
+        });
+        match tokio::time::timeout(timeout * 2, task).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(e)) => Err(format!("the read stopped: {e}")),
+            Err(_) => Err(format!("no answer within {} s", (timeout * 2).as_secs())),
+        }
     }
 }
 
@@ -236,8 +258,8 @@ fn routes(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> Route
                 options: Arc::new(e.options),
                 watcher: Default::default(),
                 last: Default::default(),
-                planning: Default::default(),
-                planned: Default::default(),
+                plans: Default::default(),
+                planned: Arc::new(tokio::sync::watch::channel(()).0),
             };
             (e.name, env)
         })
@@ -260,7 +282,8 @@ fn routes(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> Route
         .route("/gate", get(gate))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), auth::check));
+        // `layer`, not `route_layer`: the fallback asks for the token too.
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&shared), auth::check));
     Router::new().route("/healthz", get(healthz)).merge(guarded).with_state(shared)
 }
 
@@ -328,6 +351,11 @@ impl Shared {
 
     pub(crate) async fn read(&self, env: &Env, arrived: Instant) -> Read {
         env.read(arrived, self.max_age, self.read_timeout).await
+    }
+
+    /// As `read`, answered by a read that started up to `max_age` before (at least `--max-age`).
+    pub(crate) async fn read_within(&self, env: &Env, arrived: Instant, max_age: Duration) -> Read {
+        env.read(arrived, self.max_age.max(max_age), self.read_timeout).await
     }
 }
 

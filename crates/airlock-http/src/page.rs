@@ -27,7 +27,7 @@ use futures_util::Stream;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
-use crate::{AppState, Env, Read, Shared};
+use crate::{AppState, Env, PlanAnswer, Read, Shared};
 
 /// How long a page waits for a plan before it says "planning" and lets the
 /// live update bring it.
@@ -402,15 +402,35 @@ fn page(code: StatusCode, html: Result<String, askama::Error>) -> Response {
     };
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    // Nothing but what the page itself carries: no frames, no outside scripts.
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; connect-src 'self'; img-src data:; frame-ancestors 'none'",
-        ),
-    );
+    // Nothing but what the page itself carries: its one script (by its hash,
+    // so nothing injected could run), no frames, no forms, no outside assets.
+    if let Ok(policy) = HeaderValue::from_str(&content_policy()) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, policy);
+    }
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     response
+}
+
+/// The page's one script, as the templates include it (askama drops the file's last line break).
+fn live_js() -> &'static str {
+    let file = include_str!("../templates/live.js");
+    file.strip_suffix('\n').unwrap_or(file)
+}
+
+/// The Content-Security-Policy of every page: only the live-update script runs.
+fn content_policy() -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY
+        .get_or_init(|| {
+            let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(live_js().as_bytes()));
+            format!(
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; connect-src 'self'; \
+                 img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+            )
+        })
+        .clone()
 }
 
 fn missing(title: &str, message: String) -> Response {
@@ -421,11 +441,11 @@ fn now() -> String {
     chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
-/// What a page shows of one environment, in a short hash: an event stream
-/// compares it to tell an open page that it changed.
-fn fingerprint_of(reads: &[(&Env, Read)]) -> String {
+/// What a page shows of its environments (each read, and which plan), in a
+/// short hash: an event stream compares it to tell an open page that it changed.
+fn fingerprint_of(reads: &[(&Env, &Read, Option<&PlanAnswer>)]) -> String {
     let mut hasher = DefaultHasher::new();
-    for (env, read) in reads {
+    for (env, read, plan) in reads {
         env.name.hash(&mut hasher);
         match read.answer.as_ref() {
             Ok(a) => {
@@ -434,7 +454,7 @@ fn fingerprint_of(reads: &[(&Env, Read)]) -> String {
             }
             Err(why) => why.hash(&mut hasher),
         }
-        env.plan_made().hash(&mut hasher);
+        plan.map(|(generation, _)| *generation).hash(&mut hasher);
     }
     format!("{:016x}", hasher.finish())
 }
@@ -446,12 +466,17 @@ fn events_url(env: Option<&str>, fingerprint: &str) -> String {
     }
 }
 
-/// The plan for a read, waited for a moment; None while it is still being made.
-async fn plan_of(env: &Env, read: &Read) -> Option<Arc<Result<PlanReport, String>>> {
+/// The plan for a read, waited for up to `wait`; None while it is still being
+/// made. A page (`refresh`) has an old plan made again; a stream does not.
+async fn plan_of(env: &Env, read: &Read, wait: Duration, refresh: bool) -> Option<PlanAnswer> {
     match read.answer.as_ref() {
-        Ok(a) if !a.status.pending.is_empty() => env.plan(a, PLAN_WAIT).await,
+        Ok(a) if !a.status.pending.is_empty() => env.plan(a, wait, refresh).await,
         _ => None,
     }
+}
+
+fn shown(plan: &Option<PlanAnswer>) -> Option<&Result<PlanReport, String>> {
+    plan.as_ref().map(|(_, answer)| answer.as_ref())
 }
 
 /// `GET /`: every environment.
@@ -461,13 +486,13 @@ pub(crate) async fn overview(State(shared): AppState) -> Response {
     let envs: Vec<&Env> = shared.order.iter().map(|name| &shared.envs[name]).collect();
     let reads = futures_util::future::join_all(envs.iter().map(|env| async move {
         let read = shared.read(env, arrived).await;
-        let plan = plan_of(env, &read).await;
+        let plan = plan_of(env, &read, PLAN_WAIT, true).await;
         (*env, read, plan)
     }))
     .await;
-    let views = reads.iter().map(|(env, read, plan)| EnvView::of(&env.name, read, plan.as_deref(), false)).collect();
-    let pairs: Vec<(&Env, Read)> = reads.iter().map(|(env, read, _)| (*env, read.clone())).collect();
-    let fingerprint = fingerprint_of(&pairs);
+    let views = reads.iter().map(|(env, read, plan)| EnvView::of(&env.name, read, shown(plan), false)).collect();
+    let seen: Vec<_> = reads.iter().map(|(env, read, plan)| (*env, read, plan.as_ref())).collect();
+    let fingerprint = fingerprint_of(&seen);
     let html = OverviewPage { envs: views, events: events_url(None, &fingerprint), fingerprint, generated: now() };
     page(StatusCode::OK, html.render())
 }
@@ -490,9 +515,9 @@ pub(crate) async fn environment(
         return missing("No such environment", format!("no environment `{name}` (known: {})", shared.order.join(", ")));
     };
     let read = shared.read(env, arrived).await;
-    let plan = plan_of(env, &read).await;
-    let view = EnvView::of(&env.name, &read, plan.as_deref(), all);
-    let fingerprint = fingerprint_of(&[(env, read)]);
+    let plan = plan_of(env, &read, PLAN_WAIT, true).await;
+    let view = EnvView::of(&env.name, &read, shown(&plan), all);
+    let fingerprint = fingerprint_of(&[(env, &read, plan.as_ref())]);
     let html =
         EnvironmentPage { env: view, events: events_url(Some(&name), &fingerprint), fingerprint, generated: now() };
     page(StatusCode::OK, html.render())
@@ -541,6 +566,8 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
     let Ok(parsed) = Version::parse(&version) else {
         return missing("No such migration", format!("`{version}` is not a version"));
     };
+    // As history and status spell it: `03` is migration 3.
+    let version = parsed.to_string();
     let read = shared.read(env, arrived).await;
     let assessment: Option<&Assessment> = read.answer.as_ref().as_ref().ok();
     let status: Option<&StatusReport> = assessment.map(|a| &a.status);
@@ -570,9 +597,13 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
             format!("environment `{name}` has no migration {version}, applied or in its directory"),
         );
     }
-    let (events, events_error) = match env.migration_events(&parsed, shared.read_timeout).await {
-        Ok(events) => (events, None),
-        Err(why) => (Vec::new(), Some(why)),
+    let (events, events_error) = match read.answer.as_ref() {
+        // Said once, above: no second wait for a database that is down.
+        Err(_) => (Vec::new(), None),
+        Ok(_) => match env.migration_events(&parsed, shared.read_timeout).await {
+            Ok(events) => (events, None),
+            Err(why) => (Vec::new(), Some(why)),
+        },
     };
     let (state, said) = match (applied, pending, problems.iter().any(|p| p.blocking), read.answer.as_ref()) {
         (_, _, _, Err(why)) => ("unknown", format!("cannot read the database: {why}")),
@@ -600,8 +631,12 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
         _ => None,
     };
     let (mut planning, mut plan_error, mut verdict, mut statements) = (false, None, None, Vec::new());
+    let plan = match pending {
+        Some(_) => plan_of(env, &read, PLAN_WAIT, true).await,
+        None => None,
+    };
     if pending.is_some() {
-        match plan_of(env, &read).await.as_deref() {
+        match shown(&plan) {
             None => planning = true,
             Some(Err(why)) => plan_error = Some(why.clone()),
             Some(Ok(report)) => {
@@ -612,7 +647,7 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
             }
         }
     }
-    let fingerprint = fingerprint_of(&[(env, read.clone())]);
+    let fingerprint = fingerprint_of(&[(env, &read, plan.as_ref())]);
     let html = MigrationPage {
         env: name.clone(),
         env_href: env_href(&name),
@@ -674,25 +709,30 @@ fn changes(shared: Arc<Shared>, names: Vec<String>, since: String) -> impl Strea
         (shared, names, since, stopping),
         |(shared, names, mut last, mut stopping)| async move {
             loop {
+                let stopped = async {
+                    if stopping.changed().await.is_err() {
+                        // No one can tell it to stop (a bare `router()`): it never will.
+                        std::future::pending::<()>().await;
+                    }
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(EVENT_EVERY) => {}
-                    stopped = stopping.changed() => match stopped {
-                        Ok(()) => return None,
-                        // No one can tell it to stop: it never will.
-                        Err(_) => std::future::pending::<()>().await,
-                    },
+                    _ = stopped => return None,
                 }
                 let now = {
                     let (arrived, shared) = (Instant::now(), shared.as_ref());
+                    // Streams share reads: however many pages are open, an
+                    // environment is read about once a second for them.
                     let reads = futures_util::future::join_all(names.iter().map(|name| async move {
                         let env = &shared.envs[name];
-                        let read = shared.read(env, arrived).await;
-                        // Keep the plan coming for pages that wait for it.
-                        let _ = plan_of(env, &read).await;
-                        (env, read)
+                        let read = shared.read_within(env, arrived, EVENT_EVERY).await;
+                        // The plan on hand, or one started for pages that wait for it.
+                        let plan = plan_of(env, &read, Duration::ZERO, false).await;
+                        (env, read, plan)
                     }))
                     .await;
-                    fingerprint_of(&reads)
+                    let seen: Vec<_> = reads.iter().map(|(env, read, plan)| (*env, read, plan.as_ref())).collect();
+                    fingerprint_of(&seen)
                 };
                 if now != last {
                     last.clone_from(&now);
@@ -736,6 +776,20 @@ mod tests {
         assert_eq!(seconds(12.4), "12 s");
         assert_eq!(seconds(250.0), "4 min 10 s");
         assert_eq!(seconds(7500.0), "2 h 5 min");
+    }
+
+    /// The policy's hash is of the script exactly as the page carries it.
+    #[test]
+    fn the_page_carries_the_script_the_policy_allows() {
+        let page = OverviewPage {
+            envs: Vec::new(),
+            events: "/events".to_owned(),
+            fingerprint: "0".to_owned(),
+            generated: now(),
+        };
+        let html = page.render().unwrap();
+        assert!(html.contains(&format!("<script>{}</script>", live_js())), "{html}");
+        assert!(content_policy().contains("script-src 'sha256-"), "{}", content_policy());
     }
 
     #[test]

@@ -66,14 +66,25 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create the next migration file(s).
+    #[command(
+        after_help = "Examples:\n  airlock new create_users\n  airlock new backfill_names --data\n  airlock new rename_email --expand \"ALTER TABLE users RENAME COLUMN email TO email_address\""
+    )]
     New(NewArgs),
     /// Check, then apply pending migrations in order.
+    #[command(
+        after_help = "Examples:\n  airlock migrate\n  airlock --env production migrate\n  airlock migrate --to 20261130120000\n  airlock migrate --plan plan.json   # only what `airlock plan --format json > plan.json` reviewed"
+    )]
     Migrate(MigrateArgs),
     /// Replace a pending column rename or type change with expand/contract migrations that keep the old and the new app version working.
+    #[command(after_help = "Examples:\n  airlock expand migrations/7_rename_email.up.sql")]
     Expand(ExpandArgs),
     /// Applied, pending, in-progress or failed migrations, and problems.
+    #[command(after_help = "Examples:\n  airlock status\n  airlock --env staging status --format json")]
     Status,
     /// Exit 0 when the database is ready for a release: every migration up to V applied, none in progress, failed or edited; exit 4 otherwise.
+    #[command(
+        after_help = "Examples:\n  airlock gate --require latest\n  airlock gate --require 42 --wait 10m   # in a deploy, before the new app starts"
+    )]
     Gate(GateArgs),
     /// Apply down migrations until VERSION is the newest applied (refused in protected environments).
     Down(DownArgs),
@@ -84,22 +95,35 @@ pub enum Command {
     /// Free the run lock left by a process that is gone (with --force, one airlock cannot see is gone).
     Unlock(UnlockArgs),
     /// Answer /healthz, /status, /gate?require=V and /metrics over HTTP, for every environment; never migrates.
+    #[command(
+        after_help = "Examples:\n  airlock serve                          # the page on http://127.0.0.1:8080/\n  airlock serve --listen 0.0.0.0:8080 --auth-token-file /run/secrets/airlock-token\n  curl -fsS localhost:8080/gate?require=latest&env=production"
+    )]
     Serve(ServeArgs),
     /// Check migration files for locks, rewrites, lost attributes and unsafe changes; exit 3 on errors.
     ///
     /// `--format` takes `human`, `json`, `sarif` (SARIF 2.1.0 for code scanning) or `github` (workflow annotations).
+    #[command(
+        after_help = "Examples:\n  airlock lint\n  airlock lint --offline\n  airlock lint path/to/change.sql\n  git diff --name-only main -- migrations | xargs airlock lint --format github"
+    )]
     Lint(LintArgs),
     /// Read-only preflight: per pending statement the locks, rewrites, rows, estimate, data checks and verdict; exit 3 when blocked.
+    #[command(after_help = "Examples:\n  airlock plan\n  airlock --env production plan --format json > plan.json")]
     Plan(PlanArgs),
     /// Time a scan, an index build and a rewrite of a scratch table on this database and store the rates plan's estimates use.
     Calibrate(CalibrateArgs),
     /// Take over a database another tool migrated: record its applied migrations in airlock's history without running SQL.
+    #[command(after_help = "Examples:\n  airlock adopt --dry-run\n  airlock adopt --from flyway")]
     Adopt(AdoptArgs),
     /// Compare this database's schema with what its applied migrations produce (replayed into a scratch database), or with another database's; exit 3 when they differ.
+    #[command(
+        after_help = "Examples:\n  airlock drift\n  airlock --env production drift --against-url postgres://replica.internal/app"
+    )]
     Drift(DriftArgs),
     /// Run each pending migration up, down and up again on a scratch copy of the schema, comparing the schema after each step; exit 3 on residue or a failure.
+    #[command(after_help = "Examples:\n  airlock rehearse\n  airlock rehearse --data sample:10000")]
     Rehearse(RehearseArgs),
     /// The audit trail, newest first: runs, repairs, resolves, allows used, adoptions, with who, where, when and why.
+    #[command(after_help = "Examples:\n  airlock history\n  airlock --env production history --limit 50 --format json")]
     History(HistoryArgs),
     /// Backups taken before migrating: list them, or verify one by restoring it into a scratch database.
     #[command(subcommand)]
@@ -107,6 +131,31 @@ pub enum Command {
     /// Backfills (`-- airlock:backfill`): data migrations run in primary-key batches, resumable where they stop.
     #[command(subcommand)]
     Backfill(BackfillCommand),
+    /// Write airlock.toml and the migrations directory, taking over another tool's folder and pointing at its history.
+    #[command(
+        after_help = "Examples:\n  airlock init\n  DATABASE_URL=postgres://localhost/app airlock init   # also looks for another tool's history table"
+    )]
+    Init(InitArgs),
+    /// Print a shell completion script: bash, zsh, fish, elvish or powershell.
+    #[command(
+        after_help = "Examples:\n  airlock completions bash > ~/.local/share/bash-completion/completions/airlock\n  airlock completions zsh > \"${fpath[1]}/_airlock\"\n  airlock completions fish > ~/.config/fish/completions/airlock.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), made from the same definition as --help.
+    #[command(after_help = "Examples:\n  airlock man > /usr/local/share/man/man1/airlock.1 && man airlock")]
+    Man,
+}
+
+/// `airlock init`.
+#[derive(Debug, Args, Default)]
+pub struct InitArgs {
+    /// The project name stamped on every database [default: this directory's name].
+    #[arg(long, value_name = "NAME")]
+    pub project: Option<String>,
 }
 
 /// `airlock backfill`.
@@ -441,6 +490,45 @@ mod tests {
     #[test]
     fn definitions_are_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every example in `--help` parses: the words after `airlock` up to a
+    /// comment, pipe or redirection, with double-quoted words kept whole.
+    #[test]
+    fn every_example_in_help_parses() {
+        let mut seen = 0;
+        let command = Cli::command();
+        for sub in command.get_subcommands() {
+            let Some(help) = sub.get_after_help().map(ToString::to_string) else { continue };
+            for whole in help.lines() {
+                // Leading variable assignments (`DATABASE_URL=... airlock init`) are the shell's.
+                let words: Vec<&str> = whole.split_whitespace().skip_while(|w| w.contains('=')).collect();
+                let Some(rest) = words.join(" ").strip_prefix("airlock ").map(str::to_owned) else { continue };
+                let cut = [" #", " >", " |", " &&"].iter().filter_map(|m| rest.find(m)).min().unwrap_or(rest.len());
+                let mut words = vec!["airlock".to_owned()];
+                let mut quoted = false;
+                let mut word = String::new();
+                for c in rest[..cut].chars() {
+                    match c {
+                        '"' => quoted = !quoted,
+                        ' ' if !quoted => {
+                            if !word.is_empty() {
+                                words.push(std::mem::take(&mut word));
+                            }
+                        }
+                        c => word.push(c),
+                    }
+                }
+                if !word.is_empty() {
+                    words.push(word);
+                }
+                if let Err(e) = Cli::try_parse_from(&words) {
+                    panic!("the example `{whole}` of `airlock {}` does not parse: {e}", sub.get_name());
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 25, "only {seen} examples");
     }
 
     #[test]

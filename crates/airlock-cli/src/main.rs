@@ -1,6 +1,7 @@
 //! The `airlock` binary: raw flags → validated settings → library call → reporter.
 
 mod args;
+mod init;
 mod lint;
 mod new;
 mod render;
@@ -69,6 +70,17 @@ fn version_arg(text: &str, flag: &str) -> Result<Version, ExecError> {
     Version::parse(text.trim()).map_err(|e| ExecError::Usage(format!("{flag}: {e}")))
 }
 
+/// Writes `bytes` to stdout; a reader that stopped early (`| head`) is not an error.
+fn print_bytes(bytes: &[u8], what: &str) -> Result<(), ExecError> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(ExecError::Usage(format!("cannot write {what}: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> Result<(), ExecError> {
     let format = cli.global.format;
     if let Command::New(args @ NewArgs { expand: None, .. }) = &cli.command {
@@ -86,6 +98,25 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     }
     if let Command::Serve(args) = &cli.command {
         return serve::run(&cli.global, args);
+    }
+    if let Command::Init(args) = &cli.command {
+        let done = init::run(&cli.global, args)?;
+        render::initialized(&done, format);
+        return Ok(());
+    }
+    if let Command::Completions { shell } = &cli.command {
+        use clap::CommandFactory;
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut args::Cli::command(), "airlock", &mut script);
+        return print_bytes(&script, "the completion script");
+    }
+    if let Command::Man = &cli.command {
+        use clap::CommandFactory;
+        let mut page = Vec::new();
+        clap_mangen::Man::new(args::Cli::command())
+            .render(&mut page)
+            .map_err(|e| ExecError::Usage(format!("cannot make the man page: {e}")))?;
+        return print_bytes(&page, "the man page");
     }
     if let Command::Lint(args) = &cli.command {
         return lint::run(&cli.global, args);
@@ -139,7 +170,9 @@ fn run(cli: Cli) -> Result<(), ExecError> {
                 render::expanded(&expansion, &paths, Some(&args.file), format);
                 Ok(())
             }
-            Command::Serve(_) | Command::Lint(_) => Ok(()),
+            Command::Serve(_) | Command::Lint(_) | Command::Init(_) | Command::Completions { .. } | Command::Man => {
+                Ok(())
+            }
             Command::Plan(args) => {
                 let mut options = options.clone();
                 options.lint = settings::lint_settings(&cli.global, None).map_err(|e| ExecError::Usage(e.0))?;

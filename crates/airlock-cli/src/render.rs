@@ -1151,6 +1151,38 @@ fn plan_backup(backup: &airlock_exec::BackupPlan) {
     }
 }
 
+/// `airlock init`: what was written and found, and what to run next.
+pub fn initialized(done: &crate::init::Initialized, format: Format) {
+    if format == Format::Json {
+        print_json(&serde_json::to_value(done).unwrap_or_default());
+        return;
+    }
+    println!("{GREEN}wrote{GREEN:#} {}", done.config.display());
+    if done.created_dir {
+        println!("{GREEN}created{GREEN:#} {}/", done.dir.display());
+    } else {
+        let layout = done.layout.map(|l| format!(", {l}")).unwrap_or_default();
+        println!(
+            "  migrations: {} ({} found{layout}; airlock reads them where they are)",
+            done.dir.display(),
+            done.migrations
+        );
+    }
+    for file in &done.unreadable {
+        println!("  {YELLOW}cannot read{YELLOW:#} {file}");
+    }
+    for tool in &done.foreign {
+        println!("  the database holds {tool}'s history: adopt it before migrating, or every migration looks new");
+    }
+    for note in &done.notes {
+        println!("  {YELLOW}note{YELLOW:#}: {note}");
+    }
+    println!("next:");
+    for step in &done.next {
+        println!("  {step}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::versions_summary;

@@ -32,6 +32,57 @@ pub struct Progress {
 /// How long a migration runs before its spinner shows: quick ones never flicker.
 const SPINNER_AFTER: Duration = Duration::from_secs(1);
 
+/// Shows `bar` on stderr once it has run [`SPINNER_AFTER`], unless it finished before.
+fn show_later(bar: &indicatif::ProgressBar) {
+    let shown = bar.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(SPINNER_AFTER);
+        if !shown.is_finished() {
+            shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+    });
+}
+
+/// A backup's bar: bytes read from the database of about how many (the
+/// catalog's size of what it saves), with the rate and ETA; a spinner with
+/// the bytes when there is no estimate. Its position follows `read`.
+fn backup_bar(plan: &airlock_exec::BackupPlan, read: &airlock_exec::Tally) -> indicatif::ProgressBar {
+    let what = match plan.mode {
+        airlock_exec::BackupMode::Database => "the database".to_owned(),
+        _ => plan.tables.iter().map(|t| t.name.to_string()).collect::<Vec<_>>().join(", "),
+    };
+    let (bar, template) = match plan.estimated_bytes.filter(|b| *b > 0) {
+        Some(total) => (
+            indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::hidden()),
+            "  {spinner} backup of {prefix} [{bar:30}] {bytes}/~{total_bytes} ({bytes_per_sec}, ETA {eta}) · {elapsed}",
+        ),
+        None => (
+            indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden()),
+            "  {spinner} backup of {prefix}: {bytes} read ({bytes_per_sec}) · {elapsed}",
+        ),
+    };
+    let style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let bar = bar.with_style(style);
+    bar.set_prefix(what);
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let (follow, read) = (bar.clone(), read.clone());
+    std::thread::spawn(move || {
+        while !follow.is_finished() {
+            let done = read.get();
+            // The catalog's size is an estimate: a dump may run past it.
+            if follow.length().is_some_and(|total| done > total) {
+                follow.set_length(done);
+            }
+            follow.set_position(done);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    show_later(&bar);
+    bar
+}
+
 /// A spinner for a migration that runs a while, on a terminal only: which
 /// migration of how many, the time so far and the plan's estimate. Drawn on
 /// stderr once it has run [`SPINNER_AFTER`].
@@ -49,13 +100,7 @@ fn spinner(migration: &Migration, started: &Started) -> indicatif::ProgressBar {
         bar.set_message(format!(" (plan: {said})"));
     }
     bar.enable_steady_tick(Duration::from_millis(120));
-    let shown = bar.clone();
-    std::thread::spawn(move || {
-        std::thread::sleep(SPINNER_AFTER);
-        if !shown.is_finished() {
-            shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-        }
-    });
+    show_later(&bar);
     bar
 }
 
@@ -126,7 +171,16 @@ impl Reporter for Progress {
         ));
     }
 
+    fn backup_started(&mut self, plan: &airlock_exec::BackupPlan, read: &airlock_exec::Tally) {
+        use std::io::IsTerminal;
+        self.end_bar();
+        if self.format == Format::Human && std::io::stderr().is_terminal() {
+            self.spinner = Some(backup_bar(plan, read));
+        }
+    }
+
     fn backed_up(&mut self, m: &airlock_exec::Manifest) {
+        self.end_bar();
         let tables: Vec<&str> = m.tables.iter().map(|t| t.table.as_str()).collect();
         self.say(format!(
             "  {GREEN}✓{GREEN:#} backup {} of {}: {} stored, restored and compared in {} → {}",

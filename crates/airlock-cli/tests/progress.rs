@@ -74,3 +74,21 @@ fn no_spinner_in_json_or_off_a_terminal() {
     assert!(!run.all().contains("1/1 2 index_big"), "{}", run.all());
     assert!(!run.all().contains('\r'), "{:?}", run.all());
 }
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn a_backup_before_migrating_shows_a_bar_of_bytes_on_a_terminal() {
+    let db = Db::new(Engine::Postgres);
+    db.exec("CREATE TABLE big (id bigint PRIMARY KEY, v text, w text)");
+    db.exec("INSERT INTO big SELECT g, md5(g::text), repeat(md5(g::text), 4) FROM generate_series(1, 300000) g");
+    db.exec("ANALYZE big");
+    let project = Project::new();
+    project.write("1_drop_w.up.sql", "ALTER TABLE big DROP COLUMN w;\n");
+    let seen = on_a_terminal(&project, &db, &["migrate", "--backup"]);
+    // Bytes read of about how many, the rate and the time left.
+    assert!(seen.contains("backup of "), "{seen}");
+    assert!(seen.contains("big ["), "{seen}");
+    assert!(seen.contains("MiB/~"), "{seen}");
+    assert!(seen.contains("ETA"), "{seen}");
+    assert!(seen.contains("✓") && seen.contains("backup "), "{seen}");
+}

@@ -72,7 +72,7 @@ pub use crate::rehearsed::{RehearsalTimings, RehearsedStatement, ScaledRehearsal
 pub use crate::repair::repair;
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, Started,
-    StatusReport,
+    StatusReport, Tally,
 };
 pub use crate::resolve::{Resolution, resolve};
 pub use crate::run::migrate;

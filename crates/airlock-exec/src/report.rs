@@ -10,6 +10,9 @@ use serde::Serialize;
 pub trait Reporter: Send {
     /// A non-fatal remark (empty scripts, notes on how a file ran).
     fn warning(&mut self, _message: &str) {}
+    /// A backup before migrating starts: `read` counts the bytes read from
+    /// the database so far (the plan's `estimated_bytes` is about where it ends).
+    fn backup_started(&mut self, _plan: &crate::backup::BackupPlan, _read: &Tally) {}
     /// A backup was taken and verified before migrating.
     fn backed_up(&mut self, _manifest: &crate::backup::Manifest) {}
     /// Older backups retention deleted after it (or could not).
@@ -62,6 +65,22 @@ impl Started {
     pub fn estimate_of(plan: &crate::plan::MigrationPlan) -> Option<Duration> {
         let seconds: Vec<f64> = plan.statements.iter().filter_map(|s| s.estimated_seconds).collect();
         (!seconds.is_empty()).then(|| Duration::from_secs_f64(seconds.iter().sum::<f64>().max(0.0)))
+    }
+}
+
+/// A count that work in progress raises and a reporter's thread reads
+/// (the bytes a backup has read so far).
+#[derive(Debug, Clone, Default)]
+pub struct Tally(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl Tally {
+    /// The count now.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

@@ -375,7 +375,9 @@ async fn apply_pending(
     // What the backup holds was judged on what is pending now (looked at again above when that changed).
     if let Some(backup) = judge.backup(&ctx.options) {
         ctx.options.interrupt.check(|| "it stopped before changing anything".into())?;
-        let manifest = crate::backup::take(ctx, driver, &backup).await?;
+        let read = crate::report::Tally::default();
+        reporter.backup_started(&backup, &read);
+        let manifest = crate::backup::take(ctx, driver, &backup, &read).await?;
         reporter.backed_up(&manifest);
         let pruned = crate::backup::prune(ctx, driver, &manifest).await;
         if !pruned.is_empty() {

@@ -36,7 +36,12 @@ const LEVEL: i32 = 3;
 /// `database` mode) through `driver`, verifies it, stores it with its
 /// manifest and records it in history. Any failure is an error that leaves
 /// no manifest behind.
-pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPlan) -> Result<Manifest, ExecError> {
+pub(crate) async fn take(
+    ctx: &Context,
+    driver: &mut dyn Driver,
+    plan: &BackupPlan,
+    read: &crate::report::Tally,
+) -> Result<Manifest, ExecError> {
     let options = &ctx.options;
     let started = Instant::now();
     let id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>());
@@ -72,7 +77,7 @@ pub(crate) async fn take(ctx: &Context, driver: &mut dyn Driver, plan: &BackupPl
         // part written removed, the scratch database dropped below.
         let saving = Instant::now();
         let streamed = tokio::select! {
-            streamed = stream(driver, tables, read_back.is_none().then_some(restored.as_mut()), &mut sink) => Some(streamed),
+            streamed = stream(driver, tables, read_back.is_none().then_some(restored.as_mut()), &mut sink, read) => Some(streamed),
             () = options.interrupt.wait() => None,
         };
         let dump_ms = saving.elapsed().as_millis() as u64;
@@ -161,6 +166,7 @@ async fn stream(
     tables: Option<&[TableName]>,
     target: Option<&mut dyn Driver>,
     sink: &mut Sink,
+    read: &crate::report::Tally,
 ) -> Streamed {
     let (mut raw_tx, mut raw_rx) = tokio::io::duplex(CHUNK);
     let (zst_tx, zst_rx) = tokio::io::duplex(CHUNK);
@@ -182,6 +188,7 @@ async fn stream(
                     std::mem::replace(&mut encoder, new_encoder()?).finish()?
                 } else {
                     raw += n as u64;
+                    read.add(n as u64);
                     std::io::Write::write_all(&mut encoder, &buffer[..n])?;
                     std::mem::take(encoder.get_mut())
                 };

@@ -207,7 +207,7 @@ fn run(cli: Cli) -> Result<(), ExecError> {
             }
             Command::Rehearse(args) => {
                 let options = with_scratch(&options, args.scratch_url.as_deref())?;
-                let report = airlock_exec::rehearse(&options, args.all, args.data).await?;
+                let report = airlock_exec::rehearse(&options, args.all, args.data, &mut progress).await?;
                 render::rehearsal(&report, format);
                 if report.verdict == "clean" { Ok(()) } else { Err(ExecError::RehearsalProblems) }
             }

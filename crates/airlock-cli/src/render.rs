@@ -207,6 +207,25 @@ impl Reporter for Progress {
         self.say(format!("{YELLOW}took over{YELLOW:#} the lock of {}: {why}", previous.describe()));
     }
 
+    fn working(&mut self, what: &str) {
+        use std::io::IsTerminal;
+        self.end_bar();
+        if self.format == Format::Human && std::io::stderr().is_terminal() {
+            let style = indicatif::ProgressStyle::with_template("  {spinner} {msg} · {elapsed}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden())
+                .with_style(style);
+            bar.set_message(what.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            show_later(&bar);
+            self.spinner = Some(bar);
+        }
+    }
+
+    fn worked(&mut self) {
+        self.end_bar();
+    }
+
     fn migration_started(&mut self, migration: &Migration, started: &Started) {
         use std::io::IsTerminal;
         self.end_bar();

@@ -92,3 +92,18 @@ fn a_backup_before_migrating_shows_a_bar_of_bytes_on_a_terminal() {
     assert!(seen.contains("ETA"), "{seen}");
     assert!(seen.contains("✓") && seen.contains("backup "), "{seen}");
 }
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn a_rehearsal_says_which_migration_it_rehearses() {
+    let db = Db::new(Engine::Postgres);
+    let project = Project::new();
+    project.write("1_quick.up.sql", "CREATE TABLE small (id bigint PRIMARY KEY);\n");
+    project.write("1_quick.down.sql", "DROP TABLE small;\n");
+    project.write("2_slow.up.sql", "CREATE TABLE slow (id bigint PRIMARY KEY);\nSELECT pg_sleep(0.8);\n");
+    project.write("2_slow.down.sql", "DROP TABLE slow;\n");
+    let seen = on_a_terminal(&project, &db, &["rehearse"]);
+    // Up, down and up again: 1.6 s of sleep, so the spinner shows.
+    assert!(seen.contains("rehearsing 2/2: 2 slow (up, down, up) · 1s"), "{seen}");
+    assert!(!seen.contains("rehearsing 1/2"), "{seen}");
+}

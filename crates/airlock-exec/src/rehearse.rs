@@ -118,7 +118,12 @@ pub struct RehearsalReport {
 /// target's schema (its applied migrations' recorded text, replayed), or,
 /// with `all`, every migration from an empty database (no target needed
 /// beyond its server). The scratch database is dropped whatever happens.
-pub async fn rehearse(options: &Options, all: bool, data: RehearsalData) -> Result<RehearsalReport, ExecError> {
+pub async fn rehearse(
+    options: &Options,
+    all: bool,
+    data: RehearsalData,
+    reporter: &mut dyn crate::Reporter,
+) -> Result<RehearsalReport, ExecError> {
     if all && data != RehearsalData::Schema {
         return Err(ExecError::Usage(format!(
             "--data {data} with --all: rehearsing every migration starts from an empty database, with no rows to copy"
@@ -155,7 +160,8 @@ pub async fn rehearse(options: &Options, all: bool, data: RehearsalData) -> Resu
         database: options.url.to_string(),
         at: chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
     });
-    let rehearsed = rehearse_all(&mut scratch, options, &applied, &pending, source).await;
+    let rehearsed = rehearse_all(&mut scratch, options, &applied, &pending, source, reporter).await;
+    reporter.worked();
     let dropped = scratch.finish().await;
     let (copied, migrations, timed) = rehearsed?;
     dropped?;
@@ -204,12 +210,17 @@ async fn rehearse_all(
     applied: &[&HistoryRecord],
     pending: &[&Migration],
     mut source: Option<Source<'_>>,
+    reporter: &mut dyn crate::Reporter,
 ) -> Result<Rehearsed, ExecError> {
     let traits = options.engine_traits();
     let mut driver = scratch.connect().await?;
+    reporter.working(&format!("replaying {} applied migrations into the scratch database", applied.len()));
     replay(driver.as_mut(), applied, options).await?;
     let copied = match source.as_mut() {
-        Some(source) => Some(copy_rows(source.target, driver.as_mut(), source.data).await?),
+        Some(source) => {
+            reporter.working(&format!("copying the target's rows (--data {})", source.data));
+            Some(copy_rows(source.target, driver.as_mut(), source.data).await?)
+        }
         None => None,
     };
     // With rows, the heavy statements are timed: which they are is judged
@@ -223,6 +234,13 @@ async fn rehearse_all(
     // The schema after a clean rehearsal is the next one's schema before: not read twice.
     let mut known = None;
     for (i, migration) in pending.iter().enumerate() {
+        reporter.working(&format!(
+            "rehearsing {}/{}: {} {} (up, down, up)",
+            i + 1,
+            pending.len(),
+            migration.version,
+            migration.name
+        ));
         let heavy = match catalog.as_mut() {
             Some(catalog) => {
                 let script = airlock_lint::parse_migration(migration, traits.dialect);

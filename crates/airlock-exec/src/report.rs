@@ -21,6 +21,12 @@ pub trait Reporter: Send {
     fn waiting_for_lock(&mut self, _holder: &Lease, _wait: Duration) {}
     /// A lock left by a gone process was taken over.
     fn lock_taken_over(&mut self, _previous: &Lease, _why: &str) {}
+    /// A long step of a command starts (`rehearse`: replaying, copying
+    /// rows, each migration's up, down and up); it ends at the next one, or
+    /// at [`Reporter::worked`].
+    fn working(&mut self, _what: &str) {}
+    /// The last step said by [`Reporter::working`] is over.
+    fn worked(&mut self) {}
     /// A migration (or down script) starts.
     fn migration_started(&mut self, _migration: &Migration, _started: &Started) {}
     /// It finished.

@@ -244,10 +244,17 @@ fn page_in_a_browser(engine: Engine) {
     browser.until("the page to go live", || browser.text().contains("· live ·"));
     browser.eval("window.airlockMarker = 42; return null");
     assert!(browser.text().contains("version\t1") || browser.text().contains("version\n1"), "{}", browser.text());
-    project.run(&ready, &["migrate", "--to", "2"]).expect(0);
+    project.run(&ready, &["migrate", "--to", "2", "--backup"]).expect(0);
     browser.until("version 2 to show", || {
         browser.eval("return document.querySelector('dl dd:nth-of-type(2)').textContent") == "2"
     });
+    // The backup it took first, kept where history says.
+    let backups = browser.eval("return (document.getElementById('backups') || {}).innerText || ''");
+    let backups = backups.as_str().unwrap_or_default();
+    assert!(
+        backups.contains("Backups before migrating") && backups.contains("users") && backups.contains("kept"),
+        "{backups}"
+    );
     assert_eq!(browser.eval("return window.airlockMarker"), 42, "the page was reloaded, not updated");
     browser.screenshot(&format!("live-{engine_name}"));
     drop(browser);

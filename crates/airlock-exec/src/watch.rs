@@ -27,6 +27,8 @@ pub struct Assessment {
     pub audit: Vec<HistoryEntry>,
     /// The program's migrations, in order: their files, for a page that shows one.
     pub migrations: Vec<Migration>,
+    /// The newest backups history records (read with the audit entries; none by default).
+    pub backups: Vec<crate::backup::ListedBackup>,
 }
 
 impl Assessment {
@@ -35,6 +37,9 @@ impl Assessment {
         judge(&self.status, requirement, self.latest.as_ref())
     }
 }
+
+/// Backups an assessment with audit entries reads.
+const BACKUPS_SHOWN: usize = 10;
 
 /// Reads one database's status over a kept, read-only connection.
 pub struct Watcher {
@@ -156,26 +161,29 @@ impl Watcher {
             let snap = snapshot(driver.as_mut(), ctx).await;
             // The newest run, from its event (only where airlock's tables exist:
             // on PostgreSQL a failed read would end the transaction).
-            let (last, entries) = match &snap {
+            let (last, entries, backups) = match &snap {
                 Ok(s) if !s.history.is_empty() => {
                     let last = crate::audit::last_run(driver.as_mut()).await;
-                    let entries = match audit {
-                        0 => Vec::new(),
-                        n => crate::audit::recent(driver.as_mut(), n).await.unwrap_or_default(),
+                    let (entries, backups) = match audit {
+                        0 => (Vec::new(), Vec::new()),
+                        n => (
+                            crate::audit::recent(driver.as_mut(), n).await.unwrap_or_default(),
+                            crate::backup::recent(driver.as_mut(), options, BACKUPS_SHOWN).await.unwrap_or_default(),
+                        ),
                     };
-                    (last, entries)
+                    (last, entries, backups)
                 }
-                _ => (None, Vec::new()),
+                _ => (None, Vec::new(), Vec::new()),
             };
             let _ = driver.rollback().await;
-            snap.map(|s| (s, last, entries))
+            snap.map(|s| (s, last, entries, backups))
         };
         let (discovered, snap) = tokio::join!(discovered, read);
         let discovered = discovered?;
         // Pending backfills: how far each has come, read from the same connection.
-        let running = snap.as_ref().ok().and_then(|(s, _, _)| s.lease.as_ref()).and_then(|l| l.version.clone());
+        let running = snap.as_ref().ok().and_then(|(s, _, _, _)| s.lease.as_ref()).and_then(|l| l.version.clone());
         let pending_backfills: Vec<&airlock_core::Migration> = match &snap {
-            Ok((s, _, _)) => {
+            Ok((s, _, _, _)) => {
                 let applied: std::collections::HashSet<String> =
                     s.history.iter().filter(|r| r.state.is_applied()).map(|r| r.version.to_string()).collect();
                 discovered
@@ -202,12 +210,12 @@ impl Watcher {
         if snap.is_err() || options.profile().capabilities.local_file {
             *kept = None;
         }
-        let (snap, last, audit) = snap?;
+        let (snap, last, audit, backups) = snap?;
         let (mut status, latest) = judge_status(options, &discovered, snap);
         if last.is_some() && status.lock.is_none() {
             status.last_run = last;
         }
         status.backfills = backfills;
-        Ok(Assessment { status, latest, audit, migrations: discovered.migrations })
+        Ok(Assessment { status, latest, audit, migrations: discovered.migrations, backups })
     }
 }

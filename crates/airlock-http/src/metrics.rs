@@ -182,6 +182,7 @@ mod tests {
             latest: None,
             audit: Vec::new(),
             migrations: Vec::new(),
+            backups: Vec::new(),
         }
     }
 

@@ -122,6 +122,19 @@ pub(crate) struct AppliedView {
     duration: String,
 }
 
+/// A backup taken before migrating.
+pub(crate) struct BackupView {
+    id: String,
+    at: String,
+    what: String,
+    stored: String,
+    took: String,
+    file: String,
+    /// `kept`, `missing` (its file is not where history says), `deleted` (by retention) or `sent` (to a command).
+    state: &'static str,
+    why: String,
+}
+
 pub(crate) struct AuditView {
     at: String,
     action: String,
@@ -178,6 +191,7 @@ pub(crate) struct EnvView {
     applied: Vec<AppliedView>,
     applied_total: usize,
     audit: Vec<AuditView>,
+    backups: Vec<BackupView>,
 }
 
 fn verdict_name(verdict: Verdict) -> &'static str {
@@ -215,6 +229,7 @@ impl EnvView {
             applied: Vec::new(),
             applied_total: 0,
             audit: Vec::new(),
+            backups: Vec::new(),
         };
         let assessment = match read.answer.as_ref() {
             Ok(a) => a,
@@ -322,6 +337,32 @@ impl EnvView {
             })
             .collect();
         view.audit = assessment.audit.iter().map(|e| AuditView::of(name, e)).collect();
+        view.backups = assessment
+            .backups
+            .iter()
+            .map(|b| {
+                let m = &b.manifest;
+                let (state, why) = match (&b.deleted, b.present) {
+                    (Some(why), _) => ("deleted", why.clone()),
+                    (None, Some(false)) => ("missing", "its file is not where history says".to_owned()),
+                    (None, Some(true)) => ("kept", String::new()),
+                    (None, None) => ("sent", "to the backup command".to_owned()),
+                };
+                BackupView {
+                    id: m.id.clone(),
+                    at: when(&m.taken_at),
+                    what: match m.mode {
+                        airlock_exec::BackupMode::Database => "the database".to_owned(),
+                        _ => m.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>().join(", "),
+                    },
+                    stored: airlock_exec::human_bytes(m.stored_bytes),
+                    took: seconds(m.duration_ms as f64 / 1000.0),
+                    file: m.file.clone(),
+                    state,
+                    why,
+                }
+            })
+            .collect();
         view
     }
 

@@ -20,6 +20,7 @@ pub use restore::{RestoreRequest, Restored, RestoredTable, backup_restore};
 pub use retain::Pruned;
 pub(crate) use retain::prune;
 pub use store::{Manifest, ManifestTable};
+pub(crate) use stored::recent;
 pub use stored::{BackupList, ListedBackup, Verified, backup_list, backup_verify};
 pub(crate) use take::take;
 

@@ -45,7 +45,17 @@ pub struct BackupList {
 pub async fn backup_list(options: &Options) -> Result<BackupList, ExecError> {
     let ctx = Context::new(options);
     let manifests = recorded(&ctx).await?;
-    let backups = manifests
+    let backups = listed(options, manifests);
+    let leftovers = match &options.backup.store {
+        BackupStore::Directory(dir) => leftovers(dir),
+        BackupStore::Command(_) => Vec::new(),
+    };
+    Ok(BackupList { database: options.url.to_string(), backups, leftovers })
+}
+
+/// Manifests as listed: whether each one's file is where it says.
+fn listed(options: &Options, manifests: Vec<(Manifest, Option<String>)>) -> Vec<ListedBackup> {
+    manifests
         .into_iter()
         .map(|(manifest, deleted)| {
             let present = match &options.backup.store {
@@ -56,12 +66,19 @@ pub async fn backup_list(options: &Options) -> Result<BackupList, ExecError> {
             };
             ListedBackup { manifest, present, deleted }
         })
-        .collect();
-    let leftovers = match &options.backup.store {
-        BackupStore::Directory(dir) => leftovers(dir),
-        BackupStore::Command(_) => Vec::new(),
-    };
-    Ok(BackupList { database: options.url.to_string(), backups, leftovers })
+        .collect()
+}
+
+/// The newest `limit` backups history records, over a connection in a
+/// read-only transaction (the page's).
+pub(crate) async fn recent(
+    driver: &mut dyn airlock_driver::Driver,
+    options: &Options,
+    limit: usize,
+) -> Result<Vec<ListedBackup>, airlock_driver::DriverError> {
+    let mut manifests = from_history(driver).await?;
+    manifests.truncate(limit);
+    Ok(listed(options, manifests))
 }
 
 /// The parts in a store's directory, by path.

@@ -104,6 +104,16 @@ impl Browser {
         }
     }
 
+    /// Makes the window a phone's: 390 CSS pixels wide.
+    fn be_a_phone(&self) {
+        self.runtime.block_on(self.client().set_window_size(390, 844)).unwrap();
+    }
+
+    /// Whether the page fits the window's width (nothing to scroll sideways).
+    fn fits(&self) -> bool {
+        self.eval("return document.documentElement.scrollWidth <= window.innerWidth") == true
+    }
+
     /// Saves what the browser shows under `target/page-screenshots/NAME.png`.
     fn screenshot(&self, name: &str) {
         let png = self.runtime.block_on(self.client().screenshot()).unwrap();
@@ -257,6 +267,17 @@ fn page_in_a_browser(engine: Engine) {
     );
     assert_eq!(browser.eval("return window.airlockMarker"), 42, "the page was reloaded, not updated");
     browser.screenshot(&format!("live-{engine_name}"));
+
+    // On a phone: nothing wider than the screen, tables scroll inside their cards.
+    browser.be_a_phone();
+    for path in ["/", "/env/broken", "/env/broken/migrations/3", "/env/ready"] {
+        let started = Instant::now();
+        browser.goto(&format!("{base}{path}"));
+        // A page left behind gave its event stream's connection back: the next loads at once.
+        assert!(started.elapsed() < Duration::from_secs(10), "{path} took {:?} to load", started.elapsed());
+        assert!(browser.fits(), "{path} is wider than a phone's screen");
+    }
+    browser.screenshot(&format!("phone-{engine_name}"));
     drop(browser);
 }
 
@@ -360,8 +381,12 @@ fn events_come_only_when_something_changed() {
     let server = Server::start(command);
     let (code, html) = server.get("/env/default");
     assert_eq!(code, 200, "{html}");
-    let events = html.split("data-events=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap();
-    let events = events.replace("&#38;", "&");
+    let attribute = |name: &str| {
+        let rest = html.split(&format!("{name}=\"")).nth(1).unwrap();
+        rest.split('"').next().unwrap().replace("&#38;", "&")
+    };
+    // As live.js asks: from what the page shows.
+    let events = format!("{}&since={}", attribute("data-events"), attribute("data-fingerprint"));
 
     let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
     write!(stream, "GET {events} HTTP/1.1\r\nHost: airlock\r\nAccept: text/event-stream\r\n\r\n").unwrap();

@@ -3,9 +3,11 @@
 //! drops it on any error and connects again at the next question, so a database
 //! that went away and came back is simply answered again.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use airlock_core::{Migration, Version};
+use airlock_core::Version;
 use airlock_driver::{Driver, DriverError, ErrorKind};
 
 use crate::audit::HistoryEntry;
@@ -25,8 +27,9 @@ pub struct Assessment {
     /// The newest entries of the audit trail, newest first (as many as
     /// [`Watcher::with_audit`] asked for; none by default).
     pub audit: Vec<HistoryEntry>,
-    /// The program's migrations, in order: their files, for a page that shows one.
-    pub migrations: Vec<Migration>,
+    /// The program's migrations, in order: their files, for a page that shows one
+    /// (shared between reads while the files stay the same).
+    pub discovered: Arc<airlock_core::Discovered>,
     /// The newest backups history records (read with the audit entries; none by default).
     pub backups: Vec<crate::backup::ListedBackup>,
 }
@@ -47,13 +50,82 @@ pub struct Watcher {
     driver: Option<Box<dyn Driver>>,
     timeout: Duration,
     audit: usize,
+    files: Option<Files>,
+    /// The database file a kept connection opened (device and inode), for a local-file engine.
+    opened: Option<(u64, u64)>,
+}
+
+/// Which file a local database's path names now: a restore that replaced
+/// it names another, and a connection kept open would still read the old one.
+fn file_identity(options: &Options) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(options.url.sqlite_path()?).ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+/// A directory's migrations as last read, and each file's path, size and
+/// modification time then: while none of those changed, they are not read again.
+#[derive(Clone)]
+struct Files {
+    seen: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    found: Arc<airlock_core::Discovered>,
+}
+
+/// Every file under `dir` (what discovery reads), with its size and modification time, in path order.
+fn seen(dir: &std::path::Path) -> std::io::Result<Vec<(PathBuf, u64, Option<SystemTime>)>> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let meta = std::fs::metadata(entry.path())?;
+            if meta.is_dir() {
+                dirs.push(entry.path());
+            } else {
+                found.push((entry.path(), meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// The migrations of `options`, read again only when a file changed (by
+/// path, size or modification time); a program's embedded ones once.
+async fn discover_kept(options: &Options, kept: Option<Files>) -> Result<Files, ExecError> {
+    let (source, layout) = (options.source.clone(), options.discover_options());
+    let read = tokio::task::spawn_blocking(move || {
+        let now = match &source {
+            crate::Source::Dir(dir) => seen(dir).ok(),
+            crate::Source::Embedded(_) => Some(Vec::new()),
+        };
+        if let (Some(now), Some(kept)) = (&now, &kept)
+            && *now == kept.seen
+        {
+            return Ok(kept.clone());
+        }
+        let found = Arc::new(source.discover(&layout)?);
+        // A directory that could not be listed is read again next time.
+        Ok(Files { seen: now.unwrap_or_default(), found })
+    });
+    match read.await {
+        Ok(found) => found,
+        Err(e) => Err(ExecError::Usage(format!("reading the migrations directory failed: {e}"))),
+    }
 }
 
 impl Watcher {
     /// A watcher that connects at its first question. Each question gives up
     /// after 10 seconds (see [`Watcher::with_timeout`]).
     pub fn new(options: &Options) -> Watcher {
-        Watcher { ctx: Context::new(options), driver: None, timeout: Duration::from_secs(10), audit: 0 }
+        Watcher {
+            ctx: Context::new(options),
+            driver: None,
+            timeout: Duration::from_secs(10),
+            audit: 0,
+            files: None,
+            opened: None,
+        }
     }
 
     /// Sets how long one question (connecting included) may take before it
@@ -75,6 +147,7 @@ impl Watcher {
     /// tables do not exist. Changes nothing.
     pub async fn migration_events(&mut self, version: &Version, limit: usize) -> Result<Vec<HistoryEntry>, ExecError> {
         let timeout = self.timeout;
+        self.forget_a_replaced_file();
         let read = async {
             let Watcher { ctx, driver: kept, .. } = self;
             if crate::database_file_missing(&ctx.options) {
@@ -91,7 +164,7 @@ impl Watcher {
                 _ => Ok(Vec::new()),
             };
             let _ = driver.rollback().await;
-            if snap.is_err() || events.is_err() || ctx.options.profile().capabilities.local_file {
+            if snap.is_err() || events.is_err() {
                 *kept = None;
             }
             snap?;
@@ -103,6 +176,18 @@ impl Watcher {
                 self.driver = None;
                 Err(self.late())
             }
+        }
+    }
+
+    /// A local file is read over a kept connection while its path names
+    /// the file the connection opened; after a restore replaced it, afresh.
+    fn forget_a_replaced_file(&mut self) {
+        if self.ctx.options.profile().capabilities.local_file {
+            let now = file_identity(&self.ctx.options);
+            if now != self.opened || now.is_none() {
+                self.driver = None;
+            }
+            self.opened = now;
         }
     }
 
@@ -148,10 +233,11 @@ impl Watcher {
     }
 
     async fn assess_once(&mut self) -> Result<Assessment, ExecError> {
-        let Watcher { ctx, driver: kept, audit, .. } = self;
+        self.forget_a_replaced_file();
+        let Watcher { ctx, driver: kept, audit, files, .. } = self;
         let audit = *audit;
         let options = &ctx.options;
-        let discovered = options.discover_in_background();
+        let discovered = discover_kept(options, files.clone());
         let read = async {
             let driver = match kept.take() {
                 Some(driver) => kept.insert(driver),
@@ -180,6 +266,8 @@ impl Watcher {
         };
         let (discovered, snap) = tokio::join!(discovered, read);
         let discovered = discovered?;
+        *files = Some(discovered.clone());
+        let discovered = discovered.found;
         // Pending backfills: how far each has come, read from the same connection.
         let running = snap.as_ref().ok().and_then(|(s, _, _, _)| s.lease.as_ref()).and_then(|l| l.version.clone());
         let pending_backfills: Vec<&airlock_core::Migration> = match &snap {
@@ -205,9 +293,9 @@ impl Watcher {
             }
             _ => Vec::new(),
         };
-        // A SQLite file is opened afresh for every read, so a file replaced by a
-        // restore is seen; a server connection is kept unless it failed.
-        if snap.is_err() || options.profile().capabilities.local_file {
+        // A connection is kept unless it failed (a local file's, while the
+        // path names the same file: above).
+        if snap.is_err() {
             *kept = None;
         }
         let (snap, last, audit, backups) = snap?;
@@ -216,6 +304,6 @@ impl Watcher {
             status.last_run = last;
         }
         status.backfills = backfills;
-        Ok(Assessment { status, latest, audit, migrations: discovered.migrations, backups })
+        Ok(Assessment { status, latest, audit, discovered, backups })
     }
 }

@@ -70,9 +70,31 @@ pub(crate) struct Read {
     started: Instant,
     finished: Instant,
     pub(crate) answer: Arc<Result<Assessment, String>>,
+    /// A hash of what a page shows of it, made once for every page and stream the read answers.
+    digest: Arc<std::sync::OnceLock<u64>>,
 }
 
 impl Read {
+    fn new(started: Instant, answer: Result<Assessment, String>) -> Read {
+        Read { started, finished: Instant::now(), answer: Arc::new(answer), digest: Default::default() }
+    }
+
+    /// A hash of what a page shows of this read (its status and audit entries, or why it failed).
+    pub(crate) fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        *self.digest.get_or_init(|| {
+            let mut hasher = std::hash::DefaultHasher::new();
+            match self.answer.as_ref() {
+                Ok(a) => {
+                    serde_json::to_string(&a.status).unwrap_or_default().hash(&mut hasher);
+                    serde_json::to_string(&a.audit).unwrap_or_default().hash(&mut hasher);
+                }
+                Err(why) => why.hash(&mut hasher),
+            }
+            hasher.finish()
+        })
+    }
+
     /// Whether this read may answer a request that arrived at `arrived`: it
     /// started at most `max_age` before, or it failed after the request arrived
     /// (the database was unreachable while the request waited).
@@ -143,14 +165,11 @@ impl Env {
                     watcher.assess().await.map_err(|e| e.to_string())
                 }
             };
-            let read = Read { started, finished: Instant::now(), answer: Arc::new(answer) };
+            let read = Read::new(started, answer);
             *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(read.clone());
             read
         });
-        task.await.unwrap_or_else(|e| {
-            let now = Instant::now();
-            Read { started: now, finished: now, answer: Arc::new(Err(format!("the read stopped: {e}"))) }
-        })
+        task.await.unwrap_or_else(|e| Read::new(Instant::now(), Err(format!("the read stopped: {e}"))))
     }
 
     /// The plan of the migrations `assessment` found pending, when one is

@@ -181,7 +181,7 @@ mod tests {
             },
             latest: None,
             audit: Vec::new(),
-            migrations: Vec::new(),
+            discovered: Default::default(),
             backups: Vec::new(),
         }
     }

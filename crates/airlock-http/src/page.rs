@@ -144,12 +144,24 @@ pub(crate) struct AuditView {
     outcome: String,
 }
 
+/// Versions an audit entry links to; a run of more says how many more.
+const VERSIONS_SHOWN: usize = 12;
+
 impl AuditView {
     fn of(env: &str, e: &HistoryEntry) -> AuditView {
+        let mut versions: Vec<(String, String)> =
+            e.versions.iter().take(VERSIONS_SHOWN).map(|v| (v.clone(), migration_href(env, v))).collect();
+        if e.versions.len() > VERSIONS_SHOWN {
+            // The page's applied list has them all.
+            versions.push((
+                format!("and {} more", e.versions.len() - VERSIONS_SHOWN),
+                format!("{}?applied=all#applied", env_href(env)),
+            ));
+        }
         AuditView {
             at: when(&e.at),
             action: e.action.clone(),
-            versions: e.versions.iter().map(|v| (v.clone(), migration_href(env, v))).collect(),
+            versions,
             who: format!("{}@{}", e.os_user, e.host),
             reason: e.reason.clone().unwrap_or_default(),
             outcome: e.outcome.clone().unwrap_or_default(),
@@ -488,22 +500,17 @@ fn fingerprint_of(reads: &[(&Env, &Read, Option<&PlanAnswer>)]) -> String {
     let mut hasher = DefaultHasher::new();
     for (env, read, plan) in reads {
         env.name.hash(&mut hasher);
-        match read.answer.as_ref() {
-            Ok(a) => {
-                serde_json::to_string(&a.status).unwrap_or_default().hash(&mut hasher);
-                serde_json::to_string(&a.audit).unwrap_or_default().hash(&mut hasher);
-            }
-            Err(why) => why.hash(&mut hasher),
-        }
+        read.digest().hash(&mut hasher);
         plan.map(|(generation, _)| *generation).hash(&mut hasher);
     }
     format!("{:016x}", hasher.finish())
 }
 
-fn events_url(env: Option<&str>, fingerprint: &str) -> String {
+/// The event stream of a page (`live.js` adds `since=` the fingerprint it shows).
+fn events_url(env: Option<&str>) -> String {
     match env {
-        Some(name) => format!("/events?env={}&since={fingerprint}", segment(name)),
-        None => format!("/events?since={fingerprint}"),
+        Some(name) => format!("/events?env={}", segment(name)),
+        None => "/events".to_owned(),
     }
 }
 
@@ -534,7 +541,7 @@ pub(crate) async fn overview(State(shared): AppState) -> Response {
     let views = reads.iter().map(|(env, read, plan)| EnvView::of(&env.name, read, shown(plan), false)).collect();
     let seen: Vec<_> = reads.iter().map(|(env, read, plan)| (*env, read, plan.as_ref())).collect();
     let fingerprint = fingerprint_of(&seen);
-    let html = OverviewPage { envs: views, events: events_url(None, &fingerprint), fingerprint, generated: now() };
+    let html = OverviewPage { envs: views, events: events_url(None), fingerprint, generated: now() };
     page(StatusCode::OK, html.render())
 }
 
@@ -559,8 +566,7 @@ pub(crate) async fn environment(
     let plan = plan_of(env, &read, PLAN_WAIT, true).await;
     let view = EnvView::of(&env.name, &read, shown(&plan), all);
     let fingerprint = fingerprint_of(&[(env, &read, plan.as_ref())]);
-    let html =
-        EnvironmentPage { env: view, events: events_url(Some(&name), &fingerprint), fingerprint, generated: now() };
+    let html = EnvironmentPage { env: view, events: events_url(Some(&name)), fingerprint, generated: now() };
     page(StatusCode::OK, html.render())
 }
 
@@ -612,7 +618,7 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
     let read = shared.read(env, arrived).await;
     let assessment: Option<&Assessment> = read.answer.as_ref().as_ref().ok();
     let status: Option<&StatusReport> = assessment.map(|a| &a.status);
-    let file = assessment.and_then(|a| a.migrations.iter().find(|m| m.version == parsed));
+    let file = assessment.and_then(|a| a.discovered.migrations.iter().find(|m| m.version == parsed));
     let applied = status.and_then(|s| s.applied.iter().find(|a| a.version == version));
     let pending = status.and_then(|s| s.pending.iter().find(|p| p.version == version));
     let problems: Vec<ProblemView> = status
@@ -708,7 +714,7 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
         statements,
         events_error,
         history: events.iter().map(|e| AuditView::of(&name, e)).collect(),
-        events: events_url(Some(&name), &fingerprint),
+        events: events_url(Some(&name)),
         fingerprint,
         generated: now(),
     };
@@ -790,6 +796,7 @@ fn changes(shared: Arc<Shared>, names: Vec<String>, since: String) -> impl Strea
 pub(crate) fn plan_key(assessment: &Assessment) -> String {
     let pending: HashSet<&str> = assessment.status.pending.iter().map(|p| p.version.as_str()).collect();
     let files = assessment
+        .discovered
         .migrations
         .iter()
         .filter(|m| pending.contains(m.version.to_string().as_str()))

@@ -85,6 +85,18 @@ conn.close()
 
 due = queue.Queue()
 latencies, errors, lock = [], [], threading.Lock()
+by_kind = {}
+
+def kind(path):
+    if path == "/":
+        return "/"
+    if "applied=all" in path:
+        return "/env/E?applied=all"
+    if path.endswith(f"/migrations/{migrations + 1}"):
+        return "/env/E/migrations/pending"
+    if "/migrations/" in path:
+        return "/env/E/migrations/applied"
+    return "/env/E"
 
 def worker():
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
@@ -106,6 +118,8 @@ def worker():
         took = time.perf_counter() - at
         with lock:
             (latencies if ok else errors).append(took)
+            if ok:
+                by_kind.setdefault(kind(path), []).append(took)
 
 threads = [threading.Thread(target=worker) for _ in range(16)]
 for t in threads:
@@ -126,6 +140,10 @@ latencies.sort()
 def pct(p):
     return latencies[min(len(latencies) - 1, int(p / 100 * len(latencies)))] * 1000
 print(f"| {label} | {len(latencies) + len(errors)} | {pct(50):.1f} | {pct(99):.1f} | {latencies[-1] * 1000:.1f} | {len(errors)} | {hwm / 1024:.1f} |")
+for k, values in sorted(by_kind.items()):
+    values.sort()
+    p99 = values[min(len(values) - 1, int(0.99 * len(values)))] * 1000
+    print(f"|   {k} | {len(values)} | {values[len(values) // 2] * 1000:.1f} | {p99:.1f} | {values[-1] * 1000:.1f} | | |")
 PY
   kill "$server"; wait "$server" 2>/dev/null || true; server=
 }

@@ -3,7 +3,7 @@
 //! drops it on any error and connects again at the next question, so a database
 //! that went away and came back is simply answered again.
 
-use std::path::PathBuf;
+use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -67,12 +67,12 @@ fn file_identity(options: &Options) -> Option<(u64, u64)> {
 /// modification time then: while none of those changed, they are not read again.
 #[derive(Clone)]
 struct Files {
-    seen: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    seen: Vec<(OsString, u64, Option<SystemTime>)>,
     found: Arc<airlock_core::Discovered>,
 }
 
 /// Every file under `dir` (what discovery reads), with its size and modification time, in path order.
-fn seen(dir: &std::path::Path) -> std::io::Result<Vec<(PathBuf, u64, Option<SystemTime>)>> {
+fn seen(dir: &std::path::Path) -> std::io::Result<Vec<(OsString, u64, Option<SystemTime>)>> {
     let mut found = Vec::new();
     let mut dirs = vec![dir.to_path_buf()];
     while let Some(dir) = dirs.pop() {
@@ -82,11 +82,11 @@ fn seen(dir: &std::path::Path) -> std::io::Result<Vec<(PathBuf, u64, Option<Syst
             if meta.is_dir() {
                 dirs.push(entry.path());
             } else {
-                found.push((entry.path(), meta.len(), meta.modified().ok()));
+                found.push((entry.path().into_os_string(), meta.len(), meta.modified().ok()));
             }
         }
     }
-    found.sort();
+    found.sort_unstable();
     Ok(found)
 }
 

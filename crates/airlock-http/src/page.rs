@@ -38,6 +38,11 @@ const APPLIED_SHOWN: usize = 50;
 pub(crate) const AUDIT_SHOWN: usize = 30;
 /// How often an event stream looks for a change.
 const EVENT_EVERY: Duration = Duration::from_secs(1);
+/// How old a read may be when it answers a page (at least `--max-age`): a
+/// person reads the time it was read at, and an open page updates itself
+/// at this pace anyway. Ten people on the overview cost each database one
+/// read a second, not ten.
+const PAGE_MAX_AGE: Duration = EVENT_EVERY;
 
 /// What a path segment of a link keeps as it is: versions (`1.2`) and usual names read plainly.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'.').remove(b'-').remove(b'_').remove(b'~');
@@ -533,7 +538,7 @@ pub(crate) async fn overview(State(shared): AppState) -> Response {
     let shared = shared.as_ref();
     let envs: Vec<&Env> = shared.order.iter().map(|name| &shared.envs[name]).collect();
     let reads = futures_util::future::join_all(envs.iter().map(|env| async move {
-        let read = shared.read(env, arrived).await;
+        let read = shared.read_within(env, arrived, PAGE_MAX_AGE).await;
         let plan = plan_of(env, &read, PLAN_WAIT, true).await;
         (*env, read, plan)
     }))
@@ -562,7 +567,7 @@ pub(crate) async fn environment(
     let Some(env) = shared.envs.get(&name) else {
         return missing("No such environment", format!("no environment `{name}` (known: {})", shared.order.join(", ")));
     };
-    let read = shared.read(env, arrived).await;
+    let read = shared.read_within(env, arrived, PAGE_MAX_AGE).await;
     let plan = plan_of(env, &read, PLAN_WAIT, true).await;
     let view = EnvView::of(&env.name, &read, shown(&plan), all);
     let fingerprint = fingerprint_of(&[(env, &read, plan.as_ref())]);
@@ -615,7 +620,7 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
     };
     // As history and status spell it: `03` is migration 3.
     let version = parsed.to_string();
-    let read = shared.read(env, arrived).await;
+    let read = shared.read_within(env, arrived, PAGE_MAX_AGE).await;
     let assessment: Option<&Assessment> = read.answer.as_ref().as_ref().ok();
     let status: Option<&StatusReport> = assessment.map(|a| &a.status);
     let file = assessment.and_then(|a| a.discovered.migrations.iter().find(|m| m.version == parsed));

@@ -12,3 +12,17 @@ bench_setup() {
   trap 'rm -rf "$work"' EXIT
   mkdir -p "$work/migrations"
 }
+
+# listening_address FILE: waits up to 10 s for `airlock serve`'s "listening
+# on" line in FILE (its stderr) and prints the address; prints FILE and fails
+# when it does not come.
+listening_address() {
+  local addr=
+  for _ in $(seq 1 100); do
+    addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$1")
+    [ -n "$addr" ] && { echo "$addr"; return 0; }
+    sleep 0.1
+  done
+  cat "$1" >&2
+  return 1
+}

@@ -16,6 +16,7 @@
 # Usage: bench/page.sh [SECS] [RATE]        or: scripts/test bench/page.sh [SECS] [RATE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 SECS=${1:-30}
 RATE=${2:-50}
 ENVS=5
@@ -50,13 +51,8 @@ run() {
   printf 'CREATE INDEX t_1_v ON t_1 (v);\n' > "$pending"
   "$AIRLOCK" --config "$config" --dir "$work/migrations" serve --listen 127.0.0.1:0 2>"$work/serve.err" &
   server=$!
-  local addr=
-  for _ in $(seq 1 100); do
-    addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/serve.err")
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { cat "$work/serve.err" >&2; exit 1; }
+  local addr
+  addr=$(listening_address "$work/serve.err") || exit 1
   python3 - "$label" "$addr" "$SECS" "$RATE" "$ENVS" "$MIGRATIONS" "$server" <<'PY'
 import http.client, queue, sys, threading, time
 

@@ -11,6 +11,7 @@
 # Needs: oha (`cargo install oha`); missing, the script says so and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 SECS=${1:-30}
 RATE=${2:-1000}
 : "${AIRLOCK_TEST_POSTGRES_URL:?run through scripts/test}"
@@ -39,13 +40,8 @@ run() {
   local label=$1 url=$2; shift 2
   "$AIRLOCK" --database-url "$url" --dir "$work/migrations" serve --listen 127.0.0.1:0 "$@" 2>"$work/serve.err" &
   server=$!
-  local addr=
-  for _ in $(seq 1 100); do
-    addr=$(sed -n 's/.*listening on http:\/\/\([^ ]*\).*/\1/p' "$work/serve.err")
-    [ -n "$addr" ] && break
-    sleep 0.1
-  done
-  [ -n "$addr" ] || { cat "$work/serve.err" >&2; exit 1; }
+  local addr
+  addr=$(listening_address "$work/serve.err") || exit 1
   curl -sf "http://$addr/gate?require=latest" >/dev/null || { echo "the gate is not open on $label" >&2; exit 1; }
   oha -z "${SECS}s" -q "$RATE" --latency-correction -c 50 --no-tui --output-format json \
     "http://$addr/gate?require=latest" > "$work/oha.json"

@@ -369,16 +369,22 @@ fn read_for(stream: &mut std::net::TcpStream, seen: &mut Vec<u8>, how_long: Dura
     }
 }
 
-/// A page that shows what is current hears nothing until something changes;
-/// then it hears of it.
-#[test]
-fn events_come_only_when_something_changed() {
+/// `airlock serve` over one SQLite database at version 1 of `project()`.
+fn one_environment() -> (Project, Db, Server) {
     let db = Db::new(Engine::Sqlite);
     let project = project();
     project.run(&db, &["migrate", "--to", "1"]).expect(0);
     let mut command = project.airlock(&db);
     command.args(["serve", "--listen", "127.0.0.1:0"]);
     let server = Server::start(command);
+    (project, db, server)
+}
+
+/// A page that shows what is current hears nothing until something changes;
+/// then it hears of it.
+#[test]
+fn events_come_only_when_something_changed() {
+    let (project, db, server) = one_environment();
     let (code, html) = server.get("/env/default");
     assert_eq!(code, 200, "{html}");
     let attribute = |name: &str| {
@@ -401,12 +407,7 @@ fn events_come_only_when_something_changed() {
 /// An open page's event stream does not keep the server from stopping.
 #[test]
 fn serve_stops_while_a_page_listens_for_changes() {
-    let db = Db::new(Engine::Sqlite);
-    let project = project();
-    project.run(&db, &["migrate", "--to", "1"]).expect(0);
-    let mut command = project.airlock(&db);
-    command.args(["serve", "--listen", "127.0.0.1:0"]);
-    let mut server = Server::start(command);
+    let (_project, _db, mut server) = one_environment();
 
     let mut stream = std::net::TcpStream::connect(server.addr).unwrap();
     write!(stream, "GET /events?since=x HTTP/1.1\r\nHost: airlock\r\nAccept: text/event-stream\r\n\r\n").unwrap();

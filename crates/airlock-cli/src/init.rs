@@ -89,6 +89,7 @@ fn toml_string(text: &str) -> String {
 /// DATABASE_URL (a file is no place for a password); a SQLite path is written.
 fn url_line(url: Option<&DatabaseUrl>) -> String {
     match url.map(|u| u.sqlite_path()) {
+        // As given: a URL's path is read from where airlock runs, like DATABASE_URL's.
         Some(Some(path)) => format!("url = {}\n", toml_string(&format!("sqlite:{path}"))),
         Some(None) => {
             "# The database: read from DATABASE_URL (keep passwords out of this file).\nurl = \"${DATABASE_URL}\"\n"
@@ -120,6 +121,18 @@ fn config_text(project: &str, dir: &str, url: Option<&DatabaseUrl>) -> String {
         toml_string(dir),
         url_line(url)
     )
+}
+
+/// `path` (relative to the current directory) as seen from `root`: relative
+/// when it lies under it, else absolute.
+fn relative_to(root: &Path, path: &Path) -> PathBuf {
+    match (std::path::absolute(root), std::path::absolute(path)) {
+        (Ok(root), Ok(absolute)) => match absolute.strip_prefix(&root) {
+            Ok(inside) if !inside.as_os_str().is_empty() => inside.to_path_buf(),
+            _ => absolute,
+        },
+        _ => path.to_path_buf(),
+    }
 }
 
 /// Runs `airlock init` in the current directory (or the one `--config` names).
@@ -166,7 +179,8 @@ pub fn run(global: &Global, args: &InitArgs) -> Result<Initialized, ExecError> {
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| "app".to_owned())
     });
-    let relative = dir.strip_prefix(&root).unwrap_or(&dir).to_string_lossy().into_owned();
+    // airlock.toml's `dir` is read relative to the file: written so, or absolute.
+    let relative = relative_to(&root, &dir).to_string_lossy().into_owned();
     if created_dir {
         std::fs::create_dir_all(&dir).map_err(|e| usage(format!("cannot create {}: {e}", dir.display())))?;
     }
@@ -182,6 +196,12 @@ pub fn run(global: &Global, args: &InitArgs) -> Result<Initialized, ExecError> {
     if !unreadable.is_empty() {
         next.push(
             "fix or leave out the files above (`exclude = [\"...\"]` in airlock.toml), then `airlock lint`".to_owned(),
+        );
+    }
+    if url.as_ref().is_some_and(|u| u.sqlite_path().is_none()) && std::env::var_os("DATABASE_URL").is_none() {
+        // The file reads the URL from DATABASE_URL, which this shell does not have yet.
+        next.push(
+            "export DATABASE_URL=...  (the URL given with --database-url; airlock.toml reads it from there)".to_owned(),
         );
     }
     match foreign.first() {

@@ -119,3 +119,21 @@ fn completions_and_the_man_page_come_from_the_command_line_definition() {
     unknown.expect(2);
     assert!(unknown.stderr.contains("invalid value 'tcsh'"), "{}", unknown.stderr);
 }
+
+/// `dir` is written as the file reads it, relative to its own folder; a
+/// URL's path as airlock reads it, from where it runs.
+#[test]
+fn init_writes_paths_as_the_configuration_reads_them() {
+    let project = Project::new();
+    std::fs::create_dir_all(project.root.path().join("sub")).unwrap();
+    let args = ["--config", "sub/airlock.toml", "--dir", "sub/migrations"];
+    init(&project, &[("DATABASE_URL", "sqlite:sub/app.db")], &args).expect(0);
+    let text = std::fs::read_to_string(project.root.path().join("sub/airlock.toml")).unwrap();
+    assert!(text.contains("dir = \"migrations\""), "{text}");
+    assert!(text.contains("url = \"sqlite:sub/app.db\""), "{text}");
+    assert!(project.root.path().join("sub/migrations").is_dir());
+    // Read back, `dir` names the same folder.
+    let new = project.bare().args(["--config", "sub/airlock.toml", "new", "create_users"]).output().unwrap();
+    Run::of(new).expect(0);
+    assert_eq!(std::fs::read_dir(project.root.path().join("sub/migrations")).unwrap().count(), 2);
+}

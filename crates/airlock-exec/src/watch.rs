@@ -51,62 +51,87 @@ pub struct Watcher {
     timeout: Duration,
     audit: usize,
     files: Option<Files>,
-    /// The database file a kept connection opened (device and inode), for a local-file engine.
-    opened: Option<(u64, u64)>,
 }
 
-/// Which file a local database's path names now: a restore that replaced
-/// it names another, and a connection kept open would still read the old one.
-fn file_identity(options: &Options) -> Option<(u64, u64)> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(options.url.sqlite_path()?).ok()?;
-    Some((meta.dev(), meta.ino()))
-}
-
-/// A directory's migrations as last read, and each file's path, size and
-/// modification time then: while none of those changed, they are not read again.
+/// A directory's migrations as last read, and what each file was then:
+/// while every one is the same, they are not read again.
 #[derive(Clone)]
 struct Files {
-    seen: Vec<(OsString, u64, Option<SystemTime>)>,
+    /// None when the directory could not be looked at: never the same as anything.
+    seen: Option<Vec<Seen>>,
     found: Arc<airlock_core::Discovered>,
 }
 
-/// Every file under `dir` (what discovery reads), with its size and modification time, in path order.
-fn seen(dir: &std::path::Path) -> std::io::Result<Vec<(OsString, u64, Option<SystemTime>)>> {
+/// One file as looked at: its path, inode, size, and modification and change
+/// times. A write changes the change time, which no copy tool can set back.
+type Seen = (OsString, u64, u64, Option<SystemTime>, i64, i64);
+
+/// A file changed this recently may change again within the same clock
+/// tick without its times moving: the files are read again until it is older.
+const SETTLED: Duration = Duration::from_secs(2);
+
+/// The files discovery reads under `dir` (its entries, and the files of
+/// its folders one level down), each as [`Seen`], in path order. None when
+/// one cannot be looked at, or one changed within [`SETTLED`].
+fn seen(dir: &std::path::Path) -> Option<Vec<Seen>> {
+    use std::os::unix::fs::MetadataExt;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_secs() as i64;
     let mut found = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir)? {
-            let entry = entry?;
-            let meta = std::fs::metadata(entry.path())?;
-            if meta.is_dir() {
-                dirs.push(entry.path());
-            } else {
-                found.push((entry.path().into_os_string(), meta.len(), meta.modified().ok()));
+    let look = |dir: &std::path::Path, depth: usize, found: &mut Vec<Seen>| -> Option<Vec<std::path::PathBuf>> {
+        let mut folders = Vec::new();
+        for entry in std::fs::read_dir(dir).ok()? {
+            let entry = entry.ok()?;
+            let path = entry.path();
+            if entry.file_type().ok()?.is_dir() {
+                if depth == 0 {
+                    folders.push(path);
+                }
+                continue;
             }
+            let meta = match std::fs::metadata(&path) {
+                Ok(meta) => meta,
+                // A dangling link (an editor's lock file) or a file gone since the listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(_) => return None,
+            };
+            if now - meta.ctime() < SETTLED.as_secs() as i64 || now - meta.mtime() < SETTLED.as_secs() as i64 {
+                return None;
+            }
+            found.push((
+                path.into_os_string(),
+                meta.ino(),
+                meta.len(),
+                meta.modified().ok(),
+                meta.ctime(),
+                meta.ctime_nsec(),
+            ));
         }
+        Some(folders)
+    };
+    for folder in look(dir, 0, &mut found)? {
+        look(&folder, 1, &mut found)?;
     }
     found.sort_unstable();
-    Ok(found)
+    Some(found)
 }
 
-/// The migrations of `options`, read again only when a file changed (by
-/// path, size or modification time); a program's embedded ones once.
+/// The migrations of `options`, read again only when a file changed (see
+/// [`Seen`]); a program's embedded ones once.
 async fn discover_kept(options: &Options, kept: Option<Files>) -> Result<Files, ExecError> {
     let (source, layout) = (options.source.clone(), options.discover_options());
     let read = tokio::task::spawn_blocking(move || {
         let now = match &source {
-            crate::Source::Dir(dir) => seen(dir).ok(),
+            crate::Source::Dir(dir) => seen(dir),
             crate::Source::Embedded(_) => Some(Vec::new()),
         };
-        if let (Some(now), Some(kept)) = (&now, &kept)
-            && *now == kept.seen
+        if let (Some(now), Some(Some(before))) = (&now, kept.as_ref().map(|k| &k.seen))
+            && now == before
+            && let Some(kept) = kept
         {
-            return Ok(kept.clone());
+            return Ok(kept);
         }
         let found = Arc::new(source.discover(&layout)?);
-        // A directory that could not be listed is read again next time.
-        Ok(Files { seen: now.unwrap_or_default(), found })
+        Ok(Files { seen: now, found })
     });
     match read.await {
         Ok(found) => found,
@@ -118,14 +143,7 @@ impl Watcher {
     /// A watcher that connects at its first question. Each question gives up
     /// after 10 seconds (see [`Watcher::with_timeout`]).
     pub fn new(options: &Options) -> Watcher {
-        Watcher {
-            ctx: Context::new(options),
-            driver: None,
-            timeout: Duration::from_secs(10),
-            audit: 0,
-            files: None,
-            opened: None,
-        }
+        Watcher { ctx: Context::new(options), driver: None, timeout: Duration::from_secs(10), audit: 0, files: None }
     }
 
     /// Sets how long one question (connecting included) may take before it
@@ -147,7 +165,6 @@ impl Watcher {
     /// tables do not exist. Changes nothing.
     pub async fn migration_events(&mut self, version: &Version, limit: usize) -> Result<Vec<HistoryEntry>, ExecError> {
         let timeout = self.timeout;
-        self.forget_a_replaced_file();
         let read = async {
             let Watcher { ctx, driver: kept, .. } = self;
             if crate::database_file_missing(&ctx.options) {
@@ -164,7 +181,7 @@ impl Watcher {
                 _ => Ok(Vec::new()),
             };
             let _ = driver.rollback().await;
-            if snap.is_err() || events.is_err() {
+            if snap.is_err() || events.is_err() || ctx.options.profile().capabilities.local_file {
                 *kept = None;
             }
             snap?;
@@ -176,18 +193,6 @@ impl Watcher {
                 self.driver = None;
                 Err(self.late())
             }
-        }
-    }
-
-    /// A local file is read over a kept connection while its path names
-    /// the file the connection opened; after a restore replaced it, afresh.
-    fn forget_a_replaced_file(&mut self) {
-        if self.ctx.options.profile().capabilities.local_file {
-            let now = file_identity(&self.ctx.options);
-            if now != self.opened || now.is_none() {
-                self.driver = None;
-            }
-            self.opened = now;
         }
     }
 
@@ -233,7 +238,6 @@ impl Watcher {
     }
 
     async fn assess_once(&mut self) -> Result<Assessment, ExecError> {
-        self.forget_a_replaced_file();
         let Watcher { ctx, driver: kept, audit, files, .. } = self;
         let audit = *audit;
         let options = &ctx.options;
@@ -293,9 +297,10 @@ impl Watcher {
             }
             _ => Vec::new(),
         };
-        // A connection is kept unless it failed (a local file's, while the
-        // path names the same file: above).
-        if snap.is_err() {
+        // A SQLite file is opened afresh for every read, so a file replaced by a
+        // restore is seen (a connection kept open would also hold WAL's shared
+        // lock between reads); a server connection is kept unless it failed.
+        if snap.is_err() || options.profile().capabilities.local_file {
             *kept = None;
         }
         let (snap, last, audit, backups) = snap?;

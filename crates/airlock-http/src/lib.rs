@@ -79,7 +79,7 @@ impl Read {
         Read { started, finished: Instant::now(), answer: Arc::new(answer), digest: Default::default() }
     }
 
-    /// A hash of what a page shows of this read (its status and audit entries, or why it failed).
+    /// A hash of what a page shows of this read (its status, audit entries and backups, or why it failed).
     pub(crate) fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         *self.digest.get_or_init(|| {
@@ -88,6 +88,8 @@ impl Read {
                 Ok(a) => {
                     serde_json::to_string(&a.status).unwrap_or_default().hash(&mut hasher);
                     serde_json::to_string(&a.audit).unwrap_or_default().hash(&mut hasher);
+                    // The page says whether each backup's file is still there.
+                    serde_json::to_string(&a.backups).unwrap_or_default().hash(&mut hasher);
                 }
                 Err(why) => why.hash(&mut hasher),
             }

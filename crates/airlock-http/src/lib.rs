@@ -365,9 +365,12 @@ impl Shared {
                 )));
             }
         };
-        self.envs.get(name).ok_or_else(|| {
-            Box::new(problem(StatusCode::NOT_FOUND, format!("no environment `{name}` (known: {})", known())))
-        })
+        self.envs.get(name).ok_or_else(|| Box::new(problem(StatusCode::NOT_FOUND, self.unknown(name))))
+    }
+
+    /// What a request naming an environment that is not served is told.
+    pub(crate) fn unknown(&self, name: &str) -> String {
+        format!("no environment `{name}` (known: {})", self.order.join(", "))
     }
 
     pub(crate) async fn read(&self, env: &Env, arrived: Instant) -> Read {

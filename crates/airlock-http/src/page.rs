@@ -97,6 +97,21 @@ pub(crate) struct ProblemView {
     blocking: bool,
 }
 
+impl ProblemView {
+    /// A problem of `status`, linking to its migration's page in `env` when given.
+    fn of(p: &airlock_exec::ProblemEntry, env: Option<&str>) -> ProblemView {
+        ProblemView {
+            code: p.code,
+            version: p.version.clone(),
+            href: env.zip(p.version.as_ref()).map(|(env, v)| migration_href(env, v)),
+            message: p.message.clone(),
+            detail: p.detail.clone(),
+            commands: commands_in(&p.message),
+            blocking: p.blocking,
+        }
+    }
+}
+
 /// A pending migration with what its plan says.
 pub(crate) struct PendingView {
     version: String,
@@ -281,19 +296,7 @@ impl EnvView {
         });
         view.expanded = status.expanded.clone();
         view.warnings = status.warnings.clone();
-        view.problems = status
-            .problems
-            .iter()
-            .map(|p| ProblemView {
-                code: p.code,
-                version: p.version.clone(),
-                href: p.version.as_ref().map(|v| migration_href(name, v)),
-                message: p.message.clone(),
-                detail: p.detail.clone(),
-                commands: commands_in(&p.message),
-                blocking: p.blocking,
-            })
-            .collect();
+        view.problems = status.problems.iter().map(|p| ProblemView::of(p, Some(name))).collect();
         let plans: Option<&PlanReport> = plan.and_then(|p| p.as_ref().ok());
         view.plan = match plan {
             _ if status.pending.is_empty() => PlanView::Nothing,
@@ -565,7 +568,7 @@ pub(crate) async fn environment(
     let arrived = Instant::now();
     let all = matches!(parsed, Ok(Query(EnvPageQuery { applied: Some(ref a) })) if a == "all");
     let Some(env) = shared.envs.get(&name) else {
-        return missing("No such environment", format!("no environment `{name}` (known: {})", shared.order.join(", ")));
+        return missing("No such environment", shared.unknown(&name));
     };
     let read = shared.read_within(env, arrived, PAGE_MAX_AGE).await;
     let plan = plan_of(env, &read, PLAN_WAIT, true).await;
@@ -613,7 +616,7 @@ fn statement_views(plan: &MigrationPlan) -> Vec<StatementView> {
 pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Path<(String, String)>) -> Response {
     let arrived = Instant::now();
     let Some(env) = shared.envs.get(&name) else {
-        return missing("No such environment", format!("no environment `{name}` (known: {})", shared.order.join(", ")));
+        return missing("No such environment", shared.unknown(&name));
     };
     let Ok(parsed) = Version::parse(&version) else {
         return missing("No such migration", format!("`{version}` is not a version"));
@@ -631,15 +634,7 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
             s.problems
                 .iter()
                 .filter(|p| p.version.as_deref() == Some(version.as_str()))
-                .map(|p| ProblemView {
-                    code: p.code,
-                    version: p.version.clone(),
-                    href: None,
-                    message: p.message.clone(),
-                    detail: p.detail.clone(),
-                    commands: commands_in(&p.message),
-                    blocking: p.blocking,
-                })
+                .map(|p| ProblemView::of(p, None))
                 .collect()
         })
         .unwrap_or_default();
@@ -743,10 +738,7 @@ pub(crate) async fn events(State(shared): AppState, parsed: Result<Query<EventsQ
     };
     let names: Vec<String> = match query.env {
         Some(name) if !shared.envs.contains_key(&name) => {
-            return crate::problem(
-                StatusCode::NOT_FOUND,
-                format!("no environment `{name}` (known: {})", shared.order.join(", ")),
-            );
+            return crate::problem(StatusCode::NOT_FOUND, shared.unknown(&name));
         }
         Some(name) => vec![name],
         None => shared.order.clone(),

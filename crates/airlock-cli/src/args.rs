@@ -116,7 +116,7 @@ pub enum Command {
     Adopt(AdoptArgs),
     /// Compare this database's schema with what its applied migrations produce (replayed into a scratch database), or with another database's; exit 3 when they differ.
     #[command(
-        after_help = "Examples:\n  airlock drift\n  airlock --env production drift --against-url postgres://replica.internal/app"
+        after_help = "Examples:\n  airlock drift\n  airlock --env production drift --against-url postgres://replica.internal/app\n  airlock --env production drift --record   # from cron: the page shows the newest"
     )]
     Drift(DriftArgs),
     /// Run each pending migration up, down and up again on a scratch copy of the schema, comparing the schema after each step; exit 3 on residue or a failure.
@@ -440,6 +440,9 @@ pub struct DriftArgs {
     /// An empty database to replay the applied migrations in (else `rehearsal_url` of airlock.toml, else a temporary one beside the target); emptied again after.
     #[arg(long, value_name = "URL")]
     pub scratch_url: Option<String>,
+    /// Record the outcome in this database's audit trail (one event in airlock_events, the only write), where `history` and `serve`'s page show it: for a scheduled check.
+    #[arg(long)]
+    pub record: bool,
 }
 
 /// `airlock down`.

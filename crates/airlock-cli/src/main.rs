@@ -213,21 +213,38 @@ fn run(cli: Cli) -> Result<(), ExecError> {
             }
             Command::Drift(args) => {
                 let options = with_scratch(&options, args.scratch_url.as_deref())?;
-                let report = match (&args.against_url, &args.against_env) {
-                    (None, None) => airlock_exec::drift_from_history(&options).await?,
+                let outcome = match (&args.against_url, &args.against_env) {
+                    (None, None) => airlock_exec::drift_from_history(&options).await,
                     (Some(url), _) => {
                         let against = airlock_driver::DatabaseUrl::parse(url)
                             .map_err(|e| ExecError::Usage(format!("--against-url: {e}")))?;
-                        airlock_exec::drift(&options, &against).await?
+                        airlock_exec::drift(&options, &against).await
                     }
                     (None, Some(name)) => {
                         let against = settings::environment_url(&cli.global, name)
                             .map_err(|e| ExecError::Usage(format!("--against-env {name}: {}", e.0)))?;
-                        airlock_exec::drift(&options, &against).await?
+                        airlock_exec::drift(&options, &against).await
                     }
                 };
-                render::drift(&report, format);
-                if report.differences.is_empty() { Ok(()) } else { Err(ExecError::DriftFound) }
+                if let Ok(report) = &outcome {
+                    render::drift(report, format);
+                }
+                // A comparison that could not be made is recorded too: a
+                // scheduled check that stopped working shows on the page.
+                let recorded = match args.record {
+                    true => airlock_exec::record_drift(&options, outcome.as_ref()).await,
+                    false => Ok(()),
+                };
+                match (outcome, recorded) {
+                    (Err(e), Err(not)) => {
+                        airlock_exec::Reporter::warning(&mut progress, &format!("the failed comparison was not recorded: {not}"));
+                        Err(e)
+                    }
+                    (Err(e), Ok(())) => Err(e),
+                    (Ok(_), Err(not)) => Err(not),
+                    (Ok(report), Ok(())) if report.differences.is_empty() => Ok(()),
+                    (Ok(_), Ok(())) => Err(ExecError::DriftFound),
+                }
             }
             Command::History(args) => {
                 let report = airlock_exec::history(&options, args.limit).await?;

@@ -218,7 +218,9 @@ fn drift_refuses_to_compare_two_engines_or_no_reference() {
 fn drift_replayed(project: &Project, db: &Db, args: &[&str]) -> (Run, std::path::PathBuf) {
     let tmp = project.dir().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
-    let output = project.airlock(db).env("TMPDIR", &tmp).args(args).arg("drift").output().unwrap();
+    // Its own flags after the command, the global ones before it.
+    let (own, global): (Vec<&str>, Vec<&str>) = args.iter().partition(|a| **a == "--record");
+    let output = project.airlock(db).env("TMPDIR", &tmp).args(global).arg("drift").args(own).output().unwrap();
     (Run::of(output), tmp)
 }
 
@@ -339,10 +341,21 @@ fn migrate_says_drift_on_a_table_it_changes(engine: Engine) {
     quiet.expect(0);
     assert!(!quiet.stderr.contains("drift"), "{}", quiet.stderr);
 
+    // Its look is recorded once it ran: the difference is there, on any table.
+    let checks = || db.count("SELECT count(*) FROM airlock_events WHERE kind = 'drift'");
+    assert_eq!(checks(), 1, "the second run's look (the first had no history to replay)");
+    let history = project.run(&db, &["--env", "prod", "--format", "json", "history"]);
+    let entries = history.json()["entries"].clone();
+    let newest = entries.as_array().unwrap().iter().find(|e| e["action"] == "drift").unwrap().clone();
+    assert_eq!(newest["action"], "drift", "{newest}");
+    assert_eq!(newest["outcome"], "differs", "{newest}");
+    assert_eq!(newest["reason"], "1 difference from its 1 applied migrations, replayed (migrate's check)", "{newest}");
+
     // One on the drifted table: warned, then run.
     project.write("3_b.up.sql", "ALTER TABLE t ADD COLUMN b int;\n");
     let warned = project.run(&db, &["--env", "prod", "migrate"]);
     warned.expect(0);
+    assert_eq!(checks(), 2);
     assert!(
         warned.stderr.contains("drift: index")
             && warned.stderr.contains("t_by_hand: not made by any migration; migration 3 (b) changes this table"),
@@ -361,6 +374,10 @@ fn migrate_says_drift_on_a_table_it_changes(engine: Engine) {
         refused.stderr
     );
     assert_eq!(db.state_of("4"), None, "migration 4 ran");
+    // A refused run writes nothing, its look included; nor does a dry run.
+    assert_eq!(checks(), 2);
+    project.run(&db, &["--env", "prod", "migrate", "--dry-run"]).expect(3);
+    assert_eq!(checks(), 2);
     assert_eq!(db.state_of("3").as_deref(), Some("succeeded"));
     // A bad setting is named.
     project.write_config("[environments.prod]\nprotected = true\ndrift = \"loud\"\n");
@@ -427,4 +444,82 @@ fn when_drift_cannot_be_checked_migrate_warns_or_refuses_as_configured() {
     warned.expect(0);
     assert!(warned.stderr.contains("drift was not checked"), "{}", warned.stderr);
     assert_eq!(db.state_of("2").as_deref(), Some("succeeded"));
+}
+
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs the servers: run scripts/test")]
+fn postgres_drift_records_what_it_found_only_when_asked() {
+    drift_records_what_it_found_only_when_asked(Engine::Postgres);
+}
+
+#[test]
+fn sqlite_drift_records_what_it_found_only_when_asked() {
+    drift_records_what_it_found_only_when_asked(Engine::Sqlite);
+}
+
+/// `drift --record` (a scheduled check) appends what it found to the audit
+/// trail; a plain `drift` writes nothing; a comparison that could not be
+/// made is recorded as such.
+fn drift_records_what_it_found_only_when_asked(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id int PRIMARY KEY, a varchar(20));\n");
+    project.run(&db, &["migrate"]).expect(0);
+    let events = || db.count("SELECT count(*) FROM airlock_events");
+    let before = events();
+    drift_replayed(&project, &db, &[]).0.expect(0);
+    assert_eq!(events(), before, "a plain drift wrote");
+
+    drift_replayed(&project, &db, &["--record"]).0.expect(0);
+    db.exec("CREATE INDEX t_by_hand ON t (a)");
+    let (found, _) = drift_replayed(&project, &db, &["--format", "json", "--record"]);
+    found.expect(3);
+    assert_eq!(events(), before + 2);
+    let history = project.run(&db, &["--format", "json", "history"]);
+    let entries = history.json()["entries"].clone();
+    assert_eq!(entries[0]["action"], "drift", "{entries}");
+    assert_eq!(entries[0]["outcome"], "differs", "{entries}");
+    assert_eq!(entries[0]["reason"], "1 difference from its 1 applied migrations, replayed", "{entries}");
+    assert_eq!(entries[1]["outcome"], "matches", "{entries}");
+    assert_eq!(entries[1]["reason"], "matches its 1 applied migrations, replayed", "{entries}");
+    let recorded = db.scalar("SELECT detail FROM airlock_events WHERE kind = 'drift' ORDER BY id DESC LIMIT 1");
+    let recorded: serde_json::Value = serde_json::from_str(&recorded.unwrap()).unwrap();
+    assert_eq!(recorded["count"], 1, "{recorded}");
+    assert!(recorded["differences"][0]["object"].as_str().unwrap().ends_with("t_by_hand"), "{recorded}");
+    assert_eq!(recorded["differences"][0]["change"], "unexpected", "{recorded}");
+}
+
+#[test]
+fn a_comparison_that_cannot_be_made_is_recorded_and_one_without_history_is_not() {
+    let db = Db::new(Engine::Sqlite);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id int PRIMARY KEY);\n");
+    project.run(&db, &["migrate"]).expect(0);
+    // No scratch database can be made: its directory does not exist.
+    let mut cmd = project.airlock(&db);
+    cmd.env("TMPDIR", project.dir().join("no-such-directory")).args(["drift", "--record"]);
+    let failed = Run::of(cmd.output().unwrap());
+    assert_ne!(failed.code, 0, "{}", failed.stderr);
+    let history = project.run(&db, &["--format", "json", "history"]);
+    let newest = history.json()["entries"][0].clone();
+    assert_eq!(newest["outcome"], "unchecked", "{newest}");
+    assert!(
+        newest["reason"].as_str().unwrap().starts_with("not compared: ")
+            && newest["reason"].as_str().unwrap().contains("scratch"),
+        "{newest}"
+    );
+
+    // A database airlock never migrated has nowhere to record: refused, nothing made.
+    let (plain, reference) = (Db::new(Engine::Sqlite), Db::new(Engine::Sqlite));
+    plain.exec("CREATE TABLE t (id int);");
+    reference.exec("CREATE TABLE t (id int);");
+    let refused = project.run(&plain, &["drift", "--record", "--against-url", &reference.url]);
+    refused.expect(2);
+    assert!(
+        refused.stderr.contains("has no airlock history to record the comparison in")
+            && refused.stderr.contains("nothing was recorded"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!plain.table_exists("airlock_events"));
 }

@@ -440,3 +440,43 @@ fn serve_stops_while_a_page_listens_for_changes() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+/// The page shows the newest recorded drift comparison (the page itself
+/// compares nothing: a comparison replays into a scratch database), with
+/// its differences escaped, and says how to record one when none was.
+#[test]
+fn drift_on_the_page_is_the_newest_recorded_comparison() {
+    let (project, db, server) = one_environment();
+    let (_, html) = server.get("/env/default");
+    assert!(html.contains("No comparison recorded yet"), "{html}");
+    assert!(html.contains("airlock --env default drift --record"), "{html}");
+    let (_, overview) = server.get("/");
+    assert!(!overview.contains("<dt>drift</dt>"), "{overview}");
+
+    project.run(&db, &["drift", "--record"]).expect(0);
+    shows(&server, "/env/default", "no difference from its 1 applied migrations, replayed");
+
+    // By hand, under a name that tries to be markup.
+    db.exec("CREATE TABLE \"<b>by_hand</b>\" (id int);");
+    project.run(&db, &["drift", "--record"]).expect(3);
+    let html = shows(&server, "/env/default", "3 differences from its 1 applied migrations, replayed");
+    assert!(html.contains("airlock drift at "), "{html}");
+    assert!(html.contains("table &#60;b&#62;by_hand&#60;/b&#62;"), "{html}");
+    assert!(!html.contains("<b>by_hand"), "{html}");
+    let (_, overview) = server.get("/");
+    assert!(overview.contains("<dt>drift</dt>") && overview.contains("3 differences from"), "{overview}");
+}
+
+/// The page at `path` once it shows `text` (a page may be up to a second
+/// old), within 10 seconds.
+fn shows(server: &Server, path: &str, text: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (code, html) = server.get(path);
+        if code == 200 && html.contains(text) {
+            return html;
+        }
+        assert!(Instant::now() < deadline, "{path} never showed {text:?}:\n{html}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

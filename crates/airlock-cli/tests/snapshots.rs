@@ -146,6 +146,10 @@ fn drift_found() {
     let run = project.run(&live, &["drift", "--against-url", &reference.url]);
     run.expect(3);
     snapshot!("drift_found", seen(&run).replace(&reference.url, "[reference]").replace(&live.url, "[database]"));
+    // Asked to record it where airlock keeps no history: the report, then the refusal.
+    let run = project.run(&live, &["drift", "--record", "--against-url", &reference.url]);
+    run.expect(2);
+    snapshot!("drift_not_recorded", seen(&run).replace(&reference.url, "[reference]").replace(&live.url, "[database]"));
 }
 
 #[test]

@@ -164,6 +164,14 @@ pub(crate) async fn last_run(driver: &mut dyn Driver) -> Option<LastRun> {
     })
 }
 
+/// The newest drift comparison recorded here; None when none was (or the
+/// tables are missing).
+pub(crate) async fn last_drift(driver: &mut dyn Driver) -> Option<crate::drift::DriftSeen> {
+    let row = read_events(driver, "WHERE kind = 'drift'", 1).await.ok()?.into_iter().next()?;
+    let at = row.at.map_or(row.at_text, |t| t.to_rfc3339());
+    crate::drift::seen(at, &row.detail, row.os_user, crate::actor::host_name(&row.host).to_owned())
+}
+
 /// One entry of the audit trail (the JSON contract's keys).
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryEntry {
@@ -269,6 +277,10 @@ fn entry(row: EventRow) -> Option<HistoryEntry> {
         "unlocked" => ("unlock".to_owned(), text("reason"), None),
         "stamped" => ("stamp".to_owned(), text("project").map(|p| format!("project {p}")), None),
         "invalid_index_dropped" => ("drop-invalid-index".to_owned(), text("index"), None),
+        "drift" => {
+            let by = if text("command").as_deref() == Some("migrate") { " (migrate's check)" } else { "" };
+            ("drift".to_owned(), Some(format!("{}{by}", crate::drift::summary(&row.detail))), text("outcome"))
+        }
         "timing" | "failed" | "rolled_back" | "down_failed" | "interrupted" => return None,
         other => (other.replace('_', "-"), None, None),
     };

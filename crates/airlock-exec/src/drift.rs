@@ -7,6 +7,7 @@ use airlock_core::snapshot::{Attributes, Change, Difference, Ignore, ObjectKind,
 use airlock_core::{HistoryRecord, RunMode, Script};
 use airlock_driver::{DatabaseUrl, Driver};
 use serde::Serialize;
+use serde_json::{Value, json};
 
 use crate::Options;
 use crate::error::ExecError;
@@ -107,6 +108,135 @@ pub async fn drift_from_history(options: &Options) -> Result<DriftReport, ExecEr
     })
 }
 
+/// Differences a recorded comparison keeps (its count is always whole).
+const RECORDED: usize = 50;
+
+/// A drift comparison as the audit trail holds it: the newest one is what
+/// `serve`'s page shows. Recorded by `airlock drift --record` (a scheduled
+/// check) and by `migrate`'s look before it runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriftSeen {
+    /// When (RFC 3339, as the engine printed it when it is not).
+    pub at: String,
+    /// Who compared: `drift` (the command) or `migrate` (its look before it ran).
+    pub command: String,
+    /// What this database was compared with.
+    pub against: String,
+    /// `matches`, `differs`, or `unchecked` (the comparison could not be made).
+    pub outcome: String,
+    /// How many differences there were.
+    pub count: usize,
+    /// The first of them (at most 50), in object order.
+    pub differences: Vec<DriftEntry>,
+    /// Why the comparison could not be made.
+    pub error: Option<String>,
+    /// OS user.
+    pub os_user: String,
+    /// Host.
+    pub host: String,
+}
+
+/// The `drift` event of one comparison by `command`: its differences
+/// (against `against`), or why it could not be made.
+pub(crate) fn event(command: &str, options: &Options, against: &str, found: Result<&[DriftEntry], String>) -> Value {
+    let (outcome, count, kept, error) = match found {
+        Ok([]) => ("matches", 0, &[][..], None),
+        Ok(all) => ("differs", all.len(), &all[..all.len().min(RECORDED)], None),
+        Err(why) => ("unchecked", 0, &[][..], Some(why)),
+    };
+    json!({
+        "command": command,
+        "against": against,
+        "outcome": outcome,
+        "count": count,
+        "differences": kept,
+        "error": error,
+        "environment": options.environment,
+    })
+}
+
+/// Appends a comparison's event (see [`event`]). Best effort, like every
+/// audit event: losing it loses no migration.
+pub(crate) async fn append(driver: &mut dyn Driver, ctx: &crate::Context, detail: Value) {
+    let event = airlock_core::Event { kind: "drift".into(), version: None, detail: detail.to_string() };
+    let _ = driver.append_event(&event, &ctx.actor).await;
+}
+
+/// `airlock drift --record`: appends what `outcome` found (or why it found
+/// nothing) to this database's audit trail, the one write `drift` makes
+/// when asked. Refused where airlock keeps no history: its tables are
+/// not made for a comparison.
+pub async fn record_drift(options: &Options, outcome: Result<&DriftReport, &ExecError>) -> Result<(), ExecError> {
+    let against = match outcome {
+        Ok(report) => report.against.clone(),
+        Err(_) => options.url.to_string(),
+    };
+    let found = match outcome {
+        Ok(report) => Ok(&report.differences[..]),
+        Err(e) => Err(e.to_string()),
+    };
+    let detail = event("drift", options, &against, found);
+    let ctx = crate::Context::new(options);
+    if crate::database_file_missing(options) {
+        return Err(ExecError::Usage(format!("{} does not exist: nothing was recorded", options.url)));
+    }
+    let mut driver = crate::connect(&options.url, false).await.map_err(ExecError::Connect)?;
+    let state = driver.read_state().await.map_err(ExecError::db("reading the migration history"))?;
+    if state.history.is_empty() {
+        return Err(ExecError::Usage(format!(
+            "{} has no airlock history to record the comparison in (`airlock migrate` or `airlock adopt` makes one); nothing was recorded",
+            options.url
+        )));
+    }
+    let event = airlock_core::Event { kind: "drift".into(), version: None, detail: detail.to_string() };
+    driver.append_event(&event, &ctx.actor).await.map_err(ExecError::db("recording the comparison in airlock_events"))
+}
+
+/// A recorded comparison read back; None for an event that is not one.
+pub(crate) fn seen(at: String, detail: &Value, os_user: String, host: String) -> Option<DriftSeen> {
+    let text = |key: &str| detail[key].as_str().map(str::to_owned);
+    let differences = detail["differences"]
+        .as_array()?
+        .iter()
+        .map(|d| DriftEntry {
+            object: d["object"].as_str().unwrap_or("?").to_owned(),
+            change: match d["change"].as_str() {
+                Some("missing") => "missing",
+                Some("unexpected") => "unexpected",
+                _ => "changed",
+            },
+            attribute: d["attribute"].as_str().map(str::to_owned),
+            expected: d["expected"].as_str().map(str::to_owned),
+            actual: d["actual"].as_str().map(str::to_owned),
+        })
+        .collect();
+    Some(DriftSeen {
+        at,
+        command: text("command")?,
+        against: text("against").unwrap_or_default(),
+        outcome: text("outcome")?,
+        count: detail["count"].as_u64().unwrap_or(0) as usize,
+        differences,
+        error: text("error"),
+        os_user,
+        host,
+    })
+}
+
+/// What a recorded comparison found, in a few words: `3 differences from
+/// its 42 applied migrations, replayed`.
+pub(crate) fn summary(detail: &Value) -> String {
+    let against = detail["against"].as_str().unwrap_or("?");
+    match detail["outcome"].as_str() {
+        Some("matches") => format!("matches {against}"),
+        Some("differs") => {
+            let count = detail["count"].as_u64().unwrap_or(0);
+            format!("{count} difference{} from {against}", if count == 1 { "" } else { "s" })
+        }
+        _ => format!("not compared: {}", detail["error"].as_str().unwrap_or("?")),
+    }
+}
+
 /// `migrate`'s look before it runs (`drift = "warn" | "refuse"`): the
 /// differences from the applied migrations replayed that touch a table one
 /// of `touched` (table name → the pending migration that changes it) names.
@@ -116,9 +246,9 @@ pub(crate) async fn check_before_migrate(
     target: &mut dyn Driver,
     touched: &crate::run::Touched,
     reporter: &mut dyn crate::report::Reporter,
-) -> Result<(), ExecError> {
+) -> Result<Option<Value>, ExecError> {
     let refuse = match options.drift_check {
-        DriftCheck::Off => return Ok(()),
+        DriftCheck::Off => return Ok(None),
         DriftCheck::Warn => false,
         DriftCheck::Refuse => true,
     };
@@ -129,8 +259,13 @@ pub(crate) async fn check_before_migrate(
         detail: None,
         blocking: true,
     };
-    let differences = match replay_and_compare(options, target).await {
-        Ok((differences, _)) => differences,
+    let (differences, recorded) = match replay_and_compare(options, target).await {
+        Ok((differences, applied)) => {
+            let all: Vec<DriftEntry> = differences.iter().map(entry).collect();
+            let against = format!("its {applied} applied migrations, replayed");
+            let recorded = event("migrate", options, &against, Ok(&all));
+            (differences, recorded)
+        }
         Err(e) if refuse => {
             return Err(ExecError::Blocked {
                 problems: vec![problem(format!(
@@ -140,7 +275,7 @@ pub(crate) async fn check_before_migrate(
         }
         Err(e) => {
             reporter.warning(&format!("drift was not checked: {e}"));
-            return Ok(());
+            return Ok(Some(event("migrate", options, "its applied migrations, replayed", Err(e.to_string()))));
         }
     };
     let mut found = Vec::new();
@@ -166,7 +301,7 @@ pub(crate) async fn check_before_migrate(
         }
     }
     if found.is_empty() {
-        return Ok(());
+        return Ok(Some(recorded));
     }
     if refuse {
         return Err(ExecError::Blocked {
@@ -179,7 +314,7 @@ pub(crate) async fn check_before_migrate(
     for f in found {
         reporter.warning(&format!("drift: {f} (see `airlock drift`)"));
     }
-    Ok(())
+    Ok(Some(recorded))
 }
 
 /// The differences from the applied migrations replayed to the live schema

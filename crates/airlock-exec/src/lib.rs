@@ -56,7 +56,7 @@ pub use crate::backup::{
     backup_verify,
 };
 pub use crate::down::down;
-pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, drift, drift_from_history};
+pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, DriftSeen, drift, drift_from_history, record_drift};
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
 pub use crate::expand::expansion;
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};

@@ -71,6 +71,9 @@ pub async fn migrate(
         return Ok(look.report(options, dry_run));
     }
     let (mut driver, held) = lock(options, &ctx, look.driver.take(), reporter).await?;
+    if let Some(drift) = look.drift.take() {
+        crate::drift::append(driver.as_mut(), &ctx, drift).await;
+    }
     let outcome = apply_pending(driver.as_mut(), &ctx, &held, &look, judge, reporter).await;
     // One event per invocation that did (or refused) something under the lock.
     crate::audit::record_run(driver.as_mut(), &ctx, "migrate", &start, &outcome, |(ran, _)| ran).await;
@@ -105,6 +108,9 @@ struct Look {
     warnings: Vec<String>,
     /// Another run holds the lease, or left a record only the lease can explain.
     decide_under_lock: bool,
+    /// The drift check's `drift` event, recorded once the run holds the lease
+    /// (a refused or dry run writes nothing).
+    drift: Option<serde_json::Value>,
 }
 
 impl Look {
@@ -223,6 +229,7 @@ async fn look(
         left_pending,
         warnings,
         decide_under_lock,
+        drift: None,
     })
 }
 
@@ -271,7 +278,7 @@ async fn judge_pending(
         )));
     }
     if let (false, Some(driver)) = (look.history_empty, look.driver.as_mut()) {
-        crate::drift::check_before_migrate(options, driver.as_mut(), &touched, reporter).await?;
+        look.drift = crate::drift::check_before_migrate(options, driver.as_mut(), &touched, reporter).await?;
     }
     Ok(Some(judge))
 }

@@ -32,6 +32,8 @@ pub struct Assessment {
     pub discovered: Arc<airlock_core::Discovered>,
     /// The newest backups history records (read with the audit entries; none by default).
     pub backups: Vec<crate::backup::ListedBackup>,
+    /// The newest drift comparison recorded (read with the audit entries; none by default).
+    pub drift: Option<crate::drift::DriftSeen>,
 }
 
 impl Assessment {
@@ -39,6 +41,14 @@ impl Assessment {
     pub fn gate(&self, requirement: &Requirement) -> GateReport {
         judge(&self.status, requirement, self.latest.as_ref())
     }
+}
+
+/// What an assessment with audit entries reads beside the status.
+#[derive(Default)]
+struct Recorded {
+    audit: Vec<HistoryEntry>,
+    backups: Vec<crate::backup::ListedBackup>,
+    drift: Option<crate::drift::DriftSeen>,
 }
 
 /// Backups an assessment with audit entries reads.
@@ -251,31 +261,34 @@ impl Watcher {
             let snap = snapshot(driver.as_mut(), ctx).await;
             // The newest run, from its event (only where airlock's tables exist:
             // on PostgreSQL a failed read would end the transaction).
-            let (last, entries, backups) = match &snap {
+            let (last, recorded) = match &snap {
                 Ok(s) if !s.history.is_empty() => {
                     let last = crate::audit::last_run(driver.as_mut()).await;
-                    let (entries, backups) = match audit {
-                        0 => (Vec::new(), Vec::new()),
-                        n => (
-                            crate::audit::recent(driver.as_mut(), n).await.unwrap_or_default(),
-                            crate::backup::recent(driver.as_mut(), options, BACKUPS_SHOWN).await.unwrap_or_default(),
-                        ),
+                    let recorded = match audit {
+                        0 => Recorded::default(),
+                        n => Recorded {
+                            audit: crate::audit::recent(driver.as_mut(), n).await.unwrap_or_default(),
+                            backups: crate::backup::recent(driver.as_mut(), options, BACKUPS_SHOWN)
+                                .await
+                                .unwrap_or_default(),
+                            drift: crate::audit::last_drift(driver.as_mut()).await,
+                        },
                     };
-                    (last, entries, backups)
+                    (last, recorded)
                 }
-                _ => (None, Vec::new(), Vec::new()),
+                _ => (None, Recorded::default()),
             };
             let _ = driver.rollback().await;
-            snap.map(|s| (s, last, entries, backups))
+            snap.map(|s| (s, last, recorded))
         };
         let (discovered, snap) = tokio::join!(discovered, read);
         let discovered = discovered?;
         *files = Some(discovered.clone());
         let discovered = discovered.found;
         // Pending backfills: how far each has come, read from the same connection.
-        let running = snap.as_ref().ok().and_then(|(s, _, _, _)| s.lease.as_ref()).and_then(|l| l.version.clone());
+        let running = snap.as_ref().ok().and_then(|(s, _, _)| s.lease.as_ref()).and_then(|l| l.version.clone());
         let pending_backfills: Vec<&airlock_core::Migration> = match &snap {
-            Ok((s, _, _, _)) => {
+            Ok((s, _, _)) => {
                 let applied: std::collections::HashSet<String> =
                     s.history.iter().filter(|r| r.state.is_applied()).map(|r| r.version.to_string()).collect();
                 discovered
@@ -303,12 +316,12 @@ impl Watcher {
         if snap.is_err() || options.profile().capabilities.local_file {
             *kept = None;
         }
-        let (snap, last, audit, backups) = snap?;
+        let (snap, last, Recorded { audit, backups, drift }) = snap?;
         let (mut status, latest) = judge_status(options, &discovered, snap);
         if last.is_some() && status.lock.is_none() {
             status.last_run = last;
         }
         status.backfills = backfills;
-        Ok(Assessment { status, latest, audit, discovered, backups })
+        Ok(Assessment { status, latest, audit, discovered, backups, drift })
     }
 }

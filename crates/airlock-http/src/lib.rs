@@ -90,6 +90,7 @@ impl Read {
                     serde_json::to_string(&a.audit).unwrap_or_default().hash(&mut hasher);
                     // The page says whether each backup's file is still there.
                     serde_json::to_string(&a.backups).unwrap_or_default().hash(&mut hasher);
+                    serde_json::to_string(&a.drift).unwrap_or_default().hash(&mut hasher);
                 }
                 Err(why) => why.hash(&mut hasher),
             }

@@ -183,6 +183,7 @@ mod tests {
             audit: Vec::new(),
             discovered: Default::default(),
             backups: Vec::new(),
+            drift: None,
         }
     }
 

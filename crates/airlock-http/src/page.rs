@@ -155,6 +155,39 @@ pub(crate) struct BackupView {
     why: String,
 }
 
+/// The newest drift comparison recorded.
+pub(crate) struct DriftView {
+    /// `matches`, `differs` or `unchecked`.
+    outcome: String,
+    /// What it found, in a few words.
+    said: String,
+    /// Who compared, when.
+    by: String,
+    differences: Vec<airlock_exec::DriftEntry>,
+    /// Differences counted but not recorded.
+    more: usize,
+}
+
+impl DriftView {
+    fn of(seen: &airlock_exec::DriftSeen) -> DriftView {
+        let said = match seen.outcome.as_str() {
+            "matches" => format!("no difference from {}", seen.against),
+            "differs" => {
+                format!("{} difference{} from {}", seen.count, if seen.count == 1 { "" } else { "s" }, seen.against)
+            }
+            _ => format!("could not compare: {}", seen.error.as_deref().unwrap_or("no reason recorded")),
+        };
+        let how = if seen.command == "migrate" { "migrate's check" } else { "airlock drift" };
+        DriftView {
+            outcome: seen.outcome.clone(),
+            said,
+            by: format!("{how} at {} by {}@{}", when(&seen.at), seen.os_user, seen.host),
+            differences: seen.differences.clone(),
+            more: seen.count.saturating_sub(seen.differences.len()),
+        }
+    }
+}
+
 pub(crate) struct AuditView {
     at: String,
     action: String,
@@ -224,6 +257,7 @@ pub(crate) struct EnvView {
     applied_total: usize,
     audit: Vec<AuditView>,
     backups: Vec<BackupView>,
+    drift: Option<DriftView>,
 }
 
 fn verdict_name(verdict: Verdict) -> &'static str {
@@ -262,6 +296,7 @@ impl EnvView {
             applied_total: 0,
             audit: Vec::new(),
             backups: Vec::new(),
+            drift: None,
         };
         let assessment = match read.answer.as_ref() {
             Ok(a) => a,
@@ -357,6 +392,7 @@ impl EnvView {
             })
             .collect();
         view.audit = assessment.audit.iter().map(|e| AuditView::of(name, e)).collect();
+        view.drift = assessment.drift.as_ref().map(DriftView::of);
         view.backups = assessment
             .backups
             .iter()
@@ -389,6 +425,15 @@ impl EnvView {
     /// `applied` is cut to the newest few.
     fn applied_cut(&self) -> bool {
         self.applied.len() < self.applied_total
+    }
+
+    /// The environment's name as one shell word, for a command to copy.
+    fn env_arg(&self) -> String {
+        let plain = |c: char| c.is_ascii_alphanumeric() || "_.-".contains(c);
+        match self.name.chars().all(plain) && !self.name.is_empty() {
+            true => self.name.clone(),
+            false => format!("'{}'", self.name.replace('\'', r"'\''")),
+        }
     }
 }
 

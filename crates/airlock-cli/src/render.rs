@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use airlock_core::{Lease, Migration, RunMode};
 use airlock_exec::{
-    ExecError, GateReport, ProblemEntry, Reporter, RiskCode, RunReport, Started, StatusReport, signal_name,
+    ExecError, GateReport, ProblemEntry, Reporter, RiskCode, RunReport, Started, StatusReport, human_duration,
+    human_estimate, signal_name,
 };
 use anstream::{eprintln, println};
 use anstyle::{AnsiColor, Style};
@@ -54,16 +55,14 @@ fn backup_bar(plan: &airlock_exec::BackupPlan, read: &airlock_exec::Tally) -> in
     let (bar, template) = match plan.estimated_bytes.filter(|b| *b > 0) {
         Some(total) => (
             indicatif::ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::hidden()),
-            "  {spinner} backup of {prefix} [{bar:30}] {bytes}/~{total_bytes} ({bytes_per_sec}, ETA {eta}) · {elapsed}",
+            "  {spinner} backup of {prefix} [{bar:30}] {bytes}/~{total_bytes} ({bytes_per_sec}, ETA {left}) · {took}",
         ),
         None => (
             indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden()),
-            "  {spinner} backup of {prefix}: {bytes} read ({bytes_per_sec}) · {elapsed}",
+            "  {spinner} backup of {prefix}: {bytes} read ({bytes_per_sec}) · {took}",
         ),
     };
-    let style = indicatif::ProgressStyle::with_template(template)
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style = progress_style(template).progress_chars("=> ");
     let bar = bar.with_style(style);
     bar.set_prefix(what);
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -83,21 +82,27 @@ fn backup_bar(plan: &airlock_exec::BackupPlan, read: &airlock_exec::Tally) -> in
     bar
 }
 
+/// A progress style from `template`, where `{took}` is the time so far and
+/// `{left}` the time left, written as every other duration is.
+fn progress_style(template: &str) -> indicatif::ProgressStyle {
+    let write = |w: &mut dyn std::fmt::Write, d: Duration| {
+        let _ = w.write_str(&human_duration(d));
+    };
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner())
+        .with_key("took", move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| write(w, s.elapsed()))
+        .with_key("left", move |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| write(w, s.eta()))
+}
+
 /// A spinner for a migration that runs a while, on a terminal only: which
 /// migration of how many, the time so far and the plan's estimate. Drawn on
 /// stderr once it has run [`SPINNER_AFTER`].
 fn spinner(migration: &Migration, started: &Started) -> indicatif::ProgressBar {
-    let style = indicatif::ProgressStyle::with_template("  {spinner} {prefix} · {elapsed}{msg}")
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+    let style = progress_style("  {spinner} {prefix} · {took}{msg}");
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden()).with_style(style);
     bar.set_prefix(format!("{}/{} {} {}", started.position, started.of, migration.version, migration.name));
     if let Some(estimate) = started.estimate {
-        let said = if estimate < Duration::from_secs(1) {
-            "under 1s".to_owned()
-        } else {
-            format!("~{}", human_duration(estimate))
-        };
-        bar.set_message(format!(" (plan: {said})"));
+        bar.set_message(format!(" (plan: {})", human_estimate(estimate.as_secs_f64())));
     }
     bar.enable_steady_tick(Duration::from_millis(120));
     show_later(&bar);
@@ -150,10 +155,6 @@ impl Drop for Progress {
     }
 }
 
-fn ms(d: Duration) -> String {
-    if d.as_secs() >= 10 { format!("{:.1} s", d.as_secs_f64()) } else { format!("{} ms", d.as_millis()) }
-}
-
 impl Reporter for Progress {
     fn warning(&mut self, message: &str) {
         let print = || eprintln!("{YELLOW}warning{YELLOW:#}: {message}");
@@ -187,7 +188,7 @@ impl Reporter for Progress {
             m.id,
             if m.mode == airlock_exec::BackupMode::Database { "the database".to_owned() } else { tables.join(", ") },
             airlock_exec::human_bytes(m.stored_bytes),
-            ms(Duration::from_millis(m.duration_ms)),
+            human_duration(Duration::from_millis(m.duration_ms)),
             m.file
         ));
     }
@@ -211,8 +212,7 @@ impl Reporter for Progress {
         use std::io::IsTerminal;
         self.end_bar();
         if self.format == Format::Human && std::io::stderr().is_terminal() {
-            let style = indicatif::ProgressStyle::with_template("  {spinner} {msg} · {elapsed}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+            let style = progress_style("  {spinner} {msg} · {took}");
             let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden())
                 .with_style(style);
             bar.set_message(what.to_owned());
@@ -241,7 +241,7 @@ impl Reporter for Progress {
             "  {GREEN}✓{GREEN:#} {:<16} {:<40} {DIM}{}{DIM:#}",
             migration.version,
             migration.name,
-            ms(elapsed)
+            human_duration(elapsed)
         ));
     }
 
@@ -297,7 +297,7 @@ impl Reporter for Progress {
     }
 
     fn backfill_resumed(&mut self, version: &str, waited: Duration) {
-        let line = format!("  {GREEN}▸{GREEN:#} {version} backfill resumed after {}", ms(waited));
+        let line = format!("  {GREEN}▸{GREEN:#} {version} backfill resumed after {}", human_duration(waited));
         match self.backfill.as_ref().filter(|b| !b.bar.is_hidden()) {
             Some(b) => b.bar.println(line),
             None => self.say(line),
@@ -308,7 +308,7 @@ impl Reporter for Progress {
         self.say(format!(
             "  {YELLOW}…{YELLOW:#} {} statement {statement} hit the lock timeout; retry {attempt} in {}",
             migration.version,
-            ms(wait)
+            human_duration(wait)
         ));
         for b in blockers {
             self.say(format!("      blocked by {b}"));
@@ -395,16 +395,6 @@ fn backfill_lines(entries: &[airlock_exec::BackfillEntry]) {
     }
 }
 
-/// `2h05m`, `3m20s`, `45s`.
-fn human_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m{:02}s", s / 60, s % 60),
-        _ => format!("{}h{:02}m", s / 3600, (s % 3600) / 60),
-    }
-}
-
 fn print_json(value: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
@@ -481,12 +471,12 @@ pub fn status(report: &StatusReport, format: Format) {
     }
     if let Some(run) = &report.last_run {
         println!(
-            "{BOLD}Last run{BOLD:#}  {} migration{} by {}@{}, {} ms, finished {} ({})",
+            "{BOLD}Last run{BOLD:#}  {} migration{} by {}@{}, {}, finished {} ({})",
             run.migrations,
             if run.migrations == 1 { "" } else { "s" },
             run.os_user,
             run.host,
-            run.duration_ms,
+            human_duration(Duration::from_millis(run.duration_ms.max(0) as u64)),
             run.finished_at.get(..19).unwrap_or(&run.finished_at).replace('T', " "),
             run.outcome
         );
@@ -562,9 +552,15 @@ pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
         return;
     }
     if let Some(c) = &report.copied {
-        println!("Copied {} row(s) of {} table(s) from the target ({}) in {} ms", c.rows, c.tables, c.data, c.ms);
+        println!(
+            "Copied {} row(s) of {} table(s) from the target ({}) in {}",
+            c.rows,
+            c.tables,
+            c.data,
+            human_duration(Duration::from_millis(c.ms))
+        );
     }
-    let ms = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t} ms"));
+    let took = |t: Option<u64>| t.map_or_else(|| "-".to_owned(), |t| human_duration(Duration::from_millis(t)));
     for m in &report.migrations {
         let outcome = match m.outcome {
             "clean" => format!("{GREEN}clean{GREEN:#}"),
@@ -575,9 +571,9 @@ pub fn rehearsal(report: &airlock_exec::RehearsalReport, format: Format) {
             "{} {}: {outcome} (up {}, down {}, up again {})",
             m.version,
             m.name,
-            ms(m.up_ms),
-            ms(m.down_ms),
-            ms(m.reup_ms)
+            took(m.up_ms),
+            took(m.down_ms),
+            took(m.reup_ms)
         );
         if let Some(error) = &m.error {
             println!("  - {error}");
@@ -879,7 +875,7 @@ pub fn backup_verified(verified: &airlock_exec::Verified, format: Format) {
         verified.id,
         tables.join(", "),
         verified.file,
-        ms(Duration::from_millis(verified.duration_ms))
+        human_duration(Duration::from_millis(verified.duration_ms))
     );
 }
 
@@ -889,7 +885,7 @@ pub fn backup_restored(restored: &airlock_exec::Restored, format: Format) {
         print_json(&serde_json::to_value(restored).unwrap_or_default());
         return;
     }
-    let took = ms(Duration::from_millis(restored.duration_ms));
+    let took = human_duration(Duration::from_millis(restored.duration_ms));
     if restored.whole {
         println!("{GREEN}✓{GREEN:#} backup {} restored into {} ({took}):", restored.id, restored.database);
     } else {
@@ -1059,9 +1055,7 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
                 verdict_style(s.verdict)
             );
             if let Some(b) = &s.backfill {
-                let time = b.seconds.map_or("time unknown".to_owned(), |t| {
-                    format!("~{}", human_duration(Duration::from_secs_f64(t.max(1.0))))
-                });
+                let time = b.seconds.map_or("time unknown".to_owned(), human_estimate);
                 let pace = b.max_rows_per_second.map(|c| format!(", at most {c} rows/s")).unwrap_or_default();
                 let matched = b.matched.map(|m| format!(" ({m} match its WHERE now)")).unwrap_or_default();
                 println!(
@@ -1149,7 +1143,7 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
             count(airlock_exec::Verdict::Blocked),
             count(airlock_exec::Verdict::Risky),
             count(airlock_exec::Verdict::Safe),
-            if seconds < 1.0 { "under 1 s".to_owned() } else { format!("{seconds:.0} s") }
+            human_estimate(seconds)
         );
     }
     if let Some(backup) = &report.backup {
@@ -1180,9 +1174,7 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
 fn plan_backup(backup: &airlock_exec::BackupPlan) {
     let size =
         backup.estimated_bytes.map_or("size unknown".to_owned(), |b| format!("about {}", airlock_exec::human_bytes(b)));
-    let time = backup
-        .estimated_seconds
-        .map_or(String::new(), |s| if s < 1.0 { ", under 1 s".to_owned() } else { format!(", ~{s:.0} s") });
+    let time = backup.estimated_seconds.map_or(String::new(), |s| format!(", {}", human_estimate(s)));
     println!(
         "\n{BOLD}Backup{BOLD:#} before migrating: {} ({size}{time}, saved and verified) → {}",
         match backup.mode {

@@ -18,6 +18,7 @@ mod drift;
 mod error;
 mod expand;
 mod gate;
+mod human;
 mod interrupt;
 mod lease;
 mod live;
@@ -49,7 +50,7 @@ pub use crate::backfill::{
 };
 pub use crate::backup::{
     BackupBudget, BackupChoice, BackupMode, BackupPlan, BackupSettings, BackupStore, Everything, Manifest,
-    ManifestTable, StakedTable, human_bytes,
+    ManifestTable, StakedTable,
 };
 pub use crate::backup::{
     BackupList, ListedBackup, Pruned, RestoreRequest, Restored, RestoredTable, Verified, backup_list, backup_restore,
@@ -60,6 +61,7 @@ pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, DriftSeen, drift, dr
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
 pub use crate::expand::expansion;
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
+pub use crate::human::{human_bytes, human_duration, human_estimate};
 pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};
 pub use crate::live::{LiveState, live_catalog, live_state};
 pub use crate::plan::{

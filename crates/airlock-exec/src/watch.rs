@@ -149,6 +149,30 @@ async fn discover_kept(options: &Options, kept: Option<Files>) -> Result<Files, 
     }
 }
 
+/// The kept connection (a new read-only one when none is kept), in a
+/// read-only transaction the caller rolls back.
+async fn begin_read<'a>(
+    kept: &'a mut Option<Box<dyn Driver>>,
+    options: &Options,
+) -> Result<&'a mut Box<dyn Driver>, ExecError> {
+    let driver = match kept.take() {
+        Some(driver) => kept.insert(driver),
+        None => kept.insert(crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?),
+    };
+    driver.begin_read_only().await.map_err(ExecError::Connect)?;
+    Ok(driver)
+}
+
+/// After a read: a server connection is kept unless the read `failed`; a
+/// SQLite file is opened afresh for every read, so a file replaced by a
+/// restore is seen (a connection kept open would also hold WAL's shared
+/// lock between reads).
+fn after_read(kept: &mut Option<Box<dyn Driver>>, options: &Options, failed: bool) {
+    if failed || options.profile().capabilities.local_file {
+        *kept = None;
+    }
+}
+
 impl Watcher {
     /// A watcher that connects at its first question. Each question gives up
     /// after 10 seconds (see [`Watcher::with_timeout`]).
@@ -180,20 +204,14 @@ impl Watcher {
             if crate::database_file_missing(&ctx.options) {
                 return Ok(Vec::new());
             }
-            let driver = match kept.take() {
-                Some(driver) => kept.insert(driver),
-                None => kept.insert(crate::connect_read_only(&ctx.options.url).await.map_err(ExecError::Connect)?),
-            };
-            driver.begin_read_only().await.map_err(ExecError::Connect)?;
+            let driver = begin_read(kept, &ctx.options).await?;
             let snap = snapshot(driver.as_mut(), ctx).await;
             let events = match &snap {
                 Ok(s) if !s.history.is_empty() => crate::audit::of_migration(driver.as_mut(), version, limit).await,
                 _ => Ok(Vec::new()),
             };
             let _ = driver.rollback().await;
-            if snap.is_err() || events.is_err() || ctx.options.profile().capabilities.local_file {
-                *kept = None;
-            }
+            after_read(kept, &ctx.options, snap.is_err() || events.is_err());
             snap?;
             events.map_err(ExecError::db("reading airlock_events"))
         };
@@ -253,11 +271,7 @@ impl Watcher {
         let options = &ctx.options;
         let discovered = discover_kept(options, files.clone());
         let read = async {
-            let driver = match kept.take() {
-                Some(driver) => kept.insert(driver),
-                None => kept.insert(crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?),
-            };
-            driver.begin_read_only().await.map_err(ExecError::Connect)?;
+            let driver = begin_read(kept, options).await?;
             let snap = snapshot(driver.as_mut(), ctx).await;
             // The newest run, from its event (only where airlock's tables exist:
             // on PostgreSQL a failed read would end the transaction).
@@ -310,12 +324,7 @@ impl Watcher {
             }
             _ => Vec::new(),
         };
-        // A SQLite file is opened afresh for every read, so a file replaced by a
-        // restore is seen (a connection kept open would also hold WAL's shared
-        // lock between reads); a server connection is kept unless it failed.
-        if snap.is_err() || options.profile().capabilities.local_file {
-            *kept = None;
-        }
+        after_read(kept, options, snap.is_err());
         let (snap, last, Recorded { audit, backups, drift }) = snap?;
         let (mut status, latest) = judge_status(options, &discovered, snap);
         if last.is_some() && status.lock.is_none() {

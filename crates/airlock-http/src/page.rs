@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_core::Version;
-use airlock_exec::{Assessment, HistoryEntry, MigrationPlan, PlanReport, Requirement, StatusReport, Verdict};
+use airlock_exec::{
+    Assessment, HistoryEntry, MigrationPlan, PlanReport, Requirement, StatusReport, human_duration, human_estimate,
+};
 use askama::Template;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -66,17 +68,9 @@ fn commands_in(message: &str) -> Vec<String> {
     message.split('`').skip(1).step_by(2).filter(|c| c.starts_with("airlock ")).map(str::to_owned).collect()
 }
 
-/// Seconds as a person reads them: 850 ms, 12 s, 4 min 10 s, 2 h 5 min.
-fn seconds(total: f64) -> String {
-    if total < 1.0 {
-        return format!("{} ms", (total * 1000.0).round());
-    }
-    let s = total.round() as u64;
-    match s {
-        0..60 => format!("{s} s"),
-        60..3600 => format!("{} min {} s", s / 60, s % 60),
-        _ => format!("{} h {} min", s / 3600, s % 3600 / 60),
-    }
+/// Milliseconds as a person reads them.
+fn millis(ms: u64) -> String {
+    human_duration(Duration::from_millis(ms))
 }
 
 /// A time as RFC 3339 shortened to the second, in UTC: `2026-12-02 10:04:05 UTC`.
@@ -260,17 +254,9 @@ pub(crate) struct EnvView {
     drift: Option<DriftView>,
 }
 
-fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Safe => "safe",
-        Verdict::Risky => "risky",
-        Verdict::Blocked => "blocked",
-    }
-}
-
 fn estimate(plan: &MigrationPlan) -> Option<String> {
     let total: f64 = plan.statements.iter().filter_map(|s| s.estimated_seconds).sum();
-    plan.statements.iter().any(|s| s.estimated_seconds.is_some()).then(|| format!("~{}", seconds(total)))
+    plan.statements.iter().any(|s| s.estimated_seconds.is_some()).then(|| human_estimate(total))
 }
 
 impl EnvView {
@@ -324,7 +310,7 @@ impl EnvView {
                 when(&r.finished_at),
                 r.migrations,
                 if r.migrations == 1 { "" } else { "s" },
-                seconds(r.duration_ms as f64 / 1000.0),
+                millis(r.duration_ms as u64),
                 r.os_user,
                 r.host
             )
@@ -337,7 +323,7 @@ impl EnvView {
             _ if status.pending.is_empty() => PlanView::Nothing,
             None => PlanView::Planning,
             Some(Err(why)) => PlanView::Failed(why.clone()),
-            Some(Ok(report)) => PlanView::Done(verdict_name(report.verdict)),
+            Some(Ok(report)) => PlanView::Done(report.verdict.as_str()),
         };
         view.pending = status
             .pending
@@ -350,7 +336,7 @@ impl EnvView {
                     kind: p.kind,
                     contract: p.contract,
                     href: migration_href(name, &p.version),
-                    verdict: planned.map(|m| verdict_name(m.verdict)),
+                    verdict: planned.map(|m| m.verdict.as_str()),
                     estimate: planned.and_then(estimate),
                 }
             })
@@ -360,7 +346,10 @@ impl EnvView {
             .iter()
             .map(|b| {
                 let percent = (b.rows_done * 100).checked_div(b.rows_total).unwrap_or(0).min(100);
-                let eta = b.eta_seconds.map(|s| format!(", about {} left", seconds(s as f64))).unwrap_or_default();
+                let eta = b
+                    .eta_seconds
+                    .map(|s| format!(", about {} left", human_duration(Duration::from_secs(s))))
+                    .unwrap_or_default();
                 BackfillView {
                     version: b.version.clone(),
                     name: b.name.clone(),
@@ -388,7 +377,7 @@ impl EnvView {
                 kind: a.kind,
                 href: migration_href(name, &a.version),
                 applied_at: a.applied_at.as_deref().map(when).unwrap_or_default(),
-                duration: a.duration_ms.map(|ms| seconds(ms as f64 / 1000.0)).unwrap_or_default(),
+                duration: a.duration_ms.map(|ms| millis(ms as u64)).unwrap_or_default(),
             })
             .collect();
         view.audit = assessment.audit.iter().map(|e| AuditView::of(name, e)).collect();
@@ -412,7 +401,7 @@ impl EnvView {
                         _ => m.tables.iter().map(|t| t.table.clone()).collect::<Vec<_>>().join(", "),
                     },
                     stored: airlock_exec::human_bytes(m.stored_bytes),
-                    took: seconds(m.duration_ms as f64 / 1000.0),
+                    took: millis(m.duration_ms),
                     file: m.file.clone(),
                     state,
                     why,
@@ -630,8 +619,8 @@ fn statement_views(plan: &MigrationPlan) -> Vec<StatementView> {
             index: s.index,
             line: s.line,
             sql: s.sql.clone(),
-            verdict: verdict_name(s.verdict),
-            estimate: s.estimated_seconds.map(seconds),
+            verdict: s.verdict.as_str(),
+            estimate: s.estimated_seconds.map(human_estimate),
             locks: s
                 .locks
                 .iter()
@@ -705,7 +694,7 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
             format!(
                 "applied {}{}",
                 a.applied_at.as_deref().map(when).unwrap_or_default(),
-                a.duration_ms.map(|ms| format!(" in {}", seconds(ms as f64 / 1000.0))).unwrap_or_default()
+                a.duration_ms.map(|ms| format!(" in {}", millis(ms as u64))).unwrap_or_default()
             ),
         ),
         (None, Some(p), _, _) if p.contract => {
@@ -733,7 +722,7 @@ pub(crate) async fn migration(State(shared): AppState, Path((name, version)): Pa
             Some(Err(why)) => plan_error = Some(why.clone()),
             Some(Ok(report)) => {
                 if let Some(plan) = report.migrations.iter().find(|m| m.version == version) {
-                    verdict = Some(verdict_name(plan.verdict));
+                    verdict = Some(plan.verdict.as_str());
                     statements = statement_views(plan);
                 }
             }
@@ -858,14 +847,6 @@ mod tests {
                        `airlock resolve 3 --mark-applied` (you completed it by hand), and not `SELECT 1`";
         assert_eq!(commands_in(message), ["airlock resolve 3 --retry-from-failed", "airlock resolve 3 --mark-applied"]);
         assert!(commands_in("nothing to run").is_empty());
-    }
-
-    #[test]
-    fn durations_read_like_a_person_says_them() {
-        assert_eq!(seconds(0.25), "250 ms");
-        assert_eq!(seconds(12.4), "12 s");
-        assert_eq!(seconds(250.0), "4 min 10 s");
-        assert_eq!(seconds(7500.0), "2 h 5 min");
     }
 
     /// The policy's hash is of the script exactly as the page carries it.

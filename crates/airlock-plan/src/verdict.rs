@@ -16,6 +16,17 @@ pub enum Verdict {
     Blocked,
 }
 
+impl Verdict {
+    /// Its name, as JSON writes it: `safe`, `risky`, `blocked`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Safe => "safe",
+            Verdict::Risky => "risky",
+            Verdict::Blocked => "blocked",
+        }
+    }
+}
+
 /// What a risk is, as an allow names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RiskCode {

@@ -16,6 +16,8 @@ use airlock_core::schema::{Catalog, TableName};
 use airlock_plan::Stake;
 use serde::{Deserialize, Serialize};
 
+use crate::human::human_bytes;
+
 pub use restore::{RestoreRequest, Restored, RestoredTable, backup_restore};
 pub use retain::Pruned;
 pub(crate) use retain::prune;
@@ -401,17 +403,6 @@ pub fn database_bytes(catalog: &Catalog) -> Option<u64> {
         return None;
     }
     catalog.database_bytes.or_else(|| catalog.tables().map(|t| t.bytes.map(|b| b.max(0) as u64)).sum())
-}
-
-/// `1.5 GB`, `320 MB`, `12 kB`, `800 B`.
-pub fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    match bytes {
-        0..1024 => format!("{bytes} B"),
-        1024..1_048_576 => format!("{:.0} kB", b / 1024.0),
-        1_048_576..1_073_741_824 => format!("{:.0} MB", b / 1_048_576.0),
-        _ => format!("{:.1} GB", b / 1_073_741_824.0),
-    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@ use sha2::Digest;
 
 use airlock_driver::backup::TableDigest;
 
+use super::BackupStore;
 use super::store::{Manifest, ManifestTable};
-use super::{BackupStore, human_bytes};
 use crate::error::ExecError;
+use crate::human::human_bytes;
 use crate::{Context, Options};
 
 /// A backup as `backup list` shows it.

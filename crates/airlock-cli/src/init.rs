@@ -208,7 +208,7 @@ pub fn run(global: &Global, args: &InitArgs) -> Result<Initialized, ExecError> {
         Some(tool) => next.push(format!(
             "airlock adopt --from {tool} --dry-run  (then without --dry-run: the database's history becomes airlock's)"
         )),
-        None if migrations == 0 => next.push("airlock new create_users".to_owned()),
+        None if migrations == 0 && unreadable.is_empty() => next.push("airlock new create_users".to_owned()),
         None => {}
     }
     next.push("airlock plan".to_owned());

@@ -137,3 +137,21 @@ fn init_writes_paths_as_the_configuration_reads_them() {
     Run::of(new).expect(0);
     assert_eq!(std::fs::read_dir(project.root.path().join("sub/migrations")).unwrap().count(), 2);
 }
+
+/// A folder with files airlock cannot take as they are: the file is still
+/// written, each such file named, and the way out said.
+#[test]
+fn init_names_the_files_it_cannot_read_and_still_writes_the_configuration() {
+    let project = Project::new();
+    project.write("1_users.up.sql", "CREATE TABLE users (id int);\n");
+    project.write("1_accounts.up.sql", "CREATE TABLE accounts (id int);\n");
+    project.write("2_orders.up.sql", "CREATE TABLE orders (id int);\n");
+    let run = init(&project, &[], &[]);
+    run.expect(0);
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("1_accounts.up.sql") && said.contains("1_users.up.sql"), "{said}");
+    assert!(said.contains("exclude = [\"...\"]"), "{said}");
+    // Not an empty folder: no first migration to write.
+    assert!(!said.contains("airlock new create_users"), "{said}");
+    assert!(config(&project).contains("dir = \"migrations\""), "{}", config(&project));
+}

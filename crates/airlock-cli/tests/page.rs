@@ -349,6 +349,10 @@ fn serve_asks_for_its_token() {
         "{}",
         refused.stderr
     );
+    std::fs::write(&token, "s3cret-token\nsecond line\n").unwrap();
+    let refused = project.run(&db, &["serve", "--listen", "127.0.0.1:0", "--auth-token-file", token.to_str().unwrap()]);
+    refused.expect(2);
+    assert!(refused.stderr.contains("it holds more than one line"), "{}", refused.stderr);
     let refused = project.run(&db, &["serve", "--listen", "127.0.0.1:0", "--auth-token-file", "/nonexistent/token"]);
     refused.expect(2);
     assert!(refused.stderr.contains("--auth-token-file /nonexistent/token: cannot read it"), "{}", refused.stderr);

@@ -54,6 +54,9 @@ pub struct Global {
     /// An environment from the configuration's [environments.NAME].
     #[arg(long = "env", global = true, value_name = "NAME")]
     pub environment: Option<String>,
+    /// A fleet from the configuration's [fleets.NAME]: `plan`, `migrate`, `status` and `gate` over every member.
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "database_url")]
+    pub fleet: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     pub format: Format,
@@ -400,6 +403,15 @@ pub struct MigrateArgs {
     /// Also run contract migrations (`-- airlock:contract`, written by `airlock expand`), which drop what the old app version used: only once no old app version runs. Without it, the run stops before the first one.
     #[arg(long)]
     pub contract: bool,
+    /// With --fleet: members migrated first, on their own [default: `canary` of the fleet, else 1].
+    #[arg(long, value_name = "N")]
+    pub canary: Option<usize>,
+    /// With --fleet: members per wave after the canary, a number or a share (`25%`) [default: `wave_size`, else all].
+    #[arg(long, value_name = "N|P%")]
+    pub wave_size: Option<String>,
+    /// With --fleet: members migrated at the same time [default: `parallel`, else 4].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
 }
 
 /// `airlock gate`.

@@ -1,6 +1,7 @@
 //! The `airlock` binary: raw flags → validated settings → library call → reporter.
 
 mod args;
+mod fleet;
 mod init;
 mod lint;
 mod new;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
             if !matches!(
                 e,
                 ExecError::GateNotSatisfied
+                    | ExecError::FleetIncomplete(_)
                     | ExecError::LintErrors(_)
                     | ExecError::PlanBlocked
                     | ExecError::DriftFound
@@ -66,6 +68,28 @@ fn read_plan(path: &std::path::Path) -> Result<Vec<(String, String)>, ExecError>
         .collect()
 }
 
+/// `options` as `migrate`'s flags set them: lint baseline, pinned plan,
+/// backup choice, backfills, contracts.
+fn migrate_options(
+    options: &airlock_exec::Options,
+    global: &args::Global,
+    args: &args::MigrateArgs,
+) -> Result<airlock_exec::Options, ExecError> {
+    let mut options = options.clone();
+    options.lint = settings::lint_settings(global, args.baseline.as_deref()).map_err(|e| ExecError::Usage(e.0))?;
+    if let Some(path) = &args.plan {
+        options.planned = Some(read_plan(path)?);
+    }
+    options.backup.choice = match (args.backup, args.no_backup) {
+        (true, _) => Some(airlock_exec::BackupChoice::Take),
+        (_, true) => Some(airlock_exec::BackupChoice::Skip { reason: args.reason.clone() }),
+        _ => None,
+    };
+    options.skip_backfills = args.skip_backfills;
+    options.contract = args.contract;
+    Ok(options)
+}
+
 fn version_arg(text: &str, flag: &str) -> Result<Version, ExecError> {
     Version::parse(text.trim()).map_err(|e| ExecError::Usage(format!("{flag}: {e}")))
 }
@@ -83,6 +107,21 @@ fn print_bytes(bytes: &[u8], what: &str) -> Result<(), ExecError> {
 
 fn run(cli: Cli) -> Result<(), ExecError> {
     let format = cli.global.format;
+    if let Some(name) = &cli.global.fleet {
+        return fleet::run(&cli, name);
+    }
+    if let Command::Migrate(args) = &cli.command
+        && let Some(flag) = [
+            args.canary.map(|_| "--canary"),
+            args.wave_size.as_ref().map(|_| "--wave-size"),
+            args.parallel.map(|_| "--parallel"),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+    {
+        return Err(ExecError::Usage(format!("{flag} is for a fleet's rollout: with --fleet NAME")));
+    }
     if let Command::New(args @ NewArgs { expand: None, .. }) = &cli.command {
         let dir = settings::migrations_dir(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
         let exclude = settings::exclude(&cli.global).map_err(|e| ExecError::Usage(e.0))?;
@@ -189,18 +228,7 @@ fn run(cli: Cli) -> Result<(), ExecError> {
             }
             Command::Migrate(args) => {
                 let target = args.to.as_deref().map(|t| version_arg(t, "--to")).transpose()?;
-                let mut options = options.clone();
-                options.lint = settings::lint_settings(&cli.global, args.baseline.as_deref()).map_err(|e| ExecError::Usage(e.0))?;
-                if let Some(path) = &args.plan {
-                    options.planned = Some(read_plan(path)?);
-                }
-                options.backup.choice = match (args.backup, args.no_backup) {
-                    (true, _) => Some(airlock_exec::BackupChoice::Take),
-                    (_, true) => Some(airlock_exec::BackupChoice::Skip { reason: args.reason.clone() }),
-                    _ => None,
-                };
-                options.skip_backfills = args.skip_backfills;
-                options.contract = args.contract;
+                let options = migrate_options(&options, &cli.global, &args)?;
                 let report = airlock_exec::migrate(&options, target, args.dry_run, &mut progress).await?;
                 render::run_report(&report, format, "Applied");
                 Ok(())

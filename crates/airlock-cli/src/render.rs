@@ -686,6 +686,7 @@ fn error_kind(e: &ExecError) -> &'static str {
         ExecError::Interrupted { .. } => "interrupted",
         ExecError::AdoptRefused { .. } => "adopt-refused",
         ExecError::GateNotSatisfied => "gate-not-satisfied",
+        ExecError::FleetIncomplete(_) => "fleet-incomplete",
         ExecError::LintErrors(_) => "lint-errors",
         ExecError::LintRefused(_) => "lint",
         ExecError::PlanBlocked => "plan-blocked",

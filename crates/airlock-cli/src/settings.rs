@@ -51,6 +51,183 @@ pub struct ConfigFile {
     /// `[lint]`.
     #[serde(default)]
     pub lint: LintConfig,
+    /// Named fleets: many databases migrated as one (`--fleet NAME`).
+    #[serde(default)]
+    pub fleets: BTreeMap<String, FleetConfig>,
+}
+
+/// `[fleets.NAME]`: the members (one of `urls`, `urls_command`,
+/// `urls_query`) and how a rollout over them goes.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// The members' URLs, `${VAR}` expanded.
+    pub urls: Option<Vec<String>>,
+    /// A shell command (run in airlock.toml's directory) that prints the
+    /// members, one a line: a URL, or a name and a URL.
+    pub urls_command: Option<String>,
+    /// A query whose rows are the members (a URL, or a name and a URL), run
+    /// read-only on `catalog_url`.
+    pub urls_query: Option<String>,
+    /// The database `urls_query` reads.
+    pub catalog_url: Option<String>,
+    /// The environment whose settings every member takes (protected,
+    /// backup, drift, timeouts); unset: the top level's.
+    pub environment: Option<String>,
+    /// Members migrated first, on their own (default 1).
+    pub canary: Option<usize>,
+    /// Members per wave after the canary: a number, or a share such as "25%" (default: all).
+    pub wave_size: Option<CountOrShare>,
+    /// Members migrated, or looked at, at the same time (default 4).
+    pub parallel: Option<usize>,
+}
+
+/// A number, or a text such as "25%".
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CountOrShare {
+    /// `wave_size = 10`.
+    Count(usize),
+    /// `wave_size = "25%"`.
+    Text(String),
+}
+
+/// Where a fleet's members come from.
+pub enum FleetSource {
+    /// Listed: (name, URL) pairs, names given or not.
+    Listed(Vec<(Option<String>, String)>),
+    /// Printed by a shell command, run in `dir`.
+    Command { command: String, dir: PathBuf },
+    /// Rows of a query on a catalog database.
+    Query { catalog: DatabaseUrl, sql: String },
+}
+
+/// A fleet as airlock.toml defines it.
+pub struct Fleet {
+    /// Its name.
+    pub name: String,
+    /// Where its members come from.
+    pub source: FleetSource,
+    /// How a rollout goes, before the command line's flags.
+    pub rollout: airlock_exec::Rollout,
+    /// The environment whose settings the members take.
+    pub environment: Option<String>,
+    /// airlock.toml's directory: relative `sqlite:` paths of members are read from there.
+    base: PathBuf,
+}
+
+impl Fleet {
+    /// The members' options, from the listed or printed `(name, URL)`
+    /// pairs: each as `--database-url URL` under the fleet's environment.
+    /// Names are the given ones or the URL with its password hidden; two
+    /// members with the same URL or name are refused.
+    pub fn members(
+        &self,
+        global: &Global,
+        found: Vec<(Option<String>, String)>,
+    ) -> Result<Vec<airlock_exec::Member>, SettingsError> {
+        let what = |i: usize| format!("fleet `{}`, member {}", self.name, i + 1);
+        if found.is_empty() {
+            return Err(SettingsError(format!("fleet `{}` has no members", self.name)));
+        }
+        let mut members: Vec<airlock_exec::Member> = Vec::with_capacity(found.len());
+        let mut seen = std::collections::HashMap::new();
+        for (i, (name, url)) in found.into_iter().enumerate() {
+            let url = anchor_sqlite(url, &self.base);
+            let parsed = DatabaseUrl::parse(&url).map_err(|e| SettingsError(format!("{}: {e}", what(i))))?;
+            let name = name.unwrap_or_else(|| parsed.to_string());
+            for (what, shown, key) in [
+                ("URL", parsed.to_string(), format!("url {}", parsed.expose())),
+                ("name", name.clone(), format!("name {name}")),
+            ] {
+                if let Some(first) = seen.insert(key, i) {
+                    return Err(SettingsError(format!(
+                        "fleet `{}`: members {} and {} have the same {what} ({shown}): each database once",
+                        self.name,
+                        first + 1,
+                        i + 1,
+                    )));
+                }
+            }
+            let member = Global { database_url: Some(url), environment: self.environment.clone(), ..global.clone() };
+            let options = options(&member).map_err(|e| SettingsError(format!("{} ({name}): {}", what(i), e.0)))?;
+            members.push(airlock_exec::Member { name, options });
+        }
+        Ok(members)
+    }
+}
+
+/// `[fleets.NAME]` of airlock.toml, checked: one source of members, a
+/// wave size that reads, an environment that exists.
+pub fn fleet(global: &Global, name: &str) -> Result<Fleet, SettingsError> {
+    let (config, base) = load_config(global)?;
+    let base = base.unwrap_or_default();
+    let Some(f) = config.fleets.get(name) else {
+        let known: Vec<&str> = config.fleets.keys().map(String::as_str).collect();
+        return Err(SettingsError(format!(
+            "--fleet {name}: no [fleets.{name}] in the configuration{}",
+            if known.is_empty() { String::new() } else { format!(" (known: {})", known.join(", ")) }
+        )));
+    };
+    let said = |why: String| SettingsError(format!("[fleets.{name}]: {why}"));
+    let source = match (&f.urls, &f.urls_command, &f.urls_query) {
+        (Some(urls), None, None) => FleetSource::Listed(
+            urls.iter()
+                .enumerate()
+                .map(|(i, u)| expand(u, &format!("[fleets.{name}] urls[{i}]")).map(|u| (None, u)))
+                .collect::<Result<_, _>>()?,
+        ),
+        (None, Some(command), None) => FleetSource::Command { command: command.clone(), dir: base.clone() },
+        (None, None, Some(sql)) => {
+            let catalog = f
+                .catalog_url
+                .as_ref()
+                .ok_or_else(|| said("`urls_query` needs `catalog_url`, the database it reads".to_owned()))?;
+            let catalog = anchor_sqlite(expand(catalog, &format!("[fleets.{name}] catalog_url"))?, &base);
+            let catalog = DatabaseUrl::parse(&catalog).map_err(|e| said(format!("catalog_url: {e}")))?;
+            FleetSource::Query { catalog, sql: sql.clone() }
+        }
+        (None, None, None) => return Err(said("no members: set `urls`, `urls_command` or `urls_query`".to_owned())),
+        _ => return Err(said("set one of `urls`, `urls_command` and `urls_query`, not several".to_owned())),
+    };
+    if f.catalog_url.is_some() && f.urls_query.is_none() {
+        return Err(said("`catalog_url` is read by `urls_query` only".to_owned()));
+    }
+    let environment = global.environment.clone().or_else(|| f.environment.clone());
+    if let Some(env) = &environment
+        && !config.environments.contains_key(env)
+    {
+        return Err(said(format!("environment `{env}`: no [environments.{env}] in the configuration")));
+    }
+    let mut rollout = airlock_exec::Rollout::default();
+    if let Some(canary) = f.canary {
+        rollout.canary = canary;
+    }
+    if let Some(size) = &f.wave_size {
+        let text = match size {
+            CountOrShare::Count(n) => n.to_string(),
+            CountOrShare::Text(t) => t.clone(),
+        };
+        rollout.wave_size = airlock_exec::WaveSize::parse(&text).map_err(|e| said(format!("wave_size = {e}")))?;
+    }
+    match f.parallel {
+        Some(0) => return Err(said("`parallel = 0`: at least 1".to_owned())),
+        Some(n) => rollout.parallel = n,
+        None => {}
+    }
+    Ok(Fleet { name: name.to_owned(), source, rollout, environment, base })
+}
+
+/// A member line as a command prints it or a row as a query returns it:
+/// a URL, or a name and a URL. None for a blank line or a `#` comment.
+pub fn member_line(fields: &[&str]) -> Result<Option<(Option<String>, String)>, String> {
+    match fields {
+        [] => Ok(None),
+        [first, ..] if first.starts_with('#') => Ok(None),
+        [url] => Ok(Some((None, (*url).to_owned()))),
+        [name, url] => Ok(Some((Some((*name).to_owned()), (*url).to_owned()))),
+        _ => Err(format!("`{}`: a URL, or a name and a URL", fields.join(" "))),
+    }
 }
 
 /// `[lint]` in airlock.toml.
@@ -249,14 +426,25 @@ fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> SettingsError {
         let line = line.trim_start();
         line.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='))
     });
-    let table = text.lines().nth(start_line).filter(|l| l.trim_start().starts_with('[')).map(str::trim);
+    // The table the key is in: the nearest header at or above where the parser points.
+    let table = text
+        .lines()
+        .take(start_line + 1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['));
     let known: Vec<&str> = match table {
         Some(t) if t.starts_with("[environments.") => ["url", "protected"].into_iter().chain(TUNING_KEYS).collect(),
         Some(t) if t.starts_with("[lint") => vec!["rules", "baseline"],
+        Some(t) if t.starts_with("[fleets.") => {
+            vec!["urls", "urls_command", "urls_query", "catalog_url", "environment", "canary", "wave_size", "parallel"]
+        }
         _ => ["project", "dir", "exclude", "url", "drift_ignore", "rehearsal_timings"]
             .into_iter()
             .chain(TUNING_KEYS)
-            .chain(["[environments.NAME]", "[lint]"])
+            .chain(["[environments.NAME]", "[fleets.NAME]", "[lint]"])
             .collect(),
     };
     let line = at.map_or(start_line + 1, |(i, _)| i + 1);

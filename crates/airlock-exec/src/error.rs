@@ -112,6 +112,11 @@ pub enum ExecError {
     /// `gate` answered "not ready"; the report was already printed.
     #[error("the database does not satisfy the requirement")]
     GateNotSatisfied,
+    /// A fleet command's members did not all succeed; its report, which
+    /// says which and why, was already printed. The exit code is the
+    /// gravest of theirs.
+    #[error("not every member of the fleet succeeded")]
+    FleetIncomplete(i32),
     /// A data check just before a migration shows it would fail or lose data
     /// or attributes; it was not run.
     #[error("migration {} ({}) was not run: {}; {}", .0.version, .0.name, refusals(&.0.file, &.0.statements), applied_note(&.0.applied))]
@@ -198,6 +203,7 @@ impl ExecError {
             | ExecError::AdoptRefused { .. }
             | ExecError::PlanMismatch(_) => exit::BLOCKED,
             ExecError::GateNotSatisfied => exit::GATE,
+            ExecError::FleetIncomplete(code) => *code,
             ExecError::Interrupted { signal, .. } => 128 + signal,
             ExecError::Connect(_)
             | ExecError::Database { .. }

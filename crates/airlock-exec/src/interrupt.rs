@@ -29,6 +29,8 @@ struct Inner {
     sending: AtomicBool,
     /// A cancel request was sent.
     sent: AtomicBool,
+    /// Runs of their own (a fleet's members) that a signal here stops too.
+    children: Mutex<Vec<Interrupt>>,
 }
 
 impl std::fmt::Debug for Interrupt {
@@ -56,6 +58,20 @@ impl Interrupt {
     /// armed connection is running, and wakes the runner's waits. Returns
     /// what the cancel request did, for the caller to tell.
     pub async fn raise(&self, signal: i32) -> Option<Result<(), airlock_driver::DriverError>> {
+        let outcome = self.raise_own(signal).await;
+        let children: Vec<Interrupt> = self.0.children.lock().map(|c| c.clone()).unwrap_or_default();
+        // Each child stops its own statement; the first failure to cancel is told.
+        let mut told = outcome;
+        for outcome in futures_util::future::join_all(children.iter().map(|c| c.raise_own(signal))).await {
+            if told.as_ref().is_none_or(Result::is_ok) && outcome.as_ref().is_some_and(Result::is_err) {
+                told = outcome;
+            }
+        }
+        told
+    }
+
+    /// [`Interrupt::raise`] for this run alone, its children left as they are.
+    async fn raise_own(&self, signal: i32) -> Option<Result<(), airlock_driver::DriverError>> {
         let _ = self.0.signal.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst);
         self.0.notify.notify_waiters();
         // Taken under the lock, with `sending` set: `disarm` then knows to
@@ -76,6 +92,21 @@ impl Interrupt {
         self.0.sending.store(false, Ordering::SeqCst);
         self.0.notify.notify_waiters();
         outcome
+    }
+
+    /// A flag of its own for a run that goes on beside others (one member
+    /// of a fleet): it has its own statement to cancel, and is raised when
+    /// this one is (at once, if this one already was).
+    pub fn child(&self) -> Interrupt {
+        let child = Interrupt::default();
+        if let Ok(mut children) = self.0.children.lock() {
+            children.push(child.clone());
+        }
+        // After the push: a signal now either finds the child or is seen here.
+        if let Some(signal) = self.raised() {
+            child.0.signal.store(signal, Ordering::SeqCst);
+        }
+        child
     }
 
     /// The signal received, if any.

@@ -17,6 +17,7 @@ mod down;
 mod drift;
 mod error;
 mod expand;
+mod fleet;
 mod gate;
 mod human;
 mod interrupt;
@@ -60,6 +61,11 @@ pub use crate::down::down;
 pub use crate::drift::{DriftCheck, DriftEntry, DriftReport, DriftSeen, drift, drift_from_history, record_drift};
 pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRefused, Refusal, exit};
 pub use crate::expand::expansion;
+pub use crate::fleet::{
+    FleetGateReport, FleetPlanReport, FleetReporter, FleetRunReport, FleetStatusReport, Member, MemberGate, MemberPlan,
+    MemberRun, MemberStatus, Rollout, WaveSize, catalog_rows, fleet_gate, fleet_migrate, fleet_plan, fleet_status,
+    gravest,
+};
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
 pub use crate::human::{human_bytes, human_duration, human_estimate};
 pub use crate::interrupt::{Interrupt, SIGINT, SIGTERM, signal_name};

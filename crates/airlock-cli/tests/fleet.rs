@@ -1,0 +1,251 @@
+//! `--fleet`: one set of migrations over many databases. Every member is
+//! looked at before any changes; a canary, then waves; the first failure
+//! stops the rollout with the rest untouched, and running again resumes.
+
+mod common;
+
+use common::{Db, Engine, Project, Run};
+use serde_json::Value;
+
+/// `airlock --fleet NAME ARGS` from the project, its migrations directory given.
+fn fleet(project: &Project, name: &str, args: &[&str]) -> Run {
+    let mut command = project.bare();
+    command.args(["--dir"]).arg(project.dir()).args(["--fleet", name, "--lock-wait", "60s"]).args(args);
+    Run::of(command.output().unwrap())
+}
+
+/// Members listed by a command, each `name url` on its line.
+fn listed_by_command(project: &Project, members: &[(String, &Db)]) {
+    let lines: Vec<String> = members.iter().map(|(name, db)| format!("{name} {}", db.url)).collect();
+    std::fs::write(project.root.path().join("members.txt"), lines.join("\n") + "\n").unwrap();
+}
+
+fn outcomes(json: &Value) -> Vec<(String, String)> {
+    json["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap().to_owned(), m["outcome"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn time(value: &Value) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("no time: {value}"))).unwrap()
+}
+
+/// Each wave started after the one before it had ended, the canary first.
+fn waves_in_order(json: &Value) {
+    let members = json["members"].as_array().unwrap();
+    let waves = json["waves"].as_array().unwrap();
+    for pair in waves.windows(2) {
+        let in_wave = |names: &Value| -> Vec<&Value> {
+            let names: Vec<&str> = names.as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+            members.iter().filter(|m| names.contains(&m["name"].as_str().unwrap())).collect()
+        };
+        let ended = in_wave(&pair[0]).iter().map(|m| time(&m["finished_at"])).max().unwrap();
+        let started = in_wave(&pair[1]).iter().map(|m| time(&m["started_at"])).min().unwrap();
+        assert!(ended <= started, "a wave started at {started} before the one before it ended at {ended}: {json}");
+    }
+}
+
+/// Fifty members, half PostgreSQL and half SQLite, listed by a command: a
+/// canary, then waves of ten, four at a time; a member whose migration
+/// fails stops the rollout with every later member untouched, and running
+/// again goes on from there.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn fifty_members_roll_out_canary_first_then_in_waves_and_resume_after_a_failure() {
+    let dbs: Vec<Db> = (0..50).map(|i| Db::new(if i % 2 == 0 { Engine::Postgres } else { Engine::Sqlite })).collect();
+    let project = Project::new();
+    let members: Vec<(String, &Db)> = dbs.iter().enumerate().map(|(i, db)| (format!("t{:02}", i + 1), db)).collect();
+    listed_by_command(&project, &members);
+    project.write_config(
+        "[fleets.tenants]\nurls_command = \"cat members.txt\"\ncanary = 1\nwave_size = 10\nparallel = 4\n",
+    );
+    project.write("1_users.up.sql", "CREATE TABLE users (id integer PRIMARY KEY, email text);\n");
+    let first = fleet(&project, "tenants", &["--format", "json", "migrate"]);
+    first.expect(0);
+    let json = first.json();
+    assert!(outcomes(&json).iter().all(|(_, o)| o == "applied"), "{json}");
+    let sizes: Vec<usize> = json["waves"].as_array().unwrap().iter().map(|w| w.as_array().unwrap().len()).collect();
+    assert_eq!(sizes, [1, 10, 10, 10, 10, 9], "{json}");
+    assert_eq!(json["waves"][0][0], "t01", "the canary is the first member");
+    waves_in_order(&json);
+
+    // t27 (in the third wave) refuses the rows the next migration writes.
+    dbs[26].exec(match dbs[26].engine {
+        Engine::Postgres => {
+            "CREATE FUNCTION no_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no new users here'; END $$; \
+             CREATE TRIGGER users_closed BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION no_insert();"
+        }
+        _ => "CREATE TRIGGER users_closed BEFORE INSERT ON users BEGIN SELECT RAISE(ABORT, 'no new users here'); END;",
+    });
+    project
+        .write("2_admin.up.sql", "-- airlock:data\nINSERT INTO users (id, email) VALUES (1, 'admin@example.com');\n");
+    let stopped = fleet(&project, "tenants", &["--format", "json", "migrate"]);
+    stopped.expect(1);
+    let json = stopped.json();
+    let by_name: std::collections::HashMap<String, String> = outcomes(&json).into_iter().collect();
+    assert_eq!(by_name["t27"], "failed", "{json}");
+    assert!(json["stopped"].as_str().unwrap().starts_with("t27 did not migrate"), "{json}");
+    for (i, db) in dbs.iter().enumerate() {
+        let name = format!("t{:02}", i + 1);
+        match by_name[&name].as_str() {
+            "applied" => assert_eq!(db.state_of("2").as_deref(), Some("succeeded"), "{name}"),
+            "not_started" => assert_eq!(db.state_of("2"), None, "{name} was changed: {json}"),
+            "failed" => assert_eq!(db.count("SELECT count(*) FROM users"), 0, "{name}"),
+            other => panic!("{name}: {other}: {json}"),
+        }
+    }
+    // Every member after the third wave was left alone.
+    assert!((32..=50).all(|i| by_name[&format!("t{i:02}")] == "not_started"), "{json}");
+    assert!(by_name.values().filter(|o| *o == "applied").count() >= 21, "{json}");
+
+    // Status and the gate say who is behind.
+    let status = fleet(&project, "tenants", &["--format", "json", "status"]);
+    status.expect(0);
+    let behind = status.json()["behind"].as_array().unwrap().len();
+    assert_eq!(behind, by_name.values().filter(|o| *o != "applied").count(), "{}", status.stdout);
+    let gate = fleet(&project, "tenants", &["gate", "--require", "latest"]);
+    gate.expect(4);
+    assert!(gate.stdout.contains("t27: ") && gate.stdout.contains("t50: "), "{}", gate.stdout);
+
+    // Fixed, and run again: it goes on where it stopped.
+    dbs[26].exec(match dbs[26].engine {
+        Engine::Postgres => "DROP TRIGGER users_closed ON users;",
+        _ => "DROP TRIGGER users_closed;",
+    });
+    let resumed = fleet(&project, "tenants", &["--format", "json", "migrate"]);
+    resumed.expect(0);
+    let json = resumed.json();
+    for (name, outcome) in outcomes(&json) {
+        let before = &by_name[&name];
+        let want = if before == "applied" { "current" } else { "applied" };
+        assert_eq!(outcome, want, "{name} (was {before}): {json}");
+    }
+    assert!(dbs.iter().all(|db| db.state_of("2").as_deref() == Some("succeeded")));
+    fleet(&project, "tenants", &["gate", "--require", "latest"]).expect(0);
+}
+
+/// One tenant whose rows would break the foreign key blocks the whole
+/// fleet before any member changes, and is named; `plan --fleet` says so
+/// too. Members come from a catalog query.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn one_member_with_orphaned_rows_blocks_the_fleet_before_any_change() {
+    let catalog = Db::new(Engine::Postgres);
+    let dbs: Vec<Db> = (0..6).map(|_| Db::new(Engine::Postgres)).collect();
+    catalog.exec("CREATE TABLE tenants (name text PRIMARY KEY, url text NOT NULL, active boolean NOT NULL);");
+    for (i, db) in dbs.iter().enumerate() {
+        catalog.exec(&format!("INSERT INTO tenants VALUES ('shop{}', '{}', true)", i + 1, db.url));
+    }
+    // An inactive tenant is not a member.
+    catalog.exec("INSERT INTO tenants VALUES ('gone', 'postgres://nowhere.invalid/gone', false)");
+    let project = Project::new();
+    project.write_config(&format!(
+        "[fleets.shops]\ncatalog_url = \"{}\"\nurls_query = \"SELECT name, url FROM tenants WHERE active ORDER BY name\"\n",
+        catalog.url
+    ));
+    project.write(
+        "1_orders.up.sql",
+        "CREATE TABLE users (id int PRIMARY KEY);\nCREATE TABLE orders (id int PRIMARY KEY, user_id int);\n",
+    );
+    fleet(&project, "shops", &["migrate"]).expect(0);
+    for db in &dbs {
+        db.exec("INSERT INTO users VALUES (1); INSERT INTO orders VALUES (1, 1);");
+    }
+    // shop4 has an order whose user is gone.
+    dbs[3].exec("INSERT INTO orders VALUES (2, 99);");
+    project.write(
+        "2_orders_user_fk.up.sql",
+        "ALTER TABLE orders ADD CONSTRAINT orders_user_fk FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\n\
+         ALTER TABLE orders VALIDATE CONSTRAINT orders_user_fk;\n",
+    );
+
+    let plan = fleet(&project, "shops", &["plan"]);
+    plan.expect(3);
+    assert!(plan.stdout.contains("blocked shop4: 1 pending"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("plan blocked; blocked on shop4"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("safe shop1: 1 pending"), "{}", plan.stdout);
+
+    let refused = fleet(&project, "shops", &["--format", "json", "migrate"]);
+    refused.expect(3);
+    let json = refused.json();
+    let got = outcomes(&json);
+    assert_eq!(got.len(), 6, "{json}");
+    for (name, outcome) in &got {
+        assert_eq!(outcome, if name == "shop4" { "refused" } else { "not_started" }, "{json}");
+    }
+    let shop4 = &json["members"][3];
+    assert!(shop4["error"].as_str().unwrap().contains("orders"), "{shop4}");
+    assert!(json["stopped"].as_str().unwrap().contains("nothing was changed on any member"), "{json}");
+    for db in &dbs {
+        assert_eq!(db.state_of("2"), None, "a member was changed");
+    }
+
+    // Its orphan fixed, the fleet goes through.
+    dbs[3].exec("DELETE FROM orders WHERE id = 2;");
+    fleet(&project, "shops", &["migrate"]).expect(0);
+    assert!(dbs.iter().all(|db| db.state_of("2").as_deref() == Some("succeeded")));
+}
+
+/// A fleet whose settings cannot work is refused before anything runs,
+/// naming what is wrong.
+#[test]
+fn fleet_settings_that_cannot_work_are_refused_naming_the_key() {
+    let (a, b) = (Db::new(Engine::Sqlite), Db::new(Engine::Sqlite));
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id int);\n");
+    let refused = |config: &str, args: &[&str], says: &str| {
+        project.write_config(config);
+        let run = fleet(&project, "f", args);
+        run.expect(2);
+        assert!(run.stderr.contains(says), "{config}\n{}", run.stderr);
+    };
+    refused("", &["migrate"], "--fleet f: no [fleets.f] in the configuration");
+    refused("[fleets.f]\n", &["migrate"], "[fleets.f]: no members: set `urls`, `urls_command` or `urls_query`");
+    let both = format!("[fleets.f]\nurls = [\"{}\"]\nurls_command = \"echo\"\n", a.url);
+    refused(&both, &["migrate"], "set one of `urls`, `urls_command` and `urls_query`, not several");
+    let twice = format!("[fleets.f]\nurls = [\"{}\", \"{}\", \"{}\"]\n", a.url, b.url, a.url);
+    refused(&twice, &["migrate"], "fleet `f`: members 1 and 3 have the same URL");
+    let wave = format!("[fleets.f]\nurls = [\"{}\"]\nwave_size = \"150%\"\n", a.url);
+    refused(&wave, &["migrate"], "wave_size = `150%`: a number of members (`10`) or a share of them (`25%`)");
+    let env = format!("[fleets.f]\nurls = [\"{}\"]\nenvironment = \"prod\"\n", a.url);
+    refused(&env, &["migrate"], "environment `prod`: no [environments.prod]");
+    refused(
+        "[fleets.f]\nurls_command = \"echo oops >&2; exit 3\"\n",
+        &["migrate"],
+        "urls_command `echo oops >&2; exit 3` failed",
+    );
+    refused("[fleets.f]\nurls_command = \"echo a b c\"\n", &["migrate"], "line 1: `a b c`: a URL, or a name and a URL");
+    refused("[fleets.f]\nurls_command = \"true\"\n", &["migrate"], "fleet `f` has no members");
+    refused("[fleets.f]\nurls_query = \"SELECT 1\"\n", &["migrate"], "`urls_query` needs `catalog_url`");
+    refused("[fleets.f]\nurl = \"x\"\n", &["migrate"], "unknown key `url` in [fleets.f]; known: urls, urls_command");
+    let fine = format!("[fleets.f]\nurls = [\"{}\"]\n", a.url);
+    refused(&fine, &["history"], "--fleet works with `plan`, `migrate`, `status` and `gate`");
+    refused(&fine, &["migrate", "--parallel", "0"], "--parallel 0: at least 1");
+    let single = project.run(&a, &["migrate", "--canary", "1"]);
+    single.expect(2);
+    assert!(single.stderr.contains("--canary is for a fleet's rollout: with --fleet NAME"), "{}", single.stderr);
+    // Nothing ran anywhere.
+    assert!(!a.table_exists("t") && !b.table_exists("t"));
+}
+
+/// A dry run looks at every member and says which wave each would be in,
+/// changing nothing.
+#[test]
+fn a_dry_run_says_the_waves_and_changes_nothing() {
+    let dbs: Vec<Db> = (0..5).map(|_| Db::new(Engine::Sqlite)).collect();
+    let project = Project::new();
+    let urls: Vec<String> = dbs.iter().map(|d| format!("\"{}\"", d.url)).collect();
+    project.write_config(&format!("[fleets.f]\nurls = [{}]\nwave_size = \"50%\"\n", urls.join(", ")));
+    project.write("1_t.up.sql", "CREATE TABLE t (id int);\n");
+    let run = fleet(&project, "f", &["--format", "json", "migrate", "--dry-run", "--canary", "2"]);
+    run.expect(0);
+    let json = run.json();
+    let waves: Vec<Option<u64>> = json["members"].as_array().unwrap().iter().map(|m| m["wave"].as_u64()).collect();
+    // Two canaries, then waves of half the five (3): 3, then the last.
+    assert_eq!(waves, [Some(0), Some(0), Some(1), Some(1), Some(1)], "{json}");
+    assert!(outcomes(&json).iter().all(|(_, o)| o == "would_apply"), "{json}");
+    assert!(dbs.iter().all(|d| !d.table_exists("t")));
+}

@@ -249,3 +249,40 @@ fn a_dry_run_says_the_waves_and_changes_nothing() {
     assert!(outcomes(&json).iter().all(|(_, o)| o == "would_apply"), "{json}");
     assert!(dbs.iter().all(|d| !d.table_exists("t")));
 }
+
+/// Ctrl-C during a rollout stops the statement each running member runs on
+/// its server and starts no other member; the run exits 130 and the next
+/// one goes on.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
+fn ctrl_c_stops_every_running_member_and_starts_no_other() {
+    let dbs: Vec<Db> = (0..5).map(|_| Db::new(Engine::Postgres)).collect();
+    let project = Project::new();
+    let urls: Vec<String> = dbs.iter().map(|d| format!("\"{}\"", d.url)).collect();
+    project.write_config(&format!("[fleets.f]\nurls = [{}]\ncanary = 0\nparallel = 2\n", urls.join(", ")));
+    project.write("1_slow.up.sql", "-- airlock:data\nSELECT pg_sleep(30);\n");
+    let sleeping = |db: &Db| {
+        db.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'SELECT pg_sleep(30)%' AND pid <> pg_backend_pid()")
+    };
+    let mut command = project.bare();
+    command.args(["--dir"]).arg(project.dir()).args(["--fleet", "f", "--format", "json", "migrate"]);
+    let child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while dbs.iter().map(sleeping).sum::<i64>() < 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "two members never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let signalled = std::time::Instant::now();
+    let run = Run::of(child.wait_with_output().unwrap());
+    assert!(signalled.elapsed() < std::time::Duration::from_secs(10), "took {:?}", signalled.elapsed());
+    run.expect(130);
+    let json = run.json();
+    let got = outcomes(&json);
+    assert_eq!(got.iter().filter(|(_, o)| o == "interrupted").count(), 2, "{json}");
+    assert_eq!(got.iter().filter(|(_, o)| o == "not_started").count(), 3, "{json}");
+    assert!(json["stopped"].as_str().unwrap().contains("Ctrl-C"), "{json}");
+    // Nothing left sleeping on any server, nothing recorded as applied.
+    assert_eq!(dbs.iter().map(sleeping).sum::<i64>(), 0);
+    assert!(dbs.iter().all(|d| d.state_of("1").as_deref() != Some("succeeded")));
+}

@@ -287,3 +287,30 @@ fn backfill_refused_planned_skipped_and_listed() {
     let text = [&refused, &plan, &skipped, &listed].map(seen).join("\n");
     snapshot!("backfill_refused_planned_skipped_and_listed", text);
 }
+
+#[test]
+fn fleet_stopped_by_a_failing_member() {
+    let dbs: Vec<Db> = (0..3).map(|_| Db::new(Engine::Sqlite)).collect();
+    let project = Project::new();
+    let lines: Vec<String> =
+        ["acme", "globex", "initech"].iter().zip(&dbs).map(|(n, d)| format!("{n} {}", d.url)).collect();
+    std::fs::write(project.root.path().join("members.txt"), lines.join("\n") + "\n").unwrap();
+    project.write_config("[fleets.tenants]\nurls_command = \"cat members.txt\"\nparallel = 1\n");
+    project.write("1_users.up.sql", "CREATE TABLE users (id integer PRIMARY KEY, email text);\n");
+    let fleet = |args: &[&str]| {
+        let mut command = project.bare();
+        command.arg("--dir").arg(project.dir()).args(["--fleet", "tenants"]).args(args);
+        Run::of(command.output().unwrap())
+    };
+    fleet(&["migrate"]).expect(0);
+    dbs[1].exec(
+        "CREATE TRIGGER users_closed BEFORE INSERT ON users BEGIN SELECT RAISE(ABORT, 'no new users here'); END;",
+    );
+    project
+        .write("2_admin.up.sql", "-- airlock:data\nINSERT INTO users (id, email) VALUES (1, 'admin@example.com');\n");
+    let run = fleet(&["migrate"]);
+    run.expect(1);
+    snapshot!("fleet_stopped_by_a_failing_member", seen(&run));
+    let run = fleet(&["status"]);
+    snapshot!("fleet_status_with_members_behind", seen(&run));
+}

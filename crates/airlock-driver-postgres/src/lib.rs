@@ -87,6 +87,10 @@ pub struct PostgresDriver {
     timeouts: Option<Timeouts>,
     /// The session-level timeouts must be set before the next statement outside a transaction.
     session_timeouts_stale: bool,
+    /// The URL leads to a transaction-pooling proxy (`pgbouncer=true`): no
+    /// session setting is made, since the next transaction may run on
+    /// another server connection and this one go to another client.
+    pooled: bool,
     in_transaction: bool,
     /// The TLS the connection was made with, for cancel requests (None: plain).
     cancel_tls: Option<MakeRustlsConnect>,
@@ -918,8 +922,9 @@ fn record(row: &Row) -> Result<HistoryRecord> {
 impl PostgresDriver {
     /// Connects; the connection's I/O runs on a task of the current tokio runtime.
     pub async fn connect(url: &DatabaseUrl) -> Result<PostgresDriver> {
-        let tls =
-            tls::split_params(url.expose()).map_err(|e| DriverError::new(e.kind, format!("{url}: {}", e.message)))?;
+        let (without, pooled) =
+            pooled_param(url.expose()).map_err(|e| DriverError::new(e.kind, format!("{url}: {}", e.message)))?;
+        let tls = tls::split_params(&without).map_err(|e| DriverError::new(e.kind, format!("{url}: {}", e.message)))?;
         let mut config: tokio_postgres::Config = tls
             .url
             .parse()
@@ -961,6 +966,7 @@ impl PostgresDriver {
             snapshot_statements: Prepared::No,
             tool_env,
             url: url.clone(),
+            pooled,
         })
     }
 
@@ -1076,7 +1082,7 @@ impl PostgresDriver {
     /// Sets the session's timeouts when they changed since the last
     /// statement outside a transaction (a transaction sets its own at BEGIN).
     async fn session_timeouts(&mut self) -> Result<()> {
-        if !self.in_transaction && self.session_timeouts_stale {
+        if !self.in_transaction && self.session_timeouts_stale && !self.pooled {
             self.session_timeouts_stale = false;
             if let Some(t) = self.timeouts {
                 let set = format!(
@@ -1096,6 +1102,27 @@ impl PostgresDriver {
     }
 }
 
+/// Takes `pgbouncer=true|false` out of a URL (the name other tools give it
+/// too): true when the URL leads to a transaction-pooling proxy such as
+/// PgBouncer with `pool_mode = transaction`, pgcat or Supavisor.
+fn pooled_param(url: &str) -> Result<(String, bool), DriverError> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), false)) };
+    let mut pooled = false;
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("pgbouncer", "true" | "1" | "") => pooled = true,
+            ("pgbouncer", "false" | "0") => pooled = false,
+            ("pgbouncer", other) => {
+                return Err(DriverError::new(ErrorKind::Connection, format!("pgbouncer={other}: true or false")));
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((url, pooled))
+}
+
 fn millis(d: std::time::Duration) -> String {
     format!("{}ms", d.as_millis())
 }
@@ -1107,8 +1134,11 @@ impl Driver for PostgresDriver {
     }
 
     async fn server_version(&mut self) -> Result<String> {
-        let row = self.client.query_one("SELECT version()", &[]).await.map_err(error)?;
-        Ok(row.get(0))
+        // One round trip, no named statement: right behind a transaction pooler.
+        let rows = self.client.query_typed("SELECT version()", &[]).await.map_err(error)?;
+        rows.first()
+            .map(|r| r.get(0))
+            .ok_or_else(|| DriverError::new(ErrorKind::Statement, "SELECT version() returned no row"))
     }
 
     async fn ensure_tables(&mut self) -> Result<()> {
@@ -1394,6 +1424,10 @@ impl Driver for PostgresDriver {
         )
         .await
         .map(drop)
+    }
+
+    fn session_settings_hold(&self) -> bool {
+        !self.pooled
     }
 
     async fn set_timeouts(&mut self, timeouts: Timeouts) -> Result<()> {
@@ -1836,15 +1870,15 @@ impl Driver for PostgresDriver {
     }
 
     async fn drop_invalid_index(&mut self, name: &str) -> Result<Option<String>> {
-        let row = self
+        let rows = self
             .client
-            .query_opt(
+            .query_typed(
                 "SELECT indexrelid::regclass::text FROM pg_index WHERE indexrelid = to_regclass($1) AND NOT indisvalid",
-                &[&name],
+                &[(&name, Type::TEXT)],
             )
             .await
             .map_err(error)?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = rows.first() else { return Ok(None) };
         // The name comes back quoted as PostgreSQL needs it.
         let quoted: String = row.get(0);
         self.client.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {quoted}")).await.map_err(error)?;
@@ -1859,6 +1893,15 @@ impl Driver for PostgresDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pgbouncer_is_taken_out_of_the_url() {
+        let url = "postgres://app@db:6432/shop?sslmode=disable&pgbouncer=true";
+        assert_eq!(pooled_param(url).unwrap(), ("postgres://app@db:6432/shop?sslmode=disable".to_owned(), true));
+        assert_eq!(pooled_param("postgres://db/shop").unwrap(), ("postgres://db/shop".to_owned(), false));
+        assert_eq!(pooled_param("postgres://db/shop?pgbouncer=false").unwrap().1, false);
+        assert!(pooled_param("postgres://db/shop?pgbouncer=maybe").is_err());
+    }
 
     /// The column list between `INSERT INTO <table> (` and the next `)`.
     fn columns(sql: &str, table: &str) -> Vec<String> {

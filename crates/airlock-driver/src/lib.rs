@@ -504,6 +504,15 @@ pub trait Driver: Send {
     /// The default does nothing.
     fn snapshots_repeat(&mut self) {}
 
+    /// Whether a session setting made outside a transaction holds for the
+    /// statements after it: false behind a transaction-pooling proxy (each
+    /// transaction may run on another server connection), where statements
+    /// outside a transaction then run without [`Timeouts`] rather than leave
+    /// them on a connection other clients will get. True by default.
+    fn session_settings_hold(&self) -> bool {
+        true
+    }
+
     /// Creates an empty database `name` beside this one (same server, same
     /// credentials), for rehearsal and drift's replay; fails if it exists or
     /// the user may not create databases. SQLite: nothing to do (the file is

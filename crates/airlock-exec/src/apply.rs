@@ -197,6 +197,13 @@ pub(crate) async fn run(
         RunMode::Transaction => in_transaction(driver, ctx, held, job, reporter).await,
         // A backfill runs through `backfill::run`; never here.
         RunMode::Statements | RunMode::Batches => {
+            let limits = timeouts(ctx, job.directives());
+            if !driver.session_settings_hold() && (!limits.lock.is_zero() || !limits.statement.is_zero()) {
+                reporter.warning(&format!(
+                    "migration {} runs outside a transaction through a transaction pooler (`pgbouncer=true`): its statements run without lock_timeout and statement_timeout, which a session setting would leave to other clients of the pool; run it over a direct connection to have them",
+                    job.version()
+                ));
+            }
             held.working_on(driver, Some(&job.version())).await?;
             statement_by_statement(driver, ctx, held, job, start, reporter).await
         }

@@ -174,3 +174,26 @@ fn lock_timeout_retries_the_gate_and_serve_work_through_pgbouncer() {
         assert!(body.contains("ready for latest"), "{body}");
     }
 }
+
+/// A backup before migrating is refused through the pool (the dump tool's
+/// session settings would reach other clients), nothing changed; told to
+/// take none, the run goes through.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and PgBouncer: run `scripts/test`, which starts them")]
+fn a_backup_is_refused_through_pgbouncer_and_nothing_changes() {
+    let db = Db::new(Engine::Postgres);
+    let pooled = through_the_pool(&db);
+    let project = Project::new();
+    project.write_config("project = \"shop\"\n[environments.prod]\nprotected = true\ndrift = \"off\"\n");
+    project.write("1_t.up.sql", "CREATE TABLE t (id int PRIMARY KEY);\n");
+    project.run(&pooled, &["--env", "prod", "migrate", "--no-backup", "--reason", "empty database"]).expect(0);
+    project.write("2_u.up.sql", "ALTER TABLE t ADD COLUMN u int;\n");
+    let refused = project.run(&pooled, &["--env", "prod", "migrate"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("a backup cannot be taken through a transaction pooler"), "{}", refused.stderr);
+    assert_eq!(db.state_of("2"), None);
+    project.run(&pooled, &["--env", "prod", "migrate", "--no-backup", "--reason", "behind the pool"]).expect(0);
+    assert_eq!(db.state_of("2").as_deref(), Some("succeeded"));
+    // The project was stamped through the pool on the first run.
+    assert_eq!(db.scalar("SELECT value FROM airlock_meta WHERE key = 'project'").as_deref(), Some("shop"));
+}

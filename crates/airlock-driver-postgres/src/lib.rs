@@ -1163,9 +1163,9 @@ impl Driver for PostgresDriver {
 
     async fn stamp_project(&mut self, project: &str) -> Result<()> {
         self.client
-            .execute(
+            .query_typed(
                 "INSERT INTO airlock_meta (key, value) VALUES ('project', $1), ('stamped_at', clock_timestamp()::text)",
-                &[&project],
+                &[(&project, Type::TEXT)],
             )
             .await
             .map(drop)
@@ -1485,7 +1485,8 @@ impl Driver for PostgresDriver {
     }
 
     fn snapshots_repeat(&mut self) {
-        if matches!(self.snapshot_statements, Prepared::No) {
+        // Behind a transaction pooler a prepared statement may be on another server connection.
+        if matches!(self.snapshot_statements, Prepared::No) && !self.pooled {
             self.snapshot_statements = Prepared::Wanted;
         }
     }
@@ -1827,7 +1828,7 @@ impl Driver for PostgresDriver {
     async fn describe_blockers(&mut self) -> Result<Vec<String>> {
         let rows = self
             .client
-            .query(
+            .query_typed(
                 "SELECT a.pid, coalesce(a.usename, '?'), coalesce(a.application_name, ''), coalesce(a.state, '?'), \
                  coalesce(extract(epoch FROM clock_timestamp() - a.xact_start)::bigint, 0), \
                  left(coalesce(a.query, ''), 120), \
@@ -1861,12 +1862,15 @@ impl Driver for PostgresDriver {
     }
 
     async fn index_is_invalid(&mut self, name: &str) -> Result<bool> {
-        let row = self
+        let rows = self
             .client
-            .query_opt("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", &[&name])
+            .query_typed(
+                "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)",
+                &[(&name, Type::TEXT)],
+            )
             .await
             .map_err(error)?;
-        Ok(row.is_some_and(|r| r.get(0)))
+        Ok(rows.first().is_some_and(|r| r.get(0)))
     }
 
     async fn drop_invalid_index(&mut self, name: &str) -> Result<Option<String>> {

@@ -46,6 +46,11 @@ pub(crate) async fn take(
     let started = Instant::now();
     let id = format!("{}-{:08x}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), rand::random::<u32>());
     let failed = |why: String| ExecError::BackupFailed(format!("backup {id}: {why}"));
+    if !driver.session_settings_hold() {
+        return Err(ExecError::BackupFailed(
+            "a backup cannot be taken through a transaction pooler (`pgbouncer=true`): the dump tool sets session settings (search_path, timeouts) that would reach the pool's other clients; migrate over a direct connection, or run with --no-backup (and --reason in a protected environment); nothing was changed".to_owned(),
+        ));
+    }
     let whole = plan.mode == BackupMode::Database;
     let names: Vec<TableName> = plan.tables.iter().map(|t| t.name.clone()).collect();
     let tables: Option<&[TableName]> = if whole { None } else { Some(&names) };

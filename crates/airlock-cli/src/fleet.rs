@@ -26,8 +26,13 @@ pub fn run(cli: &Cli, name: &str) -> Result<(), ExecError> {
                 .to_owned(),
         ));
     }
-    let fleet = settings::fleet(&cli.global, name).map_err(usage)?;
     let format = cli.global.format;
+    if matches!(format, Format::Sarif | Format::Github) {
+        return Err(ExecError::Usage(
+            "--format sarif and --format github are for `airlock lint`; use human or json".to_owned(),
+        ));
+    }
+    let fleet = settings::fleet(&cli.global, name).map_err(usage)?;
     let interrupt = airlock_exec::Interrupt::default();
     if matches!(cli.command, Command::Migrate(_)) {
         crate::signals::watch(interrupt.clone())?;

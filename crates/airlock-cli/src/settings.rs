@@ -193,6 +193,12 @@ pub fn fleet(global: &Global, name: &str) -> Result<Fleet, SettingsError> {
     if f.catalog_url.is_some() && f.urls_query.is_none() {
         return Err(said("`catalog_url` is read by `urls_query` only".to_owned()));
     }
+    // The fleet's environment is the members' (protected, backups...): another given by --env would weaken it unnoticed.
+    if let (Some(given), Some(own)) = (&global.environment, &f.environment)
+        && given != own
+    {
+        return Err(said(format!("its members are in environment `{own}`: not with --env {given}")));
+    }
     let environment = global.environment.clone().or_else(|| f.environment.clone());
     if let Some(env) = &environment
         && !config.environments.contains_key(env)

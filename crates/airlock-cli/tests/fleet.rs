@@ -38,8 +38,8 @@ fn waves_in_order(json: &Value) {
     let members = json["members"].as_array().unwrap();
     let waves = json["waves"].as_array().unwrap();
     for pair in waves.windows(2) {
-        let in_wave = |names: &Value| -> Vec<&Value> {
-            let names: Vec<&str> = names.as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+        let in_wave = |wave: &Value| -> Vec<&Value> {
+            let names: Vec<&str> = wave["members"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
             members.iter().filter(|m| names.contains(&m["name"].as_str().unwrap())).collect()
         };
         let ended = in_wave(&pair[0]).iter().map(|m| time(&m["finished_at"])).max().unwrap();
@@ -67,9 +67,11 @@ fn fifty_members_roll_out_canary_first_then_in_waves_and_resume_after_a_failure(
     first.expect(0);
     let json = first.json();
     assert!(outcomes(&json).iter().all(|(_, o)| o == "applied"), "{json}");
-    let sizes: Vec<usize> = json["waves"].as_array().unwrap().iter().map(|w| w.as_array().unwrap().len()).collect();
+    let sizes: Vec<usize> =
+        json["waves"].as_array().unwrap().iter().map(|w| w["members"].as_array().unwrap().len()).collect();
     assert_eq!(sizes, [1, 10, 10, 10, 10, 9], "{json}");
-    assert_eq!(json["waves"][0][0], "t01", "the canary is the first member");
+    assert_eq!(json["waves"][0]["wave"], 0, "{json}");
+    assert_eq!(json["waves"][0]["members"][0], "t01", "the canary is the first member");
     waves_in_order(&json);
 
     // t27 (in the third wave) refuses the rows the next migration writes.
@@ -212,6 +214,11 @@ fn fleet_settings_that_cannot_work_are_refused_naming_the_key() {
     refused(&wave, &["migrate"], "wave_size = `150%`: a number of members (`10`) or a share of them (`25%`)");
     let env = format!("[fleets.f]\nurls = [\"{}\"]\nenvironment = \"prod\"\n", a.url);
     refused(&env, &["migrate"], "environment `prod`: no [environments.prod]");
+    let weaker = format!(
+        "[environments.prod]\nprotected = true\n[environments.dev]\n[fleets.f]\nurls = [\"{}\"]\nenvironment = \"prod\"\n",
+        a.url
+    );
+    refused(&weaker, &["--env", "dev", "migrate"], "its members are in environment `prod`: not with --env dev");
     refused(
         "[fleets.f]\nurls_command = \"echo oops >&2; exit 3\"\n",
         &["migrate"],

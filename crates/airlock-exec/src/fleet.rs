@@ -116,6 +116,15 @@ pub struct MemberRun {
     pub finished_at: Option<String>,
 }
 
+/// One wave of a rollout.
+#[derive(Debug, Clone, Serialize)]
+pub struct Wave {
+    /// Its number: 0 for the canary, then 1, 2...
+    pub wave: usize,
+    /// Its members' names.
+    pub members: Vec<String>,
+}
+
 /// `migrate --fleet`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FleetRunReport {
@@ -125,8 +134,8 @@ pub struct FleetRunReport {
     pub dry_run: bool,
     /// Every member, in the fleet's order.
     pub members: Vec<MemberRun>,
-    /// The members of each wave, the canary's first.
-    pub waves: Vec<Vec<String>>,
+    /// The waves in order, the canary's first when there is one.
+    pub waves: Vec<Wave>,
     /// Why members were left as they are, when some were.
     pub stopped: Option<String>,
 }
@@ -237,9 +246,11 @@ fn member_entry(member: &Member, outcome: &'static str) -> MemberRun {
     }
 }
 
-/// Fills `entry` from one `migrate` of its member.
+/// Fills `entry` from one `migrate` of its member (after its look, whose
+/// entries name what a failed run still applied).
 fn record(entry: &mut MemberRun, answer: Result<crate::RunReport, ExecError>, kept: Kept, dry_run: bool) {
     entry.warnings = kept.warnings;
+    let planned = std::mem::take(&mut entry.migrations);
     match answer {
         Ok(report) => {
             entry.outcome = match (report.migrations.is_empty(), dry_run) {
@@ -254,15 +265,14 @@ fn record(entry: &mut MemberRun, answer: Result<crate::RunReport, ExecError>, ke
         Err(e) => {
             entry.outcome = outcome_of(&e);
             entry.exit_code = e.exit_code();
-            entry.migrations = e.applied_versions().into_iter().map(applied_entry).collect();
+            let applied = e.applied_versions();
+            entry.migrations = planned.into_iter().filter(|m| applied.contains(&m.version)).collect();
+            if let Some(newest) = applied.last() {
+                entry.current_version = Some(newest.clone());
+            }
             entry.error = Some(e.to_string());
         }
     }
-}
-
-/// A migration a failed run still applied, known by its version only.
-fn applied_entry(version: String) -> RunEntry {
-    RunEntry { version, name: String::new(), kind: "schema", mode: "transaction", statements: 0, duration_ms: 0 }
 }
 
 /// `migrate --fleet`: looks at every member, then migrates the canary and
@@ -303,6 +313,28 @@ pub async fn fleet_migrate(
         || interrupt.raised().is_some(),
     )
     .await;
+    // Nothing pending is not yet up to date: a run cut off outside a
+    // transaction leaves nothing pending and a problem only a person can close.
+    let quiet: Vec<usize> = (0..members.len()).filter(|&i| entries[i].outcome == "current").collect();
+    each(
+        &quiet,
+        rollout.parallel,
+        |i| crate::status::assess(&members[i].options),
+        |i, answer| {
+            let blocking: Vec<String> = match answer {
+                Ok((status, _)) => status.problems.iter().filter(|p| p.blocking).map(|p| p.message.clone()).collect(),
+                Err(e) => vec![e.to_string()],
+            };
+            if !blocking.is_empty() {
+                entries[i].outcome = "refused";
+                entries[i].exit_code = exit::BLOCKED;
+                entries[i].error = Some(blocking.join("; "));
+            }
+            true
+        },
+        || interrupt.raised().is_some(),
+    )
+    .await;
     let refused: Vec<usize> =
         (0..members.len()).filter(|&i| looked[i].is_some() && entries[i].exit_code != exit::OK).collect();
     reporter.looked(members.len(), refused.len());
@@ -312,7 +344,7 @@ pub async fn fleet_migrate(
         report.stopped =
             Some(format!("{} while looking at the members: nothing was changed", interrupt::signal_name(signal)));
         for (i, entry) in entries.iter_mut().enumerate() {
-            if looked[i].is_none() {
+            if looked[i].is_none() || entry.outcome == "would_apply" {
                 entry.outcome = "not_started";
                 entry.exit_code = 128 + signal;
             }
@@ -343,7 +375,11 @@ pub async fn fleet_migrate(
     let rest = &pending[canary..];
     waves.extend(rest.chunks(rollout.wave_size.members(pending.len())).map(<[usize]>::to_vec));
     let number = |w: usize| if canary > 0 { w } else { w + 1 };
-    report.waves = waves.iter().map(|w| w.iter().map(|&i| members[i].name.clone()).collect()).collect();
+    report.waves = waves
+        .iter()
+        .enumerate()
+        .map(|(w, wave)| Wave { wave: number(w), members: wave.iter().map(|&i| members[i].name.clone()).collect() })
+        .collect();
     for (w, wave) in waves.iter().enumerate() {
         for &i in wave {
             entries[i].wave = Some(number(w));
@@ -362,7 +398,7 @@ pub async fn fleet_migrate(
         if failed.is_some() || interrupt.raised().is_some() {
             break;
         }
-        reporter.wave_started(number(w), &report.waves[w]);
+        reporter.wave_started(number(w), &report.waves[w].members);
         each(
             wave,
             rollout.parallel,
@@ -388,7 +424,7 @@ pub async fn fleet_migrate(
     }
     let untouched = entries.iter().filter(|e| e.outcome == "not_started").count();
     report.stopped = match (failed, interrupt.raised()) {
-        (_, Some(signal)) if untouched > 0 => {
+        (_, Some(signal)) => {
             for entry in entries.iter_mut().filter(|e| e.outcome == "not_started") {
                 entry.exit_code = 128 + signal;
             }

@@ -29,7 +29,7 @@ pub(crate) async fn locked(
             options.url
         )));
     }
-    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    retry_conflicts!(driver.ensure_tables().await).map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
     Ok((discovered, ctx, driver, held))
 }

@@ -227,7 +227,7 @@ pub async fn adopt(
     if dry_run {
         return Ok(report);
     }
-    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    retry_conflicts!(driver.ensure_tables().await).map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), &ctx, reporter).await?;
     let outcome = record(driver.as_mut(), &ctx, tool, &decided.adopt, decided.checksums_compared).await;
     held.release(driver.as_mut()).await;

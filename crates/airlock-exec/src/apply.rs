@@ -304,7 +304,8 @@ async fn statement_by_statement(
     let started = Instant::now();
     let total = prepared.statements.len();
     let mut record = job.marker(ctx, start);
-    driver.write_history(&record).await.map_err(ExecError::db("recording the start of the migration"))?;
+    retry_conflicts!(driver.write_history(&record).await)
+        .map_err(ExecError::db("recording the start of the migration"))?;
     for index in start..total {
         if held.lost() {
             return Err(ExecError::LeaseLost);
@@ -367,12 +368,13 @@ async fn statement_by_statement(
             record.statements_done = index as u32 + 1;
             if index + 1 < total && !prepared.tables_locked[index] {
                 // A signal that came as the statement finished stops the loop at the next one.
-                driver.write_history(&record).await.map_err(ExecError::db("recording progress"))?;
+                retry_conflicts!(driver.write_history(&record).await).map_err(ExecError::db("recording progress"))?;
             }
         }
     }
     let (record, event) = job.done(record, started);
-    driver.record(&record, &event, &ctx.actor).await.map_err(ExecError::db("recording the migration"))?;
+    retry_conflicts!(driver.record(&record, &event, &ctx.actor).await)
+        .map_err(ExecError::db("recording the migration"))?;
     Ok(started.elapsed())
 }
 

@@ -200,7 +200,7 @@ pub async fn backfill_control(
     if applied {
         return Err(ExecError::Usage(format!("backfill {version} ({}) is done: it is applied", migration.name)));
     }
-    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    retry_conflicts!(driver.ensure_tables().await).map_err(ExecError::db("creating airlock's tables"))?;
     let v = version.to_string();
     if matches!(action, ControlAction::Resume { from_start: true }) {
         let lease = driver.read_lease().await.map_err(ExecError::db("reading the run lock"))?;

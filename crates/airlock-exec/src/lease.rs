@@ -90,7 +90,8 @@ impl HeldLease {
     /// checks the lease is still ours.
     pub(crate) async fn working_on(&self, driver: &mut dyn Driver, version: Option<&str>) -> Result<(), ExecError> {
         self.note_version(version);
-        let ours = driver.renew_lease(&self.owner, version).await.map_err(ExecError::db("renewing the run lock"))?;
+        let ours = retry_conflicts!(driver.renew_lease(&self.owner, version).await)
+            .map_err(ExecError::db("renewing the run lock"))?;
         if !ours || self.lost() {
             return Err(ExecError::LeaseLost);
         }
@@ -108,7 +109,7 @@ impl HeldLease {
                 abort.abort();
             }
         }
-        let _ = driver.release_lease(&self.owner).await;
+        let _ = retry_conflicts!(driver.release_lease(&self.owner).await);
     }
 }
 
@@ -168,19 +169,24 @@ pub(crate) async fn acquire(
     let mut announced: Option<String> = None;
     let mut delay = Duration::from_millis(25);
     loop {
-        let current = driver.read_lease().await.map_err(ExecError::db("reading the run lock"))?;
+        let current = retry_conflicts!(driver.read_lease().await).map_err(ExecError::db("reading the run lock"))?;
         match &current {
             None => {
-                if driver.claim_lease(&ctx.claim, None).await.map_err(ExecError::db("taking the run lock"))? {
-                    break;
+                // A conflict is a race another runner won: look again after the pause.
+                match driver.claim_lease(&ctx.claim, None).await {
+                    Ok(true) => break,
+                    Ok(false) => {}
+                    Err(e) if e.kind == airlock_driver::ErrorKind::Conflict => {}
+                    Err(e) => return Err(ExecError::db("taking the run lock")(e)),
                 }
             }
             Some(lease) => {
                 if let Some(why) = stale_reason(lease, &ctx.claim.host, heartbeat, options.lease_ttl) {
-                    let won = driver
-                        .claim_lease(&ctx.claim, Some(lease))
-                        .await
-                        .map_err(ExecError::db("taking over the run lock"))?;
+                    let won = match driver.claim_lease(&ctx.claim, Some(lease)).await {
+                        Ok(won) => won,
+                        Err(e) if e.kind == airlock_driver::ErrorKind::Conflict => false,
+                        Err(e) => return Err(ExecError::db("taking over the run lock")(e)),
+                    };
                     if won {
                         reporter.lock_taken_over(lease, &why);
                         let detail = json!({ "previous_holder": lease.describe(), "why": why }).to_string();

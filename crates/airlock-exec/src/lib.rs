@@ -6,6 +6,28 @@
 //! is nothing to do, and only then create airlock's tables, take the run lease,
 //! read again under it and act, recording every step in history and events.
 
+/// `$call` (an awaited driver call), made again while it fails with a
+/// conflict the database asks to retry: a deadlock, or a certification
+/// failure on a Galera cluster (another node's write to the same row won, and
+/// this transaction was rolled back whole). Several runners started on
+/// different nodes race on airlock's own tables; losing such a race is no
+/// reason to fail a deploy. Up to [`CONFLICT_RETRIES`] times, after a short,
+/// growing, jittered pause.
+macro_rules! retry_conflicts {
+    ($call:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            match $call {
+                Err(e) if e.kind == airlock_driver::ErrorKind::Conflict && attempt < crate::CONFLICT_RETRIES => {
+                    attempt += 1;
+                    crate::conflict_pause(attempt).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 mod actor;
 mod admin;
 mod adopt;
@@ -63,8 +85,8 @@ pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRe
 pub use crate::expand::expansion;
 pub use crate::fleet::{
     FleetGateReport, FleetPlanReport, FleetReporter, FleetRunReport, FleetStatusReport, Member, MemberGate, MemberPlan,
-    MemberRun, MemberStatus, Rollout, WaveSize, catalog_rows, fleet_gate, fleet_migrate, fleet_plan, fleet_status,
-    gravest,
+    MemberRun, MemberStatus, Rollout, Wave, WaveSize, catalog_rows, fleet_gate, fleet_migrate, fleet_plan,
+    fleet_status, gravest,
 };
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};
 pub use crate::human::{human_bytes, human_duration, human_estimate};
@@ -318,6 +340,17 @@ pub(crate) struct Snapshot {
     pub project: Option<String>,
     pub history: Vec<HistoryRecord>,
     pub lease: Option<Lease>,
+}
+
+/// How often a write to airlock's own tables is made again after a conflict.
+pub(crate) const CONFLICT_RETRIES: u32 = 8;
+
+/// The pause before attempt `attempt` after a conflict: 20 ms doubling up to
+/// 1 s, jittered so that racing runners do not collide again in step.
+pub(crate) async fn conflict_pause(attempt: u32) {
+    use rand::Rng;
+    let base = Duration::from_millis(20).saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(1));
+    tokio::time::sleep(base.mul_f64(rand::rng().random_range(0.5..1.0))).await;
 }
 
 pub(crate) async fn snapshot(driver: &mut dyn Driver, ctx: &Context) -> Result<Snapshot, ExecError> {

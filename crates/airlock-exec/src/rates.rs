@@ -345,7 +345,7 @@ pub async fn calibrate(options: &Options, rows: u64, reporter: &mut dyn Reporter
     }
     let ctx = Context::new(options);
     let mut driver = crate::connect(&options.url, true).await.map_err(ExecError::Connect)?;
-    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    retry_conflicts!(driver.ensure_tables().await).map_err(ExecError::db("creating airlock's tables"))?;
     // No statement limit: the scratch table is airlock's own.
     driver
         .set_timeouts(airlock_driver::Timeouts { lock: options.timeouts.lock, statement: Duration::ZERO })

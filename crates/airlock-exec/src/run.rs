@@ -295,7 +295,7 @@ async fn lock(
         Some(d) => d,
         None => crate::connect(&options.url, true).await.map_err(ExecError::Connect)?,
     };
-    driver.ensure_tables().await.map_err(ExecError::db("creating airlock's tables"))?;
+    retry_conflicts!(driver.ensure_tables().await).map_err(ExecError::db("creating airlock's tables"))?;
     let held = lease::acquire(driver.as_mut(), ctx, reporter).await?;
     Ok((driver, held))
 }

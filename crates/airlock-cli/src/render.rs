@@ -1150,6 +1150,9 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
     if let Some(backup) = &report.backup {
         plan_backup(backup);
     }
+    if let Some(cluster) = &report.cluster {
+        println!("\n{BOLD}Cluster{BOLD:#}: {cluster}");
+    }
     if report.migrations.iter().any(|m| m.statements.iter().any(|s| s.work.is_some())) {
         let rates: Vec<String> = report
             .rates

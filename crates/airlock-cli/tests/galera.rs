@@ -84,3 +84,49 @@ fn eight_runners_on_three_nodes_all_succeed_and_apply_each_migration_once() {
         on(&nodes[0]).exec(&format!("DROP DATABASE {name}"));
     }
 }
+
+/// `plan` on a node says schema changes run in TOI (writes stall on every
+/// node while one runs); `migrate` refuses a node that is not `Synced`
+/// (here one desynced on purpose), nothing changed, and runs on it again
+/// once it is.
+#[test]
+#[cfg_attr(not(airlock_test_servers), ignore = "needs the Galera cluster: run `scripts/test`, which starts it")]
+fn plan_names_toi_and_migrate_refuses_a_node_that_is_not_synced() {
+    let nodes = nodes();
+    let name = format!("airlock_galera_state_{}", std::process::id());
+    on(&nodes[0]).exec(&format!("CREATE DATABASE {name}"));
+    let url = with_database(&nodes[2], &name);
+    let project = Project::new();
+    project.write("1_t.up.sql", "CREATE TABLE t (id int PRIMARY KEY);\n");
+    let run = |args: &[&str]| {
+        let mut command = project.bare();
+        command.arg("--database-url").arg(&url).arg("--dir").arg(project.dir()).args(args);
+        Run::of(command.output().unwrap())
+    };
+    let plan = run(&["plan"]);
+    plan.expect(0);
+    assert!(plan.stdout.contains("Cluster: Galera cluster of 3 nodes, schema changes in TOI"), "{}", plan.stdout);
+    assert_eq!(run(&["--format", "json", "plan"]).json()["cluster"].as_str().map(|c| c.contains("TOI")), Some(true));
+
+    /// Puts the node back in step however the test ends.
+    struct Resync(Db);
+    impl Drop for Resync {
+        fn drop(&mut self) {
+            let _ = self.0.try_exec("SET GLOBAL wsrep_desync = OFF");
+        }
+    }
+    let node = Resync(on(&nodes[2]));
+    node.0.exec("SET GLOBAL wsrep_desync = ON");
+    let refused = run(&["migrate"]);
+    refused.expect(3);
+    assert!(
+        refused.stderr.contains("this node of the Galera cluster is `Donor/Desynced`, not `Synced`"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!on(&url).table_exists("t"), "a refused run changed the database");
+    drop(node);
+    run(&["migrate"]).expect(0);
+    assert!(on(&with_database(&nodes[0], &name)).table_exists("t"));
+    on(&nodes[0]).exec(&format!("DROP DATABASE {name}"));
+}

@@ -52,6 +52,8 @@ pub enum ProblemCode {
     Drift,
     /// A backfill was paused or cancelled (`airlock backfill pause|cancel`).
     BackfillHeld,
+    /// The server is a cluster node that should not take a migration now (a Galera node not `Synced`).
+    ClusterNode,
 }
 
 impl ProblemCode {
@@ -72,6 +74,7 @@ impl ProblemCode {
             ProblemCode::AlreadyManaged => "already-managed",
             ProblemCode::Drift => "drift",
             ProblemCode::BackfillHeld => "backfill-held",
+            ProblemCode::ClusterNode => "cluster-node",
         }
     }
 }

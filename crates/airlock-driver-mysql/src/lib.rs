@@ -875,6 +875,31 @@ impl Driver for MySqlDriver {
         Ok(self.conn.affected_rows())
     }
 
+    async fn cluster(&mut self) -> Result<Option<airlock_driver::Cluster>> {
+        // `wsrep_on` exists on MariaDB only (MySQL: error 1193, no cluster).
+        let on: Option<(i64, String)> = match self.conn.query_first("SELECT @@wsrep_on, @@wsrep_OSU_method").await {
+            Ok(row) => row,
+            Err(mysql_async::Error::Server(s)) if s.code == 1193 => return Ok(None),
+            Err(e) => return Err(error(e)),
+        };
+        let Some((1, ddl_method)) = on else { return Ok(None) };
+        let rows: Vec<(String, String)> = self
+            .conn
+            .query(
+                "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment', 'wsrep_cluster_size', 'wsrep_cluster_status')",
+            )
+            .await
+            .map_err(error)?;
+        let status = |name: &str| rows.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        Ok(Some(airlock_driver::Cluster {
+            kind: "Galera",
+            nodes: status("wsrep_cluster_size").and_then(|n| n.parse().ok()).unwrap_or(0),
+            state: status("wsrep_local_state_comment").unwrap_or_default(),
+            primary: status("wsrep_cluster_status").is_some_and(|s| s == "Primary"),
+            ddl_method,
+        }))
+    }
+
     async fn replica_lag(&mut self) -> Result<Option<std::time::Duration>> {
         // MariaDB 10.5+ and MySQL 8.0.22+ say REPLICA; older servers only SLAVE
         // (a syntax error, 1064, says which). One row per replication channel.

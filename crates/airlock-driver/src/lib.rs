@@ -29,6 +29,47 @@ pub mod tables {
     pub const LOCK: &str = "airlock_lock";
 }
 
+/// A node of a synchronous cluster, as it describes itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cluster {
+    /// `Galera`.
+    pub kind: &'static str,
+    /// Nodes in the cluster now.
+    pub nodes: u32,
+    /// This node's state (`Synced`, `Donor/Desynced`, `Joining`...).
+    pub state: String,
+    /// Whether this node is in the primary component (it takes writes).
+    pub primary: bool,
+    /// How schema changes run (`TOI`: on every node at once, in total order; `RSU`: on this node alone).
+    pub ddl_method: String,
+}
+
+impl Cluster {
+    /// Why a migration should not run through this node; None when it may.
+    pub fn unfit(&self) -> Option<String> {
+        if !self.primary {
+            return Some(format!("this node of the {} cluster is not in its primary component: it takes no writes", self.kind));
+        }
+        (self.state != "Synced").then(|| {
+            format!("this node of the {} cluster is `{}`, not `Synced`: a migration run through it could stall or miss the cluster's latest writes", self.kind, self.state)
+        })
+    }
+
+    /// What running schema changes on this cluster means, in a sentence.
+    pub fn ddl_note(&self) -> String {
+        match self.ddl_method.as_str() {
+            "TOI" => format!(
+                "{} cluster of {} nodes, schema changes in TOI: each one runs on every node at once, in total order, and writes to the cluster wait while it runs (RSU, node by node by hand, avoids that for changes each node can take alone)",
+                self.kind, self.nodes
+            ),
+            other => format!(
+                "{} cluster of {} nodes, schema changes in {other}: each runs on this node alone; the others need it too",
+                self.kind, self.nodes
+            ),
+        }
+    }
+}
+
 /// What an engine can do, which decides how the runner uses it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Capabilities {
@@ -604,6 +645,12 @@ pub trait Driver: Send {
         &mut self,
         table: &airlock_core::schema::TableName,
     ) -> Result<Option<Vec<airlock_sql::backfill::KeyColumn>>>;
+
+    /// The synchronous cluster this server is a node of, when it is one (a
+    /// MariaDB Galera cluster); None for a server on its own.
+    async fn cluster(&mut self) -> Result<Option<Cluster>> {
+        Ok(None)
+    }
 
     /// How far behind its primary this database (a replica) replays: zero
     /// when it has replayed all it received; None when it cannot tell

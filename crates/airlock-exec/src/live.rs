@@ -19,6 +19,8 @@ pub struct LiveState {
     pub rates: crate::rates::Rates,
     /// Other tools whose history the database holds, when airlock has none there.
     pub foreign: Vec<airlock_core::foreign::Tool>,
+    /// The synchronous cluster the server is a node of, when it is one.
+    pub cluster: Option<airlock_driver::Cluster>,
 }
 
 /// Reads only the live schema (`lint` of files outside the migrations
@@ -41,7 +43,14 @@ pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
     if crate::database_file_missing(options) {
         let pending = discovered.migrations.clone();
         let rates = crate::rates::Rates::defaults(options.profile().default_rates);
-        return Ok(LiveState { catalog: Catalog::live(Vec::new()), pending, discovered, rates, foreign: Vec::new() });
+        return Ok(LiveState {
+            catalog: Catalog::live(Vec::new()),
+            pending,
+            discovered,
+            rates,
+            foreign: Vec::new(),
+            cluster: None,
+        });
     }
     let ctx = Context::new(options);
     let mut driver = crate::connect_read_only(&options.url).await.map_err(ExecError::Connect)?;
@@ -58,8 +67,9 @@ pub async fn live_state(options: &Options) -> Result<LiveState, ExecError> {
         Vec::new()
     };
     let rates = crate::rates::Rates::read(driver.as_mut()).await;
+    let cluster = driver.cluster().await.ok().flatten();
     let settings = Settings { target: None, out_of_order: options.out_of_order, run_in_progress: false };
     let plan = reconcile(&discovered.migrations, &snap.history, &settings);
     let pending = plan.pending.iter().map(|m| (*m).clone()).collect();
-    Ok(LiveState { catalog, pending, discovered, rates, foreign })
+    Ok(LiveState { catalog, pending, discovered, rates, foreign, cluster })
 }

@@ -217,6 +217,10 @@ pub struct PlanReport {
     pub rates: BTreeMap<Work, Rate>,
     /// What `migrate` would save before changing anything; None when it takes no backup.
     pub backup: Option<crate::backup::BackupPlan>,
+    /// On a node of a synchronous cluster (Galera): how schema changes run
+    /// there, and why `migrate` would refuse this node, if it would.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// Runs one check in a read-only transaction of its own, bounded by `budget`.
@@ -771,6 +775,10 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
         return Err(ExecError::Blocked { problems: vec![problem] });
     }
     let pending = live.pending;
+    let cluster = live.cluster.as_ref().filter(|_| !pending.is_empty()).map(|c| match c.unfit() {
+        Some(why) => format!("{}; {why}: `migrate` refuses this node", c.ddl_note()),
+        None => c.ddl_note(),
+    });
     // Parsed once, for lint and for the walk below.
     let scripts = airlock_lint::parse_all(&pending, dialect);
     let lint_options = LintOptions::with_severities(dialect, options.lint.severities.clone());
@@ -801,5 +809,5 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
             assessor.backup_pace(),
         ),
     };
-    Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates(), backup })
+    Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates(), backup, cluster })
 }

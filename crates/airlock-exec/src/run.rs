@@ -246,6 +246,21 @@ async fn judge_pending(
     if look.pending.is_empty() {
         return Ok(None);
     }
+    // A cluster node that is not in step (a Galera donor, a joiner) takes no migration.
+    if let Some(driver) = look.driver.as_mut()
+        && let Some(cluster) = driver.cluster().await.map_err(ExecError::db("reading the cluster's state"))?
+        && let Some(why) = cluster.unfit()
+    {
+        return Err(ExecError::Blocked {
+            problems: vec![airlock_core::Problem {
+                code: airlock_core::ProblemCode::ClusterNode,
+                version: None,
+                message: format!("{why}; run the migration through a node that is (nothing was changed)"),
+                detail: None,
+                blocking: true,
+            }],
+        });
+    }
     let catalog = match look.driver.as_mut() {
         Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,
         // A database file not created yet: an empty database.

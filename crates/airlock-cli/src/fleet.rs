@@ -37,7 +37,10 @@ pub fn run(cli: &Cli, name: &str) -> Result<(), ExecError> {
     if matches!(cli.command, Command::Migrate(_)) {
         crate::signals::watch(interrupt.clone())?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Members run as tasks of their own, on every core.
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores.clamp(2, 8))
         .enable_all()
         .build()
         .map_err(|e| ExecError::Usage(format!("cannot start the async runtime: {e}")))?;

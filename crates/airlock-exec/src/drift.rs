@@ -363,8 +363,10 @@ pub(crate) struct Scratch {
 }
 
 enum Origin {
-    /// Made by airlock: `admin` is the connection that made it and drops it.
-    Made { admin: Box<dyn Driver>, name: String },
+    /// Made by airlock: `admin` is the connection that made it and drops it
+    /// (in a mutex only so that a `&Scratch` may cross threads: it is used
+    /// once, by value).
+    Made { admin: std::sync::Mutex<Box<dyn Driver>>, name: String },
     /// Lent: `held` is what it held before (schemas and extensions only).
     Lent { held: SchemaSnapshot },
 }
@@ -397,7 +399,7 @@ impl Scratch {
                  or lend an empty one with `rehearsal_url` in airlock.toml or --scratch-url)"
             ))
         })?;
-        Ok(Scratch { url, origin: Origin::Made { admin, name } })
+        Ok(Scratch { url, origin: Origin::Made { admin: std::sync::Mutex::new(admin), name } })
     }
 
     /// A database lent for this run by URL (`backup restore --into`): the
@@ -473,7 +475,8 @@ impl Scratch {
     pub(crate) async fn finish(self) -> Result<(), ExecError> {
         let url = self.url.to_string();
         match self.origin {
-            Origin::Made { mut admin, name } => {
+            Origin::Made { admin, name } => {
+                let mut admin = admin.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
                 admin.drop_database(&name).await.map_err(ExecError::db(format!("dropping the scratch database {url}")))
             }
             Origin::Lent { held } => empty(&self.url, &held).await,

@@ -184,6 +184,7 @@ impl Reporter for Kept {
 }
 
 /// Runs `work(i)` for each index of `order`, at most `parallel` at once,
+/// each a task of its own (so members use every core the runtime has),
 /// handing each answer to `done` as it comes. Once `done` returns false, or
 /// `stop` says so before a start, no more start (those running finish).
 /// Returns the indices never started.
@@ -196,12 +197,13 @@ async fn each<T, W, F>(
 ) -> Vec<usize>
 where
     W: Fn(usize) -> F,
-    F: Future<Output = T>,
+    F: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
 {
+    use futures_util::FutureExt;
     let mut queue = order.iter().copied();
     let mut running = FuturesUnordered::new();
     let mut go_on = true;
-    let work = &work;
     loop {
         while go_on && running.len() < parallel.max(1) {
             if stop() {
@@ -209,16 +211,24 @@ where
                 break;
             }
             match queue.next() {
-                Some(i) => running.push(async move { (i, work(i).await) }),
+                Some(i) => running.push(tokio::spawn(work(i)).map(move |answer| (i, answer))),
                 None => break,
             }
         }
         match running.next().await {
-            Some((i, answer)) => go_on &= done(i, answer),
+            // A member's task that panicked takes the whole command with it, as it would alone.
+            Some((i, answer)) => {
+                go_on &= done(i, answer.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())));
+            }
             None => break,
         }
     }
     queue.collect()
+}
+
+/// `work` on member `i`'s own copy of its options.
+fn owned<T, F: Future<Output = T>>(members: &[Member], i: usize, work: impl FnOnce(Options) -> F) -> F {
+    work(members[i].options.clone())
 }
 
 /// How a run's error reads in a member's entry.
@@ -319,7 +329,7 @@ pub async fn fleet_migrate(
     each(
         &quiet,
         rollout.parallel,
-        |i| crate::status::assess(&members[i].options),
+        |i| owned(members, i, |o| async move { crate::status::assess(&o).await }),
         |i, answer| {
             let blocking: Vec<String> = match answer {
                 Ok((status, _)) => status.problems.iter().filter(|p| p.blocking).map(|p| p.message.clone()).collect(),
@@ -507,7 +517,7 @@ pub async fn fleet_plan(fleet: &str, members: &[Member], parallel: usize) -> Fle
     each(
         &all,
         parallel,
-        |i| crate::plan::plan(&members[i].options),
+        |i| owned(members, i, |o| async move { crate::plan::plan(&o).await }),
         |i, answer| {
             let entry = &mut plans[i];
             match answer {
@@ -589,7 +599,7 @@ pub async fn fleet_status(fleet: &str, members: &[Member], parallel: usize) -> F
     each(
         &all,
         parallel,
-        |i| crate::status::assess(&members[i].options),
+        |i| owned(members, i, |o| async move { crate::status::assess(&o).await }),
         |i, answer| {
             let entry = &mut out[i];
             match answer {
@@ -660,7 +670,7 @@ pub async fn fleet_gate(
         each(
             &asking,
             parallel,
-            |i| crate::status::assess(&members[i].options),
+            |i| owned(members, i, |o| async move { crate::status::assess(&o).await }),
             |i, answer| {
                 let entry = &mut out[i];
                 match answer {
@@ -715,14 +725,14 @@ mod tests {
     #[tokio::test]
     async fn each_stops_starting_after_a_failure() {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let (running, most) = (std::sync::Arc::new(AtomicUsize::new(0)), std::sync::Arc::new(AtomicUsize::new(0)));
         let order: Vec<usize> = (0..10).collect();
         let mut finished = Vec::new();
         let left = each(
             &order,
             3,
             |i| {
-                let (running, most) = (&running, &most);
+                let (running, most) = (running.clone(), most.clone());
                 async move {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);

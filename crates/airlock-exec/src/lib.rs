@@ -350,7 +350,8 @@ pub(crate) const CONFLICT_RETRIES: u32 = 8;
 pub(crate) async fn conflict_pause(attempt: u32) {
     use rand::Rng;
     let base = Duration::from_millis(20).saturating_mul(1 << attempt.min(6)).min(Duration::from_secs(1));
-    tokio::time::sleep(base.mul_f64(rand::rng().random_range(0.5..1.0))).await;
+    let jitter = rand::rng().random_range(0.5..1.0);
+    tokio::time::sleep(base.mul_f64(jitter)).await;
 }
 
 pub(crate) async fn snapshot(driver: &mut dyn Driver, ctx: &Context) -> Result<Snapshot, ExecError> {

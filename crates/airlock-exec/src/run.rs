@@ -64,13 +64,14 @@ pub async fn migrate(
     }
     let ctx = Context::new(options);
     let start = crate::audit::RunStart::now();
-    let mut look = look(options, &ctx, target, reporter).await?;
-    let judge = judge_pending(options, &mut look, reporter).await?;
+    // The connection apart from what was seen: `Look` is shared across awaits, a connection is not.
+    let (mut look, mut connection) = look(options, &ctx, target, reporter).await?;
+    let judge = judge_pending(options, &mut look, &mut connection, reporter).await?;
     options.interrupt.check(|| "it stopped before changing anything".into())?;
     if (look.pending.is_empty() && !look.decide_under_lock) || dry_run {
         return Ok(look.report(options, dry_run));
     }
-    let (mut driver, held) = lock(options, &ctx, look.driver.take(), reporter).await?;
+    let (mut driver, held) = lock(options, &ctx, connection.take(), reporter).await?;
     if let Some(drift) = look.drift.take() {
         crate::drift::append(driver.as_mut(), &ctx, drift).await;
     }
@@ -92,8 +93,6 @@ pub async fn migrate(
 struct Look {
     /// The migration files.
     discovered: airlock_core::Discovered,
-    /// The open connection; None for a database file not created yet.
-    driver: Option<Box<dyn Driver>>,
     /// The run's settings (target, out of order).
     settings: Settings,
     /// The database has no airlock history (another tool's may be there).
@@ -145,7 +144,7 @@ async fn look(
     ctx: &Context,
     target: Option<Version>,
     reporter: &mut dyn Reporter,
-) -> Result<Look, ExecError> {
+) -> Result<(Look, Option<Box<dyn Driver>>), ExecError> {
     let (discovered, looked) = tokio::join!(options.discover_in_background(), async {
         let mut driver = match crate::connect(&options.url, false).await {
             Ok(driver) => driver,
@@ -219,9 +218,8 @@ async fn look(
         .collect();
     let current_version = plan.current_version().map(ToString::to_string);
     let history_empty = history.is_empty();
-    Ok(Look {
+    let look = Look {
         discovered,
-        driver,
         settings,
         history_empty,
         pending,
@@ -230,7 +228,9 @@ async fn look(
         warnings,
         decide_under_lock,
         drift: None,
-    })
+    };
+    // The open connection goes with it; None for a database file not created yet.
+    Ok((look, driver))
 }
 
 /// Step two: lints the pending migrations against the live schema and
@@ -241,13 +241,14 @@ async fn look(
 async fn judge_pending(
     options: &Options,
     look: &mut Look,
+    connection: &mut Option<Box<dyn Driver>>,
     reporter: &mut dyn Reporter,
 ) -> Result<Option<Judge>, ExecError> {
     if look.pending.is_empty() {
         return Ok(None);
     }
     // A cluster node that is not in step (a Galera donor, a joiner) takes no migration.
-    if let Some(driver) = look.driver.as_mut()
+    if let Some(driver) = connection.as_mut()
         && let Some(cluster) = driver.cluster().await.map_err(ExecError::db("reading the cluster's state"))?
         && let Some(why) = cluster.unfit()
     {
@@ -261,19 +262,19 @@ async fn judge_pending(
             }],
         });
     }
-    let catalog = match look.driver.as_mut() {
+    let catalog = match connection.as_mut() {
         Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,
         // A database file not created yet: an empty database.
         None => airlock_core::schema::Catalog::live(Vec::new()),
     };
     // Another tool migrated this database: running its migrations again would fail or half-succeed.
-    if let (true, Some(driver)) = (look.history_empty, look.driver.as_mut()) {
+    if let (true, Some(driver)) = (look.history_empty, connection.as_mut()) {
         let tools = crate::adopt::not_adopted(driver.as_mut(), airlock_core::foreign::detect(&catalog)).await;
         if let Some(problem) = crate::adopt::foreign_problem(&tools) {
             return Err(ExecError::Blocked { problems: vec![problem] });
         }
     }
-    let rates = match look.driver.as_mut() {
+    let rates = match connection.as_mut() {
         Some(driver) => crate::rates::Rates::read(driver.as_mut()).await,
         None => crate::rates::Rates::defaults(options.profile().default_rates),
     };
@@ -292,7 +293,7 @@ async fn judge_pending(
             if options.protected { " (with --reason, in a protected environment)" } else { "" }
         )));
     }
-    if let (false, Some(driver)) = (look.history_empty, look.driver.as_mut()) {
+    if let (false, Some(driver)) = (look.history_empty, connection.as_mut()) {
         look.drift = crate::drift::check_before_migrate(options, driver.as_mut(), &touched, reporter).await?;
     }
     Ok(Some(judge))

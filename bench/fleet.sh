@@ -6,7 +6,9 @@
 # against N single `airlock migrate` runs, one after another, over another N
 # fresh databases: the target is the fleet within 1.3x of their sum divided
 # by P. Then one more migration, pending everywhere, for `plan`: the fleet's
-# plan against the sum of single plans, likewise.
+# plan against the sum of single plans, likewise. A third set is migrated by
+# P single runs at a time (`xargs -P`): what the machine itself allows, the
+# baseline a fleet cannot beat on fewer cores than P.
 #
 # Usage: scripts/test bench/fleet.sh [N] [P]     (the harness provides the server)
 set -euo pipefail
@@ -36,10 +38,10 @@ INSERT INTO users (id, email, name) VALUES (1, 'admin@example.com', 'admin');
 SQL
 
 databases() { for i in $(seq 1 "$N"); do echo "bench_fleet_$1_$i"; done; }
-for set in single fleet; do
+for set in single fleet xargs; do
   databases $set | sed 's/.*/DROP DATABASE IF EXISTS &; CREATE DATABASE &;/' | psql -q "$admin" >/dev/null
 done
-trap 'for set in single fleet; do databases $set | sed "s/.*/DROP DATABASE IF EXISTS &;/" | psql -q "$admin" >/dev/null; done; rm -rf "$work"' EXIT
+trap 'for set in single fleet xargs; do databases $set | sed "s/.*/DROP DATABASE IF EXISTS &;/" | psql -q "$admin" >/dev/null; done; rm -rf "$work"' EXIT
 {
   echo "[fleets.bench]"
   echo "parallel = $P"
@@ -62,19 +64,26 @@ whole() { # COMMAND: the fleet; prints the seconds it took
   echo "$(now) - $start" | bc
 }
 ratio() { echo "scale=2; $2 / ($1 / $P)" | bc; }
+at_once() { # COMMAND: P single runs at a time over the third set; prints the seconds
+  local start; start=$(now)
+  databases xargs | xargs -P "$P" -I{} "$AIRLOCK" --database-url "${admin%/*}/{}?sslmode=disable" --dir "$work/migrations" "$1" >/dev/null
+  echo "$(now) - $start" | bc
+}
 
 single_migrate=$(singles migrate)
 fleet_migrate=$(whole migrate)
+xargs_migrate=$(at_once migrate)
 cat > "$work/migrations/6_users_email.up.sql" <<'SQL'
 CREATE UNIQUE INDEX users_email ON users (email);
 SQL
 single_plan=$(singles plan)
 fleet_plan=$(whole plan)
+xargs_plan=$(at_once plan)
 applied=$(psql -Atq "$(url bench_fleet_fleet_$N)" -c "SELECT count(*) FROM airlock_history WHERE state = 'succeeded'")
 [ "$applied" = 5 ] || { echo "the fleet's last member has $applied migrations applied, not 5" >&2; exit 1; }
 cat <<EOT
 Fleet benchmark: $N PostgreSQL databases on one server ($(psql -Atq "$admin" -c 'SHOW server_version' | cut -d' ' -f1)), parallel $P
 machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo)
-migrate (5 migrations each): $N single runs in turn ${single_migrate} s (÷ $P = $(echo "scale=2; $single_migrate / $P" | bc) s); --fleet ${fleet_migrate} s: $(ratio "$single_migrate" "$fleet_migrate")x (target ≤ 1.3x)
-plan (1 pending each): $N single runs in turn ${single_plan} s (÷ $P = $(echo "scale=2; $single_plan / $P" | bc) s); --fleet ${fleet_plan} s: $(ratio "$single_plan" "$fleet_plan")x (target ≤ 1.3x)
+migrate (5 migrations each): $N single runs in turn ${single_migrate} s (÷ $P = $(echo "scale=2; $single_migrate / $P" | bc) s); $P at a time (xargs -P $P) ${xargs_migrate} s; --fleet ${fleet_migrate} s: $(ratio "$single_migrate" "$fleet_migrate")x (target ≤ 1.3x)
+plan (1 pending each): $N single runs in turn ${single_plan} s (÷ $P = $(echo "scale=2; $single_plan / $P" | bc) s); $P at a time (xargs -P $P) ${xargs_plan} s; --fleet ${fleet_plan} s: $(ratio "$single_plan" "$fleet_plan")x (target ≤ 1.3x)
 EOT

@@ -1153,6 +1153,17 @@ pub fn plan(report: &airlock_exec::PlanReport, format: Format) {
     if let Some(cluster) = &report.cluster {
         println!("\n{BOLD}Cluster{BOLD:#}: {cluster}");
     }
+    for replica in &report.replicas {
+        let lag = match (replica.lag_seconds, &replica.error) {
+            (_, Some(e)) => format!("{RED}cannot be asked{RED:#}: {e}"),
+            (Some(lag), None) => format!("{} behind", human_duration(Duration::from_secs_f64(lag))),
+            (None, None) => "lag unknown".to_owned(),
+        };
+        println!("\n{BOLD}Replica{BOLD:#} {}: {lag}", replica.database);
+        for w in &replica.warnings {
+            println!("  {YELLOW}!{YELLOW:#} {w}");
+        }
+    }
     if report.migrations.iter().any(|m| m.statements.iter().any(|s| s.work.is_some())) {
         let rates: Vec<String> = report
             .rates

@@ -304,6 +304,8 @@ pub struct Tuning {
     pub replicas: Option<Vec<String>>,
     /// How far behind a replica may replay, e.g. "5s".
     pub max_replica_lag: Option<String>,
+    /// After a migration whose locks replicas replay, wait up to this long (e.g. "2m") for them to catch up.
+    pub wait_for_replicas: Option<String>,
 }
 
 /// `[environments.NAME]`.
@@ -392,7 +394,7 @@ fn find_config() -> Option<PathBuf> {
 }
 
 /// Keys each table of airlock.toml takes, for naming an unknown one.
-const TUNING_KEYS: [&str; 24] = [
+const TUNING_KEYS: [&str; 25] = [
     "lock_timeout",
     "statement_timeout",
     "lock_retries",
@@ -417,6 +419,7 @@ const TUNING_KEYS: [&str; 24] = [
     "batch_lock_timeout",
     "replicas",
     "max_replica_lag",
+    "wait_for_replicas",
 ];
 
 /// A parse error of airlock.toml, pointed at the offending key's own line:
@@ -804,6 +807,9 @@ fn backfill_settings(env: &Tuning, top: &Tuning) -> Result<BackfillSettings, Set
             })
             .collect::<Result<_, _>>()?,
         max_replica_lag: duration(&pick(|t| &t.max_replica_lag), "max_replica_lag", defaults.max_replica_lag)?,
+        wait_for_replicas: pick(|t| &t.wait_for_replicas)
+            .map(|text| duration(&Some(text), "wait_for_replicas", Duration::ZERO))
+            .transpose()?,
     };
     if settings.batch_target.is_zero() {
         return Err(SettingsError("`batch_target` must be more than 0, e.g. \"200ms\"".to_owned()));

@@ -63,12 +63,11 @@ fn eight_runners_on_three_nodes_all_succeed_and_apply_each_migration_once() {
         let runners: Vec<_> = (0..8)
             .map(|r| {
                 let mut command = project.bare();
-                command
-                    .arg("--database-url")
-                    .arg(&urls[r % urls.len()])
-                    .arg("--dir")
-                    .arg(project.dir())
-                    .args(["--lock-wait", "120s", "migrate"]);
+                command.arg("--database-url").arg(&urls[r % urls.len()]).arg("--dir").arg(project.dir()).args([
+                    "--lock-wait",
+                    "120s",
+                    "migrate",
+                ]);
                 command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
             })
             .collect();

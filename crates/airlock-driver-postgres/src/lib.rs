@@ -1794,6 +1794,31 @@ impl Driver for PostgresDriver {
         Ok(row.get::<_, Option<f64>>(1).map(|s| std::time::Duration::from_secs_f64(s.max(0.0))))
     }
 
+    async fn standby(&mut self) -> Result<Option<airlock_driver::Standby>> {
+        let rows = self
+            .client
+            .query_typed(
+                "SELECT pg_is_in_recovery(), \
+                 (SELECT setting::float8 * CASE unit WHEN 'ms' THEN 0.001 WHEN 's' THEN 1 WHEN 'min' THEN 60 ELSE 1 END \
+                  FROM pg_settings WHERE name = 'max_standby_streaming_delay'), \
+                 (SELECT extract(epoch FROM max(clock_timestamp() - query_start))::float8 FROM pg_stat_activity \
+                  WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid())",
+                &[],
+            )
+            .await
+            .map_err(error)?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        if !row.get::<_, bool>(0) {
+            return Ok(None);
+        }
+        let seconds = |s: f64| std::time::Duration::from_secs_f64(s.max(0.0));
+        Ok(Some(airlock_driver::Standby {
+            // -1: replay waits for as long as the queries run.
+            max_delay: row.get::<_, Option<f64>>(1).filter(|d| *d >= 0.0).map(seconds),
+            longest_query: row.get::<_, Option<f64>>(2).map(seconds),
+        }))
+    }
+
     async fn primary_key(&mut self, table: &TableName) -> Result<Option<Vec<KeyColumn>>> {
         let qualified = match &table.schema {
             Some(schema) => format!("{}.{}", quote_identifier(schema), quote_identifier(&table.name)),

@@ -29,6 +29,16 @@ pub mod tables {
     pub const LOCK: &str = "airlock_lock";
 }
 
+/// A hot standby's view of the locks it replays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Standby {
+    /// How long replay waits for queries a replayed lock conflicts with
+    /// before cancelling them; None: as long as they run.
+    pub max_delay: Option<Duration>,
+    /// The longest query running there now.
+    pub longest_query: Option<Duration>,
+}
+
 /// A node of a synchronous cluster, as it describes itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Cluster {
@@ -48,7 +58,10 @@ impl Cluster {
     /// Why a migration should not run through this node; None when it may.
     pub fn unfit(&self) -> Option<String> {
         if !self.primary {
-            return Some(format!("this node of the {} cluster is not in its primary component: it takes no writes", self.kind));
+            return Some(format!(
+                "this node of the {} cluster is not in its primary component: it takes no writes",
+                self.kind
+            ));
         }
         (self.state != "Synced").then(|| {
             format!("this node of the {} cluster is `{}`, not `Synced`: a migration run through it could stall or miss the cluster's latest writes", self.kind, self.state)
@@ -645,6 +658,13 @@ pub trait Driver: Send {
         &mut self,
         table: &airlock_core::schema::TableName,
     ) -> Result<Option<Vec<airlock_sql::backfill::KeyColumn>>>;
+
+    /// What replaying a lock here means, on a hot standby that can say
+    /// (PostgreSQL): how long replay waits for the queries it conflicts
+    /// with, and the longest query running now. None elsewhere.
+    async fn standby(&mut self) -> Result<Option<Standby>> {
+        Ok(None)
+    }
 
     /// The synchronous cluster this server is a node of, when it is one (a
     /// MariaDB Galera cluster); None for a server on its own.

@@ -50,6 +50,10 @@ pub struct BackfillSettings {
     pub replicas: Vec<airlock_driver::DatabaseUrl>,
     /// How far behind a replica may be. Defaults to 5 s.
     pub max_replica_lag: Duration,
+    /// After a migration that takes a lock replicas replay (or rewrites a
+    /// table), `migrate` waits up to this long for them to replay within
+    /// `max_replica_lag`; None: it does not wait.
+    pub wait_for_replicas: Option<Duration>,
 }
 
 impl Default for BackfillSettings {
@@ -63,6 +67,7 @@ impl Default for BackfillSettings {
             lock_timeout: Duration::from_secs(2),
             replicas: Vec::new(),
             max_replica_lag: Duration::from_secs(5),
+            wait_for_replicas: None,
         }
     }
 }

@@ -51,6 +51,7 @@ mod rates;
 mod rehearse;
 mod rehearsed;
 mod repair;
+mod replicas;
 mod report;
 mod resolve;
 mod run;
@@ -100,6 +101,7 @@ pub use crate::rates::{BackupPace, Calibration, MIN_ROWS, Rate, Rates, Work, cal
 pub use crate::rehearse::{CopiedRows, RehearsalData, RehearsalEntry, RehearsalReport, rehearse};
 pub use crate::rehearsed::{RehearsalTimings, RehearsedStatement, ScaledRehearsal};
 pub use crate::repair::repair;
+pub use crate::replicas::ReplicaPlan;
 pub use crate::report::{
     AppliedEntry, LastRun, LockEntry, PendingEntry, ProblemEntry, Reporter, RunEntry, RunReport, Silent, Started,
     StatusReport, Tally,

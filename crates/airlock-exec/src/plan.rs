@@ -221,6 +221,10 @@ pub struct PlanReport {
     /// there, and why `migrate` would refuse this node, if it would.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// The replicas of `replicas` in airlock.toml: how far behind each is,
+    /// and what the pending statements' locks would do there.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<crate::replicas::ReplicaPlan>,
 }
 
 /// Runs one check in a read-only transaction of its own, bounded by `budget`.
@@ -809,5 +813,17 @@ pub async fn plan(options: &Options) -> Result<PlanReport, ExecError> {
             assessor.backup_pace(),
         ),
     };
-    Ok(PlanReport { database: options.url.to_string(), migrations, verdict, rates: assessor.rates(), backup, cluster })
+    let replicas = match migrations.is_empty() {
+        true => Vec::new(),
+        false => crate::replicas::look(options, &migrations).await,
+    };
+    Ok(PlanReport {
+        database: options.url.to_string(),
+        migrations,
+        verdict,
+        rates: assessor.rates(),
+        backup,
+        cluster,
+        replicas,
+    })
 }

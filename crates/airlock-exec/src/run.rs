@@ -435,6 +435,10 @@ async fn apply_pending(
         }
         .map_err(|e| with_applied(e, &ran))?;
         reporter.migration_finished(migration, elapsed);
+        // Heavy DDL (a lock replicas replay, a rewrite): let them catch up first.
+        if crate::replicas::heavy(&assessed) {
+            crate::replicas::catch_up(&ctx.options, &migration.version.to_string(), reporter).await;
+        }
         // Waits before retries are not work (a transactional migration's
         // time already starts at its last attempt).
         let working = match prepared.mode {

@@ -120,7 +120,7 @@ fn done(code: i32) -> Result<(), ExecError> {
 }
 
 /// The members as the fleet's source lists them: (name, URL) pairs.
-async fn listed(fleet: &settings::Fleet) -> Result<Vec<(Option<String>, String)>, ExecError> {
+pub(crate) async fn listed(fleet: &settings::Fleet) -> Result<Vec<(Option<String>, String)>, ExecError> {
     let bad = |why: String| ExecError::Usage(format!("fleet `{}`: {why}", fleet.name));
     match &fleet.source {
         FleetSource::Listed(members) => Ok(members.clone()),

@@ -32,6 +32,30 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<(), ExecError> {
         }
     }
     let names: Vec<String> = environments.iter().map(|(name, _)| name.clone()).collect();
+    // Two workers: requests keep flowing while one of them waits on a slow read.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| ExecError::Usage(format!("cannot start the async runtime: {e}")))?;
+    // Each fleet's members, listed once at start (a command or a query may list them).
+    let mut fleets = Vec::new();
+    for name in settings::fleet_names(global).map_err(|e| ExecError::Usage(e.0))? {
+        let listed = async {
+            let fleet = settings::fleet(global, &name).map_err(|e| e.0)?;
+            let found = crate::fleet::listed(&fleet).await.map_err(|e| e.to_string())?;
+            let members = fleet.members(global, found).map_err(|e| e.0)?;
+            Ok::<_, String>((members, fleet.rollout.parallel))
+        };
+        let (members, parallel) = match runtime.block_on(listed) {
+            Ok((members, parallel)) => (Ok(members), parallel),
+            Err(why) => {
+                eprintln!("warning: fleet `{name}` cannot be listed and its page will say so: {why}");
+                (Err(why), 1)
+            }
+        };
+        fleets.push(airlock_http::Fleet { name, members, parallel });
+    }
     let config = airlock_http::Config {
         environments: environments
             .into_iter()
@@ -41,13 +65,8 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<(), ExecError> {
         max_age,
         read_timeout,
         token,
+        fleets,
     };
-    // Two workers: requests keep flowing while one of them waits on a slow read.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| ExecError::Usage(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -157,6 +157,11 @@ impl Fleet {
     }
 }
 
+/// The names of airlock.toml's fleets.
+pub fn fleet_names(global: &Global) -> Result<Vec<String>, SettingsError> {
+    Ok(load_config(global)?.0.fleets.into_keys().collect())
+}
+
 /// `[fleets.NAME]` of airlock.toml, checked: one source of members, a
 /// wave size that reads, an environment that exists.
 pub fn fleet(global: &Global, name: &str) -> Result<Fleet, SettingsError> {

@@ -293,3 +293,38 @@ fn ctrl_c_stops_every_running_member_and_starts_no_other() {
     assert_eq!(dbs.iter().map(sleeping).sum::<i64>(), 0);
     assert!(dbs.iter().all(|d| d.state_of("1").as_deref() != Some("succeeded")));
 }
+
+/// `serve` lists the fleets on its overview, shows each one's members on
+/// `/fleet/NAME` (names escaped) and its status as JSON on `/fleets/NAME`.
+#[test]
+fn serve_shows_a_fleet_and_who_is_behind() {
+    let dbs: Vec<Db> = (0..3).map(|_| Db::new(Engine::Sqlite)).collect();
+    let project = Project::new();
+    let members: Vec<(String, &Db)> =
+        ["acme".to_owned(), "<b>globex</b>".to_owned(), "initech".to_owned()].into_iter().zip(&dbs).collect();
+    listed_by_command(&project, &members);
+    project.write_config("url = \"sqlite:main.db\"\n[fleets.tenants]\nurls_command = \"cat members.txt\"\n");
+    project.write("1_users.up.sql", "CREATE TABLE users (id integer PRIMARY KEY);\n");
+    fleet(&project, "tenants", &["migrate"]).expect(0);
+    project.write("2_orders.up.sql", "CREATE TABLE orders (id integer PRIMARY KEY);\n");
+    // Only the first member takes the second migration.
+    project.run(&dbs[0], &["migrate"]).expect(0);
+
+    let mut command = project.bare();
+    command.arg("--dir").arg(project.dir()).args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = common::Server::start(command);
+    let (code, json) = server.json("/fleets/tenants");
+    assert_eq!(code, 200, "{json}");
+    assert_eq!(json["latest"], "2", "{json}");
+    assert_eq!(json["behind"], serde_json::json!(["<b>globex</b>", "initech"]), "{json}");
+    let (code, html) = server.get("/fleet/tenants");
+    assert_eq!(code, 200, "{html}");
+    assert!(html.contains("1 of 3 member(s) at the latest version (2); 2 behind"), "{html}");
+    assert!(html.contains("&#60;b&#62;globex&#60;/b&#62;") && !html.contains("<b>globex"), "{html}");
+    let (_, overview) = server.get("/");
+    assert!(overview.contains("href=\"/fleet/tenants\""), "{overview}");
+    assert!(overview.contains("1 of 3 member(s) at the latest version"), "{overview}");
+    let (code, missing) = server.json("/fleets/nope");
+    assert_eq!(code, 404);
+    assert_eq!(missing["error"], "no fleet `nope` (known: tenants)");
+}

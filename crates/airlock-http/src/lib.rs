@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use airlock_core::Version;
 use airlock_exec::{Assessment, ExecError, GateReport, HistoryEntry, Options, PlanReport, Requirement, Watcher};
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -62,6 +62,53 @@ pub struct Config {
     /// The secret every request but `/healthz` must carry (as a bearer token,
     /// or as the password of basic authentication); None lets anyone read.
     pub token: Option<String>,
+    /// The fleets of airlock.toml, each with its members or why they could
+    /// not be listed.
+    pub fleets: Vec<Fleet>,
+}
+
+/// A fleet `serve` shows: `/fleet/NAME` (its page) and `/fleets/NAME`
+/// (its status as JSON).
+pub struct Fleet {
+    /// Its name.
+    pub name: String,
+    /// Its members, or why they could not be listed.
+    pub members: Result<Vec<airlock_exec::Member>, String>,
+    /// Members read at the same time.
+    pub parallel: usize,
+}
+
+/// A fleet's members and its newest status, read at most every
+/// [`FLEET_MAX_AGE`]: asking every member is heavier than one database.
+pub(crate) struct FleetState {
+    pub(crate) name: String,
+    members: Result<Arc<Vec<airlock_exec::Member>>, String>,
+    parallel: usize,
+    newest: tokio::sync::Mutex<Option<(Instant, Arc<airlock_exec::FleetStatusReport>)>>,
+}
+
+/// How old a fleet's status may be when it answers.
+const FLEET_MAX_AGE: Duration = Duration::from_secs(5);
+
+impl FleetState {
+    /// The fleet's status, at most [`FLEET_MAX_AGE`] old (one reading at a time).
+    pub(crate) async fn status(&self) -> Result<Arc<airlock_exec::FleetStatusReport>, String> {
+        let members = self.members.as_ref().map_err(Clone::clone)?;
+        let mut newest = self.newest.lock().await;
+        if let Some((at, report)) = newest.as_ref()
+            && at.elapsed() < FLEET_MAX_AGE
+        {
+            return Ok(Arc::clone(report));
+        }
+        let report = Arc::new(airlock_exec::fleet_status(&self.name, members, self.parallel).await);
+        *newest = Some((Instant::now(), Arc::clone(&report)));
+        Ok(report)
+    }
+
+    /// The status as last read, if it was.
+    pub(crate) async fn last(&self) -> Option<Arc<airlock_exec::FleetStatusReport>> {
+        self.newest.lock().await.as_ref().map(|(_, r)| Arc::clone(r))
+    }
 }
 
 /// One read of an environment: when it started and ended, and what it found.
@@ -260,6 +307,25 @@ pub(crate) struct Shared {
     /// Becomes true when the server stops: event streams end then.
     pub(crate) stopping: tokio::sync::watch::Receiver<bool>,
     token: Option<String>,
+    pub(crate) fleets: BTreeMap<String, FleetState>,
+}
+
+/// `GET /fleets/NAME`: the fleet's status as `airlock --fleet NAME status
+/// --format json` prints it (at most 5 s old); 503 when its members could
+/// not be listed, 404 for a fleet airlock.toml does not name.
+async fn fleet_status(State(shared): AppState, Path(name): Path<String>) -> Response {
+    let Some(fleet) = shared.fleets.get(&name) else {
+        let known: Vec<&str> = shared.fleets.keys().map(String::as_str).collect();
+        let error = format!(
+            "no fleet `{name}` (known: {})",
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        );
+        return (StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": error }))).into_response();
+    };
+    match fleet.status().await {
+        Ok(report) => Json(report.as_ref().clone()).into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": why }))).into_response(),
+    }
 }
 
 /// The routes, ready to serve.
@@ -294,12 +360,27 @@ fn routes(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> Route
         read_timeout: config.read_timeout,
         stopping,
         token: config.token,
+        fleets: config
+            .fleets
+            .into_iter()
+            .map(|f| {
+                let state = FleetState {
+                    name: f.name.clone(),
+                    members: f.members.map(Arc::new),
+                    parallel: f.parallel,
+                    newest: Default::default(),
+                };
+                (f.name, state)
+            })
+            .collect(),
     });
     let guarded = Router::new()
         .route("/", get(page::overview))
         .route("/env/{name}", get(page::environment))
         .route("/env/{name}/migrations/{version}", get(page::migration))
         .route("/events", get(page::events))
+        .route("/fleet/{name}", get(page::fleet))
+        .route("/fleets/{name}", get(fleet_status))
         .route("/status", get(status))
         .route("/gate", get(gate))
         .route("/metrics", get(metrics))

@@ -430,9 +430,94 @@ impl EnvView {
 #[template(path = "overview.html")]
 struct OverviewPage {
     envs: Vec<EnvView>,
+    fleets: Vec<FleetLink>,
     events: String,
     fingerprint: String,
     generated: String,
+}
+
+/// A fleet on the overview: its page, and its status as last read.
+pub(crate) struct FleetLink {
+    name: String,
+    href: String,
+    summary: String,
+}
+
+/// One member on a fleet's page.
+pub(crate) struct MemberView {
+    name: String,
+    state: &'static str,
+    version: String,
+    pending: usize,
+    problem: String,
+}
+
+/// A fleet's page.
+pub(crate) struct FleetView {
+    name: String,
+    href_name: String,
+    error: Option<String>,
+    summary: String,
+    members: Vec<MemberView>,
+}
+
+/// `N of M member(s) at the latest version (V)`, and how many need a look.
+fn fleet_summary(report: &airlock_exec::FleetStatusReport) -> String {
+    let total = report.members.len();
+    let latest = report.latest.as_deref().unwrap_or("none");
+    match report.behind.len() {
+        0 => format!("all {total} member(s) at the latest version ({latest})"),
+        n => format!(
+            "{} of {total} member(s) at the latest version ({latest}); {n} behind, failed or unreadable",
+            total - n
+        ),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "fleet.html")]
+struct FleetPage {
+    fleet: FleetView,
+    events: String,
+    fingerprint: String,
+    generated: String,
+}
+
+/// `GET /fleet/NAME`: every member of a fleet, behind ones first.
+pub(crate) async fn fleet(State(shared): AppState, Path(name): Path<String>) -> Response {
+    let Some(state) = shared.fleets.get(&name) else {
+        let known: Vec<&str> = shared.fleets.keys().map(String::as_str).collect();
+        let known = if known.is_empty() { "none in airlock.toml".to_owned() } else { known.join(", ") };
+        return missing("No such fleet", format!("no fleet `{name}` (known: {known})"));
+    };
+    let mut view = FleetView {
+        name: name.clone(),
+        href_name: segment(&name),
+        error: None,
+        summary: String::new(),
+        members: Vec::new(),
+    };
+    match state.status().await {
+        Err(why) => view.error = Some(format!("its members could not be listed: {why}")),
+        Ok(report) => {
+            view.summary = fleet_summary(&report);
+            let mut members: Vec<&airlock_exec::MemberStatus> = report.members.iter().collect();
+            // Those that need a look first, each group in the fleet's order.
+            members.sort_by_key(|m| !report.behind.contains(&m.name));
+            view.members = members
+                .into_iter()
+                .map(|m| MemberView {
+                    name: m.name.clone(),
+                    state: m.state,
+                    version: m.current_version.clone().unwrap_or_else(|| "none".to_owned()),
+                    pending: m.pending,
+                    problem: m.error.clone().or_else(|| m.problems.first().cloned()).unwrap_or_default(),
+                })
+                .collect();
+        }
+    }
+    let html = FleetPage { fleet: view, events: String::new(), fingerprint: String::new(), generated: now() };
+    page(StatusCode::OK, html.render())
 }
 
 #[derive(Template)]
@@ -583,7 +668,15 @@ pub(crate) async fn overview(State(shared): AppState) -> Response {
     let views = reads.iter().map(|(env, read, plan)| EnvView::of(&env.name, read, shown(plan), false)).collect();
     let seen: Vec<_> = reads.iter().map(|(env, read, plan)| (*env, read, plan.as_ref())).collect();
     let fingerprint = fingerprint_of(&seen);
-    let html = OverviewPage { envs: views, events: events_url(None), fingerprint, generated: now() };
+    let mut fleets = Vec::new();
+    for (name, state) in &shared.fleets {
+        let summary = match state.last().await {
+            Some(report) => fleet_summary(&report),
+            None => "not read yet: open it".to_owned(),
+        };
+        fleets.push(FleetLink { name: name.clone(), href: format!("/fleet/{}", segment(name)), summary });
+    }
+    let html = OverviewPage { envs: views, fleets, events: events_url(None), fingerprint, generated: now() };
     page(StatusCode::OK, html.render())
 }
 
@@ -854,6 +947,7 @@ mod tests {
     fn the_page_carries_the_script_the_policy_allows() {
         let page = OverviewPage {
             envs: Vec::new(),
+            fleets: Vec::new(),
             events: "/events".to_owned(),
             fingerprint: "0".to_owned(),
             generated: now(),

@@ -2,6 +2,8 @@
   var live = document.getElementById("live");
   if (!window.EventSource || !window.fetch || !window.DOMParser) { return; }
   var body = document.body, source = null, asked = 0;
+  // A page with nothing to listen to (a fleet's) is read at each load.
+  if (!body.dataset.events) { return; }
   function refresh() {
     var mine = ++asked;
     fetch(location.href, { cache: "no-store", credentials: "same-origin" })

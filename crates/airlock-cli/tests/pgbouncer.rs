@@ -125,7 +125,6 @@ fn a_migrations_timeouts_never_reach_another_client_of_the_pool() {
 #[test]
 #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and PgBouncer: run `scripts/test`, which starts them")]
 fn lock_timeout_retries_the_gate_and_serve_work_through_pgbouncer() {
-    use std::io::BufRead;
     let db = Db::new(Engine::Postgres);
     let pooled = through_the_pool(&db);
     let project = Project::new();
@@ -135,26 +134,11 @@ fn lock_timeout_retries_the_gate_and_serve_work_through_pgbouncer() {
     project.write("2_alter.up.sql", "ALTER TABLE t ADD COLUMN w text;\n");
     // Held directly on the server, outside the pool.
     let holder = db.hold("LOCK TABLE t IN ACCESS SHARE MODE", Duration::from_secs(30));
-    let mut child =
-        project.airlock(&pooled).arg("migrate").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (hit, hit_rx) = std::sync::mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("hit the lock timeout") {
-                let _ = hit.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    hit_rx.recv_timeout(Duration::from_secs(30)).expect("the statement never hit the lock timeout");
-    drop(holder);
-    let stdout = reader.join().unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let mut command = project.airlock(&pooled);
+    command.arg("migrate");
+    let run = common::run_releasing_on(command, "hit the lock timeout", || drop(holder));
+    run.expect(0);
+    let stdout = run.stdout;
     assert!(stdout.contains("hit the lock timeout; retry 1"), "{stdout}");
     assert_eq!(db.state_of("2").as_deref(), Some("succeeded"));
 

@@ -519,7 +519,6 @@ fn to_stops_at_target_and_dry_run_changes_nothing(engine: Engine) {
 /// slowly the run started). SQLite's writer waits at the run lock instead,
 /// saying nothing: there the lock is held for 1.5 s.
 fn run_through_a_held_lock(project: &Project, db: &Db, lock: &str, args: &[&str]) -> Run {
-    use std::io::BufRead;
     let holder = db.hold(lock, Duration::from_secs(30));
     if db.engine == Engine::Sqlite {
         let release = thread::spawn(move || {
@@ -530,29 +529,9 @@ fn run_through_a_held_lock(project: &Project, db: &Db, lock: &str, args: &[&str]
         release.join().unwrap();
         return run;
     }
-    let mut child = project.airlock(db).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (hit, hit_rx) = std::sync::mpsc::channel();
-    let reader = thread::spawn(move || {
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("hit the lock timeout") {
-                let _ = hit.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    let _ = hit_rx.recv_timeout(Duration::from_secs(30));
-    drop(holder);
-    let stdout = reader.join().unwrap();
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout,
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    let mut command = project.airlock(db);
+    command.args(args);
+    common::run_releasing_on(command, "hit the lock timeout", || drop(holder))
 }
 
 fn lock_timeout_is_retried_and_names_the_blocker(engine: Engine) {

@@ -367,6 +367,36 @@ impl Project {
     }
 }
 
+/// Runs `command` and calls `release` once it prints a line containing
+/// `said` on stdout (or after 30 s, if it never does); returns the run.
+#[allow(dead_code)]
+pub fn run_releasing_on(mut command: Command, said: &str, release: impl FnOnce()) -> Run {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (hit, hit_rx) = mpsc::channel();
+    let said = said.to_owned();
+    let reader = thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains(&said) {
+                let _ = hit.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let _ = hit_rx.recv_timeout(Duration::from_secs(30));
+    release();
+    let stdout = reader.join().unwrap();
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout,
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
 pub fn airlock_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_airlock"))
 }

@@ -47,6 +47,12 @@ pub fn run(global: &Global, args: &ServeArgs) -> Result<(), ExecError> {
             let members = fleet.members(global, found).map_err(|e| e.0)?;
             Ok::<_, String>((members, fleet.rollout.parallel))
         };
+        // A command or catalog that hangs must not keep every environment down.
+        let listed = async {
+            tokio::time::timeout(std::time::Duration::from_secs(30), listed)
+                .await
+                .unwrap_or_else(|_| Err("listing its members took over 30 s".to_owned()))
+        };
         let (members, parallel) = match runtime.block_on(listed) {
             Ok((members, parallel)) => (Ok(members), parallel),
             Err(why) => {

@@ -1801,8 +1801,9 @@ impl Driver for PostgresDriver {
                 "SELECT pg_is_in_recovery(), \
                  (SELECT setting::float8 * CASE unit WHEN 'ms' THEN 0.001 WHEN 's' THEN 1 WHEN 'min' THEN 60 ELSE 1 END \
                   FROM pg_settings WHERE name = 'max_standby_streaming_delay'), \
-                 (SELECT extract(epoch FROM max(clock_timestamp() - query_start))::float8 FROM pg_stat_activity \
-                  WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid())",
+                 (SELECT extract(epoch FROM max(clock_timestamp() - coalesce(xact_start, query_start)))::float8 \
+                  FROM pg_stat_activity WHERE state <> 'idle' AND backend_type = 'client backend' \
+                  AND pid <> pg_backend_pid())",
                 &[],
             )
             .await

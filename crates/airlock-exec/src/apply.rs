@@ -368,7 +368,10 @@ async fn statement_by_statement(
             record.statements_done = index as u32 + 1;
             if index + 1 < total && !prepared.tables_locked[index] {
                 // A signal that came as the statement finished stops the loop at the next one.
-                retry_conflicts!(driver.write_history(&record).await).map_err(ExecError::db("recording progress"))?;
+                // Not retried: inside a transaction the script opened, a conflict means
+                // that transaction was rolled back, and a retry would record its
+                // statements as done.
+                driver.write_history(&record).await.map_err(ExecError::db("recording progress"))?;
             }
         }
     }

@@ -226,6 +226,20 @@ where
     queue.collect()
 }
 
+/// How long one member may take to say its status.
+const MEMBER_ANSWER: Duration = Duration::from_secs(10);
+
+/// A member's status, or why it gave none within [`MEMBER_ANSWER`].
+async fn assess_within(options: &Options) -> Result<(crate::report::StatusReport, Option<Version>), ExecError> {
+    match tokio::time::timeout(MEMBER_ANSWER, crate::status::assess(options)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(ExecError::Connect(airlock_driver::DriverError::new(
+            airlock_driver::ErrorKind::Connection,
+            format!("{} did not answer within {} s", options.url, MEMBER_ANSWER.as_secs()),
+        ))),
+    }
+}
+
 /// `work` on member `i`'s own copy of its options.
 fn owned<T, F: Future<Output = T>>(members: &[Member], i: usize, work: impl FnOnce(Options) -> F) -> F {
     work(members[i].options.clone())
@@ -329,7 +343,7 @@ pub async fn fleet_migrate(
     each(
         &quiet,
         rollout.parallel,
-        |i| owned(members, i, |o| async move { crate::status::assess(&o).await }),
+        |i| owned(members, i, |o| async move { assess_within(&o).await }),
         |i, answer| {
             let blocking: Vec<String> = match answer {
                 Ok((status, _)) => status.problems.iter().filter(|p| p.blocking).map(|p| p.message.clone()).collect(),
@@ -599,7 +613,7 @@ pub async fn fleet_status(fleet: &str, members: &[Member], parallel: usize) -> F
     each(
         &all,
         parallel,
-        |i| owned(members, i, |o| async move { crate::status::assess(&o).await }),
+        |i| owned(members, i, |o| async move { assess_within(&o).await }),
         |i, answer| {
             let entry = &mut out[i];
             match answer {
@@ -670,7 +684,7 @@ pub async fn fleet_gate(
         each(
             &asking,
             parallel,
-            |i| owned(members, i, |o| async move { crate::status::assess(&o).await }),
+            |i| owned(members, i, |o| async move { assess_within(&o).await }),
             |i, answer| {
                 let entry = &mut out[i];
                 match answer {

@@ -153,7 +153,15 @@ async fn look(
             }
             Err(e) => return Err(ExecError::Connect(e)),
         };
-        let snap = snapshot(driver.as_mut(), ctx).await?;
+        // A Galera node outside the primary component refuses to read
+        // tables: its state, read first, says why better than that error.
+        let cluster = driver.cluster().await.ok().flatten();
+        let snap = snapshot(driver.as_mut(), ctx).await.map_err(|e| {
+            match cluster.as_ref().and_then(airlock_driver::Cluster::unfit) {
+                Some(why) => cluster_refusal(why),
+                None => e,
+            }
+        })?;
         Ok((Some(driver), Some(snap)))
     });
     let discovered = discovered?;
@@ -233,6 +241,19 @@ async fn look(
     Ok((look, driver))
 }
 
+/// The refusal of a cluster node that should take no migration now.
+fn cluster_refusal(why: String) -> ExecError {
+    ExecError::Blocked {
+        problems: vec![airlock_core::Problem {
+            code: airlock_core::ProblemCode::ClusterNode,
+            version: None,
+            message: format!("{why}; run the migration through a node that is (nothing was changed)"),
+            detail: None,
+            blocking: true,
+        }],
+    }
+}
+
 /// Step two: lints the pending migrations against the live schema and
 /// judges every one as `plan` does, before anything is created or locked,
 /// so that a refusal (or a dry run) leaves the database as it was. Returns
@@ -249,18 +270,10 @@ async fn judge_pending(
     }
     // A cluster node that is not in step (a Galera donor, a joiner) takes no migration.
     if let Some(driver) = connection.as_mut()
-        && let Some(cluster) = driver.cluster().await.map_err(ExecError::db("reading the cluster's state"))?
+        && let Ok(Some(cluster)) = driver.cluster().await
         && let Some(why) = cluster.unfit()
     {
-        return Err(ExecError::Blocked {
-            problems: vec![airlock_core::Problem {
-                code: airlock_core::ProblemCode::ClusterNode,
-                version: None,
-                message: format!("{why}; run the migration through a node that is (nothing was changed)"),
-                detail: None,
-                blocking: true,
-            }],
-        });
+        return Err(cluster_refusal(why));
     }
     let catalog = match connection.as_mut() {
         Some(driver) => driver.load_catalog().await.map_err(ExecError::db("reading the live schema to lint"))?,

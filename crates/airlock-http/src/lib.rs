@@ -84,7 +84,10 @@ pub(crate) struct FleetState {
     pub(crate) name: String,
     members: Result<Arc<Vec<airlock_exec::Member>>, String>,
     parallel: usize,
-    newest: tokio::sync::Mutex<Option<(Instant, Arc<airlock_exec::FleetStatusReport>)>>,
+    /// Held while the members are read: one reading at a time.
+    reading: tokio::sync::Mutex<()>,
+    /// The newest status and when it was read; never held across a read.
+    newest: Mutex<Option<(Instant, Arc<airlock_exec::FleetStatusReport>)>>,
 }
 
 /// How old a fleet's status may be when it answers.
@@ -94,20 +97,30 @@ impl FleetState {
     /// The fleet's status, at most [`FLEET_MAX_AGE`] old (one reading at a time).
     pub(crate) async fn status(&self) -> Result<Arc<airlock_exec::FleetStatusReport>, String> {
         let members = self.members.as_ref().map_err(Clone::clone)?;
-        let mut newest = self.newest.lock().await;
-        if let Some((at, report)) = newest.as_ref()
-            && at.elapsed() < FLEET_MAX_AGE
-        {
-            return Ok(Arc::clone(report));
+        let fresh = || {
+            self.newest
+                .lock()
+                .ok()
+                .and_then(|n| n.as_ref().filter(|(at, _)| at.elapsed() < FLEET_MAX_AGE).map(|(_, r)| Arc::clone(r)))
+        };
+        if let Some(report) = fresh() {
+            return Ok(report);
+        }
+        let _reading = self.reading.lock().await;
+        // Read by the request this one waited for.
+        if let Some(report) = fresh() {
+            return Ok(report);
         }
         let report = Arc::new(airlock_exec::fleet_status(&self.name, members, self.parallel).await);
-        *newest = Some((Instant::now(), Arc::clone(&report)));
+        if let Ok(mut newest) = self.newest.lock() {
+            *newest = Some((Instant::now(), Arc::clone(&report)));
+        }
         Ok(report)
     }
 
-    /// The status as last read, if it was.
-    pub(crate) async fn last(&self) -> Option<Arc<airlock_exec::FleetStatusReport>> {
-        self.newest.lock().await.as_ref().map(|(_, r)| Arc::clone(r))
+    /// The status as last read, if it was; never waits for a reading.
+    pub(crate) fn last(&self) -> Option<Arc<airlock_exec::FleetStatusReport>> {
+        self.newest.lock().ok()?.as_ref().map(|(_, r)| Arc::clone(r))
     }
 }
 
@@ -368,6 +381,7 @@ fn routes(config: Config, stopping: tokio::sync::watch::Receiver<bool>) -> Route
                     name: f.name.clone(),
                     members: f.members.map(Arc::new),
                     parallel: f.parallel,
+                    reading: Default::default(),
                     newest: Default::default(),
                 };
                 (f.name, state)

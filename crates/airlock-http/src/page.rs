@@ -670,7 +670,7 @@ pub(crate) async fn overview(State(shared): AppState) -> Response {
     let fingerprint = fingerprint_of(&seen);
     let mut fleets = Vec::new();
     for (name, state) in &shared.fleets {
-        let summary = match state.last().await {
+        let summary = match state.last() {
             Some(report) => fleet_summary(&report),
             None => "not read yet: open it".to_owned(),
         };

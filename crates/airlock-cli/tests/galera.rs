@@ -38,7 +38,7 @@ fn with_database(url: &str, database: &str) -> String {
 /// times over: every one exits 0, and each migration ran exactly once.
 #[test]
 #[cfg_attr(not(airlock_test_servers), ignore = "needs the Galera cluster: run `scripts/test`, which starts it")]
-fn eight_runners_on_three_nodes_all_succeed_and_apply_each_migration_once() {
+fn galera_eight_runners_on_three_nodes_all_succeed_and_apply_each_migration_once() {
     let nodes = nodes();
     let project = Project::new();
     project.write("01_log.up.sql", "CREATE TABLE runs_log (version int NOT NULL PRIMARY KEY);\n");
@@ -90,7 +90,7 @@ fn eight_runners_on_three_nodes_all_succeed_and_apply_each_migration_once() {
 /// once it is.
 #[test]
 #[cfg_attr(not(airlock_test_servers), ignore = "needs the Galera cluster: run `scripts/test`, which starts it")]
-fn plan_names_toi_and_migrate_refuses_a_node_that_is_not_synced() {
+fn galera_plan_names_toi_and_migrate_refuses_a_node_that_is_not_synced() {
     let nodes = nodes();
     let name = format!("airlock_galera_state_{}", std::process::id());
     on(&nodes[0]).exec(&format!("CREATE DATABASE {name}"));

@@ -64,7 +64,7 @@ fn eight_racing_runners_through_pgbouncer_apply_each_migration_once() {
 /// asking the whole time see the server's defaults.
 #[test]
 #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL and PgBouncer: run `scripts/test`, which starts them")]
-fn a_migrations_timeouts_never_reach_another_client_of_the_pool() {
+fn pgbouncer_never_passes_a_migrations_timeouts_to_another_client() {
     let db = Db::new(Engine::Postgres);
     let pooled = through_the_pool(&db);
     let project = Project::new();

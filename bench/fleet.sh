@@ -2,7 +2,7 @@
 # The fleet benchmark: N PostgreSQL databases (200 by default) on one
 # server, each given the same five migrations (tables, a foreign key, an
 # index, a column, a row). `airlock --fleet bench migrate --parallel P` (8 by
-# default: the look at every member, one canary, then one wave) is timed
+# default: the look at every member, one canary, then one stage) is timed
 # against N single `airlock migrate` runs, one after another, over another N
 # fresh databases: the target is the fleet within 1.3x of their sum divided
 # by P. Then one more migration, pending everywhere, for `plan`: the fleet's

@@ -406,9 +406,9 @@ pub struct MigrateArgs {
     /// With --fleet: members migrated first, on their own [default: `canary` of the fleet, else 1].
     #[arg(long, value_name = "N")]
     pub canary: Option<usize>,
-    /// With --fleet: members per wave after the canary, a number or a share (`25%`) [default: `wave_size`, else all].
+    /// With --fleet: members per stage after the canary, a number or a share (`25%`) [default: `stage_size`, else all].
     #[arg(long, value_name = "N|P%")]
-    pub wave_size: Option<String>,
+    pub stage_size: Option<String>,
     /// With --fleet: members migrated at the same time [default: `parallel`, else 4].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,

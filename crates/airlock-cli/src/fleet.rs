@@ -75,9 +75,9 @@ pub fn run(cli: &Cli, name: &str) -> Result<(), ExecError> {
                 if let Some(n) = args.canary {
                     rollout.canary = n;
                 }
-                if let Some(text) = &args.wave_size {
-                    rollout.wave_size = airlock_exec::WaveSize::parse(text)
-                        .map_err(|e| ExecError::Usage(format!("--wave-size {e}")))?;
+                if let Some(text) = &args.stage_size {
+                    rollout.stage_size = airlock_exec::StageSize::parse(text)
+                        .map_err(|e| ExecError::Usage(format!("--stage-size {e}")))?;
                 }
                 match args.parallel {
                     Some(0) => return Err(ExecError::Usage("--parallel 0: at least 1".to_owned())),
@@ -184,9 +184,9 @@ impl FleetReporter for Told {
         }
     }
 
-    fn wave_started(&mut self, wave: usize, members: &[String]) {
+    fn stage_started(&mut self, stage: usize, members: &[String]) {
         if self.format == Format::Human {
-            let what = if wave == 0 { "canary".to_owned() } else { format!("wave {wave}") };
+            let what = if stage == 0 { "canary".to_owned() } else { format!("stage {stage}") };
             eprintln!("{what}: {} member(s)", members.len());
         }
     }

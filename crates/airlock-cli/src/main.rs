@@ -113,7 +113,7 @@ fn run(cli: Cli) -> Result<(), ExecError> {
     if let Command::Migrate(args) = &cli.command
         && let Some(flag) = [
             args.canary.map(|_| "--canary"),
-            args.wave_size.as_ref().map(|_| "--wave-size"),
+            args.stage_size.as_ref().map(|_| "--stage-size"),
             args.parallel.map(|_| "--parallel"),
         ]
         .into_iter()

@@ -76,8 +76,8 @@ pub struct FleetConfig {
     pub environment: Option<String>,
     /// Members migrated first, on their own (default 1).
     pub canary: Option<usize>,
-    /// Members per wave after the canary: a number, or a share such as "25%" (default: all).
-    pub wave_size: Option<CountOrShare>,
+    /// Members per stage after the canary: a number, or a share such as "25%" (default: all).
+    pub stage_size: Option<CountOrShare>,
     /// Members migrated, or looked at, at the same time (default 4).
     pub parallel: Option<usize>,
 }
@@ -86,9 +86,9 @@ pub struct FleetConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum CountOrShare {
-    /// `wave_size = 10`.
+    /// `stage_size = 10`.
     Count(usize),
-    /// `wave_size = "25%"`.
+    /// `stage_size = "25%"`.
     Text(String),
 }
 
@@ -163,7 +163,7 @@ pub fn fleet_names(global: &Global) -> Result<Vec<String>, SettingsError> {
 }
 
 /// `[fleets.NAME]` of airlock.toml, checked: one source of members, a
-/// wave size that reads, an environment that exists.
+/// stage size that reads, an environment that exists.
 pub fn fleet(global: &Global, name: &str) -> Result<Fleet, SettingsError> {
     let (config, base) = load_config(global)?;
     let base = base.unwrap_or_default();
@@ -214,12 +214,12 @@ pub fn fleet(global: &Global, name: &str) -> Result<Fleet, SettingsError> {
     if let Some(canary) = f.canary {
         rollout.canary = canary;
     }
-    if let Some(size) = &f.wave_size {
+    if let Some(size) = &f.stage_size {
         let text = match size {
             CountOrShare::Count(n) => n.to_string(),
             CountOrShare::Text(t) => t.clone(),
         };
-        rollout.wave_size = airlock_exec::WaveSize::parse(&text).map_err(|e| said(format!("wave_size = {e}")))?;
+        rollout.stage_size = airlock_exec::StageSize::parse(&text).map_err(|e| said(format!("stage_size = {e}")))?;
     }
     match f.parallel {
         Some(0) => return Err(said("`parallel = 0`: at least 1".to_owned())),
@@ -453,7 +453,7 @@ fn config_error(path: &Path, text: &str, e: &toml::de::Error) -> SettingsError {
         Some(t) if t.starts_with("[environments.") => ["url", "protected"].into_iter().chain(TUNING_KEYS).collect(),
         Some(t) if t.starts_with("[lint") => vec!["rules", "baseline"],
         Some(t) if t.starts_with("[fleets.") => {
-            vec!["urls", "urls_command", "urls_query", "catalog_url", "environment", "canary", "wave_size", "parallel"]
+            vec!["urls", "urls_command", "urls_query", "catalog_url", "environment", "canary", "stage_size", "parallel"]
         }
         _ => ["project", "dir", "exclude", "url", "drift_ignore", "rehearsal_timings"]
             .into_iter()

@@ -1,5 +1,5 @@
 //! `--fleet`: one set of migrations over many databases. Every member is
-//! looked at before any changes; a canary, then waves; the first failure
+//! looked at before any changes; a canary, then stages; the first failure
 //! stops the rollout with the rest untouched, and running again resumes.
 
 mod common;
@@ -33,34 +33,34 @@ fn time(value: &Value) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap_or_else(|| panic!("no time: {value}"))).unwrap()
 }
 
-/// Each wave started after the one before it had ended, the canary first.
-fn waves_in_order(json: &Value) {
+/// Each stage started after the one before it had ended, the canary first.
+fn stages_in_order(json: &Value) {
     let members = json["members"].as_array().unwrap();
-    let waves = json["waves"].as_array().unwrap();
-    for pair in waves.windows(2) {
-        let in_wave = |wave: &Value| -> Vec<&Value> {
-            let names: Vec<&str> = wave["members"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
+    let stages = json["stages"].as_array().unwrap();
+    for pair in stages.windows(2) {
+        let in_stage = |stage: &Value| -> Vec<&Value> {
+            let names: Vec<&str> = stage["members"].as_array().unwrap().iter().map(|n| n.as_str().unwrap()).collect();
             members.iter().filter(|m| names.contains(&m["name"].as_str().unwrap())).collect()
         };
-        let ended = in_wave(&pair[0]).iter().map(|m| time(&m["finished_at"])).max().unwrap();
-        let started = in_wave(&pair[1]).iter().map(|m| time(&m["started_at"])).min().unwrap();
-        assert!(ended <= started, "a wave started at {started} before the one before it ended at {ended}: {json}");
+        let ended = in_stage(&pair[0]).iter().map(|m| time(&m["finished_at"])).max().unwrap();
+        let started = in_stage(&pair[1]).iter().map(|m| time(&m["started_at"])).min().unwrap();
+        assert!(ended <= started, "a stage started at {started} before the one before it ended at {ended}: {json}");
     }
 }
 
 /// Fifty members, half PostgreSQL and half SQLite, listed by a command: a
-/// canary, then waves of ten, four at a time; a member whose migration
+/// canary, then stages of ten, four at a time; a member whose migration
 /// fails stops the rollout with every later member untouched, and running
 /// again goes on from there.
 #[test]
 #[cfg_attr(not(airlock_test_servers), ignore = "needs PostgreSQL: run `scripts/test`, which starts it")]
-fn fifty_members_roll_out_canary_first_then_in_waves_and_resume_after_a_failure() {
+fn fifty_members_roll_out_canary_first_then_in_stages_and_resume_after_a_failure() {
     let dbs: Vec<Db> = (0..50).map(|i| Db::new(if i % 2 == 0 { Engine::Postgres } else { Engine::Sqlite })).collect();
     let project = Project::new();
     let members: Vec<(String, &Db)> = dbs.iter().enumerate().map(|(i, db)| (format!("t{:02}", i + 1), db)).collect();
     listed_by_command(&project, &members);
     project.write_config(
-        "[fleets.tenants]\nurls_command = \"cat members.txt\"\ncanary = 1\nwave_size = 10\nparallel = 4\n",
+        "[fleets.tenants]\nurls_command = \"cat members.txt\"\ncanary = 1\nstage_size = 10\nparallel = 4\n",
     );
     project.write("1_users.up.sql", "CREATE TABLE users (id integer PRIMARY KEY, email text);\n");
     let first = fleet(&project, "tenants", &["--format", "json", "migrate"]);
@@ -68,13 +68,13 @@ fn fifty_members_roll_out_canary_first_then_in_waves_and_resume_after_a_failure(
     let json = first.json();
     assert!(outcomes(&json).iter().all(|(_, o)| o == "applied"), "{json}");
     let sizes: Vec<usize> =
-        json["waves"].as_array().unwrap().iter().map(|w| w["members"].as_array().unwrap().len()).collect();
+        json["stages"].as_array().unwrap().iter().map(|w| w["members"].as_array().unwrap().len()).collect();
     assert_eq!(sizes, [1, 10, 10, 10, 10, 9], "{json}");
-    assert_eq!(json["waves"][0]["wave"], 0, "{json}");
-    assert_eq!(json["waves"][0]["members"][0], "t01", "the canary is the first member");
-    waves_in_order(&json);
+    assert_eq!(json["stages"][0]["stage"], 0, "{json}");
+    assert_eq!(json["stages"][0]["members"][0], "t01", "the canary is the first member");
+    stages_in_order(&json);
 
-    // t27 (in the third wave) refuses the rows the next migration writes.
+    // t27 (in the third stage) refuses the rows the next migration writes.
     dbs[26].exec(match dbs[26].engine {
         Engine::Postgres => {
             "CREATE FUNCTION no_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'no new users here'; END $$; \
@@ -99,7 +99,7 @@ fn fifty_members_roll_out_canary_first_then_in_waves_and_resume_after_a_failure(
             other => panic!("{name}: {other}: {json}"),
         }
     }
-    // Every member after the third wave was left alone.
+    // Every member after the third stage was left alone.
     assert!((32..=50).all(|i| by_name[&format!("t{i:02}")] == "not_started"), "{json}");
     assert!(by_name.values().filter(|o| *o == "applied").count() >= 21, "{json}");
 
@@ -210,8 +210,8 @@ fn fleet_settings_that_cannot_work_are_refused_naming_the_key() {
     refused(&both, &["migrate"], "set one of `urls`, `urls_command` and `urls_query`, not several");
     let twice = format!("[fleets.f]\nurls = [\"{}\", \"{}\", \"{}\"]\n", a.url, b.url, a.url);
     refused(&twice, &["migrate"], "fleet `f`: members 1 and 3 have the same URL");
-    let wave = format!("[fleets.f]\nurls = [\"{}\"]\nwave_size = \"150%\"\n", a.url);
-    refused(&wave, &["migrate"], "wave_size = `150%`: a number of members (`10`) or a share of them (`25%`)");
+    let stage = format!("[fleets.f]\nurls = [\"{}\"]\nstage_size = \"150%\"\n", a.url);
+    refused(&stage, &["migrate"], "stage_size = `150%`: a number of members (`10`) or a share of them (`25%`)");
     let env = format!("[fleets.f]\nurls = [\"{}\"]\nenvironment = \"prod\"\n", a.url);
     refused(&env, &["migrate"], "environment `prod`: no [environments.prod]");
     let weaker = format!(
@@ -238,21 +238,21 @@ fn fleet_settings_that_cannot_work_are_refused_naming_the_key() {
     assert!(!a.table_exists("t") && !b.table_exists("t"));
 }
 
-/// A dry run looks at every member and says which wave each would be in,
+/// A dry run looks at every member and says which stage each would be in,
 /// changing nothing.
 #[test]
-fn a_dry_run_says_the_waves_and_changes_nothing() {
+fn a_dry_run_says_the_stages_and_changes_nothing() {
     let dbs: Vec<Db> = (0..5).map(|_| Db::new(Engine::Sqlite)).collect();
     let project = Project::new();
     let urls: Vec<String> = dbs.iter().map(|d| format!("\"{}\"", d.url)).collect();
-    project.write_config(&format!("[fleets.f]\nurls = [{}]\nwave_size = \"50%\"\n", urls.join(", ")));
+    project.write_config(&format!("[fleets.f]\nurls = [{}]\nstage_size = \"50%\"\n", urls.join(", ")));
     project.write("1_t.up.sql", "CREATE TABLE t (id int);\n");
     let run = fleet(&project, "f", &["--format", "json", "migrate", "--dry-run", "--canary", "2"]);
     run.expect(0);
     let json = run.json();
-    let waves: Vec<Option<u64>> = json["members"].as_array().unwrap().iter().map(|m| m["wave"].as_u64()).collect();
-    // Two canaries, then waves of half the five (3): 3, then the last.
-    assert_eq!(waves, [Some(0), Some(0), Some(1), Some(1), Some(1)], "{json}");
+    let stages: Vec<Option<u64>> = json["members"].as_array().unwrap().iter().map(|m| m["stage"].as_u64()).collect();
+    // Two canaries, then stages of half the five (3): 3, then the last.
+    assert_eq!(stages, [Some(0), Some(0), Some(1), Some(1), Some(1)], "{json}");
     assert!(outcomes(&json).iter().all(|(_, o)| o == "would_apply"), "{json}");
     assert!(dbs.iter().all(|d| !d.table_exists("t")));
 }

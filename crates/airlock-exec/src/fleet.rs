@@ -2,7 +2,7 @@
 //! shard). `migrate` first looks at every member as its own `migrate
 //! --dry-run` would (lint, the plan's checks on its data, drift, the backup
 //! budget) and changes nothing anywhere when one member is refused; then
-//! runs a canary, then waves, at most `parallel` members at once, and starts
+//! runs a canary, then stages, at most `parallel` members at once, and starts
 //! no member after the first failure (those running finish: a statement is
 //! never cut off half-way). What ran is in each member's own history, so
 //! running again resumes where it stopped: members already current have
@@ -32,37 +32,37 @@ pub struct Member {
     pub options: Options,
 }
 
-/// How many members a wave holds.
+/// How many members a stage holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WaveSize {
+pub enum StageSize {
     /// This many.
     Members(usize),
     /// This share of the members with something to run, rounded up.
     Percent(u32),
 }
 
-impl WaveSize {
+impl StageSize {
     /// `10` or `25%`.
-    pub fn parse(text: &str) -> Result<WaveSize, String> {
+    pub fn parse(text: &str) -> Result<StageSize, String> {
         let text = text.trim();
         let bad = || format!("`{text}`: a number of members (`10`) or a share of them (`25%`)");
         match text.strip_suffix('%') {
             Some(share) => match share.trim().parse::<u32>() {
-                Ok(p @ 1..=100) => Ok(WaveSize::Percent(p)),
+                Ok(p @ 1..=100) => Ok(StageSize::Percent(p)),
                 _ => Err(bad()),
             },
             None => match text.parse::<usize>() {
-                Ok(n @ 1..) => Ok(WaveSize::Members(n)),
+                Ok(n @ 1..) => Ok(StageSize::Members(n)),
                 _ => Err(bad()),
             },
         }
     }
 
-    /// Members per wave when `of` have something to run (at least one).
+    /// Members per stage when `of` have something to run (at least one).
     fn members(self, of: usize) -> usize {
         match self {
-            WaveSize::Members(n) => n,
-            WaveSize::Percent(p) => (of * p as usize).div_ceil(100),
+            StageSize::Members(n) => n,
+            StageSize::Percent(p) => (of * p as usize).div_ceil(100),
         }
         .max(1)
     }
@@ -71,18 +71,18 @@ impl WaveSize {
 /// How a fleet migration proceeds.
 #[derive(Clone, Copy, Debug)]
 pub struct Rollout {
-    /// Members migrated first, on their own, before any wave.
+    /// Members migrated first, on their own, before any stage.
     pub canary: usize,
-    /// Members per wave after the canary.
-    pub wave_size: WaveSize,
+    /// Members per stage after the canary.
+    pub stage_size: StageSize,
     /// Members migrated (or looked at) at the same time.
     pub parallel: usize,
 }
 
 impl Default for Rollout {
-    /// One canary, then the rest in one wave, four at a time.
+    /// One canary, then the rest in one stage, four at a time.
     fn default() -> Rollout {
-        Rollout { canary: 1, wave_size: WaveSize::Percent(100), parallel: 4 }
+        Rollout { canary: 1, stage_size: StageSize::Percent(100), parallel: 4 }
     }
 }
 
@@ -93,9 +93,9 @@ pub struct MemberRun {
     pub name: String,
     /// Its database (password hidden).
     pub database: String,
-    /// 0 for the canary, then 1, 2...; None when it was given no wave
-    /// (nothing to run, or the rollout stopped before the waves).
-    pub wave: Option<usize>,
+    /// 0 for the canary, then 1, 2...; None when it was given no stage
+    /// (nothing to run, or the rollout stopped before the stages).
+    pub stage: Option<usize>,
     /// `applied`, `current` (nothing pending), `would_apply` (a dry run),
     /// `refused` (its look or its run was refused: a check, lint, the
     /// plan), `failed`, `interrupted`, or `not_started`.
@@ -116,11 +116,11 @@ pub struct MemberRun {
     pub finished_at: Option<String>,
 }
 
-/// One wave of a rollout.
+/// One stage of a rollout.
 #[derive(Debug, Clone, Serialize)]
-pub struct Wave {
+pub struct Stage {
     /// Its number: 0 for the canary, then 1, 2...
-    pub wave: usize,
+    pub stage: usize,
     /// Its members' names.
     pub members: Vec<String>,
 }
@@ -134,8 +134,8 @@ pub struct FleetRunReport {
     pub dry_run: bool,
     /// Every member, in the fleet's order.
     pub members: Vec<MemberRun>,
-    /// The waves in order, the canary's first when there is one.
-    pub waves: Vec<Wave>,
+    /// The stages in order, the canary's first when there is one.
+    pub stages: Vec<Stage>,
     /// Why members were left as they are, when some were.
     pub stopped: Option<String>,
 }
@@ -165,8 +165,8 @@ pub fn gravest(codes: impl IntoIterator<Item = i32>) -> i32 {
 pub trait FleetReporter {
     /// Every member was looked at; `refused` of them cannot be migrated as they are.
     fn looked(&mut self, _members: usize, _refused: usize) {}
-    /// A wave starts (0 is the canary).
-    fn wave_started(&mut self, _wave: usize, _members: &[String]) {}
+    /// A stage starts (0 is the canary).
+    fn stage_started(&mut self, _stage: usize, _members: &[String]) {}
     /// A member's run ended.
     fn member_finished(&mut self, _run: &MemberRun) {}
 }
@@ -258,7 +258,7 @@ fn member_entry(member: &Member, outcome: &'static str) -> MemberRun {
     MemberRun {
         name: member.name.clone(),
         database: member.options.url.to_string(),
-        wave: None,
+        stage: None,
         outcome,
         exit_code: exit::OK,
         error: None,
@@ -300,7 +300,7 @@ fn record(entry: &mut MemberRun, answer: Result<crate::RunReport, ExecError>, ke
 }
 
 /// `migrate --fleet`: looks at every member, then migrates the canary and
-/// the waves (see the module's text). `interrupt` is the fleet's: a signal
+/// the stages (see the module's text). `interrupt` is the fleet's: a signal
 /// stops the members running (each its own statement) and starts no other.
 pub async fn fleet_migrate(
     fleet: &str,
@@ -363,7 +363,7 @@ pub async fn fleet_migrate(
         (0..members.len()).filter(|&i| looked[i].is_some() && entries[i].exit_code != exit::OK).collect();
     reporter.looked(members.len(), refused.len());
     let mut report =
-        FleetRunReport { fleet: fleet.to_owned(), dry_run, members: Vec::new(), waves: Vec::new(), stopped: None };
+        FleetRunReport { fleet: fleet.to_owned(), dry_run, members: Vec::new(), stages: Vec::new(), stopped: None };
     if let Some(signal) = interrupt.raised() {
         report.stopped =
             Some(format!("{} while looking at the members: nothing was changed", interrupt::signal_name(signal)));
@@ -392,21 +392,21 @@ pub async fn fleet_migrate(
     }
     let pending: Vec<usize> = (0..members.len()).filter(|&i| entries[i].outcome == "would_apply").collect();
     let canary = rollout.canary.min(pending.len());
-    let mut waves: Vec<Vec<usize>> = Vec::new();
+    let mut stages: Vec<Vec<usize>> = Vec::new();
     if canary > 0 {
-        waves.push(pending[..canary].to_vec());
+        stages.push(pending[..canary].to_vec());
     }
     let rest = &pending[canary..];
-    waves.extend(rest.chunks(rollout.wave_size.members(pending.len())).map(<[usize]>::to_vec));
+    stages.extend(rest.chunks(rollout.stage_size.members(pending.len())).map(<[usize]>::to_vec));
     let number = |w: usize| if canary > 0 { w } else { w + 1 };
-    report.waves = waves
+    report.stages = stages
         .iter()
         .enumerate()
-        .map(|(w, wave)| Wave { wave: number(w), members: wave.iter().map(|&i| members[i].name.clone()).collect() })
+        .map(|(w, stage)| Stage { stage: number(w), members: stage.iter().map(|&i| members[i].name.clone()).collect() })
         .collect();
-    for (w, wave) in waves.iter().enumerate() {
-        for &i in wave {
-            entries[i].wave = Some(number(w));
+    for (w, stage) in stages.iter().enumerate() {
+        for &i in stage {
+            entries[i].stage = Some(number(w));
         }
     }
     if dry_run {
@@ -418,13 +418,13 @@ pub async fn fleet_migrate(
         entry.outcome = "not_started";
     }
     let mut failed: Option<String> = None;
-    for (w, wave) in waves.iter().enumerate() {
+    for (w, stage) in stages.iter().enumerate() {
         if failed.is_some() || interrupt.raised().is_some() {
             break;
         }
-        reporter.wave_started(number(w), &report.waves[w].members);
+        reporter.stage_started(number(w), &report.stages[w].members);
         each(
-            wave,
+            stage,
             rollout.parallel,
             |i| {
                 let at = Utc::now().to_rfc3339();
@@ -715,13 +715,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wave_sizes_are_a_count_or_a_share_rounded_up() {
-        assert_eq!(WaveSize::parse("10"), Ok(WaveSize::Members(10)));
-        assert_eq!(WaveSize::parse("25%"), Ok(WaveSize::Percent(25)));
-        assert_eq!(WaveSize::Percent(25).members(10), 3);
-        assert_eq!(WaveSize::Percent(1).members(3), 1);
+    fn stage_sizes_are_a_count_or_a_share_rounded_up() {
+        assert_eq!(StageSize::parse("10"), Ok(StageSize::Members(10)));
+        assert_eq!(StageSize::parse("25%"), Ok(StageSize::Percent(25)));
+        assert_eq!(StageSize::Percent(25).members(10), 3);
+        assert_eq!(StageSize::Percent(1).members(3), 1);
         for bad in ["0", "0%", "101%", "x", "-1"] {
-            assert!(WaveSize::parse(bad).is_err(), "{bad}");
+            assert!(StageSize::parse(bad).is_err(), "{bad}");
         }
     }
 

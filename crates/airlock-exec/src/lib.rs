@@ -86,7 +86,7 @@ pub use crate::error::{ExecError, FailedStatement, InvalidMigration, MigrationRe
 pub use crate::expand::expansion;
 pub use crate::fleet::{
     FleetGateReport, FleetPlanReport, FleetReporter, FleetRunReport, FleetStatusReport, Member, MemberGate, MemberPlan,
-    MemberRun, MemberStatus, Rollout, Wave, WaveSize, catalog_rows, fleet_gate, fleet_migrate, fleet_plan,
+    MemberRun, MemberStatus, Rollout, Stage, StageSize, catalog_rows, fleet_gate, fleet_migrate, fleet_plan,
     fleet_status, gravest,
 };
 pub use crate::gate::{GateReport, Requirement, gate, gate_wait, judge};

@@ -126,6 +126,7 @@ fn inputs(global: &Global, args: &LintArgs, dialect: Dialect) -> Result<(Inputs,
     let layout = airlock_core::DiscoverOptions {
         flavor: Some(dialect.into()),
         exclude: settings::exclude(global).map_err(|e| usage(e.0))?,
+        cache_dir: airlock_core::read_cache::default_dir(),
     };
     let named = named(&args.paths, &dir)?;
     let runtime = || {
@@ -162,7 +163,7 @@ fn inputs(global: &Global, args: &LintArgs, dialect: Dialect) -> Result<(Inputs,
     for d in &named.dirs {
         // A directory of migrations is read as one (its bad files named);
         // one where nothing reads as a migration, file by file.
-        let options = airlock_core::DiscoverOptions { flavor: layout.flavor, exclude: Vec::new() };
+        let options = airlock_core::DiscoverOptions { flavor: layout.flavor, exclude: Vec::new(), cache_dir: None };
         match airlock_core::discover_lenient(d, &options) {
             (found, errors) if !found.migrations.is_empty() && !errors.is_empty() => {
                 return Err(airlock_core::DiscoveryError(errors).into());

@@ -96,7 +96,7 @@ struct Survey {
 
 fn survey(dir: &Path, exclude: &[String]) -> Result<Survey, String> {
     fs::create_dir_all(dir).map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
-    let options = airlock_core::DiscoverOptions { flavor: None, exclude: exclude.to_vec() };
+    let options = airlock_core::DiscoverOptions { flavor: None, exclude: exclude.to_vec(), cache_dir: None };
     let discovered = discover_with(dir, &options).map_err(|e| e.to_string())?;
     let layout = layout_of(&discovered.migrations);
     let existing: Vec<(Version, String)> = discovered

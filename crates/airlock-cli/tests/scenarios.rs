@@ -11,6 +11,7 @@ use common::{Db, Engine, Project, Run, create_table, host_identity, now_sql};
 each_engine!(
     applies_then_rerun_is_a_noop,
     edited_applied_file_is_refused_and_repair_accepts_it,
+    a_file_edited_after_a_run_kept_it_is_still_refused,
     unknown_applied_versions_are_refused_and_nothing_is_unapplied,
     another_projects_database_is_refused,
     failing_migration_leaves_history_and_schema_consistent,
@@ -103,6 +104,33 @@ fn edited_applied_file_is_refused_and_repair_accepts_it(engine: Engine) {
     assert!(detail.contains("added a comment") && detail.contains("old_checksum"), "{detail}");
     project.run(&db, &["migrate"]).expect(0);
     assert!(db.table_exists("t_3"));
+}
+
+/// A run keeps what it read of the migrations directory, so that the next
+/// need not open every file; an edit is still seen, even one that keeps the
+/// file's length and puts its modification time back.
+fn a_file_edited_after_a_run_kept_it_is_still_refused(engine: Engine) {
+    let db = Db::new(engine);
+    let project = Project::new();
+    migrations(&project, 2);
+    // A file is kept once it has not changed for two seconds.
+    thread::sleep(Duration::from_millis(2_200));
+    project.run(&db, &["migrate"]).expect(0);
+    let kept: Vec<_> = std::fs::read_dir(project.cache_dir()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(kept.len(), 1, "one cache for the directory: {kept:?}");
+    let cache = std::fs::read(&kept[0]).unwrap();
+    assert!(cache.windows(16).any(|w| w == b"2_table_2.up.sql"), "the files are kept");
+    project.run(&db, &["migrate"]).expect(0);
+
+    let path = project.dir().join("2_table_2.up.sql");
+    let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+    project.write("2_table_2.up.sql", &create_table(2).replace(" v ", " w "));
+    std::fs::File::options().write(true).open(&path).unwrap().set_modified(modified).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), create_table(2).len() as u64);
+    let refused = project.run(&db, &["migrate"]);
+    refused.expect(3);
+    assert!(refused.stderr.contains("checksum-mismatch"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("+CREATE TABLE t_2 (id bigint primary key, w text);"), "{}", refused.stderr);
 }
 
 fn unknown_applied_versions_are_refused_and_nothing_is_unapplied(engine: Engine) {

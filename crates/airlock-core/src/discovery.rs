@@ -27,6 +27,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::migration::{Directives, Kind, Migration, Script, parse_directives};
+use crate::read_cache::ReadCache;
 use crate::version::Version;
 
 /// A problem with one file: it makes the whole directory unusable (exit 2).
@@ -139,6 +140,9 @@ pub struct DiscoverOptions {
     /// Globs of files and folders to leave out, relative to the directory
     /// (`exclude` in airlock.toml): `*.sql` matches at the top only, `**/x` anywhere.
     pub exclude: Vec<String>,
+    /// Where to keep what the directory held, so that the next discovery
+    /// reads only the files that changed ([`crate::read_cache`]). None: read every file.
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A migration file compiled into a program (the `airlock` crate's `embed_migrations!`).
@@ -167,7 +171,8 @@ pub fn discover(dir: &Path) -> Result<Discovered, DiscoveryError> {
 
 /// Reads the migrations in `dir` for an engine, leaving out what `options` excludes.
 pub fn discover_with(dir: &Path, options: &DiscoverOptions) -> Result<Discovered, DiscoveryError> {
-    discover_in(&Disk(dir), options)
+    let (discovered, errors) = discover_lenient(dir, options);
+    if errors.is_empty() { Ok(discovered) } else { Err(DiscoveryError(errors)) }
 }
 
 /// Reads migrations compiled into the program, exactly as [`discover`] reads a
@@ -240,11 +245,14 @@ trait Tree: Sync {
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>>;
 }
 
-struct Disk<'a>(&'a Path);
+struct Disk<'a> {
+    dir: &'a Path,
+    cache: Option<&'a ReadCache>,
+}
 
 impl Tree for Disk<'_> {
     fn entries(&self) -> Result<Vec<Result<Entry, FileError>>, FileError> {
-        let dir = self.0;
+        let dir = self.dir;
         let entries = fs::read_dir(dir).map_err(|e| {
             file_error(
                 dir,
@@ -268,7 +276,10 @@ impl Tree for Disk<'_> {
     }
 
     fn read(&self, path: &Path) -> std::io::Result<Vec<u8>> {
-        read_small_file(path)
+        match self.cache {
+            Some(cache) => cache.read(path, read_small_file),
+            None => read_small_file(path),
+        }
     }
 }
 
@@ -352,7 +363,12 @@ fn excluded(options: &DiscoverOptions) -> Result<globset::GlobSet, FileError> {
 /// whose files are fine, and every bad file. For `status` and `gate`, which
 /// show the database whatever the checkout holds.
 pub fn discover_lenient(dir: &Path, options: &DiscoverOptions) -> (Discovered, Vec<FileError>) {
-    discover_parts(&Disk(dir), options)
+    let cache = options.cache_dir.as_deref().and_then(|cache_dir| ReadCache::open(cache_dir, dir));
+    let found = discover_parts(&Disk { dir, cache: cache.as_ref() }, options);
+    if let Some(cache) = cache {
+        cache.save();
+    }
+    found
 }
 
 fn discover_in(tree: &dyn Tree, options: &DiscoverOptions) -> Result<Discovered, DiscoveryError> {
@@ -371,7 +387,7 @@ fn discover_parts(tree: &dyn Tree, options: &DiscoverOptions) -> (Discovered, Ve
     };
     let mut errors = Vec::new();
     let mut misnamed = Vec::new();
-    let mut found = Vec::new();
+    let mut found = Vec::with_capacity(entries.len());
     // Migrations kept one folder each (diesel): then diesel's rule for stray files.
     let mut folders = false;
     for entry in entries {
@@ -437,6 +453,9 @@ enum Unusable {
 /// Keeps, per version and direction, the popx file for `flavor` if there is
 /// one, else the one for every engine; files for other engines are left out.
 fn for_flavor(found: Vec<Found>, flavor: Option<Flavor>, warnings: &mut Vec<Warning>) -> Vec<Found> {
+    if found.iter().all(|f| f.dialect.is_none()) {
+        return found;
+    }
     let fits = |f: &Found| match (&f.dialect, flavor) {
         (None, _) => true,
         (Some(d), Some(flavor)) => DIALECTS.iter().any(|(name, of)| name == d && *of == Some(flavor)),
@@ -682,55 +701,28 @@ fn is_blank(sql: &str) -> bool {
     }
 }
 
-fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
-    let mut by_version: BTreeMap<Version, Vec<Found>> = BTreeMap::new();
-    for item in found {
-        by_version.entry(item.version.clone()).or_default().push(item);
-    }
+fn assemble(tree: &dyn Tree, mut found: Vec<Found>, errors: &mut Vec<FileError>) -> Discovered {
+    // By version, then path; no copies: this runs over every migration on every run.
+    found.sort_unstable_by(|a, b| a.version.cmp(&b.version).then_with(|| a.path.cmp(&b.path)));
     // The files to load, by version; what refuses a version goes to `errors`
     // (sorted by path later).
-    let mut jobs: Vec<(Found, Option<Found>)> = Vec::with_capacity(by_version.len());
-    for (version, mut items) in by_version {
-        items.sort_by(|a, b| a.path.cmp(&b.path));
-        let ups: Vec<&Found> = items.iter().filter(|f| f.direction != Direction::Down).collect();
-        let downs: Vec<&Found> = items.iter().filter(|f| f.direction == Direction::Down).collect();
-        let list = |v: &[&Found]| v.iter().map(|f| format!("`{}`", f.path.display())).collect::<Vec<_>>().join(", ");
-        if ups.len() > 1 {
-            errors.push(versioned(
-                &version,
-                file_error(
-                    &ups[1].path,
-                    format!(
-                        "version {version} is used by more than one migration: {}; give each migration its own version",
-                        list(&ups)
-                    ),
-                ),
-            ));
+    let mut jobs: Vec<(&Found, Option<&Found>)> = Vec::with_capacity(found.len());
+    for items in found.chunk_by(|a, b| a.version == b.version) {
+        let version = &items[0].version;
+        let is_up = |f: &&Found| f.direction != Direction::Down;
+        let (up_count, down_count) = (items.iter().filter(is_up).count(), items.iter().filter(|f| !is_up(f)).count());
+        if up_count > 1 || down_count > 1 || up_count == 0 {
+            let ups: Vec<&Found> = items.iter().filter(is_up).collect();
+            let downs: Vec<&Found> = items.iter().filter(|f| !is_up(f)).collect();
+            refuse_version(version, &ups, &downs, errors);
             continue;
         }
-        if downs.len() > 1 {
-            errors.push(versioned(
-                &version,
-                file_error(
-                    &downs[1].path,
-                    format!("version {version} has more than one down script: {}", list(&downs)),
-                ),
-            ));
-            continue;
-        }
-        let Some(up_file) = ups.first() else {
-            errors.push(versioned(&version, file_error(
-                &downs[0].path,
-                format!(
-                    "a down script for version {version} without its up script; add the up script or remove this file"
-                ),
-            )));
-            continue;
-        };
-        if let Some(down) = downs.first() {
+        let up_file = items.iter().find(is_up).expect("one up script");
+        let down = items.iter().find(|f| !is_up(f));
+        if let Some(down) = down {
             if down.name != up_file.name {
                 errors.push(versioned(
-                    &version,
+                    version,
                     file_error(
                         &down.path,
                         format!(
@@ -744,28 +736,61 @@ fn assemble(tree: &dyn Tree, found: Vec<Found>, errors: &mut Vec<FileError>) -> 
                 continue;
             }
             if up_file.direction == Direction::Single {
-                errors.push(versioned(&version, file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display()))));
+                errors.push(versioned(version, file_error(&down.path, format!("version {version} has a down script beside `{}`, which is not an `.up.sql` file; rename it `<version>_<name>.up.sql`", up_file.path.display()))));
                 continue;
             }
         }
-        let (up, down) = (Found::clone(up_file), downs.first().map(|d| Found::clone(d)));
-        jobs.push((up, down));
+        jobs.push((up_file, down));
     }
     // Reading and checking the files is most of the work for a long
     // history: on a few threads when there are many.
-    let loaded = crate::parallel::map(&jobs, 256, |(up, down)| {
-        let mut warnings = Vec::new();
-        (load(tree, up, down.as_ref(), &mut warnings), warnings)
-    });
+    // Each result goes straight to its place, as soon as it is ready.
     let mut discovered = Discovered { migrations: Vec::with_capacity(jobs.len()), ..Discovered::default() };
-    for ((result, warnings), (up, _)) in loaded.into_iter().zip(&jobs) {
+    let work = |(up, down): &(&Found, Option<&Found>)| {
+        let mut warnings = Vec::new();
+        (load(tree, up, *down, &mut warnings), warnings)
+    };
+    crate::parallel::in_order(&jobs, 256, work, |i, (result, warnings)| {
         discovered.warnings.extend(warnings);
         match result {
             Ok(migration) => discovered.migrations.push(migration),
-            Err(e) => errors.push(FileError { version: Some(up.version.clone()), ..e }),
+            Err(e) => errors.push(FileError { version: Some(jobs[i].0.version.clone()), ..e }),
         }
-    }
+    });
     discovered
+}
+
+/// Why a version's files cannot make a migration: two up or two down
+/// scripts, or a down script alone.
+fn refuse_version(version: &Version, ups: &[&Found], downs: &[&Found], errors: &mut Vec<FileError>) {
+    let list = |v: &[&Found]| v.iter().map(|f| format!("`{}`", f.path.display())).collect::<Vec<_>>().join(", ");
+    if ups.len() > 1 {
+        errors.push(versioned(
+            version,
+            file_error(
+                &ups[1].path,
+                format!(
+                    "version {version} is used by more than one migration: {}; give each migration its own version",
+                    list(ups)
+                ),
+            ),
+        ));
+    } else if downs.len() > 1 {
+        errors.push(versioned(
+            version,
+            file_error(&downs[1].path, format!("version {version} has more than one down script: {}", list(downs))),
+        ));
+    } else if let Some(down) = downs.first() {
+        errors.push(versioned(
+            version,
+            file_error(
+                &down.path,
+                format!(
+                    "a down script for version {version} without its up script; add the up script or remove this file"
+                ),
+            ),
+        ));
+    }
 }
 
 fn load(
@@ -851,7 +876,7 @@ mod tests {
     }
 
     fn with(flavor: Option<Flavor>, exclude: &[&str]) -> DiscoverOptions {
-        DiscoverOptions { flavor, exclude: exclude.iter().map(|g| (*g).to_owned()).collect() }
+        DiscoverOptions { flavor, exclude: exclude.iter().map(|g| (*g).to_owned()).collect(), cache_dir: None }
     }
 
     #[test]

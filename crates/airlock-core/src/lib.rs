@@ -7,6 +7,7 @@ pub mod foreign;
 pub mod history;
 pub mod migration;
 pub mod parallel;
+pub mod read_cache;
 pub mod reconcile;
 pub mod schema;
 pub mod snapshot;

@@ -1,7 +1,5 @@
 //! Deciding what to run: a pure function of the discovered migrations, the history and the settings.
 
-use std::collections::{BTreeMap, BTreeSet};
-
 use similar::TextDiff;
 
 use crate::checksum::normalize;
@@ -162,15 +160,22 @@ pub fn reconcile<'a>(
     history: &'a [HistoryRecord],
     settings: &Settings,
 ) -> Reconciliation<'a> {
-    let files: BTreeMap<&Version, &Migration> = migrations.iter().map(|m| (&m.version, m)).collect();
+    // Sorted lists searched by halving, not trees: this runs over the whole
+    // history on every run. Discovery gives the files sorted already.
+    let mut files: Vec<&Migration> = migrations.iter().collect();
+    if !files.is_sorted_by(|a, b| a.version <= b.version) {
+        files.sort_by(|a, b| a.version.cmp(&b.version));
+    }
+    let file_of = |version: &Version| files.binary_search_by(|m| m.version.cmp(version)).ok().map(|i| files[i]);
     let mut records: Vec<&HistoryRecord> = history.iter().collect();
     records.sort_by(|a, b| a.version.cmp(&b.version));
 
     let mut problems = Vec::new();
     let mut applied = Vec::new();
-    let mut settled = BTreeSet::new();
+    // Versions whose history decides them, in order (records are sorted).
+    let mut settled: Vec<&Version> = Vec::with_capacity(records.len());
     for record in records {
-        let file = files.get(&record.version).copied();
+        let file = file_of(&record.version);
         let version = record.version.clone();
         let mut problem = |code, blocking, message: String, detail: Option<String>| {
             problems.push(Problem { code, version: Some(version.clone()), message, detail, blocking });
@@ -179,10 +184,10 @@ pub fn reconcile<'a>(
             RunState::RolledBack => continue,
             RunState::Succeeded | RunState::Adopted => {
                 applied.push(record);
-                settled.insert(&record.version);
+                settled.push(&record.version);
             }
             RunState::RollingBack => {
-                settled.insert(&record.version);
+                settled.push(&record.version);
                 problem(
                     ProblemCode::Interrupted,
                     true,
@@ -199,7 +204,7 @@ pub fn reconcile<'a>(
                 continue;
             }
             RunState::Running if settings.run_in_progress => {
-                settled.insert(&record.version);
+                settled.push(&record.version);
                 problem(
                     ProblemCode::InProgress,
                     true,
@@ -228,7 +233,7 @@ pub fn reconcile<'a>(
                 continue;
             }
             RunState::Running => {
-                settled.insert(&record.version);
+                settled.push(&record.version);
                 problem(
                     ProblemCode::Interrupted,
                     true,
@@ -249,7 +254,7 @@ pub fn reconcile<'a>(
                 continue;
             }
             RunState::Failed => {
-                settled.insert(&record.version);
+                settled.push(&record.version);
                 let failed_at = record.failed_statement.unwrap_or(record.statements_done + 1);
                 problem(
                     ProblemCode::Failed,
@@ -310,7 +315,7 @@ pub fn reconcile<'a>(
     for record in history {
         if matches!(record.state, RunState::Failed | RunState::Running)
             && record.mode == RunMode::Statements
-            && !files.contains_key(&record.version)
+            && file_of(&record.version).is_none()
         {
             problems.push(Problem {
                 code: ProblemCode::UnknownApplied,
@@ -331,7 +336,7 @@ pub fn reconcile<'a>(
     let mut pending = Vec::new();
     let mut beyond_target = Vec::new();
     for migration in migrations {
-        if settled.contains(&migration.version) {
+        if settled.binary_search(&&migration.version).is_ok() {
             continue;
         }
         if let Some(newest) = &newest_applied {

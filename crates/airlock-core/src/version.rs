@@ -12,8 +12,14 @@ use std::str::FromStr;
 /// same version, and the canonical text (what is stored and printed) drops them.
 #[derive(Clone, Debug, Eq)]
 pub struct Version {
-    /// Canonical segments: ASCII digits without leading zeros (`"0"` for zero).
-    segments: Vec<String>,
+    /// The canonical text: segments of ASCII digits without leading zeros
+    /// (`0` for zero) joined by `.`. Kept inline up to 24 bytes (a 14-digit
+    /// timestamp is), so that copying a version, done for every migration on
+    /// every run, allocates nothing.
+    text: compact_str::CompactString,
+    /// More than one segment. Most projects number their migrations with one
+    /// (`42`, a timestamp), compared as a whole: by length, then digit by digit.
+    dotted: bool,
 }
 
 /// Why a text is not a version.
@@ -35,7 +41,7 @@ impl Version {
     /// Builds a version from already separated digit runs; `text` is only for the error.
     pub fn from_segments<'a>(text: &str, parts: impl IntoIterator<Item = &'a str>) -> Result<Version, VersionError> {
         let err = |why| VersionError { text: text.to_owned(), why };
-        let mut segments = Vec::new();
+        let mut canonical = compact_str::CompactString::default();
         for part in parts {
             if part.is_empty() {
                 return Err(err("it has an empty segment"));
@@ -44,12 +50,16 @@ impl Version {
                 return Err(err("segments must be digits"));
             }
             let trimmed = part.trim_start_matches('0');
-            segments.push(if trimmed.is_empty() { "0".to_owned() } else { trimmed.to_owned() });
+            if !canonical.is_empty() {
+                canonical.push('.');
+            }
+            canonical.push_str(if trimmed.is_empty() { "0" } else { trimmed });
         }
-        if segments.is_empty() {
+        if canonical.is_empty() {
             return Err(err("it is empty"));
         }
-        Ok(Version { segments })
+        let dotted = canonical.contains('.');
+        Ok(Version { text: canonical, dotted })
     }
 }
 
@@ -62,23 +72,32 @@ impl FromStr for Version {
 
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.segments.join("."))
+        f.write_str(&self.text)
     }
 }
 
-fn cmp_digits(a: &str, b: &str) -> Ordering {
+fn cmp_digits(a: &[u8], b: &[u8]) -> Ordering {
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
 impl Ord for Version {
     fn cmp(&self, other: &Self) -> Ordering {
-        for (a, b) in self.segments.iter().zip(&other.segments) {
-            match cmp_digits(a, b) {
-                Ordering::Equal => continue,
-                unequal => return unequal,
+        if !self.dotted && !other.dotted {
+            return cmp_digits(self.text.as_bytes(), other.text.as_bytes());
+        }
+        let dot = |b: &u8| *b == b'.';
+        let (mut mine, mut theirs) = (self.text.as_bytes().split(dot), other.text.as_bytes().split(dot));
+        loop {
+            match (mine.next(), theirs.next()) {
+                (Some(a), Some(b)) => match cmp_digits(a, b) {
+                    Ordering::Equal => continue,
+                    unequal => return unequal,
+                },
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
             }
         }
-        self.segments.len().cmp(&other.segments.len())
     }
 }
 
@@ -90,13 +109,14 @@ impl PartialOrd for Version {
 
 impl PartialEq for Version {
     fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
+        // Canonical texts: equal versions have equal texts.
+        self.text == other.text
     }
 }
 
 impl std::hash::Hash for Version {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.segments.hash(state);
+        self.text.hash(state);
     }
 }
 

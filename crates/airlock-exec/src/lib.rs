@@ -272,7 +272,11 @@ impl Options {
     /// How to read the migrations for this database.
     pub fn discover_options(&self) -> airlock_core::DiscoverOptions {
         let flavor = self.engine_traits().dialect.into();
-        airlock_core::DiscoverOptions { flavor: Some(flavor), exclude: self.exclude.clone() }
+        airlock_core::DiscoverOptions {
+            flavor: Some(flavor),
+            exclude: self.exclude.clone(),
+            cache_dir: airlock_core::read_cache::default_dir(),
+        }
     }
 
     /// Reads the migrations.

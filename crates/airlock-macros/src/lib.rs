@@ -39,7 +39,7 @@ fn expand(dir: &LitStr) -> Result<proc_macro2::TokenStream, String> {
         Some(airlock_core::Flavor::Sqlite),
     ];
     for flavor in flavors {
-        let options = airlock_core::DiscoverOptions { flavor, exclude: Vec::new() };
+        let options = airlock_core::DiscoverOptions { flavor, exclude: Vec::new(), cache_dir: None };
         let found = airlock_core::discover_with(&root, &options)
             .map_err(|e| format!("airlock: the migrations in `{relative}` are not usable:\n{e}"))?;
         for migration in &found.migrations {

@@ -345,14 +345,24 @@ impl Project {
     }
 
     /// `airlock` run from the project root, with no database chosen and no
-    /// colour. Its temporary files (a SQLite scratch database) go in the
-    /// project, so that a run a test kills leaves none behind it.
+    /// colour. Its temporary files (a SQLite scratch database) and its cache
+    /// of the migrations directory go in the project, so that a run a test
+    /// kills leaves none behind it and no test reads another's cache.
     pub fn bare(&self) -> Command {
         let tmp = self.root.path().join("tmp");
         std::fs::create_dir_all(&tmp).unwrap();
         let mut cmd = Command::new(airlock_bin());
-        cmd.current_dir(self.root.path()).env_remove("DATABASE_URL").env("NO_COLOR", "1").env("TMPDIR", tmp);
+        cmd.current_dir(self.root.path())
+            .env_remove("DATABASE_URL")
+            .env("NO_COLOR", "1")
+            .env("TMPDIR", tmp)
+            .env("AIRLOCK_CACHE_DIR", self.cache_dir());
         cmd
+    }
+
+    /// Where this project's runs keep what they read of the migrations directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.path().join("cache")
     }
 
     /// `airlock` with this project's directory and `db`'s URL, run from the project root.

@@ -171,8 +171,7 @@ pub fn discover(dir: &Path) -> Result<Discovered, DiscoveryError> {
 
 /// Reads the migrations in `dir` for an engine, leaving out what `options` excludes.
 pub fn discover_with(dir: &Path, options: &DiscoverOptions) -> Result<Discovered, DiscoveryError> {
-    let (discovered, errors) = discover_lenient(dir, options);
-    if errors.is_empty() { Ok(discovered) } else { Err(DiscoveryError(errors)) }
+    all_or_errors(discover_lenient(dir, options))
 }
 
 /// Reads migrations compiled into the program, exactly as [`discover`] reads a
@@ -372,7 +371,11 @@ pub fn discover_lenient(dir: &Path, options: &DiscoverOptions) -> (Discovered, V
 }
 
 fn discover_in(tree: &dyn Tree, options: &DiscoverOptions) -> Result<Discovered, DiscoveryError> {
-    let (discovered, errors) = discover_parts(tree, options);
+    all_or_errors(discover_parts(tree, options))
+}
+
+/// The migrations when no file is bad, else every bad file.
+fn all_or_errors((discovered, errors): (Discovered, Vec<FileError>)) -> Result<Discovered, DiscoveryError> {
     if errors.is_empty() { Ok(discovered) } else { Err(DiscoveryError(errors)) }
 }
 

@@ -148,6 +148,18 @@ impl Directory {
         let kind = rustix::fs::fstatfs(&fd).ok()?.f_type as u32;
         LOCAL_FILESYSTEMS.contains(&kind).then_some(Directory(fd))
     }
+
+    /// The contents of the file `name` names in it: through the same open
+    /// directory as its stamp, so both describe one file even if the
+    /// directory's path is pointed elsewhere meanwhile.
+    fn read(&self, name: &str) -> std::io::Result<Vec<u8>> {
+        use rustix::fs::{Mode, OFlags};
+        use std::io::Read;
+        let fd = rustix::fs::openat(&self.0, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd).read_to_end(&mut bytes)?;
+        Ok(bytes)
+    }
 }
 
 /// Elsewhere there is no cache.
@@ -159,33 +171,30 @@ impl Directory {
     fn open(_dir: &Path) -> Option<Directory> {
         None
     }
+
+    fn read(&self, _name: &str) -> std::io::Result<Vec<u8>> {
+        Err(std::io::ErrorKind::Unsupported.into())
+    }
 }
 
 /// The cache file's bytes, when the user running airlock owns it and no one
-/// else may write it.
+/// else may write it. (Only Linux has a cache: see [`Directory`].)
+#[cfg(target_os = "linux")]
 fn read_own(path: &Path) -> Option<Vec<u8>> {
     use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
     let mut file = std::fs::File::open(path).ok()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::MetadataExt;
-        let meta = file.metadata().ok()?;
-        if meta.uid() != rustix_euid()? || meta.mode() & 0o022 != 0 {
-            return None;
-        }
+    let meta = file.metadata().ok()?;
+    if meta.uid() != rustix::process::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+        return None;
     }
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes).ok()?;
     Some(bytes)
 }
 
-#[cfg(target_os = "linux")]
-fn rustix_euid() -> Option<u32> {
-    Some(rustix::process::geteuid().as_raw())
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-fn rustix_euid() -> Option<u32> {
+#[cfg(not(target_os = "linux"))]
+fn read_own(_path: &Path) -> Option<Vec<u8>> {
     None
 }
 
@@ -202,8 +211,6 @@ pub struct ReadCache {
     /// discovery used it. Offsets, not copies: the texts are copied once,
     /// when a file is taken from the cache.
     known: Vec<Known>,
-    /// How many of `known` this discovery used.
-    hits: AtomicUsize,
     /// The files this discovery read from disk that may be recorded.
     fresh: Mutex<Vec<(String, Stamp, String)>>,
     /// A file was read from disk (recorded or not).
@@ -252,7 +259,6 @@ impl ReadCache {
             canonical,
             bytes,
             known,
-            hits: AtomicUsize::new(0),
             fresh: Mutex::new(Vec::new()),
             missed: AtomicBool::new(false),
             now: SystemTime::now(),
@@ -270,12 +276,10 @@ impl ReadCache {
         if let Some(known) = self.known(name)
             && known.stamp == stamp
         {
-            if !known.used.swap(true, Ordering::Relaxed) {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-            }
+            known.used.store(true, Ordering::Relaxed);
             return Ok(self.bytes[known.text.clone()].to_vec());
         }
-        let bytes = read(path)?;
+        let bytes = self.open.read(name)?;
         self.missed.store(true, Ordering::Relaxed);
         if stamp.settled(self.now)
             && let Ok(text) = std::str::from_utf8(&bytes)
@@ -301,7 +305,7 @@ impl ReadCache {
     /// a file read from disk, or one kept that is no longer there. Errors are
     /// ignored (the cache only saves time).
     pub fn save(mut self) {
-        if !self.missed.load(Ordering::Relaxed) && self.hits.load(Ordering::Relaxed) == self.known.len() {
+        if !self.missed.load(Ordering::Relaxed) && self.known.iter().all(|k| k.used.load(Ordering::Relaxed)) {
             return;
         }
         let fresh = std::mem::take(self.fresh.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner));
@@ -407,6 +411,22 @@ mod tests {
         assert!(cache.known.is_empty());
         cache.read(&file, from_disk).unwrap();
         assert!(cache.missed.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_cache_that_cannot_be_written_only_costs_time() {
+        let (place, dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        // The cache directory's place is taken by a file: nothing can be written there.
+        let cache_dir = place.path().join("cache");
+        std::fs::write(&cache_dir, "not a directory").unwrap();
+        std::fs::write(dir.path().join("1_a.up.sql"), "SELECT 1;\n").unwrap();
+        let options = crate::DiscoverOptions { cache_dir: Some(cache_dir.clone()), ..Default::default() };
+        for _ in 0..2 {
+            let found = crate::discover_with(dir.path(), &options).unwrap();
+            assert_eq!(found.migrations.len(), 1);
+            assert_eq!(found.migrations[0].up.sql, "SELECT 1;\n");
+        }
+        assert_eq!(std::fs::read_to_string(&cache_dir).unwrap(), "not a directory");
     }
 
     #[test]
